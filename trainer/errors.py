@@ -1,0 +1,23 @@
+"""Errors a user can act on. The CLI prints them as one line and exits 2."""
+
+
+class TrainerError(Exception):
+    """Base of the errors that describe bad input, not a bug."""
+
+
+class ConfigError(TrainerError, ValueError):
+    """A training setting is missing, unknown or out of range."""
+
+
+class DataError(TrainerError):
+    """The data folder is missing, malformed or holds unreadable images."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run diverged."""
+
+    def __init__(self, epoch: int, step: int):
+        self.epoch = epoch
+        self.step = step
+        super().__init__(f"training loss became non-finite in epoch {epoch} by step {step} "
+                         "(the run diverged: lower the learning rate)")
