@@ -51,6 +51,8 @@ class TrainConfig:
             raise ConfigError(f"eps must be positive, but got eps={self.eps}")
         if self.momentum is not None and not 0 <= self.momentum <= 1:
             raise ConfigError(f"momentum must be in [0, 1], but got momentum={self.momentum}")
+        if self.nesterov and not self.momentum:
+            raise ConfigError(f"nesterov needs momentum > 0, but got momentum={self.momentum}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of: " + ", ".join(SCHEDULES))
         if not 0 <= self.warmup_epochs <= self.epochs:

@@ -1,0 +1,1 @@
+"""Hyperparameter search: study files, storage, sampling, workers, the command line and reports."""

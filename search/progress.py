@@ -1,0 +1,62 @@
+"""A live progress line for a study, read from the storage so it covers every worker."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import optuna
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+POLL_SECONDS = 2.0
+
+
+def finished_trials(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Trials that count against the budget: COMPLETE, PRUNED and FAIL, except a FAIL whose
+    retry is queued (the retry continues it and counts in its place)."""
+    retried = {trial.system_attrs.get("failed_trial") for trial in trials}
+    return sum(1 for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (trial.state == TrialState.FAIL and trial.number not in retried))
+
+
+class StudyProgress:
+    """`with StudyProgress(study, budget):` shows finished, pruned, failed and best while it runs."""
+
+    def __init__(self, study: optuna.Study, budget: int, *, enabled: bool = True):
+        self.study = study
+        self.bar = tqdm(total=budget, desc=study.study_name, unit="trial", disable=not enabled,
+                        dynamic_ncols=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="study-progress")
+
+    def __enter__(self) -> "StudyProgress":
+        if not self.bar.disable:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.refresh()
+        self.bar.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self.bar.disable:
+            return
+        try:
+            trials = self.study.get_trials(deepcopy=False)
+        except Exception:  # a database hiccup must not kill the progress line; next poll retries
+            return
+        states = Counter(trial.state for trial in trials)
+        finished = finished_trials(trials)
+        values = [trial.value for trial in trials if trial.state == TrialState.COMPLETE]
+        self.bar.n = min(finished, self.bar.total)
+        self.bar.set_postfix_str(
+            f"pruned {states[TrialState.PRUNED]}, failed {states[TrialState.FAIL]}, "
+            f"running {states[TrialState.RUNNING]}" + (f", best {max(values):.2%}" if values else ""))

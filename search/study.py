@@ -1,0 +1,128 @@
+"""Create or join a study: sampler and pruner from the study file, queued points, and the checks
+that keep one study consistent (same space, same data) however many workers join it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import optuna
+
+from search.config import PrunerSettings, SamplerSettings, StudyConfig
+from search.space import QUEUED_ATTR
+
+SPACE_ATTR = "space"
+FINGERPRINT_ATTR = "data_fingerprint"
+
+
+class StudyMismatchError(Exception):
+    """An existing study differs from the study file or from this worker's data."""
+
+
+def worker_seed(study_seed: int, worker_index: int) -> int:
+    """Worker 0 uses the study's seed (one worker reproduces); others get distinct derived seeds."""
+    if worker_index == 0:
+        return study_seed
+    return int(np.random.SeedSequence([study_seed, worker_index]).generate_state(1)[0])
+
+
+def build_sampler(settings: SamplerSettings, seed: int) -> optuna.samplers.BaseSampler:
+    if settings.kind == "tpe":
+        # group=True lets multivariate TPE model the conditional space (eps and momentum
+        # exist only for some optimizers) instead of falling back to independent sampling.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=settings.multivariate,
+                                          group=settings.multivariate, constant_liar=settings.constant_liar,
+                                          n_startup_trials=settings.startup_trials)
+    if settings.kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=settings.startup_trials,
+                                            warn_independent_sampling=False)
+    if settings.kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=settings.startup_trials,
+                                         warn_independent_sampling=False)
+    # "grid" studies list their points in the file; they are queued, so whatever samples
+    # after the queue runs dry never repeats a point that another worker ran.
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def build_pruner(settings: PrunerSettings, epochs: int) -> optuna.pruners.BasePruner:
+    kind = settings.kind
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials,
+                                           n_warmup_steps=settings.warmup_epochs)
+    if kind == "percentile":
+        return optuna.pruners.PercentilePruner(settings.percentile, n_startup_trials=settings.startup_trials,
+                                               n_warmup_steps=settings.warmup_epochs)
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=settings.min_epochs,
+                                                      reduction_factor=settings.reduction_factor)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=settings.min_epochs, max_resource=epochs,
+                                              reduction_factor=settings.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def space_description(config: StudyConfig) -> dict[str, Any]:
+    """What makes trials of one study comparable: the space, the fixed training settings, the points."""
+    fixed = config.train.to_dict()
+    for per_trial in ("optimizer", "lr", "eps", "momentum", "seed"):
+        fixed.pop(per_trial)
+    space = dataclasses.asdict(config.space) if config.space is not None else None
+    return json.loads(json.dumps({"space": space, "train": fixed, "points": list(config.points)}))
+
+
+def open_study(config: StudyConfig, storage: optuna.storages.BaseStorage, fingerprint: dict[str, Any], *,
+               worker_index: int = 0, create: bool = True) -> optuna.Study:
+    """Create the study (queueing its points) or load it after checking it matches."""
+    name = config.study.name
+    exists = name in optuna.get_all_study_names(storage)
+    if not exists and not create:
+        raise StudyMismatchError(f"study {name!r} does not exist in this storage; "
+                                 f"start it with `hpsearch run {config.path}` first")
+    sampler = build_sampler(config.sampler, worker_seed(config.study.seed, worker_index))
+    pruner = build_pruner(config.pruner, config.train.epochs)
+    if exists:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        check_matches(study, config, fingerprint)
+        return study
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction="maximize", load_if_exists=True)
+    study.set_user_attr(SPACE_ATTR, space_description(config))
+    study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
+    _enqueue(study, config)
+    return study
+
+
+def _enqueue(study: optuna.Study, config: StudyConfig) -> None:
+    for label, points in (("warm_start", config.warm_start), ("points", config.points)):
+        for index, point in enumerate(points):
+            params = {key: value for key, value in point.items() if value is not None}
+            study.enqueue_trial(params, user_attrs={QUEUED_ATTR: f"{label}[{index}]"}, skip_if_exists=True)
+
+
+def check_matches(study: optuna.Study, config: StudyConfig, fingerprint: dict[str, Any]) -> None:
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StudyMismatchError(f"study {study.study_name!r} exists and minimizes; ours maximize val top-1: "
+                                 "use another study name")
+    stored_space = study.user_attrs.get(SPACE_ATTR)
+    if stored_space is not None and stored_space != space_description(config):
+        raise StudyMismatchError(f"study {study.study_name!r} exists with another space or training settings "
+                                 f"({_differences(stored_space, space_description(config))}); "
+                                 "a study's space is fixed when it is created: give the study a new name")
+    stored_data = study.user_attrs.get(FINGERPRINT_ATTR)
+    if stored_data is not None and stored_data != fingerprint:
+        raise StudyMismatchError(f"this worker's data differs from study {study.study_name!r}'s "
+                                 f"({_differences(stored_data, fingerprint)}): point --data at the same "
+                                 "images with the same image size")
+
+
+def _differences(stored: dict[str, Any], ours: dict[str, Any]) -> str:
+    keys = sorted(set(stored) | set(ours))
+    return "; ".join(f"{key}: {_short(stored.get(key))} in the study, {_short(ours.get(key))} here"
+                     for key in keys if stored.get(key) != ours.get(key))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."

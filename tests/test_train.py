@@ -1,0 +1,126 @@
+"""The training loop on small images: learning, determinism, resume, divergence, optimizers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer import CheckpointPolicy, NonFiniteLossError, TrainConfig, load_image_data, train, train_one_epoch
+from trainer.augment import train_batches
+from trainer.config import OPTIMIZER_SETTINGS
+from trainer.model import build_model
+from trainer.optim import build_optimizer, build_scheduler, lr_factor
+
+SMALL = dict(image_size=32, batch_size=16, epochs=2, optimizer="adam", lr=2e-3, seed=3)
+
+
+@pytest.fixture
+def data(image_folder, cache_dir):
+    return load_image_data(image_folder, 32, cache_dir=cache_dir, progress=False)
+
+
+def test_training_learns_well_above_chance(data):
+    result = train(TrainConfig(**{**SMALL, "epochs": 5, "schedule": "onecycle"}), data)
+    chance = 1 / len(data.classes)
+    assert result.best.val_top1 >= chance + 0.4, [m.val_top1 for m in result.history]
+    assert result.history[-1].train_loss < result.history[0].train_loss
+
+
+def test_same_seed_and_config_give_the_same_numbers(data):
+    first = train(TrainConfig(**SMALL), data)
+    second = train(TrainConfig(**SMALL), data)
+    assert first.history and [(m.val_loss, m.train_loss) for m in first.history] == \
+        [(m.val_loss, m.train_loss) for m in second.history]
+    third = train(TrainConfig(**{**SMALL, "seed": 4}), data)
+    assert third.history[-1].train_loss != first.history[-1].train_loss
+
+
+def test_callback_sees_every_epoch_and_can_stop_the_run(data):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(epoch, metrics):
+        seen.append((epoch, metrics.epoch))
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(TrainConfig(**{**SMALL, "epochs": 4}), data, on_epoch)
+    assert seen == [(1, 1), (2, 2)]
+
+
+def test_resume_ends_where_an_uninterrupted_run_would(data, tmp_path):
+    config = TrainConfig(**{**SMALL, "epochs": 3, "optimizer": "sgd", "momentum": 0.9, "lr": 0.05})
+    uninterrupted = train(config, data)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_first(epoch, metrics):
+        if epoch == 1:
+            raise Killed
+
+    policy = CheckpointPolicy(tmp_path / "ckpt", every_epochs=1)
+    with pytest.raises(Killed):
+        train(config, data, die_after_first, checkpoints=policy)
+    assert policy.path.exists()
+    resumed = train(config, data, checkpoints=CheckpointPolicy(tmp_path / "ckpt"), resume=True)
+    assert resumed.resumed_from_epoch == 1
+    assert [m.epoch for m in resumed.history] == [1, 2, 3]
+    assert [m.val_loss for m in resumed.history] == [m.val_loss for m in uninterrupted.history]
+    assert (tmp_path / "ckpt" / "weights.pt").exists()
+
+
+def test_checkpoint_loads_with_weights_only(data, tmp_path):
+    policy = CheckpointPolicy(tmp_path / "ckpt", every_epochs=1)
+    train(TrainConfig(**{**SMALL, "epochs": 1, "optimizer": "ranger"}), data, checkpoints=policy)
+    state = torch.load(policy.path, weights_only=True)
+    assert state["epoch"] == 1 and state["config"]["optimizer"] == "ranger"
+    assert set(state["rng"]) >= {"torch", "batches"}
+
+
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+    policy = CheckpointPolicy(tmp_path / "ckpt")
+    train(TrainConfig(**{**SMALL, "epochs": 1}), data, checkpoints=policy)
+    with pytest.raises(ValueError, match="lr=0.002"):
+        train(TrainConfig(**{**SMALL, "epochs": 1, "lr": 0.1}), data, checkpoints=policy, resume=True)
+
+
+def test_huge_learning_rate_raises_the_non_finite_loss_error(data):
+    config = TrainConfig(**{**SMALL, "optimizer": "sgd", "lr": 1e12, "momentum": 0.9})
+    with pytest.raises(NonFiniteLossError, match="epoch 1"):
+        train(config, data)
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZER_SETTINGS))
+def test_every_optimizer_takes_a_step_that_changes_the_weights(data, optimizer):
+    config = TrainConfig(**{**SMALL, "optimizer": optimizer, "lr": 1e-2})
+    torch.manual_seed(0)
+    model = build_model(len(data.classes), torch.device("cpu"))
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    optim = build_optimizer(config, model.parameters())
+    scheduler = build_scheduler(config, optim, steps_per_epoch=1)
+    batches = train_batches(data.train, batch_size=16, image_size=32, min_scale=0.35,
+                            generator=torch.Generator().manual_seed(0))
+    first_batch = [next(iter(batches))]
+    train_one_epoch(model, first_batch, optim, scheduler, epoch=1)
+    changed = sum(not torch.equal(b, a) for b, a in zip(before, model.parameters()))
+    assert changed == len(before)
+
+
+def test_schedules_warm_up_then_follow_their_shape():
+    assert lr_factor("constant", 0.9) == 1.0
+    assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("cosine", 1.0) == pytest.approx(0.0)
+    assert lr_factor("flat_cosine", 0.7) == 1.0 and lr_factor("flat_cosine", 0.9) < 0.5
+    assert lr_factor("onecycle", 0.0) == pytest.approx(1 / 25) and lr_factor("onecycle", 0.3) == pytest.approx(1.0)
+    config = TrainConfig(epochs=2, warmup_epochs=1, schedule="constant", optimizer="sgd", lr=1.0)
+    optim = build_optimizer(config, [torch.nn.Parameter(torch.zeros(1))])
+    scheduler = build_scheduler(config, optim, steps_per_epoch=4)
+    lrs = []
+    for _ in range(8):
+        lrs.append(scheduler.get_last_lr()[0])
+        optim.step()
+        scheduler.step()
+    assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0])

@@ -1,0 +1,85 @@
+"""Checkpoints: everything a run needs to continue exactly, written atomically.
+
+A ResNet-18 checkpoint with optimizer state is 130-170 MB, so a policy decides how often it
+is worth writing one; only the latest is kept. Final weights are saved on their own, small,
+for `evaluate` and `export`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.errors import ConfigError
+
+CHECKPOINT_NAME = "last.pt"
+WEIGHTS_NAME = "weights.pt"
+
+
+@dataclass
+class CheckpointPolicy:
+    """Where checkpoints go and when one is due: every N epochs and/or every S seconds of training."""
+
+    folder: Path
+    every_epochs: int | None = 1
+    every_seconds: float | None = None
+    _last_saved: float = field(default_factory=time.monotonic, repr=False)
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder)
+        if self.every_epochs is not None and self.every_epochs < 1:
+            raise ConfigError(f"checkpoint interval must be at least 1 epoch, but got every_epochs={self.every_epochs}")
+        if self.every_seconds is not None and self.every_seconds <= 0:
+            raise ConfigError(f"checkpoint interval must be positive, but got every_seconds={self.every_seconds}")
+
+    @property
+    def path(self) -> Path:
+        return self.folder / CHECKPOINT_NAME
+
+    def is_due(self, epoch: int) -> bool:
+        by_epochs = self.every_epochs is not None and epoch % self.every_epochs == 0
+        by_seconds = self.every_seconds is not None and time.monotonic() - self._last_saved >= self.every_seconds
+        return by_epochs or by_seconds
+
+    def saved(self) -> None:
+        self._last_saved = time.monotonic()
+
+
+def save_atomically(payload: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> dict[str, Any]:
+    # weights_only refuses pickled code: a checkpoint from a shared folder cannot run anything.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["batches"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,477 @@
+"""Image folders decoded once into a uint8 tensor cache that stays loaded across trainings.
+
+A data set is a folder holding train/<class>/* and val/<class>/* (the layout of the Imagenette
+archives), a .tar.gz of such a folder, or an Imagenette name that torchvision downloads. Each
+image is decoded once, its shorter side resized to the cache side S and centre-cropped to S x S;
+`trainer.augment` crops image_size squares from those on the training device, so no trial
+decodes a JPEG again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, NamedTuple
+
+import numpy as np
+import platformdirs
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import Imagenette
+from tqdm import tqdm
+
+from trainer.errors import DataError
+
+# Names a user may pass instead of a folder, mapped to torchvision's Imagenette sizes.
+IMAGENETTE = {"imagenette-160": "160px", "imagenette-320": "320px", "imagenette-full": "full"}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+EXPECTED_LAYOUT = "train/<class>/* and val/<class>/*"
+CACHE_FORMAT = 1  # part of the manifest, so changing what a cache holds rebuilds old caches
+DECODE_BATCH = 64  # images per decoding task; large enough that worker start-up is amortised
+MAX_DECODE_WORKERS = 8
+MAX_LISTED_FAILURES = 10
+
+# One loaded cache per (folder, cache side), so a worker's trials share it: value (manifest digest, data).
+_LOADED: dict[tuple[str, int], tuple[str, "ImageData"]] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSplit:
+    """The images of one split as uint8 (N, 3, S, S) with their int64 labels, on one device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __repr__(self) -> str:
+        return f"ImageSplit({len(self)} images of {self.images.shape[-1]} px on {self.images.device})"
+
+    def to(self, device: torch.device | str) -> "ImageSplit":
+        return ImageSplit(self.images.to(device), self.labels.to(device))
+
+    def subset(self, indices: torch.Tensor) -> "ImageSplit":
+        indices = indices.to(self.images.device)
+        return ImageSplit(self.images.index_select(0, indices), self.labels.index_select(0, indices))
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A data set's classes with its training and validation images; `source` is its folder."""
+
+    classes: tuple[str, ...]
+    train: ImageSplit
+    val: ImageSplit
+    source: str
+    # Device copies and carved splits, kept so that repeated trials in one worker reuse them.
+    _derived: dict[tuple[Any, ...], "ImageData"] = field(default_factory=dict, init=False,
+                                                         repr=False, compare=False)
+
+    @property
+    def cache_side(self) -> int:
+        return self.train.images.shape[-1]
+
+    def to(self, device: torch.device | str) -> "ImageData":
+        device = _canonical_device(device)
+        if self.train.images.device == device:
+            return self
+        return self._memo(("to", str(device)), lambda: self._with(self.train.to(device), self.val.to(device)))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a result depends on in the data, for recording beside it."""
+        return {"classes": list(self.classes), "train_images": len(self.train),
+                "val_images": len(self.val), "cache_side": self.cache_side}
+
+    def cap_per_class(self, cap: int) -> "ImageData":
+        """Keep the first `cap` training images of each class (in folder order); val is unchanged."""
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise DataError(f"cap_per_class needs a whole number of images >= 1, but got cap={cap!r}")
+        return self._memo(("cap", cap), lambda: self._with(
+            self.train.subset(_first_per_class(self.train.labels, cap)), self.val))
+
+    def holdout(self, fraction: float, seed: int) -> "ImageData":
+        """Carve a stratified validation split from train; the official val is left out entirely.
+
+        Tuning against the split that reports the final accuracy would overstate it, so a search
+        can tune on a holdout and keep val for the end.
+        """
+        if not 0 < fraction <= 0.5:
+            raise DataError(f"holdout fraction must be in (0, 0.5], but got fraction={fraction!r}")
+        return self._memo(("holdout", fraction, seed), lambda: self._carve(fraction, seed))
+
+    def _carve(self, fraction: float, seed: int) -> "ImageData":
+        carved, kept = _stratified_split(self.train.labels.cpu(), self.classes, fraction, seed)
+        return self._with(self.train.subset(kept), self.train.subset(carved))
+
+    def _memo(self, key: tuple[Any, ...], make: Callable[[], "ImageData"]) -> "ImageData":
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
+
+    def _with(self, train: ImageSplit, val: ImageSplit) -> "ImageData":
+        return ImageData(self.classes, train, val, self.source)
+
+
+def _canonical_device(device: torch.device | str) -> torch.device:
+    # "cuda" and "cuda:0" name the same device, and a tensor reports the indexed name.
+    return torch.empty(0, device=device).device
+
+
+def _first_per_class(labels: torch.Tensor, cap: int) -> torch.Tensor:
+    labels = labels.cpu()
+    keep = [torch.nonzero(labels == label).flatten()[:cap] for label in labels.unique()]
+    return torch.cat(keep).sort().values
+
+
+def _stratified_split(labels: torch.Tensor, classes: tuple[str, ...], fraction: float,
+                      seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(carved, kept) indices: round(fraction * n), at least 1, of each class's n images."""
+    generator = torch.Generator().manual_seed(seed)
+    carved, kept = [], []
+    for label, name in enumerate(classes):
+        members = torch.nonzero(labels == label).flatten()
+        if len(members) < 2:
+            raise DataError(f"class {name!r} has {len(members)} training image(s), but a holdout "
+                            "needs at least 2 per class; add images or use the official val split")
+        count = max(1, round(fraction * len(members)))
+        shuffled = members[torch.randperm(len(members), generator=generator)]
+        carved.append(shuffled[:count])
+        kept.append(shuffled[count:])
+    return torch.cat(carved).sort().values, torch.cat(kept).sort().values
+
+
+# --- where things live ---------------------------------------------------------------------------
+
+def cache_side(image_size: int) -> int:
+    """Side of the cached squares: evaluation takes the centre image_size crop (87.5%, like
+    torchvision's 224 of 256), training crops randomly from the whole side."""
+    if image_size < 1:
+        raise DataError(f"image_size must be at least 1 px, but got image_size={image_size}")
+    return -(-image_size * 8 // 7)
+
+
+def default_cache_dir() -> Path:
+    return _env_path("HPSEARCH_CACHE_DIR") or Path(platformdirs.user_cache_dir("hpsearch")) / "images"
+
+
+def default_data_root() -> Path:
+    return _env_path("HPSEARCH_DATA_ROOT") or Path(platformdirs.user_data_dir("hpsearch")) / "data"
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
+# --- finding the folder: a path, an archive or a download ----------------------------------------
+
+def resolve_data_dir(data: str | Path, *, data_root: Path | None = None, progress: bool = True) -> Path:
+    """The folder holding train/ and val/: downloads an Imagenette name, extracts a .tar.gz once."""
+    root = (Path(data_root) if data_root is not None else default_data_root()).expanduser().resolve()
+    if isinstance(data, str) and data in IMAGENETTE:
+        return _download_imagenette(data, root)
+    path = Path(data).expanduser()
+    if path.is_file() and path.name.lower().endswith((".tar.gz", ".tgz")):
+        return _extract_once(path, root, progress)
+    if not path.exists():
+        raise DataError(f"data folder {path} does not exist; expected a folder with {EXPECTED_LAYOUT}, "
+                        f"a .tar.gz of one, or one of: {', '.join(IMAGENETTE)}")
+    if not path.is_dir():
+        raise DataError(f"data {path} is neither a folder nor a .tar.gz/.tgz archive; "
+                        f"expected a folder with {EXPECTED_LAYOUT}")
+    return path.resolve()
+
+
+def _download_imagenette(name: str, root: Path) -> Path:
+    size = IMAGENETTE[name]
+    # torchvision's own table, so the message names the archive it really fetches.
+    url = Imagenette._ARCHIVES[size][0]
+    folder = root / Path(url).stem
+    if folder.exists():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        Imagenette(root, split="train", size=size, download=True)
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"could not download {name} from {url} ({_one_line(exc)}); download and extract "
+                        f"it yourself so that {folder}/train and {folder}/val exist, or pass --data PATH "
+                        "pointing at a folder with train/ and val/") from exc
+    return folder
+
+
+def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
+    suffix = ".tar.gz" if archive.name.lower().endswith(".tar.gz") else ".tgz"
+    target = root / archive.name[:-len(suffix)]
+    if not target.exists():
+        _extract(archive, target, progress)
+    holding = [path for path in [target, *sorted(target.iterdir())]
+               if (path / "train").is_dir() and (path / "val").is_dir()]
+    if len(holding) != 1:
+        raise DataError(f"archive {archive} (extracted into {target}) should hold one folder with train/ "
+                        f"and val/, but holds {len(holding)}; expected {EXPECTED_LAYOUT} inside one folder")
+    return holding[0]
+
+
+def _extract(archive: Path, target: Path, progress: bool) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Extract beside the target, then rename: an interrupted run never leaves a half folder behind
+    # that a later run would take for a complete one.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            members = tqdm(tar.getmembers(), desc=f"extracting {archive.name}", unit="file",
+                           disable=not progress)
+            tar.extractall(staging, members=members, filter="data")
+        _rename_unless_done(staging, target)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"could not extract {archive} into {target} ({_one_line(exc)}); "
+                        "check that it is a complete .tar.gz of a folder with train/ and val/") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _rename_unless_done(staging: Path, target: Path) -> None:
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if not target.is_dir():  # otherwise another process extracted the same archive first
+            raise
+
+
+# --- checking the folder before decoding anything -------------------------------------------------
+
+class _Listing(NamedTuple):
+    classes: tuple[str, ...]
+    train: list[tuple[str, int]]  # (path relative to the folder, label)
+    val: list[tuple[str, int]]
+
+
+def _scan_folder(folder: Path) -> _Listing:
+    files = {}
+    for split in ("train", "val"):
+        if not (folder / split).is_dir():
+            raise DataError(f"{folder} has no {split}/ folder; expected {EXPECTED_LAYOUT} inside it")
+        files[split] = _class_files(folder / split)
+    only_train = sorted(set(files["train"]) - set(files["val"]))
+    only_val = sorted(set(files["val"]) - set(files["train"]))
+    if only_train or only_val:
+        raise DataError(f"train/ and val/ in {folder} hold different classes: only in train: {only_train}, "
+                        f"only in val: {only_val}; every class needs a folder with images in both")
+    classes = tuple(sorted(files["train"]))
+    labelled = {split: [(f"{split}/{name}/{file}", label) for label, name in enumerate(classes)
+                        for file in files[split][name]] for split in files}
+    return _Listing(classes, labelled["train"], labelled["val"])
+
+
+def _class_files(split_dir: Path) -> dict[str, list[str]]:
+    """Image file names per class folder, sorted. Hidden entries (.DS_Store, macOS ._ copies) are skipped."""
+    class_dirs = sorted(path for path in split_dir.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{split_dir} holds no class folders; expected {split_dir}/<class>/<image files>")
+    files = {}
+    for class_dir in class_dirs:
+        names = sorted(entry.name for entry in os.scandir(class_dir) if entry.is_file()
+                       and not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise DataError(f"class folder {class_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)}); "
+                            "add images or remove the folder")
+        files[class_dir.name] = names
+    return files
+
+
+def _manifest(folder: Path, side: int, listing: _Listing) -> dict[str, Any]:
+    """What a cache is built from; any added, removed or rewritten file changes its digest."""
+    files = []
+    for relative, _ in listing.train + listing.val:
+        stat = (folder / relative).stat()
+        files.append([relative, stat.st_size, stat.st_mtime_ns])
+    return {"format": CACHE_FORMAT, "folder": str(folder), "side": side,
+            "classes": list(listing.classes), "files": files}
+
+
+def _digest(manifest: dict[str, Any]) -> str:
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+def load_image_data(data: str | Path, image_size: int, *, cache_dir: Path | None = None,
+                    data_root: Path | None = None, progress: bool = True) -> ImageData:
+    """The data set at `data`, decoded for `image_size`: from memory, from the cache, or decoded now."""
+    side = cache_side(image_size)
+    folder = resolve_data_dir(data, data_root=data_root, progress=progress)
+    listing = _scan_folder(folder)
+    manifest = _manifest(folder, side, listing)
+    digest = _digest(manifest)
+    cache_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).expanduser().resolve()
+    if cache_dir.is_relative_to(folder):
+        raise DataError(f"cache folder {cache_dir} is inside the data folder {folder}; "
+                        "put the cache elsewhere (the data folder may be read-only or shared)")
+    loaded = _LOADED.get((str(folder), side))
+    if loaded is not None and loaded[0] == digest:
+        return loaded[1]
+    cache_path = cache_dir / f"{folder.name}-{side}px-{digest}.pt"
+    tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
+    if tensors is None:
+        tensors = _build_cache(cache_path, folder, listing, manifest, progress)
+    data = ImageData(listing.classes, ImageSplit(tensors["train_images"], tensors["train_labels"]),
+                     ImageSplit(tensors["val_images"], tensors["val_labels"]), str(folder))
+    _LOADED[(str(folder), side)] = (digest, data)
+    return data
+
+
+def _labels(files: list[tuple[str, int]]) -> torch.Tensor:
+    return torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+def _read_cache(path: Path, listing: _Listing, side: int) -> dict[str, torch.Tensor] | None:
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        for split, files in (("train", listing.train), ("val", listing.val)):
+            images, labels = tensors[f"{split}_images"], tensors[f"{split}_labels"]
+            if images.dtype != torch.uint8 or images.shape != (len(files), 3, side, side):
+                raise ValueError(f"{split} images have shape {tuple(images.shape)} and dtype {images.dtype}")
+            if not torch.equal(labels, _labels(files)):
+                raise ValueError(f"{split} labels do not match the folder")
+    except Exception as exc:  # whatever is wrong with the file, decoding again is always safe
+        warnings.warn(f"image cache {path} could not be read ({_one_line(exc)}); rebuilding it", stacklevel=3)
+        return None
+    return tensors
+
+
+def _build_cache(path: Path, folder: Path, listing: _Listing, manifest: dict[str, Any],
+                 progress: bool) -> dict[str, torch.Tensor]:
+    images = _decode_all([folder / relative for relative, _ in listing.train + listing.val],
+                         manifest["side"], progress)
+    count = len(listing.train)
+    # Views of one storage: torch.save writes it once, and no copy doubles the memory.
+    tensors = {"train_images": images[:count], "train_labels": _labels(listing.train),
+               "val_images": images[count:], "val_labels": _labels(listing.val)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, lambda file: torch.save(tensors, file))
+    _write_atomically(path.with_suffix(".json"), lambda file: file.write(json.dumps(manifest).encode()))
+    _remove_stale_caches(path, folder, manifest["side"])
+    return tensors
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    # A reader, or a run that is killed half-way, never sees a partly written file.
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _remove_stale_caches(current: Path, folder: Path, side: int) -> None:
+    """Delete caches of earlier states of this folder at this side; they can never match again.
+
+    A cache whose manifest names another folder of the same name is left alone.
+    """
+    pattern = re.compile(re.escape(f"{folder.name}-{side}px-") + r"[0-9a-f]{16}\.(pt|json)")
+    for path in current.parent.iterdir():
+        if (pattern.fullmatch(path.name) and path.stem != current.stem
+                and _cached_folder(path.with_suffix(".json")) in (str(folder), None)):
+            path.unlink(missing_ok=True)
+
+
+def _cached_folder(manifest_path: Path) -> str | None:
+    try:
+        return json.loads(manifest_path.read_text())["folder"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# --- decoding --------------------------------------------------------------------------------------
+
+def decode_image(path: Path | str, side: int) -> torch.Tensor:
+    """uint8 (3, side, side): any mode made RGB, shorter side resized to `side`, centre-cropped."""
+    with Image.open(path) as image:
+        # JPEGs decode at 1/2, 1/4 or 1/8 scale almost for free; draft keeps at least `side` px.
+        image.draft("RGB", (side, side))
+        rgb = image.convert("RGB")
+    width, height = rgb.size
+    scale = side / min(width, height)
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    rgb = rgb.resize(size, Image.Resampling.BILINEAR)  # PIL antialiases when it shrinks
+    left, top = (size[0] - side) // 2, (size[1] - side) // 2
+    rgb = rgb.crop((left, top, left + side, top + side))
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+
+
+class _DecodeFiles(Dataset):
+    def __init__(self, paths: list[Path], side: int):
+        self.paths = paths
+        self.side = side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
+        try:
+            return index, decode_image(self.paths[index], self.side), ""
+        except Exception as exc:  # whatever a decoder raises is about this file: collect, report all at once
+            return index, None, f"{type(exc).__name__}: {_one_line(exc)}"
+
+
+class _DecodedBatch(NamedTuple):
+    indices: torch.Tensor  # int64, where `images` go in the whole list
+    images: torch.Tensor  # uint8 (n, 3, S, S) of the files that decoded
+    failures: list[tuple[int, str]]  # (index, error) of those that did not
+    size: int  # files tried
+
+
+def _collate_decoded(samples: list[tuple[int, torch.Tensor | None, str]]) -> _DecodedBatch:
+    decoded = [(index, image) for index, image, _ in samples if image is not None]
+    failures = [(index, error) for index, image, error in samples if image is None]
+    images = torch.stack([image for _, image in decoded]) if decoded else torch.empty(0, dtype=torch.uint8)
+    return _DecodedBatch(torch.tensor([index for index, _ in decoded], dtype=torch.int64), images,
+                         failures, len(samples))
+
+
+def _decode_all(paths: list[Path], side: int, progress: bool) -> torch.Tensor:
+    """uint8 (N, 3, S, S) in the order of `paths`; one DataError lists every unreadable file."""
+    images = torch.empty((len(paths), 3, side, side), dtype=torch.uint8)
+    failures: list[tuple[int, str]] = []
+    loader = DataLoader(_DecodeFiles(paths, side), batch_size=DECODE_BATCH, collate_fn=_collate_decoded,
+                        num_workers=_decode_workers(len(paths)))
+    with tqdm(total=len(paths), desc="decoding images into cache", unit="image", disable=not progress) as bar:
+        for batch in loader:
+            if batch.indices.numel():
+                images[batch.indices] = batch.images
+            failures.extend(batch.failures)
+            bar.update(batch.size)
+    if failures:
+        raise _unreadable(paths, sorted(failures))
+    return images
+
+
+def _decode_workers(count: int) -> int:
+    tasks = -(-count // DECODE_BATCH)
+    workers = min(MAX_DECODE_WORKERS, os.cpu_count() or 1, tasks)
+    return workers if workers > 1 else 0  # a single worker only adds a process start to the main one
+
+
+def _unreadable(paths: list[Path], failures: list[tuple[int, str]]) -> DataError:
+    listed = "; ".join(f"{paths[index]} ({error})" for index, error in failures[:MAX_LISTED_FAILURES])
+    more = f"; and {len(failures) - MAX_LISTED_FAILURES} more" if len(failures) > MAX_LISTED_FAILURES else ""
+    return DataError(f"{len(failures)} image(s) could not be read: {listed}{more}; "
+                     "fix or remove them, then run again (nothing was cached)")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

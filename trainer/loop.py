@@ -1,0 +1,229 @@
+"""One training run: `train_one_epoch`, `evaluate`, and `train` that ties them to checkpoints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from trainer import checkpoint
+from trainer.augment import eval_batches, steps_per_epoch, train_batches
+from trainer.checkpoint import CheckpointPolicy
+from trainer.config import TrainConfig
+from trainer.data import ImageData
+from trainer.device import resolve_device
+from trainer.errors import ConfigError, NonFiniteLossError
+from trainer.model import ARCHITECTURE, build_model
+from trainer.optim import build_optimizer, build_scheduler
+
+LOSS_CHECK_EVERY = 50  # steps between the host-device synchronisations that look for a NaN loss
+EVAL_BATCH_SIZE = {"cuda": 1024, "mps": 512, "cpu": 256}  # evaluation keeps no activations for backward
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # counted from 1
+    val_top1: float  # fraction of validation images whose top class is right, 0..1
+    val_loss: float
+    train_loss: float  # mean over the epoch's steps
+    images_per_second: float  # training images only, evaluation excluded
+    seconds: float  # the whole epoch, evaluation included
+    lr: float  # at the end of the epoch
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    config: TrainConfig
+    history: tuple[EpochMetrics, ...]
+    device: str
+    resumed_from_epoch: int | None = None  # the checkpoint's epoch when the run was resumed
+
+    @property
+    def best(self) -> EpochMetrics:
+        return max(self.history, key=lambda metrics: metrics.val_top1)
+
+    @property
+    def seconds(self) -> float:
+        return sum(metrics.seconds for metrics in self.history)
+
+    @property
+    def images_per_second(self) -> float:
+        return sum(metrics.images_per_second for metrics in self.history) / len(self.history)
+
+    def summary(self) -> dict:
+        return {"best_val_top1": self.best.val_top1, "best_epoch": self.best.epoch,
+                "final_val_top1": self.history[-1].val_top1, "epochs": len(self.history),
+                "seconds": self.seconds, "images_per_second": self.images_per_second,
+                "device": self.device, "resumed_from_epoch": self.resumed_from_epoch,
+                "config": self.config.to_dict(), "history": [asdict(metrics) for metrics in self.history]}
+
+
+@dataclass
+class _Training:
+    """The mutable parts of a run, kept together so they are saved and restored together."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # draws every shuffle and crop, so resuming replays the same batches
+    device: torch.device
+
+
+def train(config: TrainConfig, data: ImageData,
+          on_epoch: Callable[[int, EpochMetrics], None] | None = None, *,
+          device: str | torch.device = "auto", checkpoints: CheckpointPolicy | None = None,
+          resume: bool = False, progress: bool = False) -> TrainResult:
+    """Train ResNet-18 on `data`; after each epoch call `on_epoch(epoch, metrics)`.
+
+    Raising from `on_epoch` stops the run (that is how a pruner stops a trial): the exception
+    propagates, after the epoch's checkpoint, if one was due, has been written.
+    """
+    device = resolve_device(device)
+    data = data.to(device)
+    run = _start(config, len(data.classes), len(data.train), device)
+    history: list[EpochMetrics] = []
+    if resume and checkpoints is not None and checkpoints.path.exists():
+        history = _restore(run, config, checkpoints)
+    resumed_from = len(history) or None
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        metrics = _run_epoch(run, config, data, epoch, progress)
+        history.append(metrics)
+        if checkpoints is not None and (checkpoints.is_due(epoch) or epoch == config.epochs):
+            _save(run, config, history, checkpoints)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    if checkpoints is not None:
+        save_weights(run.model, config, data.classes, checkpoints.folder / checkpoint.WEIGHTS_NAME)
+    return TrainResult(config, tuple(history), str(device), resumed_from)
+
+
+def _start(config: TrainConfig, num_classes: int, num_train: int, device: torch.device) -> _Training:
+    torch.manual_seed(config.seed)
+    model = build_model(num_classes, device)
+    optimizer = build_optimizer(config, model.parameters())
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch(num_train, config.batch_size))
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    return _Training(model, optimizer, scheduler, generator, device)
+
+
+def _run_epoch(run: _Training, config: TrainConfig, data: ImageData, epoch: int, progress: bool) -> EpochMetrics:
+    started = time.perf_counter()
+    batches = train_batches(data.train, batch_size=config.batch_size, image_size=config.image_size,
+                            min_scale=config.min_scale, generator=run.generator)
+    steps = steps_per_epoch(len(data.train), config.batch_size)
+    bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+               disable=not progress, leave=False)
+    train_loss = train_one_epoch(run.model, bar, run.optimizer, run.scheduler, epoch=epoch,
+                                 label_smoothing=config.label_smoothing, progress_bar=bar)
+    _synchronize(run.device)
+    train_seconds = time.perf_counter() - started
+    val_top1, val_loss = evaluate(run.model, eval_batches(
+        data.val, batch_size=EVAL_BATCH_SIZE[run.device.type], image_size=config.image_size))
+    trained_images = min(steps * config.batch_size, len(data.train))
+    return EpochMetrics(epoch=epoch, val_top1=val_top1, val_loss=val_loss, train_loss=train_loss,
+                        images_per_second=trained_images / train_seconds,
+                        seconds=time.perf_counter() - started, lr=run.scheduler.get_last_lr()[0])
+
+
+def train_one_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, *,
+                    epoch: int, label_smoothing: float = 0.0, progress_bar: tqdm | None = None) -> float:
+    """One pass over `batches`; returns the mean training loss. Raises NonFiniteLossError."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    step = 0
+    for step, (images, labels) in enumerate(batches, start=1):
+        with _autocast(device):
+            loss = F.cross_entropy(model(_as_model_input(images)), labels, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        # Summed on the device: reading the loss every step would stall the GPU each time.
+        loss_sum += loss.detach().float()
+        if step % LOSS_CHECK_EVERY == 0:
+            _check_finite(loss_sum, epoch, step, progress_bar)
+    _check_finite(loss_sum, epoch, step, progress_bar)
+    return loss_sum.item() / max(step, 1)
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: tqdm | None) -> None:
+    total = loss_sum.item()
+    if total != total or total in (float("inf"), float("-inf")):
+        raise NonFiniteLossError(epoch, step)
+    if progress_bar is not None and step:
+        progress_bar.set_postfix(loss=f"{total / step:.3f}")
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    """Top-1 accuracy (0..1) and mean cross-entropy over `batches`."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=device)
+    count = 0
+    for images, labels in batches:
+        with _autocast(device):
+            logits = model(_as_model_input(images))
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        correct += (logits.argmax(dim=1) == labels).sum()
+        count += len(labels)
+    return correct.item() / max(count, 1), loss_sum.item() / max(count, 1)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _as_model_input(images: torch.Tensor) -> torch.Tensor:
+    if images.device.type == "cuda":
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _save(run: _Training, config: TrainConfig, history: list[EpochMetrics], policy: CheckpointPolicy) -> None:
+    checkpoint.save_atomically({
+        "epoch": len(history),
+        "config": config.to_dict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": checkpoint.rng_states(run.generator),
+        "history": [asdict(metrics) for metrics in history],
+    }, policy.path)
+    policy.saved()
+
+
+def _restore(run: _Training, config: TrainConfig, policy: CheckpointPolicy) -> list[EpochMetrics]:
+    state = checkpoint.load(policy.path)
+    saved_config = state["config"]
+    changed = [f"{key}={saved_config.get(key)!r}" for key, value in config.to_dict().items()
+               if saved_config.get(key) != value]
+    if changed:
+        raise ConfigError(f"cannot resume from {policy.path}: it was trained with other settings "
+                          f"({', '.join(changed)}); use the same settings or another checkpoint folder")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    checkpoint.restore_rng_states(state["rng"], run.generator)
+    return [EpochMetrics(**metrics) for metrics in state["history"]]
+
+
+def save_weights(model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...], path) -> None:
+    """The trained network alone, with what `evaluate` needs to check it fits the data."""
+    checkpoint.save_atomically({"architecture": ARCHITECTURE, "classes": list(classes),
+                                "image_size": config.image_size, "config": config.to_dict(),
+                                "model": model.state_dict()}, path)
