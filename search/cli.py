@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from search import training
+# Modules that add a command of their own through `register(commands)`, in help order.
+COMMAND_MODULES = ("search.training", "search.dashboard", "search.grpc_proxy")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpsearch", description="Hyperparameter search for ResNet-18 "
                                                                   "on Imagenette with Optuna.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser("train", help="train one configuration")
-    training.add_arguments(train)
-    train.set_defaults(handler=training.run_train)
-
     run = commands.add_parser("run", help="create or resume a study and run it to its budget")
     _add_study_arguments(run)
-    run.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--workers", type=int, help="local worker processes in all (default: one per GPU, "
+                                                 "or 1 on a CPU-only machine)")
+    run.add_argument("--gpus", type=_gpu_list, help="GPUs to use, e.g. 0,2 (default: all)")
+    run.add_argument("--workers-per-gpu", type=int, default=1, help="workers on each GPU (default 1)")
     run.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
     run.add_argument("--epochs", type=int, help="epochs per trial")
     run.add_argument("--image-size", type=int, help="px")
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--study", help="only this study")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_status)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -46,6 +50,9 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="image folder, .tar.gz, or imagenette-160|320|full; overrides the study file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
+    parser.add_argument("--checkpoint-dir", type=Path, help="trial checkpoints, a folder every worker can reach "
+                                                          "(default: the study file, $HPSEARCH_CHECKPOINTS, "
+                                                          "or the user cache)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -58,17 +65,16 @@ def _study_setup(args: argparse.Namespace, **overrides):
     config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
     resolve_device(args.device)  # a missing GPU is an error before anything is written
     url = resolve_storage_url(args.storage, config.study.storage)
-    return config, WorkerOptions(url, args.device, args.cache_dir, progress=not args.no_progress)
+    return config, WorkerOptions(url, args.device, args.cache_dir, progress=not args.no_progress,
+                                 checkpoint_dir=args.checkpoint_dir)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from search.launcher import launch
     from search.status import format_status, study_status
-    from search.worker import launch
 
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, but got {args.workers}")
     config, options = _study_setup(args, trials=args.trials, epochs=args.epochs, image_size=args.image_size)
-    study = launch(config, options, workers=args.workers)
+    study = launch(config, options, workers=args.workers, gpus=args.gpus, workers_per_gpu=args.workers_per_gpu)
     print(format_status(study_status(study._storage, config.study.name)))
     return 0
 
@@ -78,13 +84,14 @@ def _worker(args: argparse.Namespace) -> int:
     import socket
     import zlib
 
-    from search.worker import run_worker
+    from search.worker import run_worker, stop_on_signals
 
     config, options = _study_setup(args)
     index = args.worker_index
     if index is None:  # distinct across machines and processes without coordination
         index = 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
-    ran = run_worker(config, options, worker_index=index)
+    with stop_on_signals() as stop:
+        ran = run_worker(config, options, worker_index=index, stop=stop)
     print(f"worker ran {ran} trial(s) of study {config.study.name!r}", file=sys.stderr)
     return 0
 
@@ -98,23 +105,28 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-class UsageError(Exception):
-    """A flag's value is out of range."""
+def _gpu_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU numbers like 0,2 but got {text!r}") from None
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from search.config import StudyFileError
+    from search.launcher import LaunchError
     from search.storage import StorageError
     from search.study import StudyMismatchError
     from trainer.errors import TrainerError
 
-    return TrainerError, StudyFileError, StorageError, StudyMismatchError, LookupError, UsageError
+    return TrainerError, StudyFileError, StorageError, StudyMismatchError, LookupError, LaunchError
 
 
 def main(argv: list[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line says what Optuna's log would
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -27,7 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 from trainer.config import OPTIMIZER_SETTINGS, TrainConfig
 from trainer.errors import ConfigError
 
-SECTIONS = ("study", "data", "train", "space", "sampler", "pruner", "heartbeat", "warm_start", "points")
+SECTIONS = ("study", "data", "train", "space", "sampler", "pruner", "heartbeat", "checkpoint", "warm_start",
+            "points")
 SEARCHED = ("optimizer", "lr", "eps", "momentum")  # what a trial samples, or a point fixes
 LOG_BY_DEFAULT = {"lr": True, "eps": True, "momentum": False}  # lr and eps are scales; momentum is not
 # The [sampler] and [pruner] keys each kind uses besides `kind`; a key its kind ignores is refused,
@@ -237,6 +238,24 @@ class HeartbeatSettings:
 
 
 @dataclass(frozen=True)
+class CheckpointSettings:
+    # A folder every worker can reach, so a retry on another machine resumes where a dead worker
+    # stopped; unset: --checkpoint-dir, then $HPSEARCH_CHECKPOINTS, then the user cache folder.
+    dir: str | None = None
+    every_epochs: int | None = None  # write one every N epochs...
+    # ...and/or every S seconds of training: a ResNet-18 checkpoint is 130-170 MB, so on a fast GPU
+    # every epoch would cost more than the 5% of a trial we allow for them.
+    every_seconds: float | None = 120.0
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.every_epochs is not None:
+            _check_at_least("every_epochs", self.every_epochs, 1)
+        if self.every_seconds is not None and not self.every_seconds > 0:
+            raise SettingError("every_seconds", f"must be positive, but got {self.every_seconds}")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     path: Path  # the study file, as the user named it
     study: StudySettings
@@ -248,6 +267,7 @@ class StudyConfig:
     sampler: SamplerSettings = dataclasses.field(default_factory=SamplerSettings)
     pruner: PrunerSettings = dataclasses.field(default_factory=PrunerSettings)
     heartbeat: HeartbeatSettings = dataclasses.field(default_factory=HeartbeatSettings)
+    checkpoint: CheckpointSettings = dataclasses.field(default_factory=CheckpointSettings)
     warm_start: tuple[dict[str, Any], ...] = ()  # known-good points queued before the search
     points: tuple[dict[str, Any], ...] = ()  # a factor study's points, each queued once as a trial
 
@@ -389,6 +409,7 @@ def _study_config(path: Path, document: dict[str, Any]) -> StudyConfig:
         sampler=_kind_settings(document, "sampler", SamplerSettings, SAMPLER_KEYS),
         pruner=_kind_settings(document, "pruner", PrunerSettings, PRUNER_KEYS),
         heartbeat=_settings(document, "heartbeat", HeartbeatSettings),
+        checkpoint=_settings(document, "checkpoint", CheckpointSettings),
         warm_start=_points(document, "warm_start"), points=points)
 
 

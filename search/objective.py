@@ -1,12 +1,16 @@
 """The objective: one trial is one training run that reports val top-1 every epoch.
 
 Pruning is Optuna's three lines (report, should_prune, raise); the trainer never sees `trial`.
+A retried trial resumes from its first attempt's checkpoint and re-reports the restored epochs.
 """
 
 from __future__ import annotations
 
 import gc
-from dataclasses import asdict
+import shutil
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import optuna
 import torch
@@ -14,25 +18,44 @@ import torch
 from search.config import StudyConfig
 from search.space import suggest
 from search.version import code_version
-from trainer import EpochMetrics, ImageData, NonFiniteLossError, train
+from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossError, train
+from trainer.checkpoint import WEIGHTS_NAME
 
 FAIL_REASON_ATTR = "fail_reason"
+WEIGHTS_ATTR = "weights_path"
+RESUMED_ATTR = "resumed_from_epoch"
 # Failures that belong to a trial's hyperparameters: the trial is FAIL and the worker goes on.
 TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError)
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """Where a trial keeps its checkpoints and whether it continues an earlier attempt."""
+
+    folder: Path
+    resume: bool
 
 
 class Objective:
     """Returns the best val top-1 (0..1) over the run's epochs, as the study's value."""
 
-    def __init__(self, config: StudyConfig, data: ImageData, device: torch.device):
+    def __init__(self, config: StudyConfig, data: ImageData, device: torch.device,
+                 stop: threading.Event | None = None):
         self.config = config
         self.data = data
         self.device = device
+        self.stop = stop
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial, run: TrialRun | None = None) -> float:
         train_config = suggest(trial, self.config)
         trial.set_user_attr("config", train_config.to_dict())
         history: list[EpochMetrics] = []
+
+        def resumed(restored: list[EpochMetrics]) -> None:
+            history.extend(restored)
+            trial.set_user_attr(RESUMED_ATTR, len(restored))
+            for metrics in restored:  # the earlier attempt's epochs belong to this trial's curve
+                trial.report(metrics.val_top1, metrics.epoch)
 
         def report(epoch: int, metrics: EpochMetrics) -> None:
             history.append(metrics)
@@ -41,13 +64,25 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}")
 
         try:
-            return train(train_config, self.data, report, device=self.device).best.val_top1
+            result = train(train_config, self.data, report, device=self.device, on_resume=resumed,
+                           checkpoints=self._policy(run), resume=bool(run and run.resume), stop=self.stop)
         except TRIAL_FAILURES as error:
             trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {error}")
             raise
         finally:
             _record(trial, history, self.device)
             free_device_memory(self.device)
+        if run is not None:
+            trial.set_user_attr(WEIGHTS_ATTR, str(run.folder / WEIGHTS_NAME))
+        return result.best.val_top1
+
+    def _policy(self, run: TrialRun | None) -> CheckpointPolicy | None:
+        if run is None:
+            return None
+        if not run.resume:  # a leftover folder from an older study of the same name is not ours
+            shutil.rmtree(run.folder, ignore_errors=True)
+        settings = self.config.checkpoint
+        return CheckpointPolicy(run.folder, every_epochs=settings.every_epochs, every_seconds=settings.every_seconds)
 
 
 def _record(trial: optuna.Trial, history: list[EpochMetrics], device: torch.device) -> None:

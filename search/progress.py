@@ -9,15 +9,9 @@ import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from search.retries import finished_trials
+
 POLL_SECONDS = 2.0
-
-
-def finished_trials(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Trials that count against the budget: COMPLETE, PRUNED and FAIL, except a FAIL whose
-    retry is queued (the retry continues it and counts in its place)."""
-    retried = {trial.system_attrs.get("failed_trial") for trial in trials}
-    return sum(1 for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               or (trial.state == TrialState.FAIL and trial.number not in retried))
 
 
 class StudyProgress:

@@ -14,6 +14,8 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from search.resilience import ResilientRDBStorage
+
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 STORAGE_ENV = "HPSEARCH_STORAGE"
 SQLITE_BUSY_TIMEOUT_SECONDS = 60  # a few local workers wait for each other's writes instead of failing
@@ -49,13 +51,13 @@ def normalized(url: str) -> sqlalchemy.URL:
 
 
 def open_storage(url: str, *, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None, stale_trial_callback=None) -> optuna.storages.RDBStorage:
+                 grace_period: int | None = None, stale_trial_callback=None) -> ResilientRDBStorage:
     parsed = normalized(url)
     sqlite = parsed.drivername.startswith("sqlite")
     engine_kwargs = ({"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}} if sqlite
                      else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2})
     try:
-        storage = optuna.storages.RDBStorage(
+        storage = ResilientRDBStorage(
             parsed.render_as_string(hide_password=False), engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             heartbeat_stale_trial_callback=stale_trial_callback)

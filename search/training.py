@@ -17,6 +17,12 @@ RUN_SETTINGS = ("data", "device", "cache_dir", "checkpoint_dir", "checkpoint_eve
 RUN_DEFAULTS = {"data": "imagenette-160", "device": "auto", "checkpoint_every": 1}
 
 
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train one configuration")
+    add_arguments(parser)
+    parser.set_defaults(handler=run_train)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="settings file (TOML, JSON or YAML); flags override it")
     parser.add_argument("--data", help="image folder with train/ and val/, a .tar.gz of one, or "

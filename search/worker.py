@@ -1,25 +1,37 @@
 """Workers: long-lived processes that load the data once and run trial after trial until the
-study's budget is met. `launch` starts the local ones; `run_worker` is one of them."""
+study's budget is met. `run_worker` is one; `search.launcher` starts several on one machine.
+
+The loop is Optuna's ask and tell, with a heartbeat that survives database restarts and one
+retry policy (search.retries) for a killed worker, a signal and a lost database.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import logging
+import signal
 import sys
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import optuna
-import torch
+from optuna.trial import TrialState
 
+from search import retries, trial_files
 from search.config import StudyConfig
-from search.objective import TRIAL_FAILURES, Objective, free_device_memory
-from search.progress import StudyProgress, finished_trials
+from search.objective import FAIL_REASON_ATTR, TRIAL_FAILURES, Objective, TrialRun, free_device_memory
+from search.progress import StudyProgress
+from search.resilience import Heartbeat, ResilientRDBStorage
 from search.space import NoPointLeft
-from search.storage import masked, open_storage
+from search.storage import open_storage
 from search.study import open_study
-from trainer import ImageData, load_image_data, resolve_device
+from trainer import ImageData, TrainingStopped, load_image_data, resolve_device
+
+logger = logging.getLogger("hpsearch.worker")
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,7 @@ class WorkerOptions:
     device: str = "auto"
     cache_dir: Path | None = None
     progress: bool = True
+    checkpoint_dir: Path | None = None  # overrides the study file's [checkpoint] dir
 
 
 def load_study_data(config: StudyConfig, cache_dir: Path | None = None, *, progress: bool = True) -> ImageData:
@@ -46,92 +59,123 @@ def fingerprint(config: StudyConfig, data: ImageData) -> dict:
             "validation_fraction": config.data.validation_fraction}
 
 
-def connect(config: StudyConfig, options: WorkerOptions) -> optuna.storages.RDBStorage:
-    """Open the study's storage with its heartbeat: a trial whose worker died is failed and retried."""
+def connect(config: StudyConfig, options: WorkerOptions) -> ResilientRDBStorage:
+    """Open the study's storage with its heartbeat: a trial whose worker went silent is retried."""
     heartbeat = config.heartbeat
     return open_storage(options.storage_url, heartbeat_interval=heartbeat.interval_seconds,
                         grace_period=heartbeat.grace_seconds,
-                        stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                            max_retry=heartbeat.max_retries))
+                        stale_trial_callback=retries.stale_trial_callback(heartbeat.max_retries))
 
 
 def run_worker(config: StudyConfig, options: WorkerOptions, *, worker_index: int = 0,
-               data: ImageData | None = None, create: bool = False) -> int:
-    """Run trials until the budget is met or the timeout passes; returns how many this worker ran."""
+               data: ImageData | None = None, create: bool = False, stop: threading.Event | None = None) -> int:
+    """Run trials until the budget is met, the timeout passes or `stop` is set; returns how many ran."""
     storage = connect(config, options)  # before the data: a wrong URL fails in a second, not after decoding
     data = data if data is not None else load_study_data(config, options.cache_dir, progress=options.progress)
     study = open_study(config, storage, fingerprint(config, data), worker_index=worker_index, create=create)
-    device = resolve_device(options.device)
-    objective = Objective(config, data, device)
+    stop = stop or threading.Event()
+    worker = _Worker(config, study, storage, Objective(config, data, resolve_device(options.device), stop),
+                     trial_files.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir), stop)
     deadline = time.monotonic() + 60 * config.study.timeout_minutes if config.study.timeout_minutes else None
     ran = 0
     with StudyProgress(study, config.study.trials, enabled=options.progress):
-        while _should_start_trial(study, config, deadline):
-            try:
-                study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES, gc_after_trial=True,
-                               callbacks=[_print_failure])
-            except NoPointLeft:
+        while not stop.is_set() and _should_start_trial(study, config, deadline):
+            if not worker.run_one_trial():
                 break
-            finally:
-                free_device_memory(device)
             ran += 1
     return ran
 
 
 def _should_start_trial(study: optuna.Study, config: StudyConfig, deadline: float | None) -> bool:
-    optuna.storages.fail_stale_trials(study)  # a dead worker's trial must not hold a budget slot
+    optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and queued again
     trials = study.get_trials(deepcopy=False)
-    if finished_trials(trials) >= config.study.trials:
+    if retries.finished_trials(trials) >= config.study.trials:
         return False
     if deadline is not None and time.monotonic() >= deadline:
         return False
     if config.space is None:  # a study of fixed points ends when its queue is empty
-        return any(trial.state == optuna.trial.TrialState.WAITING for trial in trials)
+        return any(trial.state == TrialState.WAITING for trial in trials)
     return True
 
 
-def _print_failure(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    if trial.state == optuna.trial.TrialState.FAIL:
-        reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason", "unknown")
-        print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
+@dataclass
+class _Worker:
+    config: StudyConfig
+    study: optuna.Study
+    storage: ResilientRDBStorage
+    objective: Objective
+    checkpoint_root: Path
+    stop: threading.Event
+
+    def run_one_trial(self) -> bool:
+        """Ask, train with a heartbeat, tell; False when there is nothing left to run."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna warns that heartbeats are meant for optimize()
+            trial = self.study.ask()
+        run = TrialRun(trial_files.trial_folder(self.checkpoint_root, self.study.study_name,
+                                                retries.first_attempt(trial)),
+                       resume=retries.RETRY_OF in trial.user_attrs)
+        with Heartbeat(self.storage, trial._trial_id, self.config.heartbeat.interval_seconds):
+            more = self._run_and_tell(trial, run)
+        free_device_memory(self.objective.device)
+        return more
+
+    def _run_and_tell(self, trial: optuna.Trial, run: TrialRun) -> bool:
+        try:
+            value = self.objective(trial, run)
+        except optuna.TrialPruned:
+            self._finish(trial, run, TrialState.PRUNED)
+        except TRIAL_FAILURES as error:
+            _say(f"trial {trial.number} failed: {type(error).__name__}: {error}")
+            self._finish(trial, run, TrialState.FAIL)
+        except TrainingStopped as error:
+            self._stopped(trial, f"its worker was stopped ({error})")
+        except NoPointLeft as error:
+            trial.set_user_attr(FAIL_REASON_ATTR, str(error))
+            self.study.tell(trial, state=TrialState.FAIL)
+            return False
+        except BaseException as error:  # a bug: record it on the trial, then stop this worker loudly
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {error}")
+            self._stopped(trial, f"{type(error).__name__} in its worker")
+            raise
+        else:
+            self._finish(trial, run, TrialState.COMPLETE, value)
+        return True
+
+    def _finish(self, trial: optuna.Trial, run: TrialRun, state: TrialState, value: float | None = None) -> None:
+        frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        trial_files.release(self.study, frozen, run.folder)
+
+    def _stopped(self, trial: optuna.Trial, reason: str) -> None:
+        """The trial did not finish through any fault of its own: FAIL now, run again later."""
+        frozen = self.study.tell(trial, state=TrialState.FAIL)
+        if retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, reason):
+            _say(f"trial {trial.number} stopped; queued to resume from its last checkpoint")
 
 
-def launch(config: StudyConfig, options: WorkerOptions, *, workers: int = 1) -> optuna.Study:
-    """Create or resume the study, then run `workers` local workers until its budget is met."""
-    if workers < 1:
-        raise ValueError(f"--workers must be at least 1, but got workers={workers}")
-    storage = connect(config, options)
-    data = load_study_data(config, options.cache_dir, progress=options.progress)
-    study = open_study(config, storage, fingerprint(config, data), create=True)
-    if options.progress:
-        print(f"study {config.study.name!r} in {masked(options.storage_url)}: budget {config.study.trials} trials, "
-              f"{len(data.train)} train / {len(data.val)} val images, {workers} worker(s)", file=sys.stderr)
-    if workers == 1:
-        run_worker(config, options, data=data)
-        return study
-    _run_processes(config, options, workers, study)
-    return study
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def _run_processes(config: StudyConfig, options: WorkerOptions, workers: int, study: optuna.Study) -> None:
-    context = multiprocessing.get_context("spawn")  # fork would copy CUDA and database state
-    quiet = WorkerOptions(options.storage_url, options.device, options.cache_dir, progress=False)
-    processes = [context.Process(target=_worker_process, args=(config, quiet, index, workers),
-                                 name=f"hpsearch-worker-{index}") for index in range(workers)]
-    with StudyProgress(study, config.study.trials, enabled=options.progress):
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join()
-    failed = [process.name for process in processes if process.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"worker process(es) {', '.join(failed)} exited with an error; see the messages above")
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a
+    second SIGINT exits at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
 
+    def request_stop(signum: int, frame) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        _say(f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "
+             "(Ctrl-C again to exit now)")
 
-def _worker_process(config: StudyConfig, options: WorkerOptions, index: int, workers: int) -> None:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    # Local workers share the CPU cores; more threads than cores only adds contention.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    if torch.cuda.is_available() and options.device in ("auto", "cuda"):
-        torch.cuda.set_device(index % torch.cuda.device_count())
-    run_worker(config, options, worker_index=index)
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -4,11 +4,11 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULES, TrainConfig
 from trainer.data import ImageData, load_image_data
 from trainer.device import resolve_device
-from trainer.errors import ConfigError, DataError, NonFiniteLossError, TrainerError
+from trainer.errors import ConfigError, DataError, NonFiniteLossError, TrainerError, TrainingStopped
 from trainer.loop import EpochMetrics, TrainResult, evaluate, train, train_one_epoch
 
 __all__ = [
     "CheckpointPolicy", "ConfigError", "DataError", "EpochMetrics", "ImageData", "NonFiniteLossError",
-    "OPTIMIZER_SETTINGS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainerError", "evaluate",
+    "OPTIMIZER_SETTINGS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainerError", "TrainingStopped", "evaluate",
     "load_image_data", "resolve_device", "train", "train_one_epoch",
 ]

@@ -99,10 +99,10 @@ def _normaliser(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     scale = torch.empty(1, 3, 1, 1, device=device)
     offset = torch.empty(1, 3, 1, 1, device=device)
     # Filled from Python numbers, which travel as kernel arguments: copying a host tensor to a
-    # GPU would make the host wait for it.
+    # GPU (torch.tensor(..., device=...)) would make the host wait for the GPU.
     for channel, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
-        scale[0, channel] = 1 / (255 * std)
-        offset[0, channel] = -mean / std
+        scale[0, channel].fill_(1 / (255 * std))
+        offset[0, channel].fill_(-mean / std)
     return scale, offset
 
 

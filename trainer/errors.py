@@ -21,3 +21,11 @@ class NonFiniteLossError(RuntimeError):
         self.step = step
         super().__init__(f"training loss became non-finite in epoch {epoch} by step {step} "
                          "(the run diverged: lower the learning rate)")
+
+
+class TrainingStopped(Exception):
+    """The run was asked to stop (a signal) before it finished; its last checkpoint stands."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+        super().__init__(f"training stopped on request during epoch {epoch}")

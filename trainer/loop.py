@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
@@ -16,7 +17,7 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.config import TrainConfig
 from trainer.data import ImageData
 from trainer.device import resolve_device
-from trainer.errors import ConfigError, NonFiniteLossError
+from trainer.errors import ConfigError, NonFiniteLossError, TrainingStopped
 from trainer.model import ARCHITECTURE, build_model
 from trainer.optim import build_optimizer, build_scheduler
 
@@ -76,11 +77,15 @@ class _Training:
 def train(config: TrainConfig, data: ImageData,
           on_epoch: Callable[[int, EpochMetrics], None] | None = None, *,
           device: str | torch.device = "auto", checkpoints: CheckpointPolicy | None = None,
-          resume: bool = False, progress: bool = False) -> TrainResult:
+          resume: bool = False, progress: bool = False,
+          on_resume: Callable[[list[EpochMetrics]], None] | None = None,
+          stop: threading.Event | None = None) -> TrainResult:
     """Train ResNet-18 on `data`; after each epoch call `on_epoch(epoch, metrics)`.
 
     Raising from `on_epoch` stops the run (that is how a pruner stops a trial): the exception
-    propagates, after the epoch's checkpoint, if one was due, has been written.
+    propagates, after the epoch's checkpoint, if one was due, has been written. A resumed run
+    first hands the restored epochs to `on_resume`. Setting `stop` ends the run within a step
+    with TrainingStopped, leaving the last checkpoint as it was.
     """
     device = resolve_device(device)
     data = data.to(device)
@@ -88,9 +93,11 @@ def train(config: TrainConfig, data: ImageData,
     history: list[EpochMetrics] = []
     if resume and checkpoints is not None and checkpoints.path.exists():
         history = _restore(run, config, checkpoints)
+        if history and on_resume is not None:
+            on_resume(list(history))
     resumed_from = len(history) or None
     for epoch in range(len(history) + 1, config.epochs + 1):
-        metrics = _run_epoch(run, config, data, epoch, progress)
+        metrics = _run_epoch(run, config, data, epoch, progress, stop)
         history.append(metrics)
         if checkpoints is not None and (checkpoints.is_due(epoch) or epoch == config.epochs):
             _save(run, config, history, checkpoints)
@@ -110,10 +117,11 @@ def _start(config: TrainConfig, num_classes: int, num_train: int, device: torch.
     return _Training(model, optimizer, scheduler, generator, device)
 
 
-def _run_epoch(run: _Training, config: TrainConfig, data: ImageData, epoch: int, progress: bool) -> EpochMetrics:
+def _run_epoch(run: _Training, config: TrainConfig, data: ImageData, epoch: int, progress: bool,
+               stop: threading.Event | None) -> EpochMetrics:
     started = time.perf_counter()
-    batches = train_batches(data.train, batch_size=config.batch_size, image_size=config.image_size,
-                            min_scale=config.min_scale, generator=run.generator)
+    batches = _until_stopped(train_batches(data.train, batch_size=config.batch_size, image_size=config.image_size,
+                                           min_scale=config.min_scale, generator=run.generator), stop, epoch)
     steps = steps_per_epoch(len(data.train), config.batch_size)
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
                disable=not progress, leave=False)
@@ -121,12 +129,20 @@ def _run_epoch(run: _Training, config: TrainConfig, data: ImageData, epoch: int,
                                  label_smoothing=config.label_smoothing, progress_bar=bar)
     _synchronize(run.device)
     train_seconds = time.perf_counter() - started
-    val_top1, val_loss = evaluate(run.model, eval_batches(
-        data.val, batch_size=EVAL_BATCH_SIZE[run.device.type], image_size=config.image_size))
+    val_top1, val_loss = evaluate(run.model, _until_stopped(eval_batches(
+        data.val, batch_size=EVAL_BATCH_SIZE[run.device.type], image_size=config.image_size), stop, epoch))
     trained_images = min(steps * config.batch_size, len(data.train))
     return EpochMetrics(epoch=epoch, val_top1=val_top1, val_loss=val_loss, train_loss=train_loss,
                         images_per_second=trained_images / train_seconds,
                         seconds=time.perf_counter() - started, lr=run.scheduler.get_last_lr()[0])
+
+
+def _until_stopped(batches: Iterable, stop: threading.Event | None, epoch: int) -> Iterable:
+    """Yield `batches`, raising TrainingStopped at the first batch after `stop` is set."""
+    for batch in batches:
+        if stop is not None and stop.is_set():
+            raise TrainingStopped(epoch)
+        yield batch
 
 
 def train_one_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],

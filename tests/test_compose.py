@@ -1,0 +1,122 @@
+"""docker-compose.yml as `docker-compose config` reads it: services, bindings, mounts, secrets.
+
+There is no Docker engine here; `config` resolves the file and the .env variables without one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+PASSWORD = "test-only-Xq7"
+
+pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None,
+                                reason="docker-compose is not installed (Debian package docker-compose)")
+
+
+def compose_config(env_file: Path) -> subprocess.CompletedProcess:
+    # The test's own environment must not fill in what the .env file leaves out.
+    names = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    env = {key: value for key, value in os.environ.items() if key not in names}
+    return subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(env_file), "config"],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> dict:
+    env_file = tmp_path_factory.mktemp("compose") / "env"
+    env_file.write_text(ENV_EXAMPLE.read_text().replace("POSTGRES_PASSWORD=\n", f"POSTGRES_PASSWORD={PASSWORD}\n"))
+    result = compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def ports(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, published port, container port) whether compose prints short or long syntax."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip", ""), str(port["published"]), str(port["target"])))
+        else:
+            host, published, target = str(port).split("/")[0].rsplit(":", 2)
+            found.append((host, published, target))
+    return found
+
+
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """container path -> (source, read-only)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            found[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+        else:
+            source, target, *mode = volume.split(":")
+            found[target] = (source, mode == ["ro"])
+    return found
+
+
+def test_the_stack_has_the_database_the_dashboard_and_gpu_workers(config):
+    services = config["services"]
+    assert set(services) == {"db", "dashboard", "worker"}
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+    for name in ("dashboard", "worker"):
+        assert services[name]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert len(devices) == 1 and devices[0]["count"] in ("all", -1) and devices[0]["capabilities"] == ["gpu"]
+    assert services["worker"]["command"][:1] == ["run"] and "--workers" in services["worker"]["command"]
+
+
+def test_the_dashboard_and_database_are_published_on_loopback_only(config):
+    services = config["services"]
+    assert ports(services["dashboard"]) == [("127.0.0.1", "8080", "8080")]
+    assert services["dashboard"]["command"][services["dashboard"]["command"].index("--host") + 1] == "0.0.0.0"
+    assert ports(services["db"]) == [("127.0.0.1", "5432", "5432")]
+
+
+def test_data_is_read_only_and_cache_and_checkpoints_are_named_volumes(config):
+    worker = mounts(config["services"]["worker"])
+    assert worker["/data"][1] is True
+    named = set(config["volumes"])
+    assert worker["/cache"][0] in named and worker["/checkpoints"][0] in named
+    assert mounts(config["services"]["db"])["/var/lib/postgresql/data"][0] in named
+
+
+def test_the_password_comes_only_from_the_env_file(config):
+    text = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    for password in re.findall(r"POSTGRES_PASSWORD:\s*(\S+)|postgresql\+psycopg://[^:@/]+:([^@]+)@", text):
+        assert "".join(password).startswith("${POSTGRES_PASSWORD"), password
+    expected = f"postgresql+psycopg://hpsearch:{PASSWORD}@db:5432/hpsearch"
+    for name in ("dashboard", "worker"):
+        assert config["services"][name]["environment"]["HPSEARCH_STORAGE"] == expected
+    assert config["services"]["db"]["environment"]["POSTGRES_PASSWORD"] == PASSWORD
+
+
+@pytest.mark.parametrize("password_line", ["", "POSTGRES_PASSWORD=\n"], ids=["unset", "empty"])
+def test_config_refuses_to_run_without_a_password(tmp_path, password_line):
+    env_file = tmp_path / "env"
+    env_file.write_text(ENV_EXAMPLE.read_text().replace("POSTGRES_PASSWORD=\n", password_line))
+    result = compose_config(env_file)
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr + result.stdout
+
+
+def test_env_example_documents_every_variable_the_compose_file_uses():
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    documented = {line.split("=", 1)[0]: index for index, line in enumerate(lines) if re.match(r"^\w+=", line)}
+    for name in set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text())):
+        assert name in documented, f"{name} is used in docker-compose.yml but not in .env.example"
+        block = lines[:documented[name]]
+        while block and block[-1].strip():  # the lines since the last blank one belong to this setting
+            if block[-1].startswith("#"):
+                break
+            block.pop()
+        assert block and block[-1].startswith("#"), f"{name} has no comment in .env.example"
