@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
+import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
@@ -36,7 +37,8 @@ NOTE_HEADINGS = (REPORT_HEADING, BEST_PARAMS_HEADING)
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("dashboard", help="serve optuna-dashboard on the study storage")
-    parser.add_argument("--storage", metavar="URL", help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///hpsearch.db)")
+    parser.add_argument("--storage", metavar="URL",
+                        help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///hpsearch.db)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to bind (default 127.0.0.1; the dashboard has no login, "
                              "so reach it from elsewhere through an SSH tunnel)")
@@ -53,10 +55,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, artifact_dir: Path | None = None) -> None:
+def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          artifact_dir: Path | None = None) -> None:
     """Serve the dashboard until interrupted."""
-    import optuna_dashboard
-
     storage = open_storage(url)  # a wrong URL fails here with our message, not in a request later
     artifact_dir = artifact_dir or artifact_dir_for(url)
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
@@ -120,8 +121,6 @@ def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
 
 def note_trial(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial, text: str) -> None:
     """Replace the trial's note (Markdown) with `text`: why it failed, when it was resumed."""
-    import optuna_dashboard
-
     # save_note wants a live Trial, but fail reasons are written after the trial ended, when only
     # a FrozenTrial is at hand; building optuna.Trial for it would call the sampler's before_trial.
     target = trial if isinstance(trial, optuna.Trial) else types.SimpleNamespace(
@@ -159,12 +158,10 @@ def _best_trial_line(study: optuna.Study) -> str:
 
 
 def _save_note_section(study: optuna.Study, heading: str, body: str) -> None:
-    import optuna_dashboard
-
-    optuna_dashboard.save_note(study, replace_section(optuna_dashboard.get_note(study), heading, body))
+    optuna_dashboard.save_note(study, _replace_section(optuna_dashboard.get_note(study), heading, body))
 
 
-def replace_section(note: str, heading: str, body: str) -> str:
+def _replace_section(note: str, heading: str, body: str) -> str:
     """`note` with its section `## heading` replaced by `body`, or the section added."""
     ours = "|".join(re.escape(name) for name in NOTE_HEADINGS)
     head, *rest = re.split(rf"(?m)^## ({ours})\n", note)  # head, then (heading, text) pairs

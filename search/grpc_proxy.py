@@ -29,7 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Optuna's gRPC storage proxy in front of the study storage. It carries no heartbeat: "
                     "a killed worker's trial stays RUNNING behind it, so workers that must be retried "
                     "connect to PostgreSQL directly.")
-    parser.add_argument("--storage", metavar="URL", help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///hpsearch.db)")
+    parser.add_argument("--storage", metavar="URL",
+                        help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///hpsearch.db)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     parser.set_defaults(handler=_grpc_proxy)

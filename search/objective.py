@@ -16,6 +16,7 @@ import optuna
 import torch
 
 from search.config import StudyConfig
+from search.retries import first_attempt
 from search.space import suggest
 from search.version import code_version
 from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossError, train
@@ -47,7 +48,8 @@ class Objective:
         self.stop = stop
 
     def __call__(self, trial: optuna.Trial, run: TrialRun | None = None) -> float:
-        train_config = suggest(trial, self.config)
+        # Seeded by the first attempt, so a retry continues the very run its checkpoint came from.
+        train_config = suggest(trial, self.config).replace(seed=self.config.study.seed + first_attempt(trial))
         trial.set_user_attr("config", train_config.to_dict())
         history: list[EpochMetrics] = []
 

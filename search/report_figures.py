@@ -8,11 +8,12 @@ reaches the page or a figure's labels, since Plotly reads labels as a small subs
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import optuna
 import plotly.graph_objects as go
@@ -22,6 +23,9 @@ from plotly.offline import get_plotlyjs
 
 from search.report import (FACTORS, OPTUNA_VIEWS, FactorInfo, SummaryInfo, TrialCurve, format_seconds,
                            get_factor_info, get_summary_info, trial_curves, view_obstacle)
+
+if TYPE_CHECKING:
+    from search.evaluate import Evaluation
 
 CATEGORY_COLOURS = qualitative.Plotly
 SCALE_COLOURS = "Viridis"
@@ -145,7 +149,8 @@ def _colour_scale(info: FactorInfo) -> dict[str, Any]:
     low, high = _colour_range(info)
     bar: dict[str, Any] = {"title": {"text": FACTOR_TITLES[info.factor]}}
     if info.scale == "log":
-        ticks = list(range(math.floor(low), math.ceil(high) + 1))
+        step = max(1, math.ceil((high - low) / 8))  # at most about 8 decades labelled
+        ticks = list(range(math.floor(low), math.ceil(high) + 1, step))
         bar.update(tickvals=ticks, ticktext=[f"1e{tick}" for tick in ticks])
     return {"colorscale": SCALE_COLOURS, "cmin": low if high > low else low - 0.5,
             "cmax": high if high > low else low + 0.5,
@@ -292,7 +297,7 @@ class _Page:
         specs = ",".join(f'{{"id":"figure-{index}","figure":{pio.to_json(figure.figure, validate=False)}}}'
                          for index, figure in enumerate(self.figures))
         page = PAGE.format(title=escaped(title), style=STYLE, plotly=get_plotlyjs(), body="\n".join(self.parts),
-                           figures=_script_safe(f"[{specs}]"), config=pio.to_json(PLOT_CONFIG),
+                           figures=_script_safe(f"[{specs}]"), config=json.dumps(PLOT_CONFIG),
                            count=len(self.figures))
         return Report(page, tuple(self.figures), tuple(self.notes))
 
@@ -352,6 +357,33 @@ def _top_table(summary: SummaryInfo) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "study"
+
+
+# --- the confusion matrix of `hpsearch evaluate` ----------------------------------------------------
+
+def confusion_figure(evaluation: "Evaluation") -> go.Figure:
+    """Rows are the true classes, columns the predicted ones; hover shows the count and the row's share."""
+    names = [escaped(name) for name in evaluation.classes]
+    counts = [list(row) for row in evaluation.confusion]
+    shares = [[count / max(sum(row), 1) for count in row] for row in counts]
+    figure = go.Figure(go.Heatmap(z=shares, x=names, y=names, customdata=counts, colorscale="Blues", zmin=0, zmax=1,
+                                  colorbar={"title": {"text": "share of row"}, "tickformat": ".0%"},
+                                  text=counts, texttemplate="%{text}",
+                                  hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
+    figure.update_layout(
+        title=f"Confusion matrix: {escaped(Path(evaluation.weights).name)} on {escaped(evaluation.data)}<br><sup>"
+              f"top-1 {evaluation.top1:.2%}, top-{evaluation.top_k} {evaluation.top5:.2%}, "
+              f"{evaluation.images} val images at {evaluation.image_size} px</sup>",
+        xaxis_title="predicted class", yaxis_title="true class", yaxis_autorange="reversed",
+        width=None, height=max(500, 40 * len(names) + 200))
+    return figure
+
+
+def write_confusion_page(evaluation: "Evaluation", path: Path) -> None:
+    """A self-contained page (plotly.js inline, no MathJax) that opens offline."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    confusion_figure(evaluation).write_html(path, include_plotlyjs=True, include_mathjax=False, full_html=True,
+                                            config={"displaylogo": False})
 
 
 # --- PNG files --------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def suggest(trial: optuna.Trial, config: StudyConfig) -> TrainConfig:
     if "momentum" in uses and space.momentum is not None:
         values["momentum"] = _suggest(trial, "momentum", space.momentum)
     base = config.train.replace(eps=None, momentum=None, nesterov=config.train.nesterov and optimizer == "sgd")
-    return base.replace(**values, seed=config.study.seed + trial.number)
+    return base.replace(**values)
 
 
 def _suggest(trial: optuna.Trial, name: str, choice: Any) -> Any:
