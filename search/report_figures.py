@@ -11,6 +11,7 @@ import html
 import json
 import math
 import re
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -40,6 +41,7 @@ class Figure(NamedTuple):
     key: str  # unique in one report; names its PNG file
     title: str  # plain text; escaped where it is shown
     figure: go.Figure
+    cautions: tuple[str, ...] = ()  # what Optuna warned while drawing it (too few trials, say)
 
 
 class Note(NamedTuple):
@@ -226,12 +228,17 @@ def optuna_view(study: optuna.Study, view: str) -> Figure | Note:
     reason = view_obstacle(study, view)
     if reason is not None:
         return Note(title, reason)
-    try:
-        figure = draw(study)
-    # A view that breaks on an unusual study costs one figure, never the report: the note says why.
-    except Exception as error:  # noqa: BLE001
-        return Note(title, f"Optuna could not draw it: {type(error).__name__}: {error}")
-    return Figure(f"{_slug(study.study_name)}-{view}", title, figure)
+    # Optuna's warnings about a small study belong beside the figure, not on the terminal.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            figure = draw(study)
+        # A view that breaks on an unusual study costs one figure, never the report: the note says why.
+        except Exception as error:  # noqa: BLE001
+            return Note(title, f"Optuna could not draw it: {type(error).__name__}: {error}")
+    cautions = tuple(dict.fromkeys(str(warning.message) for warning in caught
+                                   if not issubclass(warning.category, optuna.exceptions.ExperimentalWarning)))
+    return Figure(f"{_slug(study.study_name)}-{view}", title, figure, cautions)
 
 
 # --- the page ---------------------------------------------------------------------------------------
@@ -289,6 +296,7 @@ class _Page:
         if isinstance(view, Figure):
             self.add_html(f"<h4>{escaped(view.title)}</h4>")
             self.add_figure(view)
+            self.parts.extend(f'<p class="caution">Optuna warns: {escaped(caution)}</p>' for caution in view.cautions)
             return
         self.parts.append(f'<h4>{escaped(view.title)}</h4><p class="note">Not drawn: {escaped(view.reason)}</p>')
         self.notes.append(view)
@@ -423,6 +431,7 @@ table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
 th, td { border: 1px solid #ddd; padding: .2rem .6rem; text-align: right; }
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 .figure { width: 100%; height: 520px; }
+.caution { color: #555; font-size: .9em; margin: 0 0 1rem; }
 .note { color: #8a5a00; background: #fff7e6; border-left: 4px solid #f0b429; padding: .4rem .8rem; }
 code { background: #f4f4f4; padding: 0 .2rem; word-break: break-all; }
 """

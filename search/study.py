@@ -15,6 +15,7 @@ from search.space import QUEUED_ATTR
 
 SPACE_ATTR = "space"
 FINGERPRINT_ATTR = "data_fingerprint"
+DATA_SOURCE_ATTR = "data_source"  # the data as the creator named it, for export; workers may name it otherwise
 
 
 class StudyMismatchError(Exception):
@@ -90,6 +91,7 @@ def open_study(config: StudyConfig, storage: optuna.storages.BaseStorage, finger
                                 direction="maximize", load_if_exists=True)
     study.set_user_attr(SPACE_ATTR, space_description(config))
     study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
+    study.set_user_attr(DATA_SOURCE_ATTR, config.data.source)
     _enqueue(study, config)
     return study
 
