@@ -15,11 +15,11 @@ import optuna
 import platformdirs
 from optuna.trial import TrialState
 
+from search.objective import WEIGHTS_ATTR
 from search.paths import safe_child
 from trainer.checkpoint import CHECKPOINT_NAME, WEIGHTS_NAME
 
 CHECKPOINTS_ENV = "HPSEARCH_CHECKPOINTS"
-from search.objective import WEIGHTS_ATTR
 
 
 def checkpoint_root(flag: str | Path | None, study_file_dir: str | None) -> Path:
@@ -35,17 +35,17 @@ def trial_folder(root: Path, study_name: str, first_attempt: int) -> Path:
 def release(study: optuna.Study, trial: optuna.trial.FrozenTrial, folder: Path) -> None:
     """After a trial ended for good: drop its checkpoint; keep final weights only for the best."""
     (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
-    weights = folder / WEIGHTS_NAME
-    best = _best_value(study)
-    if trial.state == TrialState.COMPLETE and weights.exists() and best is not None and trial.value >= best:
+    if trial.state == TrialState.COMPLETE and (folder / WEIGHTS_NAME).exists() and _is_best(study, trial):
         _drop_weights_worse_than(study, trial.value)
         return
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _best_value(study: optuna.Study) -> float | None:
-    values = [trial.value for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    return max(values) if values else None
+def _is_best(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    try:
+        return study.best_trial.number == trial.number  # among equals, the first is the best
+    except ValueError:  # no COMPLETE trial yet: cannot happen after one completed, but be safe
+        return False
 
 
 def _drop_weights_worse_than(study: optuna.Study, value: float) -> None:

@@ -58,3 +58,12 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True)
+def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test's caches, checkpoints and downloads out of the user's own folders."""
+    monkeypatch.setenv("HPSEARCH_CACHE_DIR", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "user-checkpoints"))
+    monkeypatch.setenv("HPSEARCH_DATA_ROOT", str(tmp_path / "user-data"))
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -55,6 +56,9 @@ def test_a_search_stores_every_trial_with_its_epochs(tmp_path, image_folder, cac
         assert {"best_epoch", "seconds", "images_per_second", "config"} <= set(trial.user_attrs)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     assert complete and all(trial.value == max(trial.intermediate_values.values()) for trial in complete)
+    kept = sorted((tmp_path / "user-checkpoints").rglob("*.pt"))
+    best = optuna.load_study(study_name="test-study", storage=storage_url).best_trial
+    assert kept == [Path(best.user_attrs["weights_path"])], "only the best trial's final weights stay"
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_worker_goes_on(tmp_path, image_folder, cache_dir,

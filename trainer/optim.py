@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Iterable
 
 import torch
@@ -25,6 +26,8 @@ def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter
     if name == "ranger":
         from torch_optimizer import Ranger  # imported late: it is slow to import and only Ranger needs it
 
+        # pytorch-ranger calls a deprecated addcmul_ overload; the warning is for its authors, not users.
+        warnings.filterwarnings("ignore", message="This overload of addcmul_ is deprecated", category=UserWarning)
         return Ranger(parameters, lr=lr, eps=eps, weight_decay=decay)
     optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                        "radam": torch.optim.RAdam, "nadam": torch.optim.NAdam}[name]

@@ -1,0 +1,203 @@
+"""Time per trial spent in the storage, with N worker processes on PostgreSQL and on SQLite.
+
+Each worker process runs the real worker loop (`search.worker.run_worker`: budget check, ask,
+heartbeat, tell, checkpoint clean-up) on storage opened by `search.storage.open_storage` (WAL and
+busy timeout for SQLite, the connection pool for PostgreSQL), with the study's real sampler and
+pruner. Only the training is replaced: the objective suggests the trial's parameters, reports one
+made-up val top-1 per epoch (asking the pruner each time, as a real trial does) and records the
+same user attributes as a real trial. Every call into the storage is timed in the worker.
+
+Reported per backend: trials, wall seconds per trial (all a trial costs a worker besides its
+training: storage, sampler, pruner), and milliseconds per trial inside storage calls on the
+worker's own thread (the heartbeat thread's calls are counted apart).
+
+    createdb -h 127.0.0.1 -U root hpsearch_bench
+    .venv/bin/python -m benchmarks.storage_overhead --workers 4 \
+        --postgres postgresql://root@127.0.0.1:5432/hpsearch_bench --json storage_overhead.json
+    dropdb -h 127.0.0.1 -U root hpsearch_bench
+
+Without --postgres only SQLite is measured. The study is studies/imagenette.toml unless
+--study-file names another; --trials-per-worker sets the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import torch
+
+import search.worker
+from search.config import StudyConfig, load_study_config
+from search.launcher import WorkerSlot, plan_workers
+from search.objective import _record
+from search.resilience import ResilientRDBStorage
+from search.space import suggest
+from search.storage import masked, open_storage
+from search.study import open_study
+from search.worker import WorkerOptions, fingerprint
+from trainer import EpochMetrics, ImageData
+from trainer.data import ImageSplit
+
+STORAGE_METHODS = [name for name in vars(optuna.storages.BaseStorage) if not name.startswith("_")]
+TIMED_METHODS = [*STORAGE_METHODS, "record_heartbeat", "_get_stale_trial_ids"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--trials-per-worker", type=int, default=25)
+    parser.add_argument("--study-file", type=Path, default=Path("studies/imagenette.toml"))
+    parser.add_argument("--postgres", help="URL of a database to use (a study is created and deleted in it)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    return parser.parse_args()
+
+
+class InstantObjective:
+    """A trial without training: the real suggest, one report and pruner question per epoch,
+    the real trial's user attributes. Its made-up accuracy rises with epochs and peaks at lr 1e-2."""
+
+    def __init__(self, config: StudyConfig, data: ImageData, device: torch.device, stop=None):
+        self.config, self.device = config, device
+
+    def __call__(self, trial: optuna.Trial, run=None) -> float:
+        train_config = suggest(trial, self.config)
+        trial.set_user_attr("config", train_config.to_dict())
+        quality = max(0.1, 0.9 - 0.15 * abs(math.log10(train_config.lr) + 2))
+        history = []
+        for epoch in range(1, train_config.epochs + 1):
+            val_top1 = quality * (1 - math.exp(-epoch / 4))
+            history.append(EpochMetrics(epoch=epoch, val_top1=val_top1, val_loss=1.0, train_loss=1.0,
+                                        images_per_second=1.0, seconds=0.0, lr=train_config.lr))
+            trial.report(val_top1, epoch)
+            if trial.should_prune():
+                _record(trial, history, self.device)
+                raise optuna.TrialPruned()
+        _record(trial, history, self.device)
+        return max(metrics.val_top1 for metrics in history)
+
+
+class StorageClock:
+    """Seconds spent inside storage calls, per thread kind; nested calls count once."""
+
+    def __init__(self) -> None:
+        self.seconds = {"worker": 0.0, "heartbeat": 0.0}
+        self.calls = {"worker": 0, "heartbeat": 0}
+        self._depth = threading.local()
+        self._lock = threading.Lock()
+
+    def wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            depth = getattr(self._depth, "value", 0)
+            self._depth.value = depth + 1
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._depth.value = depth
+                if depth == 0:
+                    kind = "worker" if threading.current_thread() is threading.main_thread() else "heartbeat"
+                    with self._lock:
+                        self.seconds[kind] += time.perf_counter() - started
+                        self.calls[kind] += 1
+
+        return timed
+
+
+def tiny_data() -> ImageData:
+    images = torch.zeros(10, 3, 8, 8, dtype=torch.uint8)
+    split = ImageSplit(images, torch.arange(10))
+    return ImageData(tuple(f"class_{index}" for index in range(10)), split, split, "benchmark")
+
+
+def worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot, results) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(slot.threads)
+    clock = StorageClock()
+    for name in TIMED_METHODS:  # this process only: it was spawned for this benchmark
+        setattr(ResilientRDBStorage, name, clock.wrap(getattr(ResilientRDBStorage, name)))
+    search.worker.Objective = InstantObjective
+    started = time.perf_counter()
+    ran = search.worker.run_worker(config, options, worker_index=slot.index, data=tiny_data())
+    results.put({"worker": slot.index, "trials": ran, "wall_seconds": time.perf_counter() - started,
+                 "storage_seconds": clock.seconds, "storage_calls": clock.calls})
+
+
+def measure(config: StudyConfig, url: str, workers: int, checkpoints: Path) -> dict:
+    storage = open_storage(url)
+    open_study(config, storage, fingerprint(config, tiny_data()), create=True)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    options = WorkerOptions(url, device="cpu", progress=False, checkpoint_dir=checkpoints)
+    slots = plan_workers(workers, None, 1, gpu_count=0, cpu_count=os.cpu_count() or 1)
+    load_before = os.getloadavg()[0]
+    processes = [context.Process(target=worker_process, args=(config, options, slot, results)) for slot in slots]
+    for process in processes:
+        process.start()
+    per_worker = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    study = optuna.load_study(study_name=config.study.name, storage=storage)
+    states = [trial.state.name.lower() for trial in study.get_trials(deepcopy=False)]
+    optuna.delete_study(study_name=config.study.name, storage=storage)
+    trials = sum(result["trials"] for result in per_worker)
+    return {"url": masked(url), "workers": workers, "trials": trials,
+            "states": {state: states.count(state) for state in sorted(set(states))},
+            "wall_seconds_per_trial": statistics.median(r["wall_seconds"] / r["trials"] for r in per_worker),
+            "storage_ms_per_trial": 1000 * sum(r["storage_seconds"]["worker"] for r in per_worker) / trials,
+            "heartbeat_storage_ms_per_trial": 1000 * sum(r["storage_seconds"]["heartbeat"] for r in per_worker) / trials,
+            "storage_calls_per_trial": sum(r["storage_calls"]["worker"] for r in per_worker) / trials,
+            "load_before": load_before, "load_after": os.getloadavg()[0], "per_worker": per_worker}
+
+
+def main() -> None:
+    args = parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    base = load_study_config(args.study_file)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="storage-overhead-") as folder:
+        backends = {"sqlite": f"sqlite:///{folder}/study.db"}
+        if args.postgres:
+            backends = {"postgresql": args.postgres, **backends}
+        for backend, url in backends.items():
+            name = f"storage-overhead-{uuid.uuid4().hex[:8]}"
+            config = dataclasses.replace(base, study=dataclasses.replace(
+                base.study, name=name, trials=args.workers * args.trials_per_worker, timeout_minutes=None))
+            result = {"backend": backend, **measure(config, url, args.workers, Path(folder) / "checkpoints")}
+            results.append(result)
+            print(json.dumps({key: value for key, value in result.items() if key != "per_worker"}), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                         "study_file": str(args.study_file), "results": results}, indent=2) + "\n")
+    print(f"\n{'backend':10s} {'workers':>7s} {'trials':>6s} {'wall ms/trial':>13s} {'storage ms/trial':>16s} "
+          f"{'calls/trial':>11s} {'heartbeat ms':>12s}  load")
+    for result in results:
+        print(f"{result['backend']:10s} {result['workers']:7d} {result['trials']:6d} "
+              f"{1000 * result['wall_seconds_per_trial']:13.0f} {result['storage_ms_per_trial']:16.0f} "
+              f"{result['storage_calls_per_trial']:11.0f} {result['heartbeat_storage_ms_per_trial']:12.0f}  "
+              f"{result['load_before']:.1f}->{result['load_after']:.1f}")
+    print("per trial in the storage: " + ", ".join(
+        f"{result['backend']} {result['storage_ms_per_trial']:.0f} ms (wall {1000 * result['wall_seconds_per_trial']:.0f} ms)"
+        for result in results) + f", with {args.workers} workers")
+
+
+if __name__ == "__main__":
+    main()
