@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 
 # Modules that add a command of their own through `register(commands)`, in help order.
-COMMAND_MODULES = ("search.training", "search.dashboard", "search.grpc_proxy", "search.report", "search.export", "search.evaluate")
+COMMAND_MODULES = ("search.training", "search.report", "search.export", "search.evaluate", "search.dashboard",
+                   "search.grpc_proxy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -19,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer import ImageData, load_image_data, resolve_device
-from trainer.augment import eval_batches
+from trainer.augment import Batch, eval_batches
 from trainer.checkpoint import WEIGHTS_NAME
 from trainer.errors import ConfigError
 from trainer.loop import EVAL_BATCH_SIZE, evaluate
@@ -120,7 +119,7 @@ class _Tally:
         self.top_k_hits = torch.zeros((), dtype=torch.long, device=device)
         self.labels: torch.Tensor | None = None
 
-    def batches(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         # evaluate() calls the model on each batch as soon as it takes it, so the hook that
         # follows sees the logits of the labels kept here.
         for images, labels in batches:

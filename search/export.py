@@ -17,13 +17,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.dashboard import attach_best_params
 from search.objective import WEIGHTS_ATTR
 from search.report import load_study
 from search.settings_file import FORMATS, PROVENANCE, dump_settings, format_of
-from search.study import FINGERPRINT_ATTR
+from search.storage import masked, open_storage, resolve_storage_url
+from search.study import DATA_SOURCE_ATTR, FINGERPRINT_ATTR
 from trainer.errors import ConfigError
 
-DATA_SOURCE_ATTR = "data_source"  # the study's data (folder, archive or Imagenette name), where recorded
 WEIGHTS_SUFFIX = ".weights.pt"
 
 
@@ -67,8 +68,6 @@ def export_settings(study: optuna.Study, *, top: int = 1, storage_url: str | Non
 
 
 def _provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str | None) -> dict[str, Any]:
-    from search.storage import masked
-
     completed = trial.datetime_complete
     provenance = {"study": study.study_name, "trial": trial.number, "value": trial.value,
                   "epochs_run": trial.user_attrs.get("epochs_run"), "best_epoch": trial.user_attrs.get("best_epoch"),
@@ -110,8 +109,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from search.storage import open_storage, resolve_storage_url
-
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = _output_format(args.output, args.format)
@@ -122,11 +119,13 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"hpsearch: study {study.study_name!r} does not record its data source; pass --data to "
               "`hpsearch train`, or it trains on its default data", file=sys.stderr)
     _name_weights(values, best_trials(study)[0], args.output)
+    text = dump_settings(values, fmt)
+    attach_best_params(study, text, fmt)  # the dashboard shows the latest export on the study's note
     if args.output is None:
-        sys.stdout.write(dump_settings(values, fmt))
+        sys.stdout.write(text)
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(dump_settings(values, fmt), encoding="utf-8")
+    args.output.write_text(text, encoding="utf-8")
     print(f"wrote trial {values[PROVENANCE]['trial']} of study {study.study_name!r} to {args.output}", file=sys.stderr)
     return 0
 

@@ -201,6 +201,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--study", action="append", required=True, metavar="NAME",
                         help="a study to report; repeat for several (the factor figures pool their trials)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.html", help="where to write it")
+    parser.add_argument("--artifacts", type=Path, metavar="DIR",
+                        help="artifact folder the dashboard serves the report from (default: $HPSEARCH_ARTIFACTS, "
+                             "or artifacts/ beside a SQLite file)")
     parser.add_argument("--png-dir", type=Path, help="also write every figure as a PNG here "
                                                      "(needs kaleido and a Chrome or Chromium)")
     parser.set_defaults(handler=run_report)
@@ -208,6 +211,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from search import report_figures
+    from search.dashboard import artifact_dir_for, attach_report
     from search.storage import masked, open_storage, resolve_storage_url
 
     url = resolve_storage_url(args.storage)
@@ -217,10 +221,18 @@ def run_report(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report.html, encoding="utf-8")
     print(f"wrote {args.output}: {len(report.figures)} figures, {len(report.notes)} view(s) not drawn")
-    if args.png_dir is not None:
+    for study in studies:  # the team finds the latest report in the dashboard, on the study's note
+        attach_report(study, args.output, artifact_dir_for(url, args.artifacts))
+    if args.png_dir is None:
+        return 0
+    try:
         written = report_figures.write_pngs(report.figures, args.png_dir)
-        if written is None:
-            print(f"hpsearch: no PNGs written: {report_figures.png_obstacle()}", file=sys.stderr)
-            return 1
-        print(f"wrote {len(written)} PNG files into {args.png_dir}")
+    # kaleido reports a browser that will not start or render in errors of its own making.
+    except Exception as error:  # noqa: BLE001
+        print(f"hpsearch: no PNGs written: kaleido failed ({type(error).__name__}: {error})", file=sys.stderr)
+        return 1
+    if written is None:
+        print(f"hpsearch: no PNGs written: {report_figures.png_obstacle()}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} PNG files into {args.png_dir}")
     return 0

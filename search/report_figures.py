@@ -101,20 +101,19 @@ def _curve_trace(curve: TrialCurve, info: FactorInfo, colour: str) -> go.Scatter
     sizes = [5] * len(epochs)
     if curve.state in STOP_SYMBOLS:
         symbols[-1], sizes[-1] = STOP_SYMBOLS[curve.state], 12
-    label = _trial_label(curve, info.factor)
+    label = _trial_label(curve)
     return go.Scatter(x=epochs, y=top1, mode="lines+markers", line={"color": colour, "width": 1.5},
                       marker={"symbol": symbols, "size": sizes, "color": colour},
                       text=[label] * len(epochs), hovertemplate="%{text}<br>epoch %{x}: %{y:.1%}<extra></extra>",
                       showlegend=False, meta={"study": curve.study, "trial": curve.number})
 
 
-def _trial_label(curve: TrialCurve, factor: str) -> str:
-    settings = ", ".join(f"{name}={format_value(name, value)}" for name, value in curve.factors.items()
-                         if value is not None)
-    label = f"{curve.study} trial {curve.number} ({curve.state})<br>{settings}"
+def _trial_label(curve: TrialCurve) -> str:
+    """Hover text: each line escaped on its own, so only our <br> tags reach Plotly."""
+    lines = [f"{curve.study} trial {curve.number} ({curve.state})", _settings_text(curve.factors)]
     if curve.fail_reason:
-        label += f"<br>{_shorten(curve.fail_reason, 100)}"
-    return "<br>".join(escaped(part) for part in label.split("<br>"))
+        lines.append(_shorten(curve.fail_reason, 100))
+    return "<br>".join(escaped(line) for line in lines)
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -167,8 +166,9 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
     if info.scale == "categorical":
         for level in info.levels:
             at_level = [curve for curve in complete if curve.factors[info.factor] == level]
+            labels = [_trial_label(curve) for curve in at_level]
             figure.add_trace(go.Box(y=[curve.value for curve in at_level], name=escaped(level), boxpoints="all",
-                                    jitter=0.4, pointpos=0, text=[_trial_label(curve, info.factor) for curve in at_level],
+                                    jitter=0.4, pointpos=0, text=labels,
                                     hovertemplate="%{text}<br>%{y:.1%}<extra></extra>"))
     else:
         _add_effect_scatter(figure, complete, info.factor)
@@ -188,7 +188,7 @@ def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: s
         figure.add_trace(go.Scatter(
             x=[curve.factors[factor] for curve in group], y=[curve.value for curve in group], mode="markers",
             name=escaped(optimizer), marker={"size": 9, "color": CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]},
-            text=[_trial_label(curve, factor) for curve in group],
+            text=[_trial_label(curve) for curve in group],
             hovertemplate="%{text}<br>%{y:.1%}<extra></extra>"))
 
 

@@ -35,6 +35,16 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The test images are tiny: one thread trains them as fast as several, and never spins
+    against other processes for a shared machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Trained:
     """One short `hpsearch train` run that keeps its weights."""
@@ -43,7 +53,7 @@ def trained(tmp_path_factory) -> Trained:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         status = main(["train", "--data", str(images), "--cache-dir", str(root / "cache"), "--image-size", "32",
-                       "--epochs", "2", "--batch-size", "16", "--optimizer", "adam", "--lr", "0.003",
+                       "--epochs", "2", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.003",
                        "--device", "cpu", "--checkpoint-dir", str(root / "run"), "--json"])
     assert status == 0
     return Trained(root, json.loads(out.getvalue().strip().splitlines()[-1]))

@@ -5,13 +5,25 @@ from __future__ import annotations
 import json
 
 import optuna
+import optuna_dashboard
 import pytest
+import torch
 from optuna.trial import TrialState, create_trial
 
 from search.cli import main
 from search.evaluate import evaluate_weights
 from search.settings_file import read_settings
 from test_report import build_small_search
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The test images are tiny: one thread trains them as fast as several, and never spins
+    against other processes for a shared machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +78,8 @@ def test_json_goes_to_stdout_and_top_k_lists_the_runners_up_in_rank_order(small_
     assert [entry["trial"] for entry in runners_up] == [trial.number for trial in ranked[1:3]]
     assert [entry["value"] for entry in runners_up] == sorted((entry["value"] for entry in runners_up), reverse=True)
     assert runners_up[0]["settings"] == ranked[1].user_attrs["config"]
+    note = optuna_dashboard.get_note(optuna.load_study(study_name=small_search.study, storage=small_search.url))
+    assert note.count("## Best parameters") == 1 and f'"trial": {ranked[0].number}' in note
 
 
 def test_the_best_trials_kept_weights_travel_with_the_export(small_search, ranked, tmp_path, capsys):

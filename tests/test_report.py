@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import optuna
+import optuna_dashboard
 import pytest
+import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 from plotly.offline import get_plotlyjs
@@ -76,9 +78,6 @@ def build_small_search(root: Path) -> SmallSearch:
     path.write_text(text[:text.index("[space]")] + text[text.index("[sampler]"):])  # a study of points only
     launch(load_study_config(path), WorkerOptions(url, "cpu", search.cache_dir, progress=False,
                                                   checkpoint_dir=root / "checkpoints"))
-    study = optuna.load_study(study_name=search.study, storage=url)
-    if "data_source" not in study.user_attrs:  # what the lead is asked to record when a study is created
-        study.set_user_attr("data_source", str(search.images))
     optuna.copy_study(from_study_name=search.study, from_storage=url, to_storage=url, to_study_name=HOSTILE_STUDY)
     _add_hostile_trials(optuna.load_study(study_name=HOSTILE_STUDY, storage=url))
     (root / "built").touch()
@@ -94,6 +93,16 @@ def _add_hostile_trials(study: optuna.Study) -> None:
     study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={
         "fail_reason": HOSTILE_REASON, "epochs_run": 0,
         "config": {"optimizer": "sgd", "lr": 2.0, "momentum": 0.5, "epochs": EPOCHS}}))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The test images are tiny: one thread trains them as fast as several, and never spins
+    against other processes for a shared machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +233,8 @@ def test_the_cli_writes_the_report_and_names_a_missing_study(small_search, tmp_p
     out = tmp_path / "report.html"
     assert main(["report", "--storage", small_search.url, "--study", small_search.study, "-o", str(out)]) == 0
     assert out.read_text().count('<div class="figure"') >= 8 and "wrote" in capsys.readouterr().out
+    note = optuna_dashboard.get_note(optuna.load_study(study_name=small_search.study, storage=small_search.url))
+    assert note.count("## Report") == 1 and "[report.html](" in note  # the dashboard links the report
     assert main(["report", "--storage", small_search.url, "--study", "nope", "-o", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err
     assert "no study named 'nope'" in err and "'factors'" in err and not (tmp_path / "x.html").exists()

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 
 from search.cli import main
 from test_report import HOSTILE_STUDY, build_small_search
@@ -49,8 +50,20 @@ class DrawnFigures(HTMLParser):
 def chromium(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                            "--disable-component-update", "--disable-sync", "--no-first-run",
+                           # No host resolves, so a figure that needed the network could not draw.
+                           "--host-resolver-rules=MAP * ~NOTFOUND",
                            f"--user-data-dir={profile}", *flags, page.as_uri()],
                           capture_output=True, text=True, timeout=BROWSER_SECONDS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The test images are tiny: one thread trains them as fast as several, and never spins
+    against other processes for a shared machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
