@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40)]
@@ -67,3 +68,13 @@ def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "user-checkpoints"))
     monkeypatch.setenv("HPSEARCH_DATA_ROOT", str(tmp_path / "user-data"))
     monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The test images are tiny: one thread trains them as fast as several, and never spins
+    against other processes for a shared machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -35,14 +35,7 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test images are tiny: one thread trains them as fast as several, and never spins
-    against other processes for a shared machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import optuna
 import optuna_dashboard
 import pytest
-import torch
 from optuna.trial import TrialState, create_trial
 
 from search.cli import main
@@ -16,14 +15,7 @@ from search.settings_file import read_settings
 from test_report import build_small_search
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test images are tiny: one thread trains them as fast as several, and never spins
-    against other processes for a shared machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

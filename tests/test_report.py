@@ -9,7 +9,6 @@ from typing import NamedTuple
 import optuna
 import optuna_dashboard
 import pytest
-import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 from plotly.offline import get_plotlyjs
@@ -95,14 +94,7 @@ def _add_hostile_trials(study: optuna.Study) -> None:
         "config": {"optimizer": "sgd", "lr": 2.0, "momentum": 0.5, "epochs": EPOCHS}}))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test images are tiny: one thread trains them as fast as several, and never spins
-    against other processes for a shared machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import torch
 
 from search.cli import main
 from test_report import HOSTILE_STUDY, build_small_search
@@ -56,14 +55,7 @@ def chromium(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=BROWSER_SECONDS)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test images are tiny: one thread trains them as fast as several, and never spins
-    against other processes for a shared machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
