@@ -30,6 +30,7 @@ import json
 import math
 import multiprocessing
 import os
+import queue
 import statistics
 import tempfile
 import threading
@@ -140,6 +141,21 @@ def worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot
                  "storage_seconds": clock.seconds, "storage_calls": clock.calls})
 
 
+def collect(results, processes: list) -> list[dict]:
+    """Each worker's figures; a worker that died says so instead of leaving us waiting."""
+    collected = []
+    while len(collected) < len(processes):
+        try:
+            collected.append(results.get(timeout=1))
+        except queue.Empty:
+            if all(process.exitcode is not None for process in processes):
+                codes = [process.exitcode for process in processes]
+                raise RuntimeError(f"worker(s) exited without results (exit codes {codes}); see the messages above")
+    for process in processes:
+        process.join()
+    return collected
+
+
 def measure(config: StudyConfig, url: str, workers: int, checkpoints: Path) -> dict:
     storage = open_storage(url)
     open_study(config, storage, fingerprint(config, tiny_data()), create=True)
@@ -151,9 +167,7 @@ def measure(config: StudyConfig, url: str, workers: int, checkpoints: Path) -> d
     processes = [context.Process(target=worker_process, args=(config, options, slot, results)) for slot in slots]
     for process in processes:
         process.start()
-    per_worker = [results.get() for _ in processes]
-    for process in processes:
-        process.join()
+    per_worker = collect(results, processes)
     study = optuna.load_study(study_name=config.study.name, storage=storage)
     states = [trial.state.name.lower() for trial in study.get_trials(deepcopy=False)]
     optuna.delete_study(study_name=config.study.name, storage=storage)

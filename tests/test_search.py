@@ -84,14 +84,15 @@ def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_di
     assert len(trials_of(storage_url, "test-study")) == 3
 
 
-def test_three_local_workers_on_sqlite_meet_the_budget(tmp_path, image_folder, cache_dir, storage_url):
+def test_three_local_workers_on_sqlite_meet_the_budget(tmp_path, image_folder, cache_dir, storage_url, capfd):
     config = load_study_config(write_study(tmp_path, image_folder, trials=5, epochs=1))
     launch(config, WorkerOptions(storage_url, "cpu", cache_dir, progress=False), workers=3)
     trials = trials_of(storage_url, "test-study")
     finished = [trial for trial in trials if trial.state.is_finished()]
     assert 5 <= len(finished) <= 7 and len(finished) == len(trials)
     assert not [trial for trial in trials if trial.state == TrialState.FAIL], \
-        [trial.system_attrs.get("fail_reason") for trial in trials]
+        [trial.user_attrs.get("fail_reason") for trial in trials]
+    assert "database is locked" not in capfd.readouterr().err
 
 
 def test_an_existing_study_with_another_space_is_refused(tmp_path, image_folder, cache_dir, storage_url, capsys):

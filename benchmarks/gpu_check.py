@@ -1,0 +1,154 @@
+"""The Python half of benchmarks/gpu_check.sh: its study file, a fallback search, and its summary.
+
+    python3 -m benchmarks.gpu_check study OUT.toml --data DIR --image-size 128 --epochs 20 --minutes 4 [--per-class N]
+    python3 -m benchmarks.gpu_check search OUT.toml --storage sqlite:///... --device cuda   (if `-m search` cannot start)
+    python3 -m benchmarks.gpu_check summary --storage sqlite:///... --study gpu-check --throughput T.json --json S.json
+
+`study` writes studies/imagenette.toml with the check's settings ([study] timeout_minutes, a trial
+budget the timeout ends first, the data and image size, the epochs), checked by the same loader
+as `hpsearch run`. `summary` reads the study and the throughput figures and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tomllib
+from pathlib import Path
+from typing import Any
+
+BASE_STUDY = Path("studies/imagenette.toml")
+STUDY_NAME = "gpu-check"
+TRIAL_BUDGET = 1000  # more than any GPU finishes in the check: the timeout ends the search
+GOALS = {"images_per_second": 25_000, "ratio": 3.0, "seconds_per_trial": 15.0, "best_val_top1": 0.88}
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+
+
+def toml_text(document: dict[str, Any]) -> str:
+    """A study file's TOML: sections of plain keys, and arrays of tables such as [[warm_start]]."""
+    blocks = []
+    for name, section in document.items():
+        tables = section if isinstance(section, list) else [section]
+        header = f"[[{name}]]" if isinstance(section, list) else f"[{name}]"
+        for table in tables:
+            blocks.append("\n".join([header, *(f"{key} = {toml_value(value)}" for key, value in table.items())]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_study(args: argparse.Namespace) -> None:
+    from search.config import load_study_config
+
+    document = tomllib.loads(BASE_STUDY.read_text())
+    document["study"].update(name=STUDY_NAME, trials=TRIAL_BUDGET, timeout_minutes=args.minutes)
+    document["data"].update(source=str(Path(args.data).resolve()), image_size=args.image_size)
+    if args.per_class:
+        document["data"]["per_class"] = args.per_class
+    document["train"]["epochs"] = args.epochs
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    args.path.write_text(f"# {BASE_STUDY} with the GPU check's settings, written by benchmarks/gpu_check.py\n"
+                         + toml_text(document))
+    load_study_config(args.path)  # the check fails here, not minutes later, if the file is wrong
+    print(f"wrote {args.path}")
+
+
+def run_search(args: argparse.Namespace) -> None:
+    """The search as `hpsearch run` does it, for a machine where the CLI's optional imports fail."""
+    from search.config import load_study_config
+    from search.launcher import launch
+    from search.status import format_status, study_status
+    from search.worker import WorkerOptions
+
+    config = load_study_config(args.path)
+    study = launch(config, WorkerOptions(args.storage, device=args.device, progress=False))
+    print(format_status(study_status(study._storage, config.study.name)))
+
+
+def summarize(args: argparse.Namespace) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=args.study, storage=args.storage)
+    trials = study.get_trials(deepcopy=False)
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda trial: trial.value, default=None)
+    epochs = max((trial.user_attrs.get("config", {}).get("epochs", 0) for trial in trials), default=0)
+    finished = [trial for trial in complete if trial.user_attrs.get("epochs_run") == epochs]
+    # Start to finish as the storage saw it: model set-up and checkpoints included, unlike "seconds".
+    full = [(trial.datetime_complete - trial.datetime_start).total_seconds() for trial in finished]
+    epoch_seconds = [trial.user_attrs["seconds"] for trial in finished if "seconds" in trial.user_attrs]
+    rates = [trial.user_attrs["images_per_second"] for trial in trials if "images_per_second" in trial.user_attrs]
+    throughput = json.loads(args.throughput.read_text()) if args.throughput and args.throughput.exists() else {}
+    summary = {
+        "device": throughput.get("gpu") or throughput.get("cpu"),
+        "image_size": throughput.get("image_size"), "batch_size": throughput.get("batch_size"),
+        "throughput_baseline_images_per_second": throughput.get("baseline", {}).get("images_per_second"),
+        "throughput_ours_images_per_second": throughput.get("ours", {}).get("images_per_second"),
+        "throughput_ratio": throughput.get("ratio_ours_to_baseline"),
+        "trials_complete": len(complete), "trials_pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "trials_failed": sum(t.state == TrialState.FAIL for t in trials), "epochs_per_trial": epochs,
+        "best_val_top1": best.value if best else None, "best_params": best.params if best else None,
+        "search_images_per_second": statistics.median(rates) if rates else None,
+        f"seconds_per_{epochs}_epoch_trial": statistics.median(full) if full else None,
+        f"seconds_of_epochs_per_{epochs}_epoch_trial": statistics.median(epoch_seconds) if epoch_seconds else None,
+        "epochs_trained": sum(trial.user_attrs.get("epochs_run", 0) for trial in trials),
+        "goals_at_128px_on_h100_h200": GOALS,
+    }
+    args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    rows = [("baseline images/s", summary["throughput_baseline_images_per_second"], ""),
+            ("ours images/s", summary["throughput_ours_images_per_second"], f">= {GOALS['images_per_second']:,}"),
+            ("ours / baseline", summary["throughput_ratio"], f">= {GOALS['ratio']:.0f}x"),
+            ("trials complete / pruned / failed",
+             f"{summary['trials_complete']} / {summary['trials_pruned']} / {summary['trials_failed']}", ""),
+            (f"seconds per {epochs}-epoch trial", summary[f"seconds_per_{epochs}_epoch_trial"],
+             f"< {GOALS['seconds_per_trial']:.0f}"),
+            ("search images/s (median trial)", summary["search_images_per_second"], ""),
+            ("best val top-1", summary["best_val_top1"], f">= {GOALS['best_val_top1']:.0%}")]
+    print(f"\nGPU check on {summary['device']} ({summary['image_size']} px; goals are for 128 px on H100/H200)")
+    for label, value, goal in rows:
+        shown = "-" if value is None else value if isinstance(value, str) else \
+            f"{value:.2%}" if label == "best val top-1" else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+        print(f"  {label:34s} {shown:>14s}  {goal}")
+    print(f"  best params: {summary['best_params']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    study = commands.add_parser("study")
+    study.add_argument("path", type=Path)
+    study.add_argument("--data", required=True)
+    study.add_argument("--image-size", type=int, required=True)
+    study.add_argument("--epochs", type=int, required=True)
+    study.add_argument("--minutes", type=float, required=True)
+    study.add_argument("--per-class", type=int)
+    study.set_defaults(handler=write_study)
+    search = commands.add_parser("search")
+    search.add_argument("path", type=Path)
+    search.add_argument("--storage", required=True)
+    search.add_argument("--device", default="cuda")
+    search.set_defaults(handler=run_search)
+    summary = commands.add_parser("summary")
+    summary.add_argument("--storage", required=True)
+    summary.add_argument("--study", default=STUDY_NAME)
+    summary.add_argument("--throughput", type=Path)
+    summary.add_argument("--json", type=Path, required=True)
+    summary.set_defaults(handler=summarize)
+    args = parser.parse_args()
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()
