@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from search.config import StudyConfig, load_study_config
@@ -43,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--per-class", type=int, help="training images per class")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="study seeds (default 0)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("--json", type=Path, help="write the figures here")
     return parser.parse_args()
@@ -81,6 +83,8 @@ def run_study(config: StudyConfig, device: str, cache_dir: Path | None) -> dict:
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     runs: dict[str, list[dict]] = {}
     for index, seed in enumerate(args.seeds):

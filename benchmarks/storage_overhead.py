@@ -64,6 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--trials-per-worker", type=int, default=25)
     parser.add_argument("--study-file", type=Path, default=Path("studies/imagenette.toml"))
+    parser.add_argument("--rounds", type=int, default=1, help="each backend this many times, order alternating")
     parser.add_argument("--postgres", help="URL of a database to use (a study is created and deleted in it)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     return parser.parse_args()
@@ -99,6 +100,7 @@ class StorageClock:
     def __init__(self) -> None:
         self.seconds = {"worker": 0.0, "heartbeat": 0.0}
         self.calls = {"worker": 0, "heartbeat": 0}
+        self.by_method: dict[str, float] = {}  # worker thread only
         self._depth = threading.local()
         self._lock = threading.Lock()
 
@@ -117,6 +119,9 @@ class StorageClock:
                     with self._lock:
                         self.seconds[kind] += time.perf_counter() - started
                         self.calls[kind] += 1
+                        if kind == "worker":
+                            self.by_method[method.__name__] = (self.by_method.get(method.__name__, 0.0)
+                                                               + time.perf_counter() - started)
 
         return timed
 
@@ -138,7 +143,8 @@ def worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot
     started = time.perf_counter()
     ran = search.worker.run_worker(config, options, worker_index=slot.index, data=tiny_data())
     results.put({"worker": slot.index, "trials": ran, "wall_seconds": time.perf_counter() - started,
-                 "storage_seconds": clock.seconds, "storage_calls": clock.calls})
+                 "storage_seconds": clock.seconds, "storage_calls": clock.calls,
+                 "storage_seconds_by_method": clock.by_method})
 
 
 def collect(results, processes: list) -> list[dict]:
@@ -172,12 +178,15 @@ def measure(config: StudyConfig, url: str, workers: int, checkpoints: Path) -> d
     states = [trial.state.name.lower() for trial in study.get_trials(deepcopy=False)]
     optuna.delete_study(study_name=config.study.name, storage=storage)
     trials = sum(result["trials"] for result in per_worker)
-    return {"url": masked(url), "workers": workers, "trials": trials,
+    by_method = {name: 1000 * sum(r["storage_seconds_by_method"].get(name, 0.0) for r in per_worker) / trials
+                 for name in {name for r in per_worker for name in r["storage_seconds_by_method"]}}
+    return {"url": masked(url), "workers": workers, "trials": trials, "study_trials": len(states), "budget": config.study.trials,
             "states": {state: states.count(state) for state in sorted(set(states))},
             "wall_seconds_per_trial": statistics.median(r["wall_seconds"] / r["trials"] for r in per_worker),
             "storage_ms_per_trial": 1000 * sum(r["storage_seconds"]["worker"] for r in per_worker) / trials,
             "heartbeat_storage_ms_per_trial": 1000 * sum(r["storage_seconds"]["heartbeat"] for r in per_worker) / trials,
             "storage_calls_per_trial": sum(r["storage_calls"]["worker"] for r in per_worker) / trials,
+            "slowest_storage_methods_ms_per_trial": dict(sorted(by_method.items(), key=lambda item: -item[1])[:4]),
             "load_before": load_before, "load_after": os.getloadavg()[0], "per_worker": per_worker}
 
 
@@ -191,7 +200,8 @@ def main() -> None:
         backends = {"sqlite": f"sqlite:///{folder}/study.db"}
         if args.postgres:
             backends = {"postgresql": args.postgres, **backends}
-        for backend, url in backends.items():
+        rounds = [list(backends.items())[::1 if index % 2 == 0 else -1] for index in range(args.rounds)]
+        for backend, url in [pair for order in rounds for pair in order]:
             name = f"storage-overhead-{uuid.uuid4().hex[:8]}"
             config = dataclasses.replace(base, study=dataclasses.replace(
                 base.study, name=name, trials=args.workers * args.trials_per_worker, timeout_minutes=None))
@@ -201,13 +211,14 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                                          "study_file": str(args.study_file), "results": results}, indent=2) + "\n")
-    print(f"\n{'backend':10s} {'workers':>7s} {'trials':>6s} {'wall ms/trial':>13s} {'storage ms/trial':>16s} "
+    print(f"\n{'backend':10s} {'workers':>7s} {'trials':>9s} {'wall ms/trial':>13s} {'storage ms/trial':>16s} "
           f"{'calls/trial':>11s} {'heartbeat ms':>12s}  load")
     for result in results:
-        print(f"{result['backend']:10s} {result['workers']:7d} {result['trials']:6d} "
+        print(f"{result['backend']:10s} {result['workers']:7d} {result['trials']:4d}/{result['budget']:<4d} "
               f"{1000 * result['wall_seconds_per_trial']:13.0f} {result['storage_ms_per_trial']:16.0f} "
               f"{result['storage_calls_per_trial']:11.0f} {result['heartbeat_storage_ms_per_trial']:12.0f}  "
               f"{result['load_before']:.1f}->{result['load_after']:.1f}")
+    print("trials over the budget: " + ", ".join(f"{r['backend']} {r['study_trials'] - r['budget']:+d}" for r in results))
     print("per trial in the storage: " + ", ".join(
         f"{result['backend']} {result['storage_ms_per_trial']:.0f} ms (wall {1000 * result['wall_seconds_per_trial']:.0f} ms)"
         for result in results) + f", with {args.workers} workers")

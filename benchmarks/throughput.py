@@ -59,6 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--optimizer", default="sgd", help="the same for both pipelines (default sgd, momentum 0.9)")
+    parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's own)")
     parser.add_argument("--cache-dir", type=Path, help="the trainer's image cache (default: its own)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     return parser.parse_args()
@@ -162,6 +163,8 @@ def machine(device: torch.device) -> dict:
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = resolve_device(args.device)
     config = train_config(args)
@@ -202,7 +205,7 @@ def main() -> None:
         each = " ".join(f"{rate:.0f}" for rate in result["images_per_second_each_repeat"])
         print(f"{name:10s} {result['images_per_second']:10.0f} {result['epoch_seconds']:9.1f}  {each}")
     print(f"{device} {report['gpu'] or report['cpu']}, {args.image_size} px, batch {args.batch_size}, "
-          f"{args.steps} steps x {args.repeats}, load {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}")
+          f"{args.steps} steps x {args.repeats}, {torch.get_num_threads()} torch threads, load {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}")
     print(f"ours/baseline images/s: {ratio:.2f}x")
 
 

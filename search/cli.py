@@ -52,8 +52,8 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
     parser.add_argument("--checkpoint-dir", type=Path, help="trial checkpoints, a folder every worker can reach "
-                                                          "(default: the study file, $HPSEARCH_CHECKPOINTS, "
-                                                          "or the user cache)")
+                                                          "(default: $HPSEARCH_CHECKPOINTS, the study file's "
+                                                          "[checkpoint] dir, or the user cache)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -115,12 +115,14 @@ def _gpu_list(text: str) -> list[int]:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from search.config import StudyFileError
+    from search.export import NoFinishedTrial
     from search.launcher import LaunchError
     from search.storage import StorageError
-    from search.study import StudyMismatchError
+    from search.study import StudyMismatchError, StudyNotFound
     from trainer.errors import TrainerError
 
-    return TrainerError, StudyFileError, StorageError, StudyMismatchError, LookupError, LaunchError
+    return (TrainerError, StudyFileError, StorageError, StudyMismatchError, StudyNotFound, NoFinishedTrial,
+            LaunchError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except _user_errors() as error:
+        # A LookupError's str() is its message quoted; the message itself reads better.
         message = error.args[0] if isinstance(error, LookupError) and error.args else error
         print(f"hpsearch: error: {message}", file=sys.stderr)
         return 2

@@ -19,10 +19,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.dashboard import attach_best_params
 from search.objective import WEIGHTS_ATTR
-from search.report import load_study
 from search.settings_file import FORMATS, PROVENANCE, dump_settings, format_of
 from search.storage import masked, open_storage, resolve_storage_url
-from search.study import DATA_SOURCE_ATTR, FINGERPRINT_ATTR
+from search.study import DATA_SOURCE_ATTR, FINGERPRINT_ATTR, find_study
 from trainer.errors import ConfigError
 
 WEIGHTS_SUFFIX = ".weights.pt"
@@ -113,7 +112,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = _output_format(args.output, args.format)
     url = resolve_storage_url(args.storage)
-    study = load_study(open_storage(url), args.study)
+    study = find_study(open_storage(url), args.study)
     values = export_settings(study, top=args.top, storage_url=url)
     if "data" not in values:
         print(f"hpsearch: study {study.study_name!r} does not record its data source; pass --data to "

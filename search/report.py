@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.study import find_study
+
 FACTORS = ("optimizer", "lr", "eps", "momentum")  # the four factors of the original experiment
 # How a factor's values are spaced: lr and eps are scales (1e-3 is as far from 1e-2 as 1e-2 from 1e-1).
 FACTOR_SCALES = {"optimizer": "categorical", "lr": "log", "eps": "log", "momentum": "linear"}
@@ -69,14 +71,6 @@ class SummaryInfo(NamedTuple):
     epochs_without_pruning: int  # what the same finished trials would have trained to their last epoch
     compute_seconds: float
     top: tuple[TrialRow, ...]  # complete trials, best first
-
-
-def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    """The study called `name`; a missing one is a LookupError that lists those present."""
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        raise LookupError(f"no study named {name!r} in this storage; it holds: {', '.join(map(repr, names)) or 'none'}")
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -216,7 +210,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     url = resolve_storage_url(args.storage)
     storage = open_storage(url)
-    studies = [load_study(storage, name) for name in dict.fromkeys(args.study)]
+    studies = [find_study(storage, name) for name in dict.fromkeys(args.study)]
     report = report_figures.build_report(studies, storage_label=masked(url))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report.html, encoding="utf-8")

@@ -8,14 +8,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from search.study import find_study
+
 
 def study_status(storage: optuna.storages.BaseStorage, name: str | None = None) -> list[dict[str, Any]]:
-    names = optuna.get_all_study_names(storage)
-    if name is not None:
-        if name not in names:
-            raise LookupError(f"no study named {name!r} in this storage; it holds: {', '.join(names) or 'none'}")
-        names = [name]
-    return [_one_study(optuna.load_study(study_name=study_name, storage=storage)) for study_name in names]
+    names = optuna.get_all_study_names(storage) if name is None else [name]
+    return [_one_study(find_study(storage, study_name)) for study_name in names]
 
 
 def _one_study(study: optuna.Study) -> dict[str, Any]:

@@ -22,6 +22,19 @@ class StudyMismatchError(Exception):
     """An existing study differs from the study file or from this worker's data."""
 
 
+class StudyNotFound(LookupError):
+    """No study of that name is in the storage."""
+
+
+def find_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """The study called `name`; a missing one is an error that lists those present."""
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        raise StudyNotFound(f"no study named {name!r} in this storage; it holds: "
+                            f"{', '.join(map(repr, names)) or 'none'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def worker_seed(study_seed: int, worker_index: int) -> int:
     """Worker 0 uses the study's seed (one worker reproduces); others get distinct derived seeds."""
     if worker_index == 0:

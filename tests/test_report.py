@@ -18,9 +18,10 @@ from search import report_figures
 from search.cli import main
 from search.config import load_study_config
 from search.launcher import launch
-from search.report import (FACTORS, OPTUNA_VIEWS, get_factor_info, get_summary_info, load_study, trial_curves,
+from search.report import (FACTORS, OPTUNA_VIEWS, get_factor_info, get_summary_info, trial_curves,
                            view_obstacle)
 from search.storage import open_storage
+from search.study import find_study
 from search.worker import WorkerOptions
 from search_helpers import write_study
 
@@ -105,7 +106,7 @@ def small_search(tmp_path_factory) -> SmallSearch:
 @pytest.fixture(scope="module")
 def studies(small_search):
     storage = open_storage(small_search.url)
-    return [load_study(storage, small_search.study), load_study(storage, small_search.hostile)]
+    return [find_study(storage, small_search.study), find_study(storage, small_search.hostile)]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,99 @@
+"""Does Ranger (torch-optimizer) cost measurably per step against torch.optim.RAdam?
+
+For each image size, ResNet-18 (trainer.model) is trained on one fixed random batch with:
+Ranger as the trainer builds it, RAdam with foreach=True (one kernel per op for all tensors) and
+RAdam as the trainer builds it (on a CPU, PyTorch then picks the per-tensor loop). Two figures
+each, interleaved round by round, median over rounds: milliseconds of `optimizer.step()` alone,
+and of a whole training step through `trainer.loop.train_one_epoch` (forward, backward, step).
+
+    .venv/bin/python -m benchmarks.optimizer_step --device cpu --image-sizes 32 64 --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from trainer import TrainConfig, resolve_device
+from trainer.loop import train_one_epoch
+from trainer.model import build_model
+from trainer.optim import build_optimizer, build_scheduler
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--image-sizes", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="training steps timed per round")
+    parser.add_argument("--optimizer-steps", type=int, default=20, help="optimizer.step() calls timed per round")
+    parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's own)")
+    parser.add_argument("--rounds", type=int, default=7)
+    return parser.parse_args()
+
+
+def optimizers(model: torch.nn.Module) -> dict[str, torch.optim.Optimizer]:
+    return {"ranger": lambda: build_optimizer(TrainConfig(optimizer="ranger", lr=8e-3), model.parameters()),
+            "radam foreach": lambda: torch.optim.RAdam(model.parameters(), lr=8e-3, foreach=True),
+            "radam (trainer)": lambda: build_optimizer(TrainConfig(optimizer="radam", lr=8e-3), model.parameters())}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, run) -> float:
+    synchronize(device)
+    started = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def measure(size: int, args: argparse.Namespace, device: torch.device) -> dict[str, dict[str, float]]:
+    images = torch.randn(args.batch_size, 3, size, size, device=device)
+    labels = torch.randint(0, 10, (args.batch_size,), device=device)
+    runs = {}
+    for name in optimizers(torch.nn.Linear(1, 1)):
+        torch.manual_seed(0)
+        model = build_model(10, device)
+        optimizer = optimizers(model)[name]()
+        scheduler = build_scheduler(TrainConfig(), optimizer, 1000)
+        train_one_epoch(model, [(images, labels)] * 2, optimizer, scheduler, epoch=0)  # warm-up, grads exist
+        runs[name] = (model, optimizer, scheduler)
+    step_ms = {name: [] for name in runs}
+    train_ms = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, (model, optimizer, scheduler) in runs.items():
+            seconds = timed(device, lambda: [optimizer.step() for _ in range(args.optimizer_steps)])
+            step_ms[name].append(1000 * seconds / args.optimizer_steps)
+            seconds = timed(device, lambda: train_one_epoch(model, [(images, labels)] * args.steps, optimizer,
+                                                            scheduler, epoch=1))
+            train_ms[name].append(1000 * seconds / args.steps)
+    return {name: {"optimizer_step_ms": statistics.median(step_ms[name]),
+                   "train_step_ms": statistics.median(train_ms[name])} for name in runs}
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"{device}, batch {args.batch_size}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
+    print(f"{'px':>4s} {'optimizer':16s} {'step() ms':>9s} {'train step ms':>13s}")
+    for size in args.image_sizes:
+        results = measure(size, args, device)
+        for name, result in results.items():
+            print(f"{size:4d} {name:16s} {result['optimizer_step_ms']:9.1f} {result['train_step_ms']:13.1f}")
+        extra = results["ranger"]["optimizer_step_ms"] - results["radam foreach"]["optimizer_step_ms"]
+        print(f"{size:4d} ranger - radam foreach: {extra:+.1f} ms per step() = "
+              f"{extra / results['radam foreach']['train_step_ms']:+.1%} of a training step (load {os.getloadavg()[0]:.2f})")
+
+
+if __name__ == "__main__":
+    main()
