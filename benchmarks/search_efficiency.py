@@ -23,6 +23,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -86,6 +87,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     runs: dict[str, list[dict]] = {}
     for index, seed in enumerate(args.seeds):
         configs = study_configs(args, seed)
