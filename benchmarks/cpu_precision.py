@@ -48,7 +48,8 @@ def measure(size: int, args: argparse.Namespace) -> dict[str, float]:
     runs = {}
     for name, (bf16, channels_last) in VARIANTS.items():
         torch.manual_seed(0)
-        model = resnet18(num_classes=10).to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model = resnet18(num_classes=10).to(memory_format=memory_format)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         for _ in range(2):  # warm-up: oneDNN builds its kernels on first use
             step(model, optimizer, images, labels, bf16, channels_last)

@@ -1,7 +1,7 @@
 """The Python half of benchmarks/gpu_check.sh: its study file, a fallback search, and its summary.
 
     python3 -m benchmarks.gpu_check study OUT.toml --data DIR --image-size 128 --epochs 20 --minutes 4 [--per-class N]
-    python3 -m benchmarks.gpu_check search OUT.toml --storage sqlite:///... --device cuda   (if `-m search` cannot start)
+    python3 -m benchmarks.gpu_check search OUT.toml --storage sqlite:///... --device cuda  # if -m search cannot start
     python3 -m benchmarks.gpu_check summary --storage sqlite:///... --study gpu-check --throughput T.json --json S.json
 
 `study` writes studies/imagenette.toml with the check's settings ([study] timeout_minutes, a trial
@@ -65,11 +65,17 @@ def write_study(args: argparse.Namespace) -> None:
 
 def run_search(args: argparse.Namespace) -> None:
     """The search as `hpsearch run` does it, for a machine where the CLI's optional imports fail."""
+    import warnings
+
+    import optuna
+
     from search.config import load_study_config
     from search.launcher import launch
     from search.status import format_status, study_status
     from search.worker import WorkerOptions
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     config = load_study_config(args.path)
     study = launch(config, WorkerOptions(args.storage, device=args.device, progress=False))
     print(format_status(study_status(study._storage, config.study.name)))

@@ -12,9 +12,10 @@
 #    study file, its SQLite database gpu_check.db and summary.json.
 #
 # Settings (environment): GPU_CHECK_DEVICE (cuda), GPU_CHECK_IMAGE_SIZE (128), GPU_CHECK_BATCH (256),
-# GPU_CHECK_STEPS (50), GPU_CHECK_REPEATS (3), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
-# GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS (one per GPU), PYTHON (.venv/bin/python or python3).
-# On a CPU, end to end in about four minutes:
+# GPU_CHECK_STEPS (100), GPU_CHECK_REPEATS (3), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
+# GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS (one per GPU; more than one on this SQLite file can
+# hand the queued warm-start trial to two workers, see RESULTS.md), PYTHON (.venv/bin/python or python3).
+# On a CPU, end to end in two to three minutes:
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_IMAGE_SIZE=32 GPU_CHECK_BATCH=64 GPU_CHECK_STEPS=5 GPU_CHECK_REPEATS=2 \
 #   GPU_CHECK_SEARCH_MINUTES=1 GPU_CHECK_EPOCHS=2 GPU_CHECK_PER_CLASS=50 \
 #   IMAGENETTE_DIR=../shared/data/imagenette2-128.tar.gz bash benchmarks/gpu_check.sh
@@ -24,7 +25,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 device=${GPU_CHECK_DEVICE:-cuda}
 size=${GPU_CHECK_IMAGE_SIZE:-128}
 batch=${GPU_CHECK_BATCH:-256}
-steps=${GPU_CHECK_STEPS:-50}
+steps=${GPU_CHECK_STEPS:-100}
 repeats=${GPU_CHECK_REPEATS:-3}
 minutes=${GPU_CHECK_SEARCH_MINUTES:-4}
 epochs=${GPU_CHECK_EPOCHS:-20}

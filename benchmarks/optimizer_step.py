@@ -92,7 +92,8 @@ def main() -> None:
             print(f"{size:4d} {name:16s} {result['optimizer_step_ms']:9.1f} {result['train_step_ms']:13.1f}")
         extra = results["ranger"]["optimizer_step_ms"] - results["radam foreach"]["optimizer_step_ms"]
         print(f"{size:4d} ranger - radam foreach: {extra:+.1f} ms per step() = "
-              f"{extra / results['radam foreach']['train_step_ms']:+.1%} of a training step (load {os.getloadavg()[0]:.2f})")
+              f"{extra / results['radam foreach']['train_step_ms']:+.1%} of a training step "
+              f"(load {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

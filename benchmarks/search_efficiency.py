@@ -113,8 +113,9 @@ def main() -> None:
     pruned, full = totals.values()
     saved_epochs = 1 - pruned["epochs_trained"] / full["epochs_trained"]
     saved_wall = 1 - pruned["wall_seconds"] / full["wall_seconds"]
-    accuracy_cost = [full_best - pruned_best for full_best, pruned_best in
-                     zip(full["best_val_top1"], pruned["best_val_top1"]) if full_best is not None and pruned_best is not None]
+    pairs = zip(full["best_val_top1"], pruned["best_val_top1"])
+    accuracy_cost = [full_best - pruned_best for full_best, pruned_best in pairs
+                     if full_best is not None and pruned_best is not None]
     if args.json:
         args.json.write_text(json.dumps({
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

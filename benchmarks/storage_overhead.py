@@ -3,9 +3,10 @@
 Each worker process runs the real worker loop (`search.worker.run_worker`: budget check, ask,
 heartbeat, tell, checkpoint clean-up) on storage opened by `search.storage.open_storage` (WAL and
 busy timeout for SQLite, the connection pool for PostgreSQL), with the study's real sampler and
-pruner. Only the training is replaced: the objective suggests the trial's parameters, reports one
-made-up val top-1 per epoch (asking the pruner each time, as a real trial does) and records the
-same user attributes as a real trial. Every call into the storage is timed in the worker.
+pruner (its [[warm_start]] point left out: see main). Only the training is replaced: the
+objective suggests the trial's parameters, reports one made-up val top-1 per epoch (asking the
+pruner each time, as a real trial does) and records the same user attributes as a real trial.
+Every call into the storage is timed in the worker.
 
 Reported per backend: trials, wall seconds per trial (all a trial costs a worker besides its
 training: storage, sampler, pruner), and milliseconds per trial inside storage calls on the
@@ -180,11 +181,13 @@ def measure(config: StudyConfig, url: str, workers: int, checkpoints: Path) -> d
     trials = sum(result["trials"] for result in per_worker)
     by_method = {name: 1000 * sum(r["storage_seconds_by_method"].get(name, 0.0) for r in per_worker) / trials
                  for name in {name for r in per_worker for name in r["storage_seconds_by_method"]}}
-    return {"url": masked(url), "workers": workers, "trials": trials, "study_trials": len(states), "budget": config.study.trials,
+    return {"url": masked(url), "workers": workers, "trials": trials, "study_trials": len(states),
+            "budget": config.study.trials,
             "states": {state: states.count(state) for state in sorted(set(states))},
             "wall_seconds_per_trial": statistics.median(r["wall_seconds"] / r["trials"] for r in per_worker),
             "storage_ms_per_trial": 1000 * sum(r["storage_seconds"]["worker"] for r in per_worker) / trials,
-            "heartbeat_storage_ms_per_trial": 1000 * sum(r["storage_seconds"]["heartbeat"] for r in per_worker) / trials,
+            "heartbeat_storage_ms_per_trial":
+                1000 * sum(r["storage_seconds"]["heartbeat"] for r in per_worker) / trials,
             "storage_calls_per_trial": sum(r["storage_calls"]["worker"] for r in per_worker) / trials,
             "slowest_storage_methods_ms_per_trial": dict(sorted(by_method.items(), key=lambda item: -item[1])[:4]),
             "load_before": load_before, "load_after": os.getloadavg()[0], "per_worker": per_worker}
@@ -203,14 +206,17 @@ def main() -> None:
         rounds = [list(backends.items())[::1 if index % 2 == 0 else -1] for index in range(args.rounds)]
         for backend, url in [pair for order in rounds for pair in order]:
             name = f"storage-overhead-{uuid.uuid4().hex[:8]}"
-            config = dataclasses.replace(base, study=dataclasses.replace(
+            # No [[warm_start]]: on SQLite two workers' ask() can both take one queued trial (pysqlite
+            # starts no transaction for a SELECT), and the loser's worker stops with an error.
+            config = dataclasses.replace(base, warm_start=(), study=dataclasses.replace(
                 base.study, name=name, trials=args.workers * args.trials_per_worker, timeout_minutes=None))
             result = {"backend": backend, **measure(config, url, args.workers, Path(folder) / "checkpoints")}
             results.append(result)
             print(json.dumps({key: value for key, value in result.items() if key != "per_worker"}), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                                         "study_file": str(args.study_file), "results": results}, indent=2) + "\n")
+        date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        args.json.write_text(json.dumps({"date": date, "study_file": str(args.study_file), "results": results},
+                                        indent=2) + "\n")
     print(f"\n{'backend':10s} {'workers':>7s} {'trials':>9s} {'wall ms/trial':>13s} {'storage ms/trial':>16s} "
           f"{'calls/trial':>11s} {'heartbeat ms':>12s}  load")
     for result in results:
@@ -218,10 +224,11 @@ def main() -> None:
               f"{1000 * result['wall_seconds_per_trial']:13.0f} {result['storage_ms_per_trial']:16.0f} "
               f"{result['storage_calls_per_trial']:11.0f} {result['heartbeat_storage_ms_per_trial']:12.0f}  "
               f"{result['load_before']:.1f}->{result['load_after']:.1f}")
-    print("trials over the budget: " + ", ".join(f"{r['backend']} {r['study_trials'] - r['budget']:+d}" for r in results))
+    print("trials over the budget: "
+          + ", ".join(f"{r['backend']} {r['study_trials'] - r['budget']:+d}" for r in results))
     print("per trial in the storage: " + ", ".join(
-        f"{result['backend']} {result['storage_ms_per_trial']:.0f} ms (wall {1000 * result['wall_seconds_per_trial']:.0f} ms)"
-        for result in results) + f", with {args.workers} workers")
+        f"{r['backend']} {r['storage_ms_per_trial']:.0f} ms (wall {1000 * r['wall_seconds_per_trial']:.0f} ms)"
+        for r in results) + f", with {args.workers} workers")
 
 
 if __name__ == "__main__":

@@ -181,8 +181,9 @@ def main() -> None:
     for repeat in range(args.repeats):
         for name, run in runners.items():
             seconds[name].append(run(timer))
-            print(f"repeat {repeat + 1}/{args.repeats} {name:8s} {args.steps * args.batch_size / seconds[name][-1]:8.0f} "
-                  f"images/s  (load {os.getloadavg()[0]:.2f})", flush=True)
+            rate = args.steps * args.batch_size / seconds[name][-1]
+            print(f"repeat {repeat + 1}/{args.repeats} {name:8s} {rate:8.0f} images/s  (load {os.getloadavg()[0]:.2f})",
+                  flush=True)
     epoch_images = steps_per_epoch(len(train), args.batch_size) * args.batch_size
     results = {}
     for name, times in seconds.items():
@@ -205,7 +206,8 @@ def main() -> None:
         each = " ".join(f"{rate:.0f}" for rate in result["images_per_second_each_repeat"])
         print(f"{name:10s} {result['images_per_second']:10.0f} {result['epoch_seconds']:9.1f}  {each}")
     print(f"{device} {report['gpu'] or report['cpu']}, {args.image_size} px, batch {args.batch_size}, "
-          f"{args.steps} steps x {args.repeats}, {torch.get_num_threads()} torch threads, load {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}")
+          f"{args.steps} steps x {args.repeats}, {torch.get_num_threads()} torch threads, "
+          f"load {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}")
     print(f"ours/baseline images/s: {ratio:.2f}x")
 
 

@@ -66,6 +66,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
         raise StorageError(f"cannot reach storage {masked(url)}: {reason}") from None
     if sqlite:
         _use_write_ahead_log(storage)
+        _begin_immediately(storage.engine)
     return storage
 
 
@@ -74,3 +75,21 @@ def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     # it is a property of the database file, so setting it once is enough.
     with storage.engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def _begin_immediately(engine: sqlalchemy.Engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins.
+
+    pysqlite starts no transaction for a SELECT, so Optuna's "is this queued trial still WAITING?"
+    and its "mark it RUNNING" are not atomic, and two local workers can take the same queued
+    point. SQLAlchemy's recipe for SQLite: let pysqlite do nothing and begin transactions ourselves.
+    """
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def no_implicit_transactions(dbapi_connection, connection_record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed must not be reused
