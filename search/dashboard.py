@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
-import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
@@ -63,6 +62,8 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
     print(f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
           f"artifacts in {artifact_dir}", flush=True)
+    import optuna_dashboard  # imported on use: a GPU worker machine may run without it
+
     optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifact_store(artifact_dir))
 
 
@@ -125,6 +126,8 @@ def note_trial(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTri
     # a FrozenTrial is at hand; building optuna.Trial for it would call the sampler's before_trial.
     target = trial if isinstance(trial, optuna.Trial) else types.SimpleNamespace(
         storage=study._storage, study=study, _trial_id=trial._trial_id)
+    import optuna_dashboard
+
     optuna_dashboard.save_note(target, text)
 
 
@@ -158,6 +161,8 @@ def _best_trial_line(study: optuna.Study) -> str:
 
 
 def _save_note_section(study: optuna.Study, heading: str, body: str) -> None:
+    import optuna_dashboard
+
     optuna_dashboard.save_note(study, _replace_section(optuna_dashboard.get_note(study), heading, body))
 
 

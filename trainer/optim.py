@@ -21,7 +21,7 @@ def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter
     name, lr, decay = config.optimizer, config.lr, config.weight_decay
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum or 0.0,
-                               nesterov=config.nesterov, weight_decay=decay)
+                               nesterov=config.nesterov, weight_decay=decay, foreach=True)
     eps = DEFAULT_EPS[name] if config.eps is None else config.eps
     if name == "ranger":
         from torch_optimizer import Ranger  # imported late: it is slow to import and only Ranger needs it
@@ -31,7 +31,9 @@ def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter
         return Ranger(parameters, lr=lr, eps=eps, weight_decay=decay)
     optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                        "radam": torch.optim.RAdam, "nadam": torch.optim.NAdam}[name]
-    return optimizer_class(parameters, lr=lr, eps=eps, weight_decay=decay)
+    # foreach: one kernel per step for all tensors; PyTorch picks it on a GPU but not on a CPU,
+    # where the per-tensor loop made RAdam's step twice as slow (benchmarks/RESULTS.md).
+    return optimizer_class(parameters, lr=lr, eps=eps, weight_decay=decay, foreach=True)
 
 
 def lr_factor(schedule: str, progress: float) -> float:
