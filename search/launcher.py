@@ -25,6 +25,7 @@ from search.storage import masked
 from search.study import open_study
 from search.worker import WorkerOptions, connect, fingerprint, load_study_data, run_worker, stop_on_signals
 
+
 class LaunchError(ValueError):
     """The --gpus, --workers or --workers-per-gpu flags do not fit this machine."""
 

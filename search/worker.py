@@ -7,7 +7,6 @@ retry policy (search.retries) for a killed worker, a signal and a lost database.
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -30,8 +29,6 @@ from search.space import NoPointLeft
 from search.storage import open_storage
 from search.study import open_study
 from trainer import ImageData, TrainingStopped, load_image_data, resolve_device
-
-logger = logging.getLogger("hpsearch.worker")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from optuna.trial import TrialState
 from search.cli import main
 from search.config import load_study_config
 from search.space import suggest
-from search.storage import open_storage
 from search.launcher import launch
 from search.worker import WorkerOptions
 from search_helpers import write_study

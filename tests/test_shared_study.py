@@ -5,7 +5,6 @@ Each test gets its own database (dropped after); the restart test gets a private
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
