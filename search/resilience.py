@@ -8,6 +8,7 @@ fails the live trial as stale and runs it again; this one logs, backs off and ca
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -35,7 +36,7 @@ def is_connection_error(error: BaseException) -> bool:
 def call_with_retries(function: Callable[..., Any], *args: Any, max_outage: float = MAX_OUTAGE_SECONDS,
                       **kwargs: Any) -> Any:
     started = time.monotonic()
-    for attempt in range(10**6):
+    for attempt in itertools.count():
         try:
             return function(*args, **kwargs)
         except Exception as error:
@@ -46,7 +47,6 @@ def call_with_retries(function: Callable[..., Any], *args: Any, max_outage: floa
             logger.warning("storage unreachable (%s); retry %d in %.1f s, %.0f s into the outage",
                            _first_line(error), attempt + 1, delay, waited)
             time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def _first_line(error: BaseException) -> str:
@@ -92,8 +92,9 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             try:
-                # Bounded by the interval: a beat that cannot land now is retried at the next tick.
-                call_with_retries(self.storage.record_heartbeat, self.trial_id, max_outage=self.interval)
+                # RDBStorage's own method, not the resilient one that waits out a whole outage: a beat
+                # that cannot land within the interval is tried again at the next tick.
+                call_with_retries(RDBStorage.record_heartbeat, self.storage, self.trial_id, max_outage=self.interval)
             except Exception as error:  # the thread must outlive any outage; the next tick tries again
                 logger.warning("heartbeat of trial %d missed: %s", self.trial_id, _first_line(error))
             if self._stop.wait(self.interval):

@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -52,12 +52,16 @@ class CheckpointPolicy:
 
 
 def save_atomically(payload: dict[str, Any], path: Path) -> None:
+    write_atomically(path, lambda file: torch.save(payload, file))
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import platformdirs
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import Imagenette
 from tqdm import tqdm
 
+from trainer.checkpoint import write_atomically
 from trainer.errors import DataError
 
 # Names a user may pass instead of a folder, mapped to torchvision's Imagenette sizes.
@@ -359,22 +360,10 @@ def _build_cache(path: Path, folder: Path, listing: _Listing, manifest: dict[str
     tensors = {"train_images": images[:count], "train_labels": _labels(listing.train),
                "val_images": images[count:], "val_labels": _labels(listing.val)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, lambda file: torch.save(tensors, file))
-    _write_atomically(path.with_suffix(".json"), lambda file: file.write(json.dumps(manifest).encode()))
+    write_atomically(path, lambda file: torch.save(tensors, file))
+    write_atomically(path.with_suffix(".json"), lambda file: file.write(json.dumps(manifest).encode()))
     _remove_stale_caches(path, folder, manifest["side"])
     return tensors
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    # A reader, or a run that is killed half-way, never sees a partly written file.
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _remove_stale_caches(current: Path, folder: Path, side: int) -> None:
