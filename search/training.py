@@ -14,7 +14,7 @@ from trainer.errors import ConfigError, NonFiniteLossError
 
 # Settings of the run that are not hyperparameters: where data, device and files are.
 RUN_SETTINGS = ("data", "device", "cache_dir", "checkpoint_dir", "checkpoint_every", "checkpoint_every_seconds")
-RUN_DEFAULTS = {"data": "imagenette-160", "device": "auto", "checkpoint_every": 1}
+RUN_DEFAULTS = {"data": "imagenette-160", "device": "auto"}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
     parser.add_argument("--checkpoint-dir", type=Path, help="folder for the latest checkpoint and final weights")
-    parser.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default 1)")
+    parser.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default 1; none when "
+                                                             "only --checkpoint-every-seconds is given)")
     parser.add_argument("--checkpoint-every-seconds", type=float, help="seconds of training between checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
@@ -95,7 +96,8 @@ def _checkpoint_policy(run: dict[str, Any]) -> CheckpointPolicy | None:
     if not run.get("checkpoint_dir"):
         return None
     every_seconds = run.get("checkpoint_every_seconds")
-    every_epochs = None if every_seconds and "checkpoint_every" not in run else run.get("checkpoint_every")
+    # Every epoch unless only a time interval was asked for.
+    every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
     return CheckpointPolicy(Path(run["checkpoint_dir"]), every_epochs=every_epochs, every_seconds=every_seconds)
 
 
