@@ -6,6 +6,9 @@
 (b) ours: the trainer's uint8 cache kept on the device, `trainer.augment.train_batches` (crops and
     flips per batch there) and `trainer.loop.train_one_epoch` (channels_last + bf16 autocast on CUDA).
 
+With --compile, (c) ours through torch.compile as `hpsearch run --compile` does it, compiled once
+before the repeats (the compile seconds are reported apart).
+
 Both train the same model with the same optimizer, batch, image size and number of steps, in one
 process, interleaved (baseline, ours, baseline, ours, ...); warm-up steps are not timed, CUDA time
 is taken with events after a synchronize, and each figure is the median of the repeats. Loading
@@ -45,6 +48,7 @@ from trainer.data import ImageSplit, resolve_data_dir
 from trainer.loop import train_one_epoch
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
+from trainer.timing import Mark
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
@@ -61,30 +65,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--optimizer", default="sgd", help="the same for both pipelines (default sgd, momentum 0.9)")
     parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's own)")
     parser.add_argument("--cache-dir", type=Path, help="the trainer's image cache (default: its own)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours through torch.compile (compiled once, before the repeats)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     return parser.parse_args()
-
-
-class Timer:
-    """Seconds of device work between start() and stop(): CUDA events on a GPU, the wall clock elsewhere."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-
-    def start(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.begin = torch.cuda.Event(enable_timing=True)
-            self.begin.record()
-        self.started = time.perf_counter()
-
-    def stop(self) -> float:
-        if not self.cuda:
-            return time.perf_counter() - self.started
-        end = torch.cuda.Event(enable_timing=True)
-        end.record()
-        end.synchronize()
-        return self.begin.elapsed_time(end) / 1000
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -94,7 +78,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def baseline_runner(args, config: TrainConfig, folder: Path, device: torch.device,
-                    num_classes: int) -> Callable[[Timer], float]:
+                    num_classes: int) -> Callable[[], float]:
     transform = transforms.Compose([
         transforms.RandomResizedCrop(args.image_size), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
@@ -105,14 +89,14 @@ def baseline_runner(args, config: TrainConfig, folder: Path, device: torch.devic
     # One sampler for warm-up and timed steps, so the timed steps never wait for workers to restart.
     sampler = RandomSampler(dataset, num_samples=(args.warmup + args.steps) * args.batch_size)
 
-    def run(timer: Timer) -> float:
+    def run() -> float:
         loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,
                             num_workers=os.cpu_count() or 1, pin_memory=device.type == "cuda")
         batches = iter(loader)
         baseline_steps(model, batches, optimizer, scheduler, device, args.warmup)
-        timer.start()
+        started = Mark(device)
         baseline_steps(model, batches, optimizer, scheduler, device, args.steps)
-        seconds = timer.stop()
+        seconds = started.seconds_until(Mark(device))
         del batches, loader  # its workers stop here, so they take no CPU from the next pipeline
         gc.collect()
         return seconds
@@ -133,24 +117,30 @@ def baseline_steps(model: torch.nn.Module, batches: Batches, optimizer: torch.op
         scheduler.step()
 
 
-def ours_runner(args, config: TrainConfig, train: ImageSplit, device: torch.device,
-                num_classes: int) -> Callable[[Timer], float]:
+def ours_runner(args, config: TrainConfig, train: ImageSplit, device: torch.device, num_classes: int,
+                compile: bool = False) -> tuple[Callable[[], float], float | None]:
+    """The runner, and for `compile` the seconds its first steps took (compilation included)."""
     model = build_model(num_classes, device)
+    network = torch.compile(model) if compile else model
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config, optimizer, steps_per_epoch(len(train), config.batch_size))
     generator = torch.Generator(device=device).manual_seed(0)
+    # Epoch after epoch, so that more steps than one epoch holds run on.
+    batches = itertools.chain.from_iterable(
+        train_batches(train, batch_size=config.batch_size, image_size=config.image_size,
+                      min_scale=config.min_scale, generator=generator) for _ in itertools.count())
 
-    def run(timer: Timer) -> float:
-        # Epoch after epoch, so that more steps than one epoch holds run on.
-        batches = itertools.chain.from_iterable(
-            train_batches(train, batch_size=config.batch_size, image_size=config.image_size,
-                          min_scale=config.min_scale, generator=generator) for _ in itertools.count())
-        train_one_epoch(model, itertools.islice(batches, args.warmup), optimizer, scheduler, epoch=0)
-        timer.start()
-        train_one_epoch(model, itertools.islice(batches, args.steps), optimizer, scheduler, epoch=1)
-        return timer.stop()
+    def run() -> float:
+        train_one_epoch(network, itertools.islice(batches, args.warmup), optimizer, scheduler, epoch=0)
+        started = Mark(device)
+        train_one_epoch(network, itertools.islice(batches, args.steps), optimizer, scheduler, epoch=1)
+        return started.seconds_until(Mark(device))
 
-    return run
+    if not compile:
+        return run, None
+    started = Mark(device)
+    train_one_epoch(network, itertools.islice(batches, 2), optimizer, scheduler, epoch=0)
+    return run, started.seconds_until(Mark(device))
 
 
 def machine(device: torch.device) -> dict:
@@ -174,13 +164,17 @@ def main() -> None:
     train = data.to(device).train
     load_seconds = time.perf_counter() - started
     folder = resolve_data_dir(args.data, progress=False)
-    runners = {"baseline": baseline_runner(args, config, folder, device, len(data.classes)),
-               "ours": ours_runner(args, config, train, device, len(data.classes))}
-    timer = Timer(device)
+    runners = {"baseline": baseline_runner(args, config, folder, device, len(data.classes))}
+    runners["ours"], _ = ours_runner(args, config, train, device, len(data.classes))
+    compile_seconds = None
+    if args.compile:
+        runners["ours compiled"], compile_seconds = ours_runner(args, config, train, device, len(data.classes),
+                                                                compile=True)
+        print(f"compiled ours in {compile_seconds:.1f} s (first two steps, compilation included)", flush=True)
     seconds: dict[str, list[float]] = {name: [] for name in runners}
     for repeat in range(args.repeats):
         for name, run in runners.items():
-            seconds[name].append(run(timer))
+            seconds[name].append(run())
             rate = args.steps * args.batch_size / seconds[name][-1]
             print(f"repeat {repeat + 1}/{args.repeats} {name:8s} {rate:8.0f} images/s  (load {os.getloadavg()[0]:.2f})",
                   flush=True)
@@ -191,23 +185,28 @@ def main() -> None:
         median = statistics.median(rates)
         results[name] = {"images_per_second": median, "epoch_seconds": epoch_images / median,
                          "images_per_second_each_repeat": rates}
-    ratio = results["ours"]["images_per_second"] / results["baseline"]["images_per_second"]
+    baseline_rate = results["baseline"]["images_per_second"]
+    ratio = results["ours"]["images_per_second"] / baseline_rate
+    compiled_ratio = results["ours compiled"]["images_per_second"] / baseline_rate if args.compile else None
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               **machine(device), "image_size": args.image_size, "batch_size": args.batch_size,
               "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "optimizer": args.optimizer,
               "train_images": len(train), "dataloader_workers": os.cpu_count(),
               "ours_load_seconds": load_seconds, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-              **results, "ratio_ours_to_baseline": ratio}
+              "compile_seconds": compile_seconds, **results, "ratio_ours_to_baseline": ratio,
+              "ratio_ours_compiled_to_baseline": compiled_ratio}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'pipeline':10s} {'images/s':>10s} {'epoch s':>9s}  each repeat (images/s)")
+    print(f"\n{'pipeline':14s} {'images/s':>10s} {'epoch s':>9s}  each repeat (images/s)")
     for name, result in results.items():
         each = " ".join(f"{rate:.0f}" for rate in result["images_per_second_each_repeat"])
-        print(f"{name:10s} {result['images_per_second']:10.0f} {result['epoch_seconds']:9.1f}  {each}")
+        print(f"{name:14s} {result['images_per_second']:10.0f} {result['epoch_seconds']:9.1f}  {each}")
     print(f"{device} {report['gpu'] or report['cpu']}, {args.image_size} px, batch {args.batch_size}, "
           f"{args.steps} steps x {args.repeats}, {torch.get_num_threads()} torch threads, "
           f"load {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}")
+    if compiled_ratio is not None:
+        print(f"ours compiled/baseline images/s: {compiled_ratio:.2f}x (compiling took {compile_seconds:.0f} s)")
     print(f"ours/baseline images/s: {ratio:.2f}x")
 
 

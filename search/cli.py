@@ -50,6 +50,8 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="storage URL; overrides $HPSEARCH_STORAGE and the study file")
     parser.add_argument("--data", help="image folder, .tar.gz, or imagenette-160|320|full; overrides the study file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network, once per worker "
+                                                              "process (its first trial pays tens of seconds)")
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
     parser.add_argument("--checkpoint-dir", type=Path, help="trial checkpoints, a folder every worker can reach "
                                                           "(default: $HPSEARCH_CHECKPOINTS, the study file's "
@@ -67,7 +69,7 @@ def _study_setup(args: argparse.Namespace, **overrides):
     resolve_device(args.device)  # a missing GPU is an error before anything is written
     url = resolve_storage_url(args.storage, config.study.storage)
     return config, WorkerOptions(url, args.device, args.cache_dir, progress=not args.no_progress,
-                                 checkpoint_dir=args.checkpoint_dir)
+                                 checkpoint_dir=args.checkpoint_dir, compile=args.compile)
 
 
 def _run(args: argparse.Namespace) -> int:

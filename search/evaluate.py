@@ -24,7 +24,7 @@ from trainer.errors import ConfigError
 from trainer.loop import EVAL_BATCH_SIZE, evaluate
 from trainer.model import ARCHITECTURE, build_model
 
-WEIGHTS_KEYS = ("architecture", "classes", "image_size", "model")  # what trainer.loop.save_weights writes
+WEIGHTS_KEYS = ("architecture", "classes", "image_size", "model")  # what trainer.loop.weights_payload holds
 TOP_K = 5
 MAX_NAMED_CLASSES = 12  # an error lists at most this many class names of each side
 

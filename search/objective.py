@@ -41,8 +41,9 @@ class Objective:
     """Returns the best val top-1 (0..1) over the run's epochs, as the study's value."""
 
     def __init__(self, config: StudyConfig, data: ImageData, device: torch.device,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, *, compile: bool = False):
         self.config = config
+        self.compile = compile
         self.data = data
         self.device = device
         self.stop = stop
@@ -65,14 +66,17 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}")
 
+        policy = self._policy(run)
         try:
             result = train(train_config, self.data, report, device=self.device, on_resume=resumed,
-                           checkpoints=self._policy(run), resume=bool(run and run.resume), stop=self.stop)
+                           checkpoints=policy, resume=bool(run and run.resume), stop=self.stop,
+                           compile=self.compile)
         except TRIAL_FAILURES as error:
             trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {error}")
             raise
         finally:
-            _record(trial, history, self.device)
+            _record(trial, history, self.device, compiled=self.compile,
+                    checkpoint_seconds=policy.writing_seconds if policy else None)
             free_device_memory(self.device)
         if run is not None:
             trial.set_user_attr(WEIGHTS_ATTR, str(run.folder / WEIGHTS_NAME))
@@ -87,9 +91,13 @@ class Objective:
         return CheckpointPolicy(run.folder, every_epochs=settings.every_epochs, every_seconds=settings.every_seconds)
 
 
-def _record(trial: optuna.Trial, history: list[EpochMetrics], device: torch.device) -> None:
+def _record(trial: optuna.Trial, history: list[EpochMetrics], device: torch.device, *, compiled: bool = False,
+            checkpoint_seconds: float | None = None) -> None:
     trial.set_user_attr("epochs_run", len(history))
     trial.set_user_attr("device", _device_name(device))
+    trial.set_user_attr("compiled", compiled)
+    if checkpoint_seconds is not None:  # writing checkpoints and weights: the interval's cost, under 5% is the aim
+        trial.set_user_attr("checkpoint_seconds", round(checkpoint_seconds, 3))
     trial.set_user_attr("code_version", code_version())
     if not history:
         return

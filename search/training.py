@@ -13,7 +13,7 @@ from trainer import CheckpointPolicy, EpochMetrics, TrainConfig, load_image_data
 from trainer.errors import ConfigError, NonFiniteLossError
 
 # Settings of the run that are not hyperparameters: where data, device and files are.
-RUN_SETTINGS = ("data", "device", "cache_dir", "checkpoint_dir", "checkpoint_every", "checkpoint_every_seconds")
+RUN_SETTINGS = ("data", "device", "compile", "cache_dir", "checkpoint_dir", "checkpoint_every", "checkpoint_every_seconds")
 RUN_DEFAULTS = {"data": "imagenette-160", "device": "auto"}
 
 
@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-scale", type=float, help="smallest crop area fraction (default 0.35)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="run the network through torch.compile (tens of seconds first; see benchmarks/RESULTS.md)")
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
     parser.add_argument("--checkpoint-dir", type=Path, help="folder for the latest checkpoint and final weights")
     parser.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default 1; none when "
@@ -80,7 +82,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(_epoch_line(config, metrics), file=human, flush=True)
 
     try:
-        result = train(config, data, report, device=device, checkpoints=policy, resume=args.resume, progress=True)
+        result = train(config, data, report, device=device, checkpoints=policy, resume=args.resume, progress=True,
+                       compile=bool(run.get("compile")))
     except NonFiniteLossError as error:
         print(f"hpsearch: {error}", file=sys.stderr)
         return 1

@@ -38,6 +38,7 @@ class WorkerOptions:
     cache_dir: Path | None = None
     progress: bool = True
     checkpoint_dir: Path | None = None  # overrides the study file's [checkpoint] dir
+    compile: bool = False  # torch.compile the network once, on this worker's first trial
 
 
 def load_study_data(config: StudyConfig, cache_dir: Path | None = None, *, progress: bool = True) -> ImageData:
@@ -71,7 +72,8 @@ def run_worker(config: StudyConfig, options: WorkerOptions, *, worker_index: int
     data = data if data is not None else load_study_data(config, options.cache_dir, progress=options.progress)
     study = open_study(config, storage, fingerprint(config, data), worker_index=worker_index, create=create)
     stop = stop or threading.Event()
-    worker = _Worker(config, study, storage, Objective(config, data, resolve_device(options.device), stop),
+    objective = Objective(config, data, resolve_device(options.device), stop, compile=options.compile)
+    worker = _Worker(config, study, storage, objective,
                      trial_files.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir), stop)
     deadline = time.monotonic() + 60 * config.study.timeout_minutes if config.study.timeout_minutes else None
     ran = 0

@@ -53,6 +53,8 @@ def test_a_search_stores_every_trial_with_its_epochs(tmp_path, image_folder, cac
         assert set(trial.intermediate_values) <= {1, 2}
         assert trial.user_attrs["device"] == "cpu" and trial.user_attrs["code_version"]
         assert {"best_epoch", "seconds", "images_per_second", "config"} <= set(trial.user_attrs)
+        assert trial.user_attrs["compiled"] is False
+        assert 0 <= trial.user_attrs["checkpoint_seconds"] < trial.user_attrs["seconds"]
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     assert complete and all(trial.value == max(trial.intermediate_values.values()) for trial in complete)
     kept = sorted((tmp_path / "user-checkpoints").rglob("*.pt"))
@@ -81,6 +83,15 @@ def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_di
     assert len(trials_of(storage_url, "test-study")) == 2
     launch(config.with_overrides(trials=3), options)
     assert len(trials_of(storage_url, "test-study")) == 3
+
+
+def test_run_compile_trains_every_trial_through_torch_compile(tmp_path, image_folder, cache_dir, storage_url):
+    path = write_study(tmp_path, image_folder, trials=2, epochs=1)
+    assert main(["run", str(path), "--storage", storage_url, "--cache-dir", str(cache_dir), "--device", "cpu",
+                 "--no-progress", "--compile"]) == 0
+    trials = trials_of(storage_url, "test-study")
+    assert len(trials) == 2 and all(trial.user_attrs["compiled"] is True for trial in trials)
+    assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in trials)
 
 
 def test_three_local_workers_on_sqlite_meet_the_budget(tmp_path, image_folder, cache_dir, storage_url, capfd):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainer import CheckpointPolicy, NonFiniteLossError, TrainConfig, load_image_data, train, train_one_epoch
-from trainer.augment import train_batches
+from trainer.augment import eval_batches, train_batches
 from trainer.config import OPTIMIZER_SETTINGS
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler, lr_factor
@@ -124,3 +124,25 @@ def test_schedules_warm_up_then_follow_their_shape():
         optim.step()
         scheduler.step()
     assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0])
+
+
+def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_path):
+    """A worker's later trials reuse its first trial's compiled graphs and repeat it exactly; the
+    compiled network computes what the eager one does and saves plain weights that load without it."""
+    from torch._dynamo.utils import counters
+
+    config = TrainConfig(**{**SMALL, "epochs": 1})
+    first = train(config, data, compile=True)
+    graphs = counters["stats"]["unique_graphs"]
+    second = train(config, data, compile=True, checkpoints=CheckpointPolicy(tmp_path))
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing was compiled again
+    assert (second.history[0].train_loss, second.history[0].val_loss) == \
+        (first.history[0].train_loss, first.history[0].val_loss)
+    weights = torch.load(tmp_path / "weights.pt", weights_only=True)["model"]
+    eager = build_model(len(data.classes), torch.device("cpu"))
+    eager.load_state_dict(weights)  # no "_orig_mod." prefixes: evaluate and export read these files
+
+    network = torch.compile(eager).eval()
+    images = next(eval_batches(data.val, batch_size=8, image_size=32))[0]
+    with torch.inference_mode():
+        torch.testing.assert_close(network(images), eager.eval()(images), rtol=1e-4, atol=1e-4)

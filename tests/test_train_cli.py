@@ -24,7 +24,7 @@ def run_cli(capsys, *argv):
 def test_json_line_parses_and_holds_the_resolved_config(capsys, image_folder, cache_dir, tmp_path):
     status, out, err = run_cli(capsys, "train", "--data", image_folder, "--cache-dir", cache_dir, *QUICK,
                                "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
-                               "--checkpoint-dir", tmp_path / "run", "--json")
+                               "--checkpoint-dir", tmp_path / "run", "--json", "--compile")
     assert status == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert {"best_val_top1", "final_val_top1", "epochs", "seconds", "images_per_second", "config"} <= set(summary)

@@ -29,6 +29,7 @@ class CheckpointPolicy:
     folder: Path
     every_epochs: int | None = 1
     every_seconds: float | None = None
+    writing_seconds: float = 0.0  # spent writing checkpoints and weights so far: what the interval costs
     _last_saved: float = field(default_factory=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
@@ -47,8 +48,12 @@ class CheckpointPolicy:
         by_seconds = self.every_seconds is not None and time.monotonic() - self._last_saved >= self.every_seconds
         return by_epochs or by_seconds
 
-    def saved(self) -> None:
+    def write(self, payload: dict[str, Any], path: Path) -> None:
+        """Save `payload` atomically, counting the seconds in `writing_seconds`."""
+        started = time.monotonic()
+        save_atomically(payload, path)
         self._last_saved = time.monotonic()
+        self.writing_seconds += self._last_saved - started
 
 
 def save_atomically(payload: dict[str, Any], path: Path) -> None:

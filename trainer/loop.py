@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
@@ -20,6 +19,7 @@ from trainer.device import resolve_device
 from trainer.errors import ConfigError, NonFiniteLossError, TrainingStopped
 from trainer.model import ARCHITECTURE, build_model
 from trainer.optim import build_optimizer, build_scheduler
+from trainer.timing import Mark
 
 LOSS_CHECK_EVERY = 50  # steps between the host-device synchronisations that look for a NaN loss
 EVAL_BATCH_SIZE = {"cuda": 1024, "mps": 512, "cpu": 256}  # evaluation keeps no activations for backward
@@ -67,7 +67,8 @@ class TrainResult:
 class _Training:
     """The mutable parts of a run, kept together so they are saved and restored together."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module  # owns the weights: saved, restored and stepped
+    network: torch.nn.Module  # runs the forward pass: `model` itself, or its compiled graph
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator  # draws every shuffle and crop, so resuming replays the same batches
@@ -79,17 +80,18 @@ def train(config: TrainConfig, data: ImageData,
           device: str | torch.device = "auto", checkpoints: CheckpointPolicy | None = None,
           resume: bool = False, progress: bool = False,
           on_resume: Callable[[list[EpochMetrics]], None] | None = None,
-          stop: threading.Event | None = None) -> TrainResult:
+          stop: threading.Event | None = None, compile: bool = False) -> TrainResult:
     """Train ResNet-18 on `data`; after each epoch call `on_epoch(epoch, metrics)`.
 
     Raising from `on_epoch` stops the run (that is how a pruner stops a trial): the exception
     propagates, after the epoch's checkpoint, if one was due, has been written. A resumed run
     first hands the restored epochs to `on_resume`. Setting `stop` ends the run within a step
-    with TrainingStopped, leaving the last checkpoint as it was.
+    with TrainingStopped, leaving the last checkpoint as it was. `compile` runs the network through
+    torch.compile; later runs in the same process reuse the first one's compiled graphs.
     """
     device = resolve_device(device)
     data = data.to(device)
-    run = _start(config, len(data.classes), len(data.train), device)
+    run = _start(config, len(data.classes), len(data.train), device, compile)
     history: list[EpochMetrics] = []
     if resume and checkpoints is not None and checkpoints.path.exists():
         history = _restore(run, config, checkpoints)
@@ -104,37 +106,41 @@ def train(config: TrainConfig, data: ImageData,
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     if checkpoints is not None:
-        save_weights(run.model, config, data.classes, checkpoints.folder / checkpoint.WEIGHTS_NAME)
+        checkpoints.write(weights_payload(run.model, config, data.classes),
+                          checkpoints.folder / checkpoint.WEIGHTS_NAME)
     return TrainResult(config, tuple(history), str(device), resumed_from)
 
 
-def _start(config: TrainConfig, num_classes: int, num_train: int, device: torch.device) -> _Training:
+def _start(config: TrainConfig, num_classes: int, num_train: int, device: torch.device,
+           compile: bool) -> _Training:
     torch.manual_seed(config.seed)
     model = build_model(num_classes, device)
+    # A worker compiles on its first trial only: Dynamo inlines nn.Modules (torch >= 2.5), so its cached
+    # graphs serve every later ResNet-18 of the same shape in this process (tests/test_train.py).
+    network = torch.compile(model) if compile else model
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config, optimizer, steps_per_epoch(num_train, config.batch_size))
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    return _Training(model, optimizer, scheduler, generator, device)
+    return _Training(model, network, optimizer, scheduler, generator, device)
 
 
 def _run_epoch(run: _Training, config: TrainConfig, data: ImageData, epoch: int, progress: bool,
                stop: threading.Event | None) -> EpochMetrics:
-    started = time.perf_counter()
+    started = Mark(run.device)
     batches = _until_stopped(train_batches(data.train, batch_size=config.batch_size, image_size=config.image_size,
                                            min_scale=config.min_scale, generator=run.generator), stop, epoch)
     steps = steps_per_epoch(len(data.train), config.batch_size)
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
                disable=not progress, leave=False)
-    train_loss = train_one_epoch(run.model, bar, run.optimizer, run.scheduler, epoch=epoch,
+    train_loss = train_one_epoch(run.network, bar, run.optimizer, run.scheduler, epoch=epoch,
                                  label_smoothing=config.label_smoothing, progress_bar=bar)
-    _synchronize(run.device)
-    train_seconds = time.perf_counter() - started
-    val_top1, val_loss = evaluate(run.model, _until_stopped(eval_batches(
+    trained = Mark(run.device)  # read after evaluation, which waits for the GPU anyway
+    val_top1, val_loss = evaluate(run.network, _until_stopped(eval_batches(
         data.val, batch_size=EVAL_BATCH_SIZE[run.device.type], image_size=config.image_size), stop, epoch))
     trained_images = min(steps * config.batch_size, len(data.train))
     return EpochMetrics(epoch=epoch, val_top1=val_top1, val_loss=val_loss, train_loss=train_loss,
-                        images_per_second=trained_images / train_seconds,
-                        seconds=time.perf_counter() - started, lr=run.scheduler.get_last_lr()[0])
+                        images_per_second=trained_images / started.seconds_until(trained),
+                        seconds=started.seconds_until(Mark(run.device)), lr=run.scheduler.get_last_lr()[0])
 
 
 def _until_stopped(batches: Iterable, stop: threading.Event | None, epoch: int) -> Iterable:
@@ -203,15 +209,8 @@ def _as_model_input(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def _save(run: _Training, config: TrainConfig, history: list[EpochMetrics], policy: CheckpointPolicy) -> None:
-    checkpoint.save_atomically({
+    policy.write({
         "epoch": len(history),
         "config": config.to_dict(),
         "model": run.model.state_dict(),
@@ -220,7 +219,6 @@ def _save(run: _Training, config: TrainConfig, history: list[EpochMetrics], poli
         "rng": checkpoint.rng_states(run.generator),
         "history": [asdict(metrics) for metrics in history],
     }, policy.path)
-    policy.saved()
 
 
 def _restore(run: _Training, config: TrainConfig, policy: CheckpointPolicy) -> list[EpochMetrics]:
@@ -238,8 +236,7 @@ def _restore(run: _Training, config: TrainConfig, policy: CheckpointPolicy) -> l
     return [EpochMetrics(**metrics) for metrics in state["history"]]
 
 
-def save_weights(model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...], path) -> None:
+def weights_payload(model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...]) -> dict:
     """The trained network alone, with what `evaluate` needs to check it fits the data."""
-    checkpoint.save_atomically({"architecture": ARCHITECTURE, "classes": list(classes),
-                                "image_size": config.image_size, "config": config.to_dict(),
-                                "model": model.state_dict()}, path)
+    return {"architecture": ARCHITECTURE, "classes": list(classes), "image_size": config.image_size,
+            "config": config.to_dict(), "model": model.state_dict()}

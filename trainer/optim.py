@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable, Iterable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from trainer.config import TrainConfig
+from trainer.ranger import Ranger
 
 # Defaults used when a config leaves eps or momentum unset: each optimizer's own.
 DEFAULT_EPS = {"adam": 1e-8, "adamw": 1e-8, "radam": 1e-8, "nadam": 1e-8, "ranger": 1e-5}
@@ -23,11 +23,7 @@ def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter
         return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum or 0.0,
                                nesterov=config.nesterov, weight_decay=decay, foreach=True)
     eps = DEFAULT_EPS[name] if config.eps is None else config.eps
-    if name == "ranger":
-        from torch_optimizer import Ranger  # imported late: it is slow to import and only Ranger needs it
-
-        # pytorch-ranger calls a deprecated addcmul_ overload; the warning is for its authors, not users.
-        warnings.filterwarnings("ignore", message="This overload of addcmul_ is deprecated", category=UserWarning)
+    if name == "ranger":  # torch-optimizer's algorithm in foreach steps (trainer/ranger.py)
         return Ranger(parameters, lr=lr, eps=eps, weight_decay=decay)
     optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                        "radam": torch.optim.RAdam, "nadam": torch.optim.NAdam}[name]

@@ -1,0 +1,63 @@
+"""Ranger (RAdam + Lookahead) with foreach steps: torch-optimizer's algorithm, a few kernels a step.
+
+torch-optimizer's Ranger (pytorch-ranger) walks the parameters in Python, about nine kernels each:
+some 560 launches a step for ResNet-18, which on a GPU can take longer to issue than the step takes
+to run (benchmarks/optimizer_step.py). The same algorithm is torch.optim.RAdam with decoupled weight
+decay, plus Lookahead every k steps, both over all tensors at once. tests/test_ranger.py checks that
+it follows torch-optimizer's trajectory.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+SLOW = "lookahead_slow"  # per-parameter state: the slow weights Lookahead pulls the fast ones towards
+
+
+class Ranger(torch.optim.RAdam):
+    """RAdam whose weights are pulled `alpha` of the way back to slow weights every `k` steps.
+
+    Defaults are torch-optimizer's: betas (0.95, 0.999), eps 1e-5, alpha 0.5, k 6, weight decay
+    decoupled and scaled by lr (p -= lr * weight_decay * p), the rectification threshold 5.
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, *,
+                 betas: tuple[float, float] = (0.95, 0.999), eps: float = 1e-5, weight_decay: float = 0.0,
+                 alpha: float = 0.5, k: int = 6):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"Lookahead alpha must be in [0, 1], but got alpha={alpha}")
+        if k < 1:
+            raise ValueError(f"Lookahead k must be at least 1, but got k={k}")
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         decoupled_weight_decay=True, foreach=True)
+        for group in self.param_groups:
+            group.setdefault("alpha", alpha)
+            group.setdefault("k", k)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        started = self._start_slow_weights()
+        loss = super().step(closure)
+        for group, slow_start in zip(self.param_groups, started):
+            self._lookahead(group, slow_start)
+        return loss
+
+    def _start_slow_weights(self) -> list[dict[torch.nn.Parameter, torch.Tensor]]:
+        """Copies of the weights a parameter's first step starts from: its first slow weights."""
+        return [{p: p.detach().clone() for p in group["params"] if p.grad is not None and SLOW not in self.state[p]}
+                for group in self.param_groups]
+
+    def _lookahead(self, group: dict, slow_start: dict[torch.nn.Parameter, torch.Tensor]) -> None:
+        for p, slow in slow_start.items():
+            self.state[p][SLOW] = slow
+        stepped = [p for p in group["params"] if p.grad is not None]
+        if not stepped:
+            return
+        # RAdam keeps "step" on the host unless capturable, so reading it never waits for a GPU.
+        if int(self.state[stepped[0]]["step"]) % group["k"]:
+            return
+        slow = [self.state[p][SLOW] for p in stepped]
+        torch._foreach_lerp_(slow, stepped, group["alpha"])  # slow += alpha * (fast - slow)
+        torch._foreach_copy_(stepped, slow)
