@@ -2,11 +2,14 @@
 
     python3 -m benchmarks.gpu_check study OUT.toml --data DIR --image-size 128 --epochs 20 --minutes 4 [--per-class N]
     python3 -m benchmarks.gpu_check search OUT.toml --storage sqlite:///... --device cuda  # if -m search cannot start
+    python3 -m benchmarks.gpu_check syncs --device cuda --image-size 128 --batch-size 256 --json syncs.json
     python3 -m benchmarks.gpu_check summary --storage sqlite:///... --study gpu-check --throughput T.json --json S.json
 
 `study` writes studies/imagenette.toml with the check's settings ([study] timeout_minutes, a trial
 budget the timeout ends first, the data and image size, the epochs), checked by the same loader
-as `hpsearch run`. `summary` reads the study and the throughput figures and prints the table.
+as `hpsearch run`. `syncs` counts the times our training steps make the host wait for the GPU, with CUDA's sync debug
+mode: only the NaN check every LOSS_CHECK_EVERY steps and the epoch's last loss should. `summary`
+reads the study, the throughput and sync figures and prints the table.
 """
 
 from __future__ import annotations
@@ -81,6 +84,62 @@ def run_search(args: argparse.Namespace) -> None:
     print(format_status(study_status(study._storage, config.study.name)))
 
 
+def count_syncs(args: argparse.Namespace) -> None:
+    import warnings
+
+    import torch
+
+    from trainer import TrainConfig
+    from trainer.augment import train_batches
+    from trainer.data import ImageSplit
+    from trainer.loop import LOSS_CHECK_EVERY, train_one_epoch
+    from trainer.model import build_model
+    from trainer.optim import build_optimizer, build_scheduler
+
+    device = torch.device(args.device)
+    if device.type != "cuda":
+        print(f"sync check: CUDA only, skipped on {device}")
+        args.json.write_text(json.dumps({"device": str(device), "skipped": True}) + "\n")
+        return
+    steps = LOSS_CHECK_EVERY + 10  # one NaN check inside the epoch, one at its end
+    images = torch.randint(0, 256, (args.batch_size * 4, 3, args.image_size, args.image_size),
+                           dtype=torch.uint8, device=device)
+    split = ImageSplit(images, torch.randint(0, 10, (len(images),), device=device))
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def batches(count: int):
+        while True:
+            for batch in train_batches(split, batch_size=args.batch_size, image_size=args.image_size,
+                                       min_scale=0.35, generator=generator):
+                if count == 0:
+                    return
+                count -= 1
+                yield batch
+
+    results = {}
+    for optimizer_name in ("sgd", "adam", "ranger"):
+        config = TrainConfig(optimizer=optimizer_name, lr=1e-3, momentum=0.9 if optimizer_name == "sgd" else None)
+        model = build_model(10, device)
+        optimizer = build_optimizer(config, model.parameters())
+        scheduler = build_scheduler(config, optimizer, steps)
+        train_one_epoch(model, batches(3), optimizer, scheduler, epoch=0)  # lazy state and cuDNN choices first
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train_one_epoch(model, batches(steps), optimizer, scheduler, epoch=1)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = [f"{warning.filename}:{warning.lineno}" for warning in caught
+                 if "synchroniz" in str(warning.message)]
+        expected = steps // LOSS_CHECK_EVERY + 1
+        results[optimizer_name] = {"steps": steps, "syncs": len(syncs), "expected": expected,
+                                   "where": sorted(set(syncs))}
+        print(f"sync check {optimizer_name:6s}: {len(syncs)} host waits in {steps} steps "
+              f"(expected {expected}) at {sorted(set(syncs))}")
+    args.json.write_text(json.dumps({"device": str(device), **results}, indent=2) + "\n")
+
+
 def summarize(args: argparse.Namespace) -> None:
     import optuna
     from optuna.trial import TrialState
@@ -96,13 +155,22 @@ def summarize(args: argparse.Namespace) -> None:
     full = [(trial.datetime_complete - trial.datetime_start).total_seconds() for trial in finished]
     epoch_seconds = [trial.user_attrs["seconds"] for trial in finished if "seconds" in trial.user_attrs]
     rates = [trial.user_attrs["images_per_second"] for trial in trials if "images_per_second" in trial.user_attrs]
-    throughput = json.loads(args.throughput.read_text()) if args.throughput and args.throughput.exists() else {}
+    throughput = _read_json(args.throughput)
+    syncs = _read_json(args.syncs)
+    checkpoint_share = [trial.user_attrs["checkpoint_seconds"] / trial.user_attrs["seconds"] for trial in finished
+                        if trial.user_attrs.get("checkpoint_seconds") is not None and trial.user_attrs.get("seconds")]
     summary = {
         "device": throughput.get("gpu") or throughput.get("cpu"),
         "image_size": throughput.get("image_size"), "batch_size": throughput.get("batch_size"),
         "throughput_baseline_images_per_second": throughput.get("baseline", {}).get("images_per_second"),
         "throughput_ours_images_per_second": throughput.get("ours", {}).get("images_per_second"),
         "throughput_ratio": throughput.get("ratio_ours_to_baseline"),
+        "throughput_ours_compiled_images_per_second": throughput.get("ours compiled", {}).get("images_per_second"),
+        "throughput_compiled_ratio": throughput.get("ratio_ours_compiled_to_baseline"),
+        "compile_seconds": throughput.get("compile_seconds"),
+        "host_waits_per_epoch_of_syncs_check": {name: result["syncs"] for name, result in syncs.items()
+                                                if isinstance(result, dict)},
+        "checkpoint_share_of_trial": statistics.median(checkpoint_share) if checkpoint_share else None,
         "trials_complete": len(complete), "trials_pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "trials_failed": sum(t.state == TrialState.FAIL for t in trials), "epochs_per_trial": epochs,
         "best_val_top1": best.value if best else None, "best_params": best.params if best else None,
@@ -116,6 +184,12 @@ def summarize(args: argparse.Namespace) -> None:
     rows = [("baseline images/s", summary["throughput_baseline_images_per_second"], ""),
             ("ours images/s", summary["throughput_ours_images_per_second"], f">= {GOALS['images_per_second']:,}"),
             ("ours / baseline", summary["throughput_ratio"], f">= {GOALS['ratio']:.0f}x"),
+            ("ours compiled images/s", summary["throughput_ours_compiled_images_per_second"],
+             f"compiling took {summary['compile_seconds']:.0f} s" if summary["compile_seconds"] else ""),
+            ("host waits in the sync check", ", ".join(f"{name} {count}" for name, count in
+                                                        summary["host_waits_per_epoch_of_syncs_check"].items()) or None,
+             "2 each (the NaN checks)"),
+            ("checkpoint writing / trial", summary["checkpoint_share_of_trial"], "< 5%"),
             ("trials complete / pruned / failed",
              f"{summary['trials_complete']} / {summary['trials_pruned']} / {summary['trials_failed']}", ""),
             (f"seconds per {epochs}-epoch trial", summary[f"seconds_per_{epochs}_epoch_trial"],
@@ -125,9 +199,13 @@ def summarize(args: argparse.Namespace) -> None:
     print(f"\nGPU check on {summary['device']} ({summary['image_size']} px; goals are for 128 px on H100/H200)")
     for label, value, goal in rows:
         shown = "-" if value is None else value if isinstance(value, str) else \
-            f"{value:.2%}" if label == "best val top-1" else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+            f"{value:.2%}" if label in ("best val top-1", "checkpoint writing / trial") else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
         print(f"  {label:34s} {shown:>14s}  {goal}")
     print(f"  best params: {summary['best_params']}")
+
+
+def _read_json(path: Path | None) -> dict:
+    return json.loads(path.read_text()) if path and path.exists() else {}
 
 
 def main() -> None:
@@ -146,10 +224,17 @@ def main() -> None:
     search.add_argument("--storage", required=True)
     search.add_argument("--device", default="cuda")
     search.set_defaults(handler=run_search)
+    syncs = commands.add_parser("syncs")
+    syncs.add_argument("--device", default="cuda")
+    syncs.add_argument("--image-size", type=int, default=128)
+    syncs.add_argument("--batch-size", type=int, default=256)
+    syncs.add_argument("--json", type=Path, required=True)
+    syncs.set_defaults(handler=count_syncs)
     summary = commands.add_parser("summary")
     summary.add_argument("--storage", required=True)
     summary.add_argument("--study", default=STUDY_NAME)
     summary.add_argument("--throughput", type=Path)
+    summary.add_argument("--syncs", type=Path)
     summary.add_argument("--json", type=Path, required=True)
     summary.set_defaults(handler=summarize)
     args = parser.parse_args()

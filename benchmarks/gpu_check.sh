@@ -5,14 +5,17 @@
 #   source .carry/setup.sh && bash benchmarks/gpu_check.sh                   # there (sources it itself if needed)
 #
 # 1. the environment: nvidia-smi, Python, torch, CPU;
-# 2. training throughput of the baseline pipeline and ours (benchmarks/throughput.py) at 128 px, batch 256;
-# 3. a search of about four minutes on real Imagenette ($IMAGENETTE_DIR): studies/imagenette.toml with
+# 2. training throughput of the baseline pipeline, ours, and ours through torch.compile
+#    (benchmarks/throughput.py --compile) at 128 px, batch 256;
+# 3. torch-optimizer's Ranger against ours per step (benchmarks/optimizer_step.py), and the host-device
+#    synchronisations inside our training steps (gpu_check.py syncs);
+# 4. a search of about four minutes on real Imagenette ($IMAGENETTE_DIR): studies/imagenette.toml with
 #    20-epoch trials, its median pruner and [study] timeout_minutes = 4 (`python3 -m search run`);
-# 4. a short table last. $OUT (default ./gpu_check_out) gets gpu_check.log, throughput.json, the
-#    study file, its SQLite database gpu_check.db and summary.json.
+# 5. a short table last. $OUT (default ./gpu_check_out) gets gpu_check.log, throughput.json,
+#    optimizer_step.txt, syncs.json, the study file, its SQLite database gpu_check.db and summary.json.
 #
 # Settings (environment): GPU_CHECK_DEVICE (cuda), GPU_CHECK_IMAGE_SIZE (128), GPU_CHECK_BATCH (256),
-# GPU_CHECK_STEPS (100), GPU_CHECK_REPEATS (3), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
+# GPU_CHECK_STEPS (100), GPU_CHECK_REPEATS (3), GPU_CHECK_COMPILE (1; 0 skips the compiled pipeline), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
 # GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS (one per GPU; more than one on this SQLite file can
 # hand the queued warm-start trial to two workers, see RESULTS.md), PYTHON (.venv/bin/python or python3).
 # On a CPU, end to end in two to three minutes:
@@ -57,7 +60,14 @@ echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc
 
 echo "== throughput: baseline and ours, $size px, batch $batch ($SECONDS s in)"
 "$PYTHON" -m benchmarks.throughput --device "$device" --data "$IMAGENETTE_DIR" --image-size "$size" \
-    --batch-size "$batch" --steps "$steps" --repeats "$repeats" --json "$OUT/throughput.json"
+    --batch-size "$batch" --steps "$steps" --repeats "$repeats" --json "$OUT/throughput.json" \
+    $( [ "${GPU_CHECK_COMPILE:-1}" = 1 ] && echo --compile )
+
+echo "== Ranger per step: torch-optimizer's against ours; host waits in a training step ($SECONDS s in)"
+"$PYTHON" -m benchmarks.optimizer_step --device "$device" --image-sizes "$size" --batch-size "$batch" \
+    --rounds 3 | tee "$OUT/optimizer_step.txt"
+"$PYTHON" -m benchmarks.gpu_check syncs --device "$device" --image-size "$size" --batch-size "$batch" \
+    --json "$OUT/syncs.json"
 
 echo "== search: $minutes minutes, $epochs-epoch trials, $size px ($SECONDS s in)"
 study="$OUT/gpu_check_study.toml"
@@ -77,5 +87,5 @@ fi
 
 echo "== summary ($SECONDS s in)"
 "$PYTHON" -m benchmarks.gpu_check summary --storage "$storage" --throughput "$OUT/throughput.json" \
-    --json "$OUT/summary.json"
+    --syncs "$OUT/syncs.json" --json "$OUT/summary.json"
 echo "gpu_check done in $SECONDS s; results in $OUT"

@@ -88,7 +88,10 @@ class Objective:
         if not run.resume:  # a leftover folder from an older study of the same name is not ours
             shutil.rmtree(run.folder, ignore_errors=True)
         settings = self.config.checkpoint
-        return CheckpointPolicy(run.folder, every_epochs=settings.every_epochs, every_seconds=settings.every_seconds)
+        # No checkpoint after the last epoch: the final weights are saved and the trial told at once,
+        # and a ResNet-18 checkpoint with optimizer state is 130-170 MB that release() would delete.
+        return CheckpointPolicy(run.folder, every_epochs=settings.every_epochs, every_seconds=settings.every_seconds,
+                                at_end=False)
 
 
 def _record(trial: optuna.Trial, history: list[EpochMetrics], device: torch.device, *, compiled: bool = False,

@@ -146,3 +146,11 @@ def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_p
     images = next(eval_batches(data.val, batch_size=8, image_size=32))[0]
     with torch.inference_mode():
         torch.testing.assert_close(network(images), eager.eval()(images), rtol=1e-4, atol=1e-4)
+
+
+def test_a_policy_without_the_final_checkpoint_still_saves_the_final_weights(data, tmp_path):
+    policy = CheckpointPolicy(tmp_path, every_epochs=1, at_end=False)
+    train(TrainConfig(**SMALL), data, checkpoints=policy)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1  # epoch 2's was not written
+    assert (tmp_path / "weights.pt").exists()
+    assert policy.writing_seconds > 0

@@ -29,6 +29,9 @@ class CheckpointPolicy:
     folder: Path
     every_epochs: int | None = 1
     every_seconds: float | None = None
+    # After the last epoch: True always (a finished run then resumes as finished), False never (for a
+    # caller that saves the final weights and is done at once, like a search trial).
+    at_end: bool = True
     writing_seconds: float = 0.0  # spent writing checkpoints and weights so far: what the interval costs
     _last_saved: float = field(default_factory=time.monotonic, repr=False)
 
@@ -43,7 +46,9 @@ class CheckpointPolicy:
     def path(self) -> Path:
         return self.folder / CHECKPOINT_NAME
 
-    def is_due(self, epoch: int) -> bool:
+    def is_due(self, epoch: int, *, last: bool = False) -> bool:
+        if last:
+            return self.at_end
         by_epochs = self.every_epochs is not None and epoch % self.every_epochs == 0
         by_seconds = self.every_seconds is not None and time.monotonic() - self._last_saved >= self.every_seconds
         return by_epochs or by_seconds

@@ -101,7 +101,7 @@ def train(config: TrainConfig, data: ImageData,
     for epoch in range(len(history) + 1, config.epochs + 1):
         metrics = _run_epoch(run, config, data, epoch, progress, stop)
         history.append(metrics)
-        if checkpoints is not None and (checkpoints.is_due(epoch) or epoch == config.epochs):
+        if checkpoints is not None and checkpoints.is_due(epoch, last=epoch == config.epochs):
             _save(run, config, history, checkpoints)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
@@ -170,16 +170,17 @@ def train_one_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor
         loss_sum += loss.detach().float()
         if step % LOSS_CHECK_EVERY == 0:
             _check_finite(loss_sum, epoch, step, progress_bar)
-    _check_finite(loss_sum, epoch, step, progress_bar)
-    return loss_sum.item() / max(step, 1)
+    return _check_finite(loss_sum, epoch, step, progress_bar) / max(step, 1)
 
 
-def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: tqdm | None) -> None:
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: tqdm | None) -> float:
+    """The loss summed so far, read on the host (the one wait for the GPU); raises if it is NaN or infinite."""
     total = loss_sum.item()
     if total != total or total in (float("inf"), float("-inf")):
         raise NonFiniteLossError(epoch, step)
     if progress_bar is not None and step:
         progress_bar.set_postfix(loss=f"{total / step:.3f}")
+    return total
 
 
 @torch.inference_mode()
