@@ -16,7 +16,8 @@
 #
 # Settings (environment): GPU_CHECK_DEVICE (cuda), GPU_CHECK_IMAGE_SIZE (128), GPU_CHECK_BATCH (256),
 # GPU_CHECK_STEPS (100), GPU_CHECK_REPEATS (3), GPU_CHECK_COMPILE (1; 0 skips the compiled pipeline), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
-# GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS (one per GPU; more than one on this SQLite file can
+# GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS_PER_GPU_MINUTES (unset: skipped; else minutes per
+# setting of benchmarks/workers_per_gpu.py, 1 and 2 workers per GPU, run last), GPU_CHECK_WORKERS (one per GPU; more than one on this SQLite file can
 # hand the queued warm-start trial to two workers, see RESULTS.md), PYTHON (.venv/bin/python or python3).
 # On a CPU, end to end in two to three minutes:
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_IMAGE_SIZE=32 GPU_CHECK_BATCH=64 GPU_CHECK_STEPS=5 GPU_CHECK_REPEATS=2 \
@@ -88,4 +89,10 @@ fi
 echo "== summary ($SECONDS s in)"
 "$PYTHON" -m benchmarks.gpu_check summary --storage "$storage" --throughput "$OUT/throughput.json" \
     --syncs "$OUT/syncs.json" --json "$OUT/summary.json"
+if [ -n "${GPU_CHECK_WORKERS_PER_GPU_MINUTES:-}" ]; then
+    echo "== workers per GPU: 1 and 2, $GPU_CHECK_WORKERS_PER_GPU_MINUTES minutes each ($SECONDS s in)"
+    "$PYTHON" -m benchmarks.workers_per_gpu --data "$IMAGENETTE_DIR" --device "$device" --image-size "$size" \
+        --minutes "$GPU_CHECK_WORKERS_PER_GPU_MINUTES" --epochs 5 ${GPU_CHECK_PER_CLASS:+--per-class "$GPU_CHECK_PER_CLASS"} \
+        --json "$OUT/workers_per_gpu.json"
+fi
 echo "gpu_check done in $SECONDS s; results in $OUT"

@@ -116,6 +116,9 @@ def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path, image_
     killed_at = time.time()
     first.wait(10)
     epochs_before_kill = len(trials_of(pg_url)[0].intermediate_values)
+    # Past the grace period the new worker finds the trial stale at once and runs its retry first;
+    # sooner, a short new trial could meet the budget of 2 before the retry exists.
+    time.sleep(max(0.0, killed_at + 4.5 - time.time()))
 
     run_worker(load_study_config(path), WorkerOptions(pg_url, "cpu", cache_dir, progress=False,
                                                       checkpoint_dir=checkpoints))
