@@ -75,9 +75,12 @@ def run_setting(args: argparse.Namespace, per_gpu: int, folder: Path) -> dict:
 
 
 def main() -> None:
+    import warnings
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     args = parse_args()
     os.environ.setdefault("HPSEARCH_CHECKPOINTS", tempfile.mkdtemp(prefix="workers-per-gpu-checkpoints-"))
     results = []
