@@ -18,7 +18,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 BROWSER_SECONDS = 120
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+# One list: a second `pytestmark = ...` would replace the skip instead of adding to it.
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 class DrawnFigures(HTMLParser):
@@ -54,8 +56,6 @@ def chromium(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProc
                            f"--user-data-dir={profile}", *flags, page.as_uri()],
                           capture_output=True, text=True, timeout=BROWSER_SECONDS)
 
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
