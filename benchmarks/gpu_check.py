@@ -7,9 +7,9 @@
 
 `study` writes studies/imagenette.toml with the check's settings ([study] timeout_minutes, a trial
 budget the timeout ends first, the data and image size, the epochs), checked by the same loader
-as `hpsearch run`. `syncs` counts the times our training steps make the host wait for the GPU, with CUDA's sync debug
-mode: only the NaN check every LOSS_CHECK_EVERY steps and the epoch's last loss should. `summary`
-reads the study, the throughput and sync figures and prints the table.
+as `hpsearch run`. `syncs` counts the times our training steps make the host wait for the GPU,
+with CUDA's sync debug mode: only the NaN check every LOSS_CHECK_EVERY steps and the epoch's last
+loss should. `summary` reads the study, the throughput and sync figures and prints the table.
 """
 
 from __future__ import annotations
@@ -197,9 +197,10 @@ def summarize(args: argparse.Namespace) -> None:
             ("search images/s (median trial)", summary["search_images_per_second"], ""),
             ("best val top-1", summary["best_val_top1"], f">= {GOALS['best_val_top1']:.0%}")]
     print(f"\nGPU check on {summary['device']} ({summary['image_size']} px; goals are for 128 px on H100/H200)")
+    percentages = ("best val top-1", "checkpoint writing / trial")
     for label, value, goal in rows:
-        shown = "-" if value is None else value if isinstance(value, str) else \
-            f"{value:.2%}" if label in ("best val top-1", "checkpoint writing / trial") else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+        shown = "-" if value is None else value if isinstance(value, str) else f"{value:.2%}" \
+            if label in percentages else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
         print(f"  {label:34s} {shown:>14s}  {goal}")
     print(f"  best params: {summary['best_params']}")
 

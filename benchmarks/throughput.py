@@ -176,8 +176,8 @@ def main() -> None:
         for name, run in runners.items():
             seconds[name].append(run())
             rate = args.steps * args.batch_size / seconds[name][-1]
-            print(f"repeat {repeat + 1}/{args.repeats} {name:13s} {rate:8.0f} images/s  (load {os.getloadavg()[0]:.2f})",
-                  flush=True)
+            print(f"repeat {repeat + 1}/{args.repeats} {name:13s} {rate:8.0f} images/s  "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
     epoch_images = steps_per_epoch(len(train), args.batch_size) * args.batch_size
     results = {}
     for name, times in seconds.items():

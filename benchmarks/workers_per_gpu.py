@@ -95,8 +95,9 @@ def main() -> None:
         args.json.write_text(json.dumps({"device": args.device, "image_size": args.image_size, "epochs": args.epochs,
                                          "minutes": args.minutes, "results": results}, indent=2) + "\n")
     first, best = results[0], max(results, key=lambda result: result["epochs_per_hour"])
-    print(f"best: {best['workers_per_gpu']} worker(s) per GPU, "
-          f"{best['epochs_per_hour'] / first['epochs_per_hour']:.2f}x the epochs per hour of {first['workers_per_gpu']}")
+    gain = best["epochs_per_hour"] / first["epochs_per_hour"]
+    print(f"best: {best['workers_per_gpu']} worker(s) per GPU, {gain:.2f}x the epochs per hour of "
+          f"{first['workers_per_gpu']}")
 
 
 if __name__ == "__main__":

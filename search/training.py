@@ -13,7 +13,8 @@ from trainer import CheckpointPolicy, EpochMetrics, TrainConfig, load_image_data
 from trainer.errors import ConfigError, NonFiniteLossError
 
 # Settings of the run that are not hyperparameters: where data, device and files are.
-RUN_SETTINGS = ("data", "device", "compile", "cache_dir", "checkpoint_dir", "checkpoint_every", "checkpoint_every_seconds")
+RUN_SETTINGS = ("data", "device", "compile", "cache_dir", "checkpoint_dir", "checkpoint_every",
+                "checkpoint_every_seconds")
 RUN_DEFAULTS = {"data": "imagenette-160", "device": "auto"}
 
 

@@ -1,10 +1,10 @@
 """Ranger (RAdam + Lookahead) with foreach steps: torch-optimizer's algorithm, a few kernels a step.
 
-torch-optimizer's Ranger (pytorch-ranger) walks the parameters in Python, about nine kernels each:
-some 560 launches a step for ResNet-18, which on a GPU can take longer to issue than the step takes
-to run (benchmarks/optimizer_step.py). The same algorithm is torch.optim.RAdam with decoupled weight
-decay, plus Lookahead every k steps, both over all tensors at once. tests/test_ranger.py checks that
-it follows torch-optimizer's trajectory.
+torch-optimizer's Ranger (pytorch-ranger) walks the parameters in Python: 775 operators a step for
+ResNet-18, each a kernel launch on a GPU, where this one dispatches 14 (benchmarks/optimizer_step.py;
+on a CPU, where foreach is a loop anyway, this one is a few percent slower: benchmarks/RESULTS.md).
+The same algorithm is torch.optim.RAdam with decoupled weight decay, plus Lookahead every k steps,
+both over all tensors at once. tests/test_ranger.py checks that it follows torch-optimizer's weights.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ class Ranger(torch.optim.RAdam):
 
     Defaults are torch-optimizer's: betas (0.95, 0.999), eps 1e-5, alpha 0.5, k 6, weight decay
     decoupled and scaled by lr (p -= lr * weight_decay * p), the rectification threshold 5.
+    A group's parameters are taken to step together, as in training one model: Lookahead counts
+    the group's steps by its first parameter's.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, *,
