@@ -94,6 +94,34 @@ def test_resumes_from_its_state_dict_exactly():
         torch.testing.assert_close(got.detach(), want, rtol=0, atol=0)
 
 
+def test_resumes_from_a_torch_optimizer_ranger_checkpoint():
+    """Checkpoints written while the trainer used torch-optimizer's Ranger continue the same algorithm."""
+    settings = {"lr": 8e-3, "eps": 1e-6, "weight_decay": 1e-2}
+    expected = trajectory(reference(**settings), steps=10)[-1]
+
+    model = small_network()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = reference(**settings)(model.parameters())
+    generator = torch.Generator().manual_seed(1)
+
+    def train(optimizer, steps):
+        for _ in range(steps):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=generator)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                optimizer.step()
+
+    train(theirs, 4)
+    ours = Ranger(model.parameters(), **settings)
+    ours.load_state_dict(theirs.state_dict())
+    assert ours.param_groups[0]["decoupled_weight_decay"] and ours.param_groups[0]["eps"] == 1e-6
+    train(ours, 6)
+    for want, got in zip(expected, model.parameters()):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_trainer_builds_our_ranger_with_the_configs_settings():
     optimizer = build_optimizer(TrainConfig(optimizer="ranger", lr=8e-3, eps=1e-6, weight_decay=1e-4),
                                 small_network().parameters())

@@ -38,6 +38,29 @@ class Ranger(torch.optim.RAdam):
             group.setdefault("alpha", alpha)
             group.setdefault("k", k)
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Also takes torch-optimizer's Ranger state, so checkpoints written before this class resume.
+
+        Loaded as it is, that state would run silently as another algorithm: its groups lack
+        decoupled_weight_decay (RAdam would then default to L2) and its slow weights have another name.
+        """
+        if any("N_sma_threshhold" in group for group in state_dict["param_groups"]):
+            state_dict = self._from_torch_optimizer(state_dict)
+        super().load_state_dict(state_dict)
+
+    def _from_torch_optimizer(self, state_dict: dict) -> dict:
+        groups = []
+        for ours, theirs in zip(self.param_groups, state_dict["param_groups"]):
+            group = {key: value for key, value in theirs.items() if key not in ("N_sma_threshhold", "step_counter")}
+            for key, value in ours.items():
+                if key != "params":
+                    group.setdefault(key, value)  # RAdam's own settings, decoupled weight decay among them
+            groups.append(group)
+        state = {index: {"step": torch.tensor(float(saved["step"])), "exp_avg": saved["exp_avg"],
+                         "exp_avg_sq": saved["exp_avg_sq"], SLOW: saved["slow_buffer"]}
+                 for index, saved in state_dict["state"].items()}
+        return {"state": state, "param_groups": groups}
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         started = self._start_slow_weights()
