@@ -50,15 +50,22 @@ def toml_text(document: dict[str, Any]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def write_study(args: argparse.Namespace) -> None:
-    from search.config import load_study_config
-
+def timed_study(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """BASE_STUDY, named `name`, searching for args.minutes on args.data at args.image_size and
+    args.per_class, args.epochs a trial (a trial budget the timeout ends first)."""
     document = tomllib.loads(BASE_STUDY.read_text())
-    document["study"].update(name=STUDY_NAME, trials=TRIAL_BUDGET, timeout_minutes=args.minutes)
+    document["study"].update(name=name, trials=TRIAL_BUDGET, timeout_minutes=args.minutes)
     document["data"].update(source=str(Path(args.data).resolve()), image_size=args.image_size)
     if args.per_class:
         document["data"]["per_class"] = args.per_class
     document["train"]["epochs"] = args.epochs
+    return document
+
+
+def write_study(args: argparse.Namespace) -> None:
+    from search.config import load_study_config
+
+    document = timed_study(STUDY_NAME, args)
     args.path.parent.mkdir(parents=True, exist_ok=True)
     args.path.write_text(f"# {BASE_STUDY} with the GPU check's settings, written by benchmarks/gpu_check.py\n"
                          + toml_text(document))
@@ -85,6 +92,7 @@ def run_search(args: argparse.Namespace) -> None:
 
 
 def count_syncs(args: argparse.Namespace) -> None:
+    import itertools
     import warnings
 
     import torch
@@ -107,14 +115,10 @@ def count_syncs(args: argparse.Namespace) -> None:
     split = ImageSplit(images, torch.randint(0, 10, (len(images),), device=device))
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def batches(count: int):
-        while True:
-            for batch in train_batches(split, batch_size=args.batch_size, image_size=args.image_size,
-                                       min_scale=0.35, generator=generator):
-                if count == 0:
-                    return
-                count -= 1
-                yield batch
+    def batches(count: int):  # epoch after epoch of the four-batch split
+        return itertools.islice(itertools.chain.from_iterable(
+            train_batches(split, batch_size=args.batch_size, image_size=args.image_size, min_scale=0.35,
+                          generator=generator) for _ in itertools.count()), count)
 
     results = {}
     for optimizer_name in ("sgd", "adam", "ranger"):

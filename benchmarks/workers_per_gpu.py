@@ -18,10 +18,9 @@ import json
 import os
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
-from benchmarks.gpu_check import BASE_STUDY, TRIAL_BUDGET, toml_text
+from benchmarks.gpu_check import timed_study, toml_text
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,12 +37,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def study_file(args: argparse.Namespace, per_gpu: int, folder: Path) -> Path:
-    document = tomllib.loads(BASE_STUDY.read_text())
-    document["study"].update(name=f"workers-per-gpu-{per_gpu}", trials=TRIAL_BUDGET, timeout_minutes=args.minutes)
-    document["data"].update(source=str(Path(args.data).resolve()), image_size=args.image_size)
-    if args.per_class:
-        document["data"]["per_class"] = args.per_class
-    document["train"]["epochs"] = args.epochs
+    document = timed_study(f"workers-per-gpu-{per_gpu}", args)
     document["pruner"] = {"kind": "none"}
     path = folder / f"workers-per-gpu-{per_gpu}.toml"
     path.write_text(toml_text(document))

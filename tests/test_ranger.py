@@ -1,7 +1,5 @@
 """Our foreach Ranger against torch-optimizer's, the reference it replaces."""
 
-import warnings
-
 import pytest
 import torch
 import torch_optimizer
@@ -11,6 +9,9 @@ from trainer.optim import build_optimizer
 from trainer.ranger import Ranger
 
 STEPS = 40  # past RAdam's warm-up without rectification (5 steps) and six Lookahead syncs
+
+# pytorch-ranger calls a deprecated addcmul_ overload on every step.
+pytestmark = pytest.mark.filterwarnings("ignore:This overload of addcmul_ is deprecated:UserWarning")
 
 
 def small_network() -> torch.nn.Module:
@@ -27,19 +28,21 @@ def trajectory(make_optimizer, steps: int = STEPS) -> list[list[torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
     weights = []
     for _ in range(steps):
-        for p in model.parameters():
-            p.grad = torch.randn(p.shape, generator=generator)
-        optimizer.step()
+        step_with_random_gradients(model, optimizer, generator)
         weights.append([p.detach().clone() for p in model.parameters()])
     return weights
 
 
+def step_with_random_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                               generator: torch.Generator, steps: int = 1) -> None:
+    for _ in range(steps):
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=generator)
+        optimizer.step()
+
+
 def reference(**settings):
-    def make(parameters):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch_optimizer.Ranger(parameters, **settings)
-    return make
+    return lambda parameters: torch_optimizer.Ranger(parameters, **settings)
 
 
 @pytest.mark.parametrize("settings", [
@@ -48,9 +51,7 @@ def reference(**settings):
     {"lr": 1e-3, "eps": 1e-8, "alpha": 0.8, "k": 4},
 ])
 def test_follows_torch_optimizers_ranger_step_by_step(settings):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pytorch-ranger's deprecated addcmul_ overload
-        expected = trajectory(reference(**settings))
+    expected = trajectory(reference(**settings))
     ours = trajectory(lambda parameters: Ranger(parameters, **settings))
     for step, (want, got) in enumerate(zip(expected, ours), start=1):
         for reference_weight, our_weight in zip(want, got):
@@ -78,18 +79,10 @@ def test_resumes_from_its_state_dict_exactly():
     model = small_network()
     first = Ranger(model.parameters(), lr=8e-3)
     generator = torch.Generator().manual_seed(1)
-
-    def train(optimizer, steps):
-        for _ in range(steps):
-            for p in model.parameters():
-                p.grad = torch.randn(p.shape, generator=generator)
-            optimizer.step()
-
-    train(first, 4)  # stops between two Lookahead syncs
-    state = first.state_dict()
+    step_with_random_gradients(model, first, generator, steps=4)  # stops between two Lookahead syncs
     second = Ranger(model.parameters(), lr=8e-3)
-    second.load_state_dict(state)
-    train(second, 6)
+    second.load_state_dict(first.state_dict())
+    step_with_random_gradients(model, second, generator, steps=6)
     for want, got in zip(whole, model.parameters()):
         torch.testing.assert_close(got.detach(), want, rtol=0, atol=0)
 
@@ -100,24 +93,13 @@ def test_resumes_from_a_torch_optimizer_ranger_checkpoint():
     expected = trajectory(reference(**settings), steps=10)[-1]
 
     model = small_network()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = reference(**settings)(model.parameters())
+    theirs = reference(**settings)(model.parameters())
     generator = torch.Generator().manual_seed(1)
-
-    def train(optimizer, steps):
-        for _ in range(steps):
-            for p in model.parameters():
-                p.grad = torch.randn(p.shape, generator=generator)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                optimizer.step()
-
-    train(theirs, 4)
+    step_with_random_gradients(model, theirs, generator, steps=4)
     ours = Ranger(model.parameters(), **settings)
     ours.load_state_dict(theirs.state_dict())
     assert ours.param_groups[0]["decoupled_weight_decay"] and ours.param_groups[0]["eps"] == 1e-6
-    train(ours, 6)
+    step_with_random_gradients(model, ours, generator, steps=6)
     for want, got in zip(expected, model.parameters()):
         torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
 
