@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 BASE_STUDY = Path("studies/imagenette.toml")
 STUDY_NAME = "gpu-check"
@@ -63,7 +64,7 @@ def timed_study(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write_study(args: argparse.Namespace) -> None:
-    from search.config import load_study_config
+    from search.studyfile import load_study_config
 
     document = timed_study(STUDY_NAME, args)
     args.path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,10 +80,10 @@ def run_search(args: argparse.Namespace) -> None:
 
     import optuna
 
-    from search.config import load_study_config
-    from search.launcher import launch
-    from search.status import format_status, study_status
-    from search.worker import WorkerOptions
+    from search.launch import launch
+    from search.results.status import format_status, study_status
+    from search.run.worker import WorkerOptions
+    from search.studyfile import load_study_config
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -23,7 +23,7 @@ import os
 import statistics
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -1,7 +1,7 @@
 """What pruning saves and what it costs: one study file run twice, with its pruner and without.
 
 Both runs get the same budget (trials), seeds, space, sampler and data, each in its own SQLite file
-in a temporary folder (checkpoints too), through `search.launcher.launch` as `hpsearch run` does. The data is decoded
+in a temporary folder (checkpoints too), through `search.launch.launch` as `hpsearch run` does. The data is decoded
 before either run starts, so neither pays for it. Reported per run: trials complete / pruned /
 failed, epochs trained, seconds of training (the trials' own timings) and wall time, best val
 top-1; the last line says what pruning saved and what it cost in accuracy. Epochs trained do not
@@ -30,9 +30,10 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from search.config import StudyConfig, load_study_config
-from search.launcher import launch
-from search.worker import WorkerOptions, load_study_data
+from search.launch import launch
+from search.run.study_data import load_study_data
+from search.run.worker import WorkerOptions
+from search.studyfile import StudyConfig, load_study_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,7 +57,7 @@ def study_configs(args: argparse.Namespace, seed: int) -> dict[str, StudyConfig]
         trials=args.trials, epochs=args.epochs, data=args.data, image_size=args.image_size)
     data = config.data if args.per_class is None else dataclasses.replace(config.data, per_class=args.per_class)
     config = dataclasses.replace(config, data=data, study=dataclasses.replace(config.study, seed=seed),
-                                 train=config.train.replace(seed=seed))
+                                 train=dataclasses.replace(config.train, seed=seed))
     unpruned = dataclasses.replace(config, pruner=dataclasses.replace(config.pruner, kind="none"))
     return {f"pruner {config.pruner.kind}": config, "no pruning": unpruned}
 

@@ -1,7 +1,7 @@
 """Time per trial spent in the storage, with N worker processes on PostgreSQL and on SQLite.
 
-Each worker process runs the real worker loop (`search.worker.run_worker`: budget check, ask,
-heartbeat, tell, checkpoint clean-up) on storage opened by `search.storage.open_storage` (WAL and
+Each worker process runs the real worker loop (`search.run.worker.run_worker`: budget check, ask,
+heartbeat, tell, checkpoint clean-up) on storage opened by `search.study.storage.open_storage` (WAL and
 busy timeout for SQLite, the connection pool for PostgreSQL), with the study's real sampler and
 pruner (its [[warm_start]] point left out: see main). Only the training is replaced: the
 objective suggests the trial's parameters, reports one made-up val top-1 per epoch (asking the
@@ -38,21 +38,23 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import torch
 
-import search.worker
-from search.config import StudyConfig, load_study_config
-from search.launcher import WorkerSlot, plan_workers
-from search.objective import _record
-from search.resilience import ResilientRDBStorage
-from search.space import suggest
-from search.storage import masked, open_storage
-from search.study import open_study
-from search.worker import WorkerOptions, fingerprint
+import search.run.worker
+from search.launch import WorkerSlot, plan_workers
+from search.run.objective import _record
+from search.run.study_data import fingerprint
+from search.run.worker import WorkerOptions
+from search.study.create import open_study
+from search.study.resilience import ResilientRDBStorage
+from search.study.space import suggest
+from search.study.storage import masked, open_storage
+from search.studyfile import StudyConfig, load_study_config
 from trainer import EpochMetrics, ImageData
 from trainer.data import ImageSplit
 
@@ -140,7 +142,7 @@ def worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot
     clock = StorageClock()
     for name in TIMED_METHODS:  # this process only: it was spawned for this benchmark
         setattr(ResilientRDBStorage, name, clock.wrap(getattr(ResilientRDBStorage, name)))
-    search.worker.Objective = InstantObjective
+    search.run.worker.Objective = InstantObjective
     started = time.perf_counter()
     ran = search.worker.run_worker(config, options, worker_index=slot.index, data=tiny_data())
     results.put({"worker": slot.index, "trials": ran, "wall_seconds": time.perf_counter() - started,

@@ -32,8 +32,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -44,10 +44,11 @@ from torchvision.datasets import ImageFolder
 
 from trainer import TrainConfig, load_image_data, resolve_device
 from trainer.augment import IMAGENET_MEAN, IMAGENET_STD, steps_per_epoch, train_batches
-from trainer.data import ImageSplit, resolve_data_dir
+from trainer.data import ImageSplit
 from trainer.loop import train_one_epoch
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
+from trainer.sources import resolve_data_dir
 from trainer.timing import Mark
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]

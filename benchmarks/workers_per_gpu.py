@@ -48,9 +48,9 @@ def run_setting(args: argparse.Namespace, per_gpu: int, folder: Path) -> dict:
     import optuna
     from optuna.trial import TrialState
 
-    from search.config import load_study_config
-    from search.launcher import launch
-    from search.worker import WorkerOptions
+    from search.launch import launch
+    from search.run.worker import WorkerOptions
+    from search.studyfile import load_study_config
 
     config = load_study_config(study_file(args, per_gpu, folder))
     storage = f"sqlite:///{folder / config.study.name}.db"

@@ -8,7 +8,7 @@ here reads a tensor's value on the host, so a GPU never waits for the CPU betwee
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F

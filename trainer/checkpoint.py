@@ -2,7 +2,7 @@
 
 A ResNet-18 checkpoint with optimizer state is 130-170 MB, so a policy decides how often it
 is worth writing one; only the latest is kept. Final weights are saved on their own, small,
-for `evaluate` and `export`.
+for `evaluate` and `export` (trainer.weights).
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import torch
 
 from trainer.errors import ConfigError
 
 CHECKPOINT_NAME = "last.pt"
-WEIGHTS_NAME = "weights.pt"
 
 
 @dataclass

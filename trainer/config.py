@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from trainer.errors import ConfigError
 
@@ -77,7 +78,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], *, where: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: Mapping[str, Any], *, where: str = "config") -> TrainConfig:
         """Build from plain data (a TOML table, a checkpoint), naming any unknown key."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -86,7 +87,7 @@ class TrainConfig:
                               f"known settings: {', '.join(sorted(known))}")
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -13,36 +13,31 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tarfile
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import platformdirs
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets import Imagenette
 from tqdm import tqdm
 
 from trainer.checkpoint import write_atomically
 from trainer.errors import DataError
+from trainer.sources import EXPECTED_LAYOUT, env_path, one_line, resolve_data_dir
 
-# Names a user may pass instead of a folder, mapped to torchvision's Imagenette sizes.
-IMAGENETTE = {"imagenette-160": "160px", "imagenette-320": "320px", "imagenette-full": "full"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-EXPECTED_LAYOUT = "train/<class>/* and val/<class>/*"
 CACHE_FORMAT = 1  # part of the manifest, so changing what a cache holds rebuilds old caches
 DECODE_BATCH = 64  # images per decoding task; large enough that worker start-up is amortised
 MAX_DECODE_WORKERS = 8
 MAX_LISTED_FAILURES = 10
 
 # One loaded cache per (folder, cache side), so a worker's trials share it: value (manifest digest, data).
-_LOADED: dict[tuple[str, int], tuple[str, "ImageData"]] = {}
+_LOADED: dict[tuple[str, int], tuple[str, ImageData]] = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,10 +53,10 @@ class ImageSplit:
     def __repr__(self) -> str:
         return f"ImageSplit({len(self)} images of {self.images.shape[-1]} px on {self.images.device})"
 
-    def to(self, device: torch.device | str) -> "ImageSplit":
+    def to(self, device: torch.device | str) -> ImageSplit:
         return ImageSplit(self.images.to(device), self.labels.to(device))
 
-    def subset(self, indices: torch.Tensor) -> "ImageSplit":
+    def subset(self, indices: torch.Tensor) -> ImageSplit:
         indices = indices.to(self.images.device)
         return ImageSplit(self.images.index_select(0, indices), self.labels.index_select(0, indices))
 
@@ -75,14 +70,14 @@ class ImageData:
     val: ImageSplit
     source: str
     # Device copies and carved splits, kept so that repeated trials in one worker reuse them.
-    _derived: dict[tuple[Any, ...], "ImageData"] = field(default_factory=dict, init=False,
+    _derived: dict[tuple[Any, ...], ImageData] = field(default_factory=dict, init=False,
                                                          repr=False, compare=False)
 
     @property
     def cache_side(self) -> int:
         return self.train.images.shape[-1]
 
-    def to(self, device: torch.device | str) -> "ImageData":
+    def to(self, device: torch.device | str) -> ImageData:
         device = _canonical_device(device)
         if self.train.images.device == device:
             return self
@@ -93,14 +88,14 @@ class ImageData:
         return {"classes": list(self.classes), "train_images": len(self.train),
                 "val_images": len(self.val), "cache_side": self.cache_side}
 
-    def cap_per_class(self, cap: int) -> "ImageData":
+    def cap_per_class(self, cap: int) -> ImageData:
         """Keep the first `cap` training images of each class (in folder order); val is unchanged."""
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise DataError(f"cap_per_class needs a whole number of images >= 1, but got cap={cap!r}")
         return self._memo(("cap", cap), lambda: self._with(
             self.train.subset(_first_per_class(self.train.labels, cap)), self.val))
 
-    def holdout(self, fraction: float, seed: int) -> "ImageData":
+    def holdout(self, fraction: float, seed: int) -> ImageData:
         """Carve a stratified validation split from train; the official val is left out entirely.
 
         Tuning against the split that reports the final accuracy would overstate it, so a search
@@ -110,16 +105,16 @@ class ImageData:
             raise DataError(f"holdout fraction must be in (0, 0.5], but got fraction={fraction!r}")
         return self._memo(("holdout", fraction, seed), lambda: self._carve(fraction, seed))
 
-    def _carve(self, fraction: float, seed: int) -> "ImageData":
+    def _carve(self, fraction: float, seed: int) -> ImageData:
         carved, kept = _stratified_split(self.train.labels.cpu(), self.classes, fraction, seed)
         return self._with(self.train.subset(kept), self.train.subset(carved))
 
-    def _memo(self, key: tuple[Any, ...], make: Callable[[], "ImageData"]) -> "ImageData":
+    def _memo(self, key: tuple[Any, ...], make: Callable[[], ImageData]) -> ImageData:
         if key not in self._derived:
             self._derived[key] = make()
         return self._derived[key]
 
-    def _with(self, train: ImageSplit, val: ImageSplit) -> "ImageData":
+    def _with(self, train: ImageSplit, val: ImageSplit) -> ImageData:
         return ImageData(self.classes, train, val, self.source)
 
 
@@ -162,91 +157,7 @@ def cache_side(image_size: int) -> int:
 
 
 def default_cache_dir() -> Path:
-    return _env_path("HPSEARCH_CACHE_DIR") or Path(platformdirs.user_cache_dir("hpsearch")) / "images"
-
-
-def default_data_root() -> Path:
-    return _env_path("HPSEARCH_DATA_ROOT") or Path(platformdirs.user_data_dir("hpsearch")) / "data"
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else None
-
-
-# --- finding the folder: a path, an archive or a download ----------------------------------------
-
-def resolve_data_dir(data: str | Path, *, data_root: Path | None = None, progress: bool = True) -> Path:
-    """The folder holding train/ and val/: downloads an Imagenette name, extracts a .tar.gz once."""
-    root = (Path(data_root) if data_root is not None else default_data_root()).expanduser().resolve()
-    if isinstance(data, str) and data in IMAGENETTE:
-        return _download_imagenette(data, root)
-    path = Path(data).expanduser()
-    if path.is_file() and path.name.lower().endswith((".tar.gz", ".tgz")):
-        return _extract_once(path, root, progress)
-    if not path.exists():
-        raise DataError(f"data folder {path} does not exist; expected a folder with {EXPECTED_LAYOUT}, "
-                        f"a .tar.gz of one, or one of: {', '.join(IMAGENETTE)}")
-    if not path.is_dir():
-        raise DataError(f"data {path} is neither a folder nor a .tar.gz/.tgz archive; "
-                        f"expected a folder with {EXPECTED_LAYOUT}")
-    return path.resolve()
-
-
-def _download_imagenette(name: str, root: Path) -> Path:
-    size = IMAGENETTE[name]
-    # torchvision's own table, so the message names the archive it really fetches.
-    url = Imagenette._ARCHIVES[size][0]
-    folder = root / Path(url).stem
-    if folder.exists():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        Imagenette(root, split="train", size=size, download=True)
-    except (OSError, RuntimeError) as exc:
-        raise DataError(f"could not download {name} from {url} ({_one_line(exc)}); download and extract "
-                        f"it yourself so that {folder}/train and {folder}/val exist, or pass --data PATH "
-                        "pointing at a folder with train/ and val/") from exc
-    return folder
-
-
-def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
-    suffix = ".tar.gz" if archive.name.lower().endswith(".tar.gz") else ".tgz"
-    target = root / archive.name[:-len(suffix)]
-    if not target.exists():
-        _extract(archive, target, progress)
-    holding = [path for path in [target, *sorted(target.iterdir())]
-               if (path / "train").is_dir() and (path / "val").is_dir()]
-    if len(holding) != 1:
-        raise DataError(f"archive {archive} (extracted into {target}) should hold one folder with train/ "
-                        f"and val/, but holds {len(holding)}; expected {EXPECTED_LAYOUT} inside one folder")
-    return holding[0]
-
-
-def _extract(archive: Path, target: Path, progress: bool) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Extract beside the target, then rename: an interrupted run never leaves a half folder behind
-    # that a later run would take for a complete one.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        with tarfile.open(archive) as tar:
-            members = tqdm(tar.getmembers(), desc=f"extracting {archive.name}", unit="file",
-                           disable=not progress)
-            tar.extractall(staging, members=members, filter="data")
-        _rename_unless_done(staging, target)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"could not extract {archive} into {target} ({_one_line(exc)}); "
-                        "check that it is a complete .tar.gz of a folder with train/ and val/") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _rename_unless_done(staging: Path, target: Path) -> None:
-    try:
-        os.rename(staging, target)
-    except OSError:
-        if not target.is_dir():  # otherwise another process extracted the same archive first
-            raise
+    return env_path("HPSEARCH_CACHE_DIR") or Path(platformdirs.user_cache_dir("hpsearch")) / "images"
 
 
 # --- checking the folder before decoding anything -------------------------------------------------
@@ -346,7 +257,7 @@ def _read_cache(path: Path, listing: _Listing, side: int) -> dict[str, torch.Ten
             if not torch.equal(labels, _labels(files)):
                 raise ValueError(f"{split} labels do not match the folder")
     except Exception as exc:  # whatever is wrong with the file, decoding again is always safe
-        warnings.warn(f"image cache {path} could not be read ({_one_line(exc)}); rebuilding it", stacklevel=3)
+        warnings.warn(f"image cache {path} could not be read ({one_line(exc)}); rebuilding it", stacklevel=3)
         return None
     return tensors
 
@@ -414,7 +325,7 @@ class _DecodeFiles(Dataset):
         try:
             return index, decode_image(self.paths[index], self.side), ""
         except Exception as exc:  # whatever a decoder raises is about this file: collect, report all at once
-            return index, None, f"{type(exc).__name__}: {_one_line(exc)}"
+            return index, None, f"{type(exc).__name__}: {one_line(exc)}"
 
 
 class _DecodedBatch(NamedTuple):
@@ -460,7 +371,3 @@ def _unreadable(paths: list[Path], failures: list[tuple[int, str]]) -> DataError
     more = f"; and {len(failures) - MAX_LISTED_FAILURES} more" if len(failures) > MAX_LISTED_FAILURES else ""
     return DataError(f"{len(failures)} image(s) could not be read: {listed}{more}; "
                      "fix or remove them, then run again (nothing was cached)")
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +17,10 @@ from trainer.config import TrainConfig
 from trainer.data import ImageData
 from trainer.device import resolve_device
 from trainer.errors import ConfigError, NonFiniteLossError, TrainingStopped
-from trainer.model import ARCHITECTURE, build_model
+from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.timing import Mark
+from trainer.weights import WEIGHTS_NAME, weights_payload
 
 LOSS_CHECK_EVERY = 50  # steps between the host-device synchronisations that look for a NaN loss
 EVAL_BATCH_SIZE = {"cuda": 1024, "mps": 512, "cpu": 256}  # evaluation keeps no activations for backward
@@ -107,7 +108,7 @@ def train(config: TrainConfig, data: ImageData,
             on_epoch(epoch, metrics)
     if checkpoints is not None:
         checkpoints.write(weights_payload(run.model, config, data.classes),
-                          checkpoints.folder / checkpoint.WEIGHTS_NAME)
+                          checkpoints.folder / WEIGHTS_NAME)
     return TrainResult(config, tuple(history), str(device), resumed_from)
 
 
@@ -235,9 +236,3 @@ def _restore(run: _Training, config: TrainConfig, policy: CheckpointPolicy) -> l
     run.scheduler.load_state_dict(state["scheduler"])
     checkpoint.restore_rng_states(state["rng"], run.generator)
     return [EpochMetrics(**metrics) for metrics in state["history"]]
-
-
-def weights_payload(model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...]) -> dict:
-    """The trained network alone, with what `evaluate` needs to check it fits the data."""
-    return {"architecture": ARCHITECTURE, "classes": list(classes), "image_size": config.image_size,
-            "config": config.to_dict(), "model": model.state_dict()}

@@ -9,7 +9,7 @@ both over all tensors at once. tests/test_ranger.py checks that it follows torch
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

@@ -1,0 +1,100 @@
+"""Every attribute hpsearch stores on a trial or a study, and the few readers built on them.
+
+Trials and studies outlive the code that wrote them and are read by other processes (status,
+report, export, the dashboard), so each key is spelled once, here. The readers answer the
+questions every one of those asks the same way: a trial's configuration, the best trial,
+how many trials are in each state and how many count against the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+# --- a trial's user attributes --------------------------------------------------------------------
+CONFIG = "config"  # the whole TrainConfig the trial trained with, fixed settings included
+FAIL_REASON = "fail_reason"  # why a FAIL failed, in words
+HISTORY = "history"  # one dict of EpochMetrics per epoch
+EPOCHS_RUN = "epochs_run"
+BEST_EPOCH = "best_epoch"
+SECONDS = "seconds"  # training and evaluation, summed over the epochs
+IMAGES_PER_SECOND = "images_per_second"  # training images, mean over the epochs
+DEVICE = "device"
+COMPILED = "compiled"  # trained through torch.compile
+CHECKPOINT_SECONDS = "checkpoint_seconds"  # writing checkpoints and weights
+CODE_VERSION = "code_version"
+WEIGHTS = "weights_path"  # the kept final weights of a complete trial
+RESUMED_FROM_EPOCH = "resumed_from_epoch"  # epochs a retry restored from its checkpoint
+QUEUED_AS = "queued_as"  # a trial queued from the study file: "points[2]", "warm_start[0]"
+RETRY_OF = "retry_of"  # the first attempt's trial number; names the checkpoint folder
+RETRIED_FROM = "retried_from"  # the attempt a retry continues
+ATTEMPT = "attempt"  # 1 for the first retry
+RETRY_REASON = "retry_reason"  # why the attempt before this one did not finish
+
+# --- a study's user attributes --------------------------------------------------------------------
+SPACE = "space"  # the space, fixed training settings and points the study was created with
+DATA_FINGERPRINT = "data_fingerprint"  # classes, image counts and size every worker must match
+DATA_SOURCE = "data_source"  # the data as the creator named it, for export
+
+# Where optuna.artifacts.upload_artifact records a study's artifacts (a system attribute).
+ARTIFACTS_PREFIX = "artifacts:"
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def trial_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The settings the trial trained with: its whole configuration, or (a trial that hpsearch did
+    not run) its Optuna params. A points study fixes some factors, so params alone miss them."""
+    config = trial.user_attrs.get(CONFIG)
+    return dict(config) if isinstance(config, dict) else dict(trial.params)
+
+
+def fail_reason(trial: FrozenTrial) -> str | None:
+    """Ours, else the one Optuna records for an exception in `study.optimize`."""
+    return trial.user_attrs.get(FAIL_REASON) or trial.system_attrs.get(FAIL_REASON)
+
+
+def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The complete trials, best first; among equal values the earlier trial ranks first."""
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    return sorted(complete, key=lambda trial: (-trial.value, trial.number))
+
+
+def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """The trial every command calls best, or None before one completes."""
+    order = ranked(trials)
+    return order[0] if order else None
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """Trials per state, every state named in lower case (complete, pruned, fail, running, waiting)."""
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for trial in trials:
+        counts[trial.state.name.lower()] += 1
+    return counts
+
+
+def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    return {trial.user_attrs[RETRIED_FROM] for trial in trials if RETRIED_FROM in trial.user_attrs}
+
+
+def budget_spent(trials: list[FrozenTrial]) -> int:
+    """Trials that count against the budget: COMPLETE, PRUNED and FAIL, except a FAIL whose
+    retry is queued (the retry continues it and counts in its place)."""
+    retried = retried_numbers(trials)
+    return sum(1 for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (trial.state == TrialState.FAIL and trial.number not in retried))
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """`optimizer=ranger, lr=0.008, ...`: a configuration in one line, unset settings left out,
+    scales (lr, eps) to three significant digits."""
+    return ", ".join(f"{name}={format_setting(name, value)}" for name, value in settings.items() if value is not None)
+
+
+def format_setting(name: str, value: Any) -> str:
+    if isinstance(value, float) and name in ("lr", "eps"):
+        return f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,48 @@
+"""The `hpsearch` command: the only place with argparse, a thin layer over the Python API.
+
+One parser; each group of commands (searching, training, results, serving) lists its commands
+in a `COMMANDS` dict, and flags several commands share are declared once, in a parent parser
+(`search.cli.common.SHARED`). Any `HpsearchError` is the user's to fix: one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+import optuna
+
+from search.cli import results, searching, serving, training
+from search.cli.common import Command, parent_parsers
+from search.errors import HpsearchError
+
+# In help order.
+COMMANDS: dict[str, Command] = {**searching.COMMANDS, **training.COMMANDS, **results.COMMANDS, **serving.COMMANDS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpsearch",
+                                     description="Hyperparameter search for ResNet-18 on Imagenette with Optuna.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parents = parent_parsers()
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.description or command.help,
+                                    parents=[parents[group] for group in command.shared])
+        command.add_arguments(sub)
+        sub.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line says what Optuna's log would
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except HpsearchError as error:
+        print(f"hpsearch: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hpsearch: interrupted", file=sys.stderr)
+        return 130

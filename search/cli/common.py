@@ -1,0 +1,59 @@
+"""What several commands share: each shared flag declared once, in a parent parser, and the
+one way a command is registered."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from search import locations
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `hpsearch` command: its help line, its own flags, the shared flag groups it takes
+    (names in SHARED), and the function that runs it and returns the exit status."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Handler
+    shared: tuple[str, ...] = ()
+    description: str | None = None
+
+
+def _storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", metavar="URL",
+                        help=f"storage URL (default: ${locations.STORAGE_ENV}, then the study file's storage, "
+                             f"then {locations.DEFAULT_STORAGE}); a password here is never printed")
+
+
+def _study_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_file", type=Path, metavar="STUDY.toml")
+    parser.add_argument("--data", help="image folder, .tar.gz, or imagenette-160|320|full; overrides the study file")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network, once per worker "
+                                                              "process (its first trial pays tens of seconds)")
+    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
+    parser.add_argument("--checkpoint-dir", type=Path,
+                        help=f"trial checkpoints, a folder every worker can reach (default: "
+                             f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+# The flag groups that commands share, by name: each becomes one parent parser.
+SHARED: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "storage": _storage,
+    "study workers": _study_workers,
+}
+
+
+def parent_parsers() -> dict[str, argparse.ArgumentParser]:
+    parents = {}
+    for name, add in SHARED.items():
+        parents[name] = argparse.ArgumentParser(add_help=False)
+        add(parents[name])
+    return parents

@@ -1,0 +1,40 @@
+"""Every error a user can act on: one base class, so the command line has one `except`.
+
+The base is the trainer's `TrainerError` under the product's name: `trainer/` sits below
+`search/` and cannot import it, and a bad learning rate refused by the trainer is as much
+the user's to fix as a bad study file. `hpsearch` prints any of these as one line and exits 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from trainer.errors import ConfigError, DataError, TrainerError
+
+HpsearchError = TrainerError
+
+__all__ = ["ConfigError", "DataError", "HpsearchError", "LaunchError", "NoFinishedTrial", "StorageError",
+           "StudyFileError", "StudyMismatchError", "StudyNotFound"]
+
+
+class StudyFileError(ConfigError):
+    """A study file is missing, malformed or holds a bad setting; the message names the file and key."""
+
+
+class StorageError(HpsearchError):
+    """The storage URL is malformed or the database cannot be reached."""
+
+
+class StudyMismatchError(HpsearchError):
+    """An existing study differs from the study file or from this worker's data."""
+
+
+class StudyNotFound(HpsearchError):
+    """No study of that name is in the storage."""
+
+
+class NoFinishedTrial(HpsearchError):
+    """The study has no complete trial, so there is nothing to export."""
+
+
+class LaunchError(HpsearchError):
+    """The --gpus, --workers or --workers-per-gpu flags do not fit this machine."""

@@ -1,0 +1,142 @@
+"""`hpsearch run`: create or resume a study, then run local workers on it until its budget is met.
+
+On a machine with GPUs, one worker process per GPU by default, each seeing only its own
+(CUDA_VISIBLE_DEVICES); on a CPU-only machine, N processes share the cores.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import optuna
+import torch
+
+from search.errors import LaunchError
+from search.run.progress import StudyProgress
+from search.run.study_data import fingerprint, load_study_data
+from search.run.worker import WorkerOptions, connect, run_worker, stop_on_signals
+from search.study.create import open_study
+from search.study.storage import masked
+from search.studyfile import StudyConfig
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    index: int
+    gpu: int | None  # the physical GPU this worker alone sees, or None on the CPU
+    threads: int  # CPU threads for torch in this worker
+
+
+def plan_workers(workers: int | None, gpus: list[int] | None, workers_per_gpu: int, *,
+                 gpu_count: int, cpu_count: int) -> list[WorkerSlot]:
+    """Spread the workers over the chosen GPUs (all by default), or over the CPU cores."""
+    if workers is not None and workers < 1:
+        raise LaunchError(f"--workers must be at least 1, but got {workers}")
+    if workers_per_gpu < 1:
+        raise LaunchError(f"--workers-per-gpu must be at least 1, but got {workers_per_gpu}")
+    if gpus is not None:
+        missing = [gpu for gpu in gpus if not 0 <= gpu < gpu_count]
+        if missing:
+            raise LaunchError(f"--gpus names GPU(s) {missing} but this machine has {gpu_count} "
+                              f"(numbered from 0){'' if gpu_count else '; leave --gpus out to use the CPU'}")
+    chosen = gpus if gpus is not None else list(range(gpu_count))
+    if not chosen:
+        count = workers or 1
+        return [WorkerSlot(index, None, max(1, cpu_count // count)) for index in range(count)]
+    count = workers if workers is not None else len(chosen) * workers_per_gpu
+    threads = max(1, cpu_count // count)
+    return [WorkerSlot(index, chosen[index % len(chosen)], threads) for index in range(count)]
+
+
+def launch(config: StudyConfig, options: WorkerOptions, *, workers: int | None = None,
+           gpus: list[int] | None = None, workers_per_gpu: int = 1) -> optuna.Study:
+    """Create or resume the study, then run local workers until its budget is met."""
+    use_gpus = options.device in ("auto", "cuda") and torch.cuda.is_available()
+    slots = plan_workers(workers, gpus, workers_per_gpu, gpu_count=torch.cuda.device_count() if use_gpus else 0,
+                         cpu_count=os.cpu_count() or 1)
+    storage = connect(config, options)
+    data = load_study_data(config, options.cache_dir, progress=options.progress)
+    study = open_study(config, storage, fingerprint(config, data), create=True)
+    if options.progress:
+        print(f"study {config.study.name!r} in {masked(options.storage_url)}: budget {config.study.trials} trials, "
+              f"{len(data.train)} train / {len(data.val)} val images, {len(slots)} worker(s)"
+              + (f" on GPU(s) {sorted({slot.gpu for slot in slots})}" if slots[0].gpu is not None else ""),
+              file=sys.stderr)
+    if len(slots) == 1 and slots[0].gpu is None:
+        with stop_on_signals() as stop:  # one CPU worker runs here, reusing the loaded data
+            run_worker(config, options, data=data, stop=stop)
+    else:
+        _run_processes(config, options, slots, study)
+    return study
+
+
+def _run_processes(config: StudyConfig, options: WorkerOptions, slots: list[WorkerSlot],
+                   study: optuna.Study) -> None:
+    context = multiprocessing.get_context("spawn")  # fork would copy CUDA and database state
+    quiet = replace(options, progress=False, device="cuda" if slots[0].gpu is not None else options.device)
+    processes = []
+    for slot in slots:
+        with _visible_gpu(slot.gpu):  # a spawned child takes the environment as it is at start()
+            process = context.Process(target=_worker_process, args=(config, quiet, slot),
+                                      name=f"hpsearch-worker-{slot.index}")
+            process.start()
+        processes.append(process)
+    with StudyProgress(study, config.study.trials, enabled=options.progress), _forward_stop(processes):
+        for process in processes:
+            process.join()
+    failed = [process.name for process in processes if process.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"worker process(es) {', '.join(failed)} exited with an error; see the messages above")
+
+
+@contextmanager
+def _visible_gpu(gpu: int | None) -> Iterator[None]:
+    if gpu is None:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
+@contextmanager
+def _forward_stop(processes: list) -> Iterator[None]:
+    """Ctrl-C reaches the workers through the terminal; SIGTERM (docker stop) is passed on to them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, frame) -> None:
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+                signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
+    with stop_on_signals() as stop:
+        run_worker(config, options, worker_index=slot.index, stop=stop)

@@ -1,0 +1,61 @@
+"""Where things are: every setting with several sources is decided here, in one order.
+
+    a command-line flag  >  an environment variable  >  the study file  >  a default
+
+as optuna-dashboard's `_config.py` does for its settings. Nothing else in hpsearch reads these
+environment variables or picks a default for these four.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+STORAGE_ENV = "HPSEARCH_STORAGE"
+CHECKPOINTS_ENV = "HPSEARCH_CHECKPOINTS"
+ARTIFACTS_ENV = "HPSEARCH_ARTIFACTS"
+DEFAULT_STORAGE = "sqlite:///hpsearch.db"  # the embedded default: one machine, no server
+DEFAULT_DATA = "imagenette-160"
+
+
+def _first(*candidates: str | Path | None) -> str | Path | None:
+    return next((candidate for candidate in candidates if candidate), None)
+
+
+def storage_url(flag: str | None = None, study_file: str | None = None) -> str:
+    """--storage, then $HPSEARCH_STORAGE, then the study file's `storage`, then ./hpsearch.db."""
+    return str(_first(flag, os.environ.get(STORAGE_ENV), study_file, DEFAULT_STORAGE))
+
+
+def checkpoint_root(flag: str | Path | None = None, study_file: str | None = None) -> Path:
+    """--checkpoint-dir, then $HPSEARCH_CHECKPOINTS, then [checkpoint] dir, then the user cache."""
+    chosen = _first(flag, os.environ.get(CHECKPOINTS_ENV), study_file)
+    return Path(chosen) if chosen else Path(platformdirs.user_cache_dir("hpsearch")) / "checkpoints"
+
+
+def artifact_dir(url: str, flag: str | Path | None = None) -> Path:
+    """--artifacts, then $HPSEARCH_ARTIFACTS, then `artifacts/` beside a SQLite file (or here)."""
+    chosen = _first(flag, os.environ.get(ARTIFACTS_ENV))
+    if chosen:
+        return Path(chosen)
+    database = _sqlite_file(url)
+    return Path(database).parent / "artifacts" if database else Path("artifacts")
+
+
+def data_source(flag: str | None = None, study_file: str | None = None) -> str:
+    """--data, then the study file's [data] source, then Imagenette at 160 px (downloaded)."""
+    return str(_first(flag, study_file, DEFAULT_DATA))
+
+
+def _sqlite_file(url: str) -> str | None:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        return parsed.database
+    return None

@@ -1,0 +1,1 @@
+"""What a study found: status, the report (its data, figures and page), export and evaluate."""

@@ -1,0 +1,215 @@
+"""The report page: one self-contained HTML file of summaries and figures that opens offline.
+
+plotly.js is embedded once and no figure asks for MathJax, fonts or a CDN. User text is
+escaped before it reaches the page.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+import optuna
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from search.attrs import settings_text
+from search.results.figures import (
+    FACTOR_TITLES,
+    VAL_TOP1,
+    Figure,
+    Note,
+    escaped,
+    factor_curves_figure,
+    factor_effect_figure,
+    format_value,
+    optuna_view,
+)
+from search.results.report_data import (
+    FACTORS,
+    OPTUNA_VIEWS,
+    FactorInfo,
+    SummaryInfo,
+    format_seconds,
+    get_factor_info,
+    get_summary_info,
+    trial_curves,
+)
+
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+class Report(NamedTuple):
+    html: str
+    figures: tuple[Figure, ...]
+    notes: tuple[Note, ...]
+
+
+
+def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Report:
+    """The whole report: summaries, the factor analysis over all studies' trials, Optuna's views per study."""
+    summaries = [get_summary_info(study) for study in studies]
+    curves = trial_curves(studies)
+    page = _Page()
+    page.add_html(_header(studies, storage_label))
+    page.add_html('<section id="summary"><h2>Summary</h2>' + "".join(map(_summary_html, summaries)) + "</section>")
+    page.add_html('<section id="factors"><h2>Factor analysis</h2>')
+    for factor in FACTORS:
+        _add_factor(page, get_factor_info(curves, factor))
+    page.add_html('</section><section id="optuna-views"><h2>Optuna\'s views</h2>')
+    for study in studies:
+        page.add_html(f'<div class="study-views"><h3>Study {escaped(study.study_name)}</h3>')
+        for view in OPTUNA_VIEWS:
+            page.add_view(optuna_view(study, view))
+        page.add_html("</div>")
+    page.add_html("</section>")
+    return page.finish(_title(studies))
+
+
+def _add_factor(page: _Page, info: FactorInfo) -> None:
+    name = FACTOR_TITLES[info.factor]
+    page.add_html(f'<div class="factor" id="factor-{info.factor}"><h3>{escaped(name.capitalize())}</h3>')
+    if info.curves:
+        page.add_figure(Figure(f"factor-{info.factor}-curves", f"{name}: val top-1 per epoch",
+                               factor_curves_figure(info)))
+        page.add_figure(Figure(f"factor-{info.factor}-effect", f"{name}: effect on val top-1",
+                               factor_effect_figure(info)))
+    else:
+        page.add_view(Note(f"{name.capitalize()}", f"no trial of these studies sets {name}"))
+    page.add_html("</div>")
+
+
+class _Page:
+    """The page's body in order, and its figures, drawn by one script once plotly.js is loaded."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.figures: list[Figure] = []
+        self.notes: list[Note] = []
+
+    def add_html(self, text: str) -> None:
+        self.parts.append(text)
+
+    def add_figure(self, figure: Figure) -> None:
+        self.parts.append(f'<div class="figure" id="figure-{len(self.figures)}" '
+                          f'data-key="{escaped(figure.key)}"></div>')
+        self.figures.append(figure)
+
+    def add_view(self, view: Figure | Note) -> None:
+        if isinstance(view, Figure):
+            self.add_html(f"<h4>{escaped(view.title)}</h4>")
+            self.add_figure(view)
+            self.parts.extend(f'<p class="caution">Optuna warns: {escaped(caution)}</p>' for caution in view.cautions)
+            return
+        self.parts.append(f'<h4>{escaped(view.title)}</h4><p class="note">Not drawn: {escaped(view.reason)}</p>')
+        self.notes.append(view)
+
+    def finish(self, title: str) -> Report:
+        specs = ",".join(f'{{"id":"figure-{index}","figure":{pio.to_json(figure.figure, validate=False)}}}'
+                         for index, figure in enumerate(self.figures))
+        page = PAGE.format(title=escaped(title), style=STYLE, plotly=get_plotlyjs(), body="\n".join(self.parts),
+                           figures=_script_safe(f"[{specs}]"), config=json.dumps(PLOT_CONFIG),
+                           count=len(self.figures))
+        return Report(page, tuple(self.figures), tuple(self.notes))
+
+
+def _script_safe(json_text: str) -> str:
+    # Inside <script>, "</script>" in a string would end the block: JSON may spell <, > and & as escapes.
+    return json_text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _title(studies: list[optuna.Study]) -> str:
+    return "hpsearch report: " + ", ".join(study.study_name for study in studies)
+
+
+def _header(studies: list[optuna.Study], storage_label: str) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    names = ", ".join(f"<code>{escaped(study.study_name)}</code>" for study in studies)
+    where = f" in <code>{escaped(storage_label)}</code>" if storage_label else ""
+    return (f"<header><h1>{escaped(_title(studies))}</h1><p>Studies {names}{where}; made {when}. Val top-1 "
+            "is the fraction of validation images whose top class is right.</p>"
+            '<nav><a href="#summary">Summary</a> · <a href="#factors">Factor analysis</a> · '
+            "<a href=\"#optuna-views\">Optuna's views</a></nav></header>")
+
+
+def _summary_html(summary: SummaryInfo) -> str:
+    counts = summary.counts
+    saved = summary.epochs_without_pruning - summary.epochs_trained
+    best = summary.best
+    best_text = (f"trial {best.number}: {VAL_TOP1} {best.value:.2%} with "
+                 + escaped(settings_text(best.factors)) if best else "no complete trial yet")
+    return (f'<article class="study-summary"><h3>Study {escaped(summary.study)}</h3><dl>'
+            f"<dt>Best</dt><dd class=\"best\">{best_text}</dd>"
+            f"<dt>Best trial's settings</dt><dd><code>{escaped(settings_text(summary.best_settings))}</code></dd>"
+            f"<dt>Trials</dt><dd class=\"counts\">{counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['fail']} failed, {counts['running']} running, {counts['waiting']} waiting</dd>"
+            f"<dt>Epochs</dt><dd class=\"epochs\">{summary.epochs_trained} trained, against "
+            f"{summary.epochs_without_pruning} without pruning ({saved} saved)</dd>"
+            f"<dt>Compute</dt><dd class=\"compute\">{format_seconds(summary.compute_seconds)} of training and "
+            f"evaluation</dd></dl>{_top_table(summary)}</article>")
+
+
+def _top_table(summary: SummaryInfo) -> str:
+    if not summary.top:
+        return '<p class="note">No complete trial to rank yet.</p>'
+    head = "".join(f"<th>{name}</th>" for name in ("rank", "trial", VAL_TOP1, *FACTORS, "epochs", "seconds"))
+    rows = []
+    for rank, row in enumerate(summary.top, start=1):
+        factors = "".join(f"<td>{escaped(format_value(name, row.factors.get(name, '')))}</td>" for name in FACTORS)
+        rows.append(f"<tr><td>{rank}</td><td>{row.number}</td><td>{row.value:.2%}</td>{factors}"
+                    f"<td>{row.epochs_run}</td><td>{row.seconds:.1f}</td></tr>")
+    return (f'<table class="top-trials"><caption>Top {len(summary.top)} complete trials</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
+       padding: 1rem 2rem; color: #222; }
+h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.5rem; }
+dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
+dt { font-weight: 600; }
+dd { margin: 0; }
+table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
+th, td { border: 1px solid #ddd; padding: .2rem .6rem; text-align: right; }
+caption { text-align: left; font-weight: 600; padding: .3rem 0; }
+.figure { width: 100%; height: 520px; }
+.caution { color: #555; font-size: .9em; margin: 0 0 1rem; }
+.note { color: #8a5a00; background: #fff7e6; border-left: 4px solid #f0b429; padding: .4rem .8rem; }
+code { background: #f4f4f4; padding: 0 .2rem; word-break: break-all; }
+"""
+
+# Plotly is told MathJax is local (absent) so that it never tries to load it; the figures hold no LaTeX.
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>{style}</style>
+<script>window.PlotlyConfig = {{MathJaxConfig: "local"}};</script>
+<script>{plotly}</script>
+</head>
+<body data-figures="{count}">
+{body}
+<script type="application/json" id="report-figures">{figures}</script>
+<script>
+(function () {{
+  var specs = JSON.parse(document.getElementById("report-figures").textContent);
+  var config = {config};
+  var drawing = specs.map(function (spec) {{
+    return Plotly.newPlot(spec.id, spec.figure.data, spec.figure.layout, config);
+  }});
+  Promise.all(drawing).then(function () {{
+    var done = document.createElement("p");
+    done.id = "report-drawn";
+    done.textContent = "All " + specs.length + " figures drawn.";
+    document.body.appendChild(done);
+  }}, function (error) {{
+    document.body.setAttribute("data-figure-error", String(error));
+  }});
+}})();
+</script>
+</body>
+</html>
+"""
+

@@ -1,0 +1,184 @@
+"""What a study found, collected as plain data for the report; `search.results.figures` draws it.
+
+As in Optuna's visualization modules, collecting (`get_..._info(...) -> NamedTuple`) is kept
+apart from drawing (`-> go.Figure`), so what a report says is tested without a browser.
+A trial's factor values come from its `config` user attribute, not from its params: a points
+study fixes some factors (one eps for every point), and those are no Optuna parameter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Any, NamedTuple
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search import attrs
+from search.attrs import FINISHED
+from search.studyfile import SEARCHED
+
+FACTORS = SEARCHED  # the four factors of the original experiment
+# How a factor's values are spaced: lr and eps are scales (1e-3 is as far from 1e-2 as 1e-2 from 1e-1).
+FACTOR_SCALES = {"optimizer": "categorical", "lr": "log", "eps": "log", "momentum": "linear"}
+TOP_TRIALS = 10
+# Optuna's own views, in the order the report shows them; report_figures knows how to draw each.
+OPTUNA_VIEWS = ("history", "importance", "fanova", "slice", "contour_lr_eps", "contour_lr_momentum",
+                "parallel", "intermediate", "timeline")
+CONTOUR_PARAMS = {"contour_lr_eps": ("lr", "eps"), "contour_lr_momentum": ("lr", "momentum")}
+
+
+class TrialCurve(NamedTuple):
+    """One finished trial's val top-1 per epoch, with the factor values it trained with."""
+
+    study: str
+    number: int
+    state: str  # "complete", "pruned" or "fail"
+    epochs: tuple[int, ...]  # counted from 1, as the trial reported them
+    val_top1: tuple[float, ...]  # 0..1, one per epoch
+    factors: dict[str, Any]  # optimizer, lr, eps, momentum; None where the trial leaves one unset
+    value: float | None  # a complete trial's value: its best val top-1
+    fail_reason: str | None
+
+
+class FactorInfo(NamedTuple):
+    """Every trial that sets one factor, for the curves figure and the effect figure."""
+
+    factor: str
+    scale: str  # "categorical", "log" or "linear"
+    curves: tuple[TrialCurve, ...]
+    levels: tuple[Any, ...]  # the distinct values, sorted
+
+
+class TrialRow(NamedTuple):
+    number: int
+    state: str
+    value: float | None  # best val top-1 of a complete trial, 0..1
+    factors: dict[str, Any]  # only the factors the trial sets
+    epochs_run: int
+    seconds: float  # training and evaluation, summed over its epochs
+
+
+class SummaryInfo(NamedTuple):
+    study: str
+    counts: dict[str, int]  # per state: complete, pruned, fail, running, waiting
+    best: TrialRow | None
+    best_settings: dict[str, Any]  # the best trial's full training config
+    epochs_trained: int
+    epochs_without_pruning: int  # what the same finished trials would have trained to their last epoch
+    compute_seconds: float
+    top: tuple[TrialRow, ...]  # complete trials, best first
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=FINISHED)
+
+
+def trial_factors(trial: FrozenTrial) -> dict[str, Any]:
+    """The factors a trial trained with, fixed ones included; None where it leaves one unset."""
+    config = attrs.trial_config(trial)
+    return {factor: config.get(factor) for factor in FACTORS}
+
+
+def trial_curve(study_name: str, trial: FrozenTrial) -> TrialCurve:
+    steps = sorted(trial.intermediate_values)
+    return TrialCurve(study=study_name, number=trial.number, state=trial.state.name.lower(),
+                      epochs=tuple(steps), val_top1=tuple(trial.intermediate_values[step] for step in steps),
+                      factors=trial_factors(trial),
+                      value=trial.value if trial.state == TrialState.COMPLETE else None,
+                      fail_reason=attrs.fail_reason(trial))
+
+
+def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
+    return [trial_curve(study.study_name, trial) for study in studies for trial in finished_trials(study)]
+
+
+def get_factor_info(curves: list[TrialCurve], factor: str) -> FactorInfo:
+    """The trials that set `factor` (momentum is set by SGD trials only, eps by the adaptive ones)."""
+    if factor not in FACTOR_SCALES:
+        raise ValueError(f"factor must be one of {', '.join(FACTORS)}, but got {factor=}")
+    setting = tuple(curve for curve in curves if curve.factors.get(factor) is not None)
+    levels = tuple(sorted({curve.factors[factor] for curve in setting}, key=_sort_key))
+    return FactorInfo(factor, FACTOR_SCALES[factor], setting, levels)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def get_summary_info(study: optuna.Study, top: int = TOP_TRIALS) -> SummaryInfo:
+    trials = study.get_trials(deepcopy=False)
+    finished = [trial for trial in trials if trial.state in FINISHED]
+    complete = attrs.ranked(trials)
+    best = complete[0] if complete else None
+    return SummaryInfo(
+        study=study.study_name, counts=attrs.state_counts(trials), best=_row(best) if best else None,
+        best_settings=attrs.trial_config(best) if best else {},
+        epochs_trained=sum(_epochs_run(trial) for trial in finished),
+        epochs_without_pruning=sum(_epochs_planned(trial) for trial in finished),
+        compute_seconds=sum(float(trial.user_attrs.get(attrs.SECONDS) or 0.0) for trial in finished),
+        top=tuple(_row(trial) for trial in complete[:top]))
+
+
+def _row(trial: FrozenTrial) -> TrialRow:
+    factors = {name: value for name, value in trial_factors(trial).items() if value is not None}
+    return TrialRow(trial.number, trial.state.name.lower(), trial.value, factors, _epochs_run(trial),
+                    float(trial.user_attrs.get(attrs.SECONDS) or 0.0))
+
+
+def _epochs_run(trial: FrozenTrial) -> int:
+    return int(trial.user_attrs.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)))
+
+
+def _epochs_planned(trial: FrozenTrial) -> int:
+    # A failed trial counts the epochs it was configured for too: without pruning it would
+    # have failed just the same, so only a pruned trial's planned epochs differ from its run.
+    return int(attrs.trial_config(trial).get("epochs", _epochs_run(trial)))
+
+
+def view_obstacle(study: optuna.Study, view: str) -> str | None:
+    """Why one of Optuna's views cannot be drawn for this study, or None when it can."""
+    if view not in OPTUNA_VIEWS:
+        raise ValueError(f"view must be one of {', '.join(OPTUNA_VIEWS)}, but got {view=}")
+    trials = study.get_trials(deepcopy=False)
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    if view == "timeline":
+        return None if trials else "the study has no trials yet"
+    if view == "intermediate":
+        return None if any(trial.intermediate_values for trial in trials) else "no trial has reported an epoch yet"
+    if not complete:
+        return "the study has no complete trial yet"
+    if view in ("importance", "fanova"):
+        return _importance_obstacle(complete, view)
+    if view in CONTOUR_PARAMS:
+        return _contour_obstacle(complete, *CONTOUR_PARAMS[view])
+    if view in ("slice", "parallel") and not any(trial.params for trial in complete):
+        return "its complete trials sample no parameter"
+    return None
+
+
+def _importance_obstacle(complete: list[FrozenTrial], view: str) -> str | None:
+    if view == "fanova" and importlib.util.find_spec("sklearn") is None:
+        return "fANOVA needs scikit-learn, which is not installed (pip install scikit-learn)"
+    if len(complete) < 2:
+        return f"importances need at least 2 complete trials, but the study has {len(complete)}"
+    varied = [name for name in {name for trial in complete for name in trial.params}
+              if len({repr(trial.params.get(name)) for trial in complete}) > 1]
+    return None if varied else "no parameter takes more than one value among the complete trials"
+
+
+def _contour_obstacle(complete: list[FrozenTrial], first: str, second: str) -> str | None:
+    both = [trial for trial in complete if first in trial.params and second in trial.params]
+    if len(both) < 2:
+        return (f"a contour of {first} against {second} needs at least 2 complete trials that sample both, "
+                f"but the study has {len(both)}")
+    return None
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"

@@ -1,0 +1,123 @@
+"""The objective: one trial is one training run that reports val top-1 every epoch.
+
+Pruning is Optuna's three lines (report, should_prune, raise); the trainer never sees `trial`.
+A retried trial resumes from its first attempt's checkpoint and re-reports the restored epochs.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import optuna
+import torch
+
+from search import attrs
+from search.run.version import code_version
+from search.study.retries import first_attempt
+from search.study.space import suggest
+from search.studyfile import StudyConfig
+from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossError, train
+from trainer.weights import WEIGHTS_NAME
+
+# Failures that belong to a trial's hyperparameters: the trial is FAIL and the worker goes on.
+TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError)
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """Where a trial keeps its checkpoints and whether it continues an earlier attempt."""
+
+    folder: Path
+    resume: bool
+
+
+class Objective:
+    """Returns the best val top-1 (0..1) over the run's epochs, as the study's value."""
+
+    def __init__(self, config: StudyConfig, data: ImageData, device: torch.device,
+                 stop: threading.Event | None = None, *, compile: bool = False):
+        self.config = config
+        self.compile = compile
+        self.data = data
+        self.device = device
+        self.stop = stop
+
+    def __call__(self, trial: optuna.Trial, run: TrialRun | None = None) -> float:
+        # Seeded by the first attempt, so a retry continues the very run its checkpoint came from.
+        train_config = suggest(trial, self.config).replace(seed=self.config.study.seed + first_attempt(trial))
+        trial.set_user_attr(attrs.CONFIG, train_config.to_dict())
+        history: list[EpochMetrics] = []
+
+        def resumed(restored: list[EpochMetrics]) -> None:
+            history.extend(restored)
+            trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, len(restored))
+            for metrics in restored:  # the earlier attempt's epochs belong to this trial's curve
+                trial.report(metrics.val_top1, metrics.epoch)
+
+        def report(epoch: int, metrics: EpochMetrics) -> None:
+            history.append(metrics)
+            trial.report(metrics.val_top1, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}")
+
+        policy = self._policy(run)
+        try:
+            result = train(train_config, self.data, report, device=self.device, on_resume=resumed,
+                           checkpoints=policy, resume=bool(run and run.resume), stop=self.stop,
+                           compile=self.compile)
+        except TRIAL_FAILURES as error:
+            trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            _record(trial, history, self.device, compiled=self.compile,
+                    checkpoint_seconds=policy.writing_seconds if policy else None)
+            free_device_memory(self.device)
+        if run is not None:
+            trial.set_user_attr(attrs.WEIGHTS, str(run.folder / WEIGHTS_NAME))
+        return result.best.val_top1
+
+    def _policy(self, run: TrialRun | None) -> CheckpointPolicy | None:
+        if run is None:
+            return None
+        if not run.resume:  # a leftover folder from an older study of the same name is not ours
+            shutil.rmtree(run.folder, ignore_errors=True)
+        settings = self.config.checkpoint
+        # No checkpoint after the last epoch: the final weights are saved and the trial told at once,
+        # and a ResNet-18 checkpoint with optimizer state is 130-170 MB that release() would delete.
+        return CheckpointPolicy(run.folder, every_epochs=settings.every_epochs, every_seconds=settings.every_seconds,
+                                at_end=False)
+
+
+def _record(trial: optuna.Trial, history: list[EpochMetrics], device: torch.device, *, compiled: bool = False,
+            checkpoint_seconds: float | None = None) -> None:
+    trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
+    trial.set_user_attr(attrs.DEVICE, _device_name(device))
+    trial.set_user_attr(attrs.COMPILED, compiled)
+    if checkpoint_seconds is not None:  # writing checkpoints and weights: the interval's cost, under 5% is the aim
+        trial.set_user_attr(attrs.CHECKPOINT_SECONDS, round(checkpoint_seconds, 3))
+    trial.set_user_attr(attrs.CODE_VERSION, code_version())
+    if not history:
+        return
+    best = max(history, key=lambda metrics: metrics.val_top1)
+    trial.set_user_attr(attrs.BEST_EPOCH, best.epoch)
+    trial.set_user_attr(attrs.SECONDS, round(sum(metrics.seconds for metrics in history), 3))
+    trial.set_user_attr(attrs.IMAGES_PER_SECOND,
+                        round(sum(metrics.images_per_second for metrics in history) / len(history), 1))
+    trial.set_user_attr(attrs.HISTORY, [asdict(metrics) for metrics in history])
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Drop the finished trial's tensors so the next trial in this long-lived worker starts clean."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

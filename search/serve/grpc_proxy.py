@@ -1,0 +1,30 @@
+"""`hpsearch grpc-proxy`: Optuna's gRPC storage proxy in front of PostgreSQL.
+
+Past a few dozen workers, each holding its own database connections and polling the trials
+table, PostgreSQL spends its time on connections; workers that talk to one proxy share its
+connection pool and its cache of finished trials instead.
+
+The proxy carries no heartbeat: Optuna records heartbeats only through a storage it can reach
+directly, so a trial whose worker is killed behind the proxy stays RUNNING, and neither the
+heartbeat nor `fail_stale_trials` ever fails it (they judge only trials that recorded a heartbeat).
+Workers that should be retried when they die connect to PostgreSQL directly.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from search.serve.dashboard import warn_if_exposed
+from search.study.storage import masked, open_storage
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 13000  # Optuna's default for GrpcStorageProxy
+
+
+def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the storage until interrupted."""
+    # get_storage adds Optuna's cache of finished trials, which the proxy's docs ask for.
+    storage = optuna.storages.get_storage(open_storage(url))
+    warn_if_exposed(host, "the gRPC proxy has no login: anyone who reaches it can write to every study")
+    print(f"gRPC storage proxy on {host}:{port} for {masked(url)}; no heartbeat behind it", flush=True)
+    optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)

@@ -1,0 +1,110 @@
+"""What report, export and the workers attach to a study for the dashboard to show: the study
+note's sections (the best trial, the latest report, the exported parameters), trial notes, and
+the report as an artifact."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from datetime import datetime, timezone
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from search import attrs
+
+REPORT_HEADING = "Report"
+BEST_PARAMS_HEADING = "Best parameters"
+# The study note is shared by the sections below, each replaced whole on refresh; text a person
+# writes above the first of them is kept.
+NOTE_HEADINGS = (REPORT_HEADING, BEST_PARAMS_HEADING)
+
+
+def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
+    Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(Path(artifact_dir))
+
+
+def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str | Path) -> str:
+    """Upload the report as an artifact of the study (replacing an earlier upload of the same file
+    name) and summarise the best trial in the study note with a link to it; returns the artifact id."""
+    html_path = Path(html_path)
+    artifact_id = _replace_artifact(study, html_path, artifact_store(artifact_dir))
+    link = f"[{html_path.name}](/artifacts/{study._study_id}/{artifact_id})"
+    body = f"{_best_trial_line(study)}\n\nPlots: {link} (also among the study's artifacts), updated {_now()}."
+    _save_note_section(study, REPORT_HEADING, body)
+    return artifact_id
+
+
+def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
+    """Put the exported best parameters (`text`, in format `fmt`: json, toml, yaml) in the study note."""
+    if not re.fullmatch(r"[A-Za-z0-9_+-]+", fmt):
+        raise ValueError(f"fmt must be a format name such as 'json', 'toml' or 'yaml', but got {fmt!r}")
+    _save_note_section(study, BEST_PARAMS_HEADING, f"Exported {_now()}:\n\n{_fenced(text, fmt)}")
+
+
+def note_trial(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial, text: str) -> None:
+    """Replace the trial's note (Markdown) with `text`: why it failed, when it was resumed."""
+    # save_note wants a live Trial, but fail reasons are written after the trial ended, when only
+    # a FrozenTrial is at hand; building optuna.Trial for it would call the sampler's before_trial.
+    target = trial if isinstance(trial, optuna.Trial) else types.SimpleNamespace(
+        storage=study._storage, study=study, _trial_id=trial._trial_id)
+    import optuna_dashboard
+
+    optuna_dashboard.save_note(target, text)
+
+
+def _replace_artifact(study: optuna.Study, path: Path, store: FileSystemArtifactStore) -> str:
+    existing = _study_artifact_ids(study).get(path.name)
+    if existing is None:
+        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+    with path.open("rb") as file:  # same id, new bytes: the note's link and the dashboard stay valid
+        store.write(existing, file)
+    return existing
+
+
+def _study_artifact_ids(study: optuna.Study) -> dict[str, str]:
+    # Not optuna.artifacts.get_all_artifact_meta: it fails on the null entry the dashboard leaves
+    # behind when someone deletes an artifact there.
+    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    metas = [json.loads(value) for key, value in system_attrs.items() if key.startswith(attrs.ARTIFACTS_PREFIX)]
+    return {meta["filename"]: meta["artifact_id"] for meta in metas if meta}
+
+
+def _best_trial_line(study: optuna.Study) -> str:
+    trials = study.get_trials(deepcopy=False)
+    counts = attrs.state_counts(trials)
+    summary = f"{len(trials)} trials, {counts['complete']} complete"
+    best = attrs.best_trial(trials)
+    if best is None:
+        return f"No complete trial yet ({summary})."
+    return (f"Best: trial {best.number}, val top-1 {best.value:.2%} "
+            f"({attrs.settings_text(attrs.trial_config(best))}); {summary}.")
+
+
+def _save_note_section(study: optuna.Study, heading: str, body: str) -> None:
+    import optuna_dashboard
+
+    optuna_dashboard.save_note(study, _replace_section(optuna_dashboard.get_note(study), heading, body))
+
+
+def _replace_section(note: str, heading: str, body: str) -> str:
+    """`note` with its section `## heading` replaced by `body`, or the section added."""
+    ours = "|".join(re.escape(name) for name in NOTE_HEADINGS)
+    head, *rest = re.split(rf"(?m)^## ({ours})\n", note)  # head, then (heading, text) pairs
+    sections = dict(zip(rest[::2], rest[1::2]))
+    sections[heading] = f"\n{body.strip()}\n\n"
+    ordered = "".join(f"## {name}\n{sections[name]}" for name in NOTE_HEADINGS if name in sections)
+    return f"{head.rstrip()}\n\n{ordered}" if head.strip() else ordered
+
+
+def _fenced(text: str, language: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)  # a fence longer than any backtick run inside cannot close early
+    return f"{fence}{language}\n{text.rstrip()}\n{fence}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

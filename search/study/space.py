@@ -1,0 +1,57 @@
+"""The sampling space: the only place that calls `trial.suggest_*`.
+
+eps is suggested only for optimizers that use it and momentum only for SGD, so a trial never
+carries a parameter that did nothing; the sampler sees a conditional space.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from search.attrs import QUEUED_AS
+from search.studyfile import Range, SearchSpace, StudyConfig
+from trainer import OPTIMIZER_SETTINGS, TrainConfig
+
+
+class NoPointLeft(Exception):
+    """A study of fixed points has none left to run: another worker took the last one."""
+
+
+def suggest(trial: optuna.Trial, config: StudyConfig) -> TrainConfig:
+    """The trial's training configuration: the study's shared settings plus the sampled factors."""
+    space = config.space or points_space(config.points)
+    if config.space is None and QUEUED_AS not in trial.user_attrs:
+        raise NoPointLeft(f"study {config.study.name!r} has no queued point left to run")
+    optimizer = _suggest(trial, "optimizer", space.optimizers)
+    uses = OPTIMIZER_SETTINGS[optimizer]
+    values: dict[str, Any] = {"optimizer": optimizer, "lr": _suggest(trial, "lr", space.lr)}
+    if "eps" in uses and space.eps is not None:
+        values["eps"] = _suggest(trial, "eps", space.eps)
+    if "momentum" in uses and space.momentum is not None:
+        values["momentum"] = _suggest(trial, "momentum", space.momentum)
+    return config.train_config(values)
+
+
+def _suggest(trial: optuna.Trial, name: str, choice: Any) -> Any:
+    if isinstance(choice, Range):
+        return trial.suggest_float(name, choice.low, choice.high, log=choice.log)
+    if isinstance(choice, tuple):
+        return choice[0] if len(choice) == 1 else trial.suggest_categorical(name, choice)
+    return choice
+
+
+def points_space(points: tuple[dict, ...]) -> SearchSpace:
+    """The smallest space holding every point, so queued points are ordinary trials of it."""
+    def span(name: str, log: bool) -> float | Range | None:
+        values = sorted({point[name] for point in points if point.get(name) is not None})
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        return Range(values[0], values[-1], log=log and values[0] > 0)
+
+    optimizers = tuple(dict.fromkeys(point["optimizer"] for point in points))
+    return SearchSpace(optimizers=optimizers, lr=span("lr", True), eps=span("eps", True),
+                       momentum=span("momentum", False))

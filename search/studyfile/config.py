@@ -1,0 +1,174 @@
+"""A whole study file: `StudyConfig`, checked as one, and the one function that turns a trial's
+factors into its training configuration (`StudyConfig.train_config`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyFileError
+from search.studyfile.checks import SettingError, check_keys, check_type, rebuilt, trainer_check
+from search.studyfile.settings import (
+    LOG_BY_DEFAULT,
+    SEARCHED,
+    CheckpointSettings,
+    DataSettings,
+    HeartbeatSettings,
+    PrunerSettings,
+    Range,
+    SamplerSettings,
+    SearchSpace,
+    StudySettings,
+    TrainSettings,
+    allows,
+    describe_param,
+    describe_point,
+)
+from trainer.config import TrainConfig
+from trainer.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    path: Path  # the study file, as the user named it
+    study: StudySettings
+    data: DataSettings
+    train: TrainSettings  # what every trial shares; with data.image_size, data.batch_size and study.seed
+    space: SearchSpace | None = None  # None for a study that only runs its points
+    sampler: SamplerSettings = dataclasses.field(default_factory=SamplerSettings)
+    pruner: PrunerSettings = dataclasses.field(default_factory=PrunerSettings)
+    heartbeat: HeartbeatSettings = dataclasses.field(default_factory=HeartbeatSettings)
+    checkpoint: CheckpointSettings = dataclasses.field(default_factory=CheckpointSettings)
+    warm_start: tuple[dict[str, Any], ...] = ()  # known-good points queued before the search
+    points: tuple[dict[str, Any], ...] = ()  # a factor study's points, each queued once as a trial
+
+    def __post_init__(self) -> None:
+        for name in ("warm_start", "points"):  # frozen: a list from a caller becomes a tuple
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._check_train_matches()
+        self._check_plan()
+        self._check_train()
+        if self.space is not None:
+            self._check_space(self.space)
+        self._check_points("points", self.points)
+        self._check_points("warm_start", self.warm_start)
+
+    def train_config(self, factors: Mapping[str, Any]) -> TrainConfig:
+        """One trial's training configuration: the study's shared settings plus its factors
+        (optimizer and lr, and eps or momentum where its optimizer uses them)."""
+        return TrainConfig(**self.train.to_dict(), **unset_unless_given(factors))
+
+    def with_overrides(self, *, trials: int | None = None, epochs: int | None = None, data: str | None = None,
+                       image_size: int | None = None, storage: str | None = None) -> StudyConfig:
+        """This study with command-line flags applied (None keeps the file's value), checked again.
+
+        A storage URL given here may hold a password: a flag does not end up in a file.
+        """
+        given = {name: value for name, value in (("trials", trials), ("epochs", epochs), ("data", data),
+                                                  ("image_size", image_size), ("storage", storage))
+                 if value is not None}
+        try:
+            return self._replaced(**given)
+        except ConfigError as error:
+            raise StudyFileError(f"{self.path} with overrides ({', '.join(given)}): {error}") from None
+
+    def _replaced(self, *, trials: int | None = None, epochs: int | None = None, data: str | None = None,
+                  image_size: int | None = None, storage: str | None = None) -> StudyConfig:
+        study = rebuilt("study", self.study, trials=trials, storage=storage)
+        data_settings = rebuilt("data", self.data, source=data, image_size=image_size)
+        train = rebuilt("train", self.train, image_size=data_settings.image_size, epochs=epochs)
+        return dataclasses.replace(self, study=study, data=data_settings, train=train)
+
+    def _check_train_matches(self) -> None:
+        for name, owner, value in (("image_size", "data", self.data.image_size),
+                                   ("batch_size", "data", self.data.batch_size), ("seed", "study", self.study.seed)):
+            if getattr(self.train, name) != value:
+                raise SettingError(f"train.{name}", f"must equal {owner}.{name}={value}, which sets it, "
+                                                    f"but got {getattr(self.train, name)}")
+
+    def _check_plan(self) -> None:
+        if self.space is None and not self.points:
+            raise ConfigError("a study needs a [space] to search or [[points]] to run, but this one has neither")
+        if self.space is not None and self.points:
+            raise ConfigError("a study has a [space] or [[points]], not both; "
+                              "to run known points before a search, list them as [[warm_start]]")
+        if self.warm_start and self.space is None:
+            raise ConfigError("[[warm_start]] needs a [space] to search after it; to run only these points, "
+                              "list them as [[points]]")
+        if self.points and self.study.trials > len(self.points):
+            raise SettingError("study.trials", f"must be at most the {len(self.points)} points, since each point "
+                                               f"runs once, but got {self.study.trials}")
+
+    def _check_train(self) -> None:
+        # Any point the study reaches would do, as every corner and point is checked next; this one
+        # files a bad [train] value under "train". The top corner, because a lower bound of 0
+        # momentum is the one that [train] settings (nesterov) refuse.
+        reachable = self.points[0] if self.points else self.space.corners()[-1]
+        trainer_check("train", **self.train.to_dict(), **unset_unless_given(reachable))
+
+    def _check_space(self, space: SearchSpace) -> None:
+        ranges = [name for name in LOG_BY_DEFAULT if isinstance(getattr(space, name), Range)]
+        if self.sampler.kind == "grid" and ranges:
+            raise SettingError("sampler.kind", f"'grid' cannot search the range space.{ranges[0]}; give fixed "
+                                               "values, or list the combinations as [[points]]")
+        for corner in space.corners():  # [train] settings such as nesterov limit what a trial may use
+            trainer_check(f"space (at {describe_point(corner)})", **self.train.to_dict(), **unset_unless_given(corner))
+
+    def _check_points(self, name: str, points: tuple[dict[str, Any], ...]) -> None:
+        first_seen: dict[tuple, int] = {}
+        for index, point in enumerate(points):
+            where = f"{name}[{index}]"
+            params = point_to_params(point, self.train, where=where)
+            if self.space is not None:
+                _check_within(params, self.space, where)
+            earlier = first_seen.setdefault(tuple(sorted(params.items())), index)
+            if earlier != index:
+                raise SettingError(where, f"repeats {name}[{earlier}]; each point runs once, so list it once")
+
+
+def point_to_params(point: Mapping[str, Any], train: TrainSettings | None = None, *,
+                    where: str = "point") -> dict[str, Any]:
+    """Check a point (of [[points]] or [[warm_start]]) and return its params, numbers as floats.
+
+    A point names optimizer and lr, and eps or momentum only where its optimizer uses them;
+    the trainer judges it, together with the study's shared settings when train is given.
+    """
+    if not isinstance(point, Mapping):
+        raise SettingError(where, f"must be a table of {', '.join(SEARCHED)}, but got {point!r}")
+    check_keys(point, SEARCHED, where)
+    params = {name: value for name, value in point.items() if value is not None}
+    for name in ("optimizer", "lr"):
+        if name not in params:
+            raise SettingError(f"{where}.{name}", "is required")
+    check_type(f"{where}.optimizer", params["optimizer"], str)
+    for name in ("lr", "eps", "momentum"):
+        if name in params:
+            check_type(f"{where}.{name}", params[name], float)
+            params[name] = float(params[name])  # Optuna records floats; TOML's `lr = 1` is an int
+    shared = train.to_dict() if train is not None else {}
+    trainer_check(where, **shared, **unset_unless_given(params))
+    return params
+
+
+def unset_unless_given(params: Mapping[str, Any]) -> dict[str, Any]:
+    """eps and momentum as given, else unset: one optimizer's values must not leak into another's."""
+    return {"eps": None, "momentum": None, **params}
+
+
+def _check_within(params: Mapping[str, Any], space: SearchSpace, where: str) -> None:
+    if params["optimizer"] not in space.optimizers:
+        raise SettingError(f"{where}.optimizer", f"must be one of space.optimizer ({', '.join(space.optimizers)}), "
+                                                 f"but got {params['optimizer']!r}")
+    searched = space.params_for(params["optimizer"])
+    for name, value in params.items():
+        if name == "optimizer":
+            continue
+        if name not in searched:
+            raise SettingError(f"{where}.{name}", f"is not searched, since [space] has no {name}")
+        allowed = searched[name]
+        if not allows(allowed, value):
+            raise SettingError(f"{where}.{name}", f"must lie within space.{name} ({describe_param(allowed)}), "
+                                                  f"but got {value}")

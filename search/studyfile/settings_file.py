@@ -1,0 +1,76 @@
+"""Reading and writing flat settings files (TOML, JSON or YAML) that `hpsearch train --config` takes.
+
+`hpsearch export` writes the same format, so a search's winner retrains as it is. A
+`provenance` table says where the settings came from; it is read and kept, never applied.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import yaml
+
+from trainer.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, published before it joined the standard library
+    import tomli as tomllib
+
+FORMATS = ("toml", "json", "yaml")
+PROVENANCE = "provenance"
+
+
+def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (settings, provenance) from a .toml, .json, .yaml or .yml file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"settings file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = _parse(text, format_of(path))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path} is not valid {format_of(path).upper()}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a table of settings, but holds {type(values).__name__}")
+    provenance = values.pop(PROVENANCE, {})
+    return values, provenance
+
+
+def format_of(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    fmt = "yaml" if suffix == "yml" else suffix
+    if fmt not in FORMATS:
+        raise ConfigError(f"cannot tell the format of {path}: use a .toml, .json, .yaml or .yml file")
+    return fmt
+
+
+def dump_settings(values: dict[str, Any], fmt: str) -> str:
+    if fmt == "toml":
+        return tomli_w.dumps(_without_none(values))
+    if fmt == "json":
+        return json.dumps(values, indent=2) + "\n"
+    if fmt == "yaml":
+        return yaml.safe_dump(values, sort_keys=False)
+    raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+def _parse(text: str, fmt: str) -> Any:
+    if fmt == "toml":
+        return tomllib.loads(text)
+    if fmt == "json":
+        return json.loads(text)
+    return yaml.safe_load(text)
+
+
+def _without_none(values: Any) -> Any:
+    # TOML has no null: an unset setting is simply absent.
+    if isinstance(values, dict):
+        return {key: _without_none(value) for key, value in values.items() if value is not None}
+    if isinstance(values, list):
+        return [_without_none(value) for value in values]
+    return values

@@ -1,0 +1,45 @@
+"""How `hpsearch run` spreads workers over GPUs or CPU cores (planning only: no GPU needed)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from search.errors import LaunchError
+from search.launch import plan_workers
+
+
+def gpus_of(slots):
+    return [slot.gpu for slot in slots]
+
+
+def test_one_worker_per_gpu_by_default():
+    assert gpus_of(plan_workers(None, None, 1, gpu_count=4, cpu_count=16)) == [0, 1, 2, 3]
+
+
+def test_chosen_gpus_with_several_workers_each():
+    slots = plan_workers(None, [0, 2], 2, gpu_count=4, cpu_count=16)
+    assert gpus_of(slots) == [0, 2, 0, 2] and [slot.index for slot in slots] == [0, 1, 2, 3]
+    assert all(slot.threads == 4 for slot in slots)
+
+
+def test_a_total_is_spread_over_the_chosen_gpus():
+    assert gpus_of(plan_workers(3, [1, 3], 1, gpu_count=4, cpu_count=16)) == [1, 3, 1]
+
+
+def test_cpu_workers_share_the_cores():
+    slots = plan_workers(3, None, 1, gpu_count=0, cpu_count=8)
+    assert gpus_of(slots) == [None, None, None] and [slot.threads for slot in slots] == [2, 2, 2]
+    assert gpus_of(plan_workers(None, None, 1, gpu_count=0, cpu_count=2)) == [None]
+
+
+@pytest.mark.parametrize("workers, gpus, per_gpu, gpu_count, message", [
+    (0, None, 1, 0, "--workers must be at least 1, but got 0"),
+    (None, None, 0, 2, "--workers-per-gpu must be at least 1, but got 0"),
+    (None, [0, 5], 1, 2, "--gpus names GPU(s) [5] but this machine has 2"),
+    (None, [0], 1, 0, "leave --gpus out to use the CPU"),
+])
+def test_flags_that_do_not_fit_the_machine_are_refused(workers, gpus, per_gpu, gpu_count, message):
+    with pytest.raises(LaunchError, match=re.escape(message)):
+        plan_workers(workers, gpus, per_gpu, gpu_count=gpu_count, cpu_count=2)

@@ -1,0 +1,174 @@
+"""`hpsearch report`: the collectors on a small real search, the figures drawn from them, and the page."""
+
+from __future__ import annotations
+
+import re
+
+import optuna
+import optuna_dashboard
+import pytest
+from optuna.trial import TrialState
+from plotly.offline import get_plotlyjs
+
+from search.cli import main
+from search.results import figures, png
+from search.results.page import build_report
+from search.results.report_data import (
+    FACTORS,
+    OPTUNA_VIEWS,
+    get_factor_info,
+    get_summary_info,
+    trial_curves,
+    view_obstacle,
+)
+from search.study.create import find_study
+from search.study.storage import open_storage
+from tests.helpers.small_search import EPOCHS, HOSTILE_STUDY, SmallSearch, build_small_search
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def studies(small_search):
+    storage = open_storage(small_search.url)
+    return [find_study(storage, small_search.study), find_study(storage, small_search.hostile)]
+
+
+@pytest.fixture(scope="module")
+def report(studies):
+    return build_report(studies, storage_label="sqlite:///studies.db")
+
+
+def test_the_small_search_has_complete_pruned_and_failed_trials(studies):
+    states = [trial.state for trial in studies[0].trials]
+    assert {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL} <= set(states), states
+
+
+def test_the_summary_counts_trials_epochs_and_compute(studies):
+    study = studies[0]
+    trials = study.trials
+    summary = get_summary_info(study)
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        assert summary.counts[state.name.lower()] == sum(trial.state == state for trial in trials)
+    assert summary.best.number == study.best_trial.number and summary.best.value == study.best_value
+    assert summary.best_settings == study.best_trial.user_attrs["config"]
+    assert summary.epochs_trained == sum(trial.user_attrs["epochs_run"] for trial in trials)
+    assert summary.epochs_without_pruning == EPOCHS * len(trials)
+    assert summary.epochs_without_pruning > summary.epochs_trained  # pruning saved epochs
+    assert summary.compute_seconds == pytest.approx(sum(trial.user_attrs.get("seconds", 0) for trial in trials))
+    values = [row.value for row in summary.top]
+    assert values == sorted(values, reverse=True) and len(values) == summary.counts["complete"]
+
+
+def test_each_factor_has_a_curve_per_trial_that_sets_it_fixed_ones_included(studies):
+    study = studies[0]
+    curves = trial_curves([study])
+    configs = {trial.number: trial.user_attrs["config"] for trial in study.trials}
+    for factor in FACTORS:
+        info = get_factor_info(curves, factor)
+        expected = sorted(number for number, config in configs.items() if config[factor] is not None)
+        assert sorted(curve.number for curve in info.curves) == expected, factor
+    assert not any("eps" in trial.params for trial in study.trials)  # fixed by the points, not sampled
+    assert get_factor_info(curves, "eps").levels == (1e-8,)
+    assert get_factor_info(curves, "momentum").levels == (0.0, 0.9)
+    failed = [curve for curve in curves if curve.state == "fail"]
+    assert len(failed) == 1 and failed[0].epochs == () and "non-finite" in failed[0].fail_reason
+
+
+def test_factor_curves_draw_one_trace_per_trial_and_mark_where_trials_stopped(studies):
+    curves = trial_curves(studies)
+    for factor in FACTORS:
+        info = get_factor_info(curves, factor)
+        figure = figures.factor_curves_figure(info)
+        assert len(figure.data) == len(info.curves) > 0
+        for trace, curve in zip(figure.data, info.curves):
+            assert (trace.meta["study"], trace.meta["trial"]) == (curve.study, curve.number)
+            last_symbol = trace.marker.symbol[-1]
+            assert last_symbol == {"pruned": "triangle-down", "fail": "x"}.get(curve.state, "circle")
+    lr = figures.factor_curves_figure(get_factor_info(curves, "lr"))
+    assert lr.data[0].marker.colorbar.ticktext[0] == "1e-5" and lr.data[0].marker.showscale
+    optimizer = figures.factor_curves_figure(get_factor_info(curves, "optimizer"))
+    assert sorted(trace.name for trace in optimizer.data if trace.showlegend) == ["adam", "sgd"]
+
+
+def test_factor_effects_are_boxes_by_level_or_a_log_axis(studies):
+    curves = trial_curves(studies[:1])
+    optimizer = figures.factor_effect_figure(get_factor_info(curves, "optimizer"))
+    assert [trace.type for trace in optimizer.data] == ["box", "box"]
+    complete = [curve for curve in curves if curve.state == "complete"]
+    assert sum(len(trace.y) for trace in optimizer.data) == len(complete)
+    lr = figures.factor_effect_figure(get_factor_info(curves, "lr"))
+    assert lr.layout.xaxis.type == "log"
+    assert sorted(x for trace in lr.data for x in trace.x) == sorted(curve.factors["lr"] for curve in complete)
+    assert figures.factor_effect_figure(get_factor_info(curves, "momentum")).layout.xaxis.type == "linear"
+
+
+def test_a_view_that_cannot_be_drawn_says_why(studies, tmp_path):
+    study = studies[0]
+    assert view_obstacle(study, "history") is None and view_obstacle(study, "timeline") is None
+    assert "lr against eps" in view_obstacle(study, "contour_lr_eps")  # eps is fixed, not sampled
+    empty = optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path / 'empty.db'}")
+    assert all(view_obstacle(empty, view) for view in OPTUNA_VIEWS)
+    note = figures.optuna_view(empty, "importance")
+    assert isinstance(note, figures.Note) and "no complete trial" in note.reason
+
+
+def test_the_page_has_every_section_each_figure_and_a_note_for_each_missing_view(report, studies):
+    page = report.html
+    for section in ("summary", "factors", "optuna-views"):
+        assert f'<section id="{section}">' in page
+    assert page.count('<div class="figure"') == len(report.figures) == int(re.search(r'data-figures="(\d+)"',
+                                                                                     page).group(1))
+    factor_keys = [figure.key for figure in report.figures if figure.key.startswith("factor-")]
+    assert factor_keys == [f"factor-{factor}-{kind}" for factor in FACTORS for kind in ("curves", "effect")]
+    optuna_figures = len(report.figures) - len(factor_keys)
+    assert optuna_figures + len(report.notes) == len(OPTUNA_VIEWS) * len(studies)
+    assert page.count('<p class="note">') == len(report.notes) > 0
+    counts = get_summary_info(studies[0]).counts
+    assert f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed" in page
+    assert page.count('<table class="top-trials">') == len(studies)
+
+
+def test_the_page_needs_no_network_and_embeds_plotly_once(report):
+    page = report.html
+    assert page.count(get_plotlyjs()[:500]) == 1
+    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=", page)
+    assert "MathJax.js" not in page.replace(get_plotlyjs(), "")
+
+
+def test_user_text_is_escaped_everywhere(report):
+    page = report.html
+    assert HOSTILE_STUDY not in page and "<img" not in page.replace(get_plotlyjs(), "")
+    assert "<h3>Study &lt;script&gt;alert(1)&lt;/script&gt;</h3>" in page
+    lines = [trace for figure in report.figures for trace in figure.figure.data
+             if getattr(trace, "meta", None) and trace.meta["study"] == HOSTILE_STUDY]
+    assert lines and all(HOSTILE_STUDY not in text and "&lt;script&gt;" in text for trace in lines
+                         for text in trace.text)
+    assert any("&lt;img src=y" in text for trace in lines for text in trace.text)  # the fail reason
+
+
+def test_the_cli_writes_the_report_and_names_a_missing_study(small_search, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", "--storage", small_search.url, "--study", small_search.study, "-o", str(out)]) == 0
+    assert out.read_text().count('<div class="figure"') >= 8 and "wrote" in capsys.readouterr().out
+    note = optuna_dashboard.get_note(optuna.load_study(study_name=small_search.study, storage=small_search.url))
+    assert note.count("## Report") == 1 and "[report.html](" in note  # the dashboard links the report
+    assert main(["report", "--storage", small_search.url, "--study", "nope", "-o", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert "no study named 'nope'" in err and "'factors'" in err and not (tmp_path / "x.html").exists()
+
+
+def test_png_export_without_a_browser_says_so_and_keeps_the_html(small_search, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(png, "png_obstacle", lambda: "PNG export needs a Chrome or Chromium")
+    out = tmp_path / "report.html"
+    status = main(["report", "--storage", small_search.url, "--study", small_search.study, "-o", str(out),
+                   "--png-dir", str(tmp_path / "png")])
+    assert status == 1 and "needs a Chrome" in capsys.readouterr().err
+    assert out.exists() and not (tmp_path / "png").exists()
+
+
+@pytest.mark.skipif(png.png_obstacle() is not None, reason="kaleido or a Chrome is missing")
+def test_png_export_writes_png_files(report, tmp_path):
+    written = png.write_pngs(report.figures[:2], tmp_path / "png")
+    assert [path.name for path in written] == ["00-factor-optimizer-curves.png", "01-factor-optimizer-effect.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in written)

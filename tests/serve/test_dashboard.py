@@ -1,0 +1,145 @@
+"""`hpsearch dashboard` and `grpc-proxy`: binding, printed URLs, and the notes and artifacts a
+study carries for the dashboard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import optuna_dashboard
+import pytest
+from optuna.trial import TrialState
+
+from search.cli import build_parser, main
+from search.serve import dashboard
+from search.serve.notes import attach_best_params, attach_report, note_trial
+from search.study.storage import open_storage
+from tests.helpers.dashboard import free_port, make_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def study(tmp_path) -> optuna.Study:
+    return make_study(f"sqlite:///{tmp_path / 'studies.db'}")
+
+
+def get(app, path: str) -> tuple[str, bytes]:
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"] = path
+    status = []
+    body = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
+    return status[0], body
+
+
+@pytest.fixture
+def served(monkeypatch, tmp_path):
+    """Run `hpsearch dashboard` up to the point of serving; returns what run_server was given."""
+    calls = []
+    sqlite = open_storage(f"sqlite:///{tmp_path / 'served.db'}")
+    monkeypatch.setattr(dashboard, "open_storage", lambda url: sqlite)  # no PostgreSQL needed to print its URL
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs))
+    return calls
+
+
+def test_the_dashboard_binds_loopback_unless_told():
+    args = build_parser().parse_args(["dashboard"])
+    assert (args.host, args.port) == ("127.0.0.1", 8080)
+    proxy = build_parser().parse_args(["grpc-proxy"])
+    assert proxy.host == "127.0.0.1"
+
+
+def test_a_non_local_host_warns_and_the_password_never_prints(served, capsys, tmp_path):
+    url = "postgresql+psycopg://team:hunter2@db.example:5432/hpsearch"
+    assert main(["dashboard", "--storage", url, "--host", "0.0.0.0", "--port", "8099",
+                 "--artifacts", str(tmp_path / "art")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" in err and "0.0.0.0" in err and "delete studies" in err
+    assert "http://0.0.0.0:8099/dashboard/" in out and "team:***@db.example:5432/hpsearch" in out
+    assert "hunter2" not in out + err
+    assert served == [{"host": "0.0.0.0", "port": 8099, "artifact_store": served[0]["artifact_store"]}]
+
+
+def test_the_default_binding_prints_no_warning(served, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_STORAGE", "sqlite:///unused.db")
+    assert main(["dashboard", "--artifacts", str(tmp_path / "art")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "http://127.0.0.1:8080/dashboard/" in out
+    assert served[0]["host"] == "127.0.0.1"
+
+
+def test_an_unreachable_database_is_one_masked_error_line(capsys):
+    code = main(["dashboard", "--storage", "postgresql+psycopg://team:hunter2@127.0.0.1:1/hpsearch"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach storage" in err and "team:***@127.0.0.1:1" in err
+    assert "hunter2" not in err
+
+
+def test_a_report_is_served_by_the_dashboard_and_a_refresh_replaces_it(study, tmp_path):
+    report = tmp_path / "report.html"
+    report.write_text("<h1>first</h1>")
+    first = attach_report(study, report, tmp_path / "artifacts")
+    report.write_text("<h1>second</h1>")
+    second = attach_report(study, report, tmp_path / "artifacts")
+
+    note = optuna_dashboard.get_note(study)
+    link = f"/artifacts/{study._study_id}/{second}"
+    assert first == second and note.count("## Report") == 1 and f"[report.html]({link})" in note
+    best = study.best_trial
+    assert f"trial {best.number}, val top-1 {best.value:.2%}" in note and "5 trials, 5 complete" in note
+    app = optuna_dashboard.wsgi(study._storage, artifact_store=dashboard.artifact_store(tmp_path / "artifacts"))
+    status, body = get(app, link)
+    assert status.startswith("200") and body == b"<h1>second</h1>"
+    assert len(list((tmp_path / "artifacts").iterdir())) == 1
+
+
+def test_best_params_and_report_share_the_note_and_a_persons_words_stay(study, tmp_path):
+    optuna_dashboard.save_note(study, "Ranger looked best by hand.\n")
+    attach_best_params(study, '{"lr": 0.01}', "json")
+    report = tmp_path / "report.html"
+    report.write_text("<p>plots</p>")
+    attach_report(study, report, tmp_path / "artifacts")
+    attach_best_params(study, 'lr = 0.02\n# ```not a fence end```', "toml")
+
+    note = optuna_dashboard.get_note(study)
+    assert note.startswith("Ranger looked best by hand.\n")
+    assert note.count("## Best parameters") == 1 and note.count("## Report") == 1
+    assert "lr = 0.02" in note and '"lr": 0.01' not in note
+    assert "````toml\n" in note  # longer than the backticks inside, so the block ends where it should
+
+
+def test_attach_best_params_refuses_a_format_that_is_not_a_name(study):
+    with pytest.raises(ValueError, match="fmt must be a format name"):
+        attach_best_params(study, "{}", "json\n# injected")
+
+
+def test_a_trial_note_is_replaced_not_piled_up(study):
+    finished = study.trials[2]  # a FrozenTrial, as a callback or a later resume sees it
+    note_trial(study, finished, "failed: NonFiniteLossError at epoch 3")
+    note_trial(study, finished, "resumed from epoch 3 on host b")
+    live = optuna.trial.Trial(study, finished._trial_id)
+    assert optuna_dashboard.get_note(live) == "resumed from epoch 3 on host b"
+    assert optuna_dashboard.get_note(study) == ""
+
+
+def test_a_study_runs_through_the_grpc_proxy(tmp_path):
+    pytest.importorskip("grpc")
+    url = f"sqlite:///{tmp_path / 'behind-proxy.db'}"
+    port = free_port()
+    command = [sys.executable, "-m", "search", "grpc-proxy", "--storage", url, "--port", str(port)]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        proxy = optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port)
+        proxy.wait_server_ready(timeout=60)
+        make_study(proxy, name="through-proxy", trials=4)
+        proxy.close()
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert f"gRPC storage proxy on 127.0.0.1:{port}" in output
+    trials = optuna.load_study(study_name="through-proxy", storage=url).get_trials()
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 4

@@ -1,0 +1,142 @@
+"""The layout README's map describes: every import points down the layers, argparse lives only in
+the command line, trainer/ knows nothing above it, no import circle, no module too long to read.
+
+Imports are read from the source (inside functions too), not by importing, so an import that a
+function makes lazily cannot hide an arrow pointing up."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+# search/'s layers, top first: a module may import its own package and any layer below its own.
+LAYERS = (("cli",), ("launch", "results", "serve"), ("run",), ("study",), ("studyfile",),
+          ("errors", "attrs", "locations"))
+RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
+MAX_LINES = 400
+# The only imports allowed inside a function: optional dependencies, imported on use.
+LAZY_IMPORTS = {"optuna_dashboard", "kaleido", "choreographer", "grpc", "sklearn", "tomli", "tomllib"}
+SOURCES = sorted([*(ROOT / "search").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")])
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, ast.AST]]:
+    """(module, node) for every import in the tree; `from pkg import name` counts pkg.name when that
+    is a module of ours, and pkg itself when some name is defined there."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                package = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join([*package, *([base] if base else [])])
+            submodules = [f"{base}.{alias.name}" for alias in node.names if _is_ours(f"{base}.{alias.name}")]
+            found.extend((name, node) for name in submodules)
+            if len(submodules) < len(node.names):  # names defined in base itself
+                found.append((base, node))
+    return found
+
+
+def _is_ours(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for path in SOURCES:
+        module = module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        targets = {name for name, _ in imported(tree, module, path.name == "__init__.py")}
+        edges[module] = {name for name in targets
+                         if name.split(".")[0] in ("search", "trainer") and _is_ours(name) and name != module}
+    return edges
+
+
+def layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "search" and len(parts) > 1 else None
+
+
+def test_every_import_in_search_points_down_the_layers() -> None:
+    upward = []
+    for module, targets in graph().items():
+        if layer(module) not in RANK:
+            continue
+        for target in targets:
+            if layer(target) is None or layer(target) == layer(module):
+                continue
+            if target.split(".")[0] == "search" and RANK[layer(target)] <= RANK[layer(module)]:
+                upward.append(f"{module} -> {target}")
+    assert upward == [], "imports that point up or sideways: " + "; ".join(sorted(upward))
+
+
+def test_nothing_imports_the_command_line_but_the_entry_point() -> None:
+    importers = sorted(module for module, targets in graph().items()
+                       if any(target.startswith("search.cli") for target in targets)
+                       and not module.startswith("search.cli") and module != "search.__main__")
+    assert importers == []
+
+
+def test_trainer_imports_neither_optuna_nor_search() -> None:
+    offenders = []
+    for path in (ROOT / "trainer").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for name, node in imported(tree, module_name(path), path.name == "__init__.py"):
+            if name.split(".")[0] in ("optuna", "search"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert offenders == []
+
+
+def test_argparse_only_in_the_command_line() -> None:
+    users = [str(path.relative_to(ROOT)) for path in SOURCES
+             if any(name == "argparse" for name, _ in imported(ast.parse(path.read_text(encoding="utf-8")),
+                                                                module_name(path), False))
+             and "cli" not in path.relative_to(ROOT).parts]
+    assert users == []
+
+
+def test_no_import_circle() -> None:
+    edges = graph()
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            pytest.fail("import circle: " + " -> ".join([*trail[trail.index(module):], module]))
+        if module in done:
+            return
+        for target in sorted(edges.get(module, ())):
+            visit(target, [*trail, module])
+        done.add(module)
+
+    for module in sorted(edges):
+        visit(module, [])
+
+
+def test_imports_inside_functions_are_only_for_optional_dependencies() -> None:
+    lazy = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for name, node in imported(function, module_name(path), False):
+                if name.split(".")[0] not in LAZY_IMPORTS:
+                    lazy.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name} inside a function")
+    assert lazy == []
+
+
+def test_no_module_is_too_long_to_read() -> None:
+    long = {str(path.relative_to(ROOT)): count for path in SOURCES
+            if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}, f"modules over {MAX_LINES} lines: {long}"
