@@ -19,7 +19,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import resnet18
 
-VARIANTS = {"float32": (False, False), "bf16 autocast": (True, False), "bf16 + channels_last": (True, True)}
+VARIANTS = {
+    "float32": (False, False),
+    "bf16 autocast": (True, False),
+    "bf16 + channels_last": (True, True),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,8 +36,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-         bf16: bool, channels_last: bool) -> None:
+def step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bf16: bool,
+    channels_last: bool,
+) -> None:
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -44,7 +54,10 @@ def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch
 
 
 def measure(size: int, args: argparse.Namespace) -> dict[str, float]:
-    images, labels = torch.randn(args.batch_size, 3, size, size), torch.randint(0, 10, (args.batch_size,))
+    images, labels = (
+        torch.randn(args.batch_size, 3, size, size),
+        torch.randint(0, 10, (args.batch_size,)),
+    )
     runs = {}
     for name, (bf16, channels_last) in VARIANTS.items():
         torch.manual_seed(0)
@@ -68,14 +81,18 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"cpu bf16 supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch_size}, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"cpu bf16 supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch_size}, load {os.getloadavg()[0]:.2f}"
+    )
     for size in args.image_sizes:
         results = measure(size, args)
         baseline = results["float32"]
         for name, value in results.items():
-            print(f"{size:4d} px {name:22s} {value:7.0f} ms/step  {args.batch_size * 1000 / value:6.0f} images/s  "
-                  f"{baseline / value:5.2f}x")
+            print(
+                f"{size:4d} px {name:22s} {value:7.0f} ms/step  {args.batch_size * 1000 / value:6.0f} images/s  "
+                f"{baseline / value:5.2f}x"
+            )
         print(f"     load {os.getloadavg()[0]:.2f}")
 
 

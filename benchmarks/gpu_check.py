@@ -25,7 +25,12 @@ import tomllib
 BASE_STUDY = Path("studies/imagenette.toml")
 STUDY_NAME = "gpu-check"
 TRIAL_BUDGET = 1000  # more than any GPU finishes in the check: the timeout ends the search
-GOALS = {"images_per_second": 25_000, "ratio": 3.0, "seconds_per_trial": 15.0, "best_val_top1": 0.88}
+GOALS = {
+    "images_per_second": 25_000,
+    "ratio": 3.0,
+    "seconds_per_trial": 15.0,
+    "best_val_top1": 0.88,
+}
 
 
 def toml_value(value: Any) -> str:
@@ -47,7 +52,11 @@ def toml_text(document: dict[str, Any]) -> str:
         tables = section if isinstance(section, list) else [section]
         header = f"[[{name}]]" if isinstance(section, list) else f"[{name}]"
         for table in tables:
-            blocks.append("\n".join([header, *(f"{key} = {toml_value(value)}" for key, value in table.items())]))
+            blocks.append(
+                "\n".join(
+                    [header, *(f"{key} = {toml_value(value)}" for key, value in table.items())]
+                )
+            )
     return "\n\n".join(blocks) + "\n"
 
 
@@ -68,8 +77,10 @@ def write_study(args: argparse.Namespace) -> None:
 
     document = timed_study(STUDY_NAME, args)
     args.path.parent.mkdir(parents=True, exist_ok=True)
-    args.path.write_text(f"# {BASE_STUDY} with the GPU check's settings, written by benchmarks/gpu_check.py\n"
-                         + toml_text(document))
+    args.path.write_text(
+        f"# {BASE_STUDY} with the GPU check's settings, written by benchmarks/gpu_check.py\n"
+        + toml_text(document)
+    )
     load_study_config(args.path)  # the check fails here, not minutes later, if the file is wrong
     print(f"wrote {args.path}")
 
@@ -111,23 +122,42 @@ def count_syncs(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps({"device": str(device), "skipped": True}) + "\n")
         return
     steps = LOSS_CHECK_EVERY + 10  # one NaN check inside the epoch, one at its end
-    images = torch.randint(0, 256, (args.batch_size * 4, 3, args.image_size, args.image_size),
-                           dtype=torch.uint8, device=device)
+    images = torch.randint(
+        0,
+        256,
+        (args.batch_size * 4, 3, args.image_size, args.image_size),
+        dtype=torch.uint8,
+        device=device,
+    )
     split = ImageSplit(images, torch.randint(0, 10, (len(images),), device=device))
     generator = torch.Generator(device=device).manual_seed(0)
 
     def batches(count: int):  # epoch after epoch of the four-batch split
-        return itertools.islice(itertools.chain.from_iterable(
-            train_batches(split, batch_size=args.batch_size, image_size=args.image_size, min_scale=0.35,
-                          generator=generator) for _ in itertools.count()), count)
+        return itertools.islice(
+            itertools.chain.from_iterable(
+                train_batches(
+                    split,
+                    batch_size=args.batch_size,
+                    image_size=args.image_size,
+                    min_scale=0.35,
+                    generator=generator,
+                )
+                for _ in itertools.count()
+            ),
+            count,
+        )
 
     results = {}
     for optimizer_name in ("sgd", "adam", "ranger"):
-        config = TrainConfig(optimizer=optimizer_name, lr=1e-3, momentum=0.9 if optimizer_name == "sgd" else None)
+        config = TrainConfig(
+            optimizer=optimizer_name, lr=1e-3, momentum=0.9 if optimizer_name == "sgd" else None
+        )
         model = build_model(10, device)
         optimizer = build_optimizer(config, model.parameters())
         scheduler = build_scheduler(config, optimizer, steps)
-        train_one_epoch(model, batches(3), optimizer, scheduler, epoch=0)  # lazy state and cuDNN choices first
+        train_one_epoch(
+            model, batches(3), optimizer, scheduler, epoch=0
+        )  # lazy state and cuDNN choices first
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
@@ -135,13 +165,22 @@ def count_syncs(args: argparse.Namespace) -> None:
                 train_one_epoch(model, batches(steps), optimizer, scheduler, epoch=1)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
-        syncs = [f"{warning.filename}:{warning.lineno}" for warning in caught
-                 if "synchroniz" in str(warning.message)]
+        syncs = [
+            f"{warning.filename}:{warning.lineno}"
+            for warning in caught
+            if "synchroniz" in str(warning.message)
+        ]
         expected = steps // LOSS_CHECK_EVERY + 1
-        results[optimizer_name] = {"steps": steps, "syncs": len(syncs), "expected": expected,
-                                   "where": sorted(set(syncs))}
-        print(f"sync check {optimizer_name:6s}: {len(syncs)} host waits in {steps} steps "
-              f"(expected {expected}) at {sorted(set(syncs))}")
+        results[optimizer_name] = {
+            "steps": steps,
+            "syncs": len(syncs),
+            "expected": expected,
+            "where": sorted(set(syncs)),
+        }
+        print(
+            f"sync check {optimizer_name:6s}: {len(syncs)} host waits in {steps} steps "
+            f"(expected {expected}) at {sorted(set(syncs))}"
+        )
     args.json.write_text(json.dumps({"device": str(device), **results}, indent=2) + "\n")
 
 
@@ -154,58 +193,117 @@ def summarize(args: argparse.Namespace) -> None:
     trials = study.get_trials(deepcopy=False)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     best = max(complete, key=lambda trial: trial.value, default=None)
-    epochs = max((trial.user_attrs.get("config", {}).get("epochs", 0) for trial in trials), default=0)
+    epochs = max(
+        (trial.user_attrs.get("config", {}).get("epochs", 0) for trial in trials), default=0
+    )
     finished = [trial for trial in complete if trial.user_attrs.get("epochs_run") == epochs]
     # Start to finish as the storage saw it: model set-up and checkpoints included, unlike "seconds".
     full = [(trial.datetime_complete - trial.datetime_start).total_seconds() for trial in finished]
-    epoch_seconds = [trial.user_attrs["seconds"] for trial in finished if "seconds" in trial.user_attrs]
-    rates = [trial.user_attrs["images_per_second"] for trial in trials if "images_per_second" in trial.user_attrs]
+    epoch_seconds = [
+        trial.user_attrs["seconds"] for trial in finished if "seconds" in trial.user_attrs
+    ]
+    rates = [
+        trial.user_attrs["images_per_second"]
+        for trial in trials
+        if "images_per_second" in trial.user_attrs
+    ]
     throughput = _read_json(args.throughput)
     syncs = _read_json(args.syncs)
-    checkpoint_share = [trial.user_attrs["checkpoint_seconds"] / trial.user_attrs["seconds"] for trial in finished
-                        if trial.user_attrs.get("checkpoint_seconds") is not None and trial.user_attrs.get("seconds")]
+    checkpoint_share = [
+        trial.user_attrs["checkpoint_seconds"] / trial.user_attrs["seconds"]
+        for trial in finished
+        if trial.user_attrs.get("checkpoint_seconds") is not None
+        and trial.user_attrs.get("seconds")
+    ]
     summary = {
         "device": throughput.get("gpu") or throughput.get("cpu"),
-        "image_size": throughput.get("image_size"), "batch_size": throughput.get("batch_size"),
-        "throughput_baseline_images_per_second": throughput.get("baseline", {}).get("images_per_second"),
+        "image_size": throughput.get("image_size"),
+        "batch_size": throughput.get("batch_size"),
+        "throughput_baseline_images_per_second": throughput.get("baseline", {}).get(
+            "images_per_second"
+        ),
         "throughput_ours_images_per_second": throughput.get("ours", {}).get("images_per_second"),
         "throughput_ratio": throughput.get("ratio_ours_to_baseline"),
-        "throughput_ours_compiled_images_per_second": throughput.get("ours compiled", {}).get("images_per_second"),
+        "throughput_ours_compiled_images_per_second": throughput.get("ours compiled", {}).get(
+            "images_per_second"
+        ),
         "throughput_compiled_ratio": throughput.get("ratio_ours_compiled_to_baseline"),
         "compile_seconds": throughput.get("compile_seconds"),
-        "host_waits_per_epoch_of_syncs_check": {name: result["syncs"] for name, result in syncs.items()
-                                                if isinstance(result, dict)},
-        "checkpoint_share_of_trial": statistics.median(checkpoint_share) if checkpoint_share else None,
-        "trials_complete": len(complete), "trials_pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "trials_failed": sum(t.state == TrialState.FAIL for t in trials), "epochs_per_trial": epochs,
-        "best_val_top1": best.value if best else None, "best_params": best.params if best else None,
+        "host_waits_per_epoch_of_syncs_check": {
+            name: result["syncs"] for name, result in syncs.items() if isinstance(result, dict)
+        },
+        "checkpoint_share_of_trial": statistics.median(checkpoint_share)
+        if checkpoint_share
+        else None,
+        "trials_complete": len(complete),
+        "trials_pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "trials_failed": sum(t.state == TrialState.FAIL for t in trials),
+        "epochs_per_trial": epochs,
+        "best_val_top1": best.value if best else None,
+        "best_params": best.params if best else None,
         "search_images_per_second": statistics.median(rates) if rates else None,
         f"seconds_per_{epochs}_epoch_trial": statistics.median(full) if full else None,
-        f"seconds_of_epochs_per_{epochs}_epoch_trial": statistics.median(epoch_seconds) if epoch_seconds else None,
+        f"seconds_of_epochs_per_{epochs}_epoch_trial": statistics.median(epoch_seconds)
+        if epoch_seconds
+        else None,
         "epochs_trained": sum(trial.user_attrs.get("epochs_run", 0) for trial in trials),
         "goals_at_128px_on_h100_h200": GOALS,
     }
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
-    rows = [("baseline images/s", summary["throughput_baseline_images_per_second"], ""),
-            ("ours images/s", summary["throughput_ours_images_per_second"], f">= {GOALS['images_per_second']:,}"),
-            ("ours / baseline", summary["throughput_ratio"], f">= {GOALS['ratio']:.0f}x"),
-            ("ours compiled images/s", summary["throughput_ours_compiled_images_per_second"],
-             f"compiling took {summary['compile_seconds']:.0f} s" if summary["compile_seconds"] else ""),
-            ("host waits in the sync check", ", ".join(f"{name} {count}" for name, count in
-                                                        summary["host_waits_per_epoch_of_syncs_check"].items()) or None,
-             "2 each (the NaN checks)"),
-            ("checkpoint writing / trial", summary["checkpoint_share_of_trial"], "< 5%"),
-            ("trials complete / pruned / failed",
-             f"{summary['trials_complete']} / {summary['trials_pruned']} / {summary['trials_failed']}", ""),
-            (f"seconds per {epochs}-epoch trial", summary[f"seconds_per_{epochs}_epoch_trial"],
-             f"< {GOALS['seconds_per_trial']:.0f}"),
-            ("search images/s (median trial)", summary["search_images_per_second"], ""),
-            ("best val top-1", summary["best_val_top1"], f">= {GOALS['best_val_top1']:.0%}")]
-    print(f"\nGPU check on {summary['device']} ({summary['image_size']} px; goals are for 128 px on H100/H200)")
+    rows = [
+        ("baseline images/s", summary["throughput_baseline_images_per_second"], ""),
+        (
+            "ours images/s",
+            summary["throughput_ours_images_per_second"],
+            f">= {GOALS['images_per_second']:,}",
+        ),
+        ("ours / baseline", summary["throughput_ratio"], f">= {GOALS['ratio']:.0f}x"),
+        (
+            "ours compiled images/s",
+            summary["throughput_ours_compiled_images_per_second"],
+            f"compiling took {summary['compile_seconds']:.0f} s"
+            if summary["compile_seconds"]
+            else "",
+        ),
+        (
+            "host waits in the sync check",
+            ", ".join(
+                f"{name} {count}"
+                for name, count in summary["host_waits_per_epoch_of_syncs_check"].items()
+            )
+            or None,
+            "2 each (the NaN checks)",
+        ),
+        ("checkpoint writing / trial", summary["checkpoint_share_of_trial"], "< 5%"),
+        (
+            "trials complete / pruned / failed",
+            f"{summary['trials_complete']} / {summary['trials_pruned']} / {summary['trials_failed']}",
+            "",
+        ),
+        (
+            f"seconds per {epochs}-epoch trial",
+            summary[f"seconds_per_{epochs}_epoch_trial"],
+            f"< {GOALS['seconds_per_trial']:.0f}",
+        ),
+        ("search images/s (median trial)", summary["search_images_per_second"], ""),
+        ("best val top-1", summary["best_val_top1"], f">= {GOALS['best_val_top1']:.0%}"),
+    ]
+    print(
+        f"\nGPU check on {summary['device']} ({summary['image_size']} px; goals are for 128 px on H100/H200)"
+    )
     percentages = ("best val top-1", "checkpoint writing / trial")
     for label, value, goal in rows:
-        shown = "-" if value is None else value if isinstance(value, str) else f"{value:.2%}" \
-            if label in percentages else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+        shown = (
+            "-"
+            if value is None
+            else value
+            if isinstance(value, str)
+            else f"{value:.2%}"
+            if label in percentages
+            else f"{value:,.2f}"
+            if value < 100
+            else f"{value:,.0f}"
+        )
         print(f"  {label:34s} {shown:>14s}  {goal}")
     print(f"  best params: {summary['best_params']}")
 

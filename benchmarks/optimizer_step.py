@@ -39,22 +39,34 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5, help="training steps timed per round")
-    parser.add_argument("--optimizer-steps", type=int, default=20, help="optimizer.step() calls timed per round")
-    parser.add_argument("--threads", type=int, help="torch threads in this process (default: torch's own)")
+    parser.add_argument(
+        "--optimizer-steps", type=int, default=20, help="optimizer.step() calls timed per round"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads in this process (default: torch's own)"
+    )
     parser.add_argument("--rounds", type=int, default=7)
     return parser.parse_args()
 
 
-def optimizers(parameters: list[torch.nn.Parameter]) -> dict[str, Callable[[], torch.optim.Optimizer]]:
-    return {"torch-optimizer": lambda: torch_optimizer_ranger(parameters),
-            "ranger (ours)": lambda: build_optimizer(TrainConfig(optimizer="ranger", lr=8e-3), parameters),
-            "radam foreach": lambda: torch.optim.RAdam(parameters, lr=8e-3, foreach=True)}
+def optimizers(
+    parameters: list[torch.nn.Parameter],
+) -> dict[str, Callable[[], torch.optim.Optimizer]]:
+    return {
+        "torch-optimizer": lambda: torch_optimizer_ranger(parameters),
+        "ranger (ours)": lambda: build_optimizer(
+            TrainConfig(optimizer="ranger", lr=8e-3), parameters
+        ),
+        "radam foreach": lambda: torch.optim.RAdam(parameters, lr=8e-3, foreach=True),
+    }
 
 
 def torch_optimizer_ranger(parameters) -> torch.optim.Optimizer:
     import torch_optimizer
 
-    warnings.filterwarnings("ignore", message="This overload of addcmul_ is deprecated", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="This overload of addcmul_ is deprecated", category=UserWarning
+    )
     return torch_optimizer.Ranger(parameters, lr=8e-3, eps=1e-5)
 
 
@@ -71,7 +83,9 @@ def timed(device: torch.device, run) -> float:
     return time.perf_counter() - started
 
 
-def measure(size: int, args: argparse.Namespace, device: torch.device) -> dict[str, dict[str, float]]:
+def measure(
+    size: int, args: argparse.Namespace, device: torch.device
+) -> dict[str, dict[str, float]]:
     images = torch.randn(args.batch_size, 3, size, size, device=device)
     labels = torch.randint(0, 10, (args.batch_size,), device=device)
     runs = {}
@@ -80,19 +94,33 @@ def measure(size: int, args: argparse.Namespace, device: torch.device) -> dict[s
         model = build_model(10, device)
         optimizer = optimizers(list(model.parameters()))[name]()
         scheduler = build_scheduler(TrainConfig(), optimizer, 1000)
-        train_one_epoch(model, [(images, labels)] * 2, optimizer, scheduler, epoch=0)  # warm-up, grads exist
+        train_one_epoch(
+            model, [(images, labels)] * 2, optimizer, scheduler, epoch=0
+        )  # warm-up, grads exist
         runs[name] = (model, optimizer, scheduler)
     step_ms = {name: [] for name in runs}
     train_ms = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, (model, optimizer, scheduler) in runs.items():
-            seconds = timed(device, lambda: [optimizer.step() for _ in range(args.optimizer_steps)])
+            seconds = timed(
+                device,
+                lambda optimizer=optimizer: [optimizer.step() for _ in range(args.optimizer_steps)],
+            )
             step_ms[name].append(1000 * seconds / args.optimizer_steps)
-            seconds = timed(device, lambda: train_one_epoch(model, [(images, labels)] * args.steps, optimizer,
-                                                            scheduler, epoch=1))
+            seconds = timed(
+                device,
+                lambda model=model, optimizer=optimizer, scheduler=scheduler: train_one_epoch(
+                    model, [(images, labels)] * args.steps, optimizer, scheduler, epoch=1
+                ),
+            )
             train_ms[name].append(1000 * seconds / args.steps)
-    return {name: {"optimizer_step_ms": statistics.median(step_ms[name]),
-                   "train_step_ms": statistics.median(train_ms[name])} for name in runs}
+    return {
+        name: {
+            "optimizer_step_ms": statistics.median(step_ms[name]),
+            "train_step_ms": statistics.median(train_ms[name]),
+        }
+        for name in runs
+    }
 
 
 def issue_cost(rounds: int = 200) -> dict[str, dict[str, float]]:
@@ -116,12 +144,18 @@ def issue_cost(rounds: int = 200) -> dict[str, dict[str, float]]:
                 optimizer.step()
         # Operators called from Python, not from inside another operator: what the step dispatches.
         # RAdam's item() calls read its step counters, which stay on the host: no kernel on a GPU.
-        top = [event.name for event in profiler.events() if event.name.startswith("aten::")
-               and (event.cpu_parent is None or not event.cpu_parent.name.startswith("aten::"))]
+        top = [
+            event.name
+            for event in profiler.events()
+            if event.name.startswith("aten::")
+            and (event.cpu_parent is None or not event.cpu_parent.name.startswith("aten::"))
+        ]
         on_device = sum(name != "aten::item" for name in top) / 6
         results[name] = {"issue_ms": milliseconds, "device_operators": on_device}
-        print(f"   - {name:16s} {milliseconds:9.2f} ms to issue, {on_device:.0f} device operators and "
-              f"{len(top) / 6 - on_device:.0f} host reads per step() ({len(shapes)} one-element tensors)")
+        print(
+            f"   - {name:16s} {milliseconds:9.2f} ms to issue, {on_device:.0f} device operators and "
+            f"{len(top) / 6 - on_device:.0f} host reads per step() ({len(shapes)} one-element tensors)"
+        )
     return results
 
 
@@ -130,16 +164,25 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"{device}, batch {args.batch_size}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"{device}, batch {args.batch_size}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}"
+    )
     issue_cost()
     print(f"{'px':>4s} {'optimizer':16s} {'step() ms':>9s} {'train step ms':>13s}")
     for size in args.image_sizes:
         results = measure(size, args, device)
         for name, result in results.items():
-            print(f"{size:4d} {name:16s} {result['optimizer_step_ms']:9.1f} {result['train_step_ms']:13.1f}")
-        reference, ours = results["torch-optimizer"]["train_step_ms"], results["ranger (ours)"]["train_step_ms"]
-        print(f"{size:4d} ours saves {reference - ours:+.1f} ms per training step against torch-optimizer's Ranger "
-              f"({reference / ours:.2f}x the steps per second; load {os.getloadavg()[0]:.2f})")
+            print(
+                f"{size:4d} {name:16s} {result['optimizer_step_ms']:9.1f} {result['train_step_ms']:13.1f}"
+            )
+        reference, ours = (
+            results["torch-optimizer"]["train_step_ms"],
+            results["ranger (ours)"]["train_step_ms"],
+        )
+        print(
+            f"{size:4d} ours saves {reference - ours:+.1f} ms per training step against torch-optimizer's Ranger "
+            f"({reference / ours:.2f}x the steps per second; load {os.getloadavg()[0]:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,12 @@ from search.studyfile import StudyConfig, load_study_config
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("study_file", type=Path, help="e.g. studies/quick.toml; its pruner is the one tested")
-    parser.add_argument("--data", help="folder, .tar.gz or Imagenette name; overrides the study file")
+    parser.add_argument(
+        "study_file", type=Path, help="e.g. studies/quick.toml; its pruner is the one tested"
+    )
+    parser.add_argument(
+        "--data", help="folder, .tar.gz or Imagenette name; overrides the study file"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--trials", type=int)
     parser.add_argument("--epochs", type=int)
@@ -54,18 +58,32 @@ def parse_args() -> argparse.Namespace:
 
 def study_configs(args: argparse.Namespace, seed: int) -> dict[str, StudyConfig]:
     config = load_study_config(args.study_file).with_overrides(
-        trials=args.trials, epochs=args.epochs, data=args.data, image_size=args.image_size)
-    data = config.data if args.per_class is None else dataclasses.replace(config.data, per_class=args.per_class)
-    config = dataclasses.replace(config, data=data, study=dataclasses.replace(config.study, seed=seed),
-                                 train=dataclasses.replace(config.train, seed=seed))
+        trials=args.trials, epochs=args.epochs, data=args.data, image_size=args.image_size
+    )
+    data = (
+        config.data
+        if args.per_class is None
+        else dataclasses.replace(config.data, per_class=args.per_class)
+    )
+    config = dataclasses.replace(
+        config,
+        data=data,
+        study=dataclasses.replace(config.study, seed=seed),
+        train=dataclasses.replace(config.train, seed=seed),
+    )
     unpruned = dataclasses.replace(config, pruner=dataclasses.replace(config.pruner, kind="none"))
     return {f"pruner {config.pruner.kind}": config, "no pruning": unpruned}
 
 
 def run_study(config: StudyConfig, device: str, cache_dir: Path | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as folder:
-        options = WorkerOptions(f"sqlite:///{folder}/study.db", device=device, cache_dir=cache_dir, progress=False,
-                                checkpoint_dir=Path(folder) / "checkpoints")
+        options = WorkerOptions(
+            f"sqlite:///{folder}/study.db",
+            device=device,
+            cache_dir=cache_dir,
+            progress=False,
+            checkpoint_dir=Path(folder) / "checkpoints",
+        )
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         study = launch(config, options)
@@ -73,14 +91,21 @@ def run_study(config: StudyConfig, device: str, cache_dir: Path | None) -> dict:
         trials = study.get_trials(deepcopy=False)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     best = max(complete, key=lambda trial: trial.value, default=None)
-    return {"seed": config.study.seed, "trials": len(trials), "complete": len(complete),
-            "pruned": sum(trial.state == TrialState.PRUNED for trial in trials),
-            "failed": sum(trial.state == TrialState.FAIL for trial in trials),
-            "epochs_trained": sum(trial.user_attrs.get("epochs_run", 0) for trial in trials),
-            "epochs_budget": config.study.trials * config.train.epochs,
-            "training_seconds": sum(trial.user_attrs.get("seconds", 0.0) for trial in trials),
-            "wall_seconds": wall, "best_val_top1": best.value if best else None,
-            "best_params": best.params if best else None, "load_before": load_before, "load_after": os.getloadavg()[0]}
+    return {
+        "seed": config.study.seed,
+        "trials": len(trials),
+        "complete": len(complete),
+        "pruned": sum(trial.state == TrialState.PRUNED for trial in trials),
+        "failed": sum(trial.state == TrialState.FAIL for trial in trials),
+        "epochs_trained": sum(trial.user_attrs.get("epochs_run", 0) for trial in trials),
+        "epochs_budget": config.study.trials * config.train.epochs,
+        "training_seconds": sum(trial.user_attrs.get("seconds", 0.0) for trial in trials),
+        "wall_seconds": wall,
+        "best_val_top1": best.value if best else None,
+        "best_params": best.params if best else None,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def main() -> None:
@@ -92,41 +117,73 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     for index, seed in enumerate(args.seeds):
         configs = study_configs(args, seed)
-        load_study_data(next(iter(configs.values())), args.cache_dir, progress=False)  # decoded before timing
+        load_study_data(
+            next(iter(configs.values())), args.cache_dir, progress=False
+        )  # decoded before timing
         order = list(configs.items()) if index % 2 == 0 else list(configs.items())[::-1]
         for name, config in order:
             result = run_study(config, args.device, args.cache_dir)
             runs.setdefault(name, []).append(result)
             print(f"seed {seed} {name}: {json.dumps(result)}", flush=True)
-    print(f"\n{'run':16s} {'done':>4s} {'pruned':>6s} {'failed':>6s} {'epochs':>9s} {'train s':>8s} "
-          f"{'wall s':>7s} {'best top-1':>10s}  load")
+    print(
+        f"\n{'run':16s} {'done':>4s} {'pruned':>6s} {'failed':>6s} {'epochs':>9s} {'train s':>8s} "
+        f"{'wall s':>7s} {'best top-1':>10s}  load"
+    )
     totals = {}
     for name, results in runs.items():
-        totals[name] = {key: sum(result[key] for result in results)
-                        for key in ("complete", "pruned", "failed", "epochs_trained", "epochs_budget",
-                                    "training_seconds", "wall_seconds")}
+        totals[name] = {
+            key: sum(result[key] for result in results)
+            for key in (
+                "complete",
+                "pruned",
+                "failed",
+                "epochs_trained",
+                "epochs_budget",
+                "training_seconds",
+                "wall_seconds",
+            )
+        }
         totals[name]["best_val_top1"] = [result["best_val_top1"] for result in results]
         for result in results:
-            print(f"{name + ' s' + str(result['seed']):16s} {result['complete']:4d} {result['pruned']:6d} "
-                  f"{result['failed']:6d} {result['epochs_trained']:4d}/{result['epochs_budget']:<4d} "
-                  f"{result['training_seconds']:8.0f} {result['wall_seconds']:7.0f} "
-                  f"{_percent(result['best_val_top1']):>10s}  {result['load_before']:.1f}->{result['load_after']:.1f}")
+            print(
+                f"{name + ' s' + str(result['seed']):16s} {result['complete']:4d} {result['pruned']:6d} "
+                f"{result['failed']:6d} {result['epochs_trained']:4d}/{result['epochs_budget']:<4d} "
+                f"{result['training_seconds']:8.0f} {result['wall_seconds']:7.0f} "
+                f"{_percent(result['best_val_top1']):>10s}  {result['load_before']:.1f}->{result['load_after']:.1f}"
+            )
     pruned, full = totals.values()
     saved_epochs = 1 - pruned["epochs_trained"] / full["epochs_trained"]
     saved_wall = 1 - pruned["wall_seconds"] / full["wall_seconds"]
     pairs = zip(full["best_val_top1"], pruned["best_val_top1"])
-    accuracy_cost = [full_best - pruned_best for full_best, pruned_best in pairs
-                     if full_best is not None and pruned_best is not None]
+    accuracy_cost = [
+        full_best - pruned_best
+        for full_best, pruned_best in pairs
+        if full_best is not None and pruned_best is not None
+    ]
     if args.json:
-        args.json.write_text(json.dumps({
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "study_file": str(args.study_file), "args": {key: str(value) for key, value in vars(args).items()},
-            "runs": runs, "saved_epochs": saved_epochs, "saved_wall": saved_wall,
-            "accuracy_cost_points": [100 * cost for cost in accuracy_cost]}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                        timespec="seconds"
+                    ),
+                    "study_file": str(args.study_file),
+                    "args": {key: str(value) for key, value in vars(args).items()},
+                    "runs": runs,
+                    "saved_epochs": saved_epochs,
+                    "saved_wall": saved_wall,
+                    "accuracy_cost_points": [100 * cost for cost in accuracy_cost],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     cost = ", ".join(f"{100 * value:+.1f}" for value in accuracy_cost)
-    print(f"pruning saved {saved_epochs:.0%} of the epochs ({pruned['epochs_trained']} vs {full['epochs_trained']}) "
-          f"and {saved_wall:.0%} of the wall time ({pruned['wall_seconds']:.0f} s vs {full['wall_seconds']:.0f} s); "
-          f"best val top-1 cost (no pruning minus pruning, points per seed): {cost or 'n/a'}")
+    print(
+        f"pruning saved {saved_epochs:.0%} of the epochs ({pruned['epochs_trained']} vs {full['epochs_trained']}) "
+        f"and {saved_wall:.0%} of the wall time ({pruned['wall_seconds']:.0f} s vs {full['wall_seconds']:.0f} s); "
+        f"best val top-1 cost (no pruning minus pruning, points per seed): {cost or 'n/a'}"
+    )
 
 
 def _percent(value: float | None) -> str:

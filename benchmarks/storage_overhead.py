@@ -67,8 +67,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--trials-per-worker", type=int, default=25)
     parser.add_argument("--study-file", type=Path, default=Path("studies/imagenette.toml"))
-    parser.add_argument("--rounds", type=int, default=1, help="each backend this many times, order alternating")
-    parser.add_argument("--postgres", help="URL of a database to use (a study is created and deleted in it)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="each backend this many times, order alternating"
+    )
+    parser.add_argument(
+        "--postgres", help="URL of a database to use (a study is created and deleted in it)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     return parser.parse_args()
 
@@ -87,8 +91,17 @@ class InstantObjective:
         history = []
         for epoch in range(1, train_config.epochs + 1):
             val_top1 = quality * (1 - math.exp(-epoch / 4))
-            history.append(EpochMetrics(epoch=epoch, val_top1=val_top1, val_loss=1.0, train_loss=1.0,
-                                        images_per_second=1.0, seconds=0.0, lr=train_config.lr))
+            history.append(
+                EpochMetrics(
+                    epoch=epoch,
+                    val_top1=val_top1,
+                    val_loss=1.0,
+                    train_loss=1.0,
+                    images_per_second=1.0,
+                    seconds=0.0,
+                    lr=train_config.lr,
+                )
+            )
             trial.report(val_top1, epoch)
             if trial.should_prune():
                 _record(trial, history, self.device)
@@ -118,13 +131,20 @@ class StorageClock:
             finally:
                 self._depth.value = depth
                 if depth == 0:
-                    kind = "worker" if threading.current_thread() is threading.main_thread() else "heartbeat"
+                    kind = (
+                        "worker"
+                        if threading.current_thread() is threading.main_thread()
+                        else "heartbeat"
+                    )
                     with self._lock:
                         self.seconds[kind] += time.perf_counter() - started
                         self.calls[kind] += 1
                         if kind == "worker":
-                            self.by_method[method.__name__] = (self.by_method.get(method.__name__, 0.0)
-                                                               + time.perf_counter() - started)
+                            self.by_method[method.__name__] = (
+                                self.by_method.get(method.__name__, 0.0)
+                                + time.perf_counter()
+                                - started
+                            )
 
         return timed
 
@@ -145,9 +165,16 @@ def worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot
     search.run.worker.Objective = InstantObjective
     started = time.perf_counter()
     ran = search.worker.run_worker(config, options, worker_index=slot.index, data=tiny_data())
-    results.put({"worker": slot.index, "trials": ran, "wall_seconds": time.perf_counter() - started,
-                 "storage_seconds": clock.seconds, "storage_calls": clock.calls,
-                 "storage_seconds_by_method": clock.by_method})
+    results.put(
+        {
+            "worker": slot.index,
+            "trials": ran,
+            "wall_seconds": time.perf_counter() - started,
+            "storage_seconds": clock.seconds,
+            "storage_calls": clock.calls,
+            "storage_seconds_by_method": clock.by_method,
+        }
+    )
 
 
 def collect(results, processes: list) -> list[dict]:
@@ -159,7 +186,9 @@ def collect(results, processes: list) -> list[dict]:
         except queue.Empty:
             if all(process.exitcode is not None for process in processes):
                 codes = [process.exitcode for process in processes]
-                raise RuntimeError(f"worker(s) exited without results (exit codes {codes}); see the messages above")
+                raise RuntimeError(
+                    f"worker(s) exited without results (exit codes {codes}); see the messages above"
+                ) from None
     for process in processes:
         process.join()
     return collected
@@ -173,7 +202,10 @@ def measure(config: StudyConfig, url: str, workers: int, checkpoints: Path) -> d
     options = WorkerOptions(url, device="cpu", progress=False, checkpoint_dir=checkpoints)
     slots = plan_workers(workers, None, 1, gpu_count=0, cpu_count=os.cpu_count() or 1)
     load_before = os.getloadavg()[0]
-    processes = [context.Process(target=worker_process, args=(config, options, slot, results)) for slot in slots]
+    processes = [
+        context.Process(target=worker_process, args=(config, options, slot, results))
+        for slot in slots
+    ]
     for process in processes:
         process.start()
     per_worker = collect(results, processes)
@@ -181,18 +213,34 @@ def measure(config: StudyConfig, url: str, workers: int, checkpoints: Path) -> d
     states = [trial.state.name.lower() for trial in study.get_trials(deepcopy=False)]
     optuna.delete_study(study_name=config.study.name, storage=storage)
     trials = sum(result["trials"] for result in per_worker)
-    by_method = {name: 1000 * sum(r["storage_seconds_by_method"].get(name, 0.0) for r in per_worker) / trials
-                 for name in {name for r in per_worker for name in r["storage_seconds_by_method"]}}
-    return {"url": masked(url), "workers": workers, "trials": trials, "study_trials": len(states),
-            "budget": config.study.trials,
-            "states": {state: states.count(state) for state in sorted(set(states))},
-            "wall_seconds_per_trial": statistics.median(r["wall_seconds"] / r["trials"] for r in per_worker),
-            "storage_ms_per_trial": 1000 * sum(r["storage_seconds"]["worker"] for r in per_worker) / trials,
-            "heartbeat_storage_ms_per_trial":
-                1000 * sum(r["storage_seconds"]["heartbeat"] for r in per_worker) / trials,
-            "storage_calls_per_trial": sum(r["storage_calls"]["worker"] for r in per_worker) / trials,
-            "slowest_storage_methods_ms_per_trial": dict(sorted(by_method.items(), key=lambda item: -item[1])[:4]),
-            "load_before": load_before, "load_after": os.getloadavg()[0], "per_worker": per_worker}
+    by_method = {
+        name: 1000 * sum(r["storage_seconds_by_method"].get(name, 0.0) for r in per_worker) / trials
+        for name in {name for r in per_worker for name in r["storage_seconds_by_method"]}
+    }
+    return {
+        "url": masked(url),
+        "workers": workers,
+        "trials": trials,
+        "study_trials": len(states),
+        "budget": config.study.trials,
+        "states": {state: states.count(state) for state in sorted(set(states))},
+        "wall_seconds_per_trial": statistics.median(
+            r["wall_seconds"] / r["trials"] for r in per_worker
+        ),
+        "storage_ms_per_trial": 1000
+        * sum(r["storage_seconds"]["worker"] for r in per_worker)
+        / trials,
+        "heartbeat_storage_ms_per_trial": 1000
+        * sum(r["storage_seconds"]["heartbeat"] for r in per_worker)
+        / trials,
+        "storage_calls_per_trial": sum(r["storage_calls"]["worker"] for r in per_worker) / trials,
+        "slowest_storage_methods_ms_per_trial": dict(
+            sorted(by_method.items(), key=lambda item: -item[1])[:4]
+        ),
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "per_worker": per_worker,
+    }
 
 
 def main() -> None:
@@ -205,32 +253,63 @@ def main() -> None:
         backends = {"sqlite": f"sqlite:///{folder}/study.db"}
         if args.postgres:
             backends = {"postgresql": args.postgres, **backends}
-        rounds = [list(backends.items())[::1 if index % 2 == 0 else -1] for index in range(args.rounds)]
+        rounds = [
+            list(backends.items())[:: 1 if index % 2 == 0 else -1] for index in range(args.rounds)
+        ]
         for backend, url in [pair for order in rounds for pair in order]:
             name = f"storage-overhead-{uuid.uuid4().hex[:8]}"
             # No [[warm_start]]: on SQLite two workers' ask() can both take one queued trial (pysqlite
             # starts no transaction for a SELECT), and the loser's worker stops with an error.
-            config = dataclasses.replace(base, warm_start=(), study=dataclasses.replace(
-                base.study, name=name, trials=args.workers * args.trials_per_worker, timeout_minutes=None))
-            result = {"backend": backend, **measure(config, url, args.workers, Path(folder) / "checkpoints")}
+            config = dataclasses.replace(
+                base,
+                warm_start=(),
+                study=dataclasses.replace(
+                    base.study,
+                    name=name,
+                    trials=args.workers * args.trials_per_worker,
+                    timeout_minutes=None,
+                ),
+            )
+            result = {
+                "backend": backend,
+                **measure(config, url, args.workers, Path(folder) / "checkpoints"),
+            }
             results.append(result)
-            print(json.dumps({key: value for key, value in result.items() if key != "per_worker"}), flush=True)
+            print(
+                json.dumps({key: value for key, value in result.items() if key != "per_worker"}),
+                flush=True,
+            )
     if args.json:
         date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        args.json.write_text(json.dumps({"date": date, "study_file": str(args.study_file), "results": results},
-                                        indent=2) + "\n")
-    print(f"\n{'backend':10s} {'workers':>7s} {'trials':>9s} {'wall ms/trial':>13s} {'storage ms/trial':>16s} "
-          f"{'calls/trial':>11s} {'heartbeat ms':>12s}  load")
+        args.json.write_text(
+            json.dumps(
+                {"date": date, "study_file": str(args.study_file), "results": results}, indent=2
+            )
+            + "\n"
+        )
+    print(
+        f"\n{'backend':10s} {'workers':>7s} {'trials':>9s} {'wall ms/trial':>13s} {'storage ms/trial':>16s} "
+        f"{'calls/trial':>11s} {'heartbeat ms':>12s}  load"
+    )
     for result in results:
-        print(f"{result['backend']:10s} {result['workers']:7d} {result['trials']:4d}/{result['budget']:<4d} "
-              f"{1000 * result['wall_seconds_per_trial']:13.0f} {result['storage_ms_per_trial']:16.0f} "
-              f"{result['storage_calls_per_trial']:11.0f} {result['heartbeat_storage_ms_per_trial']:12.0f}  "
-              f"{result['load_before']:.1f}->{result['load_after']:.1f}")
-    print("trials over the budget: "
-          + ", ".join(f"{r['backend']} {r['study_trials'] - r['budget']:+d}" for r in results))
-    print("per trial in the storage: " + ", ".join(
-        f"{r['backend']} {r['storage_ms_per_trial']:.0f} ms (wall {1000 * r['wall_seconds_per_trial']:.0f} ms)"
-        for r in results) + f", with {args.workers} workers")
+        print(
+            f"{result['backend']:10s} {result['workers']:7d} {result['trials']:4d}/{result['budget']:<4d} "
+            f"{1000 * result['wall_seconds_per_trial']:13.0f} {result['storage_ms_per_trial']:16.0f} "
+            f"{result['storage_calls_per_trial']:11.0f} {result['heartbeat_storage_ms_per_trial']:12.0f}  "
+            f"{result['load_before']:.1f}->{result['load_after']:.1f}"
+        )
+    print(
+        "trials over the budget: "
+        + ", ".join(f"{r['backend']} {r['study_trials'] - r['budget']:+d}" for r in results)
+    )
+    print(
+        "per trial in the storage: "
+        + ", ".join(
+            f"{r['backend']} {r['storage_ms_per_trial']:.0f} ms (wall {1000 * r['wall_seconds_per_trial']:.0f} ms)"
+            for r in results
+        )
+        + f", with {args.workers} workers"
+    )
 
 
 if __name__ == "__main__":

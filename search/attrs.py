@@ -84,14 +84,22 @@ def budget_spent(trials: list[FrozenTrial]) -> int:
     """Trials that count against the budget: COMPLETE, PRUNED and FAIL, except a FAIL whose
     retry is queued (the retry continues it and counts in its place)."""
     retried = retried_numbers(trials)
-    return sum(1 for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               or (trial.state == TrialState.FAIL and trial.number not in retried))
+    return sum(
+        1
+        for trial in trials
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (trial.state == TrialState.FAIL and trial.number not in retried)
+    )
 
 
 def settings_text(settings: dict[str, Any]) -> str:
     """`optimizer=ranger, lr=0.008, ...`: a configuration in one line, unset settings left out,
     scales (lr, eps) to three significant digits."""
-    return ", ".join(f"{name}={format_setting(name, value)}" for name, value in settings.items() if value is not None)
+    return ", ".join(
+        f"{name}={format_setting(name, value)}"
+        for name, value in settings.items()
+        if value is not None
+    )
 
 
 def format_setting(name: str, value: Any) -> str:

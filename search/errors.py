@@ -12,8 +12,17 @@ from trainer.errors import ConfigError, DataError, TrainerError
 
 HpsearchError = TrainerError
 
-__all__ = ["ConfigError", "DataError", "HpsearchError", "LaunchError", "NoFinishedTrial", "StorageError",
-           "StudyFileError", "StudyMismatchError", "StudyNotFound"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "HpsearchError",
+    "LaunchError",
+    "NoFinishedTrial",
+    "StorageError",
+    "StudyFileError",
+    "StudyMismatchError",
+    "StudyNotFound",
+]
 
 
 class StudyFileError(ConfigError):

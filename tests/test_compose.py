@@ -20,22 +20,31 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 PASSWORD = "test-only-Xq7"
 
-pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None,
-                                reason="docker-compose is not installed (Debian package docker-compose)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose is not installed (Debian package docker-compose)",
+)
 
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess:
     # The test's own environment must not fill in what the .env file leaves out.
     names = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
     env = {key: value for key, value in os.environ.items() if key not in names}
-    return subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(env_file), "config"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(env_file), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> dict:
     env_file = tmp_path_factory.mktemp("compose") / "env"
-    env_file.write_text(ENV_EXAMPLE.read_text().replace("POSTGRES_PASSWORD=\n", f"POSTGRES_PASSWORD={PASSWORD}\n"))
+    env_file.write_text(
+        ENV_EXAMPLE.read_text().replace("POSTGRES_PASSWORD=\n", f"POSTGRES_PASSWORD={PASSWORD}\n")
+    )
     result = compose_config(env_file)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
@@ -72,14 +81,24 @@ def test_the_stack_has_the_database_the_dashboard_and_gpu_workers(config):
     for name in ("dashboard", "worker"):
         assert services[name]["depends_on"] == {"db": {"condition": "service_healthy"}}
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert len(devices) == 1 and devices[0]["count"] in ("all", -1) and devices[0]["capabilities"] == ["gpu"]
-    assert services["worker"]["command"][:1] == ["run"] and "--workers" in services["worker"]["command"]
+    assert (
+        len(devices) == 1
+        and devices[0]["count"] in ("all", -1)
+        and devices[0]["capabilities"] == ["gpu"]
+    )
+    assert (
+        services["worker"]["command"][:1] == ["run"]
+        and "--workers" in services["worker"]["command"]
+    )
 
 
 def test_the_dashboard_and_database_are_published_on_loopback_only(config):
     services = config["services"]
     assert ports(services["dashboard"]) == [("127.0.0.1", "8080", "8080")]
-    assert services["dashboard"]["command"][services["dashboard"]["command"].index("--host") + 1] == "0.0.0.0"
+    assert (
+        services["dashboard"]["command"][services["dashboard"]["command"].index("--host") + 1]
+        == "0.0.0.0"
+    )
     assert ports(services["db"]) == [("127.0.0.1", "5432", "5432")]
 
 
@@ -108,7 +127,9 @@ def test_the_password_comes_only_from_the_env_file(config):
     passwords = [value for key, value in strings(config) if "PASSWORD" in key.upper()]
     urls = [make_url(value) for _, value in strings(config) if value.startswith("postgresql")]
     assert passwords and urls
-    assert all(value == PASSWORD for value in passwords) and all(url.password == PASSWORD for url in urls)
+    assert all(value == PASSWORD for value in passwords) and all(
+        url.password == PASSWORD for url in urls
+    )
     expected = f"postgresql+psycopg://hpsearch:{PASSWORD}@db:5432/hpsearch"
     for name in ("dashboard", "worker"):
         assert config["services"][name]["environment"]["HPSEARCH_STORAGE"] == expected
@@ -125,11 +146,15 @@ def test_config_refuses_to_run_without_a_password(tmp_path, password_line):
 
 def test_env_example_documents_every_variable_the_compose_file_uses():
     lines = ENV_EXAMPLE.read_text().splitlines()
-    documented = {line.split("=", 1)[0]: index for index, line in enumerate(lines) if re.match(r"^\w+=", line)}
+    documented = {
+        line.split("=", 1)[0]: index for index, line in enumerate(lines) if re.match(r"^\w+=", line)
+    }
     for name in set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text())):
         assert name in documented, f"{name} is used in docker-compose.yml but not in .env.example"
-        block = lines[:documented[name]]
-        while block and block[-1].strip():  # the lines since the last blank one belong to this setting
+        block = lines[: documented[name]]
+        while (
+            block and block[-1].strip()
+        ):  # the lines since the last blank one belong to this setting
             if block[-1].startswith("#"):
                 break
             block.pop()

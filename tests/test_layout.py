@@ -14,12 +14,26 @@ import pytest
 from tests.helpers import ROOT
 
 # search/'s layers, top first: a module may import its own package and any layer below its own.
-LAYERS = (("cli",), ("launch", "results", "serve"), ("run",), ("study",), ("studyfile",),
-          ("errors", "attrs", "locations"))
+LAYERS = (
+    ("cli",),
+    ("launch", "results", "serve"),
+    ("run",),
+    ("study",),
+    ("studyfile",),
+    ("errors", "attrs", "locations"),
+)
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 MAX_LINES = 400
 # The only imports allowed inside a function: optional dependencies, imported on use.
-LAZY_IMPORTS = {"optuna_dashboard", "kaleido", "choreographer", "grpc", "sklearn", "tomli", "tomllib"}
+LAZY_IMPORTS = {
+    "optuna_dashboard",
+    "kaleido",
+    "choreographer",
+    "grpc",
+    "sklearn",
+    "tomli",
+    "tomllib",
+}
 SOURCES = sorted([*(ROOT / "search").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")])
 
 
@@ -38,9 +52,13 @@ def imported(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, as
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: resolve against this module's package
-                package = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                package = module.split(".")[
+                    : len(module.split(".")) - node.level + (1 if is_package else 0)
+                ]
                 base = ".".join([*package, *([base] if base else [])])
-            submodules = [f"{base}.{alias.name}" for alias in node.names if _is_ours(f"{base}.{alias.name}")]
+            submodules = [
+                f"{base}.{alias.name}" for alias in node.names if _is_ours(f"{base}.{alias.name}")
+            ]
             found.extend((name, node) for name in submodules)
             if len(submodules) < len(node.names):  # names defined in base itself
                 found.append((base, node))
@@ -58,8 +76,11 @@ def graph() -> dict[str, set[str]]:
         module = module_name(path)
         tree = ast.parse(path.read_text(encoding="utf-8"))
         targets = {name for name, _ in imported(tree, module, path.name == "__init__.py")}
-        edges[module] = {name for name in targets
-                         if name.split(".")[0] in ("search", "trainer") and _is_ours(name) and name != module}
+        edges[module] = {
+            name
+            for name in targets
+            if name.split(".")[0] in ("search", "trainer") and _is_ours(name) and name != module
+        }
     return edges
 
 
@@ -82,9 +103,13 @@ def test_every_import_in_search_points_down_the_layers() -> None:
 
 
 def test_nothing_imports_the_command_line_but_the_entry_point() -> None:
-    importers = sorted(module for module, targets in graph().items()
-                       if any(target.startswith("search.cli") for target in targets)
-                       and not module.startswith("search.cli") and module != "search.__main__")
+    importers = sorted(
+        module
+        for module, targets in graph().items()
+        if any(target.startswith("search.cli") for target in targets)
+        and not module.startswith("search.cli")
+        and module != "search.__main__"
+    )
     assert importers == []
 
 
@@ -99,10 +124,17 @@ def test_trainer_imports_neither_optuna_nor_search() -> None:
 
 
 def test_argparse_only_in_the_command_line() -> None:
-    users = [str(path.relative_to(ROOT)) for path in SOURCES
-             if any(name == "argparse" for name, _ in imported(ast.parse(path.read_text(encoding="utf-8")),
-                                                                module_name(path), False))
-             and "cli" not in path.relative_to(ROOT).parts]
+    users = [
+        str(path.relative_to(ROOT))
+        for path in SOURCES
+        if any(
+            name == "argparse"
+            for name, _ in imported(
+                ast.parse(path.read_text(encoding="utf-8")), module_name(path), False
+            )
+        )
+        and "cli" not in path.relative_to(ROOT).parts
+    ]
     assert users == []
 
 
@@ -112,7 +144,7 @@ def test_no_import_circle() -> None:
 
     def visit(module: str, trail: list[str]) -> None:
         if module in trail:
-            pytest.fail("import circle: " + " -> ".join([*trail[trail.index(module):], module]))
+            pytest.fail("import circle: " + " -> ".join([*trail[trail.index(module) :], module]))
         if module in done:
             return
         for target in sorted(edges.get(module, ())):
@@ -132,11 +164,16 @@ def test_imports_inside_functions_are_only_for_optional_dependencies() -> None:
                 continue
             for name, node in imported(function, module_name(path), False):
                 if name.split(".")[0] not in LAZY_IMPORTS:
-                    lazy.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name} inside a function")
+                    lazy.append(
+                        f"{path.relative_to(ROOT)}:{node.lineno} imports {name} inside a function"
+                    )
     assert lazy == []
 
 
 def test_no_module_is_too_long_to_read() -> None:
-    long = {str(path.relative_to(ROOT)): count for path in SOURCES
-            if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        str(path.relative_to(ROOT)): count
+        for path in SOURCES
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert long == {}, f"modules over {MAX_LINES} lines: {long}"

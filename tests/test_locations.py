@@ -30,13 +30,16 @@ def test_artifacts_default_beside_the_sqlite_file_unless_told(tmp_path, monkeypa
 
 
 def test_checkpoints_take_the_flag_then_the_environment_then_the_study_file_then_the_user_cache(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "env"))
     assert locations.checkpoint_root(tmp_path / "flag", "/file") == tmp_path / "flag"
     assert locations.checkpoint_root(None, "/file") == tmp_path / "env"
     monkeypatch.delenv("HPSEARCH_CHECKPOINTS")
     assert locations.checkpoint_root(None, "/file") == Path("/file")
-    assert locations.checkpoint_root() == Path(platformdirs.user_cache_dir("hpsearch")) / "checkpoints"
+    assert (
+        locations.checkpoint_root() == Path(platformdirs.user_cache_dir("hpsearch")) / "checkpoints"
+    )
 
 
 def test_data_takes_the_flag_then_the_study_file_then_imagenette():

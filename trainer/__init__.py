@@ -8,7 +8,21 @@ from trainer.errors import ConfigError, DataError, NonFiniteLossError, TrainerEr
 from trainer.loop import EpochMetrics, TrainResult, evaluate, train, train_one_epoch
 
 __all__ = [
-    "CheckpointPolicy", "ConfigError", "DataError", "EpochMetrics", "ImageData", "NonFiniteLossError",
-    "OPTIMIZER_SETTINGS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainerError", "TrainingStopped", "evaluate",
-    "load_image_data", "resolve_device", "train", "train_one_epoch",
+    "CheckpointPolicy",
+    "ConfigError",
+    "DataError",
+    "EpochMetrics",
+    "ImageData",
+    "NonFiniteLossError",
+    "OPTIMIZER_SETTINGS",
+    "SCHEDULES",
+    "TrainConfig",
+    "TrainResult",
+    "TrainerError",
+    "TrainingStopped",
+    "evaluate",
+    "load_image_data",
+    "resolve_device",
+    "train",
+    "train_one_epoch",
 ]

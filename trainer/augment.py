@@ -31,8 +31,14 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
     return max(1, num_images // batch_size) if num_images else 0
 
 
-def train_batches(split: ImageSplit, *, batch_size: int, image_size: int, min_scale: float,
-                  generator: torch.Generator) -> Iterator[Batch]:
+def train_batches(
+    split: ImageSplit,
+    *,
+    batch_size: int,
+    image_size: int,
+    min_scale: float,
+    generator: torch.Generator,
+) -> Iterator[Batch]:
     """One epoch in random order, each image randomly cropped, resized and flipped.
 
     Every random number comes from `generator` (on the split's device), so the same generator
@@ -44,22 +50,32 @@ def train_batches(split: ImageSplit, *, batch_size: int, image_size: int, min_sc
     return _train_batches(split, batch_size, image_size, min_scale, generator)
 
 
-def _train_batches(split: ImageSplit, batch_size: int, image_size: int, min_scale: float,
-                   generator: torch.Generator) -> Iterator[Batch]:
+def _train_batches(
+    split: ImageSplit,
+    batch_size: int,
+    image_size: int,
+    min_scale: float,
+    generator: torch.Generator,
+) -> Iterator[Batch]:
     device = split.images.device
     scale, offset = _normaliser(device)
     order = torch.randperm(len(split), generator=generator, device=device)
     for step in range(steps_per_epoch(len(split), batch_size)):
-        indices = order[step * batch_size:(step + 1) * batch_size]
+        indices = order[step * batch_size : (step + 1) * batch_size]
         images = split.images.index_select(0, indices).float()
         theta = _crop_and_flip(indices.shape[0], min_scale, generator, device)
-        grid = F.affine_grid(theta, [indices.shape[0], 3, image_size, image_size], align_corners=False)
-        crops = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        grid = F.affine_grid(
+            theta, [indices.shape[0], 3, image_size, image_size], align_corners=False
+        )
+        crops = F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
         yield torch.addcmul(offset, crops, scale), split.labels.index_select(0, indices)
 
 
-def _crop_and_flip(count: int, min_scale: float, generator: torch.Generator,
-                   device: torch.device) -> torch.Tensor:
+def _crop_and_flip(
+    count: int, min_scale: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """(count, 2, 3) affine maps from output to input coordinates, both in [-1, 1]."""
     uniform = torch.rand(count, 5, generator=generator, device=device)
     area = min_scale + (1 - min_scale) * uniform[:, 0]  # fraction of the cached square
@@ -72,7 +88,9 @@ def _crop_and_flip(count: int, min_scale: float, generator: torch.Generator,
     centre_y = (1 - height) * (2 * uniform[:, 3] - 1)
     flip = 1 - 2 * (uniform[:, 4] < 0.5).float()  # -1 mirrors left and right
     zero = torch.zeros_like(width)
-    return torch.stack([width * flip, zero, centre_x, zero, height, centre_y], dim=1).view(count, 2, 3)
+    return torch.stack([width * flip, zero, centre_x, zero, height, centre_y], dim=1).view(
+        count, 2, 3
+    )
 
 
 def eval_batches(split: ImageSplit, *, batch_size: int, image_size: int) -> Iterator[Batch]:
@@ -80,8 +98,10 @@ def eval_batches(split: ImageSplit, *, batch_size: int, image_size: int) -> Iter
     _check_positive(batch_size=batch_size, image_size=image_size)
     side = split.images.shape[-1]
     if side < image_size:
-        raise DataError(f"images are cached at {side} px, smaller than image_size={image_size}; "
-                        f"load the data for image_size={image_size}")
+        raise DataError(
+            f"images are cached at {side} px, smaller than image_size={image_size}; "
+            f"load the data for image_size={image_size}"
+        )
     return _eval_batches(split, batch_size, image_size)
 
 
@@ -90,8 +110,11 @@ def _eval_batches(split: ImageSplit, batch_size: int, image_size: int) -> Iterat
     start = (split.images.shape[-1] - image_size) // 2
     crop = slice(start, start + image_size)
     for first in range(0, len(split), batch_size):
-        images = split.images[first:first + batch_size, :, crop, crop].float()
-        yield torch.addcmul(offset, images, scale).contiguous(), split.labels[first:first + batch_size]
+        images = split.images[first : first + batch_size, :, crop, crop].float()
+        yield (
+            torch.addcmul(offset, images, scale).contiguous(),
+            split.labels[first : first + batch_size],
+        )
 
 
 def _normaliser(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

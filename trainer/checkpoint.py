@@ -32,15 +32,21 @@ class CheckpointPolicy:
     # After the last epoch: True always (a finished run then resumes as finished), False never (for a
     # caller that saves the final weights and is done at once, like a search trial).
     at_end: bool = True
-    writing_seconds: float = 0.0  # spent writing checkpoints and weights so far: what the interval costs
+    writing_seconds: float = (
+        0.0  # spent writing checkpoints and weights so far: what the interval costs
+    )
     _last_saved: float = field(default_factory=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         if self.every_epochs is not None and self.every_epochs < 1:
-            raise ConfigError(f"checkpoint interval must be at least 1 epoch, but got every_epochs={self.every_epochs}")
+            raise ConfigError(
+                f"checkpoint interval must be at least 1 epoch, but got every_epochs={self.every_epochs}"
+            )
         if self.every_seconds is not None and self.every_seconds <= 0:
-            raise ConfigError(f"checkpoint interval must be positive, but got every_seconds={self.every_seconds}")
+            raise ConfigError(
+                f"checkpoint interval must be positive, but got every_seconds={self.every_seconds}"
+            )
 
     @property
     def path(self) -> Path:
@@ -50,7 +56,10 @@ class CheckpointPolicy:
         if last:
             return self.at_end
         by_epochs = self.every_epochs is not None and epoch % self.every_epochs == 0
-        by_seconds = self.every_seconds is not None and time.monotonic() - self._last_saved >= self.every_seconds
+        by_seconds = (
+            self.every_seconds is not None
+            and time.monotonic() - self._last_saved >= self.every_seconds
+        )
         return by_epochs or by_seconds
 
     def write(self, payload: dict[str, Any], path: Path) -> None:

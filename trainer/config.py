@@ -42,10 +42,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "image_size", "batch_size", "epochs", "lr")
         if self.image_size < 16:
-            raise ConfigError(f"image_size must be at least 16 px, but got image_size={self.image_size}")
+            raise ConfigError(
+                f"image_size must be at least 16 px, but got image_size={self.image_size}"
+            )
         if self.optimizer not in OPTIMIZER_SETTINGS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: "
-                              + ", ".join(OPTIMIZER_SETTINGS))
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; choose one of: "
+                + ", ".join(OPTIMIZER_SETTINGS)
+            )
         for setting in ("eps", "momentum", "nesterov"):
             self._check_applies(setting)
         if self.eps is not None and not self.eps > 0:
@@ -55,15 +59,23 @@ class TrainConfig:
         if self.nesterov and not self.momentum:
             raise ConfigError(f"nesterov needs momentum > 0, but got momentum={self.momentum}")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of: " + ", ".join(SCHEDULES))
+            raise ConfigError(
+                f"unknown schedule {self.schedule!r}; choose one of: " + ", ".join(SCHEDULES)
+            )
         if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ConfigError(f"warmup_epochs must be in [0, epochs], but got warmup_epochs={self.warmup_epochs}")
+            raise ConfigError(
+                f"warmup_epochs must be in [0, epochs], but got warmup_epochs={self.warmup_epochs}"
+            )
         if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), but got label_smoothing={self.label_smoothing}")
+            raise ConfigError(
+                f"label_smoothing must be in [0, 1), but got label_smoothing={self.label_smoothing}"
+            )
         if not 0 < self.min_scale <= 1:
             raise ConfigError(f"min_scale must be in (0, 1], but got min_scale={self.min_scale}")
         if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, but got weight_decay={self.weight_decay}")
+            raise ConfigError(
+                f"weight_decay must be >= 0, but got weight_decay={self.weight_decay}"
+            )
 
     def _check_applies(self, setting: str) -> None:
         value = getattr(self, setting)
@@ -71,8 +83,10 @@ class TrainConfig:
         if unset or setting in OPTIMIZER_SETTINGS[self.optimizer]:
             return
         users = [name for name, used in OPTIMIZER_SETTINGS.items() if setting in used]
-        raise ConfigError(f"{setting}={value} does not apply to optimizer {self.optimizer!r}; "
-                          f"it applies only to: {', '.join(users)}")
+        raise ConfigError(
+            f"{setting}={value} does not apply to optimizer {self.optimizer!r}; "
+            f"it applies only to: {', '.join(users)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,8 +97,10 @@ class TrainConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"unknown training setting {unknown[0]!r} in {where}; "
-                              f"known settings: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown training setting {unknown[0]!r} in {where}; "
+                f"known settings: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:

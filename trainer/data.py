@@ -51,14 +51,18 @@ class ImageSplit:
         return self.labels.shape[0]
 
     def __repr__(self) -> str:
-        return f"ImageSplit({len(self)} images of {self.images.shape[-1]} px on {self.images.device})"
+        return (
+            f"ImageSplit({len(self)} images of {self.images.shape[-1]} px on {self.images.device})"
+        )
 
     def to(self, device: torch.device | str) -> ImageSplit:
         return ImageSplit(self.images.to(device), self.labels.to(device))
 
     def subset(self, indices: torch.Tensor) -> ImageSplit:
         indices = indices.to(self.images.device)
-        return ImageSplit(self.images.index_select(0, indices), self.labels.index_select(0, indices))
+        return ImageSplit(
+            self.images.index_select(0, indices), self.labels.index_select(0, indices)
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,8 +74,9 @@ class ImageData:
     val: ImageSplit
     source: str
     # Device copies and carved splits, kept so that repeated trials in one worker reuse them.
-    _derived: dict[tuple[Any, ...], ImageData] = field(default_factory=dict, init=False,
-                                                         repr=False, compare=False)
+    _derived: dict[tuple[Any, ...], ImageData] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def cache_side(self) -> int:
@@ -81,19 +86,31 @@ class ImageData:
         device = _canonical_device(device)
         if self.train.images.device == device:
             return self
-        return self._memo(("to", str(device)), lambda: self._with(self.train.to(device), self.val.to(device)))
+        return self._memo(
+            ("to", str(device)), lambda: self._with(self.train.to(device), self.val.to(device))
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         """What a result depends on in the data, for recording beside it."""
-        return {"classes": list(self.classes), "train_images": len(self.train),
-                "val_images": len(self.val), "cache_side": self.cache_side}
+        return {
+            "classes": list(self.classes),
+            "train_images": len(self.train),
+            "val_images": len(self.val),
+            "cache_side": self.cache_side,
+        }
 
     def cap_per_class(self, cap: int) -> ImageData:
         """Keep the first `cap` training images of each class (in folder order); val is unchanged."""
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-            raise DataError(f"cap_per_class needs a whole number of images >= 1, but got cap={cap!r}")
-        return self._memo(("cap", cap), lambda: self._with(
-            self.train.subset(_first_per_class(self.train.labels, cap)), self.val))
+            raise DataError(
+                f"cap_per_class needs a whole number of images >= 1, but got cap={cap!r}"
+            )
+        return self._memo(
+            ("cap", cap),
+            lambda: self._with(
+                self.train.subset(_first_per_class(self.train.labels, cap)), self.val
+            ),
+        )
 
     def holdout(self, fraction: float, seed: int) -> ImageData:
         """Carve a stratified validation split from train; the official val is left out entirely.
@@ -129,16 +146,19 @@ def _first_per_class(labels: torch.Tensor, cap: int) -> torch.Tensor:
     return torch.cat(keep).sort().values
 
 
-def _stratified_split(labels: torch.Tensor, classes: tuple[str, ...], fraction: float,
-                      seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _stratified_split(
+    labels: torch.Tensor, classes: tuple[str, ...], fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(carved, kept) indices: round(fraction * n), at least 1, of each class's n images."""
     generator = torch.Generator().manual_seed(seed)
     carved, kept = [], []
     for label, name in enumerate(classes):
         members = torch.nonzero(labels == label).flatten()
         if len(members) < 2:
-            raise DataError(f"class {name!r} has {len(members)} training image(s), but a holdout "
-                            "needs at least 2 per class; add images or use the official val split")
+            raise DataError(
+                f"class {name!r} has {len(members)} training image(s), but a holdout "
+                "needs at least 2 per class; add images or use the official val split"
+            )
         count = max(1, round(fraction * len(members)))
         shuffled = members[torch.randperm(len(members), generator=generator)]
         carved.append(shuffled[:count])
@@ -147,6 +167,7 @@ def _stratified_split(labels: torch.Tensor, classes: tuple[str, ...], fraction: 
 
 
 # --- where things live ---------------------------------------------------------------------------
+
 
 def cache_side(image_size: int) -> int:
     """Side of the cached squares: evaluation takes the centre image_size crop (87.5%, like
@@ -157,10 +178,13 @@ def cache_side(image_size: int) -> int:
 
 
 def default_cache_dir() -> Path:
-    return env_path("HPSEARCH_CACHE_DIR") or Path(platformdirs.user_cache_dir("hpsearch")) / "images"
+    return (
+        env_path("HPSEARCH_CACHE_DIR") or Path(platformdirs.user_cache_dir("hpsearch")) / "images"
+    )
 
 
 # --- checking the folder before decoding anything -------------------------------------------------
+
 
 class _Listing(NamedTuple):
     classes: tuple[str, ...]
@@ -172,31 +196,52 @@ def _scan_folder(folder: Path) -> _Listing:
     files = {}
     for split in ("train", "val"):
         if not (folder / split).is_dir():
-            raise DataError(f"{folder} has no {split}/ folder; expected {EXPECTED_LAYOUT} inside it")
+            raise DataError(
+                f"{folder} has no {split}/ folder; expected {EXPECTED_LAYOUT} inside it"
+            )
         files[split] = _class_files(folder / split)
     only_train = sorted(set(files["train"]) - set(files["val"]))
     only_val = sorted(set(files["val"]) - set(files["train"]))
     if only_train or only_val:
-        raise DataError(f"train/ and val/ in {folder} hold different classes: only in train: {only_train}, "
-                        f"only in val: {only_val}; every class needs a folder with images in both")
+        raise DataError(
+            f"train/ and val/ in {folder} hold different classes: only in train: {only_train}, "
+            f"only in val: {only_val}; every class needs a folder with images in both"
+        )
     classes = tuple(sorted(files["train"]))
-    labelled = {split: [(f"{split}/{name}/{file}", label) for label, name in enumerate(classes)
-                        for file in files[split][name]] for split in files}
+    labelled = {
+        split: [
+            (f"{split}/{name}/{file}", label)
+            for label, name in enumerate(classes)
+            for file in files[split][name]
+        ]
+        for split in files
+    }
     return _Listing(classes, labelled["train"], labelled["val"])
 
 
 def _class_files(split_dir: Path) -> dict[str, list[str]]:
     """Image file names per class folder, sorted. Hidden entries (.DS_Store, macOS ._ copies) are skipped."""
-    class_dirs = sorted(path for path in split_dir.iterdir() if path.is_dir() and not path.name.startswith("."))
+    class_dirs = sorted(
+        path for path in split_dir.iterdir() if path.is_dir() and not path.name.startswith(".")
+    )
     if not class_dirs:
-        raise DataError(f"{split_dir} holds no class folders; expected {split_dir}/<class>/<image files>")
+        raise DataError(
+            f"{split_dir} holds no class folders; expected {split_dir}/<class>/<image files>"
+        )
     files = {}
     for class_dir in class_dirs:
-        names = sorted(entry.name for entry in os.scandir(class_dir) if entry.is_file()
-                       and not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+        names = sorted(
+            entry.name
+            for entry in os.scandir(class_dir)
+            if entry.is_file()
+            and not entry.name.startswith(".")
+            and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+        )
         if not names:
-            raise DataError(f"class folder {class_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)}); "
-                            "add images or remove the folder")
+            raise DataError(
+                f"class folder {class_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder"
+            )
         files[class_dir.name] = names
     return files
 
@@ -207,8 +252,13 @@ def _manifest(folder: Path, side: int, listing: _Listing) -> dict[str, Any]:
     for relative, _ in listing.train + listing.val:
         stat = (folder / relative).stat()
         files.append([relative, stat.st_size, stat.st_mtime_ns])
-    return {"format": CACHE_FORMAT, "folder": str(folder), "side": side,
-            "classes": list(listing.classes), "files": files}
+    return {
+        "format": CACHE_FORMAT,
+        "folder": str(folder),
+        "side": side,
+        "classes": list(listing.classes),
+        "files": files,
+    }
 
 
 def _digest(manifest: dict[str, Any]) -> str:
@@ -218,18 +268,29 @@ def _digest(manifest: dict[str, Any]) -> str:
 
 # --- loading ---------------------------------------------------------------------------------------
 
-def load_image_data(data: str | Path, image_size: int, *, cache_dir: Path | None = None,
-                    data_root: Path | None = None, progress: bool = True) -> ImageData:
+
+def load_image_data(
+    data: str | Path,
+    image_size: int,
+    *,
+    cache_dir: Path | None = None,
+    data_root: Path | None = None,
+    progress: bool = True,
+) -> ImageData:
     """The data set at `data`, decoded for `image_size`: from memory, from the cache, or decoded now."""
     side = cache_side(image_size)
     folder = resolve_data_dir(data, data_root=data_root, progress=progress)
     listing = _scan_folder(folder)
     manifest = _manifest(folder, side, listing)
     digest = _digest(manifest)
-    cache_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).expanduser().resolve()
+    cache_dir = (
+        (Path(cache_dir) if cache_dir is not None else default_cache_dir()).expanduser().resolve()
+    )
     if cache_dir.is_relative_to(folder):
-        raise DataError(f"cache folder {cache_dir} is inside the data folder {folder}; "
-                        "put the cache elsewhere (the data folder may be read-only or shared)")
+        raise DataError(
+            f"cache folder {cache_dir} is inside the data folder {folder}; "
+            "put the cache elsewhere (the data folder may be read-only or shared)"
+        )
     loaded = _LOADED.get((str(folder), side))
     if loaded is not None and loaded[0] == digest:
         return loaded[1]
@@ -237,8 +298,12 @@ def load_image_data(data: str | Path, image_size: int, *, cache_dir: Path | None
     tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
     if tensors is None:
         tensors = _build_cache(cache_path, folder, listing, manifest, progress)
-    data = ImageData(listing.classes, ImageSplit(tensors["train_images"], tensors["train_labels"]),
-                     ImageSplit(tensors["val_images"], tensors["val_labels"]), str(folder))
+    data = ImageData(
+        listing.classes,
+        ImageSplit(tensors["train_images"], tensors["train_labels"]),
+        ImageSplit(tensors["val_images"], tensors["val_labels"]),
+        str(folder),
+    )
     _LOADED[(str(folder), side)] = (digest, data)
     return data
 
@@ -253,26 +318,41 @@ def _read_cache(path: Path, listing: _Listing, side: int) -> dict[str, torch.Ten
         for split, files in (("train", listing.train), ("val", listing.val)):
             images, labels = tensors[f"{split}_images"], tensors[f"{split}_labels"]
             if images.dtype != torch.uint8 or images.shape != (len(files), 3, side, side):
-                raise ValueError(f"{split} images have shape {tuple(images.shape)} and dtype {images.dtype}")
+                raise ValueError(
+                    f"{split} images have shape {tuple(images.shape)} and dtype {images.dtype}"
+                )
             if not torch.equal(labels, _labels(files)):
                 raise ValueError(f"{split} labels do not match the folder")
-    except Exception as exc:  # whatever is wrong with the file, decoding again is always safe
-        warnings.warn(f"image cache {path} could not be read ({one_line(exc)}); rebuilding it", stacklevel=3)
+    # Whatever is wrong with the file, decoding again is always safe.
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(
+            f"image cache {path} could not be read ({one_line(exc)}); rebuilding it", stacklevel=3
+        )
         return None
     return tensors
 
 
-def _build_cache(path: Path, folder: Path, listing: _Listing, manifest: dict[str, Any],
-                 progress: bool) -> dict[str, torch.Tensor]:
-    images = _decode_all([folder / relative for relative, _ in listing.train + listing.val],
-                         manifest["side"], progress)
+def _build_cache(
+    path: Path, folder: Path, listing: _Listing, manifest: dict[str, Any], progress: bool
+) -> dict[str, torch.Tensor]:
+    images = _decode_all(
+        [folder / relative for relative, _ in listing.train + listing.val],
+        manifest["side"],
+        progress,
+    )
     count = len(listing.train)
     # Views of one storage: torch.save writes it once, and no copy doubles the memory.
-    tensors = {"train_images": images[:count], "train_labels": _labels(listing.train),
-               "val_images": images[count:], "val_labels": _labels(listing.val)}
+    tensors = {
+        "train_images": images[:count],
+        "train_labels": _labels(listing.train),
+        "val_images": images[count:],
+        "val_labels": _labels(listing.val),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda file: torch.save(tensors, file))
-    write_atomically(path.with_suffix(".json"), lambda file: file.write(json.dumps(manifest).encode()))
+    write_atomically(
+        path.with_suffix(".json"), lambda file: file.write(json.dumps(manifest).encode())
+    )
     _remove_stale_caches(path, folder, manifest["side"])
     return tensors
 
@@ -284,8 +364,11 @@ def _remove_stale_caches(current: Path, folder: Path, side: int) -> None:
     """
     pattern = re.compile(re.escape(f"{folder.name}-{side}px-") + r"[0-9a-f]{16}\.(pt|json)")
     for path in current.parent.iterdir():
-        if (pattern.fullmatch(path.name) and path.stem != current.stem
-                and _cached_folder(path.with_suffix(".json")) in (str(folder), None)):
+        if (
+            pattern.fullmatch(path.name)
+            and path.stem != current.stem
+            and _cached_folder(path.with_suffix(".json")) in (str(folder), None)
+        ):
             path.unlink(missing_ok=True)
 
 
@@ -297,6 +380,7 @@ def _cached_folder(manifest_path: Path) -> str | None:
 
 
 # --- decoding --------------------------------------------------------------------------------------
+
 
 def decode_image(path: Path | str, side: int) -> torch.Tensor:
     """uint8 (3, side, side): any mode made RGB, shorter side resized to `side`, centre-cropped."""
@@ -324,7 +408,8 @@ class _DecodeFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
         try:
             return index, decode_image(self.paths[index], self.side), ""
-        except Exception as exc:  # whatever a decoder raises is about this file: collect, report all at once
+        # Whatever a decoder raises is about this file: collect, and report all at once.
+        except Exception as exc:  # noqa: BLE001
             return index, None, f"{type(exc).__name__}: {one_line(exc)}"
 
 
@@ -338,18 +423,32 @@ class _DecodedBatch(NamedTuple):
 def _collate_decoded(samples: list[tuple[int, torch.Tensor | None, str]]) -> _DecodedBatch:
     decoded = [(index, image) for index, image, _ in samples if image is not None]
     failures = [(index, error) for index, image, error in samples if image is None]
-    images = torch.stack([image for _, image in decoded]) if decoded else torch.empty(0, dtype=torch.uint8)
-    return _DecodedBatch(torch.tensor([index for index, _ in decoded], dtype=torch.int64), images,
-                         failures, len(samples))
+    images = (
+        torch.stack([image for _, image in decoded])
+        if decoded
+        else torch.empty(0, dtype=torch.uint8)
+    )
+    return _DecodedBatch(
+        torch.tensor([index for index, _ in decoded], dtype=torch.int64),
+        images,
+        failures,
+        len(samples),
+    )
 
 
 def _decode_all(paths: list[Path], side: int, progress: bool) -> torch.Tensor:
     """uint8 (N, 3, S, S) in the order of `paths`; one DataError lists every unreadable file."""
     images = torch.empty((len(paths), 3, side, side), dtype=torch.uint8)
     failures: list[tuple[int, str]] = []
-    loader = DataLoader(_DecodeFiles(paths, side), batch_size=DECODE_BATCH, collate_fn=_collate_decoded,
-                        num_workers=_decode_workers(len(paths)))
-    with tqdm(total=len(paths), desc="decoding images into cache", unit="image", disable=not progress) as bar:
+    loader = DataLoader(
+        _DecodeFiles(paths, side),
+        batch_size=DECODE_BATCH,
+        collate_fn=_collate_decoded,
+        num_workers=_decode_workers(len(paths)),
+    )
+    with tqdm(
+        total=len(paths), desc="decoding images into cache", unit="image", disable=not progress
+    ) as bar:
         for batch in loader:
             if batch.indices.numel():
                 images[batch.indices] = batch.images
@@ -363,11 +462,21 @@ def _decode_all(paths: list[Path], side: int, progress: bool) -> torch.Tensor:
 def _decode_workers(count: int) -> int:
     tasks = -(-count // DECODE_BATCH)
     workers = min(MAX_DECODE_WORKERS, os.cpu_count() or 1, tasks)
-    return workers if workers > 1 else 0  # a single worker only adds a process start to the main one
+    return (
+        workers if workers > 1 else 0
+    )  # a single worker only adds a process start to the main one
 
 
 def _unreadable(paths: list[Path], failures: list[tuple[int, str]]) -> DataError:
-    listed = "; ".join(f"{paths[index]} ({error})" for index, error in failures[:MAX_LISTED_FAILURES])
-    more = f"; and {len(failures) - MAX_LISTED_FAILURES} more" if len(failures) > MAX_LISTED_FAILURES else ""
-    return DataError(f"{len(failures)} image(s) could not be read: {listed}{more}; "
-                     "fix or remove them, then run again (nothing was cached)")
+    listed = "; ".join(
+        f"{paths[index]} ({error})" for index, error in failures[:MAX_LISTED_FAILURES]
+    )
+    more = (
+        f"; and {len(failures) - MAX_LISTED_FAILURES} more"
+        if len(failures) > MAX_LISTED_FAILURES
+        else ""
+    )
+    return DataError(
+        f"{len(failures)} image(s) could not be read: {listed}{more}; "
+        "fix or remove them, then run again (nothing was cached)"
+    )

@@ -22,13 +22,19 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} was asked for, but this machine has no usable CUDA GPU; "
-                              "use --device cpu or --device auto")
+            raise ConfigError(
+                f"device {name!r} was asked for, but this machine has no usable CUDA GPU; "
+                "use --device cpu or --device auto"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r} does not exist: this machine has "
-                              f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+            raise ConfigError(
+                f"device {name!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+            )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r} was asked for, but MPS is not available; use --device cpu")
+        raise ConfigError(
+            f"device {name!r} was asked for, but MPS is not available; use --device cpu"
+        )
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

@@ -19,8 +19,10 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, epoch: int, step: int):
         self.epoch = epoch
         self.step = step
-        super().__init__(f"training loss became non-finite in epoch {epoch} by step {step} "
-                         "(the run diverged: lower the learning rate)")
+        super().__init__(
+            f"training loss became non-finite in epoch {epoch} by step {step} "
+            "(the run diverged: lower the learning rate)"
+        )
 
 
 class TrainingStopped(Exception):

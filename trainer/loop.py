@@ -23,7 +23,11 @@ from trainer.timing import Mark
 from trainer.weights import WEIGHTS_NAME, weights_payload
 
 LOSS_CHECK_EVERY = 50  # steps between the host-device synchronisations that look for a NaN loss
-EVAL_BATCH_SIZE = {"cuda": 1024, "mps": 512, "cpu": 256}  # evaluation keeps no activations for backward
+EVAL_BATCH_SIZE = {
+    "cuda": 1024,
+    "mps": 512,
+    "cpu": 256,
+}  # evaluation keeps no activations for backward
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,18 @@ class TrainResult:
         return sum(metrics.images_per_second for metrics in self.history) / len(self.history)
 
     def summary(self) -> dict:
-        return {"best_val_top1": self.best.val_top1, "best_epoch": self.best.epoch,
-                "final_val_top1": self.history[-1].val_top1, "epochs": len(self.history),
-                "seconds": self.seconds, "images_per_second": self.images_per_second,
-                "device": self.device, "resumed_from_epoch": self.resumed_from_epoch,
-                "config": self.config.to_dict(), "history": [asdict(metrics) for metrics in self.history]}
+        return {
+            "best_val_top1": self.best.val_top1,
+            "best_epoch": self.best.epoch,
+            "final_val_top1": self.history[-1].val_top1,
+            "epochs": len(self.history),
+            "seconds": self.seconds,
+            "images_per_second": self.images_per_second,
+            "device": self.device,
+            "resumed_from_epoch": self.resumed_from_epoch,
+            "config": self.config.to_dict(),
+            "history": [asdict(metrics) for metrics in self.history],
+        }
 
 
 @dataclass
@@ -76,12 +87,19 @@ class _Training:
     device: torch.device
 
 
-def train(config: TrainConfig, data: ImageData,
-          on_epoch: Callable[[int, EpochMetrics], None] | None = None, *,
-          device: str | torch.device = "auto", checkpoints: CheckpointPolicy | None = None,
-          resume: bool = False, progress: bool = False,
-          on_resume: Callable[[list[EpochMetrics]], None] | None = None,
-          stop: threading.Event | None = None, compile: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data: ImageData,
+    on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+    *,
+    device: str | torch.device = "auto",
+    checkpoints: CheckpointPolicy | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    on_resume: Callable[[list[EpochMetrics]], None] | None = None,
+    stop: threading.Event | None = None,
+    compile: bool = False,
+) -> TrainResult:
     """Train ResNet-18 on `data`; after each epoch call `on_epoch(epoch, metrics)`.
 
     Raising from `on_epoch` stops the run (that is how a pruner stops a trial): the exception
@@ -107,13 +125,15 @@ def train(config: TrainConfig, data: ImageData,
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     if checkpoints is not None:
-        checkpoints.write(weights_payload(run.model, config, data.classes),
-                          checkpoints.folder / WEIGHTS_NAME)
+        checkpoints.write(
+            weights_payload(run.model, config, data.classes), checkpoints.folder / WEIGHTS_NAME
+        )
     return TrainResult(config, tuple(history), str(device), resumed_from)
 
 
-def _start(config: TrainConfig, num_classes: int, num_train: int, device: torch.device,
-           compile: bool) -> _Training:
+def _start(
+    config: TrainConfig, num_classes: int, num_train: int, device: torch.device, compile: bool
+) -> _Training:
     torch.manual_seed(config.seed)
     model = build_model(num_classes, device)
     # A worker compiles on its first trial only: Dynamo inlines nn.Modules (torch >= 2.5), so its cached
@@ -125,23 +145,65 @@ def _start(config: TrainConfig, num_classes: int, num_train: int, device: torch.
     return _Training(model, network, optimizer, scheduler, generator, device)
 
 
-def _run_epoch(run: _Training, config: TrainConfig, data: ImageData, epoch: int, progress: bool,
-               stop: threading.Event | None) -> EpochMetrics:
+def _run_epoch(
+    run: _Training,
+    config: TrainConfig,
+    data: ImageData,
+    epoch: int,
+    progress: bool,
+    stop: threading.Event | None,
+) -> EpochMetrics:
     started = Mark(run.device)
-    batches = _until_stopped(train_batches(data.train, batch_size=config.batch_size, image_size=config.image_size,
-                                           min_scale=config.min_scale, generator=run.generator), stop, epoch)
+    batches = _until_stopped(
+        train_batches(
+            data.train,
+            batch_size=config.batch_size,
+            image_size=config.image_size,
+            min_scale=config.min_scale,
+            generator=run.generator,
+        ),
+        stop,
+        epoch,
+    )
     steps = steps_per_epoch(len(data.train), config.batch_size)
-    bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
-               disable=not progress, leave=False)
-    train_loss = train_one_epoch(run.network, bar, run.optimizer, run.scheduler, epoch=epoch,
-                                 label_smoothing=config.label_smoothing, progress_bar=bar)
+    bar = tqdm(
+        batches,
+        total=steps,
+        desc=f"epoch {epoch}/{config.epochs}",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
+    train_loss = train_one_epoch(
+        run.network,
+        bar,
+        run.optimizer,
+        run.scheduler,
+        epoch=epoch,
+        label_smoothing=config.label_smoothing,
+        progress_bar=bar,
+    )
     trained = Mark(run.device)  # read after evaluation, which waits for the GPU anyway
-    val_top1, val_loss = evaluate(run.network, _until_stopped(eval_batches(
-        data.val, batch_size=EVAL_BATCH_SIZE[run.device.type], image_size=config.image_size), stop, epoch))
+    val_top1, val_loss = evaluate(
+        run.network,
+        _until_stopped(
+            eval_batches(
+                data.val, batch_size=EVAL_BATCH_SIZE[run.device.type], image_size=config.image_size
+            ),
+            stop,
+            epoch,
+        ),
+    )
     trained_images = min(steps * config.batch_size, len(data.train))
-    return EpochMetrics(epoch=epoch, val_top1=val_top1, val_loss=val_loss, train_loss=train_loss,
-                        images_per_second=trained_images / started.seconds_until(trained),
-                        seconds=started.seconds_until(Mark(run.device)), lr=run.scheduler.get_last_lr()[0])
+    return EpochMetrics(
+        epoch=epoch,
+        val_top1=val_top1,
+        val_loss=val_loss,
+        train_loss=train_loss,
+        images_per_second=trained_images / started.seconds_until(trained),
+        seconds=started.seconds_until(Mark(run.device)),
+        lr=run.scheduler.get_last_lr()[0],
+    )
 
 
 def _until_stopped(batches: Iterable, stop: threading.Event | None, epoch: int) -> Iterable:
@@ -152,9 +214,16 @@ def _until_stopped(batches: Iterable, stop: threading.Event | None, epoch: int) 
         yield batch
 
 
-def train_one_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, *,
-                    epoch: int, label_smoothing: float = 0.0, progress_bar: tqdm | None = None) -> float:
+def train_one_epoch(
+    model: torch.nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    epoch: int,
+    label_smoothing: float = 0.0,
+    progress_bar: tqdm | None = None,
+) -> float:
     """One pass over `batches`; returns the mean training loss. Raises NonFiniteLossError."""
     model.train()
     device = next(model.parameters()).device
@@ -162,7 +231,9 @@ def train_one_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor
     step = 0
     for step, (images, labels) in enumerate(batches, start=1):
         with _autocast(device):
-            loss = F.cross_entropy(model(_as_model_input(images)), labels, label_smoothing=label_smoothing)
+            loss = F.cross_entropy(
+                model(_as_model_input(images)), labels, label_smoothing=label_smoothing
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -174,7 +245,9 @@ def train_one_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor
     return _check_finite(loss_sum, epoch, step, progress_bar) / max(step, 1)
 
 
-def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: tqdm | None) -> float:
+def _check_finite(
+    loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: tqdm | None
+) -> float:
     """The loss summed so far, read on the host (the one wait for the GPU); raises if it is NaN or infinite."""
     total = loss_sum.item()
     if total != total or total in (float("inf"), float("-inf")):
@@ -185,7 +258,9 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: t
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[float, float]:
     """Top-1 accuracy (0..1) and mean cross-entropy over `batches`."""
     model.eval()
     device = next(model.parameters()).device
@@ -202,7 +277,9 @@ def evaluate(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch
 
 
 def _autocast(device: torch.device):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )
 
 
 def _as_model_input(images: torch.Tensor) -> torch.Tensor:
@@ -211,26 +288,36 @@ def _as_model_input(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _save(run: _Training, config: TrainConfig, history: list[EpochMetrics], policy: CheckpointPolicy) -> None:
-    policy.write({
-        "epoch": len(history),
-        "config": config.to_dict(),
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "rng": checkpoint.rng_states(run.generator),
-        "history": [asdict(metrics) for metrics in history],
-    }, policy.path)
+def _save(
+    run: _Training, config: TrainConfig, history: list[EpochMetrics], policy: CheckpointPolicy
+) -> None:
+    policy.write(
+        {
+            "epoch": len(history),
+            "config": config.to_dict(),
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "rng": checkpoint.rng_states(run.generator),
+            "history": [asdict(metrics) for metrics in history],
+        },
+        policy.path,
+    )
 
 
 def _restore(run: _Training, config: TrainConfig, policy: CheckpointPolicy) -> list[EpochMetrics]:
     state = checkpoint.load(policy.path)
     saved_config = state["config"]
-    changed = [f"{key}={saved_config.get(key)!r}" for key, value in config.to_dict().items()
-               if saved_config.get(key) != value]
+    changed = [
+        f"{key}={saved_config.get(key)!r}"
+        for key, value in config.to_dict().items()
+        if saved_config.get(key) != value
+    ]
     if changed:
-        raise ConfigError(f"cannot resume from {policy.path}: it was trained with other settings "
-                          f"({', '.join(changed)}); use the same settings or another checkpoint folder")
+        raise ConfigError(
+            f"cannot resume from {policy.path}: it was trained with other settings "
+            f"({', '.join(changed)}); use the same settings or another checkpoint folder"
+        )
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])

@@ -17,16 +17,28 @@ FLAT_FRACTION = 0.72  # flat_cosine holds the lr for this share of training (fas
 ONECYCLE_RISE = 0.3  # onecycle climbs from lr/25 to lr over this share of training
 
 
-def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(
+    config: TrainConfig, parameters: Iterable[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
     name, lr, decay = config.optimizer, config.lr, config.weight_decay
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum or 0.0,
-                               nesterov=config.nesterov, weight_decay=decay, foreach=True)
+        return torch.optim.SGD(
+            parameters,
+            lr=lr,
+            momentum=config.momentum or 0.0,
+            nesterov=config.nesterov,
+            weight_decay=decay,
+            foreach=True,
+        )
     eps = DEFAULT_EPS[name] if config.eps is None else config.eps
     if name == "ranger":  # torch-optimizer's algorithm in foreach steps (trainer/ranger.py)
         return Ranger(parameters, lr=lr, eps=eps, weight_decay=decay)
-    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-                       "radam": torch.optim.RAdam, "nadam": torch.optim.NAdam}[name]
+    optimizer_class = {
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "radam": torch.optim.RAdam,
+        "nadam": torch.optim.NAdam,
+    }[name]
     # foreach: one kernel per step for all tensors; PyTorch picks it on a GPU but not on a CPU,
     # where the per-tensor loop made RAdam's step twice as slow (benchmarks/RESULTS.md).
     return optimizer_class(parameters, lr=lr, eps=eps, weight_decay=decay, foreach=True)
@@ -39,7 +51,11 @@ def lr_factor(schedule: str, progress: float) -> float:
     if schedule == "cosine":
         return _cosine(progress)
     if schedule == "flat_cosine":
-        return 1.0 if progress < FLAT_FRACTION else _cosine((progress - FLAT_FRACTION) / (1 - FLAT_FRACTION))
+        return (
+            1.0
+            if progress < FLAT_FRACTION
+            else _cosine((progress - FLAT_FRACTION) / (1 - FLAT_FRACTION))
+        )
     if schedule == "onecycle":
         if progress < ONECYCLE_RISE:
             return 1 / 25 + (1 - 1 / 25) * (1 - _cosine(progress / ONECYCLE_RISE))
@@ -51,7 +67,9 @@ def _cosine(progress: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> LambdaLR:
+def build_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> LambdaLR:
     """A per-step schedule: linear warm-up, then `config.schedule` over the remaining steps."""
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)

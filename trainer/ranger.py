@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-SLOW = "lookahead_slow"  # per-parameter state: the slow weights Lookahead pulls the fast ones towards
+SLOW = (
+    "lookahead_slow"  # per-parameter state: the slow weights Lookahead pulls the fast ones towards
+)
 
 
 class Ranger(torch.optim.RAdam):
@@ -25,15 +27,30 @@ class Ranger(torch.optim.RAdam):
     the group's steps by its first parameter's.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, *,
-                 betas: tuple[float, float] = (0.95, 0.999), eps: float = 1e-5, weight_decay: float = 0.0,
-                 alpha: float = 0.5, k: int = 6):
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 1e-3,
+        *,
+        betas: tuple[float, float] = (0.95, 0.999),
+        eps: float = 1e-5,
+        weight_decay: float = 0.0,
+        alpha: float = 0.5,
+        k: int = 6,
+    ):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"Lookahead alpha must be in [0, 1], but got alpha={alpha}")
         if k < 1:
             raise ValueError(f"Lookahead k must be at least 1, but got k={k}")
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         decoupled_weight_decay=True, foreach=True)
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=True,
+            foreach=True,
+        )
         for group in self.param_groups:
             group.setdefault("alpha", alpha)
             group.setdefault("k", k)
@@ -51,14 +68,26 @@ class Ranger(torch.optim.RAdam):
     def _from_torch_optimizer(self, state_dict: dict) -> dict:
         groups = []
         for ours, theirs in zip(self.param_groups, state_dict["param_groups"]):
-            group = {key: value for key, value in theirs.items() if key not in ("N_sma_threshhold", "step_counter")}
+            group = {
+                key: value
+                for key, value in theirs.items()
+                if key not in ("N_sma_threshhold", "step_counter")
+            }
             for key, value in ours.items():
                 if key != "params":
-                    group.setdefault(key, value)  # RAdam's own settings, decoupled weight decay among them
+                    group.setdefault(
+                        key, value
+                    )  # RAdam's own settings, decoupled weight decay among them
             groups.append(group)
-        state = {index: {"step": torch.tensor(float(saved["step"])), "exp_avg": saved["exp_avg"],
-                         "exp_avg_sq": saved["exp_avg_sq"], SLOW: saved["slow_buffer"]}
-                 for index, saved in state_dict["state"].items()}
+        state = {
+            index: {
+                "step": torch.tensor(float(saved["step"])),
+                "exp_avg": saved["exp_avg"],
+                "exp_avg_sq": saved["exp_avg_sq"],
+                SLOW: saved["slow_buffer"],
+            }
+            for index, saved in state_dict["state"].items()
+        }
         return {"state": state, "param_groups": groups}
 
     @torch.no_grad()
@@ -71,8 +100,14 @@ class Ranger(torch.optim.RAdam):
 
     def _start_slow_weights(self) -> list[dict[torch.nn.Parameter, torch.Tensor]]:
         """Copies of the weights a parameter's first step starts from: its first slow weights."""
-        return [{p: p.detach().clone() for p in group["params"] if p.grad is not None and SLOW not in self.state[p]}
-                for group in self.param_groups]
+        return [
+            {
+                p: p.detach().clone()
+                for p in group["params"]
+                if p.grad is not None and SLOW not in self.state[p]
+            }
+            for group in self.param_groups
+        ]
 
     def _lookahead(self, group: dict, slow_start: dict[torch.nn.Parameter, torch.Tensor]) -> None:
         for p, slow in slow_start.items():

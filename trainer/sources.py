@@ -33,20 +33,28 @@ def default_data_root() -> Path:
     return env_path("HPSEARCH_DATA_ROOT") or Path(platformdirs.user_data_dir("hpsearch")) / "data"
 
 
-def resolve_data_dir(data: str | Path, *, data_root: Path | None = None, progress: bool = True) -> Path:
+def resolve_data_dir(
+    data: str | Path, *, data_root: Path | None = None, progress: bool = True
+) -> Path:
     """The folder holding train/ and val/: downloads an Imagenette name, extracts a .tar.gz once."""
-    root = (Path(data_root) if data_root is not None else default_data_root()).expanduser().resolve()
+    root = (
+        (Path(data_root) if data_root is not None else default_data_root()).expanduser().resolve()
+    )
     if isinstance(data, str) and data in IMAGENETTE:
         return _download_imagenette(data, root)
     path = Path(data).expanduser()
     if path.is_file() and path.name.lower().endswith((".tar.gz", ".tgz")):
         return _extract_once(path, root, progress)
     if not path.exists():
-        raise DataError(f"data folder {path} does not exist; expected a folder with {EXPECTED_LAYOUT}, "
-                        f"a .tar.gz of one, or one of: {', '.join(IMAGENETTE)}")
+        raise DataError(
+            f"data folder {path} does not exist; expected a folder with {EXPECTED_LAYOUT}, "
+            f"a .tar.gz of one, or one of: {', '.join(IMAGENETTE)}"
+        )
     if not path.is_dir():
-        raise DataError(f"data {path} is neither a folder nor a .tar.gz/.tgz archive; "
-                        f"expected a folder with {EXPECTED_LAYOUT}")
+        raise DataError(
+            f"data {path} is neither a folder nor a .tar.gz/.tgz archive; "
+            f"expected a folder with {EXPECTED_LAYOUT}"
+        )
     return path.resolve()
 
 
@@ -61,22 +69,29 @@ def _download_imagenette(name: str, root: Path) -> Path:
     try:
         Imagenette(root, split="train", size=size, download=True)
     except (OSError, RuntimeError) as exc:
-        raise DataError(f"could not download {name} from {url} ({one_line(exc)}); download and extract "
-                        f"it yourself so that {folder}/train and {folder}/val exist, or pass --data PATH "
-                        "pointing at a folder with train/ and val/") from exc
+        raise DataError(
+            f"could not download {name} from {url} ({one_line(exc)}); download and extract "
+            f"it yourself so that {folder}/train and {folder}/val exist, or pass --data PATH "
+            "pointing at a folder with train/ and val/"
+        ) from exc
     return folder
 
 
 def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
     suffix = ".tar.gz" if archive.name.lower().endswith(".tar.gz") else ".tgz"
-    target = root / archive.name[:-len(suffix)]
+    target = root / archive.name[: -len(suffix)]
     if not target.exists():
         _extract(archive, target, progress)
-    holding = [path for path in [target, *sorted(target.iterdir())]
-               if (path / "train").is_dir() and (path / "val").is_dir()]
+    holding = [
+        path
+        for path in [target, *sorted(target.iterdir())]
+        if (path / "train").is_dir() and (path / "val").is_dir()
+    ]
     if len(holding) != 1:
-        raise DataError(f"archive {archive} (extracted into {target}) should hold one folder with train/ "
-                        f"and val/, but holds {len(holding)}; expected {EXPECTED_LAYOUT} inside one folder")
+        raise DataError(
+            f"archive {archive} (extracted into {target}) should hold one folder with train/ "
+            f"and val/, but holds {len(holding)}; expected {EXPECTED_LAYOUT} inside one folder"
+        )
     return holding[0]
 
 
@@ -87,13 +102,19 @@ def _extract(archive: Path, target: Path, progress: bool) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         with tarfile.open(archive) as tar:
-            members = tqdm(tar.getmembers(), desc=f"extracting {archive.name}", unit="file",
-                           disable=not progress)
+            members = tqdm(
+                tar.getmembers(),
+                desc=f"extracting {archive.name}",
+                unit="file",
+                disable=not progress,
+            )
             tar.extractall(staging, members=members, filter="data")
         _rename_unless_done(staging, target)
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"could not extract {archive} into {target} ({one_line(exc)}); "
-                        "check that it is a complete .tar.gz of a folder with train/ and val/") from exc
+        raise DataError(
+            f"could not extract {archive} into {target} ({one_line(exc)}); "
+            "check that it is a complete .tar.gz of a folder with train/ and val/"
+        ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -104,5 +125,3 @@ def _rename_unless_done(staging: Path, target: Path) -> None:
     except OSError:
         if not target.is_dir():  # otherwise another process extracted the same archive first
             raise
-
-

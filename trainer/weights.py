@@ -17,7 +17,12 @@ from trainer.errors import ConfigError
 from trainer.model import ARCHITECTURE, build_model
 
 WEIGHTS_NAME = "weights.pt"
-REQUIRED_KEYS = ("architecture", "classes", "image_size", "model")  # "config" is optional: older files lack it
+REQUIRED_KEYS = (
+    "architecture",
+    "classes",
+    "image_size",
+    "model",
+)  # "config" is optional: older files lack it
 MAX_NAMED_CLASSES = 12  # an error lists at most this many class names of each side
 
 
@@ -31,10 +36,17 @@ class Weights:
     state: dict[str, torch.Tensor]
 
 
-def weights_payload(model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...]) -> dict[str, Any]:
+def weights_payload(
+    model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...]
+) -> dict[str, Any]:
     """What a weights file holds: the network's state, its architecture, classes and settings."""
-    return {"architecture": ARCHITECTURE, "classes": list(classes), "image_size": config.image_size,
-            "config": config.to_dict(), "model": model.state_dict()}
+    return {
+        "architecture": ARCHITECTURE,
+        "classes": list(classes),
+        "image_size": config.image_size,
+        "config": config.to_dict(),
+        "model": model.state_dict(),
+    }
 
 
 def load_weights(path: str | Path) -> Weights:
@@ -47,15 +59,24 @@ def load_weights(path: str | Path) -> Weights:
     # torch.load fails on a foreign file with whatever its unpickler meets first (KeyError,
     # EOFError, UnpicklingError, RuntimeError), so any failure means "not a weights file".
     except Exception:  # noqa: BLE001
-        raise ConfigError(f"{path} is not a weights file: torch cannot read it; expected the {WEIGHTS_NAME} that "
-                          "`hpsearch train --checkpoint-dir` writes, or the NAME.weights.pt of `hpsearch export`") \
-            from None
+        raise ConfigError(
+            f"{path} is not a weights file: torch cannot read it; expected the {WEIGHTS_NAME} that "
+            "`hpsearch train --checkpoint-dir` writes, or the NAME.weights.pt of `hpsearch export`"
+        ) from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(payload, dict) or key not in payload]
     if missing:
-        raise ConfigError(f"{path} is not a weights file saved by `hpsearch train`: it has no "
-                          f"{', '.join(missing)}{_checkpoint_hint(payload)}")
-    return Weights(path, str(payload["architecture"]), tuple(payload["classes"]), int(payload["image_size"]),
-                   dict(payload.get("config") or {}), payload["model"])
+        raise ConfigError(
+            f"{path} is not a weights file saved by `hpsearch train`: it has no "
+            f"{', '.join(missing)}{_checkpoint_hint(payload)}"
+        )
+    return Weights(
+        path,
+        str(payload["architecture"]),
+        tuple(payload["classes"]),
+        int(payload["image_size"]),
+        dict(payload.get("config") or {}),
+        payload["model"],
+    )
 
 
 def _checkpoint_hint(payload: Any) -> str:
@@ -67,17 +88,23 @@ def _checkpoint_hint(payload: Any) -> str:
 def check_fits(weights: Weights, classes: tuple[str, ...], data_name: str) -> None:
     """The weights must be a ResNet-18 trained on exactly these classes, in this order."""
     if weights.architecture != ARCHITECTURE:
-        raise ConfigError(f"{weights.path} holds a {weights.architecture!r} network, but evaluate scores "
-                          f"{ARCHITECTURE!r} networks")
+        raise ConfigError(
+            f"{weights.path} holds a {weights.architecture!r} network, but evaluate scores "
+            f"{ARCHITECTURE!r} networks"
+        )
     if tuple(weights.classes) != tuple(classes):
-        raise ConfigError(f"{weights.path} was trained on {len(weights.classes)} classes "
-                          f"({_names(weights.classes)}), but {data_name} has {len(classes)} classes "
-                          f"({_names(classes)})")
+        raise ConfigError(
+            f"{weights.path} was trained on {len(weights.classes)} classes "
+            f"({_names(weights.classes)}), but {data_name} has {len(classes)} classes "
+            f"({_names(classes)})"
+        )
 
 
 def _names(classes: tuple[str, ...]) -> str:
     shown = ", ".join(classes[:MAX_NAMED_CLASSES])
-    return shown + (f", ... {len(classes) - MAX_NAMED_CLASSES} more" if len(classes) > MAX_NAMED_CLASSES else "")
+    return shown + (
+        f", ... {len(classes) - MAX_NAMED_CLASSES} more" if len(classes) > MAX_NAMED_CLASSES else ""
+    )
 
 
 def build_network(weights: Weights, device: torch.device) -> torch.nn.Module:
@@ -87,6 +114,8 @@ def build_network(weights: Weights, device: torch.device) -> torch.nn.Module:
         model.load_state_dict(weights.state)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
-        raise ConfigError(f"{weights.path} does not fit a {ARCHITECTURE} with {len(weights.classes)} classes: "
-                          f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+        raise ConfigError(
+            f"{weights.path} does not fit a {ARCHITECTURE} with {len(weights.classes)} classes: "
+            f"{first[1].strip() if len(first) > 1 else first[0]}"
+        ) from None
     return model

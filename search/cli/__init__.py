@@ -18,24 +18,37 @@ from search.cli.common import Command, parent_parsers
 from search.errors import HpsearchError
 
 # In help order.
-COMMANDS: dict[str, Command] = {**searching.COMMANDS, **training.COMMANDS, **results.COMMANDS, **serving.COMMANDS}
+COMMANDS: dict[str, Command] = {
+    **searching.COMMANDS,
+    **training.COMMANDS,
+    **results.COMMANDS,
+    **serving.COMMANDS,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hpsearch",
-                                     description="Hyperparameter search for ResNet-18 on Imagenette with Optuna.")
+    parser = argparse.ArgumentParser(
+        prog="hpsearch",
+        description="Hyperparameter search for ResNet-18 on Imagenette with Optuna.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = parent_parsers()
     for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.description or command.help,
-                                    parents=[parents[group] for group in command.shared])
+        sub = subparsers.add_parser(
+            name,
+            help=command.help,
+            description=command.description or command.help,
+            parents=[parents[group] for group in command.shared],
+        )
         command.add_arguments(sub)
         sub.set_defaults(handler=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line says what Optuna's log would
+    optuna.logging.set_verbosity(
+        optuna.logging.ERROR
+    )  # our progress line says what Optuna's log would
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     args = build_parser().parse_args(argv)
     try:

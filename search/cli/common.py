@@ -26,21 +26,33 @@ class Command:
 
 
 def _storage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", metavar="URL",
-                        help=f"storage URL (default: ${locations.STORAGE_ENV}, then the study file's storage, "
-                             f"then {locations.DEFAULT_STORAGE}); a password here is never printed")
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help=f"storage URL (default: ${locations.STORAGE_ENV}, then the study file's storage, "
+        f"then {locations.DEFAULT_STORAGE}); a password here is never printed",
+    )
 
 
 def _study_workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_file", type=Path, metavar="STUDY.toml")
-    parser.add_argument("--data", help="image folder, .tar.gz, or imagenette-160|320|full; overrides the study file")
+    parser.add_argument(
+        "--data", help="image folder, .tar.gz, or imagenette-160|320|full; overrides the study file"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network, once per worker "
-                                                              "process (its first trial pays tens of seconds)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network, once per worker "
+        "process (its first trial pays tens of seconds)",
+    )
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
-    parser.add_argument("--checkpoint-dir", type=Path,
-                        help=f"trial checkpoints, a folder every worker can reach (default: "
-                             f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache)")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help=f"trial checkpoints, a folder every worker can reach (default: "
+        f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

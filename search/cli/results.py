@@ -24,14 +24,28 @@ from search.studyfile.settings_file import FORMATS
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", action="append", required=True, metavar="NAME",
-                        help="a study to report; repeat for several (the factor figures pool their trials)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.html", help="where to write it")
-    parser.add_argument("--artifacts", type=Path, metavar="DIR",
-                        help=f"artifact folder the dashboard serves the report from (default: "
-                             f"${locations.ARTIFACTS_ENV}, or artifacts/ beside a SQLite file)")
-    parser.add_argument("--png-dir", type=Path, help="also write every figure as a PNG here "
-                                                     "(needs kaleido and a Chrome or Chromium)")
+    parser.add_argument(
+        "--study",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="a study to report; repeat for several (the factor figures pool their trials)",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE.html", help="where to write it"
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help=f"artifact folder the dashboard serves the report from (default: "
+        f"${locations.ARTIFACTS_ENV}, or artifacts/ beside a SQLite file)",
+    )
+    parser.add_argument(
+        "--png-dir",
+        type=Path,
+        help="also write every figure as a PNG here (needs kaleido and a Chrome or Chromium)",
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -41,7 +55,9 @@ def _report(args: argparse.Namespace) -> int:
     report = build_report(studies, storage_label=masked(url))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report.html, encoding="utf-8")
-    print(f"wrote {args.output}: {len(report.figures)} figures, {len(report.notes)} view(s) not drawn")
+    print(
+        f"wrote {args.output}: {len(report.figures)} figures, {len(report.notes)} view(s) not drawn"
+    )
     for study in studies:  # the team finds the latest report in the dashboard, on the study's note
         attach_report(study, args.output, locations.artifact_dir(url, args.artifacts))
     if args.png_dir is None:
@@ -50,7 +66,10 @@ def _report(args: argparse.Namespace) -> int:
         written = png.write_pngs(report.figures, args.png_dir)
     # kaleido reports a browser that will not start or render in errors of its own making.
     except Exception as error:  # noqa: BLE001
-        print(f"hpsearch: no PNGs written: kaleido failed ({type(error).__name__}: {error})", file=sys.stderr)
+        print(
+            f"hpsearch: no PNGs written: kaleido failed ({type(error).__name__}: {error})",
+            file=sys.stderr,
+        )
         return 1
     if written is None:
         print(f"hpsearch: no PNGs written: {png.png_obstacle()}", file=sys.stderr)
@@ -61,12 +80,26 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True, metavar="NAME", help="the study to export from")
-    parser.add_argument("--format", choices=FORMATS, help="toml, json or yaml (default: from -o's suffix, else json)")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE",
-                        help="write here (.toml, .json, .yaml or .yml); the best trial's kept weights, if any, "
-                             f"are copied beside it as NAME{WEIGHTS_SUFFIX}")
-    parser.add_argument("--top", type=int, default=1, metavar="K",
-                        help="also list the runners-up, K trials in all, under provenance.runners_up (default 1)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="toml, json or yaml (default: from -o's suffix, else json)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write here (.toml, .json, .yaml or .yml); the best trial's kept weights, if any, "
+        f"are copied beside it as NAME{WEIGHTS_SUFFIX}",
+    )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also list the runners-up, K trials in all, under provenance.runners_up (default 1)",
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -76,30 +109,56 @@ def _export(args: argparse.Namespace) -> int:
     url = locations.storage_url(args.storage)
     study = find_study(open_storage(url), args.study)
     exported = export(study, output=args.output, fmt=fmt, top=args.top, storage_url=url)
-    attach_best_params(study, exported.text, exported.fmt)  # the dashboard shows the latest export on the study's note
+    attach_best_params(
+        study, exported.text, exported.fmt
+    )  # the dashboard shows the latest export on the study's note
     if args.output is None:
         sys.stdout.write(exported.text)
     else:
-        print(f"wrote trial {exported.trial} of study {study.study_name!r} to {args.output}", file=sys.stderr)
+        print(
+            f"wrote trial {exported.trial} of study {study.study_name!r} to {args.output}",
+            file=sys.stderr,
+        )
     return 0
 
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("weights", type=Path, metavar="WEIGHTS", help="weights.pt from train, or NAME.weights.pt "
-                                                                      "from export")
-    parser.add_argument("--data", required=True, help="image folder with train/ and val/, a .tar.gz of one, or "
-                                                      "imagenette-160 | imagenette-320 | imagenette-full")
-    parser.add_argument("--image-size", type=int, help="px (default: the size the weights were trained at)")
+    parser.add_argument(
+        "weights",
+        type=Path,
+        metavar="WEIGHTS",
+        help="weights.pt from train, or NAME.weights.pt from export",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="image folder with train/ and val/, a .tar.gz of one, or "
+        "imagenette-160 | imagenette-320 | imagenette-full",
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="px (default: the size the weights were trained at)"
+    )
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE.html",
-                        help="also write the confusion matrix as a self-contained Plotly page")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE.html",
+        help="also write the confusion matrix as a self-contained Plotly page",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    evaluation = evaluate_weights(args.weights, args.data, image_size=args.image_size, cache_dir=args.cache_dir,
-                                  device=args.device, progress=True)
+    evaluation = evaluate_weights(
+        args.weights,
+        args.data,
+        image_size=args.image_size,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        progress=True,
+    )
     if args.output is not None:
         write_confusion_page(evaluation, args.output)
     print(json.dumps(evaluation.to_json()) if args.json else format_evaluation(evaluation))
@@ -107,14 +166,23 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "report": Command("one self-contained HTML report of one or more studies", _report_arguments, _report,
-                      shared=("storage",)),
+    "report": Command(
+        "one self-contained HTML report of one or more studies",
+        _report_arguments,
+        _report,
+        shared=("storage",),
+    ),
     "export": Command(
-        "the best trial's settings, as a file `hpsearch train --config` retrains", _export_arguments, _export,
+        "the best trial's settings, as a file `hpsearch train --config` retrains",
+        _export_arguments,
+        _export,
         shared=("storage",),
         description="Write the best complete trial's full training settings and a [provenance] table. "
-                    "JSON on standard output unless -o is given. With --top K, the best trial's settings "
-                    "stay at the top level (train trains it) and the next K-1, in rank order, are listed "
-                    "under provenance.runners_up as {trial, value, settings}."),
-    "evaluate": Command("score saved weights on a data set's val split", _evaluate_arguments, _evaluate),
+        "JSON on standard output unless -o is given. With --top K, the best trial's settings "
+        "stay at the top level (train trains it) and the next K-1, in rank order, are listed "
+        "under provenance.runners_up as {trial, value, settings}.",
+    ),
+    "evaluate": Command(
+        "score saved weights on a data set's val split", _evaluate_arguments, _evaluate
+    ),
 }

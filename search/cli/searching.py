@@ -17,18 +17,27 @@ from trainer import resolve_device
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, help="local worker processes in all (default: one per GPU, "
-                                                    "or 1 on a CPU-only machine)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="local worker processes in all (default: one per GPU, or 1 on a CPU-only machine)",
+    )
     parser.add_argument("--gpus", type=_gpu_list, help="GPUs to use, e.g. 0,2 (default: all)")
-    parser.add_argument("--workers-per-gpu", type=int, default=1, help="workers on each GPU (default 1)")
+    parser.add_argument(
+        "--workers-per-gpu", type=int, default=1, help="workers on each GPU (default 1)"
+    )
     parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
     parser.add_argument("--epochs", type=int, help="epochs per trial")
     parser.add_argument("--image-size", type=int, help="px")
 
 
 def _worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--worker-index", type=int, default=None,
-                        help="distinct per worker; seeds this worker's sampler (default: from host and pid)")
+    parser.add_argument(
+        "--worker-index",
+        type=int,
+        default=None,
+        help="distinct per worker; seeds this worker's sampler (default: from host and pid)",
+    )
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,16 +47,28 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _study_setup(args: argparse.Namespace, **overrides) -> tuple[StudyConfig, WorkerOptions]:
     config = load_study_config(args.study_file)
-    config = config.with_overrides(data=locations.data_source(args.data, config.data.source), **overrides)
+    config = config.with_overrides(
+        data=locations.data_source(args.data, config.data.source), **overrides
+    )
     resolve_device(args.device)  # a missing GPU is an error before anything is written
     url = locations.storage_url(args.storage, config.study.storage)
-    return config, WorkerOptions(url, args.device, args.cache_dir, progress=not args.no_progress,
-                                 checkpoint_dir=args.checkpoint_dir, compile=args.compile)
+    return config, WorkerOptions(
+        url,
+        args.device,
+        args.cache_dir,
+        progress=not args.no_progress,
+        checkpoint_dir=args.checkpoint_dir,
+        compile=args.compile,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
-    config, options = _study_setup(args, trials=args.trials, epochs=args.epochs, image_size=args.image_size)
-    study = launch(config, options, workers=args.workers, gpus=args.gpus, workers_per_gpu=args.workers_per_gpu)
+    config, options = _study_setup(
+        args, trials=args.trials, epochs=args.epochs, image_size=args.image_size
+    )
+    study = launch(
+        config, options, workers=args.workers, gpus=args.gpus, workers_per_gpu=args.workers_per_gpu
+    )
     print(format_status(study_status(study._storage, config.study.name)))
     return 0
 
@@ -71,13 +92,25 @@ def _gpu_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GPU numbers like 0,2 but got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected GPU numbers like 0,2 but got {text!r}"
+        ) from None
 
 
 COMMANDS = {
-    "run": Command("create or resume a study and run it to its budget", _run_arguments, _run,
-                   shared=("study workers", "storage")),
-    "worker": Command("join an existing study and run trials until its budget is met", _worker_arguments, _worker,
-                      shared=("study workers", "storage")),
-    "status": Command("studies in a storage and their trials", _status_arguments, _status, shared=("storage",)),
+    "run": Command(
+        "create or resume a study and run it to its budget",
+        _run_arguments,
+        _run,
+        shared=("study workers", "storage"),
+    ),
+    "worker": Command(
+        "join an existing study and run trials until its budget is met",
+        _worker_arguments,
+        _worker,
+        shared=("study workers", "storage"),
+    ),
+    "status": Command(
+        "studies in a storage and their trials", _status_arguments, _status, shared=("storage",)
+    ),
 }

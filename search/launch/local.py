@@ -35,8 +35,14 @@ class WorkerSlot:
     threads: int  # CPU threads for torch in this worker
 
 
-def plan_workers(workers: int | None, gpus: list[int] | None, workers_per_gpu: int, *,
-                 gpu_count: int, cpu_count: int) -> list[WorkerSlot]:
+def plan_workers(
+    workers: int | None,
+    gpus: list[int] | None,
+    workers_per_gpu: int,
+    *,
+    gpu_count: int,
+    cpu_count: int,
+) -> list[WorkerSlot]:
     """Spread the workers over the chosen GPUs (all by default), or over the CPU cores."""
     if workers is not None and workers < 1:
         raise LaunchError(f"--workers must be at least 1, but got {workers}")
@@ -45,8 +51,10 @@ def plan_workers(workers: int | None, gpus: list[int] | None, workers_per_gpu: i
     if gpus is not None:
         missing = [gpu for gpu in gpus if not 0 <= gpu < gpu_count]
         if missing:
-            raise LaunchError(f"--gpus names GPU(s) {missing} but this machine has {gpu_count} "
-                              f"(numbered from 0){'' if gpu_count else '; leave --gpus out to use the CPU'}")
+            raise LaunchError(
+                f"--gpus names GPU(s) {missing} but this machine has {gpu_count} "
+                f"(numbered from 0){'' if gpu_count else '; leave --gpus out to use the CPU'}"
+            )
     chosen = gpus if gpus is not None else list(range(gpu_count))
     if not chosen:
         count = workers or 1
@@ -56,20 +64,37 @@ def plan_workers(workers: int | None, gpus: list[int] | None, workers_per_gpu: i
     return [WorkerSlot(index, chosen[index % len(chosen)], threads) for index in range(count)]
 
 
-def launch(config: StudyConfig, options: WorkerOptions, *, workers: int | None = None,
-           gpus: list[int] | None = None, workers_per_gpu: int = 1) -> optuna.Study:
+def launch(
+    config: StudyConfig,
+    options: WorkerOptions,
+    *,
+    workers: int | None = None,
+    gpus: list[int] | None = None,
+    workers_per_gpu: int = 1,
+) -> optuna.Study:
     """Create or resume the study, then run local workers until its budget is met."""
     use_gpus = options.device in ("auto", "cuda") and torch.cuda.is_available()
-    slots = plan_workers(workers, gpus, workers_per_gpu, gpu_count=torch.cuda.device_count() if use_gpus else 0,
-                         cpu_count=os.cpu_count() or 1)
+    slots = plan_workers(
+        workers,
+        gpus,
+        workers_per_gpu,
+        gpu_count=torch.cuda.device_count() if use_gpus else 0,
+        cpu_count=os.cpu_count() or 1,
+    )
     storage = connect(config, options)
     data = load_study_data(config, options.cache_dir, progress=options.progress)
     study = open_study(config, storage, fingerprint(config, data), create=True)
     if options.progress:
-        print(f"study {config.study.name!r} in {masked(options.storage_url)}: budget {config.study.trials} trials, "
-              f"{len(data.train)} train / {len(data.val)} val images, {len(slots)} worker(s)"
-              + (f" on GPU(s) {sorted({slot.gpu for slot in slots})}" if slots[0].gpu is not None else ""),
-              file=sys.stderr)
+        print(
+            f"study {config.study.name!r} in {masked(options.storage_url)}: budget {config.study.trials} trials, "
+            f"{len(data.train)} train / {len(data.val)} val images, {len(slots)} worker(s)"
+            + (
+                f" on GPU(s) {sorted({slot.gpu for slot in slots})}"
+                if slots[0].gpu is not None
+                else ""
+            ),
+            file=sys.stderr,
+        )
     if len(slots) == 1 and slots[0].gpu is None:
         with stop_on_signals() as stop:  # one CPU worker runs here, reusing the loaded data
             run_worker(config, options, data=data, stop=stop)
@@ -78,23 +103,34 @@ def launch(config: StudyConfig, options: WorkerOptions, *, workers: int | None =
     return study
 
 
-def _run_processes(config: StudyConfig, options: WorkerOptions, slots: list[WorkerSlot],
-                   study: optuna.Study) -> None:
+def _run_processes(
+    config: StudyConfig, options: WorkerOptions, slots: list[WorkerSlot], study: optuna.Study
+) -> None:
     context = multiprocessing.get_context("spawn")  # fork would copy CUDA and database state
-    quiet = replace(options, progress=False, device="cuda" if slots[0].gpu is not None else options.device)
+    quiet = replace(
+        options, progress=False, device="cuda" if slots[0].gpu is not None else options.device
+    )
     processes = []
     for slot in slots:
         with _visible_gpu(slot.gpu):  # a spawned child takes the environment as it is at start()
-            process = context.Process(target=_worker_process, args=(config, quiet, slot),
-                                      name=f"hpsearch-worker-{slot.index}")
+            process = context.Process(
+                target=_worker_process,
+                args=(config, quiet, slot),
+                name=f"hpsearch-worker-{slot.index}",
+            )
             process.start()
         processes.append(process)
-    with StudyProgress(study, config.study.trials, enabled=options.progress), _forward_stop(processes):
+    with (
+        StudyProgress(study, config.study.trials, enabled=options.progress),
+        _forward_stop(processes),
+    ):
         for process in processes:
             process.join()
     failed = [process.name for process in processes if process.exitcode != 0]
     if failed:
-        raise RuntimeError(f"worker process(es) {', '.join(failed)} exited with an error; see the messages above")
+        raise RuntimeError(
+            f"worker process(es) {', '.join(failed)} exited with an error; see the messages above"
+        )
 
 
 @contextmanager
@@ -125,8 +161,10 @@ def _forward_stop(processes: list) -> Iterator[None]:
             if process.is_alive():
                 os.kill(process.pid, signum)
 
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
-                signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+        signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None),
+    }
     try:
         yield
     finally:

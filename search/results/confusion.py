@@ -15,21 +15,41 @@ def confusion_figure(evaluation: Evaluation) -> go.Figure:
     names = [escaped(name) for name in evaluation.classes]
     counts = [list(row) for row in evaluation.confusion]
     shares = [[count / max(sum(row), 1) for count in row] for row in counts]
-    figure = go.Figure(go.Heatmap(z=shares, x=names, y=names, customdata=counts, colorscale="Blues", zmin=0, zmax=1,
-                                  colorbar={"title": {"text": "share of row"}, "tickformat": ".0%"},
-                                  text=counts, texttemplate="%{text}",
-                                  hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
+    figure = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=names,
+            y=names,
+            customdata=counts,
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": {"text": "share of row"}, "tickformat": ".0%"},
+            text=counts,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>",
+        )
+    )
     figure.update_layout(
         title=f"Confusion matrix: {escaped(Path(evaluation.weights).name)} on {escaped(evaluation.data)}<br><sup>"
-              f"top-1 {evaluation.top1:.2%}, top-{evaluation.top_k} {evaluation.top5:.2%}, "
-              f"{evaluation.images} val images at {evaluation.image_size} px</sup>",
-        xaxis_title="predicted class", yaxis_title="true class", yaxis_autorange="reversed",
-        width=None, height=max(500, 40 * len(names) + 200))
+        f"top-1 {evaluation.top1:.2%}, top-{evaluation.top_k} {evaluation.top5:.2%}, "
+        f"{evaluation.images} val images at {evaluation.image_size} px</sup>",
+        xaxis_title="predicted class",
+        yaxis_title="true class",
+        yaxis_autorange="reversed",
+        width=None,
+        height=max(500, 40 * len(names) + 200),
+    )
     return figure
 
 
 def write_confusion_page(evaluation: Evaluation, path: Path) -> None:
     """A self-contained page (plotly.js inline, no MathJax) that opens offline."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    confusion_figure(evaluation).write_html(path, include_plotlyjs=True, include_mathjax=False, full_html=True,
-                                            config={"displaylogo": False})
+    confusion_figure(evaluation).write_html(
+        path,
+        include_plotlyjs=True,
+        include_mathjax=False,
+        full_html=True,
+        config={"displaylogo": False},
+    )

@@ -33,11 +33,19 @@ class Evaluation(NamedTuple):
     top_k: int  # min(5, number of classes)
     top5: float  # 0..1, correct class among the top_k
     val_loss: float  # mean cross-entropy
-    per_class: dict[str, float | None]  # top-1 among each class's images; None for a class with none
-    confusion: tuple[tuple[int, ...], ...]  # row: true class, column: predicted class, in `classes` order
+    per_class: dict[
+        str, float | None
+    ]  # top-1 among each class's images; None for a class with none
+    confusion: tuple[
+        tuple[int, ...], ...
+    ]  # row: true class, column: predicted class, in `classes` order
 
     def to_json(self) -> dict[str, Any]:
-        return {**self._asdict(), "classes": list(self.classes), "confusion": [list(row) for row in self.confusion]}
+        return {
+            **self._asdict(),
+            "classes": list(self.classes),
+            "confusion": [list(row) for row in self.confusion],
+        }
 
 
 class _Tally:
@@ -60,19 +68,35 @@ class _Tally:
         labels = self.labels
         predicted = logits.argmax(dim=1)
         size = self.confusion.shape[0]
-        self.confusion += torch.bincount(labels * size + predicted, minlength=size * size).view(size, size)
-        self.top_k_hits += (logits.topk(self.top_k, dim=1).indices == labels[:, None]).any(dim=1).sum()
+        self.confusion += torch.bincount(labels * size + predicted, minlength=size * size).view(
+            size, size
+        )
+        self.top_k_hits += (
+            (logits.topk(self.top_k, dim=1).indices == labels[:, None]).any(dim=1).sum()
+        )
 
 
-def score(model: torch.nn.Module, data: ImageData, image_size: int, *, progress: bool = True,
-          name: str = "") -> tuple[float, float, _Tally]:
+def score(
+    model: torch.nn.Module,
+    data: ImageData,
+    image_size: int,
+    *,
+    progress: bool = True,
+    name: str = "",
+) -> tuple[float, float, _Tally]:
     """(top-1, mean loss, tally) over data.val, which must already be on the model's device."""
     device = next(model.parameters()).device
     batch_size = EVAL_BATCH_SIZE[device.type]
     batches = eval_batches(data.val, batch_size=batch_size, image_size=image_size)
     tally = _Tally(len(data.classes), device)
-    bar = tqdm(tally.batches(batches), total=math.ceil(len(data.val) / batch_size), desc=f"evaluating {name}".strip(),
-               unit="batch", disable=not progress, leave=False)
+    bar = tqdm(
+        tally.batches(batches),
+        total=math.ceil(len(data.val) / batch_size),
+        desc=f"evaluating {name}".strip(),
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
     hook = model.register_forward_hook(tally)
     try:
         top1, loss = evaluate(model, bar)
@@ -81,9 +105,15 @@ def score(model: torch.nn.Module, data: ImageData, image_size: int, *, progress:
     return top1, loss, tally
 
 
-def evaluate_weights(weights: str | Path, data: str | Path | ImageData, *, image_size: int | None = None,
-                     cache_dir: Path | None = None, device: str | torch.device = "auto",
-                     progress: bool = True) -> Evaluation:
+def evaluate_weights(
+    weights: str | Path,
+    data: str | Path | ImageData,
+    *,
+    image_size: int | None = None,
+    cache_dir: Path | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> Evaluation:
     """Score a weights file on a data set's val split (a folder, archive, Imagenette name or loaded data)."""
     loaded = load_weights(weights)
     image_size = image_size or loaded.image_size
@@ -92,21 +122,42 @@ def evaluate_weights(weights: str | Path, data: str | Path | ImageData, *, image
         data = load_image_data(data, image_size, cache_dir=cache_dir, progress=progress)
     check_fits(loaded, data.classes, data.source)
     model = build_network(loaded, device)
-    top1, loss, tally = score(model, data.to(device), image_size, progress=progress, name=loaded.path.name)
+    top1, loss, tally = score(
+        model, data.to(device), image_size, progress=progress, name=loaded.path.name
+    )
     confusion = tally.confusion.cpu()
     images = int(confusion.sum())
-    per_class = {name: (int(confusion[index, index]) / int(confusion[index].sum()) if confusion[index].sum() else None)
-                 for index, name in enumerate(data.classes)}
-    return Evaluation(weights=str(loaded.path), data=data.source, classes=data.classes, image_size=image_size,
-                      images=images, top1=top1, top_k=tally.top_k, top5=int(tally.top_k_hits) / max(images, 1),
-                      val_loss=loss, per_class=per_class, confusion=tuple(tuple(row) for row in confusion.tolist()))
+    per_class = {
+        name: (
+            int(confusion[index, index]) / int(confusion[index].sum())
+            if confusion[index].sum()
+            else None
+        )
+        for index, name in enumerate(data.classes)
+    }
+    return Evaluation(
+        weights=str(loaded.path),
+        data=data.source,
+        classes=data.classes,
+        image_size=image_size,
+        images=images,
+        top1=top1,
+        top_k=tally.top_k,
+        top5=int(tally.top_k_hits) / max(images, 1),
+        val_loss=loss,
+        per_class=per_class,
+        confusion=tuple(tuple(row) for row in confusion.tolist()),
+    )
 
 
 def format_evaluation(evaluation: Evaluation) -> str:
     width = max(len(name) for name in evaluation.classes)
-    lines = [f"{evaluation.weights} on {evaluation.data} ({evaluation.images} val images, {evaluation.image_size} px)",
-             f"top-1 {evaluation.top1:.2%}   top-{evaluation.top_k} {evaluation.top5:.2%}   "
-             f"val loss {evaluation.val_loss:.3f}", "per class:"]
+    lines = [
+        f"{evaluation.weights} on {evaluation.data} ({evaluation.images} val images, {evaluation.image_size} px)",
+        f"top-1 {evaluation.top1:.2%}   top-{evaluation.top_k} {evaluation.top5:.2%}   "
+        f"val loss {evaluation.val_loss:.3f}",
+        "per class:",
+    ]
     for name, accuracy in evaluation.per_class.items():
         lines.append(f"  {name:<{width}}  " + ("-" if accuracy is None else f"{accuracy:.2%}"))
     return "\n".join(lines)

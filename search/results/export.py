@@ -31,8 +31,12 @@ def best_trials(study: optuna.Study, count: int = 1) -> list[FrozenTrial]:
     ranked = attrs.ranked(trials)
     if not ranked:
         counts = attrs.state_counts(trials)
-        found = ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no trials"
-        raise NoFinishedTrial(f"study {study.study_name!r} has no complete trial to export ({found})")
+        found = (
+            ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no trials"
+        )
+        raise NoFinishedTrial(
+            f"study {study.study_name!r} has no complete trial to export ({found})"
+        )
     return ranked[:count]
 
 
@@ -40,12 +44,16 @@ def trial_settings(trial: FrozenTrial) -> dict[str, Any]:
     """What `train --config` needs to train this trial again: its whole TrainConfig."""
     config = trial.user_attrs.get(attrs.CONFIG)
     if not isinstance(config, dict):
-        raise NoFinishedTrial(f"trial {trial.number} records no training config (no 'config' user attribute); "
-                              "it was not run by hpsearch")
+        raise NoFinishedTrial(
+            f"trial {trial.number} records no training config (no 'config' user attribute); "
+            "it was not run by hpsearch"
+        )
     return dict(config)
 
 
-def export_settings(study: optuna.Study, *, top: int = 1, storage_url: str | None = None) -> dict[str, Any]:
+def export_settings(
+    study: optuna.Study, *, top: int = 1, storage_url: str | None = None
+) -> dict[str, Any]:
     """The best trial's settings at the top level, with provenance and, for top > 1, the runners-up."""
     if top < 1:
         raise ValueError(f"top must be at least 1, but got {top=}")
@@ -56,18 +64,25 @@ def export_settings(study: optuna.Study, *, top: int = 1, storage_url: str | Non
         values["data"] = source
     provenance = _provenance(study, best, storage_url)
     if runners_up:
-        provenance["runners_up"] = [{"trial": trial.number, "value": trial.value, "settings": trial_settings(trial)}
-                                    for trial in runners_up]
+        provenance["runners_up"] = [
+            {"trial": trial.number, "value": trial.value, "settings": trial_settings(trial)}
+            for trial in runners_up
+        ]
     return {**values, PROVENANCE: provenance}
 
 
 def _provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str | None) -> dict[str, Any]:
     completed = trial.datetime_complete
-    provenance = {"study": study.study_name, "trial": trial.number, "value": trial.value,
-                  "epochs_run": trial.user_attrs.get(attrs.EPOCHS_RUN), "best_epoch": trial.user_attrs.get(attrs.BEST_EPOCH),
-                  "date": completed.isoformat() if completed else None,
-                  "data_fingerprint": study.user_attrs.get(attrs.DATA_FINGERPRINT),
-                  "code_version": trial.user_attrs.get(attrs.CODE_VERSION)}
+    provenance = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "value": trial.value,
+        "epochs_run": trial.user_attrs.get(attrs.EPOCHS_RUN),
+        "best_epoch": trial.user_attrs.get(attrs.BEST_EPOCH),
+        "date": completed.isoformat() if completed else None,
+        "data_fingerprint": study.user_attrs.get(attrs.DATA_FINGERPRINT),
+        "code_version": trial.user_attrs.get(attrs.CODE_VERSION),
+    }
     if storage_url is not None:
         provenance["storage"] = masked(storage_url)
     return provenance
@@ -90,15 +105,24 @@ class Exported(NamedTuple):
     trial: int  # the number of the trial it trains
 
 
-def export(study: optuna.Study, *, output: Path | None = None, fmt: str | None = None, top: int = 1,
-           storage_url: str | None = None) -> Exported:
+def export(
+    study: optuna.Study,
+    *,
+    output: Path | None = None,
+    fmt: str | None = None,
+    top: int = 1,
+    storage_url: str | None = None,
+) -> Exported:
     """The best trial's settings in `fmt` (default: from output's suffix, else json); with `output`,
     also written there, the trial's kept weights copied beside it."""
     fmt = output_format(output, fmt)
     values = export_settings(study, top=top, storage_url=storage_url)
     if "data" not in values:
-        print(f"hpsearch: study {study.study_name!r} does not record its data source; pass --data to "
-              "`hpsearch train`, or it trains on its default data", file=sys.stderr)
+        print(
+            f"hpsearch: study {study.study_name!r} does not record its data source; pass --data to "
+            "`hpsearch train`, or it trains on its default data",
+            file=sys.stderr,
+        )
     _name_weights(values, best_trials(study)[0], output)
     text = dump_settings(values, fmt)
     if output is not None:
@@ -113,8 +137,10 @@ def output_format(output: Path | None, chosen: str | None) -> str:
         return chosen or "json"
     from_suffix = format_of(output)  # train reads a file by its suffix, so the two must agree
     if chosen is not None and chosen != from_suffix:
-        raise ConfigError(f"--format {chosen} does not match {output}, which `hpsearch train` would read as "
-                         f"{from_suffix}; name the file .{chosen} or leave --format out")
+        raise ConfigError(
+            f"--format {chosen} does not match {output}, which `hpsearch train` would read as "
+            f"{from_suffix}; name the file .{chosen} or leave --format out"
+        )
     return from_suffix
 
 
@@ -123,8 +149,11 @@ def _name_weights(values: dict[str, Any], trial: FrozenTrial, output: Path | Non
     weights = kept_weights(trial)
     if weights is None:
         if trial.user_attrs.get(attrs.WEIGHTS):
-            print(f"hpsearch: trial {trial.number}'s weights {trial.user_attrs[attrs.WEIGHTS]} no longer exist; "
-                  "exporting its settings only", file=sys.stderr)
+            print(
+                f"hpsearch: trial {trial.number}'s weights {trial.user_attrs[attrs.WEIGHTS]} no longer exist; "
+                "exporting its settings only",
+                file=sys.stderr,
+            )
         return
     if output is None:
         values[PROVENANCE]["weights"] = str(weights)
@@ -132,4 +161,6 @@ def _name_weights(values: dict[str, Any], trial: FrozenTrial, output: Path | Non
     copy = weights_beside(output)
     copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, copy)
-    values[PROVENANCE]["weights"] = copy.name  # beside the settings file, wherever the pair is moved
+    values[PROVENANCE]["weights"] = (
+        copy.name
+    )  # beside the settings file, wherever the pair is moved

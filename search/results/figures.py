@@ -26,7 +26,12 @@ SCALE_COLOURS = "Viridis"
 # Where a trial stopped: a pruned trial ends in a downward triangle, a failed one in a cross.
 STOP_SYMBOLS = {"pruned": "triangle-down", "fail": "x"}
 VAL_TOP1 = "val top-1"
-FACTOR_TITLES = {"optimizer": "optimizer", "lr": "learning rate", "eps": "eps", "momentum": "momentum"}
+FACTOR_TITLES = {
+    "optimizer": "optimizer",
+    "lr": "learning rate",
+    "eps": "eps",
+    "momentum": "momentum",
+}
 
 
 class Figure(NamedTuple):
@@ -41,7 +46,6 @@ class Note(NamedTuple):
     reason: str  # why the view is missing, plain text
 
 
-
 def escaped(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
@@ -49,8 +53,8 @@ def escaped(text: Any) -> str:
 format_value = format_setting  # lr and eps to three significant digits, the rest as they are
 
 
-
 # --- the factor figures ---
+
 
 def factor_curves_figure(info: FactorInfo) -> go.Figure:
     """Val top-1 per epoch, one line per trial, coloured by the factor's value."""
@@ -61,19 +65,31 @@ def factor_curves_figure(info: FactorInfo) -> go.Figure:
         value = curve.factors[info.factor]
         trace = _curve_trace(curve, info, colour_of(value))
         if info.scale == "categorical":
-            trace.update(name=escaped(value), legendgroup=escaped(value), showlegend=value not in shown_levels)
+            trace.update(
+                name=escaped(value),
+                legendgroup=escaped(value),
+                showlegend=value not in shown_levels,
+            )
             shown_levels.add(value)
         else:  # markers carry the scale, so a colour bar explains the colours of all the lines
-            trace.marker.update(color=[_scaled(info, value)] * len(trace.x), showscale=index == 0,
-                                **_colour_scale(info))
+            trace.marker.update(
+                color=[_scaled(info, value)] * len(trace.x),
+                showscale=index == 0,
+                **_colour_scale(info),
+            )
         figure.add_trace(trace)
     name = FACTOR_TITLES[info.factor]
     figure.update_layout(
         title=f"{name.capitalize()}: {VAL_TOP1} per epoch, one line per trial"
-              "<br><sup>▼ pruned and ✕ failed where the trial stopped (✕ at 0: failed before its first "
-              "val score)</sup>",
-        xaxis_title="epoch", yaxis_title=VAL_TOP1, yaxis_tickformat=".0%", legend_title_text=name,
-        hovermode="closest", margin={"t": 90})
+        "<br><sup>▼ pruned and ✕ failed where the trial stopped (✕ at 0: failed before its first "
+        "val score)</sup>",
+        xaxis_title="epoch",
+        yaxis_title=VAL_TOP1,
+        yaxis_tickformat=".0%",
+        legend_title_text=name,
+        hovermode="closest",
+        margin={"t": 90},
+    )
     figure.update_xaxes(dtick=1 if _max_epoch(info.curves) <= 20 else None)
     return figure
 
@@ -87,10 +103,17 @@ def _curve_trace(curve: TrialCurve, info: FactorInfo, colour: str) -> go.Scatter
     if curve.state in STOP_SYMBOLS:
         symbols[-1], sizes[-1] = STOP_SYMBOLS[curve.state], 12
     label = _trial_label(curve)
-    return go.Scatter(x=epochs, y=top1, mode="lines+markers", line={"color": colour, "width": 1.5},
-                      marker={"symbol": symbols, "size": sizes, "color": colour},
-                      text=[label] * len(epochs), hovertemplate="%{text}<br>epoch %{x}: %{y:.1%}<extra></extra>",
-                      showlegend=False, meta={"study": curve.study, "trial": curve.number})
+    return go.Scatter(
+        x=epochs,
+        y=top1,
+        mode="lines+markers",
+        line={"color": colour, "width": 1.5},
+        marker={"symbol": symbols, "size": sizes, "color": colour},
+        text=[label] * len(epochs),
+        hovertemplate="%{text}<br>epoch %{x}: %{y:.1%}<extra></extra>",
+        showlegend=False,
+        meta={"study": curve.study, "trial": curve.number},
+    )
 
 
 def _trial_label(curve: TrialCurve) -> str:
@@ -102,7 +125,7 @@ def _trial_label(curve: TrialCurve) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _max_epoch(curves: tuple[TrialCurve, ...]) -> int:
@@ -111,13 +134,17 @@ def _max_epoch(curves: tuple[TrialCurve, ...]) -> int:
 
 def _colouring(info: FactorInfo) -> Callable[[Any], str]:
     if info.scale == "categorical":
-        colours = {level: CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)] for index, level in enumerate(info.levels)}
+        colours = {
+            level: CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]
+            for index, level in enumerate(info.levels)
+        }
         return colours.__getitem__
     low, high = _colour_range(info)
 
     def colour(value: Any) -> str:
         position = 0.5 if high == low else (_scaled(info, value) - low) / (high - low)
         return sample_colorscale(SCALE_COLOURS, [position])[0]
+
     return colour
 
 
@@ -138,9 +165,12 @@ def _colour_scale(info: FactorInfo) -> dict[str, Any]:
         step = max(1, math.ceil((high - low) / 8))  # at most about 8 decades labelled
         ticks = list(range(math.floor(low), math.ceil(high) + 1, step))
         bar.update(tickvals=ticks, ticktext=[f"1e{tick}" for tick in ticks])
-    return {"colorscale": SCALE_COLOURS, "cmin": low if high > low else low - 0.5,
-            "cmax": high if high > low else low + 0.5,
-            "colorbar": bar}
+    return {
+        "colorscale": SCALE_COLOURS,
+        "cmin": low if high > low else low - 0.5,
+        "cmax": high if high > low else low + 0.5,
+        "colorbar": bar,
+    }
 
 
 def factor_effect_figure(info: FactorInfo) -> go.Figure:
@@ -152,17 +182,34 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
         for level in info.levels:
             at_level = [curve for curve in complete if curve.factors[info.factor] == level]
             labels = [_trial_label(curve) for curve in at_level]
-            figure.add_trace(go.Box(y=[curve.value for curve in at_level], name=escaped(level), boxpoints="all",
-                                    jitter=0.4, pointpos=0, text=labels,
-                                    hovertemplate="%{text}<br>%{y:.1%}<extra></extra>"))
+            figure.add_trace(
+                go.Box(
+                    y=[curve.value for curve in at_level],
+                    name=escaped(level),
+                    boxpoints="all",
+                    jitter=0.4,
+                    pointpos=0,
+                    text=labels,
+                    hovertemplate="%{text}<br>%{y:.1%}<extra></extra>",
+                )
+            )
     else:
         _add_effect_scatter(figure, complete, info.factor)
         figure.update_xaxes(type="log" if info.scale == "log" else "linear", title_text=name)
-    figure.update_layout(title=f"{name.capitalize()}: effect on {VAL_TOP1} (complete trials, best epoch)",
-                         yaxis_title=VAL_TOP1, yaxis_tickformat=".0%")
+    figure.update_layout(
+        title=f"{name.capitalize()}: effect on {VAL_TOP1} (complete trials, best epoch)",
+        yaxis_title=VAL_TOP1,
+        yaxis_tickformat=".0%",
+    )
     if not complete:
-        figure.add_annotation(text=f"no complete trial sets {escaped(name)}", showarrow=False,
-                              xref="paper", yref="paper", x=0.5, y=0.5)
+        figure.add_annotation(
+            text=f"no complete trial sets {escaped(name)}",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+        )
     return figure
 
 
@@ -170,18 +217,28 @@ def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: s
     optimizers = sorted({curve.factors["optimizer"] for curve in complete}, key=str)
     for index, optimizer in enumerate(optimizers):
         group = [curve for curve in complete if curve.factors["optimizer"] == optimizer]
-        figure.add_trace(go.Scatter(
-            x=[curve.factors[factor] for curve in group], y=[curve.value for curve in group], mode="markers",
-            name=escaped(optimizer), marker={"size": 9, "color": CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]},
-            text=[_trial_label(curve) for curve in group],
-            hovertemplate="%{text}<br>%{y:.1%}<extra></extra>"))
+        figure.add_trace(
+            go.Scatter(
+                x=[curve.factors[factor] for curve in group],
+                y=[curve.value for curve in group],
+                mode="markers",
+                name=escaped(optimizer),
+                marker={"size": 9, "color": CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]},
+                text=[_trial_label(curve) for curve in group],
+                hovertemplate="%{text}<br>%{y:.1%}<extra></extra>",
+            )
+        )
 
 
 # --- Optuna's views ---
 
-def _importances(evaluator: optuna.importance.BaseImportanceEvaluator | None) -> Callable[[optuna.Study], go.Figure]:
-    return lambda study: optuna.visualization.plot_param_importances(study, evaluator=evaluator,
-                                                                     target_name=VAL_TOP1)
+
+def _importances(
+    evaluator: optuna.importance.BaseImportanceEvaluator | None,
+) -> Callable[[optuna.Study], go.Figure]:
+    return lambda study: optuna.visualization.plot_param_importances(
+        study, evaluator=evaluator, target_name=VAL_TOP1
+    )
 
 
 def _fanova(study: optuna.Study) -> go.Figure:
@@ -189,20 +246,33 @@ def _fanova(study: optuna.Study) -> go.Figure:
 
 
 OPTUNA_DRAWERS: dict[str, tuple[str, Callable[[optuna.Study], go.Figure]]] = {
-    "history": ("Optimization history",
-                lambda study: optuna.visualization.plot_optimization_history(study, target_name=VAL_TOP1)),
+    "history": (
+        "Optimization history",
+        lambda study: optuna.visualization.plot_optimization_history(study, target_name=VAL_TOP1),
+    ),
     "importance": ("Parameter importances (PED-ANOVA, Optuna's default)", _importances(None)),
     "fanova": ("Parameter importances (fANOVA)", _fanova),
     "slice": ("Slice", lambda study: optuna.visualization.plot_slice(study, target_name=VAL_TOP1)),
-    "contour_lr_eps": ("Contour: lr against eps",
-                       lambda study: optuna.visualization.plot_contour(study, params=["lr", "eps"],
-                                                                       target_name=VAL_TOP1)),
-    "contour_lr_momentum": ("Contour: lr against momentum",
-                            lambda study: optuna.visualization.plot_contour(study, params=["lr", "momentum"],
-                                                                            target_name=VAL_TOP1)),
-    "parallel": ("Parallel coordinates",
-                 lambda study: optuna.visualization.plot_parallel_coordinate(study, target_name=VAL_TOP1)),
-    "intermediate": ("Intermediate values (val top-1 per epoch)", optuna.visualization.plot_intermediate_values),
+    "contour_lr_eps": (
+        "Contour: lr against eps",
+        lambda study: optuna.visualization.plot_contour(
+            study, params=["lr", "eps"], target_name=VAL_TOP1
+        ),
+    ),
+    "contour_lr_momentum": (
+        "Contour: lr against momentum",
+        lambda study: optuna.visualization.plot_contour(
+            study, params=["lr", "momentum"], target_name=VAL_TOP1
+        ),
+    ),
+    "parallel": (
+        "Parallel coordinates",
+        lambda study: optuna.visualization.plot_parallel_coordinate(study, target_name=VAL_TOP1),
+    ),
+    "intermediate": (
+        "Intermediate values (val top-1 per epoch)",
+        optuna.visualization.plot_intermediate_values,
+    ),
     "timeline": ("Timeline", optuna.visualization.plot_timeline),
 }
 
@@ -221,12 +291,15 @@ def optuna_view(study: optuna.Study, view: str) -> Figure | Note:
         # A view that breaks on an unusual study costs one figure, never the report: the note says why.
         except Exception as error:  # noqa: BLE001
             return Note(title, f"Optuna could not draw it: {type(error).__name__}: {error}")
-    cautions = tuple(dict.fromkeys(str(warning.message) for warning in caught
-                                   if not issubclass(warning.category, optuna.exceptions.ExperimentalWarning)))
+    cautions = tuple(
+        dict.fromkeys(
+            str(warning.message)
+            for warning in caught
+            if not issubclass(warning.category, optuna.exceptions.ExperimentalWarning)
+        )
+    )
     return Figure(f"{slug(study.study_name)}-{view}", title, figure, cautions)
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "study"
-
-

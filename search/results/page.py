@@ -46,14 +46,17 @@ class Report(NamedTuple):
     notes: tuple[Note, ...]
 
 
-
 def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Report:
     """The whole report: summaries, the factor analysis over all studies' trials, Optuna's views per study."""
     summaries = [get_summary_info(study) for study in studies]
     curves = trial_curves(studies)
     page = _Page()
     page.add_html(_header(studies, storage_label))
-    page.add_html('<section id="summary"><h2>Summary</h2>' + "".join(map(_summary_html, summaries)) + "</section>")
+    page.add_html(
+        '<section id="summary"><h2>Summary</h2>'
+        + "".join(map(_summary_html, summaries))
+        + "</section>"
+    )
     page.add_html('<section id="factors"><h2>Factor analysis</h2>')
     for factor in FACTORS:
         _add_factor(page, get_factor_info(curves, factor))
@@ -69,12 +72,24 @@ def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Rep
 
 def _add_factor(page: _Page, info: FactorInfo) -> None:
     name = FACTOR_TITLES[info.factor]
-    page.add_html(f'<div class="factor" id="factor-{info.factor}"><h3>{escaped(name.capitalize())}</h3>')
+    page.add_html(
+        f'<div class="factor" id="factor-{info.factor}"><h3>{escaped(name.capitalize())}</h3>'
+    )
     if info.curves:
-        page.add_figure(Figure(f"factor-{info.factor}-curves", f"{name}: val top-1 per epoch",
-                               factor_curves_figure(info)))
-        page.add_figure(Figure(f"factor-{info.factor}-effect", f"{name}: effect on val top-1",
-                               factor_effect_figure(info)))
+        page.add_figure(
+            Figure(
+                f"factor-{info.factor}-curves",
+                f"{name}: val top-1 per epoch",
+                factor_curves_figure(info),
+            )
+        )
+        page.add_figure(
+            Figure(
+                f"factor-{info.factor}-effect",
+                f"{name}: effect on val top-1",
+                factor_effect_figure(info),
+            )
+        )
     else:
         page.add_view(Note(f"{name.capitalize()}", f"no trial of these studies sets {name}"))
     page.add_html("</div>")
@@ -92,25 +107,40 @@ class _Page:
         self.parts.append(text)
 
     def add_figure(self, figure: Figure) -> None:
-        self.parts.append(f'<div class="figure" id="figure-{len(self.figures)}" '
-                          f'data-key="{escaped(figure.key)}"></div>')
+        self.parts.append(
+            f'<div class="figure" id="figure-{len(self.figures)}" '
+            f'data-key="{escaped(figure.key)}"></div>'
+        )
         self.figures.append(figure)
 
     def add_view(self, view: Figure | Note) -> None:
         if isinstance(view, Figure):
             self.add_html(f"<h4>{escaped(view.title)}</h4>")
             self.add_figure(view)
-            self.parts.extend(f'<p class="caution">Optuna warns: {escaped(caution)}</p>' for caution in view.cautions)
+            self.parts.extend(
+                f'<p class="caution">Optuna warns: {escaped(caution)}</p>'
+                for caution in view.cautions
+            )
             return
-        self.parts.append(f'<h4>{escaped(view.title)}</h4><p class="note">Not drawn: {escaped(view.reason)}</p>')
+        self.parts.append(
+            f'<h4>{escaped(view.title)}</h4><p class="note">Not drawn: {escaped(view.reason)}</p>'
+        )
         self.notes.append(view)
 
     def finish(self, title: str) -> Report:
-        specs = ",".join(f'{{"id":"figure-{index}","figure":{pio.to_json(figure.figure, validate=False)}}}'
-                         for index, figure in enumerate(self.figures))
-        page = PAGE.format(title=escaped(title), style=STYLE, plotly=get_plotlyjs(), body="\n".join(self.parts),
-                           figures=_script_safe(f"[{specs}]"), config=json.dumps(PLOT_CONFIG),
-                           count=len(self.figures))
+        specs = ",".join(
+            f'{{"id":"figure-{index}","figure":{pio.to_json(figure.figure, validate=False)}}}'
+            for index, figure in enumerate(self.figures)
+        )
+        page = PAGE.format(
+            title=escaped(title),
+            style=STYLE,
+            plotly=get_plotlyjs(),
+            body="\n".join(self.parts),
+            figures=_script_safe(f"[{specs}]"),
+            config=json.dumps(PLOT_CONFIG),
+            count=len(self.figures),
+        )
         return Report(page, tuple(self.figures), tuple(self.notes))
 
 
@@ -127,40 +157,56 @@ def _header(studies: list[optuna.Study], storage_label: str) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     names = ", ".join(f"<code>{escaped(study.study_name)}</code>" for study in studies)
     where = f" in <code>{escaped(storage_label)}</code>" if storage_label else ""
-    return (f"<header><h1>{escaped(_title(studies))}</h1><p>Studies {names}{where}; made {when}. Val top-1 "
-            "is the fraction of validation images whose top class is right.</p>"
-            '<nav><a href="#summary">Summary</a> · <a href="#factors">Factor analysis</a> · '
-            "<a href=\"#optuna-views\">Optuna's views</a></nav></header>")
+    return (
+        f"<header><h1>{escaped(_title(studies))}</h1><p>Studies {names}{where}; made {when}. Val top-1 "
+        "is the fraction of validation images whose top class is right.</p>"
+        '<nav><a href="#summary">Summary</a> · <a href="#factors">Factor analysis</a> · '
+        '<a href="#optuna-views">Optuna\'s views</a></nav></header>'
+    )
 
 
 def _summary_html(summary: SummaryInfo) -> str:
     counts = summary.counts
     saved = summary.epochs_without_pruning - summary.epochs_trained
     best = summary.best
-    best_text = (f"trial {best.number}: {VAL_TOP1} {best.value:.2%} with "
-                 + escaped(settings_text(best.factors)) if best else "no complete trial yet")
-    return (f'<article class="study-summary"><h3>Study {escaped(summary.study)}</h3><dl>'
-            f"<dt>Best</dt><dd class=\"best\">{best_text}</dd>"
-            f"<dt>Best trial's settings</dt><dd><code>{escaped(settings_text(summary.best_settings))}</code></dd>"
-            f"<dt>Trials</dt><dd class=\"counts\">{counts['complete']} complete, {counts['pruned']} pruned, "
-            f"{counts['fail']} failed, {counts['running']} running, {counts['waiting']} waiting</dd>"
-            f"<dt>Epochs</dt><dd class=\"epochs\">{summary.epochs_trained} trained, against "
-            f"{summary.epochs_without_pruning} without pruning ({saved} saved)</dd>"
-            f"<dt>Compute</dt><dd class=\"compute\">{format_seconds(summary.compute_seconds)} of training and "
-            f"evaluation</dd></dl>{_top_table(summary)}</article>")
+    best_text = (
+        f"trial {best.number}: {VAL_TOP1} {best.value:.2%} with "
+        + escaped(settings_text(best.factors))
+        if best
+        else "no complete trial yet"
+    )
+    return (
+        f'<article class="study-summary"><h3>Study {escaped(summary.study)}</h3><dl>'
+        f'<dt>Best</dt><dd class="best">{best_text}</dd>'
+        f"<dt>Best trial's settings</dt><dd><code>{escaped(settings_text(summary.best_settings))}</code></dd>"
+        f'<dt>Trials</dt><dd class="counts">{counts["complete"]} complete, {counts["pruned"]} pruned, '
+        f"{counts['fail']} failed, {counts['running']} running, {counts['waiting']} waiting</dd>"
+        f'<dt>Epochs</dt><dd class="epochs">{summary.epochs_trained} trained, against '
+        f"{summary.epochs_without_pruning} without pruning ({saved} saved)</dd>"
+        f'<dt>Compute</dt><dd class="compute">{format_seconds(summary.compute_seconds)} of training and '
+        f"evaluation</dd></dl>{_top_table(summary)}</article>"
+    )
 
 
 def _top_table(summary: SummaryInfo) -> str:
     if not summary.top:
         return '<p class="note">No complete trial to rank yet.</p>'
-    head = "".join(f"<th>{name}</th>" for name in ("rank", "trial", VAL_TOP1, *FACTORS, "epochs", "seconds"))
+    head = "".join(
+        f"<th>{name}</th>" for name in ("rank", "trial", VAL_TOP1, *FACTORS, "epochs", "seconds")
+    )
     rows = []
     for rank, row in enumerate(summary.top, start=1):
-        factors = "".join(f"<td>{escaped(format_value(name, row.factors.get(name, '')))}</td>" for name in FACTORS)
-        rows.append(f"<tr><td>{rank}</td><td>{row.number}</td><td>{row.value:.2%}</td>{factors}"
-                    f"<td>{row.epochs_run}</td><td>{row.seconds:.1f}</td></tr>")
-    return (f'<table class="top-trials"><caption>Top {len(summary.top)} complete trials</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        factors = "".join(
+            f"<td>{escaped(format_value(name, row.factors.get(name, '')))}</td>" for name in FACTORS
+        )
+        rows.append(
+            f"<tr><td>{rank}</td><td>{row.number}</td><td>{row.value:.2%}</td>{factors}"
+            f"<td>{row.epochs_run}</td><td>{row.seconds:.1f}</td></tr>"
+        )
+    return (
+        f'<table class="top-trials"><caption>Top {len(summary.top)} complete trials</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 STYLE = """
@@ -212,4 +258,3 @@ PAGE = """<!DOCTYPE html>
 </body>
 </html>
 """
-

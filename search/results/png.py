@@ -17,8 +17,10 @@ def png_obstacle() -> str | None:
     except ImportError:
         return "PNG export needs the kaleido package (pip install kaleido) and a Chrome or Chromium"
     if Chromium.find_browser(skip_local=False) is None:
-        return ("PNG export needs a Chrome or Chromium, and none was found (install chromium, or run "
-                "`plotly_get_chrome`, or set BROWSER_PATH)")
+        return (
+            "PNG export needs a Chrome or Chromium, and none was found (install chromium, or run "
+            "`plotly_get_chrome`, or set BROWSER_PATH)"
+        )
     return None
 
 

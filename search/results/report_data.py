@@ -24,8 +24,17 @@ FACTORS = SEARCHED  # the four factors of the original experiment
 FACTOR_SCALES = {"optimizer": "categorical", "lr": "log", "eps": "log", "momentum": "linear"}
 TOP_TRIALS = 10
 # Optuna's own views, in the order the report shows them; report_figures knows how to draw each.
-OPTUNA_VIEWS = ("history", "importance", "fanova", "slice", "contour_lr_eps", "contour_lr_momentum",
-                "parallel", "intermediate", "timeline")
+OPTUNA_VIEWS = (
+    "history",
+    "importance",
+    "fanova",
+    "slice",
+    "contour_lr_eps",
+    "contour_lr_momentum",
+    "parallel",
+    "intermediate",
+    "timeline",
+)
 CONTOUR_PARAMS = {"contour_lr_eps": ("lr", "eps"), "contour_lr_momentum": ("lr", "momentum")}
 
 
@@ -66,7 +75,9 @@ class SummaryInfo(NamedTuple):
     best: TrialRow | None
     best_settings: dict[str, Any]  # the best trial's full training config
     epochs_trained: int
-    epochs_without_pruning: int  # what the same finished trials would have trained to their last epoch
+    epochs_without_pruning: (
+        int  # what the same finished trials would have trained to their last epoch
+    )
     compute_seconds: float
     top: tuple[TrialRow, ...]  # complete trials, best first
 
@@ -83,15 +94,24 @@ def trial_factors(trial: FrozenTrial) -> dict[str, Any]:
 
 def trial_curve(study_name: str, trial: FrozenTrial) -> TrialCurve:
     steps = sorted(trial.intermediate_values)
-    return TrialCurve(study=study_name, number=trial.number, state=trial.state.name.lower(),
-                      epochs=tuple(steps), val_top1=tuple(trial.intermediate_values[step] for step in steps),
-                      factors=trial_factors(trial),
-                      value=trial.value if trial.state == TrialState.COMPLETE else None,
-                      fail_reason=attrs.fail_reason(trial))
+    return TrialCurve(
+        study=study_name,
+        number=trial.number,
+        state=trial.state.name.lower(),
+        epochs=tuple(steps),
+        val_top1=tuple(trial.intermediate_values[step] for step in steps),
+        factors=trial_factors(trial),
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        fail_reason=attrs.fail_reason(trial),
+    )
 
 
 def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
-    return [trial_curve(study.study_name, trial) for study in studies for trial in finished_trials(study)]
+    return [
+        trial_curve(study.study_name, trial)
+        for study in studies
+        for trial in finished_trials(study)
+    ]
 
 
 def get_factor_info(curves: list[TrialCurve], factor: str) -> FactorInfo:
@@ -113,18 +133,29 @@ def get_summary_info(study: optuna.Study, top: int = TOP_TRIALS) -> SummaryInfo:
     complete = attrs.ranked(trials)
     best = complete[0] if complete else None
     return SummaryInfo(
-        study=study.study_name, counts=attrs.state_counts(trials), best=_row(best) if best else None,
+        study=study.study_name,
+        counts=attrs.state_counts(trials),
+        best=_row(best) if best else None,
         best_settings=attrs.trial_config(best) if best else {},
         epochs_trained=sum(_epochs_run(trial) for trial in finished),
         epochs_without_pruning=sum(_epochs_planned(trial) for trial in finished),
-        compute_seconds=sum(float(trial.user_attrs.get(attrs.SECONDS) or 0.0) for trial in finished),
-        top=tuple(_row(trial) for trial in complete[:top]))
+        compute_seconds=sum(
+            float(trial.user_attrs.get(attrs.SECONDS) or 0.0) for trial in finished
+        ),
+        top=tuple(_row(trial) for trial in complete[:top]),
+    )
 
 
 def _row(trial: FrozenTrial) -> TrialRow:
     factors = {name: value for name, value in trial_factors(trial).items() if value is not None}
-    return TrialRow(trial.number, trial.state.name.lower(), trial.value, factors, _epochs_run(trial),
-                    float(trial.user_attrs.get(attrs.SECONDS) or 0.0))
+    return TrialRow(
+        trial.number,
+        trial.state.name.lower(),
+        trial.value,
+        factors,
+        _epochs_run(trial),
+        float(trial.user_attrs.get(attrs.SECONDS) or 0.0),
+    )
 
 
 def _epochs_run(trial: FrozenTrial) -> int:
@@ -146,7 +177,11 @@ def view_obstacle(study: optuna.Study, view: str) -> str | None:
     if view == "timeline":
         return None if trials else "the study has no trials yet"
     if view == "intermediate":
-        return None if any(trial.intermediate_values for trial in trials) else "no trial has reported an epoch yet"
+        return (
+            None
+            if any(trial.intermediate_values for trial in trials)
+            else "no trial has reported an epoch yet"
+        )
     if not complete:
         return "the study has no complete trial yet"
     if view in ("importance", "fanova"):
@@ -163,16 +198,21 @@ def _importance_obstacle(complete: list[FrozenTrial], view: str) -> str | None:
         return "fANOVA needs scikit-learn, which is not installed (pip install scikit-learn)"
     if len(complete) < 2:
         return f"importances need at least 2 complete trials, but the study has {len(complete)}"
-    varied = [name for name in {name for trial in complete for name in trial.params}
-              if len({repr(trial.params.get(name)) for trial in complete}) > 1]
+    varied = [
+        name
+        for name in {name for trial in complete for name in trial.params}
+        if len({repr(trial.params.get(name)) for trial in complete}) > 1
+    ]
     return None if varied else "no parameter takes more than one value among the complete trials"
 
 
 def _contour_obstacle(complete: list[FrozenTrial], first: str, second: str) -> str | None:
     both = [trial for trial in complete if first in trial.params and second in trial.params]
     if len(both) < 2:
-        return (f"a contour of {first} against {second} needs at least 2 complete trials that sample both, "
-                f"but the study has {len(both)}")
+        return (
+            f"a contour of {first} against {second} needs at least 2 complete trials that sample both, "
+            f"but the study has {len(both)}"
+        )
     return None
 
 

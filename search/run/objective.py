@@ -38,8 +38,15 @@ class TrialRun:
 class Objective:
     """Returns the best val top-1 (0..1) over the run's epochs, as the study's value."""
 
-    def __init__(self, config: StudyConfig, data: ImageData, device: torch.device,
-                 stop: threading.Event | None = None, *, compile: bool = False):
+    def __init__(
+        self,
+        config: StudyConfig,
+        data: ImageData,
+        device: torch.device,
+        stop: threading.Event | None = None,
+        *,
+        compile: bool = False,
+    ):
         self.config = config
         self.compile = compile
         self.data = data
@@ -48,7 +55,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial, run: TrialRun | None = None) -> float:
         # Seeded by the first attempt, so a retry continues the very run its checkpoint came from.
-        train_config = suggest(trial, self.config).replace(seed=self.config.study.seed + first_attempt(trial))
+        train_config = suggest(trial, self.config).replace(
+            seed=self.config.study.seed + first_attempt(trial)
+        )
         trial.set_user_attr(attrs.CONFIG, train_config.to_dict())
         history: list[EpochMetrics] = []
 
@@ -62,19 +71,34 @@ class Objective:
             history.append(metrics)
             trial.report(metrics.val_top1, epoch)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}")
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}"
+                )
 
         policy = self._policy(run)
         try:
-            result = train(train_config, self.data, report, device=self.device, on_resume=resumed,
-                           checkpoints=policy, resume=bool(run and run.resume), stop=self.stop,
-                           compile=self.compile)
+            result = train(
+                train_config,
+                self.data,
+                report,
+                device=self.device,
+                on_resume=resumed,
+                checkpoints=policy,
+                resume=bool(run and run.resume),
+                stop=self.stop,
+                compile=self.compile,
+            )
         except TRIAL_FAILURES as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
             raise
         finally:
-            _record(trial, history, self.device, compiled=self.compile,
-                    checkpoint_seconds=policy.writing_seconds if policy else None)
+            _record(
+                trial,
+                history,
+                self.device,
+                compiled=self.compile,
+                checkpoint_seconds=policy.writing_seconds if policy else None,
+            )
             free_device_memory(self.device)
         if run is not None:
             trial.set_user_attr(attrs.WEIGHTS, str(run.folder / WEIGHTS_NAME))
@@ -88,16 +112,28 @@ class Objective:
         settings = self.config.checkpoint
         # No checkpoint after the last epoch: the final weights are saved and the trial told at once,
         # and a ResNet-18 checkpoint with optimizer state is 130-170 MB that release() would delete.
-        return CheckpointPolicy(run.folder, every_epochs=settings.every_epochs, every_seconds=settings.every_seconds,
-                                at_end=False)
+        return CheckpointPolicy(
+            run.folder,
+            every_epochs=settings.every_epochs,
+            every_seconds=settings.every_seconds,
+            at_end=False,
+        )
 
 
-def _record(trial: optuna.Trial, history: list[EpochMetrics], device: torch.device, *, compiled: bool = False,
-            checkpoint_seconds: float | None = None) -> None:
+def _record(
+    trial: optuna.Trial,
+    history: list[EpochMetrics],
+    device: torch.device,
+    *,
+    compiled: bool = False,
+    checkpoint_seconds: float | None = None,
+) -> None:
     trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
     trial.set_user_attr(attrs.DEVICE, _device_name(device))
     trial.set_user_attr(attrs.COMPILED, compiled)
-    if checkpoint_seconds is not None:  # writing checkpoints and weights: the interval's cost, under 5% is the aim
+    if (
+        checkpoint_seconds is not None
+    ):  # writing checkpoints and weights: the interval's cost, under 5% is the aim
         trial.set_user_attr(attrs.CHECKPOINT_SECONDS, round(checkpoint_seconds, 3))
     trial.set_user_attr(attrs.CODE_VERSION, code_version())
     if not history:
@@ -105,8 +141,10 @@ def _record(trial: optuna.Trial, history: list[EpochMetrics], device: torch.devi
     best = max(history, key=lambda metrics: metrics.val_top1)
     trial.set_user_attr(attrs.BEST_EPOCH, best.epoch)
     trial.set_user_attr(attrs.SECONDS, round(sum(metrics.seconds for metrics in history), 3))
-    trial.set_user_attr(attrs.IMAGES_PER_SECOND,
-                        round(sum(metrics.images_per_second for metrics in history) / len(history), 1))
+    trial.set_user_attr(
+        attrs.IMAGES_PER_SECOND,
+        round(sum(metrics.images_per_second for metrics in history) / len(history), 1),
+    )
     trial.set_user_attr(attrs.HISTORY, [asdict(metrics) for metrics in history])
 
 

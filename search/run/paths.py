@@ -29,7 +29,9 @@ def safe_child(root: str | Path, name: str) -> Path:
     """The folder `root/slug(name)`, refused if it would not be a direct child of `root`."""
     folder_name = slug(name)
     if folder_name in ("", ".", ".."):
-        raise ValueError(f"name {name!r} makes no folder name; use letters, digits, '.', '_' or '-'")
+        raise ValueError(
+            f"name {name!r} makes no folder name; use letters, digits, '.', '_' or '-'"
+        )
     resolved_root = Path(root).resolve()
     child = (resolved_root / folder_name).resolve()
     if child.parent != resolved_root:  # a symlink planted under root could still point elsewhere

@@ -17,8 +17,13 @@ class StudyProgress:
 
     def __init__(self, study: optuna.Study, budget: int, *, enabled: bool = True):
         self.study = study
-        self.bar = tqdm(total=budget, desc=study.study_name, unit="trial", disable=not enabled,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=budget,
+            desc=study.study_name,
+            unit="trial",
+            disable=not enabled,
+            dynamic_ncols=True,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True, name="study-progress")
 
@@ -43,10 +48,13 @@ class StudyProgress:
             return
         try:
             trials = self.study.get_trials(deepcopy=False)
-        except Exception:  # a database hiccup must not kill the progress line; next poll retries
+        # A database hiccup must not kill the progress line; the next poll retries.
+        except Exception:  # noqa: BLE001
             return
         counts = attrs.state_counts(trials)
         best = attrs.best_trial(trials)
         self.bar.n = min(attrs.budget_spent(trials), self.bar.total)
-        self.bar.set_postfix_str(f"pruned {counts['pruned']}, failed {counts['fail']}, running {counts['running']}"
-                                 + (f", best {best.value:.2%}" if best else ""))
+        self.bar.set_postfix_str(
+            f"pruned {counts['pruned']}, failed {counts['fail']}, running {counts['running']}"
+            + (f", best {best.value:.2%}" if best else "")
+        )

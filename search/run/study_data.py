@@ -8,10 +8,14 @@ from search.studyfile import StudyConfig
 from trainer import ImageData, load_image_data
 
 
-def load_study_data(config: StudyConfig, cache_dir: Path | None = None, *, progress: bool = True) -> ImageData:
+def load_study_data(
+    config: StudyConfig, cache_dir: Path | None = None, *, progress: bool = True
+) -> ImageData:
     """The images a study trains on: decoded once, capped per class, with the search's val split."""
     settings = config.data
-    data = load_image_data(settings.source, settings.image_size, cache_dir=cache_dir, progress=progress)
+    data = load_image_data(
+        settings.source, settings.image_size, cache_dir=cache_dir, progress=progress
+    )
     if settings.per_class is not None:
         data = data.cap_per_class(settings.per_class)
     if settings.validation_fraction is not None:
@@ -20,5 +24,9 @@ def load_study_data(config: StudyConfig, cache_dir: Path | None = None, *, progr
 
 
 def fingerprint(config: StudyConfig, data: ImageData) -> dict:
-    return {**data.fingerprint(), "image_size": config.data.image_size, "per_class": config.data.per_class,
-            "validation_fraction": config.data.validation_fraction}
+    return {
+        **data.fingerprint(),
+        "image_size": config.data.image_size,
+        "per_class": config.data.per_class,
+        "validation_fraction": config.data.validation_fraction,
+    }

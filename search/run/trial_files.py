@@ -26,7 +26,11 @@ def trial_folder(root: Path, study_name: str, first_attempt: int) -> Path:
 def release(study: optuna.Study, trial: optuna.trial.FrozenTrial, folder: Path) -> None:
     """After a trial ended for good: drop its checkpoint; keep final weights only for the best."""
     (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
-    if trial.state == TrialState.COMPLETE and (folder / WEIGHTS_NAME).exists() and _is_best(study, trial):
+    if (
+        trial.state == TrialState.COMPLETE
+        and (folder / WEIGHTS_NAME).exists()
+        and _is_best(study, trial)
+    ):
         _drop_weights_worse_than(study, trial.value)
         return
     shutil.rmtree(folder, ignore_errors=True)

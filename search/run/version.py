@@ -20,8 +20,13 @@ def code_version() -> str:
 
 def _git_commit(folder: Path) -> str | None:
     try:
-        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=5, check=True)
+        result = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None

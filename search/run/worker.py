@@ -55,22 +55,52 @@ def default_worker_index() -> int:
 def connect(config: StudyConfig, options: WorkerOptions) -> ResilientRDBStorage:
     """Open the study's storage with its heartbeat: a trial whose worker went silent is retried."""
     heartbeat = config.heartbeat
-    return open_storage(options.storage_url, heartbeat_interval=heartbeat.interval_seconds,
-                        grace_period=heartbeat.grace_seconds,
-                        stale_trial_callback=retries.stale_trial_callback(heartbeat.max_retries))
+    return open_storage(
+        options.storage_url,
+        heartbeat_interval=heartbeat.interval_seconds,
+        grace_period=heartbeat.grace_seconds,
+        stale_trial_callback=retries.stale_trial_callback(heartbeat.max_retries),
+    )
 
 
-def run_worker(config: StudyConfig, options: WorkerOptions, *, worker_index: int = 0,
-               data: ImageData | None = None, create: bool = False, stop: threading.Event | None = None) -> int:
+def run_worker(
+    config: StudyConfig,
+    options: WorkerOptions,
+    *,
+    worker_index: int = 0,
+    data: ImageData | None = None,
+    create: bool = False,
+    stop: threading.Event | None = None,
+) -> int:
     """Run trials until the budget is met, the timeout passes or `stop` is set; returns how many ran."""
-    storage = connect(config, options)  # before the data: a wrong URL fails in a second, not after decoding
-    data = data if data is not None else load_study_data(config, options.cache_dir, progress=options.progress)
-    study = open_study(config, storage, fingerprint(config, data), worker_index=worker_index, create=create)
+    storage = connect(
+        config, options
+    )  # before the data: a wrong URL fails in a second, not after decoding
+    data = (
+        data
+        if data is not None
+        else load_study_data(config, options.cache_dir, progress=options.progress)
+    )
+    study = open_study(
+        config, storage, fingerprint(config, data), worker_index=worker_index, create=create
+    )
     stop = stop or threading.Event()
-    objective = Objective(config, data, resolve_device(options.device), stop, compile=options.compile)
-    worker = _Worker(config, study, storage, objective,
-                     locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir), stop)
-    deadline = time.monotonic() + 60 * config.study.timeout_minutes if config.study.timeout_minutes else None
+    objective = Objective(
+        config, data, resolve_device(options.device), stop, compile=options.compile
+    )
+    worker = _Worker(
+        config,
+        study,
+        storage,
+        objective,
+        locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir),
+        stop,
+    )
+    deadline = (
+        time.monotonic() + 60 * config.study.timeout_minutes
+        if config.study.timeout_minutes
+        else None
+    )
     ran = 0
     with StudyProgress(study, config.study.trials, enabled=options.progress):
         while not stop.is_set() and _should_start_trial(study, config, deadline):
@@ -106,9 +136,12 @@ class _Worker:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna warns that heartbeats are meant for optimize()
             trial = self.study.ask()
-        run = TrialRun(trial_files.trial_folder(self.checkpoint_root, self.study.study_name,
-                                                retries.first_attempt(trial)),
-                       resume=attrs.RETRY_OF in trial.user_attrs)
+        run = TrialRun(
+            trial_files.trial_folder(
+                self.checkpoint_root, self.study.study_name, retries.first_attempt(trial)
+            ),
+            resume=attrs.RETRY_OF in trial.user_attrs,
+        )
         with Heartbeat(self.storage, trial._trial_id, self.config.heartbeat.interval_seconds):
             more = self._run_and_tell(trial, run)
         free_device_memory(self.objective.device)
@@ -128,7 +161,9 @@ class _Worker:
             trial.set_user_attr(attrs.FAIL_REASON, str(error))
             self.study.tell(trial, state=TrialState.FAIL)
             return False
-        except BaseException as error:  # a bug: record it on the trial, then stop this worker loudly
+        except (
+            BaseException
+        ) as error:  # a bug: record it on the trial, then stop this worker loudly
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
             self._stopped(trial, f"{type(error).__name__} in its worker")
             raise
@@ -136,8 +171,12 @@ class _Worker:
             self._finish(trial, run, TrialState.COMPLETE, value)
         return True
 
-    def _finish(self, trial: optuna.Trial, run: TrialRun, state: TrialState, value: float | None = None) -> None:
-        frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    def _finish(
+        self, trial: optuna.Trial, run: TrialRun, state: TrialState, value: float | None = None
+    ) -> None:
+        frozen = self.study.tell(
+            trial, value if state == TrialState.COMPLETE else None, state=state
+        )
         trial_files.release(self.study, frozen, run.folder)
 
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
@@ -164,10 +203,14 @@ def stop_on_signals() -> Iterator[threading.Event]:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
-        _say(f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "
-             "(Ctrl-C again to exit now)")
+        _say(
+            f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "
+            "(Ctrl-C again to exit now)"
+        )
 
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield stop
     finally:

@@ -18,17 +18,27 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
-def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          artifact_dir: Path | None = None) -> None:
+def serve(
+    url: str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    artifact_dir: Path | None = None,
+) -> None:
     """Serve the dashboard until interrupted."""
     storage = open_storage(url)  # a wrong URL fails here with our message, not in a request later
     artifact_dir = artifact_dir or locations.artifact_dir(url)
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
-    print(f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
-          f"artifacts in {artifact_dir}", flush=True)
+    print(
+        f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
+        f"artifacts in {artifact_dir}",
+        flush=True,
+    )
     import optuna_dashboard  # imported on use: a GPU worker machine may run without it
 
-    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifact_store(artifact_dir))
+    optuna_dashboard.run_server(
+        storage, host=host, port=port, artifact_store=artifact_store(artifact_dir)
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -40,9 +50,12 @@ def is_loopback(host: str) -> bool:
 
 def warn_if_exposed(host: str, danger: str) -> None:
     if not is_loopback(host):
-        print(f"hpsearch: warning: listening on {host}, reachable from other machines; {danger}. "
-              "Bind 127.0.0.1 and use an SSH tunnel (ssh -L PORT:127.0.0.1:PORT HOST) instead.",
-              file=sys.stderr, flush=True)
+        print(
+            f"hpsearch: warning: listening on {host}, reachable from other machines; {danger}. "
+            "Bind 127.0.0.1 and use an SSH tunnel (ssh -L PORT:127.0.0.1:PORT HOST) instead.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _url_host(host: str) -> str:

@@ -25,6 +25,10 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
     """Serve the storage until interrupted."""
     # get_storage adds Optuna's cache of finished trials, which the proxy's docs ask for.
     storage = optuna.storages.get_storage(open_storage(url))
-    warn_if_exposed(host, "the gRPC proxy has no login: anyone who reaches it can write to every study")
-    print(f"gRPC storage proxy on {host}:{port} for {masked(url)}; no heartbeat behind it", flush=True)
+    warn_if_exposed(
+        host, "the gRPC proxy has no login: anyone who reaches it can write to every study"
+    )
+    print(
+        f"gRPC storage proxy on {host}:{port} for {masked(url)}; no heartbeat behind it", flush=True
+    )
     optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)

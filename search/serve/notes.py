@@ -41,16 +41,23 @@ def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str 
 def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
     """Put the exported best parameters (`text`, in format `fmt`: json, toml, yaml) in the study note."""
     if not re.fullmatch(r"[A-Za-z0-9_+-]+", fmt):
-        raise ValueError(f"fmt must be a format name such as 'json', 'toml' or 'yaml', but got {fmt!r}")
+        raise ValueError(
+            f"fmt must be a format name such as 'json', 'toml' or 'yaml', but got {fmt!r}"
+        )
     _save_note_section(study, BEST_PARAMS_HEADING, f"Exported {_now()}:\n\n{_fenced(text, fmt)}")
 
 
-def note_trial(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial, text: str) -> None:
+def note_trial(
+    study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial, text: str
+) -> None:
     """Replace the trial's note (Markdown) with `text`: why it failed, when it was resumed."""
     # save_note wants a live Trial, but fail reasons are written after the trial ended, when only
     # a FrozenTrial is at hand; building optuna.Trial for it would call the sampler's before_trial.
-    target = trial if isinstance(trial, optuna.Trial) else types.SimpleNamespace(
-        storage=study._storage, study=study, _trial_id=trial._trial_id)
+    target = (
+        trial
+        if isinstance(trial, optuna.Trial)
+        else types.SimpleNamespace(storage=study._storage, study=study, _trial_id=trial._trial_id)
+    )
     import optuna_dashboard
 
     optuna_dashboard.save_note(target, text)
@@ -60,7 +67,9 @@ def _replace_artifact(study: optuna.Study, path: Path, store: FileSystemArtifact
     existing = _study_artifact_ids(study).get(path.name)
     if existing is None:
         return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
-    with path.open("rb") as file:  # same id, new bytes: the note's link and the dashboard stay valid
+    with path.open(
+        "rb"
+    ) as file:  # same id, new bytes: the note's link and the dashboard stay valid
         store.write(existing, file)
     return existing
 
@@ -69,7 +78,11 @@ def _study_artifact_ids(study: optuna.Study) -> dict[str, str]:
     # Not optuna.artifacts.get_all_artifact_meta: it fails on the null entry the dashboard leaves
     # behind when someone deletes an artifact there.
     system_attrs = study._storage.get_study_system_attrs(study._study_id)
-    metas = [json.loads(value) for key, value in system_attrs.items() if key.startswith(attrs.ARTIFACTS_PREFIX)]
+    metas = [
+        json.loads(value)
+        for key, value in system_attrs.items()
+        if key.startswith(attrs.ARTIFACTS_PREFIX)
+    ]
     return {meta["filename"]: meta["artifact_id"] for meta in metas if meta}
 
 
@@ -80,14 +93,18 @@ def _best_trial_line(study: optuna.Study) -> str:
     best = attrs.best_trial(trials)
     if best is None:
         return f"No complete trial yet ({summary})."
-    return (f"Best: trial {best.number}, val top-1 {best.value:.2%} "
-            f"({attrs.settings_text(attrs.trial_config(best))}); {summary}.")
+    return (
+        f"Best: trial {best.number}, val top-1 {best.value:.2%} "
+        f"({attrs.settings_text(attrs.trial_config(best))}); {summary}."
+    )
 
 
 def _save_note_section(study: optuna.Study, heading: str, body: str) -> None:
     import optuna_dashboard
 
-    optuna_dashboard.save_note(study, _replace_section(optuna_dashboard.get_note(study), heading, body))
+    optuna_dashboard.save_note(
+        study, _replace_section(optuna_dashboard.get_note(study), heading, body)
+    )
 
 
 def _replace_section(note: str, heading: str, body: str) -> str:
@@ -102,7 +119,9 @@ def _replace_section(note: str, heading: str, body: str) -> str:
 
 def _fenced(text: str, language: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)  # a fence longer than any backtick run inside cannot close early
+    fence = "`" * max(
+        3, longest + 1
+    )  # a fence longer than any backtick run inside cannot close early
     return f"{fence}{language}\n{text.rstrip()}\n{fence}"
 
 

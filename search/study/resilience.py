@@ -34,8 +34,9 @@ def is_connection_error(error: BaseException) -> bool:
     return isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
 
 
-def call_with_retries(function: Callable[..., Any], *args: Any, max_outage: float = MAX_OUTAGE_SECONDS,
-                      **kwargs: Any) -> Any:
+def call_with_retries(
+    function: Callable[..., Any], *args: Any, max_outage: float = MAX_OUTAGE_SECONDS, **kwargs: Any
+) -> Any:
     started = time.monotonic()
     for attempt in itertools.count():
         try:
@@ -45,8 +46,13 @@ def call_with_retries(function: Callable[..., Any], *args: Any, max_outage: floa
             if not is_connection_error(error) or waited >= max_outage:
                 raise
             delay = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
-            logger.warning("storage unreachable (%s); retry %d in %.1f s, %.0f s into the outage",
-                           _first_line(error), attempt + 1, delay, waited)
+            logger.warning(
+                "storage unreachable (%s); retry %d in %.1f s, %.0f s into the outage",
+                _first_line(error),
+                attempt + 1,
+                delay,
+                waited,
+            )
             time.sleep(delay)
 
 
@@ -80,7 +86,9 @@ class Heartbeat:
     def __init__(self, storage: RDBStorage, trial_id: int, interval: float):
         self.storage, self.trial_id, self.interval = storage, trial_id, interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{trial_id}")
+        self._thread = threading.Thread(
+            target=self._beat, daemon=True, name=f"heartbeat-{trial_id}"
+        )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -95,8 +103,16 @@ class Heartbeat:
             try:
                 # RDBStorage's own method, not the resilient one that waits out a whole outage: a beat
                 # that cannot land within the interval is tried again at the next tick.
-                call_with_retries(RDBStorage.record_heartbeat, self.storage, self.trial_id, max_outage=self.interval)
-            except Exception as error:  # the thread must outlive any outage; the next tick tries again
-                logger.warning("heartbeat of trial %d missed: %s", self.trial_id, _first_line(error))
+                call_with_retries(
+                    RDBStorage.record_heartbeat,
+                    self.storage,
+                    self.trial_id,
+                    max_outage=self.interval,
+                )
+            # The thread must outlive any outage; the next tick tries again.
+            except Exception as error:  # noqa: BLE001
+                logger.warning(
+                    "heartbeat of trial %d missed: %s", self.trial_id, _first_line(error)
+                )
             if self._stop.wait(self.interval):
                 return

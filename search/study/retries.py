@@ -18,15 +18,17 @@ def first_attempt(trial: optuna.Trial | FrozenTrial) -> int:
     return trial.user_attrs.get(RETRY_OF, trial.number)
 
 
-
-
 def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str) -> bool:
     """Queue `trial` to run again unless it has used its retries; True when queued."""
     attempt = trial.user_attrs.get(ATTEMPT, 0) + 1
     if attempt > max_retries:
         return False
-    user_attrs = {RETRY_OF: first_attempt(trial), RETRIED_FROM: trial.number, ATTEMPT: attempt,
-                  RETRY_REASON: f"trial {trial.number}: {reason}"}
+    user_attrs = {
+        RETRY_OF: first_attempt(trial),
+        RETRIED_FROM: trial.number,
+        ATTEMPT: attempt,
+        RETRY_REASON: f"trial {trial.number}: {reason}",
+    }
     if QUEUED_AS in trial.user_attrs:
         user_attrs[QUEUED_AS] = trial.user_attrs[QUEUED_AS]
     study.enqueue_trial(trial.params, user_attrs=user_attrs)
@@ -35,7 +37,13 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reaso
 
 def stale_trial_callback(max_retries: int):
     """For the storage's heartbeat: a trial whose worker went silent is FAIL, then retried."""
+
     def retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-        queue_retry(study, trial, max_retries, "its worker stopped sending heartbeats (killed, or its machine lost)")
+        queue_retry(
+            study,
+            trial,
+            max_retries,
+            "its worker stopped sending heartbeats (killed, or its machine lost)",
+        )
 
     return retry_stale

@@ -16,8 +16,13 @@ from search.studyfile import PrunerSettings, SamplerSettings
 def _tpe(settings: SamplerSettings, seed: int) -> optuna.samplers.BaseSampler:
     # group=True lets multivariate TPE model the conditional space (eps and momentum
     # exist only for some optimizers) instead of falling back to independent sampling.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=settings.multivariate, group=settings.multivariate,
-                                      constant_liar=settings.constant_liar, n_startup_trials=settings.startup_trials)
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=settings.multivariate,
+        group=settings.multivariate,
+        constant_liar=settings.constant_liar,
+        n_startup_trials=settings.startup_trials,
+    )
 
 
 def _random(settings: SamplerSettings, seed: int) -> optuna.samplers.BaseSampler:
@@ -31,21 +36,31 @@ SAMPLERS: dict[str, Callable[[SamplerSettings, int], optuna.samplers.BaseSampler
     "random": _random,
     "grid": _random,
     "cmaes": lambda settings, seed: optuna.samplers.CmaEsSampler(
-        seed=seed, n_startup_trials=settings.startup_trials, warn_independent_sampling=False),
+        seed=seed, n_startup_trials=settings.startup_trials, warn_independent_sampling=False
+    ),
     "gp": lambda settings, seed: optuna.samplers.GPSampler(
-        seed=seed, n_startup_trials=settings.startup_trials, warn_independent_sampling=False),
+        seed=seed, n_startup_trials=settings.startup_trials, warn_independent_sampling=False
+    ),
 }
 
 # Each builder takes the settings and the study's epochs per trial (hyperband's largest budget).
 PRUNERS: dict[str, Callable[[PrunerSettings, int], optuna.pruners.BasePruner]] = {
     "median": lambda settings, epochs: optuna.pruners.MedianPruner(
-        n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_epochs),
+        n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_epochs
+    ),
     "percentile": lambda settings, epochs: optuna.pruners.PercentilePruner(
-        settings.percentile, n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_epochs),
+        settings.percentile,
+        n_startup_trials=settings.startup_trials,
+        n_warmup_steps=settings.warmup_epochs,
+    ),
     "halving": lambda settings, epochs: optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=settings.min_epochs, reduction_factor=settings.reduction_factor),
+        min_resource=settings.min_epochs, reduction_factor=settings.reduction_factor
+    ),
     "hyperband": lambda settings, epochs: optuna.pruners.HyperbandPruner(
-        min_resource=settings.min_epochs, max_resource=epochs, reduction_factor=settings.reduction_factor),
+        min_resource=settings.min_epochs,
+        max_resource=epochs,
+        reduction_factor=settings.reduction_factor,
+    ),
     "none": lambda settings, epochs: optuna.pruners.NopPruner(),
 }
 

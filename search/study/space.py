@@ -44,6 +44,7 @@ def _suggest(trial: optuna.Trial, name: str, choice: Any) -> Any:
 
 def points_space(points: tuple[dict, ...]) -> SearchSpace:
     """The smallest space holding every point, so queued points are ordinary trials of it."""
+
     def span(name: str, log: bool) -> float | Range | None:
         values = sorted({point[name] for point in points if point.get(name) is not None})
         if not values:
@@ -53,5 +54,9 @@ def points_space(points: tuple[dict, ...]) -> SearchSpace:
         return Range(values[0], values[-1], log=log and values[0] > 0)
 
     optimizers = tuple(dict.fromkeys(point["optimizer"] for point in points))
-    return SearchSpace(optimizers=optimizers, lr=span("lr", True), eps=span("eps", True),
-                       momentum=span("momentum", False))
+    return SearchSpace(
+        optimizers=optimizers,
+        lr=span("lr", True),
+        eps=span("eps", True),
+        momentum=span("momentum", False),
+    )

@@ -16,7 +16,9 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from search.errors import StorageError
 from search.study.resilience import ResilientRDBStorage
 
-SQLITE_BUSY_TIMEOUT_SECONDS = 60  # a few local workers wait for each other's writes instead of failing
+SQLITE_BUSY_TIMEOUT_SECONDS = (
+    60  # a few local workers wait for each other's writes instead of failing
+)
 
 
 def masked(url: str) -> str:
@@ -31,26 +33,41 @@ def normalized(url: str) -> sqlalchemy.URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StorageError(f"malformed storage URL {masked(url)!r}; expected e.g. sqlite:///hpsearch.db "
-                           "or postgresql+psycopg://user@host:5432/dbname") from None
+        raise StorageError(
+            f"malformed storage URL {masked(url)!r}; expected e.g. sqlite:///hpsearch.db "
+            "or postgresql+psycopg://user@host:5432/dbname"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if not parsed.drivername.startswith(("sqlite", "postgresql", "mysql")):
-        raise StorageError(f"unsupported storage URL {masked(url)!r}: use sqlite:/// or postgresql+psycopg://")
+        raise StorageError(
+            f"unsupported storage URL {masked(url)!r}: use sqlite:/// or postgresql+psycopg://"
+        )
     return parsed
 
 
-def open_storage(url: str, *, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None, stale_trial_callback=None) -> ResilientRDBStorage:
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    stale_trial_callback=None,
+) -> ResilientRDBStorage:
     parsed = normalized(url)
     sqlite = parsed.drivername.startswith("sqlite")
-    engine_kwargs = ({"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}} if sqlite
-                     else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2})
+    engine_kwargs = (
+        {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
+        if sqlite
+        else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
+    )
     try:
         storage = ResilientRDBStorage(
-            parsed.render_as_string(hide_password=False), engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            heartbeat_stale_trial_callback=stale_trial_callback)
+            parsed.render_as_string(hide_password=False),
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=stale_trial_callback,
+        )
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise StorageError(f"cannot reach storage {masked(url)}: {reason}") from None
@@ -74,6 +91,7 @@ def _begin_immediately(engine: sqlalchemy.Engine) -> None:
     and its "mark it RUNNING" are not atomic, and two local workers can take the same queued
     point. SQLAlchemy's recipe for SQLite: let pysqlite do nothing and begin transactions ourselves.
     """
+
     @sqlalchemy.event.listens_for(engine, "connect")
     def no_implicit_transactions(dbapi_connection, connection_record) -> None:
         dbapi_connection.isolation_level = None

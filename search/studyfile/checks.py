@@ -34,7 +34,9 @@ class SettingError(ConfigError):
 def build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
     """Construct a settings dataclass, naming its missing or bad key within section."""
     for field in dataclasses.fields(cls):
-        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        required = (
+            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        )
         if required and field.name not in values:
             raise SettingError(f"{section}.{field.name}", "is required")
     try:
@@ -46,7 +48,9 @@ def build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
 def rebuilt(section: str, settings: Any, **changes: Any) -> Any:
     """`settings` with the changes that are not None, checked again and named within section."""
     try:
-        return dataclasses.replace(settings, **{key: value for key, value in changes.items() if value is not None})
+        return dataclasses.replace(
+            settings, **{key: value for key, value in changes.items() if value is not None}
+        )
     except SettingError as error:
         raise error.under(section) from None
 
@@ -63,7 +67,9 @@ def check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -
     """The one check for unknown keys, in sections, ranges and points alike."""
     unknown = [key for key in table if key not in allowed]
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; known keys: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {where}; known keys: {', '.join(sorted(allowed))}"
+        )
 
 
 def check_kind(kind: str, known: Mapping[str, Any]) -> None:
@@ -83,7 +89,11 @@ def check_types(settings: Any, rename: Mapping[str, str] | None = None) -> None:
 
 
 def check_type(key: str, value: Any, hint: Any) -> None:
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    options = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType)
+        else (hint,)
+    )
     if not any(_fits(value, option) for option in options):
         wanted = " or ".join(_wanted(option) for option in options if option is not type(None))
         raise SettingError(key, f"must be {wanted}, but got {value!r} ({_got(value)})")
@@ -99,7 +109,9 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is float:
         return isinstance(value, (int, float))
     if typing.get_origin(hint) is tuple:
-        return isinstance(value, tuple) and all(_fits(item, typing.get_args(hint)[0]) for item in value)
+        return isinstance(value, tuple) and all(
+            _fits(item, typing.get_args(hint)[0]) for item in value
+        )
     return isinstance(value, hint)
 
 
@@ -110,7 +122,11 @@ def _wanted(hint: Any) -> str:
     if typing.get_origin(hint) is tuple:
         return f"a list of {_wanted(typing.get_args(hint)[0]).removeprefix('a ')}s"
     # A settings class may say how a message should name it (Range: "a range { low, high, log }").
-    return WORDS.get(hint) or getattr(hint, "NAMED_IN_ERRORS", None) or getattr(hint, "__name__", str(hint))
+    return (
+        WORDS.get(hint)
+        or getattr(hint, "NAMED_IN_ERRORS", None)
+        or getattr(hint, "__name__", str(hint))
+    )
 
 
 def _got(value: Any) -> str:

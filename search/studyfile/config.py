@@ -61,46 +61,85 @@ class StudyConfig:
         (optimizer and lr, and eps or momentum where its optimizer uses them)."""
         return TrainConfig(**self.train.to_dict(), **unset_unless_given(factors))
 
-    def with_overrides(self, *, trials: int | None = None, epochs: int | None = None, data: str | None = None,
-                       image_size: int | None = None, storage: str | None = None) -> StudyConfig:
+    def with_overrides(
+        self,
+        *,
+        trials: int | None = None,
+        epochs: int | None = None,
+        data: str | None = None,
+        image_size: int | None = None,
+        storage: str | None = None,
+    ) -> StudyConfig:
         """This study with command-line flags applied (None keeps the file's value), checked again.
 
         A storage URL given here may hold a password: a flag does not end up in a file.
         """
-        given = {name: value for name, value in (("trials", trials), ("epochs", epochs), ("data", data),
-                                                  ("image_size", image_size), ("storage", storage))
-                 if value is not None}
+        given = {
+            name: value
+            for name, value in (
+                ("trials", trials),
+                ("epochs", epochs),
+                ("data", data),
+                ("image_size", image_size),
+                ("storage", storage),
+            )
+            if value is not None
+        }
         try:
             return self._replaced(**given)
         except ConfigError as error:
-            raise StudyFileError(f"{self.path} with overrides ({', '.join(given)}): {error}") from None
+            raise StudyFileError(
+                f"{self.path} with overrides ({', '.join(given)}): {error}"
+            ) from None
 
-    def _replaced(self, *, trials: int | None = None, epochs: int | None = None, data: str | None = None,
-                  image_size: int | None = None, storage: str | None = None) -> StudyConfig:
+    def _replaced(
+        self,
+        *,
+        trials: int | None = None,
+        epochs: int | None = None,
+        data: str | None = None,
+        image_size: int | None = None,
+        storage: str | None = None,
+    ) -> StudyConfig:
         study = rebuilt("study", self.study, trials=trials, storage=storage)
         data_settings = rebuilt("data", self.data, source=data, image_size=image_size)
         train = rebuilt("train", self.train, image_size=data_settings.image_size, epochs=epochs)
         return dataclasses.replace(self, study=study, data=data_settings, train=train)
 
     def _check_train_matches(self) -> None:
-        for name, owner, value in (("image_size", "data", self.data.image_size),
-                                   ("batch_size", "data", self.data.batch_size), ("seed", "study", self.study.seed)):
+        for name, owner, value in (
+            ("image_size", "data", self.data.image_size),
+            ("batch_size", "data", self.data.batch_size),
+            ("seed", "study", self.study.seed),
+        ):
             if getattr(self.train, name) != value:
-                raise SettingError(f"train.{name}", f"must equal {owner}.{name}={value}, which sets it, "
-                                                    f"but got {getattr(self.train, name)}")
+                raise SettingError(
+                    f"train.{name}",
+                    f"must equal {owner}.{name}={value}, which sets it, "
+                    f"but got {getattr(self.train, name)}",
+                )
 
     def _check_plan(self) -> None:
         if self.space is None and not self.points:
-            raise ConfigError("a study needs a [space] to search or [[points]] to run, but this one has neither")
+            raise ConfigError(
+                "a study needs a [space] to search or [[points]] to run, but this one has neither"
+            )
         if self.space is not None and self.points:
-            raise ConfigError("a study has a [space] or [[points]], not both; "
-                              "to run known points before a search, list them as [[warm_start]]")
+            raise ConfigError(
+                "a study has a [space] or [[points]], not both; "
+                "to run known points before a search, list them as [[warm_start]]"
+            )
         if self.warm_start and self.space is None:
-            raise ConfigError("[[warm_start]] needs a [space] to search after it; to run only these points, "
-                              "list them as [[points]]")
+            raise ConfigError(
+                "[[warm_start]] needs a [space] to search after it; to run only these points, "
+                "list them as [[points]]"
+            )
         if self.points and self.study.trials > len(self.points):
-            raise SettingError("study.trials", f"must be at most the {len(self.points)} points, since each point "
-                                               f"runs once, but got {self.study.trials}")
+            raise SettingError(
+                "study.trials",
+                f"must be at most the {len(self.points)} points, since each point "
+                f"runs once, but got {self.study.trials}",
+            )
 
     def _check_train(self) -> None:
         # Any point the study reaches would do, as every corner and point is checked next; this one
@@ -112,10 +151,19 @@ class StudyConfig:
     def _check_space(self, space: SearchSpace) -> None:
         ranges = [name for name in LOG_BY_DEFAULT if isinstance(getattr(space, name), Range)]
         if self.sampler.kind == "grid" and ranges:
-            raise SettingError("sampler.kind", f"'grid' cannot search the range space.{ranges[0]}; give fixed "
-                                               "values, or list the combinations as [[points]]")
-        for corner in space.corners():  # [train] settings such as nesterov limit what a trial may use
-            trainer_check(f"space (at {describe_point(corner)})", **self.train.to_dict(), **unset_unless_given(corner))
+            raise SettingError(
+                "sampler.kind",
+                f"'grid' cannot search the range space.{ranges[0]}; give fixed "
+                "values, or list the combinations as [[points]]",
+            )
+        for (
+            corner
+        ) in space.corners():  # [train] settings such as nesterov limit what a trial may use
+            trainer_check(
+                f"space (at {describe_point(corner)})",
+                **self.train.to_dict(),
+                **unset_unless_given(corner),
+            )
 
     def _check_points(self, name: str, points: tuple[dict[str, Any], ...]) -> None:
         first_seen: dict[tuple, int] = {}
@@ -126,11 +174,14 @@ class StudyConfig:
                 _check_within(params, self.space, where)
             earlier = first_seen.setdefault(tuple(sorted(params.items())), index)
             if earlier != index:
-                raise SettingError(where, f"repeats {name}[{earlier}]; each point runs once, so list it once")
+                raise SettingError(
+                    where, f"repeats {name}[{earlier}]; each point runs once, so list it once"
+                )
 
 
-def point_to_params(point: Mapping[str, Any], train: TrainSettings | None = None, *,
-                    where: str = "point") -> dict[str, Any]:
+def point_to_params(
+    point: Mapping[str, Any], train: TrainSettings | None = None, *, where: str = "point"
+) -> dict[str, Any]:
     """Check a point (of [[points]] or [[warm_start]]) and return its params, numbers as floats.
 
     A point names optimizer and lr, and eps or momentum only where its optimizer uses them;
@@ -160,8 +211,11 @@ def unset_unless_given(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_within(params: Mapping[str, Any], space: SearchSpace, where: str) -> None:
     if params["optimizer"] not in space.optimizers:
-        raise SettingError(f"{where}.optimizer", f"must be one of space.optimizer ({', '.join(space.optimizers)}), "
-                                                 f"but got {params['optimizer']!r}")
+        raise SettingError(
+            f"{where}.optimizer",
+            f"must be one of space.optimizer ({', '.join(space.optimizers)}), "
+            f"but got {params['optimizer']!r}",
+        )
     searched = space.params_for(params["optimizer"])
     for name, value in params.items():
         if name == "optimizer":
@@ -170,5 +224,7 @@ def _check_within(params: Mapping[str, Any], space: SearchSpace, where: str) -> 
             raise SettingError(f"{where}.{name}", f"is not searched, since [space] has no {name}")
         allowed = searched[name]
         if not allows(allowed, value):
-            raise SettingError(f"{where}.{name}", f"must lie within space.{name} ({describe_param(allowed)}), "
-                                                  f"but got {value}")
+            raise SettingError(
+                f"{where}.{name}",
+                f"must lie within space.{name} ({describe_param(allowed)}), but got {value}",
+            )

@@ -68,17 +68,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _study_config(path: Path, document: dict[str, Any]) -> StudyConfig:
     _check_sections(document)
     points = _points(document, "points")
-    space = _space(_section(document, "space", ("optimizer", *LOG_BY_DEFAULT))) if "space" in document else None
+    space = (
+        _space(_section(document, "space", ("optimizer", *LOG_BY_DEFAULT)))
+        if "space" in document
+        else None
+    )
     study = _study_settings(_section(document, "study", field_names(StudySettings)), points)
     data = _settings(document, "data", DataSettings)
     return StudyConfig(
-        path=path, study=study, data=data, space=space,
+        path=path,
+        study=study,
+        data=data,
+        space=space,
         train=_train(_section(document, "train", TRAIN_KEYS), data, study),
         sampler=_kind_settings(document, "sampler", SamplerSettings, SAMPLER_KEYS),
         pruner=_kind_settings(document, "pruner", PrunerSettings, PRUNER_KEYS),
         heartbeat=_settings(document, "heartbeat", HeartbeatSettings),
         checkpoint=_settings(document, "checkpoint", CheckpointSettings),
-        warm_start=_points(document, "warm_start"), points=points)
+        warm_start=_points(document, "warm_start"),
+        points=points,
+    )
 
 
 def _settings(document: Mapping[str, Any], name: str, cls: type) -> Any:
@@ -88,7 +97,11 @@ def _settings(document: Mapping[str, Any], name: str, cls: type) -> Any:
 def _check_sections(document: Mapping[str, Any]) -> None:
     for key, value in document.items():
         if key not in SECTIONS:
-            found = f"unknown section [{key}]" if isinstance(value, dict) else f"key {key!r} outside any section"
+            found = (
+                f"unknown section [{key}]"
+                if isinstance(value, dict)
+                else f"key {key!r} outside any section"
+            )
             raise ConfigError(f"{found}; known sections: {', '.join(SECTIONS)}")
 
 
@@ -102,19 +115,23 @@ def _section(document: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -
     return table
 
 
-
-
 def _refuse_misplaced_train_keys(table: Mapping[str, Any]) -> None:
     for key in table:
         if key in TRAIN_KEYS_ELSEWHERE:
-            raise SettingError(f"train.{key}", f"belongs in {TRAIN_KEYS_ELSEWHERE[key]}, not in [train]")
+            raise SettingError(
+                f"train.{key}", f"belongs in {TRAIN_KEYS_ELSEWHERE[key]}, not in [train]"
+            )
 
 
 def _points(document: Mapping[str, Any], name: str) -> tuple[dict[str, Any], ...]:
     entries = document.get(name, [])
     if not isinstance(entries, list):
-        raise SettingError(name, f"must be an array of tables, written [[{name}]], but got {entries!r}")
-    return tuple(point_to_params(entry, where=f"{name}[{index}]") for index, entry in enumerate(entries))
+        raise SettingError(
+            name, f"must be an array of tables, written [[{name}]], but got {entries!r}"
+        )
+    return tuple(
+        point_to_params(entry, where=f"{name}[{index}]") for index, entry in enumerate(entries)
+    )
 
 
 def _space(table: dict[str, Any]) -> SearchSpace:
@@ -133,10 +150,6 @@ def _param(name: str, value: Any) -> Any:
     return build(Range, f"space.{name}", {"log": LOG_BY_DEFAULT[name], **value})
 
 
-
-
-
-
 def _study_settings(table: dict[str, Any], points: tuple[dict[str, Any], ...]) -> StudySettings:
     values = dict(table)
     if "trials" not in values and points:
@@ -151,23 +164,33 @@ def _refuse_password(url: str) -> None:
     parts = urlsplit(url)
     if parts.password or "password" in parse_qs(parts.query):
         # The message leaves the URL out, so the password does not reach a terminal or a log.
-        raise SettingError("study.storage", "must not hold a password, which a study file would share with "
-                                            "everyone who reads it; set the HPSEARCH_STORAGE environment "
-                                            "variable or pass --storage instead")
+        raise SettingError(
+            "study.storage",
+            "must not hold a password, which a study file would share with "
+            "everyone who reads it; set the HPSEARCH_STORAGE environment "
+            "variable or pass --storage instead",
+        )
 
 
 def _train(table: dict[str, Any], data: DataSettings, study: StudySettings) -> TrainSettings:
-    return build(TrainSettings, "train", {**table, "image_size": data.image_size, "batch_size": data.batch_size,
-                                          "seed": study.seed})
+    return build(
+        TrainSettings,
+        "train",
+        {**table, "image_size": data.image_size, "batch_size": data.batch_size, "seed": study.seed},
+    )
 
 
-def _kind_settings(document: Mapping[str, Any], name: str, cls: type, keys_by_kind: dict[str, frozenset[str]]) -> Any:
+def _kind_settings(
+    document: Mapping[str, Any], name: str, cls: type, keys_by_kind: dict[str, frozenset[str]]
+) -> Any:
     table = _section(document, name, field_names(cls))
     kind = table.get("kind", cls.kind)
     if isinstance(kind, str) and kind in keys_by_kind:
         for key in table:
             if key != "kind" and key not in keys_by_kind[kind]:
                 users = [other for other, used in keys_by_kind.items() if key in used]
-                raise SettingError(f"{name}.{key}", f"does not apply to kind {kind!r}; "
-                                                    f"it applies only to: {', '.join(users)}")
+                raise SettingError(
+                    f"{name}.{key}",
+                    f"does not apply to kind {kind!r}; it applies only to: {', '.join(users)}",
+                )
     return build(cls, name, table)

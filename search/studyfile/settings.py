@@ -12,13 +12,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.locations import DEFAULT_DATA
-from search.studyfile.checks import SettingError, check_at_least, check_kind, check_types, trainer_check
+from search.studyfile.checks import (
+    SettingError,
+    check_at_least,
+    check_kind,
+    check_types,
+    trainer_check,
+)
 from trainer.config import OPTIMIZER_SETTINGS, TrainConfig
 
-SECTIONS = ("study", "data", "train", "space", "sampler", "pruner", "heartbeat", "checkpoint", "warm_start",
-            "points")
+SECTIONS = (
+    "study",
+    "data",
+    "train",
+    "space",
+    "sampler",
+    "pruner",
+    "heartbeat",
+    "checkpoint",
+    "warm_start",
+    "points",
+)
 SEARCHED = ("optimizer", "lr", "eps", "momentum")  # what a trial samples, or a point fixes
-LOG_BY_DEFAULT = {"lr": True, "eps": True, "momentum": False}  # lr and eps are scales; momentum is not
+LOG_BY_DEFAULT = {
+    "lr": True,
+    "eps": True,
+    "momentum": False,
+}  # lr and eps are scales; momentum is not
 # The [sampler] and [pruner] keys each kind uses besides `kind`; a key its kind ignores is refused,
 # so a study file never shows a setting that did nothing.
 SAMPLER_KEYS: dict[str, frozenset[str]] = {
@@ -36,9 +56,15 @@ PRUNER_KEYS: dict[str, frozenset[str]] = {
     "none": frozenset(),
 }
 # TrainConfig fields a study sets somewhere other than [train].
-TRAIN_KEYS_ELSEWHERE = {"image_size": "[data]", "batch_size": "[data]", "seed": "[study]",
-                        "optimizer": "[space] or [[points]]", "lr": "[space] or [[points]]",
-                        "eps": "[space] or [[points]]", "momentum": "[space] or [[points]]"}
+TRAIN_KEYS_ELSEWHERE = {
+    "image_size": "[data]",
+    "batch_size": "[data]",
+    "seed": "[study]",
+    "optimizer": "[space] or [[points]]",
+    "lr": "[space] or [[points]]",
+    "eps": "[space] or [[points]]",
+    "momentum": "[space] or [[points]]",
+}
 MAX_NAME_CHARS = 128
 MAX_SEED = 2**32 - 1  # NumPy's limit, which Optuna's samplers inherit
 
@@ -55,37 +81,51 @@ class StudySettings:
     def __post_init__(self) -> None:
         check_types(self)
         if not self.name.strip() or not self.name.isprintable() or len(self.name) > MAX_NAME_CHARS:
-            raise SettingError("name", f"must be 1 to {MAX_NAME_CHARS} printable characters, but got {self.name!r}")
+            raise SettingError(
+                "name", f"must be 1 to {MAX_NAME_CHARS} printable characters, but got {self.name!r}"
+            )
         check_at_least("trials", self.trials, 1)
         if self.timeout_minutes is not None and not self.timeout_minutes > 0:
-            raise SettingError("timeout_minutes", f"must be positive, but got {self.timeout_minutes}")
+            raise SettingError(
+                "timeout_minutes", f"must be positive, but got {self.timeout_minutes}"
+            )
         if not 0 <= self.seed <= MAX_SEED:
             raise SettingError("seed", f"must be in [0, {MAX_SEED}], but got {self.seed}")
         if self.storage is not None and not self.storage.strip():
             raise SettingError("storage", "must be a database URL, but got an empty string")
         if self.direction != "maximize":
-            raise SettingError("direction", "must be 'maximize' (the objective is val top-1), "
-                                            f"but got {self.direction!r}")
+            raise SettingError(
+                "direction",
+                f"must be 'maximize' (the objective is val top-1), but got {self.direction!r}",
+            )
 
 
 @dataclass(frozen=True)
 class DataSettings:
-    source: str = DEFAULT_DATA  # an Imagenette name, or a folder path kept as typed (relative to the cwd)
+    source: str = (
+        DEFAULT_DATA  # an Imagenette name, or a folder path kept as typed (relative to the cwd)
+    )
     image_size: int = 128  # px, side of the square the network sees
     batch_size: int = 64  # images per optimizer step
     per_class: int | None = None  # cap on training images per class, for quick runs
-    validation_fraction: float | None = None  # score trials on a split of train, keeping the official val unseen
+    validation_fraction: float | None = (
+        None  # score trials on a split of train, keeping the official val unseen
+    )
 
     def __post_init__(self) -> None:
         check_types(self)
         if not self.source.strip():
-            raise SettingError("source", "must name an Imagenette size or a folder, but got an empty string")
+            raise SettingError(
+                "source", "must name an Imagenette size or a folder, but got an empty string"
+            )
         trainer_check("image_size", image_size=self.image_size)
         trainer_check("batch_size", batch_size=self.batch_size)
         if self.per_class is not None:
             check_at_least("per_class", self.per_class, 1)
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise SettingError("validation_fraction", f"must be in (0, 1), but got {self.validation_fraction}")
+            raise SettingError(
+                "validation_fraction", f"must be in (0, 1), but got {self.validation_fraction}"
+            )
 
 
 @dataclass(frozen=True)
@@ -118,7 +158,9 @@ class SearchSpace:
     momentum: float | Range | None = None  # only for sgd
 
     def __post_init__(self) -> None:
-        if isinstance(self.optimizers, list):  # TOML and callers give lists; a frozen config holds tuples
+        if isinstance(
+            self.optimizers, list
+        ):  # TOML and callers give lists; a frozen config holds tuples
             object.__setattr__(self, "optimizers", tuple(self.optimizers))
         check_types(self, rename={"optimizers": "optimizer"})
         self._check_optimizers()
@@ -128,8 +170,11 @@ class SearchSpace:
     def params_for(self, optimizer: str) -> dict[str, float | Range]:
         """The lr, eps and momentum a trial with this optimizer samples or fixes; the rest stay unset."""
         used = OPTIMIZER_SETTINGS[optimizer] | {"lr"}
-        return {name: getattr(self, name) for name in LOG_BY_DEFAULT
-                if name in used and getattr(self, name) is not None}
+        return {
+            name: getattr(self, name)
+            for name in LOG_BY_DEFAULT
+            if name in used and getattr(self, name) is not None
+        }
 
     def corners(self) -> list[dict[str, Any]]:
         """Each optimizer with each combination of bounds: the extremes a trial can reach."""
@@ -147,17 +192,26 @@ class SearchSpace:
             trainer_check("optimizer", optimizer=optimizer)
         repeated = sorted({name for name in self.optimizers if self.optimizers.count(name) > 1})
         if repeated:
-            raise SettingError("optimizer", f"must name each optimizer once, but repeats {', '.join(repeated)}")
+            raise SettingError(
+                "optimizer", f"must name each optimizer once, but repeats {', '.join(repeated)}"
+            )
 
     def _check_setting(self, setting: str) -> None:
         value = getattr(self, setting)
         if value is None:
             return
-        users = [name for name in self.optimizers if setting == "lr" or setting in OPTIMIZER_SETTINGS[name]]
+        users = [
+            name
+            for name in self.optimizers
+            if setting == "lr" or setting in OPTIMIZER_SETTINGS[name]
+        ]
         if not users:
             everyone = [name for name, used in OPTIMIZER_SETTINGS.items() if setting in used]
-            raise SettingError(setting, f"is set, but none of the optimizers {', '.join(self.optimizers)} uses it; "
-                                        f"it applies only to: {', '.join(everyone)}")
+            raise SettingError(
+                setting,
+                f"is set, but none of the optimizers {', '.join(self.optimizers)} uses it; "
+                f"it applies only to: {', '.join(everyone)}",
+            )
         keys = (f"{setting}.low", f"{setting}.high") if isinstance(value, Range) else (setting,)
         for key, bound in zip(keys, bounds(value)):
             trainer_check(key, optimizer=users[0], **{setting: bound})
@@ -206,8 +260,11 @@ class HeartbeatSettings:
         check_types(self)
         check_at_least("interval_seconds", self.interval_seconds, 1)
         if not self.grace_seconds > self.interval_seconds:
-            raise SettingError("grace_seconds", f"must exceed interval_seconds={self.interval_seconds}, "
-                                                f"but got {self.grace_seconds}")
+            raise SettingError(
+                "grace_seconds",
+                f"must exceed interval_seconds={self.interval_seconds}, "
+                f"but got {self.grace_seconds}",
+            )
         check_at_least("max_retries", self.max_retries, 0)
 
 
@@ -257,7 +314,6 @@ class TrainSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
 
 
 def bounds(value: float | Range) -> tuple[float, ...]:

@@ -36,7 +36,9 @@ def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path} is not valid {format_of(path).upper()}: {error}") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"{path} must hold a table of settings, but holds {type(values).__name__}")
+        raise ConfigError(
+            f"{path} must hold a table of settings, but holds {type(values).__name__}"
+        )
     provenance = values.pop(PROVENANCE, {})
     return values, provenance
 
@@ -45,7 +47,9 @@ def format_of(path: Path) -> str:
     suffix = path.suffix.lower().lstrip(".")
     fmt = "yaml" if suffix == "yml" else suffix
     if fmt not in FORMATS:
-        raise ConfigError(f"cannot tell the format of {path}: use a .toml, .json, .yaml or .yml file")
+        raise ConfigError(
+            f"cannot tell the format of {path}: use a .toml, .json, .yaml or .yml file"
+        )
     return fmt
 
 

@@ -22,26 +22,71 @@ def run_cli(capsys, *argv):
 
 
 def test_json_line_parses_and_holds_the_resolved_config(capsys, image_folder, cache_dir, tmp_path):
-    status, out, err = run_cli(capsys, "train", "--data", image_folder, "--cache-dir", cache_dir, *QUICK,
-                               "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
-                               "--checkpoint-dir", tmp_path / "run", "--json", "--compile")
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        image_folder,
+        "--cache-dir",
+        cache_dir,
+        *QUICK,
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+        "--checkpoint-dir",
+        tmp_path / "run",
+        "--json",
+        "--compile",
+    )
     assert status == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
-    assert {"best_val_top1", "final_val_top1", "epochs", "seconds", "images_per_second", "config"} <= set(summary)
+    assert {
+        "best_val_top1",
+        "final_val_top1",
+        "epochs",
+        "seconds",
+        "images_per_second",
+        "config",
+    } <= set(summary)
     assert summary["config"]["optimizer"] == "sgd" and summary["config"]["momentum"] == 0.9
     assert summary["epochs"] == 1 and 0 <= summary["best_val_top1"] <= 1
     assert "epoch 1/1" in err and "val top-1" in err
     weights = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
-    assert weights["architecture"] == "resnet18" and weights["classes"] == ["class_0", "class_1", "class_2"]
+    assert weights["architecture"] == "resnet18" and weights["classes"] == [
+        "class_0",
+        "class_1",
+        "class_2",
+    ]
 
 
-def test_flags_override_the_settings_file_and_provenance_is_kept(capsys, image_folder, cache_dir, tmp_path):
+def test_flags_override_the_settings_file_and_provenance_is_kept(
+    capsys, image_folder, cache_dir, tmp_path
+):
     settings = tmp_path / "best.toml"
-    settings.write_text('optimizer = "adam"\nlr = 0.001\neps = 1e-7\nepochs = 3\nimage_size = 32\n'
-                        '[provenance]\nstudy = "demo"\ntrial = 4\n')
-    status, out, err = run_cli(capsys, "train", "--config", settings, "--data", image_folder,
-                               "--cache-dir", cache_dir, "--epochs", "1", "--batch-size", "16",
-                               "--device", "cpu", "--json")
+    settings.write_text(
+        'optimizer = "adam"\nlr = 0.001\neps = 1e-7\nepochs = 3\nimage_size = 32\n'
+        '[provenance]\nstudy = "demo"\ntrial = 4\n'
+    )
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        "--config",
+        settings,
+        "--data",
+        image_folder,
+        "--cache-dir",
+        cache_dir,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert status == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["config"]["eps"] == 1e-7 and summary["config"]["epochs"] == 1
@@ -49,43 +94,81 @@ def test_flags_override_the_settings_file_and_provenance_is_kept(capsys, image_f
 
 
 def test_resume_continues_a_checkpointed_run(capsys, image_folder, cache_dir, tmp_path):
-    common = ["train", "--data", image_folder, "--cache-dir", cache_dir, "--image-size", "32",
-              "--batch-size", "16", "--device", "cpu", "--optimizer", "adam", "--lr", "0.001",
-              "--checkpoint-dir", tmp_path / "run", "--json"]
+    common = [
+        "train",
+        "--data",
+        image_folder,
+        "--cache-dir",
+        cache_dir,
+        "--image-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--checkpoint-dir",
+        tmp_path / "run",
+        "--json",
+    ]
     assert run_cli(capsys, *common, "--epochs", "1")[0] == 0
     status, out, err = run_cli(capsys, *common, "--epochs", "1", "--resume")
     summary = json.loads(out.strip().splitlines()[-1])
     assert status == 0 and summary["resumed_from_epoch"] == 1 and summary["epochs"] == 1
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--optimizer", "lion"], "unknown optimizer 'lion'; choose one of: sgd, adam"),
-    (["--optimizer", "sgd", "--eps", "1e-6"], "eps=1e-06 does not apply to optimizer 'sgd'"),
-    (["--optimizer", "adam", "--momentum", "0.9"], "momentum=0.9 does not apply to optimizer 'adam'; "
-                                                   "it applies only to: sgd"),
-    (["--lr", "0"], "lr must be positive, but got lr=0"),
-    (["--lr", "-0.1"], "lr must be positive"),
-    (["--epochs", "0"], "epochs must be positive, but got epochs=0"),
-    (["--batch-size", "-4"], "batch_size must be positive, but got batch_size=-4"),
-    (["--schedule", "step"], "unknown schedule 'step'"),
-    (["--resume"], "--resume needs --checkpoint-dir"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--optimizer", "lion"], "unknown optimizer 'lion'; choose one of: sgd, adam"),
+        (["--optimizer", "sgd", "--eps", "1e-6"], "eps=1e-06 does not apply to optimizer 'sgd'"),
+        (
+            ["--optimizer", "adam", "--momentum", "0.9"],
+            "momentum=0.9 does not apply to optimizer 'adam'; it applies only to: sgd",
+        ),
+        (["--lr", "0"], "lr must be positive, but got lr=0"),
+        (["--lr", "-0.1"], "lr must be positive"),
+        (["--epochs", "0"], "epochs must be positive, but got epochs=0"),
+        (["--batch-size", "-4"], "batch_size must be positive, but got batch_size=-4"),
+        (["--schedule", "step"], "unknown schedule 'step'"),
+        (["--resume"], "--resume needs --checkpoint-dir"),
+    ],
+)
 def test_bad_settings_are_one_line_with_status_2(capsys, image_folder, cache_dir, flags, message):
-    status, out, err = run_cli(capsys, "train", "--data", image_folder, "--cache-dir", cache_dir,
-                               "--image-size", "32", "--device", "cpu", *flags)
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        image_folder,
+        "--cache-dir",
+        cache_dir,
+        "--image-size",
+        "32",
+        "--device",
+        "cpu",
+        *flags,
+    )
     assert status == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on a machine without CUDA"
+)
 def test_cuda_without_cuda_is_one_line(capsys, image_folder, cache_dir):
-    status, out, err = run_cli(capsys, "train", "--data", image_folder, "--cache-dir", cache_dir,
-                               "--device", "cuda")
+    status, out, err = run_cli(
+        capsys, "train", "--data", image_folder, "--cache-dir", cache_dir, "--device", "cuda"
+    )
     assert status == 2 and "no usable CUDA GPU" in err and "--device cpu" in err
 
 
 def test_bad_data_folders_are_one_line_with_status_2(capsys, image_folder, cache_dir, tmp_path):
-    missing = run_cli(capsys, "train", "--data", tmp_path / "nowhere", "--cache-dir", cache_dir, *QUICK)
+    missing = run_cli(
+        capsys, "train", "--data", tmp_path / "nowhere", "--cache-dir", cache_dir, *QUICK
+    )
     assert missing[0] == 2 and "nowhere" in missing[2]
 
     shutil.rmtree(image_folder / "val" / "class_2")
@@ -98,9 +181,23 @@ def test_bad_data_folders_are_one_line_with_status_2(capsys, image_folder, cache
 
 
 def test_the_console_script_runs_as_a_subprocess(image_folder, cache_dir):
-    result = subprocess.run([sys.executable, "-m", "search", "train", "--data", str(image_folder),
-                             "--cache-dir", str(cache_dir), "--optimizer", "rmsprop"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search",
+            "train",
+            "--data",
+            str(image_folder),
+            "--cache-dir",
+            str(cache_dir),
+            "--optimizer",
+            "rmsprop",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "unknown optimizer 'rmsprop'" in result.stderr
     assert result.stderr.count("\n") == 1
 
@@ -110,6 +207,8 @@ def test_a_time_interval_alone_replaces_the_per_epoch_checkpoint(tmp_path):
 
     by_time = _checkpoint_policy({"checkpoint_dir": tmp_path, "checkpoint_every_seconds": 60.0})
     assert (by_time.every_epochs, by_time.every_seconds) == (None, 60.0)
-    both = _checkpoint_policy({"checkpoint_dir": tmp_path, "checkpoint_every_seconds": 60.0, "checkpoint_every": 2})
+    both = _checkpoint_policy(
+        {"checkpoint_dir": tmp_path, "checkpoint_every_seconds": 60.0, "checkpoint_every": 2}
+    )
     assert (both.every_epochs, both.every_seconds) == (2, 60.0)
     assert _checkpoint_policy({"checkpoint_dir": tmp_path}).every_epochs == 1

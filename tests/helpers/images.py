@@ -24,8 +24,15 @@ def make_image(label: int, rng: random.Random, size: tuple[int, int]) -> Image.I
     return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
 
 
-def make_image_folder(root: Path, *, classes: int = 3, train_per_class: int = 40, val_per_class: int = 12,
-                      seed: int = 0, odd_formats: bool = True) -> Path:
+def make_image_folder(
+    root: Path,
+    *,
+    classes: int = 3,
+    train_per_class: int = 40,
+    val_per_class: int = 12,
+    seed: int = 0,
+    odd_formats: bool = True,
+) -> Path:
     """Write train/<class>/ and val/<class>/ with JPEGs of mixed sizes.
 
     With odd_formats, the first class also holds a grayscale JPEG, an RGB PNG, a palette PNG

@@ -63,24 +63,53 @@ def build_small_search(root: Path) -> SmallSearch:
         return search
     root.mkdir(parents=True, exist_ok=True)
     make_image_folder(search.images)
-    path = write_study(root, search.images, name=search.study, trials=5, epochs=EPOCHS, extra=POINTS,
-                       pruner='kind = "median"\nwarmup_epochs = 0\nstartup_trials = 2')
+    path = write_study(
+        root,
+        search.images,
+        name=search.study,
+        trials=5,
+        epochs=EPOCHS,
+        extra=POINTS,
+        pruner='kind = "median"\nwarmup_epochs = 0\nstartup_trials = 2',
+    )
     text = path.read_text()
-    path.write_text(text[:text.index("[space]")] + text[text.index("[sampler]"):])  # a study of points only
-    launch(load_study_config(path), WorkerOptions(url, "cpu", search.cache_dir, progress=False,
-                                                  checkpoint_dir=root / "checkpoints"))
-    optuna.copy_study(from_study_name=search.study, from_storage=url, to_storage=url, to_study_name=HOSTILE_STUDY)
+    path.write_text(
+        text[: text.index("[space]")] + text[text.index("[sampler]") :]
+    )  # a study of points only
+    launch(
+        load_study_config(path),
+        WorkerOptions(
+            url, "cpu", search.cache_dir, progress=False, checkpoint_dir=root / "checkpoints"
+        ),
+    )
+    optuna.copy_study(
+        from_study_name=search.study, from_storage=url, to_storage=url, to_study_name=HOSTILE_STUDY
+    )
     _add_hostile_trials(optuna.load_study(study_name=HOSTILE_STUDY, storage=url))
     (root / "built").touch()
     return search
 
 
 def _add_hostile_trials(study: optuna.Study) -> None:
-    study.add_trial(create_trial(
-        params={"optimizer": "adam", "lr": 0.02, HOSTILE_PARAM: 0.5},
-        distributions={"optimizer": CategoricalDistribution(["adam", "sgd"]),
-                       "lr": FloatDistribution(1e-5, 1.0, log=True), HOSTILE_PARAM: FloatDistribution(0, 1)},
-        value=0.5, intermediate_values={1: 0.4, 2: 0.5}))
-    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={
-        "fail_reason": HOSTILE_REASON, "epochs_run": 0,
-        "config": {"optimizer": "sgd", "lr": 2.0, "momentum": 0.5, "epochs": EPOCHS}}))
+    study.add_trial(
+        create_trial(
+            params={"optimizer": "adam", "lr": 0.02, HOSTILE_PARAM: 0.5},
+            distributions={
+                "optimizer": CategoricalDistribution(["adam", "sgd"]),
+                "lr": FloatDistribution(1e-5, 1.0, log=True),
+                HOSTILE_PARAM: FloatDistribution(0, 1),
+            },
+            value=0.5,
+            intermediate_values={1: 0.4, 2: 0.5},
+        )
+    )
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            user_attrs={
+                "fail_reason": HOSTILE_REASON,
+                "epochs_run": 0,
+                "config": {"optimizer": "sgd", "lr": 2.0, "momentum": 0.5, "epochs": EPOCHS},
+            },
+        )
+    )

@@ -5,13 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_study(folder: Path, data: Path, *, name: str = "test-study", trials: int = 4, epochs: int = 2,
-                extra: str = "", space: str | None = None, pruner: str = 'kind = "median"\nwarmup_epochs = 0\n'
-                'startup_trials = 1', sampler: str = 'kind = "random"') -> Path:
+def write_study(
+    folder: Path,
+    data: Path,
+    *,
+    name: str = "test-study",
+    trials: int = 4,
+    epochs: int = 2,
+    extra: str = "",
+    space: str | None = None,
+    pruner: str = 'kind = "median"\nwarmup_epochs = 0\nstartup_trials = 1',
+    sampler: str = 'kind = "random"',
+) -> Path:
     """A study file training at 32 px for a couple of epochs; `extra` appends TOML tables."""
     if space is None:
-        space = ('optimizer = ["sgd", "adam"]\nlr = { low = 1e-3, high = 0.1 }\n'
-                 'eps = { low = 1e-8, high = 1e-6 }\nmomentum = { low = 0.0, high = 0.9 }')
+        space = (
+            'optimizer = ["sgd", "adam"]\nlr = { low = 1e-3, high = 0.1 }\n'
+            "eps = { low = 1e-8, high = 1e-6 }\nmomentum = { low = 0.0, high = 0.9 }"
+        )
     path = folder / f"{name}.toml"
     path.write_text(f"""
 [study]

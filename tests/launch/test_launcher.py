@@ -34,12 +34,15 @@ def test_cpu_workers_share_the_cores():
     assert gpus_of(plan_workers(None, None, 1, gpu_count=0, cpu_count=2)) == [None]
 
 
-@pytest.mark.parametrize("workers, gpus, per_gpu, gpu_count, message", [
-    (0, None, 1, 0, "--workers must be at least 1, but got 0"),
-    (None, None, 0, 2, "--workers-per-gpu must be at least 1, but got 0"),
-    (None, [0, 5], 1, 2, "--gpus names GPU(s) [5] but this machine has 2"),
-    (None, [0], 1, 0, "leave --gpus out to use the CPU"),
-])
+@pytest.mark.parametrize(
+    "workers, gpus, per_gpu, gpu_count, message",
+    [
+        (0, None, 1, 0, "--workers must be at least 1, but got 0"),
+        (None, None, 0, 2, "--workers-per-gpu must be at least 1, but got 0"),
+        (None, [0, 5], 1, 2, "--gpus names GPU(s) [5] but this machine has 2"),
+        (None, [0], 1, 0, "leave --gpus out to use the CPU"),
+    ],
+)
 def test_flags_that_do_not_fit_the_machine_are_refused(workers, gpus, per_gpu, gpu_count, message):
     with pytest.raises(LaunchError, match=re.escape(message)):
         plan_workers(workers, gpus, per_gpu, gpu_count=gpu_count, cpu_count=2)

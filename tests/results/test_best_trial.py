@@ -30,7 +30,9 @@ def study(small_search) -> optuna.Study:
 def expected_best(study: optuna.Study) -> optuna.trial.FrozenTrial:
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     best_value = max(trial.value for trial in complete)
-    return min((trial for trial in complete if trial.value == best_value), key=lambda trial: trial.number)
+    return min(
+        (trial for trial in complete if trial.value == best_value), key=lambda trial: trial.number
+    )
 
 
 def test_the_points_study_fixes_settings_that_are_no_optuna_parameter(study):
@@ -38,7 +40,10 @@ def test_the_points_study_fixes_settings_that_are_no_optuna_parameter(study):
     config = best.user_attrs[attrs.CONFIG]
     assert set(config) - set(best.params) >= {"epochs", "schedule", "batch_size", "image_size"}
     adam = [trial for trial in study.trials if trial.params.get("optimizer") == "adam"]
-    assert adam and all("eps" not in trial.params and trial.user_attrs[attrs.CONFIG]["eps"] == 1e-8 for trial in adam)
+    assert adam and all(
+        "eps" not in trial.params and trial.user_attrs[attrs.CONFIG]["eps"] == 1e-8
+        for trial in adam
+    )
 
 
 def test_status_report_export_and_the_dashboard_note_agree(study, small_search, tmp_path, capsys):
@@ -58,13 +63,30 @@ def test_status_report_export_and_the_dashboard_note_agree(study, small_search, 
     assert exported["provenance"]["trial"] == best.number
     assert {key: exported[key] for key in config} == config
 
-    assert main(["report", "--storage", small_search.url, "--study", small_search.study,
-                 "-o", str(tmp_path / "report.html"), "--artifacts", str(tmp_path / "artifacts")]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--storage",
+                small_search.url,
+                "--study",
+                small_search.study,
+                "-o",
+                str(tmp_path / "report.html"),
+                "--artifacts",
+                str(tmp_path / "artifacts"),
+            ]
+        )
+        == 0
+    )
     note = optuna_dashboard.get_note(study)
     assert f"Best: trial {best.number}, val top-1 {best.value:.2%} ({whole})" in note
 
 
 def test_status_as_json_carries_the_configuration(small_search, capsys):
-    assert main(["status", "--storage", small_search.url, "--study", small_search.study, "--json"]) == 0
+    assert (
+        main(["status", "--storage", small_search.url, "--study", small_search.study, "--json"])
+        == 0
+    )
     row = json.loads(capsys.readouterr().out)[0]
     assert row["best_config"]["epochs"] == 2 and row["best_config"]["optimizer"] in ("adam", "sgd")

@@ -45,16 +45,48 @@ def trained(tmp_path_factory) -> Trained:
     images = make_image_folder(root / "images")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        status = main(["train", "--data", str(images), "--cache-dir", str(root / "cache"), "--image-size", "32",
-                       "--epochs", "2", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.003",
-                       "--device", "cpu", "--checkpoint-dir", str(root / "run"), "--json"])
+        status = main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--cache-dir",
+                str(root / "cache"),
+                "--image-size",
+                "32",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "32",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "0.003",
+                "--device",
+                "cpu",
+                "--checkpoint-dir",
+                str(root / "run"),
+                "--json",
+            ]
+        )
     assert status == 0
     return Trained(root, json.loads(out.getvalue().strip().splitlines()[-1]))
 
 
-def evaluate_args(trained: Trained, *flags, weights: Path | None = None, data: Path | None = None) -> list:
-    return ["evaluate", weights or trained.weights, "--data", data or trained.root / "images",
-            "--cache-dir", trained.root / "cache", "--device", "cpu", *flags]
+def evaluate_args(
+    trained: Trained, *flags, weights: Path | None = None, data: Path | None = None
+) -> list:
+    return [
+        "evaluate",
+        weights or trained.weights,
+        "--data",
+        data or trained.root / "images",
+        "--cache-dir",
+        trained.root / "cache",
+        "--device",
+        "cpu",
+        *flags,
+    ]
 
 
 def test_evaluate_reproduces_the_val_top1_that_train_reported(trained, capsys):
@@ -67,9 +99,15 @@ def test_evaluate_reproduces_the_val_top1_that_train_reported(trained, capsys):
     assert result["classes"] == CLASSES and result["images"] == VAL_PER_CLASS * len(CLASSES)
     confusion = result["confusion"]
     assert [sum(row) for row in confusion] == [VAL_PER_CLASS] * len(CLASSES)
-    assert sum(confusion[index][index] for index in range(3)) / result["images"] == pytest.approx(result["top1"])
-    assert result["per_class"] == {name: confusion[index][index] / VAL_PER_CLASS for index, name in enumerate(CLASSES)}
-    assert result["top_k"] == 3 and result["top5"] == 1.0  # with 3 classes the top 3 always hold the right one
+    assert sum(confusion[index][index] for index in range(3)) / result["images"] == pytest.approx(
+        result["top1"]
+    )
+    assert result["per_class"] == {
+        name: confusion[index][index] / VAL_PER_CLASS for index, name in enumerate(CLASSES)
+    }
+    assert (
+        result["top_k"] == 3 and result["top5"] == 1.0
+    )  # with 3 classes the top 3 always hold the right one
     assert "evaluating" in err  # the progress bar
 
 
@@ -77,20 +115,31 @@ def test_the_human_summary_and_the_confusion_page(trained, tmp_path, capsys):
     page = tmp_path / "confusion.html"
     status, out, err = run_cli(capsys, *evaluate_args(trained, "-o", page))
     assert status == 0, err
-    assert re.search(r"top-1 \d+\.\d\d%\s+top-3 100\.00%", out) and all(name in out for name in CLASSES)
+    assert re.search(r"top-1 \d+\.\d\d%\s+top-3 100\.00%", out) and all(
+        name in out for name in CLASSES
+    )
     text = page.read_text()
     assert '"type":"heatmap"' in text and "Plotly.newPlot" in text
     assert not re.search(r"<script\b[^>]*\bsrc=", text)  # plotly.js inline: the page opens offline
 
 
 def test_evaluate_weights_is_callable_from_python(trained):
-    evaluation = evaluate_weights(trained.weights, trained.root / "images", cache_dir=trained.root / "cache",
-                                  device="cpu", progress=False)
-    assert evaluation.image_size == 32 and evaluation.top1 == pytest.approx(trained.summary["final_val_top1"])
+    evaluation = evaluate_weights(
+        trained.weights,
+        trained.root / "images",
+        cache_dir=trained.root / "cache",
+        device="cpu",
+        progress=False,
+    )
+    assert evaluation.image_size == 32 and evaluation.top1 == pytest.approx(
+        trained.summary["final_val_top1"]
+    )
 
 
 def test_weights_for_other_classes_are_refused_naming_both(trained, tmp_path, capsys):
-    other = make_image_folder(tmp_path / "four", classes=4, train_per_class=2, val_per_class=2, odd_formats=False)
+    other = make_image_folder(
+        tmp_path / "four", classes=4, train_per_class=2, val_per_class=2, odd_formats=False
+    )
     status, _, err = run_cli(capsys, *evaluate_args(trained, data=other))
     err = err.strip().splitlines()[-1]  # after the new folder's decoding progress bar
     assert status == 2 and err.startswith("hpsearch: error: ")
@@ -106,18 +155,36 @@ def test_weights_of_another_architecture_are_refused(trained, tmp_path, capsys):
     assert status == 2 and "holds a 'vgg11' network, but evaluate scores 'resnet18'" in err
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda path: path.write_text("not weights"), "is not a weights file: torch cannot read it"),
-    (lambda path: torch.save(torch.zeros(3), path), "is not a weights file saved by `hpsearch train`"),
-    (lambda path: None, "does not exist"),
-])
-def test_a_file_that_is_not_a_weights_file_is_a_clear_error(trained, tmp_path, capsys, make, message):
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda path: path.write_text("not weights"),
+            "is not a weights file: torch cannot read it",
+        ),
+        (
+            lambda path: torch.save(torch.zeros(3), path),
+            "is not a weights file saved by `hpsearch train`",
+        ),
+        (lambda path: None, "does not exist"),
+    ],
+)
+def test_a_file_that_is_not_a_weights_file_is_a_clear_error(
+    trained, tmp_path, capsys, make, message
+):
     path = tmp_path / "weights.pt"
     make(path)
     status, _, err = run_cli(capsys, *evaluate_args(trained, weights=path))
-    assert status == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (
+        status == 2
+        and message in err
+        and "Traceback" not in err
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_a_training_checkpoint_points_at_the_weights_beside_it(trained, capsys):
-    status, _, err = run_cli(capsys, *evaluate_args(trained, weights=trained.root / "run" / "last.pt"))
+    status, _, err = run_cli(
+        capsys, *evaluate_args(trained, weights=trained.root / "run" / "last.pt")
+    )
     assert status == 2 and "training checkpoint; use the weights.pt beside it" in err

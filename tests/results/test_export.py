@@ -12,7 +12,6 @@ from optuna.trial import TrialState, create_trial
 from search.cli import main
 from search.results.evaluate import evaluate_weights
 from search.studyfile.settings_file import read_settings
-from tests.helpers.small_search import build_small_search
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,11 +29,14 @@ def run_cli(capsys, *argv):
 
 
 @pytest.mark.parametrize("suffix", ["toml", "json", "yaml"])
-def test_each_format_parses_and_train_uses_the_same_settings(small_search, ranked, tmp_path, capsys, suffix):
+def test_each_format_parses_and_train_uses_the_same_settings(
+    small_search, ranked, tmp_path, capsys, suffix
+):
     best = ranked[0]
     path = tmp_path / f"best.{suffix}"
-    status, _, err = run_cli(capsys, "export", "--storage", small_search.url, "--study", small_search.study,
-                             "-o", path)
+    status, _, err = run_cli(
+        capsys, "export", "--storage", small_search.url, "--study", small_search.study, "-o", path
+    )
     assert status == 0, err
     settings, provenance = read_settings(path)
     expected = {**best.user_attrs["config"], "data": str(small_search.images)}
@@ -42,42 +44,82 @@ def test_each_format_parses_and_train_uses_the_same_settings(small_search, ranke
         expected = {key: value for key, value in expected.items() if value is not None}
     assert settings == expected
     assert provenance["study"] == small_search.study and provenance["trial"] == best.number
-    assert provenance["value"] == best.value and provenance["date"].startswith(str(best.datetime_complete.date()))
+    assert provenance["value"] == best.value and provenance["date"].startswith(
+        str(best.datetime_complete.date())
+    )
     assert provenance["code_version"] == best.user_attrs["code_version"]
     assert provenance["data_fingerprint"]["classes"] == ["class_0", "class_1", "class_2"]
     assert provenance["storage"] == small_search.url
-    status, out, err = run_cli(capsys, "train", "--config", path, "--cache-dir", small_search.cache_dir,
-                               "--device", "cpu", "--json")
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        "--config",
+        path,
+        "--cache-dir",
+        small_search.cache_dir,
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert status == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["config"] == best.user_attrs["config"]
-    assert summary["data"] == str(small_search.images) and summary["provenance"]["trial"] == best.number
+    assert (
+        summary["data"] == str(small_search.images)
+        and summary["provenance"]["trial"] == best.number
+    )
 
 
-def test_json_goes_to_stdout_and_top_k_lists_the_runners_up_in_rank_order(small_search, ranked, capsys):
-    status, out, err = run_cli(capsys, "export", "--storage", small_search.url, "--study", small_search.study,
-                               "--top", "3")
+def test_json_goes_to_stdout_and_top_k_lists_the_runners_up_in_rank_order(
+    small_search, ranked, capsys
+):
+    status, out, err = run_cli(
+        capsys, "export", "--storage", small_search.url, "--study", small_search.study, "--top", "3"
+    )
     assert status == 0, err
     exported = json.loads(out)
     assert exported["optimizer"] == ranked[0].user_attrs["config"]["optimizer"]
     runners_up = exported["provenance"]["runners_up"]
     assert [entry["trial"] for entry in runners_up] == [trial.number for trial in ranked[1:3]]
-    assert [entry["value"] for entry in runners_up] == sorted((entry["value"] for entry in runners_up), reverse=True)
+    assert [entry["value"] for entry in runners_up] == sorted(
+        (entry["value"] for entry in runners_up), reverse=True
+    )
     assert runners_up[0]["settings"] == ranked[1].user_attrs["config"]
-    note = optuna_dashboard.get_note(optuna.load_study(study_name=small_search.study, storage=small_search.url))
+    note = optuna_dashboard.get_note(
+        optuna.load_study(study_name=small_search.study, storage=small_search.url)
+    )
     assert note.count("## Best parameters") == 1 and f'"trial": {ranked[0].number}' in note
 
 
-def test_the_best_trials_kept_weights_travel_with_the_export(small_search, ranked, tmp_path, capsys):
+def test_the_best_trials_kept_weights_travel_with_the_export(
+    small_search, ranked, tmp_path, capsys
+):
     best = ranked[0]
     if "weights_path" not in best.user_attrs:
         pytest.skip("the workers do not record weights_path")
     path = tmp_path / "best.toml"
-    assert run_cli(capsys, "export", "--storage", small_search.url, "--study", small_search.study, "-o", path)[0] == 0
+    assert (
+        run_cli(
+            capsys,
+            "export",
+            "--storage",
+            small_search.url,
+            "--study",
+            small_search.study,
+            "-o",
+            path,
+        )[0]
+        == 0
+    )
     _, provenance = read_settings(path)
     assert provenance["weights"] == "best.weights.pt"
-    evaluation = evaluate_weights(tmp_path / "best.weights.pt", small_search.images,
-                                  cache_dir=small_search.cache_dir, device="cpu", progress=False)
+    evaluation = evaluate_weights(
+        tmp_path / "best.weights.pt",
+        small_search.images,
+        cache_dir=small_search.cache_dir,
+        device="cpu",
+        progress=False,
+    )
     last_epoch = max(best.intermediate_values)
     assert evaluation.top1 == pytest.approx(best.intermediate_values[last_epoch], abs=1e-9)
 
@@ -94,21 +136,32 @@ def test_a_study_without_a_complete_trial_is_a_one_line_error(tmp_path, capsys):
 
 def test_a_study_without_its_data_source_exports_with_a_warning(small_search, tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'copy.db'}"
-    optuna.copy_study(from_study_name=small_search.study, from_storage=small_search.url, to_storage=url)
+    optuna.copy_study(
+        from_study_name=small_search.study, from_storage=small_search.url, to_storage=url
+    )
     study = optuna.load_study(study_name=small_search.study, storage=url)
     study.set_user_attr("data_source", None)
     status, out, err = run_cli(capsys, "export", "--storage", url, "--study", small_search.study)
-    assert status == 0 and "data" not in json.loads(out) and "does not record its data source" in err
+    assert (
+        status == 0 and "data" not in json.loads(out) and "does not record its data source" in err
+    )
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["-o", "best.toml", "--format", "json"], "--format json does not match"),
-    (["-o", "best.txt"], "cannot tell the format of best.txt"),
-    (["--top", "0"], "--top must be at least 1, but got 0"),
-    (["--study", "nope"], "no study named 'nope'"),
-])
-def test_bad_requests_are_one_line_errors(small_search, tmp_path, capsys, monkeypatch, flags, message):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["-o", "best.toml", "--format", "json"], "--format json does not match"),
+        (["-o", "best.txt"], "cannot tell the format of best.txt"),
+        (["--top", "0"], "--top must be at least 1, but got 0"),
+        (["--study", "nope"], "no study named 'nope'"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(
+    small_search, tmp_path, capsys, monkeypatch, flags, message
+):
     monkeypatch.chdir(tmp_path)
-    status, _, err = run_cli(capsys, "export", "--storage", small_search.url, "--study", small_search.study, *flags)
+    status, _, err = run_cli(
+        capsys, "export", "--storage", small_search.url, "--study", small_search.study, *flags
+    )
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())

@@ -23,7 +23,7 @@ from search.results.report_data import (
 )
 from search.study.create import find_study
 from search.study.storage import open_storage
-from tests.helpers.small_search import EPOCHS, HOSTILE_STUDY, SmallSearch, build_small_search
+from tests.helpers.small_search import EPOCHS, HOSTILE_STUDY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,7 +55,9 @@ def test_the_summary_counts_trials_epochs_and_compute(studies):
     assert summary.epochs_trained == sum(trial.user_attrs["epochs_run"] for trial in trials)
     assert summary.epochs_without_pruning == EPOCHS * len(trials)
     assert summary.epochs_without_pruning > summary.epochs_trained  # pruning saved epochs
-    assert summary.compute_seconds == pytest.approx(sum(trial.user_attrs.get("seconds", 0) for trial in trials))
+    assert summary.compute_seconds == pytest.approx(
+        sum(trial.user_attrs.get("seconds", 0) for trial in trials)
+    )
     values = [row.value for row in summary.top]
     assert values == sorted(values, reverse=True) and len(values) == summary.counts["complete"]
 
@@ -66,9 +68,13 @@ def test_each_factor_has_a_curve_per_trial_that_sets_it_fixed_ones_included(stud
     configs = {trial.number: trial.user_attrs["config"] for trial in study.trials}
     for factor in FACTORS:
         info = get_factor_info(curves, factor)
-        expected = sorted(number for number, config in configs.items() if config[factor] is not None)
+        expected = sorted(
+            number for number, config in configs.items() if config[factor] is not None
+        )
         assert sorted(curve.number for curve in info.curves) == expected, factor
-    assert not any("eps" in trial.params for trial in study.trials)  # fixed by the points, not sampled
+    assert not any(
+        "eps" in trial.params for trial in study.trials
+    )  # fixed by the points, not sampled
     assert get_factor_info(curves, "eps").levels == (1e-8,)
     assert get_factor_info(curves, "momentum").levels == (0.0, 0.9)
     failed = [curve for curve in curves if curve.state == "fail"]
@@ -84,7 +90,9 @@ def test_factor_curves_draw_one_trace_per_trial_and_mark_where_trials_stopped(st
         for trace, curve in zip(figure.data, info.curves):
             assert (trace.meta["study"], trace.meta["trial"]) == (curve.study, curve.number)
             last_symbol = trace.marker.symbol[-1]
-            assert last_symbol == {"pruned": "triangle-down", "fail": "x"}.get(curve.state, "circle")
+            assert last_symbol == {"pruned": "triangle-down", "fail": "x"}.get(
+                curve.state, "circle"
+            )
     lr = figures.factor_curves_figure(get_factor_info(curves, "lr"))
     assert lr.data[0].marker.colorbar.ticktext[0] == "1e-5" and lr.data[0].marker.showscale
     optimizer = figures.factor_curves_figure(get_factor_info(curves, "optimizer"))
@@ -99,8 +107,13 @@ def test_factor_effects_are_boxes_by_level_or_a_log_axis(studies):
     assert sum(len(trace.y) for trace in optimizer.data) == len(complete)
     lr = figures.factor_effect_figure(get_factor_info(curves, "lr"))
     assert lr.layout.xaxis.type == "log"
-    assert sorted(x for trace in lr.data for x in trace.x) == sorted(curve.factors["lr"] for curve in complete)
-    assert figures.factor_effect_figure(get_factor_info(curves, "momentum")).layout.xaxis.type == "linear"
+    assert sorted(x for trace in lr.data for x in trace.x) == sorted(
+        curve.factors["lr"] for curve in complete
+    )
+    assert (
+        figures.factor_effect_figure(get_factor_info(curves, "momentum")).layout.xaxis.type
+        == "linear"
+    )
 
 
 def test_a_view_that_cannot_be_drawn_says_why(studies, tmp_path):
@@ -117,15 +130,22 @@ def test_the_page_has_every_section_each_figure_and_a_note_for_each_missing_view
     page = report.html
     for section in ("summary", "factors", "optuna-views"):
         assert f'<section id="{section}">' in page
-    assert page.count('<div class="figure"') == len(report.figures) == int(re.search(r'data-figures="(\d+)"',
-                                                                                     page).group(1))
+    assert (
+        page.count('<div class="figure"')
+        == len(report.figures)
+        == int(re.search(r'data-figures="(\d+)"', page).group(1))
+    )
     factor_keys = [figure.key for figure in report.figures if figure.key.startswith("factor-")]
-    assert factor_keys == [f"factor-{factor}-{kind}" for factor in FACTORS for kind in ("curves", "effect")]
+    assert factor_keys == [
+        f"factor-{factor}-{kind}" for factor in FACTORS for kind in ("curves", "effect")
+    ]
     optuna_figures = len(report.figures) - len(factor_keys)
     assert optuna_figures + len(report.notes) == len(OPTUNA_VIEWS) * len(studies)
     assert page.count('<p class="note">') == len(report.notes) > 0
     counts = get_summary_info(studies[0]).counts
-    assert f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed" in page
+    assert (
+        f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed" in page
+    )
     assert page.count('<table class="top-trials">') == len(studies)
 
 
@@ -140,29 +160,73 @@ def test_user_text_is_escaped_everywhere(report):
     page = report.html
     assert HOSTILE_STUDY not in page and "<img" not in page.replace(get_plotlyjs(), "")
     assert "<h3>Study &lt;script&gt;alert(1)&lt;/script&gt;</h3>" in page
-    lines = [trace for figure in report.figures for trace in figure.figure.data
-             if getattr(trace, "meta", None) and trace.meta["study"] == HOSTILE_STUDY]
-    assert lines and all(HOSTILE_STUDY not in text and "&lt;script&gt;" in text for trace in lines
-                         for text in trace.text)
+    lines = [
+        trace
+        for figure in report.figures
+        for trace in figure.figure.data
+        if getattr(trace, "meta", None) and trace.meta["study"] == HOSTILE_STUDY
+    ]
+    assert lines and all(
+        HOSTILE_STUDY not in text and "&lt;script&gt;" in text
+        for trace in lines
+        for text in trace.text
+    )
     assert any("&lt;img src=y" in text for trace in lines for text in trace.text)  # the fail reason
 
 
 def test_the_cli_writes_the_report_and_names_a_missing_study(small_search, tmp_path, capsys):
     out = tmp_path / "report.html"
-    assert main(["report", "--storage", small_search.url, "--study", small_search.study, "-o", str(out)]) == 0
+    assert (
+        main(
+            ["report", "--storage", small_search.url, "--study", small_search.study, "-o", str(out)]
+        )
+        == 0
+    )
     assert out.read_text().count('<div class="figure"') >= 8 and "wrote" in capsys.readouterr().out
-    note = optuna_dashboard.get_note(optuna.load_study(study_name=small_search.study, storage=small_search.url))
-    assert note.count("## Report") == 1 and "[report.html](" in note  # the dashboard links the report
-    assert main(["report", "--storage", small_search.url, "--study", "nope", "-o", str(tmp_path / "x.html")]) == 2
+    note = optuna_dashboard.get_note(
+        optuna.load_study(study_name=small_search.study, storage=small_search.url)
+    )
+    assert (
+        note.count("## Report") == 1 and "[report.html](" in note
+    )  # the dashboard links the report
+    assert (
+        main(
+            [
+                "report",
+                "--storage",
+                small_search.url,
+                "--study",
+                "nope",
+                "-o",
+                str(tmp_path / "x.html"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "no study named 'nope'" in err and "'factors'" in err and not (tmp_path / "x.html").exists()
+    assert (
+        "no study named 'nope'" in err and "'factors'" in err and not (tmp_path / "x.html").exists()
+    )
 
 
-def test_png_export_without_a_browser_says_so_and_keeps_the_html(small_search, tmp_path, capsys, monkeypatch):
+def test_png_export_without_a_browser_says_so_and_keeps_the_html(
+    small_search, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setattr(png, "png_obstacle", lambda: "PNG export needs a Chrome or Chromium")
     out = tmp_path / "report.html"
-    status = main(["report", "--storage", small_search.url, "--study", small_search.study, "-o", str(out),
-                   "--png-dir", str(tmp_path / "png")])
+    status = main(
+        [
+            "report",
+            "--storage",
+            small_search.url,
+            "--study",
+            small_search.study,
+            "-o",
+            str(out),
+            "--png-dir",
+            str(tmp_path / "png"),
+        ]
+    )
     assert status == 1 and "needs a Chrome" in capsys.readouterr().err
     assert out.exists() and not (tmp_path / "png").exists()
 
@@ -170,5 +234,8 @@ def test_png_export_without_a_browser_says_so_and_keeps_the_html(small_search, t
 @pytest.mark.skipif(png.png_obstacle() is not None, reason="kaleido or a Chrome is missing")
 def test_png_export_writes_png_files(report, tmp_path):
     written = png.write_pngs(report.figures[:2], tmp_path / "png")
-    assert [path.name for path in written] == ["00-factor-optimizer-curves.png", "01-factor-optimizer-effect.png"]
+    assert [path.name for path in written] == [
+        "00-factor-optimizer-curves.png",
+        "01-factor-optimizer-effect.png",
+    ]
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in written)

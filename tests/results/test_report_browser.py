@@ -19,8 +19,12 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 BROWSER_SECONDS = 120
 
 # One list: a second `pytestmark = ...` would replace the skip instead of adding to it.
-pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"),
-              pytest.mark.usefixtures("one_torch_thread")]
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"
+    ),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 class DrawnFigures(HTMLParser):
@@ -49,21 +53,48 @@ class DrawnFigures(HTMLParser):
 
 
 def chromium(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           # No host resolves, so a figure that needed the network could not draw.
-                           "--host-resolver-rules=MAP * ~NOTFOUND",
-                           f"--user-data-dir={profile}", *flags, page.as_uri()],
-                          capture_output=True, text=True, timeout=BROWSER_SECONDS)
-
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            # No host resolves, so a figure that needed the network could not draw.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--user-data-dir={profile}",
+            *flags,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_SECONDS,
+    )
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
     search = build_small_search(tmp_path_factory.getbasetemp() / "small-search")
     path = tmp_path_factory.mktemp("browser") / "report.html"
-    assert main(["report", "--storage", search.url, "--study", search.study, "--study", search.hostile,
-                 "-o", str(path)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--storage",
+                search.url,
+                "--study",
+                search.study,
+                "--study",
+                search.hostile,
+                "-o",
+                str(path),
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -84,7 +115,13 @@ def test_a_screenshot_of_the_report_is_kept(page, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
-    run = chromium(page, tmp_path / "profile", "--virtual-time-budget=10000", "--window-size=1400,3000",
-                   f"--screenshot={shot}", "--hide-scrollbars")
+    run = chromium(
+        page,
+        tmp_path / "profile",
+        "--virtual-time-budget=10000",
+        "--window-size=1400,3000",
+        f"--screenshot={shot}",
+        "--hide-scrollbars",
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 50_000

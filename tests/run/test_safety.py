@@ -13,8 +13,19 @@ from search.run.paths import safe_child, slug
 from trainer import checkpoint
 
 
-@pytest.mark.parametrize("name", ["../escape", "../../etc/passwd", "a/../../b", "/absolute/path", "..\\windows",
-                                  "study name with spaces", "étude", "../.."])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../escape",
+        "../../etc/passwd",
+        "a/../../b",
+        "/absolute/path",
+        "..\\windows",
+        "study name with spaces",
+        "étude",
+        "../..",
+    ],
+)
 def test_a_study_name_cannot_leave_its_folder(tmp_path, name):
     root = tmp_path / "checkpoints"
     child = safe_child(root, name)

@@ -28,10 +28,13 @@ def trials_of(url, name):
     return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
 
-@pytest.mark.parametrize("params, expected", [
-    ({"optimizer": "sgd", "lr": 0.01, "momentum": 0.5}, {"optimizer", "lr", "momentum"}),
-    ({"optimizer": "adam", "lr": 0.01, "eps": 1e-7}, {"optimizer", "lr", "eps"}),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"optimizer": "sgd", "lr": 0.01, "momentum": 0.5}, {"optimizer", "lr", "momentum"}),
+        ({"optimizer": "adam", "lr": 0.01, "eps": 1e-7}, {"optimizer", "lr", "eps"}),
+    ],
+)
 def test_suggest_gives_only_the_parameters_that_apply(tmp_path, image_folder, params, expected):
     config = load_study_config(write_study(tmp_path, image_folder))
     trial = optuna.trial.FixedTrial(params, number=3)
@@ -42,7 +45,9 @@ def test_suggest_gives_only_the_parameters_that_apply(tmp_path, image_folder, pa
     assert train_config.image_size == 32 and train_config.epochs == 2 and train_config.seed == 7
 
 
-def test_a_search_stores_every_trial_with_its_epochs(tmp_path, image_folder, cache_dir, storage_url):
+def test_a_search_stores_every_trial_with_its_epochs(
+    tmp_path, image_folder, cache_dir, storage_url
+):
     config = load_study_config(write_study(tmp_path, image_folder, trials=4))
     launch(config, WorkerOptions(storage_url, "cpu", cache_dir, progress=False))
     trials = trials_of(storage_url, "test-study")
@@ -56,17 +61,30 @@ def test_a_search_stores_every_trial_with_its_epochs(tmp_path, image_folder, cac
         assert trial.user_attrs["compiled"] is False
         assert 0 <= trial.user_attrs["checkpoint_seconds"] < trial.user_attrs["seconds"]
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
-    assert complete and all(trial.value == max(trial.intermediate_values.values()) for trial in complete)
+    assert complete and all(
+        trial.value == max(trial.intermediate_values.values()) for trial in complete
+    )
     kept = sorted((tmp_path / "user-checkpoints").rglob("*.pt"))
     best = optuna.load_study(study_name="test-study", storage=storage_url).best_trial
-    assert kept == [Path(best.user_attrs["weights_path"])], "only the best trial's final weights stay"
+    assert kept == [Path(best.user_attrs["weights_path"])], (
+        "only the best trial's final weights stay"
+    )
 
 
-def test_a_diverging_trial_fails_with_its_reason_and_the_worker_goes_on(tmp_path, image_folder, cache_dir,
-                                                                         storage_url):
+def test_a_diverging_trial_fails_with_its_reason_and_the_worker_goes_on(
+    tmp_path, image_folder, cache_dir, storage_url
+):
     bad_first = '\n[[warm_start]]\noptimizer = "sgd"\nlr = 1e12\nmomentum = 0.9\n'
-    config = load_study_config(write_study(tmp_path, image_folder, trials=3, epochs=1, extra=bad_first,
-                                           space='optimizer = ["sgd", "adam"]\nlr = { low = 1e-3, high = 1e12 }\nmomentum = 0.9'))
+    config = load_study_config(
+        write_study(
+            tmp_path,
+            image_folder,
+            trials=3,
+            epochs=1,
+            extra=bad_first,
+            space='optimizer = ["sgd", "adam"]\nlr = { low = 1e-3, high = 1e12 }\nmomentum = 0.9',
+        )
+    )
     launch(config, WorkerOptions(storage_url, "cpu", cache_dir, progress=False))
     trials = trials_of(storage_url, "test-study")
     assert [trial.state for trial in trials][0] == TrialState.FAIL
@@ -85,85 +103,196 @@ def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_di
     assert len(trials_of(storage_url, "test-study")) == 3
 
 
-def test_run_compile_trains_every_trial_through_torch_compile(tmp_path, image_folder, cache_dir, storage_url):
+def test_run_compile_trains_every_trial_through_torch_compile(
+    tmp_path, image_folder, cache_dir, storage_url
+):
     path = write_study(tmp_path, image_folder, trials=2, epochs=1)
-    assert main(["run", str(path), "--storage", storage_url, "--cache-dir", str(cache_dir), "--device", "cpu",
-                 "--no-progress", "--compile"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--storage",
+                storage_url,
+                "--cache-dir",
+                str(cache_dir),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--compile",
+            ]
+        )
+        == 0
+    )
     trials = trials_of(storage_url, "test-study")
     assert len(trials) == 2 and all(trial.user_attrs["compiled"] is True for trial in trials)
     assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in trials)
 
 
-def test_three_local_workers_on_sqlite_meet_the_budget(tmp_path, image_folder, cache_dir, storage_url, capfd):
+def test_three_local_workers_on_sqlite_meet_the_budget(
+    tmp_path, image_folder, cache_dir, storage_url, capfd
+):
     config = load_study_config(write_study(tmp_path, image_folder, trials=5, epochs=1))
     launch(config, WorkerOptions(storage_url, "cpu", cache_dir, progress=False), workers=3)
     trials = trials_of(storage_url, "test-study")
     finished = [trial for trial in trials if trial.state.is_finished()]
     assert 5 <= len(finished) <= 7 and len(finished) == len(trials)
-    assert not [trial for trial in trials if trial.state == TrialState.FAIL], \
-        [trial.user_attrs.get("fail_reason") for trial in trials]
+    assert not [trial for trial in trials if trial.state == TrialState.FAIL], [
+        trial.user_attrs.get("fail_reason") for trial in trials
+    ]
     assert "database is locked" not in capfd.readouterr().err
 
 
-def test_an_existing_study_with_another_space_is_refused(tmp_path, image_folder, cache_dir, storage_url, capsys):
+def test_an_existing_study_with_another_space_is_refused(
+    tmp_path, image_folder, cache_dir, storage_url, capsys
+):
     path = write_study(tmp_path, image_folder, trials=1, epochs=1)
-    assert main(["run", str(path), "--storage", storage_url, "--cache-dir", str(cache_dir), "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--storage",
+                storage_url,
+                "--cache-dir",
+                str(cache_dir),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     path.write_text(path.read_text().replace("high = 0.1", "high = 0.5"))
-    assert main(["run", str(path), "--storage", storage_url, "--cache-dir", str(cache_dir), "--device", "cpu",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--storage",
+                storage_url,
+                "--cache-dir",
+                str(cache_dir),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "exists with another space" in err and "new name" in err
     assert len(trials_of(storage_url, "test-study")) == 1
 
 
-def test_a_worker_with_other_data_is_refused(tmp_path, image_folder, cache_dir, storage_url, capsys):
+def test_a_worker_with_other_data_is_refused(
+    tmp_path, image_folder, cache_dir, storage_url, capsys
+):
     path = write_study(tmp_path, image_folder, trials=1, epochs=1)
-    assert main(["run", str(path), "--storage", storage_url, "--cache-dir", str(cache_dir), "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--storage",
+                storage_url,
+                "--cache-dir",
+                str(cache_dir),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (image_folder / "train" / "class_1" / "img_0000.JPEG").unlink()
-    status = main(["worker", str(path), "--storage", storage_url, "--cache-dir", str(cache_dir),
-                   "--device", "cpu", "--no-progress"])
+    status = main(
+        [
+            "worker",
+            str(path),
+            "--storage",
+            storage_url,
+            "--cache-dir",
+            str(cache_dir),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and "data differs" in err and "train_images" in err
 
 
-@pytest.mark.parametrize("storage, message", [
-    ("postgresql+psycopg://nobody@127.0.0.1:1/nowhere", "cannot reach storage"),
-    ("not a url", "malformed storage URL"),
-])
-def test_bad_storage_is_one_line_and_writes_nothing(tmp_path, image_folder, cache_dir, capsys, storage, message):
+@pytest.mark.parametrize(
+    "storage, message",
+    [
+        ("postgresql+psycopg://nobody@127.0.0.1:1/nowhere", "cannot reach storage"),
+        ("not a url", "malformed storage URL"),
+    ],
+)
+def test_bad_storage_is_one_line_and_writes_nothing(
+    tmp_path, image_folder, cache_dir, capsys, storage, message
+):
     path = write_study(tmp_path, image_folder)
-    status = main(["run", str(path), "--storage", storage, "--cache-dir", str(cache_dir), "--no-progress"])
+    status = main(
+        ["run", str(path), "--storage", storage, "--cache-dir", str(cache_dir), "--no-progress"]
+    )
     err = capsys.readouterr().err
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_zero_budget_is_refused_before_anything_is_written(tmp_path, image_folder, storage_url, capsys):
+def test_a_zero_budget_is_refused_before_anything_is_written(
+    tmp_path, image_folder, storage_url, capsys
+):
     path = write_study(tmp_path, image_folder)
     assert main(["run", str(path), "--storage", storage_url, "--trials", "0"]) == 2
     assert "trials" in capsys.readouterr().err
     assert not (tmp_path / "studies.db").exists()
 
 
-def test_the_cli_runs_a_search_and_reports_status_as_a_subprocess(tmp_path, image_folder, cache_dir, storage_url):
+def test_the_cli_runs_a_search_and_reports_status_as_a_subprocess(
+    tmp_path, image_folder, cache_dir, storage_url
+):
     path = write_study(tmp_path, image_folder, trials=2, epochs=1)
-    run = subprocess.run([sys.executable, "-m", "search", "run", str(path), "--storage", storage_url,
-                          "--cache-dir", str(cache_dir), "--device", "cpu"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search",
+            "run",
+            str(path),
+            "--storage",
+            storage_url,
+            "--cache-dir",
+            str(cache_dir),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert "test-study" in run.stdout
-    status = subprocess.run([sys.executable, "-m", "search", "status", "--storage", storage_url, "--json"],
-                            capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [sys.executable, "-m", "search", "status", "--storage", storage_url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     rows = json.loads(status.stdout)
     assert rows[0]["study"] == "test-study" and rows[0]["trials"] == 2
     assert rows[0]["complete"] + rows[0]["pruned"] == 2
 
 
-def test_storage_comes_from_the_environment_when_no_flag_is_given(tmp_path, image_folder, cache_dir,
-                                                                   storage_url, monkeypatch, capsys):
+def test_storage_comes_from_the_environment_when_no_flag_is_given(
+    tmp_path, image_folder, cache_dir, storage_url, monkeypatch, capsys
+):
     monkeypatch.setenv("HPSEARCH_STORAGE", storage_url)
     path = write_study(tmp_path, image_folder, trials=1, epochs=1)
-    assert main(["run", str(path), "--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(["run", str(path), "--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"])
+        == 0
+    )
     assert len(trials_of(storage_url, "test-study")) == 1
     assert main(["status"]) == 0 and "test-study" in capsys.readouterr().out

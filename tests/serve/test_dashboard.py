@@ -41,8 +41,12 @@ def served(monkeypatch, tmp_path):
     """Run `hpsearch dashboard` up to the point of serving; returns what run_server was given."""
     calls = []
     sqlite = open_storage(f"sqlite:///{tmp_path / 'served.db'}")
-    monkeypatch.setattr(dashboard, "open_storage", lambda url: sqlite)  # no PostgreSQL needed to print its URL
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(
+        dashboard, "open_storage", lambda url: sqlite
+    )  # no PostgreSQL needed to print its URL
+    monkeypatch.setattr(
+        optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs)
+    )
     return calls
 
 
@@ -55,13 +59,29 @@ def test_the_dashboard_binds_loopback_unless_told():
 
 def test_a_non_local_host_warns_and_the_password_never_prints(served, capsys, tmp_path):
     url = "postgresql+psycopg://team:hunter2@db.example:5432/hpsearch"
-    assert main(["dashboard", "--storage", url, "--host", "0.0.0.0", "--port", "8099",
-                 "--artifacts", str(tmp_path / "art")]) == 0
+    assert (
+        main(
+            [
+                "dashboard",
+                "--storage",
+                url,
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8099",
+                "--artifacts",
+                str(tmp_path / "art"),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "warning" in err and "0.0.0.0" in err and "delete studies" in err
     assert "http://0.0.0.0:8099/dashboard/" in out and "team:***@db.example:5432/hpsearch" in out
     assert "hunter2" not in out + err
-    assert served == [{"host": "0.0.0.0", "port": 8099, "artifact_store": served[0]["artifact_store"]}]
+    assert served == [
+        {"host": "0.0.0.0", "port": 8099, "artifact_store": served[0]["artifact_store"]}
+    ]
 
 
 def test_the_default_binding_prints_no_warning(served, capsys, tmp_path, monkeypatch):
@@ -73,7 +93,9 @@ def test_the_default_binding_prints_no_warning(served, capsys, tmp_path, monkeyp
 
 
 def test_an_unreachable_database_is_one_masked_error_line(capsys):
-    code = main(["dashboard", "--storage", "postgresql+psycopg://team:hunter2@127.0.0.1:1/hpsearch"])
+    code = main(
+        ["dashboard", "--storage", "postgresql+psycopg://team:hunter2@127.0.0.1:1/hpsearch"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot reach storage" in err and "team:***@127.0.0.1:1" in err
     assert "hunter2" not in err
@@ -90,8 +112,13 @@ def test_a_report_is_served_by_the_dashboard_and_a_refresh_replaces_it(study, tm
     link = f"/artifacts/{study._study_id}/{second}"
     assert first == second and note.count("## Report") == 1 and f"[report.html]({link})" in note
     best = study.best_trial
-    assert f"trial {best.number}, val top-1 {best.value:.2%}" in note and "5 trials, 5 complete" in note
-    app = optuna_dashboard.wsgi(study._storage, artifact_store=dashboard.artifact_store(tmp_path / "artifacts"))
+    assert (
+        f"trial {best.number}, val top-1 {best.value:.2%}" in note
+        and "5 trials, 5 complete" in note
+    )
+    app = optuna_dashboard.wsgi(
+        study._storage, artifact_store=dashboard.artifact_store(tmp_path / "artifacts")
+    )
     status, body = get(app, link)
     assert status.startswith("200") and body == b"<h1>second</h1>"
     assert len(list((tmp_path / "artifacts").iterdir())) == 1
@@ -103,13 +130,15 @@ def test_best_params_and_report_share_the_note_and_a_persons_words_stay(study, t
     report = tmp_path / "report.html"
     report.write_text("<p>plots</p>")
     attach_report(study, report, tmp_path / "artifacts")
-    attach_best_params(study, 'lr = 0.02\n# ```not a fence end```', "toml")
+    attach_best_params(study, "lr = 0.02\n# ```not a fence end```", "toml")
 
     note = optuna_dashboard.get_note(study)
     assert note.startswith("Ranger looked best by hand.\n")
     assert note.count("## Best parameters") == 1 and note.count("## Report") == 1
     assert "lr = 0.02" in note and '"lr": 0.01' not in note
-    assert "````toml\n" in note  # longer than the backticks inside, so the block ends where it should
+    assert (
+        "````toml\n" in note
+    )  # longer than the backticks inside, so the block ends where it should
 
 
 def test_attach_best_params_refuses_a_format_that_is_not_a_name(study):
@@ -131,7 +160,9 @@ def test_a_study_runs_through_the_grpc_proxy(tmp_path):
     url = f"sqlite:///{tmp_path / 'behind-proxy.db'}"
     port = free_port()
     command = [sys.executable, "-m", "search", "grpc-proxy", "--storage", url, "--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         proxy = optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port)
         proxy.wait_server_ready(timeout=60)

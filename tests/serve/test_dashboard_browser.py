@@ -16,12 +16,23 @@ from search.serve.notes import attach_report
 from tests.helpers.dashboard import free_port, make_study
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "tests" / "artifacts" / "dashboard.png"  # kept for a person to look at; git-ignored
+SCREENSHOT = (
+    ROOT / "tests" / "artifacts" / "dashboard.png"
+)  # kept for a person to look at; git-ignored
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian package chromium)"
+)
 
 
 @pytest.fixture
@@ -31,10 +42,17 @@ def dashboard_url(tmp_path):
     study = make_study(url, name="browser-study", trials=6)
     report = tmp_path / "report.html"
     report.write_text("<h1>plots</h1>")
-    attach_report(study, report, tmp_path / "artifacts")  # where the dashboard looks: beside the SQLite file
+    attach_report(
+        study, report, tmp_path / "artifacts"
+    )  # where the dashboard looks: beside the SQLite file
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "search", "dashboard", "--storage", url, "--port", str(port)],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "search", "dashboard", "--storage", url, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, server)
@@ -59,23 +77,35 @@ def wait_until_serving(base: str, server: subprocess.Popen, seconds: float = 60)
 
 def chromium(*arguments: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *arguments],
-                                capture_output=True, text=True, timeout=180)
+        result = subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
 
 def test_the_dashboard_shows_the_study_its_trials_and_its_report_note(dashboard_url):
     base, study_id = dashboard_url
-    dom = chromium("--dump-dom", "--virtual-time-budget=15000", f"{base}/dashboard/studies/{study_id}/trials")
+    dom = chromium(
+        "--dump-dom", "--virtual-time-budget=15000", f"{base}/dashboard/studies/{study_id}/trials"
+    )
     assert "browser-study" in dom
     assert ">6 Trials<" in dom.replace("<!-- -->", "")
 
-    note = chromium("--dump-dom", "--virtual-time-budget=15000", f"{base}/dashboard/studies/{study_id}/note")
+    note = chromium(
+        "--dump-dom", "--virtual-time-budget=15000", f"{base}/dashboard/studies/{study_id}/note"
+    )
     assert ">Report</h2>" in note and f'href="/artifacts/{study_id}/' in note
 
     SCREENSHOT.parent.mkdir(exist_ok=True)
     SCREENSHOT.unlink(missing_ok=True)
-    chromium(f"--screenshot={SCREENSHOT}", "--window-size=1400,900", "--virtual-time-budget=15000",
-             f"{base}/dashboard/studies/{study_id}")
+    chromium(
+        f"--screenshot={SCREENSHOT}",
+        "--window-size=1400,900",
+        "--virtual-time-budget=15000",
+        f"{base}/dashboard/studies/{study_id}",
+    )
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,7 +25,7 @@ from search.run.worker import WorkerOptions, run_worker
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
 
-SERVER = dict(host="127.0.0.1", port=5432, user="root", dbname="postgres")
+SERVER = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "postgres"}
 FAST_HEARTBEAT = "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 4\n"
 
 
@@ -54,13 +54,20 @@ def study_file(tmp_path, image_folder, **kwargs):
     kwargs["extra"] += "\n[checkpoint]\nevery_epochs = 1\n"
     text = write_study(tmp_path, image_folder, **kwargs).read_text()
     path = tmp_path / "shared.toml"
-    path.write_text(text.replace("[heartbeat]\ninterval_seconds = 2\ngrace_seconds = 8\n", FAST_HEARTBEAT))
+    path.write_text(
+        text.replace("[heartbeat]\ninterval_seconds = 2\ngrace_seconds = 8\n", FAST_HEARTBEAT)
+    )
     return path
 
 
 def hpsearch(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "search", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "search", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def trials_of(url, name="test-study"):
@@ -80,38 +87,73 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def test_four_workers_finish_the_budget_and_leave_nothing_running(tmp_path, image_folder, cache_dir, pg_url):
+def test_four_workers_finish_the_budget_and_leave_nothing_running(
+    tmp_path, image_folder, cache_dir, pg_url
+):
     path = study_file(tmp_path, image_folder, trials=12, epochs=1)
-    launch(load_study_config(path), WorkerOptions(pg_url, "cpu", cache_dir, progress=False,
-                                                  checkpoint_dir=tmp_path / "ckpt"), workers=4)
+    launch(
+        load_study_config(path),
+        WorkerOptions(pg_url, "cpu", cache_dir, progress=False, checkpoint_dir=tmp_path / "ckpt"),
+        workers=4,
+    )
     trials = trials_of(pg_url)
     states = [trial.state for trial in trials]
-    assert 12 <= len(trials) <= 15 and TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert (
+        12 <= len(trials) <= 15
+        and TrialState.RUNNING not in states
+        and TrialState.WAITING not in states
+    )
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == len(trials)
 
 
 def test_a_grid_of_points_never_runs_a_point_twice(tmp_path, image_folder, cache_dir, pg_url):
-    points = "".join(f'\n[[points]]\noptimizer = "sgd"\nlr = {lr}\nmomentum = {momentum}\n'
-                     for lr in (0.01, 0.03, 0.1) for momentum in (0.0, 0.9))
+    points = "".join(
+        f'\n[[points]]\noptimizer = "sgd"\nlr = {lr}\nmomentum = {momentum}\n'
+        for lr in (0.01, 0.03, 0.1)
+        for momentum in (0.0, 0.9)
+    )
     text = study_file(tmp_path, image_folder, epochs=1, extra=points).read_text()
     text = text.replace("trials = 4\n", "")
-    text = text[:text.index("[space]")] + text[text.index("[sampler]"):]
+    text = text[: text.index("[space]")] + text[text.index("[sampler]") :]
     path = tmp_path / "grid.toml"
-    path.write_text(text.replace('kind = "median"\nwarmup_epochs = 0\nstartup_trials = 1', 'kind = "none"'))
-    launch(load_study_config(path), WorkerOptions(pg_url, "cpu", cache_dir, progress=False,
-                                                  checkpoint_dir=tmp_path / "ckpt"), workers=3)
+    path.write_text(
+        text.replace('kind = "median"\nwarmup_epochs = 0\nstartup_trials = 1', 'kind = "none"')
+    )
+    launch(
+        load_study_config(path),
+        WorkerOptions(pg_url, "cpu", cache_dir, progress=False, checkpoint_dir=tmp_path / "ckpt"),
+        workers=3,
+    )
     trials = trials_of(pg_url)
-    ran = [(trial.user_attrs["config"]["lr"], trial.user_attrs["config"]["momentum"]) for trial in trials]
+    ran = [
+        (trial.user_attrs["config"]["lr"], trial.user_attrs["config"]["momentum"])
+        for trial in trials
+    ]
     assert sorted(ran) == sorted({*ran}) and len(ran) == 6
     assert all(trial.state == TrialState.COMPLETE for trial in trials)
 
 
-def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path, image_folder, cache_dir, pg_url):
+def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(
+    tmp_path, image_folder, cache_dir, pg_url
+):
     path = study_file(tmp_path, image_folder, trials=2, epochs=5, pruner='kind = "none"')
     checkpoints = tmp_path / "ckpt"
-    first = hpsearch("run", path, "--storage", pg_url, "--cache-dir", cache_dir, "--device", "cpu",
-                     "--checkpoint-dir", checkpoints, "--no-progress")
-    checkpoint = wait_for(lambda: next(checkpoints.glob("*/trial-0/last.pt"), None), 120, "a checkpoint")
+    first = hpsearch(
+        "run",
+        path,
+        "--storage",
+        pg_url,
+        "--cache-dir",
+        cache_dir,
+        "--device",
+        "cpu",
+        "--checkpoint-dir",
+        checkpoints,
+        "--no-progress",
+    )
+    checkpoint = wait_for(
+        lambda: next(checkpoints.glob("*/trial-0/last.pt"), None), 120, "a checkpoint"
+    )
     first.send_signal(signal.SIGKILL)
     killed_at = time.time()
     first.wait(10)
@@ -120,8 +162,10 @@ def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path, image_
     # sooner, a short new trial could meet the budget of 2 before the retry exists.
     time.sleep(max(0.0, killed_at + 4.5 - time.time()))
 
-    run_worker(load_study_config(path), WorkerOptions(pg_url, "cpu", cache_dir, progress=False,
-                                                      checkpoint_dir=checkpoints))
+    run_worker(
+        load_study_config(path),
+        WorkerOptions(pg_url, "cpu", cache_dir, progress=False, checkpoint_dir=checkpoints),
+    )
     trials = trials_of(pg_url)
     assert trials[0].state == TrialState.FAIL
     retry = next(trial for trial in trials if trial.user_attrs.get(RETRY_OF) == 0)
@@ -130,15 +174,30 @@ def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path, image_
     assert resumed >= 1 and sorted(retry.intermediate_values) == [1, 2, 3, 4, 5]
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
     assert not checkpoint.exists()  # a finished trial gives its checkpoint back
-    print(f"\nkill test: retry started {retry.datetime_start.timestamp() - killed_at:.1f} s after the kill; "
-          f"{resumed} of {epochs_before_kill} epoch(s) run before the kill were not retrained")
+    print(
+        f"\nkill test: retry started {retry.datetime_start.timestamp() - killed_at:.1f} s after the kill; "
+        f"{resumed} of {epochs_before_kill} epoch(s) run before the kill were not retrained"
+    )
 
 
-def test_sigterm_stops_the_worker_cleanly_and_the_trial_is_retried(tmp_path, image_folder, cache_dir, pg_url):
+def test_sigterm_stops_the_worker_cleanly_and_the_trial_is_retried(
+    tmp_path, image_folder, cache_dir, pg_url
+):
     path = study_file(tmp_path, image_folder, trials=1, epochs=6, pruner='kind = "none"')
     checkpoints = tmp_path / "ckpt"
-    worker = hpsearch("run", path, "--storage", pg_url, "--cache-dir", cache_dir, "--device", "cpu",
-                      "--checkpoint-dir", checkpoints, "--no-progress")
+    worker = hpsearch(
+        "run",
+        path,
+        "--storage",
+        pg_url,
+        "--cache-dir",
+        cache_dir,
+        "--device",
+        "cpu",
+        "--checkpoint-dir",
+        checkpoints,
+        "--no-progress",
+    )
     wait_for(lambda: next(checkpoints.glob("*/trial-0/last.pt"), None), 120, "a checkpoint")
     signalled = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -149,8 +208,10 @@ def test_sigterm_stops_the_worker_cleanly_and_the_trial_is_retried(tmp_path, ima
     assert first.state == TrialState.FAIL
     assert next(checkpoints.glob("*/trial-0/last.pt"), None) is not None  # kept for the retry
 
-    run_worker(load_study_config(path), WorkerOptions(pg_url, "cpu", cache_dir, progress=False,
-                                                      checkpoint_dir=checkpoints))
+    run_worker(
+        load_study_config(path),
+        WorkerOptions(pg_url, "cpu", cache_dir, progress=False, checkpoint_dir=checkpoints),
+    )
     retry = trials_of(pg_url)[-1]
     assert retry.user_attrs[RETRY_OF] == 0 and retry.state == TrialState.COMPLETE
     assert retry.user_attrs["resumed_from_epoch"] >= 1 and len(retry.intermediate_values) == 6
@@ -173,32 +234,91 @@ def private_cluster(tmp_path_factory):
     data, port = folder / "data", _free_port()
 
     def pg_ctl(*args):
-        subprocess.run(["runuser", "-u", "postgres", "--", "pg_ctl", "-D", str(data), "-l", str(folder / "log"),
-                        "-w", *args], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "pg_ctl",
+                "-D",
+                str(data),
+                "-l",
+                str(folder / "log"),
+                "-w",
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
-    subprocess.run(["runuser", "-u", "postgres", "--", "initdb", "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "initdb",
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
     pg_ctl("-o", options, "start")
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                         autocommit=True) as connection:
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True
+    ) as connection:
         connection.execute("CREATE DATABASE studies")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/studies", lambda: pg_ctl("-m", "fast", "stop"), \
-        lambda: pg_ctl("-o", options, "start")
-    subprocess.run(["runuser", "-u", "postgres", "--", "pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
-                   capture_output=True, timeout=60)
+    yield (
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/studies",
+        lambda: pg_ctl("-m", "fast", "stop"),
+        lambda: pg_ctl("-o", options, "start"),
+    )
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", "pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
+        capture_output=True,
+        timeout=60,
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_workers_survive_a_database_restart(tmp_path, image_folder, cache_dir, private_cluster):
     url, stop_server, start_server = private_cluster
-    text = study_file(tmp_path, image_folder, trials=4, epochs=3, pruner='kind = "none"').read_text()
+    text = study_file(
+        tmp_path, image_folder, trials=4, epochs=3, pruner='kind = "none"'
+    ).read_text()
     path = tmp_path / "restart.toml"
-    path.write_text(text.replace(FAST_HEARTBEAT, "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 20\n"))
-    workers = hpsearch("run", path, "--storage", url, "--workers", "2", "--cache-dir", cache_dir,
-                       "--device", "cpu", "--checkpoint-dir", tmp_path / "ckpt", "--no-progress")
-    wait_for(lambda: any(len(trial.intermediate_values) >= 1 for trial in trials_of(url)), 180,
-             "a trial with a reported epoch")
+    path.write_text(
+        text.replace(FAST_HEARTBEAT, "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 20\n")
+    )
+    workers = hpsearch(
+        "run",
+        path,
+        "--storage",
+        url,
+        "--workers",
+        "2",
+        "--cache-dir",
+        cache_dir,
+        "--device",
+        "cpu",
+        "--checkpoint-dir",
+        tmp_path / "ckpt",
+        "--no-progress",
+    )
+    wait_for(
+        lambda: any(len(trial.intermediate_values) >= 1 for trial in trials_of(url)),
+        180,
+        "a trial with a reported epoch",
+    )
     stop_server()
     time.sleep(3)  # workers keep training; their reports and heartbeats wait for the server
     start_server()
@@ -207,5 +327,7 @@ def test_workers_survive_a_database_restart(tmp_path, image_folder, cache_dir, p
     assert "storage unreachable" in err
     trials = trials_of(url)
     assert [trial.state for trial in trials].count(TrialState.COMPLETE) >= 4
-    assert all(trial.state == TrialState.COMPLETE for trial in trials), "a trial failed or was trained twice"
+    assert all(trial.state == TrialState.COMPLETE for trial in trials), (
+        "a trial failed or was trained twice"
+    )
     assert not [trial for trial in trials if RETRY_OF in trial.user_attrs]

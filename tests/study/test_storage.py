@@ -13,7 +13,9 @@ from search.errors import StorageError
 from search.study.storage import masked, open_storage
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://team:hunter2@db:5432/studies", "weird://team:hunter2@x"])
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://team:hunter2@db:5432/studies", "weird://team:hunter2@x"]
+)
 def test_printed_urls_never_show_the_password(url):
     assert "hunter2" not in masked(url) and "***" in masked(url)
 
@@ -36,5 +38,7 @@ def test_local_workers_on_sqlite_never_take_the_same_queued_trial(tmp_path):
     for index in range(40):
         study.enqueue_trial({"x": float(index)})
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        taken = [number for numbers in pool.starmap(_ask_queued, [(url, 10)] * 4) for number in numbers]
+        taken = [
+            number for numbers in pool.starmap(_ask_queued, [(url, 10)] * 4) for number in numbers
+        ]
     assert len(taken) == 40 and not {n: c for n, c in Counter(taken).items() if c > 1}

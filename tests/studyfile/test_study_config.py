@@ -30,11 +30,17 @@ VALID: dict[str, Any] = {
     "study": {"name": "test", "trials": 3},
     "data": {"source": "images", "image_size": 32, "batch_size": 8},
     "train": {"epochs": 2},
-    "space": {"optimizer": ["sgd", "adam"], "lr": {"low": 1e-3, "high": 0.1},
-              "eps": {"low": 1e-8, "high": 1e-6}, "momentum": {"low": 0.0, "high": 0.9}},
+    "space": {
+        "optimizer": ["sgd", "adam"],
+        "lr": {"low": 1e-3, "high": 0.1},
+        "eps": {"low": 1e-8, "high": 1e-6},
+        "momentum": {"low": 0.0, "high": 0.9},
+    },
 }
-POINTS: list[dict[str, Any]] = [{"optimizer": "sgd", "lr": 0.1, "momentum": 0.9},
-                                {"optimizer": "adam", "lr": 8e-3, "eps": 1e-8}]
+POINTS: list[dict[str, Any]] = [
+    {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9},
+    {"optimizer": "adam", "lr": 8e-3, "eps": 1e-8},
+]
 
 
 def study(**sections: Any) -> dict[str, Any]:
@@ -49,7 +55,9 @@ def study(**sections: Any) -> dict[str, Any]:
 
 
 def points_study(**sections: Any) -> dict[str, Any]:
-    return study(**{"space": None, "study": {"name": "factors"}, "points": copy.deepcopy(POINTS), **sections})
+    return study(
+        **{"space": None, "study": {"name": "factors"}, "points": copy.deepcopy(POINTS), **sections}
+    )
 
 
 def write(tmp_path: Path, document: dict[str, Any]) -> Path:
@@ -70,15 +78,23 @@ def load_error(tmp_path: Path, document: dict[str, Any]) -> str:
 
 def test_the_shipped_studies_are_all_there() -> None:
     names = {path.stem for path in SHIPPED}
-    assert {"quick", "imagenette", "factor_optimizer_lr8e-3", "factor_optimizer_lr0.1", "factor_lr",
-            "factor_momentum"} <= names
+    assert {
+        "quick",
+        "imagenette",
+        "factor_optimizer_lr8e-3",
+        "factor_optimizer_lr0.1",
+        "factor_lr",
+        "factor_momentum",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
 def test_each_shipped_study_loads(path: Path) -> None:
     config = load_study_config(path)
     assert config.path == path
-    assert path.read_text(encoding="utf-8").startswith("#"), "each study file opens with a comment saying what it is for"
+    assert path.read_text(encoding="utf-8").startswith("#"), (
+        "each study file opens with a comment saying what it is for"
+    )
     runs = [config.train_config(point) for point in config.points + config.warm_start]
     assert all(isinstance(run, TrainConfig) for run in runs)
 
@@ -90,7 +106,9 @@ def test_shipped_studies_have_distinct_names() -> None:
 
 def test_quick_study_is_small_and_scored_on_the_official_val_set() -> None:
     config = load_study_config(STUDIES / "quick.toml")
-    assert config.data.image_size <= 32 and config.data.per_class <= 200 and config.train.epochs <= 6
+    assert (
+        config.data.image_size <= 32 and config.data.per_class <= 200 and config.train.epochs <= 6
+    )
     assert config.data.validation_fraction is None
     assert config.space.optimizers == ("sgd", "adam", "ranger")
     assert config.space.lr == Range(1e-4, 1.0, log=True)
@@ -117,8 +135,12 @@ def test_a_valid_study_loads_with_its_settings(tmp_path: Path) -> None:
     assert config.study == StudySettings(name="test", trials=3)
     assert config.data.source == "images", "a relative source stays as typed"
     assert (config.train.image_size, config.train.batch_size, config.train.epochs) == (32, 8, 2)
-    assert config.space.eps == Range(1e-8, 1e-6, log=True), "eps is searched on a log scale by default"
-    assert config.space.momentum == Range(0.0, 0.9, log=False), "momentum is searched on a linear scale by default"
+    assert config.space.eps == Range(1e-8, 1e-6, log=True), (
+        "eps is searched on a log scale by default"
+    )
+    assert config.space.momentum == Range(0.0, 0.9, log=False), (
+        "momentum is searched on a linear scale by default"
+    )
     assert config.sampler.kind == "tpe" and config.pruner.kind == "median"
 
 
@@ -133,13 +155,18 @@ def test_a_trial_config_takes_only_the_settings_its_optimizer_uses(tmp_path: Pat
     run = config.train_config({"optimizer": "adam", "lr": 0.01, "eps": 1e-7})
     assert (run.optimizer, run.lr, run.eps, run.momentum) == ("adam", 0.01, 1e-7, None)
     assert run.weight_decay == 1e-4 and run.image_size == 32
-    assert config.space.params_for("sgd") == {"lr": config.space.lr, "momentum": config.space.momentum}
+    assert config.space.params_for("sgd") == {
+        "lr": config.space.lr,
+        "momentum": config.space.momentum,
+    }
 
 
 def test_unknown_key_names_the_key_the_section_and_the_file(tmp_path: Path) -> None:
     space = dict(VALID["space"], lerning_rate=0.1)
     message = load_error(tmp_path, study(space=space))
-    assert "unknown key 'lerning_rate' in [space]; known keys: eps, lr, momentum, optimizer" in message
+    assert (
+        "unknown key 'lerning_rate' in [space]; known keys: eps, lr, momentum, optimizer" in message
+    )
 
 
 def test_unknown_key_in_a_range_table(tmp_path: Path) -> None:
@@ -152,13 +179,16 @@ def test_unknown_section_is_refused(tmp_path: Path) -> None:
     assert "unknown section [sampelr]" in message and "sampler" in message
 
 
-@pytest.mark.parametrize("lr, expected", [
-    ({"low": 0.1, "high": 0.1}, "space.lr.high must be above low=0.1, but got 0.1"),
-    ({"low": 0.5, "high": 0.1}, "space.lr.high must be above low=0.5, but got 0.1"),
-    ({"low": 0, "high": 1.0}, "space.lr.low must be positive for a log range, but got 0"),
-    ({"low": -1.0, "high": 1.0, "log": False}, "space.lr.low: lr must be positive"),
-    ({"high": 1.0}, "space.lr.low is required"),
-])
+@pytest.mark.parametrize(
+    "lr, expected",
+    [
+        ({"low": 0.1, "high": 0.1}, "space.lr.high must be above low=0.1, but got 0.1"),
+        ({"low": 0.5, "high": 0.1}, "space.lr.high must be above low=0.5, but got 0.1"),
+        ({"low": 0, "high": 1.0}, "space.lr.low must be positive for a log range, but got 0"),
+        ({"low": -1.0, "high": 1.0, "log": False}, "space.lr.low: lr must be positive"),
+        ({"high": 1.0}, "space.lr.low is required"),
+    ],
+)
 def test_bad_ranges_name_the_bound(tmp_path: Path, lr: dict[str, Any], expected: str) -> None:
     assert expected in load_error(tmp_path, study(space=dict(VALID["space"], lr=lr)))
 
@@ -169,81 +199,154 @@ def test_momentum_above_one_is_refused_by_the_trainer_rules(tmp_path: Path) -> N
     assert "space.momentum.high" in message and "1.5" in message
 
 
-@pytest.mark.parametrize("sections, expected", [
-    ({"data": {"batch_size": "64"}}, "data.batch_size must be an integer, but got '64' (a string)"),
-    ({"study": {"name": "test", "trials": 2.5}}, "study.trials must be an integer, but got 2.5"),
-    ({"train": {"epochs": 2, "weight_decay": "1e-4"}}, "train.weight_decay must be a number"),
-    ({"train": {"epochs": 2, "nesterov": 1}}, "train.nesterov must be true or false"),
-    ({"space": dict(VALID["space"], lr="0.1")}, "space.lr must be a number or a range"),
-    ({"space": dict(VALID["space"], optimizer="sgd")}, "space.optimizer must be a list of strings"),
-    ({"sampler": {"kind": "tpe", "multivariate": "yes"}}, "sampler.multivariate must be true or false"),
-    ({"data": {"validation_fraction": float("nan")}}, "data.validation_fraction must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "sections, expected",
+    [
+        (
+            {"data": {"batch_size": "64"}},
+            "data.batch_size must be an integer, but got '64' (a string)",
+        ),
+        (
+            {"study": {"name": "test", "trials": 2.5}},
+            "study.trials must be an integer, but got 2.5",
+        ),
+        ({"train": {"epochs": 2, "weight_decay": "1e-4"}}, "train.weight_decay must be a number"),
+        ({"train": {"epochs": 2, "nesterov": 1}}, "train.nesterov must be true or false"),
+        ({"space": dict(VALID["space"], lr="0.1")}, "space.lr must be a number or a range"),
+        (
+            {"space": dict(VALID["space"], optimizer="sgd")},
+            "space.optimizer must be a list of strings",
+        ),
+        (
+            {"sampler": {"kind": "tpe", "multivariate": "yes"}},
+            "sampler.multivariate must be true or false",
+        ),
+        (
+            {"data": {"validation_fraction": float("nan")}},
+            "data.validation_fraction must be a finite number",
+        ),
+    ],
+)
 def test_wrong_types_name_the_key(tmp_path: Path, sections: dict[str, Any], expected: str) -> None:
     assert expected in load_error(tmp_path, study(**sections))
 
 
-@pytest.mark.parametrize("sections, expected", [
-    ({"data": {"image_size": 8}}, "data.image_size: image_size must be at least 16 px"),
-    ({"data": {"validation_fraction": 1.0}}, "data.validation_fraction must be in (0, 1), but got 1.0"),
-    ({"train": {"epochs": 2, "warmup_epochs": 3}}, "train: warmup_epochs must be in [0, epochs]"),
-    ({"train": {"epochs": 2, "seed": 1}}, "train.seed belongs in [study], not in [train]"),
-    ({"train": {"epochs": 2, "lr": 0.1}}, "train.lr belongs in [space] or [[points]]"),
-    ({"study": {"name": "", "trials": 3}}, "study.name must be 1 to 128 printable characters"),
-    ({"study": {"name": "x" * 129, "trials": 3}}, "study.name must be 1 to 128 printable characters"),
-    ({"study": {"name": "test", "trials": 3, "direction": "minimize"}}, "study.direction must be 'maximize'"),
-    ({"study": {"trials": 3}}, "study.name is required"),
-    ({"study": {"name": "test"}}, "study.trials is required"),
-    ({"sampler": {"kind": "annealing"}}, "sampler.kind must be one of tpe, random, grid, cmaes, gp"),
-    ({"sampler": {"kind": "random", "constant_liar": False}},
-     "sampler.constant_liar does not apply to kind 'random'; it applies only to: tpe"),
-    ({"pruner": {"kind": "hyperband", "warmup_epochs": 3}}, "pruner.warmup_epochs does not apply to kind 'hyperband'"),
-    ({"pruner": {"kind": "percentile", "percentile": 100.0}}, "pruner.percentile must be in (0, 100)"),
-    ({"pruner": {"kind": "halving", "reduction_factor": 1}}, "pruner.reduction_factor must be at least 2"),
-    ({"heartbeat": {"interval_seconds": 60, "grace_seconds": 60}},
-     "heartbeat.grace_seconds must exceed interval_seconds=60, but got 60"),
-    ({"space": dict(VALID["space"], optimizer=["sgd", "adamx"])}, "space.optimizer: unknown optimizer 'adamx'"),
-    ({"space": dict(VALID["space"], optimizer=["sgd", "sgd", "adam"])}, "space.optimizer must name each optimizer once"),
-    ({"space": {"optimizer": ["adam"]}}, "space.lr is required"),
-])
-def test_out_of_range_settings_name_the_key_and_value(tmp_path: Path, sections: dict[str, Any], expected: str) -> None:
+@pytest.mark.parametrize(
+    "sections, expected",
+    [
+        ({"data": {"image_size": 8}}, "data.image_size: image_size must be at least 16 px"),
+        (
+            {"data": {"validation_fraction": 1.0}},
+            "data.validation_fraction must be in (0, 1), but got 1.0",
+        ),
+        (
+            {"train": {"epochs": 2, "warmup_epochs": 3}},
+            "train: warmup_epochs must be in [0, epochs]",
+        ),
+        ({"train": {"epochs": 2, "seed": 1}}, "train.seed belongs in [study], not in [train]"),
+        ({"train": {"epochs": 2, "lr": 0.1}}, "train.lr belongs in [space] or [[points]]"),
+        ({"study": {"name": "", "trials": 3}}, "study.name must be 1 to 128 printable characters"),
+        (
+            {"study": {"name": "x" * 129, "trials": 3}},
+            "study.name must be 1 to 128 printable characters",
+        ),
+        (
+            {"study": {"name": "test", "trials": 3, "direction": "minimize"}},
+            "study.direction must be 'maximize'",
+        ),
+        ({"study": {"trials": 3}}, "study.name is required"),
+        ({"study": {"name": "test"}}, "study.trials is required"),
+        (
+            {"sampler": {"kind": "annealing"}},
+            "sampler.kind must be one of tpe, random, grid, cmaes, gp",
+        ),
+        (
+            {"sampler": {"kind": "random", "constant_liar": False}},
+            "sampler.constant_liar does not apply to kind 'random'; it applies only to: tpe",
+        ),
+        (
+            {"pruner": {"kind": "hyperband", "warmup_epochs": 3}},
+            "pruner.warmup_epochs does not apply to kind 'hyperband'",
+        ),
+        (
+            {"pruner": {"kind": "percentile", "percentile": 100.0}},
+            "pruner.percentile must be in (0, 100)",
+        ),
+        (
+            {"pruner": {"kind": "halving", "reduction_factor": 1}},
+            "pruner.reduction_factor must be at least 2",
+        ),
+        (
+            {"heartbeat": {"interval_seconds": 60, "grace_seconds": 60}},
+            "heartbeat.grace_seconds must exceed interval_seconds=60, but got 60",
+        ),
+        (
+            {"space": dict(VALID["space"], optimizer=["sgd", "adamx"])},
+            "space.optimizer: unknown optimizer 'adamx'",
+        ),
+        (
+            {"space": dict(VALID["space"], optimizer=["sgd", "sgd", "adam"])},
+            "space.optimizer must name each optimizer once",
+        ),
+        ({"space": {"optimizer": ["adam"]}}, "space.lr is required"),
+    ],
+)
+def test_out_of_range_settings_name_the_key_and_value(
+    tmp_path: Path, sections: dict[str, Any], expected: str
+) -> None:
     assert expected in load_error(tmp_path, study(**sections))
 
 
 def test_eps_in_a_space_without_an_optimizer_that_uses_it(tmp_path: Path) -> None:
     space = dict(VALID["space"], optimizer=["sgd"])
     message = load_error(tmp_path, study(space=space))
-    assert "space.eps is set, but none of the optimizers sgd uses it; it applies only to: adam" in message
+    assert (
+        "space.eps is set, but none of the optimizers sgd uses it; it applies only to: adam"
+        in message
+    )
 
 
 def test_momentum_in_a_space_without_sgd(tmp_path: Path) -> None:
     space = dict(VALID["space"], optimizer=["adam", "ranger"])
     assert "space.momentum is set, but none of the optimizers adam, ranger uses it" in load_error(
-        tmp_path, study(space=space))
+        tmp_path, study(space=space)
+    )
 
 
 def test_nesterov_with_a_momentum_range_from_zero_is_refused(tmp_path: Path) -> None:
     space = dict(VALID["space"], optimizer=["sgd"], eps=None)
     del space["eps"]
     message = load_error(tmp_path, study(space=space, train={"epochs": 2, "nesterov": True}))
-    assert "space (at optimizer='sgd'" in message and "momentum=0.0" in message and "nesterov" in message
+    assert (
+        "space (at optimizer='sgd'" in message
+        and "momentum=0.0" in message
+        and "nesterov" in message
+    )
 
 
 def test_a_point_with_a_setting_its_optimizer_ignores_is_refused(tmp_path: Path) -> None:
     points = copy.deepcopy(POINTS)
     points[1]["momentum"] = 0.9
     message = load_error(tmp_path, points_study(points=points))
-    assert "points[1]: momentum=0.9 does not apply to optimizer 'adam'; it applies only to: sgd" in message
+    assert (
+        "points[1]: momentum=0.9 does not apply to optimizer 'adam'; it applies only to: sgd"
+        in message
+    )
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"lr": None}, "points[0].lr is required"),
-    ({"lr": "0.1"}, "points[0].lr must be a number"),
-    ({"optimizer": "sgdd"}, "points[0]: unknown optimizer 'sgdd'"),
-    ({"learning_rate": 0.1}, "unknown key 'learning_rate' in points[0]"),
-    ({"lr": -0.1}, "points[0]: lr must be positive"),
-])
-def test_bad_points_are_named_by_index(tmp_path: Path, change: dict[str, Any], expected: str) -> None:
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"lr": None}, "points[0].lr is required"),
+        ({"lr": "0.1"}, "points[0].lr must be a number"),
+        ({"optimizer": "sgdd"}, "points[0]: unknown optimizer 'sgdd'"),
+        ({"learning_rate": 0.1}, "unknown key 'learning_rate' in points[0]"),
+        ({"lr": -0.1}, "points[0]: lr must be positive"),
+    ],
+)
+def test_bad_points_are_named_by_index(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
     points = copy.deepcopy(POINTS)
     points[0].update(change)
     points[0] = {key: value for key, value in points[0].items() if value is not None}
@@ -264,7 +367,9 @@ def test_points_only_study_defaults_trials_to_the_points_and_refuses_more(tmp_pa
 
 
 def test_integer_values_in_points_become_floats(tmp_path: Path) -> None:
-    config = load_study_config(write(tmp_path, points_study(points=[{"optimizer": "sgd", "lr": 1, "momentum": 0}])))
+    config = load_study_config(
+        write(tmp_path, points_study(points=[{"optimizer": "sgd", "lr": 1, "momentum": 0}]))
+    )
     assert config.points == ({"optimizer": "sgd", "lr": 1.0, "momentum": 0.0},)
     assert all(isinstance(value, float) for value in list(config.points[0].values())[1:])
 
@@ -275,7 +380,10 @@ def test_zero_trials_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_password_in_the_storage_url_is_refused_without_repeating_it(tmp_path: Path) -> None:
-    for url in ("postgresql://user:secret@host/db", "postgresql+psycopg://user@host/db?password=secret"):
+    for url in (
+        "postgresql://user:secret@host/db",
+        "postgresql+psycopg://user@host/db?password=secret",
+    ):
         message = load_error(tmp_path, study(study={"name": "test", "trials": 3, "storage": url}))
         assert "study.storage must not hold a password" in message and "HPSEARCH_STORAGE" in message
         assert "secret" not in message
@@ -283,23 +391,36 @@ def test_a_password_in_the_storage_url_is_refused_without_repeating_it(tmp_path:
 
 def test_a_storage_url_without_a_password_is_kept(tmp_path: Path) -> None:
     for url in ("postgresql://user@host:5432/db", "sqlite:///studies.db"):
-        config = load_study_config(write(tmp_path, study(study={"name": "test", "trials": 3, "storage": url})))
+        config = load_study_config(
+            write(tmp_path, study(study={"name": "test", "trials": 3, "storage": url}))
+        )
         assert config.study.storage == url
 
 
 def test_grid_sampler_refuses_ranges(tmp_path: Path) -> None:
     message = load_error(tmp_path, study(sampler={"kind": "grid"}))
-    assert "sampler.kind 'grid' cannot search the range space.lr" in message and "[[points]]" in message
+    assert (
+        "sampler.kind 'grid' cannot search the range space.lr" in message
+        and "[[points]]" in message
+    )
 
 
 def test_grid_sampler_takes_points_or_fixed_values(tmp_path: Path) -> None:
-    assert load_study_config(write(tmp_path, points_study(sampler={"kind": "grid"}))).sampler.kind == "grid"
+    assert (
+        load_study_config(write(tmp_path, points_study(sampler={"kind": "grid"}))).sampler.kind
+        == "grid"
+    )
     fixed = {"optimizer": ["sgd", "adam"], "lr": 0.1}
-    assert load_study_config(write(tmp_path, study(space=fixed, sampler={"kind": "grid"}))).space.lr == 0.1
+    assert (
+        load_study_config(write(tmp_path, study(space=fixed, sampler={"kind": "grid"}))).space.lr
+        == 0.1
+    )
 
 
 def test_a_study_with_neither_space_nor_points_is_refused(tmp_path: Path) -> None:
-    assert "needs a [space] to search or [[points]] to run" in load_error(tmp_path, study(space=None))
+    assert "needs a [space] to search or [[points]] to run" in load_error(
+        tmp_path, study(space=None)
+    )
 
 
 def test_a_study_with_both_space_and_points_is_refused(tmp_path: Path) -> None:
@@ -307,17 +428,33 @@ def test_a_study_with_both_space_and_points_is_refused(tmp_path: Path) -> None:
     assert "not both" in message and "[[warm_start]]" in message
 
 
-@pytest.mark.parametrize("point, expected", [
-    ({"optimizer": "ranger", "lr": 0.01, "eps": 1e-7}, "warm_start[0].optimizer must be one of space.optimizer"),
-    ({"optimizer": "adam", "lr": 2.0}, "warm_start[0].lr must lie within space.lr ([0.001, 0.1]), but got 2.0"),
-    ({"optimizer": "adam", "lr": 0.01, "momentum": 0.5}, "warm_start[0]: momentum=0.5 does not apply"),
-])
-def test_warm_starts_must_lie_in_the_space(tmp_path: Path, point: dict[str, Any], expected: str) -> None:
+@pytest.mark.parametrize(
+    "point, expected",
+    [
+        (
+            {"optimizer": "ranger", "lr": 0.01, "eps": 1e-7},
+            "warm_start[0].optimizer must be one of space.optimizer",
+        ),
+        (
+            {"optimizer": "adam", "lr": 2.0},
+            "warm_start[0].lr must lie within space.lr ([0.001, 0.1]), but got 2.0",
+        ),
+        (
+            {"optimizer": "adam", "lr": 0.01, "momentum": 0.5},
+            "warm_start[0]: momentum=0.5 does not apply",
+        ),
+    ],
+)
+def test_warm_starts_must_lie_in_the_space(
+    tmp_path: Path, point: dict[str, Any], expected: str
+) -> None:
     assert expected in load_error(tmp_path, study(warm_start=[point]))
 
 
 def test_a_warm_start_in_the_space_is_kept(tmp_path: Path) -> None:
-    config = load_study_config(write(tmp_path, study(warm_start=[{"optimizer": "adam", "lr": 0.01, "eps": 1e-7}])))
+    config = load_study_config(
+        write(tmp_path, study(warm_start=[{"optimizer": "adam", "lr": 0.01, "eps": 1e-7}]))
+    )
     assert config.warm_start == ({"optimizer": "adam", "lr": 0.01, "eps": 1e-7},)
 
 
@@ -332,21 +469,37 @@ def test_missing_and_malformed_files_name_the_file(tmp_path: Path) -> None:
 
 def test_overrides_apply_and_are_checked_again(tmp_path: Path) -> None:
     config = load_study_config(write(tmp_path, study()))
-    changed = config.with_overrides(trials=5, epochs=1, data="/data/imagenette", image_size=64,
-                                    storage="postgresql://user:secret@host/db")
-    assert (changed.study.trials, changed.train.epochs, changed.data.source) == (5, 1, "/data/imagenette")
+    changed = config.with_overrides(
+        trials=5,
+        epochs=1,
+        data="/data/imagenette",
+        image_size=64,
+        storage="postgresql://user:secret@host/db",
+    )
+    assert (changed.study.trials, changed.train.epochs, changed.data.source) == (
+        5,
+        1,
+        "/data/imagenette",
+    )
     assert changed.data.image_size == changed.train.image_size == 64
-    assert changed.study.storage == "postgresql://user:secret@host/db", "a flag may carry a password"
+    assert changed.study.storage == "postgresql://user:secret@host/db", (
+        "a flag may carry a password"
+    )
     assert config.with_overrides() == config
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ({"epochs": 0}, "train: epochs must be positive, but got epochs=0"),
-    ({"trials": 0}, "study.trials must be at least 1, but got 0"),
-    ({"image_size": 8}, "data.image_size: image_size must be at least 16 px"),
-    ({"data": " "}, "data.source must name an Imagenette size or a folder"),
-])
-def test_bad_overrides_are_refused(tmp_path: Path, overrides: dict[str, Any], expected: str) -> None:
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"epochs": 0}, "train: epochs must be positive, but got epochs=0"),
+        ({"trials": 0}, "study.trials must be at least 1, but got 0"),
+        ({"image_size": 8}, "data.image_size: image_size must be at least 16 px"),
+        ({"data": " "}, "data.source must name an Imagenette size or a folder"),
+    ],
+)
+def test_bad_overrides_are_refused(
+    tmp_path: Path, overrides: dict[str, Any], expected: str
+) -> None:
     path = write(tmp_path, study())
     with pytest.raises(StudyFileError) as caught:
         load_study_config(path).with_overrides(**overrides)
@@ -372,8 +525,13 @@ def test_settings_check_themselves_when_built_in_code() -> None:
         SearchSpace(optimizers=("sgd",), lr=0.1, eps=1e-8)
     train = TrainSettings(image_size=32, batch_size=8)
     with pytest.raises(ValueError, match="train.image_size must equal data.image_size=128"):
-        StudyConfig(path=Path("x.toml"), study=StudySettings(name="x", trials=1),
-                    data=load_study_config(STUDIES / "imagenette.toml").data, train=train, space=space)
+        StudyConfig(
+            path=Path("x.toml"),
+            study=StudySettings(name="x", trials=1),
+            data=load_study_config(STUDIES / "imagenette.toml").data,
+            train=train,
+            space=space,
+        )
 
 
 def test_point_to_params_checks_and_normalises() -> None:

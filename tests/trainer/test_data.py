@@ -17,7 +17,13 @@ from PIL import Image
 
 import trainer.data
 from tests.helpers.images import make_image, make_image_folder
-from trainer.augment import IMAGENET_MEAN, IMAGENET_STD, eval_batches, steps_per_epoch, train_batches
+from trainer.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_batches,
+    steps_per_epoch,
+    train_batches,
+)
 from trainer.data import (
     ImageData,
     ImageSplit,
@@ -26,8 +32,8 @@ from trainer.data import (
     default_cache_dir,
     load_image_data,
 )
-from trainer.sources import default_data_root, resolve_data_dir
 from trainer.errors import ConfigError, DataError
+from trainer.sources import default_data_root, resolve_data_dir
 
 SIDE = cache_side(32)  # 37 px
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -66,6 +72,7 @@ def pixels(normalised: torch.Tensor) -> torch.Tensor:
 
 # --- loading --------------------------------------------------------------------------------------
 
+
 def test_images_load_as_rgb_squares_labelled_by_their_class_folder(image_folder, cache_dir):
     (image_folder / "train" / "class_2" / "notes.txt").write_text("not an image, ignored")
     (image_folder / "train" / "class_2" / "._img_0000.JPEG").write_bytes(b"macOS metadata, ignored")
@@ -74,9 +81,14 @@ def test_images_load_as_rgb_squares_labelled_by_their_class_folder(image_folder,
     # class_0 also holds the grayscale JPEG, RGB PNG, palette PNG and CMYK JPEG
     assert torch.bincount(data.train.labels).tolist() == [44, 40, 40]
     assert torch.bincount(data.val.labels).tolist() == [12, 12, 12]
-    assert data.train.images.shape == (124, 3, SIDE, SIDE) and data.train.images.dtype == torch.uint8
+    assert (
+        data.train.images.shape == (124, 3, SIDE, SIDE) and data.train.images.dtype == torch.uint8
+    )
     assert data.train.images.is_contiguous() and data.train.labels.dtype == torch.int64
-    assert (count_grey_checking_colours(data.train), count_grey_checking_colours(data.val)) == (1, 0)
+    assert (count_grey_checking_colours(data.train), count_grey_checking_colours(data.val)) == (
+        1,
+        0,
+    )
 
 
 def count_grey_checking_colours(split: ImageSplit) -> int:
@@ -107,7 +119,9 @@ def test_second_load_reads_the_cache_without_decoding(small_folder, cache_dir, m
     monkeypatch.setattr(trainer.data, "decode_image", refuse_to_decode)
     second = load(small_folder, cache_dir)
     assert second is not first
-    assert torch.equal(second.train.images, first.train.images) and torch.equal(second.val.labels, first.val.labels)
+    assert torch.equal(second.train.images, first.train.images) and torch.equal(
+        second.val.labels, first.val.labels
+    )
     assert cache_file.stat().st_mtime_ns == written
     manifest = json.loads(cache_file.with_suffix(".json").read_text())
     assert manifest["folder"] == str(small_folder.resolve()) and manifest["side"] == SIDE
@@ -148,8 +162,16 @@ def test_a_touched_image_rebuilds_the_cache(small_folder, cache_dir):
 
 def test_a_folder_of_the_same_name_elsewhere_keeps_its_own_cache(tmp_path, cache_dir):
     for parent in ("a", "b"):
-        load(make_image_folder(tmp_path / parent / "images", train_per_class=3, val_per_class=1,
-                               seed=len(parent), odd_formats=False), cache_dir)
+        load(
+            make_image_folder(
+                tmp_path / parent / "images",
+                train_per_class=3,
+                val_per_class=1,
+                seed=len(parent),
+                odd_formats=False,
+            ),
+            cache_dir,
+        )
     assert len(list(cache_dir.glob("images-*.pt"))) == 2
 
 
@@ -171,7 +193,7 @@ def test_unreadable_images_are_all_named_before_anything_is_cached(image_folder,
     not_an_image.write_bytes(b"this is text")
     truncated = image_folder / "val" / "class_2" / "truncated.JPEG"
     whole = (image_folder / "val" / "class_2" / "img_0000.JPEG").read_bytes()
-    truncated.write_bytes(whole[:len(whole) // 2])
+    truncated.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(DataError) as caught:
         load(image_folder, cache_dir)
     message = str(caught.value)
@@ -219,13 +241,21 @@ def add_unmatched_classes(folder: Path) -> None:
         shutil.copy(folder / "train" / "class_0" / "img_0000.JPEG", folder / split / name)
 
 
-@pytest.mark.parametrize("break_folder, expected", [
-    (remove_val, ["has no val/ folder", "val/<class>/*"]),
-    (remove_class_folders, ["holds no class folders", "train"]),
-    (add_empty_class, ["class folder", "val/class_9", "holds no images"]),
-    (add_unmatched_classes, ["only in train: ['only_in_train']", "only in val: ['only_in_val']"]),
-])
-def test_a_malformed_folder_is_named_before_decoding(small_folder, cache_dir, monkeypatch, break_folder, expected):
+@pytest.mark.parametrize(
+    "break_folder, expected",
+    [
+        (remove_val, ["has no val/ folder", "val/<class>/*"]),
+        (remove_class_folders, ["holds no class folders", "train"]),
+        (add_empty_class, ["class folder", "val/class_9", "holds no images"]),
+        (
+            add_unmatched_classes,
+            ["only in train: ['only_in_train']", "only in val: ['only_in_val']"],
+        ),
+    ],
+)
+def test_a_malformed_folder_is_named_before_decoding(
+    small_folder, cache_dir, monkeypatch, break_folder, expected
+):
     break_folder(small_folder)
     monkeypatch.setattr(trainer.data, "decode_image", refuse_to_decode)
     with pytest.raises(DataError) as caught:
@@ -243,8 +273,9 @@ def test_a_missing_folder_is_named_with_the_layout_expected(tmp_path, cache_dir)
 
 
 def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monkeypatch):
-    folder = make_image_folder(tmp_path / "made" / "tiny", classes=2, train_per_class=5, val_per_class=2,
-                               odd_formats=False)
+    folder = make_image_folder(
+        tmp_path / "made" / "tiny", classes=2, train_per_class=5, val_per_class=2, odd_formats=False
+    )
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="tiny")
@@ -254,7 +285,9 @@ def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monke
     assert (len(data.train), len(data.val), data.classes) == (10, 4, ("class_0", "class_1"))
     assert [path.name for path in root.iterdir()] == ["tiny"]  # no staging folder left behind
     forget_loaded(monkeypatch)
-    monkeypatch.setattr(tarfile, "open", lambda *args, **kwargs: pytest.fail("extracted the archive twice"))
+    monkeypatch.setattr(
+        tarfile, "open", lambda *args, **kwargs: pytest.fail("extracted the archive twice")
+    )
     assert len(load(archive, cache_dir, data_root=root).train) == 10
 
 
@@ -273,12 +306,15 @@ def test_a_failed_imagenette_download_says_where_to_put_the_data(tmp_path, monke
 
 def test_an_extracted_imagenette_is_used_without_downloading(tmp_path, cache_dir, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.imagenette, "download_and_extract_archive", offline)
-    make_image_folder(tmp_path / "imagenette2-160", train_per_class=2, val_per_class=1, odd_formats=False)
+    make_image_folder(
+        tmp_path / "imagenette2-160", train_per_class=2, val_per_class=1, odd_formats=False
+    )
     data = load("imagenette-160", cache_dir, data_root=tmp_path)
     assert data.source == str(tmp_path / "imagenette2-160") and len(data.train) == 6
 
 
 # --- what a search does with the loaded data --------------------------------------------------------
+
 
 def test_cap_per_class_keeps_the_first_images_of_each_class(data):
     capped = data.cap_per_class(5)
@@ -301,9 +337,12 @@ def test_holdout_carves_a_stratified_seeded_split_from_train(data):
     counts = torch.bincount(data.train.labels).tolist()  # [20, 16, 16]
     carved = data.holdout(0.25, seed=1)
     assert torch.bincount(carved.val.labels).tolist() == [5, 4, 4]
-    assert torch.bincount(carved.train.labels).tolist() == [n - c for n, c in zip(counts, [5, 4, 4])]
-    assert image_sums(ImageSplit(torch.cat([carved.train.images, carved.val.images]), carved.train.labels)) \
-        == image_sums(data.train)  # every training image on exactly one side, none from val
+    assert torch.bincount(carved.train.labels).tolist() == [
+        n - c for n, c in zip(counts, [5, 4, 4])
+    ]
+    assert image_sums(
+        ImageSplit(torch.cat([carved.train.images, carved.val.images]), carved.train.labels)
+    ) == image_sums(data.train)  # every training image on exactly one side, none from val
     again = ImageData(data.classes, data.train, data.val, data.source).holdout(0.25, seed=1)
     assert torch.equal(again.val.images, carved.val.images)
     assert not torch.equal(data.holdout(0.25, seed=2).val.images, carved.val.images)
@@ -315,8 +354,12 @@ def test_holdout_carves_a_stratified_seeded_split_from_train(data):
 
 def test_fingerprint_describes_the_data_as_json(data):
     fingerprint = data.fingerprint()
-    assert fingerprint == {"classes": ["class_0", "class_1", "class_2"], "train_images": 52,
-                           "val_images": 18, "cache_side": SIDE}
+    assert fingerprint == {
+        "classes": ["class_0", "class_1", "class_2"],
+        "train_images": 52,
+        "val_images": 18,
+        "cache_side": SIDE,
+    }
     assert json.loads(json.dumps(fingerprint)) == fingerprint
 
 
@@ -329,7 +372,10 @@ def test_to_a_device_copies_once_and_is_free_where_the_data_already_is(data):
 
 # --- batches ----------------------------------------------------------------------------------------
 
-def epoch(split: ImageSplit, seed: int | torch.Generator, **kwargs) -> list[tuple[torch.Tensor, torch.Tensor]]:
+
+def epoch(
+    split: ImageSplit, seed: int | torch.Generator, **kwargs
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     settings = {"batch_size": 16, "image_size": 32, "min_scale": 0.35, **kwargs}
     return list(train_batches(split, generator=generator, **settings))
@@ -340,7 +386,11 @@ def test_train_batches_have_the_network_shape_and_normalised_values(data):
     assert len(batches) == steps_per_epoch(len(data.train), 16) == 3
     low, high = (0 - MEAN) / STD, (1 - MEAN) / STD
     for images, labels in batches:
-        assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32 and images.is_contiguous()
+        assert (
+            images.shape == (16, 3, 32, 32)
+            and images.dtype == torch.float32
+            and images.is_contiguous()
+        )
         assert labels.dtype == torch.int64
         assert (images >= low - 1e-4).all() and (images <= high + 1e-4).all()
     everything = torch.cat([images for images, _ in batches])
@@ -350,7 +400,9 @@ def test_train_batches_have_the_network_shape_and_normalised_values(data):
 def test_train_batches_keep_each_image_with_its_label(data):
     for images, labels in epoch(data.train, 0):
         colour = pixels(images).mean(dim=(2, 3))
-        coloured = colour.max(dim=1).values - colour.min(dim=1).values > 5  # not the grayscale image
+        coloured = (
+            colour.max(dim=1).values - colour.min(dim=1).values > 5
+        )  # not the grayscale image
         assert torch.equal(colour[coloured].argmax(dim=1), labels[coloured])
 
 
@@ -366,7 +418,7 @@ def test_the_same_seed_repeats_an_epoch_and_the_next_epoch_differs(data):
 def test_every_copy_of_an_image_gets_its_own_crop_and_about_half_are_flipped():
     # dark left half, bright right half
     image = torch.zeros(1, 3, SIDE, SIDE, dtype=torch.uint8)
-    image[..., SIDE // 2:] = 255
+    image[..., SIDE // 2 :] = 255
     split = ImageSplit(image.repeat(200, 1, 1, 1), torch.zeros(200, dtype=torch.int64))
     [(images, _)] = epoch(split, 0, batch_size=200, min_scale=0.5)
     assert all(not torch.equal(images[0], images[i]) for i in range(1, 200))
@@ -388,7 +440,7 @@ def test_eval_batches_are_the_centre_crop_in_order_and_repeat_exactly(data):
     assert images.dtype == torch.float32 and images.is_contiguous()
     assert torch.equal(torch.cat([labels for _, labels in batches]), data.val.labels)
     start = (SIDE - 32) // 2
-    centre = data.val.images[:, :, start:start + 32, start:start + 32].float()
+    centre = data.val.images[:, :, start : start + 32, start : start + 32].float()
     assert torch.allclose(pixels(images), centre, atol=1e-3)
     again = torch.cat([images for images, _ in eval_batches(data.val, batch_size=7, image_size=32)])
     assert torch.equal(images, again)
@@ -396,7 +448,9 @@ def test_eval_batches_are_the_centre_crop_in_order_and_repeat_exactly(data):
 
 def test_batch_settings_out_of_range_are_named(data):
     with pytest.raises(ConfigError, match="min_scale=0"):
-        train_batches(data.train, batch_size=16, image_size=32, min_scale=0, generator=torch.Generator())
+        train_batches(
+            data.train, batch_size=16, image_size=32, min_scale=0, generator=torch.Generator()
+        )
     with pytest.raises(ConfigError, match="batch_size=0"):
         eval_batches(data.val, batch_size=0, image_size=32)
     with pytest.raises(DataError, match="image_size=64"):

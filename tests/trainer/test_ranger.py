@@ -11,13 +11,20 @@ from trainer.ranger import Ranger
 STEPS = 40  # past RAdam's warm-up without rectification (5 steps) and six Lookahead syncs
 
 # pytorch-ranger calls a deprecated addcmul_ overload on every step.
-pytestmark = pytest.mark.filterwarnings("ignore:This overload of addcmul_ is deprecated:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This overload of addcmul_ is deprecated:UserWarning"
+)
 
 
 def small_network() -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                               torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 6 * 6, 10),
+    )
 
 
 def trajectory(make_optimizer, steps: int = STEPS) -> list[list[torch.Tensor]]:
@@ -33,8 +40,12 @@ def trajectory(make_optimizer, steps: int = STEPS) -> list[list[torch.Tensor]]:
     return weights
 
 
-def step_with_random_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                               generator: torch.Generator, steps: int = 1) -> None:
+def step_with_random_gradients(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    steps: int = 1,
+) -> None:
     for _ in range(steps):
         for p in model.parameters():
             p.grad = torch.randn(p.shape, generator=generator)
@@ -45,24 +56,36 @@ def reference(**settings):
     return lambda parameters: torch_optimizer.Ranger(parameters, **settings)
 
 
-@pytest.mark.parametrize("settings", [
-    {"lr": 8e-3, "eps": 1e-6},
-    {"lr": 3e-2, "eps": 1e-5, "weight_decay": 1e-2},
-    {"lr": 1e-3, "eps": 1e-8, "alpha": 0.8, "k": 4},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"lr": 8e-3, "eps": 1e-6},
+        {"lr": 3e-2, "eps": 1e-5, "weight_decay": 1e-2},
+        {"lr": 1e-3, "eps": 1e-8, "alpha": 0.8, "k": 4},
+    ],
+)
 def test_follows_torch_optimizers_ranger_step_by_step(settings):
     expected = trajectory(reference(**settings))
     ours = trajectory(lambda parameters: Ranger(parameters, **settings))
     for step, (want, got) in enumerate(zip(expected, ours), start=1):
         for reference_weight, our_weight in zip(want, got):
-            torch.testing.assert_close(our_weight, reference_weight, rtol=1e-5, atol=1e-6,
-                                       msg=lambda text: f"step {step}: {text}")
+            torch.testing.assert_close(
+                our_weight,
+                reference_weight,
+                rtol=1e-5,
+                atol=1e-6,
+                msg=lambda text, step=step: f"step {step}: {text}",
+            )
 
 
 def test_lookahead_pulls_weights_back_every_k_steps():
     """Between syncs the weights move like plain RAdam's; at a sync, halfway back to the slow weights."""
-    radam = trajectory(lambda parameters: torch.optim.RAdam(parameters, lr=1e-2, betas=(0.95, 0.999), eps=1e-5,
-                                                            decoupled_weight_decay=True), steps=6)
+    radam = trajectory(
+        lambda parameters: torch.optim.RAdam(
+            parameters, lr=1e-2, betas=(0.95, 0.999), eps=1e-5, decoupled_weight_decay=True
+        ),
+        steps=6,
+    )
     ours = trajectory(lambda parameters: Ranger(parameters, lr=1e-2, k=6), steps=6)
     start = [p.detach() for p in small_network().parameters()]
     for step in range(5):
@@ -79,7 +102,9 @@ def test_resumes_from_its_state_dict_exactly():
     model = small_network()
     first = Ranger(model.parameters(), lr=8e-3)
     generator = torch.Generator().manual_seed(1)
-    step_with_random_gradients(model, first, generator, steps=4)  # stops between two Lookahead syncs
+    step_with_random_gradients(
+        model, first, generator, steps=4
+    )  # stops between two Lookahead syncs
     second = Ranger(model.parameters(), lr=8e-3)
     second.load_state_dict(first.state_dict())
     step_with_random_gradients(model, second, generator, steps=6)
@@ -105,11 +130,18 @@ def test_resumes_from_a_torch_optimizer_ranger_checkpoint():
 
 
 def test_trainer_builds_our_ranger_with_the_configs_settings():
-    optimizer = build_optimizer(TrainConfig(optimizer="ranger", lr=8e-3, eps=1e-6, weight_decay=1e-4),
-                                small_network().parameters())
+    optimizer = build_optimizer(
+        TrainConfig(optimizer="ranger", lr=8e-3, eps=1e-6, weight_decay=1e-4),
+        small_network().parameters(),
+    )
     assert isinstance(optimizer, Ranger)
     group = optimizer.param_groups[0]
-    assert (group["lr"], group["eps"], group["weight_decay"], group["betas"]) == (8e-3, 1e-6, 1e-4, (0.95, 0.999))
+    assert (group["lr"], group["eps"], group["weight_decay"], group["betas"]) == (
+        8e-3,
+        1e-6,
+        1e-4,
+        (0.95, 0.999),
+    )
     assert group["foreach"] and group["decoupled_weight_decay"]
 
 

@@ -5,13 +5,27 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer import CheckpointPolicy, NonFiniteLossError, TrainConfig, load_image_data, train, train_one_epoch
+from trainer import (
+    CheckpointPolicy,
+    NonFiniteLossError,
+    TrainConfig,
+    load_image_data,
+    train,
+    train_one_epoch,
+)
 from trainer.augment import eval_batches, train_batches
 from trainer.config import OPTIMIZER_SETTINGS
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler, lr_factor
 
-SMALL = dict(image_size=32, batch_size=16, epochs=2, optimizer="adam", lr=2e-3, seed=3)
+SMALL = {
+    "image_size": 32,
+    "batch_size": 16,
+    "epochs": 2,
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "seed": 3,
+}
 
 
 @pytest.fixture
@@ -29,8 +43,9 @@ def test_training_learns_well_above_chance(data):
 def test_same_seed_and_config_give_the_same_numbers(data):
     first = train(TrainConfig(**SMALL), data)
     second = train(TrainConfig(**SMALL), data)
-    assert first.history and [(m.val_loss, m.train_loss) for m in first.history] == \
-        [(m.val_loss, m.train_loss) for m in second.history]
+    assert first.history and [(m.val_loss, m.train_loss) for m in first.history] == [
+        (m.val_loss, m.train_loss) for m in second.history
+    ]
     third = train(TrainConfig(**{**SMALL, "seed": 4}), data)
     assert third.history[-1].train_loss != first.history[-1].train_loss
 
@@ -85,7 +100,9 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
     policy = CheckpointPolicy(tmp_path / "ckpt")
     train(TrainConfig(**{**SMALL, "epochs": 1}), data, checkpoints=policy)
     with pytest.raises(ValueError, match="lr=0.002"):
-        train(TrainConfig(**{**SMALL, "epochs": 1, "lr": 0.1}), data, checkpoints=policy, resume=True)
+        train(
+            TrainConfig(**{**SMALL, "epochs": 1, "lr": 0.1}), data, checkpoints=policy, resume=True
+        )
 
 
 def test_huge_learning_rate_raises_the_non_finite_loss_error(data):
@@ -102,8 +119,13 @@ def test_every_optimizer_takes_a_step_that_changes_the_weights(data, optimizer):
     before = [parameter.detach().clone() for parameter in model.parameters()]
     optim = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config, optim, steps_per_epoch=1)
-    batches = train_batches(data.train, batch_size=16, image_size=32, min_scale=0.35,
-                            generator=torch.Generator().manual_seed(0))
+    batches = train_batches(
+        data.train,
+        batch_size=16,
+        image_size=32,
+        min_scale=0.35,
+        generator=torch.Generator().manual_seed(0),
+    )
     first_batch = [next(iter(batches))]
     train_one_epoch(model, first_batch, optim, scheduler, epoch=1)
     changed = sum(not torch.equal(b, a) for b, a in zip(before, model.parameters()))
@@ -114,7 +136,9 @@ def test_schedules_warm_up_then_follow_their_shape():
     assert lr_factor("constant", 0.9) == 1.0
     assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("cosine", 1.0) == pytest.approx(0.0)
     assert lr_factor("flat_cosine", 0.7) == 1.0 and lr_factor("flat_cosine", 0.9) < 0.5
-    assert lr_factor("onecycle", 0.0) == pytest.approx(1 / 25) and lr_factor("onecycle", 0.3) == pytest.approx(1.0)
+    assert lr_factor("onecycle", 0.0) == pytest.approx(1 / 25) and lr_factor(
+        "onecycle", 0.3
+    ) == pytest.approx(1.0)
     config = TrainConfig(epochs=2, warmup_epochs=1, schedule="constant", optimizer="sgd", lr=1.0)
     optim = build_optimizer(config, [torch.nn.Parameter(torch.zeros(1))])
     scheduler = build_scheduler(config, optim, steps_per_epoch=4)
@@ -136,8 +160,10 @@ def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_p
     graphs = counters["stats"]["unique_graphs"]
     second = train(config, data, compile=True, checkpoints=CheckpointPolicy(tmp_path))
     assert counters["stats"]["unique_graphs"] == graphs  # nothing was compiled again
-    assert (second.history[0].train_loss, second.history[0].val_loss) == \
-        (first.history[0].train_loss, first.history[0].val_loss)
+    assert (second.history[0].train_loss, second.history[0].val_loss) == (
+        first.history[0].train_loss,
+        first.history[0].val_loss,
+    )
     weights = torch.load(tmp_path / "weights.pt", weights_only=True)["model"]
     eager = build_model(len(data.classes), torch.device("cpu"))
     eager.load_state_dict(weights)  # no "_orig_mod." prefixes: evaluate and export read these files
@@ -151,6 +177,8 @@ def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_p
 def test_a_policy_without_the_final_checkpoint_still_saves_the_final_weights(data, tmp_path):
     policy = CheckpointPolicy(tmp_path, every_epochs=1, at_end=False)
     train(TrainConfig(**SMALL), data, checkpoints=policy)
-    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1  # epoch 2's was not written
+    assert (
+        torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    )  # epoch 2's was not written
     assert (tmp_path / "weights.pt").exists()
     assert policy.writing_seconds > 0
