@@ -82,16 +82,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"cpu bf16 supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, {torch.get_num_threads()} threads, "
-        f"batch {args.batch_size}, load {os.getloadavg()[0]:.2f}"
+        f"cpu bf16 supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, "
+        f"{torch.get_num_threads()} threads, batch {args.batch_size}, load {os.getloadavg()[0]:.2f}"
     )
     for size in args.image_sizes:
         results = measure(size, args)
         baseline = results["float32"]
         for name, value in results.items():
             print(
-                f"{size:4d} px {name:22s} {value:7.0f} ms/step  {args.batch_size * 1000 / value:6.0f} images/s  "
-                f"{baseline / value:5.2f}x"
+                f"{size:4d} px {name:22s} {value:7.0f} ms/step  "
+                f"{args.batch_size * 1000 / value:6.0f} images/s  {baseline / value:5.2f}x"
             )
         print(f"     load {os.getloadavg()[0]:.2f}")
 

@@ -1,9 +1,13 @@
 """The Python half of benchmarks/gpu_check.sh: its study file, a fallback search, and its summary.
 
-    python3 -m benchmarks.gpu_check study OUT.toml --data DIR --image-size 128 --epochs 20 --minutes 4 [--per-class N]
-    python3 -m benchmarks.gpu_check search OUT.toml --storage sqlite:///... --device cuda  # if -m search cannot start
-    python3 -m benchmarks.gpu_check syncs --device cuda --image-size 128 --batch-size 256 --json syncs.json
-    python3 -m benchmarks.gpu_check summary --storage sqlite:///... --study gpu-check --throughput T.json --json S.json
+    python3 -m benchmarks.gpu_check study OUT.toml --data DIR --image-size 128 --epochs 20 \
+        --minutes 4 [--per-class N]
+    python3 -m benchmarks.gpu_check search OUT.toml --storage sqlite:///... \
+        --device cuda  # if -m search cannot start
+    python3 -m benchmarks.gpu_check syncs --device cuda --image-size 128 --batch-size 256 \
+        --json syncs.json
+    python3 -m benchmarks.gpu_check summary --storage sqlite:///... --study gpu-check \
+        --throughput T.json --json S.json
 
 `study` writes studies/imagenette.toml with the check's settings ([study] timeout_minutes, a trial
 budget the timeout ends first, the data and image size, the epochs), checked by the same loader
@@ -155,9 +159,8 @@ def count_syncs(args: argparse.Namespace) -> None:
         model = build_model(10, device)
         optimizer = build_optimizer(config, model.parameters())
         scheduler = build_scheduler(config, optimizer, steps)
-        train_one_epoch(
-            model, batches(3), optimizer, scheduler, epoch=0
-        )  # lazy state and cuDNN choices first
+        # Lazy state and cuDNN choices first
+        train_one_epoch(model, batches(3), optimizer, scheduler, epoch=0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
@@ -188,16 +191,19 @@ def summarize(args: argparse.Namespace) -> None:
     import optuna
     from optuna.trial import TrialState
 
+    from search import attrs
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=args.study, storage=args.storage)
     trials = study.get_trials(deepcopy=False)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda trial: trial.value, default=None)
+    best = attrs.best_trial(trials)
     epochs = max(
         (trial.user_attrs.get("config", {}).get("epochs", 0) for trial in trials), default=0
     )
     finished = [trial for trial in complete if trial.user_attrs.get("epochs_run") == epochs]
-    # Start to finish as the storage saw it: model set-up and checkpoints included, unlike "seconds".
+    # Start to finish as the storage saw it: model
+    # set-up and checkpoints included, unlike "seconds".
     full = [(trial.datetime_complete - trial.datetime_start).total_seconds() for trial in finished]
     epoch_seconds = [
         trial.user_attrs["seconds"] for trial in finished if "seconds" in trial.user_attrs
@@ -240,7 +246,7 @@ def summarize(args: argparse.Namespace) -> None:
         "trials_failed": sum(t.state == TrialState.FAIL for t in trials),
         "epochs_per_trial": epochs,
         "best_val_top1": best.value if best else None,
-        "best_params": best.params if best else None,
+        "best_config": attrs.trial_config(best) if best else None,
         "search_images_per_second": statistics.median(rates) if rates else None,
         f"seconds_per_{epochs}_epoch_trial": statistics.median(full) if full else None,
         f"seconds_of_epochs_per_{epochs}_epoch_trial": statistics.median(epoch_seconds)
@@ -277,7 +283,8 @@ def summarize(args: argparse.Namespace) -> None:
         ("checkpoint writing / trial", summary["checkpoint_share_of_trial"], "< 5%"),
         (
             "trials complete / pruned / failed",
-            f"{summary['trials_complete']} / {summary['trials_pruned']} / {summary['trials_failed']}",
+            f"{summary['trials_complete']} / {summary['trials_pruned']} / "
+            f"{summary['trials_failed']}",
             "",
         ),
         (
@@ -289,7 +296,8 @@ def summarize(args: argparse.Namespace) -> None:
         ("best val top-1", summary["best_val_top1"], f">= {GOALS['best_val_top1']:.0%}"),
     ]
     print(
-        f"\nGPU check on {summary['device']} ({summary['image_size']} px; goals are for 128 px on H100/H200)"
+        f"\nGPU check on {summary['device']} ({summary['image_size']} px; "
+        "goals are for 128 px on H100/H200)"
     )
     percentages = ("best val top-1", "checkpoint writing / trial")
     for label, value, goal in rows:
@@ -305,7 +313,7 @@ def summarize(args: argparse.Namespace) -> None:
             else f"{value:,.0f}"
         )
         print(f"  {label:34s} {shown:>14s}  {goal}")
-    print(f"  best params: {summary['best_params']}")
+    print(f"  best config: {summary['best_config']}")
 
 
 def _read_json(path: Path | None) -> dict:

@@ -94,9 +94,8 @@ def measure(
         model = build_model(10, device)
         optimizer = optimizers(list(model.parameters()))[name]()
         scheduler = build_scheduler(TrainConfig(), optimizer, 1000)
-        train_one_epoch(
-            model, [(images, labels)] * 2, optimizer, scheduler, epoch=0
-        )  # warm-up, grads exist
+        # Warm-up, grads exist
+        train_one_epoch(model, [(images, labels)] * 2, optimizer, scheduler, epoch=0)
         runs[name] = (model, optimizer, scheduler)
     step_ms = {name: [] for name in runs}
     train_ms = {name: [] for name in runs}
@@ -153,8 +152,9 @@ def issue_cost(rounds: int = 200) -> dict[str, dict[str, float]]:
         on_device = sum(name != "aten::item" for name in top) / 6
         results[name] = {"issue_ms": milliseconds, "device_operators": on_device}
         print(
-            f"   - {name:16s} {milliseconds:9.2f} ms to issue, {on_device:.0f} device operators and "
-            f"{len(top) / 6 - on_device:.0f} host reads per step() ({len(shapes)} one-element tensors)"
+            f"   - {name:16s} {milliseconds:9.2f} ms to issue, {on_device:.0f} device operators "
+            f"and {len(top) / 6 - on_device:.0f} host reads per step() "
+            f"({len(shapes)} one-element tensors)"
         )
     return results
 
@@ -165,7 +165,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(
-        f"{device}, batch {args.batch_size}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}"
+        f"{device}, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+        f"load {os.getloadavg()[0]:.2f}"
     )
     issue_cost()
     print(f"{'px':>4s} {'optimizer':16s} {'step() ms':>9s} {'train step ms':>13s}")
@@ -173,15 +174,17 @@ def main() -> None:
         results = measure(size, args, device)
         for name, result in results.items():
             print(
-                f"{size:4d} {name:16s} {result['optimizer_step_ms']:9.1f} {result['train_step_ms']:13.1f}"
+                f"{size:4d} {name:16s} {result['optimizer_step_ms']:9.1f} "
+                f"{result['train_step_ms']:13.1f}"
             )
         reference, ours = (
             results["torch-optimizer"]["train_step_ms"],
             results["ranger (ours)"]["train_step_ms"],
         )
         print(
-            f"{size:4d} ours saves {reference - ours:+.1f} ms per training step against torch-optimizer's Ranger "
-            f"({reference / ours:.2f}x the steps per second; load {os.getloadavg()[0]:.2f})"
+            f"{size:4d} ours saves {reference - ours:+.1f} ms per training step against "
+            f"torch-optimizer's Ranger ({reference / ours:.2f}x the steps per second; "
+            f"load {os.getloadavg()[0]:.2f})"
         )
 
 

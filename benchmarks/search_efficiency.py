@@ -1,10 +1,10 @@
 """What pruning saves and what it costs: one study file run twice, with its pruner and without.
 
 Both runs get the same budget (trials), seeds, space, sampler and data, each in its own SQLite file
-in a temporary folder (checkpoints too), through `search.launch.launch` as `hpsearch run` does. The data is decoded
-before either run starts, so neither pays for it. Reported per run: trials complete / pruned /
-failed, epochs trained, seconds of training (the trials' own timings) and wall time, best val
-top-1; the last line says what pruning saved and what it cost in accuracy. Epochs trained do not
+in a temporary folder (checkpoints too), through `search.launch.launch` as `hpsearch run` does. The
+data is decoded before either run starts, so neither pays for it. Reported per run: trials complete
+/ pruned / failed, epochs trained, seconds of training (the trials' own timings) and wall time, best
+val top-1; the last line says what pruning saved and what it cost in accuracy. Epochs trained do not
 depend on the machine's load; seconds do, so note the load printed beside them.
 
     .venv/bin/python -m benchmarks.search_efficiency studies/quick.toml \
@@ -117,9 +117,8 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     for index, seed in enumerate(args.seeds):
         configs = study_configs(args, seed)
-        load_study_data(
-            next(iter(configs.values())), args.cache_dir, progress=False
-        )  # decoded before timing
+        # Decoded before timing
+        load_study_data(next(iter(configs.values())), args.cache_dir, progress=False)
         order = list(configs.items()) if index % 2 == 0 else list(configs.items())[::-1]
         for name, config in order:
             result = run_study(config, args.device, args.cache_dir)
@@ -146,10 +145,12 @@ def main() -> None:
         totals[name]["best_val_top1"] = [result["best_val_top1"] for result in results]
         for result in results:
             print(
-                f"{name + ' s' + str(result['seed']):16s} {result['complete']:4d} {result['pruned']:6d} "
-                f"{result['failed']:6d} {result['epochs_trained']:4d}/{result['epochs_budget']:<4d} "
+                f"{name + ' s' + str(result['seed']):16s} {result['complete']:4d} "
+                f"{result['pruned']:6d} {result['failed']:6d} "
+                f"{result['epochs_trained']:4d}/{result['epochs_budget']:<4d} "
                 f"{result['training_seconds']:8.0f} {result['wall_seconds']:7.0f} "
-                f"{_percent(result['best_val_top1']):>10s}  {result['load_before']:.1f}->{result['load_after']:.1f}"
+                f"{_percent(result['best_val_top1']):>10s}  "
+                f"{result['load_before']:.1f}->{result['load_after']:.1f}"
             )
     pruned, full = totals.values()
     saved_epochs = 1 - pruned["epochs_trained"] / full["epochs_trained"]
@@ -180,8 +181,9 @@ def main() -> None:
         )
     cost = ", ".join(f"{100 * value:+.1f}" for value in accuracy_cost)
     print(
-        f"pruning saved {saved_epochs:.0%} of the epochs ({pruned['epochs_trained']} vs {full['epochs_trained']}) "
-        f"and {saved_wall:.0%} of the wall time ({pruned['wall_seconds']:.0f} s vs {full['wall_seconds']:.0f} s); "
+        f"pruning saved {saved_epochs:.0%} of the epochs ({pruned['epochs_trained']} vs "
+        f"{full['epochs_trained']}) and {saved_wall:.0%} of the wall time "
+        f"({pruned['wall_seconds']:.0f} s vs {full['wall_seconds']:.0f} s); "
         f"best val top-1 cost (no pruning minus pruning, points per seed): {cost or 'n/a'}"
     )
 

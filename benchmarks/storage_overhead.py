@@ -1,8 +1,8 @@
 """Time per trial spent in the storage, with N worker processes on PostgreSQL and on SQLite.
 
 Each worker process runs the real worker loop (`search.run.worker.run_worker`: budget check, ask,
-heartbeat, tell, checkpoint clean-up) on storage opened by `search.study.storage.open_storage` (WAL and
-busy timeout for SQLite, the connection pool for PostgreSQL), with the study's real sampler and
+heartbeat, tell, checkpoint clean-up) on storage opened by `search.study.storage.open_storage` (WAL
+and busy timeout for SQLite, the connection pool for PostgreSQL), with the study's real sampler and
 pruner (its [[warm_start]] point left out: see main). Only the training is replaced: the
 objective suggests the trial's parameters, reports one made-up val top-1 per epoch (asking the
 pruner each time, as a real trial does) and records the same user attributes as a real trial.
@@ -79,7 +79,8 @@ def parse_args() -> argparse.Namespace:
 
 class InstantObjective:
     """A trial without training: the real suggest, one report and pruner question per epoch,
-    the real trial's user attributes. Its made-up accuracy rises with epochs and peaks at lr 1e-2."""
+    the real trial's user attributes. Its made-up accuracy rises with epochs and peaks at
+    lr 1e-2."""
 
     def __init__(self, config: StudyConfig, data: ImageData, device: torch.device, stop=None):
         self.config, self.device = config, device
@@ -258,8 +259,9 @@ def main() -> None:
         ]
         for backend, url in [pair for order in rounds for pair in order]:
             name = f"storage-overhead-{uuid.uuid4().hex[:8]}"
-            # No [[warm_start]]: on SQLite two workers' ask() can both take one queued trial (pysqlite
-            # starts no transaction for a SELECT), and the loser's worker stops with an error.
+            # No [[warm_start]]: on SQLite two workers' ask() can both take one queued trial
+            # (pysqlite starts no transaction for a SELECT), and the loser's worker stops with an
+            # error.
             config = dataclasses.replace(
                 base,
                 warm_start=(),
@@ -288,14 +290,17 @@ def main() -> None:
             + "\n"
         )
     print(
-        f"\n{'backend':10s} {'workers':>7s} {'trials':>9s} {'wall ms/trial':>13s} {'storage ms/trial':>16s} "
-        f"{'calls/trial':>11s} {'heartbeat ms':>12s}  load"
+        f"\n{'backend':10s} {'workers':>7s} {'trials':>9s} {'wall ms/trial':>13s} "
+        f"{'storage ms/trial':>16s} {'calls/trial':>11s} {'heartbeat ms':>12s}  load"
     )
     for result in results:
         print(
-            f"{result['backend']:10s} {result['workers']:7d} {result['trials']:4d}/{result['budget']:<4d} "
-            f"{1000 * result['wall_seconds_per_trial']:13.0f} {result['storage_ms_per_trial']:16.0f} "
-            f"{result['storage_calls_per_trial']:11.0f} {result['heartbeat_storage_ms_per_trial']:12.0f}  "
+            f"{result['backend']:10s} {result['workers']:7d} "
+            f"{result['trials']:4d}/{result['budget']:<4d} "
+            f"{1000 * result['wall_seconds_per_trial']:13.0f} "
+            f"{result['storage_ms_per_trial']:16.0f} "
+            f"{result['storage_calls_per_trial']:11.0f} "
+            f"{result['heartbeat_storage_ms_per_trial']:12.0f}  "
             f"{result['load_before']:.1f}->{result['load_after']:.1f}"
         )
     print(
@@ -305,7 +310,8 @@ def main() -> None:
     print(
         "per trial in the storage: "
         + ", ".join(
-            f"{r['backend']} {r['storage_ms_per_trial']:.0f} ms (wall {1000 * r['wall_seconds_per_trial']:.0f} ms)"
+            f"{r['backend']} {r['storage_ms_per_trial']:.0f} ms (wall "
+            f"{1000 * r['wall_seconds_per_trial']:.0f} ms)"
             for r in results
         )
         + f", with {args.workers} workers"

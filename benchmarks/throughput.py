@@ -4,7 +4,8 @@
     Normalize per image in a DataLoader with one worker per core (pinned memory on CUDA), float32,
     the plain torchvision model;
 (b) ours: the trainer's uint8 cache kept on the device, `trainer.augment.train_batches` (crops and
-    flips per batch there) and `trainer.loop.train_one_epoch` (channels_last + bf16 autocast on CUDA).
+    flips per batch there) and `trainer.loop.train_one_epoch` (channels_last + bf16
+    autocast on CUDA).
 
 With --compile, (c) ours through torch.compile as `hpsearch run --compile` does it, compiled once
 before the repeats (the compile seconds are reported apart).
@@ -14,7 +15,8 @@ process, interleaved (baseline, ours, baseline, ours, ...); warm-up steps are no
 is taken with events after a synchronize, and each figure is the median of the repeats. Loading
 ours (decoding the cache, or reading it) is reported apart and not timed.
 
-    .venv/bin/python benchmarks/throughput.py --device cpu --data ../shared/data/imagenette2-128.tar.gz \
+    .venv/bin/python benchmarks/throughput.py --device cpu \
+        --data ../shared/data/imagenette2-128.tar.gz \
         --image-size 64 --batch-size 64 --steps 40 --repeats 5 --json throughput.json
 
 --data is a folder with train/ and val/ or a .tar.gz of one; an archive is extracted once, where
@@ -298,13 +300,15 @@ def main() -> None:
             f"{name:14s} {result['images_per_second']:10.0f} {result['epoch_seconds']:9.1f}  {each}"
         )
     print(
-        f"{device} {report['gpu'] or report['cpu']}, {args.image_size} px, batch {args.batch_size}, "
-        f"{args.steps} steps x {args.repeats}, {torch.get_num_threads()} torch threads, "
+        f"{device} {report['gpu'] or report['cpu']}, {args.image_size} px, "
+        f"batch {args.batch_size}, {args.steps} steps x {args.repeats}, "
+        f"{torch.get_num_threads()} torch threads, "
         f"load {load_before[0]:.2f} -> {report['loadavg_after'][0]:.2f}"
     )
     if compiled_ratio is not None:
         print(
-            f"ours compiled/baseline images/s: {compiled_ratio:.2f}x (compiling took {compile_seconds:.0f} s)"
+            f"ours compiled/baseline images/s: {compiled_ratio:.2f}x (compiling took "
+            f"{compile_seconds:.0f} s)"
         )
     print(f"ours/baseline images/s: {ratio:.2f}x")
 

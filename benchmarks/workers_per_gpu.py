@@ -1,14 +1,15 @@
-"""Trials per hour with one worker per GPU and with two: the same study, the same minutes, side by side.
+"""Trials per hour with one worker per GPU and with
+two: the same study, the same minutes, side by side.
 
 studies/imagenette.toml shortened to --epochs per trial, with no pruner (every trial does the same
-work) and [study] timeout_minutes = --minutes, runs once per setting through `search.launcher.launch`
-(as `hpsearch run --workers-per-gpu K`), each on a fresh SQLite study. A worker starts no trial
-after the timeout and finishes the one it runs, so each setting's wall time, from launch to the
-last worker's exit (worker start-up and data loading included), is what the figures divide by.
-On a CPU, K workers share the cores instead.
+work) and [study] timeout_minutes = --minutes, runs once per setting through
+`search.launcher.launch` (as `hpsearch run --workers-per-gpu K`), each on a fresh SQLite study. A
+worker starts no trial after the timeout and finishes the one it runs, so each setting's wall time,
+from launch to the last worker's exit (worker start-up and data loading included), is what the
+figures divide by. On a CPU, K workers share the cores instead.
 
-    python3 -m benchmarks.workers_per_gpu --data $IMAGENETTE_DIR --device cuda --minutes 1.5 --epochs 5 \
-        --json workers_per_gpu.json
+    python3 -m benchmarks.workers_per_gpu --data $IMAGENETTE_DIR --device cuda --minutes 1.5 \
+        --epochs 5 --json workers_per_gpu.json
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def main() -> None:
             results.append(run_setting(args, per_gpu, Path(folder)))
             result = results[-1]
             print(
-                f"{per_gpu} worker(s) per GPU: {result['trials_complete']} trials, {result['epochs_trained']} epochs "
-                f"in {result['seconds']:.0f} s = {result['trials_per_hour']:.0f} trials/h, "
+                f"{per_gpu} worker(s) per GPU: {result['trials_complete']} trials, "
+                f"{result['epochs_trained']} epochs in {result['seconds']:.0f} s = "
+                f"{result['trials_per_hour']:.0f} trials/h, "
                 f"{result['epochs_per_hour']:.0f} epochs/h (load {os.getloadavg()[0]:.2f})",
                 flush=True,
             )

@@ -1,1 +1,6 @@
-"""Hyperparameter search: study files, storage, sampling, workers, the command line and reports."""
+"""hpsearch: hyperparameter search for image classifiers with Optuna.
+
+One folder per concern, every import pointing down this list (tests/test_layout.py checks it):
+cli -> launch, results, serve -> run -> study -> studyfile -> errors, attrs, locations -> trainer.
+README.md's "Development" section says what each holds.
+"""

@@ -69,7 +69,8 @@ def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
-    """Trials per state, every state named in lower case (complete, pruned, fail, running, waiting)."""
+    """Trials per state, every state named in lower
+    case (complete, pruned, fail, running, waiting)."""
     counts = {state.name.lower(): 0 for state in TrialState}
     for trial in trials:
         counts[trial.state.name.lower()] += 1

@@ -26,7 +26,8 @@ __all__ = [
 
 
 class StudyFileError(ConfigError):
-    """A study file is missing, malformed or holds a bad setting; the message names the file and key."""
+    """A study file is missing, malformed or holds a
+    bad setting; the message names the file and key."""
 
 
 class StorageError(HpsearchError):

@@ -51,7 +51,8 @@ def config(tmp_path_factory) -> dict:
 
 
 def ports(service: dict) -> list[tuple[str, str, str]]:
-    """(host address, published port, container port) whether compose prints short or long syntax."""
+    """(host address, published port, container port)
+    whether compose prints short or long syntax."""
     found = []
     for port in service.get("ports", []):
         if isinstance(port, dict):
@@ -123,7 +124,8 @@ def strings(node, key=""):
 
 
 def test_the_password_comes_only_from_the_env_file(config):
-    # A literal password anywhere in docker-compose.yml would show here as a value other than .env's.
+    # A literal password anywhere in docker-compose.yml
+    # would show here as a value other than .env's.
     passwords = [value for key, value in strings(config) if "PASSWORD" in key.upper()]
     urls = [make_url(value) for _, value in strings(config) if value.startswith("postgresql")]
     assert passwords and urls
@@ -152,9 +154,8 @@ def test_env_example_documents_every_variable_the_compose_file_uses():
     for name in set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text())):
         assert name in documented, f"{name} is used in docker-compose.yml but not in .env.example"
         block = lines[: documented[name]]
-        while (
-            block and block[-1].strip()
-        ):  # the lines since the last blank one belong to this setting
+        # The lines since the last blank one belong to this setting
+        while block and block[-1].strip():
             if block[-1].startswith("#"):
                 break
             block.pop()

@@ -24,7 +24,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # float32 (B, 3, image_size, image_si
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    """Full batches only, so every step sees batch_size images; one smaller batch if that is all there is."""
+    """Full batches only, so every step sees batch_size
+    images; one smaller batch if that is all there is."""
     _check_positive(batch_size=batch_size)
     if num_images < 0:
         raise DataError(f"num_images must be >= 0, but got num_images={num_images}")
@@ -94,7 +95,8 @@ def _crop_and_flip(
 
 
 def eval_batches(split: ImageSplit, *, batch_size: int, image_size: int) -> Iterator[Batch]:
-    """The split in order, each image's centre image_size square, exactly as cached (no resampling)."""
+    """The split in order, each image's centre image_size
+    square, exactly as cached (no resampling)."""
     _check_positive(batch_size=batch_size, image_size=image_size)
     side = split.images.shape[-1]
     if side < image_size:

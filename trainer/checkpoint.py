@@ -24,24 +24,25 @@ CHECKPOINT_NAME = "last.pt"
 
 @dataclass
 class CheckpointPolicy:
-    """Where checkpoints go and when one is due: every N epochs and/or every S seconds of training."""
+    """Where checkpoints go and when one is due: every
+    N epochs and/or every S seconds of training."""
 
     folder: Path
     every_epochs: int | None = 1
     every_seconds: float | None = None
-    # After the last epoch: True always (a finished run then resumes as finished), False never (for a
-    # caller that saves the final weights and is done at once, like a search trial).
+    # After the last epoch: True always (a finished run then resumes as finished), False never (for
+    # a caller that saves the final weights and is done at once, like a search trial).
     at_end: bool = True
-    writing_seconds: float = (
-        0.0  # spent writing checkpoints and weights so far: what the interval costs
-    )
+    # Spent writing checkpoints and weights so far: what the interval costs
+    writing_seconds: float = 0.0
     _last_saved: float = field(default_factory=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         if self.every_epochs is not None and self.every_epochs < 1:
             raise ConfigError(
-                f"checkpoint interval must be at least 1 epoch, but got every_epochs={self.every_epochs}"
+                "checkpoint interval must be at least 1 epoch, but got "
+                f"every_epochs={self.every_epochs}"
             )
         if self.every_seconds is not None and self.every_seconds <= 0:
             raise ConfigError(

@@ -19,24 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import platformdirs
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from trainer.checkpoint import write_atomically
+from trainer.decode import decode_all
 from trainer.errors import DataError
 from trainer.sources import EXPECTED_LAYOUT, env_path, one_line, resolve_data_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_FORMAT = 1  # part of the manifest, so changing what a cache holds rebuilds old caches
-DECODE_BATCH = 64  # images per decoding task; large enough that worker start-up is amortised
-MAX_DECODE_WORKERS = 8
-MAX_LISTED_FAILURES = 10
 
-# One loaded cache per (folder, cache side), so a worker's trials share it: value (manifest digest, data).
+# One loaded cache per (folder, cache side), so a worker's
+# trials share it: value (manifest digest, data).
 _LOADED: dict[tuple[str, int], tuple[str, ImageData]] = {}
 
 
@@ -100,7 +95,8 @@ class ImageData:
         }
 
     def cap_per_class(self, cap: int) -> ImageData:
-        """Keep the first `cap` training images of each class (in folder order); val is unchanged."""
+        """Keep the first `cap` training images of each
+        class (in folder order); val is unchanged."""
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise DataError(
                 f"cap_per_class needs a whole number of images >= 1, but got cap={cap!r}"
@@ -220,7 +216,8 @@ def _scan_folder(folder: Path) -> _Listing:
 
 
 def _class_files(split_dir: Path) -> dict[str, list[str]]:
-    """Image file names per class folder, sorted. Hidden entries (.DS_Store, macOS ._ copies) are skipped."""
+    """Image file names per class folder, sorted. Hidden
+    entries (.DS_Store, macOS ._ copies) are skipped."""
     class_dirs = sorted(
         path for path in split_dir.iterdir() if path.is_dir() and not path.name.startswith(".")
     )
@@ -266,7 +263,7 @@ def _digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# --- loading ---------------------------------------------------------------------------------------
+# --- loading --------------------------------------------------------------------------------------
 
 
 def load_image_data(
@@ -277,7 +274,8 @@ def load_image_data(
     data_root: Path | None = None,
     progress: bool = True,
 ) -> ImageData:
-    """The data set at `data`, decoded for `image_size`: from memory, from the cache, or decoded now."""
+    """The data set at `data`, decoded for `image_size`:
+    from memory, from the cache, or decoded now."""
     side = cache_side(image_size)
     folder = resolve_data_dir(data, data_root=data_root, progress=progress)
     listing = _scan_folder(folder)
@@ -335,7 +333,7 @@ def _read_cache(path: Path, listing: _Listing, side: int) -> dict[str, torch.Ten
 def _build_cache(
     path: Path, folder: Path, listing: _Listing, manifest: dict[str, Any], progress: bool
 ) -> dict[str, torch.Tensor]:
-    images = _decode_all(
+    images = decode_all(
         [folder / relative for relative, _ in listing.train + listing.val],
         manifest["side"],
         progress,
@@ -377,106 +375,3 @@ def _cached_folder(manifest_path: Path) -> str | None:
         return json.loads(manifest_path.read_text())["folder"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-# --- decoding --------------------------------------------------------------------------------------
-
-
-def decode_image(path: Path | str, side: int) -> torch.Tensor:
-    """uint8 (3, side, side): any mode made RGB, shorter side resized to `side`, centre-cropped."""
-    with Image.open(path) as image:
-        # JPEGs decode at 1/2, 1/4 or 1/8 scale almost for free; draft keeps at least `side` px.
-        image.draft("RGB", (side, side))
-        rgb = image.convert("RGB")
-    width, height = rgb.size
-    scale = side / min(width, height)
-    size = (max(side, round(width * scale)), max(side, round(height * scale)))
-    rgb = rgb.resize(size, Image.Resampling.BILINEAR)  # PIL antialiases when it shrinks
-    left, top = (size[0] - side) // 2, (size[1] - side) // 2
-    rgb = rgb.crop((left, top, left + side, top + side))
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
-
-
-class _DecodeFiles(Dataset):
-    def __init__(self, paths: list[Path], side: int):
-        self.paths = paths
-        self.side = side
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
-        try:
-            return index, decode_image(self.paths[index], self.side), ""
-        # Whatever a decoder raises is about this file: collect, and report all at once.
-        except Exception as exc:  # noqa: BLE001
-            return index, None, f"{type(exc).__name__}: {one_line(exc)}"
-
-
-class _DecodedBatch(NamedTuple):
-    indices: torch.Tensor  # int64, where `images` go in the whole list
-    images: torch.Tensor  # uint8 (n, 3, S, S) of the files that decoded
-    failures: list[tuple[int, str]]  # (index, error) of those that did not
-    size: int  # files tried
-
-
-def _collate_decoded(samples: list[tuple[int, torch.Tensor | None, str]]) -> _DecodedBatch:
-    decoded = [(index, image) for index, image, _ in samples if image is not None]
-    failures = [(index, error) for index, image, error in samples if image is None]
-    images = (
-        torch.stack([image for _, image in decoded])
-        if decoded
-        else torch.empty(0, dtype=torch.uint8)
-    )
-    return _DecodedBatch(
-        torch.tensor([index for index, _ in decoded], dtype=torch.int64),
-        images,
-        failures,
-        len(samples),
-    )
-
-
-def _decode_all(paths: list[Path], side: int, progress: bool) -> torch.Tensor:
-    """uint8 (N, 3, S, S) in the order of `paths`; one DataError lists every unreadable file."""
-    images = torch.empty((len(paths), 3, side, side), dtype=torch.uint8)
-    failures: list[tuple[int, str]] = []
-    loader = DataLoader(
-        _DecodeFiles(paths, side),
-        batch_size=DECODE_BATCH,
-        collate_fn=_collate_decoded,
-        num_workers=_decode_workers(len(paths)),
-    )
-    with tqdm(
-        total=len(paths), desc="decoding images into cache", unit="image", disable=not progress
-    ) as bar:
-        for batch in loader:
-            if batch.indices.numel():
-                images[batch.indices] = batch.images
-            failures.extend(batch.failures)
-            bar.update(batch.size)
-    if failures:
-        raise _unreadable(paths, sorted(failures))
-    return images
-
-
-def _decode_workers(count: int) -> int:
-    tasks = -(-count // DECODE_BATCH)
-    workers = min(MAX_DECODE_WORKERS, os.cpu_count() or 1, tasks)
-    return (
-        workers if workers > 1 else 0
-    )  # a single worker only adds a process start to the main one
-
-
-def _unreadable(paths: list[Path], failures: list[tuple[int, str]]) -> DataError:
-    listed = "; ".join(
-        f"{paths[index]} ({error})" for index, error in failures[:MAX_LISTED_FAILURES]
-    )
-    more = (
-        f"; and {len(failures) - MAX_LISTED_FAILURES} more"
-        if len(failures) > MAX_LISTED_FAILURES
-        else ""
-    )
-    return DataError(
-        f"{len(failures)} image(s) could not be read: {listed}{more}; "
-        "fix or remove them, then run again (nothing was cached)"
-    )

@@ -136,8 +136,9 @@ def _start(
 ) -> _Training:
     torch.manual_seed(config.seed)
     model = build_model(num_classes, device)
-    # A worker compiles on its first trial only: Dynamo inlines nn.Modules (torch >= 2.5), so its cached
-    # graphs serve every later ResNet-18 of the same shape in this process (tests/test_train.py).
+    # A worker compiles on its first trial only: Dynamo inlines nn.Modules (torch >= 2.5), so its
+    # cached graphs serve every later ResNet-18 of the same shape in this process
+    # (tests/test_train.py).
     network = torch.compile(model) if compile else model
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config, optimizer, steps_per_epoch(num_train, config.batch_size))
@@ -248,7 +249,8 @@ def train_one_epoch(
 def _check_finite(
     loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: tqdm | None
 ) -> float:
-    """The loss summed so far, read on the host (the one wait for the GPU); raises if it is NaN or infinite."""
+    """The loss summed so far, read on the host (the one
+    wait for the GPU); raises if it is NaN or infinite."""
     total = loss_sum.item()
     if total != total or total in (float("inf"), float("-inf")):
         raise NonFiniteLossError(epoch, step)

@@ -1,10 +1,11 @@
 """Ranger (RAdam + Lookahead) with foreach steps: torch-optimizer's algorithm, a few kernels a step.
 
 torch-optimizer's Ranger (pytorch-ranger) walks the parameters in Python: 775 operators a step for
-ResNet-18, each a kernel launch on a GPU, where this one dispatches 14 (benchmarks/optimizer_step.py;
-on a CPU, where foreach is a loop anyway, this one is a few percent slower: benchmarks/RESULTS.md).
-The same algorithm is torch.optim.RAdam with decoupled weight decay, plus Lookahead every k steps,
-both over all tensors at once. tests/test_ranger.py checks that it follows torch-optimizer's weights.
+ResNet-18, each a kernel launch on a GPU, where this one dispatches 14
+(benchmarks/optimizer_step.py; on a CPU, where foreach is a loop anyway, this one is a few percent
+slower: benchmarks/RESULTS.md). The same algorithm is torch.optim.RAdam with decoupled weight decay,
+plus Lookahead every k steps, both over all tensors at once. tests/test_ranger.py checks that it
+follows torch-optimizer's weights.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-SLOW = (
-    "lookahead_slow"  # per-parameter state: the slow weights Lookahead pulls the fast ones towards
-)
+# Per-parameter state: the slow weights Lookahead pulls the fast ones towards
+SLOW = "lookahead_slow"
 
 
 class Ranger(torch.optim.RAdam):
@@ -56,10 +56,12 @@ class Ranger(torch.optim.RAdam):
             group.setdefault("k", k)
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Also takes torch-optimizer's Ranger state, so checkpoints written before this class resume.
+        """Also takes torch-optimizer's Ranger state, so
+        checkpoints written before this class resume.
 
         Loaded as it is, that state would run silently as another algorithm: its groups lack
-        decoupled_weight_decay (RAdam would then default to L2) and its slow weights have another name.
+        decoupled_weight_decay (RAdam would then default to L2) and its slow weights
+        have another name.
         """
         if any("N_sma_threshhold" in group for group in state_dict["param_groups"]):
             state_dict = self._from_torch_optimizer(state_dict)
@@ -75,9 +77,8 @@ class Ranger(torch.optim.RAdam):
             }
             for key, value in ours.items():
                 if key != "params":
-                    group.setdefault(
-                        key, value
-                    )  # RAdam's own settings, decoupled weight decay among them
+                    # RAdam's own settings, decoupled weight decay among them
+                    group.setdefault(key, value)
             groups.append(group)
         state = {
             index: {

@@ -17,12 +17,13 @@ from trainer.errors import ConfigError
 from trainer.model import ARCHITECTURE, build_model
 
 WEIGHTS_NAME = "weights.pt"
+# "config" is optional: older files lack it
 REQUIRED_KEYS = (
     "architecture",
     "classes",
     "image_size",
     "model",
-)  # "config" is optional: older files lack it
+)
 MAX_NAMED_CLASSES = 12  # an error lists at most this many class names of each side
 
 
@@ -50,7 +51,8 @@ def weights_payload(
 
 
 def load_weights(path: str | Path) -> Weights:
-    """Read a weights file; anything else (a checkpoint, another file) is a ConfigError naming it."""
+    """Read a weights file; anything else (a checkpoint,
+    another file) is a ConfigError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"weights file {path} does not exist")

@@ -46,9 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    optuna.logging.set_verbosity(
-        optuna.logging.ERROR
-    )  # our progress line says what Optuna's log would
+    # Our progress line says what Optuna's log would
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     args = build_parser().parse_args(argv)
     try:

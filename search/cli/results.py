@@ -109,9 +109,8 @@ def _export(args: argparse.Namespace) -> int:
     url = locations.storage_url(args.storage)
     study = find_study(open_storage(url), args.study)
     exported = export(study, output=args.output, fmt=fmt, top=args.top, storage_url=url)
-    attach_best_params(
-        study, exported.text, exported.fmt
-    )  # the dashboard shows the latest export on the study's note
+    # The dashboard shows the latest export on the study's note
+    attach_best_params(study, exported.text, exported.fmt)
     if args.output is None:
         sys.stdout.write(exported.text)
     else:
@@ -177,10 +176,10 @@ COMMANDS = {
         _export_arguments,
         _export,
         shared=("storage",),
-        description="Write the best complete trial's full training settings and a [provenance] table. "
-        "JSON on standard output unless -o is given. With --top K, the best trial's settings "
-        "stay at the top level (train trains it) and the next K-1, in rank order, are listed "
-        "under provenance.runners_up as {trial, value, settings}.",
+        description="Write the best complete trial's full training settings and a [provenance] "
+        "table. JSON on standard output unless -o is given. With --top K, the best trial's "
+        "settings stay at the top level (train trains it) and the next K-1, in rank order, are "
+        "listed under provenance.runners_up as {trial, value, settings}.",
     ),
     "evaluate": Command(
         "score saved weights on a data set's val split", _evaluate_arguments, _evaluate

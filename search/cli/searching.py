@@ -1,4 +1,5 @@
-"""`hpsearch run`, `worker` and `status`: run a study to its budget, join one, see where it stands."""
+"""`hpsearch run`, `worker` and `status`: run a study
+to its budget, join one, see where it stands."""
 
 from __future__ import annotations
 

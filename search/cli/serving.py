@@ -67,8 +67,8 @@ COMMANDS = {
         _grpc_proxy_arguments,
         _grpc_proxy,
         shared=("storage",),
-        description="Optuna's gRPC storage proxy in front of the study storage. It carries no heartbeat: "
-        "a killed worker's trial stays RUNNING behind it, so workers that must be retried "
-        "connect to PostgreSQL directly.",
+        description="Optuna's gRPC storage proxy in front of the study storage. It carries no "
+        "heartbeat: a killed worker's trial stays RUNNING behind it, so workers that must be "
+        "retried connect to PostgreSQL directly.",
     ),
 }

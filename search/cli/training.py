@@ -1,4 +1,5 @@
-"""`hpsearch train`: one configuration, from a settings file and flags, with progress and JSON out."""
+"""`hpsearch train`: one configuration, from a settings
+file and flags, with progress and JSON out."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compile",
         action="store_true",
         default=None,
-        help="run the network through torch.compile (tens of seconds first; see benchmarks/RESULTS.md)",
+        help="run the network through torch.compile "
+        "(tens of seconds first; see benchmarks/RESULTS.md)",
     )
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
     parser.add_argument(
@@ -120,8 +122,8 @@ def run_train(args: argparse.Namespace) -> int:
     data = load_image_data(run["data"], config.image_size, cache_dir=_path(run.get("cache_dir")))
     policy = _checkpoint_policy(run)
     print(
-        f"training resnet18 on {data.source}: {len(data.train)} train / {len(data.val)} val images, "
-        f"{len(data.classes)} classes, {device}",
+        f"training resnet18 on {data.source}: {len(data.train)} train / {len(data.val)} val "
+        f"images, {len(data.classes)} classes, {device}",
         file=human,
         flush=True,
     )

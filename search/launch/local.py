@@ -86,7 +86,8 @@ def launch(
     study = open_study(config, storage, fingerprint(config, data), create=True)
     if options.progress:
         print(
-            f"study {config.study.name!r} in {masked(options.storage_url)}: budget {config.study.trials} trials, "
+            f"study {config.study.name!r} in {masked(options.storage_url)}: budget "
+            f"{config.study.trials} trials, "
             f"{len(data.train)} train / {len(data.val)} val images, {len(slots)} worker(s)"
             + (
                 f" on GPU(s) {sorted({slot.gpu for slot in slots})}"
@@ -151,7 +152,8 @@ def _visible_gpu(gpu: int | None) -> Iterator[None]:
 
 @contextmanager
 def _forward_stop(processes: list) -> Iterator[None]:
-    """Ctrl-C reaches the workers through the terminal; SIGTERM (docker stop) is passed on to them."""
+    """Ctrl-C reaches the workers through the terminal;
+    SIGTERM (docker stop) is passed on to them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

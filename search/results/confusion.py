@@ -11,7 +11,8 @@ from search.results.figures import escaped
 
 
 def confusion_figure(evaluation: Evaluation) -> go.Figure:
-    """Rows are the true classes, columns the predicted ones; hover shows the count and the row's share."""
+    """Rows are the true classes, columns the predicted
+    ones; hover shows the count and the row's share."""
     names = [escaped(name) for name in evaluation.classes]
     counts = [list(row) for row in evaluation.confusion]
     shares = [[count / max(sum(row), 1) for count in row] for row in counts]
@@ -31,7 +32,8 @@ def confusion_figure(evaluation: Evaluation) -> go.Figure:
         )
     )
     figure.update_layout(
-        title=f"Confusion matrix: {escaped(Path(evaluation.weights).name)} on {escaped(evaluation.data)}<br><sup>"
+        title=f"Confusion matrix: {escaped(Path(evaluation.weights).name)} on "
+        f"{escaped(evaluation.data)}<br><sup>"
         f"top-1 {evaluation.top1:.2%}, top-{evaluation.top_k} {evaluation.top5:.2%}, "
         f"{evaluation.images} val images at {evaluation.image_size} px</sup>",
         xaxis_title="predicted class",

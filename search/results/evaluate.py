@@ -33,12 +33,10 @@ class Evaluation(NamedTuple):
     top_k: int  # min(5, number of classes)
     top5: float  # 0..1, correct class among the top_k
     val_loss: float  # mean cross-entropy
-    per_class: dict[
-        str, float | None
-    ]  # top-1 among each class's images; None for a class with none
-    confusion: tuple[
-        tuple[int, ...], ...
-    ]  # row: true class, column: predicted class, in `classes` order
+    # top-1 among each class's images; None for a class with none
+    per_class: dict[str, float | None]
+    # Row: true class, column: predicted class, in `classes` order
+    confusion: tuple[tuple[int, ...], ...]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,7 +112,8 @@ def evaluate_weights(
     device: str | torch.device = "auto",
     progress: bool = True,
 ) -> Evaluation:
-    """Score a weights file on a data set's val split (a folder, archive, Imagenette name or loaded data)."""
+    """Score a weights file on a data set's val split (a
+    folder, archive, Imagenette name or loaded data)."""
     loaded = load_weights(weights)
     image_size = image_size or loaded.image_size
     device = resolve_device(device)
@@ -153,7 +152,8 @@ def evaluate_weights(
 def format_evaluation(evaluation: Evaluation) -> str:
     width = max(len(name) for name in evaluation.classes)
     lines = [
-        f"{evaluation.weights} on {evaluation.data} ({evaluation.images} val images, {evaluation.image_size} px)",
+        f"{evaluation.weights} on {evaluation.data} ({evaluation.images} val images, "
+        f"{evaluation.image_size} px)",
         f"top-1 {evaluation.top1:.2%}   top-{evaluation.top_k} {evaluation.top5:.2%}   "
         f"val loss {evaluation.val_loss:.3f}",
         "per class:",

@@ -1,4 +1,5 @@
-"""`hpsearch export`: the best trial's full training settings, as a file `hpsearch train --config` retrains.
+"""`hpsearch export`: the best trial's full training
+settings, as a file `hpsearch train --config` retrains.
 
 The settings come from the trial's `config` user attribute (every TrainConfig field, the fixed
 ones included), so the file trains exactly what the trial trained. `train` reads the top level
@@ -54,7 +55,8 @@ def trial_settings(trial: FrozenTrial) -> dict[str, Any]:
 def export_settings(
     study: optuna.Study, *, top: int = 1, storage_url: str | None = None
 ) -> dict[str, Any]:
-    """The best trial's settings at the top level, with provenance and, for top > 1, the runners-up."""
+    """The best trial's settings at the top level, with
+    provenance and, for top > 1, the runners-up."""
     if top < 1:
         raise ValueError(f"top must be at least 1, but got {top=}")
     best, *runners_up = best_trials(study, top)
@@ -150,8 +152,8 @@ def _name_weights(values: dict[str, Any], trial: FrozenTrial, output: Path | Non
     if weights is None:
         if trial.user_attrs.get(attrs.WEIGHTS):
             print(
-                f"hpsearch: trial {trial.number}'s weights {trial.user_attrs[attrs.WEIGHTS]} no longer exist; "
-                "exporting its settings only",
+                f"hpsearch: trial {trial.number}'s weights {trial.user_attrs[attrs.WEIGHTS]} "
+                "no longer exist; exporting its settings only",
                 file=sys.stderr,
             )
         return
@@ -161,6 +163,5 @@ def _name_weights(values: dict[str, Any], trial: FrozenTrial, output: Path | Non
     copy = weights_beside(output)
     copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, copy)
-    values[PROVENANCE]["weights"] = (
-        copy.name
-    )  # beside the settings file, wherever the pair is moved
+    # Beside the settings file, wherever the pair is moved
+    values[PROVENANCE]["weights"] = copy.name

@@ -174,7 +174,8 @@ def _colour_scale(info: FactorInfo) -> dict[str, Any]:
 
 
 def factor_effect_figure(info: FactorInfo) -> go.Figure:
-    """Each complete trial's value against the factor: by level, or against the value (log axis for lr, eps)."""
+    """Each complete trial's value against the factor: by
+    level, or against the value (log axis for lr, eps)."""
     complete = [curve for curve in info.curves if curve.state == "complete"]
     figure = go.Figure()
     name = FACTOR_TITLES[info.factor]
@@ -288,7 +289,8 @@ def optuna_view(study: optuna.Study, view: str) -> Figure | Note:
         warnings.simplefilter("always")
         try:
             figure = draw(study)
-        # A view that breaks on an unusual study costs one figure, never the report: the note says why.
+        # A view that breaks on an unusual study costs one
+        # figure, never the report: the note says why.
         except Exception as error:  # noqa: BLE001
             return Note(title, f"Optuna could not draw it: {type(error).__name__}: {error}")
     cautions = tuple(

@@ -47,7 +47,8 @@ class Report(NamedTuple):
 
 
 def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Report:
-    """The whole report: summaries, the factor analysis over all studies' trials, Optuna's views per study."""
+    """The whole report: summaries, the factor analysis
+    over all studies' trials, Optuna's views per study."""
     summaries = [get_summary_info(study) for study in studies]
     curves = trial_curves(studies)
     page = _Page()
@@ -145,7 +146,8 @@ class _Page:
 
 
 def _script_safe(json_text: str) -> str:
-    # Inside <script>, "</script>" in a string would end the block: JSON may spell <, > and & as escapes.
+    # Inside <script>, "</script>" in a string would end
+    # the block: JSON may spell <, > and & as escapes.
     return json_text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -158,8 +160,8 @@ def _header(studies: list[optuna.Study], storage_label: str) -> str:
     names = ", ".join(f"<code>{escaped(study.study_name)}</code>" for study in studies)
     where = f" in <code>{escaped(storage_label)}</code>" if storage_label else ""
     return (
-        f"<header><h1>{escaped(_title(studies))}</h1><p>Studies {names}{where}; made {when}. Val top-1 "
-        "is the fraction of validation images whose top class is right.</p>"
+        f"<header><h1>{escaped(_title(studies))}</h1><p>Studies {names}{where}; made {when}. "
+        "Val top-1 is the fraction of validation images whose top class is right.</p>"
         '<nav><a href="#summary">Summary</a> · <a href="#factors">Factor analysis</a> · '
         '<a href="#optuna-views">Optuna\'s views</a></nav></header>'
     )
@@ -178,13 +180,15 @@ def _summary_html(summary: SummaryInfo) -> str:
     return (
         f'<article class="study-summary"><h3>Study {escaped(summary.study)}</h3><dl>'
         f'<dt>Best</dt><dd class="best">{best_text}</dd>'
-        f"<dt>Best trial's settings</dt><dd><code>{escaped(settings_text(summary.best_settings))}</code></dd>"
-        f'<dt>Trials</dt><dd class="counts">{counts["complete"]} complete, {counts["pruned"]} pruned, '
+        "<dt>Best trial's settings</dt>"
+        f"<dd><code>{escaped(settings_text(summary.best_settings))}</code></dd>"
+        f'<dt>Trials</dt><dd class="counts">{counts["complete"]} complete, '
+        f"{counts['pruned']} pruned, "
         f"{counts['fail']} failed, {counts['running']} running, {counts['waiting']} waiting</dd>"
         f'<dt>Epochs</dt><dd class="epochs">{summary.epochs_trained} trained, against '
         f"{summary.epochs_without_pruning} without pruning ({saved} saved)</dd>"
-        f'<dt>Compute</dt><dd class="compute">{format_seconds(summary.compute_seconds)} of training and '
-        f"evaluation</dd></dl>{_top_table(summary)}</article>"
+        f'<dt>Compute</dt><dd class="compute">{format_seconds(summary.compute_seconds)} of '
+        f"training and evaluation</dd></dl>{_top_table(summary)}</article>"
     )
 
 
@@ -210,7 +214,8 @@ def _top_table(summary: SummaryInfo) -> str:
 
 
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; \
+max-width: 1200px;
        padding: 1rem 2rem; color: #222; }
 h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.5rem; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
@@ -225,7 +230,8 @@ caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 code { background: #f4f4f4; padding: 0 .2rem; word-break: break-all; }
 """
 
-# Plotly is told MathJax is local (absent) so that it never tries to load it; the figures hold no LaTeX.
+# Plotly is told MathJax is local (absent) so that it
+# never tries to load it; the figures hold no LaTeX.
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>

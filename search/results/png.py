@@ -25,11 +25,13 @@ def png_obstacle() -> str | None:
 
 
 def write_pngs(figures: tuple[Figure, ...], folder: Path) -> list[Path] | None:
-    """Write each figure as FOLDER/NN-KEY.png; None (writing nothing) when png_obstacle() says why not."""
+    """Write each figure as FOLDER/NN-KEY.png; None
+    (writing nothing) when png_obstacle() says why not."""
     if png_obstacle() is not None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{index:02d}-{slug(figure.key)}.png" for index, figure in enumerate(figures)]
-    # One call renders them all in one browser session; a browser per figure would take seconds each.
+    # One call renders them all in one browser session;
+    # a browser per figure would take seconds each.
     pio.write_images([figure.figure for figure in figures], paths, width=1100, height=600)
     return paths

@@ -20,7 +20,8 @@ from search.attrs import FINISHED
 from search.studyfile import SEARCHED
 
 FACTORS = SEARCHED  # the four factors of the original experiment
-# How a factor's values are spaced: lr and eps are scales (1e-3 is as far from 1e-2 as 1e-2 from 1e-1).
+# How a factor's values are spaced: lr and eps are
+# scales (1e-3 is as far from 1e-2 as 1e-2 from 1e-1).
 FACTOR_SCALES = {"optimizer": "categorical", "lr": "log", "eps": "log", "momentum": "linear"}
 TOP_TRIALS = 10
 # Optuna's own views, in the order the report shows them; report_figures knows how to draw each.
@@ -75,9 +76,8 @@ class SummaryInfo(NamedTuple):
     best: TrialRow | None
     best_settings: dict[str, Any]  # the best trial's full training config
     epochs_trained: int
-    epochs_without_pruning: (
-        int  # what the same finished trials would have trained to their last epoch
-    )
+    # What the same finished trials would have trained to their last epoch
+    epochs_without_pruning: int
     compute_seconds: float
     top: tuple[TrialRow, ...]  # complete trials, best first
 
@@ -115,7 +115,8 @@ def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
 
 
 def get_factor_info(curves: list[TrialCurve], factor: str) -> FactorInfo:
-    """The trials that set `factor` (momentum is set by SGD trials only, eps by the adaptive ones)."""
+    """The trials that set `factor` (momentum is set
+    by SGD trials only, eps by the adaptive ones)."""
     if factor not in FACTOR_SCALES:
         raise ValueError(f"factor must be one of {', '.join(FACTORS)}, but got {factor=}")
     setting = tuple(curve for curve in curves if curve.factors.get(factor) is not None)
@@ -210,8 +211,8 @@ def _contour_obstacle(complete: list[FrozenTrial], first: str, second: str) -> s
     both = [trial for trial in complete if first in trial.params and second in trial.params]
     if len(both) < 2:
         return (
-            f"a contour of {first} against {second} needs at least 2 complete trials that sample both, "
-            f"but the study has {len(both)}"
+            f"a contour of {first} against {second} needs at least 2 complete trials "
+            f"that sample both, but the study has {len(both)}"
         )
     return None
 

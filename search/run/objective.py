@@ -110,8 +110,9 @@ class Objective:
         if not run.resume:  # a leftover folder from an older study of the same name is not ours
             shutil.rmtree(run.folder, ignore_errors=True)
         settings = self.config.checkpoint
-        # No checkpoint after the last epoch: the final weights are saved and the trial told at once,
-        # and a ResNet-18 checkpoint with optimizer state is 130-170 MB that release() would delete.
+        # No checkpoint after the last epoch: the final weights are saved and the trial told at
+        # once, and a ResNet-18 checkpoint with optimizer state is 130-170 MB that release() would
+        # delete.
         return CheckpointPolicy(
             run.folder,
             every_epochs=settings.every_epochs,
@@ -131,9 +132,8 @@ def _record(
     trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
     trial.set_user_attr(attrs.DEVICE, _device_name(device))
     trial.set_user_attr(attrs.COMPILED, compiled)
-    if (
-        checkpoint_seconds is not None
-    ):  # writing checkpoints and weights: the interval's cost, under 5% is the aim
+    # Writing checkpoints and weights: the interval's cost, under 5% is the aim
+    if checkpoint_seconds is not None:
         trial.set_user_attr(attrs.CHECKPOINT_SECONDS, round(checkpoint_seconds, 3))
     trial.set_user_attr(attrs.CODE_VERSION, code_version())
     if not history:
@@ -155,7 +155,8 @@ def _device_name(device: torch.device) -> str:
 
 
 def free_device_memory(device: torch.device) -> None:
-    """Drop the finished trial's tensors so the next trial in this long-lived worker starts clean."""
+    """Drop the finished trial's tensors so the next
+    trial in this long-lived worker starts clean."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

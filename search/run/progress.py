@@ -13,7 +13,8 @@ POLL_SECONDS = 2.0
 
 
 class StudyProgress:
-    """`with StudyProgress(study, budget):` shows finished, pruned, failed and best while it runs."""
+    """`with StudyProgress(study, budget):` shows
+    finished, pruned, failed and best while it runs."""
 
     def __init__(self, study: optuna.Study, budget: int, *, enabled: bool = True):
         self.study = study

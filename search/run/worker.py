@@ -48,7 +48,8 @@ class WorkerOptions:
 
 
 def default_worker_index() -> int:
-    """A worker index distinct across machines and processes without coordination: from host and pid."""
+    """A worker index distinct across machines and
+    processes without coordination: from host and pid."""
     return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
 
 
@@ -72,10 +73,10 @@ def run_worker(
     create: bool = False,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run trials until the budget is met, the timeout passes or `stop` is set; returns how many ran."""
-    storage = connect(
-        config, options
-    )  # before the data: a wrong URL fails in a second, not after decoding
+    """Run trials until the budget is met, the timeout
+    passes or `stop` is set; returns how many ran."""
+    # Before the data: a wrong URL fails in a second, not after decoding
+    storage = connect(config, options)
     data = (
         data
         if data is not None
@@ -161,9 +162,8 @@ class _Worker:
             trial.set_user_attr(attrs.FAIL_REASON, str(error))
             self.study.tell(trial, state=TrialState.FAIL)
             return False
-        except (
-            BaseException
-        ) as error:  # a bug: record it on the trial, then stop this worker loudly
+        # A bug: record it on the trial, then stop this worker loudly
+        except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
             self._stopped(trial, f"{type(error).__name__} in its worker")
             raise

@@ -29,17 +29,22 @@ def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
 
 def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str | Path) -> str:
     """Upload the report as an artifact of the study (replacing an earlier upload of the same file
-    name) and summarise the best trial in the study note with a link to it; returns the artifact id."""
+    name) and summarise the best trial in the study note with a link to it;
+    returns the artifact id."""
     html_path = Path(html_path)
     artifact_id = _replace_artifact(study, html_path, artifact_store(artifact_dir))
     link = f"[{html_path.name}](/artifacts/{study._study_id}/{artifact_id})"
-    body = f"{_best_trial_line(study)}\n\nPlots: {link} (also among the study's artifacts), updated {_now()}."
+    body = (
+        f"{_best_trial_line(study)}\n\nPlots: {link} (also among the study's artifacts), "
+        f"updated {_now()}."
+    )
     _save_note_section(study, REPORT_HEADING, body)
     return artifact_id
 
 
 def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
-    """Put the exported best parameters (`text`, in format `fmt`: json, toml, yaml) in the study note."""
+    """Put the exported best parameters (`text`, in
+    format `fmt`: json, toml, yaml) in the study note."""
     if not re.fullmatch(r"[A-Za-z0-9_+-]+", fmt):
         raise ValueError(
             f"fmt must be a format name such as 'json', 'toml' or 'yaml', but got {fmt!r}"
@@ -67,9 +72,8 @@ def _replace_artifact(study: optuna.Study, path: Path, store: FileSystemArtifact
     existing = _study_artifact_ids(study).get(path.name)
     if existing is None:
         return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
-    with path.open(
-        "rb"
-    ) as file:  # same id, new bytes: the note's link and the dashboard stay valid
+    # Same id, new bytes: the note's link and the dashboard stay valid
+    with path.open("rb") as file:
         store.write(existing, file)
     return existing
 
@@ -119,9 +123,8 @@ def _replace_section(note: str, heading: str, body: str) -> str:
 
 def _fenced(text: str, language: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(
-        3, longest + 1
-    )  # a fence longer than any backtick run inside cannot close early
+    # A fence longer than any backtick run inside cannot close early
+    fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text.rstrip()}\n{fence}"
 
 

@@ -101,8 +101,8 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             try:
-                # RDBStorage's own method, not the resilient one that waits out a whole outage: a beat
-                # that cannot land within the interval is tried again at the next tick.
+                # RDBStorage's own method, not the resilient one that waits out a whole outage: a
+                # beat that cannot land within the interval is tried again at the next tick.
                 call_with_retries(
                     RDBStorage.record_heartbeat,
                     self.storage,

@@ -16,9 +16,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from search.errors import StorageError
 from search.study.resilience import ResilientRDBStorage
 
-SQLITE_BUSY_TIMEOUT_SECONDS = (
-    60  # a few local workers wait for each other's writes instead of failing
-)
+# A few local workers wait for each other's writes instead of failing
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
 
 
 def masked(url: str) -> str:

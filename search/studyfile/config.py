@@ -36,7 +36,8 @@ class StudyConfig:
     path: Path  # the study file, as the user named it
     study: StudySettings
     data: DataSettings
-    train: TrainSettings  # what every trial shares; with data.image_size, data.batch_size and study.seed
+    # What every trial shares; with data.image_size, data.batch_size and study.seed
+    train: TrainSettings
     space: SearchSpace | None = None  # None for a study that only runs its points
     sampler: SamplerSettings = dataclasses.field(default_factory=SamplerSettings)
     pruner: PrunerSettings = dataclasses.field(default_factory=PrunerSettings)
@@ -156,9 +157,8 @@ class StudyConfig:
                 f"'grid' cannot search the range space.{ranges[0]}; give fixed "
                 "values, or list the combinations as [[points]]",
             )
-        for (
-            corner
-        ) in space.corners():  # [train] settings such as nesterov limit what a trial may use
+        # [train] settings such as nesterov limit what a trial may use
+        for corner in space.corners():
             trainer_check(
                 f"space (at {describe_point(corner)})",
                 **self.train.to_dict(),
@@ -205,7 +205,8 @@ def point_to_params(
 
 
 def unset_unless_given(params: Mapping[str, Any]) -> dict[str, Any]:
-    """eps and momentum as given, else unset: one optimizer's values must not leak into another's."""
+    """eps and momentum as given, else unset: one
+    optimizer's values must not leak into another's."""
     return {"eps": None, "momentum": None, **params}
 
 

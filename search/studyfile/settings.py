@@ -102,15 +102,13 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class DataSettings:
-    source: str = (
-        DEFAULT_DATA  # an Imagenette name, or a folder path kept as typed (relative to the cwd)
-    )
+    # An Imagenette name, or a folder path kept as typed (relative to the cwd)
+    source: str = DEFAULT_DATA
     image_size: int = 128  # px, side of the square the network sees
     batch_size: int = 64  # images per optimizer step
     per_class: int | None = None  # cap on training images per class, for quick runs
-    validation_fraction: float | None = (
-        None  # score trials on a split of train, keeping the official val unseen
-    )
+    # Score trials on a split of train, keeping the official val unseen
+    validation_fraction: float | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -158,9 +156,8 @@ class SearchSpace:
     momentum: float | Range | None = None  # only for sgd
 
     def __post_init__(self) -> None:
-        if isinstance(
-            self.optimizers, list
-        ):  # TOML and callers give lists; a frozen config holds tuples
+        # TOML and callers give lists; a frozen config holds tuples
+        if isinstance(self.optimizers, list):
             object.__setattr__(self, "optimizers", tuple(self.optimizers))
         check_types(self, rename={"optimizers": "optimizer"})
         self._check_optimizers()
@@ -168,7 +165,8 @@ class SearchSpace:
             self._check_setting(setting)
 
     def params_for(self, optimizer: str) -> dict[str, float | Range]:
-        """The lr, eps and momentum a trial with this optimizer samples or fixes; the rest stay unset."""
+        """The lr, eps and momentum a trial with this
+        optimizer samples or fixes; the rest stay unset."""
         used = OPTIMIZER_SETTINGS[optimizer] | {"lr"}
         return {
             name: getattr(self, name)
@@ -295,7 +293,8 @@ class TrainSettings:
 
     image_size and batch_size come from [data], seed from [study], the rest from [train]; a
     trial's TrainConfig is these plus its sampled or queued factors (`StudyConfig.train_config`).
-    The defaults are TrainConfig's own, and TrainConfig judges the values at a point the study reaches.
+    The defaults are TrainConfig's own, and TrainConfig judges the values at a point
+    the study reaches.
     """
 
     image_size: int = _TRAIN_DEFAULTS.image_size  # px

@@ -1,4 +1,5 @@
-"""Reading and writing flat settings files (TOML, JSON or YAML) that `hpsearch train --config` takes.
+"""Reading and writing flat settings files (TOML,
+JSON or YAML) that `hpsearch train --config` takes.
 
 `hpsearch export` writes the same format, so a search's winner retrains as it is. A
 `provenance` table says where the settings came from; it is read and kept, never applied.

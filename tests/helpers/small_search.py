@@ -73,9 +73,8 @@ def build_small_search(root: Path) -> SmallSearch:
         pruner='kind = "median"\nwarmup_epochs = 0\nstartup_trials = 2',
     )
     text = path.read_text()
-    path.write_text(
-        text[: text.index("[space]")] + text[text.index("[sampler]") :]
-    )  # a study of points only
+    # A study of points only
+    path.write_text(text[: text.index("[space]")] + text[text.index("[sampler]") :])
     launch(
         load_study_config(path),
         WorkerOptions(

@@ -1,4 +1,5 @@
-"""`hpsearch evaluate`: weights saved by `train`, scored again on the val split, and the files it refuses."""
+"""`hpsearch evaluate`: weights saved by `train`, scored
+again on the val split, and the files it refuses."""
 
 from __future__ import annotations
 
@@ -105,9 +106,8 @@ def test_evaluate_reproduces_the_val_top1_that_train_reported(trained, capsys):
     assert result["per_class"] == {
         name: confusion[index][index] / VAL_PER_CLASS for index, name in enumerate(CLASSES)
     }
-    assert (
-        result["top_k"] == 3 and result["top5"] == 1.0
-    )  # with 3 classes the top 3 always hold the right one
+    # With 3 classes the top 3 always hold the right one
+    assert result["top_k"] == 3 and result["top5"] == 1.0
     assert "evaluating" in err  # the progress bar
 
 

@@ -1,4 +1,5 @@
-"""`hpsearch report`: the collectors on a small real search, the figures drawn from them, and the page."""
+"""`hpsearch report`: the collectors on a small real
+search, the figures drawn from them, and the page."""
 
 from __future__ import annotations
 
@@ -72,9 +73,8 @@ def test_each_factor_has_a_curve_per_trial_that_sets_it_fixed_ones_included(stud
             number for number, config in configs.items() if config[factor] is not None
         )
         assert sorted(curve.number for curve in info.curves) == expected, factor
-    assert not any(
-        "eps" in trial.params for trial in study.trials
-    )  # fixed by the points, not sampled
+    # Fixed by the points, not sampled
+    assert not any("eps" in trial.params for trial in study.trials)
     assert get_factor_info(curves, "eps").levels == (1e-8,)
     assert get_factor_info(curves, "momentum").levels == (0.0, 0.9)
     failed = [curve for curve in curves if curve.state == "fail"]
@@ -186,9 +186,8 @@ def test_the_cli_writes_the_report_and_names_a_missing_study(small_search, tmp_p
     note = optuna_dashboard.get_note(
         optuna.load_study(study_name=small_search.study, storage=small_search.url)
     )
-    assert (
-        note.count("## Report") == 1 and "[report.html](" in note
-    )  # the dashboard links the report
+    # The dashboard links the report
+    assert note.count("## Report") == 1 and "[report.html](" in note
     assert (
         main(
             [

@@ -1,5 +1,5 @@
-"""The report in a real browser: headless Chromium opens it offline, every figure draws, nothing runs
-that the page did not put there, and a screenshot is kept under tests/artifacts/."""
+"""The report in a real browser: headless Chromium opens it offline, every figure draws, nothing
+runs that the page did not put there, and a screenshot is kept under tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ pytestmark = [
 class DrawnFigures(HTMLParser):
     """Counts Plotly's plot divs (.js-plotly-plot) and those it drew an svg.main-svg into.
 
-    The report's figure divs are siblings, never nested, so an svg belongs to the plot div opened last.
+    The report's figure divs are siblings, never nested, so an svg belongs
+    to the plot div opened last.
     """
 
     def __init__(self) -> None:

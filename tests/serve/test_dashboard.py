@@ -41,9 +41,8 @@ def served(monkeypatch, tmp_path):
     """Run `hpsearch dashboard` up to the point of serving; returns what run_server was given."""
     calls = []
     sqlite = open_storage(f"sqlite:///{tmp_path / 'served.db'}")
-    monkeypatch.setattr(
-        dashboard, "open_storage", lambda url: sqlite
-    )  # no PostgreSQL needed to print its URL
+    # No PostgreSQL needed to print its URL
+    monkeypatch.setattr(dashboard, "open_storage", lambda url: sqlite)
     monkeypatch.setattr(
         optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs)
     )
@@ -136,9 +135,8 @@ def test_best_params_and_report_share_the_note_and_a_persons_words_stay(study, t
     assert note.startswith("Ranger looked best by hand.\n")
     assert note.count("## Best parameters") == 1 and note.count("## Report") == 1
     assert "lr = 0.02" in note and '"lr": 0.01' not in note
-    assert (
-        "````toml\n" in note
-    )  # longer than the backticks inside, so the block ends where it should
+    # Longer than the backticks inside, so the block ends where it should
+    assert "````toml\n" in note
 
 
 def test_attach_best_params_refuses_a_format_that_is_not_a_name(study):

@@ -1,4 +1,5 @@
-"""`hpsearch dashboard` in a real browser: a study the test made renders with its name and trials."""
+"""`hpsearch dashboard` in a real browser: a study
+the test made renders with its name and trials."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from search.serve.notes import attach_report
 from tests.helpers.dashboard import free_port, make_study
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = (
-    ROOT / "tests" / "artifacts" / "dashboard.png"
-)  # kept for a person to look at; git-ignored
+# Kept for a person to look at; git-ignored
+SCREENSHOT = ROOT / "tests" / "artifacts" / "dashboard.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -42,9 +42,8 @@ def dashboard_url(tmp_path):
     study = make_study(url, name="browser-study", trials=6)
     report = tmp_path / "report.html"
     report.write_text("<h1>plots</h1>")
-    attach_report(
-        study, report, tmp_path / "artifacts"
-    )  # where the dashboard looks: beside the SQLite file
+    # Where the dashboard looks: beside the SQLite file
+    attach_report(study, report, tmp_path / "artifacts")
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "search", "dashboard", "--storage", url, "--port", str(port)],

@@ -175,8 +175,9 @@ def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
     assert not checkpoint.exists()  # a finished trial gives its checkpoint back
     print(
-        f"\nkill test: retry started {retry.datetime_start.timestamp() - killed_at:.1f} s after the kill; "
-        f"{resumed} of {epochs_before_kill} epoch(s) run before the kill were not retrained"
+        f"\nkill test: retry started {retry.datetime_start.timestamp() - killed_at:.1f} s after "
+        f"the kill; {resumed} of {epochs_before_kill} epoch(s) run before the kill were not "
+        "retrained"
     )
 
 
@@ -225,7 +226,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def private_cluster(tmp_path_factory):
-    """A PostgreSQL of our own that the test may stop and start; run as `postgres`, as it refuses root."""
+    """A PostgreSQL of our own that the test may stop
+    and start; run as `postgres`, as it refuses root."""
     if shutil.which("initdb") is None or shutil.which("runuser") is None:
         pytest.skip("initdb or runuser not installed")
     folder = Path(f"/tmp/hpsearch-pg-{uuid.uuid4().hex[:8]}")

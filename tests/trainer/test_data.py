@@ -16,6 +16,7 @@ import torchvision.datasets.imagenette
 from PIL import Image
 
 import trainer.data
+import trainer.decode
 from tests.helpers.images import make_image, make_image_folder
 from trainer.augment import (
     IMAGENET_MEAN,
@@ -28,10 +29,10 @@ from trainer.data import (
     ImageData,
     ImageSplit,
     cache_side,
-    decode_image,
     default_cache_dir,
     load_image_data,
 )
+from trainer.decode import decode_image
 from trainer.errors import ConfigError, DataError
 from trainer.sources import default_data_root, resolve_data_dir
 
@@ -116,7 +117,7 @@ def test_second_load_reads_the_cache_without_decoding(small_folder, cache_dir, m
     [cache_file] = cache_dir.glob("*.pt")
     written = cache_file.stat().st_mtime_ns
     forget_loaded(monkeypatch)
-    monkeypatch.setattr(trainer.data, "decode_image", refuse_to_decode)
+    monkeypatch.setattr(trainer.decode, "decode_image", refuse_to_decode)
     second = load(small_folder, cache_dir)
     assert second is not first
     assert torch.equal(second.train.images, first.train.images) and torch.equal(
@@ -184,7 +185,7 @@ def test_a_corrupt_cache_file_is_rebuilt_with_a_warning(small_folder, cache_dir,
         rebuilt = load(small_folder, cache_dir)
     assert torch.equal(rebuilt.train.images, first.train.images)
     forget_loaded(monkeypatch)
-    monkeypatch.setattr(trainer.data, "decode_image", refuse_to_decode)
+    monkeypatch.setattr(trainer.decode, "decode_image", refuse_to_decode)
     load(small_folder, cache_dir)  # the rebuilt file is good
 
 
@@ -257,7 +258,7 @@ def test_a_malformed_folder_is_named_before_decoding(
     small_folder, cache_dir, monkeypatch, break_folder, expected
 ):
     break_folder(small_folder)
-    monkeypatch.setattr(trainer.data, "decode_image", refuse_to_decode)
+    monkeypatch.setattr(trainer.decode, "decode_image", refuse_to_decode)
     with pytest.raises(DataError) as caught:
         load(small_folder, cache_dir)
     message = str(caught.value)
@@ -313,7 +314,7 @@ def test_an_extracted_imagenette_is_used_without_downloading(tmp_path, cache_dir
     assert data.source == str(tmp_path / "imagenette2-160") and len(data.train) == 6
 
 
-# --- what a search does with the loaded data --------------------------------------------------------
+# --- what a search does with the loaded data ------------------------------------------------------
 
 
 def test_cap_per_class_keeps_the_first_images_of_each_class(data):
@@ -340,9 +341,10 @@ def test_holdout_carves_a_stratified_seeded_split_from_train(data):
     assert torch.bincount(carved.train.labels).tolist() == [
         n - c for n, c in zip(counts, [5, 4, 4])
     ]
+    # Every training image on exactly one side, none from val
     assert image_sums(
         ImageSplit(torch.cat([carved.train.images, carved.val.images]), carved.train.labels)
-    ) == image_sums(data.train)  # every training image on exactly one side, none from val
+    ) == image_sums(data.train)
     again = ImageData(data.classes, data.train, data.val, data.source).holdout(0.25, seed=1)
     assert torch.equal(again.val.images, carved.val.images)
     assert not torch.equal(data.holdout(0.25, seed=2).val.images, carved.val.images)
@@ -370,7 +372,7 @@ def test_to_a_device_copies_once_and_is_free_where_the_data_already_is(data):
     assert data.to(torch.device("meta")) is on_meta
 
 
-# --- batches ----------------------------------------------------------------------------------------
+# --- batches --------------------------------------------------------------------------------------
 
 
 def epoch(
@@ -400,9 +402,8 @@ def test_train_batches_have_the_network_shape_and_normalised_values(data):
 def test_train_batches_keep_each_image_with_its_label(data):
     for images, labels in epoch(data.train, 0):
         colour = pixels(images).mean(dim=(2, 3))
-        coloured = (
-            colour.max(dim=1).values - colour.min(dim=1).values > 5
-        )  # not the grayscale image
+        # Not the grayscale image
+        coloured = colour.max(dim=1).values - colour.min(dim=1).values > 5
         assert torch.equal(colour[coloured].argmax(dim=1), labels[coloured])
 
 

@@ -29,7 +29,8 @@ def small_network() -> torch.nn.Module:
 
 def trajectory(make_optimizer, steps: int = STEPS) -> list[list[torch.Tensor]]:
     """The weights after each step, given the same random gradients whatever the weights are: the
-    optimizers' rounding differences then stay at rounding size instead of growing through training."""
+    optimizers' rounding differences then stay at rounding size instead of
+    growing through training."""
     model = small_network()
     optimizer = make_optimizer(model.parameters())
     generator = torch.Generator().manual_seed(1)
@@ -79,7 +80,8 @@ def test_follows_torch_optimizers_ranger_step_by_step(settings):
 
 
 def test_lookahead_pulls_weights_back_every_k_steps():
-    """Between syncs the weights move like plain RAdam's; at a sync, halfway back to the slow weights."""
+    """Between syncs the weights move like plain RAdam's;
+    at a sync, halfway back to the slow weights."""
     radam = trajectory(
         lambda parameters: torch.optim.RAdam(
             parameters, lr=1e-2, betas=(0.95, 0.999), eps=1e-5, decoupled_weight_decay=True
@@ -102,9 +104,8 @@ def test_resumes_from_its_state_dict_exactly():
     model = small_network()
     first = Ranger(model.parameters(), lr=8e-3)
     generator = torch.Generator().manual_seed(1)
-    step_with_random_gradients(
-        model, first, generator, steps=4
-    )  # stops between two Lookahead syncs
+    # Stops between two Lookahead syncs
+    step_with_random_gradients(model, first, generator, steps=4)
     second = Ranger(model.parameters(), lr=8e-3)
     second.load_state_dict(first.state_dict())
     step_with_random_gradients(model, second, generator, steps=6)
@@ -113,7 +114,8 @@ def test_resumes_from_its_state_dict_exactly():
 
 
 def test_resumes_from_a_torch_optimizer_ranger_checkpoint():
-    """Checkpoints written while the trainer used torch-optimizer's Ranger continue the same algorithm."""
+    """Checkpoints written while the trainer used
+    torch-optimizer's Ranger continue the same algorithm."""
     settings = {"lr": 8e-3, "eps": 1e-6, "weight_decay": 1e-2}
     expected = trajectory(reference(**settings), steps=10)[-1]
 

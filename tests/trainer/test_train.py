@@ -152,7 +152,8 @@ def test_schedules_warm_up_then_follow_their_shape():
 
 def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_path):
     """A worker's later trials reuse its first trial's compiled graphs and repeat it exactly; the
-    compiled network computes what the eager one does and saves plain weights that load without it."""
+    compiled network computes what the eager one does and saves plain weights that
+    load without it."""
     from torch._dynamo.utils import counters
 
     config = TrainConfig(**{**SMALL, "epochs": 1})
@@ -177,8 +178,7 @@ def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_p
 def test_a_policy_without_the_final_checkpoint_still_saves_the_final_weights(data, tmp_path):
     policy = CheckpointPolicy(tmp_path, every_epochs=1, at_end=False)
     train(TrainConfig(**SMALL), data, checkpoints=policy)
-    assert (
-        torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
-    )  # epoch 2's was not written
+    # Epoch 2's was not written
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
     assert (tmp_path / "weights.pt").exists()
     assert policy.writing_seconds > 0
