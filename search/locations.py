@@ -3,7 +3,9 @@
     a command-line flag  >  an environment variable  >  the study file  >  a default
 
 as optuna-dashboard's `_config.py` does for its settings. Nothing else in hpsearch reads these
-environment variables or picks a default for these four.
+environment variables or picks a default for these. The data has no environment variable: `--data`
+overrides the study file's [data] source (`StudyConfig.with_overrides`), whose default is
+DEFAULT_DATA, as is `train`'s.
 """
 
 from __future__ import annotations
@@ -44,11 +46,6 @@ def artifact_dir(url: str, flag: str | Path | None = None) -> Path:
         return Path(chosen)
     database = _sqlite_file(url)
     return Path(database).parent / "artifacts" if database else Path("artifacts")
-
-
-def data_source(flag: str | None = None, study_file: str | None = None) -> str:
-    """--data, then the study file's [data] source, then Imagenette at 160 px (downloaded)."""
-    return str(_first(flag, study_file, DEFAULT_DATA))
 
 
 def _sqlite_file(url: str) -> str | None:

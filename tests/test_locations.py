@@ -40,9 +40,3 @@ def test_checkpoints_take_the_flag_then_the_environment_then_the_study_file_then
     assert (
         locations.checkpoint_root() == Path(platformdirs.user_cache_dir("hpsearch")) / "checkpoints"
     )
-
-
-def test_data_takes_the_flag_then_the_study_file_then_imagenette():
-    assert locations.data_source("/flag", "/file") == "/flag"
-    assert locations.data_source(None, "/file") == "/file"
-    assert locations.data_source() == locations.DEFAULT_DATA == "imagenette-160"

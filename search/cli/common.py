@@ -29,8 +29,8 @@ def _storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         metavar="URL",
-        help=f"storage URL (default: ${locations.STORAGE_ENV}, then the study file's storage, "
-        f"then {locations.DEFAULT_STORAGE}); a password here is never printed",
+        help=f"storage URL (default: ${locations.STORAGE_ENV}, then the study file's storage where "
+        f"the command takes one, then {locations.DEFAULT_STORAGE}); a password is never printed",
     )
 
 

@@ -47,10 +47,7 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _study_setup(args: argparse.Namespace, **overrides) -> tuple[StudyConfig, WorkerOptions]:
-    config = load_study_config(args.study_file)
-    config = config.with_overrides(
-        data=locations.data_source(args.data, config.data.source), **overrides
-    )
+    config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
     resolve_device(args.device)  # a missing GPU is an error before anything is written
     url = locations.storage_url(args.storage, config.study.storage)
     return config, WorkerOptions(

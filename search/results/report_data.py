@@ -24,7 +24,7 @@ FACTORS = SEARCHED  # the four factors of the original experiment
 # scales (1e-3 is as far from 1e-2 as 1e-2 from 1e-1).
 FACTOR_SCALES = {"optimizer": "categorical", "lr": "log", "eps": "log", "momentum": "linear"}
 TOP_TRIALS = 10
-# Optuna's own views, in the order the report shows them; report_figures knows how to draw each.
+# Optuna's own views, in the order the report shows them; results/figures.py knows how to draw each.
 OPTUNA_VIEWS = (
     "history",
     "importance",

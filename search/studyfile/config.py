@@ -36,7 +36,7 @@ class StudyConfig:
     path: Path  # the study file, as the user named it
     study: StudySettings
     data: DataSettings
-    # What every trial shares; with data.image_size, data.batch_size and study.seed
+    # What every trial shares: [train], with [data] image_size and batch_size and [study] seed
     train: TrainSettings
     space: SearchSpace | None = None  # None for a study that only runs its points
     sampler: SamplerSettings = dataclasses.field(default_factory=SamplerSettings)
