@@ -82,8 +82,8 @@ def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
 
 
 def budget_spent(trials: list[FrozenTrial]) -> int:
-    """Trials that count against the budget: COMPLETE, PRUNED and FAIL, except a FAIL whose
-    retry is queued (the retry continues it and counts in its place)."""
+    """Trials that count against the budget: COMPLETE, PRUNED and FAIL, except a FAIL whose retry is
+    queued (the retry continues it and counts in its place)."""
     retried = retried_numbers(trials)
     return sum(
         1

@@ -26,8 +26,7 @@ __all__ = [
 
 
 class StudyFileError(ConfigError):
-    """A study file is missing, malformed or holds a
-    bad setting; the message names the file and key."""
+    """A study file is missing, malformed or holds a bad setting; the message names file and key."""
 
 
 class StorageError(HpsearchError):

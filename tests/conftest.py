@@ -31,8 +31,8 @@ def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """The test images are tiny: one thread trains them as fast as several, and never spins
-    against other processes for a shared machine's cores."""
+    """The test images are tiny: one thread trains them as fast as several, and never spins against
+    other processes for a shared machine's cores."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

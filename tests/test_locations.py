@@ -1,5 +1,5 @@
-"""Where things are: each setting with several sources takes the flag, then the environment,
-then the study file, then the default, and nothing else decides it."""
+"""Where things are: each setting with several sources takes the flag, then the environment, then
+the study file, then the default, and nothing else decides it."""
 
 from __future__ import annotations
 

@@ -24,8 +24,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # float32 (B, 3, image_size, image_si
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    """Full batches only, so every step sees batch_size
-    images; one smaller batch if that is all there is."""
+    """Full batches only, so each step sees batch_size images; one smaller if that is all."""
     _check_positive(batch_size=batch_size)
     if num_images < 0:
         raise DataError(f"num_images must be >= 0, but got num_images={num_images}")

@@ -216,8 +216,7 @@ def _scan_folder(folder: Path) -> _Listing:
 
 
 def _class_files(split_dir: Path) -> dict[str, list[str]]:
-    """Image file names per class folder, sorted. Hidden
-    entries (.DS_Store, macOS ._ copies) are skipped."""
+    """Image file names per class folder, sorted; hidden entries (.DS_Store, ._ copies) skipped."""
     class_dirs = sorted(
         path for path in split_dir.iterdir() if path.is_dir() and not path.name.startswith(".")
     )
@@ -274,8 +273,7 @@ def load_image_data(
     data_root: Path | None = None,
     progress: bool = True,
 ) -> ImageData:
-    """The data set at `data`, decoded for `image_size`:
-    from memory, from the cache, or decoded now."""
+    """The data set at `data` for `image_size`: from memory, from the cache, or decoded now."""
     side = cache_side(image_size)
     folder = resolve_data_dir(data, data_root=data_root, progress=progress)
     listing = _scan_folder(folder)

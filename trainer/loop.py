@@ -249,8 +249,7 @@ def train_one_epoch(
 def _check_finite(
     loss_sum: torch.Tensor, epoch: int, step: int, progress_bar: tqdm | None
 ) -> float:
-    """The loss summed so far, read on the host (the one
-    wait for the GPU); raises if it is NaN or infinite."""
+    """The loss summed so far, read on the host (the one wait for the GPU); raises if not finite."""
     total = loss_sum.item()
     if total != total or total in (float("inf"), float("-inf")):
         raise NonFiniteLossError(epoch, step)

@@ -1,5 +1,5 @@
-"""What several commands share: each shared flag declared once, in a parent parser, and the
-one way a command is registered."""
+"""What several commands share: each shared flag declared once, in a parent parser, and the one way
+a command is registered."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 @dataclass(frozen=True)
 class Command:
-    """One `hpsearch` command: its help line, its own flags, the shared flag groups it takes
-    (names in SHARED), and the function that runs it and returns the exit status."""
+    """One `hpsearch` command: its help line, its own flags, the shared flag groups it takes (names
+    in SHARED), and the function that runs it and returns the exit status."""
 
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]

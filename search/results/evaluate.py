@@ -112,8 +112,7 @@ def evaluate_weights(
     device: str | torch.device = "auto",
     progress: bool = True,
 ) -> Evaluation:
-    """Score a weights file on a data set's val split (a
-    folder, archive, Imagenette name or loaded data)."""
+    """Score a weights file on the val split of a folder, archive, Imagenette name or ImageData."""
     loaded = load_weights(weights)
     image_size = image_size or loaded.image_size
     device = resolve_device(device)

@@ -174,8 +174,7 @@ def _colour_scale(info: FactorInfo) -> dict[str, Any]:
 
 
 def factor_effect_figure(info: FactorInfo) -> go.Figure:
-    """Each complete trial's value against the factor: by
-    level, or against the value (log axis for lr, eps)."""
+    """Each complete trial's value against the factor: by level, or by value (log axis: lr, eps)."""
     complete = [curve for curve in info.curves if curve.state == "complete"]
     figure = go.Figure()
     name = FACTOR_TITLES[info.factor]

@@ -47,8 +47,7 @@ class Report(NamedTuple):
 
 
 def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Report:
-    """The whole report: summaries, the factor analysis
-    over all studies' trials, Optuna's views per study."""
+    """The whole report: summaries, factors over all studies' trials, Optuna's views per study."""
     summaries = [get_summary_info(study) for study in studies]
     curves = trial_curves(studies)
     page = _Page()

@@ -25,8 +25,7 @@ def png_obstacle() -> str | None:
 
 
 def write_pngs(figures: tuple[Figure, ...], folder: Path) -> list[Path] | None:
-    """Write each figure as FOLDER/NN-KEY.png; None
-    (writing nothing) when png_obstacle() says why not."""
+    """Write each figure as FOLDER/NN-KEY.png; None, writing nothing, if png_obstacle() objects."""
     if png_obstacle() is not None:
         return None
     folder.mkdir(parents=True, exist_ok=True)

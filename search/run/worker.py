@@ -48,8 +48,7 @@ class WorkerOptions:
 
 
 def default_worker_index() -> int:
-    """A worker index distinct across machines and
-    processes without coordination: from host and pid."""
+    """From host and pid: distinct across machines and processes without coordination."""
     return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
 
 
@@ -73,8 +72,7 @@ def run_worker(
     create: bool = False,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run trials until the budget is met, the timeout
-    passes or `stop` is set; returns how many ran."""
+    """Run trials until the budget is met, the timeout passes or `stop` is set; return how many."""
     # Before the data: a wrong URL fails in a second, not after decoding
     storage = connect(config, options)
     data = (
@@ -192,8 +190,8 @@ def _say(message: str) -> None:
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a
-    second SIGINT exits at once."""
+    """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a second
+    SIGINT exits at once."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop

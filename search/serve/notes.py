@@ -43,8 +43,7 @@ def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str 
 
 
 def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
-    """Put the exported best parameters (`text`, in
-    format `fmt`: json, toml, yaml) in the study note."""
+    """Put the exported best parameters (`text` in `fmt`: json, toml, yaml) in the study note."""
     if not re.fullmatch(r"[A-Za-z0-9_+-]+", fmt):
         raise ValueError(
             f"fmt must be a format name such as 'json', 'toml' or 'yaml', but got {fmt!r}"

@@ -35,8 +35,7 @@ def worker_seed(study_seed: int, worker_index: int) -> int:
 
 
 def space_description(config: StudyConfig) -> dict[str, Any]:
-    """What makes trials of one study comparable: the
-    space, the fixed training settings, the points."""
+    """What makes trials of one study comparable: space, fixed training settings and points."""
     fixed = config.train.to_dict()
     fixed.pop("seed")  # per trial: the study's seed plus the trial's number
     space = dataclasses.asdict(config.space) if config.space is not None else None

@@ -143,8 +143,7 @@ def _space(table: dict[str, Any]) -> SearchSpace:
 
 
 def _param(name: str, value: Any) -> Any:
-    """A number stays fixed; a table { low, high, log }
-    becomes a Range; anything else fails the type check."""
+    """A number stays fixed; a table { low, high, log } becomes a Range; the rest fail the types."""
     if not isinstance(value, dict):
         return value
     check_keys(value, ("low", "high", "log"), f"space.{name}")

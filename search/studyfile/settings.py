@@ -165,8 +165,7 @@ class SearchSpace:
             self._check_setting(setting)
 
     def params_for(self, optimizer: str) -> dict[str, float | Range]:
-        """The lr, eps and momentum a trial with this
-        optimizer samples or fixes; the rest stay unset."""
+        """The lr, eps and momentum a trial with this optimizer samples or fixes; others unset."""
         used = OPTIMIZER_SETTINGS[optimizer] | {"lr"}
         return {
             name: getattr(self, name)

@@ -1,5 +1,5 @@
-"""One small real search for the report, export and browser tests: a factor study in miniature,
-plus a copy under a hostile name with hand-made trials whose names try to inject HTML."""
+"""One small real search for the report, export and browser tests: a factor study in miniature, plus
+a copy under a hostile name with hand-made trials whose names try to inject HTML."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`hpsearch evaluate`: weights saved by `train`, scored
-again on the val split, and the files it refuses."""
+"""`hpsearch evaluate`: weights saved by `train`, scored again on the val split, and the files it
+refuses."""
 
 from __future__ import annotations
 

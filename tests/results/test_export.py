@@ -1,5 +1,5 @@
-"""`hpsearch export`: the best trial's settings in each
-format, retrained by `train --config` as they are."""
+"""`hpsearch export`: the best trial's settings in each format, retrained by `train --config` as
+they are."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`hpsearch report`: the collectors on a small real
-search, the figures drawn from them, and the page."""
+"""`hpsearch report`: the collectors on a small real search, the figures drawn from them, and the
+page."""
 
 from __future__ import annotations
 

@@ -54,8 +54,8 @@ def test_a_symlink_planted_in_the_root_is_refused(tmp_path):
 
 
 class RunsCode:
-    """Unpickling this makes the folder `marker`: a
-    stand-in for a checkpoint that carries a payload."""
+    """Unpickling this makes the folder `marker`: a stand-in for a checkpoint that carries a
+    payload."""
 
     def __init__(self, marker: Path):
         self.marker = marker

@@ -1,5 +1,5 @@
-"""`hpsearch dashboard` and `grpc-proxy`: binding, printed URLs, and the notes and artifacts a
-study carries for the dashboard."""
+"""`hpsearch dashboard` and `grpc-proxy`: binding, printed URLs, and the notes and artifacts a study
+carries for the dashboard."""
 
 from __future__ import annotations
 

@@ -226,8 +226,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def private_cluster(tmp_path_factory):
-    """A PostgreSQL of our own that the test may stop
-    and start; run as `postgres`, as it refuses root."""
+    """A PostgreSQL of our own that the test may stop and start; run as `postgres`, as it refuses
+    root."""
     if shutil.which("initdb") is None or shutil.which("runuser") is None:
         pytest.skip("initdb or runuser not installed")
     folder = Path(f"/tmp/hpsearch-pg-{uuid.uuid4().hex[:8]}")

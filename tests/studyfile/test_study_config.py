@@ -1,5 +1,5 @@
-"""Study files: the shipped ones load, and each mistake
-a user can make is named with its file and key."""
+"""Study files: the shipped ones load, and each mistake a user can make is named with its file and
+key."""
 
 from __future__ import annotations
 

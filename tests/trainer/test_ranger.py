@@ -80,8 +80,8 @@ def test_follows_torch_optimizers_ranger_step_by_step(settings):
 
 
 def test_lookahead_pulls_weights_back_every_k_steps():
-    """Between syncs the weights move like plain RAdam's;
-    at a sync, halfway back to the slow weights."""
+    """Between syncs the weights move like plain RAdam's; at a sync, halfway back to the slow
+    weights."""
     radam = trajectory(
         lambda parameters: torch.optim.RAdam(
             parameters, lr=1e-2, betas=(0.95, 0.999), eps=1e-5, decoupled_weight_decay=True
@@ -114,8 +114,8 @@ def test_resumes_from_its_state_dict_exactly():
 
 
 def test_resumes_from_a_torch_optimizer_ranger_checkpoint():
-    """Checkpoints written while the trainer used
-    torch-optimizer's Ranger continue the same algorithm."""
+    """Checkpoints written while the trainer used torch-optimizer's Ranger continue the same
+    algorithm."""
     settings = {"lr": 8e-3, "eps": 1e-6, "weight_decay": 1e-2}
     expected = trajectory(reference(**settings), steps=10)[-1]
 
