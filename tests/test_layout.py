@@ -31,8 +31,6 @@ LAZY_IMPORTS = {
     "choreographer",
     "grpc",
     "sklearn",
-    "tomli",
-    "tomllib",
 }
 SOURCES = sorted([*(ROOT / "search").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")])
 
