@@ -57,9 +57,19 @@ def export_settings(
 ) -> dict[str, Any]:
     """The best trial's settings at the top level, with
     provenance and, for top > 1, the runners-up."""
+    return _settings(study, _top(study, top), storage_url)
+
+
+def _top(study: optuna.Study, top: int) -> list[FrozenTrial]:
     if top < 1:
         raise ValueError(f"top must be at least 1, but got {top=}")
-    best, *runners_up = best_trials(study, top)
+    return best_trials(study, top)
+
+
+def _settings(
+    study: optuna.Study, ranked: list[FrozenTrial], storage_url: str | None
+) -> dict[str, Any]:
+    best, *runners_up = ranked
     values = trial_settings(best)
     source = study.user_attrs.get(attrs.DATA_SOURCE)
     if source is not None:
@@ -118,14 +128,15 @@ def export(
     """The best trial's settings in `fmt` (default: from output's suffix, else json); with `output`,
     also written there, the trial's kept weights copied beside it."""
     fmt = output_format(output, fmt)
-    values = export_settings(study, top=top, storage_url=storage_url)
+    ranked = _top(study, top)  # one read of the study, however many trials it holds
+    values = _settings(study, ranked, storage_url)
     if "data" not in values:
         print(
             f"hpsearch: study {study.study_name!r} does not record its data source; pass --data to "
             "`hpsearch train`, or it trains on its default data",
             file=sys.stderr,
         )
-    _name_weights(values, best_trials(study)[0], output)
+    _name_weights(values, ranked[0], output)
     text = dump_settings(values, fmt)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

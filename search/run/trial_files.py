@@ -26,24 +26,18 @@ def trial_folder(root: Path, study_name: str, first_attempt: int) -> Path:
 def release(study: optuna.Study, trial: optuna.trial.FrozenTrial, folder: Path) -> None:
     """After a trial ended for good: drop its checkpoint; keep final weights only for the best."""
     (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
-    if (
-        trial.state == TrialState.COMPLETE
-        and (folder / WEIGHTS_NAME).exists()
-        and _is_best(study, trial)
-    ):
-        _drop_weights_worse_than(study, trial.value)
-        return
+    if trial.state == TrialState.COMPLETE and (folder / WEIGHTS_NAME).exists():
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = attrs.best_trial(complete)
+        if best is not None and best.number == trial.number:
+            _drop_weights_worse_than(complete, trial.value)
+            return
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _is_best(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-    best = attrs.best_trial(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    return best is not None and best.number == trial.number
-
-
-def _drop_weights_worse_than(study: optuna.Study, value: float) -> None:
+def _drop_weights_worse_than(complete: list[optuna.trial.FrozenTrial], value: float) -> None:
     # Strictly worse only: a worker that read the study a moment too early never deletes a winner.
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in complete:
         path = trial.user_attrs.get(attrs.WEIGHTS)
         if path and trial.value < value:
             shutil.rmtree(Path(path).parent, ignore_errors=True)
