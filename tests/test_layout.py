@@ -7,6 +7,7 @@ function makes lazily cannot hide an arrow pointing up."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,7 @@ def _is_ours(name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+@functools.cache  # every test reads the same sources
 def graph() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {}
     for path in SOURCES:

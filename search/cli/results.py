@@ -58,8 +58,9 @@ def _report(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.output}: {len(report.figures)} figures, {len(report.notes)} view(s) not drawn"
     )
+    artifacts = locations.artifact_dir(url, args.artifacts)
     for study in studies:  # the team finds the latest report in the dashboard, on the study's note
-        attach_report(study, args.output, locations.artifact_dir(url, args.artifacts))
+        attach_report(study, args.output, artifacts)
     if args.png_dir is None:
         return 0
     try:

@@ -18,7 +18,7 @@ import optuna
 import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
-from search.attrs import format_setting, settings_text
+from search.attrs import settings_text
 from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
 
 CATEGORY_COLOURS = qualitative.Plotly
@@ -48,9 +48,6 @@ class Note(NamedTuple):
 
 def escaped(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-format_value = format_setting  # lr and eps to three significant digits, the rest as they are
 
 
 # --- the factor figures ---

@@ -14,7 +14,7 @@ import optuna
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from search.attrs import settings_text
+from search.attrs import format_setting, settings_text
 from search.results.figures import (
     FACTOR_TITLES,
     VAL_TOP1,
@@ -23,7 +23,6 @@ from search.results.figures import (
     escaped,
     factor_curves_figure,
     factor_effect_figure,
-    format_value,
     optuna_view,
 )
 from search.results.report_data import (
@@ -200,7 +199,8 @@ def _top_table(summary: SummaryInfo) -> str:
     rows = []
     for rank, row in enumerate(summary.top, start=1):
         factors = "".join(
-            f"<td>{escaped(format_value(name, row.factors.get(name, '')))}</td>" for name in FACTORS
+            f"<td>{escaped(format_setting(name, row.factors.get(name, '')))}</td>"
+            for name in FACTORS
         )
         rows.append(
             f"<tr><td>{rank}</td><td>{row.number}</td><td>{row.value:.2%}</td>{factors}"

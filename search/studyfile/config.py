@@ -86,26 +86,15 @@ class StudyConfig:
             )
             if value is not None
         }
-        try:
-            return self._replaced(**given)
+        try:  # rebuilt() keeps every setting given as None
+            study = rebuilt("study", self.study, trials=trials, storage=storage)
+            data_settings = rebuilt("data", self.data, source=data, image_size=image_size)
+            train = rebuilt("train", self.train, image_size=data_settings.image_size, epochs=epochs)
+            return dataclasses.replace(self, study=study, data=data_settings, train=train)
         except ConfigError as error:
             raise StudyFileError(
                 f"{self.path} with overrides ({', '.join(given)}): {error}"
             ) from None
-
-    def _replaced(
-        self,
-        *,
-        trials: int | None = None,
-        epochs: int | None = None,
-        data: str | None = None,
-        image_size: int | None = None,
-        storage: str | None = None,
-    ) -> StudyConfig:
-        study = rebuilt("study", self.study, trials=trials, storage=storage)
-        data_settings = rebuilt("data", self.data, source=data, image_size=image_size)
-        train = rebuilt("train", self.train, image_size=data_settings.image_size, epochs=epochs)
-        return dataclasses.replace(self, study=study, data=data_settings, train=train)
 
     def _check_train_matches(self) -> None:
         for name, owner, value in (
@@ -147,7 +136,7 @@ class StudyConfig:
         # files a bad [train] value under "train". The top corner, because a lower bound of 0
         # momentum is the one that [train] settings (nesterov) refuse.
         reachable = self.points[0] if self.points else self.space.corners()[-1]
-        trainer_check("train", **self.train.to_dict(), **unset_unless_given(reachable))
+        _judged("train", self.train, reachable)
 
     def _check_space(self, space: SearchSpace) -> None:
         ranges = [name for name in LOG_BY_DEFAULT if isinstance(getattr(space, name), Range)]
@@ -159,11 +148,7 @@ class StudyConfig:
             )
         # [train] settings such as nesterov limit what a trial may use
         for corner in space.corners():
-            trainer_check(
-                f"space (at {describe_point(corner)})",
-                **self.train.to_dict(),
-                **unset_unless_given(corner),
-            )
+            _judged(f"space (at {describe_point(corner)})", self.train, corner)
 
     def _check_points(self, name: str, points: tuple[dict[str, Any], ...]) -> None:
         first_seen: dict[tuple, int] = {}
@@ -199,9 +184,15 @@ def point_to_params(
         if name in params:
             check_type(f"{where}.{name}", params[name], float)
             params[name] = float(params[name])  # Optuna records floats; TOML's `lr = 1` is an int
-    shared = train.to_dict() if train is not None else {}
-    trainer_check(where, **shared, **unset_unless_given(params))
+    _judged(where, train, params)
     return params
+
+
+def _judged(where: str, train: TrainSettings | None, point: Mapping[str, Any]) -> TrainConfig:
+    """TrainConfig's verdict on a point with the study's shared settings; a complaint is filed
+    under `where`."""
+    shared = train.to_dict() if train is not None else {}
+    return trainer_check(where, **shared, **unset_unless_given(point))
 
 
 def unset_unless_given(params: Mapping[str, Any]) -> dict[str, Any]:
