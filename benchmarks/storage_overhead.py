@@ -82,7 +82,7 @@ class InstantObjective:
     the real trial's user attributes. Its made-up accuracy rises with epochs and peaks at
     lr 1e-2."""
 
-    def __init__(self, config: StudyConfig, data: ImageData, device: torch.device, stop=None):
+    def __init__(self, config: StudyConfig, data: ImageData, device: torch.device, stop=None, **_):
         self.config, self.device = config, device
 
     def __call__(self, trial: optuna.Trial, run=None) -> float:
@@ -165,11 +165,13 @@ def worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot
         setattr(ResilientRDBStorage, name, clock.wrap(getattr(ResilientRDBStorage, name)))
     search.run.worker.Objective = InstantObjective
     started = time.perf_counter()
-    ran = search.worker.run_worker(config, options, worker_index=slot.index, data=tiny_data())
+    summary = search.run.worker.run_worker(
+        config, options, worker_index=slot.index, data=tiny_data()
+    )
     results.put(
         {
             "worker": slot.index,
-            "trials": ran,
+            "trials": summary.finished,
             "wall_seconds": time.perf_counter() - started,
             "storage_seconds": clock.seconds,
             "storage_calls": clock.calls,

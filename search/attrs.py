@@ -25,16 +25,26 @@ DEVICE = "device"
 COMPILED = "compiled"  # trained through torch.compile
 CHECKPOINT_SECONDS = "checkpoint_seconds"  # writing checkpoints and weights
 CODE_VERSION = "code_version"
-WEIGHTS = "weights_path"  # the kept final weights of a complete trial
+# Where the kept final weights of a complete trial were written, for people to read. Files are
+# found from the study's identity and the trial's number (run.trial_files), never from this.
+WEIGHTS = "weights_path"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"  # epochs a retry restored from its checkpoint
 QUEUED_AS = "queued_as"  # a trial queued from the study file: "points[2]", "warm_start[0]"
 RETRY_OF = "retry_of"  # the first attempt's trial number; names the checkpoint folder
 RETRIED_FROM = "retried_from"  # the attempt a retry continues
 ATTEMPT = "attempt"  # 1 for the first retry
 RETRY_REASON = "retry_reason"  # why the attempt before this one did not finish
+WORKER = "worker"  # the process running the trial: host, pid, start time, scheduler ids
+
+# --- a trial's system attributes (any storage carries them, the gRPC proxy included) -------------
+HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last beat
 
 # --- a study's user attributes --------------------------------------------------------------------
-SPACE = "space"  # the space, fixed training settings and points the study was created with
+STUDY_ID = "study_id"  # unique per study, whatever its name or storage: keys its files
+STUDY_CONFIG = "study_config"  # the whole resolved study file it was created with (a document)
+BUDGET = "budget"  # trials over all workers; `run --trials` changes it and every worker reads it
+# The space, fixed training settings and points of a study created before STUDY_CONFIG existed
+SPACE = "space"
 DATA_FINGERPRINT = "data_fingerprint"  # classes, image counts and size every worker must match
 DATA_SOURCE = "data_source"  # the data as the creator named it, for export
 
@@ -77,20 +87,20 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
-def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
-    return {trial.user_attrs[RETRIED_FROM] for trial in trials if RETRIED_FROM in trial.user_attrs}
+def first_attempt(trial: FrozenTrial) -> int:
+    """The number of the trial a retry continues; a trial that is no retry is its own first."""
+    return trial.user_attrs.get(RETRY_OF, trial.number)
+
+
+def is_retry(trial: FrozenTrial) -> bool:
+    return RETRY_OF in trial.user_attrs
 
 
 def budget_spent(trials: list[FrozenTrial]) -> int:
-    """Trials that count against the budget: COMPLETE, PRUNED and FAIL, except a FAIL whose retry is
-    queued (the retry continues it and counts in its place)."""
-    retried = retried_numbers(trials)
-    return sum(
-        1
-        for trial in trials
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (trial.state == TrialState.FAIL and trial.number not in retried)
-    )
+    """Trials that count against the budget: each first attempt once, as soon as it or a retry of
+    it has finished (COMPLETE, PRUNED or FAIL). A trial stopped and queued to resume thus counts
+    while its retry waits, so other workers do not start a new trial in its place."""
+    return len({first_attempt(trial) for trial in trials if trial.state in FINISHED})
 
 
 def settings_text(settings: dict[str, Any]) -> str:

@@ -7,6 +7,8 @@ for `evaluate` and `export` (trainer.weights).
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import tempfile
 import time
@@ -17,9 +19,10 @@ from typing import Any, BinaryIO
 
 import torch
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, NoSpaceLeft
 
 CHECKPOINT_NAME = "last.pt"
+logger = logging.getLogger("trainer.checkpoint")
 
 
 @dataclass
@@ -33,6 +36,9 @@ class CheckpointPolicy:
     # After the last epoch: True always (a finished run then resumes as finished), False never (for
     # a caller that saves the final weights and is done at once, like a search trial).
     at_end: bool = True
+    # Who the files belong to (for a search: study identity, trial, parameters), recorded in each
+    # checkpoint and weights file; resuming from a checkpoint that records another is refused.
+    owner: dict[str, Any] | None = None
     # Spent writing checkpoints and weights so far: what the interval costs
     writing_seconds: float = 0.0
     _last_saved: float = field(default_factory=time.monotonic, repr=False)
@@ -66,7 +72,12 @@ class CheckpointPolicy:
     def write(self, payload: dict[str, Any], path: Path) -> None:
         """Save `payload` atomically, counting the seconds in `writing_seconds`."""
         started = time.monotonic()
-        save_atomically(payload, path)
+        try:
+            save_atomically(payload, path)
+        except (OSError, RuntimeError) as error:  # torch's zip writer wraps the OSError
+            if _caused_by_full_disk(error):
+                raise NoSpaceLeft(f"no space left on {path.parent} to write {path.name}") from None
+            raise
         self._last_saved = time.monotonic()
         self.writing_seconds += self._last_saved - started
 
@@ -90,9 +101,37 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
         raise
 
 
+def _caused_by_full_disk(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def load(path: Path) -> dict[str, Any]:
     # weights_only refuses pickled code: a checkpoint from a shared folder cannot run anything.
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_or_set_aside(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at `path`, or None when it cannot be read (cut short by a full disk or a
+    crash of the machine): then it is renamed out of the way, kept for a look, and said so."""
+    try:
+        return load(path)
+    # torch.load fails on a damaged file with whatever its reader meets first (RuntimeError from
+    # the zip reader, EOFError, UnpicklingError), so any failure means "cannot be read".
+    except Exception as error:  # noqa: BLE001
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        logger.warning(
+            "checkpoint %s cannot be read (%s); set aside as %s, the run starts from epoch 1",
+            path,
+            reason,
+            aside.name,
+        )
+        return None
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:

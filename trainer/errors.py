@@ -9,6 +9,14 @@ class ConfigError(TrainerError, ValueError):
     """A training setting is missing, unknown or out of range."""
 
 
+class ForeignCheckpoint(ConfigError):
+    """A checkpoint or weights file records another owner (study, trial) than the run reading it."""
+
+
+class NoSpaceLeft(TrainerError):
+    """A checkpoint or weights file could not be written for lack of disk space."""
+
+
 class DataError(TrainerError):
     """The data folder is missing, malformed or holds unreadable images."""
 

@@ -35,10 +35,16 @@ class Weights:
     image_size: int  # px, the side the network was trained on
     config: dict[str, Any]
     state: dict[str, torch.Tensor]
+    owner: dict[str, Any] | None = (
+        None  # who trained them, for a search trial: see CheckpointPolicy
+    )
 
 
 def weights_payload(
-    model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...]
+    model: torch.nn.Module,
+    config: TrainConfig,
+    classes: tuple[str, ...],
+    owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a weights file holds: the network's state, its architecture, classes and settings."""
     return {
@@ -46,6 +52,7 @@ def weights_payload(
         "classes": list(classes),
         "image_size": config.image_size,
         "config": config.to_dict(),
+        "owner": owner,
         "model": model.state_dict(),
     }
 
@@ -78,6 +85,7 @@ def load_weights(path: str | Path) -> Weights:
         int(payload["image_size"]),
         dict(payload.get("config") or {}),
         payload["model"],
+        payload.get("owner"),
     )
 
 

@@ -35,7 +35,17 @@ def _storage(parser: argparse.ArgumentParser) -> None:
 
 
 def _study_workers(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_file", type=Path, metavar="STUDY.toml")
+    parser.add_argument(
+        "study_file",
+        type=Path,
+        nargs="?",
+        metavar="STUDY.toml",
+        help="the study file; leave it out and give --study to use the settings the study "
+        "recorded when it was created",
+    )
+    parser.add_argument(
+        "--study", metavar="NAME", help="an existing study, by name, instead of a study file"
+    )
     parser.add_argument(
         "--data", help="image folder, .tar.gz, or imagenette-160|320|full; overrides the study file"
     )

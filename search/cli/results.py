@@ -15,7 +15,7 @@ from search.errors import ConfigError
 from search.results import png
 from search.results.confusion import write_confusion_page
 from search.results.evaluate import evaluate_weights, format_evaluation
-from search.results.export import WEIGHTS_SUFFIX, export, output_format
+from search.results.export import WEIGHTS_SUFFIX, checkpoint_dir_of, export, output_format
 from search.results.page import build_report
 from search.serve.notes import attach_best_params, attach_report
 from search.study.create import find_study
@@ -101,6 +101,12 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="also list the runners-up, K trials in all, under provenance.runners_up (default 1)",
     )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help=f"where the workers kept trial weights (default: ${locations.CHECKPOINTS_ENV}, the "
+        "study's [checkpoint] dir, or the user cache)",
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -109,7 +115,10 @@ def _export(args: argparse.Namespace) -> int:
     fmt = output_format(args.output, args.format)  # refused before the storage is opened
     url = locations.storage_url(args.storage)
     study = find_study(open_storage(url), args.study)
-    exported = export(study, output=args.output, fmt=fmt, top=args.top, storage_url=url)
+    root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir_of(study))
+    exported = export(
+        study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root
+    )
     # The dashboard shows the latest export on the study's note
     attach_best_params(study, exported.text, exported.fmt)
     if args.output is None:

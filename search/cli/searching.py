@@ -9,9 +9,11 @@ import sys
 
 from search import locations
 from search.cli.common import Command
+from search.errors import ConfigError
 from search.launch import launch
 from search.results.status import format_status, study_status
 from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
+from search.study.create import stored_config
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig, load_study_config
 from trainer import resolve_device
@@ -47,9 +49,22 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _study_setup(args: argparse.Namespace, **overrides) -> tuple[StudyConfig, WorkerOptions]:
-    config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
+    """The study's configuration, from its file and flags or, with --study, from the storage."""
     resolve_device(args.device)  # a missing GPU is an error before anything is written
-    url = locations.storage_url(args.storage, config.study.storage)
+    if (args.study_file is None) == (args.study is None):
+        raise ConfigError(
+            "give a study file (to create a study, or check it against one that exists) or "
+            "--study NAME (to join or resume one as it was created), not "
+            + ("both" if args.study else "neither")
+        )
+    if args.study_file is not None:
+        config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
+        url = locations.storage_url(args.storage, config.study.storage)
+    else:
+        _refuse_changes_to_a_stored_study(overrides)
+        url = locations.storage_url(args.storage)
+        config = stored_config(open_storage(url), args.study, data=args.data)
+        config = config.with_overrides(trials=overrides.get("trials"))
     return config, WorkerOptions(
         url,
         args.device,
@@ -60,12 +75,26 @@ def _study_setup(args: argparse.Namespace, **overrides) -> tuple[StudyConfig, Wo
     )
 
 
+def _refuse_changes_to_a_stored_study(overrides: dict) -> None:
+    for flag in ("epochs", "image_size"):
+        if overrides.get(flag) is not None:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} with --study: a study trains as it was created; "
+                "to train otherwise, start a new study from a study file"
+            )
+
+
 def _run(args: argparse.Namespace) -> int:
     config, options = _study_setup(
         args, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
     study = launch(
-        config, options, workers=args.workers, gpus=args.gpus, workers_per_gpu=args.workers_per_gpu
+        config,
+        options,
+        workers=args.workers,
+        gpus=args.gpus,
+        workers_per_gpu=args.workers_per_gpu,
+        trials=args.trials,
     )
     print(format_status(study_status(study._storage, config.study.name)))
     return 0
@@ -75,8 +104,16 @@ def _worker(args: argparse.Namespace) -> int:
     config, options = _study_setup(args)
     index = args.worker_index if args.worker_index is not None else default_worker_index()
     with stop_on_signals() as stop:
-        ran = run_worker(config, options, worker_index=index, stop=stop)
-    print(f"worker ran {ran} trial(s) of study {config.study.name!r}", file=sys.stderr)
+        summary = run_worker(config, options, worker_index=index, stop=stop)
+    print(
+        f"worker finished {summary.finished} trial(s) of study {config.study.name!r}"
+        + (
+            f"; {summary.left_to_resume} stopped, queued to resume from their checkpoints"
+            if summary.left_to_resume
+            else ""
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 

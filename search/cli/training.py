@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from trainer import (
     train,
 )
 from trainer.errors import ConfigError, NonFiniteLossError
+from trainer.weights import WEIGHTS_NAME
 
 # Settings of the run that are not hyperparameters: where data, device and files are.
 RUN_SETTINGS = (
@@ -33,6 +35,7 @@ RUN_SETTINGS = (
     "checkpoint_every_seconds",
 )
 RUN_DEFAULTS = {"data": locations.DEFAULT_DATA, "device": "auto"}
+RUNS_FOLDER = Path("runs")  # where a run without --checkpoint-dir keeps its files, like most tools
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
     parser.add_argument(
-        "--checkpoint-dir", type=Path, help="folder for the latest checkpoint and final weights"
+        "--checkpoint-dir",
+        type=Path,
+        help=f"folder for the latest checkpoint and the final {WEIGHTS_NAME} "
+        f"(default: a new {RUNS_FOLDER}/train-DATE-TIME here)",
     )
     parser.add_argument(
         "--checkpoint-every",
@@ -119,8 +125,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --checkpoint-dir, the folder that holds the checkpoint")
     device = resolve_device(run["device"])
     human = sys.stderr if args.json else sys.stdout
+    policy = _checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     data = load_image_data(run["data"], config.image_size, cache_dir=_path(run.get("cache_dir")))
-    policy = _checkpoint_policy(run)
     print(
         f"training resnet18 on {data.source}: {len(data.train)} train / {len(data.val)} val "
         f"images, {len(data.classes)} classes, {device}",
@@ -145,25 +151,38 @@ def run_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as error:
         print(f"hpsearch: {error}", file=sys.stderr)
         return 1
+    weights = policy.folder / WEIGHTS_NAME
     if args.json:
-        print(json.dumps({**result.summary(), "data": data.source, "provenance": provenance}))
+        summary = {**result.summary(), "data": data.source, "weights": str(weights)}
+        print(json.dumps({**summary, "provenance": provenance}))
     else:
         print(
             f"best val top-1 {result.best.val_top1:.2%} at epoch {result.best.epoch}; "
-            f"{result.seconds:.0f} s, {result.images_per_second:.0f} images/s"
+            f"{result.seconds:.0f} s, {result.images_per_second:.0f} images/s\n"
+            f"weights: {weights} (score them with `hpsearch evaluate {weights} --data ...`)"
         )
     return 0
 
 
-def _checkpoint_policy(run: dict[str, Any]) -> CheckpointPolicy | None:
-    if not run.get("checkpoint_dir"):
-        return None
+def _checkpoint_policy(run: dict[str, Any]) -> CheckpointPolicy:
+    """Checkpoints and final weights always have a folder: --checkpoint-dir, else a new run
+    folder under ./runs, so a finished run never drops its weights."""
     every_seconds = run.get("checkpoint_every_seconds")
     # Every epoch unless only a time interval was asked for.
     every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
-    return CheckpointPolicy(
-        Path(run["checkpoint_dir"]), every_epochs=every_epochs, every_seconds=every_seconds
-    )
+    folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
+    return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
+
+
+def _new_run_folder() -> Path:
+    """runs/train-DATE-TIME, not made yet: the first checkpoint makes it, so a run refused before
+    training leaves nothing behind."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = RUNS_FOLDER / f"train-{stamp}"
+    attempt = 1
+    while folder.exists():  # two runs started in one second
+        folder, attempt = RUNS_FOLDER / f"train-{stamp}-{attempt}", attempt + 1
+    return folder
 
 
 def _epoch_line(config: TrainConfig, metrics: EpochMetrics) -> str:

@@ -23,7 +23,7 @@ from search.errors import LaunchError
 from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, connect, run_worker, stop_on_signals
-from search.study.create import open_study
+from search.study.create import budget, open_study, set_budget
 from search.study.storage import masked
 from search.studyfile import StudyConfig
 
@@ -71,8 +71,13 @@ def launch(
     workers: int | None = None,
     gpus: list[int] | None = None,
     workers_per_gpu: int = 1,
+    trials: int | None = None,
 ) -> optuna.Study:
-    """Create or resume the study, then run local workers until its budget is met."""
+    """Create or resume the study, then run local workers until its budget is met.
+
+    `trials` (the `--trials` flag) sets the budget of a study that exists; a new study takes its
+    budget from `config`. Every worker reads the budget from the study, so all agree at once.
+    """
     use_gpus = options.device in ("auto", "cuda") and torch.cuda.is_available()
     slots = plan_workers(
         workers,
@@ -81,13 +86,16 @@ def launch(
         gpu_count=torch.cuda.device_count() if use_gpus else 0,
         cpu_count=os.cpu_count() or 1,
     )
-    storage = connect(config, options)
+    # The data first: a folder that cannot be read leaves no database behind
     data = load_study_data(config, options.cache_dir, progress=options.progress)
+    storage = connect(config, options)
     study = open_study(config, storage, fingerprint(config, data), create=True)
+    if trials is not None:
+        set_budget(study, trials)
     if options.progress:
         print(
             f"study {config.study.name!r} in {masked(options.storage_url)}: budget "
-            f"{config.study.trials} trials, "
+            f"{budget(study, config.study.trials)} trials, "
             f"{len(data.train)} train / {len(data.val)} val images, {len(slots)} worker(s)"
             + (
                 f" on GPU(s) {sorted({slot.gpu for slot in slots})}"
@@ -122,7 +130,7 @@ def _run_processes(
             process.start()
         processes.append(process)
     with (
-        StudyProgress(study, config.study.trials, enabled=options.progress),
+        StudyProgress(study, budget(study, config.study.trials), enabled=options.progress),
         _forward_stop(processes),
     ):
         for process in processes:

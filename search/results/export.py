@@ -4,7 +4,11 @@ settings, as a file `hpsearch train --config` retrains.
 The settings come from the trial's `config` user attribute (every TrainConfig field, the fixed
 ones included), so the file trains exactly what the trial trained. `train` reads the top level
 and keeps `[provenance]` without applying it; runners-up therefore live under provenance, and
-the file always trains the best trial.
+the file always trains the best trial. What the search trained on but a retrain does not (a cap
+per class, a validation split carved out of train/) is recorded in provenance and said aloud.
+
+The weights are found in the study's own folder from its identity and the trial's number, and
+copied only if they record that trial as their owner (search.run.trial_files).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from optuna.trial import FrozenTrial
 
 from search import attrs
 from search.errors import NoFinishedTrial
+from search.run import trial_files
 from search.study.storage import masked
 from search.studyfile.settings_file import PROVENANCE, dump_settings, format_of
 from trainer.errors import ConfigError
@@ -93,6 +98,7 @@ def _provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str | None
         "best_epoch": trial.user_attrs.get(attrs.BEST_EPOCH),
         "date": completed.isoformat() if completed else None,
         "data_fingerprint": study.user_attrs.get(attrs.DATA_FINGERPRINT),
+        "search_data": searched_on(study),
         "code_version": trial.user_attrs.get(attrs.CODE_VERSION),
     }
     if storage_url is not None:
@@ -100,10 +106,23 @@ def _provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str | None
     return provenance
 
 
-def kept_weights(trial: FrozenTrial) -> Path | None:
-    """The trial's final weights, if its worker kept them and they still exist."""
-    recorded = trial.user_attrs.get(attrs.WEIGHTS)
-    return Path(recorded) if recorded and Path(recorded).is_file() else None
+def searched_on(study: optuna.Study) -> dict[str, Any]:
+    """The cap per class and validation split the search scored its trials with; a retrain with
+    the exported file uses every training image and scores on val/ unless told otherwise."""
+    fingerprint = study.user_attrs.get(attrs.DATA_FINGERPRINT)
+    fingerprint = fingerprint if isinstance(fingerprint, dict) else {}
+    return {
+        "per_class": fingerprint.get("per_class"),
+        "validation_fraction": fingerprint.get("validation_fraction"),
+    }
+
+
+def checkpoint_dir_of(study: optuna.Study) -> str | None:
+    """The [checkpoint] dir the study was created with, where its weights are unless told
+    otherwise; only ever a folder to look in, and only a string is taken."""
+    document = study.user_attrs.get(attrs.STUDY_CONFIG)
+    folder = document.get("checkpoint", {}).get("dir") if isinstance(document, dict) else None
+    return folder if isinstance(folder, str) else None
 
 
 def weights_beside(path: Path) -> Path:
@@ -124,9 +143,11 @@ def export(
     fmt: str | None = None,
     top: int = 1,
     storage_url: str | None = None,
+    checkpoint_root: Path | None = None,
 ) -> Exported:
     """The best trial's settings in `fmt` (default: from output's suffix, else json); with `output`,
-    also written there, the trial's kept weights copied beside it."""
+    also written there, the trial's kept weights (looked for under `checkpoint_root`) copied
+    beside it."""
     fmt = output_format(output, fmt)
     ranked = _top(study, top)  # one read of the study, however many trials it holds
     values = _settings(study, ranked, storage_url)
@@ -136,7 +157,9 @@ def export(
             "`hpsearch train`, or it trains on its default data",
             file=sys.stderr,
         )
-    _name_weights(values, ranked[0], output)
+    _say_what_a_retrain_changes(values[PROVENANCE]["search_data"])
+    if checkpoint_root is not None:
+        _name_weights(values, study, ranked[0], output, checkpoint_root)
     text = dump_settings(values, fmt)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -157,14 +180,37 @@ def output_format(output: Path | None, chosen: str | None) -> str:
     return from_suffix
 
 
-def _name_weights(values: dict[str, Any], trial: FrozenTrial, output: Path | None) -> None:
+def _say_what_a_retrain_changes(search_data: dict[str, Any]) -> None:
+    changes = []
+    if search_data["per_class"] is not None:
+        changes.append(f"the search capped training images at {search_data['per_class']} a class")
+    if search_data["validation_fraction"] is not None:
+        changes.append(
+            f"the search scored on {search_data['validation_fraction']:.0%} of train/, not val/"
+        )
+    if changes:
+        print(
+            f"hpsearch: {'; '.join(changes)}; `hpsearch train --config` with this file trains on "
+            "every training image and scores on val/ (both recorded under provenance.search_data)",
+            file=sys.stderr,
+        )
+
+
+def _name_weights(
+    values: dict[str, Any],
+    study: optuna.Study,
+    trial: FrozenTrial,
+    output: Path | None,
+    checkpoint_root: Path,
+) -> None:
     """Name the trial's kept weights in provenance, copying them beside the output file."""
-    weights = kept_weights(trial)
+    weights = trial_files.kept_weights(checkpoint_root, study, trial)
     if weights is None:
         if trial.user_attrs.get(attrs.WEIGHTS):
             print(
-                f"hpsearch: trial {trial.number}'s weights {trial.user_attrs[attrs.WEIGHTS]} "
-                "no longer exist; exporting its settings only",
+                f"hpsearch: trial {trial.number}'s weights are not in "
+                f"{trial_files.study_folder(checkpoint_root, study)} (pass --checkpoint-dir if "
+                "the workers wrote them elsewhere); exporting its settings only",
                 file=sys.stderr,
             )
         return

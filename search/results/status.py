@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
-from search.study.create import find_study
+from search.run.liveness import last_beat
+from search.study.create import budget, find_study
 
 
 def study_status(
@@ -23,13 +26,32 @@ def _one_study(study: optuna.Study) -> dict[str, Any]:
     return {
         "study": study.study_name,
         "trials": len(trials),
+        "budget": budget(study, default=0) or None,  # None: a study of an older hpsearch
+        "budget_spent": attrs.budget_spent(trials),
         **attrs.state_counts(trials),
+        # Attempts that continue a stopped trial, in any state; a waiting one runs before new trials
+        "retries": sum(1 for trial in trials if attrs.is_retry(trial)),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
         "best_params": best.params
         if best
         else None,  # what Optuna sampled; best_config is what trained
         "best_config": attrs.trial_config(best) if best else None,
+        "running_trials": [
+            _running(trial) for trial in trials if trial.state == TrialState.RUNNING
+        ],
+    }
+
+
+def _running(trial: FrozenTrial) -> dict[str, Any]:
+    """Who runs a RUNNING trial, how far it got, and how long ago its worker last beat."""
+    config = trial.user_attrs.get(attrs.CONFIG)
+    return {
+        "trial": trial.number,
+        "worker": trial.user_attrs.get(attrs.WORKER),
+        "epochs_done": len(trial.intermediate_values),
+        "epochs": config.get("epochs") if isinstance(config, dict) else None,
+        "heartbeat_age_seconds": round(time.time() - last_beat(trial), 1),
     }
 
 
@@ -37,7 +59,8 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no studies in this storage"
     lines = [
-        f"{'study':<28} {'trials':>6} {'done':>5} {'pruned':>6} {'failed':>6} {'running':>7}  best"
+        f"{'study':<28} {'budget':>9} {'done':>5} {'pruned':>6} {'failed':>6} {'running':>7} "
+        f"{'waiting':>7} {'retries':>7}  best"
     ]
     for row in rows:
         best = (
@@ -45,10 +68,13 @@ def format_status(rows: list[dict[str, Any]]) -> str:
             if row["best_trial"] is not None
             else "-"
         )
+        spent = f"{row['budget_spent']}/{row['budget'] or '?'}"
         lines.append(
-            f"{row['study']:<28} {row['trials']:>6} {row['complete']:>5} {row['pruned']:>6} "
-            f"{row['fail']:>6} {row['running']:>7}  {best}"
+            f"{row['study']:<28} {spent:>9} {row['complete']:>5} {row['pruned']:>6} "
+            f"{row['fail']:>6} {row['running']:>7} {row['waiting']:>7} {row['retries']:>7}  {best}"
         )
+    for row in rows:
+        lines.extend(_running_line(row["study"], running) for running in row["running_trials"])
     for row in rows:  # a whole configuration does not fit a table column
         if row["best_config"] is not None:
             lines.append(
@@ -56,3 +82,18 @@ def format_status(rows: list[dict[str, Any]]) -> str:
                 f"{attrs.settings_text(row['best_config'])}"
             )
     return "\n".join(lines)
+
+
+def _running_line(study: str, running: dict[str, Any]) -> str:
+    worker = running["worker"] if isinstance(running["worker"], dict) else {}
+    where = f"pid {worker.get('pid', '?')} on {worker.get('host', '?')}"
+    scheduler = ", ".join(
+        f"{key} {worker[key]}"
+        for key in ("slurm_job", "slurm_task", "kubernetes_pod")
+        if key in worker
+    )
+    return (
+        f"running in {study}: trial {running['trial']}, epoch {running['epochs_done']}"
+        f"/{running['epochs'] or '?'}, {where}{f' ({scheduler})' if scheduler else ''}, "
+        f"last heartbeat {running['heartbeat_age_seconds']:.0f} s ago"
+    )

@@ -7,7 +7,6 @@ A retried trial resumes from its first attempt's checkpoint and re-reports the r
 from __future__ import annotations
 
 import gc
-import shutil
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,15 +15,19 @@ import optuna
 import torch
 
 from search import attrs
+from search.run.trial_files import owner
 from search.run.version import code_version
 from search.study.retries import first_attempt
 from search.study.space import suggest
 from search.studyfile import StudyConfig
 from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossError, train
+from trainer.errors import ForeignCheckpoint, NoSpaceLeft
 from trainer.weights import WEIGHTS_NAME
 
-# Failures that belong to a trial's hyperparameters: the trial is FAIL and the worker goes on.
-TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError)
+# Failures that end a trial, not its worker: the trial is FAIL with the reason and is not retried,
+# the worker goes on. Its hyperparameters (divergence, out of memory), a checkpoint in its folder
+# that is not its, or a full disk (a retry would fill it again).
+TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError, ForeignCheckpoint, NoSpaceLeft)
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Objective:
                     f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}"
                 )
 
-        policy = self._policy(run)
+        policy = self._policy(run, trial)
         try:
             result = train(
                 train_config,
@@ -104,11 +107,9 @@ class Objective:
             trial.set_user_attr(attrs.WEIGHTS, str(run.folder / WEIGHTS_NAME))
         return result.best.val_top1
 
-    def _policy(self, run: TrialRun | None) -> CheckpointPolicy | None:
+    def _policy(self, run: TrialRun | None, trial: optuna.Trial) -> CheckpointPolicy | None:
         if run is None:
             return None
-        if not run.resume:  # a leftover folder from an older study of the same name is not ours
-            shutil.rmtree(run.folder, ignore_errors=True)
         settings = self.config.checkpoint
         # No checkpoint after the last epoch: the final weights are saved and the trial told at
         # once, and a ResNet-18 checkpoint with optimizer state is 130-170 MB that release() would
@@ -118,6 +119,8 @@ class Objective:
             every_epochs=settings.every_epochs,
             every_seconds=settings.every_seconds,
             at_end=False,
+            # The trial's parameters are known now: its files record them with its study and number
+            owner=owner(trial.study, trial),
         )
 
 

@@ -1,43 +1,99 @@
-"""Each trial's checkpoint folder: where it lives, and what is kept once the trial is over.
+"""Each trial's files: where they live, whose they are, and what is kept once the trial is over.
 
-A retry resumes from the folder of the first attempt, so the folder is keyed by that number.
-Finished trials give their checkpoints back; only the best trial's final weights stay, for
-`export` to hand over.
+A study's files live in a folder named after the study and its identity (`quick-1f2e3d4c`), so
+two studies of one name, in two storages or on two machines, never share a file. A trial's
+folder is named after its first attempt, which its retries resume from. Every path is built
+here from the study and a trial number, never read from the storage, and every checkpoint and
+weights file records its owner (`owner`), checked before it is resumed or exported.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
+from search.errors import HpsearchError
 from search.run.paths import safe_child
+from search.study.create import study_id
 from trainer.checkpoint import CHECKPOINT_NAME
-from trainer.weights import WEIGHTS_NAME
+from trainer.weights import WEIGHTS_NAME, load_weights
 
 
-def trial_folder(root: Path, study_name: str, first_attempt: int) -> Path:
-    return safe_child(safe_child(root, study_name), f"trial-{first_attempt}")
+class ForeignWeights(HpsearchError):
+    """A weights file in a trial's folder records another owner: never exported as this trial's."""
 
 
-def release(study: optuna.Study, trial: optuna.trial.FrozenTrial, folder: Path) -> None:
+def study_folder(root: Path, study: optuna.Study) -> Path:
+    """root/NAME-ID8 for the study; a study of an older hpsearch, with no identity, keeps root/NAME
+    so that its checkpoints still resume."""
+    identity = study_id(study)
+    name = study.study_name if identity is None else f"{study.study_name}-{identity[:8]}"
+    return safe_child(root, name)
+
+
+def trial_folder(study_folder: Path, first_attempt: int) -> Path:
+    return safe_child(study_folder, f"trial-{first_attempt}")
+
+
+def owner(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> dict[str, Any] | None:
+    """What each checkpoint and weights file of this trial records, and what reading one checks:
+    the study's identity, the first attempt and the parameters. None for a study with no
+    identity, whose older files record no owner."""
+    identity = study_id(study)
+    if identity is None:
+        return None
+    return {
+        "study_id": identity,
+        "study": study.study_name,
+        "trial": attrs.first_attempt(trial),
+        "params": dict(trial.params),
+    }
+
+
+def release(study: optuna.Study, trial: FrozenTrial, folder: Path) -> None:
     """After a trial ended for good: drop its checkpoint; keep final weights only for the best."""
     (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
     if trial.state == TrialState.COMPLETE and (folder / WEIGHTS_NAME).exists():
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = attrs.best_trial(complete)
         if best is not None and best.number == trial.number:
-            _drop_weights_worse_than(complete, trial.value)
+            _drop_weights_worse_than(complete, trial.value, folder.parent)
             return
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _drop_weights_worse_than(complete: list[optuna.trial.FrozenTrial], value: float) -> None:
+def _drop_weights_worse_than(complete: list[FrozenTrial], value: float, study_folder: Path) -> None:
     # Strictly worse only: a worker that read the study a moment too early never deletes a winner.
     for trial in complete:
-        path = trial.user_attrs.get(attrs.WEIGHTS)
-        if path and trial.value < value:
-            shutil.rmtree(Path(path).parent, ignore_errors=True)
+        if trial.value < value:
+            shutil.rmtree(
+                trial_folder(study_folder, attrs.first_attempt(trial)), ignore_errors=True
+            )
+
+
+def kept_weights(root: Path, study: optuna.Study, trial: FrozenTrial) -> Path | None:
+    """The trial's final weights, if its worker kept them; a file there that records another
+    owner raises ForeignWeights."""
+    path = trial_folder(study_folder(root, study), attrs.first_attempt(trial)) / WEIGHTS_NAME
+    if not path.is_file():
+        return None
+    expected = owner(study, trial)
+    recorded = load_weights(path).owner
+    if expected is not None and recorded != expected:
+        raise ForeignWeights(
+            f"{path} records {_owner_text(recorded)}, not trial {trial.number} of study "
+            f"{study.study_name!r}; it is not exported"
+        )
+    return path
+
+
+def _owner_text(recorded: dict[str, Any] | None) -> str:
+    if not recorded:
+        return "no owner"
+    trial, study, identity = (recorded.get(key) for key in ("trial", "study", "study_id"))
+    return f"trial {trial} of study {study!r} ({identity})"

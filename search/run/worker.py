@@ -1,8 +1,11 @@
 """Workers: long-lived processes that load the data once and run trial after trial until the
 study's budget is met. `run_worker` is one; `search.launch` starts several.
 
-The loop is Optuna's ask and tell, with a heartbeat that survives database restarts and one
-retry policy (search.study.retries) for a killed worker, a signal and a lost database.
+The loop is Optuna's ask and tell, with a heartbeat that survives database restarts
+(search.run.liveness) and one retry policy (search.study.retries) for a killed worker, a signal
+and a lost database. Before each trial a worker fails and queues every trial whose worker is
+dead; before it exits, it waits out the grace period of trials whose workers went silent, so a
+study is never left with a dead trial RUNNING.
 """
 
 from __future__ import annotations
@@ -17,20 +20,20 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 from optuna.trial import TrialState
 
 from search import attrs, locations
-from search.run import trial_files
+from search.run import liveness, trial_files
 from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
 from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
 from search.study import retries
-from search.study.create import open_study
-from search.study.resilience import Heartbeat, ResilientRDBStorage
+from search.study.create import budget, find_study, open_study
 from search.study.space import NoPointLeft
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig
@@ -47,20 +50,19 @@ class WorkerOptions:
     compile: bool = False  # torch.compile the network once, on this worker's first trial
 
 
+class WorkerSummary(NamedTuple):
+    finished: int  # trials this worker ran to an end: COMPLETE, PRUNED or FAIL
+    left_to_resume: int  # trials it stopped (a signal) and queued to resume from their checkpoint
+
+
 def default_worker_index() -> int:
     """From host and pid: distinct across machines and processes without coordination."""
     return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
 
 
-def connect(config: StudyConfig, options: WorkerOptions) -> ResilientRDBStorage:
-    """Open the study's storage with its heartbeat: a trial whose worker went silent is retried."""
-    heartbeat = config.heartbeat
-    return open_storage(
-        options.storage_url,
-        heartbeat_interval=heartbeat.interval_seconds,
-        grace_period=heartbeat.grace_seconds,
-        stale_trial_callback=retries.stale_trial_callback(heartbeat.max_retries),
-    )
+def connect(config: StudyConfig, options: WorkerOptions) -> optuna.storages.BaseStorage:
+    """Open the study's storage (heartbeats are the worker's own: search.run.liveness)."""
+    return open_storage(options.storage_url)
 
 
 def run_worker(
@@ -71,10 +73,12 @@ def run_worker(
     data: ImageData | None = None,
     create: bool = False,
     stop: threading.Event | None = None,
-) -> int:
-    """Run trials until the budget is met, the timeout passes or `stop` is set; return how many."""
-    # Before the data: a wrong URL fails in a second, not after decoding
+) -> WorkerSummary:
+    """Run trials until the budget is met, the timeout passes or `stop` is set."""
+    # Before the data: a wrong URL or a missing study fails in a second, not after decoding
     storage = connect(config, options)
+    if not create:
+        find_study(storage, config.study.name)
     data = (
         data
         if data is not None
@@ -87,61 +91,74 @@ def run_worker(
     objective = Objective(
         config, data, resolve_device(options.device), stop, compile=options.compile
     )
-    worker = _Worker(
-        config,
-        study,
-        storage,
-        objective,
-        locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir),
-        stop,
-    )
+    root = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
+    worker = _Worker(config, study, storage, objective, trial_files.study_folder(root, study), stop)
     deadline = (
         time.monotonic() + 60 * config.study.timeout_minutes
         if config.study.timeout_minutes
         else None
     )
-    ran = 0
-    with StudyProgress(study, config.study.trials, enabled=options.progress):
-        while not stop.is_set() and _should_start_trial(study, config, deadline):
-            if not worker.run_one_trial():
+    with StudyProgress(study, budget(study, config.study.trials), enabled=options.progress):
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            trial = worker.next_trial()
+            if trial is None:
+                if worker.wait_for_silent_trials():
+                    continue
                 break
-            ran += 1
-    return ran
-
-
-def _should_start_trial(study: optuna.Study, config: StudyConfig, deadline: float | None) -> bool:
-    optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and queued again
-    trials = study.get_trials(deepcopy=False)
-    if attrs.budget_spent(trials) >= config.study.trials:
-        return False
-    if deadline is not None and time.monotonic() >= deadline:
-        return False
-    if config.space is None:  # a study of fixed points ends when its queue is empty
-        return any(trial.state == TrialState.WAITING for trial in trials)
-    return True
+            if not worker.run(trial):
+                break
+    return WorkerSummary(worker.finished, worker.left_to_resume)
 
 
 @dataclass
 class _Worker:
     config: StudyConfig
     study: optuna.Study
-    storage: ResilientRDBStorage
+    storage: optuna.storages.BaseStorage
     objective: Objective
-    checkpoint_root: Path
+    study_folder: Path  # this study's own folder of trial checkpoints and weights
     stop: threading.Event
+    finished: int = 0
+    left_to_resume: int = 0
+    me: dict = field(default_factory=liveness.this_worker)  # recorded on every trial it runs
+    waited_for: set[int] = field(default_factory=set)  # silent trials already announced
 
-    def run_one_trial(self) -> bool:
-        """Ask, train with a heartbeat, tell; False when there is nothing left to run."""
+    def next_trial(self) -> optuna.Trial | None:
+        """A queued retry first, whatever the budget (the trial it continues counts already);
+        else a new trial while the budget and, for a points study, the queue allow."""
+        heartbeat = self.config.heartbeat
+        liveness.fail_dead_trials(self.study, heartbeat.grace_seconds, heartbeat.max_retries)
+        retry = retries.claim_retry(self.study)
+        if retry is not None:
+            return retry
+        trials = self.study.get_trials(deepcopy=False)
+        if attrs.budget_spent(trials) >= budget(self.study, self.config.study.trials):
+            return None
+        if self.config.space is None and not any(t.state == TrialState.WAITING for t in trials):
+            return None  # a study of fixed points ends when its queue is empty
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna warns that heartbeats are meant for optimize()
-            trial = self.study.ask()
+            return self.study.ask()
+
+    def wait_for_silent_trials(self) -> bool:
+        """With nothing left to start: wait one heartbeat interval if a RUNNING trial's worker
+        went silent, as it may be dead and then its trial is resumed here; False if none is."""
+        silent = liveness.silent_trials(self.study, self.config.heartbeat.interval_seconds)
+        for trial in silent:
+            if trial.number not in self.waited_for:
+                self.waited_for.add(trial.number)
+                _say(_silence_line(trial, self.config.heartbeat.grace_seconds))
+        return bool(silent) and not self.stop.wait(self.config.heartbeat.interval_seconds)
+
+    def run(self, trial: optuna.Trial) -> bool:
+        """Train with a heartbeat, tell; False when there is nothing left to run."""
         run = TrialRun(
-            trial_files.trial_folder(
-                self.checkpoint_root, self.study.study_name, retries.first_attempt(trial)
-            ),
+            trial_files.trial_folder(self.study_folder, retries.first_attempt(trial)),
             resume=attrs.RETRY_OF in trial.user_attrs,
         )
-        with Heartbeat(self.storage, trial._trial_id, self.config.heartbeat.interval_seconds):
+        trial.set_user_attr(attrs.WORKER, self.me)
+        interval = self.config.heartbeat.interval_seconds
+        with liveness.Heartbeat(self.storage, trial._trial_id, interval):
             more = self._run_and_tell(trial, run)
         free_device_memory(self.objective.device)
         return more
@@ -175,13 +192,31 @@ class _Worker:
         frozen = self.study.tell(
             trial, value if state == TrialState.COMPLETE else None, state=state
         )
+        self.finished += 1
         trial_files.release(self.study, frozen, run.folder)
 
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later."""
         frozen = self.study.tell(trial, state=TrialState.FAIL)
         if retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, reason):
+            self.left_to_resume += 1
             _say(f"trial {trial.number} stopped; queued to resume from its last checkpoint")
+        else:
+            self.finished += 1  # out of retries: FAIL for good
+
+
+def _silence_line(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> str:
+    worker = trial.user_attrs.get(attrs.WORKER)
+    where = (
+        f" (pid {worker.get('pid')} on {worker.get('host')})" if isinstance(worker, dict) else ""
+    )
+    silent_since = liveness.last_beat(trial)
+    until = time.strftime("%H:%M:%S", time.localtime(silent_since + grace_seconds))
+    return (
+        f"waiting for trial {trial.number}: its worker{where} has sent no heartbeat for "
+        f"{time.time() - silent_since:.0f} s; silent until {until}, it counts as dead and is "
+        "resumed here"
+    )
 
 
 def _say(message: str) -> None:

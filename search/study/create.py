@@ -1,19 +1,33 @@
-"""Create, join or find a study: sampler and pruner from the study file, queued points, and the
-checks that keep one study consistent (same space, same data) however many workers join it."""
+"""Create, join or find a study, and the truth it keeps about itself.
+
+A study records, when it is created, everything a worker needs to join it: a unique identity
+(which keys its files, whatever its name or storage), its whole resolved configuration, its
+budget and its data's fingerprint. A worker joins from the study's name alone, or with a study
+file that must agree with what the study recorded; every worker reads the budget from the study.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import time
+import uuid
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
-from search.attrs import DATA_FINGERPRINT, DATA_SOURCE, QUEUED_AS, SPACE
+from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
+from search.studyfile.document import differences, from_document, to_document
+
+STUDY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex; anything else is not ours
+# How long a worker that found a study being created waits for its creator to record its settings
+CREATION_WAIT_SECONDS = 30.0
 
 
 def find_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
@@ -27,19 +41,50 @@ def find_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def worker_seed(study_seed: int, worker_index: int) -> int:
-    """Worker 0 uses the study's seed (one worker reproduces); others get distinct derived seeds."""
-    if worker_index == 0:
+def study_id(study: optuna.Study) -> str | None:
+    """The study's identity, checked: a value of any other shape (written by another client of the
+    database) is no identity, and is never used to name a folder."""
+    value = study.user_attrs.get(attrs.STUDY_ID)
+    return value if isinstance(value, str) and STUDY_ID_PATTERN.fullmatch(value) else None
+
+
+def budget(study: optuna.Study, default: int) -> int:
+    """The study's trial budget, as every worker reads it; `default` for an older study."""
+    value = study.user_attrs.get(attrs.BUDGET)
+    return value if isinstance(value, int) and value >= 1 else default
+
+
+def set_budget(study: optuna.Study, trials: int) -> None:
+    """`run --trials N` on an existing study: every worker sees the new budget before its next
+    trial."""
+    study.set_user_attr(attrs.BUDGET, trials)
+
+
+def stored_config(
+    storage: optuna.storages.BaseStorage, name: str, *, data: str | None = None
+) -> StudyConfig:
+    """The configuration study `name` was created with, its live budget and this machine's data
+    path (`data`, else the creator's) applied: what a worker joining with no study file runs."""
+    study = find_study(storage, name)
+    document = study.user_attrs.get(attrs.STUDY_CONFIG)
+    if document is None:
+        raise StudyMismatchError(
+            f"study {name!r} was created before studies recorded their settings; "
+            "join it with its study file: `hpsearch worker STUDY.toml`"
+        )
+    config = from_document(document, f"study {name!r}")
+    return config.with_overrides(trials=budget(study, config.study.trials), data=data)
+
+
+def worker_seed(study_seed: int, worker_index: int, trials_started: int) -> int:
+    """Worker 0 of a fresh study uses the study's seed, so one worker reproduces. Any other worker,
+    and any worker that resumes a study, gets a seed of its own: the same seed would replay the
+    suggestions the study already tried."""
+    if worker_index == 0 and trials_started == 0:
         return study_seed
-    return int(np.random.SeedSequence([study_seed, worker_index]).generate_state(1)[0])
-
-
-def space_description(config: StudyConfig) -> dict[str, Any]:
-    """What makes trials of one study comparable: space, fixed training settings and points."""
-    fixed = config.train.to_dict()
-    fixed.pop("seed")  # per trial: the study's seed plus the trial's number
-    space = dataclasses.asdict(config.space) if config.space is not None else None
-    return json.loads(json.dumps({"space": space, "train": fixed, "points": list(config.points)}))
+    return int(
+        np.random.SeedSequence([study_seed, worker_index, trials_started]).generate_state(1)[0]
+    )
 
 
 def open_study(
@@ -52,31 +97,66 @@ def open_study(
 ) -> optuna.Study:
     """Create the study (queueing its points) or load it after checking it matches."""
     name = config.study.name
-    exists = name in optuna.get_all_study_names(storage)
-    if not exists and not create:
-        raise StudyMismatchError(
-            f"study {name!r} does not exist in this storage; "
-            f"start it with `hpsearch run {config.path}` first"
+    if name not in optuna.get_all_study_names(storage):
+        if not create:
+            raise StudyNotFound(
+                f"study {name!r} does not exist in this storage; "
+                f"start it with `hpsearch run {config.path}` first"
+            )
+        created = _create(config, storage, fingerprint)
+        if created is not None:
+            return _with_sampler(storage, created, config, worker_index)
+    study = optuna.load_study(study_name=name, storage=storage)
+    _wait_until_created(study)
+    check_matches(study, config, fingerprint)
+    return _with_sampler(storage, study, config, worker_index)
+
+
+def _create(
+    config: StudyConfig, storage: optuna.storages.BaseStorage, fingerprint: dict[str, Any]
+) -> optuna.Study | None:
+    """The new study with everything it records; None if another process created it first."""
+    try:
+        study = optuna.create_study(
+            study_name=config.study.name, storage=storage, direction="maximize"
         )
-    sampler = build_sampler(config.sampler, worker_seed(config.study.seed, worker_index))
-    pruner = build_pruner(config.pruner, config.train.epochs)
-    if exists:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        check_matches(study, config, fingerprint)
-        return study
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        direction="maximize",
-        load_if_exists=True,
-    )
-    study.set_user_attr(SPACE, space_description(config))
-    study.set_user_attr(DATA_FINGERPRINT, fingerprint)
-    study.set_user_attr(DATA_SOURCE, config.data.source)
+    except optuna.exceptions.DuplicatedStudyError:
+        return None
+    study.set_user_attr(attrs.STUDY_CONFIG, to_document(config))
+    study.set_user_attr(attrs.BUDGET, config.study.trials)
+    study.set_user_attr(attrs.DATA_FINGERPRINT, fingerprint)
+    study.set_user_attr(attrs.DATA_SOURCE, config.data.source)
     _enqueue(study, config)
+    # Last: a study with an identity is a study whose settings are all recorded.
+    study.set_user_attr(attrs.STUDY_ID, uuid.uuid4().hex)
     return study
+
+
+def _wait_until_created(study: optuna.Study) -> None:
+    """Another `run` may have created the study a moment ago and still be recording its settings;
+    a study of an older hpsearch (with a recorded space) or of another tool is not waited for."""
+    deadline = time.monotonic() + CREATION_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        user_attrs = study.user_attrs
+        if attrs.STUDY_ID in user_attrs or attrs.SPACE in user_attrs:
+            return
+        if attrs.STUDY_CONFIG not in user_attrs and study.get_trials(deepcopy=False):
+            return  # trials but no settings: made by another tool, not being created
+        time.sleep(0.5)
+
+
+def _with_sampler(
+    storage: optuna.storages.BaseStorage, study: optuna.Study, config: StudyConfig, index: int
+) -> optuna.Study:
+    started = sum(
+        1 for trial in study.get_trials(deepcopy=False) if trial.state != TrialState.WAITING
+    )
+    return optuna.load_study(
+        study_name=study.study_name,
+        storage=storage,
+        sampler=build_sampler(config.sampler, worker_seed(config.study.seed, index, started)),
+        pruner=build_pruner(config.pruner, config.train.epochs),
+    )
 
 
 def _enqueue(study: optuna.Study, config: StudyConfig) -> None:
@@ -84,33 +164,59 @@ def _enqueue(study: optuna.Study, config: StudyConfig) -> None:
         for index, point in enumerate(points):
             params = {key: value for key, value in point.items() if value is not None}
             study.enqueue_trial(
-                params, user_attrs={QUEUED_AS: f"{label}[{index}]"}, skip_if_exists=True
+                params, user_attrs={attrs.QUEUED_AS: f"{label}[{index}]"}, skip_if_exists=True
             )
 
 
 def check_matches(study: optuna.Study, config: StudyConfig, fingerprint: dict[str, Any]) -> None:
+    """The study file (with its flags) must describe the study as it was created, and this
+    worker's data must be the study's."""
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise StudyMismatchError(
             f"study {study.study_name!r} exists and minimizes; ours maximize val top-1: "
             "use another study name"
         )
-    stored_space = study.user_attrs.get(SPACE)
-    if stored_space is not None and stored_space != space_description(config):
-        raise StudyMismatchError(
-            f"study {study.study_name!r} exists with another space or training settings "
-            f"({_differences(stored_space, space_description(config))}); "
-            "a study's space is fixed when it is created: give the study a new name"
-        )
-    stored_data = study.user_attrs.get(DATA_FINGERPRINT)
+    _check_settings(study, config)
+    stored_data = study.user_attrs.get(attrs.DATA_FINGERPRINT)
     if stored_data is not None and stored_data != fingerprint:
         raise StudyMismatchError(
             f"this worker's data differs from study {study.study_name!r}'s "
-            f"({_differences(stored_data, fingerprint)}): point --data at the same "
+            f"({_fingerprint_differences(stored_data, fingerprint)}): point --data at the same "
             "images with the same image size"
         )
 
 
-def _differences(stored: dict[str, Any], ours: dict[str, Any]) -> str:
+def _check_settings(study: optuna.Study, config: StudyConfig) -> None:
+    name = study.study_name
+    stored = study.user_attrs.get(attrs.STUDY_CONFIG)
+    if stored is not None:
+        changed = differences(stored, to_document(config), str(config.path))
+    else:  # a study of an older hpsearch recorded only its space and training settings
+        stored_space = study.user_attrs.get(attrs.SPACE)
+        changed = (
+            []
+            if stored_space is None or stored_space == space_description(config)
+            else [f"space or [train]: {_short(stored_space)} in the study"]
+        )
+    if changed:
+        raise StudyMismatchError(
+            f"study {name!r} was created with other settings than {config.path}:\n  "
+            + "\n  ".join(changed)
+            + f"\nto join or resume it as it was created, leave the study file out: "
+            f"`hpsearch worker --study {name}` or `hpsearch run --study {name}`; to search "
+            "with your settings, give the file another [study] name"
+        )
+
+
+def space_description(config: StudyConfig) -> dict[str, Any]:
+    """What a study of an older hpsearch recorded as its space (attrs.SPACE), to compare with."""
+    fixed = config.train.to_dict()
+    fixed.pop("seed")  # per trial: the study's seed plus the trial's number
+    space = dataclasses.asdict(config.space) if config.space is not None else None
+    return json.loads(json.dumps({"space": space, "train": fixed, "points": list(config.points)}))
+
+
+def _fingerprint_differences(stored: dict[str, Any], ours: dict[str, Any]) -> str:
     keys = sorted(set(stored) | set(ours))
     return "; ".join(
         f"{key}: {_short(stored.get(key))} in the study, {_short(ours.get(key))} here"

@@ -1,8 +1,7 @@
-"""Surviving a database that restarts: storage calls that wait and reconnect, and a heartbeat
-that keeps beating through the outage, so a live trial never looks dead.
+"""Surviving a database that restarts: storage calls that wait and reconnect.
 
-Optuna's own heartbeat thread ends at the first connection error, after which another worker
-fails the live trial as stale and runs it again; this one logs, backs off and carries on.
+The heartbeat that keeps beating through an outage, so a live trial never looks dead, is the
+worker's (search.run.liveness); it calls the storage `without_retries`, on a deadline of its own.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,39 +78,9 @@ for _name in [*_STORAGE_METHODS, "record_heartbeat", "_get_stale_trial_ids"]:
         setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 
-class Heartbeat:
-    """`with Heartbeat(storage, trial_id, interval):` records a beat every `interval` seconds."""
-
-    def __init__(self, storage: RDBStorage, trial_id: int, interval: float):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, daemon=True, name=f"heartbeat-{trial_id}"
-        )
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while True:
-            try:
-                # RDBStorage's own method, not the resilient one that waits out a whole outage: a
-                # beat that cannot land within the interval is tried again at the next tick.
-                call_with_retries(
-                    RDBStorage.record_heartbeat,
-                    self.storage,
-                    self.trial_id,
-                    max_outage=self.interval,
-                )
-            # The thread must outlive any outage; the next tick tries again.
-            except Exception as error:  # noqa: BLE001
-                logger.warning(
-                    "heartbeat of trial %d missed: %s", self.trial_id, _first_line(error)
-                )
-            if self._stop.wait(self.interval):
-                return
+def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable[..., Any]:
+    """The storage's method `name` as the database driver would run it, without waiting out an
+    outage: for a caller with a shorter deadline of its own (a heartbeat)."""
+    if isinstance(storage, ResilientRDBStorage):
+        return functools.partial(getattr(RDBStorage, name), storage)
+    return getattr(storage, name)

@@ -3,19 +3,19 @@ stale), a signal (the worker stopped at a clean point) or a lost database (the h
 
 A retry is a new trial queued with the same parameters; it carries the number of the first
 attempt, which names the checkpoint folder it resumes from, and the number of the attempt it
-continues, which takes that attempt out of the budget count.
+continues. The first attempt already counts against the budget, so a queued retry runs even
+once the budget is met: it finishes work the study has paid for.
 """
 
 from __future__ import annotations
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
 
-from search.attrs import ATTEMPT, QUEUED_AS, RETRIED_FROM, RETRY_OF, RETRY_REASON
+from search.attrs import ATTEMPT, QUEUED_AS, RETRIED_FROM, RETRY_OF, RETRY_REASON, first_attempt
 
-
-def first_attempt(trial: optuna.Trial | FrozenTrial) -> int:
-    return trial.user_attrs.get(RETRY_OF, trial.number)
+__all__ = ["claim_retry", "first_attempt", "queue_retry", "stale_trial_callback"]
 
 
 def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str) -> bool:
@@ -33,6 +33,26 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reaso
         user_attrs[QUEUED_AS] = trial.user_attrs[QUEUED_AS]
     study.enqueue_trial(trial.params, user_attrs=user_attrs)
     return True
+
+
+def claim_retry(study: optuna.Study) -> optuna.Trial | None:
+    """Take the oldest queued retry for this worker, or None when none waits.
+
+    `study.ask()` would take the oldest WAITING trial of any kind, a queued point too, and only
+    while the budget allows a new trial; a retry must run first and whatever the budget. The
+    claim is Optuna's own: the storage lets one worker alone move a WAITING trial to RUNNING.
+    """
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    for trial in waiting:
+        if RETRY_OF not in trial.user_attrs:
+            continue
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                study._thread_local.cached_all_trials = None  # as ask() does: read afresh
+                return optuna.Trial(study, trial._trial_id)
+        except UpdateFinishedTrialError:  # another worker took it and finished it meanwhile
+            continue
+    return None
 
 
 def stale_trial_callback(max_retries: int):

@@ -46,7 +46,11 @@ TRAIN_KEYS = tuple(name for name in field_names(TrainSettings) if name not in TR
 def load_study_config(path: str | Path) -> StudyConfig:
     """Read and check a study file; a problem raises StudyFileError naming the file and the key."""
     path = Path(path)
-    document = _read_toml(path)
+    return study_config_from_document(path, _read_toml(path))
+
+
+def study_config_from_document(path: Path, document: dict[str, Any]) -> StudyConfig:
+    """Check a study file's tables, however they were read (a file, a study's stored copy)."""
     try:
         return _study_config(path, document)
     except ConfigError as error:

@@ -96,8 +96,6 @@ def test_the_best_trials_kept_weights_travel_with_the_export(
     small_search, ranked, tmp_path, capsys
 ):
     best = ranked[0]
-    if "weights_path" not in best.user_attrs:
-        pytest.skip("the workers do not record weights_path")
     path = tmp_path / "best.toml"
     assert (
         run_cli(
@@ -109,6 +107,8 @@ def test_the_best_trials_kept_weights_travel_with_the_export(
             small_search.study,
             "-o",
             path,
+            "--checkpoint-dir",
+            small_search.images.parent / "checkpoints",
         )[0]
         == 0
     )

@@ -101,7 +101,9 @@ def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_di
     launch(config, options)
     launch(config, options)
     assert len(trials_of(storage_url, "test-study")) == 2
-    launch(config.with_overrides(trials=3), options)
+    launch(config.with_overrides(trials=3), options)  # a study file's budget is not the study's
+    assert len(trials_of(storage_url, "test-study")) == 2
+    launch(config, options, trials=3)  # --trials is
     assert len(trials_of(storage_url, "test-study")) == 3
 
 
@@ -183,7 +185,8 @@ def test_an_existing_study_with_another_space_is_refused(
         == 2
     )
     err = capsys.readouterr().err
-    assert "exists with another space" in err and "new name" in err
+    assert "was created with other settings" in err and "another [study] name" in err
+    assert "\n  space.lr: {'low': 0.001, 'high': 0.1, 'log': True} in the study, " in err
     assert len(trials_of(storage_url, "test-study")) == 1
 
 

@@ -20,33 +20,13 @@ import pytest
 from optuna.trial import TrialState
 
 from search.attrs import RETRY_OF
+from search.cli import main
 from search.launch import launch
 from search.run.worker import WorkerOptions, run_worker
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
 
-SERVER = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "postgres"}
 FAST_HEARTBEAT = "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 4\n"
-
-
-def _server_up(**server) -> bool:
-    try:
-        psycopg.connect(**server, connect_timeout=3).close()
-        return True
-    except psycopg.OperationalError:
-        return False
-
-
-@pytest.fixture
-def pg_url():
-    if not _server_up(**SERVER):
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432; .ci/run starts it")
-    name = f"hpsearch_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(**SERVER, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
-    with psycopg.connect(**SERVER, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def study_file(tmp_path, image_folder, **kwargs):
@@ -133,46 +113,35 @@ def test_a_grid_of_points_never_runs_a_point_twice(tmp_path, image_folder, cache
     assert all(trial.state == TrialState.COMPLETE for trial in trials)
 
 
-def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(
-    tmp_path, image_folder, cache_dir, pg_url
+def test_a_killed_run_resumes_its_trial_at_once_when_run_again(
+    tmp_path, image_folder, cache_dir, pg_url, capsys
 ):
-    path = study_file(tmp_path, image_folder, trials=2, epochs=5, pruner='kind = "none"')
-    checkpoints = tmp_path / "ckpt"
-    first = hpsearch(
-        "run",
-        path,
-        "--storage",
-        pg_url,
-        "--cache-dir",
-        cache_dir,
-        "--device",
-        "cpu",
-        "--checkpoint-dir",
-        checkpoints,
-        "--no-progress",
-    )
+    # The study file's heartbeat defaults (a 120 s grace): only knowing that the killed process
+    # is gone lets the second run resume the trial at once.
+    path = write_study(
+        tmp_path, image_folder, trials=2, epochs=5, pruner='kind = "none"',
+        extra="\n[checkpoint]\nevery_epochs = 1\n",
+    )  # fmt: skip
+    path.write_text(path.read_text().replace("interval_seconds = 2\ngrace_seconds = 8\n", ""))
+    flags = ["--storage", pg_url, "--cache-dir", cache_dir, "--device", "cpu"]
+    flags += ["--checkpoint-dir", tmp_path / "ckpt", "--no-progress"]
+    first = hpsearch("run", path, *flags)
     checkpoint = wait_for(
-        lambda: next(checkpoints.glob("*/trial-0/last.pt"), None), 120, "a checkpoint"
+        lambda: next((tmp_path / "ckpt").glob("*/trial-0/last.pt"), None), 120, "a checkpoint"
     )
     first.send_signal(signal.SIGKILL)
     killed_at = time.time()
     first.wait(10)
     epochs_before_kill = len(trials_of(pg_url)[0].intermediate_values)
-    # Past the grace period the new worker finds the trial stale at once and runs its retry first;
-    # sooner, a short new trial could meet the budget of 2 before the retry exists.
-    time.sleep(max(0.0, killed_at + 4.5 - time.time()))
 
-    run_worker(
-        load_study_config(path),
-        WorkerOptions(pg_url, "cpu", cache_dir, progress=False, checkpoint_dir=checkpoints),
-    )
+    assert main([str(arg) for arg in ("run", path, *flags)]) == 0, capsys.readouterr().err
     trials = trials_of(pg_url)
-    assert trials[0].state == TrialState.FAIL
+    assert trials[0].state == TrialState.FAIL and "is gone" in trials[0].user_attrs["fail_reason"]
     retry = next(trial for trial in trials if trial.user_attrs.get(RETRY_OF) == 0)
     assert retry.state == TrialState.COMPLETE and retry.params == trials[0].params
     resumed = retry.user_attrs["resumed_from_epoch"]
     assert resumed >= 1 and sorted(retry.intermediate_values) == [1, 2, 3, 4, 5]
-    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2 and len(trials) == 3
     assert not checkpoint.exists()  # a finished trial gives its checkpoint back
     print(
         f"\nkill test: retry started {retry.datetime_start.timestamp() - killed_at:.1f} s after "
@@ -181,10 +150,12 @@ def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(
     )
 
 
-def test_sigterm_stops_the_worker_cleanly_and_the_trial_is_retried(
+def test_sigterm_stops_the_worker_cleanly_and_the_trial_retrains_one_epoch_at_most(
     tmp_path, image_folder, cache_dir, pg_url
 ):
+    # No checkpoint falls due by epochs or seconds: the one the retry resumes from is the stop's
     path = study_file(tmp_path, image_folder, trials=1, epochs=6, pruner='kind = "none"')
+    path.write_text(path.read_text().replace("every_epochs = 1", "every_seconds = 3600"))
     checkpoints = tmp_path / "ckpt"
     worker = hpsearch(
         "run",
@@ -199,7 +170,11 @@ def test_sigterm_stops_the_worker_cleanly_and_the_trial_is_retried(
         checkpoints,
         "--no-progress",
     )
-    wait_for(lambda: next(checkpoints.glob("*/trial-0/last.pt"), None), 120, "a checkpoint")
+    wait_for(
+        lambda: any(len(trial.intermediate_values) >= 2 for trial in trials_of(pg_url)),
+        120,
+        "two epochs",
+    )
     signalled = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=30)
@@ -207,7 +182,7 @@ def test_sigterm_stops_the_worker_cleanly_and_the_trial_is_retried(
     assert time.monotonic() - signalled < 30 and "SIGTERM" in err
     first = trials_of(pg_url)[0]
     assert first.state == TrialState.FAIL
-    assert next(checkpoints.glob("*/trial-0/last.pt"), None) is not None  # kept for the retry
+    assert next(checkpoints.glob("*/trial-0/last.pt"), None) is not None  # written at the stop
 
     run_worker(
         load_study_config(path),
@@ -215,7 +190,9 @@ def test_sigterm_stops_the_worker_cleanly_and_the_trial_is_retried(
     )
     retry = trials_of(pg_url)[-1]
     assert retry.user_attrs[RETRY_OF] == 0 and retry.state == TrialState.COMPLETE
-    assert retry.user_attrs["resumed_from_epoch"] >= 1 and len(retry.intermediate_values) == 6
+    # Every epoch the stopped attempt finished is resumed, none trained twice
+    assert retry.user_attrs["resumed_from_epoch"] == len(first.intermediate_values)
+    assert len(retry.intermediate_values) == 6
 
 
 def _free_port() -> int:

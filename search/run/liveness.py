@@ -1,0 +1,176 @@
+"""Who runs each trial, and whether they still live.
+
+Every trial records its worker (`this_worker`: host, process id and start time, scheduler ids)
+and, every heartbeat interval, the time of its last beat; both are trial attributes, which every
+storage carries, the gRPC proxy included. A RUNNING trial is dead when its worker was a process
+of this machine that no longer exists, which is known at once, or, wherever it ran, when its
+last beat is older than the grace period. A dead trial is failed and queued to resume. The
+storage lets one caller alone move a trial from RUNNING to FAIL, so two workers that find the
+same dead trial queue one retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import optuna
+import psutil
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from search import attrs
+from search.study.resilience import call_with_retries, without_retries
+from search.study.retries import queue_retry
+
+logger = logging.getLogger("hpsearch.worker")
+
+# Environment variables that name where a scheduler put this process, recorded when present
+SCHEDULER_IDS = {
+    "slurm_job": "SLURM_JOB_ID",
+    "slurm_array_job": "SLURM_ARRAY_JOB_ID",
+    "slurm_task": "SLURM_ARRAY_TASK_ID",
+    "kubernetes_pod": "POD_NAME",
+}
+# Beats missed before a worker that is waiting to finish counts a trial as possibly dead
+MISSED_BEATS = 2
+
+
+def this_worker() -> dict[str, Any]:
+    """This process, as its trials record it. The start time tells a reused pid from the
+    process that had it; the pid namespace tells this machine's processes from a container's
+    that shares the host name."""
+    worker = {
+        "host": socket.gethostname(),
+        "pid_namespace": _pid_namespace(),
+        "pid": os.getpid(),
+        "started": round(psutil.Process().create_time(), 2),
+    }
+    for key, variable in SCHEDULER_IDS.items():
+        if os.environ.get(variable):
+            worker[key] = os.environ[variable]
+    return worker
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux: the host name alone says where a pid means something
+        return None
+
+
+def is_gone(worker: Any) -> bool:
+    """True when `worker` was a process that this machine can see, and it no longer exists.
+    A worker of another machine, or a record this version cannot read, is judged by its
+    heartbeat instead."""
+    if not isinstance(worker, dict) or not _here(worker):
+        return False
+    pid, started = worker.get("pid"), worker.get("started")
+    if not isinstance(pid, int) or not isinstance(started, (int, float)):
+        return False
+    try:
+        return round(psutil.Process(pid).create_time(), 2) != started
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # a process we may not inspect exists
+        return False
+
+
+def _here(worker: dict[str, Any]) -> bool:
+    return (
+        worker.get("host") == socket.gethostname()
+        and worker.get("pid_namespace") == _pid_namespace()
+    )
+
+
+def last_beat(trial: FrozenTrial) -> float:
+    """When the trial last showed life: its last heartbeat, else its start (an older hpsearch)."""
+    beat = trial.system_attrs.get(attrs.HEARTBEAT)
+    if isinstance(beat, (int, float)):
+        return float(beat)
+    return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+
+
+def fail_dead_trials(study: optuna.Study, grace_seconds: float, max_retries: int) -> list[int]:
+    """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed."""
+    failed = []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = _death(trial, now, grace_seconds)
+        if reason is not None and _fail(study, trial, reason):
+            queue_retry(study, trial, max_retries, reason)
+            failed.append(trial.number)
+    return failed
+
+
+def _death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
+    worker = trial.user_attrs.get(attrs.WORKER)
+    if is_gone(worker):
+        return f"its worker (pid {worker['pid']} on {worker['host']}) is gone"
+    silent = now - last_beat(trial)
+    if silent > grace_seconds:
+        return f"its worker sent no heartbeat for {silent:.0f} s (killed, or its machine lost)"
+    return None
+
+
+def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """Move the trial from RUNNING to FAIL; False when another worker did so first."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, attrs.FAIL_REASON, reason)
+        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+
+
+def silent_trials(study: optuna.Study, interval_seconds: float) -> list[FrozenTrial]:
+    """RUNNING trials whose worker has missed beats: dead perhaps, known once the grace passes."""
+    quiet_since = time.time() - MISSED_BEATS * interval_seconds
+    return [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if last_beat(trial) < quiet_since
+    ]
+
+
+class Heartbeat:
+    """`with Heartbeat(storage, trial_id, interval):` records the time every `interval` seconds
+    as a trial system attribute, through whatever storage the worker uses. A beat that cannot
+    land within the interval (the database is restarting) is tried again at the next tick."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, interval: float):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, daemon=True, name=f"heartbeat-{trial_id}"
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                call_with_retries(
+                    without_retries(self.storage, "set_trial_system_attr"),
+                    self.trial_id,
+                    attrs.HEARTBEAT,
+                    time.time(),
+                    max_outage=self.interval,
+                )
+            except UpdateFinishedTrialError:  # told meanwhile: nothing left to beat for
+                return
+            # The thread must outlive any outage; the next tick tries again.
+            except Exception as error:  # noqa: BLE001
+                logger.warning("heartbeat of trial %d missed: %s", self.trial_id, error)
+            if self._stop.wait(self.interval):
+                return

@@ -1,0 +1,130 @@
+"""A whole study configuration as a document: the study file's tables, resolved, as plain JSON.
+
+A study records this document when it is created (flags such as `--epochs` applied), so the
+storage alone says how its trials train: a worker joins from the study's name, and a study
+file brought along is compared with it key by key. The document reads back through the study
+file's own loader, so a stored configuration is checked exactly as a file is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyFileError
+from search.studyfile.config import StudyConfig
+from search.studyfile.load import study_config_from_document
+from search.studyfile.settings import (
+    LOG_BY_DEFAULT,
+    PRUNER_KEYS,
+    SAMPLER_KEYS,
+    TRAIN_KEYS_ELSEWHERE,
+    Range,
+)
+
+# Where and how long this process runs, not what the study computes: a worker may bring its own.
+# The budget is here too because the study's live budget is its own attribute (attrs.BUDGET).
+LOCAL_KEYS = (
+    "study.trials",
+    "study.timeout_minutes",
+    "study.storage",
+    "data.source",
+    "checkpoint.dir",
+    "checkpoint.every_epochs",
+    "checkpoint.every_seconds",
+)
+
+
+def to_document(config: StudyConfig) -> dict[str, Any]:
+    """The study file `config` was read from, with its overrides applied, as JSON-ready tables.
+
+    The storage URL is left out: it may hold a password, and whoever reads the study has it.
+    """
+    study = dataclasses.asdict(config.study)
+    study.pop("storage")
+    train = {
+        key: value
+        for key, value in config.train.to_dict().items()
+        if key not in TRAIN_KEYS_ELSEWHERE
+    }
+    document = {
+        "study": study,
+        "data": dataclasses.asdict(config.data),
+        "train": train,
+        "sampler": _kind_table(config.sampler, SAMPLER_KEYS),
+        "pruner": _kind_table(config.pruner, PRUNER_KEYS),
+        "heartbeat": dataclasses.asdict(config.heartbeat),
+        "checkpoint": dataclasses.asdict(config.checkpoint),
+        "warm_start": [dict(point) for point in config.warm_start],
+        "points": [dict(point) for point in config.points],
+    }
+    if config.space is not None:
+        document["space"] = _space_table(config)
+    return document
+
+
+def from_document(document: dict[str, Any], origin: str) -> StudyConfig:
+    """The StudyConfig a stored document describes; `origin` names it in errors and messages."""
+    if not isinstance(document, dict):
+        raise StudyFileError(f"{origin}: the stored configuration is not a table")
+    return study_config_from_document(Path(origin), _without_none(document))
+
+
+def differences(stored: dict[str, Any], ours: dict[str, Any], ours_name: str) -> list[str]:
+    """One line per setting that differs, local keys aside: `train.epochs: 1 in the study, 6 in
+    studies/quick.toml`."""
+    stored_flat, ours_flat = _flat(stored), _flat(ours)
+    keys = sorted((set(stored_flat) | set(ours_flat)) - set(LOCAL_KEYS))
+    return [
+        f"{key}: {_shown(stored_flat.get(key))} in the study, {_shown(ours_flat.get(key))} in "
+        f"{ours_name}"
+        for key in keys
+        if stored_flat.get(key) != ours_flat.get(key)
+    ]
+
+
+def _kind_table(settings: Any, keys_by_kind: dict[str, frozenset[str]]) -> dict[str, Any]:
+    # The loader refuses a key that its kind ignores, so only the kind's own keys are written.
+    used = keys_by_kind[settings.kind]
+    values = dataclasses.asdict(settings)
+    return {"kind": settings.kind, **{key: values[key] for key in sorted(used)}}
+
+
+def _space_table(config: StudyConfig) -> dict[str, Any]:
+    space = config.space
+    table: dict[str, Any] = {"optimizer": list(space.optimizers)}
+    for name in LOG_BY_DEFAULT:
+        value = getattr(space, name)
+        if isinstance(value, Range):
+            table[name] = {"low": value.low, "high": value.high, "log": value.log}
+        elif value is not None:
+            table[name] = value
+    return table
+
+
+def _without_none(document: dict[str, Any]) -> dict[str, Any]:
+    # JSON keeps an unset setting as null, which the loader would read as a value; unset is absent.
+    return {
+        section: (
+            {key: value for key, value in table.items() if value is not None}
+            if isinstance(table, dict)
+            else table
+        )
+        for section, table in document.items()
+    }
+
+
+def _flat(document: dict[str, Any]) -> dict[str, Any]:
+    flat = {}
+    for section, table in document.items():
+        if isinstance(table, dict):
+            for key, value in table.items():
+                flat[f"{section}.{key}"] = value
+        else:
+            flat[section] = table
+    return flat
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None else repr(value)

@@ -1,0 +1,176 @@
+"""Dead workers and damaged files: a trial is resumed, or fails once with its reason; never stays
+RUNNING, never runs twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import optuna
+import psutil
+import pytest
+from optuna.trial import TrialState
+
+from search import attrs
+from search.results.status import format_status, study_status
+from search.run import liveness
+from search.run.study_data import fingerprint, load_study_data
+from search.run.worker import WorkerOptions, run_worker
+from search.study.create import open_study
+from search.study.space import suggest
+from search.study.storage import open_storage
+from search.studyfile import load_study_config
+from tests.helpers.studies import write_study
+from trainer import CheckpointPolicy, train
+from trainer.checkpoint import CHECKPOINT_NAME
+
+NAME = "test-study"
+
+
+def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=NAME, storage=url).trials
+
+
+def a_gone_process() -> dict:
+    """The record a worker of this machine left before it was killed."""
+    child = subprocess.Popen(["sleep", "30"])
+    record = {**liveness.this_worker(), "pid": child.pid}
+    record["started"] = round(psutil.Process(child.pid).create_time(), 2)
+    child.kill()
+    child.wait()
+    return record
+
+
+def test_a_process_is_gone_when_its_pid_is_free_or_taken_by_another_program():
+    me = liveness.this_worker()
+    assert not liveness.is_gone(me)
+    assert liveness.is_gone({**me, "started": me["started"] - 100})  # the pid was reused
+    assert liveness.is_gone(a_gone_process())
+    assert not liveness.is_gone({**a_gone_process(), "host": "another-machine"})
+    assert not liveness.is_gone(None)  # an older hpsearch: judged by its heartbeat
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_racing_over_one_dead_trial_queue_one_retry(
+    tmp_path, image_folder, cache_dir, backend, request
+):
+    url = (
+        f"sqlite:///{tmp_path / 's.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    config = load_study_config(write_study(tmp_path, image_folder, trials=2, epochs=1))
+    data = load_study_data(config, cache_dir, progress=False)
+    study = open_study(config, open_storage(url), fingerprint(config, data))
+    trial = study.ask()
+    suggest(trial, config)
+    trial.set_user_attr(attrs.WORKER, a_gone_process())
+
+    start = threading.Barrier(2)
+    failed: list[list[int]] = []
+
+    def sweep() -> None:
+        mine = optuna.load_study(study_name=NAME, storage=open_storage(url))
+        start.wait()
+        failed.append(liveness.fail_dead_trials(mine, grace_seconds=3600, max_retries=2))
+
+    sweepers = [threading.Thread(target=sweep) for _ in range(2)]
+    for sweeper in sweepers:
+        sweeper.start()
+    for sweeper in sweepers:
+        sweeper.join()
+    assert sorted(failed) == [[], [0]]
+    first, retry = trials_of(url)
+    assert first.state == TrialState.FAIL and "is gone" in first.user_attrs["fail_reason"]
+    assert retry.state == TrialState.WAITING and retry.user_attrs[attrs.RETRY_OF] == 0
+
+
+def test_status_shows_who_runs_a_trial_and_when_it_last_beat(tmp_path, image_folder, cache_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = load_study_config(write_study(tmp_path, image_folder, trials=2, epochs=3))
+    data = load_study_data(config, cache_dir, progress=False)
+    study = open_study(config, open_storage(url), fingerprint(config, data))
+    trial = study.ask()
+    trial.set_user_attr(attrs.CONFIG, {"epochs": 3})
+    trial.set_user_attr(attrs.WORKER, {**liveness.this_worker(), "slurm_job": "812"})
+    trial.report(0.5, 1)
+    with liveness.Heartbeat(open_storage(url), trial._trial_id, 60):
+        time.sleep(0.5)
+    [row] = study_status(open_storage(url), NAME)
+    [running] = row["running_trials"]
+    assert running["epochs_done"] == 1 and running["heartbeat_age_seconds"] < 5
+    assert f"trial 0, epoch 1/3, pid {os.getpid()} on " in format_status([row])
+    assert "(slurm_job 812)" in format_status([row])
+
+
+def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+):
+    # A worker of another machine went silent: only its heartbeat can tell it is dead
+    config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    data = load_study_data(config, cache_dir, progress=False)
+    study = open_study(config, open_storage(url), fingerprint(config, data))
+    done = study.ask()
+    suggest(done, config)
+    study.tell(done, 0.5)  # the budget of 1 is spent: the worker has nothing new to start
+    trial = study.ask()
+    suggest(trial, config)
+    trial.set_user_attr(attrs.WORKER, {**liveness.this_worker(), "host": "lost-machine"})
+    study._storage.set_trial_system_attr(trial._trial_id, attrs.HEARTBEAT, time.time() - 5)
+
+    options = WorkerOptions(url, "cpu", cache_dir, progress=False)
+    summary = run_worker(config, options, data=data)
+    assert "waiting for trial 1: its worker (pid " in capsys.readouterr().err
+    _, silent, retry = trials_of(url)
+    assert silent.state == TrialState.FAIL and "no heartbeat" in silent.user_attrs["fail_reason"]
+    assert retry.user_attrs[attrs.RETRY_OF] == 1 and summary.finished == 1
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_over(
+    tmp_path, image_folder, cache_dir, caplog, one_torch_thread
+):
+    config = load_study_config(write_study(tmp_path, image_folder, epochs=2))
+    data = load_study_data(config, cache_dir, progress=False)
+    train_config = config.train_config({"optimizer": "adam", "lr": 0.01})
+    policy = CheckpointPolicy(tmp_path / "run", every_epochs=1)
+    train(train_config.replace(epochs=1), data, checkpoints=policy, device="cpu")
+    checkpoint = tmp_path / "run" / CHECKPOINT_NAME
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+
+    result = train(train_config, data, checkpoints=policy, resume=True, device="cpu")
+    assert result.resumed_from_epoch is None and len(result.history) == 2
+    [aside] = (tmp_path / "run").glob(f"{CHECKPOINT_NAME}.unreadable-*")
+    assert "cannot be read" in caplog.text and aside.name in caplog.text
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_full_disk_fails_the_trial_once_with_the_reason(
+    tmp_path, image_folder, cache_dir, small_tmpfs, one_torch_thread
+):
+    path = write_study(tmp_path, image_folder, trials=1, epochs=2, pruner='kind = "none"')
+    path.write_text(path.read_text() + "\n[checkpoint]\nevery_epochs = 1\n")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    options = WorkerOptions(url, "cpu", cache_dir, progress=False, checkpoint_dir=small_tmpfs)
+    summary = run_worker(load_study_config(path), options, create=True)
+    [trial] = trials_of(url)
+    assert trial.state == TrialState.FAIL and summary.finished == 1
+    assert trial.user_attrs["fail_reason"].startswith(
+        f"NoSpaceLeft: no space left on {small_tmpfs}"
+    )
+    assert list(trial.intermediate_values) == [1]  # the epoch was reported before the write
