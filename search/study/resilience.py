@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+import psycopg
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
 
@@ -21,15 +23,44 @@ logger = logging.getLogger("hpsearch.storage")
 
 BACKOFF_SECONDS = (0.5, 1, 2, 4, 8, 15, 30)  # then 30 s until MAX_OUTAGE_SECONDS have passed
 MAX_OUTAGE_SECONDS = 600.0
+# PostgreSQL's words for a server that refuses logins for now, not for good
+TRANSIENT_FATAL = ("starting up", "shutting down", "recovery mode", "too many", "terminating")
 
 
 def is_connection_error(error: BaseException) -> bool:
-    """True for a lost or refused connection; false for bad data, which retrying cannot fix."""
+    """True for a lost or refused connection, a database restarting, or SQLite's lock held by
+    another worker: what waiting fixes. False for anything else (no such table, a read-only file,
+    a full disk, bad data), which fails at once with its own message."""
     if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
         return is_connection_error(error.__cause__)
-    if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-        return True
-    return isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        generic = isinstance(
+            error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+        )
+        return _transient(error.orig, generic)
+    return _transient(error, generic=False)
+
+
+def _transient(driver_error: BaseException | None, generic: bool) -> bool:
+    """The driver's own error: SQLite says "locked" or "busy"; PostgreSQL gives no SQLSTATE for a
+    lost connection, class 08 for a connection exception and 57 for a server shutting down or
+    starting up. Another driver's OperationalError counts as an outage, as SQLAlchemy files it."""
+    driver = type(driver_error).__module__.split(".")[0]
+    if driver == "sqlite3":
+        return any(word in str(driver_error) for word in ("locked", "busy"))
+    if driver == "psycopg":
+        sqlstate = getattr(driver_error, "sqlstate", None)
+        if sqlstate is not None:
+            return sqlstate[:2] in ("08", "57")
+        if not isinstance(driver_error, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        # A refused connection has no SQLSTATE, and neither has the server's refusal of a login
+        # ("FATAL: role ... does not exist"): only a server that is going or coming is waited for.
+        text = str(driver_error)
+        return "FATAL:" not in text or any(word in text for word in TRANSIENT_FATAL)
+    return generic
 
 
 def call_with_retries(
@@ -84,3 +115,25 @@ def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable
     if isinstance(storage, ResilientRDBStorage):
         return functools.partial(getattr(RDBStorage, name), storage)
     return getattr(storage, name)
+
+
+def wait_out_outages_on_connect(engine: sqlalchemy.Engine) -> None:
+    """Every connection the engine opens waits out an outage, with the same bounded, logged
+    backoff. So a storage call that starts while the database is down waits for it, whichever
+    layer makes it: Optuna's cache (`_CachedStorage`) calls private methods of RDBStorage that no
+    method wrapper lists. `pool_pre_ping` replaces a pooled connection the outage broke, through
+    here too."""
+
+    @sqlalchemy.event.listens_for(engine, "do_connect")
+    def connect_patiently(dialect, connection_record, cargs, cparams):
+        return call_with_retries(dialect.connect, *cargs, **cparams)
+
+
+def wait_until_reachable(url: sqlalchemy.URL, seconds: float) -> None:
+    """Connect once, waiting up to `seconds` for a database that is still starting (on a cluster
+    the database and the workers start together); a database that never answers raises."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        call_with_retries(lambda: engine.connect().close(), max_outage=seconds)
+    finally:
+        engine.dispose()

@@ -1,0 +1,57 @@
+"""What the storage waits out and what it does not: a lost connection, a restarting server and
+SQLite's lock are outages; a missing table or a refused login fail at once with their message."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import optuna
+import psycopg
+import pytest
+import sqlalchemy
+
+from search.study.resilience import is_connection_error
+from search.study.storage import open_storage
+
+
+def _psycopg_error(dsn: str) -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as caught:
+        psycopg.connect(dsn, connect_timeout=3)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    "error, outage",
+    [
+        (sqlite3.OperationalError("database is locked"), True),
+        (sqlite3.OperationalError("no such table: studies"), False),
+        (sqlite3.OperationalError("attempt to write a readonly database"), False),
+        (sqlite3.OperationalError("database or disk is full"), False),
+    ],
+    ids=["sqlite-locked", "sqlite-no-table", "sqlite-read-only", "sqlite-full"],
+)
+def test_only_a_lock_is_an_outage_on_sqlite(error, outage):
+    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, error)
+    assert is_connection_error(wrapped) is outage
+
+
+def test_a_refused_connection_is_an_outage_and_a_refused_login_is_not():
+    assert is_connection_error(_psycopg_error("host=127.0.0.1 port=1 user=root dbname=postgres"))
+    assert not is_connection_error(
+        _psycopg_error("host=127.0.0.1 port=5432 user=nobody dbname=postgres")
+    )
+    assert not is_connection_error(
+        _psycopg_error("host=127.0.0.1 port=5432 user=root dbname=no_such_database")
+    )
+
+
+def test_a_missing_table_fails_at_once_without_waiting(tmp_path, caplog):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    with sqlite3.connect(tmp_path / "s.db") as connection:  # another program broke the file
+        connection.execute("DROP TABLE trials")
+    caplog.set_level(logging.WARNING, logger="hpsearch.storage")
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        storage.get_all_trials(study._study_id)
+    assert "storage unreachable" not in caplog.text
