@@ -118,9 +118,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume and not run.get("checkpoint_dir"):
         raise ConfigError("--resume needs --checkpoint-dir, the folder that holds the checkpoint")
     device = resolve_device(run["device"])
+    policy = _checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     human = sys.stderr if args.json else sys.stdout
     data = load_image_data(run["data"], config.image_size, cache_dir=_path(run.get("cache_dir")))
-    policy = _checkpoint_policy(run)
     print(
         f"training resnet18 on {data.source}: {len(data.train)} train / {len(data.val)} val "
         f"images, {len(data.classes)} classes, {device}",
