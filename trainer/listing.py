@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,40 +75,39 @@ def _class_files(split_dir: Path) -> dict[str, list[str]]:
 
 
 def _image_names(class_dir: Path) -> list[str]:
-    """The image files of a class folder. An image name that is a broken link is refused, not
-    skipped: the data set must never be silently smaller than the folder looks."""
+    """The image files of a class folder. A broken link or an empty file is refused, not skipped:
+    the data set must never be silently smaller than the folder looks."""
     names = []
     for entry in os.scandir(class_dir):
         if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
             continue
-        if _is_file(Path(entry.path)):
-            names.append(entry.name)
-        elif entry.is_symlink():
+        found = _stat(Path(entry.path))
+        if found is None and entry.is_symlink():
             raise DataError(
                 f"{entry.path} is a link to {os.readlink(entry.path)}, which does not exist; "
                 "fix or remove the link"
             )
+        if found is not None and stat.S_ISREG(found.st_mode):
+            if found.st_size == 0:
+                raise DataError(f"image {entry.path} is empty (0 bytes); replace or remove it")
+            names.append(entry.name)
     return names
 
 
 def _is_dir(path: Path) -> bool:
-    return _followed(path, os.path.isdir)
+    found = _stat(path)
+    return found is not None and stat.S_ISDIR(found.st_mode)
 
 
-def _is_file(path: Path) -> bool:
-    return _followed(path, os.path.isfile)
-
-
-def _followed(path: Path, kind: Callable[[Path], bool]) -> bool:
-    # os.path.isdir and isfile answer False for a symlink loop, which would drop a class or an
-    # image without a word; stat raises, and the loop is reported with its path.
+def _stat(path: Path) -> os.stat_result | None:
+    """What `path` leads to, None when nothing; a symlink loop is an error naming it (os.path.isdir
+    and isfile say False for one, which would drop a class or an image without a word)."""
     try:
-        path.stat()
+        return path.stat()
     except FileNotFoundError:
-        return False
+        return None
     except OSError as error:
         raise DataError(_unreadable(path, error)) from None
-    return kind(path)
 
 
 def _unreadable(path: str | Path, error: OSError) -> str:
