@@ -21,7 +21,7 @@ from search.results.export import WEIGHTS_SUFFIX, export, output_format
 from search.results.page import build_report
 from search.serve.notes import attach_best_params, attach_report
 from search.study.create import find_study
-from search.study.storage import masked, open_storage, require_existing_storage
+from search.study.storage import masked, open_storage
 from search.studyfile.settings_file import FORMATS
 
 
@@ -82,8 +82,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _existing_storage(url: str) -> optuna.storages.BaseStorage:
-    require_existing_storage(url)  # reading a mistyped SQLite path must not create it
-    return open_storage(url)
+    # A mistyped SQLite path or database is refused, never created by a command that reads
+    return open_storage(url, create=False)
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from search.cli.common import Command
 from search.launch import launch
 from search.results.status import format_status, study_status
 from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
-from search.study.storage import open_storage, require_existing_storage
+from search.study.storage import open_storage
 from search.studyfile import StudyConfig, load_study_config
 from trainer import resolve_device
 
@@ -81,9 +81,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    url = locations.storage_url(args.storage)
-    require_existing_storage(url)  # a mistyped SQLite path is refused, not created and listed empty
-    rows = study_status(open_storage(url), args.study)
+    storage = open_storage(locations.storage_url(args.storage), create=False)
+    rows = study_status(storage, args.study)  # a mistyped storage is refused, not created
     print(json.dumps(rows, indent=2) if args.json else format_status(rows))
     return 0
 

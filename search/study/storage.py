@@ -145,11 +145,15 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
 def open_storage(
     url: str,
     *,
+    create: bool = True,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     stale_trial_callback=None,
 ) -> ResilientRDBStorage:
-    parsed = check_storage_url(url)
+    """Open the storage at `url`, creating it (a SQLite file, Optuna's tables) unless `create` is
+    False: then a storage that does not exist is refused (`require_existing_storage`), and so is a
+    database without Optuna's tables, which a command that only reads must not write into."""
+    parsed = check_storage_url(url) if create else require_existing_storage(url)
     sqlite = parsed.drivername.startswith("sqlite")
     engine_kwargs = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
@@ -157,6 +161,8 @@ def open_storage(
         else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
     )
     try:
+        if not create:
+            _require_tables(parsed, engine_kwargs, url)
         storage = _open_rdb(
             parsed,
             engine_kwargs=engine_kwargs,
@@ -173,6 +179,20 @@ def open_storage(
         _use_write_ahead_log(storage)
         _begin_immediately(storage.engine)
     return storage
+
+
+def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> None:
+    engine = sqlalchemy.create_engine(parsed, **engine_kwargs)
+    try:
+        with engine.connect() as connection:
+            present = sqlalchemy.inspect(connection).has_table("studies")
+    finally:
+        engine.dispose()
+    if not present:
+        raise StorageError(
+            f"storage {masked(url)} holds no studies (no Optuna tables); check --storage: "
+            "only `hpsearch run` creates a storage"
+        )
 
 
 def _open_rdb(parsed: sqlalchemy.URL, **kwargs) -> ResilientRDBStorage:

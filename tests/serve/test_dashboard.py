@@ -42,7 +42,7 @@ def served(monkeypatch, tmp_path):
     calls = []
     sqlite = open_storage(f"sqlite:///{tmp_path / 'served.db'}")
     # No PostgreSQL needed to print its URL
-    monkeypatch.setattr(dashboard, "open_storage", lambda url: sqlite)
+    monkeypatch.setattr(dashboard, "open_storage", lambda url, **options: sqlite)
     monkeypatch.setattr(
         optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs)
     )
