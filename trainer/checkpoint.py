@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,13 @@ from trainer.errors import ConfigError, NoSpaceLeft
 
 CHECKPOINT_NAME = "last.pt"
 logger = logging.getLogger("trainer.checkpoint")
+# A temporary file no write has touched for this long belongs to a writer that died: a live writer's
+# file grows with every write, so its mtime stays fresh (15 minutes also covers a slow final fsync
+# and clocks a little apart on a shared mount). Age, not the writer's pid: checkpoint folders are
+# shared by workers on other machines and in containers, whose pids mean nothing here.
+ABANDONED_TEMPORARY_SECONDS = 15 * 60
+# What tempfile.mkstemp makes of write_atomically's prefix and suffix
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 @dataclass
@@ -87,8 +95,13 @@ def save_atomically(payload: dict[str, Any], path: Path) -> None:
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file.
+
+    A SIGKILL or power loss mid-write still leaves the temporary file; the next write to the
+    folder removes those (`remove_abandoned_temporaries`), so they never pile up.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temporaries(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -107,6 +120,29 @@ def _caused_by_full_disk(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def remove_abandoned_temporaries(
+    folder: Path, *, older_than_seconds: float = ABANDONED_TEMPORARY_SECONDS
+) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes in `folder` (named
+    .<name>.<8 random characters>.tmp, as `write_atomically` makes them) that no write has
+    touched for `older_than_seconds`; returns what was removed."""
+    removed = []
+    now = time.time()
+    for entry in os.scandir(folder):
+        if not _TEMPORARY_NAME.fullmatch(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if now - entry.stat(follow_symlinks=False).st_mtime > older_than_seconds:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        # Best effort: another process may have removed it first, or own it; the write goes on.
+        except OSError:
+            continue
+    return removed
 
 
 def load(path: Path) -> dict[str, Any]:

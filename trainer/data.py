@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import platformdirs
 import torch
@@ -25,9 +24,9 @@ import torch
 from trainer.checkpoint import write_atomically
 from trainer.decode import decode_all
 from trainer.errors import DataError
-from trainer.sources import EXPECTED_LAYOUT, env_path, one_line, resolve_data_dir
+from trainer.listing import Listing, scan_folder
+from trainer.sources import env_path, one_line, resolve_data_dir
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_FORMAT = 1  # part of the manifest, so changing what a cache holds rebuilds old caches
 
 # One loaded cache per (folder, cache side), so a worker's
@@ -179,70 +178,10 @@ def default_cache_dir() -> Path:
     )
 
 
-# --- checking the folder before decoding anything -------------------------------------------------
+# --- what a cache is built from ------------------------------------------------------------------
 
 
-class _Listing(NamedTuple):
-    classes: tuple[str, ...]
-    train: list[tuple[str, int]]  # (path relative to the folder, label)
-    val: list[tuple[str, int]]
-
-
-def _scan_folder(folder: Path) -> _Listing:
-    files = {}
-    for split in ("train", "val"):
-        if not (folder / split).is_dir():
-            raise DataError(
-                f"{folder} has no {split}/ folder; expected {EXPECTED_LAYOUT} inside it"
-            )
-        files[split] = _class_files(folder / split)
-    only_train = sorted(set(files["train"]) - set(files["val"]))
-    only_val = sorted(set(files["val"]) - set(files["train"]))
-    if only_train or only_val:
-        raise DataError(
-            f"train/ and val/ in {folder} hold different classes: only in train: {only_train}, "
-            f"only in val: {only_val}; every class needs a folder with images in both"
-        )
-    classes = tuple(sorted(files["train"]))
-    labelled = {
-        split: [
-            (f"{split}/{name}/{file}", label)
-            for label, name in enumerate(classes)
-            for file in files[split][name]
-        ]
-        for split in files
-    }
-    return _Listing(classes, labelled["train"], labelled["val"])
-
-
-def _class_files(split_dir: Path) -> dict[str, list[str]]:
-    """Image file names per class folder, sorted; hidden entries (.DS_Store, ._ copies) skipped."""
-    class_dirs = sorted(
-        path for path in split_dir.iterdir() if path.is_dir() and not path.name.startswith(".")
-    )
-    if not class_dirs:
-        raise DataError(
-            f"{split_dir} holds no class folders; expected {split_dir}/<class>/<image files>"
-        )
-    files = {}
-    for class_dir in class_dirs:
-        names = sorted(
-            entry.name
-            for entry in os.scandir(class_dir)
-            if entry.is_file()
-            and not entry.name.startswith(".")
-            and entry.name.lower().endswith(IMAGE_EXTENSIONS)
-        )
-        if not names:
-            raise DataError(
-                f"class folder {class_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)}); "
-                "add images or remove the folder"
-            )
-        files[class_dir.name] = names
-    return files
-
-
-def _manifest(folder: Path, side: int, listing: _Listing) -> dict[str, Any]:
+def _manifest(folder: Path, side: int, listing: Listing) -> dict[str, Any]:
     """What a cache is built from; any added, removed or rewritten file changes its digest."""
     files = []
     for relative, _ in listing.train + listing.val:
@@ -276,7 +215,7 @@ def load_image_data(
     """The data set at `data` for `image_size`: from memory, from the cache, or decoded now."""
     side = cache_side(image_size)
     folder = resolve_data_dir(data, data_root=data_root, progress=progress)
-    listing = _scan_folder(folder)
+    listing = scan_folder(folder)
     manifest = _manifest(folder, side, listing)
     digest = _digest(manifest)
     cache_dir = (
@@ -308,7 +247,7 @@ def _labels(files: list[tuple[str, int]]) -> torch.Tensor:
     return torch.tensor([label for _, label in files], dtype=torch.int64)
 
 
-def _read_cache(path: Path, listing: _Listing, side: int) -> dict[str, torch.Tensor] | None:
+def _read_cache(path: Path, listing: Listing, side: int) -> dict[str, torch.Tensor] | None:
     try:
         tensors = torch.load(path, map_location="cpu", weights_only=True)
         for split, files in (("train", listing.train), ("val", listing.val)):
@@ -329,7 +268,7 @@ def _read_cache(path: Path, listing: _Listing, side: int) -> dict[str, torch.Ten
 
 
 def _build_cache(
-    path: Path, folder: Path, listing: _Listing, manifest: dict[str, Any], progress: bool
+    path: Path, folder: Path, listing: Listing, manifest: dict[str, Any], progress: bool
 ) -> dict[str, torch.Tensor]:
     images = decode_all(
         [folder / relative for relative, _ in listing.train + listing.val],

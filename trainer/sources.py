@@ -3,6 +3,7 @@ Imagenette name that torchvision downloads into the user data folder ($HPSEARCH_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
@@ -96,6 +97,7 @@ def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
 
 
 def _extract(archive: Path, target: Path, progress: bool) -> None:
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     # Extract beside the target, then rename: an interrupted run never leaves a half folder behind
     # that a later run would take for a complete one.
@@ -117,6 +119,9 @@ def _extract(archive: Path, target: Path, progress: bool) -> None:
         ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # a broken archive leaves no empty data root behind either
+            with contextlib.suppress(OSError):  # not empty: the extraction succeeded
+                folder.rmdir()
 
 
 def _rename_unless_done(staging: Path, target: Path) -> None:

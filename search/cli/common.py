@@ -64,6 +64,13 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
         f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--wait-for-storage",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for a database server that is still starting (default: 300 for "
+        "worker, which a cluster starts beside its database; 0 for run)",
+    )
 
 
 # The flag groups that commands share, by name: each becomes one parent parser.

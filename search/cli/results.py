@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import optuna
+
 from search import locations
 from search.cli.common import Command
 from search.errors import ConfigError
@@ -50,7 +52,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     url = locations.storage_url(args.storage)
-    storage = open_storage(url)
+    storage = _existing_storage(url)
     studies = [find_study(storage, name) for name in dict.fromkeys(args.study)]
     report = build_report(studies, storage_label=masked(url))
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,11 @@ def _report(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {len(written)} PNG files into {args.png_dir}")
     return 0
+
+
+def _existing_storage(url: str) -> optuna.storages.BaseStorage:
+    # A mistyped SQLite path or database is refused, never created by a command that reads
+    return open_storage(url, create=False)
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +121,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = output_format(args.output, args.format)  # refused before the storage is opened
     url = locations.storage_url(args.storage)
-    study = find_study(open_storage(url), args.study)
+    study = find_study(_existing_storage(url), args.study)
     root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir_of(study))
     exported = export(
         study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root

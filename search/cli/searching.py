@@ -48,8 +48,16 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _study_setup(args: argparse.Namespace, **overrides) -> tuple[StudyConfig, WorkerOptions]:
+# A worker on a cluster starts beside its database, which may take minutes to accept connections
+WORKER_WAIT_FOR_STORAGE_SECONDS = 300.0
+
+
+def _study_setup(
+    args: argparse.Namespace, wait_for_storage: float, **overrides
+) -> tuple[StudyConfig, WorkerOptions]:
     """The study's configuration, from its file and flags or, with --study, from the storage."""
+    if args.wait_for_storage is not None:
+        wait_for_storage = args.wait_for_storage
     resolve_device(args.device)  # a missing GPU is an error before anything is written
     if (args.study_file is None) == (args.study is None):
         raise ConfigError(
@@ -63,7 +71,8 @@ def _study_setup(args: argparse.Namespace, **overrides) -> tuple[StudyConfig, Wo
     else:
         _refuse_changes_to_a_stored_study(overrides)
         url = locations.storage_url(args.storage)
-        config = stored_config(open_storage(url), args.study, data=args.data)
+        storage = open_storage(url, create=False, wait_seconds=wait_for_storage)
+        config = stored_config(storage, args.study, data=args.data)
         config = config.with_overrides(trials=overrides.get("trials"))
     return config, WorkerOptions(
         url,
@@ -72,6 +81,7 @@ def _study_setup(args: argparse.Namespace, **overrides) -> tuple[StudyConfig, Wo
         progress=not args.no_progress,
         checkpoint_dir=args.checkpoint_dir,
         compile=args.compile,
+        wait_for_storage=wait_for_storage,
     )
 
 
@@ -86,7 +96,7 @@ def _refuse_changes_to_a_stored_study(overrides: dict) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     config, options = _study_setup(
-        args, trials=args.trials, epochs=args.epochs, image_size=args.image_size
+        args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
     study = launch(
         config,
@@ -101,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    config, options = _study_setup(args)
+    config, options = _study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
     index = args.worker_index if args.worker_index is not None else default_worker_index()
     with stop_on_signals() as stop:
         summary = run_worker(config, options, worker_index=index, stop=stop)
@@ -118,7 +128,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = study_status(open_storage(locations.storage_url(args.storage)), args.study)
+    storage = open_storage(locations.storage_url(args.storage), create=False)
+    rows = study_status(storage, args.study)  # a mistyped storage is refused, not created
     print(json.dumps(rows, indent=2) if args.json else format_status(rows))
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from search import locations
 from search.cli.common import Command
 from search.serve import dashboard, grpc_proxy
+from search.study.storage import require_existing_storage
 
 
 def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,7 @@ def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _dashboard(args: argparse.Namespace) -> int:
     url = locations.storage_url(args.storage)
+    require_existing_storage(url)  # a mistyped SQLite path is refused, not served empty
     dashboard.serve(
         url,
         host=args.host,

@@ -124,6 +124,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume and not run.get("checkpoint_dir"):
         raise ConfigError("--resume needs --checkpoint-dir, the folder that holds the checkpoint")
     device = resolve_device(run["device"])
+    policy = _checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     human = sys.stderr if args.json else sys.stdout
     policy = _checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     data = load_image_data(run["data"], config.image_size, cache_dir=_path(run.get("cache_dir")))

@@ -24,7 +24,7 @@ from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, connect, run_worker, stop_on_signals
 from search.study.create import budget, open_study, set_budget
-from search.study.storage import masked
+from search.study.storage import check_reachable, masked
 from search.studyfile import StudyConfig
 
 
@@ -86,9 +86,11 @@ def launch(
         gpu_count=torch.cuda.device_count() if use_gpus else 0,
         cpu_count=os.cpu_count() or 1,
     )
-    # The data first: a folder that cannot be read leaves no database behind
+    # The storage's URL and server, then the data, then the study: a bad URL or a server that is
+    # down fails in a second, and a folder that cannot be read leaves no database behind
+    check_reachable(options.storage_url, wait_seconds=options.wait_for_storage)
     data = load_study_data(config, options.cache_dir, progress=options.progress)
-    storage = connect(config, options)
+    storage = connect(options, create=True)
     study = open_study(config, storage, fingerprint(config, data), create=True)
     if trials is not None:
         set_budget(study, trials)

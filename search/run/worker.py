@@ -48,6 +48,7 @@ class WorkerOptions:
     progress: bool = True
     checkpoint_dir: Path | None = None  # overrides the study file's [checkpoint] dir
     compile: bool = False  # torch.compile the network once, on this worker's first trial
+    wait_for_storage: float = 0  # seconds to wait for a database server that is still starting
 
 
 class WorkerSummary(NamedTuple):
@@ -60,9 +61,9 @@ def default_worker_index() -> int:
     return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
 
 
-def connect(config: StudyConfig, options: WorkerOptions) -> optuna.storages.BaseStorage:
-    """Open the study's storage (heartbeats are the worker's own: search.run.liveness)."""
-    return open_storage(options.storage_url)
+def connect(options: WorkerOptions, *, create: bool) -> optuna.storages.BaseStorage:
+    """Open the study's storage; only the command that creates studies may create it."""
+    return open_storage(options.storage_url, create=create, wait_seconds=options.wait_for_storage)
 
 
 def run_worker(
@@ -76,7 +77,7 @@ def run_worker(
 ) -> WorkerSummary:
     """Run trials until the budget is met, the timeout passes or `stop` is set."""
     # Before the data: a wrong URL or a missing study fails in a second, not after decoding
-    storage = connect(config, options)
+    storage = connect(options, create=create)
     if not create:
         find_study(storage, config.study.name)
     data = (

@@ -26,7 +26,8 @@ def serve(
     artifact_dir: Path | None = None,
 ) -> None:
     """Serve the dashboard until interrupted."""
-    storage = open_storage(url)  # a wrong URL fails here with our message, not in a request later
+    # A wrong URL fails here with our message, not in a request later; serving creates nothing
+    storage = open_storage(url, create=False)
     artifact_dir = artifact_dir or locations.artifact_dir(url)
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
     print(

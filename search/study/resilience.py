@@ -102,6 +102,21 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
 class ResilientRDBStorage(RDBStorage):
     """An RDBStorage whose every call waits out a database outage with bounded, logged backoff."""
 
+    def configure_engine(self) -> None:
+        """What the engine needs beyond Optuna's settings: SQLite transactions that take the
+        write lock at once; a server's new connections that wait out an outage."""
+        if self.engine.dialect.name == "sqlite":
+            if self.engine.url.database not in (None, "", ":memory:"):
+                _begin_immediately(self.engine)
+        else:
+            wait_out_outages_on_connect(self.engine)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Optuna rebuilds the engine of an unpickled storage (a spawned process, say) from its
+        # URL alone, so the listeners are installed again.
+        super().__setstate__(state)
+        self.configure_engine()
+
 
 _STORAGE_METHODS = [name for name in vars(optuna.storages.BaseStorage) if not name.startswith("__")]
 for _name in [*_STORAGE_METHODS, "record_heartbeat", "_get_stale_trial_ids"]:
@@ -137,3 +152,23 @@ def wait_until_reachable(url: sqlalchemy.URL, seconds: float) -> None:
         call_with_retries(lambda: engine.connect().close(), max_outage=seconds)
     finally:
         engine.dispose()
+
+
+def _begin_immediately(engine: sqlalchemy.Engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins.
+
+    pysqlite starts no transaction for a SELECT, so Optuna's "is this queued trial still WAITING?"
+    and its "mark it RUNNING" are not atomic, and two local workers can take the same queued
+    point. SQLAlchemy's recipe for SQLite: let pysqlite do nothing and begin transactions ourselves.
+    An in-memory database is one process's alone, and disposing of its engine would drop it.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def no_implicit_transactions(dbapi_connection, connection_record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed must not be reused

@@ -1,58 +1,175 @@
-"""The one switch between one machine and many: a storage URL, opened here.
+"""The one switch between one machine and many: a storage URL, checked and opened here.
 
-Which URL is decided by `search.locations.storage_url`; here it is parsed, checked and opened,
-SQLite set up for several local workers. Printed URLs never show a password.
+Which URL is decided by `search.locations.storage_url`; here it is parsed and checked without
+connecting (`check_storage_url`), refused when a command that only reads finds no storage
+(`require_existing_storage`), and opened (`open_storage`), SQLite set up for several local workers.
+Printed and stored URLs go through `masked`, which hides every secret they carry.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import time
+from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 import sqlalchemy
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search.errors import StorageError
-from search.study.resilience import ResilientRDBStorage
+from search.study.resilience import ResilientRDBStorage, wait_until_reachable
 
 # A few local workers wait for each other's writes instead of failing
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
+# Concurrent first runs on one new SQLite file race to create Optuna's tables (see _open_rdb)
+SCHEMA_RACE_RETRIES = 5
+SCHEMA_RACE_PAUSE_SECONDS = 0.2
+HIDDEN = "***"
+EXAMPLES = "e.g. sqlite:///hpsearch.db or postgresql+psycopg://user@host:5432/dbname"
+
+
+class Driver(NamedTuple):
+    module: str  # what SQLAlchemy imports for it
+    install: str  # how a user gets that module
+
+
+# The drivers Optuna's RDBStorage works with; psycopg ships with hpsearch.
+DRIVERS = {
+    "sqlite": Driver("sqlite3", "it comes with Python; use a Python built with sqlite3"),
+    "sqlite+pysqlite": Driver("sqlite3", "it comes with Python; use a Python built with sqlite3"),
+    "postgresql+psycopg": Driver("psycopg", "pip install 'psycopg[binary]'"),
+    "postgresql+psycopg2": Driver("psycopg2", "pip install psycopg2-binary"),
+    "mysql+pymysql": Driver("pymysql", "pip install PyMySQL"),
+    "mysql+mysqldb": Driver("MySQLdb", "pip install mysqlclient (or use mysql+pymysql://)"),
+    # Optuna's gRPC storage proxy (`hpsearch grpc-proxy`), for many workers: grpc://host:port
+    "grpc": Driver("grpc", "pip install 'hpsearch[grpc]'"),
+}
+GRPC_DEFAULT_PORT = 13000
+# Short names, as SQLAlchemy reads them, except that plain postgresql:// means the driver we ship.
+ALIASES = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+mysqldb",
+}
+# A query parameter whose name says it holds a secret: password, sslpassword, passfile, token...
+_SECRET_PARAMETER = re.compile(r"(?i)([?&;][^=&;#]*(?:pass|secret|token)[^=&;#]*=)[^&;#]*")
 
 
 def masked(url: str) -> str:
+    """`url` as it may be printed or stored: the user-info password and every query parameter
+    named like a secret (password, *pass*, *secret*, *token*) replaced by ***."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+        shown = make_url(url).render_as_string(hide_password=True)
+    # Even a URL SQLAlchemy cannot parse is named in the error that says so.
+    except (ArgumentError, ValueError):
+        # Greedy up to the last @: a password holding @ is hidden whole, never half shown
+        shown = re.sub(r"(//[^:/@]*:).*@", rf"\1{HIDDEN}@", url)
+    return _SECRET_PARAMETER.sub(rf"\1{HIDDEN}", shown)
 
 
-def normalized(url: str) -> sqlalchemy.URL:
-    """Parse `url`; plain postgresql:// means psycopg 3, the driver we ship."""
+def check_storage_url(url: str) -> sqlalchemy.URL:
+    """Parse and check `url` without connecting: syntax, port, a supported and installed driver.
+
+    Returns the URL to open (plain postgresql:// becomes postgresql+psycopg://); raises
+    StorageError naming the bad part and the fix.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
+        raise StorageError(f"malformed storage URL {masked(url)!r}; expected {EXAMPLES}") from None
+    except ValueError:  # SQLAlchemy's int() of the port is the only ValueError it raises
         raise StorageError(
-            f"malformed storage URL {masked(url)!r}; expected e.g. sqlite:///hpsearch.db "
-            "or postgresql+psycopg://user@host:5432/dbname"
+            f"the port in storage URL {masked(url)!r} is not a number; expected {EXAMPLES}"
         ) from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if not parsed.drivername.startswith(("sqlite", "postgresql", "mysql")):
+    parsed = parsed.set(drivername=ALIASES.get(parsed.drivername, parsed.drivername))
+    driver = DRIVERS.get(parsed.drivername)
+    if driver is None:
         raise StorageError(
-            f"unsupported storage URL {masked(url)!r}: use sqlite:/// or postgresql+psycopg://"
+            f"unsupported storage driver {parsed.drivername!r} in {masked(url)!r}: use sqlite:/// "
+            f"or postgresql+psycopg:// (supported drivers: {', '.join(DRIVERS)})"
+        )
+    if importlib.util.find_spec(driver.module) is None:
+        raise StorageError(_missing_driver(parsed.drivername, url))
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise StorageError(
+            f"the port in storage URL {masked(url)!r} must be 1 to 65535, but got {parsed.port}"
+        )
+    _check_sqlite_folder(parsed, url)
+    return parsed
+
+
+def _missing_driver(drivername: str, url: str) -> str:
+    driver = DRIVERS[drivername]
+    return (
+        f"storage URL {masked(url)!r} needs the {drivername} driver, but its module "
+        f"{driver.module!r} is not installed: {driver.install}"
+    )
+
+
+def _check_sqlite_folder(parsed: sqlalchemy.URL, url: str) -> None:
+    database = sqlite_file(parsed)
+    if database is not None and not database.parent.is_dir():
+        raise StorageError(
+            f"the folder of SQLite storage {masked(url)!r} does not exist: {database.parent}; "
+            "create it or fix the path"
+        )
+
+
+def sqlite_file(parsed: sqlalchemy.URL) -> Path | None:
+    """The file a SQLite URL names; None for other databases and in-memory SQLite."""
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def require_existing_storage(url: str) -> sqlalchemy.URL:
+    """`check_storage_url`, then refuse a SQLite storage whose file does not exist, so that a
+    command that only reads (status, report, export, dashboard, worker) never creates one."""
+    parsed = check_storage_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return parsed  # a server refuses a database that does not exist when we connect
+    database = sqlite_file(parsed)
+    if database is None:
+        raise StorageError(
+            f"storage {masked(url)!r} is an empty in-memory SQLite database; name the file that "
+            "holds the studies, e.g. sqlite:///hpsearch.db"
+        )
+    if not database.is_file():
+        raise StorageError(
+            f"SQLite storage {database} does not exist (from {masked(url)!r}); check the path "
+            "or --storage: only `hpsearch run` creates a storage"
         )
     return parsed
 
 
+def check_reachable(url: str, *, wait_seconds: float = 0) -> None:
+    """Connect once to a database server, writing nothing, so that a server that cannot be
+    reached is known before the data is decoded; a SQLite file is opened (and made) later."""
+    parsed = check_storage_url(url)
+    if parsed.drivername.startswith("sqlite") or parsed.drivername == "grpc":
+        return
+    try:
+        wait_until_reachable(parsed, wait_seconds)
+    except sqlalchemy.exc.DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise StorageError(f"cannot reach storage {masked(url)}: {reason}") from None
+
+
 def open_storage(
-    url: str,
-    *,
-    heartbeat_interval: int | None = None,
-    grace_period: int | None = None,
-    stale_trial_callback=None,
-) -> ResilientRDBStorage:
-    parsed = normalized(url)
+    url: str, *, create: bool = True, wait_seconds: float = 0
+) -> optuna.storages.BaseStorage:
+    """Open the storage at `url`, creating it (a SQLite file, Optuna's tables) unless `create` is
+    False: then a storage that does not exist is refused (`require_existing_storage`), and so is a
+    database without Optuna's tables, which a command that only reads must not write into.
+    A database server that does not answer yet is waited for up to `wait_seconds`."""
+    parsed = check_storage_url(url) if create else require_existing_storage(url)
+    if parsed.drivername == "grpc":
+        return optuna.storages.GrpcStorageProxy(
+            host=parsed.host or "localhost", port=parsed.port or GRPC_DEFAULT_PORT
+        )
     sqlite = parsed.drivername.startswith("sqlite")
     engine_kwargs = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
@@ -60,20 +177,57 @@ def open_storage(
         else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
     )
     try:
-        storage = ResilientRDBStorage(
-            parsed.render_as_string(hide_password=False),
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=stale_trial_callback,
-        )
+        if wait_seconds and not sqlite:
+            wait_until_reachable(parsed, wait_seconds)
+        if not create:
+            _require_tables(parsed, engine_kwargs, url)
+        storage = _open_rdb(parsed, url, engine_kwargs=engine_kwargs)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise StorageError(f"cannot reach storage {masked(url)}: {reason}") from None
-    if sqlite:
+    except ImportError as error:  # found, but it would not load (a missing libpq, say)
+        raise StorageError(f"{_missing_driver(parsed.drivername, url)} ({error})") from None
+    if sqlite_file(parsed) is not None:
         _use_write_ahead_log(storage)
-        _begin_immediately(storage.engine)
+    storage.configure_engine()
     return storage
+
+
+def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> None:
+    engine = sqlalchemy.create_engine(parsed, **engine_kwargs)
+    try:
+        with engine.connect() as connection:
+            present = sqlalchemy.inspect(connection).has_table("studies")
+    finally:
+        engine.dispose()
+    if not present:
+        raise StorageError(
+            f"storage {masked(url)} holds no studies (no Optuna tables); check --storage: "
+            "only `hpsearch run` creates a storage"
+        )
+
+
+def _open_rdb(parsed: sqlalchemy.URL, url: str, **kwargs) -> ResilientRDBStorage:
+    """Optuna's storage, surviving another process that creates the same new schema right now.
+
+    Optuna creates its tables one by one, each after checking that it is missing, then stamps the
+    schema version, so two first runs on one new SQLite file can both create `studies` ("table
+    studies already exists") or both stamp ("UNIQUE constraint failed: alembic_version"). Trying
+    again skips what now exists; the other process needs milliseconds to create the rest.
+    The caller's URL goes to Optuna as given (rendering it again would percent-encode Optuna's
+    `{SCHEMA_VERSION}` template), unless plain postgresql:// had to name its driver.
+    """
+    given = make_url(url).drivername == parsed.drivername
+    text = url if given else parsed.render_as_string(hide_password=False)
+    for attempt in range(SCHEMA_RACE_RETRIES):
+        try:
+            return ResilientRDBStorage(text, **kwargs)
+        except (OperationalError, IntegrityError) as error:
+            raced = isinstance(error, IntegrityError) or "already exists" in str(error.orig)
+            if not raced or attempt + 1 == SCHEMA_RACE_RETRIES:
+                raise
+            time.sleep(SCHEMA_RACE_PAUSE_SECONDS)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
@@ -81,22 +235,3 @@ def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     # it is a property of the database file, so setting it once is enough.
     with storage.engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-
-def _begin_immediately(engine: sqlalchemy.Engine) -> None:
-    """Make every SQLite transaction take the write lock when it begins.
-
-    pysqlite starts no transaction for a SELECT, so Optuna's "is this queued trial still WAITING?"
-    and its "mark it RUNNING" are not atomic, and two local workers can take the same queued
-    point. SQLAlchemy's recipe for SQLite: let pysqlite do nothing and begin transactions ourselves.
-    """
-
-    @sqlalchemy.event.listens_for(engine, "connect")
-    def no_implicit_transactions(dbapi_connection, connection_record) -> None:
-        dbapi_connection.isolation_level = None
-
-    @sqlalchemy.event.listens_for(engine, "begin")
-    def begin_immediate(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine.dispose()  # connections opened before the listeners existed must not be reused

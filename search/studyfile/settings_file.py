@@ -31,11 +31,21 @@ def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"settings file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read settings file {path}: {error.strerror}") from None
     try:
         values = _parse(text, format_of(path))
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path} is not valid {format_of(path).upper()}: {error}") from None
+        # YAML's errors point at the spot over several lines; a user-facing error is one line
+        reason = " ".join(str(error).split())
+        raise ConfigError(f"{path} is not valid {format_of(path).upper()}: {reason}") from None
     if not isinstance(values, dict):
         raise ConfigError(
             f"{path} must hold a table of settings, but holds {type(values).__name__}"

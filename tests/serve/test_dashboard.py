@@ -42,7 +42,7 @@ def served(monkeypatch, tmp_path):
     calls = []
     sqlite = open_storage(f"sqlite:///{tmp_path / 'served.db'}")
     # No PostgreSQL needed to print its URL
-    monkeypatch.setattr(dashboard, "open_storage", lambda url: sqlite)
+    monkeypatch.setattr(dashboard, "open_storage", lambda url, **options: sqlite)
     monkeypatch.setattr(
         optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs)
     )
@@ -84,7 +84,9 @@ def test_a_non_local_host_warns_and_the_password_never_prints(served, capsys, tm
 
 
 def test_the_default_binding_prints_no_warning(served, capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("HPSEARCH_STORAGE", "sqlite:///unused.db")
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    open_storage(url)  # the dashboard serves an existing storage only
+    monkeypatch.setenv("HPSEARCH_STORAGE", url)
     assert main(["dashboard", "--artifacts", str(tmp_path / "art")]) == 0
     out, err = capsys.readouterr()
     assert "warning" not in err and "http://127.0.0.1:8080/dashboard/" in out

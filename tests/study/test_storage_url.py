@@ -1,0 +1,147 @@
+"""Storage URLs checked before anything connects, secrets masked wherever a URL is shown, and
+new SQLite files that concurrent first runs both open."""
+
+from __future__ import annotations
+
+import uuid
+
+import optuna
+import psycopg
+import pytest
+import sqlalchemy
+from optuna.storages._rdb import models
+
+from search.errors import StorageError
+from search.study.storage import (
+    check_storage_url,
+    masked,
+    open_storage,
+    require_existing_storage,
+)
+
+SECRET = "s3cr3t-Value"
+PG_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "postgres"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://team:{SECRET}@db:5432/studies",
+        f"postgresql+psycopg://adv@db/studies?password={SECRET}",
+        f"postgresql+psycopg://adv@db/studies?sslmode=require&sslpassword={SECRET}",
+        f"postgresql+psycopg://adv@db/studies?api_token={SECRET}&x=1",
+        f"postgresql+psycopg://adv@db/studies?client_secret={SECRET}",
+        f"postgresql+psycopg://adv@db:five/studies?PassWord={SECRET}",  # unparseable: a bad port
+        f"weird://team:{SECRET}@x",
+        f"postgresql+psycopg://team:{SECRET}@with@db/studies",
+    ],
+)
+def test_masked_hides_every_secret_a_url_carries(url):
+    shown = masked(url)
+    assert SECRET not in shown and "***" in shown
+
+
+def test_masked_keeps_what_is_not_secret():
+    shown = masked(f"postgresql+psycopg://adv:{SECRET}@db:5432/studies?sslmode=require&password=x")
+    assert shown == "postgresql+psycopg://adv:***@db:5432/studies?password=***&sslmode=require"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost:6379", "unsupported storage driver 'redis'.*supported drivers: sqlite"),
+        ("postgresql+psycopg4://root@h/db", "unsupported storage driver 'postgresql\\+psycopg4'"),
+        ("mysql://root@h/db", "needs the mysql\\+mysqldb driver.*pip install mysqlclient"),
+        ("mysql+pymysql://root@h/db", "pip install PyMySQL"),
+        ("postgresql+psycopg://root@127.0.0.1:five/db", "port .* is not a number"),
+        ("postgresql+psycopg://root@127.0.0.1:70000/db", "1 to 65535, but got 70000"),
+        ("no url at all", "malformed storage URL"),
+        ("sqlite:///no/such/folder/x.db", "folder of SQLite storage .* does not exist"),
+    ],
+)
+def test_a_bad_url_is_refused_before_connecting(url, message):
+    with pytest.raises(StorageError, match=message):
+        check_storage_url(url)
+
+
+def test_plain_postgresql_means_the_driver_we_ship():
+    assert check_storage_url("postgresql://root@h/db").drivername == "postgresql+psycopg"
+
+
+def test_an_unsupported_url_is_refused_by_open_storage_too():
+    with pytest.raises(StorageError, match="supported drivers: sqlite"):
+        open_storage("redis://localhost:6379")
+
+
+def test_a_missing_sqlite_file_is_refused_by_name_and_not_created(tmp_path):
+    path = tmp_path / "typo.db"
+    with pytest.raises(StorageError, match=f"{path} does not exist.*only `hpsearch run`"):
+        require_existing_storage(f"sqlite:///{path}")
+    assert not path.exists()
+
+
+def test_an_existing_sqlite_file_passes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'here.db'}"
+    open_storage(url)
+    assert require_existing_storage(url).database == str(tmp_path / "here.db")
+
+
+def test_in_memory_sqlite_holds_no_study_to_read():
+    with pytest.raises(StorageError, match="in-memory"):
+        require_existing_storage("sqlite://")
+
+
+def test_a_schema_another_process_is_creating_meanwhile_is_taken_as_it_is(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    other_process = sqlalchemy.create_engine(url)
+    studies = models.StudyModel.__table__
+    raced = []
+
+    def created_by_the_other_process_first(table, connection, **kwargs) -> None:
+        if not raced:  # once: the other process's own CREATE fires this event too
+            raced.append(table.name)
+            table.create(other_process)  # between Optuna's "is it missing?" and its CREATE TABLE
+
+    sqlalchemy.event.listen(studies, "before_create", created_by_the_other_process_first)
+    try:
+        storage = open_storage(url)
+    finally:
+        sqlalchemy.event.remove(studies, "before_create", created_by_the_other_process_first)
+    assert raced == ["studies"]
+    optuna.create_study(study_name="both", storage=storage)
+    assert [study.study_name for study in optuna.get_all_study_summaries(storage)] == ["both"]
+
+
+@pytest.fixture
+def empty_pg_database():
+    name = f"hpsearch_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(**PG_SERVER, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
+    with psycopg.connect(**PG_SERVER, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _tables(url: str) -> list[str]:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_reading_a_database_without_studies_refuses_and_writes_no_table(empty_pg_database):
+    with pytest.raises(StorageError, match="holds no studies.*only `hpsearch run`"):
+        open_storage(empty_pg_database, create=False)
+    assert _tables(empty_pg_database) == []
+    open_storage(empty_pg_database)  # what run does: create it
+    assert "studies" in _tables(empty_pg_database)
+    open_storage(empty_pg_database, create=False)
+
+
+def test_reading_an_empty_sqlite_file_refuses_and_writes_no_table(tmp_path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(StorageError, match="holds no studies"):
+        open_storage(f"sqlite:///{path}", create=False)
+    assert path.stat().st_size == 0

@@ -1,0 +1,50 @@
+"""Atomic writes (checkpoints, the image cache): what a killed writer leaves is cleaned up by the
+next write to the folder, and what a live writer is writing is not touched."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import pytest
+
+from trainer.checkpoint import ABANDONED_TEMPORARY_SECONDS, write_atomically
+
+
+def _left_by_a_writer(folder, target: str, *, age_seconds: float):
+    # The name write_atomically's mkstemp gives, as a SIGKILL mid-write leaves it
+    handle, name = tempfile.mkstemp(dir=folder, prefix=f".{target}.", suffix=".tmp")
+    os.write(handle, b"half a checkpoint")
+    os.close(handle)
+    then = time.time() - age_seconds
+    os.utime(name, (then, then))
+    return os.path.basename(name)
+
+
+def test_the_next_write_removes_what_killed_writers_left_and_keeps_live_ones(tmp_path):
+    abandoned = [
+        _left_by_a_writer(tmp_path, "last.pt", age_seconds=ABANDONED_TEMPORARY_SECONDS + 60),
+        _left_by_a_writer(tmp_path, "weights.pt", age_seconds=2 * ABANDONED_TEMPORARY_SECONDS),
+    ]
+    live = _left_by_a_writer(tmp_path, "last.pt", age_seconds=5)  # another worker, writing now
+    theirs = tmp_path / ".notes.tmp"  # not a name write_atomically makes
+    theirs.write_text("a user's file")
+    os.utime(theirs, (0, 0))
+
+    write_atomically(tmp_path / "last.pt", lambda file: file.write(b"complete"))
+
+    assert (tmp_path / "last.pt").read_bytes() == b"complete"
+    left = set(os.listdir(tmp_path))
+    assert not left & set(abandoned)
+    assert left == {"last.pt", live, ".notes.tmp"}
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path):
+    def fails(file):
+        file.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomically(tmp_path / "last.pt", fails)
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,115 @@
+"""Checking a data folder before anything is decoded or written: the layout, the classes, and an
+image list in which every name is a readable file (symlink loops and broken links refused by path).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import NamedTuple
+
+from trainer.errors import DataError
+from trainer.sources import EXPECTED_LAYOUT
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class Listing(NamedTuple):
+    classes: tuple[str, ...]
+    train: list[tuple[str, int]]  # (path relative to the folder, label)
+    val: list[tuple[str, int]]
+
+
+def scan_folder(folder: Path) -> Listing:
+    """The classes and labelled image files of train/ and val/; DataError names what is wrong."""
+    try:
+        files = {split: _split_files(folder, split) for split in ("train", "val")}
+    except OSError as error:  # unreadable folders: permissions, a disk gone, a loop met mid-walk
+        raise DataError(_unreadable(error.filename or folder, error)) from None
+    only_train = sorted(set(files["train"]) - set(files["val"]))
+    only_val = sorted(set(files["val"]) - set(files["train"]))
+    if only_train or only_val:
+        raise DataError(
+            f"train/ and val/ in {folder} hold different classes: only in train: {only_train}, "
+            f"only in val: {only_val}; every class needs a folder with images in both"
+        )
+    classes = tuple(sorted(files["train"]))
+    labelled = {
+        split: [
+            (f"{split}/{name}/{file}", label)
+            for label, name in enumerate(classes)
+            for file in files[split][name]
+        ]
+        for split in files
+    }
+    return Listing(classes, labelled["train"], labelled["val"])
+
+
+def _split_files(folder: Path, split: str) -> dict[str, list[str]]:
+    if not _is_dir(folder / split):
+        raise DataError(f"{folder} has no {split}/ folder; expected {EXPECTED_LAYOUT} inside it")
+    return _class_files(folder / split)
+
+
+def _class_files(split_dir: Path) -> dict[str, list[str]]:
+    """Image file names per class folder, sorted; hidden entries (.DS_Store, ._ copies) skipped."""
+    class_dirs = sorted(
+        path for path in split_dir.iterdir() if not path.name.startswith(".") and _is_dir(path)
+    )
+    if not class_dirs:
+        raise DataError(
+            f"{split_dir} holds no class folders; expected {split_dir}/<class>/<image files>"
+        )
+    files = {}
+    for class_dir in class_dirs:
+        names = sorted(_image_names(class_dir))
+        if not names:
+            raise DataError(
+                f"class folder {class_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder"
+            )
+        files[class_dir.name] = names
+    return files
+
+
+def _image_names(class_dir: Path) -> list[str]:
+    """The image files of a class folder. A broken link or an empty file is refused, not skipped:
+    the data set must never be silently smaller than the folder looks."""
+    names = []
+    for entry in os.scandir(class_dir):
+        if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        found = _stat(Path(entry.path))
+        if found is None and entry.is_symlink():
+            raise DataError(
+                f"{entry.path} is a link to {os.readlink(entry.path)}, which does not exist; "
+                "fix or remove the link"
+            )
+        if found is not None and stat.S_ISREG(found.st_mode):
+            if found.st_size == 0:
+                raise DataError(f"image {entry.path} is empty (0 bytes); replace or remove it")
+            names.append(entry.name)
+    return names
+
+
+def _is_dir(path: Path) -> bool:
+    found = _stat(path)
+    return found is not None and stat.S_ISDIR(found.st_mode)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """What `path` leads to, None when nothing; a symlink loop is an error naming it (os.path.isdir
+    and isfile say False for one, which would drop a class or an image without a word)."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise DataError(_unreadable(path, error)) from None
+
+
+def _unreadable(path: str | Path, error: OSError) -> str:
+    loop = " (a symlink loop)" if error.errno == errno.ELOOP else ""
+    return f"cannot read {path}: {error.strerror}{loop}; fix or remove it, then run again"
