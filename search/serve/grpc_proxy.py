@@ -4,10 +4,9 @@ Past a few dozen workers, each holding its own database connections and polling 
 table, PostgreSQL spends its time on connections; workers that talk to one proxy share its
 connection pool and its cache of finished trials instead.
 
-The proxy carries no heartbeat: Optuna records heartbeats only through a storage it can reach
-directly, so a trial whose worker is killed behind the proxy stays RUNNING, and neither the
-heartbeat nor `fail_stale_trials` ever fails it (they judge only trials that recorded a heartbeat).
-Workers that should be retried when they die connect to PostgreSQL directly.
+Workers connect with `--storage grpc://HOST:PORT`. Their heartbeats are trial attributes
+(search.run.liveness), which the proxy carries like any other, so a trial whose worker dies
+behind the proxy is failed and retried as it is on a direct connection.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ from __future__ import annotations
 import optuna
 
 from search.serve.dashboard import warn_if_exposed
-from search.study.storage import masked, open_storage
+from search.study.storage import GRPC_DEFAULT_PORT, masked, open_storage
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 13000  # Optuna's default for GrpcStorageProxy
+DEFAULT_PORT = GRPC_DEFAULT_PORT  # Optuna's default for GrpcStorageProxy
 
 
 def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
@@ -29,6 +28,8 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
         host, "the gRPC proxy has no login: anyone who reaches it can write to every study"
     )
     print(
-        f"gRPC storage proxy on {host}:{port} for {masked(url)}; no heartbeat behind it", flush=True
+        f"gRPC storage proxy on {host}:{port} for {masked(url)}; workers connect with "
+        f"--storage grpc://{host}:{port}",
+        flush=True,
     )
     optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)

@@ -4,6 +4,7 @@ SQLite's lock are outages; a missing table or a refused login fail at once with 
 from __future__ import annotations
 
 import logging
+import pickle
 import sqlite3
 
 import optuna
@@ -55,3 +56,27 @@ def test_a_missing_table_fails_at_once_without_waiting(tmp_path, caplog):
     with pytest.raises(optuna.exceptions.StorageInternalError):
         storage.get_all_trials(study._study_id)
     assert "storage unreachable" not in caplog.text
+
+
+def test_an_in_memory_storage_keeps_its_tables():
+    storage = open_storage("sqlite:///:memory:")
+    optuna.create_study(study_name="kept", storage=storage)
+    assert optuna.get_all_study_names(storage) == ["kept"]
+
+
+def test_optunas_schema_version_template_reaches_optuna_as_given(tmp_path):
+    open_storage(f"sqlite:///{tmp_path}/studies-{{SCHEMA_VERSION}}.db")
+    [made] = [path.name for path in tmp_path.iterdir() if path.suffix == ".db"]
+    assert made.startswith("studies-") and "%7B" not in made and "{" not in made
+
+
+def test_an_unpickled_storage_still_begins_sqlite_transactions_with_the_write_lock(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    copy = pickle.loads(pickle.dumps(storage))
+    with copy.engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+        # BEGIN IMMEDIATE holds the write lock: another connection cannot write meanwhile
+        other = sqlite3.connect(tmp_path / "s.db", timeout=0.1)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("CREATE TABLE probe (x)")
+        other.close()

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,12 +18,16 @@ from pathlib import Path
 import optuna
 import psycopg
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from search.attrs import RETRY_OF
 from search.cli import main
 from search.launch import launch
+from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
+from search.study.create import open_study
+from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
 
@@ -310,3 +315,63 @@ def test_workers_survive_a_database_restart(tmp_path, image_folder, cache_dir, p
         "a trial failed or was trained twice"
     )
     assert not [trial for trial in trials if RETRY_OF in trial.user_attrs]
+
+
+def test_optunas_own_storage_paths_wait_out_an_outage(private_cluster):
+    # study.ask, suggest and best_trial go through Optuna's cache to private RDBStorage methods
+    url, stop_server, start_server = private_cluster
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)
+    stop_server()
+    restart = threading.Timer(3, start_server)
+    restart.start()
+    trial = study.ask()
+    study.tell(trial, trial.suggest_float("x", 0, 1))
+    assert study.best_trial.value >= 0.5 and len(study.get_trials()) == 2
+    restart.join()
+
+
+def test_a_worker_started_while_the_database_is_down_waits_for_it(
+    tmp_path, image_folder, cache_dir, private_cluster, capsys
+):
+    url, stop_server, start_server = private_cluster
+    config = load_study_config(study_file(tmp_path, image_folder, trials=1, epochs=1))
+    data = load_study_data(config, cache_dir, progress=False)
+    open_study(config, open_storage(url), fingerprint(config, data))
+    stop_server()
+    restart = threading.Timer(3, start_server)
+    restart.start()
+    flags = ["--storage", url, "--data", image_folder, "--cache-dir", cache_dir, "--device", "cpu"]
+    status = main(["worker", "--study", "test-study", *map(str, flags), "--no-progress"])
+    restart.join()
+    assert status == 0, capsys.readouterr().err
+    assert [trial.state for trial in trials_of(url)] == [TrialState.COMPLETE]
+
+
+def test_two_workers_survive_outages_at_trial_boundaries(
+    tmp_path, image_folder, cache_dir, private_cluster
+):
+    url, stop_server, start_server = private_cluster
+    text = study_file(
+        tmp_path, image_folder, trials=6, epochs=1, pruner='kind = "none"'
+    ).read_text()
+    path = tmp_path / "boundaries.toml"
+    path.write_text(
+        text.replace(FAST_HEARTBEAT, "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 20\n")
+    )
+    flags = ["--storage", url, "--workers", "2", "--cache-dir", cache_dir, "--device", "cpu"]
+    workers = hpsearch("run", path, *flags, "--checkpoint-dir", tmp_path / "ckpt", "--no-progress")
+    for outage in range(1, 4):  # each time another trial has just been told, take the server away
+        wait_for(
+            lambda told=outage: sum(t.state.is_finished() for t in trials_of(url)) >= told,
+            180,
+            "a trial",
+        )
+        stop_server()
+        time.sleep(3)
+        start_server()
+    _, err = workers.communicate(timeout=300)
+    assert workers.returncode == 0, err
+    trials = trials_of(url)
+    assert all(trial.state == TrialState.COMPLETE for trial in trials), "a trial failed"
+    assert len(trials) >= 6 and not [t for t in trials if RETRY_OF in t.user_attrs]
