@@ -4,7 +4,9 @@ RUNNING, never runs twice."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -14,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import attrs
+from search.cli import main
 from search.results.status import format_status, study_status
 from search.run import liveness
 from search.run.study_data import fingerprint, load_study_data
@@ -174,3 +177,40 @@ def test_a_full_disk_fails_the_trial_once_with_the_reason(
         f"NoSpaceLeft: no space left on {small_tmpfs}"
     )
     assert list(trial.intermediate_values) == [1]  # the epoch was reported before the write
+
+
+def test_a_killed_worker_behind_the_grpc_proxy_is_resumed(
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+):
+    pytest.importorskip("grpc")
+    url = f"sqlite:///{tmp_path / 'behind-proxy.db'}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "search", "grpc-proxy", "--storage", url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = write_study(tmp_path, image_folder, trials=1, epochs=5, pruner='kind = "none"')
+    path.write_text(path.read_text() + "\n[checkpoint]\nevery_epochs = 1\n")
+    flags = ["--storage", f"grpc://127.0.0.1:{port}", "--cache-dir", str(cache_dir)]
+    flags += ["--device", "cpu", "--no-progress"]
+    try:
+        optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port).wait_server_ready(60)
+        first = subprocess.Popen([sys.executable, "-m", "search", "run", str(path), *flags])
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "user-checkpoints").glob("*/trial-0/last.pt")):
+            assert time.monotonic() < deadline and first.poll() is None, "no checkpoint"
+            time.sleep(0.1)
+        first.kill()
+        first.wait(10)
+        [killed] = trials_of(url)
+        assert killed.system_attrs[attrs.HEARTBEAT] > time.time() - 10  # beats went through
+        assert main(["run", str(path), *flags]) == 0, capsys.readouterr().err
+    finally:
+        proxy.terminate()
+        proxy.wait(30)
+    first_attempt, retry = trials_of(url)
+    assert first_attempt.state == TrialState.FAIL and retry.user_attrs[attrs.RETRY_OF] == 0
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1

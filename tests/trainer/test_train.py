@@ -73,13 +73,14 @@ def test_resume_ends_where_an_uninterrupted_run_would(data, tmp_path):
     class Killed(Exception):
         pass
 
-    def die_after_first(epoch, metrics):
-        if epoch == 1:
+    # Epoch 2 is reported before its checkpoint is written: dying there leaves epoch 1's
+    def die_at_second(epoch, metrics):
+        if epoch == 2:
             raise Killed
 
     policy = CheckpointPolicy(tmp_path / "ckpt", every_epochs=1)
     with pytest.raises(Killed):
-        train(config, data, die_after_first, checkpoints=policy)
+        train(config, data, die_at_second, checkpoints=policy)
     assert policy.path.exists()
     resumed = train(config, data, checkpoints=CheckpointPolicy(tmp_path / "ckpt"), resume=True)
     assert resumed.resumed_from_epoch == 1
