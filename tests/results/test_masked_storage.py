@@ -4,33 +4,25 @@ print, the report page, the export's provenance, the artifact copy and the study
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import optuna
 import optuna_dashboard
-import psycopg
 import pytest
 
 from search.cli import main
 
-SERVER = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "postgres"}
 SECRET = "Qu3ryParamSecret"
 
 
 @pytest.fixture
-def secret_url(small_search):
+def secret_url(small_search, pg_url):
     """A fresh database holding a copy of the small search, named by a URL with a secret in it."""
-    name = f"hpsearch_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(**SERVER, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://root@127.0.0.1:5432/{name}?sslmode=disable&password={SECRET}"
+    url = f"{pg_url}?sslmode=disable&password={SECRET}"
     optuna.copy_study(
         from_study_name=small_search.study, from_storage=small_search.url, to_storage=url
     )
-    yield url
-    with psycopg.connect(**SERVER, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return url
 
 
 def _every_file_under(folder: Path) -> str:

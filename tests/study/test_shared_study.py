@@ -45,6 +45,17 @@ def study_file(tmp_path, image_folder, **kwargs):
     return path
 
 
+def outage_study(tmp_path, image_folder, *, trials: int, epochs: int) -> Path:
+    """A study whose workers outlive a database outage of seconds: no pruning, a 20 s grace."""
+    path = study_file(tmp_path, image_folder, trials=trials, epochs=epochs, pruner='kind = "none"')
+    path.write_text(
+        path.read_text().replace(
+            FAST_HEARTBEAT, "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 20\n"
+        )
+    )
+    return path
+
+
 def hpsearch(*args, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "search", *map(str, args)],
@@ -276,13 +287,7 @@ def private_cluster(tmp_path_factory):
 
 def test_workers_survive_a_database_restart(tmp_path, image_folder, cache_dir, private_cluster):
     url, stop_server, start_server = private_cluster
-    text = study_file(
-        tmp_path, image_folder, trials=4, epochs=3, pruner='kind = "none"'
-    ).read_text()
-    path = tmp_path / "restart.toml"
-    path.write_text(
-        text.replace(FAST_HEARTBEAT, "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 20\n")
-    )
+    path = outage_study(tmp_path, image_folder, trials=4, epochs=3)
     workers = hpsearch(
         "run",
         path,
@@ -352,13 +357,7 @@ def test_two_workers_survive_outages_at_trial_boundaries(
     tmp_path, image_folder, cache_dir, private_cluster
 ):
     url, stop_server, start_server = private_cluster
-    text = study_file(
-        tmp_path, image_folder, trials=6, epochs=1, pruner='kind = "none"'
-    ).read_text()
-    path = tmp_path / "boundaries.toml"
-    path.write_text(
-        text.replace(FAST_HEARTBEAT, "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 20\n")
-    )
+    path = outage_study(tmp_path, image_folder, trials=6, epochs=1)
     flags = ["--storage", url, "--workers", "2", "--cache-dir", cache_dir, "--device", "cpu"]
     workers = hpsearch("run", path, *flags, "--checkpoint-dir", tmp_path / "ckpt", "--no-progress")
     for outage in range(1, 4):  # each time another trial has just been told, take the server away

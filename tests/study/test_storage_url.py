@@ -3,10 +3,7 @@ new SQLite files that concurrent first runs both open."""
 
 from __future__ import annotations
 
-import uuid
-
 import optuna
-import psycopg
 import pytest
 import sqlalchemy
 from optuna.storages._rdb import models
@@ -20,7 +17,6 @@ from search.study.storage import (
 )
 
 SECRET = "s3cr3t-Value"
-PG_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "postgres"}
 
 
 @pytest.mark.parametrize(
@@ -112,16 +108,6 @@ def test_a_schema_another_process_is_creating_meanwhile_is_taken_as_it_is(tmp_pa
     assert [study.study_name for study in optuna.get_all_study_summaries(storage)] == ["both"]
 
 
-@pytest.fixture
-def empty_pg_database():
-    name = f"hpsearch_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(**PG_SERVER, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
-    with psycopg.connect(**PG_SERVER, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _tables(url: str) -> list[str]:
     engine = sqlalchemy.create_engine(url)
     try:
@@ -130,13 +116,13 @@ def _tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def test_reading_a_database_without_studies_refuses_and_writes_no_table(empty_pg_database):
+def test_reading_a_database_without_studies_refuses_and_writes_no_table(pg_url):
     with pytest.raises(StorageError, match="holds no studies.*only `hpsearch run`"):
-        open_storage(empty_pg_database, create=False)
-    assert _tables(empty_pg_database) == []
-    open_storage(empty_pg_database)  # what run does: create it
-    assert "studies" in _tables(empty_pg_database)
-    open_storage(empty_pg_database, create=False)
+        open_storage(pg_url, create=False)
+    assert _tables(pg_url) == []
+    open_storage(pg_url)  # what run does: create it
+    assert "studies" in _tables(pg_url)
+    open_storage(pg_url, create=False)
 
 
 def test_reading_an_empty_sqlite_file_refuses_and_writes_no_table(tmp_path):
