@@ -13,13 +13,14 @@ import warnings
 
 import optuna
 
-from search.cli import results, searching, serving, training
+from search.cli import cluster, results, searching, serving, training
 from search.cli.common import Command, parent_parsers
 from search.errors import HpsearchError
 
 # In help order.
 COMMANDS: dict[str, Command] = {
     **searching.COMMANDS,
+    **cluster.COMMANDS,
     **training.COMMANDS,
     **results.COMMANDS,
     **serving.COMMANDS,

@@ -8,15 +8,11 @@ import json
 import sys
 
 from search import locations
-from search.cli.common import Command
-from search.errors import ConfigError
+from search.cli.common import WORKER_WAIT_FOR_STORAGE_SECONDS, Command, study_setup
 from search.launch import launch
 from search.results.status import format_status, study_status
-from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
-from search.study.create import stored_config
+from search.run.worker import default_worker_index, run_worker, stop_on_signals
 from search.study.storage import open_storage
-from search.studyfile import StudyConfig, load_study_config
-from trainer import resolve_device
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,54 +44,8 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-# A worker on a cluster starts beside its database, which may take minutes to accept connections
-WORKER_WAIT_FOR_STORAGE_SECONDS = 300.0
-
-
-def _study_setup(
-    args: argparse.Namespace, wait_for_storage: float, **overrides
-) -> tuple[StudyConfig, WorkerOptions]:
-    """The study's configuration, from its file and flags or, with --study, from the storage."""
-    if args.wait_for_storage is not None:
-        wait_for_storage = args.wait_for_storage
-    resolve_device(args.device)  # a missing GPU is an error before anything is written
-    if (args.study_file is None) == (args.study is None):
-        raise ConfigError(
-            "give a study file (to create a study, or check it against one that exists) or "
-            "--study NAME (to join or resume one as it was created), not "
-            + ("both" if args.study else "neither")
-        )
-    if args.study_file is not None:
-        config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
-        url = locations.storage_url(args.storage, config.study.storage)
-    else:
-        _refuse_changes_to_a_stored_study(overrides)
-        url = locations.storage_url(args.storage)
-        storage = open_storage(url, create=False, wait_seconds=wait_for_storage)
-        config = stored_config(storage, args.study, data=args.data)
-        config = config.with_overrides(trials=overrides.get("trials"))
-    return config, WorkerOptions(
-        url,
-        args.device,
-        args.cache_dir,
-        progress=not args.no_progress,
-        checkpoint_dir=args.checkpoint_dir,
-        compile=args.compile,
-        wait_for_storage=wait_for_storage,
-    )
-
-
-def _refuse_changes_to_a_stored_study(overrides: dict) -> None:
-    for flag in ("epochs", "image_size"):
-        if overrides.get(flag) is not None:
-            raise ConfigError(
-                f"--{flag.replace('_', '-')} with --study: a study trains as it was created; "
-                "to train otherwise, start a new study from a study file"
-            )
-
-
 def _run(args: argparse.Namespace) -> int:
-    config, options = _study_setup(
+    config, options = study_setup(
         args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
     study = launch(
@@ -111,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    config, options = _study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
+    config, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
     index = args.worker_index if args.worker_index is not None else default_worker_index()
     with stop_on_signals() as stop:
         summary = run_worker(config, options, worker_index=index, stop=stop)

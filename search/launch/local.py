@@ -20,11 +20,11 @@ import optuna
 import torch
 
 from search.errors import LaunchError
+from search.launch.prepare import create_or_resume
 from search.run.progress import StudyProgress
-from search.run.study_data import fingerprint, load_study_data
-from search.run.worker import WorkerOptions, connect, run_worker, stop_on_signals
-from search.study.create import budget, open_study, set_budget
-from search.study.storage import check_reachable, masked
+from search.run.worker import WorkerOptions, run_worker, stop_on_signals
+from search.study.create import budget
+from search.study.storage import masked
 from search.studyfile import StudyConfig
 
 
@@ -86,14 +86,7 @@ def launch(
         gpu_count=torch.cuda.device_count() if use_gpus else 0,
         cpu_count=os.cpu_count() or 1,
     )
-    # The storage's URL and server, then the data, then the study: a bad URL or a server that is
-    # down fails in a second, and a folder that cannot be read leaves no database behind
-    check_reachable(options.storage_url, wait_seconds=options.wait_for_storage)
-    data = load_study_data(config, options.cache_dir, progress=options.progress)
-    storage = connect(options, create=True)
-    study = open_study(config, storage, fingerprint(config, data), create=True)
-    if trials is not None:
-        set_budget(study, trials)
+    study, data = create_or_resume(config, options, trials=trials)
     if options.progress:
         print(
             f"study {config.study.name!r} in {masked(options.storage_url)}: budget "

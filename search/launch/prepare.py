@@ -1,0 +1,31 @@
+"""Before any worker starts, wherever it runs: the study created or resumed, in the one order
+that writes nothing until everything that can be checked has been."""
+
+from __future__ import annotations
+
+import optuna
+
+from search.run.study_data import fingerprint, load_study_data
+from search.run.worker import WorkerOptions, connect
+from search.study.create import open_study, set_budget
+from search.study.storage import check_reachable
+from search.studyfile import StudyConfig
+from trainer import ImageData
+
+
+def create_or_resume(
+    config: StudyConfig, options: WorkerOptions, *, trials: int | None = None
+) -> tuple[optuna.Study, ImageData]:
+    """The study, created with its data's fingerprint or checked against it, and the data.
+
+    The storage's URL and server first, then the data, then the study: a bad URL or a server that
+    is down fails in a second, and a folder that cannot be read leaves no database behind.
+    `trials` (the `--trials` flag) sets the budget of a study that exists; a new one takes its
+    budget from `config`.
+    """
+    check_reachable(options.storage_url, wait_seconds=options.wait_for_storage)
+    data = load_study_data(config, options.cache_dir, progress=options.progress)
+    study = open_study(config, connect(options, create=True), fingerprint(config, data))
+    if trials is not None:
+        set_budget(study, trials)
+    return study, data

@@ -1,0 +1,208 @@
+"""`hpsearch slurm`: a study's workers as one SLURM job array, one `hpsearch worker` per task.
+
+Everything that can be checked is checked on the submitting machine before anything is
+submitted: a storage that many machines can share, a checkpoint folder given on purpose (a
+shared mount), the data, the database answering. The study is created or resumed here, so the
+tasks only join it by name, and its settings live in the storage. The storage URL reaches the
+tasks through the environment of `sbatch` (`--export`), never a command line or the script, so
+a password shows in neither `scontrol show job` nor a log.
+
+A task gets SIGTERM `signal_seconds` before its time limit or when it is preempted: the worker
+stops at a clean point, writes the last finished epoch, queues its trial to resume and exits,
+and the task asks SLURM to requeue it. A task whose node dies is found by its heartbeat.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from search import locations
+from search.errors import LaunchError
+from search.launch.prepare import create_or_resume
+from search.run.worker import WorkerOptions
+from search.study.storage import check_storage_url, masked
+from search.studyfile import StudyConfig
+from trainer.sources import IMAGENETTE
+
+# Seconds before the time limit that SLURM warns a task: enough to finish a step and write a
+# 130-170 MB checkpoint to a shared file system
+DEFAULT_SIGNAL_SECONDS = 180
+LOG_FOLDER = "slurm-logs"  # under the checkpoint folder, beside the studies' trial folders
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """The job array's shape and resources; None leaves a setting to the cluster's default."""
+
+    workers: int
+    concurrent: int | None = None  # tasks running at once (%K)
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = None  # SLURM's format: minutes, MM:SS, HH:MM:SS, D-HH:MM
+    gpus_per_worker: int | None = None  # None: 1 where the partition has GPUs, else 0
+    cpus_per_worker: int | None = None
+    mem: str | None = None
+    sbatch: tuple[str, ...] = ()  # more `#SBATCH` arguments, as given
+    python: str = sys.executable  # the interpreter the tasks run: the submitter's by default
+    setup: tuple[str, ...] = ()  # shell lines before the worker starts (`module load ...`)
+    signal_seconds: int = DEFAULT_SIGNAL_SECONDS
+    extra_worker_args: tuple[str, ...] = field(default=())  # e.g. --compile, --cache-dir DIR
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise LaunchError(f"--workers must be at least 1, but got {self.workers}")
+        if self.concurrent is not None and not 1 <= self.concurrent <= self.workers:
+            raise LaunchError(
+                f"--concurrent must be 1 to --workers={self.workers}, but got {self.concurrent}"
+            )
+        for name in ("gpus_per_worker", "cpus_per_worker"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "gpus_per_worker" else 1):
+                raise LaunchError(f"--{name.replace('_', '-')} is too small: {value}")
+        if self.signal_seconds < 1:
+            raise LaunchError(f"--signal-seconds must be positive, but got {self.signal_seconds}")
+
+
+def check_shared(config: StudyConfig, options: WorkerOptions) -> Path:
+    """What the tasks on other nodes must share, refused before anything is written: a storage
+    served over the network, and a checkpoint folder given on purpose. Returns that folder."""
+    parsed = check_storage_url(options.storage_url)
+    if parsed.drivername.startswith("sqlite"):
+        raise LaunchError(
+            f"storage {masked(options.storage_url)} is a SQLite file, which a job array's tasks "
+            "on several nodes cannot share: SQLite on a network file system corrupts under "
+            "concurrent writers. Use PostgreSQL (--storage postgresql+psycopg://user@host/db, "
+            "reachable from the nodes) or the gRPC proxy (--storage grpc://host:13000)"
+        )
+    chosen = options.checkpoint_dir or os.environ.get(locations.CHECKPOINTS_ENV)
+    chosen = chosen or config.checkpoint.dir
+    if not chosen:
+        raise LaunchError(
+            "give --checkpoint-dir (or $HPSEARCH_CHECKPOINTS, or [checkpoint] dir): a folder on a "
+            "file system every node mounts, so a requeued task resumes another's trial; the "
+            "default, the user cache, is local to each node"
+        )
+    folder = Path(chosen).absolute()
+    if not folder.is_dir():
+        raise LaunchError(
+            f"checkpoint folder {folder} does not exist; create it on the shared mount"
+        )
+    return folder
+
+
+def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: int) -> str:
+    """The batch script of the array: `#SBATCH` lines, then one `hpsearch worker` per task with
+    `gpus` GPUs (0: on the CPU)."""
+    name = f"hpsearch-{config.study.name}"
+    array = f"0-{job.workers - 1}" + (f"%{job.concurrent}" if job.concurrent else "")
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={shlex.quote(name)}",
+        f"#SBATCH --array={array}",
+        "#SBATCH --requeue",
+        f"#SBATCH --signal=B:TERM@{job.signal_seconds}",
+        "#SBATCH --open-mode=append",
+        f"#SBATCH --output={checkpoints / LOG_FOLDER}/%x-%A_%a.log",
+        *_resources(job, gpus),
+        *(f"#SBATCH {argument}" for argument in job.sbatch),
+        "",
+        *job.setup,
+        "# torch's threads: the task's CPUs, not the node's",
+        "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
+        shlex.join(_worker_command(config, job, checkpoints, "cuda" if gpus else "cpu")) + " &",
+        "worker=$!",
+        "# SLURM's notice (the time limit is near, or a preemption): the worker writes its last",
+        "# finished epoch, queues its trial to resume and exits; this task asks to be requeued.",
+        "stop() {",
+        '    kill -TERM "$worker" 2>/dev/null',
+        '    wait "$worker"',
+        '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        "    exit 0",
+        "}",
+        "trap stop TERM",
+        'wait "$worker"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _resources(job: SlurmJob, gpus: int) -> list[str]:
+    settings = {
+        "--partition": job.partition,
+        "--account": job.account,
+        "--time": job.time,
+        "--cpus-per-task": job.cpus_per_worker,
+        "--gpus-per-task": gpus or None,
+        "--mem": job.mem,
+    }
+    return [f"#SBATCH {flag}={value}" for flag, value in settings.items() if value is not None]
+
+
+def _worker_command(
+    config: StudyConfig, job: SlurmJob, checkpoints: Path, device: str
+) -> list[str]:
+    source = config.data.source
+    data = source if source in IMAGENETTE else str(Path(source).absolute())
+    return [
+        job.python,
+        "-m",
+        "search",
+        "worker",
+        "--study",
+        config.study.name,
+        "--data",
+        data,
+        "--checkpoint-dir",
+        str(checkpoints),
+        "--device",
+        device,
+        "--no-progress",
+        *job.extra_worker_args,
+    ]
+
+
+def gpus_per_worker(job: SlurmJob) -> int:
+    """As asked, else 1 where the partition's nodes have GPUs (`sinfo` reports gpu GRES), else 0."""
+    if job.gpus_per_worker is not None:
+        return job.gpus_per_worker
+    if shutil.which("sinfo") is None:  # a dry run away from the cluster
+        return 0
+    command = ["sinfo", "-h", "-o", "%G", *(["-p", job.partition] if job.partition else [])]
+    found = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return 1 if "gpu" in found.stdout else 0
+
+
+class Submitted(NamedTuple):
+    job_id: str
+    logs: Path  # the folder of the tasks' logs
+
+
+def submit(
+    config: StudyConfig, options: WorkerOptions, job: SlurmJob, *, trials: int | None = None
+) -> Submitted:
+    """Create or resume the study, then submit the array."""
+    if shutil.which("sbatch") is None:
+        raise LaunchError("sbatch is not on PATH: run `hpsearch slurm` on a SLURM login node")
+    checkpoints = check_shared(config, options)
+    script = sbatch_script(config, job, checkpoints, gpus_per_worker(job))
+    create_or_resume(config, options, trials=trials)
+    (checkpoints / LOG_FOLDER).mkdir(exist_ok=True)
+    environment = {**os.environ, locations.STORAGE_ENV: options.storage_url}
+    done = subprocess.run(
+        ["sbatch", "--parsable", "--export=ALL"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise LaunchError(f"sbatch refused the job: {done.stderr.strip()}")
+    return Submitted(done.stdout.strip().split(";")[0], checkpoints / LOG_FOLDER)

@@ -1,0 +1,188 @@
+"""`hpsearch slurm` on a real single-node SLURM cluster (`.ci/slurm-up.sh` starts one): the job
+array's tasks share the budget, a requeued task's trial resumes, and no password leaks.
+
+The script and the refusals need no cluster; the rest skips, saying why, where `sinfo` is absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import attrs
+from search.cli import main
+from tests.helpers.studies import write_study
+
+SECRET = "Sl0rmSecret-7"
+needs_slurm = pytest.mark.skipif(
+    shutil.which("sinfo") is None, reason="no SLURM here: .ci/slurm-up.sh installs and starts one"
+)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder, capsys):
+    study = write_study(tmp_path, image_folder, name="arr")
+    (tmp_path / "ckpt").mkdir()
+    status, out, err = run_cli(
+        capsys, "slurm", study, "--workers", "3", "--concurrent", "2", "--dry-run",
+        "--storage", f"postgresql+psycopg://u:{SECRET}@db/x", "--checkpoint-dir", "ckpt",
+        "--partition", "gpu", "--account", "lab", "--time", "4:00:00", "--gpus-per-worker", "2",
+        "--cpus-per-worker", "8", "--mem", "32G", "--sbatch=--qos=low", "--python", "/opt/py",
+        "--setup", "module load cuda/12", "--signal-seconds", "300",
+    )  # fmt: skip
+    assert status == 0, err
+    checkpoints = tmp_path / "ckpt"
+    worker = (
+        f"/opt/py -m search worker --study arr --data {image_folder} --checkpoint-dir "
+        f"{checkpoints} --device cuda --no-progress &"
+    )
+    assert out.splitlines() == [
+        "#!/bin/bash",
+        "#SBATCH --job-name=hpsearch-arr",
+        "#SBATCH --array=0-2%2",
+        "#SBATCH --requeue",
+        "#SBATCH --signal=B:TERM@300",
+        "#SBATCH --open-mode=append",
+        f"#SBATCH --output={checkpoints}/slurm-logs/%x-%A_%a.log",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab",
+        "#SBATCH --time=4:00:00",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --gpus-per-task=2",
+        "#SBATCH --mem=32G",
+        "#SBATCH --qos=low",
+        "",
+        "module load cuda/12",
+        "# torch's threads: the task's CPUs, not the node's",
+        "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
+        worker,
+        "worker=$!",
+        "# SLURM's notice (the time limit is near, or a preemption): the worker writes its last",
+        "# finished epoch, queues its trial to resume and exits; this task asks to be requeued.",
+        "stop() {",
+        '    kill -TERM "$worker" 2>/dev/null',
+        '    wait "$worker"',
+        '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        "    exit 0",
+        "}",
+        "trap stop TERM",
+        'wait "$worker"',
+    ]
+    assert SECRET not in out + err
+
+
+@pytest.mark.parametrize(
+    "storage, expect",
+    [
+        ("sqlite:///studies.db", "SQLite on a network file system corrupts"),
+        ("postgresql+psycopg://root@127.0.0.1:1/x", "cannot reach storage"),
+    ],
+    ids=["sqlite", "unreachable"],
+)
+def test_a_storage_the_nodes_cannot_share_is_refused_before_submitting(
+    tmp_path, image_folder, capsys, storage, expect
+):
+    study = write_study(tmp_path, image_folder, name="refused")
+    (tmp_path / "ckpt").mkdir()
+    flags = ["--workers", "2", "--storage", storage, "--checkpoint-dir", "ckpt"]
+    status, _, err = run_cli(capsys, "slurm", study, *flags)
+    assert status == 2 and expect in err and len(err.strip().splitlines()) == 1, err
+    assert (
+        not (tmp_path / "studies.db").exists() and not (tmp_path / "ckpt" / "slurm-logs").exists()
+    )
+    if shutil.which("squeue"):
+        queued = subprocess.run(["squeue", "-h", "-n", "hpsearch-refused"], capture_output=True)
+        assert not queued.stdout.strip()
+
+
+def test_a_checkpoint_folder_left_to_the_default_is_refused(tmp_path, image_folder, capsys):
+    study = write_study(tmp_path, image_folder)
+    flags = ["--workers", "2", "--storage", "postgresql+psycopg://root@db/x", "--dry-run"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("HPSEARCH_CHECKPOINTS")
+        status, _, err = run_cli(capsys, "slurm", study, *flags)
+    assert status == 2 and "local to each node" in err
+
+
+def _wait_for_job_end(job_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True)
+        if not queued.stdout.strip():
+            return
+        time.sleep(1)
+    subprocess.run(["scancel", job_id])
+    raise AssertionError(f"job {job_id} still queued or running after {timeout} s")
+
+
+def _submit(capsys, study: Path, url: str, checkpoints: Path, workers: int) -> str:
+    flags = ["--workers", str(workers), "--storage", url, "--checkpoint-dir", checkpoints]
+    status, out, err = run_cli(capsys, "slurm", study, *flags, "--gpus-per-worker", "0")
+    assert status == 0, err
+    assert out.startswith("Submitted batch job ") and "squeue -j " in err
+    return out.split()[-1]
+
+
+@needs_slurm
+def test_a_job_array_shares_the_budget_and_never_shows_the_password(
+    tmp_path, image_folder, cache_dir, pg_url, capsys
+):
+    url = pg_url.replace("root@", f"root:{SECRET}@")  # trust auth: any password is accepted
+    study = write_study(tmp_path, image_folder, trials=4, epochs=2)
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    submitted = time.time()
+    job_id = _submit(capsys, study, url, checkpoints, workers=2)
+    _wait_for_job_end(job_id, 600)
+    trials = optuna.load_study(study_name="test-study", storage=pg_url).trials
+    finished = [
+        trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    ]
+    assert 4 <= len(finished) <= 6 and all(trial.state.is_finished() for trial in trials)
+    tasks = {trial.user_attrs[attrs.WORKER].get("slurm_task") for trial in trials}
+    assert tasks == {"0", "1"}, "both tasks of the array ran trials"
+    first = min(trials, key=lambda trial: trial.datetime_start)
+    first_epoch_done = first.datetime_start.timestamp() + first.user_attrs["history"][0]["seconds"]
+    print(f"\nslurm: first trial's first epoch done {first_epoch_done - submitted:.1f} s after "
+          "`hpsearch slurm` began")  # fmt: skip
+    logs = "".join(path.read_text() for path in (checkpoints / "slurm-logs").glob("*.log"))
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True)
+    assert SECRET not in logs + shown.stdout + capsys.readouterr().err
+
+
+@needs_slurm
+def test_a_requeued_task_s_trial_resumes_from_its_checkpoint(
+    tmp_path, image_folder, cache_dir, pg_url, capsys
+):
+    study = write_study(
+        tmp_path, image_folder, trials=1, epochs=6, pruner='kind = "none"',
+        extra="\n[checkpoint]\nevery_epochs = 1\n",
+    )  # fmt: skip
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    job_id = _submit(capsys, study, pg_url, checkpoints, workers=1)
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("*/trial-0/last.pt")):
+        assert time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.2)
+    requeued = time.time()
+    subprocess.run(["scontrol", "requeue", f"{job_id}_0"], check=True)
+    _wait_for_job_end(job_id, 600)
+    trials = optuna.load_study(study_name="test-study", storage=pg_url).trials
+    retry = next(trial for trial in trials if attrs.RETRY_OF in trial.user_attrs)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
+    assert all(trial.state.is_finished() for trial in trials)
+    waited = retry.datetime_start.timestamp() - requeued
+    resumed = retry.user_attrs["resumed_from_epoch"]
+    print(f"\nslurm requeue: retry started {waited:.1f} s after the requeue, from epoch {resumed}")
