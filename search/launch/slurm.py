@@ -7,9 +7,11 @@ tasks only join it by name, and its settings live in the storage. The storage UR
 tasks through the environment of `sbatch` (`--export`), never a command line or the script, so
 a password shows in neither `scontrol show job` nor a log.
 
-A task gets SIGTERM `signal_seconds` before its time limit or when it is preempted: the worker
-stops at a clean point, writes the last finished epoch, queues its trial to resume and exits,
-and the task asks SLURM to requeue it. A task whose node dies is found by its heartbeat.
+Stopping, by what sent the signal. `signal_seconds` before its time limit a task gets SIGUSR1:
+the worker stops at a clean point, writes the last finished epoch, queues its trial to resume
+and exits, and the task asks SLURM to requeue it. A requeue, a preemption or `scancel` sends
+SIGTERM instead: the worker stops the same way and SLURM decides what follows (a second requeue
+from the task would hit the task's next run). A task whose node dies is found by its heartbeat.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: i
         f"#SBATCH --job-name={shlex.quote(name)}",
         f"#SBATCH --array={array}",
         "#SBATCH --requeue",
-        f"#SBATCH --signal=B:TERM@{job.signal_seconds}",
+        f"#SBATCH --signal=B:USR1@{job.signal_seconds}",
         "#SBATCH --open-mode=append",
         f"#SBATCH --output={checkpoints / LOG_FOLDER}/%x-%A_%a.log",
         *_resources(job, gpus),
@@ -118,15 +120,17 @@ def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: i
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
         shlex.join(_worker_command(config, job, checkpoints, "cuda" if gpus else "cpu")) + " &",
         "worker=$!",
-        "# SLURM's notice (the time limit is near, or a preemption): the worker writes its last",
-        "# finished epoch, queues its trial to resume and exits; this task asks to be requeued.",
+        "# On either signal the worker writes its last finished epoch, queues its trial to resume",
+        "# and exits. USR1, the time limit is near: this task asks to be requeued. TERM, SLURM",
+        "# requeues, preempts or cancels it: SLURM decides what follows.",
         "stop() {",
         '    kill -TERM "$worker" 2>/dev/null',
         '    wait "$worker"',
-        '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        '    [ "$1" = requeue ] && scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
         "    exit 0",
         "}",
-        "trap stop TERM",
+        "trap 'stop requeue' USR1",
+        "trap 'stop' TERM",
         'wait "$worker"',
         "",
     ]

@@ -52,7 +52,7 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
         "#SBATCH --job-name=hpsearch-arr",
         "#SBATCH --array=0-2%2",
         "#SBATCH --requeue",
-        "#SBATCH --signal=B:TERM@300",
+        "#SBATCH --signal=B:USR1@300",
         "#SBATCH --open-mode=append",
         f"#SBATCH --output={checkpoints}/slurm-logs/%x-%A_%a.log",
         "#SBATCH --partition=gpu",
@@ -68,15 +68,17 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
         worker,
         "worker=$!",
-        "# SLURM's notice (the time limit is near, or a preemption): the worker writes its last",
-        "# finished epoch, queues its trial to resume and exits; this task asks to be requeued.",
+        "# On either signal the worker writes its last finished epoch, queues its trial to resume",
+        "# and exits. USR1, the time limit is near: this task asks to be requeued. TERM, SLURM",
+        "# requeues, preempts or cancels it: SLURM decides what follows.",
         "stop() {",
         '    kill -TERM "$worker" 2>/dev/null',
         '    wait "$worker"',
-        '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        '    [ "$1" = requeue ] && scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
         "    exit 0",
         "}",
-        "trap stop TERM",
+        "trap 'stop requeue' USR1",
+        "trap 'stop' TERM",
         'wait "$worker"',
     ]
     assert SECRET not in out + err
@@ -154,8 +156,9 @@ def test_a_job_array_shares_the_budget_and_never_shows_the_password(
     assert tasks == {"0", "1"}, "both tasks of the array ran trials"
     first = min(trials, key=lambda trial: trial.datetime_start)
     first_epoch_done = first.datetime_start.timestamp() + first.user_attrs["history"][0]["seconds"]
-    print(f"\nslurm: first trial's first epoch done {first_epoch_done - submitted:.1f} s after "
-          "`hpsearch slurm` began")  # fmt: skip
+    with capsys.disabled():  # a figure for the closing note, printed under -s
+        print(f"\nslurm: first trial's first epoch done {first_epoch_done - submitted:.1f} s "
+              "after `hpsearch slurm` began")  # fmt: skip
     logs = "".join(path.read_text() for path in (checkpoints / "slurm-logs").glob("*.log"))
     shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True)
     assert SECRET not in logs + shown.stdout + capsys.readouterr().err
@@ -185,4 +188,5 @@ def test_a_requeued_task_s_trial_resumes_from_its_checkpoint(
     assert all(trial.state.is_finished() for trial in trials)
     waited = retry.datetime_start.timestamp() - requeued
     resumed = retry.user_attrs["resumed_from_epoch"]
-    print(f"\nslurm requeue: retry started {waited:.1f} s after the requeue, from epoch {resumed}")
+    with capsys.disabled():
+        print(f"\nslurm requeue: retry started {waited:.1f} s later, from epoch {resumed}")
