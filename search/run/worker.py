@@ -16,7 +16,6 @@ import socket
 import sys
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import optuna
-from optuna.trial import TrialState
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs, locations
 from search.run import liveness, trial_files
@@ -137,9 +137,7 @@ class _Worker:
             return None
         if self.config.space is None and not any(t.state == TrialState.WAITING for t in trials):
             return None  # a study of fixed points ends when its queue is empty
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna warns that heartbeats are meant for optimize()
-            return self.study.ask()
+        return self.study.ask()
 
     def wait_for_silent_trials(self) -> bool:
         """With nothing left to start: wait one heartbeat interval if a RUNNING trial's worker
@@ -176,8 +174,10 @@ class _Worker:
             self._stopped(trial, f"its worker was stopped ({error})")
         except NoPointLeft as error:
             trial.set_user_attr(attrs.FAIL_REASON, str(error))
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, TrialState.FAIL)
             return False
+        except UpdateFinishedTrialError:
+            _say(_taken_away(trial))
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
@@ -190,20 +190,43 @@ class _Worker:
     def _finish(
         self, trial: optuna.Trial, run: TrialRun, state: TrialState, value: float | None = None
     ) -> None:
-        frozen = self.study.tell(
-            trial, value if state == TrialState.COMPLETE else None, state=state
-        )
+        frozen = self._tell(trial, state, value if state == TrialState.COMPLETE else None)
+        if frozen is None:
+            return
         self.finished += 1
         trial_files.release(self.study, frozen, run.folder)
 
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later."""
-        frozen = self.study.tell(trial, state=TrialState.FAIL)
+        frozen = self._tell(trial, TrialState.FAIL)
+        if frozen is None:
+            return
         if retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, reason):
             self.left_to_resume += 1
             _say(f"trial {trial.number} stopped; queued to resume from its last checkpoint")
         else:
             self.finished += 1  # out of retries: FAIL for good
+
+    def _tell(
+        self, trial: optuna.Trial, state: TrialState, value: float | None = None
+    ) -> FrozenTrial | None:
+        """Tell the study how the trial ended; None if another worker failed it meanwhile, taking
+        this worker for dead: its retry owns the trial's folder now, so nothing is released."""
+        try:
+            return self.study.tell(trial, value, state=state)
+        except ValueError:  # Optuna's answer to telling a finished trial
+            if not self.storage.get_trial(trial._trial_id).state.is_finished():
+                raise
+            _say(_taken_away(trial))
+            return None
+
+
+def _taken_away(trial: optuna.Trial) -> str:
+    return (
+        f"trial {trial.number} was failed meanwhile by another worker, which found no recent "
+        "heartbeat of ours (a clock far off, or the database out of reach past the grace); its "
+        "retry goes on from the checkpoint, and this worker drops the trial"
+    )
 
 
 def _silence_line(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> str:
@@ -215,8 +238,8 @@ def _silence_line(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> str:
     until = time.strftime("%H:%M:%S", time.localtime(silent_since + grace_seconds))
     return (
         f"waiting for trial {trial.number}: its worker{where} has sent no heartbeat for "
-        f"{time.time() - silent_since:.0f} s; silent until {until}, it counts as dead and is "
-        "resumed here"
+        f"{time.time() - silent_since:.0f} s; if it is still silent at {until}, the trial counts "
+        "as dead and is resumed here"
     )
 
 

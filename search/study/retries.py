@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import ATTEMPT, QUEUED_AS, RETRIED_FROM, RETRY_OF, RETRY_REASON, first_attempt
 
-__all__ = ["claim_retry", "first_attempt", "queue_retry", "stale_trial_callback"]
+__all__ = ["claim_retry", "first_attempt", "queue_retry"]
 
 
 def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str) -> bool:
@@ -53,17 +53,3 @@ def claim_retry(study: optuna.Study) -> optuna.Trial | None:
         except UpdateFinishedTrialError:  # another worker took it and finished it meanwhile
             continue
     return None
-
-
-def stale_trial_callback(max_retries: int):
-    """For the storage's heartbeat: a trial whose worker went silent is FAIL, then retried."""
-
-    def retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-        queue_retry(
-            study,
-            trial,
-            max_retries,
-            "its worker stopped sending heartbeats (killed, or its machine lost)",
-        )
-
-    return retry_stale

@@ -22,6 +22,7 @@ from search.run import liveness
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
 from search.study.create import open_study
+from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
@@ -214,3 +215,35 @@ def test_a_killed_worker_behind_the_grpc_proxy_is_resumed(
     first_attempt, retry = trials_of(url)
     assert first_attempt.state == TrialState.FAIL and retry.user_attrs[attrs.RETRY_OF] == 0
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
+
+
+def test_a_worker_whose_trial_another_failed_drops_it_and_goes_on(
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+):
+    # Another worker took this one for dead (a clock far off): the trial is FAIL and requeued
+    path = write_study(tmp_path, image_folder, trials=1, epochs=8, pruner='kind = "none"')
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = load_study_config(path)
+
+    def fail_it_after_the_first_epoch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:  # the worker may not have created the study yet
+                study = optuna.load_study(study_name=NAME, storage=url)
+            except KeyError:
+                continue
+            running = study.get_trials(states=(TrialState.RUNNING,))
+            if running and running[0].intermediate_values:
+                liveness._fail(study, running[0], "taken for dead")
+                queue_retry(study, running[0], 2, "taken for dead")
+                return
+
+    other = threading.Thread(target=fail_it_after_the_first_epoch)
+    other.start()
+    summary = run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), create=True)
+    other.join()
+    assert "was failed meanwhile by another worker" in capsys.readouterr().err
+    first, retry = trials_of(url)
+    assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "taken for dead"
+    assert retry.state == TrialState.COMPLETE and summary.finished == 1
