@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import optuna
 
+from search.errors import StorageError, StudyNotFound
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, connect
-from search.study.create import open_study, set_budget
-from search.study.storage import check_reachable
+from search.study.create import check_settings, find_study, open_study, set_budget
+from search.study.storage import check_reachable, open_storage
 from search.studyfile import StudyConfig
 from trainer import ImageData
 
@@ -24,8 +25,19 @@ def create_or_resume(
     budget from `config`.
     """
     check_reachable(options.storage_url, wait_seconds=options.wait_for_storage)
+    existing = _existing_study(options.storage_url, config.study.name)
+    if existing is not None:  # a study file that differs is refused before the data is decoded
+        check_settings(existing, config)
     data = load_study_data(config, options.cache_dir, progress=options.progress)
     study = open_study(config, connect(options, create=True), fingerprint(config, data))
     if trials is not None:
         set_budget(study, trials)
     return study, data
+
+
+def _existing_study(url: str, name: str) -> optuna.Study | None:
+    """The study, if the storage already holds it; None otherwise, creating nothing."""
+    try:
+        return find_study(open_storage(url, create=False), name)
+    except (StorageError, StudyNotFound):  # no storage yet, or no such study in it
+        return None

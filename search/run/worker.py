@@ -33,7 +33,7 @@ from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_devic
 from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
 from search.study import retries
-from search.study.create import budget, find_study, open_study
+from search.study.create import budget, check_settings, find_study, open_study
 from search.study.space import NoPointLeft
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig
@@ -79,7 +79,7 @@ def run_worker(
     # Before the data: a wrong URL or a missing study fails in a second, not after decoding
     storage = connect(options, create=create)
     if not create:
-        find_study(storage, config.study.name)
+        check_settings(find_study(storage, config.study.name), config)
     data = (
         data
         if data is not None

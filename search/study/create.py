@@ -176,7 +176,7 @@ def check_matches(study: optuna.Study, config: StudyConfig, fingerprint: dict[st
             f"study {study.study_name!r} exists and minimizes; ours maximize val top-1: "
             "use another study name"
         )
-    _check_settings(study, config)
+    check_settings(study, config)
     stored_data = study.user_attrs.get(attrs.DATA_FINGERPRINT)
     if stored_data is not None and stored_data != fingerprint:
         raise StudyMismatchError(
@@ -186,7 +186,9 @@ def check_matches(study: optuna.Study, config: StudyConfig, fingerprint: dict[st
         )
 
 
-def _check_settings(study: optuna.Study, config: StudyConfig) -> None:
+def check_settings(study: optuna.Study, config: StudyConfig) -> None:
+    """The study file (with its flags) must describe the study as it was created; checked before
+    the data is decoded, which takes minutes on a first run."""
     name = study.study_name
     stored = study.user_attrs.get(attrs.STUDY_CONFIG)
     if stored is not None:
