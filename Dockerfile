@@ -1,4 +1,6 @@
-# The hpsearch image for docker-compose.yml: workers, the dashboard and the gRPC proxy.
+# The hpsearch image for docker-compose.yml and for the pods of `hpsearch kubernetes`: workers, the
+# dashboard and the gRPC proxy. Both give only hpsearch's arguments (compose's `command:`, a pod's
+# `args:`), which follow the entrypoint below.
 # PyPI's torch wheels for Linux carry their own CUDA libraries, so a slim Python base is enough;
 # the host needs only the NVIDIA driver and container toolkit.
 FROM python:3.12-slim

@@ -1,4 +1,5 @@
-"""`hpsearch slurm`: a study's workers on a SLURM cluster, as one job array."""
+"""`hpsearch slurm` and `hpsearch kubernetes`: a study's workers on a cluster, as one SLURM job
+array or as manifests for `kubectl apply`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from search.cli.common import Command, study_setup
+from search.launch.kubernetes import KubernetesJob, render
 from search.launch.slurm import (
     DEFAULT_SIGNAL_SECONDS,
     SlurmJob,
@@ -16,6 +18,7 @@ from search.launch.slurm import (
     submit,
 )
 from search.study.storage import masked
+from search.studyfile import load_study_config
 
 
 def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +106,74 @@ def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(passed)
 
 
+def _kubernetes_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_file", type=Path, metavar="STUDY.toml", help="the study file")
+    parser.add_argument("--workers", type=int, required=True, help="worker pods")
+    parser.add_argument(
+        "--image", required=True, help="the image the Dockerfile builds, e.g. REGISTRY/hpsearch:TAG"
+    )
+    parser.add_argument("--namespace", help="default: kubectl's current namespace")
+    parser.add_argument(
+        "--gpus-per-worker", type=int, default=1, help="1 (default), or 0 to train on the CPU"
+    )
+    parser.add_argument("--cpu", help="CPUs requested per pod, e.g. 8 or 500m")
+    parser.add_argument("--memory", help="memory per pod (request and limit), e.g. 32Gi")
+    parser.add_argument(
+        "--data-pvc",
+        metavar="NAME",
+        help="a claim holding train/ and val/ at its root, mounted read-only (default: the "
+        "study's Imagenette, downloaded by each pod)",
+    )
+    parser.add_argument(
+        "--checkpoint-pvc",
+        metavar="NAME",
+        help="a ReadWriteMany claim for trial checkpoints (default: one is rendered)",
+    )
+    parser.add_argument(
+        "--storage-secret",
+        metavar="NAME",
+        help="a Secret whose key `url` holds the storage URL (default: a PostgreSQL is rendered, "
+        "with the Secret hpsearch-postgres you create)",
+    )
+    parser.add_argument(
+        "--with-dashboard",
+        action="store_true",
+        help="optuna-dashboard behind a ClusterIP Service, for kubectl port-forward",
+    )
+    parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (a new study only)")
+    parser.add_argument("--image-size", type=int, help="px (a new study only)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile in every worker")
+    parser.add_argument("-o", "--output", type=Path, help="write the YAML here, not to stdout")
+
+
+def _kubernetes(args: argparse.Namespace) -> int:
+    config = load_study_config(args.study_file).with_overrides(
+        trials=args.trials, epochs=args.epochs, image_size=args.image_size
+    )
+    job = KubernetesJob(
+        workers=args.workers,
+        image=args.image,
+        namespace=args.namespace,
+        gpus_per_worker=args.gpus_per_worker,
+        cpu=args.cpu,
+        memory=args.memory,
+        data_pvc=args.data_pvc,
+        checkpoint_pvc=args.checkpoint_pvc,
+        storage_secret=args.storage_secret,
+        dashboard=args.with_dashboard,
+        trials=args.trials,
+        compile=args.compile,
+    )
+    text = render(config, job)  # every check passes before anything is printed or written
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: kubectl apply -f {args.output}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "slurm": Command(
         "submit a study's workers to SLURM as one job array",
@@ -113,5 +184,14 @@ COMMANDS = {
         "proxy), the checkpoint folder and the data; create or resume the study; then submit one "
         "job array of --workers tasks, each an `hpsearch worker` on the study. The storage URL "
         "reaches the tasks through sbatch's environment, never the script.",
+    ),
+    "kubernetes": Command(
+        "print Kubernetes manifests for a study's workers, for kubectl apply -f",
+        _kubernetes_arguments,
+        _kubernetes,
+        description="Render multi-document YAML: the study file as a ConfigMap, a Job that creates "
+        "or checks the study, an Indexed Job of --workers GPU workers, a shared checkpoint claim, "
+        "PostgreSQL (unless --storage-secret) and the dashboard (--with-dashboard). The storage "
+        "URL comes only from a Secret you create; the YAML holds no password.",
     ),
 }

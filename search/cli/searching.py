@@ -10,6 +10,7 @@ import sys
 from search import locations
 from search.cli.common import WORKER_WAIT_FOR_STORAGE_SECONDS, Command, study_setup
 from search.launch import launch
+from search.launch.prepare import create_or_resume
 from search.results.status import format_status, study_status
 from search.run.worker import default_worker_index, run_worker, stop_on_signals
 from search.study.storage import open_storage
@@ -28,6 +29,12 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
     parser.add_argument("--epochs", type=int, help="epochs per trial")
     parser.add_argument("--image-size", type=int, help="px")
+    parser.add_argument(
+        "--create-only",
+        action="store_true",
+        help="create the study (or check it against the study file), set --trials, and exit "
+        "without training: what a cluster runs once before its workers join",
+    )
 
 
 def _worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +55,10 @@ def _run(args: argparse.Namespace) -> int:
     config, options = study_setup(
         args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
+    if args.create_only:
+        study, _ = create_or_resume(config, options, trials=args.trials)
+        print(format_status(study_status(study._storage, config.study.name)))
+        return 0
     study = launch(
         config,
         options,

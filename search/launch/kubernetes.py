@@ -1,0 +1,280 @@
+"""`hpsearch kubernetes`: a study's workers as Kubernetes manifests, for `kubectl apply -f`.
+
+Pure functions from the study and the flags to plain dicts, one per object; `render` turns them
+into one YAML stream. Nothing here talks to a cluster or a database.
+
+What runs, in order, though Kubernetes starts it all at once:
+- a Job of one pod, `hpsearch run STUDY --create-only`: it waits for the database, decodes the
+  data for its fingerprint, creates the study (or checks the study file against it), sets
+  `--trials`, and exits. One creator, because N pods creating Optuna's tables at once race in
+  PostgreSQL's catalogue; a mistake of the user's (exit 2: another study of that name, a bad
+  URL) fails the Job at once instead of retrying.
+- an Indexed Job of N workers, `hpsearch worker STUDY`. `worker` never creates a study, so each
+  pod's init container polls `hpsearch status --study NAME` until the creator has made it; a
+  pod that waits costs no GPU time that a failing, restarting one would not, and needs no order
+  that Kubernetes does not give. A preempted or evicted pod (DisruptionTarget) is replaced
+  without counting as a failure; SIGTERM gives its worker the grace period to write the last
+  finished epoch and queue its trial, which any worker then resumes from the shared claim.
+
+The storage URL reaches every pod only through a Secret the user made (`secretKeyRef`): the
+YAML holds no password and no Secret. The dashboard, which has no login, is a ClusterIP Service
+reached with `kubectl port-forward`, never a LoadBalancer, NodePort or Ingress.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+import tomli_w
+import yaml
+
+from search.errors import LaunchError
+from search.launch.kubernetes_objects import (
+    CACHE_DIR,
+    CHECKPOINT_CLAIM,
+    CHECKPOINT_CLAIM_SIZE,
+    CHECKPOINT_DIR,
+    CREATOR_WAIT_SECONDS,
+    DASHBOARD,
+    DASHBOARD_PORT,
+    DATA_DIR,
+    FAILURES_PER_WORKER,
+    GRACE_SECONDS,
+    PASSWORD_KEY,
+    POSTGRES,
+    POSTGRES_DB,
+    POSTGRES_USER,
+    SHM_SIZE,
+    STORAGE_KEY,
+    STUDY_DIR,
+    USER_ERROR_EXIT,
+    KubernetesJob,
+    claim,
+    dashboard,
+    disruptions_ignored,
+    field_env,
+    object_metadata,
+    object_name,
+    pod_template,
+    postgres,
+    service,
+    storage_env,
+    wait_container,
+)
+from search.studyfile import StudyConfig
+from search.studyfile.document import to_document
+from trainer.sources import IMAGENETTE
+
+
+def render(config: StudyConfig, job: KubernetesJob) -> str:
+    """The manifests as one YAML stream, after a comment that says what to create first."""
+    secret = job.storage_secret or POSTGRES
+    if job.storage_secret:
+        create = f"kubectl create secret generic {secret} --from-literal={STORAGE_KEY}=URL"
+    else:
+        create = (
+            f"kubectl create secret generic {secret} --from-literal={PASSWORD_KEY}=PASSWORD "
+            f"--from-literal={STORAGE_KEY}=postgresql+psycopg://{POSTGRES_USER}:PASSWORD@"
+            f"{POSTGRES}:5432/{POSTGRES_DB}"
+        )
+    namespace = f" --namespace {job.namespace}" if job.namespace else ""
+    header = (
+        f"# hpsearch kubernetes: study {config.study.name!r}, {job.workers} worker(s).\n"
+        f"# First, once: {create}{namespace}\n"
+    )
+    documents = manifests(config, job)
+    return header + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML that writes a text of several lines (the study file) as a `|` block."""
+
+
+def _text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def manifests(config: StudyConfig, job: KubernetesJob) -> list[dict[str, Any]]:
+    """Every object, in the order `kubectl apply` should meet them."""
+    source = config.data.source
+    if job.data_pvc is None and source not in IMAGENETTE:
+        raise LaunchError(
+            f"the study's data {source!r} is a path on this machine, which the pods cannot see: "
+            "give --data-pvc NAME, a claim holding train/ and val/, or an Imagenette name"
+        )
+    documents = [study_config_map(config, job)]
+    if job.checkpoint_pvc is None:
+        documents.append(claim(CHECKPOINT_CLAIM, "ReadWriteMany", CHECKPOINT_CLAIM_SIZE, job))
+    if job.storage_secret is None:
+        documents += [service(POSTGRES, "postgres", 5432, job), postgres(job)]
+    documents += [creator_job(config, job), workers_job(config, job)]
+    if job.dashboard:
+        documents += [dashboard(job), service(DASHBOARD, "dashboard", DASHBOARD_PORT, job)]
+    return documents
+
+
+def study_file_name(config: StudyConfig) -> str:
+    name = PurePosixPath(str(config.path)).name
+    return name if re.fullmatch(r"[-._a-zA-Z0-9]+\.toml", name) else "study.toml"
+
+
+def study_file_text(config: StudyConfig) -> str:
+    """The study as resolved (--trials, --epochs, --image-size applied; never a storage URL)."""
+    tables = {
+        section: _without_none(table)
+        for section, table in to_document(config).items()
+        if table != []  # an empty [[warm_start]] or [[points]] is no table at all
+    }
+    return f"# {config.path}, as `hpsearch kubernetes` resolved it\n" + tomli_w.dumps(tables)
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
+
+
+def study_config_map(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_metadata(object_name(config, "study"), "study", job, config),
+        "data": {study_file_name(config): study_file_text(config)},
+    }
+
+
+def creator_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
+    args = [
+        "run", f"{STUDY_DIR}/{study_file_name(config)}", "--create-only", *_data_args(config, job),
+        "--device", "cpu", "--no-progress", "--wait-for-storage", str(CREATOR_WAIT_SECONDS),
+        *(["--trials", str(job.trials)] if job.trials is not None else []),
+    ]  # fmt: skip
+    container = _hpsearch_container("create", args, job, gpus=0)
+    spec = {
+        "backoffLimit": 3,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": "create",
+                        "operator": "In",
+                        "values": [USER_ERROR_EXIT],
+                    },
+                },
+                disruptions_ignored(),
+            ]
+        },
+        "template": pod_template("create", job, config, [container], _volumes(job, config)),
+    }
+    return _job(object_name(config, "create"), "create", job, config, spec)
+
+
+def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
+    args = [
+        "worker", f"{STUDY_DIR}/{study_file_name(config)}", *_data_args(config, job),
+        "--checkpoint-dir", CHECKPOINT_DIR, "--device", "cuda" if job.gpus_per_worker else "cpu",
+        "--worker-index", "$(WORKER_INDEX)", "--no-progress",
+        *(["--compile"] if job.compile else []),
+    ]  # fmt: skip
+    worker = _hpsearch_container("worker", args, job, gpus=job.gpus_per_worker)
+    worker["env"].append(
+        field_env(
+            "WORKER_INDEX", "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        )
+    )
+    worker["volumeMounts"].append({"name": "checkpoints", "mountPath": CHECKPOINT_DIR})
+    wait = wait_container(job, config.study.name)
+    template = pod_template("workers", job, config, [worker], _volumes(job, config, True))
+    template["spec"]["initContainers"] = [wait]
+    template["spec"]["terminationGracePeriodSeconds"] = GRACE_SECONDS
+    if job.gpus_per_worker:  # GPU nodes are often tainted so that only GPU pods land there
+        template["spec"]["tolerations"] = [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    spec = {
+        "completionMode": "Indexed",
+        "completions": job.workers,
+        "parallelism": job.workers,
+        # A worker exits 0 once the study's budget is met; a crash or an OOM kill is retried up
+        # to this many times over all pods, while preemption, eviction and drains never count.
+        "backoffLimit": FAILURES_PER_WORKER * job.workers,
+        "podFailurePolicy": {"rules": [disruptions_ignored()]},
+        "template": template,
+    }
+    return _job(object_name(config, "workers"), "workers", job, config, spec)
+
+
+def _data_args(config: StudyConfig, job: KubernetesJob) -> list[str]:
+    data = DATA_DIR if job.data_pvc else config.data.source
+    return ["--data", data, "--cache-dir", CACHE_DIR]
+
+
+def _hpsearch_container(
+    name: str, args: list[str], job: KubernetesJob, *, gpus: int
+) -> dict[str, Any]:
+    """A container of the hpsearch image: the Dockerfile's entrypoint is `hpsearch`, so `args` is
+    the command line after it."""
+    env = [storage_env(job), field_env("POD_NAME", "metadata.name")]
+    if not job.data_pvc:  # an Imagenette download goes to the pod's scratch volume
+        env.append({"name": "HPSEARCH_DATA_ROOT", "value": f"{CACHE_DIR}/data"})
+    if job.cpu is not None and job.cpu.isdigit():  # torch's threads: the pod's CPUs, not the node's
+        env.append({"name": "OMP_NUM_THREADS", "value": job.cpu})
+    mounts = [
+        {"name": "study", "mountPath": STUDY_DIR, "readOnly": True},
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "shm", "mountPath": "/dev/shm"},
+    ]
+    if job.data_pvc:
+        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
+    container = {"name": name, "image": job.image, "args": args, "env": env}
+    if resources := _resources(job, gpus):
+        container["resources"] = resources
+    return {**container, "volumeMounts": mounts}
+
+
+def _resources(job: KubernetesJob, gpus: int) -> dict[str, Any]:
+    # CPU is requested, not limited (a limit throttles); memory is both, so the scheduler and
+    # the OOM killer agree; a GPU is an extended resource, given as a limit.
+    requests = {key: value for key, value in (("cpu", job.cpu), ("memory", job.memory)) if value}
+    limits: dict[str, Any] = {"memory": job.memory} if job.memory else {}
+    if gpus:
+        limits["nvidia.com/gpu"] = gpus
+    return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+
+
+def _volumes(
+    job: KubernetesJob, config: StudyConfig, checkpoints: bool = False
+) -> list[dict[str, Any]]:
+    volumes = [
+        {"name": "study", "configMap": {"name": object_name(config, "study")}},
+        {"name": "cache", "emptyDir": {}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+    ]
+    if job.data_pvc:
+        volumes.append(
+            {"name": "data", "persistentVolumeClaim": {"claimName": job.data_pvc, "readOnly": True}}
+        )
+    if checkpoints:
+        claim = job.checkpoint_pvc or CHECKPOINT_CLAIM
+        volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": claim}})
+    return volumes
+
+
+def _job(
+    name: str, component: str, job: KubernetesJob, config: StudyConfig, spec: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": object_metadata(name, component, job, config),
+        "spec": spec,
+    }

@@ -1,0 +1,268 @@
+"""The parts of `hpsearch kubernetes`'s manifests: its flags, checked (`KubernetesJob`), and the
+objects that do not depend on the study's command lines: labels and metadata, ClusterIP Services,
+claims, pods of the hpsearch image, the PostgreSQL StatefulSet and the dashboard Deployment.
+Pure functions returning plain dicts; `search.launch.kubernetes` puts them together.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from search.errors import LaunchError
+from search.studyfile import StudyConfig
+
+APP = "hpsearch"
+STORAGE_KEY = "url"  # the key of the storage URL in the storage Secret
+PASSWORD_KEY = "password"  # the key of the PostgreSQL password in the rendered database's Secret
+POSTGRES = "hpsearch-postgres"  # StatefulSet, Service and the Secret the user creates
+POSTGRES_IMAGE = "postgres:16"  # as in docker-compose.yml
+POSTGRES_USER = POSTGRES_DB = "hpsearch"
+POSTGRES_CLAIM_SIZE = "10Gi"
+CHECKPOINT_CLAIM = "hpsearch-checkpoints"  # shared by studies: each has its own folder in it
+CHECKPOINT_CLAIM_SIZE = "50Gi"  # a running trial's last.pt is 130-170 MB, plus each best weights
+DASHBOARD = "hpsearch-dashboard"
+DASHBOARD_PORT = 8080
+# Seconds from SIGTERM to SIGKILL: enough to finish a step and write a 130-170 MB checkpoint
+# to a network file system, as SLURM's warning gives
+GRACE_SECONDS = 180
+CREATOR_WAIT_SECONDS = 600  # for a database whose claim is provisioned and image pulled first
+WAIT_POLL_SECONDS = 10
+FAILURES_PER_WORKER = 2  # crashes and OOM kills the workers' Job tolerates, per worker on average
+USER_ERROR_EXIT = 2  # hpsearch's exit status for a mistake of the user's
+UID = 1000  # the Dockerfile's non-root user
+SHM_SIZE = "2Gi"  # the decoding DataLoader's workers pass batches through /dev/shm
+STUDY_DIR, CACHE_DIR, CHECKPOINT_DIR, DATA_DIR = "/etc/hpsearch", "/cache", "/checkpoints", "/data"
+
+_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+DNS_LABEL = re.compile(_LABEL)
+DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+# An image reference as Docker's grammar has it: [registry[:port]/]path[:tag][@digest]
+_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = re.compile(
+    rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH}(?:/{_PATH})*(?::\w[\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+QUANTITY = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[mkMGTPE]|[KMGTPE]i)?")
+
+
+def study_slug(config: StudyConfig) -> str:
+    """The study's name as a DNS label short enough for its Jobs' pod names."""
+    slug = re.sub(r"[^a-z0-9]+", "-", config.study.name.lower()).strip("-")[:40].strip("-")
+    return slug or "study"
+
+
+def object_name(config: StudyConfig, suffix: str) -> str:
+    return f"{APP}-{study_slug(config)}-{suffix}"
+
+
+@dataclass(frozen=True)
+class KubernetesJob:
+    """The flags of `hpsearch kubernetes`, checked: None leaves a setting to the cluster."""
+
+    workers: int
+    image: str
+    namespace: str | None = None
+    gpus_per_worker: int = 1
+    cpu: str | None = None  # a Kubernetes quantity, requested per pod: "8", "500m"
+    memory: str | None = None  # requested and the limit, per pod: "32Gi"
+    data_pvc: str | None = None  # a claim holding train/ and val/ at its root
+    checkpoint_pvc: str | None = None  # else a ReadWriteMany claim is rendered
+    storage_secret: str | None = None  # else a PostgreSQL is rendered
+    dashboard: bool = False
+    trials: int | None = None  # --trials: also the budget of a study that exists
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise LaunchError(f"--workers must be at least 1, but got {self.workers}")
+        if self.gpus_per_worker not in (0, 1):
+            raise LaunchError(
+                f"--gpus-per-worker must be 1 (or 0 to train on the CPU), but got "
+                f"{self.gpus_per_worker}: a worker trains on one GPU, so raise --workers instead"
+            )
+        if len(self.image) > 255 or not IMAGE.fullmatch(self.image):
+            raise LaunchError(
+                f"--image {self.image!r} is not an image reference such as "
+                "registry.example.com/team/hpsearch:1.0 (lowercase path, no spaces)"
+            )
+        if self.namespace is not None and not is_label(self.namespace):
+            raise LaunchError(
+                f"--namespace {self.namespace!r} is not a DNS label: at most 63 lowercase "
+                "letters, digits and '-', starting and ending with a letter or digit"
+            )
+        for flag in ("data_pvc", "checkpoint_pvc", "storage_secret"):
+            value = getattr(self, flag)
+            if value is not None and not (len(value) <= 253 and DNS_SUBDOMAIN.fullmatch(value)):
+                raise LaunchError(
+                    f"--{flag.replace('_', '-')} {value!r} is not a Kubernetes object name: "
+                    "lowercase letters, digits, '-' and '.'"
+                )
+        for flag in ("cpu", "memory"):
+            value = getattr(self, flag)
+            if value is not None and not QUANTITY.fullmatch(value):
+                raise LaunchError(
+                    f"--{flag} {value!r} is not a Kubernetes quantity such as 8, 500m or 32Gi"
+                )
+
+
+def is_label(text: str) -> bool:
+    return len(text) <= 63 and DNS_LABEL.fullmatch(text) is not None
+
+
+def disruptions_ignored() -> dict[str, Any]:
+    return {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+
+
+def wait_container(job: KubernetesJob, study: str | None) -> dict[str, Any]:
+    """Polls until the storage has Optuna's tables and, given `study`, that study; the name goes
+    through the environment, so no quoting can break the shell line."""
+    check = (
+        'hpsearch status --study "$STUDY" > /dev/null' if study else "hpsearch status > /dev/null"
+    )
+    env = [storage_env(job)] + ([{"name": "STUDY", "value": study}] if study else [])
+    return {
+        "name": "wait-for-study" if study else "wait-for-storage",
+        "image": job.image,
+        "command": ["sh", "-c", f"until {check}; do sleep {WAIT_POLL_SECONDS}; done"],
+        "env": env,
+    }
+
+
+def storage_env(job: KubernetesJob) -> dict[str, Any]:
+    secret = {"name": job.storage_secret or POSTGRES, "key": STORAGE_KEY}
+    return {"name": "HPSEARCH_STORAGE", "valueFrom": {"secretKeyRef": secret}}
+
+
+def field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def pod_template(
+    component: str,
+    job: KubernetesJob,
+    config: StudyConfig | None,
+    containers: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    restart: str = "Never",  # a Job's pod failure policy requires Never
+) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": component_labels(component, config)},
+        "spec": {
+            "restartPolicy": restart,
+            # the image's user; volumes (claims, emptyDirs) are made writable by its group
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": UID,
+                "runAsGroup": UID,
+                "fsGroup": UID,
+            },
+            "containers": containers,
+            "volumes": volumes,
+        },
+    }
+
+
+def component_labels(component: str, config: StudyConfig | None) -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": component}
+    if config is not None:
+        labels["hpsearch/study"] = study_slug(config)
+    return labels
+
+
+def object_metadata(
+    name: str, component: str, job: KubernetesJob, config: StudyConfig | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if job.namespace:
+        metadata["namespace"] = job.namespace
+    metadata["labels"] = component_labels(component, config)
+    return metadata
+
+
+def claim(name: str, access: str, size: str, job: KubernetesJob) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": object_metadata(name, "checkpoints", job),
+        "spec": {"accessModes": [access], "resources": {"requests": {"storage": size}}},
+    }
+
+
+def service(name: str, component: str, port: int, job: KubernetesJob) -> dict[str, Any]:
+    """Reachable inside the cluster only: from a laptop, `kubectl port-forward`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_metadata(name, component, job),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": component_labels(component, None),
+            "ports": [{"name": component, "port": port, "targetPort": port}],
+        },
+    }
+
+
+def postgres(job: KubernetesJob) -> dict[str, Any]:
+    password = {"secretKeyRef": {"name": POSTGRES, "key": PASSWORD_KEY}}
+    container = {
+        "name": "postgres",
+        "image": POSTGRES_IMAGE,
+        "env": [
+            {"name": "POSTGRES_USER", "value": POSTGRES_USER},
+            {"name": "POSTGRES_DB", "value": POSTGRES_DB},
+            {"name": "POSTGRES_PASSWORD", "valueFrom": password},
+            # a subfolder: a fresh volume's root may hold lost+found, which initdb refuses
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+        ],
+        "ports": [{"name": "postgres", "containerPort": 5432}],
+        "readinessProbe": {
+            "exec": {"command": ["pg_isready", "-U", POSTGRES_USER, "-d", POSTGRES_DB]},
+            "periodSeconds": 5,
+        },
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+    }
+    data_claim = claim("data", "ReadWriteOnce", POSTGRES_CLAIM_SIZE, job)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": object_metadata(POSTGRES, "postgres", job),
+        "spec": {
+            "serviceName": POSTGRES,
+            "replicas": 1,
+            "selector": {"matchLabels": component_labels("postgres", None)},
+            "template": {
+                "metadata": {"labels": component_labels("postgres", None)},
+                "spec": {"containers": [container]},
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": data_claim["spec"]}],
+        },
+    }
+
+
+def dashboard(job: KubernetesJob) -> dict[str, Any]:
+    """optuna-dashboard over every study in the storage; it listens on 0.0.0.0 inside its pod
+    so that the Service reaches it, and the Service is ClusterIP only."""
+    args = ["dashboard", "--host", "0.0.0.0", "--port", str(DASHBOARD_PORT)]
+    container = {
+        "name": "dashboard",
+        "image": job.image,
+        "args": args,
+        "env": [storage_env(job)],
+        "ports": [{"name": "dashboard", "containerPort": DASHBOARD_PORT}],
+    }
+    template = pod_template("dashboard", job, None, [container], [], restart="Always")
+    template["spec"]["initContainers"] = [wait_container(job, None)]
+    del template["spec"]["volumes"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_metadata(DASHBOARD, "dashboard", job),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": component_labels("dashboard", None)},
+            "template": template,
+        },
+    }

@@ -1,0 +1,340 @@
+"""`hpsearch kubernetes`: the manifests, checked offline (no cluster runs here) with the schemas
+that `kubernetes-validate` ships, strictly (an unknown field is an error), and read back for what a
+user relies on: GPU workers as an Indexed Job that survives preemption, the URL only from a Secret,
+nothing reachable from outside the cluster, and command lines that the `hpsearch` parser accepts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import kubernetes_validate
+import optuna
+import pytest
+import yaml
+
+from search.cli import build_parser, main
+from search.studyfile import load_study_config
+from tests.helpers import ROOT
+from tests.helpers.studies import write_study
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# The newest release the installed kubernetes-validate ships schemas for, named so that a new
+# package does not change what CI checks without a commit saying so.
+KUBERNETES_VERSION = "1.37.0"
+IMAGENETTE = ROOT / "studies" / "imagenette.toml"
+BASE = ["kubernetes", IMAGENETTE, "--workers", "4", "--image", "hpsearch:latest"]
+VARIANTS = {
+    "default": [],
+    "storage-secret": ["--storage-secret", "team-db"],
+    "dashboard": ["--with-dashboard"],
+    "cpu": ["--gpus-per-worker", "0", "--cpu", "4", "--memory", "16Gi"],
+    "checkpoint-pvc": ["--checkpoint-pvc", "shared-ckpt", "--data-pvc", "imagenette2-160"],
+    "all": [
+        "--namespace", "ml", "--with-dashboard", "--storage-secret", "team-db", "--trials", "40",
+        "--epochs", "5", "--image-size", "64", "--compile", "--cpu", "500m", "--memory", "32Gi",
+    ],
+}  # fmt: skip
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def render(capsys, *extra) -> list[dict]:
+    status, out, err = run_cli(capsys, *BASE, *extra)
+    assert status == 0, err
+    return [document for document in yaml.safe_load_all(out) if document]
+
+
+def by_kind(documents: list[dict], kind: str) -> list[dict]:
+    return [document for document in documents if document["kind"] == kind]
+
+
+def job(documents: list[dict], component: str) -> dict:
+    (found,) = [
+        document
+        for document in by_kind(documents, "Job")
+        if document["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return found
+
+
+def pod_spec(document: dict) -> dict:
+    return document["spec"]["template"]["spec"]
+
+
+def containers(documents: list[dict]) -> list[dict]:
+    return [
+        container
+        for document in documents
+        if "template" in document.get("spec", {})
+        for container in pod_spec(document)["containers"]
+        + pod_spec(document).get("initContainers", [])
+    ]
+
+
+def env(container: dict) -> dict[str, dict]:
+    return {variable["name"]: variable for variable in container["env"]}
+
+
+def test_the_pinned_version_is_one_the_package_ships():
+    assert KUBERNETES_VERSION in kubernetes_validate.utils.all_versions()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_document_passes_strict_schema_validation(capsys, variant):
+    documents = render(capsys, *VARIANTS[variant])
+    assert documents
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_misspelled_field_fails_the_strict_validation_these_tests_use(capsys):
+    document = job(render(capsys), "workers")
+    document["spec"]["completionMode "] = "Indexed"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_workers_are_an_indexed_job_of_gpu_pods_that_survive_preemption(capsys):
+    workers = job(render(capsys), "workers")
+    spec = workers["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == 4
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in spec[
+        "podFailurePolicy"
+    ]["rules"]
+    assert spec["backoffLimit"] >= 4
+    pod = pod_spec(workers)
+    assert pod["restartPolicy"] == "Never"  # what a pod failure policy requires
+    assert pod["terminationGracePeriodSeconds"] >= 120  # time to write a checkpoint on SIGTERM
+    (worker,) = pod["containers"]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert worker["args"][:2] == ["worker", "/etc/hpsearch/imagenette.toml"]
+    assert worker["args"][worker["args"].index("--device") + 1] == "cuda"
+    assert env(worker)["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    mounts = {mount["mountPath"]: mount["name"] for mount in worker["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    cache = worker["args"][worker["args"].index("--cache-dir") + 1]
+    checkpoints = worker["args"][worker["args"].index("--checkpoint-dir") + 1]
+    assert volumes[mounts[cache]]["emptyDir"] == {}
+    assert volumes[mounts[checkpoints]]["persistentVolumeClaim"]["claimName"] == (
+        "hpsearch-checkpoints"
+    )
+
+
+def test_cpu_workers_ask_for_no_gpu(capsys):
+    documents = render(capsys, "--gpus-per-worker", "0", "--cpu", "4", "--memory", "16Gi")
+    (worker,) = pod_spec(job(documents, "workers"))["containers"]
+    assert worker["resources"] == {
+        "requests": {"cpu": "4", "memory": "16Gi"},
+        "limits": {"memory": "16Gi"},
+    }
+    assert worker["args"][worker["args"].index("--device") + 1] == "cpu"
+    assert env(worker)["OMP_NUM_THREADS"]["value"] == "4"
+    assert "tolerations" not in pod_spec(job(documents, "workers"))
+
+
+def test_the_checkpoint_claim_is_shared_read_write_many_unless_one_is_given(capsys):
+    (claim,) = by_kind(render(capsys), "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "hpsearch-checkpoints"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    documents = render(capsys, "--checkpoint-pvc", "shared-ckpt", "--data-pvc", "images")
+    assert by_kind(documents, "PersistentVolumeClaim") == []
+    pod = pod_spec(job(documents, "workers"))
+    claims = {
+        volume["name"]: volume["persistentVolumeClaim"]
+        for volume in pod["volumes"]
+        if "persistentVolumeClaim" in volume
+    }
+    assert claims == {
+        "data": {"claimName": "images", "readOnly": True},
+        "checkpoints": {"claimName": "shared-ckpt"},
+    }
+    (worker,) = pod["containers"]
+    data = next(mount for mount in worker["volumeMounts"] if mount["name"] == "data")
+    assert data["readOnly"] is True
+    assert worker["args"][worker["args"].index("--data") + 1] == data["mountPath"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_storage_url_comes_only_from_a_secret_and_no_password_is_written(capsys, variant):
+    documents = render(capsys, *VARIANTS[variant])
+    assert by_kind(documents, "Secret") == []
+    secret = "team-db" if "--storage-secret" in VARIANTS[variant] else "hpsearch-postgres"
+    hpsearch = [c for c in containers(documents) if c["image"] == "hpsearch:latest"]
+    assert hpsearch
+    for container in hpsearch:
+        assert env(container)["HPSEARCH_STORAGE"] == {
+            "name": "HPSEARCH_STORAGE",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}},
+        }
+    for container in containers(documents):
+        for variable in container.get("env", []):
+            if "PASSWORD" in variable["name"] or "STORAGE" in variable["name"]:
+                assert "value" not in variable and "secretKeyRef" in variable["valueFrom"]
+    text = yaml.safe_dump_all(documents)
+    assert "://" not in text and "password:" not in text.lower()  # no URL, no password key
+
+
+def test_the_rendered_postgresql_is_a_stateful_set_behind_a_cluster_ip_service(capsys):
+    documents = render(capsys)
+    (database,) = by_kind(documents, "StatefulSet")
+    assert database["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    (postgres,) = pod_spec(database)["containers"]
+    assert env(postgres)["POSTGRES_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "hpsearch-postgres", "key": "password"}
+    }
+    (service,) = by_kind(documents, "Service")
+    assert service["metadata"]["name"] == "hpsearch-postgres"  # the host in the README's URL
+    assert service["spec"]["ports"][0]["port"] == 5432
+    assert by_kind(render(capsys, "--storage-secret", "team-db"), "StatefulSet") == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_services_are_cluster_ip_only_and_nothing_is_exposed(capsys, variant):
+    documents = render(capsys, *VARIANTS[variant])
+    assert not by_kind(documents, "Ingress")
+    for service in by_kind(documents, "Service"):
+        assert service["spec"]["type"] == "ClusterIP"
+    for container in containers(documents):
+        assert all("hostPort" not in port for port in container.get("ports", []))
+
+
+def test_the_dashboard_listens_inside_its_pod_behind_a_cluster_ip_service(capsys):
+    documents = render(capsys, "--with-dashboard")
+    (deployment,) = by_kind(documents, "Deployment")
+    (dashboard,) = pod_spec(deployment)["containers"]
+    assert dashboard["args"] == ["dashboard", "--host", "0.0.0.0", "--port", "8080"]
+    services = {service["metadata"]["name"]: service for service in by_kind(documents, "Service")}
+    assert services["hpsearch-dashboard"]["spec"]["selector"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_the_config_map_holds_the_resolved_study_file(capsys):
+    documents = render(capsys, "--epochs", "5", "--trials", "40")
+    (config_map,) = by_kind(documents, "ConfigMap")
+    (name, text) = config_map["data"].popitem()
+    assert name == "imagenette.toml"
+    study = tomllib.loads(text)
+    original = tomllib.loads(IMAGENETTE.read_text())
+    assert study["study"]["name"] == "imagenette" and study["train"]["epochs"] == 5
+    assert (
+        study["study"]["trials"] == 40
+        and study["space"]["optimizer"] == (original["space"]["optimizer"])
+    )
+    pod = pod_spec(job(documents, "workers"))
+    (study_volume,) = [volume for volume in pod["volumes"] if "configMap" in volume]
+    assert study_volume["configMap"]["name"] == config_map["metadata"]["name"]
+
+
+def test_the_resolved_study_file_loads_as_the_study(tmp_path, capsys):
+    (config_map,) = by_kind(render(capsys, "--epochs", "5"), "ConfigMap")
+    (name, text) = config_map["data"].popitem()
+    (tmp_path / name).write_text(text)
+    expected = load_study_config(IMAGENETTE).with_overrides(epochs=5)
+    assert load_study_config(tmp_path / name).train == expected.train
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_hpsearch_command_line_is_one_the_parser_accepts(capsys, variant):
+    documents = render(capsys, *VARIANTS[variant])
+    hpsearch = [c for c in containers(documents) if c["image"] == "hpsearch:latest"]
+    assert hpsearch
+    for container in hpsearch:
+        if "args" in container:  # after the image's entrypoint, `hpsearch`
+            args = [arg.replace("$(WORKER_INDEX)", "3") for arg in container["args"]]
+            build_parser().parse_args(args)
+            if "$(WORKER_INDEX)" in container["args"]:
+                assert "WORKER_INDEX" in env(container)
+        else:  # the init containers' shell line runs hpsearch status
+            assert container["command"][:2] == ["sh", "-c"]
+            assert "hpsearch status" in container["command"][2]
+
+
+def test_workers_wait_for_the_study_that_one_creator_job_makes(capsys):
+    documents = render(capsys, "--trials", "40")
+    workers = pod_spec(job(documents, "workers"))
+    (wait,) = workers["initContainers"]
+    assert '--study "$STUDY"' in wait["command"][2] and env(wait)["STUDY"]["value"] == "imagenette"
+    creator = job(documents, "create")
+    assert "completionMode" not in creator["spec"]
+    (create,) = pod_spec(creator)["containers"]
+    assert create["args"][:3] == ["run", "/etc/hpsearch/imagenette.toml", "--create-only"]
+    assert create["args"][create["args"].index("--trials") + 1] == "40"
+    assert "nvidia.com/gpu" not in str(create.get("resources"))
+    (rule,) = [
+        rule for rule in creator["spec"]["podFailurePolicy"]["rules"] if "onExitCodes" in rule
+    ]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2]
+
+
+def test_the_creator_command_creates_the_study_and_trains_nothing(
+    tmp_path, image_folder, capsys, monkeypatch
+):
+    study = write_study(tmp_path, image_folder, name="k8s-create", trials=3)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    monkeypatch.setenv("HPSEARCH_STORAGE", url)
+    status, out, err = run_cli(capsys, "run", study, "--create-only", "--trials", "5")
+    assert status == 0, err
+    created = optuna.load_study(study_name="k8s-create", storage=url)
+    assert created.user_attrs["budget"] == 5
+    assert created.trials == []  # no warm start in this study file, and nothing trained
+    assert "k8s-create" in out
+    status, out, err = run_cli(capsys, "run", study, "--create-only", "--epochs", "9")
+    assert status == 2 and "train.epochs" in err  # checked against the study, as run would
+
+
+def test_output_file(tmp_path, capsys):
+    target = tmp_path / "hpsearch.yaml"
+    status, out, err = run_cli(capsys, *BASE, "-o", target)
+    assert status == 0 and out == "" and str(target) in err
+    assert [document["kind"] for document in yaml.safe_load_all(target.read_text())][-1] == "Job"
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--image", "hpsearch latest"], "--image"),
+        (["--image", "Hpsearch:latest"], "--image"),
+        (["--namespace", "ML_team"], "--namespace"),
+        (["--namespace", "a" * 64], "--namespace"),
+        (["--storage-secret", "Team DB"], "--storage-secret"),
+        (["--data-pvc=-images"], "--data-pvc"),
+        (["--gpus-per-worker", "2"], "--gpus-per-worker"),
+        (["--memory", "lots"], "--memory"),
+        (["--epochs", "0"], "epochs"),
+    ],
+)
+def test_bad_flags_are_one_line_exit_2_and_nothing_on_stdout(capsys, extra, expect):
+    status, out, err = run_cli(capsys, *BASE, *extra)
+    assert (status, out) == (2, "")
+    assert len(err.splitlines()) == 1 and expect in err
+
+
+def test_an_unknown_study_key_or_a_local_data_path_is_refused(tmp_path, image_folder, capsys):
+    study = tmp_path / "bad.toml"
+    study.write_text(IMAGENETTE.read_text().replace("[train]", "[train]\nepochz = 3"))
+    status, out, err = run_cli(capsys, "kubernetes", study, *BASE[2:])
+    assert (status, out) == (2, "") and len(err.splitlines()) == 1 and "epochz" in err
+    local = write_study(tmp_path, image_folder, name="local")
+    status, out, err = run_cli(capsys, "kubernetes", local, *BASE[2:])
+    assert (status, out) == (2, "") and len(err.splitlines()) == 1 and "--data-pvc" in err
+    status, out, err = run_cli(capsys, "kubernetes", local, *BASE[2:], "--data-pvc", "images")
+    assert status == 0, err
+
+
+def test_image_references_with_a_registry_port_and_digest_are_accepted(capsys):
+    digest = "sha256:" + "a" * 64
+    for image in ("localhost:5000/team/hpsearch:1.0", f"ghcr.io/org/hpsearch@{digest}"):
+        status, _, err = run_cli(capsys, *BASE[:-1], image)
+        assert status == 0, err
