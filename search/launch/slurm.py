@@ -64,10 +64,15 @@ class SlurmJob:
             raise LaunchError(
                 f"--concurrent must be 1 to --workers={self.workers}, but got {self.concurrent}"
             )
-        for name in ("gpus_per_worker", "cpus_per_worker"):
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "gpus_per_worker" else 1):
-                raise LaunchError(f"--{name.replace('_', '-')} is too small: {value}")
+        if self.gpus_per_worker is not None and not 0 <= self.gpus_per_worker <= 1:
+            raise LaunchError(
+                f"--gpus-per-worker must be 0 or 1, since a worker trains on one GPU, but got "
+                f"{self.gpus_per_worker}; use more --workers to use more GPUs"
+            )
+        if self.cpus_per_worker is not None and self.cpus_per_worker < 1:
+            raise LaunchError(
+                f"--cpus-per-worker must be at least 1, but got {self.cpus_per_worker}"
+            )
         if self.signal_seconds < 1:
             raise LaunchError(f"--signal-seconds must be positive, but got {self.signal_seconds}")
 

@@ -37,7 +37,7 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
     status, out, err = run_cli(
         capsys, "slurm", study, "--workers", "3", "--concurrent", "2", "--dry-run",
         "--storage", f"postgresql+psycopg://u:{SECRET}@db/x", "--checkpoint-dir", "ckpt",
-        "--partition", "gpu", "--account", "lab", "--time", "4:00:00", "--gpus-per-worker", "2",
+        "--partition", "gpu", "--account", "lab", "--time", "4:00:00", "--gpus-per-worker", "1",
         "--cpus-per-worker", "8", "--mem", "32G", "--sbatch=--qos=low", "--python", "/opt/py",
         "--setup", "module load cuda/12", "--signal-seconds", "300",
     )  # fmt: skip
@@ -59,7 +59,7 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
         "#SBATCH --account=lab",
         "#SBATCH --time=4:00:00",
         "#SBATCH --cpus-per-task=8",
-        "#SBATCH --gpus-per-task=2",
+        "#SBATCH --gpus-per-task=1",
         "#SBATCH --mem=32G",
         "#SBATCH --qos=low",
         "",
