@@ -39,6 +39,8 @@ WORKER = "worker"  # the process running the trial: host, pid, start time, sched
 # --- a trial's system attributes (any storage carries them, the gRPC proxy included) -------------
 HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last beat
 
+METRIC = "val_top1"  # the study's one objective: the best val top-1 (0..1) over a trial's epochs
+
 # --- a study's user attributes --------------------------------------------------------------------
 STUDY_ID = "study_id"  # unique per study, whatever its name or storage: keys its files
 STUDY_CONFIG = "study_config"  # the whole resolved study file it was created with (a document)

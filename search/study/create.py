@@ -122,6 +122,7 @@ def _create(
         )
     except optuna.exceptions.DuplicatedStudyError:
         return None
+    study.set_metric_names([attrs.METRIC])  # the dashboard and Optuna's plots say what they show
     study.set_user_attr(attrs.STUDY_CONFIG, to_document(config))
     study.set_user_attr(attrs.BUDGET, config.study.trials)
     study.set_user_attr(attrs.DATA_FINGERPRINT, fingerprint)

@@ -59,6 +59,7 @@ def test_two_studies_of_one_name_keep_and_export_their_own_weights(
         run.join()
     folders = sorted(path.name for path in (tmp_path / "user-checkpoints").iterdir())
     assert folders == sorted(f"{NAME}-{study_id(load(url))[:8]}" for url in urls)
+    assert all(load(url).metric_names == ["val_top1"] for url in urls)
     for index, url in enumerate(urls):
         output = tmp_path / f"best-{index}.toml"
         assert run_cli(capsys, "export", "--storage", url, "--study", NAME, "-o", output)[0] == 0
