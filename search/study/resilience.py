@@ -7,10 +7,13 @@ worker's (search.run.liveness); it calls the storage `without_retries`, on a dea
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -30,9 +33,21 @@ TRANSIENT_FATAL = ("starting up", "shutting down", "recovery mode", "too many", 
 def is_connection_error(error: BaseException) -> bool:
     """True for a lost or refused connection, a database restarting, or SQLite's lock held by
     another worker: what waiting fixes. False for anything else (no such table, a read-only file,
-    a full disk, bad data), which fails at once with its own message."""
-    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
-        return is_connection_error(error.__cause__)
+    a full disk, bad data), which fails at once with its own message.
+
+    The outage may sit down the chain: Optuna wraps it (StorageInternalError), and SQLAlchemy
+    reports a connection lost mid-transaction as the PendingRollbackError of the next statement.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if _is_outage(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _is_outage(error: BaseException) -> bool:
     if isinstance(error, sqlalchemy.exc.DBAPIError):
         if error.connection_invalidated:
             return True
@@ -91,10 +106,27 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(cause).__name__
 
 
+# How deep this thread is in storage calls: only the outermost one waits out an outage, since a
+# method's inner calls share its transaction and retrying them alone would retry half of it.
+_nesting = threading.local()
+
+
+@contextmanager
+def _inside_a_call() -> Iterator[None]:
+    _nesting.depth = getattr(_nesting, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _nesting.depth -= 1
+
+
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return call_with_retries(method, self, *args, **kwargs)
+        if getattr(_nesting, "depth", 0):
+            return method(self, *args, **kwargs)
+        with _inside_a_call():
+            return call_with_retries(method, self, *args, **kwargs)
 
     return wrapper
 
@@ -118,18 +150,33 @@ class ResilientRDBStorage(RDBStorage):
         self.configure_engine()
 
 
-_STORAGE_METHODS = [name for name in vars(optuna.storages.BaseStorage) if not name.startswith("__")]
-for _name in [*_STORAGE_METHODS, "record_heartbeat", "_get_stale_trial_ids"]:
-    if callable(getattr(RDBStorage, _name, None)):
-        setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
+def _storage_methods() -> list[str]:
+    """Every method of the storage API and of RDBStorage, its private ones included: Optuna's
+    cache (`_CachedStorage`, which create_study and load_study put in front of it) calls those
+    directly. Static helpers aside, each runs whole transactions of its own."""
+    names = {*vars(optuna.storages.BaseStorage), *vars(RDBStorage)}
+    return sorted(
+        name
+        for name in names
+        if not name.startswith("__")
+        and inspect.isfunction(inspect.getattr_static(RDBStorage, name))
+    )
+
+
+for _name in _storage_methods():
+    setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 
 def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable[..., Any]:
-    """The storage's method `name` as the database driver would run it, without waiting out an
-    outage: for a caller with a shorter deadline of its own (a heartbeat)."""
-    if isinstance(storage, ResilientRDBStorage):
-        return functools.partial(getattr(RDBStorage, name), storage)
-    return getattr(storage, name)
+    """The storage's method `name`, called without waiting out an outage: for a caller with a
+    shorter deadline of its own (a heartbeat)."""
+    method = getattr(storage, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _inside_a_call():
+            return method(*args, **kwargs)
+
+    return call
 
 
 def wait_out_outages_on_connect(engine: sqlalchemy.Engine) -> None:

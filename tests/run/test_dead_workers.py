@@ -224,15 +224,13 @@ def test_a_worker_whose_trial_another_failed_drops_it_and_goes_on(
     path = write_study(tmp_path, image_folder, trials=1, epochs=8, pruner='kind = "none"')
     url = f"sqlite:///{tmp_path / 's.db'}"
     config = load_study_config(path)
+    data = load_study_data(config, cache_dir, progress=False)
+    study = open_study(config, open_storage(url), fingerprint(config, data))
 
     def fail_it_after_the_first_epoch() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             time.sleep(0.05)
-            try:  # the worker may not have created the study yet
-                study = optuna.load_study(study_name=NAME, storage=url)
-            except KeyError:
-                continue
             running = study.get_trials(states=(TrialState.RUNNING,))
             if running and running[0].intermediate_values:
                 liveness._fail(study, running[0], "taken for dead")
@@ -241,7 +239,7 @@ def test_a_worker_whose_trial_another_failed_drops_it_and_goes_on(
 
     other = threading.Thread(target=fail_it_after_the_first_epoch)
     other.start()
-    summary = run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), create=True)
+    summary = run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), data=data)
     other.join()
     assert "was failed meanwhile by another worker" in capsys.readouterr().err
     first, retry = trials_of(url)

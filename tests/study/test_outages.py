@@ -11,9 +11,11 @@ import optuna
 import psycopg
 import pytest
 import sqlalchemy
+from optuna.distributions import FloatDistribution
 
 from search.study.resilience import is_connection_error
 from search.study.storage import open_storage
+from tests.conftest import POSTGRES
 
 
 def _psycopg_error(dsn: str) -> psycopg.Error:
@@ -80,3 +82,23 @@ def test_an_unpickled_storage_still_begins_sqlite_transactions_with_the_write_lo
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             other.execute("CREATE TABLE probe (x)")
         other.close()
+
+
+def test_a_connection_lost_inside_optunas_cache_path_is_retried(pg_url):
+    # study.get_trials() goes through Optuna's cache to RDBStorage._get_trials, a private method:
+    # the server ends the connection right as its query starts, a real fault, once
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)
+    ended: list[int] = []
+
+    def end_the_connection_once(connection, cursor, statement, *args) -> None:
+        if ended or "FROM trials" not in statement:
+            return
+        ended.append(connection.connection.dbapi_connection.info.backend_pid)
+        with psycopg.connect(**POSTGRES, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
+
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", end_the_connection_once)
+    trials = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert ended and [trial.value for trial in trials] == [0.5]
