@@ -135,13 +135,11 @@ class ResilientRDBStorage(RDBStorage):
     """An RDBStorage whose every call waits out a database outage with bounded, logged backoff."""
 
     def configure_engine(self) -> None:
-        """What the engine needs beyond Optuna's settings: SQLite transactions that take the
-        write lock at once; a server's new connections that wait out an outage."""
-        if self.engine.dialect.name == "sqlite":
-            if self.engine.url.database not in (None, "", ":memory:"):
-                _begin_immediately(self.engine)
-        else:
-            wait_out_outages_on_connect(self.engine)
+        """What the engine needs beyond Optuna's settings: SQLite transactions on a file that
+        take the write lock at once."""
+        on_file = self.engine.url.database not in (None, "", ":memory:")
+        if self.engine.dialect.name == "sqlite" and on_file:
+            _begin_immediately(self.engine)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Optuna rebuilds the engine of an unpickled storage (a spawned process, say) from its
@@ -177,18 +175,6 @@ def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable
             return method(*args, **kwargs)
 
     return call
-
-
-def wait_out_outages_on_connect(engine: sqlalchemy.Engine) -> None:
-    """Every connection the engine opens waits out an outage, with the same bounded, logged
-    backoff. So a storage call that starts while the database is down waits for it, whichever
-    layer makes it: Optuna's cache (`_CachedStorage`) calls private methods of RDBStorage that no
-    method wrapper lists. `pool_pre_ping` replaces a pooled connection the outage broke, through
-    here too."""
-
-    @sqlalchemy.event.listens_for(engine, "do_connect")
-    def connect_patiently(dialect, connection_record, cargs, cparams):
-        return call_with_retries(dialect.connect, *cargs, **cparams)
 
 
 def wait_until_reachable(url: sqlalchemy.URL, seconds: float) -> None:
