@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import torch
 
 from trainer.errors import ConfigError, NoSpaceLeft
+from trainer.sources import one_line
 
 CHECKPOINT_NAME = "last.pt"
 logger = logging.getLogger("trainer.checkpoint")
@@ -160,11 +161,10 @@ def load_or_set_aside(path: Path) -> dict[str, Any] | None:
     except Exception as error:  # noqa: BLE001
         aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
         os.replace(path, aside)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         logger.warning(
             "checkpoint %s cannot be read (%s); set aside as %s, the run starts from epoch 1",
             path,
-            reason,
+            one_line(error) or type(error).__name__,
             aside.name,
         )
         return None

@@ -92,7 +92,7 @@ def call_with_retries(
             delay = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
             logger.warning(
                 "storage unreachable (%s); retry %d in %.1f s, %.0f s into the outage",
-                _first_line(error),
+                first_line(error),
                 attempt + 1,
                 delay,
                 waited,
@@ -100,7 +100,8 @@ def call_with_retries(
             time.sleep(delay)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """What went wrong, in one line: the driver's own message where SQLAlchemy or Optuna wrap it."""
     cause = error.__cause__ or error
     text = str(getattr(cause, "orig", None) or cause).strip()
     return text.splitlines()[0] if text else type(cause).__name__

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search.errors import StorageError
-from search.study.resilience import ResilientRDBStorage, wait_until_reachable
+from search.study.resilience import ResilientRDBStorage, first_line, wait_until_reachable
 
 # A few local workers wait for each other's writes instead of failing
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
@@ -154,8 +154,7 @@ def check_reachable(url: str, *, wait_seconds: float = 0) -> None:
     try:
         wait_until_reachable(parsed, wait_seconds)
     except sqlalchemy.exc.DBAPIError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise StorageError(f"cannot reach storage {masked(url)}: {reason}") from None
+        raise _unreachable(url, error) from None
 
 
 def open_storage(
@@ -183,14 +182,17 @@ def open_storage(
             _require_tables(parsed, engine_kwargs, url)
         storage = _open_rdb(parsed, url, engine_kwargs=engine_kwargs)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise StorageError(f"cannot reach storage {masked(url)}: {reason}") from None
+        raise _unreachable(url, error) from None
     except ImportError as error:  # found, but it would not load (a missing libpq, say)
         raise StorageError(f"{_missing_driver(parsed.drivername, url)} ({error})") from None
     if sqlite_file(parsed) is not None:
         _use_write_ahead_log(storage)
     storage.configure_engine()
     return storage
+
+
+def _unreachable(url: str, error: BaseException) -> StorageError:
+    return StorageError(f"cannot reach storage {masked(url)}: {first_line(error)}")
 
 
 def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> None:
