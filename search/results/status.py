@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
-from search.run.liveness import last_beat
+from search.run.liveness import describe, last_beat
 from search.study.create import budget, find_study
 
 
@@ -86,14 +86,8 @@ def format_status(rows: list[dict[str, Any]]) -> str:
 
 def _running_line(study: str, running: dict[str, Any]) -> str:
     worker = running["worker"] if isinstance(running["worker"], dict) else {}
-    where = f"pid {worker.get('pid', '?')} on {worker.get('host', '?')}"
-    scheduler = ", ".join(
-        f"{key} {worker[key]}"
-        for key in ("slurm_job", "slurm_task", "kubernetes_pod")
-        if key in worker
-    )
     return (
         f"running in {study}: trial {running['trial']}, epoch {running['epochs_done']}"
-        f"/{running['epochs'] or '?'}, {where}{f' ({scheduler})' if scheduler else ''}, "
+        f"/{running['epochs'] or '?'}, {describe(worker)}, "
         f"last heartbeat {running['heartbeat_age_seconds']:.0f} s ago"
     )

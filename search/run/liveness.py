@@ -56,6 +56,17 @@ def this_worker() -> dict[str, Any]:
     return worker
 
 
+def describe(worker: dict[str, Any]) -> str:
+    """`pid 4242 on gpu-3 (slurm_job 812, slurm_task 1)`: a worker record, as people read it."""
+    scheduler = ", ".join(
+        f"{key} {worker[key]}"
+        for key in ("slurm_job", "slurm_task", "kubernetes_pod")
+        if key in worker
+    )
+    where = f"pid {worker.get('pid', '?')} on {worker.get('host', '?')}"
+    return f"{where} ({scheduler})" if scheduler else where
+
+
 def _pid_namespace() -> int | None:
     try:
         return os.stat("/proc/self/ns/pid").st_ino
@@ -110,7 +121,7 @@ def fail_dead_trials(study: optuna.Study, grace_seconds: float, max_retries: int
 def _death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
     worker = trial.user_attrs.get(attrs.WORKER)
     if is_gone(worker):
-        return f"its worker (pid {worker['pid']} on {worker['host']}) is gone"
+        return f"its worker ({describe(worker)}) is gone"
     silent = now - last_beat(trial)
     if silent > grace_seconds:
         return f"its worker sent no heartbeat for {silent:.0f} s (killed, or its machine lost)"

@@ -231,9 +231,7 @@ def _taken_away(trial: optuna.Trial) -> str:
 
 def _silence_line(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> str:
     worker = trial.user_attrs.get(attrs.WORKER)
-    where = (
-        f" (pid {worker.get('pid')} on {worker.get('host')})" if isinstance(worker, dict) else ""
-    )
+    where = f" ({liveness.describe(worker)})" if isinstance(worker, dict) else ""
     silent_since = liveness.last_beat(trial)
     until = time.strftime("%H:%M:%S", time.localtime(silent_since + grace_seconds))
     return (
