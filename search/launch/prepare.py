@@ -25,19 +25,29 @@ def create_or_resume(
     budget from `config`.
     """
     check_reachable(options.storage_url, wait_seconds=options.wait_for_storage)
-    existing = _existing_study(options.storage_url, config.study.name)
-    if existing is not None:  # a study file that differs is refused before the data is decoded
-        check_settings(existing, config)
+    storage = _existing_storage(options.storage_url)
+    if storage is not None:  # a study file that differs is refused before the data is decoded
+        _check_existing(storage, config)
     data = load_study_data(config, options.cache_dir, progress=options.progress)
-    study = open_study(config, connect(options, create=True), fingerprint(config, data))
+    if storage is None:  # created only now, once the data is known to be good
+        storage = connect(options, create=True)
+    study = open_study(config, storage, fingerprint(config, data))
     if trials is not None:
         set_budget(study, trials)
     return study, data
 
 
-def _existing_study(url: str, name: str) -> optuna.Study | None:
-    """The study, if the storage already holds it; None otherwise, creating nothing."""
+def _existing_storage(url: str) -> optuna.storages.BaseStorage | None:
+    """The storage, if it exists already; None otherwise, creating nothing."""
     try:
-        return find_study(open_storage(url, create=False), name)
-    except (StorageError, StudyNotFound):  # no storage yet, or no such study in it
+        return open_storage(url, create=False)
+    except StorageError:  # no SQLite file yet, or no Optuna tables in the database
         return None
+
+
+def _check_existing(storage: optuna.storages.BaseStorage, config: StudyConfig) -> None:
+    try:
+        study = find_study(storage, config.study.name)
+    except StudyNotFound:
+        return
+    check_settings(study, config)
