@@ -50,6 +50,8 @@ import queue
 import random
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -64,7 +66,6 @@ import psutil
 import sqlalchemy
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 import search.run.worker
@@ -78,6 +79,7 @@ from search.study.resilience import ResilientRDBStorage
 from search.study.space import suggest
 from search.study.storage import masked, open_storage
 from search.studyfile import StudyConfig, load_study_config
+from tests.helpers.bulk_trials import add_trials_in_bulk
 from trainer import EpochMetrics, ImageData
 from trainer.data import ImageSplit
 
@@ -109,6 +111,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grpc-workers", type=int_list, default=[32])
     parser.add_argument("--sqlite-max-workers", type=int, default=4)
     parser.add_argument("--label", default="", help="e.g. before/after, kept in the JSON")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of the code to compare with (this file and tests/helpers/bulk_trials.py "
+        "copied in): each row runs on it and on this checkout, in alternating order",
+    )
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # one backend: how --baseline runs a row
     parser.add_argument("--json", type=Path, help="write the rows here")
     return parser.parse_args()
 
@@ -273,13 +282,7 @@ def collect(results, processes: list) -> list[dict]:
 # --- a study that looks like a real one --------------------------------------------------------
 
 
-def prefill(
-    study: optuna.Study,
-    storage: ResilientRDBStorage,
-    config: StudyConfig,
-    count: int,
-    seed: int = 0,
-) -> None:
+def prefill(study: optuna.Study, config: StudyConfig, count: int, seed: int = 0) -> None:
     """Add `count` finished trials like a real worker leaves them: about one in three pruned
     after the warm-up, the others complete after every epoch."""
     rng = random.Random(seed)
@@ -320,84 +323,7 @@ def prefill(
                 intermediate_values={m.epoch: m.val_top1 for m in history},
             )
         )
-    add_trials(study, storage, trials)
-
-
-def add_trials(
-    study: optuna.Study, storage: ResilientRDBStorage, trials: list[optuna.trial.FrozenTrial]
-) -> None:
-    """What `study.add_trials` stores, inserted in bulk: Optuna's way (a transaction a trial, each
-    counting the trials before it) takes minutes for thousands. Rows as Optuna's own models
-    define them; each trial's number follows the study's last."""
-    start = len(study.get_trials(deepcopy=False))
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    with storage.engine.begin() as connection:
-        ids = connection.execute(
-            sqlalchemy.insert(models.TrialModel.__table__).returning(
-                models.TrialModel.__table__.c.trial_id, sort_by_parameter_order=True
-            ),
-            [
-                {
-                    "number": start + index,
-                    "study_id": study._study_id,
-                    "state": trial.state.name,
-                    "datetime_start": now,
-                    "datetime_complete": now,
-                }
-                for index, trial in enumerate(trials)
-            ],
-        ).scalars()
-        children: dict[Any, list[dict]] = {}
-        for trial_id, trial in zip(ids, trials):
-            for model, rows in _child_rows(trial_id, trial).items():
-                children.setdefault(model.__table__, []).extend(rows)
-        for table, rows in children.items():
-            connection.execute(sqlalchemy.insert(table), rows)
-
-
-def _child_rows(trial_id: int, trial: optuna.trial.FrozenTrial) -> dict[Any, list[dict]]:
-    finite = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE.name
-    rows: dict[Any, list[dict]] = {
-        models.TrialParamModel: [
-            {
-                "trial_id": trial_id,
-                "param_name": name,
-                "param_value": trial.distributions[name].to_internal_repr(value),
-                "distribution_json": optuna.distributions.distribution_to_json(
-                    trial.distributions[name]
-                ),
-            }
-            for name, value in trial.params.items()
-        ],
-        models.TrialUserAttributeModel: _attribute_rows(trial_id, trial.user_attrs),
-        models.TrialSystemAttributeModel: _attribute_rows(trial_id, trial.system_attrs),
-        models.TrialIntermediateValueModel: [
-            {
-                "trial_id": trial_id,
-                "step": step,
-                "intermediate_value": value,
-                "intermediate_value_type": finite,
-            }
-            for step, value in trial.intermediate_values.items()
-        ],
-    }
-    if trial.value is not None:
-        rows[models.TrialValueModel] = [
-            {
-                "trial_id": trial_id,
-                "objective": 0,
-                "value": trial.value,
-                "value_type": models.TrialValueModel.TrialValueType.FINITE.name,
-            }
-        ]
-    return rows
-
-
-def _attribute_rows(trial_id: int, attributes: dict[str, Any]) -> list[dict]:
-    return [
-        {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-        for key, value in attributes.items()
-    ]
+    add_trials_in_bulk(study, trials)
 
 
 # --- what the database server spent ------------------------------------------------------------
@@ -532,7 +458,7 @@ def measure(
     storage = open_storage(url)
     study = open_study(config, storage, fingerprint(config, tiny_data()), create=True)
     started = time.perf_counter()
-    prefill(study, storage, config, prefill_count)
+    prefill(study, config, prefill_count)
     prefill_seconds = time.perf_counter() - started
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -608,13 +534,60 @@ def plan(args: argparse.Namespace, folder: str) -> list[tuple[str, str, int]]:
     if args.grpc:
         behind = args.postgres or sqlite
         groups += [("grpc", behind, workers) for workers in args.grpc_workers]
-    return groups
+    return [group for group in groups if args.only in (None, group[0])]
+
+
+def compare(args: argparse.Namespace) -> list[dict]:
+    """Every row twice, on the baseline's code and on ours, each in a process of its own whose
+    imports come from that checkout; the order alternates row by row."""
+    ours = Path(__file__).resolve().parents[1]
+    trees = [("before", args.baseline.resolve()), ("after", ours)]
+    rows = []
+    specs = [
+        (backend, workers, prefill)
+        for backend, _, workers in plan(args, "")
+        for prefill in args.prefill
+    ]
+    for index, (backend, workers, prefill_count) in enumerate(specs):
+        for label, tree in trees[:: 1 if index % 2 == 0 else -1]:
+            rows += run_row(args, tree, label, backend, workers, prefill_count)
+    return rows
+
+
+def run_row(
+    args: argparse.Namespace, tree: Path, label: str, backend: str, workers: int, prefill_count: int
+) -> list[dict]:
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "row.json"
+        command = [
+            sys.executable, "-m", "benchmarks.storage_overhead",
+            "--workers", str(workers), "--grpc-workers", str(workers),
+            "--prefill", str(prefill_count),
+            "--trials-per-worker", str(args.trials_per_worker),
+            "--train-seconds", str(args.train_seconds),
+            "--study-file", str(args.study_file.resolve()),
+            "--sqlite-max-workers", str(args.sqlite_max_workers),
+            "--only", backend, "--label", label, "--json", str(output),
+        ]  # fmt: skip
+        if args.postgres:
+            command += ["--postgres", args.postgres]
+        if args.grpc:
+            command.append("--grpc")
+        environment = {**os.environ, "PYTHONPATH": str(tree)}
+        subprocess.run(command, cwd=tree, env=environment, check=True)
+        return [{"code": label, **row} for row in json.loads(output.read_text())["rows"]]
 
 
 def main() -> None:
     args = parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if args.baseline:
+        rows = compare(args)
+        if args.json:
+            args.json.write_text(json.dumps(report(args, rows), indent=2) + "\n")
+        print_table(rows)
+        return
     base = load_study_config(args.study_file)
     rows = []
     with tempfile.TemporaryDirectory(prefix="storage-overhead-") as folder:
@@ -649,27 +622,36 @@ def report(args: argparse.Namespace, rows: list[dict]) -> dict:
         "machine": f"{platform.node()}: {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}",
         "study_file": str(args.study_file),
+        "baseline": str(args.baseline) if args.baseline else None,
         "train_seconds": args.train_seconds,
         "trials_per_worker": args.trials_per_worker,
         "rows": rows,
     }
 
 
+COLUMNS = [  # heading, width, the row's figure as printed
+    ("code", 6, lambda row: row.get("code", "")),
+    ("backend", 10, lambda row: row["backend"]),
+    ("workers", 7, lambda row: row["workers"]),
+    ("prefill", 7, lambda row: row["prefill"]),
+    ("trials", 6, lambda row: row["trials"]),
+    ("wall ms", 8, lambda row: f"{row['wall_ms_per_trial']:.0f}"),
+    ("storage ms", 10, lambda row: f"{row['storage_ms_per_trial']:.0f}"),
+    ("calls", 6, lambda row: f"{row['storage_calls_per_trial']:.1f}"),
+    ("db cpu ms", 9, lambda row: _optional(row, "db_cpu_seconds_per_trial", 1000)),
+    ("db rows", 8, lambda row: _optional(row, "db_rows_per_trial", 1)),
+    ("startup s", 9, lambda row: f"{row['startup_seconds']:.1f}"),
+]
+
+
+def _optional(row: dict, key: str, scale: float) -> str:
+    return "" if row.get(key) is None else f"{scale * row[key]:.0f}"
+
+
 def print_table(rows: list[dict]) -> None:
-    print(
-        f"\n{'backend':10s} {'workers':>7s} {'prefill':>7s} {'trials':>6s} {'wall ms':>8s} "
-        f"{'storage ms':>10s} {'calls':>6s} {'db cpu ms':>9s} {'db rows':>8s} {'startup s':>9s}"
-    )
+    print("\n" + " ".join(f"{heading:>{width}s}" for heading, width, _ in COLUMNS))
     for row in rows:
-        db_cpu = row.get("db_cpu_seconds_per_trial")
-        db_rows = row.get("db_rows_per_trial")
-        print(
-            f"{row['backend']:10s} {row['workers']:7d} {row['prefill']:7d} {row['trials']:6d} "
-            f"{row['wall_ms_per_trial']:8.0f} {row['storage_ms_per_trial']:10.0f} "
-            f"{row['storage_calls_per_trial']:6.1f} "
-            f"{'' if db_cpu is None else f'{1000 * db_cpu:.0f}':>9s} "
-            f"{'' if db_rows is None else f'{db_rows:.0f}':>8s} {row['startup_seconds']:9.1f}"
-        )
+        print(" ".join(f"{str(figure(row)):>{width}s}" for _, width, figure in COLUMNS))
 
 
 if __name__ == "__main__":

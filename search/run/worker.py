@@ -127,12 +127,17 @@ class _Worker:
     def next_trial(self) -> optuna.Trial | None:
         """A queued retry first, whatever the budget (the trial it continues counts already);
         else a new trial while the budget and, for a points study, the queue allow."""
+        # One read serves the sweep, the claim and the budget: each read fetches every unfinished
+        # trial again (Optuna's cache keeps only finished ones), so it costs more with each worker.
+        trials = self.study.get_trials(deepcopy=False)
         heartbeat = self.config.heartbeat
-        liveness.fail_dead_trials(self.study, heartbeat.grace_seconds, heartbeat.max_retries)
-        retry = retries.claim_retry(self.study)
+        if liveness.fail_dead_trials(
+            self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials
+        ):
+            trials = self.study.get_trials(deepcopy=False)  # with the retries just queued
+        retry = retries.claim_retry(self.study, trials)
         if retry is not None:
             return retry
-        trials = self.study.get_trials(deepcopy=False)
         if attrs.budget_spent(trials) >= budget(self.study, self.config.study.trials):
             return None
         if self.config.space is None and not any(t.state == TrialState.WAITING for t in trials):
