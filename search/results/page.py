@@ -44,6 +44,16 @@ class Report(NamedTuple):
     figures: tuple[Figure, ...]
     notes: tuple[Note, ...]
 
+    @property
+    def drawn(self) -> str:
+        """What the page holds, as the command prints it and the page's last line repeats it."""
+        return drawn_text(len(self.figures), len(self.notes))
+
+
+def drawn_text(figures: int, notes: int) -> str:
+    views = "1 view" if notes == 1 else f"{notes} views"
+    return f"{figures} figure{'' if figures == 1 else 's'} drawn, {views} not drawn"
+
 
 def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Report:
     """The whole report: summaries, factors over all studies' trials, Optuna's views per study."""
@@ -139,6 +149,8 @@ class _Page:
             figures=_script_safe(f"[{specs}]"),
             config=json.dumps(PLOT_CONFIG),
             count=len(self.figures),
+            # Shown once every figure has drawn, so it says the same as the command did
+            drawn=_script_safe(json.dumps(drawn_text(len(self.figures), len(self.notes)) + ".")),
         )
         return Report(page, tuple(self.figures), tuple(self.notes))
 
@@ -226,7 +238,7 @@ caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 .figure { width: 100%; height: 520px; }
 .caution { color: #555; font-size: .9em; margin: 0 0 1rem; }
 .note { color: #8a5a00; background: #fff7e6; border-left: 4px solid #f0b429; padding: .4rem .8rem; }
-code { background: #f4f4f4; padding: 0 .2rem; word-break: break-all; }
+code { background: #f4f4f4; padding: 0 .2rem; overflow-wrap: anywhere; }
 """
 
 # Plotly is told MathJax is local (absent) so that it
@@ -253,7 +265,7 @@ PAGE = """<!DOCTYPE html>
   Promise.all(drawing).then(function () {{
     var done = document.createElement("p");
     done.id = "report-drawn";
-    done.textContent = "All " + specs.length + " figures drawn.";
+    done.textContent = {drawn};
     document.body.appendChild(done);
   }}, function (error) {{
     document.body.setAttribute("data-figure-error", String(error));
