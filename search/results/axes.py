@@ -91,6 +91,11 @@ def tidy_optuna_view(figure: go.Figure, study: optuna.Study, view: str) -> go.Fi
             axis.update(trial_ticks(numbers))
         elif title in spaces and view == "slice":
             axis.update(_space_axis(spaces[title], axis.type == "log"))
+        elif axis.type == "log" and axis.range is not None:
+            # Plotly labels a log axis of a decade or two `5 0.001 2 5 0.01 2`: the 2 and 5 of
+            # each decade alone, repeated
+            low, high = (10.0**end for end in axis.range)
+            axis.update(log_ticks(low, high))
         elif title == "Step" and _few_steps(study):  # epochs: whole numbers too
             axis.update(dtick=1)
     for trace in figure.data:
