@@ -62,7 +62,14 @@ def padded(low: float, high: float, *, log: bool) -> list[float]:
 def trial_ticks(numbers: Iterable[int]) -> dict[str, Any]:
     """Whole-number ticks for trial numbers (one trial would otherwise read -0.4, -0.2, 0 ...)."""
     numbers = list(numbers) or [0]
-    step = max(1, math.ceil((max(numbers) - min(numbers) + 1) / TRIAL_TICKS))
+    wanted = (max(numbers) - min(numbers) + 1) / TRIAL_TICKS
+    # The smallest round step (1, 2, 5, 10, 20 ...) that labels at most about TRIAL_TICKS trials
+    step = min(
+        mantissa * 10**exponent
+        for exponent in range(0, 10)
+        for mantissa in (1, 2, 5)
+        if mantissa * 10**exponent >= wanted
+    )
     return {"tick0": 0, "dtick": step}
 
 

@@ -17,7 +17,8 @@ from optuna.trial import create_trial
 from search import attrs
 from search.cli import main
 from search.results import figures
-from search.results.axes import log_ticks, number_text
+from search.results.axes import log_ticks, number_text, trial_ticks
+from search.results.page import build_report
 from search.results.report_data import get_factor_info, get_summary_info, trial_curves
 from tests.helpers.made_trials import made_study, one_sgd_trial_study
 from tests.results.test_report_browser import ARTIFACTS, CHROMIUM, chromium
@@ -207,3 +208,15 @@ def test_the_page_footer_says_what_the_command_said(made, tmp_path, capsys):
         r": (\d+ figures drawn, \d+ views? not drawn)$", capsys.readouterr().out.strip()
     )
     assert said and f'"{said.group(1)}."' in Path(page).read_text()
+
+
+@pytest.mark.parametrize("trials, step", [(1, 1), (8, 1), (9, 2), (50, 10), (300, 50)])
+def test_trial_numbers_are_ticked_in_round_whole_steps(trials, step):
+    assert trial_ticks(range(trials)) == {"tick0": 0, "dtick": step}
+
+
+def test_a_settings_line_breaks_between_settings_never_inside_one(made):
+    page = build_report([made.studies[3]]).html
+    assert ".setting { white-space: nowrap; }" in page
+    assert '<span class="setting">schedule=cosine</span>, ' in page
+    assert '<span class="setting">eps=6.06e-09</span>' in page
