@@ -94,8 +94,9 @@ def tidy_optuna_view(figure: go.Figure, study: optuna.Study, view: str) -> go.Fi
         if title in VAL_TOP1_TITLES or (name.startswith("yaxis") and title is None):
             # A slice's later panels share the first one's untitled val top-1 axis
             axis.update(autorangeoptions={"clipmin": 0, "clipmax": 1})
-        elif title == TRIAL_TITLE:
-            axis.update(trial_ticks(numbers))
+        elif title == TRIAL_TITLE and numbers:  # trials that exist, not -1 and 1 around trial 0
+            pad = max(0.5, 0.02 * (max(numbers) - min(numbers)))
+            axis.update(trial_ticks(numbers), range=[min(numbers) - pad, max(numbers) + pad])
         elif title in spaces and view == "slice":
             axis.update(_space_axis(spaces[title], axis.type == "log"))
         elif axis.type == "log" and axis.range is not None:
