@@ -110,13 +110,13 @@ def one_sgd_trial_study(url: str, name: str, *, momentum: float = 0.070325697615
     params = {"optimizer": "sgd", "lr": 0.0123, "momentum": momentum}
     curve = {1: 0.1342, 2: 0.1377, 3: 0.1401, 4: 0.1418, 5: 0.1426}
     config = {**SETTINGS, "epochs": 5, "eps": None, **params}
-    study.add_trial(
-        create_trial(
-            value=max(curve.values()),
-            params=params,
-            distributions={name: SPACE[name] for name in params},
-            intermediate_values=curve,
-            user_attrs={attrs.CONFIG: config, attrs.EPOCHS_RUN: 5, attrs.SECONDS: 51.2},
-        )
+    made = create_trial(
+        value=max(curve.values()),
+        params=params,
+        distributions={name: SPACE[name] for name in params},
+        intermediate_values=curve,
+        user_attrs={attrs.CONFIG: config, attrs.EPOCHS_RUN: 5, attrs.SECONDS: 51.2},
     )
+    made.datetime_start, made.datetime_complete = START, START + timedelta(seconds=51.2)
+    study.add_trial(made)
     return study
