@@ -31,7 +31,7 @@ VAL_TOP1 = "val top-1"
 # as the zoom needs (a fixed ".0%" read 14% 14% 14% for curves within a point of each other).
 PERCENT = 100.0
 VAL_TOP1_AXIS = {
-    "title_text": f"{VAL_TOP1} (%)",
+    "title_text": VAL_TOP1,
     "ticksuffix": "%",
     "autorangeoptions": {"clipmin": 0, "clipmax": PERCENT},
 }
