@@ -69,6 +69,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 import search.run.worker
+import search.study.create
 from search import attrs
 from search.launch import WorkerSlot, plan_workers
 from search.run.objective import _record
@@ -87,6 +88,7 @@ from trainer.data import ImageSplit
 STORAGE_METHODS = [
     *(name for name in vars(optuna.storages.BaseStorage) if not name.startswith("_")),
     "_get_trials",
+    "set_trial_user_attrs",  # hpsearch's own: a trial's record in one transaction
 ]
 PG_BLOCK_BYTES = 8192
 
@@ -136,15 +138,24 @@ class InstantObjective:
         train_config = suggest(trial, self.config)
         trial.set_user_attr(attrs.CONFIG, train_config.to_dict())
         history = []
-        for epoch in range(1, train_config.epochs + 1):
-            time.sleep(self.train_seconds / train_config.epochs)
-            history.append(made_up_epoch(train_config.lr, epoch))
-            trial.report(history[-1].val_top1, epoch)
-            if trial.should_prune():
-                _record(trial, history, self.device)
-                raise optuna.TrialPruned()
-        _record(trial, history, self.device)
+        try:
+            for epoch in range(1, train_config.epochs + 1):
+                time.sleep(self.train_seconds / train_config.epochs)
+                history.append(made_up_epoch(train_config.lr, epoch))
+                report_epoch(trial, epoch, history[-1].val_top1)
+        finally:
+            _record(trial, history, self.device)
         return max(metrics.val_top1 for metrics in history)
+
+
+try:  # the objective's own report and pruner question, where the code measured has one
+    from search.run.objective import report_epoch
+except ImportError:  # an older checkout, given as --baseline: its objective's three lines
+
+    def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float) -> None:
+        trial.report(val_top1, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
 
 
 def made_up_epoch(lr: float, epoch: int) -> EpochMetrics:
@@ -225,6 +236,7 @@ def worker_process(
     for name in STORAGE_METHODS:  # this process only: it was spawned for this benchmark
         if name in vars(storage_class) or hasattr(storage_class, name):
             setattr(storage_class, name, clock.wrap(getattr(storage_class, name)))
+    sampler_seconds = _time_the_sampler()
     InstantObjective.train_seconds = train_seconds
     search.run.worker.Objective = InstantObjective
     first_trial = _time_first_trial(clock)
@@ -240,11 +252,41 @@ def worker_process(
             "trials": summary.finished,
             "startup_seconds": first - started,
             "wall_seconds": ended - first,
+            "sampler_seconds": sampler_seconds[0],
             "storage_seconds": clock.seconds,
             "storage_calls": clock.calls,
             "storage_seconds_by_method": clock.by_method,
         }
     )
+
+
+SAMPLER_METHODS = ("infer_relative_search_space", "sample_relative", "sample_independent")
+
+
+def _time_the_sampler() -> list[float]:
+    """Seconds the study's sampler spends choosing parameters: what a study of thousands of trials
+    may cost by the sampler's own nature, apart from what hpsearch adds."""
+    seconds = [0.0]
+    build = search.study.create.build_sampler
+
+    def timed(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                seconds[0] += time.perf_counter() - started
+
+        return call
+
+    def build_timed(*args: Any, **kwargs: Any) -> optuna.samplers.BaseSampler:
+        sampler = build(*args, **kwargs)
+        for name in SAMPLER_METHODS:
+            setattr(sampler, name, timed(getattr(sampler, name)))
+        return sampler
+
+    search.study.create.build_sampler = build_timed
+    return seconds
 
 
 def _time_first_trial(clock: StorageClock) -> dict[str, float]:
@@ -503,6 +545,7 @@ def per_trial_figures(per_worker: list[dict], trials: int, train_seconds: float)
     return {
         "wall_ms_per_trial": 1000
         * statistics.median(r["wall_seconds"] / r["trials"] - train_seconds for r in working),
+        "sampler_ms_per_trial": 1000 * sum(r["sampler_seconds"] for r in per_worker) / trials,
         "storage_ms_per_trial": 1000
         * sum(r["storage_seconds"]["worker"] for r in per_worker)
         / trials,
@@ -636,6 +679,7 @@ COLUMNS = [  # heading, width, the row's figure as printed
     ("prefill", 7, lambda row: row["prefill"]),
     ("trials", 6, lambda row: row["trials"]),
     ("wall ms", 8, lambda row: f"{row['wall_ms_per_trial']:.0f}"),
+    ("sampler ms", 10, lambda row: f"{row['sampler_ms_per_trial']:.0f}"),
     ("storage ms", 10, lambda row: f"{row['storage_ms_per_trial']:.0f}"),
     ("calls", 6, lambda row: f"{row['storage_calls_per_trial']:.1f}"),
     ("db cpu ms", 9, lambda row: _optional(row, "db_cpu_seconds_per_trial", 1000)),

@@ -18,6 +18,7 @@ import torch
 from search import attrs
 from search.run.trial_files import owner
 from search.run.version import code_version
+from search.study.cache import lagging_reads
 from search.study.retries import first_attempt
 from search.study.space import suggest
 from search.study.storage import set_user_attrs
@@ -26,6 +27,9 @@ from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossErro
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
 from trainer.weights import WEIGHTS_NAME
 
+# The pruner compares a trial with those that finished; what it read this long ago serves it
+# again, where a read at every epoch of every worker would ask the database for every running trial.
+PRUNER_READ_LAG_SECONDS = 5.0
 # Failures that end a trial, not its worker: the trial is FAIL with the reason and is not retried,
 # the worker goes on. Its hyperparameters (divergence, out of memory), a checkpoint in its folder
 # that is not its, or a full disk (a retry would fill it again).
@@ -74,11 +78,7 @@ class Objective:
 
         def report(epoch: int, metrics: EpochMetrics) -> None:
             history.append(metrics)
-            trial.report(metrics.val_top1, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}"
-                )
+            report_epoch(trial, epoch, metrics.val_top1)
 
         policy = self._policy(run, trial)
         try:
@@ -124,6 +124,15 @@ class Objective:
             # The trial's parameters are known now: its files record them with its study and number
             owner=owner(trial.study, trial),
         )
+
+
+def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float) -> None:
+    """Report the epoch's val top-1; raise TrialPruned when the pruner says stop."""
+    trial.report(val_top1, epoch)
+    with lagging_reads(trial.study, PRUNER_READ_LAG_SECONDS):
+        prune = trial.should_prune()
+    if prune:
+        raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {val_top1:.2%}")
 
 
 def _record(

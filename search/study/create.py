@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
+from search.study.cache import worker_storage
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, from_document, to_document
@@ -106,7 +107,7 @@ def open_study(
         created = _create(config, storage, fingerprint)
         if created is not None:
             return _with_sampler(created, config, worker_index)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=worker_storage(storage))
     _wait_until_created(study)
     check_matches(study, config, fingerprint)
     return _with_sampler(study, config, worker_index)
@@ -118,7 +119,7 @@ def _create(
     """The new study with everything it records; None if another process created it first."""
     try:
         study = optuna.create_study(
-            study_name=config.study.name, storage=storage, direction="maximize"
+            study_name=config.study.name, storage=worker_storage(storage), direction="maximize"
         )
     except optuna.exceptions.DuplicatedStudyError:
         return None
