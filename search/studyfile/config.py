@@ -29,6 +29,7 @@ from search.studyfile.settings import (
 )
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
+from trainer.model import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class StudyConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._check_train_matches()
         self._check_plan()
+        self._check_model_set_once()
         self._check_train()
         if self.space is not None:
             self._check_space(self.space)
@@ -59,8 +61,9 @@ class StudyConfig:
 
     def train_config(self, factors: Mapping[str, Any]) -> TrainConfig:
         """One trial's training configuration: the study's shared settings plus its factors
-        (optimizer and lr, and eps or momentum where its optimizer uses them)."""
-        return TrainConfig(**self.train.to_dict(), **unset_unless_given(factors))
+        (optimizer and lr, eps or momentum where its optimizer uses them, and model where the
+        space or the points name models)."""
+        return TrainConfig(**{**self.train.to_dict(), **unset_unless_given(factors)})
 
     def with_overrides(
         self,
@@ -131,6 +134,32 @@ class StudyConfig:
                 f"runs once, but got {self.study.trials}",
             )
 
+    def _check_model_set_once(self) -> None:
+        """[train] model fixes every trial's model, so a [space] or points that name models too
+        would silently overrule it; and a points study names a model in each point or in none,
+        since a point without one would otherwise take another point's."""
+        named = [index for index, point in enumerate(self.points) if "model" in point]
+        if named and len(named) < len(self.points):
+            missing = next(index for index in range(len(self.points)) if index not in named)
+            raise SettingError(
+                f"points[{missing}].model",
+                f"is required, since points[{named[0]}] names a model: name one in every "
+                "point, or in none and set [train] model",
+            )
+        elsewhere = (
+            "space.model"
+            if self.space is not None and self.space.models is not None
+            else "[[points]]"
+            if named
+            else None
+        )
+        if elsewhere and self.train.model != DEFAULT_MODEL:
+            raise SettingError(
+                "train.model",
+                f"must be left out when {elsewhere} names the models, but got "
+                f"{self.train.model!r}; name the models in one place",
+            )
+
     def _check_train(self) -> None:
         # Any point the study reaches would do, as every corner and point is checked next; this one
         # files a bad [train] value under "train". The top corner, because a lower bound of 0
@@ -180,6 +209,9 @@ def point_to_params(
         if name not in params:
             raise SettingError(f"{where}.{name}", "is required")
     check_type(f"{where}.optimizer", params["optimizer"], str)
+    if "model" in params:
+        check_type(f"{where}.model", params["model"], str)
+        trainer_check(f"{where}.model", model=params["model"])
     for name in ("lr", "eps", "momentum"):
         if name in params:
             check_type(f"{where}.{name}", params[name], float)
@@ -192,7 +224,7 @@ def _judged(where: str, train: TrainSettings | None, point: Mapping[str, Any]) -
     """TrainConfig's verdict on a point with the study's shared settings; a complaint is filed
     under `where`."""
     shared = train.to_dict() if train is not None else {}
-    return trainer_check(where, **shared, **unset_unless_given(point))
+    return trainer_check(where, **{**shared, **unset_unless_given(point)})
 
 
 def unset_unless_given(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,9 +240,11 @@ def _check_within(params: Mapping[str, Any], space: SearchSpace, where: str) -> 
             f"must be one of space.optimizer ({', '.join(space.optimizers)}), "
             f"but got {params['optimizer']!r}",
         )
+    if "model" in params:
+        _check_model_within(params["model"], space, where)
     searched = space.params_for(params["optimizer"])
     for name, value in params.items():
-        if name == "optimizer":
+        if name in ("optimizer", "model"):
             continue
         if name not in searched:
             raise SettingError(f"{where}.{name}", f"is not searched, since [space] has no {name}")
@@ -220,3 +254,15 @@ def _check_within(params: Mapping[str, Any], space: SearchSpace, where: str) -> 
                 f"{where}.{name}",
                 f"must lie within space.{name} ({describe_param(allowed)}), but got {value}",
             )
+
+
+def _check_model_within(model: str, space: SearchSpace, where: str) -> None:
+    if space.models is None:
+        raise SettingError(
+            f"{where}.model", "is not searched, since [space] has no model; set [train] model"
+        )
+    if model not in space.models:
+        raise SettingError(
+            f"{where}.model",
+            f"must be one of space.model ({', '.join(space.models)}), but got {model!r}",
+        )

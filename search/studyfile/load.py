@@ -73,7 +73,7 @@ def _study_config(path: Path, document: dict[str, Any]) -> StudyConfig:
     _check_sections(document)
     points = _points(document, "points")
     space = (
-        _space(_section(document, "space", ("optimizer", *LOG_BY_DEFAULT)))
+        _space(_section(document, "space", ("optimizer", *LOG_BY_DEFAULT, "model")))
         if "space" in document
         else None
     )
@@ -143,6 +143,8 @@ def _space(table: dict[str, Any]) -> SearchSpace:
         if name not in table:
             raise SettingError(f"space.{name}", "is required")
     params = {name: _param(name, table[name]) for name in LOG_BY_DEFAULT if name in table}
+    if "model" in table:
+        params["models"] = table["model"]
     return build(SearchSpace, "space", {"optimizers": table["optimizer"], **params})
 
 

@@ -166,7 +166,8 @@ def test_unknown_key_names_the_key_the_section_and_the_file(tmp_path: Path) -> N
     space = dict(VALID["space"], lerning_rate=0.1)
     message = load_error(tmp_path, study(space=space))
     assert (
-        "unknown key 'lerning_rate' in [space]; known keys: eps, lr, momentum, optimizer" in message
+        "unknown key 'lerning_rate' in [space]; known keys: eps, lr, model, momentum, optimizer"
+        in message
     )
 
 
