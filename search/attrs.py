@@ -39,6 +39,9 @@ WORKER = "worker"  # the process running the trial: host, pid, start time, sched
 # --- a trial's system attributes (any storage carries them, the gRPC proxy included) -------------
 HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last beat
 
+# What every trial trained before a run could name its model; history, so not the trainer's default
+UNRECORDED_MODEL = "resnet18"
+
 METRIC = "val_top1"  # the study's one objective: the best val top-1 (0..1) over a trial's epochs
 
 # --- a study's user attributes --------------------------------------------------------------------
@@ -60,7 +63,9 @@ def trial_config(trial: FrozenTrial) -> dict[str, Any]:
     """The settings the trial trained with: its whole configuration, or (a trial that hpsearch did
     not run) its Optuna params. A points study fixes some factors, so params alone miss them."""
     config = trial.user_attrs.get(CONFIG)
-    return dict(config) if isinstance(config, dict) else dict(trial.params)
+    if not isinstance(config, dict):
+        return dict(trial.params)
+    return {**config, "model": config.get("model", UNRECORDED_MODEL)}
 
 
 def fail_reason(trial: FrozenTrial) -> str | None:
