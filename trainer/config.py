@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.errors import ConfigError
-from trainer.model import DEFAULT_MODEL, check_model_name
+from trainer.model import DEFAULT_MODEL, check_image_size, check_model_name
 
 # Which optional settings each optimizer uses. A setting that an optimizer does not use is an
 # error rather than silently ignored, so a search never records a parameter that did nothing.
@@ -50,6 +50,7 @@ class TrainConfig:
         if not isinstance(self.model, str):
             raise ConfigError(f"model must be a model's name, but got model={self.model!r}")
         check_model_name(self.model)
+        check_image_size(self.model, self.image_size)
         if self.optimizer not in OPTIMIZER_SETTINGS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; choose one of: "

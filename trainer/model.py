@@ -45,6 +45,23 @@ def check_model_name(name: str) -> None:
     )
 
 
+@functools.cache
+def min_image_size(model: str) -> int:
+    """The smallest side in px the model takes, as torchvision records it with the model's
+    weights (`min_size`): 1 for the ResNets, 75 for Inception v3, 224 for the ViTs."""
+    weights = torchvision.models.get_model_weights(model)
+    return min((max(entry.meta.get("min_size", (1, 1))) for entry in weights), default=1)
+
+
+def check_image_size(model: str, image_size: int) -> None:
+    """Smaller images fail deep inside the network's forward pass, after the data is decoded."""
+    needed = min_image_size(model)
+    if image_size < needed:
+        raise ConfigError(
+            f"model {model!r} needs images of at least {needed} px, but got image_size={image_size}"
+        )
+
+
 def build_model(
     num_classes: int, device: torch.device, model: str = DEFAULT_MODEL
 ) -> torch.nn.Module:

@@ -29,7 +29,7 @@ from search.studyfile.settings import (
 )
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
-from trainer.model import DEFAULT_MODEL
+from trainer.model import DEFAULT_MODEL, check_model_name
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,8 @@ class StudyConfig:
                 f"'grid' cannot search the range space.{ranges[0]}; give fixed "
                 "values, or list the combinations as [[points]]",
             )
+        for model in space.models or ():  # a model may need larger images than the study's
+            trainer_check("space.model", model=model, image_size=self.train.image_size)
         # [train] settings such as nesterov limit what a trial may use
         for corner in space.corners():
             _judged(f"space (at {describe_point(corner)})", self.train, corner)
@@ -211,13 +213,26 @@ def point_to_params(
     check_type(f"{where}.optimizer", params["optimizer"], str)
     if "model" in params:
         check_type(f"{where}.model", params["model"], str)
-        trainer_check(f"{where}.model", model=params["model"])
+        _check_model_name(f"{where}.model", params["model"])
     for name in ("lr", "eps", "momentum"):
         if name in params:
             check_type(f"{where}.{name}", params[name], float)
             params[name] = float(params[name])  # Optuna records floats; TOML's `lr = 1` is an int
-    _judged(where, train, params)
+    # Whether the model takes the study's image size is judged once [train] is known
+    _judged(where, train, params if train is not None else _without(params, "model"))
     return params
+
+
+def _without(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return {key: value for key, value in params.items() if key != name}
+
+
+def _check_model_name(key: str, model: str) -> None:
+    # The name alone: whether the model takes the study's image size is judged with [train]
+    try:
+        check_model_name(model)
+    except ConfigError as error:
+        raise SettingError(key, str(error), separator=": ") from None
 
 
 def _judged(where: str, train: TrainSettings | None, point: Mapping[str, Any]) -> TrainConfig:

@@ -327,7 +327,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         check_types(self)
-        trainer_check("model", model=self.model)
+        trainer_check("model", model=self.model, image_size=self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -124,3 +124,23 @@ def test_an_unknown_model_is_one_line_naming_close_matches_before_any_training(
         "(any name of torchvision.models.list_models(module=torchvision.models) works)"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_a_model_that_needs_larger_images_is_refused_before_any_training(images, tmp_path, capsys):
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        images,
+        "--model",
+        "inception_v3",
+        "--image-size",
+        "32",
+        "--checkpoint-dir",
+        tmp_path / "r",
+    )
+    assert status == 2 and out == "" and not (tmp_path / "r").exists()
+    assert err.strip() == (
+        "hpsearch: error: model 'inception_v3' needs images of at least 75 px, "
+        "but got image_size=32"
+    )

@@ -99,6 +99,19 @@ def test_a_study_that_names_no_model_stores_what_older_studies_stored(tmp_path):
         ),
         ({"train": {"model": 18}}, "train.model must be a string, but got 18 (an integer)"),
         (
+            {"train": {"model": "alexnet"}},
+            "train.model: model 'alexnet' needs images of at least 63 px, but got image_size=32",
+        ),
+        (
+            {"space": {"model": ["resnet18", "inception_v3"]}},
+            "space.model: model 'inception_v3' needs images of at least 75 px, but got "
+            "image_size=32",
+        ),
+        (
+            {"space": None, "points": [POINTS[0], {**POINTS[1], "model": "vit_b_16"}]},
+            "points[1]: model 'vit_b_16' needs images of at least 224 px, but got image_size=32",
+        ),
+        (
             {"space": {"model": "resnet34"}},
             "space.model must be a list of strings, but got 'resnet34' (a string)",
         ),
@@ -158,3 +171,12 @@ def test_the_model_factor_study_is_the_seeds_comparison():
         "resnet34",
         "resnet50",
     ]
+
+
+def test_a_model_is_judged_at_the_studys_image_size(tmp_path):
+    vit = {**POINTS[0], "model": "vit_b_16"}
+    config = load(tmp_path, data={"image_size": 224}, space=None, points=[POINTS[0], vit])
+    assert config.train_config(vit).model == "vit_b_16"
+    assert "needs images of at least 224 px" in str(
+        pytest.raises(StudyFileError, config.with_overrides, image_size=128).value
+    )
