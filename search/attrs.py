@@ -15,6 +15,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 # --- a trial's user attributes --------------------------------------------------------------------
 CONFIG = "config"  # the whole TrainConfig the trial trained with, fixed settings included
+# What a trial trained whose config names no model: it ran before a run could name one. History,
+# so not the trainer's default, which may change.
+UNRECORDED_MODEL = "resnet18"
 FAIL_REASON = "fail_reason"  # why a FAIL failed, in words
 HISTORY = "history"  # one dict of EpochMetrics per epoch
 EPOCHS_RUN = "epochs_run"
@@ -38,9 +41,6 @@ WORKER = "worker"  # the process running the trial: host, pid, start time, sched
 
 # --- a trial's system attributes (any storage carries them, the gRPC proxy included) -------------
 HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last beat
-
-# What every trial trained before a run could name its model; history, so not the trainer's default
-UNRECORDED_MODEL = "resnet18"
 
 METRIC = "val_top1"  # the study's one objective: the best val top-1 (0..1) over a trial's epochs
 

@@ -1,6 +1,7 @@
 """The model as a factor of a search, from the command line: a space over models samples the model
-and records it, status, the report and export carry it, the exported winner retrains and evaluates
-as that model, and the seed's model factor study runs (1 epoch, 16 px, a dozen images)."""
+and records it, status, the report, export and the dashboard's note carry it, the exported winner
+retrains and evaluates as that model, and the seed's model factor study runs (1 epoch, 16 px, a
+dozen images)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import optuna
+import optuna_dashboard
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
+from search.attrs import trial_config
 from search.cli import main
 from search.results import figures
 from search.results.report_data import get_factor_info, trial_curves
@@ -112,6 +115,18 @@ def test_the_report_draws_curves_and_effects_per_model(searched):
     assert sum(len(trace.y) for trace in effect.data) == 3
 
 
+def test_a_trial_recorded_before_the_model_was_shows_as_resnet18():
+    old = create_trial(
+        value=0.5,
+        user_attrs={"config": {"optimizer": "adam", "lr": 3e-3, "epochs": 1}},
+        intermediate_values={1: 0.5},
+    )
+    study = optuna.create_study(study_name="old", direction="maximize")
+    study.add_trial(old)
+    assert trial_config(study.best_trial)["model"] == "resnet18"
+    assert get_factor_info(trial_curves([study]), "model").levels == ("resnet18",)
+
+
 def test_the_exported_winner_evaluates_and_retrains_as_its_model(searched, capsys):
     best = searched.study.best_trial
     exported = searched.root / "best.toml"
@@ -130,6 +145,9 @@ def test_the_exported_winner_evaluates_and_retrains_as_its_model(searched, capsy
     assert status == 0, err
     settings, provenance = read_settings(exported)
     assert settings["model"] == best.params["model"] and provenance["trial"] == best.number
+    # The dashboard shows the exported settings in the study's note
+    note = optuna_dashboard.get_note(optuna.load_study(study_name="models", storage=searched.url))
+    assert f'model = "{best.params["model"]}"' in note
     weights = searched.root / provenance["weights"]
     status, out, err = run_cli(
         capsys, "evaluate", weights, "--data", searched.images, *searched.flags(), "--json"
