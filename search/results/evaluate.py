@@ -25,6 +25,7 @@ TOP_K = 5
 
 class Evaluation(NamedTuple):
     weights: str
+    model: str  # the network the weights file holds, rebuilt by name
     data: str
     classes: tuple[str, ...]
     image_size: int
@@ -135,6 +136,7 @@ def evaluate_weights(
     }
     return Evaluation(
         weights=str(loaded.path),
+        model=loaded.architecture,
         data=data.source,
         classes=data.classes,
         image_size=image_size,
@@ -151,8 +153,8 @@ def evaluate_weights(
 def format_evaluation(evaluation: Evaluation) -> str:
     width = max(len(name) for name in evaluation.classes)
     lines = [
-        f"{evaluation.weights} on {evaluation.data} ({evaluation.images} val images, "
-        f"{evaluation.image_size} px)",
+        f"{evaluation.weights} ({evaluation.model}) on {evaluation.data} "
+        f"({evaluation.images} val images, {evaluation.image_size} px)",
         f"top-1 {evaluation.top1:.2%}   top-{evaluation.top_k} {evaluation.top5:.2%}   "
         f"val loss {evaluation.val_loss:.3f}",
         "per class:",

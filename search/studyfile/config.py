@@ -146,19 +146,8 @@ class StudyConfig:
                 f"is required, since points[{named[0]}] names a model: name one in every "
                 "point, or in none and set [train] model",
             )
-        elsewhere = (
-            "space.model"
-            if self.space is not None and self.space.models is not None
-            else "[[points]]"
-            if named
-            else None
-        )
-        if elsewhere and self.train.model != DEFAULT_MODEL:
-            raise SettingError(
-                "train.model",
-                f"must be left out when {elsewhere} names the models, but got "
-                f"{self.train.model!r}; name the models in one place",
-            )
+        if self.train.model != DEFAULT_MODEL:
+            refuse_train_model_beside(self.train.model, self.space, self.points)
 
     def _check_train(self) -> None:
         # Any point the study reaches would do, as every corner and point is checked next; this one
@@ -193,6 +182,25 @@ class StudyConfig:
                 raise SettingError(
                     where, f"repeats {name}[{earlier}]; each point runs once, so list it once"
                 )
+
+
+def refuse_train_model_beside(
+    model: str, space: SearchSpace | None, points: tuple[dict[str, Any], ...]
+) -> None:
+    """[train] model fixes every trial's model: refused where [space] or [[points]] name models."""
+    elsewhere = (
+        "space.model"
+        if space is not None and space.models is not None
+        else "[[points]]"
+        if any("model" in point for point in points)
+        else None
+    )
+    if elsewhere:
+        raise SettingError(
+            "train.model",
+            f"must be left out when {elsewhere} names the models, but got {model!r}; "
+            "name the models in one place",
+        )
 
 
 def point_to_params(

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from search.errors import StudyFileError
 from search.studyfile.checks import SettingError, build, check_keys, field_names
-from search.studyfile.config import StudyConfig, point_to_params
+from search.studyfile.config import StudyConfig, point_to_params, refuse_train_model_beside
 from search.studyfile.settings import (
     LOG_BY_DEFAULT,
     PRUNER_KEYS,
@@ -79,12 +79,15 @@ def _study_config(path: Path, document: dict[str, Any]) -> StudyConfig:
     )
     study = _study_settings(_section(document, "study", field_names(StudySettings)), points)
     data = _settings(document, "data", DataSettings)
+    train_table = _section(document, "train", TRAIN_KEYS)
+    if "model" in train_table:  # StudyConfig cannot tell the default written out from unset
+        refuse_train_model_beside(train_table["model"], space, points)
     return StudyConfig(
         path=path,
         study=study,
         data=data,
         space=space,
-        train=_train(_section(document, "train", TRAIN_KEYS), data, study),
+        train=_train(train_table, data, study),
         sampler=_kind_settings(document, "sampler", SamplerSettings, SAMPLER_KEYS),
         pruner=_kind_settings(document, "pruner", PrunerSettings, PRUNER_KEYS),
         heartbeat=_settings(document, "heartbeat", HeartbeatSettings),

@@ -85,6 +85,7 @@ def test_each_model_trains_a_step_and_evaluates_from_its_weights_file(
     payload = torch.load(weights, weights_only=True)
     assert payload["architecture"] == model and payload["config"]["model"] == model
     result = evaluate(capsys, images, weights)
+    assert result["model"] == model
     # Another network, or the right one freshly initialised, would not score the same to the bit
     assert result["top1"] == pytest.approx(summary["final_val_top1"], abs=1e-9)
     assert result["val_loss"] == pytest.approx(summary["history"][-1]["val_loss"], rel=1e-5)
@@ -100,6 +101,7 @@ def test_a_weights_file_that_names_no_model_is_a_resnet18(images, tmp_path, caps
     old = tmp_path / "old.pt"
     torch.save(payload, old)
     result = evaluate(capsys, images, old)
+    assert result["model"] == "resnet18"
     assert result["top1"] == pytest.approx(summary["final_val_top1"], abs=1e-9)
 
 

@@ -125,6 +125,10 @@ def test_a_study_that_names_no_model_stores_what_older_studies_stored(tmp_path):
             "train.model must be left out when space.model names the models, but got 'resnet34'",
         ),
         (
+            {"train": {"model": "resnet18"}, "space": {"model": ["resnet18", "resnet50"]}},
+            "train.model must be left out when space.model names the models, but got 'resnet18'",
+        ),
+        (
             {"train": {"model": "resnet50"}, "space": None, "points": POINTS},
             "train.model must be left out when [[points]] names the models, but got 'resnet50'",
         ),
