@@ -86,6 +86,7 @@ def test_the_shipped_studies_are_all_there() -> None:
         "factor_optimizer_lr0.1",
         "factor_lr",
         "factor_momentum",
+        "factor_model",
     } <= names
 
 
