@@ -7,13 +7,14 @@
     python3 -m benchmarks.gpu_check syncs --device cuda --image-size 128 --batch-size 256 \
         --json syncs.json
     python3 -m benchmarks.gpu_check summary --storage sqlite:///... --study gpu-check \
-        --throughput T.json --json S.json
+        --throughput T.json --models M.json --json S.json
 
 `study` writes studies/imagenette.toml with the check's settings ([study] timeout_minutes, a trial
 budget the timeout ends first, the data and image size, the epochs), checked by the same loader
 as `hpsearch run`. `syncs` counts the times our training steps make the host wait for the GPU,
 with CUDA's sync debug mode: only the NaN check every LOSS_CHECK_EVERY steps and the epoch's last
-loss should. `summary` reads the study, the throughput and sync figures and prints the table.
+loss should. `summary` reads the study, the throughput, per-model (benchmarks/model_speed.py) and
+sync figures and prints the table.
 """
 
 from __future__ import annotations
@@ -215,6 +216,8 @@ def summarize(args: argparse.Namespace) -> None:
     ]
     throughput = _read_json(args.throughput)
     syncs = _read_json(args.syncs)
+    model_speed = _read_json(args.models)
+    models = model_speed.get("models", {})
     checkpoint_share = [
         trial.user_attrs["checkpoint_seconds"] / trial.user_attrs["seconds"]
         for trial in finished
@@ -235,6 +238,9 @@ def summarize(args: argparse.Namespace) -> None:
         ),
         "throughput_compiled_ratio": throughput.get("ratio_ours_compiled_to_baseline"),
         "compile_seconds": throughput.get("compile_seconds"),
+        "model_images_per_second": {
+            name: figures["images_per_second"] for name, figures in models.items()
+        },
         "host_waits_per_epoch_of_syncs_check": {
             name: result["syncs"] for name, result in syncs.items() if isinstance(result, dict)
         },
@@ -270,6 +276,14 @@ def summarize(args: argparse.Namespace) -> None:
             f"compiling took {summary['compile_seconds']:.0f} s"
             if summary["compile_seconds"]
             else "",
+        ),
+        *(
+            (
+                f"{name} training images/s",
+                figures["images_per_second"],
+                f"{figures['cost_vs_baseline']:.2f}x the time of {model_speed['baseline']}",
+            )
+            for name, figures in models.items()
         ),
         (
             "host waits in the sync check",
@@ -347,6 +361,7 @@ def main() -> None:
     summary.add_argument("--study", default=STUDY_NAME)
     summary.add_argument("--throughput", type=Path)
     summary.add_argument("--syncs", type=Path)
+    summary.add_argument("--models", type=Path)
     summary.add_argument("--json", type=Path, required=True)
     summary.set_defaults(handler=summarize)
     args = parser.parse_args()

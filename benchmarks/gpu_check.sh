@@ -7,15 +7,17 @@
 # 1. the environment: nvidia-smi, Python, torch, CPU;
 # 2. training throughput of the baseline pipeline, ours, and ours through torch.compile
 #    (benchmarks/throughput.py --compile) at 128 px, batch 256;
+# 2b. what each model costs: training images/s of ResNet-18, -34 and -50 through our step at the same
+#    size and batch (benchmarks/model_speed.py), for the model factor study (studies/factor_model.toml);
 # 3. torch-optimizer's Ranger against ours per step (benchmarks/optimizer_step.py), and the host-device
 #    synchronisations inside our training steps (gpu_check.py syncs);
 # 4. a search of about four minutes on real Imagenette ($IMAGENETTE_DIR): studies/imagenette.toml with
 #    20-epoch trials, its median pruner and [study] timeout_minutes = 4 (`python3 -m search run`);
 # 5. a short table last. $OUT (default ./gpu_check_out) gets gpu_check.log, throughput.json,
-#    optimizer_step.txt, syncs.json, the study file, its SQLite database gpu_check.db and summary.json.
+#    models.json, optimizer_step.txt, syncs.json, the study file, its SQLite database gpu_check.db and summary.json.
 #
 # Settings (environment): GPU_CHECK_DEVICE (cuda), GPU_CHECK_IMAGE_SIZE (128), GPU_CHECK_BATCH (256),
-# GPU_CHECK_STEPS (100), GPU_CHECK_REPEATS (3), GPU_CHECK_COMPILE (1; 0 skips the compiled pipeline), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
+# GPU_CHECK_STEPS (100), GPU_CHECK_REPEATS (3), GPU_CHECK_MODELS (resnet18,resnet34,resnet50), GPU_CHECK_COMPILE (1; 0 skips the compiled pipeline), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
 # GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS_PER_GPU_MINUTES (unset: skipped; else minutes per
 # setting of benchmarks/workers_per_gpu.py, 1 and 2 workers per GPU, run last), GPU_CHECK_WORKERS (one per GPU; more than one on this SQLite file can
 # hand the queued warm-start trial to two workers, see RESULTS.md), PYTHON (.venv/bin/python or python3).
@@ -64,6 +66,11 @@ echo "== throughput: baseline and ours, $size px, batch $batch ($SECONDS s in)"
     --batch-size "$batch" --steps "$steps" --repeats "$repeats" --json "$OUT/throughput.json" \
     $( [ "${GPU_CHECK_COMPILE:-1}" = 1 ] && echo --compile )
 
+echo "== models: training images/s per model, $size px, batch $batch ($SECONDS s in)"
+"$PYTHON" -m benchmarks.model_speed --device "$device" --image-size "$size" --batch-size "$batch" \
+    --steps "$steps" --repeats "$repeats" --models "${GPU_CHECK_MODELS:-resnet18,resnet34,resnet50}" \
+    --json "$OUT/models.json"
+
 echo "== Ranger per step: torch-optimizer's against ours; host waits in a training step ($SECONDS s in)"
 "$PYTHON" -m benchmarks.optimizer_step --device "$device" --image-sizes "$size" --batch-size "$batch" \
     --rounds 3 | tee "$OUT/optimizer_step.txt"
@@ -88,7 +95,7 @@ fi
 
 echo "== summary ($SECONDS s in)"
 "$PYTHON" -m benchmarks.gpu_check summary --storage "$storage" --throughput "$OUT/throughput.json" \
-    --syncs "$OUT/syncs.json" --json "$OUT/summary.json"
+    --syncs "$OUT/syncs.json" --models "$OUT/models.json" --json "$OUT/summary.json"
 if [ -n "${GPU_CHECK_WORKERS_PER_GPU_MINUTES:-}" ]; then
     echo "== workers per GPU: 1 and 2, $GPU_CHECK_WORKERS_PER_GPU_MINUTES minutes each ($SECONDS s in)"
     "$PYTHON" -m benchmarks.workers_per_gpu --data "$IMAGENETTE_DIR" --device "$device" --image-size "$size" \

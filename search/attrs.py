@@ -15,6 +15,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 # --- a trial's user attributes --------------------------------------------------------------------
 CONFIG = "config"  # the whole TrainConfig the trial trained with, fixed settings included
+# What a trial trained whose config names no model: it ran before a run could name one. History,
+# so not the trainer's default, which may change.
+UNRECORDED_MODEL = "resnet18"
 FAIL_REASON = "fail_reason"  # why a FAIL failed, in words
 HISTORY = "history"  # one dict of EpochMetrics per epoch
 EPOCHS_RUN = "epochs_run"
@@ -60,7 +63,9 @@ def trial_config(trial: FrozenTrial) -> dict[str, Any]:
     """The settings the trial trained with: its whole configuration, or (a trial that hpsearch did
     not run) its Optuna params. A points study fixes some factors, so params alone miss them."""
     config = trial.user_attrs.get(CONFIG)
-    return dict(config) if isinstance(config, dict) else dict(trial.params)
+    if not isinstance(config, dict):
+        return dict(trial.params)
+    return {**config, "model": config.get("model", UNRECORDED_MODEL)}
 
 
 def fail_reason(trial: FrozenTrial) -> str | None:

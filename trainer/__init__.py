@@ -1,4 +1,5 @@
-"""Training ResNet-18 on Imagenette or any image folder. Knows nothing of Optuna."""
+"""Training a torchvision classifier (ResNet-18 unless told otherwise) on Imagenette or any image
+folder. Knows nothing of Optuna."""
 
 from trainer.checkpoint import CheckpointPolicy
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULES, TrainConfig

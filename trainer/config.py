@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.errors import ConfigError
+from trainer.model import DEFAULT_MODEL, check_image_size, check_model_name
 
 # Which optional settings each optimizer uses. A setting that an optimizer does not use is an
 # error rather than silently ignored, so a search never records a parameter that did nothing.
@@ -27,6 +28,7 @@ class TrainConfig:
     image_size: int = 128  # px, side of the square the network sees
     batch_size: int = 64  # images per optimizer step
     epochs: int = 20
+    model: str = DEFAULT_MODEL  # a torchvision classification model by name, built from scratch
     optimizer: str = "ranger"
     lr: float = 8e-3  # peak learning rate, per batch (no scaling with batch size)
     eps: float | None = None  # adaptive optimizers only; None keeps the optimizer's default
@@ -45,6 +47,10 @@ class TrainConfig:
             raise ConfigError(
                 f"image_size must be at least 16 px, but got image_size={self.image_size}"
             )
+        if not isinstance(self.model, str):
+            raise ConfigError(f"model must be a model's name, but got model={self.model!r}")
+        check_model_name(self.model)
+        check_image_size(self.model, self.image_size)
         if self.optimizer not in OPTIMIZER_SETTINGS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; choose one of: "

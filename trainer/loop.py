@@ -18,7 +18,7 @@ from trainer.config import TrainConfig
 from trainer.data import ImageData
 from trainer.device import resolve_device
 from trainer.errors import ConfigError, ForeignCheckpoint, NonFiniteLossError, TrainingStopped
-from trainer.model import build_model
+from trainer.model import DEFAULT_MODEL, build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.timing import Mark
 from trainer.weights import WEIGHTS_NAME, weights_payload
@@ -101,7 +101,7 @@ def train(
     stop: threading.Event | None = None,
     compile: bool = False,
 ) -> TrainResult:
-    """Train ResNet-18 on `data`; after each epoch call `on_epoch(epoch, metrics)`.
+    """Train `config.model` on `data`; after each epoch call `on_epoch(epoch, metrics)`.
 
     Each epoch is reported before its checkpoint is written, so a checkpoint that cannot be
     written never loses the epoch's score. Raising from `on_epoch` stops the run (that is how a
@@ -151,9 +151,9 @@ def _start(
     config: TrainConfig, num_classes: int, num_train: int, device: torch.device, compile: bool
 ) -> _Training:
     torch.manual_seed(config.seed)
-    model = build_model(num_classes, device)
+    model = build_model(num_classes, device, config.model)
     # A worker compiles on its first trial only: Dynamo inlines nn.Modules (torch >= 2.5), so its
-    # cached graphs serve every later ResNet-18 of the same shape in this process
+    # cached graphs serve every later network of the same model and shape in this process
     # (tests/test_train.py).
     network = torch.compile(model) if compile else model
     optimizer = build_optimizer(config, model.parameters())
@@ -342,7 +342,8 @@ def _restore(run: _Training, config: TrainConfig, policy: CheckpointPolicy) -> l
             f"cannot resume from {policy.path}: it records {state.get('owner') or 'no owner'}, "
             f"not {policy.owner}"
         )
-    saved_config = state["config"]
+    # A checkpoint written before a run could name its model trained a ResNet-18
+    saved_config = {"model": DEFAULT_MODEL, **state["config"]}
     changed = [
         f"{key}={saved_config.get(key)!r}"
         for key, value in config.to_dict().items()

@@ -14,12 +14,12 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
-from trainer.model import ARCHITECTURE, build_model
+from trainer.model import DEFAULT_MODEL, build_model, check_model_name
 
 WEIGHTS_NAME = "weights.pt"
-# "config" is optional: older files lack it
+# "config" is optional: older files lack it; "architecture" (the model's name) too, since files
+# written before a run could name its model hold a ResNet-18
 REQUIRED_KEYS = (
-    "architecture",
     "classes",
     "image_size",
     "model",
@@ -30,7 +30,7 @@ MAX_NAMED_CLASSES = 12  # an error lists at most this many class names of each s
 @dataclass(frozen=True)
 class Weights:
     path: Path
-    architecture: str
+    architecture: str  # the model's name, as `build_model` takes it
     classes: tuple[str, ...]
     image_size: int  # px, the side the network was trained on
     config: dict[str, Any]
@@ -48,7 +48,7 @@ def weights_payload(
 ) -> dict[str, Any]:
     """What a weights file holds: the network's state, its architecture, classes and settings."""
     return {
-        "architecture": ARCHITECTURE,
+        "architecture": config.model,
         "classes": list(classes),
         "image_size": config.image_size,
         "config": config.to_dict(),
@@ -80,7 +80,7 @@ def load_weights(path: str | Path) -> Weights:
         )
     return Weights(
         path,
-        str(payload["architecture"]),
+        str(payload.get("architecture", DEFAULT_MODEL)),
         tuple(payload["classes"]),
         int(payload["image_size"]),
         dict(payload.get("config") or {}),
@@ -96,12 +96,14 @@ def _checkpoint_hint(payload: Any) -> str:
 
 
 def check_fits(weights: Weights, classes: tuple[str, ...], data_name: str) -> None:
-    """The weights must be a ResNet-18 trained on exactly these classes, in this order."""
-    if weights.architecture != ARCHITECTURE:
+    """The weights must be of a model this torchvision builds, trained on exactly these classes, in
+    this order."""
+    try:
+        check_model_name(weights.architecture)
+    except ConfigError as error:
         raise ConfigError(
-            f"{weights.path} holds a {weights.architecture!r} network, but evaluate scores "
-            f"{ARCHITECTURE!r} networks"
-        )
+            f"{weights.path} holds a network this torchvision cannot build: {error}"
+        ) from None
     if tuple(weights.classes) != tuple(classes):
         raise ConfigError(
             f"{weights.path} was trained on {len(weights.classes)} classes "
@@ -119,13 +121,14 @@ def _names(classes: tuple[str, ...]) -> str:
 
 def build_network(weights: Weights, device: torch.device) -> torch.nn.Module:
     """The network the weights belong to, on `device`, with the weights loaded."""
-    model = build_model(len(weights.classes), device)
+    model = build_model(len(weights.classes), device, weights.architecture)
     try:
         model.load_state_dict(weights.state)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         raise ConfigError(
-            f"{weights.path} does not fit a {ARCHITECTURE} with {len(weights.classes)} classes: "
+            f"{weights.path} does not fit a {weights.architecture} with "
+            f"{len(weights.classes)} classes: "
             f"{first[1].strip() if len(first) > 1 else first[0]}"
         ) from None
     return model

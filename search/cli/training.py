@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="default 20")
     parser.add_argument("--batch-size", type=int, help="default 64")
     parser.add_argument(
+        "--model",
+        help="a torchvision classification model: resnet18 (default), resnet34, resnet50, ...",
+    )
+    parser.add_argument(
         "--optimizer", help="sgd, adam, adamw, radam, nadam or ranger (default ranger)"
     )
     parser.add_argument("--lr", type=float, help="peak learning rate (default 8e-3)")
@@ -129,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
     policy = _checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     data = load_image_data(run["data"], config.image_size, cache_dir=_path(run.get("cache_dir")))
     print(
-        f"training resnet18 on {data.source}: {len(data.train)} train / {len(data.val)} val "
+        f"training {config.model} on {data.source}: {len(data.train)} train / {len(data.val)} val "
         f"images, {len(data.classes)} classes, {device}",
         file=human,
         flush=True,

@@ -26,6 +26,7 @@ TOP_K = 5
 
 class Evaluation(NamedTuple):
     weights: str
+    model: str  # the network the weights file holds, rebuilt by name
     data: str
     classes: tuple[str, ...]  # the class folders, in label order
     class_names: tuple[str, ...]  # what a person calls them: tench for n01440764
@@ -138,6 +139,7 @@ def evaluate_weights(
     }
     return Evaluation(
         weights=str(loaded.path),
+        model=loaded.architecture,
         data=data.source,
         classes=data.classes,
         class_names=class_names(data.classes),
@@ -159,8 +161,8 @@ def format_evaluation(evaluation: Evaluation) -> str:
     ]
     width = max(len(label) for label in labels)
     lines = [
-        f"{evaluation.weights} on {evaluation.data} ({evaluation.images} val images, "
-        f"{evaluation.image_size} px)",
+        f"{evaluation.weights} ({evaluation.model}) on {evaluation.data} "
+        f"({evaluation.images} val images, {evaluation.image_size} px)",
         f"top-1 {evaluation.top1:.2%}   top-{evaluation.top_k} {evaluation.top5:.2%}   "
         f"val loss {evaluation.val_loss:.3f}",
         "per class:",

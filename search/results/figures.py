@@ -40,6 +40,7 @@ FACTOR_TITLES = {
     "lr": "learning rate",
     "eps": "eps",
     "momentum": "momentum",
+    "model": "model",
 }
 
 

@@ -20,10 +20,16 @@ from search import attrs
 from search.attrs import FINISHED
 from search.studyfile import SEARCHED
 
-FACTORS = SEARCHED  # the four factors of the original experiment
+FACTORS = SEARCHED  # the four factors of the original experiment, and the model
 # How a factor's values are spaced: lr and eps are
 # scales (1e-3 is as far from 1e-2 as 1e-2 from 1e-1).
-FACTOR_SCALES = {"optimizer": "categorical", "lr": "log", "eps": "log", "momentum": "linear"}
+FACTOR_SCALES = {
+    "optimizer": "categorical",
+    "lr": "log",
+    "eps": "log",
+    "momentum": "linear",
+    "model": "categorical",
+}
 TOP_TRIALS = 10
 # Optuna's own views, in the order the report shows them; results/figures.py knows how to draw each.
 OPTUNA_VIEWS = (
@@ -48,7 +54,7 @@ class TrialCurve(NamedTuple):
     state: str  # "complete", "pruned" or "fail"
     epochs: tuple[int, ...]  # counted from 1, as the trial reported them
     val_top1: tuple[float, ...]  # 0..1, one per epoch
-    factors: dict[str, Any]  # optimizer, lr, eps, momentum; None where the trial leaves one unset
+    factors: dict[str, Any]  # optimizer, lr, eps, momentum, model; None where one is left unset
     value: float | None  # a complete trial's value: its best val top-1
     fail_reason: str | None
     # The space each sampled number was drawn from, as (low, high): the axes and colour scales

@@ -25,6 +25,7 @@ from search.study.cache import worker_storage
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, from_document, to_document
+from trainer.model import DEFAULT_MODEL
 
 STUDY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex; anything else is not ours
 # How long a worker that found a study being created waits for its creator to record its settings
@@ -215,6 +216,11 @@ def space_description(config: StudyConfig) -> dict[str, Any]:
     fixed = config.train.to_dict()
     fixed.pop("seed")  # per trial: the study's seed plus the trial's number
     space = dataclasses.asdict(config.space) if config.space is not None else None
+    # Those studies trained ResNet-18 and recorded no model
+    if space is not None and space["models"] is None:
+        del space["models"]
+    if fixed["model"] == DEFAULT_MODEL:
+        del fixed["model"]
     return json.loads(json.dumps({"space": space, "train": fixed, "points": list(config.points)}))
 
 

@@ -31,6 +31,8 @@ def suggest(trial: optuna.Trial, config: StudyConfig) -> TrainConfig:
         values["eps"] = _suggest(trial, "eps", space.eps)
     if "momentum" in uses and space.momentum is not None:
         values["momentum"] = _suggest(trial, "momentum", space.momentum)
+    if space.models is not None:  # else every trial trains [train] model
+        values["model"] = _suggest(trial, "model", space.models)
     return config.train_config(values)
 
 
@@ -54,9 +56,12 @@ def points_space(points: tuple[dict, ...]) -> SearchSpace:
         return Range(values[0], values[-1], log=log and values[0] > 0)
 
     optimizers = tuple(dict.fromkeys(point["optimizer"] for point in points))
+    # Every point names a model or none does (StudyConfig checks it)
+    models = tuple(dict.fromkeys(point["model"] for point in points if "model" in point))
     return SearchSpace(
         optimizers=optimizers,
         lr=span("lr", True),
         eps=span("eps", True),
         momentum=span("momentum", False),
+        models=models or None,
     )

@@ -29,6 +29,7 @@ from search.studyfile.settings import (
 )
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
+from trainer.model import DEFAULT_MODEL, check_model_name
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class StudyConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._check_train_matches()
         self._check_plan()
+        self._check_model_set_once()
         self._check_train()
         if self.space is not None:
             self._check_space(self.space)
@@ -59,8 +61,9 @@ class StudyConfig:
 
     def train_config(self, factors: Mapping[str, Any]) -> TrainConfig:
         """One trial's training configuration: the study's shared settings plus its factors
-        (optimizer and lr, and eps or momentum where its optimizer uses them)."""
-        return TrainConfig(**self.train.to_dict(), **unset_unless_given(factors))
+        (optimizer and lr, eps or momentum where its optimizer uses them, and model where the
+        space or the points name models)."""
+        return TrainConfig(**{**self.train.to_dict(), **unset_unless_given(factors)})
 
     def with_overrides(
         self,
@@ -131,6 +134,21 @@ class StudyConfig:
                 f"runs once, but got {self.study.trials}",
             )
 
+    def _check_model_set_once(self) -> None:
+        """[train] model fixes every trial's model, so a [space] or points that name models too
+        would silently overrule it; and a points study names a model in each point or in none,
+        since a point without one would otherwise take another point's."""
+        named = [index for index, point in enumerate(self.points) if "model" in point]
+        if named and len(named) < len(self.points):
+            missing = next(index for index in range(len(self.points)) if index not in named)
+            raise SettingError(
+                f"points[{missing}].model",
+                f"is required, since points[{named[0]}] names a model: name one in every "
+                "point, or in none and set [train] model",
+            )
+        if self.train.model != DEFAULT_MODEL:
+            refuse_train_model_beside(self.train.model, self.space, self.points)
+
     def _check_train(self) -> None:
         # Any point the study reaches would do, as every corner and point is checked next; this one
         # files a bad [train] value under "train". The top corner, because a lower bound of 0
@@ -146,6 +164,8 @@ class StudyConfig:
                 f"'grid' cannot search the range space.{ranges[0]}; give fixed "
                 "values, or list the combinations as [[points]]",
             )
+        for model in space.models or ():  # a model may need larger images than the study's
+            trainer_check("space.model", model=model, image_size=self.train.image_size)
         # [train] settings such as nesterov limit what a trial may use
         for corner in space.corners():
             _judged(f"space (at {describe_point(corner)})", self.train, corner)
@@ -164,6 +184,25 @@ class StudyConfig:
                 )
 
 
+def refuse_train_model_beside(
+    model: str, space: SearchSpace | None, points: tuple[dict[str, Any], ...]
+) -> None:
+    """[train] model fixes every trial's model: refused where [space] or [[points]] name models."""
+    elsewhere = (
+        "space.model"
+        if space is not None and space.models is not None
+        else "[[points]]"
+        if any("model" in point for point in points)
+        else None
+    )
+    if elsewhere:
+        raise SettingError(
+            "train.model",
+            f"must be left out when {elsewhere} names the models, but got {model!r}; "
+            "name the models in one place",
+        )
+
+
 def point_to_params(
     point: Mapping[str, Any], train: TrainSettings | None = None, *, where: str = "point"
 ) -> dict[str, Any]:
@@ -180,19 +219,35 @@ def point_to_params(
         if name not in params:
             raise SettingError(f"{where}.{name}", "is required")
     check_type(f"{where}.optimizer", params["optimizer"], str)
+    if "model" in params:
+        check_type(f"{where}.model", params["model"], str)
+        _check_model_name(f"{where}.model", params["model"])
     for name in ("lr", "eps", "momentum"):
         if name in params:
             check_type(f"{where}.{name}", params[name], float)
             params[name] = float(params[name])  # Optuna records floats; TOML's `lr = 1` is an int
-    _judged(where, train, params)
+    # Whether the model takes the study's image size is judged once [train] is known
+    _judged(where, train, params if train is not None else _without(params, "model"))
     return params
+
+
+def _without(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return {key: value for key, value in params.items() if key != name}
+
+
+def _check_model_name(key: str, model: str) -> None:
+    # The name alone: whether the model takes the study's image size is judged with [train]
+    try:
+        check_model_name(model)
+    except ConfigError as error:
+        raise SettingError(key, str(error), separator=": ") from None
 
 
 def _judged(where: str, train: TrainSettings | None, point: Mapping[str, Any]) -> TrainConfig:
     """TrainConfig's verdict on a point with the study's shared settings; a complaint is filed
     under `where`."""
     shared = train.to_dict() if train is not None else {}
-    return trainer_check(where, **shared, **unset_unless_given(point))
+    return trainer_check(where, **{**shared, **unset_unless_given(point)})
 
 
 def unset_unless_given(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,9 +263,11 @@ def _check_within(params: Mapping[str, Any], space: SearchSpace, where: str) -> 
             f"must be one of space.optimizer ({', '.join(space.optimizers)}), "
             f"but got {params['optimizer']!r}",
         )
+    if "model" in params:
+        _check_model_within(params["model"], space, where)
     searched = space.params_for(params["optimizer"])
     for name, value in params.items():
-        if name == "optimizer":
+        if name in ("optimizer", "model"):
             continue
         if name not in searched:
             raise SettingError(f"{where}.{name}", f"is not searched, since [space] has no {name}")
@@ -220,3 +277,15 @@ def _check_within(params: Mapping[str, Any], space: SearchSpace, where: str) -> 
                 f"{where}.{name}",
                 f"must lie within space.{name} ({describe_param(allowed)}), but got {value}",
             )
+
+
+def _check_model_within(model: str, space: SearchSpace, where: str) -> None:
+    if space.models is None:
+        raise SettingError(
+            f"{where}.model", "is not searched, since [space] has no model; set [train] model"
+        )
+    if model not in space.models:
+        raise SettingError(
+            f"{where}.model",
+            f"must be one of space.model ({', '.join(space.models)}), but got {model!r}",
+        )

@@ -22,6 +22,7 @@ from search.studyfile.settings import (
     TRAIN_KEYS_ELSEWHERE,
     Range,
 )
+from trainer.model import DEFAULT_MODEL
 
 # Where and how long this process runs, not what the study computes: a worker may bring its own.
 # The budget is here too because the study's live budget is its own attribute (attrs.BUDGET).
@@ -48,6 +49,10 @@ def to_document(config: StudyConfig) -> dict[str, Any]:
         for key, value in config.train.to_dict().items()
         if key not in TRAIN_KEYS_ELSEWHERE
     }
+    # Studies created before a run could name its model recorded none; the default reads back the
+    # same, so leaving it out keeps their documents equal to a file that does not name one.
+    if train["model"] == DEFAULT_MODEL:
+        del train["model"]
     document = {
         "study": study,
         "data": dataclasses.asdict(config.data),
@@ -100,6 +105,8 @@ def _space_table(config: StudyConfig) -> dict[str, Any]:
             table[name] = {"low": value.low, "high": value.high, "log": value.log}
         elif value is not None:
             table[name] = value
+    if space.models is not None:
+        table["model"] = list(space.models)
     return table
 
 

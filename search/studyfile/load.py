@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from search.errors import StudyFileError
 from search.studyfile.checks import SettingError, build, check_keys, field_names
-from search.studyfile.config import StudyConfig, point_to_params
+from search.studyfile.config import StudyConfig, point_to_params, refuse_train_model_beside
 from search.studyfile.settings import (
     LOG_BY_DEFAULT,
     PRUNER_KEYS,
@@ -73,18 +73,21 @@ def _study_config(path: Path, document: dict[str, Any]) -> StudyConfig:
     _check_sections(document)
     points = _points(document, "points")
     space = (
-        _space(_section(document, "space", ("optimizer", *LOG_BY_DEFAULT)))
+        _space(_section(document, "space", ("optimizer", *LOG_BY_DEFAULT, "model")))
         if "space" in document
         else None
     )
     study = _study_settings(_section(document, "study", field_names(StudySettings)), points)
     data = _settings(document, "data", DataSettings)
+    train_table = _section(document, "train", TRAIN_KEYS)
+    if "model" in train_table:  # StudyConfig cannot tell the default written out from unset
+        refuse_train_model_beside(train_table["model"], space, points)
     return StudyConfig(
         path=path,
         study=study,
         data=data,
         space=space,
-        train=_train(_section(document, "train", TRAIN_KEYS), data, study),
+        train=_train(train_table, data, study),
         sampler=_kind_settings(document, "sampler", SamplerSettings, SAMPLER_KEYS),
         pruner=_kind_settings(document, "pruner", PrunerSettings, PRUNER_KEYS),
         heartbeat=_settings(document, "heartbeat", HeartbeatSettings),
@@ -143,6 +146,8 @@ def _space(table: dict[str, Any]) -> SearchSpace:
         if name not in table:
             raise SettingError(f"space.{name}", "is required")
     params = {name: _param(name, table[name]) for name in LOG_BY_DEFAULT if name in table}
+    if "model" in table:
+        params["models"] = table["model"]
     return build(SearchSpace, "space", {"optimizers": table["optimizer"], **params})
 
 

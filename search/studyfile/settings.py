@@ -33,7 +33,8 @@ SECTIONS = (
     "warm_start",
     "points",
 )
-SEARCHED = ("optimizer", "lr", "eps", "momentum")  # what a trial samples, or a point fixes
+# What a trial samples, or a point fixes; model may instead be fixed for all trials in [train]
+SEARCHED = ("optimizer", "lr", "eps", "momentum", "model")
 LOG_BY_DEFAULT = {
     "lr": True,
     "eps": True,
@@ -154,13 +155,17 @@ class SearchSpace:
     lr: float | Range
     eps: float | Range | None = None  # only for the optimizers that use eps
     momentum: float | Range | None = None  # only for sgd
+    models: tuple[str, ...] | None = None  # torchvision model names; None: [train] model for all
 
     def __post_init__(self) -> None:
         # TOML and callers give lists; a frozen config holds tuples
-        if isinstance(self.optimizers, list):
-            object.__setattr__(self, "optimizers", tuple(self.optimizers))
-        check_types(self, rename={"optimizers": "optimizer"})
+        for name in ("optimizers", "models"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_types(self, rename={"optimizers": "optimizer", "models": "model"})
         self._check_optimizers()
+        if self.models is not None:
+            self._check_models(self.models)
         for setting in LOG_BY_DEFAULT:
             self._check_setting(setting)
 
@@ -191,6 +196,18 @@ class SearchSpace:
         if repeated:
             raise SettingError(
                 "optimizer", f"must name each optimizer once, but repeats {', '.join(repeated)}"
+            )
+
+    @staticmethod
+    def _check_models(models: tuple[str, ...]) -> None:
+        if not models:
+            raise SettingError("model", "must name at least one model, but got none")
+        for model in models:
+            trainer_check("model", model=model)
+        repeated = sorted({name for name in models if models.count(name) > 1})
+        if repeated:
+            raise SettingError(
+                "model", f"must name each model once, but repeats {', '.join(repeated)}"
             )
 
     def _check_setting(self, setting: str) -> None:
@@ -299,6 +316,7 @@ class TrainSettings:
     image_size: int = _TRAIN_DEFAULTS.image_size  # px
     batch_size: int = _TRAIN_DEFAULTS.batch_size
     epochs: int = _TRAIN_DEFAULTS.epochs
+    model: str = _TRAIN_DEFAULTS.model  # every trial's, unless [space] or [[points]] name models
     nesterov: bool = _TRAIN_DEFAULTS.nesterov  # sgd only
     weight_decay: float = _TRAIN_DEFAULTS.weight_decay
     schedule: str = _TRAIN_DEFAULTS.schedule
@@ -309,6 +327,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         check_types(self)
+        trainer_check("model", model=self.model, image_size=self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

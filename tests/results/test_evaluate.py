@@ -147,12 +147,14 @@ def test_weights_for_other_classes_are_refused_naming_both(trained, tmp_path, ca
     assert "has 4 classes (class_0, class_1, class_2, class_3)" in err
 
 
-def test_weights_of_another_architecture_are_refused(trained, tmp_path, capsys):
+def test_weights_of_a_network_torchvision_cannot_build_are_refused(trained, tmp_path, capsys):
     payload = torch.load(trained.weights, weights_only=True)
-    path = tmp_path / "vgg.pt"
-    torch.save({**payload, "architecture": "vgg11"}, path)
+    path = tmp_path / "resnet9.pt"
+    torch.save({**payload, "architecture": "resnet9"}, path)
     status, _, err = run_cli(capsys, *evaluate_args(trained, weights=path))
-    assert status == 2 and "holds a 'vgg11' network, but evaluate scores 'resnet18'" in err
+    assert status == 2 and (
+        f"{path} holds a network this torchvision cannot build: unknown model 'resnet9'" in err
+    )
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,7 @@ def test_the_shipped_studies_are_all_there() -> None:
         "factor_optimizer_lr0.1",
         "factor_lr",
         "factor_momentum",
+        "factor_model",
     } <= names
 
 
@@ -166,7 +167,8 @@ def test_unknown_key_names_the_key_the_section_and_the_file(tmp_path: Path) -> N
     space = dict(VALID["space"], lerning_rate=0.1)
     message = load_error(tmp_path, study(space=space))
     assert (
-        "unknown key 'lerning_rate' in [space]; known keys: eps, lr, momentum, optimizer" in message
+        "unknown key 'lerning_rate' in [space]; known keys: eps, lr, model, momentum, optimizer"
+        in message
     )
 
 
