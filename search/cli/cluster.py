@@ -101,6 +101,8 @@ def _slurm(args: argparse.Namespace) -> int:
 def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
     """This command's worker settings that every task's `hpsearch worker` needs too."""
     passed: list[str] = ["--compile"] if args.compile else []
+    if args.log_format != "text":
+        passed += ["--log-format", args.log_format]
     if args.cache_dir is not None:
         passed += ["--cache-dir", str(Path(args.cache_dir).absolute())]
     return tuple(passed)
@@ -164,6 +166,7 @@ def _kubernetes(args: argparse.Namespace) -> int:
         dashboard=args.with_dashboard,
         trials=args.trials,
         compile=args.compile,
+        log_format=args.log_format,
     )
     text = render(config, job)  # every check passes before anything is printed or written
     if args.output is None:
@@ -179,7 +182,7 @@ COMMANDS = {
         "submit a study's workers to SLURM as one job array",
         _slurm_arguments,
         _slurm,
-        shared=("study workers", "storage"),
+        shared=("study workers", "log format", "storage"),
         description="Check the study file, a storage the nodes can share (PostgreSQL or the gRPC "
         "proxy), the checkpoint folder and the data; create or resume the study; then submit one "
         "job array of --workers tasks, each an `hpsearch worker` on the study. The storage URL "
@@ -189,6 +192,7 @@ COMMANDS = {
         "print Kubernetes manifests for a study's workers, for kubectl apply -f",
         _kubernetes_arguments,
         _kubernetes,
+        shared=("log format",),
         description="Render multi-document YAML: the study file as a ConfigMap, a Job that creates "
         "or checks the study, an Indexed Job of --workers GPU workers, a shared checkpoint claim, "
         "PostgreSQL (unless --storage-secret) and the dashboard (--with-dashboard). The storage "

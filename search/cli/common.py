@@ -4,12 +4,14 @@ a command is registered."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from search import locations
 from search.errors import ConfigError
+from search.run.log import LOG_FORMATS
 from search.run.worker import WorkerOptions
 from search.study.create import stored_config
 from search.study.storage import open_storage
@@ -69,7 +71,12 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
         help=f"trial checkpoints, a folder every worker can reach (default: "
         f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars: a line per event instead, as whenever standard error is not a "
+        "terminal (a log file, docker compose, SLURM, Kubernetes)",
+    )
     parser.add_argument(
         "--wait-for-storage",
         type=float,
@@ -79,10 +86,22 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="how workers log: text (default: a progress bar on a terminal, else a line per "
+        "worker start, finished trial, retry and worker end) or json (one JSON object a line, "
+        "for log collectors)",
+    )
+
+
 # The flag groups that commands share, by name: each becomes one parent parser.
 SHARED: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "storage": _storage,
     "study workers": _study_workers,
+    "log format": _log_format,
 }
 
 
@@ -104,6 +123,8 @@ def study_setup(
     """The study's configuration, from its file and flags or, with --study, from the storage."""
     if args.wait_for_storage is not None:
         wait_for_storage = args.wait_for_storage
+    # A bar rewrites itself, which only a terminal shows as it should; a log gets lines.
+    bars = args.log_format == "text" and not args.no_progress and sys.stderr.isatty()
     resolve_device(args.device)  # a missing GPU is an error before anything is written
     if (args.study_file is None) == (args.study is None):
         raise ConfigError(
@@ -124,7 +145,8 @@ def study_setup(
         url,
         args.device,
         args.cache_dir,
-        progress=not args.no_progress,
+        progress=bars,
+        log_format=None if bars else args.log_format,
         checkpoint_dir=args.checkpoint_dir,
         compile=args.compile,
         wait_for_storage=wait_for_storage,

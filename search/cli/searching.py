@@ -74,8 +74,10 @@ def _run(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     config, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
     index = args.worker_index if args.worker_index is not None else default_worker_index()
-    with stop_on_signals() as stop:
+    with stop_on_signals(options.log_format) as stop:
         summary = run_worker(config, options, worker_index=index, stop=stop)
+    if options.log_format is not None:
+        return 0  # its log's last line said so
     print(
         f"worker finished {summary.finished} trial(s) of study {config.study.name!r}"
         + (
@@ -109,13 +111,13 @@ COMMANDS = {
         "create or resume a study and run it to its budget",
         _run_arguments,
         _run,
-        shared=("study workers", "storage"),
+        shared=("study workers", "log format", "storage"),
     ),
     "worker": Command(
         "join an existing study and run trials until its budget is met",
         _worker_arguments,
         _worker,
-        shared=("study workers", "storage"),
+        shared=("study workers", "log format", "storage"),
     ),
     "status": Command(
         "studies in a storage and their trials", _status_arguments, _status, shared=("storage",)

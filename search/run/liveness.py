@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -106,15 +107,23 @@ def last_beat(trial: FrozenTrial) -> float:
     return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
 
 
-def fail_dead_trials(study: optuna.Study, grace_seconds: float, max_retries: int) -> list[int]:
-    """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed."""
+def fail_dead_trials(
+    study: optuna.Study,
+    grace_seconds: float,
+    max_retries: int,
+    on_dead: Callable[[int, str, bool], None] | None = None,
+) -> list[int]:
+    """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed.
+    `on_dead(number, reason, retried)` hears of each one (for the worker's log)."""
     failed = []
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = _death(trial, now, grace_seconds)
         if reason is not None and _fail(study, trial, reason):
-            queue_retry(study, trial, max_retries, reason)
+            retried = queue_retry(study, trial, max_retries, reason)
             failed.append(trial.number)
+            if on_dead is not None:
+                on_dead(trial.number, reason, retried)
     return failed
 
 
