@@ -55,8 +55,8 @@ from search.study.resilience import ResilientRDBStorage
 from search.study.space import suggest
 from search.study.storage import masked, open_storage
 from search.studyfile import StudyConfig, load_study_config
-from trainer import EpochMetrics, ImageData
-from trainer.data import ImageSplit
+from trainer.data import ImageData, ImageSplit
+from trainer.loop import EpochMetrics
 
 STORAGE_METHODS = [name for name in vars(optuna.storages.BaseStorage) if not name.startswith("_")]
 TIMED_METHODS = [*STORAGE_METHODS, "record_heartbeat", "_get_stale_trial_ids"]

@@ -14,9 +14,9 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
+from trainer.files import WEIGHTS_NAME
 from trainer.model import ARCHITECTURE, build_model
 
-WEIGHTS_NAME = "weights.pt"
 # "config" is optional: older files lack it
 REQUIRED_KEYS = (
     "architecture",

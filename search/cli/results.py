@@ -5,18 +5,15 @@ to the study, so the dashboard shows it."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import optuna
 
 from search import locations
-from search.cli.common import Command
+from search.cli.common import Command, runs_from
 from search.errors import ConfigError
 from search.results import png
-from search.results.confusion import write_confusion_page
-from search.results.evaluate import evaluate_weights, format_evaluation
 from search.results.export import WEIGHTS_SUFFIX, checkpoint_dir_of, export, output_format
 from search.results.page import build_report
 from search.serve.notes import attach_best_params, attach_report
@@ -166,21 +163,6 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    evaluation = evaluate_weights(
-        args.weights,
-        args.data,
-        image_size=args.image_size,
-        cache_dir=args.cache_dir,
-        device=args.device,
-        progress=True,
-    )
-    if args.output is not None:
-        write_confusion_page(evaluation, args.output)
-    print(json.dumps(evaluation.to_json()) if args.json else format_evaluation(evaluation))
-    return 0
-
-
 COMMANDS = {
     "report": Command(
         "one self-contained HTML report of one or more studies",
@@ -199,6 +181,8 @@ COMMANDS = {
         "listed under provenance.runners_up as {trial, value, settings}.",
     ),
     "evaluate": Command(
-        "score saved weights on a data set's val split", _evaluate_arguments, _evaluate
+        "score saved weights on a data set's val split",
+        _evaluate_arguments,
+        runs_from("search.cli.results_run", "evaluate"),
     ),
 }

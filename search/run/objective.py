@@ -20,9 +20,12 @@ from search.run.version import code_version
 from search.study.retries import first_attempt
 from search.study.space import suggest
 from search.studyfile import StudyConfig
-from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossError, train
+from trainer import NonFiniteLossError
+from trainer.checkpoint import CheckpointPolicy
+from trainer.data import ImageData
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
-from trainer.weights import WEIGHTS_NAME
+from trainer.files import WEIGHTS_NAME
+from trainer.loop import EpochMetrics, train
 
 # Failures that end a trial, not its worker: the trial is FAIL with the reason and is not retried,
 # the worker goes on. Its hyperparameters (divergence, out of memory), a checkpoint in its folder

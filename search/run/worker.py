@@ -37,7 +37,9 @@ from search.study.create import budget, check_settings, find_study, open_study
 from search.study.space import NoPointLeft
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig
-from trainer import ImageData, TrainingStopped, resolve_device
+from trainer import TrainingStopped
+from trainer.data import ImageData
+from trainer.device import resolve_device
 
 
 @dataclass(frozen=True)
