@@ -8,13 +8,15 @@ attention is printed, as it always was: failures, retries, waits.
 
 Events: `worker_started`, `trial_finished` (one per trial this worker ends), `dead_trial` (a
 trial of a dead worker failed and queued here), `trial_stopped`, `waiting` (for a silent worker),
-`note` (anything else a worker must say) and `worker_ended`.
+`note` (anything else a worker must say), `warning` (what hpsearch's and trainer's loggers warn
+of: an outage waited out, a missed heartbeat, a checkpoint set aside) and `worker_ended`.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -108,6 +110,9 @@ class WorkerLog:
             why=why,
         )
 
+    def warning(self, logger: str, message: str) -> None:
+        self._emit("warning", f"warning ({logger}): {message}", logger=logger, message=message)
+
     def _emit(self, event: str, words: str, *, attention: bool = False, **fields: Any) -> None:
         if self.log_format == "json":
             now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -121,6 +126,26 @@ class WorkerLog:
         else:
             return
         print(line, file=sys.stderr, flush=True)
+
+
+class _LogHandler(logging.Handler):
+    def __init__(self, log: WorkerLog):
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.warning(record.name, record.getMessage())
+
+
+def log_warnings(log_format: str | None) -> None:
+    """Write the warnings of hpsearch's and trainer's loggers as lines of `log_format`, so that a
+    JSON log stays one object a line; once per process, whoever asks again."""
+    if log_format is None:
+        return  # on a terminal, logging's own last-resort line is what a person reads
+    for name in ("hpsearch", "trainer"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, _LogHandler) for handler in logger.handlers):
+            logger.addHandler(_LogHandler(WorkerLog(log_format, None)))
 
 
 def trial_fields(trial: FrozenTrial, reason: str | None = None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs, locations
 from search.run import liveness, trial_files
-from search.run.log import WorkerLog
+from search.run.log import WorkerLog, log_warnings
 from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
 from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
@@ -79,6 +79,7 @@ def run_worker(
     stop: threading.Event | None = None,
 ) -> WorkerSummary:
     """Run trials until the budget is met, the timeout passes or `stop` is set."""
+    log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
     # Before the data: a wrong URL or a missing study fails in a second, not after decoding
     storage = connect(options, create=create)
     if not create:

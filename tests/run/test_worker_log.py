@@ -4,21 +4,35 @@ rewrites itself; and, for log collectors, one JSON object a line."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
 
 import optuna
+import pytest
 
 from search import attrs
 from search.cli import main
+from search.run.log import log_warnings
 from search.study.space import suggest
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
 from tests.run.test_dead_workers import NAME, a_gone_process
 
 TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+LOGGERS = ("hpsearch", "trainer")
+
+
+@pytest.fixture(autouse=True)
+def loggers_as_they_were():
+    """A worker routes its loggers' warnings into its log for the rest of its process; a test's
+    worker must not do so for the tests after it."""
+    before = {name: list(logging.getLogger(name).handlers) for name in LOGGERS}
+    yield
+    for name in LOGGERS:
+        logging.getLogger(name).handlers[:] = before[name]
 
 
 def test_a_run_into_a_log_says_one_line_per_trial_and_nothing_rewrites_itself(
@@ -89,3 +103,15 @@ def test_json_log_parses_line_by_line_and_tells_of_a_dead_trial_and_its_retry(
         assert trial["state"] in ("COMPLETE", "PRUNED") and trial["epochs"] == 1
         assert 0 <= trial[attrs.METRIC] <= 1 and trial["seconds"] >= 0
     assert ended["finished"] == 2 and ended["why"] == "nothing left to run"
+
+
+def test_warnings_of_hpsearch_and_the_trainer_are_lines_of_the_log(capfd):
+    log_warnings("json")
+    log_warnings("json")  # a second worker in the process: still one line per warning
+    logging.getLogger("hpsearch.storage").warning("storage unreachable; retrying in %d s", 5)
+    logging.getLogger("trainer.checkpoint").warning("checkpoint set aside")
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    assert [(r["event"], r["logger"], r["message"]) for r in records] == [
+        ("warning", "hpsearch.storage", "storage unreachable; retrying in 5 s"),
+        ("warning", "trainer.checkpoint", "checkpoint set aside"),
+    ]
