@@ -4,12 +4,16 @@ same storage, with the interpreter alone (`python -c pass`) and what loading tor
 torchvision costs (`python -c "import torch, torchvision"`: what every hpsearch command paid
 before they stopped importing it).
 
+With `--before DIR` (a copy of the project from before a change: `git archive COMMIT | tar -x -C
+DIR`), the same two hpsearch commands run from that copy too (`python -m search`, with DIR as the
+working folder, so its `search` and `trainer` are the ones imported), in the same rounds.
+
 Every command is a fresh process, timed from start to exit by the wall clock. The commands are
 interleaved, round after round (one warm-up round first, not counted, so that every one finds its
 files in the page cache and its bytecode compiled), and each one's median, fastest and slowest
 are reported with the machine, the date and the load.
 
-    .venv/bin/python -m benchmarks.cli_startup --repeats 7 --json cli_startup.json
+    .venv/bin/python -m benchmarks.cli_startup --repeats 7 --before /tmp/before --json out.json
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def small_study(url: str, trials: int = 20) -> None:
         )
 
 
-def commands(url: str) -> dict[str, list[str]]:
+def commands(url: str, before: Path | None) -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
     hpsearch = [str(bin_dir / "hpsearch")] if (bin_dir / "hpsearch").exists() else []
     optuna_cli = shutil.which("optuna", path=str(bin_dir)) or shutil.which("optuna")
@@ -62,22 +66,38 @@ def commands(url: str) -> dict[str, list[str]]:
         "optuna studies": [optuna_cli, "studies", "--storage", url],
         "hpsearch --help": [*hpsearch, "--help"],
         "hpsearch status": [*hpsearch, "status", "--storage", url],
+        **(
+            {
+                "before: hpsearch --help": [sys.executable, "-m", "search", "--help"],
+                "before: hpsearch status": [sys.executable, "-m", "search", "status"]
+                + ["--storage", url],
+            }
+            if before is not None
+            else {}
+        ),
     }
 
 
-def seconds_to_run(command: list[str]) -> float:
+def seconds_to_run(command: list[str], folder: Path | None) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder
+    )
     return time.perf_counter() - start
 
 
-def measure(runs: dict[str, list[str]], repeats: int) -> dict[str, list[float]]:
-    for command in runs.values():  # warm-up: page cache and bytecode
-        seconds_to_run(command)
+def measure(
+    runs: dict[str, list[str]], repeats: int, before: Path | None
+) -> dict[str, list[float]]:
+    def folder(name: str) -> Path | None:  # `python -m` imports from the working folder first
+        return before if name.startswith("before:") else None
+
+    for name, command in runs.items():  # warm-up: page cache and bytecode
+        seconds_to_run(command, folder(name))
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, command in runs.items():
-            times[name].append(seconds_to_run(command))
+            times[name].append(seconds_to_run(command, folder(name)))
     return times
 
 
@@ -94,12 +114,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="rounds counted (default 7)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--before", type=Path, metavar="DIR", help="a copy of the project before a change"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'small.db'}"
         small_study(url)
         load_before = os.getloadavg()[0]
-        times = measure(commands(url), args.repeats)
+        times = measure(commands(url, args.before), args.repeats, args.before)
         load_after = os.getloadavg()[0]
     summary = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),

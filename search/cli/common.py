@@ -3,8 +3,8 @@ a command is registered.
 
 Every module this one and the command groups import at the top loads no torch: `hpsearch --help`
 builds every command's parser, and the commands that read a study (status, report, export,
-dashboard) answer in a second or two. A command that trains names its handler with `runs_from`,
-whose module is imported only when that command runs."""
+dashboard) answer in a second or two. A command that trains or draws names its handler with
+`runs_from`, whose module is imported only when that command runs."""
 
 from __future__ import annotations
 
