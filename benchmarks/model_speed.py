@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.throughput import machine
-from trainer import TrainConfig, resolve_device
+from trainer import TrainConfig
 from trainer.augment import train_batches
 from trainer.data import ImageSplit
+from trainer.device import resolve_device
 from trainer.errors import ConfigError
 from trainer.loop import train_one_epoch
 from trainer.model import build_model, check_model_name

@@ -27,7 +27,8 @@ from collections.abc import Callable
 
 import torch
 
-from trainer import TrainConfig, resolve_device
+from trainer import TrainConfig
+from trainer.device import resolve_device
 from trainer.loop import train_one_epoch
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler

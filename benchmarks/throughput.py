@@ -44,9 +44,10 @@ from torch.utils.data import DataLoader, RandomSampler
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from trainer import TrainConfig, load_image_data, resolve_device
+from trainer import TrainConfig
 from trainer.augment import IMAGENET_MEAN, IMAGENET_STD, steps_per_epoch, train_batches
-from trainer.data import ImageSplit
+from trainer.data import ImageSplit, load_image_data
+from trainer.device import resolve_device
 from trainer.loop import train_one_epoch
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler

@@ -170,6 +170,27 @@ def test_imports_inside_functions_are_only_for_optional_dependencies() -> None:
     assert lazy == []
 
 
+def test_only_the_command_line_imports_a_module_by_name() -> None:
+    """`search.cli.common.runs_from` imports a command's handler module when the command runs, so
+    that --help and the commands that read a study load no torch. Its modules are search.cli's
+    own, whose imports the tests above read; an import by name anywhere else could hide one."""
+    users = sorted(
+        {
+            str(path.relative_to(ROOT))
+            for path in SOURCES
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and _called_name(node) in ("import_module", "__import__")
+        }
+    )
+    assert users == ["search/cli/common.py"]
+
+
+def _called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return call.func.id if isinstance(call.func, ast.Name) else None
+
+
 def test_no_module_is_too_long_to_read() -> None:
     long = {
         str(path.relative_to(ROOT)): count

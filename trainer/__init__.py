@@ -1,29 +1,23 @@
 """Training a torchvision classifier (ResNet-18 unless told otherwise) on Imagenette or any image
-folder. Knows nothing of Optuna."""
+folder. Knows nothing of Optuna.
 
-from trainer.checkpoint import CheckpointPolicy
+Importing the package loads no torch: a command that only reads a study (status, report, export,
+the dashboard) checks settings against `TrainConfig` and its errors, and nothing more. What trains
+lives in its own module, imported where it is used: `trainer.loop` (`train`, `evaluate`,
+`EpochMetrics`), `trainer.data` (`ImageData`, `load_image_data`), `trainer.device`
+(`resolve_device`), `trainer.checkpoint` (`CheckpointPolicy`), `trainer.weights`.
+"""
+
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULES, TrainConfig
-from trainer.data import ImageData, load_image_data
-from trainer.device import resolve_device
 from trainer.errors import ConfigError, DataError, NonFiniteLossError, TrainerError, TrainingStopped
-from trainer.loop import EpochMetrics, TrainResult, evaluate, train, train_one_epoch
 
 __all__ = [
-    "CheckpointPolicy",
     "ConfigError",
     "DataError",
-    "EpochMetrics",
-    "ImageData",
     "NonFiniteLossError",
     "OPTIMIZER_SETTINGS",
     "SCHEDULES",
     "TrainConfig",
-    "TrainResult",
     "TrainerError",
     "TrainingStopped",
-    "evaluate",
-    "load_image_data",
-    "resolve_device",
-    "train",
-    "train_one_epoch",
 ]

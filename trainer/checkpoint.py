@@ -21,9 +21,9 @@ from typing import Any, BinaryIO
 import torch
 
 from trainer.errors import ConfigError, NoSpaceLeft
+from trainer.files import CHECKPOINT_NAME
 from trainer.sources import one_line
 
-CHECKPOINT_NAME = "last.pt"
 logger = logging.getLogger("trainer.checkpoint")
 # A temporary file no write has touched for this long belongs to a writer that died: a live writer's
 # file grows with every write, so its mtime stays fresh (15 minutes also covers a slow final fsync

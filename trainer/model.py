@@ -1,15 +1,20 @@
 """The network: a torchvision classification model by name, trained from scratch (ResNet-18 unless
-a run names another)."""
+a run names another).
+
+Settings are checked (`TrainConfig`) by commands that only read a study, which load no torch: the
+default model is known without asking torchvision, and torchvision is imported only for another.
+"""
 
 from __future__ import annotations
 
 import difflib
 import functools
-
-import torch
-import torchvision
+from typing import TYPE_CHECKING
 
 from trainer.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL = "resnet18"  # what the original experiment settled on, and what older runs trained
 CLOSE_MATCHES = 3  # names an unknown model's error suggests
@@ -26,12 +31,14 @@ EXAMPLES = ("resnet18", "resnet34", "resnet50")
 def model_names() -> tuple[str, ...]:
     """The classification models this torchvision builds by name (not detection, segmentation or
     video models, which live in its submodules)."""
+    import torchvision
+
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
 def check_model_name(name: str) -> None:
     """An unknown name is one line with the closest known names."""
-    if name in model_names():
+    if name == DEFAULT_MODEL or name in model_names():
         return
     close = difflib.get_close_matches(name.lower(), model_names(), n=CLOSE_MATCHES, cutoff=0.5)
     hint = (
@@ -49,6 +56,10 @@ def check_model_name(name: str) -> None:
 def min_image_size(model: str) -> int:
     """The smallest side in px the model takes, as torchvision records it with the model's
     weights (`min_size`): 1 for the ResNets, 75 for Inception v3, 224 for the ViTs."""
+    if model == DEFAULT_MODEL:
+        return 1
+    import torchvision
+
     weights = torchvision.models.get_model_weights(model)
     return min((max(entry.meta.get("min_size", (1, 1))) for entry in weights), default=1)
 
@@ -65,6 +76,9 @@ def check_image_size(model: str, image_size: int) -> None:
 def build_model(
     num_classes: int, device: torch.device, model: str = DEFAULT_MODEL
 ) -> torch.nn.Module:
+    import torch
+    import torchvision
+
     check_model_name(model)
     network = torchvision.models.get_model(
         model, weights=None, num_classes=num_classes, **BUILD_OPTIONS.get(model, {})

@@ -14,9 +14,9 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
+from trainer.files import WEIGHTS_NAME
 from trainer.model import DEFAULT_MODEL, build_model, check_model_name
 
-WEIGHTS_NAME = "weights.pt"
 # "config" is optional: older files lack it; "architecture" (the model's name) too, since files
 # written before a run could name its model hold a ResNet-18
 REQUIRED_KEYS = (

@@ -7,18 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.cli.common import Command, study_setup
-from search.launch.kubernetes import KubernetesJob, render
-from search.launch.slurm import (
-    DEFAULT_SIGNAL_SECONDS,
-    SlurmJob,
-    check_shared,
-    gpus_per_worker,
-    sbatch_script,
-    submit,
-)
-from search.study.storage import masked
-from search.studyfile import load_study_config
+from search.cli.common import Command, runs_from
 
 
 def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +41,8 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--signal-seconds",
         type=int,
-        default=DEFAULT_SIGNAL_SECONDS,
-        help="SIGTERM this long before the time limit, to checkpoint and requeue "
-        f"(default {DEFAULT_SIGNAL_SECONDS})",
+        help="SIGTERM this long before the time limit, to checkpoint and requeue (default 180, "
+        "search.launch.slurm's DEFAULT_SIGNAL_SECONDS)",
     )
     parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
     parser.add_argument("--epochs", type=int, help="epochs per trial (a new study only)")
@@ -62,48 +50,6 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the batch script; submit nothing"
     )
-
-
-def _slurm(args: argparse.Namespace) -> int:
-    config, options = study_setup(
-        args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
-    )
-    job = SlurmJob(
-        workers=args.workers,
-        concurrent=args.concurrent,
-        partition=args.partition,
-        account=args.account,
-        time=args.time,
-        gpus_per_worker=args.gpus_per_worker,
-        cpus_per_worker=args.cpus_per_worker,
-        mem=args.mem,
-        sbatch=tuple(args.sbatch),
-        python=args.python,
-        setup=tuple(args.setup),
-        signal_seconds=args.signal_seconds,
-        extra_worker_args=_passed_on(args),
-    )
-    if args.dry_run:
-        checkpoints = check_shared(config, options)
-        print(sbatch_script(config, job, checkpoints, gpus_per_worker(job)), end="")
-        return 0
-    job_id, logs = submit(config, options, job, trials=args.trials)
-    print(f"Submitted batch job {job_id}")
-    print(
-        f"follow it: hpsearch status --study {config.study.name} --storage "
-        f"{masked(options.storage_url)}; squeue -j {job_id}; logs in "
-        f"{logs}/hpsearch-{config.study.name}-{job_id}_*.log; stop it: scancel {job_id}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
-    """This command's worker settings that every task's `hpsearch worker` needs too."""
-    passed: list[str] = ["--compile"] if args.compile else []
-    if args.cache_dir is not None:
-        passed += ["--cache-dir", str(Path(args.cache_dir).absolute())]
-    return tuple(passed)
 
 
 def _kubernetes_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,39 +93,12 @@ def _kubernetes_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="write the YAML here, not to stdout")
 
 
-def _kubernetes(args: argparse.Namespace) -> int:
-    config = load_study_config(args.study_file).with_overrides(
-        trials=args.trials, epochs=args.epochs, image_size=args.image_size
-    )
-    job = KubernetesJob(
-        workers=args.workers,
-        image=args.image,
-        namespace=args.namespace,
-        gpus_per_worker=args.gpus_per_worker,
-        cpu=args.cpu,
-        memory=args.memory,
-        data_pvc=args.data_pvc,
-        checkpoint_pvc=args.checkpoint_pvc,
-        storage_secret=args.storage_secret,
-        dashboard=args.with_dashboard,
-        trials=args.trials,
-        compile=args.compile,
-    )
-    text = render(config, job)  # every check passes before anything is printed or written
-    if args.output is None:
-        print(text, end="")
-    else:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}: kubectl apply -f {args.output}", file=sys.stderr)
-    return 0
-
-
 COMMANDS = {
     "slurm": Command(
         "submit a study's workers to SLURM as one job array",
         _slurm_arguments,
-        _slurm,
-        shared=("study workers", "storage"),
+        runs_from("search.cli.cluster_run", "slurm"),
+        shared=("study workers", "log format", "storage"),
         description="Check the study file, a storage the nodes can share (PostgreSQL or the gRPC "
         "proxy), the checkpoint folder and the data; create or resume the study; then submit one "
         "job array of --workers tasks, each an `hpsearch worker` on the study. The storage URL "
@@ -188,7 +107,8 @@ COMMANDS = {
     "kubernetes": Command(
         "print Kubernetes manifests for a study's workers, for kubectl apply -f",
         _kubernetes_arguments,
-        _kubernetes,
+        runs_from("search.cli.cluster_run", "kubernetes"),
+        shared=("log format",),
         description="Render multi-document YAML: the study file as a ConfigMap, a Job that creates "
         "or checks the study, an Indexed Job of --workers GPU workers, a shared checkpoint claim, "
         "PostgreSQL (unless --storage-secret) and the dashboard (--with-dashboard). The storage "

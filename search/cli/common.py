@@ -1,20 +1,21 @@
 """What several commands share: each shared flag declared once, in a parent parser, and the one way
-a command is registered."""
+a command is registered.
+
+Every module this one and the command groups import at the top loads no torch: `hpsearch --help`
+builds every command's parser, and the commands that read a study (status, report, export,
+dashboard) answer in a second or two. A command that trains or draws names its handler with
+`runs_from`, whose module is imported only when that command runs."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from search import locations
-from search.errors import ConfigError
-from search.run.worker import WorkerOptions
-from search.study.create import stored_config
-from search.study.storage import open_storage
-from search.studyfile import StudyConfig, load_study_config
-from trainer import resolve_device
+from search.run.log import LOG_FORMATS
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -69,7 +70,12 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
         help=f"trial checkpoints, a folder every worker can reach (default: "
         f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars: a line per event instead, as whenever standard error is not a "
+        "terminal (a log file, docker compose, SLURM, Kubernetes)",
+    )
     parser.add_argument(
         "--wait-for-storage",
         type=float,
@@ -79,10 +85,22 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="how workers log: text (default: a progress bar on a terminal, else a line per "
+        "worker start, finished trial, retry and worker end) or json (one JSON object a line, "
+        "for log collectors)",
+    )
+
+
 # The flag groups that commands share, by name: each becomes one parent parser.
 SHARED: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "storage": _storage,
     "study workers": _study_workers,
+    "log format": _log_format,
 }
 
 
@@ -94,47 +112,11 @@ def parent_parsers() -> dict[str, argparse.ArgumentParser]:
     return parents
 
 
-# A worker on a cluster starts beside its database, which may take minutes to accept connections
-WORKER_WAIT_FOR_STORAGE_SECONDS = 300.0
+def runs_from(module: str, function: str) -> Handler:
+    """The handler `function` of `module` (one of search.cli), imported when its command runs
+    and not before: a command that trains loads torch, and only that command should."""
 
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), function)(args)
 
-def study_setup(
-    args: argparse.Namespace, wait_for_storage: float, **overrides
-) -> tuple[StudyConfig, WorkerOptions]:
-    """The study's configuration, from its file and flags or, with --study, from the storage."""
-    if args.wait_for_storage is not None:
-        wait_for_storage = args.wait_for_storage
-    resolve_device(args.device)  # a missing GPU is an error before anything is written
-    if (args.study_file is None) == (args.study is None):
-        raise ConfigError(
-            "give a study file (to create a study, or check it against one that exists) or "
-            "--study NAME (to join or resume one as it was created), not "
-            + ("both" if args.study else "neither")
-        )
-    if args.study_file is not None:
-        config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
-        url = locations.storage_url(args.storage, config.study.storage)
-    else:
-        _refuse_changes_to_a_stored_study(overrides)
-        url = locations.storage_url(args.storage)
-        storage = open_storage(url, create=False, wait_seconds=wait_for_storage)
-        config = stored_config(storage, args.study, data=args.data)
-        config = config.with_overrides(trials=overrides.get("trials"))
-    return config, WorkerOptions(
-        url,
-        args.device,
-        args.cache_dir,
-        progress=not args.no_progress,
-        checkpoint_dir=args.checkpoint_dir,
-        compile=args.compile,
-        wait_for_storage=wait_for_storage,
-    )
-
-
-def _refuse_changes_to_a_stored_study(overrides: dict) -> None:
-    for flag in ("epochs", "image_size"):
-        if overrides.get(flag) is not None:
-            raise ConfigError(
-                f"--{flag.replace('_', '-')} with --study: a study trains as it was created; "
-                "to train otherwise, start a new study from a study file"
-            )
+    return run

@@ -5,23 +5,18 @@ to the study, so the dashboard shows it."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import optuna
 
 from search import locations
-from search.cli.common import Command
+from search.cli.common import Command, runs_from
 from search.errors import ConfigError
-from search.results import png
-from search.results.confusion import write_confusion_page
-from search.results.evaluate import evaluate_weights, format_evaluation
 from search.results.export import WEIGHTS_SUFFIX, checkpoint_dir_of, export, output_format
-from search.results.page import build_report
-from search.serve.notes import attach_best_params, attach_report
+from search.serve.notes import attach_best_params
 from search.study.create import find_study
-from search.study.storage import masked, open_storage
+from search.study.storage import open_storage
 from search.studyfile.settings_file import FORMATS
 
 
@@ -50,36 +45,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _report(args: argparse.Namespace) -> int:
-    url = locations.storage_url(args.storage)
-    storage = _existing_storage(url)
-    studies = [find_study(storage, name) for name in dict.fromkeys(args.study)]
-    report = build_report(studies, storage_label=masked(url))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report.html, encoding="utf-8")
-    print(f"wrote {args.output}: {report.drawn}")
-    artifacts = locations.artifact_dir(url, args.artifacts)
-    for study in studies:  # the team finds the latest report in the dashboard, on the study's note
-        attach_report(study, args.output, artifacts)
-    if args.png_dir is None:
-        return 0
-    try:
-        written = png.write_pngs(report.figures, args.png_dir)
-    # kaleido reports a browser that will not start or render in errors of its own making.
-    except Exception as error:  # noqa: BLE001
-        print(
-            f"hpsearch: no PNGs written: kaleido failed ({type(error).__name__}: {error})",
-            file=sys.stderr,
-        )
-        return 1
-    if written is None:
-        print(f"hpsearch: no PNGs written: {png.png_obstacle()}", file=sys.stderr)
-        return 1
-    print(f"wrote {len(written)} PNG files into {args.png_dir}")
-    return 0
-
-
-def _existing_storage(url: str) -> optuna.storages.BaseStorage:
+def existing_storage(url: str) -> optuna.storages.BaseStorage:
     # A mistyped SQLite path or database is refused, never created by a command that reads
     return open_storage(url, create=False)
 
@@ -119,7 +85,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = output_format(args.output, args.format)  # refused before the storage is opened
     url = locations.storage_url(args.storage)
-    study = find_study(_existing_storage(url), args.study)
+    study = find_study(existing_storage(url), args.study)
     root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir_of(study))
     exported = export(
         study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root
@@ -164,26 +130,11 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    evaluation = evaluate_weights(
-        args.weights,
-        args.data,
-        image_size=args.image_size,
-        cache_dir=args.cache_dir,
-        device=args.device,
-        progress=True,
-    )
-    if args.output is not None:
-        write_confusion_page(evaluation, args.output)
-    print(json.dumps(evaluation.to_json()) if args.json else format_evaluation(evaluation))
-    return 0
-
-
 COMMANDS = {
     "report": Command(
         "one self-contained HTML report of one or more studies",
         _report_arguments,
-        _report,
+        runs_from("search.cli.report_run", "write_report"),
         shared=("storage",),
     ),
     "export": Command(
@@ -197,6 +148,8 @@ COMMANDS = {
         "listed under provenance.runners_up as {trial, value, settings}.",
     ),
     "evaluate": Command(
-        "score saved weights on a data set's val split", _evaluate_arguments, _evaluate
+        "score saved weights on a data set's val split",
+        _evaluate_arguments,
+        runs_from("search.cli.results_run", "evaluate"),
     ),
 }

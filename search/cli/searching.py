@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from search import locations
-from search.cli.common import WORKER_WAIT_FOR_STORAGE_SECONDS, Command, study_setup
-from search.launch import launch
-from search.launch.prepare import create_or_resume
+from search.cli.common import Command, runs_from
 from search.results.status import format_status, study_status
-from search.run.worker import default_worker_index, run_worker, stop_on_signals
 from search.study.storage import open_storage
 
 
@@ -51,43 +47,6 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _run(args: argparse.Namespace) -> int:
-    config, options = study_setup(
-        args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
-    )
-    if args.create_only:
-        study, _ = create_or_resume(config, options, trials=args.trials)
-        print(format_status(study_status(study._storage, config.study.name)))
-        return 0
-    study = launch(
-        config,
-        options,
-        workers=args.workers,
-        gpus=args.gpus,
-        workers_per_gpu=args.workers_per_gpu,
-        trials=args.trials,
-    )
-    print(format_status(study_status(study._storage, config.study.name)))
-    return 0
-
-
-def _worker(args: argparse.Namespace) -> int:
-    config, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
-    index = args.worker_index if args.worker_index is not None else default_worker_index()
-    with stop_on_signals() as stop:
-        summary = run_worker(config, options, worker_index=index, stop=stop)
-    print(
-        f"worker finished {summary.finished} trial(s) of study {config.study.name!r}"
-        + (
-            f"; {summary.left_to_resume} stopped, queued to resume from their checkpoints"
-            if summary.left_to_resume
-            else ""
-        ),
-        file=sys.stderr,
-    )
-    return 0
-
-
 def _status(args: argparse.Namespace) -> int:
     storage = open_storage(locations.storage_url(args.storage), create=False)
     rows = study_status(storage, args.study)  # a mistyped storage is refused, not created
@@ -108,14 +67,14 @@ COMMANDS = {
     "run": Command(
         "create or resume a study and run it to its budget",
         _run_arguments,
-        _run,
-        shared=("study workers", "storage"),
+        runs_from("search.cli.searching_run", "run"),
+        shared=("study workers", "log format", "storage"),
     ),
     "worker": Command(
         "join an existing study and run trials until its budget is met",
         _worker_arguments,
-        _worker,
-        shared=("study workers", "storage"),
+        runs_from("search.cli.searching_run", "worker"),
+        shared=("study workers", "log format", "storage"),
     ),
     "status": Command(
         "studies in a storage and their trials", _status_arguments, _status, shared=("storage",)

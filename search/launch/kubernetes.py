@@ -182,7 +182,7 @@ def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
     args = [
         "worker", f"{STUDY_DIR}/{study_file_name(config)}", *_data_args(config, job),
         "--checkpoint-dir", CHECKPOINT_DIR, "--device", "cuda" if job.gpus_per_worker else "cpu",
-        "--worker-index", "$(WORKER_INDEX)", "--no-progress",
+        "--worker-index", "$(WORKER_INDEX)", "--no-progress", "--log-format", job.log_format,
         *(["--compile"] if job.compile else []),
     ]  # fmt: skip
     worker = _hpsearch_container("worker", args, job, gpus=job.gpus_per_worker)

@@ -74,6 +74,7 @@ class KubernetesJob:
     dashboard: bool = False
     trials: int | None = None  # --trials: also the budget of a study that exists
     compile: bool = False
+    log_format: str = "text"  # the workers' --log-format; a pod's log is never a terminal
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -100,7 +100,8 @@ def launch(
             file=sys.stderr,
         )
     if len(slots) == 1 and slots[0].gpu is None:
-        with stop_on_signals() as stop:  # one CPU worker runs here, reusing the loaded data
+        # one CPU worker runs here, reusing the loaded data
+        with stop_on_signals(options.log_format) as stop:
             run_worker(config, options, data=data, stop=stop)
     else:
         _run_processes(config, options, slots, study)
@@ -181,5 +182,5 @@ def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlo
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
-    with stop_on_signals() as stop:
+    with stop_on_signals(options.log_format) as stop:
         run_worker(config, options, worker_index=slot.index, stop=stop)

@@ -11,7 +11,7 @@ from search.run.worker import WorkerOptions, connect
 from search.study.create import check_settings, find_study, open_study, set_budget
 from search.study.storage import check_reachable, open_storage
 from search.studyfile import StudyConfig
-from trainer import ImageData
+from trainer.data import ImageData
 
 
 def create_or_resume(

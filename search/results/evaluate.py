@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from trainer import ImageData, load_image_data, resolve_device
 from trainer.augment import Batch, eval_batches
+from trainer.data import ImageData, load_image_data
+from trainer.device import resolve_device
 from trainer.loop import EVAL_BATCH_SIZE, evaluate
 from trainer.sources import class_names
 from trainer.weights import build_network, check_fits, load_weights

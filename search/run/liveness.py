@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -111,9 +112,11 @@ def fail_dead_trials(
     grace_seconds: float,
     max_retries: int,
     trials: list[FrozenTrial] | None = None,
+    on_dead: Callable[[int, str, bool], None] | None = None,
 ) -> list[int]:
     """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed.
-    `trials`: the study's trials as the caller just read them, which saves a read."""
+    `trials`: the study's trials as the caller just read them, which saves a read;
+    `on_dead(number, reason, retried)` hears of each one (for the worker's log)."""
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     failed = []
@@ -121,8 +124,10 @@ def fail_dead_trials(
     for trial in (trial for trial in trials if trial.state == TrialState.RUNNING):
         reason = _death(trial, now, grace_seconds)
         if reason is not None and _fail(study, trial, reason):
-            queue_retry(study, trial, max_retries, reason)
+            retried = queue_retry(study, trial, max_retries, reason)
             failed.append(trial.number)
+            if on_dead is not None:
+                on_dead(trial.number, reason, retried)
     return failed
 
 

@@ -23,9 +23,12 @@ from search.study.retries import first_attempt
 from search.study.space import suggest
 from search.study.storage import set_user_attrs
 from search.studyfile import StudyConfig
-from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossError, train
+from trainer import NonFiniteLossError
+from trainer.checkpoint import CheckpointPolicy
+from trainer.data import ImageData
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
-from trainer.weights import WEIGHTS_NAME
+from trainer.files import WEIGHTS_NAME
+from trainer.loop import EpochMetrics, train
 
 # The pruner compares a trial with those that finished; what it read this long ago serves it
 # again, where a read at every epoch of every worker would ask the database for every running trial.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from search.studyfile import StudyConfig
-from trainer import ImageData, load_image_data
+from trainer.data import ImageData, load_image_data
 
 
 def load_study_data(

@@ -20,8 +20,7 @@ from search import attrs
 from search.errors import HpsearchError
 from search.run.paths import safe_child
 from search.study.create import study_id
-from trainer.checkpoint import CHECKPOINT_NAME
-from trainer.weights import WEIGHTS_NAME, load_weights
+from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME, read_owner
 
 
 class ForeignWeights(HpsearchError):
@@ -83,7 +82,7 @@ def kept_weights(root: Path, study: optuna.Study, trial: FrozenTrial) -> Path | 
     if not path.is_file():
         return None
     expected = owner(study, trial)
-    recorded = load_weights(path).owner
+    recorded = read_owner(path)  # without torch: export never loads it
     if expected is not None and recorded != expected:
         raise ForeignWeights(
             f"{path} records {_owner_text(recorded)}, not trial {trial.number} of study "

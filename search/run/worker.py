@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import zlib
@@ -29,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs, locations
 from search.run import liveness, trial_files
+from search.run.log import WorkerLog, log_warnings
 from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
 from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
@@ -37,7 +37,9 @@ from search.study.create import budget, check_settings, find_study, open_study
 from search.study.space import NoPointLeft
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig
-from trainer import ImageData, TrainingStopped, resolve_device
+from trainer import TrainingStopped
+from trainer.data import ImageData
+from trainer.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class WorkerOptions:
     storage_url: str
     device: str = "auto"
     cache_dir: Path | None = None
-    progress: bool = True
+    progress: bool = True  # progress bars, for a terminal
+    log_format: str | None = None  # "text" or "json": a line per event, for a log (search.run.log)
     checkpoint_dir: Path | None = None  # overrides the study file's [checkpoint] dir
     compile: bool = False  # torch.compile the network once, on this worker's first trial
     wait_for_storage: float = 0  # seconds to wait for a database server that is still starting
@@ -76,6 +79,7 @@ def run_worker(
     stop: threading.Event | None = None,
 ) -> WorkerSummary:
     """Run trials until the budget is met, the timeout passes or `stop` is set."""
+    log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
     # Before the data: a wrong URL or a missing study fails in a second, not after decoding
     storage = connect(options, create=create)
     if not create:
@@ -93,7 +97,11 @@ def run_worker(
         config, data, resolve_device(options.device), stop, compile=options.compile
     )
     root = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
-    worker = _Worker(config, study, storage, objective, trial_files.study_folder(root, study), stop)
+    log = WorkerLog(options.log_format, config.study.name)
+    worker = _Worker(
+        config, study, storage, objective, trial_files.study_folder(root, study), stop, log
+    )
+    log.started(options.storage_url, objective.device, data, config.data.image_size, worker.me)
     deadline = (
         time.monotonic() + 60 * config.study.timeout_minutes
         if config.study.timeout_minutes
@@ -108,6 +116,9 @@ def run_worker(
                 break
             if not worker.run(trial):
                 break
+    ended_by_timeout = deadline is not None and time.monotonic() >= deadline
+    why = "stopped" if stop.is_set() else "timeout" if ended_by_timeout else "nothing left to run"
+    log.ended(finished=worker.finished, left_to_resume=worker.left_to_resume, why=why)
     return WorkerSummary(worker.finished, worker.left_to_resume)
 
 
@@ -119,6 +130,7 @@ class _Worker:
     objective: Objective
     study_folder: Path  # this study's own folder of trial checkpoints and weights
     stop: threading.Event
+    log: WorkerLog
     finished: int = 0
     left_to_resume: int = 0
     me: dict = field(default_factory=liveness.this_worker)  # recorded on every trial it runs
@@ -132,7 +144,7 @@ class _Worker:
         trials = self.study.get_trials(deepcopy=False)
         heartbeat = self.config.heartbeat
         if liveness.fail_dead_trials(
-            self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials
+            self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials, self.log.dead_trial
         ):
             trials = self.study.get_trials(deepcopy=False)  # with the retries just queued
         retry = retries.claim_retry(self.study, trials)
@@ -151,7 +163,9 @@ class _Worker:
         for trial in silent:
             if trial.number not in self.waited_for:
                 self.waited_for.add(trial.number)
-                _say(_silence_line(trial, self.config.heartbeat.grace_seconds))
+                self.log.waiting(
+                    trial.number, _silence_line(trial, self.config.heartbeat.grace_seconds)
+                )
         return bool(silent) and not self.stop.wait(self.config.heartbeat.interval_seconds)
 
     def run(self, trial: optuna.Trial) -> bool:
@@ -170,19 +184,20 @@ class _Worker:
     def _run_and_tell(self, trial: optuna.Trial, run: TrialRun) -> bool:
         try:
             value = self.objective(trial, run)
-        except optuna.TrialPruned:
-            self._finish(trial, run, TrialState.PRUNED)
-        except TRIAL_FAILURES as error:
-            _say(f"trial {trial.number} failed: {type(error).__name__}: {error}")
+        except optuna.TrialPruned as pruned:
+            self._finish(trial, run, TrialState.PRUNED, reason=str(pruned))
+        except TRIAL_FAILURES:
             self._finish(trial, run, TrialState.FAIL)
         except TrainingStopped as error:
             self._stopped(trial, f"its worker was stopped ({error})")
         except NoPointLeft as error:
             trial.set_user_attr(attrs.FAIL_REASON, str(error))
-            self._tell(trial, TrialState.FAIL)
+            frozen = self._tell(trial, TrialState.FAIL)
+            if frozen is not None:
+                self.log.trial_finished(frozen)
             return False
         except UpdateFinishedTrialError:
-            _say(_taken_away(trial))
+            self.log.note(_taken_away(trial))
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
@@ -193,12 +208,18 @@ class _Worker:
         return True
 
     def _finish(
-        self, trial: optuna.Trial, run: TrialRun, state: TrialState, value: float | None = None
+        self,
+        trial: optuna.Trial,
+        run: TrialRun,
+        state: TrialState,
+        value: float | None = None,
+        reason: str | None = None,  # why the pruner stopped it
     ) -> None:
         frozen = self._tell(trial, state, value if state == TrialState.COMPLETE else None)
         if frozen is None:
             return
         self.finished += 1
+        self.log.trial_finished(frozen, reason)
         trial_files.release(self.study, frozen, run.folder)
 
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
@@ -206,11 +227,12 @@ class _Worker:
         frozen = self._tell(trial, TrialState.FAIL)
         if frozen is None:
             return
-        if retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, reason):
+        retried = retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, reason)
+        if retried:
             self.left_to_resume += 1
-            _say(f"trial {trial.number} stopped; queued to resume from its last checkpoint")
         else:
             self.finished += 1  # out of retries: FAIL for good
+        self.log.trial_stopped(trial.number, reason, retried)
 
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | None = None
@@ -222,7 +244,7 @@ class _Worker:
         except ValueError:  # Optuna's answer to telling a finished trial
             if not self.storage.get_trial(trial._trial_id).state.is_finished():
                 raise
-            _say(_taken_away(trial))
+            self.log.note(_taken_away(trial))
             return None
 
 
@@ -246,14 +268,11 @@ def _silence_line(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> str:
     )
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
     """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a second
-    SIGINT exits at once."""
+    SIGINT exits at once. What it says is a line of the workers' `log_format`."""
+    log = WorkerLog(log_format, None)
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -263,7 +282,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
-        _say(
+        log.note(
             f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "
             "(Ctrl-C again to exit now)"
         )

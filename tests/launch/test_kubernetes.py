@@ -37,6 +37,7 @@ VARIANTS = {
     "all": [
         "--namespace", "ml", "--with-dashboard", "--storage-secret", "team-db", "--trials", "40",
         "--epochs", "5", "--image-size", "64", "--compile", "--cpu", "500m", "--memory", "32Gi",
+        "--log-format", "json",
     ],
 }  # fmt: skip
 
@@ -140,6 +141,14 @@ def test_cpu_workers_ask_for_no_gpu(capsys):
     assert worker["args"][worker["args"].index("--device") + 1] == "cpu"
     assert env(worker)["OMP_NUM_THREADS"]["value"] == "4"
     assert "tolerations" not in pod_spec(job(documents, "workers"))
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_workers_log_a_line_per_event_in_the_format_asked(capsys, log_format):
+    documents = render(capsys, "--log-format", log_format)
+    (worker,) = pod_spec(job(documents, "workers"))["containers"]
+    assert "--no-progress" in worker["args"]  # a pod's log is no terminal: never a bar
+    assert worker["args"][worker["args"].index("--log-format") + 1] == log_format
 
 
 def test_the_checkpoint_claim_is_shared_read_write_many_unless_one_is_given(capsys):

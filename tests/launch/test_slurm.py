@@ -84,6 +84,18 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
     assert SECRET not in out + err
 
 
+def test_tasks_log_json_when_asked(tmp_path, image_folder, capsys):
+    study = write_study(tmp_path, image_folder, name="arr")
+    (tmp_path / "ckpt").mkdir()
+    status, out, err = run_cli(
+        capsys, "slurm", study, "--workers", "2", "--dry-run", "--log-format", "json",
+        "--storage", "postgresql+psycopg://u@db/x", "--checkpoint-dir", "ckpt",
+    )  # fmt: skip
+    assert status == 0, err
+    (worker,) = [line for line in out.splitlines() if " -m search worker " in line]
+    assert worker.endswith(" --no-progress --log-format json &")
+
+
 @pytest.mark.parametrize(
     "storage, expect",
     [

@@ -27,8 +27,8 @@ from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
-from trainer import CheckpointPolicy, train
-from trainer.checkpoint import CHECKPOINT_NAME
+from trainer.checkpoint import CHECKPOINT_NAME, CheckpointPolicy
+from trainer.loop import train
 
 NAME = "test-study"
 

@@ -24,7 +24,8 @@ from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
-from trainer import CheckpointPolicy, train
+from trainer.checkpoint import CheckpointPolicy
+from trainer.loop import train
 from trainer.weights import WEIGHTS_NAME, load_weights
 
 NAME = "test-study"

@@ -5,16 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer import (
-    CheckpointPolicy,
-    NonFiniteLossError,
-    TrainConfig,
-    load_image_data,
-    train,
-    train_one_epoch,
-)
+from trainer import NonFiniteLossError, TrainConfig
 from trainer.augment import eval_batches, train_batches
+from trainer.checkpoint import CheckpointPolicy
 from trainer.config import OPTIMIZER_SETTINGS
+from trainer.data import load_image_data
+from trainer.loop import train, train_one_epoch
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler, lr_factor
 

@@ -1,0 +1,46 @@
+"""What `hpsearch report` does once parsed: draw a study's figures with Plotly, imported only when
+it runs (search.cli.common.runs_from), since `--help` and `status` need none of it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search import locations
+from search.cli.results import existing_storage
+from search.results import png
+from search.results.page import build_report
+from search.serve.notes import attach_report
+from search.study.create import find_study
+from search.study.storage import masked
+
+
+def write_report(args: argparse.Namespace) -> int:
+    url = locations.storage_url(args.storage)
+    storage = existing_storage(url)
+    studies = [find_study(storage, name) for name in dict.fromkeys(args.study)]
+    report = build_report(studies, storage_label=masked(url))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report.html, encoding="utf-8")
+    print(
+        f"wrote {args.output}: {len(report.figures)} figures, {len(report.notes)} view(s) not drawn"
+    )
+    artifacts = locations.artifact_dir(url, args.artifacts)
+    for study in studies:  # the team finds the latest report in the dashboard, on the study's note
+        attach_report(study, args.output, artifacts)
+    if args.png_dir is None:
+        return 0
+    try:
+        written = png.write_pngs(report.figures, args.png_dir)
+    # kaleido reports a browser that will not start or render in errors of its own making.
+    except Exception as error:  # noqa: BLE001
+        print(
+            f"hpsearch: no PNGs written: kaleido failed ({type(error).__name__}: {error})",
+            file=sys.stderr,
+        )
+        return 1
+    if written is None:
+        print(f"hpsearch: no PNGs written: {png.png_obstacle()}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} PNG files into {args.png_dir}")
+    return 0

@@ -1,0 +1,25 @@
+"""What `hpsearch evaluate` does once parsed: score weights on a data set, so torch is loaded
+only when it runs (search.cli.common.runs_from)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from search.results.confusion import write_confusion_page
+from search.results.evaluate import evaluate_weights, format_evaluation
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    evaluation = evaluate_weights(
+        args.weights,
+        args.data,
+        image_size=args.image_size,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        progress=True,
+    )
+    if args.output is not None:
+        write_confusion_page(evaluation, args.output)
+    print(json.dumps(evaluation.to_json()) if args.json else format_evaluation(evaluation))
+    return 0

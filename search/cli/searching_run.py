@@ -1,0 +1,106 @@
+"""What `hpsearch run` and `worker` do once parsed, and the study setup they share with `slurm`:
+training, so torch, loaded only when one of them runs (search.cli.common.runs_from)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search import locations
+from search.errors import ConfigError
+from search.launch import launch
+from search.launch.prepare import create_or_resume
+from search.results.status import format_status, study_status
+from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
+from search.study.create import stored_config
+from search.study.storage import open_storage
+from search.studyfile import StudyConfig, load_study_config
+from trainer.device import resolve_device
+
+
+def run(args: argparse.Namespace) -> int:
+    config, options = study_setup(
+        args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
+    )
+    if args.create_only:
+        study, _ = create_or_resume(config, options, trials=args.trials)
+        print(format_status(study_status(study._storage, config.study.name)))
+        return 0
+    study = launch(
+        config,
+        options,
+        workers=args.workers,
+        gpus=args.gpus,
+        workers_per_gpu=args.workers_per_gpu,
+        trials=args.trials,
+    )
+    print(format_status(study_status(study._storage, config.study.name)))
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    config, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
+    index = args.worker_index if args.worker_index is not None else default_worker_index()
+    with stop_on_signals(options.log_format) as stop:
+        summary = run_worker(config, options, worker_index=index, stop=stop)
+    if options.log_format is not None:
+        return 0  # its log's last line said so
+    print(
+        f"worker finished {summary.finished} trial(s) of study {config.study.name!r}"
+        + (
+            f"; {summary.left_to_resume} stopped, queued to resume from their checkpoints"
+            if summary.left_to_resume
+            else ""
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
+# A worker on a cluster starts beside its database, which may take minutes to accept connections
+WORKER_WAIT_FOR_STORAGE_SECONDS = 300.0
+
+
+def study_setup(
+    args: argparse.Namespace, wait_for_storage: float, **overrides
+) -> tuple[StudyConfig, WorkerOptions]:
+    """The study's configuration, from its file and flags or, with --study, from the storage."""
+    if args.wait_for_storage is not None:
+        wait_for_storage = args.wait_for_storage
+    # A bar rewrites itself, which only a terminal shows as it should; a log gets lines.
+    bars = args.log_format == "text" and not args.no_progress and sys.stderr.isatty()
+    resolve_device(args.device)  # a missing GPU is an error before anything is written
+    if (args.study_file is None) == (args.study is None):
+        raise ConfigError(
+            "give a study file (to create a study, or check it against one that exists) or "
+            "--study NAME (to join or resume one as it was created), not "
+            + ("both" if args.study else "neither")
+        )
+    if args.study_file is not None:
+        config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
+        url = locations.storage_url(args.storage, config.study.storage)
+    else:
+        _refuse_changes_to_a_stored_study(overrides)
+        url = locations.storage_url(args.storage)
+        storage = open_storage(url, create=False, wait_seconds=wait_for_storage)
+        config = stored_config(storage, args.study, data=args.data)
+        config = config.with_overrides(trials=overrides.get("trials"))
+    return config, WorkerOptions(
+        url,
+        args.device,
+        args.cache_dir,
+        progress=bars,
+        log_format=None if bars else args.log_format,
+        checkpoint_dir=args.checkpoint_dir,
+        compile=args.compile,
+        wait_for_storage=wait_for_storage,
+    )
+
+
+def _refuse_changes_to_a_stored_study(overrides: dict) -> None:
+    for flag in ("epochs", "image_size"):
+        if overrides.get(flag) is not None:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} with --study: a study trains as it was created; "
+                "to train otherwise, start a new study from a study file"
+            )

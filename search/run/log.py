@@ -1,0 +1,184 @@
+"""What a worker says as it runs, one line per event, for a log read later (a file, `docker compose
+logs`, a SLURM or Kubernetes log) where a progress bar that rewrites itself is only noise.
+
+`text` lines are for people: a timestamp, then the event in words. `json` lines are for log
+collectors: one object a line, with `time` (UTC, ISO 8601), `event` and the event's fields. Without
+a format (a terminal, where the progress bar shows the study), only what asks for a person's
+attention is printed, as it always was: failures, retries, waits.
+
+Events: `worker_started`, `trial_finished` (one per trial this worker ends), `dead_trial` (a
+trial of a dead worker failed and queued here), `trial_stopped`, `waiting` (for a silent worker),
+`note` (anything else a worker must say), `warning` (what hpsearch's and trainer's loggers warn
+of: an outage waited out, a missed heartbeat, a checkpoint set aside) and `worker_ended`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from search import attrs
+from search.run import liveness
+from search.study.storage import masked
+
+if TYPE_CHECKING:  # the type alone: reading this module must not load torch
+    from trainer.data import ImageData
+
+LOG_FORMATS = ("text", "json")
+
+
+class WorkerLog:
+    """One worker's log lines, on standard error; `log_format` is "text", "json" or None. Every
+    line names the study, where there is one."""
+
+    def __init__(self, log_format: str | None, study_name: str | None):
+        if log_format not in (*LOG_FORMATS, None):
+            raise ValueError(f"log_format must be one of {LOG_FORMATS} or None, not {log_format!r}")
+        self.log_format = log_format
+        self.study_name = study_name
+
+    def started(
+        self, storage_url: str, device: object, data: ImageData, image_size: int, worker: dict
+    ) -> None:
+        storage = masked(storage_url)  # a log is read by many; a password is never in it
+        images = f"{len(data.train)} train / {len(data.val)} val images, {image_size} px"
+        self._emit(
+            "worker_started",
+            f"worker started: study {self.study_name!r} in {storage}, device {device}, "
+            f"data {data.source} ({images}), worker {liveness.describe(worker)}",
+            storage=storage,
+            device=str(device),
+            data=data.source,
+            train_images=len(data.train),
+            val_images=len(data.val),
+            image_size=image_size,
+            worker=worker,
+        )
+
+    def trial_finished(self, trial: FrozenTrial, reason: str | None = None) -> None:
+        """`reason`: why the pruner stopped it; a failure's reason is read from the trial."""
+        fields = trial_fields(trial, reason)
+        self._emit(
+            "trial_finished",
+            _trial_words(fields),
+            attention=trial.state == TrialState.FAIL,
+            **fields,
+        )
+
+    def dead_trial(self, number: int, reason: str, retried: bool) -> None:
+        self._emit(
+            "dead_trial",
+            f"trial {number} failed: {reason}; "
+            + ("queued to resume from its last checkpoint" if retried else "out of retries"),
+            attention=True,
+            trial=number,
+            reason=reason,
+            retried=retried,
+        )
+
+    def trial_stopped(self, number: int, reason: str, retried: bool) -> None:
+        self._emit(
+            "trial_stopped",
+            f"trial {number} stopped ({reason}); "
+            + ("queued to resume from its last checkpoint" if retried else "out of retries"),
+            attention=True,
+            trial=number,
+            reason=reason,
+            retried=retried,
+        )
+
+    def waiting(self, number: int, message: str) -> None:
+        self._emit("waiting", message, attention=True, trial=number)
+
+    def note(self, message: str) -> None:
+        self._emit("note", message, attention=True)
+
+    def ended(self, *, finished: int, left_to_resume: int, why: str) -> None:
+        self._emit(
+            "worker_ended",
+            f"worker finished {finished} trial(s) of study {self.study_name!r}"
+            + (f"; {left_to_resume} stopped, queued to resume" if left_to_resume else "")
+            + f" ({why})",
+            finished=finished,
+            left_to_resume=left_to_resume,
+            why=why,
+        )
+
+    def warning(self, logger: str, message: str) -> None:
+        self._emit("warning", f"warning ({logger}): {message}", logger=logger, message=message)
+
+    def _emit(self, event: str, words: str, *, attention: bool = False, **fields: Any) -> None:
+        if self.log_format == "json":
+            now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            study = {"study": self.study_name} if self.study_name is not None else {}
+            record = {"time": now, "event": event, **study, **fields}
+            line = json.dumps(record, default=str)
+        elif self.log_format == "text":
+            line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {words}"
+        elif attention:
+            line = words
+        else:
+            return
+        print(line, file=sys.stderr, flush=True)
+
+
+class _LogHandler(logging.Handler):
+    def __init__(self, log: WorkerLog):
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.warning(record.name, record.getMessage())
+
+
+def log_warnings(log_format: str | None) -> None:
+    """Write the warnings of hpsearch's and trainer's loggers as lines of `log_format`, so that a
+    JSON log stays one object a line; once per process, whoever asks again."""
+    log = WorkerLog(log_format, None)  # a format it does not know is refused before any work
+    if log_format is None:
+        return  # on a terminal, logging's own last-resort line is what a person reads
+    for name in ("hpsearch", "trainer"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, _LogHandler) for handler in logger.handlers):
+            logger.addHandler(_LogHandler(log))
+
+
+def trial_fields(trial: FrozenTrial, reason: str | None = None) -> dict[str, Any]:
+    """What a finished trial's line says: its number, state, parameters, best val top-1 (over
+    the epochs it ran, pruned and failed trials too), epochs, seconds and why it ended early."""
+    reported = list(trial.intermediate_values.values())
+    best = trial.value if trial.state == TrialState.COMPLETE else max(reported, default=None)
+    duration = trial.duration.total_seconds() if trial.duration is not None else None
+    fields = {
+        "trial": trial.number,
+        "state": trial.state.name,
+        "params": trial.params,
+        attrs.METRIC: best,
+        "epochs": trial.user_attrs.get(attrs.EPOCHS_RUN),
+        "seconds": round(duration, 1) if duration is not None else None,
+        "reason": attrs.fail_reason(trial) if trial.state == TrialState.FAIL else reason,
+    }
+    if attrs.is_retry(trial):
+        fields["retry_of"] = attrs.first_attempt(trial)
+    return fields
+
+
+def _trial_words(fields: dict[str, Any]) -> str:
+    best = fields[attrs.METRIC]
+    words = f"trial {fields['trial']} {fields['state']}"
+    if "retry_of" in fields:
+        words += f" (a retry of trial {fields['retry_of']})"
+    words += f": best val top-1 {best:.2%}" if best is not None else ": no epoch scored"
+    if fields["epochs"] is not None:
+        words += f" in {fields['epochs']} epoch(s)"
+    if fields["seconds"] is not None:
+        words += f", {fields['seconds']:.0f} s"
+    if fields["reason"]:
+        words += f" ({fields['reason']})"
+    return words + f"; {attrs.settings_text(fields['params'])}"

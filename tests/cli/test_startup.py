@@ -1,0 +1,92 @@
+"""The commands that read a study never load torch: --help, status, report, export and the
+dashboard answer in a second or two (benchmarks/cli_startup.py measures how fast)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers.dashboard import free_port
+from tests.helpers.small_search import build_small_search
+
+# Runs one command in a fresh interpreter, then says which of torch and torchvision it loaded.
+# A server never returns, so a command given a URL runs in a thread until the URL answers.
+PROBE = """
+import json, sys, threading, time, urllib.request
+from search.cli import main
+
+url, argv = sys.argv[1], sys.argv[2:]
+status = 0
+if url == "-":
+    try:
+        status = main(argv)
+    except SystemExit as exit:  # --help
+        status = exit.code
+else:
+    threading.Thread(target=main, args=(argv,), daemon=True).start()
+    for _ in range(600):
+        try:
+            status = 0 if urllib.request.urlopen(url, timeout=1).status == 200 else 1
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        status = 1
+loaded = [name for name in ("torch", "torchvision") if name in sys.modules]
+print(json.dumps({"status": status, "loaded": loaded}), file=sys.stderr, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def small_search(tmp_path_factory):
+    return build_small_search(tmp_path_factory.getbasetemp() / "small-search")
+
+
+def probe(*argv, url: str = "-") -> dict:
+    ran = subprocess.run(
+        [sys.executable, "-c", PROBE, url, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return json.loads(ran.stderr.splitlines()[-1])
+
+
+def test_commands_that_read_a_study_load_no_torch(tmp_path, small_search):
+    storage = ["--storage", small_search.url]
+    study = ["--study", small_search.study]
+    exported = tmp_path / "best.toml"
+    commands = {
+        "help": ["--help"],
+        "run --help": ["run", "--help"],
+        "status": ["status", *storage],
+        "report": ["report", *storage, *study, "-o", tmp_path / "report.html"],
+        "export": ["export", *storage, *study, "-o", exported]
+        + ["--checkpoint-dir", small_search.images.parent / "checkpoints"],
+    }
+    found = {name: probe(*argv) for name, argv in commands.items()}
+    assert found == {name: {"status": 0, "loaded": []} for name in commands}
+    # Export checked the weights' owner (without torch) and copied them beside the settings
+    assert exported.with_name("best.weights.pt").is_file()
+
+
+def test_the_dashboard_serves_without_torch(small_search):
+    port = free_port()
+    found = probe(
+        "dashboard",
+        "--storage",
+        small_search.url,
+        "--port",
+        port,
+        url=f"http://127.0.0.1:{port}/dashboard/",
+    )
+    assert found == {"status": 0, "loaded": []}
+
+
+def test_the_probe_sees_torch_where_a_command_trains(tmp_path):
+    # evaluate loads torch before it finds the weights file missing: the probe must say so
+    found = probe("evaluate", tmp_path / "missing.pt", "--data", tmp_path, "--device", "cpu")
+    assert found == {"status": 2, "loaded": ["torch", "torchvision"]}

@@ -1,0 +1,61 @@
+"""A run's file names, and the owner a weights file records, read without torch.
+
+`hpsearch export` checks that the weights it copies belong to the trial it exports; loading torch
+for that alone would cost the command seconds. A file `torch.save` writes is a zip archive whose
+`data.pkl` holds the payload; the owner is a plain dict in it. The reader below unpickles that
+payload with every tensor left out: it builds nothing but Python's own containers, refuses any
+class outside torch and `collections.OrderedDict`, and gives every torch name an inert stand-in.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import ConfigError
+
+CHECKPOINT_NAME = "last.pt"
+WEIGHTS_NAME = "weights.pt"
+
+
+def read_owner(path: str | Path) -> dict[str, Any] | None:
+    """The `owner` a weights file records (None for one that records none); a file that is no
+    weights file is a ConfigError naming it."""
+    payload = _payload_without_tensors(Path(path))
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise ConfigError(f"{path} is not a weights file saved by `hpsearch train`")
+    return payload.get("owner")
+
+
+def _payload_without_tensors(path: Path) -> Any:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            (name,) = [item for item in archive.namelist() if item.endswith("/data.pkl")]
+            with archive.open(name) as pickled:
+                return _NoTensors(pickled).load()
+    # Any failure means "not a file torch.save wrote": a bad zip, no data.pkl or two, a class
+    # that has no place in a weights file.
+    except (OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError):
+        raise ConfigError(
+            f"{path} is not a weights file: expected the {WEIGHTS_NAME} that a search trial "
+            "or `hpsearch train` writes"
+        ) from None
+
+
+def _inert(*args: Any, **kwargs: Any) -> None:
+    """What a tensor, a storage or any other torch object of the file becomes: nothing."""
+
+
+class _NoTensors(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if module == "torch" or module.startswith("torch."):
+            return _inert
+        raise pickle.UnpicklingError(f"{module}.{name} has no place in a weights file")
+
+    def persistent_load(self, pid: Any) -> None:
+        return None  # a tensor's storage: left in the archive, unread
