@@ -13,8 +13,8 @@ Before the workers start, the study is pre-filled with `--prefill` finished tria
 real ones (params, 20 intermediate values, the per-epoch history, the worker record, a heartbeat),
 so the sweep shows how the cost grows with the study. Each row is a fresh study.
 
-Per row (backend, workers, prefill), per trial, counted from each worker's first trial (the
-one-time load of the study at start-up is reported apart as `startup_seconds`):
+Per row (backend, workers, prefill), per trial, counted once every worker has loaded the study
+(that one-time load is reported apart, as `startup_seconds`) and starts its first trial:
 - `wall_ms_per_trial`: the worker's wall time besides the simulated training;
 - `storage_ms_per_trial`, `storage_calls_per_trial`: inside storage calls on the worker's thread
   (outermost calls only; the heartbeat thread's calls are counted apart);
@@ -91,6 +91,7 @@ STORAGE_METHODS = [
     "set_trial_user_attrs",  # hpsearch's own: a trial's record in one transaction
 ]
 PG_BLOCK_BYTES = 8192
+STARTUP_TIMEOUT_SECONDS = 900  # for every worker to import, connect and load the study
 
 
 def int_list(text: str) -> list[int]:
@@ -226,7 +227,12 @@ def timed_storage_class(url: str) -> type:
 
 
 def worker_process(
-    config: StudyConfig, options: WorkerOptions, slot: WorkerSlot, train_seconds: float, results
+    config: StudyConfig,
+    options: WorkerOptions,
+    slot: WorkerSlot,
+    train_seconds: float,
+    ready,  # a barrier and an event: first trials start once all have loaded the study
+    results,
 ) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -239,18 +245,19 @@ def worker_process(
     sampler_seconds = _time_the_sampler()
     InstantObjective.train_seconds = train_seconds
     search.run.worker.Objective = InstantObjective
-    first_trial = _time_first_trial(clock)
+    first_trial = _time_first_trial(clock, ready)
     started = time.perf_counter()
     summary = search.run.worker.run_worker(
         config, options, worker_index=slot.index, data=tiny_data()
     )
     ended = time.perf_counter()
     first = first_trial.get("at", ended)
+    loaded = first_trial.get("loaded", ended)
     results.put(
         {
             "worker": slot.index,
             "trials": summary.finished,
-            "startup_seconds": first - started,
+            "startup_seconds": loaded - started,
             "wall_seconds": ended - first,
             "sampler_seconds": sampler_seconds[0],
             "storage_seconds": clock.seconds,
@@ -289,13 +296,18 @@ def _time_the_sampler() -> list[float]:
     return seconds
 
 
-def _time_first_trial(clock: StorageClock) -> dict[str, float]:
-    """Note when the worker first asks for a trial, and start the clock then."""
+def _time_first_trial(clock: StorageClock, ready) -> dict[str, float]:
+    """Note when the worker has loaded the study and first asks for a trial; wait there for the
+    other workers (and the database's meter), then start the clock."""
     first: dict[str, float] = {}
     next_trial = search.run.worker._Worker.next_trial
 
     def timed_next_trial(self):
         if not first:
+            first["loaded"] = time.perf_counter()
+            barrier, go = ready
+            barrier.wait()
+            go.wait()
             first["at"] = time.perf_counter()
             clock.start()
         return next_trial(self)
@@ -504,16 +516,21 @@ def measure(
     prefill_seconds = time.perf_counter() - started
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
+    ready = (context.Barrier(workers + 1, timeout=STARTUP_TIMEOUT_SECONDS), context.Event())
     options = WorkerOptions(worker_url, device="cpu", progress=False, checkpoint_dir=checkpoints)
     slots = plan_workers(workers, None, 1, gpu_count=0, cpu_count=os.cpu_count() or 1)
     processes = [
-        context.Process(target=worker_process, args=(config, options, slot, train_seconds, results))
+        context.Process(
+            target=worker_process, args=(config, options, slot, train_seconds, ready, results)
+        )
         for slot in slots
     ]
+    for process in processes:
+        process.start()
+    ready[0].wait()  # every worker has loaded the study: the database's figures count from here
     load_before = os.getloadavg()[0]
     with database_meter(url) as database:
-        for process in processes:
-            process.start()
+        ready[1].set()
         per_worker = collect(results, processes)
     states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
     optuna.delete_study(study_name=config.study.name, storage=storage)
