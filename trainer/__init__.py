@@ -4,7 +4,14 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULES, TrainConfig
 from trainer.data import ImageData, load_image_data
 from trainer.device import resolve_device
-from trainer.errors import ConfigError, DataError, NonFiniteLossError, TrainerError, TrainingStopped
+from trainer.errors import (
+    ConfigError,
+    DataError,
+    NonFiniteLossError,
+    PauseAfterEpoch,
+    TrainerError,
+    TrainingStopped,
+)
 from trainer.loop import EpochMetrics, TrainResult, evaluate, train, train_one_epoch
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "ImageData",
     "NonFiniteLossError",
     "OPTIMIZER_SETTINGS",
+    "PauseAfterEpoch",
     "SCHEDULES",
     "TrainConfig",
     "TrainResult",

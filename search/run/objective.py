@@ -1,6 +1,7 @@
 """The objective: one trial is one training run that reports val top-1 every epoch.
 
 Pruning is Optuna's three lines (report, should_prune, raise); the trainer never sees `trial`.
+Under the asha pruner a trial pauses at a rung instead: PauseAfterEpoch keeps its checkpoint.
 A retried trial resumes from its first attempt's checkpoint and re-reports the restored epochs.
 """
 
@@ -17,10 +18,18 @@ import torch
 from search import attrs
 from search.run.trial_files import owner
 from search.run.version import code_version
+from search.study.promotion import pauses
 from search.study.retries import first_attempt
 from search.study.space import suggest
 from search.studyfile import StudyConfig
-from trainer import CheckpointPolicy, EpochMetrics, ImageData, NonFiniteLossError, train
+from trainer import (
+    CheckpointPolicy,
+    EpochMetrics,
+    ImageData,
+    NonFiniteLossError,
+    PauseAfterEpoch,
+    train,
+)
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
 from trainer.weights import WEIGHTS_NAME
 
@@ -74,6 +83,10 @@ class Objective:
             history.append(metrics)
             trial.report(metrics.val_top1, epoch)
             if trial.should_prune():
+                if pauses(trial.study.pruner):  # asha: stop at the rung, checkpoint kept
+                    raise PauseAfterEpoch(
+                        epoch, f"paused at epoch {epoch} at val top-1 {metrics.val_top1:.2%}"
+                    )
                 raise optuna.TrialPruned(
                     f"pruned after epoch {epoch} at val top-1 {metrics.val_top1:.2%}"
                 )

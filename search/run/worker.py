@@ -32,12 +32,13 @@ from search.run import liveness, trial_files
 from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
 from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
-from search.study import retries
+from search.study import promotion, retries
 from search.study.create import budget, check_settings, find_study, open_study
+from search.study.epochs_budget import epochs_budget_met
 from search.study.space import NoPointLeft
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig
-from trainer import ImageData, TrainingStopped, resolve_device
+from trainer import ImageData, PauseAfterEpoch, TrainingStopped, resolve_device
 
 
 @dataclass(frozen=True)
@@ -125,19 +126,49 @@ class _Worker:
     waited_for: set[int] = field(default_factory=set)  # silent trials already announced
 
     def next_trial(self) -> optuna.Trial | None:
-        """A queued retry first, whatever the budget (the trial it continues counts already);
-        else a new trial while the budget and, for a points study, the queue allow."""
+        """Nothing once the epoch budget is met; else a queued retry first, then a paused trial
+        to promote, whatever the trial budget (the trial they continue counts already); else a
+        new trial while the budget and, for a points study, the queue allow."""
         heartbeat = self.config.heartbeat
         liveness.fail_dead_trials(self.study, heartbeat.grace_seconds, heartbeat.max_retries)
+        if epochs_budget_met(self.study, self.config.study.epochs_budget):
+            self._close_hopeless(continuing=False)
+            return None
         retry = retries.claim_retry(self.study)
         if retry is not None:
             return retry
+        promoted = self._promote()
+        if promoted is not None:
+            return promoted
         trials = self.study.get_trials(deepcopy=False)
         if attrs.budget_spent(trials) >= budget(self.study, self.config.study.trials):
             return None
-        if self.config.space is None and not any(t.state == TrialState.WAITING for t in trials):
+        if self.config.space is None and not any(_queued_point(t) for t in trials):
             return None  # a study of fixed points ends when its queue is empty
-        return self.study.ask()
+        return promotion.ask_new(self.study)
+
+    def _promote(self) -> optuna.Trial | None:
+        """asha: close what can no longer be promoted, then claim the best promotable trial."""
+        if not promotion.pauses(self.study.pruner):
+            return None
+        self._close_hopeless(continuing=True)
+        return promotion.claim_promotion(self.study, self.study.pruner)
+
+    def _close_hopeless(self, *, continuing: bool) -> None:
+        """Remove the checkpoints of paused trials that can no longer be promoted, so that disk
+        use stays bounded by the trials that still can."""
+        if not promotion.pauses(self.study.pruner):
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        new_trials = budget(self.study, self.config.study.trials) - attrs.budget_spent(trials)
+        closed = promotion.close_hopeless(
+            self.study,
+            self.study.pruner,
+            max(0, new_trials) if continuing else 0,
+            continuing=continuing,
+        )
+        for first in closed:
+            trial_files.remove_trial_files(trial_files.trial_folder(self.study_folder, first))
 
     def wait_for_silent_trials(self) -> bool:
         """With nothing left to start: wait one heartbeat interval if a RUNNING trial's worker
@@ -167,6 +198,8 @@ class _Worker:
             value = self.objective(trial, run)
         except optuna.TrialPruned:
             self._finish(trial, run, TrialState.PRUNED)
+        except PauseAfterEpoch as pause:
+            self._pause(trial, pause.epoch)
         except TRIAL_FAILURES as error:
             _say(f"trial {trial.number} failed: {type(error).__name__}: {error}")
             self._finish(trial, run, TrialState.FAIL)
@@ -196,6 +229,15 @@ class _Worker:
         self.finished += 1
         trial_files.release(self.study, frozen, run.folder)
 
+    def _pause(self, trial: optuna.Trial, epoch: int) -> None:
+        """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued."""
+        trial.set_user_attr(attrs.PAUSED_AT, epoch)
+        frozen = self._tell(trial, TrialState.PRUNED)
+        if frozen is None:
+            return
+        self.finished += 1
+        promotion.queue_continuation(self.study, frozen)
+
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later."""
         frozen = self._tell(trial, TrialState.FAIL)
@@ -219,6 +261,10 @@ class _Worker:
                 raise
             _say(_taken_away(trial))
             return None
+
+
+def _queued_point(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.WAITING and not promotion.is_continuation_queued(trial)
 
 
 def _taken_away(trial: optuna.Trial) -> str:
