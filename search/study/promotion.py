@@ -94,6 +94,37 @@ def is_continuation_queued(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.WAITING and PROMOTION_OF in trial.user_attrs
 
 
+def never_ran(trial: FrozenTrial) -> bool:
+    """A paused trial's continuation that waits, or was closed without running: no trial of its
+    own, so status and reports count it with the paused trial."""
+    return is_continuation_queued(trial) or PROMOTION_CLOSED in trial.user_attrs
+
+
+def promoted(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The numbers of the paused trials whose continuation ran (or runs): promoted."""
+    return {
+        trial.user_attrs[PROMOTION_OF]
+        for trial in trials
+        if PROMOTION_OF in trial.user_attrs and not never_ran(trial)
+    }
+
+
+def pause_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials per state as status and reports show them: a paused trial apart from a pruned one
+    (`paused`: not promoted, or not yet; `promoted`: paused, then continued), and the queued or
+    closed continuations left out, since they never trained."""
+    ran = [trial for trial in trials if not never_ran(trial)]
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for trial in ran:
+        counts[trial.state.name.lower()] += 1
+    continued = promoted(trials)
+    paused = [trial for trial in ran if PAUSED_AT in trial.user_attrs]
+    counts["promoted"] = sum(1 for trial in paused if trial.number in continued)
+    counts["paused"] = len(paused) - counts["promoted"]
+    counts["pruned"] -= len(paused)
+    return counts
+
+
 def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> None:
     """Queue what continues `paused` once promoted: its parameters, its first attempt's number
     (whose folder holds the checkpoint) and its retry count, as a retry carries them."""
