@@ -130,12 +130,6 @@ class StudyConfig:
                 f"must be at most the {len(self.points)} points, since each point "
                 f"runs once, but got {self.study.trials}",
             )
-        if self.pruner.kind == "asha" and self.pruner.min_epochs >= self.train.epochs:
-            raise SettingError(
-                "pruner.min_epochs",
-                f"must be below train.epochs={self.train.epochs} (asha's first rung, where trials "
-                f"are first compared), but got {self.pruner.min_epochs}",
-            )
 
     def _check_train(self) -> None:
         # Any point the study reaches would do, as every corner and point is checked next; this one
