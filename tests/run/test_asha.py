@@ -146,7 +146,7 @@ def test_a_paused_trial_that_can_no_longer_be_promoted_loses_its_checkpoint(
 
 
 def test_an_asha_search_from_the_cli_leaves_no_queued_trial_and_only_the_best_weights(
-    tmp_path, image_folder, cache_dir, one_torch_thread
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
 ):
     path = write_study(tmp_path, image_folder, trials=5, epochs=2, space=SPACE, pruner=ASHA)
     url = f"sqlite:///{tmp_path / 'cli.db'}"
@@ -169,6 +169,21 @@ def test_an_asha_search_from_the_cli_leaves_no_queued_trial_and_only_the_best_we
     assert attrs.budget_spent(trials) == 5, "a continuation is no new trial"
     kept = sorted(path.name for path in (tmp_path / "user-checkpoints").rglob("*.pt"))
     assert kept == ["weights.pt"], "paused trials' checkpoints are gone once the search ends"
+    paused = sum(attrs.PAUSED_AT in trial.user_attrs for trial in trials)
+    capsys.readouterr()
+    main(["status", "--storage", url])
+    assert "paused" in capsys.readouterr().out
+    main(["report", "--study", "test-study", "--storage", url, "-o", str(tmp_path / "r.html")])
+    page = (tmp_path / "r.html").read_text()
+    assert "paused and not promoted" in page and "saved by pruning" in page
+    assert f"{paused - _promoted(trials)} paused and not promoted" in page
+
+
+def _promoted(trials) -> int:
+    return sum(
+        attrs.PROMOTION_OF in trial.user_attrs and attrs.PROMOTION_CLOSED not in trial.user_attrs
+        for trial in trials
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
