@@ -21,6 +21,16 @@ IMAGENETTE = {"imagenette-160": "160px", "imagenette-320": "320px", "imagenette-
 EXPECTED_LAYOUT = "train/<class>/* and val/<class>/*"
 
 
+def class_names(folders: tuple[str, ...]) -> tuple[str, ...]:
+    """What a person calls each class: an Imagenette WordNet id by its first name (n01440764 ->
+    tench) from torchvision's Imagenette, any other folder by its own name. Folder names stay the
+    classes' identity (in weights files and JSON); these are for figures and tables."""
+    # A private table of torchvision's; a version without it leaves the folder names.
+    known = getattr(Imagenette, "_WNID_TO_CLASS", {})
+    names = tuple(known[folder][0] if folder in known else folder for folder in folders)
+    return names if len(set(names)) == len(names) else folders
+
+
 def env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value).expanduser() if value else None

@@ -12,7 +12,7 @@ from search.results.figures import escaped
 
 def confusion_figure(evaluation: Evaluation) -> go.Figure:
     """Rows are true classes, columns predicted ones; hover shows the count and the row's share."""
-    names = [escaped(name) for name in evaluation.classes]
+    names = [escaped(name) for name in evaluation.class_names]
     counts = [list(row) for row in evaluation.confusion]
     shares = [[count / max(sum(row), 1) for count in row] for row in counts]
     figure = go.Figure(

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from trainer import ImageData, load_image_data, resolve_device
 from trainer.augment import Batch, eval_batches
 from trainer.loop import EVAL_BATCH_SIZE, evaluate
+from trainer.sources import class_names
 from trainer.weights import build_network, check_fits, load_weights
 
 TOP_K = 5
@@ -26,7 +27,8 @@ TOP_K = 5
 class Evaluation(NamedTuple):
     weights: str
     data: str
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # the class folders, in label order
+    class_names: tuple[str, ...]  # what a person calls them: tench for n01440764
     image_size: int
     images: int
     top1: float  # 0..1
@@ -42,6 +44,7 @@ class Evaluation(NamedTuple):
         return {
             **self._asdict(),
             "classes": list(self.classes),
+            "class_names": list(self.class_names),
             "confusion": [list(row) for row in self.confusion],
         }
 
@@ -137,6 +140,7 @@ def evaluate_weights(
         weights=str(loaded.path),
         data=data.source,
         classes=data.classes,
+        class_names=class_names(data.classes),
         image_size=image_size,
         images=images,
         top1=top1,
@@ -149,7 +153,11 @@ def evaluate_weights(
 
 
 def format_evaluation(evaluation: Evaluation) -> str:
-    width = max(len(name) for name in evaluation.classes)
+    labels = [
+        name if name == folder else f"{name} ({folder})"
+        for name, folder in zip(evaluation.class_names, evaluation.classes)
+    ]
+    width = max(len(label) for label in labels)
     lines = [
         f"{evaluation.weights} on {evaluation.data} ({evaluation.images} val images, "
         f"{evaluation.image_size} px)",
@@ -157,6 +165,6 @@ def format_evaluation(evaluation: Evaluation) -> str:
         f"val loss {evaluation.val_loss:.3f}",
         "per class:",
     ]
-    for name, accuracy in evaluation.per_class.items():
-        lines.append(f"  {name:<{width}}  " + ("-" if accuracy is None else f"{accuracy:.2%}"))
+    for label, accuracy in zip(labels, evaluation.per_class.values()):
+        lines.append(f"  {label:<{width}}  " + ("-" if accuracy is None else f"{accuracy:.2%}"))
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
 from search.attrs import settings_text
+from search.results.axes import log_ticks, padded, tidy_optuna_view
 from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
 
 CATEGORY_COLOURS = qualitative.Plotly
@@ -27,6 +28,14 @@ SCALE_COLOURS = "Viridis"
 # A paused trial (asha) that was never promoted ends in an open circle: it could have gone on.
 STOP_SYMBOLS = {"pruned": "triangle-down", "paused": "circle-open", "fail": "x"}
 VAL_TOP1 = "val top-1"
+# The factor figures show val top-1 in percent, so Plotly's own tick labels carry as many decimals
+# as the zoom needs (a fixed ".0%" read 14% 14% 14% for curves within a point of each other).
+PERCENT = 100.0
+VAL_TOP1_AXIS = {
+    "title_text": VAL_TOP1,
+    "ticksuffix": "%",
+    "autorangeoptions": {"clipmin": 0, "clipmax": PERCENT},
+}
 FACTOR_TITLES = {
     "optimizer": "optimizer",
     "lr": "learning rate",
@@ -82,13 +91,12 @@ def factor_curves_figure(info: FactorInfo) -> go.Figure:
         "<br><sup>▼ pruned, ○ paused and never promoted, ✕ failed where the trial stopped (✕ at 0: "
         "failed before its first val score); a promoted trial is one line</sup>",
         xaxis_title="epoch",
-        yaxis_title=VAL_TOP1,
-        yaxis_tickformat=".0%",
         legend_title_text=name,
         hovermode="closest",
         margin={"t": 90},
     )
     figure.update_xaxes(dtick=1 if _max_epoch(info.curves) <= 20 else None)
+    figure.update_yaxes(VAL_TOP1_AXIS)
     return figure
 
 
@@ -103,12 +111,12 @@ def _curve_trace(curve: TrialCurve, info: FactorInfo, colour: str) -> go.Scatter
     label = _trial_label(curve)
     return go.Scatter(
         x=epochs,
-        y=top1,
+        y=[PERCENT * value for value in top1],
         mode="lines+markers",
         line={"color": colour, "width": 1.5},
         marker={"symbol": symbols, "size": sizes, "color": colour},
         text=[label] * len(epochs),
-        hovertemplate="%{text}<br>epoch %{x}: %{y:.1%}<extra></extra>",
+        hovertemplate="%{text}<br>epoch %{x}: %{y:.2f}%<extra></extra>",
         showlegend=False,
         meta={"study": curve.study, "trial": curve.number},
     )
@@ -152,17 +160,18 @@ def _scaled(info: FactorInfo, value: float) -> float:
 
 
 def _colour_range(info: FactorInfo) -> tuple[float, float]:
-    scaled = [_scaled(info, level) for level in info.levels]
-    return min(scaled), max(scaled)
+    """The space's span, so one trial's colour says where in the space it lies."""
+    low, high = info.bounds
+    return _scaled(info, low), _scaled(info, high)
 
 
 def _colour_scale(info: FactorInfo) -> dict[str, Any]:
     low, high = _colour_range(info)
     bar: dict[str, Any] = {"title": {"text": FACTOR_TITLES[info.factor]}}
-    if info.scale == "log":
-        step = max(1, math.ceil((high - low) / 8))  # at most about 8 decades labelled
-        ticks = list(range(math.floor(low), math.ceil(high) + 1, step))
-        bar.update(tickvals=ticks, ticktext=[f"1e{tick}" for tick in ticks])
+    if info.scale == "log":  # the markers carry log10(value): place the labels there
+        ticks = log_ticks(*info.bounds)
+        bar.update(tickvals=[math.log10(tick) for tick in ticks["tickvals"]])
+        bar.update(ticktext=ticks["ticktext"])
     return {
         "colorscale": SCALE_COLOURS,
         "cmin": low if high > low else low - 0.5,
@@ -182,23 +191,22 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
             labels = [_trial_label(curve) for curve in at_level]
             figure.add_trace(
                 go.Box(
-                    y=[curve.value for curve in at_level],
+                    y=[PERCENT * curve.value for curve in at_level],
                     name=escaped(level),
                     boxpoints="all",
                     jitter=0.4,
                     pointpos=0,
                     text=labels,
-                    hovertemplate="%{text}<br>%{y:.1%}<extra></extra>",
+                    hovertemplate="%{text}<br>%{y:.2f}%<extra></extra>",
                 )
             )
     else:
         _add_effect_scatter(figure, complete, info.factor)
-        figure.update_xaxes(type="log" if info.scale == "log" else "linear", title_text=name)
+        figure.update_xaxes(_factor_axis(info), title_text=name)
     figure.update_layout(
         title=f"{name.capitalize()}: effect on {VAL_TOP1} (complete trials, best epoch)",
-        yaxis_title=VAL_TOP1,
-        yaxis_tickformat=".0%",
     )
+    figure.update_yaxes(VAL_TOP1_AXIS)
     if not complete:
         figure.add_annotation(
             text=f"no complete trial sets {escaped(name)}",
@@ -211,6 +219,16 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
     return figure
 
 
+def _factor_axis(info: FactorInfo) -> dict[str, Any]:
+    """The factor's whole space, so one or three trials show where they lie within it."""
+    log = info.scale == "log"
+    axis: dict[str, Any] = {
+        "type": "log" if log else "linear",
+        "range": padded(*info.bounds, log=log),
+    }
+    return {**axis, **log_ticks(*info.bounds)} if log else axis
+
+
 def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: str) -> None:
     optimizers = sorted({curve.factors["optimizer"] for curve in complete}, key=str)
     for index, optimizer in enumerate(optimizers):
@@ -218,12 +236,12 @@ def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: s
         figure.add_trace(
             go.Scatter(
                 x=[curve.factors[factor] for curve in group],
-                y=[curve.value for curve in group],
+                y=[PERCENT * curve.value for curve in group],
                 mode="markers",
                 name=escaped(optimizer),
                 marker={"size": 9, "color": CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]},
                 text=[_trial_label(curve) for curve in group],
-                hovertemplate="%{text}<br>%{y:.1%}<extra></extra>",
+                hovertemplate="%{text}<br>%{y:.2f}%<extra></extra>",
             )
         )
 
@@ -297,6 +315,7 @@ def optuna_view(study: optuna.Study, view: str) -> Figure | Note:
             if not issubclass(warning.category, optuna.exceptions.ExperimentalWarning)
         )
     )
+    figure = tidy_optuna_view(figure, study, view)
     return Figure(f"{slug(study.study_name)}-{view}", title, figure, cautions)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import optuna
 import plotly.io as pio
@@ -43,6 +43,16 @@ class Report(NamedTuple):
     html: str
     figures: tuple[Figure, ...]
     notes: tuple[Note, ...]
+
+    @property
+    def drawn(self) -> str:
+        """What the page holds, as the command prints it and the page's last line repeats it."""
+        return drawn_text(len(self.figures), len(self.notes))
+
+
+def drawn_text(figures: int, notes: int) -> str:
+    views = "1 view" if notes == 1 else f"{notes} views"
+    return f"{figures} figure{'' if figures == 1 else 's'} drawn, {views} not drawn"
 
 
 def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Report:
@@ -139,6 +149,8 @@ class _Page:
             figures=_script_safe(f"[{specs}]"),
             config=json.dumps(PLOT_CONFIG),
             count=len(self.figures),
+            # Shown once every figure has drawn, so it says the same as the command did
+            drawn=_script_safe(json.dumps(drawn_text(len(self.figures), len(self.notes)) + ".")),
         )
         return Report(page, tuple(self.figures), tuple(self.notes))
 
@@ -170,8 +182,7 @@ def _summary_html(summary: SummaryInfo) -> str:
     saved = summary.epochs_without_pruning - summary.epochs_trained
     best = summary.best
     best_text = (
-        f"trial {best.number}: {VAL_TOP1} {best.value:.2%} with "
-        + escaped(settings_text(best.factors))
+        f"trial {best.number}: {VAL_TOP1} {best.value:.2%} with " + _settings_html(best.factors)
         if best
         else "no complete trial yet"
     )
@@ -179,7 +190,7 @@ def _summary_html(summary: SummaryInfo) -> str:
         f'<article class="study-summary"><h3>Study {escaped(summary.study)}</h3><dl>'
         f'<dt>Best</dt><dd class="best">{best_text}</dd>'
         "<dt>Best trial's settings</dt>"
-        f"<dd><code>{escaped(settings_text(summary.best_settings))}</code></dd>"
+        f"<dd><code>{_settings_html(summary.best_settings)}</code></dd>"
         f'<dt>Trials</dt><dd class="counts">{counts["complete"]} complete, '
         f"{counts['pruned']} pruned, {_paused_text(counts)}"
         f"{counts['fail']} failed, {counts['running']} running, {counts['waiting']} waiting</dd>"
@@ -202,6 +213,16 @@ def _share(saved: int, planned: int) -> str:
     return f", {saved / planned:.0%}" if planned else ""
 
 
+def _settings_html(settings: dict[str, Any]) -> str:
+    """settings_text's line, each `name=value` kept whole: a narrow page breaks between settings,
+    never inside one (`cosi|ne`, `6.06e-|09`)."""
+    return ", ".join(
+        f'<span class="setting">{escaped(settings_text({name: value}))}</span>'
+        for name, value in settings.items()
+        if value is not None
+    )
+
+
 def _top_table(summary: SummaryInfo) -> str:
     if not summary.top:
         return '<p class="note">No complete trial to rank yet.</p>'
@@ -218,9 +239,11 @@ def _top_table(summary: SummaryInfo) -> str:
             f"<tr><td>{rank}</td><td>{row.number}</td><td>{row.value:.2%}</td>{factors}"
             f"<td>{row.epochs_run}</td><td>{row.seconds:.1f}</td></tr>"
         )
+    # Cells never wrap, so a narrow window scrolls the table rather than the page
     return (
-        f'<table class="top-trials"><caption>Top {len(summary.top)} complete trials</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<div class="table-scroll"><table class="top-trials">'
+        f"<caption>Top {len(summary.top)} complete trials</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -233,12 +256,14 @@ dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; }
 table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
-th, td { border: 1px solid #ddd; padding: .2rem .6rem; text-align: right; }
+th, td { border: 1px solid #ddd; padding: .2rem .6rem; text-align: right; white-space: nowrap; }
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 .figure { width: 100%; height: 520px; }
 .caution { color: #555; font-size: .9em; margin: 0 0 1rem; }
 .note { color: #8a5a00; background: #fff7e6; border-left: 4px solid #f0b429; padding: .4rem .8rem; }
-code { background: #f4f4f4; padding: 0 .2rem; word-break: break-all; }
+code { background: #f4f4f4; padding: 0 .2rem; overflow-wrap: anywhere; }
+.setting { white-space: nowrap; }
+.table-scroll { overflow-x: auto; }
 """
 
 # Plotly is told MathJax is local (absent) so that it
@@ -265,7 +290,7 @@ PAGE = """<!DOCTYPE html>
   Promise.all(drawing).then(function () {{
     var done = document.createElement("p");
     done.id = "report-drawn";
-    done.textContent = "All " + specs.length + " figures drawn.";
+    done.textContent = {drawn};
     document.body.appendChild(done);
   }}, function (error) {{
     document.body.setAttribute("data-figure-error", String(error));

@@ -13,6 +13,7 @@ import math
 from typing import Any, NamedTuple
 
 import optuna
+from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
@@ -52,6 +53,9 @@ class TrialCurve(NamedTuple):
     factors: dict[str, Any]  # optimizer, lr, eps, momentum; None where the trial leaves one unset
     value: float | None  # a complete trial's value: its best val top-1
     fail_reason: str | None
+    # The space each sampled number was drawn from, as (low, high): the axes and colour scales
+    # span it, so a few trials are placed within the space rather than spread across a figure.
+    ranges: dict[str, tuple[float, float]]
 
 
 class FactorInfo(NamedTuple):
@@ -61,6 +65,9 @@ class FactorInfo(NamedTuple):
     scale: str  # "categorical", "log" or "linear"
     curves: tuple[TrialCurve, ...]
     levels: tuple[Any, ...]  # the distinct values, sorted
+    # A number's span: the union of the spaces it was sampled from, else (fixed by points, say)
+    # its lowest and highest value; None for a categorical factor
+    bounds: tuple[float, float] | None = None
 
 
 class TrialRow(NamedTuple):
@@ -113,7 +120,16 @@ def trial_curve(study_name: str, trial: FrozenTrial) -> TrialCurve:
         factors=trial_factors(trial),
         value=trial.value if trial.state == TrialState.COMPLETE else None,
         fail_reason=attrs.fail_reason(trial),
+        ranges=_sampled_ranges(trial),
     )
+
+
+def _sampled_ranges(trial: FrozenTrial) -> dict[str, tuple[float, float]]:
+    return {
+        name: (distribution.low, distribution.high)
+        for name, distribution in trial.distributions.items()
+        if name in FACTORS and isinstance(distribution, FloatDistribution)
+    }
 
 
 def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
@@ -131,7 +147,19 @@ def get_factor_info(curves: list[TrialCurve], factor: str) -> FactorInfo:
         raise ValueError(f"factor must be one of {', '.join(FACTORS)}, but got {factor=}")
     setting = tuple(curve for curve in curves if curve.factors.get(factor) is not None)
     levels = tuple(sorted({curve.factors[factor] for curve in setting}, key=_sort_key))
-    return FactorInfo(factor, FACTOR_SCALES[factor], setting, levels)
+    scale = FACTOR_SCALES[factor]
+    bounds = None if scale == "categorical" else _bounds(setting, factor, levels)
+    return FactorInfo(factor, scale, setting, levels, bounds)
+
+
+def _bounds(
+    curves: tuple[TrialCurve, ...], factor: str, levels: tuple[Any, ...]
+) -> tuple[float, float] | None:
+    spans = [curve.ranges[factor] for curve in curves if factor in curve.ranges]
+    spans += [(level, level) for level in levels]  # a fixed value may lie outside any space
+    if not spans:
+        return None
+    return min(low for low, _ in spans), max(high for _, high in spans)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -208,6 +236,8 @@ def view_obstacle(study: optuna.Study, view: str) -> str | None:
         return _contour_obstacle(complete, *CONTOUR_PARAMS[view])
     if view in ("slice", "parallel") and not any(trial.params for trial in complete):
         return "its complete trials sample no parameter"
+    if view == "parallel" and len(complete) < 2:  # one line, coloured on a scale of nothing
+        return "parallel coordinates need at least 2 complete trials, but the study has 1"
     return None
 
 

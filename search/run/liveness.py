@@ -106,11 +106,19 @@ def last_beat(trial: FrozenTrial) -> float:
     return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
 
 
-def fail_dead_trials(study: optuna.Study, grace_seconds: float, max_retries: int) -> list[int]:
-    """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed."""
+def fail_dead_trials(
+    study: optuna.Study,
+    grace_seconds: float,
+    max_retries: int,
+    trials: list[FrozenTrial] | None = None,
+) -> list[int]:
+    """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed.
+    `trials`: the study's trials as the caller just read them, which saves a read."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     failed = []
     now = time.time()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in (trial for trial in trials if trial.state == TrialState.RUNNING):
         reason = _death(trial, now, grace_seconds)
         if reason is not None and _fail(study, trial, reason):
             queue_retry(study, trial, max_retries, reason)

@@ -11,6 +11,7 @@ import gc
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -21,6 +22,7 @@ from search.run.version import code_version
 from search.study.promotion import pauses
 from search.study.retries import first_attempt
 from search.study.space import suggest
+from search.study.storage import set_user_attrs
 from search.studyfile import StudyConfig
 from trainer import (
     CheckpointPolicy,
@@ -145,23 +147,25 @@ def _record(
     compiled: bool = False,
     checkpoint_seconds: float | None = None,
 ) -> None:
-    trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
-    trial.set_user_attr(attrs.DEVICE, _device_name(device))
-    trial.set_user_attr(attrs.COMPILED, compiled)
+    """What the trial did, in one write."""
+    record: dict[str, Any] = {
+        attrs.EPOCHS_RUN: len(history),
+        attrs.DEVICE: _device_name(device),
+        attrs.COMPILED: compiled,
+        attrs.CODE_VERSION: code_version(),
+    }
     # Writing checkpoints and weights: the interval's cost, under 5% is the aim
     if checkpoint_seconds is not None:
-        trial.set_user_attr(attrs.CHECKPOINT_SECONDS, round(checkpoint_seconds, 3))
-    trial.set_user_attr(attrs.CODE_VERSION, code_version())
-    if not history:
-        return
-    best = max(history, key=lambda metrics: metrics.val_top1)
-    trial.set_user_attr(attrs.BEST_EPOCH, best.epoch)
-    trial.set_user_attr(attrs.SECONDS, round(sum(metrics.seconds for metrics in history), 3))
-    trial.set_user_attr(
-        attrs.IMAGES_PER_SECOND,
-        round(sum(metrics.images_per_second for metrics in history) / len(history), 1),
-    )
-    trial.set_user_attr(attrs.HISTORY, [asdict(metrics) for metrics in history])
+        record[attrs.CHECKPOINT_SECONDS] = round(checkpoint_seconds, 3)
+    if history:
+        best = max(history, key=lambda metrics: metrics.val_top1)
+        record[attrs.BEST_EPOCH] = best.epoch
+        record[attrs.SECONDS] = round(sum(metrics.seconds for metrics in history), 3)
+        record[attrs.IMAGES_PER_SECOND] = round(
+            sum(metrics.images_per_second for metrics in history) / len(history), 1
+        )
+        record[attrs.HISTORY] = [asdict(metrics) for metrics in history]
+    set_user_attrs(trial, record)
 
 
 def _device_name(device: torch.device) -> str:

@@ -129,18 +129,23 @@ class _Worker:
         """Nothing once the epoch budget is met; else a queued retry first, then a paused trial
         to promote, whatever the trial budget (the trial they continue counts already); else a
         new trial while the budget and, for a points study, the queue allow."""
+        # One read serves the sweep, the claim and the budget: each read fetches every unfinished
+        # trial again (Optuna's cache keeps only finished ones), so it costs more with each worker.
+        trials = self.study.get_trials(deepcopy=False)
         heartbeat = self.config.heartbeat
-        liveness.fail_dead_trials(self.study, heartbeat.grace_seconds, heartbeat.max_retries)
-        if epochs_budget_met(self.study, self.config.study.epochs_budget):
+        if liveness.fail_dead_trials(
+            self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials
+        ):
+            trials = self.study.get_trials(deepcopy=False)  # with the retries just queued
+        if epochs_budget_met(self.study, self.config.study.epochs_budget, trials):
             self._close_hopeless(continuing=False)
             return None
-        retry = retries.claim_retry(self.study)
+        retry = retries.claim_retry(self.study, trials)
         if retry is not None:
             return retry
         promoted = self._promote()
         if promoted is not None:
             return promoted
-        trials = self.study.get_trials(deepcopy=False)
         if attrs.budget_spent(trials) >= budget(self.study, self.config.study.trials):
             return None
         if self.config.space is None and not any(_queued_point(t) for t in trials):

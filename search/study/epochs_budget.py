@@ -24,9 +24,13 @@ def epochs_trained(trials: Iterable[FrozenTrial]) -> int:
     )
 
 
-def epochs_budget_met(study: optuna.Study, epochs_budget: int | None) -> bool:
-    """The one place a worker asks whether the study has trained its budget of epochs (read
-    before every trial, so it is the thing to make cheap)."""
+def epochs_budget_met(
+    study: optuna.Study, epochs_budget: int | None, trials: list[FrozenTrial] | None = None
+) -> bool:
+    """The one place a worker asks whether the study has trained its budget of epochs, before
+    every trial (`trials`: the worker's read of the study, if it has one)."""
     if epochs_budget is None:
         return False
-    return epochs_trained(study.get_trials(deepcopy=False)) >= epochs_budget
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    return epochs_trained(trials) >= epochs_budget

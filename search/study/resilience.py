@@ -21,6 +21,8 @@ import psycopg
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 
 logger = logging.getLogger("hpsearch.storage")
 
@@ -109,16 +111,27 @@ def first_line(error: BaseException) -> str:
 
 # How deep this thread is in storage calls: only the outermost one waits out an outage, since a
 # method's inner calls share its transaction and retrying them alone would retry half of it.
+# The outermost call also says whether its transactions may write (see _begin_immediately).
 _nesting = threading.local()
+# Storage methods that only read; any other may write
+READ_PREFIXES = ("get_", "_get_", "check_")
 
 
 @contextmanager
-def _inside_a_call() -> Iterator[None]:
-    _nesting.depth = getattr(_nesting, "depth", 0) + 1
+def _inside_a_call(name: str) -> Iterator[None]:
+    depth = getattr(_nesting, "depth", 0)
+    if depth == 0:
+        _nesting.reads_only = name.startswith(READ_PREFIXES)
+    _nesting.depth = depth + 1
     try:
         yield
     finally:
         _nesting.depth -= 1
+
+
+def _reads_only() -> bool:
+    """Whether this thread is inside a storage call that only reads; False outside any."""
+    return getattr(_nesting, "depth", 0) > 0 and _nesting.reads_only
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -126,7 +139,7 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
         if getattr(_nesting, "depth", 0):
             return method(self, *args, **kwargs)
-        with _inside_a_call():
+        with _inside_a_call(method.__name__):
             return call_with_retries(method, self, *args, **kwargs)
 
     return wrapper
@@ -141,6 +154,16 @@ class ResilientRDBStorage(RDBStorage):
         on_file = self.engine.url.database not in (None, "", ":memory:")
         if self.engine.dialect.name == "sqlite" and on_file:
             _begin_immediately(self.engine)
+
+    @_retrying
+    def set_trial_user_attrs(self, trial_id: int, values: dict[str, Any]) -> None:
+        """Several user attributes in one transaction: one commit, where `set_trial_user_attr`
+        makes one a key. Optuna's own statements, as its `_create_new_trial` runs them."""
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for key, value in values.items():
+                self._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, value
+                )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Optuna rebuilds the engine of an unpickled storage (a spawned process, say) from its
@@ -172,7 +195,7 @@ def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable
     method = getattr(storage, name)
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        with _inside_a_call():
+        with _inside_a_call(name):
             return method(*args, **kwargs)
 
     return call
@@ -189,11 +212,13 @@ def wait_until_reachable(url: sqlalchemy.URL, seconds: float) -> None:
 
 
 def _begin_immediately(engine: sqlalchemy.Engine) -> None:
-    """Make every SQLite transaction take the write lock when it begins.
+    """Make every SQLite transaction that may write take the write lock when it begins.
 
     pysqlite starts no transaction for a SELECT, so Optuna's "is this queued trial still WAITING?"
     and its "mark it RUNNING" are not atomic, and two local workers can take the same queued
     point. SQLAlchemy's recipe for SQLite: let pysqlite do nothing and begin transactions ourselves.
+    A storage method that only reads begins plainly: in WAL mode it reads a snapshot and waits for
+    no writer, so the dashboard, `status` and the progress line never queue behind the workers.
     An in-memory database is one process's alone, and disposing of its engine would drop it.
     """
 
@@ -202,7 +227,7 @@ def _begin_immediately(engine: sqlalchemy.Engine) -> None:
         dbapi_connection.isolation_level = None
 
     @sqlalchemy.event.listens_for(engine, "begin")
-    def begin_immediate(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN" if _reads_only() else "BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened before the listeners existed must not be reused

@@ -43,17 +43,25 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reaso
     return True
 
 
-def claim_retry(study: optuna.Study) -> optuna.Trial | None:
-    """Take the oldest queued retry for this worker, or None when none waits.
+def claim_retry(
+    study: optuna.Study, trials: list[FrozenTrial] | None = None
+) -> optuna.Trial | None:
+    """Take the oldest queued retry for this worker, or None when none waits; `trials`, the
+    study's trials as the caller just read them, saves a read.
 
     `study.ask()` would take the oldest WAITING trial of any kind, a queued point too, and only
     while the budget allows a new trial; a retry must run first and whatever the budget. The
     claim is Optuna's own: the storage lets one worker alone move a WAITING trial to RUNNING.
     """
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    for trial in waiting:
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    for trial in trials:
         # A paused trial's continuation waits for its promotion (search.study.promotion)
-        if RETRY_OF not in trial.user_attrs or PROMOTION_OF in trial.user_attrs:
+        if (
+            trial.state != TrialState.WAITING
+            or RETRY_OF not in trial.user_attrs
+            or PROMOTION_OF in trial.user_attrs
+        ):
             continue
         try:
             if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):

@@ -32,22 +32,25 @@ def make_image_folder(
     val_per_class: int = 12,
     seed: int = 0,
     odd_formats: bool = True,
+    names: list[str] | None = None,
 ) -> Path:
     """Write train/<class>/ and val/<class>/ with JPEGs of mixed sizes.
 
     With odd_formats, the first class also holds a grayscale JPEG, an RGB PNG, a palette PNG
-    and a CMYK JPEG, the formats a real folder throws at a loader.
+    and a CMYK JPEG, the formats a real folder throws at a loader. `names` names the class
+    folders (class_0, class_1, ... by default).
     """
+    names = names or [f"class_{label}" for label in range(classes)]
     rng = random.Random(seed)
     for split, count in (("train", train_per_class), ("val", val_per_class)):
         for label in range(classes):
-            folder = root / split / f"class_{label}"
+            folder = root / split / names[label]
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):
                 size = (rng.randint(36, 56), rng.randint(36, 56))
                 make_image(label, rng, size).save(folder / f"img_{index:04d}.JPEG", quality=90)
     if odd_formats:
-        folder = root / "train" / "class_0"
+        folder = root / "train" / names[0]
         image = make_image(0, rng, (48, 40))
         image.convert("L").save(folder / "gray.JPEG")
         image.save(folder / "rgb.png")

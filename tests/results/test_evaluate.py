@@ -188,3 +188,35 @@ def test_a_training_checkpoint_points_at_the_weights_beside_it(trained, capsys):
         capsys, *evaluate_args(trained, weights=trained.root / "run" / "last.pt")
     )
     assert status == 2 and "training checkpoint; use the weights.pt beside it" in err
+
+
+def test_imagenette_classes_are_named_as_people_say_them(tmp_path, capsys):
+    """Folders named by WordNet id, as in Imagenette, read as tench and English springer in the
+    summary, the JSON and the confusion matrix; a folder of another name keeps its own."""
+    folders = ["n01440764", "n02102040", "other_folder"]
+    images = make_image_folder(
+        tmp_path / "images", train_per_class=8, val_per_class=4, odd_formats=False, names=folders
+    )
+    common = ["--cache-dir", tmp_path / "cache", "--device", "cpu"]
+    status, _, err = run_cli(
+        capsys,
+        *["train", "--data", images, "--image-size", "32", "--epochs", "1", *common],
+        *["--batch-size", "8", "--checkpoint-dir", tmp_path / "run"],
+    )
+    assert status == 0, err
+    weights, page = tmp_path / "run" / "weights.pt", tmp_path / "confusion.html"
+    evaluate = ["evaluate", weights, "--data", images, *common]
+    status, out, err = run_cli(capsys, *evaluate, "-o", page)
+    assert status == 0, err
+    per_class = out[out.index("per class:") :].splitlines()[1:]
+    assert [line.split("  ")[1] for line in per_class] == [
+        "tench (n01440764)",
+        "English springer (n02102040)",
+        "other_folder",
+    ]
+    heatmap = re.search(r'"x":\[([^\]]*)\]', page.read_text()).group(1)
+    assert heatmap == '"tench","English springer","other_folder"'
+    status, out, err = run_cli(capsys, *evaluate, "--json")
+    result = json.loads(out)
+    assert result["classes"] == folders and set(result["per_class"]) == set(folders)
+    assert result["class_names"] == ["tench", "English springer", "other_folder"]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+import threading
 import warnings
 from collections import Counter
 
 import optuna
 import pytest
+import sqlalchemy
+from optuna.distributions import FloatDistribution
 
 from search.errors import StorageError
-from search.study.storage import masked, open_storage
+from search.study.storage import masked, open_storage, set_user_attrs
 
 
 @pytest.mark.parametrize(
@@ -42,3 +46,39 @@ def test_local_workers_on_sqlite_never_take_the_same_queued_trial(tmp_path):
             number for numbers in pool.starmap(_ask_queued, [(url, 10)] * 4) for number in numbers
         ]
     assert len(taken) == 40 and not {n: c for n, c in Counter(taken).items() if c > 1}
+
+
+def test_sqlite_reads_wait_for_no_writer(tmp_path):
+    # A worker holds the write lock mid-transaction; the dashboard, status and the progress line
+    # read meanwhile. Only transactions that write take the lock (BEGIN IMMEDIATE): a read that
+    # took it too would wait out the 60 s busy timeout, then fail "database is locked".
+    path = tmp_path / "s.db"
+    storage = open_storage(f"sqlite:///{path}")
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE studies SET study_name = 's' WHERE study_name = 's'")
+    read: list = []
+    reader = threading.Thread(
+        target=lambda: read.extend(
+            optuna.load_study(study_name="s", storage=open_storage(f"sqlite:///{path}")).trials
+        )
+    )
+    reader.start()
+    reader.join(timeout=10)
+    waited_for_the_writer = reader.is_alive()
+    writer.rollback()
+    reader.join()
+    assert not waited_for_the_writer and [trial.value for trial in read] == [0.5]
+
+
+def test_a_trials_record_is_written_in_one_commit(pg_url):
+    storage = open_storage(pg_url)
+    trial = optuna.create_study(storage=storage).ask()
+    commits: list[int] = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda connection: commits.append(1))
+    set_user_attrs(trial, {"a": 1, "b": [1, 2], "c": "three"})
+    assert len(commits) == 1
+    stored = storage.get_trial(trial._trial_id).user_attrs
+    assert stored == trial.user_attrs == {"a": 1, "b": [1, 2], "c": "three"}
