@@ -272,6 +272,8 @@ def compare_with_no_pruning(runs: dict[str, list[dict]]) -> dict[str, dict]:
             "epochs_to_no_pruning_best": epochs,
             "no_pruning_epochs_to_its_best": baseline_epochs,
             "saved": 1 - sum(epochs) / sum(baseline_epochs),
+            "wall_over_no_pruning": sum(result["wall_seconds"] for result in paired)
+            / sum(baseline[result["seed"]]["wall_seconds"] for result in paired),
         }
     for name, figures in summary.items():
         print(
@@ -280,7 +282,8 @@ def compare_with_no_pruning(runs: dict[str, list[dict]]) -> dict[str, dict]:
             f"{statistics.fmean(figures['no_pruning_epochs_to_its_best']):.1f} "
             f"({figures['saved']:+.0%} saved); best val top-1 "
             f"{figures['best_minus_no_pruning_points']:+.1f} points against no pruning "
-            "at equal epochs (means over seeds)"
+            f"at equal epochs (means over seeds), at {figures['wall_over_no_pruning']:.0%} of "
+            "its wall time"
         )
     return summary
 
