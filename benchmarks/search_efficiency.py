@@ -24,6 +24,9 @@ do, so the load is printed beside them.
     .venv/bin/python -m benchmarks.search_efficiency studies/quick.toml \
         --data ../shared/data/imagenette2-128.tar.gz --per-class 50 --validation-fraction 0.2 \
         --epochs 12 --epochs-budget 36 --seeds 0 1 2 --threads 1 --json search_efficiency.json
+
+`--trials N` instead of `--epochs-budget` compares at equal trials, as the study file runs: what
+pruning saves of the epochs every trial would have trained to its end.
 """
 
 from __future__ import annotations
@@ -60,7 +63,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", help="folder, .tar.gz or Imagenette name")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, help="epochs per trial")
-    parser.add_argument("--epochs-budget", type=int, required=True, help="per arm and seed")
+    parser.add_argument("--epochs-budget", type=int, help="per arm and seed (equal compute)")
+    parser.add_argument(
+        "--trials", type=int, help="instead of an epoch budget: equal trials, as a study file runs"
+    )
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--per-class", type=int, help="training images per class")
     parser.add_argument("--validation-fraction", type=float, help="held out of train/ to score")
@@ -111,9 +117,12 @@ def base_config(args: argparse.Namespace, seed: int) -> StudyConfig:
         per_class=args.per_class or config.data.per_class,
         validation_fraction=args.validation_fraction or config.data.validation_fraction,
     )
-    # The epoch budget ends every arm; the trial budget is out of its way
+    # The epoch budget ends every arm, the trial budget out of its way; or equal trials
     study = dataclasses.replace(
-        config.study, seed=seed, trials=10_000, epochs_budget=args.epochs_budget
+        config.study,
+        seed=seed,
+        trials=args.trials or 10_000,
+        epochs_budget=args.epochs_budget,
     )
     return dataclasses.replace(
         config, data=data, study=study, train=dataclasses.replace(config.train, seed=seed)
@@ -139,6 +148,8 @@ def run_arm(config: StudyConfig, device: str, cache_dir: Path | None) -> dict:
         "epochs_budget": config.study.epochs_budget,
         **within_budget(trials, config.study.epochs_budget),
         "epochs_trained": epochs_trained(trials),
+        "epochs_without_pruning": config.train.epochs
+        * len({attrs.first_attempt(trial) for trial in trials if not _never_ran(trial)}),
         "trials": sum(1 for trial in trials if not _never_ran(trial)),
         "complete": sum(trial.state == TrialState.COMPLETE for trial in trials),
         "paused": sum(attrs.PAUSED_AT in trial.user_attrs for trial in trials),
@@ -151,7 +162,7 @@ def run_arm(config: StudyConfig, device: str, cache_dir: Path | None) -> dict:
     }
 
 
-def within_budget(trials: list[FrozenTrial], budget: int) -> dict:
+def within_budget(trials: list[FrozenTrial], budget: int | None) -> dict:
     """The best complete trial among those finished within `budget` epochs trained (in the order
     they finished; one worker), and the epochs until one within NEAR_BEST of it finished."""
     finished = sorted(
@@ -161,7 +172,7 @@ def within_budget(trials: list[FrozenTrial], budget: int) -> dict:
     spent, found = 0, []  # (epochs trained so far, value) per complete trial, in order
     for trial in finished:
         spent += epochs_trained([trial])
-        if spent > budget:
+        if budget is not None and spent > budget:
             break
         if trial.state == TrialState.COMPLETE:
             found.append((spent, trial.value))
@@ -203,6 +214,7 @@ def main() -> None:
             runs.setdefault(name, []).append(result)
             print(f"seed {seed} {name}: {json.dumps(result)}", flush=True)
     print_table(runs, args.epochs_budget)
+    print_planned(runs)
     summary = compare_with_no_pruning(runs)
     if args.json:
         args.json.write_text(
@@ -222,9 +234,11 @@ def main() -> None:
         )
 
 
-def print_table(runs: dict[str, list[dict]], budget: int) -> None:
+def print_table(runs: dict[str, list[dict]], budget: int | None) -> None:
     print(
-        f"\n| arm | seed | trials | complete | paused | promoted | epochs trained / {budget} "
+        f"\n| arm | seed | trials | complete | paused | promoted | epochs trained"
+        + (f" / {budget}" if budget else "")
+        + " "
         "| wall s | best val top-1 | epochs to within 0.5 | load |\n|---|---|---|---|---|---|---|"
         "---|---|---|---|"
     )
@@ -245,6 +259,14 @@ def print_table(runs: dict[str, list[dict]], budget: int) -> None:
             f"{_mean(results, 'epochs_to_near_best') or 0:.1f} | "
             f"{_mean(results, 'wall_seconds') or 0:.0f} |"
         )
+
+
+def print_planned(runs: dict[str, list[dict]]) -> None:
+    """Per arm: epochs trained against its own trials each run to the last epoch."""
+    for name, results in runs.items():
+        trained = sum(result["epochs_trained"] for result in results)
+        planned = sum(result["epochs_without_pruning"] for result in results)
+        print(f"{name}: {trained} epochs trained, {planned} had every trial run to the end")
 
 
 def compare_with_no_pruning(runs: dict[str, list[dict]]) -> dict[str, dict]:
@@ -292,7 +314,7 @@ def _epochs_to(result: dict, baseline: dict) -> int:
     target = baseline["best_val_top1"] - NEAR_BEST
     return next(
         (spent for spent, value in result["found"] if value >= target),
-        baseline["epochs_budget"] + 1,
+        (baseline["epochs_budget"] or baseline["epochs_trained"]) + 1,
     )
 
 
