@@ -236,7 +236,7 @@ def main() -> None:
 
 def print_table(runs: dict[str, list[dict]], budget: int | None) -> None:
     print(
-        f"\n| arm | seed | trials | complete | paused | promoted | epochs trained"
+        "\n| arm | seed | trials | complete | paused | promoted | epochs trained"
         + (f" / {budget}" if budget else "")
         + " "
         "| wall s | best val top-1 | epochs to within 0.5 | load |\n|---|---|---|---|---|---|---|"
