@@ -38,6 +38,12 @@ RETRIED_FROM = "retried_from"  # the attempt a retry continues
 ATTEMPT = "attempt"  # 1 for the first retry
 RETRY_REASON = "retry_reason"  # why the attempt before this one did not finish
 WORKER = "worker"  # the process running the trial: host, pid, start time, scheduler ids
+# asha: a trial that paused at a rung ends PRUNED with PAUSED_AT (the rung, in epochs) and leaves
+# a WAITING continuation (PROMOTION_OF: the paused trial's number) that a worker claims to promote
+# it, or closes (PROMOTION_CLOSED: why) once it can no longer be promoted
+PAUSED_AT = "paused_at_epoch"
+PROMOTION_OF = "promotion_of"
+PROMOTION_CLOSED = "promotion_closed"
 
 # --- a trial's system attributes (any storage carries them, the gRPC proxy included) -------------
 HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last beat

@@ -9,13 +9,21 @@ lives in its own module, imported where it is used: `trainer.loop` (`train`, `ev
 """
 
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULES, TrainConfig
-from trainer.errors import ConfigError, DataError, NonFiniteLossError, TrainerError, TrainingStopped
+from trainer.errors import (
+    ConfigError,
+    DataError,
+    NonFiniteLossError,
+    PauseAfterEpoch,
+    TrainerError,
+    TrainingStopped,
+)
 
 __all__ = [
     "ConfigError",
     "DataError",
     "NonFiniteLossError",
     "OPTIMIZER_SETTINGS",
+    "PauseAfterEpoch",
     "SCHEDULES",
     "TrainConfig",
     "TrainerError",

@@ -39,3 +39,12 @@ class TrainingStopped(Exception):
     def __init__(self, epoch: int):
         self.epoch = epoch
         super().__init__(f"training stopped on request during epoch {epoch}")
+
+
+class PauseAfterEpoch(Exception):
+    """Raised from `on_epoch` to end the run after that epoch with its checkpoint written, so a
+    later run resumes exactly there (a search pauses a trial at a rung this way)."""
+
+    def __init__(self, epoch: int, reason: str = ""):
+        self.epoch = epoch
+        super().__init__(reason or f"paused after epoch {epoch}")

@@ -17,7 +17,13 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.config import TrainConfig
 from trainer.data import ImageData
 from trainer.device import resolve_device
-from trainer.errors import ConfigError, ForeignCheckpoint, NonFiniteLossError, TrainingStopped
+from trainer.errors import (
+    ConfigError,
+    ForeignCheckpoint,
+    NonFiniteLossError,
+    PauseAfterEpoch,
+    TrainingStopped,
+)
 from trainer.model import DEFAULT_MODEL, build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.timing import Mark
@@ -105,7 +111,8 @@ def train(
 
     Each epoch is reported before its checkpoint is written, so a checkpoint that cannot be
     written never loses the epoch's score. Raising from `on_epoch` stops the run (that is how a
-    pruner stops a trial), with no checkpoint of that epoch. A resumed run first hands the
+    pruner stops a trial), with no checkpoint of that epoch; PauseAfterEpoch stops it with that
+    epoch's checkpoint written, so a later run resumes there. A resumed run first hands the
     restored epochs to `on_resume`; a checkpoint that cannot be read is set aside and the run
     starts over. Setting `stop` ends the run within a step with TrainingStopped, after writing the
     last finished epoch if the checkpoint on disk is older, so a stopped run retrains at most the
@@ -131,7 +138,12 @@ def train(
             raise
         history.append(metrics)
         if on_epoch is not None:
-            on_epoch(epoch, metrics)
+            try:
+                on_epoch(epoch, metrics)
+            except PauseAfterEpoch:
+                if checkpoints is not None:
+                    checkpoints.write(_payload(run, config, history, checkpoints), checkpoints.path)
+                raise
         if checkpoints is None:
             continue
         if checkpoints.is_due(epoch, last=epoch == config.epochs):

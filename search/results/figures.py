@@ -25,7 +25,8 @@ from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
 CATEGORY_COLOURS = qualitative.Plotly
 SCALE_COLOURS = "Viridis"
 # Where a trial stopped: a pruned trial ends in a downward triangle, a failed one in a cross.
-STOP_SYMBOLS = {"pruned": "triangle-down", "fail": "x"}
+# A paused trial (asha) that was never promoted ends in an open circle: it could have gone on.
+STOP_SYMBOLS = {"pruned": "triangle-down", "paused": "circle-open", "fail": "x"}
 VAL_TOP1 = "val top-1"
 # The factor figures show val top-1 in percent, so Plotly's own tick labels carry as many decimals
 # as the zoom needs (a fixed ".0%" read 14% 14% 14% for curves within a point of each other).
@@ -88,8 +89,8 @@ def factor_curves_figure(info: FactorInfo) -> go.Figure:
     name = FACTOR_TITLES[info.factor]
     figure.update_layout(
         title=f"{name.capitalize()}: {VAL_TOP1} per epoch, one line per trial"
-        "<br><sup>▼ pruned and ✕ failed where the trial stopped (✕ at 0: failed before its first "
-        "val score)</sup>",
+        "<br><sup>▼ pruned, ○ paused and never promoted, ✕ failed where the trial stopped (✕ at 0: "
+        "failed before its first val score); a promoted trial is one line</sup>",
         xaxis_title="epoch",
         legend_title_text=name,
         hovermode="closest",

@@ -192,13 +192,25 @@ def _summary_html(summary: SummaryInfo) -> str:
         "<dt>Best trial's settings</dt>"
         f"<dd><code>{_settings_html(summary.best_settings)}</code></dd>"
         f'<dt>Trials</dt><dd class="counts">{counts["complete"]} complete, '
-        f"{counts['pruned']} pruned, "
+        f"{counts['pruned']} pruned, {_paused_text(counts)}"
         f"{counts['fail']} failed, {counts['running']} running, {counts['waiting']} waiting</dd>"
         f'<dt>Epochs</dt><dd class="epochs">{summary.epochs_trained} trained, against '
-        f"{summary.epochs_without_pruning} without pruning ({saved} saved)</dd>"
+        f"{summary.epochs_without_pruning} with every trial run to its last epoch "
+        f"({saved} saved by pruning{_share(saved, summary.epochs_without_pruning)})</dd>"
         f'<dt>Compute</dt><dd class="compute">{format_seconds(summary.compute_seconds)} of '
         f"training and evaluation</dd></dl>{_top_table(summary)}</article>"
     )
+
+
+def _paused_text(counts: dict[str, int]) -> str:
+    """asha's pauses, only where there were any."""
+    if not counts["paused"] and not counts["promoted"]:
+        return ""
+    return f"{counts['paused']} paused and not promoted, {counts['promoted']} promoted, "
+
+
+def _share(saved: int, planned: int) -> str:
+    return f", {saved / planned:.0%}" if planned else ""
 
 
 def _settings_html(settings: dict[str, Any]) -> str:

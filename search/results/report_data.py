@@ -18,6 +18,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
 from search.attrs import FINISHED
+from search.study.epochs_budget import epochs_trained
+from search.study.promotion import never_ran, pause_counts, promoted
 from search.studyfile import SEARCHED
 
 FACTORS = SEARCHED  # the four factors of the original experiment, and the model
@@ -51,7 +53,7 @@ class TrialCurve(NamedTuple):
 
     study: str
     number: int
-    state: str  # "complete", "pruned" or "fail"
+    state: str  # "complete", "pruned", "paused" (asha, never promoted) or "fail"
     epochs: tuple[int, ...]  # counted from 1, as the trial reported them
     val_top1: tuple[float, ...]  # 0..1, one per epoch
     factors: dict[str, Any]  # optimizer, lr, eps, momentum, model; None where one is left unset
@@ -85,11 +87,12 @@ class TrialRow(NamedTuple):
 
 class SummaryInfo(NamedTuple):
     study: str
-    counts: dict[str, int]  # per state: complete, pruned, fail, running, waiting
+    # per state: complete, pruned, fail, running, waiting; paused (asha: not promoted) and promoted
+    counts: dict[str, int]
     best: TrialRow | None
     best_settings: dict[str, Any]  # the best trial's full training config
-    epochs_trained: int
-    # What the same finished trials would have trained to their last epoch
+    epochs_trained: int  # restored epochs of resumed trials not counted again
+    # What the same trials would have trained had each run to its last epoch, once each
     epochs_without_pruning: int
     compute_seconds: float
     top: tuple[TrialRow, ...]  # complete trials, best first
@@ -97,6 +100,13 @@ class SummaryInfo(NamedTuple):
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=FINISHED)
+
+
+def curve_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """One trial per curve: a promoted trial's continuation reports its earlier epochs again, so
+    the continuation alone draws the whole curve; a continuation that never ran draws none."""
+    continued = promoted(trials)
+    return [trial for trial in trials if not never_ran(trial) and trial.number not in continued]
 
 
 def trial_factors(trial: FrozenTrial) -> dict[str, Any]:
@@ -110,7 +120,7 @@ def trial_curve(study_name: str, trial: FrozenTrial) -> TrialCurve:
     return TrialCurve(
         study=study_name,
         number=trial.number,
-        state=trial.state.name.lower(),
+        state="paused" if attrs.PAUSED_AT in trial.user_attrs else trial.state.name.lower(),
         epochs=tuple(steps),
         val_top1=tuple(trial.intermediate_values[step] for step in steps),
         factors=trial_factors(trial),
@@ -132,7 +142,7 @@ def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
     return [
         trial_curve(study.study_name, trial)
         for study in studies
-        for trial in finished_trials(study)
+        for trial in curve_trials(finished_trials(study))
     ]
 
 
@@ -164,16 +174,16 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 def get_summary_info(study: optuna.Study, top: int = TOP_TRIALS) -> SummaryInfo:
     trials = study.get_trials(deepcopy=False)
-    finished = [trial for trial in trials if trial.state in FINISHED]
+    finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
     complete = attrs.ranked(trials)
     best = complete[0] if complete else None
     return SummaryInfo(
         study=study.study_name,
-        counts=attrs.state_counts(trials),
+        counts=pause_counts(trials),
         best=_row(best) if best else None,
         best_settings=attrs.trial_config(best) if best else {},
-        epochs_trained=sum(_epochs_run(trial) for trial in finished),
-        epochs_without_pruning=sum(_epochs_planned(trial) for trial in finished),
+        epochs_trained=epochs_trained(finished),
+        epochs_without_pruning=_epochs_without_pruning(finished),
         compute_seconds=sum(
             float(trial.user_attrs.get(attrs.SECONDS) or 0.0) for trial in finished
         ),
@@ -195,6 +205,13 @@ def _row(trial: FrozenTrial) -> TrialRow:
 
 def _epochs_run(trial: FrozenTrial) -> int:
     return int(trial.user_attrs.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)))
+
+
+def _epochs_without_pruning(finished: list[FrozenTrial]) -> int:
+    """Each first attempt's planned epochs once: its retries and promoted continuations are the
+    same training run."""
+    planned = {attrs.first_attempt(trial): _epochs_planned(trial) for trial in finished}
+    return sum(planned.values())
 
 
 def _epochs_planned(trial: FrozenTrial) -> int:

@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import attrs
 from search.run.liveness import describe, last_beat
 from search.study.create import budget, find_study
+from search.study.promotion import never_ran, pause_counts
 
 
 def study_status(
@@ -25,12 +26,17 @@ def _one_study(study: optuna.Study) -> dict[str, Any]:
     best = attrs.best_trial(trials)
     return {
         "study": study.study_name,
-        "trials": len(trials),
+        "trials": sum(1 for trial in trials if not never_ran(trial)),
         "budget": budget(study, default=0) or None,  # None: a study of an older hpsearch
         "budget_spent": attrs.budget_spent(trials),
-        **attrs.state_counts(trials),
+        # asha: a paused trial apart from a pruned one; its queued continuation is no trial
+        **pause_counts(trials),
         # Attempts that continue a stopped trial, in any state; a waiting one runs before new trials
-        "retries": sum(1 for trial in trials if attrs.is_retry(trial)),
+        "retries": sum(
+            1
+            for trial in trials
+            if attrs.is_retry(trial) and attrs.PROMOTION_OF not in trial.user_attrs
+        ),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
         "best_params": best.params
@@ -59,8 +65,8 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no studies in this storage"
     lines = [
-        f"{'study':<28} {'budget':>9} {'done':>5} {'pruned':>6} {'failed':>6} {'running':>7} "
-        f"{'waiting':>7} {'retries':>7}  best"
+        f"{'study':<28} {'budget':>9} {'done':>5} {'pruned':>6} {'paused':>6} {'failed':>6} "
+        f"{'running':>7} {'waiting':>7} {'retries':>7}  best"
     ]
     for row in rows:
         best = (
@@ -71,7 +77,8 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         spent = f"{row['budget_spent']}/{row['budget'] or '?'}"
         lines.append(
             f"{row['study']:<28} {spent:>9} {row['complete']:>5} {row['pruned']:>6} "
-            f"{row['fail']:>6} {row['running']:>7} {row['waiting']:>7} {row['retries']:>7}  {best}"
+            f"{row['paused']:>6} {row['fail']:>6} {row['running']:>7} {row['waiting']:>7} "
+            f"{row['retries']:>7}  {best}"
         )
     for row in rows:
         lines.extend(_running_line(row["study"], running) for running in row["running_trials"])

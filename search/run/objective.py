@@ -1,6 +1,7 @@
 """The objective: one trial is one training run that reports val top-1 every epoch.
 
 Pruning is Optuna's three lines (report, should_prune, raise); the trainer never sees `trial`.
+Under the asha pruner a trial pauses at a rung instead: PauseAfterEpoch keeps its checkpoint.
 A retried trial resumes from its first attempt's checkpoint and re-reports the restored epochs.
 """
 
@@ -19,11 +20,12 @@ from search import attrs
 from search.run.trial_files import owner
 from search.run.version import code_version
 from search.study.cache import lagging_reads
+from search.study.promotion import pauses
 from search.study.retries import first_attempt
 from search.study.space import suggest
 from search.study.storage import set_user_attrs
 from search.studyfile import StudyConfig
-from trainer import NonFiniteLossError
+from trainer import NonFiniteLossError, PauseAfterEpoch
 from trainer.checkpoint import CheckpointPolicy
 from trainer.data import ImageData
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
@@ -130,12 +132,16 @@ class Objective:
 
 
 def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float) -> None:
-    """Report the epoch's val top-1; raise TrialPruned when the pruner says stop."""
+    """Report the epoch's val top-1; raise TrialPruned when the pruner says stop, or
+    PauseAfterEpoch when it is asha's and says wait at this rung."""
     trial.report(val_top1, epoch)
     with lagging_reads(trial.study, PRUNER_READ_LAG_SECONDS):
         prune = trial.should_prune()
-    if prune:
-        raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {val_top1:.2%}")
+    if not prune:
+        return
+    if pauses(trial.study.pruner):  # asha: stop at the rung, checkpoint kept
+        raise PauseAfterEpoch(epoch, f"paused at epoch {epoch} at val top-1 {val_top1:.2%}")
+    raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {val_top1:.2%}")
 
 
 def _record(

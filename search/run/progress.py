@@ -8,6 +8,7 @@ import optuna
 from tqdm.auto import tqdm
 
 from search import attrs
+from search.study.promotion import pause_counts
 
 POLL_SECONDS = 2.0
 
@@ -52,10 +53,12 @@ class StudyProgress:
         # A database hiccup must not kill the progress line; the next poll retries.
         except Exception:  # noqa: BLE001
             return
-        counts = attrs.state_counts(trials)
+        counts = pause_counts(trials)  # asha's paused trials apart from the pruned ones
         best = attrs.best_trial(trials)
         self.bar.n = min(attrs.budget_spent(trials), self.bar.total)
         self.bar.set_postfix_str(
-            f"pruned {counts['pruned']}, failed {counts['fail']}, running {counts['running']}"
+            f"pruned {counts['pruned']}, "
+            + (f"paused {counts['paused']}, " if counts["paused"] + counts["promoted"] else "")
+            + f"failed {counts['fail']}, running {counts['running']}"
             + (f", best {best.value:.2%}" if best else "")
         )

@@ -66,6 +66,11 @@ def release(study: optuna.Study, trial: FrozenTrial, folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def remove_trial_files(folder: Path) -> None:
+    """A paused trial that can no longer be promoted: its checkpoint goes (it has no weights)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _drop_weights_worse_than(complete: list[FrozenTrial], value: float, study_folder: Path) -> None:
     # Strictly worse only: a worker that read the study a moment too early never deletes a winner.
     for trial in complete:

@@ -32,12 +32,13 @@ from search.run.log import WorkerLog, log_warnings
 from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
 from search.run.progress import StudyProgress
 from search.run.study_data import fingerprint, load_study_data
-from search.study import retries
+from search.study import promotion, retries
 from search.study.create import budget, check_settings, find_study, open_study
+from search.study.epochs_budget import epochs_budget_met
 from search.study.space import NoPointLeft
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig
-from trainer import TrainingStopped
+from trainer import PauseAfterEpoch, TrainingStopped
 from trainer.data import ImageData
 from trainer.device import resolve_device
 
@@ -137,8 +138,9 @@ class _Worker:
     waited_for: set[int] = field(default_factory=set)  # silent trials already announced
 
     def next_trial(self) -> optuna.Trial | None:
-        """A queued retry first, whatever the budget (the trial it continues counts already);
-        else a new trial while the budget and, for a points study, the queue allow."""
+        """Nothing once the epoch budget is met; else a queued retry first, then a paused trial
+        to promote, whatever the trial budget (the trial they continue counts already); else a
+        new trial while the budget and, for a points study, the queue allow."""
         # One read serves the sweep, the claim and the budget: each read fetches every unfinished
         # trial again (Optuna's cache keeps only finished ones), so it costs more with each worker.
         trials = self.study.get_trials(deepcopy=False)
@@ -147,14 +149,43 @@ class _Worker:
             self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials, self.log.dead_trial
         ):
             trials = self.study.get_trials(deepcopy=False)  # with the retries just queued
+        if epochs_budget_met(self.study, self.config.study.epochs_budget, trials):
+            self._close_hopeless(continuing=False)
+            return None
         retry = retries.claim_retry(self.study, trials)
         if retry is not None:
             return retry
+        promoted = self._promote()
+        if promoted is not None:
+            return promoted
         if attrs.budget_spent(trials) >= budget(self.study, self.config.study.trials):
             return None
-        if self.config.space is None and not any(t.state == TrialState.WAITING for t in trials):
+        if self.config.space is None and not any(_queued_point(t) for t in trials):
             return None  # a study of fixed points ends when its queue is empty
-        return self.study.ask()
+        return promotion.ask_new(self.study)
+
+    def _promote(self) -> optuna.Trial | None:
+        """asha: close what can no longer be promoted, then claim the best promotable trial."""
+        if not promotion.pauses(self.study.pruner):
+            return None
+        self._close_hopeless(continuing=True)
+        return promotion.claim_promotion(self.study, self.study.pruner)
+
+    def _close_hopeless(self, *, continuing: bool) -> None:
+        """Remove the checkpoints of paused trials that can no longer be promoted, so that disk
+        use stays bounded by the trials that still can."""
+        if not promotion.pauses(self.study.pruner):
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        new_trials = budget(self.study, self.config.study.trials) - attrs.budget_spent(trials)
+        closed = promotion.close_hopeless(
+            self.study,
+            self.study.pruner,
+            max(0, new_trials) if continuing else 0,
+            continuing=continuing,
+        )
+        for first in closed:
+            trial_files.remove_trial_files(trial_files.trial_folder(self.study_folder, first))
 
     def wait_for_silent_trials(self) -> bool:
         """With nothing left to start: wait one heartbeat interval if a RUNNING trial's worker
@@ -186,6 +217,8 @@ class _Worker:
             value = self.objective(trial, run)
         except optuna.TrialPruned as pruned:
             self._finish(trial, run, TrialState.PRUNED, reason=str(pruned))
+        except PauseAfterEpoch as pause:
+            self._pause(trial, pause)
         except TRIAL_FAILURES:
             self._finish(trial, run, TrialState.FAIL)
         except TrainingStopped as error:
@@ -222,6 +255,16 @@ class _Worker:
         self.log.trial_finished(frozen, reason)
         trial_files.release(self.study, frozen, run.folder)
 
+    def _pause(self, trial: optuna.Trial, pause: PauseAfterEpoch) -> None:
+        """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued."""
+        trial.set_user_attr(attrs.PAUSED_AT, pause.epoch)
+        frozen = self._tell(trial, TrialState.PRUNED)
+        if frozen is None:
+            return
+        self.finished += 1
+        self.log.trial_finished(frozen, str(pause))
+        promotion.queue_continuation(self.study, frozen)
+
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later."""
         frozen = self._tell(trial, TrialState.FAIL)
@@ -246,6 +289,10 @@ class _Worker:
                 raise
             self.log.note(_taken_away(trial))
             return None
+
+
+def _queued_point(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.WAITING and not promotion.is_continuation_queued(trial)
 
 
 def _taken_away(trial: optuna.Trial) -> str:

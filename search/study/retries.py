@@ -13,7 +13,15 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from search.attrs import ATTEMPT, QUEUED_AS, RETRIED_FROM, RETRY_OF, RETRY_REASON, first_attempt
+from search.attrs import (
+    ATTEMPT,
+    PROMOTION_OF,
+    QUEUED_AS,
+    RETRIED_FROM,
+    RETRY_OF,
+    RETRY_REASON,
+    first_attempt,
+)
 
 __all__ = ["claim_retry", "first_attempt", "queue_retry"]
 
@@ -48,7 +56,12 @@ def claim_retry(
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     for trial in trials:
-        if trial.state != TrialState.WAITING or RETRY_OF not in trial.user_attrs:
+        # A paused trial's continuation waits for its promotion (search.study.promotion)
+        if (
+            trial.state != TrialState.WAITING
+            or RETRY_OF not in trial.user_attrs
+            or PROMOTION_OF in trial.user_attrs
+        ):
             continue
         try:
             if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):

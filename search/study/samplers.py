@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import optuna
 
+from search.study.promotion import AshaPruner
 from search.studyfile import PrunerSettings, SamplerSettings
 
 
@@ -60,6 +61,10 @@ PRUNERS: dict[str, Callable[[PrunerSettings, int], optuna.pruners.BasePruner]] =
         min_resource=settings.min_epochs,
         max_resource=epochs,
         reduction_factor=settings.reduction_factor,
+    ),
+    # Pauses instead of stopping; the worker promotes paused trials (search.study.promotion)
+    "asha": lambda settings, epochs: AshaPruner(
+        settings.min_epochs, settings.reduction_factor, epochs
     ),
     "none": lambda settings, epochs: optuna.pruners.NopPruner(),
 }

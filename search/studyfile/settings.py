@@ -54,6 +54,7 @@ PRUNER_KEYS: dict[str, frozenset[str]] = {
     "percentile": frozenset({"warmup_epochs", "startup_trials", "percentile"}),
     "halving": frozenset({"min_epochs", "reduction_factor"}),
     "hyperband": frozenset({"min_epochs", "reduction_factor"}),
+    "asha": frozenset({"min_epochs", "reduction_factor"}),
     "none": frozenset(),
 }
 # TrainConfig fields a study sets somewhere other than [train].
@@ -78,6 +79,9 @@ class StudySettings:
     seed: int = 0  # seeds the sampler and every trial's training
     storage: str | None = None  # a database URL; --storage and HPSEARCH_STORAGE take precedence
     direction: str = "maximize"  # the objective is val top-1, so only "maximize" is accepted
+    # Epochs trained over all workers (restored epochs of a resumed trial not counted), after
+    # which no worker starts or continues a trial; multi-fidelity searches compare at equal compute
+    epochs_budget: int | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -86,6 +90,8 @@ class StudySettings:
                 "name", f"must be 1 to {MAX_NAME_CHARS} printable characters, but got {self.name!r}"
             )
         check_at_least("trials", self.trials, 1)
+        if self.epochs_budget is not None:
+            check_at_least("epochs_budget", self.epochs_budget, 1)
         if self.timeout_minutes is not None and not self.timeout_minutes > 0:
             raise SettingError(
                 "timeout_minutes", f"must be positive, but got {self.timeout_minutes}"
@@ -250,8 +256,9 @@ class PrunerSettings:
     warmup_epochs: int = 2  # median/percentile: epochs a trial runs before it can be pruned
     startup_trials: int = 5  # median/percentile: finished trials before pruning starts
     percentile: float = 25.0  # percentile: keep trials in the top this-many percent at each epoch
-    min_epochs: int = 1  # halving/hyperband: the smallest budget a trial gets
-    reduction_factor: int = 3  # halving/hyperband: one trial in this many goes on to the next rung
+    min_epochs: int = 1  # halving/hyperband/asha: the smallest budget a trial gets (the first rung)
+    # halving/hyperband/asha: one trial in this many goes on to the next rung
+    reduction_factor: int = 3
 
     def __post_init__(self) -> None:
         check_types(self)

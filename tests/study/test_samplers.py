@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from search.study.promotion import AshaPruner
 from search.study.samplers import PRUNERS, SAMPLERS, build_pruner, build_sampler
 from search.studyfile import PRUNER_KEYS, SAMPLER_KEYS, PrunerSettings, SamplerSettings
 
@@ -35,6 +36,7 @@ def test_each_sampler_kind(kind, expected):
         ("percentile", optuna.pruners.PercentilePruner),
         ("halving", optuna.pruners.SuccessiveHalvingPruner),
         ("hyperband", optuna.pruners.HyperbandPruner),
+        ("asha", AshaPruner),
         ("none", optuna.pruners.NopPruner),
     ],
 )

@@ -280,6 +280,14 @@ def test_wrong_types_name_the_key(tmp_path: Path, sections: dict[str, Any], expe
             "pruner.reduction_factor must be at least 2",
         ),
         (
+            {"study": {"name": "test", "trials": 3, "epochs_budget": 0}},
+            "study.epochs_budget must be at least 1, but got 0",
+        ),
+        (
+            {"pruner": {"kind": "asha", "warmup_epochs": 3}},
+            "pruner.warmup_epochs does not apply to kind 'asha'",
+        ),
+        (
             {"heartbeat": {"interval_seconds": 60, "grace_seconds": 60}},
             "heartbeat.grace_seconds must exceed interval_seconds=60, but got 60",
         ),

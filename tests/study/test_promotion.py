@@ -1,0 +1,175 @@
+"""asha's bookkeeping on real storages: rungs, who pauses, who is promoted (by one worker alone),
+what is closed, and that a new trial never takes a paused trial's queued continuation.
+
+The trials here are made by hand with the values a rung compares, so each case is exact; the
+searches that train are in tests/run/test_asha.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from search import attrs
+from search.study import promotion
+from search.study.promotion import AshaPruner, rungs
+from search.study.storage import open_storage
+
+X = {"x": FloatDistribution(0, 1)}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'asha.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def new_study(url: str) -> optuna.Study:
+    return optuna.create_study(
+        study_name="asha", storage=open_storage(url, create=True), direction="maximize"
+    )
+
+
+def add(study: optuna.Study, at_rung_1: float, **user_attrs) -> optuna.trial.FrozenTrial:
+    """A trial that reported `at_rung_1` at epoch 1 and stopped there."""
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"x": at_rung_1},
+            distributions=X,
+            intermediate_values={1: at_rung_1},
+            user_attrs=user_attrs,
+        )
+    )
+    return study.get_trials(deepcopy=False)[-1]
+
+
+def pause(study: optuna.Study, at_rung_1: float) -> optuna.trial.FrozenTrial:
+    paused = add(study, at_rung_1, **{attrs.PAUSED_AT: 1})
+    promotion.queue_continuation(study, paused)
+    return paused
+
+
+def test_rungs_grow_by_the_reduction_factor_below_the_last_epoch():
+    assert rungs(1, 3, 12) == (1, 3, 9)
+    assert rungs(2, 2, 12) == (2, 4, 8)
+    assert rungs(3, 3, 3) == ()  # nothing to compare before the last epoch
+
+
+def test_a_trial_pauses_unless_it_ranks_in_the_top_of_its_rung(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
+    assert not pruner.prune(study, add(study, 0.5))  # the first at a rung goes on
+    assert pruner.prune(study, add(study, 0.4))  # 2nd of 2: the top half is one trial
+    assert not pruner.prune(study, add(study, 0.9))  # best of 3
+    assert not pruner.prune(study, add(study, 0.6))  # 2nd of 4: the top half is two
+    assert pruner.prune(study, add(study, 0.5))  # ties go to the earlier trial: 4th of 5
+    running = promotion.ask_new(study)
+    running.report(0.1, 3)  # not a rung (1, 2): never paused there
+    assert not pruner.prune(study, study._storage.get_trial(running._trial_id))
+
+
+def test_a_paused_trial_is_promoted_once_it_ranks_in_the_top_and_resumes_its_lineage(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
+    add(study, 0.9)
+    paused = pause(study, 0.5)  # 2nd of 2
+    assert promotion.claim_promotion(study, pruner) is None
+    add(study, 0.1)
+    assert promotion.claim_promotion(study, pruner) is None  # 2nd of 3: the top half is one
+    add(study, 0.2)
+    continuation = promotion.claim_promotion(study, pruner)  # 2nd of 4: now in the top half
+    assert continuation is not None
+    frozen = study._storage.get_trial(continuation._trial_id)
+    assert frozen.state == TrialState.RUNNING
+    assert frozen.system_attrs["fixed_params"] == paused.params
+    assert frozen.user_attrs[attrs.RETRY_OF] == paused.number == attrs.first_attempt(frozen)
+    assert frozen.user_attrs[attrs.PROMOTION_OF] == paused.number
+    assert promotion.claim_promotion(study, pruner) is None  # promoted once
+
+
+def _claim_all(url: str, start: threading.Barrier) -> list[int]:
+    """One worker: its own storage and connections, claiming until nothing is promotable."""
+    study = optuna.load_study(study_name="asha", storage=open_storage(url))
+    pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
+    start.wait()
+    claimed = []
+    while (trial := promotion.claim_promotion(study, pruner)) is not None:
+        claimed.append(trial.user_attrs[attrs.PROMOTION_OF])
+    return claimed
+
+
+def test_parallel_workers_never_promote_the_same_trial(url):
+    study = new_study(url)
+    paused = [pause(study, 0.5 + index / 100).number for index in range(6)]
+    for _ in range(6):
+        add(study, 0.1)  # 12 at the rung: the six paused ones are its top half
+    start = threading.Barrier(4)  # all four ask at once, through the database alone
+    with ThreadPoolExecutor(4) as pool:
+        claims = [pool.submit(_claim_all, url, start) for _ in range(4)]
+        claimed = [number for claim in claims for number in claim.result()]
+    assert sorted(claimed) == paused, Counter(claimed)
+    states = Counter(trial.state for trial in study.get_trials(deepcopy=False))
+    assert states[TrialState.RUNNING] == 6 and states[TrialState.WAITING] == 0
+
+
+def test_a_paused_trial_that_can_no_longer_reach_the_top_is_closed_once(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
+    add(study, 0.9)
+    add(study, 0.8)
+    paused = pause(study, 0.5)  # 3rd of 3
+    # Three trials still to come could put it in the top 3 of 6
+    assert promotion.close_hopeless(study, pruner, new_trials_possible=3) == []
+    # Two could not: 3rd of 5 at best, and the top half of 5 is two
+    assert promotion.close_hopeless(study, pruner, new_trials_possible=2) == [paused.number]
+    assert promotion.close_hopeless(study, pruner, new_trials_possible=0) == []
+    closed = study.get_trials(deepcopy=False)[-1]
+    assert closed.state == TrialState.PRUNED and not closed.intermediate_values
+    assert "paused at epoch 1" in closed.user_attrs[attrs.PROMOTION_CLOSED]
+    assert promotion.claim_promotion(study, pruner) is None
+
+
+def test_a_running_trial_below_the_rung_keeps_a_paused_one_open(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
+    add(study, 0.9)
+    pause(study, 0.5)
+    for _ in range(2):  # running, no epoch yet: they may score below the paused trial
+        promotion.ask_new(study)
+    assert promotion.close_hopeless(study, pruner, new_trials_possible=0) == []
+    # Once nothing continues (the epoch budget is met), every paused trial is closed
+    assert len(promotion.close_hopeless(study, pruner, 0, continuing=False)) == 1
+
+
+def test_a_new_trial_takes_a_queued_point_but_never_a_paused_trials_continuation(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    add(study, 0.9)
+    pause(study, 0.5)
+    study.enqueue_trial({"x": 0.25})
+    point = promotion.ask_new(study)
+    assert point.number == 3 and point.suggest_float("x", 0, 1) == 0.25
+    fresh = promotion.ask_new(study)
+    assert fresh.number == 4 and attrs.PROMOTION_OF not in fresh.user_attrs
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert [trial.number for trial in waiting] == [2]
+
+
+def test_status_counts_a_paused_trial_apart_from_a_pruned_one(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    add(study, 0.9)
+    pause(study, 0.5)
+    counts = promotion.pause_counts(study.get_trials(deepcopy=False))
+    assert (counts["pruned"], counts["paused"], counts["promoted"], counts["waiting"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
