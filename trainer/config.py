@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.errors import ConfigError
-from trainer.model import DEFAULT_MODEL, check_image_size, check_model_name
+from trainer.model_names import DEFAULT_MODEL, check_image_size, check_model_name
 
 # Which optional settings each optimizer uses. A setting that an optimizer does not use is an
 # error rather than silently ignored, so a search never records a parameter that did nothing.

@@ -22,9 +22,7 @@ def write_report(args: argparse.Namespace) -> int:
     report = build_report(studies, storage_label=masked(url))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report.html, encoding="utf-8")
-    print(
-        f"wrote {args.output}: {len(report.figures)} figures, {len(report.notes)} view(s) not drawn"
-    )
+    print(f"wrote {args.output}: {report.drawn}")
     artifacts = locations.artifact_dir(url, args.artifacts)
     for study in studies:  # the team finds the latest report in the dashboard, on the study's note
         attach_report(study, args.output, artifacts)

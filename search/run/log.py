@@ -139,14 +139,16 @@ class _LogHandler(logging.Handler):
 
 def log_warnings(log_format: str | None) -> None:
     """Write the warnings of hpsearch's and trainer's loggers as lines of `log_format`, so that a
-    JSON log stays one object a line; once per process, whoever asks again."""
+    JSON log stays one object a line: one handler per logger, of the format asked for last (a
+    second worker in the process replaces the first one's, so each warning is one line)."""
     log = WorkerLog(log_format, None)  # a format it does not know is refused before any work
     if log_format is None:
         return  # on a terminal, logging's own last-resort line is what a person reads
     for name in ("hpsearch", "trainer"):
         logger = logging.getLogger(name)
-        if not any(isinstance(handler, _LogHandler) for handler in logger.handlers):
-            logger.addHandler(_LogHandler(log))
+        for handler in [h for h in logger.handlers if isinstance(h, _LogHandler)]:
+            logger.removeHandler(handler)
+        logger.addHandler(_LogHandler(log))
 
 
 def trial_fields(trial: FrozenTrial, reason: str | None = None) -> dict[str, Any]:

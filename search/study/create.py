@@ -25,7 +25,7 @@ from search.study.cache import worker_storage
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, from_document, to_document
-from trainer.model import DEFAULT_MODEL
+from trainer.model_names import DEFAULT_MODEL
 
 STUDY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex; anything else is not ours
 # How long a worker that found a study being created waits for its creator to record its settings

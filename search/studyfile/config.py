@@ -29,7 +29,7 @@ from search.studyfile.settings import (
 )
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
-from trainer.model import DEFAULT_MODEL, check_model_name
+from trainer.model_names import DEFAULT_MODEL, check_model_name
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from search.studyfile.settings import (
     TRAIN_KEYS_ELSEWHERE,
     Range,
 )
-from trainer.model import DEFAULT_MODEL
+from trainer.model_names import DEFAULT_MODEL
 
 # Where and how long this process runs, not what the study computes: a worker may bring its own.
 # The budget is here too because the study's live budget is its own attribute (attrs.BUDGET).

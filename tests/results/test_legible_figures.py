@@ -106,7 +106,9 @@ def test_numbers_are_written_with_three_significant_digits(value, text):
 
 def test_tables_show_three_significant_digits_and_keep_the_exact_value_stored(made):
     summary = get_summary_info(made.studies[1])
-    assert attrs.settings_text(summary.best.factors) == "optimizer=sgd, lr=0.0123, momentum=0.0703"
+    assert attrs.settings_text(summary.best.factors) == (
+        "optimizer=sgd, lr=0.0123, momentum=0.0703, model=resnet18"
+    )
     trial = made.studies[1].trials[0]
     assert trial.user_attrs[attrs.CONFIG]["momentum"] == 0.07032569761590807
 
