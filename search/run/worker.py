@@ -10,6 +10,7 @@ study is never left with a dead trial RUNNING.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -103,6 +104,9 @@ def run_worker(
         config, study, storage, objective, trial_files.study_folder(root, study), stop, log
     )
     log.started(options.storage_url, objective.device, data, config.data.image_size, worker.me)
+    # The study's cache (every finished trial) and the data live as long as the worker: the
+    # garbage collection after each trial need not walk them (at 5,000 trials, 0.5 s a trial).
+    gc.freeze()
     deadline = (
         time.monotonic() + 60 * config.study.timeout_minutes
         if config.study.timeout_minutes
