@@ -72,20 +72,18 @@ class WorkerLog:
         )
 
     def dead_trial(self, number: int, reason: str, retried: bool) -> None:
-        self._emit(
-            "dead_trial",
-            f"trial {number} failed: {reason}; "
-            + ("queued to resume from its last checkpoint" if retried else "out of retries"),
-            attention=True,
-            trial=number,
-            reason=reason,
-            retried=retried,
-        )
+        self._cut_short("dead_trial", f"trial {number} failed: {reason}", number, reason, retried)
 
     def trial_stopped(self, number: int, reason: str, retried: bool) -> None:
+        self._cut_short(
+            "trial_stopped", f"trial {number} stopped ({reason})", number, reason, retried
+        )
+
+    def _cut_short(self, event: str, what: str, number: int, reason: str, retried: bool) -> None:
+        """A trial that ended through no fault of its own, and whether it runs again."""
         self._emit(
-            "trial_stopped",
-            f"trial {number} stopped ({reason}); "
+            event,
+            f"{what}; "
             + ("queued to resume from its last checkpoint" if retried else "out of retries"),
             attention=True,
             trial=number,
