@@ -99,13 +99,14 @@ def run_search(args: argparse.Namespace) -> None:
     from search.launch import launch
     from search.results.status import format_status, study_status
     from search.run.worker import WorkerOptions
+    from search.study.optuna_compat import storage_of
     from search.studyfile import load_study_config
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     config = load_study_config(args.path)
     study = launch(config, WorkerOptions(args.storage, device=args.device, progress=False))
-    print(format_status(study_status(study._storage, config.study.name)))
+    print(format_status(study_status(storage_of(study), config.study.name)))
 
 
 def count_syncs(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from search.launch.prepare import create_or_resume
 from search.results.status import format_status, study_status
 from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
 from search.study.create import stored_config
+from search.study.optuna_compat import storage_of
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig, load_study_config
 from trainer.device import resolve_device
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.create_only:
         study, _ = create_or_resume(config, options, trials=args.trials)
-        print(format_status(study_status(study._storage, config.study.name)))
+        print(format_status(study_status(storage_of(study), config.study.name)))
         return 0
     study = launch(
         config,
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         workers_per_gpu=args.workers_per_gpu,
         trials=args.trials,
     )
-    print(format_status(study_status(study._storage, config.study.name)))
+    print(format_status(study_status(storage_of(study), config.study.name)))
     return 0
 
 

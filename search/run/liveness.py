@@ -25,6 +25,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
+from search.study.optuna_compat import end_claimed
 from search.study.resilience import call_with_retries, without_retries
 from search.study.retries import queue_retry
 
@@ -143,12 +144,7 @@ def _death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
 
 def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     """Move the trial from RUNNING to FAIL; False when another worker did so first."""
-    storage = study._storage
-    try:
-        storage.set_trial_user_attr(trial._trial_id, attrs.FAIL_REASON, reason)
-        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-    except UpdateFinishedTrialError:
-        return False
+    return end_claimed(study, trial, TrialState.FAIL, {attrs.FAIL_REASON: reason})
 
 
 def silent_trials(study: optuna.Study, interval_seconds: float) -> list[FrozenTrial]:

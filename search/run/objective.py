@@ -19,7 +19,7 @@ import torch
 from search import attrs
 from search.run.trial_files import owner
 from search.run.version import code_version
-from search.study.cache import lagging_reads
+from search.study.optuna_compat import lagging_reads
 from search.study.promotion import pauses
 from search.study.retries import first_attempt
 from search.study.space import suggest

@@ -36,6 +36,7 @@ from search.run.study_data import fingerprint, load_study_data
 from search.study import promotion, retries
 from search.study.create import budget, check_settings, find_study, open_study
 from search.study.epochs_budget import epochs_budget_met
+from search.study.optuna_compat import trial_id_of
 from search.study.space import NoPointLeft
 from search.study.storage import open_storage
 from search.studyfile import StudyConfig
@@ -211,7 +212,7 @@ class _Worker:
         )
         trial.set_user_attr(attrs.WORKER, self.me)
         interval = self.config.heartbeat.interval_seconds
-        with liveness.Heartbeat(self.storage, trial._trial_id, interval):
+        with liveness.Heartbeat(self.storage, trial_id_of(trial), interval):
             more = self._run_and_tell(trial, run)
         free_device_memory(self.objective.device)
         return more
@@ -289,7 +290,7 @@ class _Worker:
         try:
             return self.study.tell(trial, value, state=state)
         except ValueError:  # Optuna's answer to telling a finished trial
-            if not self.storage.get_trial(trial._trial_id).state.is_finished():
+            if not self.storage.get_trial(trial_id_of(trial)).state.is_finished():
                 raise
             self.log.note(_taken_away(trial))
             return None

@@ -14,6 +14,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from search import attrs
+from search.study.optuna_compat import storage_of, study_id_of, trial_id_of
 
 REPORT_HEADING = "Report"
 BEST_PARAMS_HEADING = "Best parameters"
@@ -33,7 +34,7 @@ def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str 
     returns the artifact id."""
     html_path = Path(html_path)
     artifact_id = _replace_artifact(study, html_path, artifact_store(artifact_dir))
-    link = f"[{html_path.name}](/artifacts/{study._study_id}/{artifact_id})"
+    link = f"[{html_path.name}](/artifacts/{study_id_of(study)}/{artifact_id})"
     body = (
         f"{_best_trial_line(study)}\n\nPlots: {link} (also among the study's artifacts), "
         f"updated {_now()}."
@@ -60,7 +61,9 @@ def note_trial(
     target = (
         trial
         if isinstance(trial, optuna.Trial)
-        else types.SimpleNamespace(storage=study._storage, study=study, _trial_id=trial._trial_id)
+        else types.SimpleNamespace(
+            storage=storage_of(study), study=study, _trial_id=trial_id_of(trial)
+        )
     )
     import optuna_dashboard
 
@@ -80,7 +83,7 @@ def _replace_artifact(study: optuna.Study, path: Path, store: FileSystemArtifact
 def _study_artifact_ids(study: optuna.Study) -> dict[str, str]:
     # Not optuna.artifacts.get_all_artifact_meta: it fails on the null entry the dashboard leaves
     # behind when someone deletes an artifact there.
-    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    system_attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
     metas = [
         json.loads(value)
         for key, value in system_attrs.items()

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
-from search.study.cache import worker_storage
+from search.study.optuna_compat import worker_storage
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, from_document, to_document

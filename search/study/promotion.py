@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import (
@@ -37,6 +36,7 @@ from search.attrs import (
     RETRY_OF,
     first_attempt,
 )
+from search.study.optuna_compat import claim, end_claimed, new_trial
 
 
 def rungs(min_epochs: int, reduction_factor: int, epochs: int) -> tuple[int, ...]:
@@ -153,8 +153,9 @@ def claim_promotion(study: optuna.Study, pruner: AshaPruner) -> optuna.Trial | N
         if lineage in values and in_top(values, lineage, len(values), pruner.reduction_factor):
             candidates.append((-rung, -values[lineage], queued.number, queued))
     for *_, queued in sorted(candidates, key=lambda candidate: candidate[:3]):
-        if _claim(study, queued):
-            return optuna.Trial(study, queued._trial_id)
+        claimed = claim(study, queued)
+        if claimed is not None:
+            return claimed
     return None
 
 
@@ -196,11 +197,11 @@ def _may_be_promoted(
 def ask_new(study: optuna.Study) -> optuna.Trial:
     """`study.ask()` without taking a queued continuation: the oldest other queued trial (a point,
     a warm start), else a new one."""
-    study._thread_local.cached_all_trials = None  # as ask() does: read afresh
     for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if PROMOTION_OF not in queued.user_attrs and _claim(study, queued):
-            return optuna.Trial(study, queued._trial_id)
-    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+        claimed = None if PROMOTION_OF in queued.user_attrs else claim(study, queued)
+        if claimed is not None:
+            return claimed
+    return new_trial(study)
 
 
 def _queued_continuations(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -224,30 +225,18 @@ def _may_reach(trials: list[FrozenTrial], values: dict[int, float]) -> int:
     )
 
 
-def _claim(study: optuna.Study, queued: FrozenTrial) -> bool:
-    """WAITING to RUNNING: the storage lets one worker alone win."""
-    try:
-        claimed = study._storage.set_trial_state_values(queued._trial_id, state=TrialState.RUNNING)
-    except UpdateFinishedTrialError:  # another worker took it and finished it meanwhile
-        return False
-    study._thread_local.cached_all_trials = None
-    return claimed
-
-
 def _close(study: optuna.Study, queued: FrozenTrial, rung: int, continuing: bool) -> bool:
     # Claimed first, so a worker that promotes it at the same moment cannot have it closed under it
-    if not _claim(study, queued):
+    if claim(study, queued) is None:
         return False
     why = (
         "can no longer rank in the top of its rung"
         if continuing
         else "was not promoted before the epoch budget was met"
     )
-    study._storage.set_trial_user_attr(
-        queued._trial_id,
-        PROMOTION_CLOSED,
+    closed = (
         f"trial {queued.user_attrs[PROMOTION_OF]}, paused at epoch {rung}, {why}; "
-        "its checkpoint was removed",
+        "its checkpoint was removed"
     )
-    study._storage.set_trial_state_values(queued._trial_id, state=TrialState.PRUNED)
+    end_claimed(study, queued, TrialState.PRUNED, {PROMOTION_CLOSED: closed})
     return True

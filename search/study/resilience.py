@@ -7,7 +7,6 @@ worker's (search.run.liveness); it calls the storage `without_retries`, on a dea
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import logging
 import threading
@@ -21,8 +20,13 @@ import psycopg
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
+
+from search.study.optuna_compat import (
+    READ_PREFIXES,
+    storage_transactions,
+    write_intermediate_value,
+    write_trial_user_attrs,
+)
 
 logger = logging.getLogger("hpsearch.storage")
 
@@ -113,8 +117,6 @@ def first_line(error: BaseException) -> str:
 # method's inner calls share its transaction and retrying them alone would retry half of it.
 # The outermost call also says whether its transactions may write (see _begin_immediately).
 _nesting = threading.local()
-# Storage methods that only read; any other may write
-READ_PREFIXES = ("get_", "_get_", "check_")
 
 
 @contextmanager
@@ -158,12 +160,8 @@ class ResilientRDBStorage(RDBStorage):
     @_retrying
     def set_trial_user_attrs(self, trial_id: int, values: dict[str, Any]) -> None:
         """Several user attributes in one transaction: one commit, where `set_trial_user_attr`
-        makes one a key. Optuna's own statements, as its `_create_new_trial` runs them."""
-        with _create_scoped_session(self.scoped_session, True) as session:
-            for key, value in values.items():
-                self._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, value
-                )
+        makes one a key."""
+        write_trial_user_attrs(self, trial_id, values)
 
     @_retrying
     def set_trial_intermediate_value(
@@ -174,12 +172,7 @@ class ResilientRDBStorage(RDBStorage):
         disk. A crash of the server may lose the reports of its last fraction of a second (the
         point is missing from a curve), never anything else: the next ordinary commit writes
         them, and every other write still waits for the disk."""
-        with _create_scoped_session(self.scoped_session, True) as session:
-            if self.engine.dialect.name == "postgresql":
-                session.execute(sqlalchemy.text("SET LOCAL synchronous_commit TO OFF"))
-            self._set_trial_intermediate_value_without_commit(
-                session, trial_id, step, intermediate_value
-            )
+        write_intermediate_value(self, trial_id, step, intermediate_value, wait_for_disk=False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Optuna rebuilds the engine of an unpickled storage (a spawned process, say) from its
@@ -188,20 +181,7 @@ class ResilientRDBStorage(RDBStorage):
         self.configure_engine()
 
 
-def _storage_methods() -> list[str]:
-    """Every method of the storage API and of RDBStorage, its private ones included: Optuna's
-    cache (`_CachedStorage`, which create_study and load_study put in front of it) calls those
-    directly. Static helpers aside, each runs whole transactions of its own."""
-    names = {*vars(optuna.storages.BaseStorage), *vars(RDBStorage)}
-    return sorted(
-        name
-        for name in names
-        if not name.startswith("__")
-        and inspect.isfunction(inspect.getattr_static(RDBStorage, name))
-    )
-
-
-for _name in _storage_methods():
+for _name in storage_transactions():
     if _name not in vars(ResilientRDBStorage):  # its own methods wait out outages already
         setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
 

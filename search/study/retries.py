@@ -10,7 +10,6 @@ once the budget is met: it finishes work the study has paid for.
 from __future__ import annotations
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import (
@@ -22,6 +21,7 @@ from search.attrs import (
     RETRY_REASON,
     first_attempt,
 )
+from search.study.optuna_compat import claim
 
 __all__ = ["claim_retry", "first_attempt", "queue_retry"]
 
@@ -49,9 +49,7 @@ def claim_retry(
     """Take the oldest queued retry for this worker, or None when none waits; `trials`, the
     study's trials as the caller just read them, saves a read.
 
-    `study.ask()` would take the oldest WAITING trial of any kind, a queued point too, and only
-    while the budget allows a new trial; a retry must run first and whatever the budget. The
-    claim is Optuna's own: the storage lets one worker alone move a WAITING trial to RUNNING.
+    A retry runs before any new trial, whatever the budget (`optuna_compat.claim`).
     """
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -63,10 +61,7 @@ def claim_retry(
             or PROMOTION_OF in trial.user_attrs
         ):
             continue
-        try:
-            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                study._thread_local.cached_all_trials = None  # as ask() does: read afresh
-                return optuna.Trial(study, trial._trial_id)
-        except UpdateFinishedTrialError:  # another worker took it and finished it meanwhile
-            continue
+        claimed = claim(study, trial)
+        if claimed is not None:
+            return claimed
     return None

@@ -20,6 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search.errors import StorageError
+from search.study.optuna_compat import (
+    check_version,
+    database_behind,
+    remember_user_attrs,
+    trial_id_of,
+)
 from search.study.resilience import ResilientRDBStorage, first_line, wait_until_reachable
 
 # A few local workers wait for each other's writes instead of failing
@@ -164,6 +170,7 @@ def open_storage(
     False: then a storage that does not exist is refused (`require_existing_storage`), and so is a
     database without Optuna's tables, which a command that only reads must not write into.
     A database server that does not answer yet is waited for up to `wait_seconds`."""
+    check_version()  # before any call into Optuna's internals
     parsed = check_storage_url(url) if create else require_existing_storage(url)
     if parsed.drivername == "grpc":
         return optuna.storages.GrpcStorageProxy(
@@ -243,10 +250,10 @@ def set_user_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:
     """`trial.set_user_attr` for several keys at once: one transaction on a database, where a call
     each would commit (and, on PostgreSQL, wait for the disk) once a key; one call each through
     the gRPC proxy, which has no such call."""
-    backend = getattr(trial.storage, "_backend", trial.storage)  # behind Optuna's cache
-    if not isinstance(backend, ResilientRDBStorage):
+    database = database_behind(trial.storage)
+    if not isinstance(database, ResilientRDBStorage):
         for key, value in values.items():
             trial.set_user_attr(key, value)
         return
-    backend.set_trial_user_attrs(trial._trial_id, values)
-    trial._cached_frozen_trial.user_attrs.update(values)  # as trial.set_user_attr keeps it
+    database.set_trial_user_attrs(trial_id_of(trial), values)
+    remember_user_attrs(trial, values)

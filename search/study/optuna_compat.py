@@ -1,0 +1,236 @@
+"""Every private name of Optuna that hpsearch uses, and nowhere else: what each does for us, and
+why no public API serves.
+
+An Optuna release may rename or reshape any of them. `tests/study/test_optuna_compat.py` checks
+that each still exists with the shape used here, and `check_version` stops hpsearch with one line
+on an Optuna outside the range that test (and the suite) pass on, instead of letting a worker die
+mid-search on an AttributeError. Upgrading Optuna means: widen SUPPORTED_OPTUNA and setup.cfg
+together, run the suite, and mend what the compat test names.
+
+What we need that Optuna keeps private:
+- the storage and ids behind a study and a trial: we move trials between states ourselves
+  (claiming a queued retry, failing a dead worker's trial), which `Study.tell` cannot do for a
+  trial this process did not ask for;
+- forgetting the study's per-thread list of trials after such a move, as `Study.ask` does;
+- a subclass of Optuna's cache of finished trials whose reads may lag (`LaggingCache`);
+- a few statements of `RDBStorage` run in one transaction of ours (several user attributes at
+  once, an intermediate value committed asynchronously), and the list of its methods, each a
+  transaction, that `search.study.resilience` wraps to wait out an outage.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from search.errors import HpsearchError
+
+# The Optuna releases the suite passes on; setup.cfg's install_requires says the same (a test
+# holds them equal). 4.5 is the floor: the oldest release the storage and worker tests were run on.
+SUPPORTED_OPTUNA = ">=4.5,<6"
+
+
+class UnsupportedOptuna(HpsearchError):
+    """The installed Optuna is outside the range hpsearch is tested with."""
+
+
+def check_version(version: str | None = None) -> None:
+    """Refuse an Optuna whose private names we have not checked (the installed one, unless
+    `version` is given): one line naming the range."""
+    version = version or optuna.__version__
+    if not SpecifierSet(SUPPORTED_OPTUNA).contains(Version(version), prereleases=True):
+        raise UnsupportedOptuna(
+            f"Optuna {version} is installed, but hpsearch works with optuna{SUPPORTED_OPTUNA} "
+            f"only (its storage internals are checked against those releases): "
+            f"pip install 'optuna{SUPPORTED_OPTUNA}'"
+        )
+
+
+# --- a study and its trials, as its storage knows them --------------------------------------------
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage a study reads and writes through (Optuna's cache in front of a database).
+    `Study` keeps it private, and a storage opened again would bypass that cache."""
+    return study._storage
+
+
+def study_id_of(study: optuna.Study) -> int:
+    """The storage's number for the study, as storage calls and the dashboard's URLs take it;
+    asking the storage for it by name (public) costs a query each time."""
+    return study._study_id
+
+
+def trial_id_of(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's number for a trial: storage calls take it, and no public attribute holds it
+    (`number` counts within the study)."""
+    return trial._trial_id
+
+
+def claim(study: optuna.Study, queued: FrozenTrial) -> optuna.Trial | None:
+    """Take a WAITING trial for this worker (WAITING to RUNNING, which the storage lets one caller
+    alone do) as a live trial; None if another worker took it first.
+
+    `Study.ask` would take the oldest WAITING trial of any kind, and only while the budget allows a
+    new one; a retry or a paused trial's continuation must run first and whatever the budget.
+    """
+    try:
+        claimed = storage_of(study).set_trial_state_values(
+            trial_id_of(queued), state=TrialState.RUNNING
+        )
+    except UpdateFinishedTrialError:  # another worker took it and finished it meanwhile
+        return None
+    _forget_cached_trials(study)
+    return optuna.Trial(study, trial_id_of(queued)) if claimed else None
+
+
+def new_trial(study: optuna.Study) -> optuna.Trial:
+    """A new RUNNING trial, without `Study.ask`'s taking of the oldest WAITING trial (a paused
+    trial's continuation waits for its promotion instead)."""
+    _forget_cached_trials(study)
+    return optuna.Trial(study, storage_of(study).create_new_trial(study_id_of(study)))
+
+
+def end_claimed(
+    study: optuna.Study, trial: FrozenTrial, state: TrialState, user_attrs: dict[str, Any]
+) -> bool:
+    """End a trial this process did not ask for (a dead worker's, a closed continuation), its
+    attributes written first; False when another caller ended it first. `Study.tell` accepts only
+    trials of `Study.ask`."""
+    storage = storage_of(study)
+    try:
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(trial_id_of(trial), key, value)
+        return storage.set_trial_state_values(trial_id_of(trial), state=state)
+    except UpdateFinishedTrialError:
+        return False
+
+
+def _forget_cached_trials(study: optuna.Study) -> None:
+    # A study keeps its last list of trials per thread; Study.ask clears it after taking a trial,
+    # and so must we after changing one behind the study's back.
+    study._thread_local.cached_all_trials = None
+
+
+# --- several user attributes in one transaction ---------------------------------------------------
+
+
+def database_behind(storage: BaseStorage) -> BaseStorage:
+    """The storage behind Optuna's cache of finished trials, or the storage itself (the gRPC
+    proxy has none)."""
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+def remember_user_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:
+    """What `Trial.set_user_attr` keeps in the live trial after writing: our one-transaction write
+    must leave the trial reading back what it wrote."""
+    trial._cached_frozen_trial.user_attrs.update(values)
+
+
+def write_trial_user_attrs(storage: RDBStorage, trial_id: int, values: dict[str, Any]) -> None:
+    """Several user attributes in one transaction: one commit, where `set_trial_user_attr` makes
+    one a key. Optuna's own statements, as its `_create_new_trial` runs them."""
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        for key, value in values.items():
+            storage._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )
+
+
+def write_intermediate_value(
+    storage: RDBStorage, trial_id: int, step: int, value: float, *, wait_for_disk: bool
+) -> None:
+    """`set_trial_intermediate_value` in a transaction of ours, so that PostgreSQL may acknowledge
+    it before its disk write (`wait_for_disk=False`)."""
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        if not wait_for_disk and storage.engine.dialect.name == "postgresql":
+            session.execute(sqlalchemy.text("SET LOCAL synchronous_commit TO OFF"))
+        storage._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+
+
+# Methods of RDBStorage that only read, by their names' beginnings; any other may write.
+READ_PREFIXES = ("get_", "_get_", "check_")
+
+
+def storage_transactions() -> list[str]:
+    """Every method of the storage API and of RDBStorage, its private ones included, each running
+    whole transactions of its own: Optuna's cache calls private ones (`_get_trials`) directly, so
+    wrapping the public ones alone would leave its reads unguarded. Static helpers aside."""
+    names = {*vars(BaseStorage), *vars(RDBStorage)}
+    return sorted(
+        name
+        for name in names
+        if not name.startswith("__")
+        and inspect.isfunction(inspect.getattr_static(RDBStorage, name))
+    )
+
+
+# --- a worker's cache of finished trials, whose pruner reads may lag ------------------------------
+
+
+class LaggingCache(_CachedStorage):
+    """Optuna's cache of finished trials, whose reads may reuse a recent one (`lagging_reads`).
+
+    Optuna keeps finished trials in memory, but every read still asks the database for every
+    unfinished trial with all their attributes: one query set per read, growing with the number
+    of workers. The pruner reads the study at every epoch of every trial, and its answer hardly
+    moves in a few seconds (it compares with trials that finished). The only hook is the private
+    method that reads from the database; no public option bounds how often it runs.
+    """
+
+    def __init__(self, backend: RDBStorage) -> None:
+        super().__init__(backend)
+        self._read_at: dict[int, float] = {}  # per study: when the database was last asked
+        self._lag = threading.local()  # seconds a read in this thread may lag, 0 outside
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        lag = getattr(self._lag, "seconds", 0.0)
+        if lag and time.monotonic() - self._read_at.get(study_id, float("-inf")) < lag:
+            return
+        super()._read_trials_from_remote_storage(study_id)
+        self._read_at[study_id] = time.monotonic()
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        del state["_lag"]
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._lag = threading.local()
+
+
+def worker_storage(storage: BaseStorage) -> BaseStorage:
+    """What a worker opens its study on: a database behind a LaggingCache; any other storage (the
+    gRPC proxy, which caches on its side) as it is. Every read stays fresh outside
+    `lagging_reads`, so a worker alone prunes exactly as with Optuna's own cache."""
+    return LaggingCache(storage) if isinstance(storage, RDBStorage) else storage
+
+
+@contextmanager
+def lagging_reads(study: optuna.Study, seconds: float) -> Iterator[None]:
+    """Within: the study's reads in this thread reuse a read younger than `seconds`."""
+    storage = storage_of(study)
+    if not isinstance(storage, LaggingCache):
+        yield
+        return
+    storage._lag.seconds = seconds
+    try:
+        yield
+    finally:
+        storage._lag.seconds = 0.0
