@@ -69,13 +69,13 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 import search.run.worker
-import search.study.create
+import search.study.opening
 from search import attrs
 from search.launch import WorkerSlot, plan_workers
 from search.run.objective import _record
 from search.run.study_data import fingerprint
 from search.run.worker import WorkerOptions
-from search.study.create import open_study
+from search.study.opening import open_study
 from search.study.resilience import ResilientRDBStorage
 from search.study.space import suggest
 from search.study.storage import masked, open_storage
@@ -274,7 +274,7 @@ def _time_the_sampler() -> list[float]:
     """Seconds the study's sampler spends choosing parameters: what a study of thousands of trials
     may cost by the sampler's own nature, apart from what hpsearch adds."""
     seconds = [0.0]
-    build = search.study.create.build_sampler
+    build = search.study.opening.build_sampler
 
     def timed(method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -292,7 +292,7 @@ def _time_the_sampler() -> list[float]:
             setattr(sampler, name, timed(getattr(sampler, name)))
         return sampler
 
-    search.study.create.build_sampler = build_timed
+    search.study.opening.build_sampler = build_timed
     return seconds
 
 

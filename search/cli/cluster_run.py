@@ -17,12 +17,13 @@ from search.launch.slurm import (
     sbatch_script,
     submit,
 )
+from search.run.joining import configuration
 from search.study.storage import masked
 from search.studyfile import load_study_config
 
 
 def slurm(args: argparse.Namespace) -> int:
-    config, options = study_setup(
+    request, options = study_setup(
         args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
     given = args.signal_seconds  # None: the flag's help names the default, held here
@@ -43,15 +44,16 @@ def slurm(args: argparse.Namespace) -> int:
         extra_worker_args=_passed_on(args),
     )
     if args.dry_run:
+        config = configuration(request, options)
         checkpoints = check_shared(config, options)
         print(sbatch_script(config, job, checkpoints, gpus_per_worker(job)), end="")
         return 0
-    job_id, logs = submit(config, options, job, trials=args.trials)
+    job_id, logs, name = submit(request, options, job, trials=args.trials)
     print(f"Submitted batch job {job_id}")
     print(
-        f"follow it: hpsearch status --study {config.study.name} --storage "
+        f"follow it: hpsearch status --study {name} --storage "
         f"{masked(options.storage_url)}; squeue -j {job_id}; logs in "
-        f"{logs}/hpsearch-{config.study.name}-{job_id}_*.log; stop it: scancel {job_id}",
+        f"{logs}/hpsearch-{name}-{job_id}_*.log; stop it: scancel {job_id}",
         file=sys.stderr,
     )
     return 0

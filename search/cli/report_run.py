@@ -11,7 +11,7 @@ from search.cli.results import existing_storage
 from search.results import png
 from search.results.page import build_report
 from search.serve.notes import attach_report
-from search.study.create import find_study
+from search.study.recorded import find_study
 from search.study.storage import masked
 
 

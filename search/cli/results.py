@@ -15,7 +15,7 @@ from search.cli.common import Command, runs_from
 from search.errors import ConfigError
 from search.results.export import WEIGHTS_SUFFIX, checkpoint_dir_of, export, output_format
 from search.serve.notes import attach_best_params
-from search.study.create import find_study
+from search.study.recorded import find_study
 from search.study.storage import open_storage
 from search.studyfile.settings_file import FORMATS
 

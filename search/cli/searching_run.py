@@ -9,45 +9,42 @@ import sys
 from search import locations
 from search.errors import ConfigError
 from search.launch import launch
-from search.launch.prepare import create_or_resume
 from search.results.status import format_status, study_status
+from search.run.joining import StoredStudy, join
 from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
-from search.study.create import stored_config
 from search.study.optuna_compat import storage_of
-from search.study.storage import open_storage
 from search.studyfile import StudyConfig, load_study_config
 from trainer.device import resolve_device
 
 
 def run(args: argparse.Namespace) -> int:
-    config, options = study_setup(
+    request, options = study_setup(
         args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
     if args.create_only:
-        study, _ = create_or_resume(config, options, trials=args.trials)
-        print(format_status(study_status(storage_of(study), config.study.name)))
-        return 0
-    study = launch(
-        config,
-        options,
-        workers=args.workers,
-        gpus=args.gpus,
-        workers_per_gpu=args.workers_per_gpu,
-        trials=args.trials,
-    )
-    print(format_status(study_status(storage_of(study), config.study.name)))
+        study = join(request, options, create=True, trials=args.trials).study
+    else:
+        study = launch(
+            request,
+            options,
+            workers=args.workers,
+            gpus=args.gpus,
+            workers_per_gpu=args.workers_per_gpu,
+            trials=args.trials,
+        )
+    print(format_status(study_status(storage_of(study), study.study_name)))
     return 0
 
 
 def worker(args: argparse.Namespace) -> int:
-    config, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
+    request, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
     index = args.worker_index if args.worker_index is not None else default_worker_index()
     with stop_on_signals(options.log_format) as stop:
-        summary = run_worker(config, options, worker_index=index, stop=stop)
+        summary = run_worker(request, options, worker_index=index, stop=stop)
     if options.log_format is not None:
         return 0  # its log's last line said so
     print(
-        f"worker finished {summary.finished} trial(s) of study {config.study.name!r}"
+        f"worker finished {summary.finished} trial(s) of study {_name(request)!r}"
         + (
             f"; {summary.left_to_resume} stopped, queued to resume from their checkpoints"
             if summary.left_to_resume
@@ -64,8 +61,9 @@ WORKER_WAIT_FOR_STORAGE_SECONDS = 300.0
 
 def study_setup(
     args: argparse.Namespace, wait_for_storage: float, **overrides
-) -> tuple[StudyConfig, WorkerOptions]:
-    """The study's configuration, from its file and flags or, with --study, from the storage."""
+) -> tuple[StudyConfig | StoredStudy, WorkerOptions]:
+    """The study to run: its file's configuration with the flags applied, or, with --study, the
+    stored study it names (read when joined); and how its workers run."""
     if args.wait_for_storage is not None:
         wait_for_storage = args.wait_for_storage
     # A bar rewrites itself, which only a terminal shows as it should; a log gets lines.
@@ -78,15 +76,13 @@ def study_setup(
             + ("both" if args.study else "neither")
         )
     if args.study_file is not None:
-        config = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
-        url = locations.storage_url(args.storage, config.study.storage)
+        request = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
+        url = locations.storage_url(args.storage, request.study.storage)
     else:
         _refuse_changes_to_a_stored_study(overrides)
         url = locations.storage_url(args.storage)
-        storage = open_storage(url, create=False, wait_seconds=wait_for_storage)
-        config = stored_config(storage, args.study, data=args.data)
-        config = config.with_overrides(trials=overrides.get("trials"))
-    return config, WorkerOptions(
+        request = StoredStudy(args.study, data=args.data)
+    return request, WorkerOptions(
         url,
         args.device,
         args.cache_dir,
@@ -96,6 +92,10 @@ def study_setup(
         compile=args.compile,
         wait_for_storage=wait_for_storage,
     )
+
+
+def _name(request: StudyConfig | StoredStudy) -> str:
+    return request.study.name if isinstance(request, StudyConfig) else request.name
 
 
 def _refuse_changes_to_a_stored_study(overrides: dict) -> None:

@@ -20,10 +20,11 @@ import optuna
 import torch
 
 from search.errors import LaunchError
-from search.launch.prepare import create_or_resume
+from search.run.joining import StoredStudy, join
+from search.run.log import log_warnings
 from search.run.progress import StudyProgress
-from search.run.worker import WorkerOptions, run_worker, stop_on_signals
-from search.study.create import budget
+from search.run.worker import WorkerOptions, run_worker, stop_on_signals, work
+from search.study.recorded import budget
 from search.study.storage import masked
 from search.studyfile import StudyConfig
 
@@ -65,7 +66,7 @@ def plan_workers(
 
 
 def launch(
-    config: StudyConfig,
+    request: StudyConfig | StoredStudy,
     options: WorkerOptions,
     *,
     workers: int | None = None,
@@ -73,10 +74,12 @@ def launch(
     workers_per_gpu: int = 1,
     trials: int | None = None,
 ) -> optuna.Study:
-    """Create or resume the study, then run local workers until its budget is met.
+    """Create or resume the study (a study file's, or a stored one's), then run local workers
+    until its budget is met. This process joins the study once and runs a lone CPU worker on what
+    it joined; worker processes join it themselves, each once.
 
     `trials` (the `--trials` flag) sets the budget of a study that exists; a new study takes its
-    budget from `config`. Every worker reads the budget from the study, so all agree at once.
+    budget from the study file. Every worker reads the budget from the study, so all agree at once.
     """
     use_gpus = options.device in ("auto", "cuda") and torch.cuda.is_available()
     slots = plan_workers(
@@ -86,7 +89,9 @@ def launch(
         gpu_count=torch.cuda.device_count() if use_gpus else 0,
         cpu_count=os.cpu_count() or 1,
     )
-    study, data = create_or_resume(config, options, trials=trials)
+    log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
+    joined = join(request, options, create=True, trials=trials)
+    config, study, data = joined.config, joined.study, joined.data
     if options.progress:
         print(
             f"study {config.study.name!r} in {masked(options.storage_url)}: budget "
@@ -100,9 +105,9 @@ def launch(
             file=sys.stderr,
         )
     if len(slots) == 1 and slots[0].gpu is None:
-        # one CPU worker runs here, reusing the loaded data
+        # one CPU worker runs here, on the study and data joined above
         with stop_on_signals(options.log_format) as stop:
-            run_worker(config, options, data=data, stop=stop)
+            work(joined, options, stop=stop)
     else:
         _run_processes(config, options, slots, study)
     return study

@@ -27,8 +27,8 @@ from typing import NamedTuple
 
 from search import locations
 from search.errors import LaunchError
-from search.launch.prepare import create_or_resume
-from search.run.worker import WorkerOptions
+from search.run.joining import StoredStudy, join
+from search.run.options import WorkerOptions
 from search.study.storage import check_storage_url, masked
 from search.studyfile import StudyConfig
 from trainer.sources import IMAGENETTE
@@ -191,17 +191,28 @@ def gpus_per_worker(job: SlurmJob) -> int:
 class Submitted(NamedTuple):
     job_id: str
     logs: Path  # the folder of the tasks' logs
+    study: str  # the study's name
 
 
 def submit(
-    config: StudyConfig, options: WorkerOptions, job: SlurmJob, *, trials: int | None = None
+    request: StudyConfig | StoredStudy,
+    options: WorkerOptions,
+    job: SlurmJob,
+    *,
+    trials: int | None = None,
 ) -> Submitted:
     """Create or resume the study, then submit the array."""
     if shutil.which("sbatch") is None:
         raise LaunchError("sbatch is not on PATH: run `hpsearch slurm` on a SLURM login node")
-    checkpoints = check_shared(config, options)
-    script = sbatch_script(config, job, checkpoints, gpus_per_worker(job))
-    create_or_resume(config, options, trials=trials)
+    joined = join(
+        request,
+        options,
+        create=True,
+        trials=trials,
+        before_writing=lambda config: check_shared(config, options),
+    )
+    checkpoints = check_shared(joined.config, options)  # checked above; the folder it chose
+    script = sbatch_script(joined.config, job, checkpoints, gpus_per_worker(job))
     (checkpoints / LOG_FOLDER).mkdir(exist_ok=True)
     environment = {**os.environ, locations.STORAGE_ENV: options.storage_url}
     done = subprocess.run(
@@ -214,4 +225,5 @@ def submit(
     )
     if done.returncode != 0:
         raise LaunchError(f"sbatch refused the job: {done.stderr.strip()}")
-    return Submitted(done.stdout.strip().split(";")[0], checkpoints / LOG_FOLDER)
+    job_id = done.stdout.strip().split(";")[0]
+    return Submitted(job_id, checkpoints / LOG_FOLDER, joined.config.study.name)

@@ -10,8 +10,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
 from search.run.liveness import describe, last_beat
-from search.study.create import budget, find_study
 from search.study.promotion import never_ran, pause_counts
+from search.study.recorded import budget, find_study
 
 
 def study_status(

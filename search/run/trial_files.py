@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import attrs
 from search.errors import HpsearchError
 from search.run.paths import safe_child
-from search.study.create import study_id
+from search.study.recorded import study_id
 from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME, read_owner
 
 

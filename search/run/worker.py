@@ -29,32 +29,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs, locations
 from search.run import liveness, trial_files
+from search.run.joining import Joined, StoredStudy, join
 from search.run.log import WorkerLog, log_warnings
 from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
+from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
-from search.run.study_data import fingerprint, load_study_data
 from search.study import promotion, retries
-from search.study.create import budget, check_settings, find_study, open_study
 from search.study.epochs_budget import epochs_budget_met
 from search.study.optuna_compat import trial_id_of
+from search.study.recorded import budget
 from search.study.space import NoPointLeft
-from search.study.storage import open_storage
 from search.studyfile import StudyConfig
 from trainer import PauseAfterEpoch, TrainingStopped
 from trainer.data import ImageData
 from trainer.device import resolve_device
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    storage_url: str
-    device: str = "auto"
-    cache_dir: Path | None = None
-    progress: bool = True  # progress bars, for a terminal
-    log_format: str | None = None  # "text" or "json": a line per event, for a log (search.run.log)
-    checkpoint_dir: Path | None = None  # overrides the study file's [checkpoint] dir
-    compile: bool = False  # torch.compile the network once, on this worker's first trial
-    wait_for_storage: float = 0  # seconds to wait for a database server that is still starting
 
 
 class WorkerSummary(NamedTuple):
@@ -67,13 +55,8 @@ def default_worker_index() -> int:
     return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
 
 
-def connect(options: WorkerOptions, *, create: bool) -> optuna.storages.BaseStorage:
-    """Open the study's storage; only the command that creates studies may create it."""
-    return open_storage(options.storage_url, create=create, wait_seconds=options.wait_for_storage)
-
-
 def run_worker(
-    config: StudyConfig,
+    request: StudyConfig | StoredStudy,
     options: WorkerOptions,
     *,
     worker_index: int = 0,
@@ -81,30 +64,31 @@ def run_worker(
     create: bool = False,
     stop: threading.Event | None = None,
 ) -> WorkerSummary:
-    """Run trials until the budget is met, the timeout passes or `stop` is set."""
+    """Join the study (search.run.joining) and run trials until the budget is met, the timeout
+    passes or `stop` is set."""
     log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
-    # Before the data: a wrong URL or a missing study fails in a second, not after decoding
-    storage = connect(options, create=create)
-    if not create:
-        check_settings(find_study(storage, config.study.name), config)
-    data = (
-        data
-        if data is not None
-        else load_study_data(config, options.cache_dir, progress=options.progress)
-    )
-    study = open_study(
-        config, storage, fingerprint(config, data), worker_index=worker_index, create=create
-    )
+    joined = join(request, options, create=create, worker_index=worker_index, data=data)
+    return work(joined, options, stop=stop)
+
+
+def work(
+    joined: Joined, options: WorkerOptions, *, stop: threading.Event | None = None
+) -> WorkerSummary:
+    """Run trials of a joined study until its budget is met, the timeout passes or `stop` is set:
+    what `run_worker` does once joined, and what `hpsearch run` does with the study it joined."""
+    config, study = joined.config, joined.study
     stop = stop or threading.Event()
     objective = Objective(
-        config, data, resolve_device(options.device), stop, compile=options.compile
+        config, joined.data, resolve_device(options.device), stop, compile=options.compile
     )
     root = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
     log = WorkerLog(options.log_format, config.study.name)
     worker = _Worker(
-        config, study, storage, objective, trial_files.study_folder(root, study), stop, log
+        config, study, joined.storage, objective, trial_files.study_folder(root, study), stop, log
     )
-    log.started(options.storage_url, objective.device, data, config.data.image_size, worker.me)
+    log.started(
+        options.storage_url, objective.device, joined.data, config.data.image_size, worker.me
+    )
     # The study's cache (every finished trial) and the data live as long as the worker: the
     # garbage collection after each trial need not walk them (at 5,000 trials, 0.5 s a trial).
     gc.freeze()

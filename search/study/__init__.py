@@ -1,2 +1,3 @@
-"""A study in its storage: opening the storage (and surviving its outages), creating, joining and
-checking a study, the sampling space, and retries."""
+"""A study in its storage: opening the storage (and surviving its outages), creating or loading a
+study and checking it (opening.py), what it recorded (recorded.py), the sampling space, pruning
+and promotion, retries, and Optuna's private names in one module (optuna_compat.py)."""

@@ -22,7 +22,7 @@ from search.results.report_data import (
     trial_curves,
     view_obstacle,
 )
-from search.study.create import find_study
+from search.study.recorded import find_study
 from search.study.storage import open_storage
 from tests.helpers.small_search import EPOCHS, HOSTILE_STUDY
 

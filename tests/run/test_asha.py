@@ -18,10 +18,10 @@ from optuna.trial import TrialState, create_trial
 from search import attrs
 from search.cli import main
 from search.launch import launch
-from search.launch.prepare import create_or_resume
 from search.results.report_data import get_summary_info, trial_curves
 from search.results.status import format_status, study_status
 from search.run import trial_files
+from search.run.joining import join
 from search.run.worker import WorkerOptions
 from search.study.epochs_budget import epochs_trained
 from search.study.storage import open_storage
@@ -61,7 +61,7 @@ def paused_study(tmp_path, image_folder, options):
             tmp_path, image_folder, trials=2, epochs=2, space=SPACE, pruner=ASHA, extra=WEAK_FIRST
         )
     )
-    study, _ = create_or_resume(config, options)
+    study = join(config, options, create=True).study
     study.add_trial(create_trial(value=1.0, intermediate_values={1: 1.0, 2: 1.0}))  # H
     for _ in range(2):  # L1, L2: queued points that the budget of 2 keeps from starting here
         study.enqueue_trial({"optimizer": "sgd", "lr": 1e-3, "momentum": 0.0})

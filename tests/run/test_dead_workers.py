@@ -21,7 +21,7 @@ from search.results.status import format_status, study_status
 from search.run import liveness
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
-from search.study.create import open_study
+from search.study.opening import open_study
 from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage

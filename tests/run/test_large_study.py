@@ -11,7 +11,7 @@ from search import attrs
 from search.results.status import study_status
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
-from search.study.create import open_study, set_budget
+from search.study.opening import open_study, set_budget
 from search.study.retries import queue_retry
 from search.study.storage import open_storage
 from search.studyfile import load_study_config

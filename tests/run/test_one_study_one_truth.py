@@ -18,7 +18,8 @@ from search.results.status import study_status
 from search.run import trial_files
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
-from search.study.create import open_study, study_id
+from search.study.opening import open_study
+from search.study.recorded import study_id
 from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage

@@ -26,7 +26,7 @@ from search.cli import main
 from search.launch import launch
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
-from search.study.create import open_study
+from search.study.opening import open_study
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study

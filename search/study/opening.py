@@ -1,16 +1,18 @@
-"""Create, join or find a study, and the truth it keeps about itself.
+"""Create a study, or load one that exists, and check it against the study file and the data.
 
 A study records, when it is created, everything a worker needs to join it: a unique identity
 (which keys its files, whatever its name or storage), its whole resolved configuration, its
-budget and its data's fingerprint. A worker joins from the study's name alone, or with a study
-file that must agree with what the study recorded; every worker reads the budget from the study.
+budget and its data's fingerprint (read back by search.study.recorded). A worker joins from the
+study's name alone, or with a study file that must agree with what the study recorded; every
+worker reads the budget from the study. The steps are apart so that a worker checks the settings
+before it decodes the data and the data after (search.run.joining); `open_study` takes them in
+one go for a caller that holds the data already.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 import uuid
 from typing import Any
@@ -22,60 +24,20 @@ from optuna.trial import TrialState
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
 from search.study.optuna_compat import worker_storage
+from search.study.recorded import config_document, data_fingerprint
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
-from search.studyfile.document import differences, from_document, to_document
+from search.studyfile.document import differences, to_document
 from trainer.model_names import DEFAULT_MODEL
 
-STUDY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex; anything else is not ours
 # How long a worker that found a study being created waits for its creator to record its settings
 CREATION_WAIT_SECONDS = 30.0
-
-
-def find_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    """The study called `name`; a missing one is an error that lists those present."""
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        raise StudyNotFound(
-            f"no study named {name!r} in this storage; it holds: "
-            f"{', '.join(map(repr, names)) or 'none'}"
-        )
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def study_id(study: optuna.Study) -> str | None:
-    """The study's identity, checked: a value of any other shape (written by another client of the
-    database) is no identity, and is never used to name a folder."""
-    value = study.user_attrs.get(attrs.STUDY_ID)
-    return value if isinstance(value, str) and STUDY_ID_PATTERN.fullmatch(value) else None
-
-
-def budget(study: optuna.Study, default: int) -> int:
-    """The study's trial budget, as every worker reads it; `default` for an older study."""
-    value = study.user_attrs.get(attrs.BUDGET)
-    return value if isinstance(value, int) and value >= 1 else default
 
 
 def set_budget(study: optuna.Study, trials: int) -> None:
     """`run --trials N` on an existing study: every worker sees the new budget before its next
     trial."""
     study.set_user_attr(attrs.BUDGET, trials)
-
-
-def stored_config(
-    storage: optuna.storages.BaseStorage, name: str, *, data: str | None = None
-) -> StudyConfig:
-    """The configuration study `name` was created with, its live budget and this machine's data
-    path (`data`, else the creator's) applied: what a worker joining with no study file runs."""
-    study = find_study(storage, name)
-    document = study.user_attrs.get(attrs.STUDY_CONFIG)
-    if document is None:
-        raise StudyMismatchError(
-            f"study {name!r} was created before studies recorded their settings; "
-            "join it with its study file: `hpsearch worker STUDY.toml`"
-        )
-    config = from_document(document, f"study {name!r}")
-    return config.with_overrides(trials=budget(study, config.study.trials), data=data)
 
 
 def worker_seed(study_seed: int, worker_index: int, trials_started: int) -> int:
@@ -98,23 +60,44 @@ def open_study(
     create: bool = True,
 ) -> optuna.Study:
     """Create the study (queueing its points) or load it after checking it matches."""
-    name = config.study.name
-    if name not in optuna.get_all_study_names(storage):
+    study = load_existing(storage, config.study.name)
+    if study is None:
         if not create:
             raise StudyNotFound(
-                f"study {name!r} does not exist in this storage; "
+                f"study {config.study.name!r} does not exist in this storage; "
                 f"start it with `hpsearch run {config.path}` first"
             )
-        created = _create(config, storage, fingerprint)
-        if created is not None:
-            return _with_sampler(created, config, worker_index)
+        study = create_study(config, storage, fingerprint)
+        if study is not None:
+            return with_sampler(study, config, worker_index)
+        study = joined_late(storage, config)
+    else:
+        check_settings(study, config)
+    check_data(study, fingerprint)
+    return with_sampler(study, config, worker_index)
+
+
+def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    """The study called `name`, or None. Loaded through a worker's cache (every finished trial
+    read once, and kept for the worker's life), once its creator has recorded its settings."""
+    if name not in optuna.get_all_study_names(storage):
+        return None
     study = optuna.load_study(study_name=name, storage=worker_storage(storage))
     _wait_until_created(study)
-    check_matches(study, config, fingerprint)
-    return _with_sampler(study, config, worker_index)
+    return study
 
 
-def _create(
+def joined_late(storage: optuna.storages.BaseStorage, config: StudyConfig) -> optuna.Study:
+    """The study another process created a moment before this one could, checked as any study
+    that exists."""
+    study = load_existing(storage, config.study.name)
+    if study is None:  # created and deleted meanwhile: nothing sensible to join
+        raise StudyNotFound(f"study {config.study.name!r} disappeared while it was created")
+    check_settings(study, config)
+    return study
+
+
+def create_study(
     config: StudyConfig, storage: optuna.storages.BaseStorage, fingerprint: dict[str, Any]
 ) -> optuna.Study | None:
     """The new study with everything it records; None if another process created it first."""
@@ -148,7 +131,7 @@ def _wait_until_created(study: optuna.Study) -> None:
         time.sleep(0.5)
 
 
-def _with_sampler(study: optuna.Study, config: StudyConfig, index: int) -> optuna.Study:
+def with_sampler(study: optuna.Study, config: StudyConfig, index: int) -> optuna.Study:
     """The study with the sampler and pruner of the study file. Set on the study already loaded,
     whose cache now holds every finished trial: loading it again would read them all again (at
     thousands of trials, seconds per worker)."""
@@ -169,16 +152,9 @@ def _enqueue(study: optuna.Study, config: StudyConfig) -> None:
             )
 
 
-def check_matches(study: optuna.Study, config: StudyConfig, fingerprint: dict[str, Any]) -> None:
-    """The study file (with its flags) must describe the study as it was created, and this
-    worker's data must be the study's."""
-    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise StudyMismatchError(
-            f"study {study.study_name!r} exists and minimizes; ours maximize val top-1: "
-            "use another study name"
-        )
-    check_settings(study, config)
-    stored_data = study.user_attrs.get(attrs.DATA_FINGERPRINT)
+def check_data(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
+    """This worker's data must be the study's: the same images, image size, cap and split."""
+    stored_data = data_fingerprint(study)
     if stored_data is not None and stored_data != fingerprint:
         raise StudyMismatchError(
             f"this worker's data differs from study {study.study_name!r}'s "
@@ -191,7 +167,11 @@ def check_settings(study: optuna.Study, config: StudyConfig) -> None:
     """The study file (with its flags) must describe the study as it was created; checked before
     the data is decoded, which takes minutes on a first run."""
     name = study.study_name
-    stored = study.user_attrs.get(attrs.STUDY_CONFIG)
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StudyMismatchError(
+            f"study {name!r} exists and minimizes; ours maximize val top-1: use another study name"
+        )
+    stored = config_document(study)
     if stored is not None:
         changed = differences(stored, to_document(config), str(config.path))
     else:  # a study of an older hpsearch recorded only its space and training settings

@@ -1,0 +1,138 @@
+"""The one path from a study file, or a stored study's name, to a worker's first trial.
+
+Per process, whatever starts it (`hpsearch run`, `worker`, `slurm`, a notebook): the storage is
+opened once, the study file's settings are checked once, the study is loaded once (through the
+worker's cache of finished trials), and `hpsearch run` hands what it built to its local worker.
+The order writes nothing until everything that can be checked has been: the storage's URL and
+server first (a second), then the study file against a study that exists (before the data, which
+takes minutes to decode on a first run), then the data against the study's fingerprint; only then
+is a new storage or study created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import optuna
+
+from search.errors import StorageError, StudyNotFound
+from search.run.options import WorkerOptions
+from search.run.study_data import fingerprint, load_study_data
+from search.study.opening import (
+    check_data,
+    check_settings,
+    create_study,
+    joined_late,
+    load_existing,
+    set_budget,
+    with_sampler,
+)
+from search.study.recorded import created_with, find_study, missing_study
+from search.study.storage import check_reachable, open_storage
+from search.studyfile import StudyConfig
+from trainer.data import ImageData
+
+
+class StoredStudy(NamedTuple):
+    """A study named instead of a study file (`--study NAME`): joined as it was created, with this
+    machine's data path (`data`, else the creator's)."""
+
+    name: str
+    data: str | None = None
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A study a worker can run trials of: its configuration, storage, study and data."""
+
+    config: StudyConfig
+    storage: optuna.storages.BaseStorage
+    study: optuna.Study
+    data: ImageData
+
+
+def join(
+    request: StudyConfig | StoredStudy,
+    options: WorkerOptions,
+    *,
+    create: bool = False,
+    trials: int | None = None,
+    worker_index: int = 0,
+    data: ImageData | None = None,
+    before_writing: Callable[[StudyConfig], object] | None = None,
+) -> Joined:
+    """Open the storage, find or (with `create`) create the study, check it, load the data.
+
+    `trials` (the `--trials` flag) sets the budget of a study that exists; a new one takes its
+    budget from the study file. `data`, already loaded, is used as it is (after its check).
+    `before_writing` sees the configuration, once known, before anything is written: the checks
+    of a caller that must refuse before a storage or study is made (`hpsearch slurm`'s).
+    """
+    check_reachable(options.storage_url, wait_seconds=options.wait_for_storage)
+    # A named study must exist; a study file may make a new one, and a new storage too
+    may_be_new = create and isinstance(request, StudyConfig)
+    storage = _open(options, may_be_new=may_be_new)
+    name = request.study.name if isinstance(request, StudyConfig) else request.name
+    study = load_existing(storage, name) if storage is not None else None
+    if study is None and not may_be_new:
+        assert storage is not None  # opened, or _open raised
+        raise _missing(request, storage)
+    config = _configuration(request, study, trials)
+    if before_writing is not None:
+        before_writing(config)
+    if data is None:
+        data = load_study_data(config, options.cache_dir, progress=options.progress)
+    data_fingerprint = fingerprint(config, data)
+    if study is None:
+        storage = storage or open_storage(options.storage_url, create=True)
+        study = create_study(config, storage, data_fingerprint) or joined_late(storage, config)
+    check_data(study, data_fingerprint)
+    if trials is not None:
+        set_budget(study, trials)
+    return Joined(config, storage, with_sampler(study, config, worker_index), data)
+
+
+def configuration(request: StudyConfig | StoredStudy, options: WorkerOptions) -> StudyConfig:
+    """The configuration a request names, without joining the study (a dry run): a study file's
+    as it is, a stored study's as it was created."""
+    if isinstance(request, StudyConfig):
+        return request
+    storage = open_storage(options.storage_url, create=False, wait_seconds=options.wait_for_storage)
+    return created_with(find_study(storage, request.name), data=request.data)
+
+
+def _open(options: WorkerOptions, *, may_be_new: bool) -> optuna.storages.BaseStorage | None:
+    """The storage; None when it does not exist yet and this command may create it, once the data
+    is known to be good."""
+    try:
+        return open_storage(
+            options.storage_url, create=False, wait_seconds=options.wait_for_storage
+        )
+    except StorageError:  # no SQLite file yet, or no Optuna tables in the database
+        if not may_be_new:
+            raise
+        return None
+
+
+def _missing(request: StudyConfig | StoredStudy, storage: optuna.storages.BaseStorage) -> Exception:
+    if isinstance(request, StoredStudy):
+        return missing_study(storage, request.name)
+    return StudyNotFound(
+        f"study {request.study.name!r} does not exist in this storage; "
+        f"start it with `hpsearch run {request.path}` first"
+    )
+
+
+def _configuration(
+    request: StudyConfig | StoredStudy, study: optuna.Study | None, trials: int | None
+) -> StudyConfig:
+    """The study file's configuration, checked against the study if it exists; or the one the
+    named study was created with."""
+    if isinstance(request, StoredStudy):
+        assert study is not None  # join refused a missing one
+        return created_with(study, data=request.data).with_overrides(trials=trials)
+    if study is not None:
+        check_settings(study, request)
+    return request

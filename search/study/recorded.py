@@ -1,0 +1,91 @@
+"""What a study recorded about itself when it was created, read back: one reader per fact.
+
+A study's user attributes are written by hpsearch (search.study.opening) but read back from a
+database that other clients may write too, so every reader checks the shape of what it finds:
+a value of another shape is treated as absent, never used to name a folder or train.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import optuna
+
+from search import attrs
+from search.errors import StudyMismatchError, StudyNotFound
+from search.studyfile import StudyConfig
+from search.studyfile.document import from_document
+
+STUDY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex; anything else is not ours
+
+
+def find_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """The study called `name`; a missing one is an error that lists those present."""
+    if name not in optuna.get_all_study_names(storage):
+        raise missing_study(storage, name)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def missing_study(storage: optuna.storages.BaseStorage, name: str) -> StudyNotFound:
+    """The error for a study that is not there, listing those that are."""
+    names = optuna.get_all_study_names(storage)
+    return StudyNotFound(
+        f"no study named {name!r} in this storage; it holds: "
+        f"{', '.join(map(repr, names)) or 'none'}"
+    )
+
+
+def study_id(study: optuna.Study) -> str | None:
+    """The study's identity, checked: a value of any other shape (written by another client of the
+    database) is no identity, and is never used to name a folder."""
+    value = study.user_attrs.get(attrs.STUDY_ID)
+    return value if isinstance(value, str) and STUDY_ID_PATTERN.fullmatch(value) else None
+
+
+def budget(study: optuna.Study, default: int) -> int:
+    """The study's trial budget, as every worker reads it; `default` for an older study."""
+    value = study.user_attrs.get(attrs.BUDGET)
+    return value if isinstance(value, int) and value >= 1 else default
+
+
+def config_document(study: optuna.Study) -> dict[str, Any] | None:
+    """The whole resolved study file the study was created with, as a document; None for a study
+    of an older hpsearch or of another tool."""
+    document = study.user_attrs.get(attrs.STUDY_CONFIG)
+    return document if isinstance(document, dict) else None
+
+
+def created_with(study: optuna.Study, *, data: str | None = None) -> StudyConfig:
+    """The configuration the study was created with, its live budget and this machine's data path
+    (`data`, else the creator's) applied: what a worker joining with no study file runs."""
+    document = config_document(study)
+    if document is None:
+        raise StudyMismatchError(
+            f"study {study.study_name!r} was created before studies recorded their settings; "
+            "join it with its study file: `hpsearch worker STUDY.toml`"
+        )
+    config = from_document(document, f"study {study.study_name!r}")
+    return config.with_overrides(trials=budget(study, config.study.trials), data=data)
+
+
+def checkpoint_dir(study: optuna.Study) -> str | None:
+    """The [checkpoint] dir the study was created with, where its weights are unless told
+    otherwise; only ever a folder to look in, and only a string is taken."""
+    document = config_document(study) or {}
+    table = document.get("checkpoint")
+    folder = table.get("dir") if isinstance(table, dict) else None
+    return folder if isinstance(folder, str) else None
+
+
+def data_fingerprint(study: optuna.Study) -> dict[str, Any] | None:
+    """Classes, image counts and size of the data the study was created on; every worker's must
+    match."""
+    fingerprint = study.user_attrs.get(attrs.DATA_FINGERPRINT)
+    return fingerprint if isinstance(fingerprint, dict) else None
+
+
+def data_source(study: optuna.Study) -> str | None:
+    """The data as the study's creator named it (a folder, an archive, imagenette-160)."""
+    source = study.user_attrs.get(attrs.DATA_SOURCE)
+    return source if isinstance(source, str) else None
