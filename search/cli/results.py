@@ -17,7 +17,7 @@ from search.results.export import WEIGHTS_SUFFIX, checkpoint_dir_of, export, out
 from search.serve.notes import attach_best_params
 from search.study.create import find_study
 from search.study.storage import open_storage
-from search.studyfile.settings_file import FORMATS
+from search.studyfile.train_file import FORMATS
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:

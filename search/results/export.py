@@ -25,7 +25,7 @@ from search import attrs
 from search.errors import NoFinishedTrial
 from search.run import trial_files
 from search.study.storage import masked
-from search.studyfile.settings_file import PROVENANCE, dump_settings, format_of
+from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
 from trainer.errors import ConfigError
 
 WEIGHTS_SUFFIX = ".weights.pt"
