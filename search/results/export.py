@@ -57,14 +57,6 @@ def trial_settings(trial: FrozenTrial) -> dict[str, Any]:
     return dict(config)
 
 
-def export_settings(
-    study: optuna.Study, *, top: int = 1, storage_url: str | None = None
-) -> dict[str, Any]:
-    """The best trial's settings at the top level, with
-    provenance and, for top > 1, the runners-up."""
-    return _settings(study, _top(study, top), storage_url)
-
-
 def _top(study: optuna.Study, top: int) -> list[FrozenTrial]:
     if top < 1:
         raise ValueError(f"top must be at least 1, but got {top=}")
