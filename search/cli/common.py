@@ -1,10 +1,11 @@
 """What several commands share: each shared flag declared once, in a parent parser, and the one way
 a command is registered.
 
-Every module this one and the command groups import at the top loads no torch: `hpsearch --help`
-builds every command's parser, and the commands that read a study (status, report, export,
-dashboard) answer in a second or two. A command that trains or draws names its handler with
-`runs_from`, whose module is imported only when that command runs."""
+Every module this one and the command groups (`search/cli/<group>/__init__.py`) import at the top
+loads no torch: `hpsearch --help` builds every command's parser, and the commands that read a study
+(status, report, export, dashboard) answer in a second or two. Each command's handler lives in its
+group's folder (`search/cli/<group>/<command>.py`; run and worker share searching/workers.py) and is
+named with `runs_from`, which imports its module only when that command runs."""
 
 from __future__ import annotations
 

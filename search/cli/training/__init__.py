@@ -1,5 +1,5 @@
-"""`hpsearch train`: one configuration, from a settings
-file and flags, with progress and JSON out."""
+"""`hpsearch train`: one configuration, from a settings file and flags, with progress and JSON
+out. Its handler: train.py."""
 
 from __future__ import annotations
 
@@ -93,6 +93,6 @@ COMMANDS = {
     "train": Command(
         "train one configuration",
         add_arguments,
-        runs_from("search.cli.training_run", "run_train"),
+        runs_from("search.cli.training.train", "run_train"),
     )
 }

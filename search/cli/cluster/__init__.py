@@ -1,5 +1,5 @@
 """`hpsearch slurm` and `hpsearch kubernetes`: a study's workers on a cluster, as one SLURM job
-array or as manifests for `kubectl apply`."""
+array or as manifests for `kubectl apply`. Their handlers: slurm.py and kubernetes.py."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ COMMANDS = {
     "slurm": Command(
         "submit a study's workers to SLURM as one job array",
         _slurm_arguments,
-        runs_from("search.cli.cluster_run", "slurm"),
+        runs_from("search.cli.cluster.slurm", "slurm"),
         shared=("study workers", "log format", "storage"),
         description="Check the study file, a storage the nodes can share (PostgreSQL or the gRPC "
         "proxy), the checkpoint folder and the data; create or resume the study; then submit one "
@@ -107,7 +107,7 @@ COMMANDS = {
     "kubernetes": Command(
         "print Kubernetes manifests for a study's workers, for kubectl apply -f",
         _kubernetes_arguments,
-        runs_from("search.cli.cluster_run", "kubernetes"),
+        runs_from("search.cli.cluster.kubernetes", "kubernetes"),
         shared=("log format",),
         description="Render multi-document YAML: the study file as a ConfigMap, a Job that creates "
         "or checks the study, an Indexed Job of --workers GPU workers, a shared checkpoint claim, "

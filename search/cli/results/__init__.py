@@ -1,21 +1,17 @@
 """`hpsearch report`, `export` and `evaluate`: what a study found, as a page, a settings file that
 retrains its winner, and a score of saved weights. Report and export also attach what they wrote
-to the study, so the dashboard shows it."""
+to the study, so the dashboard shows it. Their handlers: report.py, export.py and evaluate.py."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import optuna
 
 from search import locations
 from search.cli.common import Command, runs_from
-from search.errors import ConfigError
-from search.results.export import WEIGHTS_SUFFIX, checkpoint_dir_of, export, output_format
-from search.serve.notes import attach_best_params
-from search.study.create import find_study
+from search.results.export import WEIGHTS_SUFFIX
 from search.study.storage import open_storage
 from search.studyfile.train_file import FORMATS
 
@@ -80,28 +76,6 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _export(args: argparse.Namespace) -> int:
-    if args.top < 1:
-        raise ConfigError(f"--top must be at least 1, but got {args.top}")
-    fmt = output_format(args.output, args.format)  # refused before the storage is opened
-    url = locations.storage_url(args.storage)
-    study = find_study(existing_storage(url), args.study)
-    root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir_of(study))
-    exported = export(
-        study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root
-    )
-    # The dashboard shows the latest export on the study's note
-    attach_best_params(study, exported.text, exported.fmt)
-    if args.output is None:
-        sys.stdout.write(exported.text)
-    else:
-        print(
-            f"wrote trial {exported.trial} of study {study.study_name!r} to {args.output}",
-            file=sys.stderr,
-        )
-    return 0
-
-
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "weights",
@@ -134,13 +108,13 @@ COMMANDS = {
     "report": Command(
         "one self-contained HTML report of one or more studies",
         _report_arguments,
-        runs_from("search.cli.report_run", "write_report"),
+        runs_from("search.cli.results.report", "write_report"),
         shared=("storage",),
     ),
     "export": Command(
         "the best trial's settings, as a file `hpsearch train --config` retrains",
         _export_arguments,
-        _export,
+        runs_from("search.cli.results.export", "write_export"),
         shared=("storage",),
         description="Write the best complete trial's full training settings and a [provenance] "
         "table. JSON on standard output unless -o is given. With --top K, the best trial's "
@@ -150,6 +124,6 @@ COMMANDS = {
     "evaluate": Command(
         "score saved weights on a data set's val split",
         _evaluate_arguments,
-        runs_from("search.cli.results_run", "evaluate"),
+        runs_from("search.cli.results.evaluate", "evaluate"),
     ),
 }

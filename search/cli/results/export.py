@@ -1,0 +1,36 @@
+"""What `hpsearch export` does once parsed: the best trial's settings written, and shown on the
+study's note."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search import locations
+from search.cli.results import existing_storage
+from search.errors import ConfigError
+from search.results.export import checkpoint_dir_of, export, output_format
+from search.serve.notes import attach_best_params
+from search.study.create import find_study
+
+
+def write_export(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, but got {args.top}")
+    fmt = output_format(args.output, args.format)  # refused before the storage is opened
+    url = locations.storage_url(args.storage)
+    study = find_study(existing_storage(url), args.study)
+    root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir_of(study))
+    exported = export(
+        study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root
+    )
+    # The dashboard shows the latest export on the study's note
+    attach_best_params(study, exported.text, exported.fmt)
+    if args.output is None:
+        sys.stdout.write(exported.text)
+    else:
+        print(
+            f"wrote trial {exported.trial} of study {study.study_name!r} to {args.output}",
+            file=sys.stderr,
+        )
+    return 0
