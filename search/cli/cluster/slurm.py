@@ -9,7 +9,6 @@ from pathlib import Path
 
 from search.cli.searching.workers import study_setup
 from search.launch.slurm import (
-    DEFAULT_SIGNAL_SECONDS,
     SlurmJob,
     check_shared,
     gpus_per_worker,
@@ -23,8 +22,8 @@ def slurm(args: argparse.Namespace) -> int:
     config, options = study_setup(
         args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
-    given = args.signal_seconds  # None: the flag's help names the default, held here
-    signal_seconds = DEFAULT_SIGNAL_SECONDS if given is None else given
+    # None: not given, so SlurmJob's default holds (DEFAULT_SIGNAL_SECONDS, named in the help)
+    given = {} if args.signal_seconds is None else {"signal_seconds": args.signal_seconds}
     job = SlurmJob(
         workers=args.workers,
         concurrent=args.concurrent,
@@ -37,8 +36,8 @@ def slurm(args: argparse.Namespace) -> int:
         sbatch=tuple(args.sbatch),
         python=args.python,
         setup=tuple(args.setup),
-        signal_seconds=signal_seconds,
         extra_worker_args=_passed_on(args),
+        **given,
     )
     if args.dry_run:
         checkpoints = check_shared(config, options)

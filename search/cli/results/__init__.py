@@ -7,33 +7,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import optuna
-
-from search import locations
-from search.cli.common import Command, runs_from
+from search.cli.common import (
+    Command,
+    add_artifacts,
+    add_cache_dir,
+    add_checkpoint_dir,
+    add_data,
+    add_device,
+    add_image_size,
+    add_study,
+    runs_from,
+)
 from search.results.export import WEIGHTS_SUFFIX
-from search.study.storage import open_storage
 from search.studyfile.train_file import FORMATS
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--study",
-        action="append",
-        required=True,
-        metavar="NAME",
-        help="a study to report; repeat for several (the factor figures pool their trials)",
-    )
+    add_study(parser, "repeatable")
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="FILE.html", help="where to write it"
     )
-    parser.add_argument(
-        "--artifacts",
-        type=Path,
-        metavar="DIR",
-        help=f"artifact folder the dashboard serves the report from (default: "
-        f"${locations.ARTIFACTS_ENV}, or artifacts/ beside a SQLite file)",
-    )
+    add_artifacts(parser)
     parser.add_argument(
         "--png-dir",
         type=Path,
@@ -41,13 +35,8 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def existing_storage(url: str) -> optuna.storages.BaseStorage:
-    # A mistyped SQLite path or database is refused, never created by a command that reads
-    return open_storage(url, create=False)
-
-
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", required=True, metavar="NAME", help="the study to export from")
+    add_study(parser, "required")
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -68,12 +57,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="also list the runners-up, K trials in all, under provenance.runners_up (default 1)",
     )
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        help=f"where the workers kept trial weights (default: ${locations.CHECKPOINTS_ENV}, the "
-        "study's [checkpoint] dir, or the user cache)",
-    )
+    add_checkpoint_dir(parser)
 
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,17 +67,10 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="WEIGHTS",
         help="weights.pt from train, or NAME.weights.pt from export",
     )
-    parser.add_argument(
-        "--data",
-        required=True,
-        help="image folder with train/ and val/, a .tar.gz of one, or "
-        "imagenette-160 | imagenette-320 | imagenette-full",
-    )
-    parser.add_argument(
-        "--image-size", type=int, help="px (default: the size the weights were trained at)"
-    )
-    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_data(parser, required=True)
+    add_image_size(parser)
+    add_cache_dir(parser)
+    add_device(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument(
         "-o",
@@ -110,6 +87,8 @@ COMMANDS = {
         _report_arguments,
         runs_from("search.cli.results.report", "write_report"),
         shared=("storage",),
+        description="One self-contained HTML page of one or more studies (the factor figures "
+        "pool the trials of every --study), attached to each study for the dashboard.",
     ),
     "export": Command(
         "the best trial's settings, as a file `hpsearch train --config` retrains",

@@ -7,11 +7,11 @@ import argparse
 import sys
 
 from search import locations
-from search.cli.results import existing_storage
 from search.errors import ConfigError
 from search.results.export import checkpoint_dir_of, export, output_format
 from search.serve.notes import attach_best_params
 from search.study.create import find_study
+from search.study.storage import open_storage
 
 
 def write_export(args: argparse.Namespace) -> int:
@@ -19,7 +19,8 @@ def write_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = output_format(args.output, args.format)  # refused before the storage is opened
     url = locations.storage_url(args.storage)
-    study = find_study(existing_storage(url), args.study)
+    # A mistyped storage is refused, not created
+    study = find_study(open_storage(url, create=False), args.study)
     root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir_of(study))
     exported = export(
         study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.cli.common import Command, runs_from
+from search.cli.common import Command, add_study, add_study_overrides, runs_from
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers-per-gpu", type=int, default=1, help="workers on each GPU (default 1)"
     )
-    parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
-    parser.add_argument("--epochs", type=int, help="epochs per trial")
-    parser.add_argument("--image-size", type=int, help="px")
+    add_study_overrides(parser)
     parser.add_argument(
         "--create-only",
         action="store_true",
@@ -39,7 +37,7 @@ def _worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", help="only this study")
+    add_study(parser, "optional")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -4,39 +4,37 @@ handlers: dashboard.py and grpc_proxy.py."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from search import locations
-from search.cli.common import Command, runs_from
-from search.serve import dashboard, grpc_proxy
+from search.cli.common import Command, add_artifacts, runs_from
+
+# By name, not as modules: this package's own dashboard and grpc_proxy (the handlers) would
+# replace search.serve's modules of the same names here once imported.
+from search.serve.dashboard import DEFAULT_HOST as DASHBOARD_HOST
+from search.serve.dashboard import DEFAULT_PORT as DASHBOARD_PORT
+from search.serve.grpc_proxy import DEFAULT_HOST as PROXY_HOST
+from search.serve.grpc_proxy import DEFAULT_PORT as PROXY_PORT
 
 
 def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
-        default=dashboard.DEFAULT_HOST,
+        default=DASHBOARD_HOST,
         help="address to bind (default 127.0.0.1; the dashboard has no login, "
         "so reach it from elsewhere through an SSH tunnel)",
     )
-    parser.add_argument("--port", type=int, default=dashboard.DEFAULT_PORT, help="default 8080")
     parser.add_argument(
-        "--artifacts",
-        type=Path,
-        metavar="DIR",
-        help=f"folder of report artifacts (default: ${locations.ARTIFACTS_ENV}, else 'artifacts' "
-        "next to the SQLite file or in the current folder)",
+        "--port", type=int, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}"
     )
+    add_artifacts(parser)
 
 
 def _grpc_proxy_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host", default=grpc_proxy.DEFAULT_HOST, help="address to bind (default 127.0.0.1)"
-    )
+    parser.add_argument("--host", default=PROXY_HOST, help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port",
         type=int,
-        default=grpc_proxy.DEFAULT_PORT,
-        help=f"default {grpc_proxy.DEFAULT_PORT}",
+        default=PROXY_PORT,
+        help=f"default {PROXY_PORT}",
     )
 
 

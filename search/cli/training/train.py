@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.cli.training import RUN_DEFAULTS, RUN_SETTINGS, RUNS_FOLDER
+from search.cli.training import RUN_DEFAULTS, RUN_SETTINGS
+from search.locations import RUNS_FOLDER
 from search.studyfile.train_file import read_settings
 from trainer import TrainConfig
 from trainer.checkpoint import CheckpointPolicy
