@@ -1,5 +1,6 @@
-"""What several commands share: each shared flag declared once, in a parent parser, and the one way
-a command is registered.
+"""What several commands share: each shared flag declared once, by one function (`add_study`,
+`add_data`, ...), the groups of them that whole sets of commands take as parent parsers (SHARED),
+and the one way a command is registered.
 
 Every module this one and the command groups (`search/cli/<group>/__init__.py`) import at the top
 loads no torch: `hpsearch --help` builds every command's parser, and the commands that read a study
