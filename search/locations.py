@@ -22,6 +22,9 @@ CHECKPOINTS_ENV = "HPSEARCH_CHECKPOINTS"
 ARTIFACTS_ENV = "HPSEARCH_ARTIFACTS"
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"  # the embedded default: one machine, no server
 DEFAULT_DATA = "imagenette-160"
+RUNS_FOLDER = Path(
+    "runs"
+)  # where `train` without --checkpoint-dir keeps its files, like most tools
 
 
 def _first(*candidates: str | Path | None) -> str | Path | None:
@@ -34,9 +37,18 @@ def storage_url(flag: str | None = None, study_file: str | None = None) -> str:
 
 
 def checkpoint_root(flag: str | Path | None = None, study_file: str | None = None) -> Path:
-    """--checkpoint-dir, then $HPSEARCH_CHECKPOINTS, then [checkpoint] dir, then the user cache."""
+    """The chosen checkpoint folder (chosen_checkpoint_root), else the user cache."""
+    chosen = chosen_checkpoint_root(flag, study_file)
+    return chosen or Path(platformdirs.user_cache_dir("hpsearch")) / "checkpoints"
+
+
+def chosen_checkpoint_root(
+    flag: str | Path | None = None, study_file: str | None = None
+) -> Path | None:
+    """--checkpoint-dir, then $HPSEARCH_CHECKPOINTS, then [checkpoint] dir: the folder someone chose
+    on purpose, or None where only the default (local to this machine) is left."""
     chosen = _first(flag, os.environ.get(CHECKPOINTS_ENV), study_file)
-    return Path(chosen) if chosen else Path(platformdirs.user_cache_dir("hpsearch")) / "checkpoints"
+    return Path(chosen) if chosen else None
 
 
 def artifact_dir(url: str, flag: str | Path | None = None) -> Path:

@@ -40,3 +40,15 @@ def test_checkpoints_take_the_flag_then_the_environment_then_the_study_file_then
     assert (
         locations.checkpoint_root() == Path(platformdirs.user_cache_dir("hpsearch")) / "checkpoints"
     )
+
+
+def test_a_checkpoint_folder_chosen_on_purpose_is_none_where_only_the_default_is_left(
+    tmp_path, monkeypatch
+):
+    # What a SLURM launch demands: the user cache is local to each node
+    monkeypatch.delenv("HPSEARCH_CHECKPOINTS", raising=False)
+    assert locations.chosen_checkpoint_root() is None
+    assert locations.chosen_checkpoint_root(None, "/file") == Path("/file")
+    monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "env"))
+    assert locations.chosen_checkpoint_root(None, "/file") == tmp_path / "env"
+    assert locations.chosen_checkpoint_root(tmp_path / "flag", "/file") == tmp_path / "flag"

@@ -1,8 +1,10 @@
 """The `hpsearch` command: the only place with argparse, a thin layer over the Python API.
 
-One parser; each group of commands (searching, training, results, serving) lists its commands
-in a `COMMANDS` dict, and flags several commands share are declared once, in a parent parser
-(`search.cli.common.SHARED`). Any `HpsearchError` is the user's to fix: one line, exit 2.
+One parser; each group of commands (searching, cluster, training, results, serving) is a package
+whose `__init__` lists its commands and their flags in a `COMMANDS` dict and whose other modules
+hold the handlers, one module a command, imported when it runs (`search.cli.common.runs_from`).
+Flags several commands share are declared once, in search.cli.common. Any `HpsearchError` is the
+user's to fix: one line, exit 2.
 """
 
 from __future__ import annotations

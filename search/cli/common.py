@@ -1,10 +1,12 @@
-"""What several commands share: each shared flag declared once, in a parent parser, and the one way
-a command is registered.
+"""What several commands share: each shared flag declared once, by one function (`add_study`,
+`add_data`, ...), the groups of them that whole sets of commands take as parent parsers (SHARED),
+and the one way a command is registered.
 
-Every module this one and the command groups import at the top loads no torch: `hpsearch --help`
-builds every command's parser, and the commands that read a study (status, report, export,
-dashboard) answer in a second or two. A command that trains or draws names its handler with
-`runs_from`, whose module is imported only when that command runs."""
+Every module this one and the command groups (`search/cli/<group>/__init__.py`) import at the top
+loads no torch: `hpsearch --help` builds every command's parser, and the commands that read a study
+(status, report, export, dashboard) answer in a second or two. Each command's handler lives in its
+group's folder (`search/cli/<group>/<command>.py`; run and worker share searching/workers.py) and is
+named with `runs_from`, which imports its module only when that command runs."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from search import locations
 from search.run.log import LOG_FORMATS
@@ -50,26 +53,9 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
         help="the study file; leave it out and give --study to use the settings the study "
         "recorded when it was created",
     )
-    parser.add_argument(
-        "--study", metavar="NAME", help="an existing study, by name, instead of a study file"
-    )
-    parser.add_argument(
-        "--data", help="image folder, .tar.gz, or imagenette-160|320|full; overrides the study file"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the network, once per worker "
-        "process (its first trial pays tens of seconds)",
-    )
-    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        help=f"trial checkpoints, a folder every worker can reach (default: "
-        f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache)",
-    )
+    add_study(parser, "optional")
+    add_data(parser)
+    add_run_settings(parser)
     parser.add_argument(
         "--no-progress",
         action="store_true",
@@ -82,6 +68,118 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="wait this long for a database server that is still starting (default: 300 for "
         "worker, which a cluster starts beside its database; 0 for run)",
+    )
+
+
+# How many studies a command takes with --study; the flag means the same in every command.
+STUDY_CARDINALITY: dict[str, dict[str, Any]] = {
+    "optional": {},
+    "required": {"required": True},
+    "repeatable": {"required": True, "action": "append"},  # one or more
+}
+
+
+def add_study(parser: argparse.ArgumentParser, cardinality: str) -> None:
+    """--study NAME: a study in the storage, by name, in every command that takes one; only how
+    many it takes (a key of STUDY_CARDINALITY) differs."""
+    parser.add_argument(
+        "--study",
+        metavar="NAME",
+        help="a study in the storage, by name"
+        + ("; repeat for several" if cardinality == "repeatable" else ""),
+        **STUDY_CARDINALITY[cardinality],
+    )
+
+
+# The flags below mean one thing wherever they appear. Where a study file or `train --config` may
+# also give the value, the flag defaults to None, "not given", for a later step to decide
+# (StudyConfig.with_overrides, search.locations, the train handler's resolve_settings, for which
+# `train` also sets --device's and --compile's defaults to None).
+
+
+def add_data(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    default = f" (default: as the study file or --config says, else {locations.DEFAULT_DATA})"
+    parser.add_argument(
+        "--data",
+        required=required,
+        help="image folder with train/ and val/, a .tar.gz of one, or imagenette-160 | "
+        "imagenette-320 | imagenette-full (downloaded)" + ("" if required else default),
+    )
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def add_compile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network, once per process (its first epoch pays tens of seconds; "
+        "see benchmarks/RESULTS.md)",
+    )
+
+
+def add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
+
+
+def add_checkpoint_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="checkpoints and weights: a search's trial folders, in a folder every worker can "
+        f"reach (default: ${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the "
+        f"user cache); train's run (default: a new {locations.RUNS_FOLDER}/train-DATE-TIME here)",
+    )
+
+
+def add_image_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        help="px, the side of the square the network sees (default: as the study file, --config "
+        "or the weights say, else 128)",
+    )
+
+
+def add_epochs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs per trial, or of a train run (default: as the study file or --config says, "
+        "else 20)",
+    )
+
+
+def add_trials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
+
+
+def add_run_settings(parser: argparse.ArgumentParser) -> None:
+    """Where and how a process trains, not what: --device, --compile, --cache-dir and
+    --checkpoint-dir."""
+    add_device(parser)
+    add_compile(parser)
+    add_cache_dir(parser)
+    add_checkpoint_dir(parser)
+
+
+def add_study_overrides(parser: argparse.ArgumentParser) -> None:
+    """--trials, --epochs, --image-size: what a study file says, changed for this launch."""
+    add_trials(parser)
+    add_epochs(parser)
+    add_image_size(parser)
+
+
+def add_artifacts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help=f"the artifact folder the dashboard serves reports from (default: "
+        f"${locations.ARTIFACTS_ENV}, else artifacts/ beside a SQLite file or in the current "
+        "folder)",
     )
 
 

@@ -88,15 +88,14 @@ def check_shared(config: StudyConfig, options: WorkerOptions) -> Path:
             "concurrent writers. Use PostgreSQL (--storage postgresql+psycopg://user@host/db, "
             "reachable from the nodes) or the gRPC proxy (--storage grpc://host:13000)"
         )
-    chosen = options.checkpoint_dir or os.environ.get(locations.CHECKPOINTS_ENV)
-    chosen = chosen or config.checkpoint.dir
-    if not chosen:
+    chosen = locations.chosen_checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
+    if chosen is None:
         raise LaunchError(
             "give --checkpoint-dir (or $HPSEARCH_CHECKPOINTS, or [checkpoint] dir): a folder on a "
             "file system every node mounts, so a requeued task resumes another's trial; the "
             "default, the user cache, is local to each node"
         )
-    folder = Path(chosen).absolute()
+    folder = chosen.absolute()
     if not folder.is_dir():
         raise LaunchError(
             f"checkpoint folder {folder} does not exist; create it on the shared mount"

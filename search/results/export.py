@@ -24,8 +24,9 @@ from optuna.trial import FrozenTrial
 from search import attrs
 from search.errors import NoFinishedTrial
 from search.run import trial_files
+from search.study.recorded import data_fingerprint, data_source
 from search.study.storage import masked
-from search.studyfile.settings_file import PROVENANCE, dump_settings, format_of
+from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
 from trainer.errors import ConfigError
 
 WEIGHTS_SUFFIX = ".weights.pt"
@@ -57,14 +58,6 @@ def trial_settings(trial: FrozenTrial) -> dict[str, Any]:
     return dict(config)
 
 
-def export_settings(
-    study: optuna.Study, *, top: int = 1, storage_url: str | None = None
-) -> dict[str, Any]:
-    """The best trial's settings at the top level, with
-    provenance and, for top > 1, the runners-up."""
-    return _settings(study, _top(study, top), storage_url)
-
-
 def _top(study: optuna.Study, top: int) -> list[FrozenTrial]:
     if top < 1:
         raise ValueError(f"top must be at least 1, but got {top=}")
@@ -76,7 +69,7 @@ def _settings(
 ) -> dict[str, Any]:
     best, *runners_up = ranked
     values = trial_settings(best)
-    source = study.user_attrs.get(attrs.DATA_SOURCE)
+    source = data_source(study)
     if source is not None:
         values["data"] = source
     provenance = _provenance(study, best, storage_url)
@@ -97,7 +90,7 @@ def _provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str | None
         "epochs_run": trial.user_attrs.get(attrs.EPOCHS_RUN),
         "best_epoch": trial.user_attrs.get(attrs.BEST_EPOCH),
         "date": completed.isoformat() if completed else None,
-        "data_fingerprint": study.user_attrs.get(attrs.DATA_FINGERPRINT),
+        "data_fingerprint": data_fingerprint(study),
         "search_data": searched_on(study),
         "code_version": trial.user_attrs.get(attrs.CODE_VERSION),
     }
@@ -109,20 +102,11 @@ def _provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str | None
 def searched_on(study: optuna.Study) -> dict[str, Any]:
     """The cap per class and validation split the search scored its trials with; a retrain with
     the exported file uses every training image and scores on val/ unless told otherwise."""
-    fingerprint = study.user_attrs.get(attrs.DATA_FINGERPRINT)
-    fingerprint = fingerprint if isinstance(fingerprint, dict) else {}
+    fingerprint = data_fingerprint(study) or {}
     return {
         "per_class": fingerprint.get("per_class"),
         "validation_fraction": fingerprint.get("validation_fraction"),
     }
-
-
-def checkpoint_dir_of(study: optuna.Study) -> str | None:
-    """The [checkpoint] dir the study was created with, where its weights are unless told
-    otherwise; only ever a folder to look in, and only a string is taken."""
-    document = study.user_attrs.get(attrs.STUDY_CONFIG)
-    folder = document.get("checkpoint", {}).get("dir") if isinstance(document, dict) else None
-    return folder if isinstance(folder, str) else None
 
 
 def weights_beside(path: Path) -> Path:

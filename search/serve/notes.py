@@ -1,12 +1,10 @@
-"""What report, export and the workers attach to a study for the dashboard to show: the study
-note's sections (the best trial, the latest report, the exported parameters), trial notes, and
-the report as an artifact."""
+"""What report and export attach to a study for the dashboard to show: the study note's sections
+(the best trial, the latest report, the exported parameters) and the report as an artifact."""
 
 from __future__ import annotations
 
 import json
 import re
-import types
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from search import attrs
-from search.study.optuna_compat import storage_of, study_id_of, trial_id_of
+from search.study.optuna_compat import storage_of, study_id_of
 
 REPORT_HEADING = "Report"
 BEST_PARAMS_HEADING = "Best parameters"
@@ -50,24 +48,6 @@ def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
             f"fmt must be a format name such as 'json', 'toml' or 'yaml', but got {fmt!r}"
         )
     _save_note_section(study, BEST_PARAMS_HEADING, f"Exported {_now()}:\n\n{_fenced(text, fmt)}")
-
-
-def note_trial(
-    study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial, text: str
-) -> None:
-    """Replace the trial's note (Markdown) with `text`: why it failed, when it was resumed."""
-    # save_note wants a live Trial, but fail reasons are written after the trial ended, when only
-    # a FrozenTrial is at hand; building optuna.Trial for it would call the sampler's before_trial.
-    target = (
-        trial
-        if isinstance(trial, optuna.Trial)
-        else types.SimpleNamespace(
-            storage=storage_of(study), study=study, _trial_id=trial_id_of(trial)
-        )
-    )
-    import optuna_dashboard
-
-    optuna_dashboard.save_note(target, text)
 
 
 def _replace_artifact(study: optuna.Study, path: Path, store: FileSystemArtifactStore) -> str:

@@ -1,10 +1,10 @@
-"""Study files: `studies/NAME.toml` read into frozen dataclasses, every setting checked before
-anything touches a database; and the flat settings files that `train --config` reads."""
+"""Study files: `studies/NAME.toml` read into frozen dataclasses (one per section, sections.py; the
+whole file, study_config.py), every setting checked before anything touches a database; and the
+flat settings files that `train --config` reads and `export` writes (train_file.py)."""
 
 from search.errors import StudyFileError
-from search.studyfile.config import StudyConfig, point_to_params
 from search.studyfile.load import load_study_config
-from search.studyfile.settings import (
+from search.studyfile.sections import (
     PRUNER_KEYS,
     SAMPLER_KEYS,
     SEARCHED,
@@ -18,6 +18,7 @@ from search.studyfile.settings import (
     StudySettings,
     TrainSettings,
 )
+from search.studyfile.study_config import StudyConfig, point_to_params
 
 __all__ = [
     "PRUNER_KEYS",

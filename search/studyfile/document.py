@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import StudyFileError
-from search.studyfile.config import StudyConfig
 from search.studyfile.load import study_config_from_document
-from search.studyfile.settings import (
+from search.studyfile.sections import (
     LOG_BY_DEFAULT,
     PRUNER_KEYS,
     SAMPLER_KEYS,
     TRAIN_KEYS_ELSEWHERE,
     Range,
 )
+from search.studyfile.study_config import StudyConfig
 from trainer.model_names import DEFAULT_MODEL
 
 # Where and how long this process runs, not what the study computes: a worker may bring its own.

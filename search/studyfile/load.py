@@ -16,8 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from search.errors import StudyFileError
 from search.studyfile.checks import SettingError, build, check_keys, field_names
-from search.studyfile.config import StudyConfig, point_to_params, refuse_train_model_beside
-from search.studyfile.settings import (
+from search.studyfile.sections import (
     LOG_BY_DEFAULT,
     PRUNER_KEYS,
     SAMPLER_KEYS,
@@ -33,6 +32,7 @@ from search.studyfile.settings import (
     StudySettings,
     TrainSettings,
 )
+from search.studyfile.study_config import StudyConfig, point_to_params, refuse_train_model_beside
 from trainer.errors import ConfigError
 
 if sys.version_info >= (3, 11):

@@ -203,7 +203,7 @@ def test_the_console_script_runs_as_a_subprocess(image_folder, cache_dir):
 
 
 def test_a_time_interval_alone_replaces_the_per_epoch_checkpoint(tmp_path):
-    from search.cli.training_run import _checkpoint_policy
+    from search.cli.training.train import _checkpoint_policy
 
     by_time = _checkpoint_policy({"checkpoint_dir": tmp_path, "checkpoint_every_seconds": 60.0})
     assert (by_time.every_epochs, by_time.every_seconds) == (None, 60.0)

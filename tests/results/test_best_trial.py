@@ -14,7 +14,6 @@ import pytest
 
 from search import attrs
 from search.cli import main
-from search.results.export import export_settings
 from search.results.report_data import get_summary_info
 from search.results.status import study_status
 from search.study.storage import open_storage
@@ -59,7 +58,8 @@ def test_status_report_export_and_the_dashboard_note_agree(study, small_search, 
     summary = get_summary_info(study)
     assert (summary.best.number, summary.best_settings) == (best.number, config)
 
-    exported = export_settings(study)
+    assert main(["export", "--storage", small_search.url, "--study", small_search.study]) == 0
+    exported = json.loads(capsys.readouterr().out)
     assert exported["provenance"]["trial"] == best.number
     assert {key: exported[key] for key in config} == config
 

@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 
 from search.cli import main
 from search.results.evaluate import evaluate_weights
-from search.studyfile.settings_file import read_settings
+from search.studyfile.train_file import read_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

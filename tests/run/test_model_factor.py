@@ -18,7 +18,7 @@ from search.attrs import trial_config
 from search.cli import main
 from search.results import figures
 from search.results.report_data import get_factor_info, trial_curves
-from search.studyfile.settings_file import read_settings
+from search.studyfile.train_file import read_settings
 from tests.helpers import ROOT
 from tests.helpers.images import make_image_folder
 from tests.helpers.studies import write_study

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from search.cli import build_parser, main
 from search.serve import dashboard
-from search.serve.notes import attach_best_params, attach_report, note_trial
+from search.serve.notes import attach_best_params, attach_report
 from search.study.storage import open_storage
 from tests.helpers.dashboard import free_port, make_study
 
@@ -144,15 +144,6 @@ def test_best_params_and_report_share_the_note_and_a_persons_words_stay(study, t
 def test_attach_best_params_refuses_a_format_that_is_not_a_name(study):
     with pytest.raises(ValueError, match="fmt must be a format name"):
         attach_best_params(study, "{}", "json\n# injected")
-
-
-def test_a_trial_note_is_replaced_not_piled_up(study):
-    finished = study.trials[2]  # a FrozenTrial, as a callback or a later resume sees it
-    note_trial(study, finished, "failed: NonFiniteLossError at epoch 3")
-    note_trial(study, finished, "resumed from epoch 3 on host b")
-    live = optuna.trial.Trial(study, finished._trial_id)
-    assert optuna_dashboard.get_note(live) == "resumed from epoch 3 on host b"
-    assert optuna_dashboard.get_note(study) == ""
 
 
 def test_a_study_runs_through_the_grpc_proxy(tmp_path):

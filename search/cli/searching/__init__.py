@@ -1,15 +1,11 @@
-"""`hpsearch run`, `worker` and `status`: run a study
-to its budget, join one, see where it stands."""
+"""`hpsearch run`, `worker` and `status`: run a study to its budget, join one, see where it
+stands. Their handlers: workers.py (run and worker) and status.py."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
-from search import locations
-from search.cli.common import Command, runs_from
-from search.results.status import format_status, study_status
-from search.study.storage import open_storage
+from search.cli.common import Command, add_study, add_study_overrides, runs_from
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +18,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers-per-gpu", type=int, default=1, help="workers on each GPU (default 1)"
     )
-    parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
-    parser.add_argument("--epochs", type=int, help="epochs per trial")
-    parser.add_argument("--image-size", type=int, help="px")
+    add_study_overrides(parser)
     parser.add_argument(
         "--create-only",
         action="store_true",
@@ -43,15 +37,8 @@ def _worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", help="only this study")
+    add_study(parser, "optional")
     parser.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _status(args: argparse.Namespace) -> int:
-    storage = open_storage(locations.storage_url(args.storage), create=False)
-    rows = study_status(storage, args.study)  # a mistyped storage is refused, not created
-    print(json.dumps(rows, indent=2) if args.json else format_status(rows))
-    return 0
 
 
 def _gpu_list(text: str) -> list[int]:
@@ -67,16 +54,19 @@ COMMANDS = {
     "run": Command(
         "create or resume a study and run it to its budget",
         _run_arguments,
-        runs_from("search.cli.searching_run", "run"),
+        runs_from("search.cli.searching.workers", "run"),
         shared=("study workers", "log format", "storage"),
     ),
     "worker": Command(
         "join an existing study and run trials until its budget is met",
         _worker_arguments,
-        runs_from("search.cli.searching_run", "worker"),
+        runs_from("search.cli.searching.workers", "worker"),
         shared=("study workers", "log format", "storage"),
     ),
     "status": Command(
-        "studies in a storage and their trials", _status_arguments, _status, shared=("storage",)
+        "studies in a storage and their trials",
+        _status_arguments,
+        runs_from("search.cli.searching.status", "status"),
+        shared=("storage",),
     ),
 }

@@ -1,5 +1,5 @@
 """`hpsearch slurm` and `hpsearch kubernetes`: a study's workers on a cluster, as one SLURM job
-array or as manifests for `kubectl apply`."""
+array or as manifests for `kubectl apply`. Their handlers: slurm.py and kubernetes.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.cli.common import Command, runs_from
+from search.cli.common import Command, add_compile, add_study_overrides, runs_from
 
 
 def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +44,7 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
         help="SIGTERM this long before the time limit, to checkpoint and requeue (default 180, "
         "search.launch.slurm's DEFAULT_SIGNAL_SECONDS)",
     )
-    parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (a new study only)")
-    parser.add_argument("--image-size", type=int, help="px (a new study only)")
+    add_study_overrides(parser)
     parser.add_argument(
         "--dry-run", action="store_true", help="print the batch script; submit nothing"
     )
@@ -86,10 +84,8 @@ def _kubernetes_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="optuna-dashboard behind a ClusterIP Service, for kubectl port-forward",
     )
-    parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (a new study only)")
-    parser.add_argument("--image-size", type=int, help="px (a new study only)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile in every worker")
+    add_study_overrides(parser)
+    add_compile(parser)
     parser.add_argument("-o", "--output", type=Path, help="write the YAML here, not to stdout")
 
 
@@ -97,7 +93,7 @@ COMMANDS = {
     "slurm": Command(
         "submit a study's workers to SLURM as one job array",
         _slurm_arguments,
-        runs_from("search.cli.cluster_run", "slurm"),
+        runs_from("search.cli.cluster.slurm", "slurm"),
         shared=("study workers", "log format", "storage"),
         description="Check the study file, a storage the nodes can share (PostgreSQL or the gRPC "
         "proxy), the checkpoint folder and the data; create or resume the study; then submit one "
@@ -107,7 +103,7 @@ COMMANDS = {
     "kubernetes": Command(
         "print Kubernetes manifests for a study's workers, for kubectl apply -f",
         _kubernetes_arguments,
-        runs_from("search.cli.cluster_run", "kubernetes"),
+        runs_from("search.cli.cluster.kubernetes", "kubernetes"),
         shared=("log format",),
         description="Render multi-document YAML: the study file as a ConfigMap, a Job that creates "
         "or checks the study, an Indexed Job of --workers GPU workers, a shared checkpoint claim, "

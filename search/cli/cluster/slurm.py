@@ -1,5 +1,5 @@
-"""What `hpsearch slurm` and `kubernetes` do once parsed: they check the data and the study as
-workers will see them, so torch is loaded, only when one of them runs."""
+"""What `hpsearch slurm` does once parsed: it checks the data and the study as workers will see
+them, so torch is loaded, only when it runs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.cli.searching_run import study_setup
-from search.launch.kubernetes import KubernetesJob, render
+from search.cli.searching.workers import study_setup
 from search.launch.slurm import (
-    DEFAULT_SIGNAL_SECONDS,
     SlurmJob,
     check_shared,
     gpus_per_worker,
@@ -19,15 +17,14 @@ from search.launch.slurm import (
 )
 from search.run.joining import configuration
 from search.study.storage import masked
-from search.studyfile import load_study_config
 
 
 def slurm(args: argparse.Namespace) -> int:
     request, options = study_setup(
         args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
-    given = args.signal_seconds  # None: the flag's help names the default, held here
-    signal_seconds = DEFAULT_SIGNAL_SECONDS if given is None else given
+    # None: not given, so SlurmJob's default holds (DEFAULT_SIGNAL_SECONDS, named in the help)
+    given = {} if args.signal_seconds is None else {"signal_seconds": args.signal_seconds}
     job = SlurmJob(
         workers=args.workers,
         concurrent=args.concurrent,
@@ -40,8 +37,8 @@ def slurm(args: argparse.Namespace) -> int:
         sbatch=tuple(args.sbatch),
         python=args.python,
         setup=tuple(args.setup),
-        signal_seconds=signal_seconds,
         extra_worker_args=_passed_on(args),
+        **given,
     )
     if args.dry_run:
         config = configuration(request, options)
@@ -67,31 +64,3 @@ def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
     if args.cache_dir is not None:
         passed += ["--cache-dir", str(Path(args.cache_dir).absolute())]
     return tuple(passed)
-
-
-def kubernetes(args: argparse.Namespace) -> int:
-    config = load_study_config(args.study_file).with_overrides(
-        trials=args.trials, epochs=args.epochs, image_size=args.image_size
-    )
-    job = KubernetesJob(
-        workers=args.workers,
-        image=args.image,
-        namespace=args.namespace,
-        gpus_per_worker=args.gpus_per_worker,
-        cpu=args.cpu,
-        memory=args.memory,
-        data_pvc=args.data_pvc,
-        checkpoint_pvc=args.checkpoint_pvc,
-        storage_secret=args.storage_secret,
-        dashboard=args.with_dashboard,
-        trials=args.trials,
-        compile=args.compile,
-        log_format=args.log_format,
-    )
-    text = render(config, job)  # every check passes before anything is printed or written
-    if args.output is None:
-        print(text, end="")
-    else:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}: kubectl apply -f {args.output}", file=sys.stderr)
-    return 0

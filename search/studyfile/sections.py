@@ -152,9 +152,6 @@ class Range:
         return self.low <= value <= self.high
 
 
-Param = float | Range | None  # a fixed value, a range to search, or unset (the optimizer's default)
-
-
 @dataclass(frozen=True)
 class SearchSpace:
     optimizers: tuple[str, ...]

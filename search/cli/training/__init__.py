@@ -1,5 +1,5 @@
-"""`hpsearch train`: one configuration, from a settings
-file and flags, with progress and JSON out."""
+"""`hpsearch train`: one configuration, from a settings file and flags, with progress and JSON
+out. Its handler: train.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import argparse
 from pathlib import Path
 
 from search import locations
-from search.cli.common import Command, runs_from
-from trainer.files import WEIGHTS_NAME
+from search.cli.common import (
+    Command,
+    add_data,
+    add_epochs,
+    add_image_size,
+    add_run_settings,
+    runs_from,
+)
 
 # Settings of the run that are not hyperparameters: where data, device and files are.
 RUN_SETTINGS = (
@@ -21,22 +27,15 @@ RUN_SETTINGS = (
     "checkpoint_every_seconds",
 )
 RUN_DEFAULTS = {"data": locations.DEFAULT_DATA, "device": "auto"}
-RUNS_FOLDER = Path("runs")  # where a run without --checkpoint-dir keeps its files, like most tools
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="settings file (TOML, JSON or YAML); flags override it"
     )
-    parser.add_argument(
-        "--data",
-        help="image folder with train/ and val/, a .tar.gz of one, or "
-        "imagenette-160 | imagenette-320 | imagenette-full (downloaded)",
-    )
-    parser.add_argument(
-        "--image-size", type=int, help="px, square side the network sees (default 128)"
-    )
-    parser.add_argument("--epochs", type=int, help="default 20")
+    add_data(parser)
+    add_image_size(parser)
+    add_epochs(parser)
     parser.add_argument("--batch-size", type=int, help="default 64")
     parser.add_argument(
         "--model",
@@ -59,21 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-scale", type=float, help="smallest crop area fraction (default 0.35)"
     )
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="run the network through torch.compile "
-        "(tens of seconds first; see benchmarks/RESULTS.md)",
-    )
-    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        help=f"folder for the latest checkpoint and the final {WEIGHTS_NAME} "
-        f"(default: a new {RUNS_FOLDER}/train-DATE-TIME here)",
-    )
+    add_run_settings(parser)
     parser.add_argument(
         "--checkpoint-every",
         type=int,
@@ -87,12 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir"
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    # None is "not given", so that --config decides, then RUN_DEFAULTS (resolve_settings)
+    parser.set_defaults(device=None, compile=None)
 
 
 COMMANDS = {
     "train": Command(
         "train one configuration",
         add_arguments,
-        runs_from("search.cli.training_run", "run_train"),
+        runs_from("search.cli.training.train", "run_train"),
     )
 }

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.cli.training import RUN_DEFAULTS, RUN_SETTINGS, RUNS_FOLDER
-from search.studyfile.settings_file import read_settings
+from search.cli.training import RUN_DEFAULTS, RUN_SETTINGS
+from search.locations import RUNS_FOLDER
+from search.studyfile.train_file import read_settings
 from trainer import TrainConfig
 from trainer.checkpoint import CheckpointPolicy
 from trainer.data import load_image_data

@@ -11,7 +11,7 @@ from typing import Any
 
 from search.errors import StudyFileError
 from search.studyfile.checks import SettingError, check_keys, check_type, rebuilt, trainer_check
-from search.studyfile.settings import (
+from search.studyfile.sections import (
     LOG_BY_DEFAULT,
     SEARCHED,
     CheckpointSettings,

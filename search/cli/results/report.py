@@ -7,17 +7,16 @@ import argparse
 import sys
 
 from search import locations
-from search.cli.results import existing_storage
 from search.results import png
 from search.results.page import build_report
 from search.serve.notes import attach_report
 from search.study.recorded import find_study
-from search.study.storage import masked
+from search.study.storage import masked, open_storage
 
 
 def write_report(args: argparse.Namespace) -> int:
     url = locations.storage_url(args.storage)
-    storage = existing_storage(url)
+    storage = open_storage(url, create=False)  # a mistyped storage is refused, not created
     studies = [find_study(storage, name) for name in dict.fromkeys(args.study)]
     report = build_report(studies, storage_label=masked(url))
     args.output.parent.mkdir(parents=True, exist_ok=True)

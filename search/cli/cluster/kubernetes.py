@@ -1,0 +1,37 @@
+"""What `hpsearch kubernetes` does once parsed: render the manifests for a study's workers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search.launch.kubernetes import KubernetesJob, render
+from search.studyfile import load_study_config
+
+
+def kubernetes(args: argparse.Namespace) -> int:
+    config = load_study_config(args.study_file).with_overrides(
+        trials=args.trials, epochs=args.epochs, image_size=args.image_size
+    )
+    job = KubernetesJob(
+        workers=args.workers,
+        image=args.image,
+        namespace=args.namespace,
+        gpus_per_worker=args.gpus_per_worker,
+        cpu=args.cpu,
+        memory=args.memory,
+        data_pvc=args.data_pvc,
+        checkpoint_pvc=args.checkpoint_pvc,
+        storage_secret=args.storage_secret,
+        dashboard=args.with_dashboard,
+        trials=args.trials,
+        compile=args.compile,
+        log_format=args.log_format,
+    )
+    text = render(config, job)  # every check passes before anything is printed or written
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: kubectl apply -f {args.output}", file=sys.stderr)
+    return 0
