@@ -19,6 +19,7 @@ from typing import Any
 
 from search import locations
 from search.run.log import LOG_FORMATS
+from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -66,8 +67,9 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
         "--wait-for-storage",
         type=float,
         metavar="SECONDS",
-        help="wait this long for a database server that is still starting (default: 300 for "
-        "worker, which a cluster starts beside its database; 0 for run)",
+        help="wait this long for a database server that is still starting (default: "
+        f"{WORKER_WAIT_FOR_STORAGE_SECONDS:.0f} for worker, which a cluster starts beside its "
+        "database; 0 for run)",
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# A worker on a cluster starts beside its database, which may take minutes to accept connections
+WORKER_WAIT_FOR_STORAGE_SECONDS = 300.0
+
 
 @dataclass(frozen=True)
 class WorkerOptions:

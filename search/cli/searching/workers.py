@@ -11,6 +11,7 @@ from search.errors import ConfigError
 from search.launch import launch
 from search.results.status import format_status, study_status
 from search.run.joining import StoredStudy, join
+from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
 from search.study.optuna_compat import storage_of
 from search.studyfile import StudyConfig, load_study_config
@@ -53,10 +54,6 @@ def worker(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-# A worker on a cluster starts beside its database, which may take minutes to accept connections
-WORKER_WAIT_FOR_STORAGE_SECONDS = 300.0
 
 
 def study_setup(
