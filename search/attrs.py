@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 # --- a trial's user attributes --------------------------------------------------------------------
 CONFIG = "config"  # the whole TrainConfig the trial trained with, fixed settings included
@@ -82,7 +82,16 @@ def fail_reason(trial: FrozenTrial) -> str | None:
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The complete trials, best first; among equal values the earlier trial ranks first."""
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
-    return sorted(complete, key=lambda trial: (-trial.value, trial.number))
+    return sorted(complete, key=lambda trial: (-complete_value(trial), trial.number))
+
+
+def complete_value(trial: FrozenTrial) -> float:
+    """A complete trial's value (METRIC); a trial in any other state has none."""
+    if trial.value is None:
+        raise ValueError(
+            f"trial {trial.number} is {trial.state.name}, not COMPLETE: it has no value to compare"
+        )
+    return trial.value
 
 
 def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
@@ -100,7 +109,7 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
-def first_attempt(trial: FrozenTrial) -> int:
+def first_attempt(trial: Trial | FrozenTrial) -> int:
     """The number of the trial a retry continues; a trial that is no retry is its own first."""
     return trial.user_attrs.get(RETRY_OF, trial.number)
 

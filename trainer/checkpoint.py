@@ -171,7 +171,7 @@ def load_or_set_aside(path: Path) -> dict[str, Any] | None:
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

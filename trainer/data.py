@@ -233,14 +233,14 @@ def load_image_data(
     tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
     if tensors is None:
         tensors = _build_cache(cache_path, folder, listing, manifest, progress)
-    data = ImageData(
+    image_data = ImageData(
         listing.classes,
         ImageSplit(tensors["train_images"], tensors["train_labels"]),
         ImageSplit(tensors["val_images"], tensors["val_labels"]),
         str(folder),
     )
-    _LOADED[(str(folder), side)] = (digest, data)
-    return data
+    _LOADED[(str(folder), side)] = (digest, image_data)
+    return image_data
 
 
 def _labels(files: list[tuple[str, int]]) -> torch.Tensor:

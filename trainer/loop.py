@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -133,7 +133,7 @@ def train(
         try:
             metrics = _run_epoch(run, config, data, epoch, progress, stop)
         except TrainingStopped:
-            if unsaved is not None:
+            if checkpoints is not None and unsaved is not None:
                 checkpoints.write(unsaved, checkpoints.path)
             raise
         history.append(metrics)
@@ -167,7 +167,9 @@ def _start(
     # A worker compiles on its first trial only: Dynamo inlines nn.Modules (torch >= 2.5), so its
     # cached graphs serve every later network of the same model and shape in this process
     # (tests/test_train.py).
-    network = torch.compile(model) if compile else model
+    # torch.compile of a Module returns an OptimizedModule, a Module wrapping it; its signature
+    # says only Callable.
+    network = cast(torch.nn.Module, torch.compile(model)) if compile else model
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config, optimizer, steps_per_epoch(num_train, config.batch_size))
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -231,7 +233,7 @@ def _run_epoch(
         train_loss=train_loss,
         images_per_second=trained_images / started.seconds_until(trained),
         seconds=started.seconds_until(Mark(run.device)),
-        lr=run.scheduler.get_last_lr()[0],
+        lr=float(run.scheduler.get_last_lr()[0]),  # a Tensor where the lr was given as one
     )
 
 
@@ -305,7 +307,7 @@ def evaluate(
     return correct.item() / max(count, 1), loss_sum.item() / max(count, 1)
 
 
-def _autocast(device: torch.device):
+def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(
         device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
     )

@@ -11,6 +11,7 @@ follows torch-optimizer's weights.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import overload
 
 import torch
 
@@ -91,6 +92,13 @@ class Ranger(torch.optim.RAdam):
         }
         return {"state": state, "param_groups": groups}
 
+    # Optimizer.step's overloads: a closure's loss is returned, no closure returns None
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         started = self._start_slow_weights()
@@ -119,6 +127,6 @@ class Ranger(torch.optim.RAdam):
         # RAdam keeps "step" on the host unless capturable, so reading it never waits for a GPU.
         if int(self.state[stepped[0]]["step"]) % group["k"]:
             return
-        slow = [self.state[p][SLOW] for p in stepped]
-        torch._foreach_lerp_(slow, stepped, group["alpha"])  # slow += alpha * (fast - slow)
-        torch._foreach_copy_(stepped, slow)
+        slows = [self.state[p][SLOW] for p in stepped]
+        torch._foreach_lerp_(slows, stepped, group["alpha"])  # slow += alpha * (fast - slow)
+        torch._foreach_copy_(stepped, slows)

@@ -235,7 +235,7 @@ def _hpsearch_container(
     ]
     if job.data_pvc:
         mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
-    container = {"name": name, "image": job.image, "args": args, "env": env}
+    container: dict[str, Any] = {"name": name, "image": job.image, "args": args, "env": env}
     if resources := _resources(job, gpus):
         container["resources"] = resources
     return {**container, "volumeMounts": mounts}

@@ -69,6 +69,8 @@ class _Tally:
 
     def __call__(self, module: torch.nn.Module, inputs: Any, logits: torch.Tensor) -> None:
         labels = self.labels
+        if labels is None:
+            raise RuntimeError("the model ran before any labels were kept: feed it _Tally.batches")
         predicted = logits.argmax(dim=1)
         size = self.confusion.shape[0]
         self.confusion += torch.bincount(labels * size + predicted, minlength=size * size).view(

@@ -162,15 +162,21 @@ def _scaled(info: FactorInfo, value: float) -> float:
 
 def _colour_range(info: FactorInfo) -> tuple[float, float]:
     """The space's span, so one trial's colour says where in the space it lies."""
-    low, high = info.bounds
+    low, high = _bounds(info)
     return _scaled(info, low), _scaled(info, high)
+
+
+def _bounds(info: FactorInfo) -> tuple[float, float]:
+    if info.bounds is None:
+        raise ValueError(f"{info.factor} is {info.scale}: only a number's figure has bounds")
+    return info.bounds
 
 
 def _colour_scale(info: FactorInfo) -> dict[str, Any]:
     low, high = _colour_range(info)
     bar: dict[str, Any] = {"title": {"text": FACTOR_TITLES[info.factor]}}
     if info.scale == "log":  # the markers carry log10(value): place the labels there
-        ticks = log_ticks(*info.bounds)
+        ticks = log_ticks(*_bounds(info))
         bar.update(tickvals=[math.log10(tick) for tick in ticks["tickvals"]])
         bar.update(ticktext=ticks["ticktext"])
     return {
@@ -192,7 +198,7 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
             labels = [_trial_label(curve) for curve in at_level]
             figure.add_trace(
                 go.Box(
-                    y=[PERCENT * curve.value for curve in at_level],
+                    y=[_percent(curve) for curve in at_level],
                     name=escaped(level),
                     boxpoints="all",
                     jitter=0.4,
@@ -220,14 +226,20 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
     return figure
 
 
+def _percent(curve: TrialCurve) -> float:
+    if curve.value is None:
+        raise ValueError(f"trial {curve.number} is {curve.state}: only a complete one has a value")
+    return PERCENT * curve.value
+
+
 def _factor_axis(info: FactorInfo) -> dict[str, Any]:
     """The factor's whole space, so one or three trials show where they lie within it."""
     log = info.scale == "log"
     axis: dict[str, Any] = {
         "type": "log" if log else "linear",
-        "range": padded(*info.bounds, log=log),
+        "range": padded(*_bounds(info), log=log),
     }
-    return {**axis, **log_ticks(*info.bounds)} if log else axis
+    return {**axis, **log_ticks(*_bounds(info))} if log else axis
 
 
 def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: str) -> None:
@@ -237,7 +249,7 @@ def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: s
         figure.add_trace(
             go.Scatter(
                 x=[curve.factors[factor] for curve in group],
-                y=[PERCENT * curve.value for curve in group],
+                y=[_percent(curve) for curve in group],
                 mode="markers",
                 name=escaped(optimizer),
                 marker={"size": 9, "color": CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]},

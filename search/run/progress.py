@@ -19,6 +19,7 @@ class StudyProgress:
 
     def __init__(self, study: optuna.Study, budget: int, *, enabled: bool = True):
         self.study = study
+        self.budget = budget
         self.bar = tqdm(
             total=budget,
             desc=study.study_name,
@@ -34,7 +35,7 @@ class StudyProgress:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -55,7 +56,7 @@ class StudyProgress:
             return
         counts = pause_counts(trials)  # asha's paused trials apart from the pruned ones
         best = attrs.best_trial(trials)
-        self.bar.n = min(attrs.budget_spent(trials), self.bar.total)
+        self.bar.n = min(attrs.budget_spent(trials), self.budget)
         self.bar.set_postfix_str(
             f"pruned {counts['pruned']}, "
             + (f"paused {counts['paused']}, " if counts["paused"] + counts["promoted"] else "")

@@ -61,7 +61,7 @@ def release(study: optuna.Study, trial: FrozenTrial, folder: Path) -> None:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = attrs.best_trial(complete)
         if best is not None and best.number == trial.number:
-            _drop_weights_worse_than(complete, trial.value, folder.parent)
+            _drop_weights_worse_than(complete, attrs.complete_value(trial), folder.parent)
             return
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -74,7 +74,7 @@ def remove_trial_files(folder: Path) -> None:
 def _drop_weights_worse_than(complete: list[FrozenTrial], value: float, study_folder: Path) -> None:
     # Strictly worse only: a worker that read the study a moment too early never deletes a winner.
     for trial in complete:
-        if trial.value < value:
+        if attrs.complete_value(trial) < value:
             shutil.rmtree(
                 trial_folder(study_folder, attrs.first_attempt(trial)), ignore_errors=True
             )
