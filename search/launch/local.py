@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from types import FrameType
 
 import optuna
 import torch
@@ -98,7 +99,7 @@ def launch(
             f"{budget(study, config.study.trials)} trials, "
             f"{len(data.train)} train / {len(data.val)} val images, {len(slots)} worker(s)"
             + (
-                f" on GPU(s) {sorted({slot.gpu for slot in slots})}"
+                f" on GPU(s) {sorted({slot.gpu for slot in slots if slot.gpu is not None})}"
                 if slots[0].gpu is not None
                 else ""
             ),
@@ -167,7 +168,7 @@ def _forward_stop(processes: list) -> Iterator[None]:
         yield
         return
 
-    def forward(signum: int, frame) -> None:
+    def forward(signum: int, frame: FrameType | None) -> None:
         for process in processes:
             if process.is_alive():
                 os.kill(process.pid, signum)

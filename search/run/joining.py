@@ -88,6 +88,7 @@ def join(
     if study is None:
         storage = storage or open_storage(options.storage_url, create=True)
         study = create_study(config, storage, data_fingerprint) or joined_late(storage, config)
+    assert storage is not None  # the study was loaded from it, or it was opened to create one
     check_data(study, data_fingerprint)
     if trials is not None:
         set_budget(study, trials)

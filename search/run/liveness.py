@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import optuna
 import psutil
@@ -76,7 +76,7 @@ def _pid_namespace() -> int | None:
         return None
 
 
-def is_gone(worker: Any) -> bool:
+def is_gone(worker: Any) -> TypeGuard[dict[str, Any]]:
     """True when `worker` was a process that this machine can see, and it no longer exists.
     A worker of another machine, or a record this version cannot read, is judged by its
     heartbeat instead."""

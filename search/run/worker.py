@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import NamedTuple
 
 import optuna
@@ -314,7 +315,7 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
         yield stop
         return
 
-    def request_stop(signum: int, frame) -> None:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()

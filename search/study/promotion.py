@@ -22,6 +22,7 @@ attempt's number and report the same epochs.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeGuard
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -68,7 +69,7 @@ class AshaPruner(optuna.pruners.BasePruner):
         return not in_top(values, first_attempt(trial), len(values), self.reduction_factor)
 
 
-def pauses(pruner: optuna.pruners.BasePruner) -> bool:
+def pauses(pruner: optuna.pruners.BasePruner) -> TypeGuard[AshaPruner]:
     """Whether the study's pruner pauses trials (and keeps their checkpoints) instead of
     stopping them."""
     return isinstance(pruner, AshaPruner)

@@ -45,11 +45,12 @@ def is_connection_error(error: BaseException) -> bool:
     reports a connection lost mid-transaction as the PendingRollbackError of the next statement.
     """
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if _is_outage(error):
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if _is_outage(link):
             return True
-        error = error.__cause__ or error.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 
@@ -220,7 +221,7 @@ def _begin_immediately(engine: sqlalchemy.Engine) -> None:
     """
 
     @sqlalchemy.event.listens_for(engine, "connect")
-    def no_implicit_transactions(dbapi_connection, connection_record) -> None:
+    def no_implicit_transactions(dbapi_connection: Any, connection_record: Any) -> None:
         dbapi_connection.isolation_level = None
         # In WAL mode a commit then waits for no disk write, only a checkpoint does: a crash of
         # the machine (not of a worker) may lose the last commits, never corrupt the file. A trial
@@ -228,7 +229,7 @@ def _begin_immediately(engine: sqlalchemy.Engine) -> None:
         dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
     @sqlalchemy.event.listens_for(engine, "begin")
-    def begin(connection) -> None:
+    def begin(connection: sqlalchemy.Connection) -> None:
         connection.exec_driver_sql("BEGIN" if _reads_only() else "BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened before the listeners existed must not be reused

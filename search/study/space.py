@@ -58,9 +58,11 @@ def points_space(points: tuple[dict, ...]) -> SearchSpace:
     optimizers = tuple(dict.fromkeys(point["optimizer"] for point in points))
     # Every point names a model or none does (StudyConfig checks it)
     models = tuple(dict.fromkeys(point["model"] for point in points if "model" in point))
+    lr = span("lr", True)
+    assert lr is not None  # every point names its lr (StudyConfig checks it)
     return SearchSpace(
         optimizers=optimizers,
-        lr=span("lr", True),
+        lr=lr,
         eps=span("eps", True),
         momentum=span("momentum", False),
         models=models or None,

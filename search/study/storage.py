@@ -216,7 +216,7 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
         )
 
 
-def _open_rdb(parsed: sqlalchemy.URL, url: str, **kwargs) -> ResilientRDBStorage:
+def _open_rdb(parsed: sqlalchemy.URL, url: str, **kwargs: Any) -> ResilientRDBStorage:
     """Optuna's storage, surviving another process that creates the same new schema right now.
 
     Optuna creates its tables one by one, each after checking that it is missing, then stamps the

@@ -84,7 +84,8 @@ def check_at_least(key: str, value: int, minimum: int) -> None:
 
 def check_types(settings: Any, rename: Mapping[str, str] | None = None) -> None:
     """Check each field against its annotation."""
-    for name, hint in hints(type(settings)).items():
+    settings_class: type = type(settings)
+    for name, hint in hints(settings_class).items():
         check_type((rename or {}).get(name, name), getattr(settings, name), hint)
 
 
@@ -122,7 +123,7 @@ def _wanted(hint: Any) -> str:
     if typing.get_origin(hint) is tuple:
         return f"a list of {_wanted(typing.get_args(hint)[0]).removeprefix('a ')}s"
     # A settings class may say how a message should name it (Range: "a range { low, high, log }").
-    return (
+    return str(
         WORDS.get(hint)
         or getattr(hint, "NAMED_IN_ERRORS", None)
         or getattr(hint, "__name__", str(hint))

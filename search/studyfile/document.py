@@ -20,6 +20,7 @@ from search.studyfile.sections import (
     SAMPLER_KEYS,
     TRAIN_KEYS_ELSEWHERE,
     Range,
+    SearchSpace,
 )
 from search.studyfile.study_config import StudyConfig
 from trainer.model_names import DEFAULT_MODEL
@@ -65,7 +66,7 @@ def to_document(config: StudyConfig) -> dict[str, Any]:
         "points": [dict(point) for point in config.points],
     }
     if config.space is not None:
-        document["space"] = _space_table(config)
+        document["space"] = _space_table(config.space)
     return document
 
 
@@ -96,8 +97,7 @@ def _kind_table(settings: Any, keys_by_kind: dict[str, frozenset[str]]) -> dict[
     return {"kind": settings.kind, **{key: values[key] for key in sorted(used)}}
 
 
-def _space_table(config: StudyConfig) -> dict[str, Any]:
-    space = config.space
+def _space_table(space: SearchSpace) -> dict[str, Any]:
     table: dict[str, Any] = {"optimizer": list(space.optimizers)}
     for name in LOG_BY_DEFAULT:
         value = getattr(space, name)

@@ -190,7 +190,10 @@ def _train(table: dict[str, Any], data: DataSettings, study: StudySettings) -> T
 
 
 def _kind_settings(
-    document: Mapping[str, Any], name: str, cls: type, keys_by_kind: dict[str, frozenset[str]]
+    document: Mapping[str, Any],
+    name: str,
+    cls: type[SamplerSettings] | type[PrunerSettings],
+    keys_by_kind: dict[str, frozenset[str]],
 ) -> Any:
     table = _section(document, name, field_names(cls))
     kind = table.get("kind", cls.kind)

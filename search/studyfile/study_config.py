@@ -153,7 +153,11 @@ class StudyConfig:
         # Any point the study reaches would do, as every corner and point is checked next; this one
         # files a bad [train] value under "train". The top corner, because a lower bound of 0
         # momentum is the one that [train] settings (nesterov) refuse.
-        reachable = self.points[0] if self.points else self.space.corners()[-1]
+        if self.points:
+            reachable = self.points[0]
+        else:
+            assert self.space is not None  # a study without points has a space (checked first)
+            reachable = self.space.corners()[-1]
         _judged("train", self.train, reachable)
 
     def _check_space(self, space: SearchSpace) -> None:

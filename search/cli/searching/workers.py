@@ -57,7 +57,7 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def study_setup(
-    args: argparse.Namespace, wait_for_storage: float, **overrides
+    args: argparse.Namespace, wait_for_storage: float, **overrides: int | None
 ) -> tuple[StudyConfig | StoredStudy, WorkerOptions]:
     """The study to run: its file's configuration with the flags applied, or, with --study, the
     stored study it names (read when joined); and how its workers run."""
@@ -72,8 +72,14 @@ def study_setup(
             "--study NAME (to join or resume one as it was created), not "
             + ("both" if args.study else "neither")
         )
+    request: StudyConfig | StoredStudy
     if args.study_file is not None:
-        request = load_study_config(args.study_file).with_overrides(data=args.data, **overrides)
+        request = load_study_config(args.study_file).with_overrides(
+            data=args.data,
+            trials=overrides.get("trials"),
+            epochs=overrides.get("epochs"),
+            image_size=overrides.get("image_size"),
+        )
         url = locations.storage_url(args.storage, request.study.storage)
     else:
         _refuse_changes_to_a_stored_study(overrides)
