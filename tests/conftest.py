@@ -5,6 +5,10 @@ A test that needs PostgreSQL, SLURM or a browser carries the marker `postgres`, 
 `browser` (registered in setup.cfg), so `pytest -m "not postgres and not slurm and not browser"`
 runs the rest on any machine. The markers come from the fixtures and helpers that reach the
 service, never from memory: see MARKER_OF_FIXTURE, and tests/launch/test_slurm.py's needs_slurm.
+
+Under `-n N --dist loadgroup` (the README's test command) tests sharing a module-scoped fixture of
+their module run on one worker, and xdist_group keeps apart what must not overlap: the SLURM
+cluster's tests ("slurm") and the tests that torch.compile ("torch-compile").
 """
 
 from __future__ import annotations
@@ -28,10 +32,26 @@ MARKER_OF_FIXTURE = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for fixture in MARKER_OF_FIXTURE.keys() & set(getattr(item, "fixturenames", ())):
             item.add_marker(MARKER_OF_FIXTURE[fixture])
+        module = item.getparent(pytest.Module)
+        if module is not None and _uses_a_module_fixture_of(module, item):
+            item.add_marker(pytest.mark.xdist_group(module.nodeid))
+
+
+def _uses_a_module_fixture_of(module: pytest.Module, item: pytest.Item) -> bool:
+    """Whether the test uses a module-scoped fixture its own module defines (a search run or a
+    model trained once for the module's tests): under `-n N --dist loadgroup` those tests go to one
+    worker, which builds it once, not once per worker. (`_fixtureinfo`: pytest has no public way to
+    a test's fixture definitions.)"""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    return any(
+        chain[-1].scope == "module" and chain[-1].baseid == module.nodeid for chain in definitions
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

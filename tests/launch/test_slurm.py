@@ -116,6 +116,7 @@ def test_tasks_log_json_when_asked(tmp_path, image_folder, capsys):
     ],
     ids=["sqlite", "unreachable"],
 )
+@pytest.mark.slurm  # `hpsearch slurm` finds sbatch before it checks the storage
 def test_a_storage_the_nodes_cannot_share_is_refused_before_submitting(
     tmp_path, image_folder, capsys, storage, expect
 ):
