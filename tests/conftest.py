@@ -1,7 +1,19 @@
-"""Fixtures every test may use: small image folders, and user folders kept out of the user's own."""
+"""Fixtures every test may use: small image folders, user folders kept out of the user's own, a
+PostgreSQL database of the test's own; and the markers that name what a test needs beyond Python.
+
+A test that needs PostgreSQL, SLURM or a browser carries the marker `postgres`, `slurm` or
+`browser` (registered in setup.cfg), so `pytest -m "not postgres and not slurm and not browser"`
+runs the rest on any machine. The markers come from the fixtures and helpers that reach the
+service, never from memory: see MARKER_OF_FIXTURE, and tests/launch/test_slurm.py's needs_slurm.
+
+Under `-n N --dist loadgroup` (the README's test command) tests sharing a module-scoped fixture of
+their module run on one worker, and xdist_group keeps apart what must not overlap: the SLURM
+cluster's tests ("slurm") and the tests that torch.compile ("torch-compile").
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -9,7 +21,57 @@ import psycopg
 import pytest
 import torch
 
+from tests.helpers import postgres
 from tests.helpers.images import make_image_folder
+
+# A test that uses one of these fixtures, directly or through another fixture, gets the marker.
+MARKER_OF_FIXTURE = {
+    "pg_url": "postgres",
+    "private_cluster": "postgres",  # tests/study/test_shared_study.py: a server of its own (initdb)
+    "drawn": "browser",  # tests/results/test_legible_figures.py: reports drawn in Chromium
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in MARKER_OF_FIXTURE.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(MARKER_OF_FIXTURE[fixture])
+        module = item.getparent(pytest.Module)
+        if module is not None and _uses_a_module_fixture_of(module, item):
+            item.add_marker(pytest.mark.xdist_group(module.nodeid))
+
+
+def _uses_a_module_fixture_of(module: pytest.Module, item: pytest.Item) -> bool:
+    """Whether the test uses a module-scoped fixture its own module defines (a search run or a
+    model trained once for the module's tests): under `-n N --dist loadgroup` those tests go to one
+    worker, which builds it once, not once per worker. (`_fixtureinfo`: pytest has no public way to
+    a test's fixture definitions.)"""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    return any(
+        chain[-1].scope == "module" and chain[-1].baseid == module.nodeid for chain in definitions
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cores_shared_with_other_test_workers():
+    """Under pytest-xdist (-n N) N processes share the cores: each gets its share of torch threads,
+    and so do the processes a test starts (OMP_NUM_THREADS), rather than each spinning on all."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        yield
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    before = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    yield
+    torch.set_num_threads(before[0])
+    if before[1] is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = before[1]
 
 
 @pytest.fixture
@@ -43,19 +105,24 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "postgres"}
-
-
 @pytest.fixture
-def pg_url():
-    """A database of its own on the real PostgreSQL, dropped after the test."""
+def pg_url(request: pytest.FixtureRequest):
+    """A database of its own on the test PostgreSQL (tests/helpers/postgres.py), dropped after."""
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(
+            f"{request.node.nodeid} reaches pg_url through request.getfixturevalue: mark it "
+            "postgres (a parameter: pytest.param(..., marks=pytest.mark.postgres))"
+        )
     try:
-        psycopg.connect(**POSTGRES, connect_timeout=3).close()
-    except psycopg.OperationalError:
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432; .ci/run starts it")
+        postgres.connect(connect_timeout=3).close()
+    except psycopg.OperationalError as error:
+        pytest.fail(
+            f"cannot reach the test PostgreSQL {postgres.SERVER_URL} ({error}); .ci/run starts "
+            'it, HPSEARCH_TEST_POSTGRES names another, -m "not postgres" leaves these tests out'
+        )
     name = f"hpsearch_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(**POSTGRES, autocommit=True) as connection:
+    with postgres.connect(autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
-    with psycopg.connect(**POSTGRES, autocommit=True) as connection:
+    yield postgres.storage_url(name)
+    with postgres.connect(autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -20,10 +20,13 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 PASSWORD = "test-only-Xq7"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("docker-compose") is None,
-    reason="docker-compose is not installed (Debian package docker-compose)",
-)
+pytestmark = [
+    pytest.mark.compose,
+    pytest.mark.skipif(
+        shutil.which("docker-compose") is None,
+        reason="docker-compose is not installed (Debian package docker-compose)",
+    ),
+]
 
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess:

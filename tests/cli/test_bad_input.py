@@ -19,6 +19,7 @@ import optuna
 import pytest
 
 from search.cli import main
+from tests.helpers import postgres
 from tests.helpers.images import make_image
 from tests.helpers.studies import write_study
 
@@ -32,6 +33,7 @@ class Row(NamedTuple):
     expect: str  # in the error line
     subprocess: bool = False
     env: dict[str, str] | None = None
+    postgres: bool = False  # reaches the test PostgreSQL (tests/helpers/postgres.py)
 
 
 def _tiny_images(root: Path, *, splits=("train", "val"), classes: int = 2) -> Path:
@@ -132,7 +134,9 @@ ROWS = {
         env={"HPSEARCH_STORAGE": f"postgresql+psycopg://root:{SECRET}@127.0.0.1:1/db"},
     ),
     "database not there, password in a query parameter": Row(
-        f"status --storage {PG}:5432/hpsearch_no_such_db?password={SECRET}", "does not exist"
+        f"status --storage {postgres.storage_url('hpsearch_no_such_db')}?password={SECRET}",
+        "does not exist",
+        postgres=True,
     ),
     # Study files and flags: checked before the data or a database is touched
     "study file missing": Row("run nowhere.toml", "nowhere.toml"),
@@ -185,7 +189,10 @@ ROWS = {
         "run --study other --epochs 2 --storage sqlite:///{existing}", "--epochs with --study"
     ),
 }
-CASES = [pytest.param(row, id=name) for name, row in ROWS.items()]
+CASES = [
+    pytest.param(row, id=name, marks=[pytest.mark.postgres] if row.postgres else [])
+    for name, row in ROWS.items()
+]
 
 
 def _listing(root: Path) -> set[str]:

@@ -21,6 +21,7 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
+@pytest.mark.xdist_group("torch-compile")  # under -n: one worker, one Inductor compile at a time
 def test_json_line_parses_and_holds_the_resolved_config(capsys, image_folder, cache_dir, tmp_path):
     status, out, err = run_cli(
         capsys,

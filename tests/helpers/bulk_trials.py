@@ -40,7 +40,8 @@ def add_trials_in_bulk(study: optuna.Study, trials: list[FrozenTrial]) -> None:
             for model, rows in _child_rows(trial_id, trial).items():
                 children.setdefault(model.__table__, []).extend(rows)
         for table, rows in children.items():
-            connection.execute(sqlalchemy.insert(table), rows)
+            if rows:  # SQLAlchemy deprecates executing with an empty parameter list
+                connection.execute(sqlalchemy.insert(table), rows)
 
 
 def _child_rows(trial_id: int, trial: FrozenTrial) -> dict[Any, list[dict]]:

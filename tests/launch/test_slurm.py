@@ -20,9 +20,21 @@ from search.cli import main
 from tests.helpers.studies import write_study
 
 SECRET = "Sl0rmSecret-7"
-needs_slurm = pytest.mark.skipif(
-    shutil.which("sinfo") is None, reason="no SLURM here: .ci/slurm-up.sh installs and starts one"
-)
+
+
+def needs_slurm(test):
+    """A test on the real cluster: marked `slurm`, skipped where there is none. One at a time
+    (xdist_group): the single node's CPUs hold one job array, a second would wait in the queue."""
+    for mark in (
+        pytest.mark.slurm,
+        pytest.mark.xdist_group("slurm"),
+        pytest.mark.skipif(
+            shutil.which("sinfo") is None,
+            reason="no SLURM here: .ci/slurm-up.sh installs and starts one",
+        ),
+    ):
+        test = mark(test)
+    return test
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -104,6 +116,7 @@ def test_tasks_log_json_when_asked(tmp_path, image_folder, capsys):
     ],
     ids=["sqlite", "unreachable"],
 )
+@pytest.mark.slurm  # `hpsearch slurm` finds sbatch before it checks the storage
 def test_a_storage_the_nodes_cannot_share_is_refused_before_submitting(
     tmp_path, image_folder, capsys, storage, expect
 ):

@@ -230,6 +230,7 @@ def test_png_export_without_a_browser_says_so_and_keeps_the_html(
     assert out.exists() and not (tmp_path / "png").exists()
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(png.png_obstacle() is not None, reason="kaleido or a Chrome is missing")
 def test_png_export_writes_png_files(report, tmp_path):
     written = png.write_pngs(report.figures[:2], tmp_path / "png")

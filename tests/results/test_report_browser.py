@@ -20,6 +20,7 @@ BROWSER_SECONDS = 120
 
 # One list: a second `pytestmark = ...` would replace the skip instead of adding to it.
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(
         CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"
     ),

@@ -186,7 +186,9 @@ def _promoted(trials) -> int:
     )
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_the_epoch_budget_stops_two_asha_workers_and_leaves_nothing_queued(
     request, tmp_path, image_folder, cache_dir, backend, one_torch_thread
 ):

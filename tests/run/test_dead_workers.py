@@ -56,7 +56,9 @@ def test_a_process_is_gone_when_its_pid_is_free_or_taken_by_another_program():
     assert not liveness.is_gone(None)  # an older hpsearch: judged by its heartbeat
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_two_workers_racing_over_one_dead_trial_queue_one_retry(
     tmp_path, image_folder, cache_dir, backend, request
 ):

@@ -107,6 +107,7 @@ def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_di
     assert len(trials_of(storage_url, "test-study")) == 3
 
 
+@pytest.mark.xdist_group("torch-compile")  # under -n: one worker, one Inductor compile at a time
 def test_run_compile_trains_every_trial_through_torch_compile(
     tmp_path, image_folder, cache_dir, storage_url
 ):

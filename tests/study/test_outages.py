@@ -15,7 +15,7 @@ from optuna.distributions import FloatDistribution
 
 from search.study.resilience import is_connection_error
 from search.study.storage import open_storage
-from tests.conftest import POSTGRES
+from tests.helpers import postgres
 
 
 def _psycopg_error(dsn: str) -> psycopg.Error:
@@ -39,14 +39,11 @@ def test_only_a_lock_is_an_outage_on_sqlite(error, outage):
     assert is_connection_error(wrapped) is outage
 
 
+@pytest.mark.postgres
 def test_a_refused_connection_is_an_outage_and_a_refused_login_is_not():
     assert is_connection_error(_psycopg_error("host=127.0.0.1 port=1 user=root dbname=postgres"))
-    assert not is_connection_error(
-        _psycopg_error("host=127.0.0.1 port=5432 user=nobody dbname=postgres")
-    )
-    assert not is_connection_error(
-        _psycopg_error("host=127.0.0.1 port=5432 user=root dbname=no_such_database")
-    )
+    assert not is_connection_error(_psycopg_error(postgres.server_url(username="nobody")))
+    assert not is_connection_error(_psycopg_error(postgres.server_url(database="no_such_database")))
 
 
 def test_a_missing_table_fails_at_once_without_waiting(tmp_path, caplog):
@@ -96,7 +93,7 @@ def test_a_connection_lost_inside_optunas_cache_path_is_retried(pg_url):
         if ended or "FROM trials" not in statement:
             return
         ended.append(connection.connection.dbapi_connection.info.backend_pid)
-        with psycopg.connect(**POSTGRES, autocommit=True) as other:
+        with postgres.connect(autocommit=True) as other:
             other.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
 
     sqlalchemy.event.listen(storage.engine, "before_cursor_execute", end_the_connection_once)

@@ -24,7 +24,7 @@ from search.study.storage import open_storage
 X = {"x": FloatDistribution(0, 1)}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'asha.db'}"

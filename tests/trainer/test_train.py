@@ -147,6 +147,7 @@ def test_schedules_warm_up_then_follow_their_shape():
     assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0])
 
 
+@pytest.mark.xdist_group("torch-compile")  # under -n: one worker, one Inductor compile at a time
 def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_path):
     """A worker's later trials reuse its first trial's compiled graphs and repeat it exactly; the
     compiled network computes what the eager one does and saves plain weights that
