@@ -32,6 +32,9 @@ from trainer.model_names import DEFAULT_MODEL
 
 # How long a worker that found a study being created waits for its creator to record its settings
 CREATION_WAIT_SECONDS = 30.0
+# A creator names the study's metric first of all; a study without it this long after we found it
+# was made by another tool, and is not waited for
+CREATION_GRACE_SECONDS = 2.0
 
 
 def set_budget(study: optuna.Study, trials: int) -> None:
@@ -121,13 +124,15 @@ def create_study(
 def _wait_until_created(study: optuna.Study) -> None:
     """Another `run` may have created the study a moment ago and still be recording its settings;
     a study of an older hpsearch (with a recorded space) or of another tool is not waited for."""
-    deadline = time.monotonic() + CREATION_WAIT_SECONDS
-    while time.monotonic() < deadline:
+    found = time.monotonic()
+    while (waited := time.monotonic() - found) < CREATION_WAIT_SECONDS:
         user_attrs = study.user_attrs
         if attrs.STUDY_ID in user_attrs or attrs.SPACE in user_attrs:
             return
         if attrs.STUDY_CONFIG not in user_attrs and study.get_trials(deepcopy=False):
             return  # trials but no settings: made by another tool, not being created
+        if study.metric_names is None and waited > CREATION_GRACE_SECONDS:
+            return  # not even named by a creator of ours
         time.sleep(0.5)
 
 

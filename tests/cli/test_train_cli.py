@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from search.cli import main
+from search.cli import build_parser, main
+from search.cli.training.train import resolve_settings
 
 QUICK = ["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
 
@@ -40,7 +41,6 @@ def test_json_line_parses_and_holds_the_resolved_config(capsys, image_folder, ca
         "--checkpoint-dir",
         tmp_path / "run",
         "--json",
-        "--compile",
     )
     assert status == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
@@ -213,3 +213,11 @@ def test_a_time_interval_alone_replaces_the_per_epoch_checkpoint(tmp_path):
     )
     assert (both.every_epochs, both.every_seconds) == (2, 60.0)
     assert _checkpoint_policy({"checkpoint_dir": tmp_path}).every_epochs == 1
+
+
+@pytest.mark.parametrize("flags, compiled", [(["--compile"], True), ([], None)])
+def test_train_compile_reaches_the_run_settings(flags, compiled):
+    # Compiling itself is tested in tests/trainer (once per process, as eager) and through `run`
+    args = build_parser().parse_args(["train", "--epochs", "1", *flags])
+    _, run, _ = resolve_settings(args)
+    assert run.get("compile") == compiled
