@@ -124,9 +124,9 @@ class FusedNetwork:
 
 def _check_fusable(members: Sequence[nn.Module]) -> None:
     """Only ResNets: in their forward pass nothing but Conv2d, BatchNorm2d, ReLU, pooling, adds and
-    the final Linear touches the channels, each within a trial's block. Other families mix or
-    normalise across channels without parameters (ShuffleNet's channel shuffle, LayerNorm in
-    ConvNeXt and the ViTs) or draw dropout masks that would differ from the trial's own."""
+    the final Linear touches the channels, each within a trial's block. Other families mix
+    channels (ShuffleNet's channel shuffle), normalise across them (LayerNorm in ConvNeXt and the
+    ViTs) or draw dropout masks that would differ from the trial's own."""
     if not members:
         raise ConfigError("a fused network needs at least one trial's model, but got none")
     for member in members:
