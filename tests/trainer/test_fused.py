@@ -80,6 +80,12 @@ def val_batches(data: ImageData):
     return in_dtype(eval_batches(data.val, batch_size=16, image_size=SMALL["image_size"]))
 
 
+def final_state(run: Training) -> dict:
+    """What a checkpoint holds of the trial's tensors: its weights and BatchNorm buffers, and its
+    optimizer's per-parameter state (momentum, moments, Lookahead's slow weights, step counts)."""
+    return {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict()["state"]}
+
+
 def train_alone(config: TrainConfig, data: ImageData):
     """Per-step losses, per-epoch (val top-1, val loss) and final state of `config` trained
     alone, step by step through the loop's own `train_one_epoch`."""
@@ -98,7 +104,7 @@ def train_alone(config: TrainConfig, data: ImageData):
                 )
             )
         scores.append(evaluate(run.model, val_batches(data)))
-    return losses, scores, run.model.state_dict()
+    return losses, scores, final_state(run)
 
 
 def train_fused(configs: tuple[TrainConfig, ...], data: ImageData, *, step_by_step: bool = False):
@@ -121,7 +127,7 @@ def train_fused(configs: tuple[TrainConfig, ...], data: ImageData, *, step_by_st
                 )
             )
         scores.append(evaluate_fused(network, val_batches(data)))
-    return outcomes, scores, [run.model.state_dict() for run in runs]
+    return outcomes, scores, [final_state(run) for run in runs]
 
 
 def test_fused_trials_train_as_they_do_alone(data):
@@ -134,7 +140,7 @@ def test_fused_trials_train_as_they_do_alone(data):
         torch.testing.assert_close(
             [score[slot][1] for score in scores], [loss for _, loss in alone_scores], **TOLERANCE
         )
-        # Weights and BatchNorm buffers, num_batches_tracked included, under the same names
+        # Under the same names, num_batches_tracked and the optimizers' step counts included
         torch.testing.assert_close(states[slot], alone_state, **TOLERANCE)
 
 
@@ -151,8 +157,8 @@ def test_a_diverging_trial_fails_alone_and_leaves_the_others_untouched(data):
         assert outcomes[slot] == healthy_outcomes[0][slot]
         assert scores[0][slot] == healthy_scores[0][slot]
         # Bitwise: the grouped kernels compute each trial's block from its own values only
-        for name, tensor in states[slot].items():
-            assert torch.equal(tensor, healthy_states[slot][name]), name
+        for name, tensor in states[slot]["model"].items():
+            assert torch.equal(tensor, healthy_states[slot]["model"][name]), name
 
 
 def test_only_resnets_of_one_architecture_fuse():
