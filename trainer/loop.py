@@ -83,7 +83,7 @@ class TrainResult:
 
 
 @dataclass
-class _Training:
+class Training:
     """The mutable parts of a run, kept together so they are saved and restored together."""
 
     model: torch.nn.Module  # owns the weights: saved, restored and stepped
@@ -121,7 +121,7 @@ def train(
     """
     device = resolve_device(device)
     data = data.to(device)
-    run = _start(config, len(data.classes), len(data.train), device, compile)
+    run = start_training(config, len(data.classes), len(data.train), device, compile)
     history: list[EpochMetrics] = []
     if resume and checkpoints is not None and checkpoints.path.exists():
         history = _restore(run, config, checkpoints)
@@ -159,9 +159,11 @@ def train(
     return TrainResult(config, tuple(history), str(device), resumed_from)
 
 
-def _start(
+def start_training(
     config: TrainConfig, num_classes: int, num_train: int, device: torch.device, compile: bool
-) -> _Training:
+) -> Training:
+    """A new run's model, optimizer, schedule and batch generator, all drawn from `config.seed`:
+    the same config starts the same run, alone or fused with others (trainer/fused.py)."""
     torch.manual_seed(config.seed)
     model = build_model(num_classes, device, config.model)
     # A worker compiles on its first trial only: Dynamo inlines nn.Modules (torch >= 2.5), so its
@@ -173,11 +175,11 @@ def _start(
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config, optimizer, steps_per_epoch(num_train, config.batch_size))
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    return _Training(model, network, optimizer, scheduler, generator, device)
+    return Training(model, network, optimizer, scheduler, generator, device)
 
 
 def _run_epoch(
-    run: _Training,
+    run: Training,
     config: TrainConfig,
     data: ImageData,
     epoch: int,
@@ -261,9 +263,9 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     step = 0
     for step, (images, labels) in enumerate(batches, start=1):
-        with _autocast(device):
+        with mixed_precision(device):
             loss = F.cross_entropy(
-                model(_as_model_input(images)), labels, label_smoothing=label_smoothing
+                model(as_model_input(images)), labels, label_smoothing=label_smoothing
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -299,28 +301,29 @@ def evaluate(
     loss_sum = torch.zeros((), device=device)
     count = 0
     for images, labels in batches:
-        with _autocast(device):
-            logits = model(_as_model_input(images))
+        with mixed_precision(device):
+            logits = model(as_model_input(images))
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
         correct += (logits.argmax(dim=1) == labels).sum()
         count += len(labels)
     return correct.item() / max(count, 1), loss_sum.item() / max(count, 1)
 
 
-def _autocast(device: torch.device) -> torch.autocast:
+def mixed_precision(device: torch.device) -> torch.autocast:
+    """bf16 autocast on a GPU; fp32 elsewhere."""
     return torch.autocast(
         device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
     )
 
 
-def _as_model_input(images: torch.Tensor) -> torch.Tensor:
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
     if images.device.type == "cuda":
         return images.contiguous(memory_format=torch.channels_last)
     return images
 
 
 def _payload(
-    run: _Training, config: TrainConfig, history: list[EpochMetrics], policy: CheckpointPolicy
+    run: Training, config: TrainConfig, history: list[EpochMetrics], policy: CheckpointPolicy
 ) -> dict[str, Any]:
     return {
         "epoch": len(history),
@@ -347,7 +350,7 @@ def _on_host(value: Any) -> Any:
     return value
 
 
-def _restore(run: _Training, config: TrainConfig, policy: CheckpointPolicy) -> list[EpochMetrics]:
+def _restore(run: Training, config: TrainConfig, policy: CheckpointPolicy) -> list[EpochMetrics]:
     state = checkpoint.load_or_set_aside(policy.path)
     if state is None:
         return []
