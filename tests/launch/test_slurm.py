@@ -166,7 +166,9 @@ def test_a_job_array_shares_the_budget_and_never_shows_the_password(
     tmp_path, image_folder, cache_dir, pg_url, capsys
 ):
     url = pg_url.replace("root@", f"root:{SECRET}@")  # trust auth: any password is accepted
-    study = write_study(tmp_path, image_folder, trials=4, epochs=2)
+    # Trials long enough (6 epochs, none pruned) that one task cannot run all four before the
+    # other has started, on a loaded machine too
+    study = write_study(tmp_path, image_folder, trials=4, epochs=6, pruner='kind = "none"')
     checkpoints = tmp_path / "ckpt"
     checkpoints.mkdir()
     submitted = time.time()
