@@ -17,15 +17,14 @@ from typing import NamedTuple
 
 import optuna
 
-from search.errors import StorageError, StudyNotFound
+from search.errors import StorageError
 from search.run.options import WorkerOptions
 from search.run.study_data import fingerprint, load_study_data
 from search.study.opening import (
-    check_data,
     check_settings,
-    create_study,
-    joined_late,
+    created_or_checked,
     load_existing,
+    not_started,
     set_budget,
     with_sampler,
 )
@@ -85,11 +84,8 @@ def join(
     if data is None:
         data = load_study_data(config, options.cache_dir, progress=options.progress)
     data_fingerprint = fingerprint(config, data)
-    if study is None:
-        storage = storage or open_storage(options.storage_url, create=True)
-        study = create_study(config, storage, data_fingerprint) or joined_late(storage, config)
-    assert storage is not None  # the study was loaded from it, or it was opened to create one
-    check_data(study, data_fingerprint)
+    storage = storage or open_storage(options.storage_url, create=True)  # a new one, only now
+    study = created_or_checked(config, storage, study, data_fingerprint)
     if trials is not None:
         set_budget(study, trials)
     return Joined(config, storage, with_sampler(study, config, worker_index), data)
@@ -120,10 +116,7 @@ def _open(options: WorkerOptions, *, may_be_new: bool) -> optuna.storages.BaseSt
 def _missing(request: StudyConfig | StoredStudy, storage: optuna.storages.BaseStorage) -> Exception:
     if isinstance(request, StoredStudy):
         return missing_study(storage, request.name)
-    return StudyNotFound(
-        f"study {request.study.name!r} does not exist in this storage; "
-        f"start it with `hpsearch run {request.path}` first"
-    )
+    return not_started(request)
 
 
 def _configuration(

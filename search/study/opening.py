@@ -64,20 +64,37 @@ def open_study(
 ) -> optuna.Study:
     """Create the study (queueing its points) or load it after checking it matches."""
     study = load_existing(storage, config.study.name)
-    if study is None:
-        if not create:
-            raise StudyNotFound(
-                f"study {config.study.name!r} does not exist in this storage; "
-                f"start it with `hpsearch run {config.path}` first"
-            )
-        study = create_study(config, storage, fingerprint)
-        if study is not None:
-            return with_sampler(study, config, worker_index)
-        study = joined_late(storage, config)
-    else:
+    if study is None and not create:
+        raise not_started(config)
+    if study is not None:
         check_settings(study, config)
-    check_data(study, fingerprint)
+    study = created_or_checked(config, storage, study, fingerprint)
     return with_sampler(study, config, worker_index)
+
+
+def created_or_checked(
+    config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    study: optuna.Study | None,
+    fingerprint: dict[str, Any],
+) -> optuna.Study:
+    """Once the data is known: the study created (or, if another process created it first, that
+    one checked), or the data of the study that exists checked against its fingerprint."""
+    if study is None:
+        created = create_study(config, storage, fingerprint)
+        if created is not None:
+            return created
+        study = joined_late(storage, config)
+    check_data(study, fingerprint)
+    return study
+
+
+def not_started(config: StudyConfig) -> StudyNotFound:
+    """The error for a study file's study that a command which only joins does not find."""
+    return StudyNotFound(
+        f"study {config.study.name!r} does not exist in this storage; "
+        f"start it with `hpsearch run {config.path}` first"
+    )
 
 
 def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
