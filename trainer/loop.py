@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ EVAL_BATCH_SIZE = {
     "mps": 512,
     "cpu": 256,
 }  # evaluation keeps no activations for backward
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class EpochMetrics:
     images_per_second: float  # training images only, evaluation excluded
     seconds: float  # the whole epoch, evaluation included
     lr: float  # at the end of the epoch
+    fused_trials: int = 1  # trials trained in one network that epoch (trainer/fused.py), itself too
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,21 @@ class Training:
     device: torch.device
 
 
+@dataclass(frozen=True)
+class EpochWork:
+    """One epoch a run asks to be trained and evaluated: what `training` yields, and what an epoch
+    runner (`run_alone`, or trainer.fused's for several runs at once) answers with its metrics."""
+
+    run: Training
+    config: TrainConfig
+    data: ImageData  # on the run's device
+    epoch: int  # counted from 1
+
+
+# A run as a coroutine: it yields each epoch's work, is sent the epoch's metrics, returns its result
+Steps = Generator[EpochWork, EpochMetrics, TrainResult]
+
+
 def train(
     config: TrainConfig,
     data: ImageData,
@@ -119,6 +136,37 @@ def train(
     epoch it was in. `compile` runs the network through torch.compile; later runs in the same
     process reuse the first one's compiled graphs.
     """
+    steps = training(
+        config,
+        data,
+        on_epoch,
+        device=device,
+        checkpoints=checkpoints,
+        resume=resume,
+        on_resume=on_resume,
+        stop=stop,
+        compile=compile,
+    )
+    return run_alone(steps, stop=stop, progress=progress)
+
+
+def training(
+    config: TrainConfig,
+    data: ImageData,
+    on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+    *,
+    device: str | torch.device = "auto",
+    checkpoints: CheckpointPolicy | None = None,
+    resume: bool = False,
+    on_resume: Callable[[list[EpochMetrics]], None] | None = None,
+    stop: threading.Event | None = None,
+    compile: bool = False,
+) -> Steps:
+    """`train` as a coroutine that leaves each epoch's training and evaluation to its driver: it
+    yields an EpochWork and is sent the epoch's metrics, or thrown the epoch's error
+    (TrainingStopped, NonFiniteLossError). Everything else (resuming, reporting, pausing,
+    checkpoints, the weights file) happens here, so a run driven alone (`run_alone`) and one
+    driven in a fused group (trainer.fused) write the same files."""
     device = resolve_device(device)
     data = data.to(device)
     run = start_training(config, len(data.classes), len(data.train), device, compile)
@@ -131,7 +179,7 @@ def train(
     unsaved = None  # the last finished epoch, copied to the host, while the checkpoint is older
     for epoch in range(len(history) + 1, config.epochs + 1):
         try:
-            metrics = _run_epoch(run, config, data, epoch, progress, stop)
+            metrics = yield EpochWork(run, config, data, epoch)
         except TrainingStopped:
             if checkpoints is not None and unsaved is not None:
                 checkpoints.write(unsaved, checkpoints.path)
@@ -159,6 +207,28 @@ def train(
     return TrainResult(config, tuple(history), str(device), resumed_from)
 
 
+def run_alone(
+    steps: Generator[EpochWork, EpochMetrics, Result],
+    *,
+    stop: threading.Event | None = None,
+    progress: bool = False,
+) -> Result:
+    """Drive a run (or anything that yields a run's epochs, as a search's trial does) to its end,
+    training each epoch on its own network; an epoch's error is thrown into the run, where its
+    handlers see it as they would a call's."""
+    try:
+        work = next(steps)
+        while True:
+            try:
+                metrics = run_epoch(work, stop, progress=progress)
+            except BaseException as error:  # noqa: BLE001 - the run's handlers decide, as for a call
+                work = steps.throw(error)
+            else:
+                work = steps.send(metrics)
+    except StopIteration as done:
+        return done.value
+
+
 def start_training(
     config: TrainConfig, num_classes: int, num_train: int, device: torch.device, compile: bool
 ) -> Training:
@@ -178,16 +248,13 @@ def start_training(
     return Training(model, network, optimizer, scheduler, generator, device)
 
 
-def _run_epoch(
-    run: Training,
-    config: TrainConfig,
-    data: ImageData,
-    epoch: int,
-    progress: bool,
-    stop: threading.Event | None,
+def run_epoch(
+    work: EpochWork, stop: threading.Event | None = None, *, progress: bool = False
 ) -> EpochMetrics:
+    """Train and evaluate one run's epoch on its own network."""
+    run, config, data, epoch = work.run, work.config, work.data, work.epoch
     started = Mark(run.device)
-    batches = _until_stopped(
+    batches = until_stopped(
         train_batches(
             data.train,
             batch_size=config.batch_size,
@@ -219,7 +286,7 @@ def _run_epoch(
     trained = Mark(run.device)  # read after evaluation, which waits for the GPU anyway
     val_top1, val_loss = evaluate(
         run.network,
-        _until_stopped(
+        until_stopped(
             eval_batches(
                 data.val, batch_size=EVAL_BATCH_SIZE[run.device.type], image_size=config.image_size
             ),
@@ -227,19 +294,35 @@ def _run_epoch(
             epoch,
         ),
     )
-    trained_images = min(steps * config.batch_size, len(data.train))
+    return epoch_metrics(work, train_loss, val_top1, val_loss, started, trained)
+
+
+def epoch_metrics(
+    work: EpochWork,
+    train_loss: float,
+    val_top1: float,
+    val_loss: float,
+    started: Mark,
+    trained: Mark,
+    fused_trials: int = 1,
+) -> EpochMetrics:
+    """The metrics of an epoch trained from `started` to `trained` and evaluated since; a fused
+    trial's images per second are its own, so the group trained `fused_trials` times as many."""
+    steps = steps_per_epoch(len(work.data.train), work.config.batch_size)
+    trained_images = min(steps * work.config.batch_size, len(work.data.train))
     return EpochMetrics(
-        epoch=epoch,
+        epoch=work.epoch,
         val_top1=val_top1,
         val_loss=val_loss,
         train_loss=train_loss,
         images_per_second=trained_images / started.seconds_until(trained),
-        seconds=started.seconds_until(Mark(run.device)),
-        lr=float(run.scheduler.get_last_lr()[0]),  # a Tensor where the lr was given as one
+        seconds=started.seconds_until(Mark(work.run.device)),
+        lr=float(work.run.scheduler.get_last_lr()[0]),  # a Tensor where the lr was given as one
+        fused_trials=fused_trials,
     )
 
 
-def _until_stopped(batches: Iterable, stop: threading.Event | None, epoch: int) -> Iterable:
+def until_stopped(batches: Iterable, stop: threading.Event | None, epoch: int) -> Iterable:
     """Yield `batches`, raising TrainingStopped at the first batch after `stop` is set."""
     for batch in batches:
         if stop is not None and stop.is_set():

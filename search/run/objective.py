@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import torch
@@ -30,7 +31,7 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.data import ImageData
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
 from trainer.files import WEIGHTS_NAME
-from trainer.loop import EpochMetrics, train
+from trainer.loop import EpochMetrics, EpochWork, run_alone, training
 
 # The pruner compares a trial with those that finished; what it read this long ago serves it
 # again, where a read at every epoch of every worker would ask the database for every running trial.
@@ -39,6 +40,10 @@ PRUNER_READ_LAG_SECONDS = 5.0
 # the worker goes on. Its hyperparameters (divergence, out of memory), a checkpoint in its folder
 # that is not its, or a full disk (a retry would fill it again).
 TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError, ForeignCheckpoint, NoSpaceLeft)
+
+Value = TypeVar("Value")
+# A trial's run as a coroutine: yields each epoch's work, is sent its metrics, returns Value
+TrialSteps = Generator[EpochWork, EpochMetrics, Value]
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,11 @@ class Objective:
         self.stop = stop
 
     def __call__(self, trial: optuna.Trial, run: TrialRun | None = None) -> float:
+        return run_alone(self.steps(trial, run), stop=self.stop)
+
+    def steps(self, trial: optuna.Trial, run: TrialRun | None = None) -> TrialSteps[float]:
+        """The trial as a coroutine of its epochs (trainer.loop.training): a worker with several
+        slots trains its epochs beside other trials' (search.run.slots)."""
         # Seeded by the first attempt, so a retry continues the very run its checkpoint came from.
         train_config = suggest(trial, self.config).replace(
             seed=self.config.study.seed + first_attempt(trial)
@@ -87,7 +97,7 @@ class Objective:
 
         policy = self._policy(run, trial)
         try:
-            result = train(
+            result = yield from training(
                 train_config,
                 self.data,
                 report,

@@ -19,3 +19,4 @@ class WorkerOptions:
     checkpoint_dir: Path | None = None  # overrides the study file's [checkpoint] dir
     compile: bool = False  # torch.compile the network once, on this worker's first trial
     wait_for_storage: float = 0  # seconds to wait for a database server that is still starting
+    trials_per_worker: int | None = None  # overrides the study file's [study] trials_per_worker

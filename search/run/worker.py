@@ -32,9 +32,16 @@ from search import attrs, locations
 from search.run import liveness, trial_files
 from search.run.joining import Joined, StoredStudy, join
 from search.run.log import WorkerLog, log_warnings
-from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
+from search.run.objective import (
+    TRIAL_FAILURES,
+    Objective,
+    TrialRun,
+    TrialSteps,
+    free_device_memory,
+)
 from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
+from search.run.slots import Slots
 from search.study import promotion, retries
 from search.study.epochs_budget import epochs_budget_met
 from search.study.optuna_compat import trial_id_of
@@ -98,14 +105,16 @@ def work(
         if config.study.timeout_minutes
         else None
     )
+    slots = Slots(options.trials_per_worker or config.study.trials_per_worker, stop)
     with StudyProgress(study, budget(study, config.study.trials), enabled=options.progress):
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            trial = worker.next_trial()
-            if trial is None:
-                if worker.wait_for_silent_trials():
-                    continue
-                break
-            if not worker.run(trial):
+        while True:
+            may_start = not slots.exhausted and not stop.is_set()
+            may_start = may_start and (deadline is None or time.monotonic() < deadline)
+            while may_start and slots.free and (trial := worker.next_trial()) is not None:
+                slots.start(worker.run_steps(trial))
+            if slots.busy:
+                slots.run_round()  # one epoch of each trial in flight; the ended free their slots
+            elif not (may_start and worker.wait_for_silent_trials()):
                 break
     ended_by_timeout = deadline is not None and time.monotonic() >= deadline
     why = "stopped" if stop.is_set() else "timeout" if ended_by_timeout else "nothing left to run"
@@ -189,8 +198,9 @@ class _Worker:
                 )
         return bool(silent) and not self.stop.wait(self.config.heartbeat.interval_seconds)
 
-    def run(self, trial: optuna.Trial) -> bool:
-        """Train with a heartbeat, tell; False when there is nothing left to run."""
+    def run_steps(self, trial: optuna.Trial) -> TrialSteps[bool]:
+        """Train with a heartbeat, tell; False when there is nothing left to run. A coroutine of
+        the trial's epochs, driven by the worker's slots (search.run.slots)."""
         run = TrialRun(
             trial_files.trial_folder(self.study_folder, retries.first_attempt(trial)),
             resume=attrs.RETRY_OF in trial.user_attrs,
@@ -198,13 +208,13 @@ class _Worker:
         trial.set_user_attr(attrs.WORKER, self.me)
         interval = self.config.heartbeat.interval_seconds
         with liveness.Heartbeat(self.storage, trial_id_of(trial), interval):
-            more = self._run_and_tell(trial, run)
+            more = yield from self._run_and_tell(trial, run)
         free_device_memory(self.objective.device)
         return more
 
-    def _run_and_tell(self, trial: optuna.Trial, run: TrialRun) -> bool:
+    def _run_and_tell(self, trial: optuna.Trial, run: TrialRun) -> TrialSteps[bool]:
         try:
-            value = self.objective(trial, run)
+            value = yield from self.objective.steps(trial, run)
         except optuna.TrialPruned as pruned:
             self._finish(trial, run, TrialState.PRUNED, reason=str(pruned))
         except PauseAfterEpoch as pause:

@@ -31,6 +31,7 @@ LOCAL_KEYS = (
     "study.trials",
     "study.timeout_minutes",
     "study.storage",
+    "study.trials_per_worker",
     "data.source",
     "checkpoint.dir",
     "checkpoint.every_epochs",

@@ -82,6 +82,9 @@ class StudySettings:
     # Epochs trained over all workers (restored epochs of a resumed trial not counted), after
     # which no worker starts or continues a trial; multi-fidelity searches compare at equal compute
     epochs_budget: int | None = None
+    # Trials each worker trains at once, fused in one network where their model allows
+    # (trainer/fused.py); a worker's own choice, which --trials-per-worker overrides
+    trials_per_worker: int = 1
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -90,6 +93,7 @@ class StudySettings:
                 "name", f"must be 1 to {MAX_NAME_CHARS} printable characters, but got {self.name!r}"
             )
         check_at_least("trials", self.trials, 1)
+        check_at_least("trials_per_worker", self.trials_per_worker, 1)
         if self.epochs_budget is not None:
             check_at_least("epochs_budget", self.epochs_budget, 1)
         if self.timeout_minutes is not None and not self.timeout_minutes > 0:

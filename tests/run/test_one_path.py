@@ -50,14 +50,14 @@ def counted(monkeypatch, one_torch_thread) -> Counts:
     check = spy("settings checked", search.study.opening.check_settings)
     monkeypatch.setattr(search.study.opening, "check_settings", check)
     monkeypatch.setattr(search.run.joining, "check_settings", check)
-    objective = Objective.__call__
+    objective = Objective.steps
 
     def first_trial(self, *args, **kwargs):
         if not at_first_trial:
             at_first_trial.update(calls, trials=1)
         return objective(self, *args, **kwargs)
 
-    monkeypatch.setattr(Objective, "__call__", first_trial)
+    monkeypatch.setattr(Objective, "steps", first_trial)
     return counts
 
 

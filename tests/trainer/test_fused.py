@@ -122,7 +122,7 @@ def train_fused(configs: tuple[TrainConfig, ...], data: ImageData, *, step_by_st
                     group,
                     [run.optimizer for run in runs],
                     [run.scheduler for run in runs],
-                    epoch=epoch,
+                    epochs=[epoch] * len(runs),
                     label_smoothing=[config.label_smoothing for config in configs],
                 )
             )

@@ -1,0 +1,92 @@
+"""A worker's slots: the trials it trains at once, `--trials-per-worker` of them.
+
+Each trial in flight is a coroutine (the worker's `run_steps`) that yields its epochs. A round
+trains one epoch of every trial in flight, those that fuse in one network (trainer.fused), and
+sends each trial its metrics or throws it its error, where the trial's own handlers (pruning,
+pausing, failing, telling the study) run as they do for a trial trained alone. A trial that ends
+frees its slot at the round's end, an epoch boundary, and the worker fills it with its next trial.
+One slot is a trial at a time, as a worker always ran them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from search.run.objective import TrialSteps
+from trainer import TrainingStopped
+from trainer.fused import EpochRunner
+from trainer.loop import EpochWork
+
+
+@dataclass
+class _Slot:
+    steps: TrialSteps[bool]
+    work: EpochWork  # the epoch it waits for
+
+
+class Slots:
+    """Up to `count` trials in flight; `exhausted` once a trial said nothing is left to run."""
+
+    def __init__(self, count: int, stop: threading.Event):
+        self.count = count
+        self.stop = stop
+        self.exhausted = False
+        self._slots: list[_Slot] = []
+        self._runner = EpochRunner()
+
+    @property
+    def free(self) -> int:
+        return self.count - len(self._slots)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._slots)
+
+    def start(self, steps: TrialSteps[bool]) -> None:
+        """Take a trial: run it up to its first epoch (a trial may end before, as a failed one)."""
+        try:
+            self._slots.append(_Slot(steps, next(steps)))
+        except StopIteration as ended:
+            self._ended(ended.value)
+
+    def run_round(self) -> None:
+        """One epoch of every trial in flight. A trial that raises (a bug, re-raised once its trial
+        is recorded) stops the others, each queued to resume from its checkpoint, and is raised."""
+        in_flight, self._slots = self._slots, []
+        try:
+            outcomes = self._runner.run([slot.work for slot in in_flight], self.stop)
+        except BaseException:
+            self._slots = in_flight
+            self.abandon()
+            raise
+        raised: BaseException | None = None
+        for slot, outcome in zip(in_flight, outcomes):
+            try:
+                if isinstance(outcome, BaseException):
+                    slot.work = slot.steps.throw(outcome)
+                else:
+                    slot.work = slot.steps.send(outcome)
+                self._slots.append(slot)
+            except StopIteration as ended:
+                self._ended(ended.value)
+            except BaseException as error:  # noqa: BLE001 - raised below, once the others stop
+                raised = raised or error
+        if raised is not None:
+            self.abandon()
+            raise raised
+
+    def abandon(self) -> None:
+        """Stop every trial in flight as a signal would: each writes its checkpoint and is queued
+        to resume."""
+        for slot in self._slots:
+            try:
+                slot.steps.throw(TrainingStopped(slot.work.epoch))
+            except StopIteration:
+                pass
+            except Exception:  # noqa: BLE001, S110 - stopping after an error: that one is raised
+                pass
+        self._slots = []
+
+    def _ended(self, more: bool) -> None:
+        self.exhausted = self.exhausted or not more
