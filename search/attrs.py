@@ -125,6 +125,15 @@ def budget_spent(trials: list[FrozenTrial]) -> int:
     return len({first_attempt(trial) for trial in trials if trial.state in FINISHED})
 
 
+def budget_taken(trials: list[FrozenTrial]) -> int:
+    """Trials that the budget leaves no room beside: those that count (`budget_spent`) and those
+    running, each lineage once. A worker starts a new trial only below it, so a worker of several
+    slots never starts more than the budget, nor several workers more than those racing to start.
+    """
+    taken = (*FINISHED, TrialState.RUNNING)
+    return len({first_attempt(trial) for trial in trials if trial.state in taken})
+
+
 def settings_text(settings: dict[str, Any]) -> str:
     """`optimizer=ranger, lr=0.008, ...`: a configuration in one line, unset settings left out,
     numbers to three significant digits."""

@@ -139,7 +139,8 @@ class _Worker:
     def next_trial(self) -> optuna.Trial | None:
         """Nothing once the epoch budget is met; else a queued retry first, then a paused trial
         to promote, whatever the trial budget (the trial they continue counts already); else a
-        new trial while the budget and, for a points study, the queue allow."""
+        new trial while the trials finished or running, this worker's other slots' among them,
+        leave room in the budget and, for a points study, the queue allows."""
         # One read serves the sweep, the claim and the budget: each read fetches every unfinished
         # trial again (Optuna's cache keeps only finished ones), so it costs more with each worker.
         trials = self.study.get_trials(deepcopy=False)
@@ -157,7 +158,7 @@ class _Worker:
         promoted = self._promote()
         if promoted is not None:
             return promoted
-        if attrs.budget_spent(trials) >= budget(self.study, self.config.study.trials):
+        if attrs.budget_taken(trials) >= budget(self.study, self.config.study.trials):
             return None
         if self.config.space is None and not any(_queued_point(t) for t in trials):
             return None  # a study of fixed points ends when its queue is empty

@@ -3,14 +3,26 @@ their own Optuna trial, with their own reports, checkpoints, failures, pauses an
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import optuna
 import pytest
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from search import attrs
+from search.cli import main
 from search.launch import launch
+from search.results.status import study_status
+from search.run.joining import join
 from search.run.worker import WorkerOptions
+from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
 
@@ -43,10 +55,10 @@ def points_study(folder, images, points: str, *, epochs: int = 2, batch_size=32,
     return load_study_config(path)
 
 
-def run_study(tmp_path, config, cache_dir, trials_per_worker: int, **launch_options):
-    """The study run to its end by one worker with `trials_per_worker` slots, in its own folder."""
+def options_for(tmp_path, cache_dir, trials_per_worker: int | None) -> WorkerOptions:
     folder = tmp_path / f"k{trials_per_worker}"
-    options = WorkerOptions(
+    folder.mkdir(exist_ok=True)
+    return WorkerOptions(
         f"sqlite:///{folder / 'studies.db'}",
         "cpu",
         cache_dir,
@@ -54,7 +66,11 @@ def run_study(tmp_path, config, cache_dir, trials_per_worker: int, **launch_opti
         checkpoint_dir=folder / "checkpoints",
         trials_per_worker=trials_per_worker,
     )
-    folder.mkdir(exist_ok=True)
+
+
+def run_study(tmp_path, config, cache_dir, trials_per_worker: int, **launch_options):
+    """The study run to its end by one worker with `trials_per_worker` slots, in its own folder."""
+    options = options_for(tmp_path, cache_dir, trials_per_worker)
     launch(config, options, **launch_options)
     study = optuna.load_study(study_name=config.study.name, storage=options.storage_url)
     return study.get_trials(deepcopy=False)
@@ -98,3 +114,162 @@ def test_three_fused_trials_train_as_they_do_alone(tmp_path, image_folder, cache
     weights = [torch.load(trial.user_attrs[attrs.WEIGHTS], weights_only=True) for trial in best]
     assert weights[0].keys() == weights[1].keys()
     torch.testing.assert_close(weights[1]["model"], weights[0]["model"], rtol=1e-3, atol=1e-4)
+
+
+def with_trials_per_worker(config, count: int):
+    return dataclasses.replace(
+        config, study=dataclasses.replace(config.study, trials_per_worker=count)
+    )
+
+
+def test_a_diverging_trial_fails_alone_and_its_slot_takes_the_next_trial(
+    tmp_path, image_folder, cache_dir, capsys
+):
+    """Three slots: trial 1 diverges in epoch 1 and fails; trials 0 and 2 go on, and trial 3
+    takes the free slot at the next epoch boundary, fused with them at its own epoch 1."""
+    points = THREE_KINDS.replace(
+        '[[points]]\noptimizer = "adam"', DIVERGING + '[[points]]\noptimizer = "adam"', 1
+    )
+    config = points_study(tmp_path, image_folder, points, trials=4, epochs=3, pruner=NO_PRUNING)
+    trials = run_study(tmp_path, config, cache_dir, trials_per_worker=3)
+    assert [trial.params["optimizer"] for trial in trials] == ["sgd", "sgd", "adam", "ranger"]
+    assert [trial.state for trial in trials] == [
+        TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE
+    ]  # fmt: skip
+    assert (
+        "NonFiniteLossError: training loss became non-finite in epoch 1"
+        in (trials[1].user_attrs[attrs.FAIL_REASON])
+    )
+    assert fused_sizes(trials[0]) == fused_sizes(trials[2]) == [3, 3, 3]
+    assert fused_sizes(trials[3]) == [3, 3, 1], "joined at epoch 2 of the others, then alone"
+    assert trials[3].datetime_start >= trials[1].datetime_complete
+    assert trials[3].datetime_start <= trials[0].datetime_complete
+
+    # Nothing special to see: four trials of a budget of four, the best exported as ever
+    url = options_for(tmp_path, cache_dir, 3).storage_url
+    [status] = study_status(open_storage(url), config.study.name)
+    assert (status["budget"], status["budget_spent"], status["trials"]) == (4, 4, 4)
+    capsys.readouterr()
+    assert main(["export", "--storage", url, "--study", config.study.name]) == 0
+    best = max((trial for trial in trials if trial.value is not None), key=lambda t: t.value)
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["provenance"]["trial"] == best.number
+    assert {key: exported[key] for key in best.user_attrs[attrs.CONFIG]} == best.user_attrs[
+        attrs.CONFIG
+    ]
+
+
+# Learns little in one epoch: far below 100%
+WEAK_SPACE = 'optimizer = ["sgd"]\nlr = { low = 1e-5, high = 1e-4 }\nmomentum = 0.0'
+
+
+def test_a_pruned_trial_frees_its_slot_for_the_next_at_the_epoch_boundary(
+    tmp_path, image_folder, cache_dir
+):
+    """A finished trial scored 100% at every epoch, so the median pruner stops each weak trial
+    after its first epoch: two slots, three trials; the third starts when the first two end."""
+    pruner = 'kind = "median"\nwarmup_epochs = 0\nstartup_trials = 1'
+    path = write_study(tmp_path, image_folder, trials=4, epochs=3, space=WEAK_SPACE, pruner=pruner)
+    config = load_study_config(path)
+    options = options_for(tmp_path, cache_dir, trials_per_worker=2)
+    study = join(config, options, create=True).study
+    study.add_trial(create_trial(value=1.0, intermediate_values={1: 1.0, 2: 1.0, 3: 1.0}))
+    launch(config, options)
+
+    perfect, *weak = optuna.load_study(
+        study_name=config.study.name, storage=options.storage_url
+    ).get_trials(deepcopy=False)
+    assert [trial.state for trial in weak] == [TrialState.PRUNED] * 3
+    assert [list(trial.intermediate_values) for trial in weak] == [[1]] * 3
+    assert [fused_sizes(trial) for trial in weak] == [[2], [2], [1]]
+    assert weak[2].datetime_start >= max(trial.datetime_complete for trial in weak[:2])
+
+
+def checkpoints_of(options: WorkerOptions) -> list[Path]:
+    return sorted(options.checkpoint_dir.glob("*/trial-*/last.pt"))
+
+
+def hpsearch_run(config, options: WorkerOptions) -> subprocess.Popen:
+    flags = ["--storage", options.storage_url, "--cache-dir", options.cache_dir]
+    flags += ["--checkpoint-dir", options.checkpoint_dir, "--device", "cpu", "--no-progress"]
+    command = [sys.executable, "-m", "search", "run", config.path, *flags]
+    return subprocess.Popen([str(part) for part in command], stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the worker exited before {what}: {process.stderr.read()}"
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+
+
+def signal_study(tmp_path, image_folder, checkpoint: str):
+    """Three trials in one worker of three slots, 4 epochs each, no pruning."""
+    extra = THREE_KINDS + f"\n[checkpoint]\n{checkpoint}\n"
+    config = points_study(tmp_path, image_folder, extra, trials=3, epochs=4, pruner=NO_PRUNING)
+    path = config.path
+    path.write_text(path.read_text().replace("[study]\n", "[study]\ntrials_per_worker = 3\n"))
+    return load_study_config(path)
+
+
+def test_sigterm_checkpoints_every_slot_and_each_trial_resumes_alone(
+    tmp_path, image_folder, cache_dir
+):
+    # No checkpoint falls due: each one on disk after the signal is the stop's own
+    config = signal_study(tmp_path, image_folder, "every_seconds = 3600")
+    options = options_for(tmp_path, cache_dir, trials_per_worker=None)
+    worker = hpsearch_run(config, options)
+    storage = optuna.storages.RDBStorage(options.storage_url)
+
+    def every_trial_finished_an_epoch() -> bool:
+        summaries = optuna.get_all_study_summaries(storage)
+        if not summaries:
+            return False
+        trials = optuna.load_study(study_name=config.study.name, storage=storage).trials
+        return len(trials) == 3 and all(trial.intermediate_values for trial in trials)
+
+    wait_for(every_trial_finished_an_epoch, worker, "an epoch of each trial")
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    stopped = optuna.load_study(study_name=config.study.name, storage=storage).trials
+    assert [trial.state for trial in stopped[:3]] == [TrialState.FAIL] * 3
+    assert [trial.user_attrs[attrs.RETRY_OF] for trial in stopped[3:]] == [0, 1, 2]
+    assert len(checkpoints_of(options)) == 3, "every slot wrote its checkpoint at the stop"
+
+    launch(config, dataclasses.replace(options, trials_per_worker=1))
+    retries = optuna.load_study(study_name=config.study.name, storage=storage).trials[3:]
+    assert [trial.state for trial in retries] == [TrialState.COMPLETE] * 3
+    for first, retry in zip(stopped, retries):
+        resumed = len(first.intermediate_values)
+        assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == resumed >= 1, "no epoch lost"
+        assert fused_sizes(retry) == [3] * resumed + [1] * (4 - resumed)
+        assert {epoch: retry.intermediate_values[epoch] for epoch in first.intermediate_values} == (
+            first.intermediate_values
+        )
+
+
+@pytest.mark.parametrize("resumed_by", [1, 3])
+def test_a_killed_worker_of_three_slots_has_all_its_trials_resumed(
+    tmp_path, image_folder, cache_dir, resumed_by
+):
+    config = signal_study(tmp_path, image_folder, "every_epochs = 1")
+    options = options_for(tmp_path, cache_dir, trials_per_worker=None)
+    worker = hpsearch_run(config, options)
+    wait_for(lambda: len(checkpoints_of(options)) == 3, worker, "a checkpoint of each trial")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+
+    # Its pid is gone on this host: the next worker fails and retries its trials at once
+    launch(config, dataclasses.replace(options, trials_per_worker=resumed_by))
+    trials = optuna.load_study(study_name=config.study.name, storage=options.storage_url).trials
+    killed, retries = trials[:3], trials[3:]
+    assert all("is gone" in trial.user_attrs[attrs.FAIL_REASON] for trial in killed)
+    assert [trial.user_attrs[attrs.RETRY_OF] for trial in retries] == [0, 1, 2]
+    assert [trial.state for trial in retries] == [TrialState.COMPLETE] * 3
+    for retry in retries:
+        assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
+        assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
+    if resumed_by == 3:
+        assert all(fused_sizes(retry)[-1] == 3 for retry in retries), "resumed side by side"
