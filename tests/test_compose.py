@@ -15,6 +15,8 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from search.cli import build_parser
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -94,6 +96,25 @@ def test_the_stack_has_the_database_the_dashboard_and_gpu_workers(config):
         services["worker"]["command"][:1] == ["run"]
         and "--workers" in services["worker"]["command"]
     )
+
+
+@pytest.mark.parametrize(
+    "env_line, expected", [("TRIALS_PER_WORKER=3\n", 3), ("", 1)], ids=["set", "unset"]
+)
+def test_trials_per_worker_from_the_env_file_reaches_the_worker_command(
+    tmp_path, env_line, expected
+):
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        ENV_EXAMPLE.read_text()
+        .replace("POSTGRES_PASSWORD=\n", f"POSTGRES_PASSWORD={PASSWORD}\n")
+        .replace("TRIALS_PER_WORKER=1\n", env_line)
+    )
+    result = compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    command = yaml.safe_load(result.stdout)["services"]["worker"]["command"]
+    # the image's entrypoint is `hpsearch`: the command is what follows it
+    assert build_parser().parse_args(command).trials_per_worker == expected
 
 
 def test_the_dashboard_and_database_are_published_on_loopback_only(config):

@@ -57,6 +57,7 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
     add_study(parser, "optional")
     add_data(parser)
     add_run_settings(parser)
+    add_trials_per_worker(parser)
     parser.add_argument(
         "--no-progress",
         action="store_true",
@@ -120,6 +121,28 @@ def add_compile(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the network, once per process (its first epoch pays tens of seconds; "
         "see benchmarks/RESULTS.md)",
     )
+
+
+def add_trials_per_worker(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trials-per-worker",
+        type=positive_int,
+        metavar="K",
+        help="trials each worker trains at once, fused in one network when they share a ResNet "
+        "model, image size and batch size (default: the study file's [study] trials_per_worker, "
+        "else 1)",
+    )
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1; argparse names the flag in the error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, but got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, but got {value}")
+    return value
 
 
 def add_cache_dir(parser: argparse.ArgumentParser) -> None:

@@ -184,6 +184,7 @@ def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
         "--checkpoint-dir", CHECKPOINT_DIR, "--device", "cuda" if job.gpus_per_worker else "cpu",
         "--worker-index", "$(WORKER_INDEX)", "--no-progress", "--log-format", job.log_format,
         *(["--compile"] if job.compile else []),
+        *(["--trials-per-worker", str(job.trials_per_worker)] if job.trials_per_worker else []),
     ]  # fmt: skip
     worker = _hpsearch_container("worker", args, job, gpus=job.gpus_per_worker)
     worker["env"].append(

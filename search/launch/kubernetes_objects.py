@@ -74,11 +74,16 @@ class KubernetesJob:
     dashboard: bool = False
     trials: int | None = None  # --trials: also the budget of a study that exists
     compile: bool = False
+    trials_per_worker: int | None = None  # the workers' --trials-per-worker; None: the study's
     log_format: str = "text"  # the workers' --log-format; a pod's log is never a terminal
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise LaunchError(f"--workers must be at least 1, but got {self.workers}")
+        if self.trials_per_worker is not None and self.trials_per_worker < 1:
+            raise LaunchError(
+                f"--trials-per-worker must be at least 1, but got {self.trials_per_worker}"
+            )
         if self.gpus_per_worker not in (0, 1):
             raise LaunchError(
                 f"--gpus-per-worker must be 1 (or 0 to train on the CPU), but got "

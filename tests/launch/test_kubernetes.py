@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from search.cli import build_parser, main
+from search.errors import LaunchError
+from search.launch.kubernetes_objects import KubernetesJob
 from search.studyfile import load_study_config
 from tests.helpers import ROOT
 from tests.helpers.studies import write_study
@@ -37,7 +39,7 @@ VARIANTS = {
     "all": [
         "--namespace", "ml", "--with-dashboard", "--storage-secret", "team-db", "--trials", "40",
         "--epochs", "5", "--image-size", "64", "--compile", "--cpu", "500m", "--memory", "32Gi",
-        "--log-format", "json",
+        "--log-format", "json", "--trials-per-worker", "3",
     ],
 }  # fmt: skip
 
@@ -149,6 +151,18 @@ def test_workers_log_a_line_per_event_in_the_format_asked(capsys, log_format):
     (worker,) = pod_spec(job(documents, "workers"))["containers"]
     assert "--no-progress" in worker["args"]  # a pod's log is no terminal: never a bar
     assert worker["args"][worker["args"].index("--log-format") + 1] == log_format
+
+
+def test_workers_train_as_many_trials_at_once_as_asked(capsys):
+    documents = render(capsys, "--trials-per-worker", "3")
+    (worker,) = pod_spec(job(documents, "workers"))["containers"]
+    assert worker["args"][worker["args"].index("--trials-per-worker") + 1] == "3"
+    (create,) = pod_spec(job(documents, "create"))["containers"]
+    assert "--trials-per-worker" not in create["args"]  # it trains nothing
+    (worker,) = pod_spec(job(render(capsys), "workers"))["containers"]
+    assert "--trials-per-worker" not in worker["args"]  # the study file's [study] value holds
+    with pytest.raises(LaunchError, match="--trials-per-worker must be at least 1"):
+        KubernetesJob(workers=1, image="hpsearch:latest", trials_per_worker=0)  # the Python API
 
 
 def test_the_checkpoint_claim_is_shared_read_write_many_unless_one_is_given(capsys):

@@ -108,6 +108,18 @@ def test_tasks_log_json_when_asked(tmp_path, image_folder, capsys):
     assert worker.endswith(" --no-progress --log-format json &")
 
 
+def test_tasks_train_as_many_trials_at_once_as_asked(tmp_path, image_folder, capsys):
+    study = write_study(tmp_path, image_folder, name="arr")
+    (tmp_path / "ckpt").mkdir()
+    status, out, err = run_cli(
+        capsys, "slurm", study, "--workers", "2", "--dry-run", "--trials-per-worker", "3",
+        "--storage", "postgresql+psycopg://u@db/x", "--checkpoint-dir", "ckpt",
+    )  # fmt: skip
+    assert status == 0, err
+    (worker,) = [line for line in out.splitlines() if " -m search worker " in line]
+    assert worker.endswith(" --no-progress --trials-per-worker 3 &")
+
+
 @pytest.mark.parametrize(
     "storage, expect",
     [

@@ -7,7 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.cli.common import Command, add_compile, add_study_overrides, runs_from
+from search.cli.common import (
+    Command,
+    add_compile,
+    add_study_overrides,
+    add_trials_per_worker,
+    runs_from,
+)
 
 
 def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +92,7 @@ def _kubernetes_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_study_overrides(parser)
     add_compile(parser)
+    add_trials_per_worker(parser)
     parser.add_argument("-o", "--output", type=Path, help="write the YAML here, not to stdout")
 
 

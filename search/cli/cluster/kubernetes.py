@@ -26,6 +26,7 @@ def kubernetes(args: argparse.Namespace) -> int:
         dashboard=args.with_dashboard,
         trials=args.trials,
         compile=args.compile,
+        trials_per_worker=args.trials_per_worker,
         log_format=args.log_format,
     )
     text = render(config, job)  # every check passes before anything is printed or written

@@ -61,6 +61,8 @@ def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
     passed: list[str] = ["--compile"] if args.compile else []
     if args.log_format != "text":
         passed += ["--log-format", args.log_format]
+    if args.trials_per_worker is not None:
+        passed += ["--trials-per-worker", str(args.trials_per_worker)]
     if args.cache_dir is not None:
         passed += ["--cache-dir", str(Path(args.cache_dir).absolute())]
     return tuple(passed)

@@ -94,6 +94,7 @@ def study_setup(
         checkpoint_dir=args.checkpoint_dir,
         compile=args.compile,
         wait_for_storage=wait_for_storage,
+        trials_per_worker=args.trials_per_worker,
     )
 
 
