@@ -120,3 +120,13 @@ def one_sgd_trial_study(url: str, name: str, *, momentum: float = 0.070325697615
     made.datetime_start, made.datetime_complete = START, START + timedelta(seconds=51.2)
     study.add_trial(made)
     return study
+
+
+def finish_by_hand(study: optuna.Study, at_rung_1: float) -> None:
+    """What another worker would leave: L1 and L2 run, scored at epoch 1 and pruned."""
+    for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if attrs.PROMOTION_OF in queued.user_attrs:
+            continue
+        study._storage.set_trial_state_values(queued._trial_id, TrialState.RUNNING)
+        study._storage.set_trial_intermediate_value(queued._trial_id, 1, at_rung_1)
+        study._storage.set_trial_state_values(queued._trial_id, TrialState.PRUNED)

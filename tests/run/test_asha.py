@@ -26,6 +26,7 @@ from search.run.worker import WorkerOptions
 from search.study.epochs_budget import epochs_trained
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
+from tests.helpers.made_trials import finish_by_hand
 from tests.helpers.studies import write_study
 
 ASHA = 'kind = "asha"\nmin_epochs = 1\nreduction_factor = 2'
@@ -67,16 +68,6 @@ def paused_study(tmp_path, image_folder, options):
         study.enqueue_trial({"optimizer": "sgd", "lr": 1e-3, "momentum": 0.0})
     launch(config, options)
     return config, study
-
-
-def finish_by_hand(study: optuna.Study, at_rung_1: float) -> None:
-    """What another worker would leave: L1 and L2 run, scored at epoch 1 and pruned."""
-    for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if attrs.PROMOTION_OF in queued.user_attrs:
-            continue
-        study._storage.set_trial_state_values(queued._trial_id, TrialState.RUNNING)
-        study._storage.set_trial_intermediate_value(queued._trial_id, 1, at_rung_1)
-        study._storage.set_trial_state_values(queued._trial_id, TrialState.PRUNED)
 
 
 def checkpoint_of_trial_0(options, study):

@@ -24,6 +24,7 @@ from search.run.joining import join
 from search.run.worker import WorkerOptions
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
+from tests.helpers.made_trials import finish_by_hand
 from tests.helpers.studies import write_study
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -273,3 +274,52 @@ def test_a_killed_worker_of_three_slots_has_all_its_trials_resumed(
         assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
     if resumed_by == 3:
         assert all(fused_sizes(retry)[-1] == 3 for retry in retries), "resumed side by side"
+
+
+ASHA = 'kind = "asha"\nmin_epochs = 1\nreduction_factor = 2'
+SPACE = (
+    'optimizer = ["sgd", "adam"]\nlr = { low = 1e-4, high = 0.1 }\n'
+    "eps = { low = 1e-8, high = 1e-6 }\nmomentum = { low = 0.0, high = 0.9 }"
+)
+# Two that learn little in one epoch, so they score below H's 100% at epoch 1 and pause there
+WEAK_STARTS = "".join(
+    f'\n[[warm_start]]\noptimizer = "sgd"\nlr = {lr}\nmomentum = 0.0\n' for lr in (1e-4, 2e-4)
+)
+
+
+@pytest.mark.parametrize("paused_by, promoted_by", [(2, 1), (1, 2)])
+def test_a_trial_paused_in_one_worker_is_promoted_and_finished_by_one_of_other_slots(
+    tmp_path, image_folder, cache_dir, paused_by, promoted_by
+):
+    """asha, rungs at epochs 1 and 2. A finished trial H scored 100%; two weak warm starts train
+    one epoch each and pause below it (fused when paused_by is 2), with two queued points behind
+    them, so they may still be promoted. Those two then score 0 at epoch 1, as another worker's
+    trials would, and the best warm start is promoted (beside a new trial when promoted_by is
+    2): it resumes from the checkpoint its group wrote, whatever group trains its next epoch."""
+    path = write_study(
+        tmp_path, image_folder, trials=3, epochs=2, space=SPACE, pruner=ASHA,
+        extra=WEAK_STARTS,
+    )  # fmt: skip
+    config = load_study_config(path)
+    options = options_for(tmp_path, cache_dir, paused_by)
+    study = join(config, options, create=True).study
+    study.add_trial(create_trial(value=1.0, intermediate_values={1: 1.0, 2: 1.0}))  # H
+    for _ in range(2):
+        study.enqueue_trial({"optimizer": "sgd", "lr": 1e-3, "momentum": 0.0})
+    launch(config, options)
+    paused = [trial for trial in study.get_trials() if attrs.PAUSED_AT in trial.user_attrs]
+    assert [fused_sizes(trial) for trial in paused] == [[paused_by]] * 2
+
+    finish_by_hand(study, at_rung_1=0.0)  # the better warm start is now 2nd of 5: promoted
+    launch(config, dataclasses.replace(options, trials_per_worker=promoted_by), trials=6)
+
+    trials = study.get_trials(deepcopy=False)
+    continuation = next(trial for trial in trials if attrs.PROMOTION_OF in trial.user_attrs)
+    first = next(
+        trial for trial in paused if trial.number == continuation.user_attrs[attrs.PROMOTION_OF]
+    )
+    assert continuation.state == TrialState.COMPLETE
+    assert continuation.user_attrs[attrs.RESUMED_FROM_EPOCH] == 1
+    assert continuation.intermediate_values[1] == first.intermediate_values[1]
+    assert fused_sizes(continuation) == [paused_by, promoted_by]
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
