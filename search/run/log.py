@@ -44,14 +44,21 @@ class WorkerLog:
         self.study_name = study_name
 
     def started(
-        self, storage_url: str, device: object, data: ImageData, image_size: int, worker: dict
+        self,
+        storage_url: str,
+        device: object,
+        data: ImageData,
+        image_size: int,
+        worker: dict,
+        trials_at_once: int = 1,
     ) -> None:
         storage = masked(storage_url)  # a log is read by many; a password is never in it
         images = f"{len(data.train)} train / {len(data.val)} val images, {image_size} px"
+        slots = f", {trials_at_once} trials at once" if trials_at_once > 1 else ""
         self._emit(
             "worker_started",
             f"worker started: study {self.study_name!r} in {storage}, device {device}, "
-            f"data {data.source} ({images}), worker {liveness.describe(worker)}",
+            f"data {data.source} ({images}), worker {liveness.describe(worker)}{slots}",
             storage=storage,
             device=str(device),
             data=data.source,
@@ -59,6 +66,7 @@ class WorkerLog:
             val_images=len(data.val),
             image_size=image_size,
             worker=worker,
+            trials_at_once=trials_at_once,
         )
 
     def trial_finished(self, trial: FrozenTrial, reason: str | None = None) -> None:

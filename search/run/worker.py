@@ -94,8 +94,14 @@ def work(
     worker = _Worker(
         config, study, joined.storage, objective, trial_files.study_folder(root, study), stop, log
     )
+    slots = Slots(options.trials_per_worker or config.study.trials_per_worker, stop)
     log.started(
-        options.storage_url, objective.device, joined.data, config.data.image_size, worker.me
+        options.storage_url,
+        objective.device,
+        joined.data,
+        config.data.image_size,
+        worker.me,
+        slots.count,
     )
     # The study's cache (every finished trial) and the data live as long as the worker: the
     # garbage collection after each trial need not walk them (at 5,000 trials, 0.5 s a trial).
@@ -105,7 +111,6 @@ def work(
         if config.study.timeout_minutes
         else None
     )
-    slots = Slots(options.trials_per_worker or config.study.trials_per_worker, stop)
     with StudyProgress(study, budget(study, config.study.trials), enabled=options.progress):
         while True:
             may_start = not slots.exhausted and not stop.is_set()
