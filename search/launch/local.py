@@ -23,6 +23,7 @@ import torch
 from search.errors import LaunchError
 from search.run.joining import StoredStudy, join
 from search.run.log import log_warnings
+from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
 from search.run.worker import WorkerOptions, run_worker, stop_on_signals, work
 from search.study.recorded import budget
@@ -118,8 +119,13 @@ def _run_processes(
     config: StudyConfig, options: WorkerOptions, slots: list[WorkerSlot], study: optuna.Study
 ) -> None:
     context = multiprocessing.get_context("spawn")  # fork would copy CUDA and database state
+    # The launcher has just reached the storage: a worker that cannot, starting seconds later
+    # (minutes on a loaded machine), meets an outage, and waits it out as a cluster worker does.
     quiet = replace(
-        options, progress=False, device="cuda" if slots[0].gpu is not None else options.device
+        options,
+        progress=False,
+        device="cuda" if slots[0].gpu is not None else options.device,
+        wait_for_storage=max(options.wait_for_storage, WORKER_WAIT_FOR_STORAGE_SECONDS),
     )
     processes = []
     for slot in slots:
