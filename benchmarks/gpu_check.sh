@@ -18,9 +18,14 @@
 #
 # Settings (environment): GPU_CHECK_DEVICE (cuda), GPU_CHECK_IMAGE_SIZE (128), GPU_CHECK_BATCH (256),
 # GPU_CHECK_STEPS (100), GPU_CHECK_REPEATS (3), GPU_CHECK_MODELS (resnet18,resnet34,resnet50), GPU_CHECK_COMPILE (1; 0 skips the compiled pipeline), GPU_CHECK_SEARCH_MINUTES (4), GPU_CHECK_EPOCHS (20),
-# GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS_PER_GPU_MINUTES (unset: skipped; else minutes per
-# setting of benchmarks/workers_per_gpu.py, 1 and 2 workers per GPU, run last), GPU_CHECK_WORKERS (one per GPU; more than one on this SQLite file can
+# GPU_CHECK_PER_CLASS (all images), GPU_CHECK_WORKERS (one per GPU; more than one on this SQLite file can
 # hand the queued warm-start trial to two workers, see RESULTS.md), PYTHON (.venv/bin/python or python3).
+# Optional steps, run after the summary, each skipped while its variable is unset:
+# GPU_CHECK_PACKING_MINUTES: minutes per arm of benchmarks/packing.py: K = 1, 4 and 8 trials on GPU 0,
+#   fused in one worker (--trials-per-worker K) and as K workers (--workers-per-gpu K), five arms of
+#   2-epoch trials at $size px, batch 64, to $OUT/packing.json; 0.2 takes about two minutes in all;
+# GPU_CHECK_WORKERS_PER_GPU_MINUTES: minutes per setting of 1 and 2 workers per GPU (5-epoch trials,
+#   batch 64; benchmarks/packing.py --arms processes) to $OUT/workers_per_gpu.json.
 # On a CPU, end to end in two to three minutes:
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_IMAGE_SIZE=32 GPU_CHECK_BATCH=64 GPU_CHECK_STEPS=5 GPU_CHECK_REPEATS=2 \
 #   GPU_CHECK_SEARCH_MINUTES=1 GPU_CHECK_EPOCHS=2 GPU_CHECK_PER_CLASS=50 \
@@ -96,10 +101,19 @@ fi
 echo "== summary ($SECONDS s in)"
 "$PYTHON" -m benchmarks.gpu_check summary --storage "$storage" --throughput "$OUT/throughput.json" \
     --syncs "$OUT/syncs.json" --models "$OUT/models.json" --json "$OUT/summary.json"
+if [ -n "${GPU_CHECK_PACKING_MINUTES:-}" ]; then
+    echo "== packing: K = 1, 4, 8 trials on one device, fused and as K workers," \
+         "$GPU_CHECK_PACKING_MINUTES minutes an arm ($SECONDS s in)"
+    "$PYTHON" -m benchmarks.packing --data "$IMAGENETTE_DIR" --device "$device" --image-size "$size" \
+        --batch-size 64 --minutes "$GPU_CHECK_PACKING_MINUTES" --epochs 2 --settings 1 4 8 \
+        ${GPU_CHECK_PER_CLASS:+--per-class "$GPU_CHECK_PER_CLASS"} $( [ "$device" = cpu ] && echo --threads 1 ) \
+        --json "$OUT/packing.json"
+fi
 if [ -n "${GPU_CHECK_WORKERS_PER_GPU_MINUTES:-}" ]; then
     echo "== workers per GPU: 1 and 2, $GPU_CHECK_WORKERS_PER_GPU_MINUTES minutes each ($SECONDS s in)"
-    "$PYTHON" -m benchmarks.workers_per_gpu --data "$IMAGENETTE_DIR" --device "$device" --image-size "$size" \
-        --minutes "$GPU_CHECK_WORKERS_PER_GPU_MINUTES" --epochs 5 ${GPU_CHECK_PER_CLASS:+--per-class "$GPU_CHECK_PER_CLASS"} \
+    "$PYTHON" -m benchmarks.packing --data "$IMAGENETTE_DIR" --device "$device" --image-size "$size" \
+        --batch-size 64 --minutes "$GPU_CHECK_WORKERS_PER_GPU_MINUTES" --epochs 5 --settings 1 2 \
+        --arms processes ${GPU_CHECK_PER_CLASS:+--per-class "$GPU_CHECK_PER_CLASS"} \
         --json "$OUT/workers_per_gpu.json"
 fi
 echo "gpu_check done in $SECONDS s; results in $OUT"
