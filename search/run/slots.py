@@ -49,6 +49,9 @@ class Slots:
             self._slots.append(_Slot(steps, next(steps)))
         except StopIteration as ended:
             self._ended(ended.value)
+        except BaseException:  # a bug, recorded on its trial: the others stop and resume later
+            self.abandon()
+            raise
 
     def run_round(self) -> None:
         """One epoch of every trial in flight. A trial that raises (a bug, re-raised once its trial
