@@ -16,6 +16,7 @@ import pytest
 import torch
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+import search.run.objective
 from search import attrs
 from search.cli import main
 from search.launch import launch
@@ -323,3 +324,40 @@ def test_a_trial_paused_in_one_worker_is_promoted_and_finished_by_one_of_other_s
     assert continuation.intermediate_values[1] == first.intermediate_values[1]
     assert fused_sizes(continuation) == [paused_by, promoted_by]
     assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+
+
+def test_a_bug_in_one_slot_stops_the_worker_and_queues_every_trial_to_resume(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    """A bug (not a trial's own failure) raised while trial 1 reports its first epoch: the worker
+    raises it, trial 1 records it, and trial 0, fused beside it, is stopped and queued too; a
+    worker without the bug finishes both, from the checkpoints they have."""
+    points = THREE_KINDS + "\n[checkpoint]\nevery_epochs = 1\n"
+    config = points_study(tmp_path, image_folder, points, trials=2, pruner=NO_PRUNING)
+    options = options_for(tmp_path, cache_dir, trials_per_worker=2)
+    report = search.run.objective.report_epoch
+
+    def buggy(trial, epoch, val_top1):
+        report(trial, epoch, val_top1)
+        if trial.number == 1:
+            raise RuntimeError("a bug")
+
+    monkeypatch.setattr(search.run.objective, "report_epoch", buggy)
+    with pytest.raises(RuntimeError, match="a bug"):
+        launch(config, options)
+    study = optuna.load_study(study_name=config.study.name, storage=options.storage_url)
+    first, second, *later = study.get_trials(deepcopy=False)
+    assert (first.state, second.state) == (TrialState.FAIL, TrialState.FAIL)
+    assert second.user_attrs[attrs.FAIL_REASON] == "RuntimeError: a bug"
+    retries = [trial for trial in later if attrs.RETRY_OF in trial.user_attrs]
+    assert sorted(retry.user_attrs[attrs.RETRY_OF] for retry in retries) == [0, 1]
+
+    monkeypatch.setattr(search.run.objective, "report_epoch", report)
+    launch(config, options)
+    retries = sorted(
+        (trial for trial in study.get_trials() if attrs.RETRY_OF in trial.user_attrs),
+        key=lambda trial: trial.user_attrs[attrs.RETRY_OF],
+    )
+    assert [trial.state for trial in retries] == [TrialState.COMPLETE] * 2
+    # Trial 0's epoch 1 was checkpointed before trial 1 raised in its report, trial 1's was not
+    assert [trial.user_attrs.get(attrs.RESUMED_FROM_EPOCH) for trial in retries] == [1, None]
