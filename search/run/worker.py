@@ -213,7 +213,7 @@ class _Worker:
         )
         trial.set_user_attr(attrs.WORKER, self.me)
         interval = self.config.heartbeat.interval_seconds
-        with liveness.Heartbeat(self.storage, trial_id_of(trial), interval):
+        with liveness.Heartbeat(self.storage, trial, interval):
             more = yield from self._run_and_tell(trial, run)
         free_device_memory(self.objective.device)
         return more
