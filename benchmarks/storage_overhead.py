@@ -247,9 +247,7 @@ def worker_process(
     search.run.worker.Objective = InstantObjective
     first_trial = _time_first_trial(clock, ready)
     started = time.perf_counter()
-    summary = search.run.worker.run_worker(
-        config, options, worker_index=slot.index, data=tiny_data()
-    )
+    summary = search.run.worker.run_worker(config, options, data=tiny_data())
     ended = time.perf_counter()
     first = first_trial.get("at", ended)
     loaded = first_trial.get("loaded", ended)

@@ -182,16 +182,11 @@ def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
     args = [
         "worker", f"{STUDY_DIR}/{study_file_name(config)}", *_data_args(config, job),
         "--checkpoint-dir", CHECKPOINT_DIR, "--device", "cuda" if job.gpus_per_worker else "cpu",
-        "--worker-index", "$(WORKER_INDEX)", "--no-progress", "--log-format", job.log_format,
+        "--no-progress", "--log-format", job.log_format,
         *(["--compile"] if job.compile else []),
         *(["--trials-per-worker", str(job.trials_per_worker)] if job.trials_per_worker else []),
     ]  # fmt: skip
     worker = _hpsearch_container("worker", args, job, gpus=job.gpus_per_worker)
-    worker["env"].append(
-        field_env(
-            "WORKER_INDEX", "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-        )
-    )
     worker["volumeMounts"].append({"name": "checkpoints", "mountPath": CHECKPOINT_DIR})
     wait = wait_container(job, config.study.name)
     template = pod_template("workers", job, config, [worker], _volumes(job, config, True))

@@ -195,4 +195,4 @@ def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlo
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
     with stop_on_signals(options.log_format) as stop:
-        run_worker(config, options, worker_index=slot.index, stop=stop)
+        run_worker(config, options, stop=stop)

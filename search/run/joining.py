@@ -58,7 +58,6 @@ def join(
     *,
     create: bool = False,
     trials: int | None = None,
-    worker_index: int = 0,
     data: ImageData | None = None,
     before_writing: Callable[[StudyConfig], object] | None = None,
 ) -> Joined:
@@ -88,7 +87,7 @@ def join(
     study = created_or_checked(config, storage, study, data_fingerprint)
     if trials is not None:
         set_budget(study, trials)
-    return Joined(config, storage, with_sampler(study, config, worker_index), data)
+    return Joined(config, storage, with_sampler(study, config), data)
 
 
 def configuration(request: StudyConfig | StoredStudy, options: WorkerOptions) -> StudyConfig:

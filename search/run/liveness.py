@@ -25,8 +25,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
-from search.study.optuna_compat import end_claimed
-from search.study.resilience import call_with_retries, without_retries
+from search.study.optuna_compat import end_claimed, trial_id_of
+from search.study.resilience import call_with_retries, first_line, without_retries
 from search.study.retries import queue_retry
 
 logger = logging.getLogger("hpsearch.worker")
@@ -158,15 +158,19 @@ def silent_trials(study: optuna.Study, interval_seconds: float) -> list[FrozenTr
 
 
 class Heartbeat:
-    """`with Heartbeat(storage, trial_id, interval):` records the time every `interval` seconds
+    """`with Heartbeat(storage, trial, interval):` records the time every `interval` seconds
     as a trial system attribute, through whatever storage the worker uses. A beat that cannot
-    land within the interval (the database is restarting) is tried again at the next tick."""
+    land within the interval (the database is restarting) is tried again at the next tick.
 
-    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, interval: float):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+    The storage takes the trial's storage id; the log names the trial by its number, as every
+    other line and command does (the two differ: ids count across a storage's studies)."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial: optuna.Trial, interval: float):
+        self.storage, self.interval = storage, interval
+        self.trial_id, self.number = trial_id_of(trial), trial.number
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._beat, daemon=True, name=f"heartbeat-{trial_id}"
+            target=self._beat, daemon=True, name=f"heartbeat-trial-{trial.number}"
         )
 
     def __enter__(self) -> Heartbeat:
@@ -191,6 +195,6 @@ class Heartbeat:
                 return
             # The thread must outlive any outage; the next tick tries again.
             except Exception as error:  # noqa: BLE001
-                logger.warning("heartbeat of trial %d missed: %s", self.trial_id, error)
+                logger.warning("heartbeat of trial %d missed: %s", self.number, first_line(error))
             if self._stop.wait(self.interval):
                 return

@@ -11,12 +11,9 @@ study is never left with a dead trial RUNNING.
 from __future__ import annotations
 
 import gc
-import os
 import signal
-import socket
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +41,7 @@ from search.run.progress import StudyProgress
 from search.run.slots import Slots
 from search.study import promotion, retries
 from search.study.epochs_budget import epochs_budget_met
+from search.study.opening import settle_sampler_seed
 from search.study.optuna_compat import trial_id_of
 from search.study.recorded import budget
 from search.study.space import NoPointLeft
@@ -58,16 +56,10 @@ class WorkerSummary(NamedTuple):
     left_to_resume: int  # trials it stopped (a signal) and queued to resume from their checkpoint
 
 
-def default_worker_index() -> int:
-    """From host and pid: distinct across machines and processes without coordination."""
-    return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
-
-
 def run_worker(
     request: StudyConfig | StoredStudy,
     options: WorkerOptions,
     *,
-    worker_index: int = 0,
     data: ImageData | None = None,
     create: bool = False,
     stop: threading.Event | None = None,
@@ -75,7 +67,7 @@ def run_worker(
     """Join the study (search.run.joining) and run trials until the budget is met, the timeout
     passes or `stop` is set."""
     log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
-    joined = join(request, options, create=create, worker_index=worker_index, data=data)
+    joined = join(request, options, create=create, data=data)
     return work(joined, options, stop=stop)
 
 
@@ -140,8 +132,18 @@ class _Worker:
     left_to_resume: int = 0
     me: dict = field(default_factory=liveness.this_worker)  # recorded on every trial it runs
     waited_for: set[int] = field(default_factory=set)  # silent trials already announced
+    seed_settled: bool = False  # whether this process took its first trial yet
 
     def next_trial(self) -> optuna.Trial | None:
+        """The trial to start next (`_take_trial`), the sampler's seed settled on the first one
+        this process takes, before anything is drawn for it."""
+        trial = self._take_trial()
+        if trial is not None and not self.seed_settled:
+            settle_sampler_seed(self.study, self.config, trial)
+            self.seed_settled = True
+        return trial
+
+    def _take_trial(self) -> optuna.Trial | None:
         """Nothing once the epoch budget is met; else a queued retry first, then a paused trial
         to promote, whatever the trial budget (the trial they continue counts already); else a
         new trial while the trials finished or running, this worker's other slots' among them,
@@ -213,7 +215,7 @@ class _Worker:
         )
         trial.set_user_attr(attrs.WORKER, self.me)
         interval = self.config.heartbeat.interval_seconds
-        with liveness.Heartbeat(self.storage, trial_id_of(trial), interval):
+        with liveness.Heartbeat(self.storage, trial, interval):
             more = yield from self._run_and_tell(trial, run)
         free_device_memory(self.objective.device)
         return more

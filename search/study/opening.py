@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
@@ -43,23 +42,11 @@ def set_budget(study: optuna.Study, trials: int) -> None:
     study.set_user_attr(attrs.BUDGET, trials)
 
 
-def worker_seed(study_seed: int, worker_index: int, trials_started: int) -> int:
-    """Worker 0 of a fresh study uses the study's seed, so one worker reproduces. Any other worker,
-    and any worker that resumes a study, gets a seed of its own: the same seed would replay the
-    suggestions the study already tried."""
-    if worker_index == 0 and trials_started == 0:
-        return study_seed
-    return int(
-        np.random.SeedSequence([study_seed, worker_index, trials_started]).generate_state(1)[0]
-    )
-
-
 def open_study(
     config: StudyConfig,
     storage: optuna.storages.BaseStorage,
     fingerprint: dict[str, Any],
     *,
-    worker_index: int = 0,
     create: bool = True,
 ) -> optuna.Study:
     """Create the study (queueing its points) or load it after checking it matches."""
@@ -69,7 +56,7 @@ def open_study(
     if study is not None:
         check_settings(study, config)
     study = created_or_checked(config, storage, study, fingerprint)
-    return with_sampler(study, config, worker_index)
+    return with_sampler(study, config)
 
 
 def created_or_checked(
@@ -153,16 +140,33 @@ def _wait_until_created(study: optuna.Study) -> None:
         time.sleep(0.5)
 
 
-def with_sampler(study: optuna.Study, config: StudyConfig, index: int) -> optuna.Study:
-    """The study with the sampler and pruner of the study file. Set on the study already loaded,
-    whose cache now holds every finished trial: loading it again would read them all again (at
-    thousands of trials, seconds per worker)."""
-    started = sum(
-        1 for trial in study.get_trials(deepcopy=False) if trial.state != TrialState.WAITING
-    )
-    study.sampler = build_sampler(config.sampler, worker_seed(config.study.seed, index, started))
+def with_sampler(study: optuna.Study, config: StudyConfig) -> optuna.Study:
+    """The study with the sampler and pruner of the study file, the sampler seeded with the study's
+    seed until this process takes its first trial (`settle_sampler_seed`). Set on the study
+    already loaded, whose cache now holds every finished trial: loading it again would read them
+    all again (at thousands of trials, seconds per worker)."""
+    study.sampler = build_sampler(config.sampler, config.study.seed)
     study.pruner = build_pruner(config.pruner, config.train.epochs)
     return study
+
+
+def settle_sampler_seed(study: optuna.Study, config: StudyConfig, first: optuna.Trial) -> None:
+    """Given the first trial this process takes, before anything is drawn for it: the sampler is
+    seeded by the study's seed and that trial's number. The storage hands each trial number to
+    one process alone, so no two processes share a seed, however many were started at once and
+    without a word between them; a seed made from what a process knows before its first trial (a
+    worker index, the trials started) can be the same in two processes started together, which
+    then suggest the same parameters trial for trial. The process that takes trial 0 keeps the
+    study's seed itself, so one worker on a fresh study reproduces; a resumed study, whose next
+    trial number is new, never replays the suggestions it already tried.
+
+    A new sampler rather than a reseeded one: `reseed_rng` takes no seed, and leaves CMA-ES's own
+    generator on the old one. The sampler replaced has seen only `before_trial`, from which none
+    of ours keeps anything.
+    """
+    if first.number != 0:
+        seed = np.random.SeedSequence([config.study.seed, first.number]).generate_state(1)[0]
+        study.sampler = build_sampler(config.sampler, int(seed))
 
 
 def _enqueue(study: optuna.Study, config: StudyConfig) -> None:

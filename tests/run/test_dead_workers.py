@@ -3,6 +3,7 @@ RUNNING, never runs twice."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from search.run import liveness
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
 from search.study.opening import open_study
+from search.study.optuna_compat import trial_id_of
 from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage
@@ -102,13 +104,28 @@ def test_status_shows_who_runs_a_trial_and_when_it_last_beat(tmp_path, image_fol
     trial.set_user_attr(attrs.CONFIG, {"epochs": 3})
     trial.set_user_attr(attrs.WORKER, {**liveness.this_worker(), "slurm_job": "812"})
     trial.report(0.5, 1)
-    with liveness.Heartbeat(open_storage(url), trial._trial_id, 60):
+    with liveness.Heartbeat(open_storage(url), trial, 60):
         time.sleep(0.5)
     [row] = study_status(open_storage(url), NAME)
     [running] = row["running_trials"]
     assert running["epochs_done"] == 1 and running["heartbeat_age_seconds"] < 5
     assert f"trial 0, epoch 1/3, pid {os.getpid()} on " in format_status([row])
     assert "(slurm_job 812)" in format_status([row])
+
+
+def test_a_missed_heartbeat_names_the_trial_by_its_number(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(url)
+    optuna.create_study(study_name="another", storage=storage).ask()  # ids count across studies
+    trial = optuna.create_study(study_name=NAME, storage=storage).ask()
+    assert (trial.number, trial_id_of(trial)) == (0, 2)
+    # The worker's database has turned read-only (a disk remounted so): its beats cannot land
+    read_only = optuna.storages.RDBStorage(f"sqlite:///file:{tmp_path / 's.db'}?mode=ro&uri=true")
+    caplog.set_level(logging.WARNING, logger="hpsearch.worker")
+    with liveness.Heartbeat(read_only, trial, 60):
+        pass  # the first beat is tried at once, and waited for on leaving
+    assert "heartbeat of trial 0 missed: attempt to write a readonly database" in caplog.text
+    assert "trial 2" not in caplog.text
 
 
 def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(

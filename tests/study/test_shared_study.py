@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -127,6 +128,24 @@ def test_a_grid_of_points_never_runs_a_point_twice(tmp_path, image_folder, cache
     ]
     assert sorted(ran) == sorted({*ran}) and len(ran) == 6
     assert all(trial.state == TrialState.COMPLETE for trial in trials)
+
+
+def test_two_runs_of_one_new_study_at_once_never_suggest_alike(
+    tmp_path, image_folder, cache_dir, pg_url
+):
+    # `hpsearch run --workers 2`, twice at once: each run numbers its workers 0 and 1, and seeds
+    # made from those numbers made the two runs' samplers alike, trial for trial.
+    path = study_file(tmp_path, image_folder, trials=8, epochs=1, pruner='kind = "none"')
+    config = load_study_config(path)
+    options = WorkerOptions(pg_url, "cpu", cache_dir, progress=False, checkpoint_dir=tmp_path / "c")
+    with ThreadPoolExecutor(2) as runs:
+        started = [runs.submit(launch, config, options, workers=2) for _ in range(2)]
+        for run in started:
+            run.result()
+    trials = trials_of(pg_url)
+    params = [tuple(sorted(trial.params.items())) for trial in trials]
+    assert len(trials) >= 8 and all(trial.state == TrialState.COMPLETE for trial in trials)
+    assert len(set(params)) == len(params), [trial.params for trial in trials]
 
 
 def test_a_killed_run_resumes_its_trial_at_once_when_run_again(

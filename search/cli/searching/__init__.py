@@ -28,12 +28,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--worker-index",
-        type=int,
-        default=None,
-        help="distinct per worker; seeds this worker's sampler (default: from host and pid)",
-    )
+    # Seeded a worker's sampler once; seeds no longer depend on it (search.study.opening
+    # settle_sampler_seed). Accepted, unlisted, so that manifests and scripts written for an
+    # earlier hpsearch still start their workers.
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from search.launch import launch
 from search.results.status import format_status, study_status
 from search.run.joining import StoredStudy, join
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
-from search.run.worker import WorkerOptions, default_worker_index, run_worker, stop_on_signals
+from search.run.worker import WorkerOptions, run_worker, stop_on_signals
 from search.study.optuna_compat import storage_of
 from search.studyfile import StudyConfig, load_study_config
 from trainer.device import resolve_device
@@ -39,9 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
 def worker(args: argparse.Namespace) -> int:
     request, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
-    index = args.worker_index if args.worker_index is not None else default_worker_index()
     with stop_on_signals(options.log_format) as stop:
-        summary = run_worker(request, options, worker_index=index, stop=stop)
+        summary = run_worker(request, options, stop=stop)
     if options.log_format is not None:
         return 0  # its log's last line said so
     print(
