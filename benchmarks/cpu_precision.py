@@ -1,5 +1,5 @@
 """Would bf16 autocast speed up training on a CPU? ResNet-18 training steps on the CPU in float32
-(what trainer.loop does there today) against bf16 autocast, with and without channels_last.
+(what trainer.epoch does there today) against bf16 autocast, with and without channels_last.
 
 One fixed random batch per image size; the variants take turns round by round and the median
 over rounds is reported. Worth it only on CPUs with native bf16 (AVX512-BF16 or AMX), which

@@ -1,5 +1,5 @@
 """What fusing trials pays: training images/s of K ResNet-18 trials fused into one grouped network
-(`trainer.fused`) against one trial through the plain step (`trainer.loop.train_one_epoch`).
+(`trainer.fused`) against one trial through the plain step (`trainer.epoch.train_one_epoch`).
 
 Each trial trains with Ranger on the same random uint8 images kept on the device, its batches
 cropped and flipped by its own generator, as in a search; images/s counts every trial's images, so
@@ -31,8 +31,9 @@ from trainer import TrainConfig
 from trainer.augment import Batch, train_batches
 from trainer.data import ImageSplit
 from trainer.device import resolve_device
+from trainer.epoch import Training, train_one_epoch
 from trainer.fused import FusedNetwork, train_fused_epoch
-from trainer.loop import Training, start_training, train_one_epoch
+from trainer.loop import start_training
 from trainer.timing import Mark
 
 ALONE = "alone"  # the plain step of one trial: the baseline

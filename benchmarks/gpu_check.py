@@ -118,7 +118,7 @@ def count_syncs(args: argparse.Namespace) -> None:
     from trainer import TrainConfig
     from trainer.augment import train_batches
     from trainer.data import ImageSplit
-    from trainer.loop import LOSS_CHECK_EVERY, train_one_epoch
+    from trainer.epoch import LOSS_CHECK_EVERY, train_one_epoch
     from trainer.model import build_model
     from trainer.optim import build_optimizer, build_scheduler
 

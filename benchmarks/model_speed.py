@@ -2,7 +2,7 @@
 
 Each model (`trainer.model.build_model`, from scratch, channels_last + bf16 autocast on CUDA) trains
 with Ranger on the same random uint8 images kept on the device, cropped and flipped there by
-`trainer.augment.train_batches`, through `trainer.loop.train_one_epoch`: exactly a search trial's
+`trainer.augment.train_batches`, through `trainer.epoch.train_one_epoch`: exactly a search trial's
 step, without the data set. The models run in one process, interleaved round by round (resnet18,
 resnet34, resnet50, resnet18, ...), so a machine's drift touches each alike; warm-up steps are not
 timed, CUDA time is taken with events, and each figure is the median of the rounds. The first
@@ -31,8 +31,8 @@ from trainer import TrainConfig
 from trainer.augment import train_batches
 from trainer.data import ImageSplit
 from trainer.device import resolve_device
+from trainer.epoch import train_one_epoch
 from trainer.errors import ConfigError
-from trainer.loop import train_one_epoch
 from trainer.model import build_model, check_model_name
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.timing import Mark

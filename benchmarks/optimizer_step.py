@@ -5,7 +5,7 @@ torch-optimizer's Ranger (a Python loop over the parameters, about nine kernels 
 the trainer builds it (RAdam with foreach=True plus Lookahead), and torch.optim.RAdam with
 foreach=True, the floor. Two figures each, interleaved round by round, median over rounds:
 milliseconds of `optimizer.step()` alone, and of a whole training step through
-`trainer.loop.train_one_epoch` (forward, backward, step). The last line says what ours saves.
+`trainer.epoch.train_one_epoch` (forward, backward, step). The last line says what ours saves.
 
 First, the host's cost of issuing one step(), which a GPU pays whatever the tensors' sizes (its
 kernels run asynchronously, the issuing does not): the same optimizers over ResNet-18's 62
@@ -29,7 +29,7 @@ import torch
 
 from trainer import TrainConfig
 from trainer.device import resolve_device
-from trainer.loop import train_one_epoch
+from trainer.epoch import train_one_epoch
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
 

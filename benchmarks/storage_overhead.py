@@ -82,7 +82,7 @@ from search.study.storage import masked, open_storage
 from search.studyfile import StudyConfig, load_study_config
 from tests.helpers.bulk_trials import add_trials_in_bulk
 from trainer.data import ImageData, ImageSplit
-from trainer.loop import EpochMetrics
+from trainer.epoch import EpochMetrics
 
 # The storage API, and the read that Optuna's cache of finished trials makes behind it
 STORAGE_METHODS = [

@@ -4,7 +4,7 @@
     Normalize per image in a DataLoader with one worker per core (pinned memory on CUDA), float32,
     the plain torchvision model;
 (b) ours: the trainer's uint8 cache kept on the device, `trainer.augment.train_batches` (crops and
-    flips per batch there) and `trainer.loop.train_one_epoch` (channels_last + bf16
+    flips per batch there) and `trainer.epoch.train_one_epoch` (channels_last + bf16
     autocast on CUDA).
 
 With --compile, (c) ours through torch.compile as `hpsearch run --compile` does it, compiled once
@@ -48,7 +48,7 @@ from trainer import TrainConfig
 from trainer.augment import IMAGENET_MEAN, IMAGENET_STD, steps_per_epoch, train_batches
 from trainer.data import ImageSplit, load_image_data
 from trainer.device import resolve_device
-from trainer.loop import train_one_epoch
+from trainer.epoch import train_one_epoch
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.sources import resolve_data_dir

@@ -3,8 +3,9 @@ folder. Knows nothing of Optuna.
 
 Importing the package loads no torch: a command that only reads a study (status, report, export,
 the dashboard) checks settings against `TrainConfig` and its errors, and nothing more. What trains
-lives in its own module, imported where it is used: `trainer.loop` (`train`, `evaluate`,
-`EpochMetrics`), `trainer.data` (`ImageData`, `load_image_data`), `trainer.device`
+lives in its own module, imported where it is used: `trainer.loop` (`train`), `trainer.epoch`
+(`evaluate`, `EpochMetrics`), `trainer.rounds` (several runs' epochs at once, fused by
+`trainer.fused`), `trainer.data` (`ImageData`, `load_image_data`), `trainer.device`
 (`resolve_device`), `trainer.checkpoint` (`CheckpointPolicy`), `trainer.weights`.
 """
 

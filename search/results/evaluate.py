@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from trainer.augment import Batch, eval_batches
 from trainer.data import ImageData, load_image_data
 from trainer.device import resolve_device
-from trainer.loop import EVAL_BATCH_SIZE, evaluate
+from trainer.epoch import EVAL_BATCH_SIZE, evaluate
 from trainer.sources import class_names
 from trainer.weights import build_network, check_fits, load_weights
 

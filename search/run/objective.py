@@ -29,9 +29,10 @@ from search.studyfile import StudyConfig
 from trainer import NonFiniteLossError, PauseAfterEpoch
 from trainer.checkpoint import CheckpointPolicy
 from trainer.data import ImageData
+from trainer.epoch import EpochMetrics, EpochWork
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
 from trainer.files import WEIGHTS_NAME
-from trainer.loop import EpochMetrics, EpochWork, run_alone, training
+from trainer.loop import run_alone, training
 
 # The pruner compares a trial with those that finished; what it read this long ago serves it
 # again, where a read at every epoch of every worker would ask the database for every running trial.

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from search.run.objective import TrialSteps
 from trainer import TrainingStopped
-from trainer.fused import EpochRunner
-from trainer.loop import EpochWork
+from trainer.epoch import EpochWork
+from trainer.rounds import EpochRunner
 
 
 @dataclass

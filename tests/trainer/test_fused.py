@@ -8,8 +8,9 @@ import torch
 from trainer import ConfigError, NonFiniteLossError, TrainConfig
 from trainer.augment import eval_batches, train_batches
 from trainer.data import ImageData, ImageSplit
+from trainer.epoch import Training, evaluate, train_one_epoch
 from trainer.fused import FusedNetwork, evaluate_fused, train_fused_epoch
-from trainer.loop import Training, evaluate, start_training, train_one_epoch
+from trainer.loop import start_training
 from trainer.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

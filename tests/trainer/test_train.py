@@ -10,7 +10,8 @@ from trainer.augment import eval_batches, train_batches
 from trainer.checkpoint import CheckpointPolicy
 from trainer.config import OPTIMIZER_SETTINGS
 from trainer.data import load_image_data
-from trainer.loop import train, train_one_epoch
+from trainer.epoch import train_one_epoch
+from trainer.loop import train
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler, lr_factor
 

@@ -17,9 +17,10 @@ from trainer import TrainConfig
 from trainer.checkpoint import CheckpointPolicy
 from trainer.data import load_image_data
 from trainer.device import resolve_device
+from trainer.epoch import EpochMetrics
 from trainer.errors import ConfigError, NonFiniteLossError
 from trainer.files import WEIGHTS_NAME
-from trainer.loop import EpochMetrics, train
+from trainer.loop import train
 
 
 def resolve_settings(
