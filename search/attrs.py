@@ -31,6 +31,9 @@ CODE_VERSION = "code_version"
 # Where the kept final weights of a complete trial were written, for people to read. Files are
 # found from the study's identity and the trial's number (run.trial_files), never from this.
 WEIGHTS = "weights_path"
+# Why a complete trial has no final weights (the disk was full when they were written): its value
+# stands, and `export` says the weights are missing
+WEIGHTS_NOT_SAVED = "weights_not_saved"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"  # epochs a retry restored from its checkpoint
 QUEUED_AS = "queued_as"  # a trial queued from the study file: "points[2]", "warm_start[0]"
 RETRY_OF = "retry_of"  # the first attempt's trial number; names the checkpoint folder
@@ -44,6 +47,10 @@ WORKER = "worker"  # the process running the trial: host, pid, start time, sched
 PAUSED_AT = "paused_at_epoch"
 PROMOTION_OF = "promotion_of"
 PROMOTION_CLOSED = "promotion_closed"
+# A continuation: the epoch its paused trial paused at, which the checkpoint it resumes from holds
+CONTINUES_FROM_EPOCH = "continues_from_epoch"
+# A promoted trial whose checkpoint was gone or unreadable, so it retrained those epochs: why
+CHECKPOINT_LOST = "checkpoint_lost"
 
 # --- a trial's system attributes (any storage carries them, the gRPC proxy included) -------------
 HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last beat

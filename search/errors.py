@@ -22,6 +22,7 @@ __all__ = [
     "StudyFileError",
     "StudyMismatchError",
     "StudyNotFound",
+    "WorkerStopped",
 ]
 
 
@@ -47,3 +48,8 @@ class NoFinishedTrial(HpsearchError):
 
 class LaunchError(HpsearchError):
     """The --gpus, --workers or --workers-per-gpu flags do not fit this machine."""
+
+
+class WorkerStopped(HpsearchError):
+    """A worker process of `hpsearch run` stopped on an error the user can act on (a full disk),
+    which it said on its own line."""

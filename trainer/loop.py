@@ -20,6 +20,7 @@ from trainer.epoch import EpochMetrics, EpochWork, Training, run_epoch
 from trainer.errors import (
     ConfigError,
     ForeignCheckpoint,
+    NoSpaceLeft,
     PauseAfterEpoch,
     TrainingStopped,
 )
@@ -36,6 +37,9 @@ class TrainResult:
     history: tuple[EpochMetrics, ...]
     device: str
     resumed_from_epoch: int | None = None  # the checkpoint's epoch when the run was resumed
+    # Why the final weights file could not be written (a full disk); None once written, or when
+    # the run writes no files
+    weights_not_saved: str | None = None
 
     @property
     def best(self) -> EpochMetrics:
@@ -84,14 +88,16 @@ def train(
     """Train `config.model` on `data`; after each epoch call `on_epoch(epoch, metrics)`.
 
     Each epoch is reported before its checkpoint is written, so a checkpoint that cannot be
-    written never loses the epoch's score. Raising from `on_epoch` stops the run (that is how a
+    written never loses the epoch's score (it raises NoSpaceLeft on a full disk, with the epoch
+    reported); a final weights file that cannot be written for lack of space leaves the result
+    whole, saying why in `weights_not_saved`. Raising from `on_epoch` stops the run (that is how a
     pruner stops a trial), with no checkpoint of that epoch; PauseAfterEpoch stops it with that
     epoch's checkpoint written, so a later run resumes there. A resumed run first hands the
-    restored epochs to `on_resume`; a checkpoint that cannot be read is set aside and the run
-    starts over. Setting `stop` ends the run within a step with TrainingStopped, after writing the
-    last finished epoch if the checkpoint on disk is older, so a stopped run retrains at most the
-    epoch it was in. `compile` runs the network through torch.compile; later runs in the same
-    process reuse the first one's compiled graphs.
+    restored epochs to `on_resume`, none where the checkpoint is missing; a checkpoint that cannot
+    be read is set aside and the run starts over. Setting `stop` ends the run within a step with
+    TrainingStopped, after writing the last finished epoch if the checkpoint on disk is older, so
+    a stopped run retrains at most the epoch it was in. `compile` runs the network through
+    torch.compile; later runs in the same process reuse the first one's compiled graphs.
     """
     steps = training(
         config,
@@ -128,9 +134,9 @@ def training(
     data = data.to(device)
     run = start_training(config, len(data.classes), len(data.train), device, compile)
     history: list[EpochMetrics] = []
-    if resume and checkpoints is not None and checkpoints.path.exists():
-        history = _restore(run, config, checkpoints)
-        if history and on_resume is not None:
+    if resume and checkpoints is not None:
+        history = _restore(run, config, checkpoints) if checkpoints.path.exists() else []
+        if on_resume is not None:  # none restored too: a caller may have counted on some
             on_resume(list(history))
     resumed_from = len(history) or None
     unsaved = None  # the last finished epoch, copied to the host, while the checkpoint is older
@@ -156,12 +162,16 @@ def training(
             unsaved = None
         elif stop is not None and epoch < config.epochs:
             unsaved = _on_host(_payload(run, config, history, checkpoints))
+    weights_not_saved = None
     if checkpoints is not None:
-        checkpoints.write(
-            weights_payload(run.model, config, data.classes, checkpoints.owner),
-            checkpoints.folder / WEIGHTS_NAME,
-        )
-    return TrainResult(config, tuple(history), str(device), resumed_from)
+        try:
+            checkpoints.write(
+                weights_payload(run.model, config, data.classes, checkpoints.owner),
+                checkpoints.folder / WEIGHTS_NAME,
+            )
+        except NoSpaceLeft as error:  # the run's scores stand: the caller says what is missing
+            weights_not_saved = str(error)
+    return TrainResult(config, tuple(history), str(device), resumed_from, weights_not_saved)
 
 
 def run_alone(

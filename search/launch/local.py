@@ -20,7 +20,7 @@ from types import FrameType
 import optuna
 import torch
 
-from search.errors import LaunchError
+from search.errors import HpsearchError, LaunchError, WorkerStopped
 from search.run.joining import StoredStudy, join
 from search.run.log import log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
@@ -144,6 +144,8 @@ def _run_processes(
         for process in processes:
             process.join()
     failed = [process.name for process in processes if process.exitcode != 0]
+    if failed and all(process.exitcode == 2 for process in processes if process.exitcode != 0):
+        raise WorkerStopped(f"worker process(es) {', '.join(failed)} stopped: see above why")
     if failed:
         raise RuntimeError(
             f"worker process(es) {', '.join(failed)} exited with an error; see the messages above"
@@ -195,4 +197,8 @@ def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlo
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
     with stop_on_signals(options.log_format) as stop:
-        run_worker(config, options, stop=stop)
+        try:
+            run_worker(config, options, stop=stop)
+        except HpsearchError as error:  # the user's to act on (a full disk): one line, as the CLI
+            print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)

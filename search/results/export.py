@@ -190,7 +190,15 @@ def _name_weights(
     """Name the trial's kept weights in provenance, copying them beside the output file."""
     weights = trial_files.kept_weights(checkpoint_root, study, trial)
     if weights is None:
-        if trial.user_attrs.get(attrs.WEIGHTS):
+        not_saved = trial.user_attrs.get(attrs.WEIGHTS_NOT_SAVED)
+        if not_saved:
+            print(
+                f"hpsearch: trial {trial.number}'s weights are missing: they were never written "
+                f"({not_saved}); exporting its settings only, which `hpsearch train --config` "
+                "trains again",
+                file=sys.stderr,
+            )
+        elif trial.user_attrs.get(attrs.WEIGHTS):
             print(
                 f"hpsearch: trial {trial.number}'s weights are not in "
                 f"{trial_files.study_folder(checkpoint_root, study)} (pass --checkpoint-dir if "

@@ -3,11 +3,13 @@
 Pruning is Optuna's three lines (report, should_prune, raise); the trainer never sees `trial`.
 Under the asha pruner a trial pauses at a rung instead: PauseAfterEpoch keeps its checkpoint.
 A retried trial resumes from its first attempt's checkpoint and re-reports the restored epochs.
+A promoted trial whose checkpoint is lost retrains its paused epochs, and says so.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import Generator
 from dataclasses import asdict, dataclass
@@ -31,16 +33,18 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.data import ImageData
 from trainer.epoch import EpochMetrics, EpochWork
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
-from trainer.files import WEIGHTS_NAME
+from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME
 from trainer.loop import run_alone, training
 
 # The pruner compares a trial with those that finished; what it read this long ago serves it
 # again, where a read at every epoch of every worker would ask the database for every running trial.
 PRUNER_READ_LAG_SECONDS = 5.0
 # Failures that end a trial, not its worker: the trial is FAIL with the reason and is not retried,
-# the worker goes on. Its hyperparameters (divergence, out of memory), a checkpoint in its folder
-# that is not its, or a full disk (a retry would fill it again).
-TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError, ForeignCheckpoint, NoSpaceLeft)
+# the worker goes on. Its hyperparameters (divergence, out of memory) or a checkpoint in its folder
+# that is not its. A full disk (NoSpaceLeft) is no fault of the trial: its worker stops
+# (search.run.worker).
+TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError, ForeignCheckpoint)
+logger = logging.getLogger("hpsearch.worker")  # a line of the worker's log (search.run.log)
 
 Value = TypeVar("Value")
 # A trial's run as a coroutine: yields each epoch's work, is sent its metrics, returns Value
@@ -53,6 +57,9 @@ class TrialRun:
 
     folder: Path
     resume: bool
+    # Epochs its checkpoint must restore: a promotion's paused epochs, since a paused trial always
+    # wrote its checkpoint. A retry's may hold none (cut short before its first), so 0.
+    restores: int = 0
 
 
 class Objective:
@@ -88,13 +95,20 @@ class Objective:
 
         def resumed(restored: list[EpochMetrics]) -> None:
             history.extend(restored)
-            trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, len(restored))
+            if restored:
+                trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, len(restored))
             for metrics in restored:  # the earlier attempt's epochs belong to this trial's curve
                 trial.report(metrics.val_top1, metrics.epoch)
+            if run is not None and len(restored) < run.restores:
+                _checkpoint_lost(trial, run, len(restored))
 
         def report(epoch: int, metrics: EpochMetrics) -> None:
             history.append(metrics)
-            report_epoch(trial, epoch, metrics.val_top1)
+            if run is not None and epoch <= run.restores:
+                # A lost checkpoint's epoch, trained again: the promotion already ranked it
+                trial.report(metrics.val_top1, epoch)
+            else:
+                report_epoch(trial, epoch, metrics.val_top1)
 
         policy = self._policy(run, trial)
         try:
@@ -109,7 +123,7 @@ class Objective:
                 stop=self.stop,
                 compile=self.compile,
             )
-        except TRIAL_FAILURES as error:
+        except (*TRIAL_FAILURES, NoSpaceLeft) as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
             raise
         finally:
@@ -121,7 +135,10 @@ class Objective:
                 checkpoint_seconds=policy.writing_seconds if policy else None,
             )
             free_device_memory(self.device)
-        if run is not None:
+        if result.weights_not_saved is not None:
+            # The value is the result: the trial completes, its weights missing (said by export)
+            trial.set_user_attr(attrs.WEIGHTS_NOT_SAVED, result.weights_not_saved)
+        elif run is not None:
             trial.set_user_attr(attrs.WEIGHTS, str(run.folder / WEIGHTS_NAME))
         return result.best.val_top1
 
@@ -140,6 +157,28 @@ class Objective:
             # The trial's parameters are known now: its files record them with its study and number
             owner=owner(trial.study, trial),
         )
+
+
+def _checkpoint_lost(trial: optuna.Trial, run: TrialRun, restored: int) -> None:
+    """A promoted trial whose checkpoint is gone (removed, or on a disk this worker cannot see) or
+    could not be read: it retrains the epochs it should have restored, said on the trial and in
+    the log.
+
+    Retrained rather than closed: the promotion was earned by the scores the study holds, not by
+    the file; retraining costs the paused epochs only (at most 1/reduction_factor of the trial's),
+    which count against the epoch budget as trained (no resumed_from_epoch covers them); and a
+    checkpoint folder that not every worker shares would otherwise close every promotion another
+    machine claims. Its curve is its own run, epochs 1..N each reported once by it; the paused
+    trial's scores stay on the paused trial.
+    """
+    lost = (
+        f"trial {trial.number}, the promotion of trial {trial.user_attrs[attrs.PROMOTION_OF]} "
+        f"paused at epoch {run.restores}, found {restored} epoch(s) to resume in "
+        f"{run.folder / CHECKPOINT_NAME} (removed, unreadable, or on a disk this worker does not "
+        f"see): it retrains from epoch {restored + 1}"
+    )
+    trial.set_user_attr(attrs.CHECKPOINT_LOST, lost)
+    logger.warning(lost)
 
 
 def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float) -> None:

@@ -6,6 +6,9 @@ The loop is Optuna's ask and tell, with a heartbeat that survives database resta
 and a lost database. Before each trial a worker fails and queues every trial whose worker is
 dead; before it exits, it waits out the grace period of trials whose workers went silent, so a
 study is never left with a dead trial RUNNING.
+
+A full disk stops a worker rather than failing its trials one by one: once a checkpoint or weights
+file cannot be written, it starts no trial, lets those in flight end, and exits with one line.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from search.studyfile import StudyConfig
 from trainer import PauseAfterEpoch, TrainingStopped
 from trainer.data import ImageData
 from trainer.device import resolve_device
+from trainer.errors import NoSpaceLeft
 
 
 class WorkerSummary(NamedTuple):
@@ -105,7 +109,7 @@ def work(
     )
     with StudyProgress(study, budget(study, config.study.trials), enabled=options.progress):
         while True:
-            may_start = not slots.exhausted and not stop.is_set()
+            may_start = not slots.exhausted and not stop.is_set() and worker.out_of_space is None
             may_start = may_start and (deadline is None or time.monotonic() < deadline)
             while may_start and slots.free and (trial := worker.next_trial()) is not None:
                 slots.start(worker.run_steps(trial))
@@ -114,8 +118,10 @@ def work(
             elif not (may_start and worker.wait_for_silent_trials()):
                 break
     ended_by_timeout = deadline is not None and time.monotonic() >= deadline
-    why = "stopped" if stop.is_set() else "timeout" if ended_by_timeout else "nothing left to run"
+    why = _why_ended(worker.out_of_space is not None, stop.is_set(), ended_by_timeout)
     log.ended(finished=worker.finished, left_to_resume=worker.left_to_resume, why=why)
+    if worker.out_of_space is not None:
+        raise NoSpaceLeft(_out_of_space_line(worker.out_of_space, root, worker.left_to_resume))
     return WorkerSummary(worker.finished, worker.left_to_resume)
 
 
@@ -133,6 +139,7 @@ class _Worker:
     me: dict = field(default_factory=liveness.this_worker)  # recorded on every trial it runs
     waited_for: set[int] = field(default_factory=set)  # silent trials already announced
     seed_settled: bool = False  # whether this process took its first trial yet
+    out_of_space: str | None = None  # the first file it could not write for lack of space
 
     def next_trial(self) -> optuna.Trial | None:
         """The trial to start next (`_take_trial`), the sampler's seed settled on the first one
@@ -212,6 +219,7 @@ class _Worker:
         run = TrialRun(
             trial_files.trial_folder(self.study_folder, retries.first_attempt(trial)),
             resume=attrs.RETRY_OF in trial.user_attrs,
+            restores=trial.user_attrs.get(attrs.CONTINUES_FROM_EPOCH, 0),
         )
         trial.set_user_attr(attrs.WORKER, self.me)
         interval = self.config.heartbeat.interval_seconds
@@ -231,6 +239,11 @@ class _Worker:
             self._finish(trial, run, TrialState.FAIL)
         except TrainingStopped as error:
             self._stopped(trial, f"its worker was stopped ({error})")
+        except NoSpaceLeft as error:
+            # No fault of the trial's, and the next trial would meet the same disk: stopped as by
+            # a signal, so it resumes from its last checkpoint once there is space again
+            self.out_of_space = self.out_of_space or str(error)
+            self._stopped(trial, str(error))
         except NoPointLeft as error:
             trial.set_user_attr(attrs.FAIL_REASON, str(error))
             frozen = self._tell(trial, TrialState.FAIL)
@@ -261,6 +274,13 @@ class _Worker:
             return
         self.finished += 1
         self.log.trial_finished(frozen, reason)
+        not_saved = frozen.user_attrs.get(attrs.WEIGHTS_NOT_SAVED)
+        if not_saved is not None:
+            self.out_of_space = self.out_of_space or not_saved
+            self.log.note(
+                f"trial {frozen.number} is COMPLETE without its weights ({not_saved}); its value "
+                "stands, and `hpsearch export` says the weights are missing"
+            )
         trial_files.release(self.study, frozen, run.folder)
 
     def _pause(self, trial: optuna.Trial, pause: PauseAfterEpoch) -> None:
@@ -301,6 +321,26 @@ class _Worker:
 
 def _queued_point(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.WAITING and not promotion.is_continuation_queued(trial)
+
+
+def _why_ended(out_of_space: bool, stopped: bool, timed_out: bool) -> str:
+    if out_of_space:
+        return "out of disk space"
+    if stopped:
+        return "stopped"
+    return "timeout" if timed_out else "nothing left to run"
+
+
+def _out_of_space_line(first: str, root: Path, left_to_resume: int) -> str:
+    stopped = (
+        f"; {left_to_resume} trial(s) it stopped are queued to resume from their last checkpoint"
+        if left_to_resume
+        else ""
+    )
+    return (
+        f"{first}: this worker started no more trials{stopped}. Free space in {root} (or move "
+        "that folder to a larger disk) and run again"
+    )
 
 
 def _taken_away(trial: optuna.Trial) -> str:

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import (
     ATTEMPT,
+    CONTINUES_FROM_EPOCH,
     PAUSED_AT,
     PROMOTION_CLOSED,
     PROMOTION_OF,
@@ -130,11 +131,13 @@ def pause_counts(trials: list[FrozenTrial]) -> dict[str, int]:
 
 def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> None:
     """Queue what continues `paused` once promoted: its parameters, its first attempt's number
-    (whose folder holds the checkpoint) and its retry count, as a retry carries them."""
+    (whose folder holds the checkpoint) and its retry count, as a retry carries them, and the
+    epoch it paused at, which its checkpoint must restore."""
     user_attrs = {
         RETRY_OF: first_attempt(paused),
         RETRIED_FROM: paused.number,
         PROMOTION_OF: paused.number,
+        CONTINUES_FROM_EPOCH: paused.user_attrs[PAUSED_AT],
     }
     for key in (ATTEMPT, QUEUED_AS):
         if key in paused.user_attrs:

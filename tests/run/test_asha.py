@@ -10,6 +10,7 @@ the test finishes itself, as other workers would, with scores below or above it.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import optuna
 import pytest
@@ -114,6 +115,37 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
     # H 2 epochs, L1 and L2 one each (by hand), trial 0 one, then its continuation one more:
     # the promoted trial trained its 2 epochs once, as it would have without pruning
     assert summary.epochs_trained == 6 == summary.epochs_without_pruning
+
+
+def test_a_promoted_trial_whose_checkpoint_is_gone_retrains_in_the_open_each_epoch_once(
+    tmp_path, image_folder, options, capsys, one_torch_thread
+):
+    config, study = paused_study(tmp_path, image_folder, options)
+    checkpoint = checkpoint_of_trial_0(options, study)
+    shutil.rmtree(checkpoint.parent)  # removed by hand, or on a disk this worker does not see
+    finish_by_hand(study, at_rung_1=0.0)  # 2nd of 4 at the rung: promoted
+    capsys.readouterr()
+    launch(config, dataclasses.replace(options, log_format="text"), trials=4)
+
+    continuation = next(t for t in trials_of(options) if attrs.PROMOTION_OF in t.user_attrs)
+    assert continuation.state == TrialState.COMPLETE
+    lost = continuation.user_attrs[attrs.CHECKPOINT_LOST]
+    assert (
+        f"promotion of trial 0 paused at epoch 1, found 0 epoch(s) to resume in {checkpoint}"
+        in lost
+    )
+    assert lost.endswith("it retrains from epoch 1")
+    assert f"warning (hpsearch.worker): {lost}" in capsys.readouterr().err, "a line of its log"
+    assert attrs.RESUMED_FROM_EPOCH not in continuation.user_attrs, "nothing was restored"
+    # Its curve is its own run, each epoch reported once; the paused trial's epoch 1 stays its own
+    assert list(continuation.intermediate_values) == [1, 2]
+    assert [epoch["epoch"] for epoch in continuation.user_attrs[attrs.HISTORY]] == [1, 2]
+    curves = {curve.number: curve for curve in trial_curves([study])}
+    assert 0 not in curves and curves[continuation.number].epochs == (1, 2)
+    # Epoch 1 of trial 0 was trained twice, and the epoch budget counts it twice
+    assert epochs_trained([continuation]) == 2
+    summary = get_summary_info(study)
+    assert summary.epochs_trained == 7 == summary.epochs_without_pruning + 1
 
 
 def test_a_paused_trial_that_can_no_longer_be_promoted_loses_its_checkpoint(

@@ -30,6 +30,7 @@ from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
 from trainer.checkpoint import CHECKPOINT_NAME, CheckpointPolicy
+from trainer.errors import NoSpaceLeft
 from trainer.loop import train
 
 NAME = "test-study"
@@ -172,31 +173,125 @@ def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_over(
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
+    """A checkpoint folder on a 3 MB disk of its own: a ResNet-18 checkpoint or weights file (tens
+    of MB) never fits."""
     folder = tmp_path / "small"
     folder.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)  # a test may have freed it
+
+
+def free_space(folder) -> None:
+    """Unmount the small disk: the folder is then one on tmp_path's disk, with room to spare."""
     subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def test_a_full_disk_fails_the_trial_once_with_the_reason(
-    tmp_path, image_folder, cache_dir, small_tmpfs, one_torch_thread
+@pytest.mark.parametrize("trials_per_worker", [1, 2])
+def test_a_full_disk_stops_the_worker_with_one_line_and_its_trials_resume_once_freed(
+    tmp_path, image_folder, cache_dir, small_tmpfs, one_torch_thread, trials_per_worker
 ):
-    path = write_study(tmp_path, image_folder, trials=1, epochs=2, pruner='kind = "none"')
-    path.write_text(path.read_text() + "\n[checkpoint]\nevery_epochs = 1\n")
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    options = WorkerOptions(url, "cpu", cache_dir, progress=False, checkpoint_dir=small_tmpfs)
-    summary = run_worker(load_study_config(path), options, create=True)
-    [trial] = trials_of(url)
-    assert trial.state == TrialState.FAIL and summary.finished == 1
-    assert trial.user_attrs["fail_reason"].startswith(
-        f"NoSpaceLeft: no space left on {small_tmpfs}"
+    path = write_study(
+        tmp_path,
+        image_folder,
+        trials=3,
+        epochs=2,
+        pruner='kind = "none"',
+        extra="\n[checkpoint]\nevery_epochs = 1\n",
     )
-    assert list(trial.intermediate_values) == [1]  # the epoch was reported before the write
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    options = WorkerOptions(
+        url,
+        "cpu",
+        cache_dir,
+        progress=False,
+        checkpoint_dir=small_tmpfs,
+        trials_per_worker=trials_per_worker,
+    )
+    with pytest.raises(NoSpaceLeft) as stopped:
+        run_worker(load_study_config(path), options, create=True)
+    line = str(stopped.value)
+    assert line.startswith(f"no space left on {small_tmpfs}/") and "\n" not in line
+    assert line.endswith(
+        f"Free space in {small_tmpfs} (or move that folder to a larger disk) and run again"
+    )
+    assert f"{trials_per_worker} trial(s) it stopped are queued to resume" in line
+    # Each trial it started was stopped at its first checkpoint, with the epoch reported and the
+    # reason, and queued to resume; no trial was started after
+    trials = trials_of(url)
+    started, queued = trials[:trials_per_worker], trials[trials_per_worker:]
+    assert [trial.state for trial in started] == [TrialState.FAIL] * trials_per_worker
+    for trial in started:
+        assert trial.user_attrs[attrs.FAIL_REASON].startswith("NoSpaceLeft: no space left on")
+        assert list(trial.intermediate_values) == [1]
+    assert [trial.state for trial in queued] == [TrialState.WAITING] * trials_per_worker
+    assert all(attrs.is_retry(trial) for trial in queued)
+
+    free_space(small_tmpfs)
+    run_worker(load_study_config(path), options)
+    trials = trials_of(url)
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    assert len(complete) == 3 == attrs.budget_spent(trials), "no trial was lost"
+    assert [trial.state for trial in trials[:trials_per_worker]] == [
+        TrialState.FAIL
+    ] * trials_per_worker
+
+
+def test_a_trial_whose_weights_cannot_be_written_completes_and_export_says_they_are_missing(
+    tmp_path, image_folder, cache_dir, small_tmpfs, capsys, one_torch_thread
+):
+    # Checkpoints every 120 s (the default): the weights file is the one file a trial writes
+    path = write_study(tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"')
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    flags = ["--storage", url, "--cache-dir", str(cache_dir), "--checkpoint-dir", str(small_tmpfs)]
+    status = main(["run", str(path), *flags, "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    [trial] = trials_of(url)  # no second trial started
+    assert trial.state == TrialState.COMPLETE and trial.value == max(
+        trial.intermediate_values.values()
+    )
+    assert list(trial.intermediate_values) == [1, 2]
+    not_saved = trial.user_attrs[attrs.WEIGHTS_NOT_SAVED]
+    assert not_saved.startswith(f"no space left on {small_tmpfs}/") and "weights.pt" in not_saved
+    assert attrs.WEIGHTS not in trial.user_attrs
+    assert f"trial 0 is COMPLETE without its weights ({not_saved})" in err
+    assert status == 2
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"hpsearch: error: {not_saved}: this worker started no more trials. Free space in"
+        )
+    )
+
+    status = main(
+        ["export", "--study", NAME, "--storage", url, "--checkpoint-dir", str(small_tmpfs)]
+    )
+    out, err = capsys.readouterr()
+    assert status == 0 and '"optimizer"' in out
+    assert f"trial 0's weights are missing: they were never written ({not_saved})" in err
+
+
+def test_worker_processes_on_a_full_disk_keep_their_values_and_run_exits_with_their_lines(
+    tmp_path, image_folder, cache_dir, small_tmpfs, capfd
+):
+    path = write_study(tmp_path, image_folder, trials=2, epochs=1, pruner='kind = "none"')
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    flags = ["--storage", url, "--cache-dir", str(cache_dir), "--checkpoint-dir", str(small_tmpfs)]
+    status = main(["run", str(path), *flags, "--device", "cpu", "--no-progress", "--workers", "2"])
+    err = capfd.readouterr().err
+    trials = trials_of(url)
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2, "values kept"
+    assert all(attrs.WEIGHTS_NOT_SAVED in trial.user_attrs for trial in trials)
+    assert status == 2 and err.count("hpsearch: error: no space left on") == 2, err
+    assert err.strip().splitlines()[-1] == (
+        "hpsearch: error: worker process(es) hpsearch-worker-0, hpsearch-worker-1 stopped: "
+        "see above why"
+    )
 
 
 def test_a_killed_worker_behind_the_grpc_proxy_is_resumed(

@@ -18,7 +18,7 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.data import load_image_data
 from trainer.device import resolve_device
 from trainer.epoch import EpochMetrics
-from trainer.errors import ConfigError, NonFiniteLossError
+from trainer.errors import ConfigError, NonFiniteLossError, NoSpaceLeft
 from trainer.files import WEIGHTS_NAME
 from trainer.loop import train
 
@@ -75,6 +75,12 @@ def run_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as error:
         print(f"hpsearch: {error}", file=sys.stderr)
         return 1
+    if result.weights_not_saved is not None:
+        # A run trained to have weights: without them it failed, its epochs' scores printed above
+        raise NoSpaceLeft(
+            f"{result.weights_not_saved}: the scores above stand, but no weights were saved; "
+            "free space there and train again"
+        )
     weights = policy.folder / WEIGHTS_NAME
     if args.json:
         summary = {**result.summary(), "data": data.source, "weights": str(weights)}
