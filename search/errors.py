@@ -18,10 +18,12 @@ __all__ = [
     "HpsearchError",
     "LaunchError",
     "NoFinishedTrial",
+    "StorageDamaged",
     "StorageError",
     "StudyFileError",
     "StudyMismatchError",
     "StudyNotFound",
+    "WorkerFailed",
 ]
 
 
@@ -31,6 +33,10 @@ class StudyFileError(ConfigError):
 
 class StorageError(HpsearchError):
     """The storage URL is malformed or the database cannot be reached."""
+
+
+class StorageDamaged(HpsearchError):
+    """A SQLite file fails its integrity check; the message names the file and how to recover."""
 
 
 class StudyMismatchError(HpsearchError):
@@ -47,3 +53,7 @@ class NoFinishedTrial(HpsearchError):
 
 class LaunchError(HpsearchError):
     """The --gpus, --workers or --workers-per-gpu flags do not fit this machine."""
+
+
+class WorkerFailed(HpsearchError):
+    """A local worker process stopped on an error it printed in one line (a damaged storage)."""

@@ -20,7 +20,7 @@ from types import FrameType
 import optuna
 import torch
 
-from search.errors import LaunchError
+from search.errors import HpsearchError, LaunchError, WorkerFailed
 from search.run.joining import StoredStudy, join
 from search.run.log import log_warnings
 from search.run.progress import StudyProgress
@@ -28,6 +28,8 @@ from search.run.worker import WorkerOptions, run_worker, stop_on_signals, work
 from search.study.recorded import budget
 from search.study.storage import masked
 from search.studyfile import StudyConfig
+
+USER_ERROR = 2  # a worker process's exit status for an error it printed in one line, as hpsearch's
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,12 @@ def _run_processes(
     ):
         for process in processes:
             process.join()
-    failed = [process.name for process in processes if process.exitcode != 0]
+    failed = [process for process in processes if process.exitcode != 0]
     if failed:
-        raise RuntimeError(
-            f"worker process(es) {', '.join(failed)} exited with an error; see the messages above"
-        )
+        names = ", ".join(process.name for process in failed)
+        # Each said why in one line when the error was the user's to fix (exit 2)
+        error = WorkerFailed if all(p.exitcode == USER_ERROR for p in failed) else RuntimeError
+        raise error(f"worker process(es) {names} exited with an error; see the messages above")
 
 
 @contextmanager
@@ -188,5 +191,9 @@ def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlo
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
-    with stop_on_signals(options.log_format) as stop:
-        run_worker(config, options, worker_index=slot.index, stop=stop)
+    try:
+        with stop_on_signals(options.log_format) as stop:
+            run_worker(config, options, worker_index=slot.index, stop=stop)
+    except HpsearchError as error:  # one line, as `hpsearch` prints it, not a traceback
+        print(f"hpsearch: error: {error}", file=sys.stderr)
+        sys.exit(USER_ERROR)

@@ -1,5 +1,6 @@
 """Surviving a database that restarts: storage calls that wait and reconnect, and writes safe to
-retry when the answer to their commit was lost.
+retry when the answer to their commit was lost. A call on a SQLite file that fails with a database
+error has the file checked, so that damage is named as such (search.study.integrity).
 
 The heartbeat that keeps beating through an outage, so a live trial never looks dead, is the
 worker's (search.run.liveness); it calls the storage `without_retries`, on a deadline of its own.
@@ -24,6 +25,8 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from search.errors import StorageDamaged
+from search.study.integrity import damaged, is_database_error, quick_check, sqlite_file
 from search.study.optuna_compat import (
     READ_PREFIXES,
     storage_transactions,
@@ -147,9 +150,25 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(_nesting, "depth", 0):
             return method(self, *args, **kwargs)
         with _inside_a_call(method.__name__):
-            return call_with_retries(method, self, *args, **kwargs)
+            try:
+                return call_with_retries(method, self, *args, **kwargs)
+            except Exception as error:
+                damage = _damage_behind(self, error)
+                if damage is not None:
+                    raise damage from error
+                raise
 
     return wrapper
+
+
+def _damage_behind(storage: RDBStorage, error: Exception) -> StorageDamaged | None:
+    """For a database error (not an outage) on a SQLite file: the damage its quick check finds,
+    if any, to be raised instead of the error it caused."""
+    path = sqlite_file(storage.engine.url)
+    if path is None or not is_database_error(error) or is_connection_error(error):
+        return None
+    found = quick_check(path)
+    return damaged(path, found) if found else None
 
 
 class ResilientRDBStorage(RDBStorage):
