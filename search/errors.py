@@ -18,11 +18,12 @@ __all__ = [
     "HpsearchError",
     "LaunchError",
     "NoFinishedTrial",
+    "StorageDamaged",
     "StorageError",
     "StudyFileError",
     "StudyMismatchError",
     "StudyNotFound",
-    "WorkerStopped",
+    "WorkerFailed",
 ]
 
 
@@ -32,6 +33,10 @@ class StudyFileError(ConfigError):
 
 class StorageError(HpsearchError):
     """The storage URL is malformed or the database cannot be reached."""
+
+
+class StorageDamaged(HpsearchError):
+    """A SQLite file fails its integrity check; the message names the file and how to recover."""
 
 
 class StudyMismatchError(HpsearchError):
@@ -50,6 +55,6 @@ class LaunchError(HpsearchError):
     """The --gpus, --workers or --workers-per-gpu flags do not fit this machine."""
 
 
-class WorkerStopped(HpsearchError):
-    """A worker process of `hpsearch run` stopped on an error the user can act on (a full disk),
-    which it said on its own line."""
+class WorkerFailed(HpsearchError):
+    """A local worker process stopped on an error the user can act on (a full disk, a damaged
+    storage), which it printed in one line."""

@@ -20,7 +20,7 @@ from types import FrameType
 import optuna
 import torch
 
-from search.errors import HpsearchError, LaunchError, WorkerStopped
+from search.errors import HpsearchError, LaunchError, WorkerFailed
 from search.run.joining import StoredStudy, join
 from search.run.log import log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
@@ -29,6 +29,8 @@ from search.run.worker import WorkerOptions, run_worker, stop_on_signals, work
 from search.study.recorded import budget
 from search.study.storage import masked
 from search.studyfile import StudyConfig
+
+USER_ERROR = 2  # a worker process's exit status for an error it printed in one line, as hpsearch's
 
 
 @dataclass(frozen=True)
@@ -143,13 +145,12 @@ def _run_processes(
     ):
         for process in processes:
             process.join()
-    failed = [process.name for process in processes if process.exitcode != 0]
-    if failed and all(process.exitcode == 2 for process in processes if process.exitcode != 0):
-        raise WorkerStopped(f"worker process(es) {', '.join(failed)} stopped: see above why")
+    failed = [process for process in processes if process.exitcode != 0]
     if failed:
-        raise RuntimeError(
-            f"worker process(es) {', '.join(failed)} exited with an error; see the messages above"
-        )
+        names = ", ".join(process.name for process in failed)
+        # Each said why in one line when the error was the user's to fix (exit 2)
+        error = WorkerFailed if all(p.exitcode == USER_ERROR for p in failed) else RuntimeError
+        raise error(f"worker process(es) {names} exited with an error; see the messages above")
 
 
 @contextmanager
@@ -196,9 +197,9 @@ def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlo
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
-    with stop_on_signals(options.log_format) as stop:
-        try:
+    try:
+        with stop_on_signals(options.log_format) as stop:
             run_worker(config, options, stop=stop)
-        except HpsearchError as error:  # the user's to act on (a full disk): one line, as the CLI
-            print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
-            sys.exit(2)
+    except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
+        print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(USER_ERROR)

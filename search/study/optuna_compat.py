@@ -14,8 +14,9 @@ What we need that Optuna keeps private:
 - forgetting the study's per-thread list of trials after such a move, as `Study.ask` does;
 - a subclass of Optuna's cache of finished trials whose reads may lag (`LaggingCache`);
 - a few statements of `RDBStorage` run in one transaction of ours (several user attributes at
-  once, an intermediate value committed asynchronously), and the list of its methods, each a
-  transaction, that `search.study.resilience` wraps to wait out an outage.
+  once, an intermediate value committed asynchronously, a state change a retry recognises), and
+  the list of its methods, each a transaction, that `search.study.resilience` wraps to wait out an
+  outage.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -161,6 +163,49 @@ def write_intermediate_value(
         if not wait_for_disk and storage.engine.dialect.name == "postgresql":
             session.execute(sqlalchemy.text("SET LOCAL synchronous_commit TO OFF"))
         storage._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+
+
+def write_trial_state(
+    storage: RDBStorage,
+    trial_id: int,
+    state: TrialState,
+    values: Sequence[float] | None,
+    stamp: datetime,
+) -> bool:
+    """`set_trial_state_values` as Optuna's, except that the trial's start (for RUNNING) or end
+    (for a finished state) is `stamp`, chosen once by the caller for all attempts of one call.
+
+    An attempt whose commit was made but whose answer was lost (the connection dropped after
+    COMMIT) is retried; the retry then finds the trial already in `state` and would fail ("has
+    already finished") or, for a claim, answer that another worker took it. A trial in `state`
+    with our stamp is our own earlier attempt's work: done, True. The stamp has microseconds
+    (PostgreSQL, SQLite), so another caller's change never carries it; MySQL keeps whole seconds,
+    so there a retry answers as Optuna's would.
+    """
+    try:
+        with _create_scoped_session(storage.scoped_session) as session:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            if trial.state == state and _stamp(trial, state) == stamp:
+                return True
+            storage.check_trial_is_updatable(trial_id, trial.state)
+            for objective, value in enumerate(values or ()):
+                storage._set_trial_value_without_commit(session, trial, objective, value)
+            if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
+                return False
+            trial.state = state
+            if state == TrialState.RUNNING:
+                trial.datetime_start = stamp
+            if state.is_finished():
+                trial.datetime_complete = stamp
+    except sqlalchemy.exc.IntegrityError:  # as Optuna's
+        return False
+    return True
+
+
+def _stamp(trial: models.TrialModel, state: TrialState) -> datetime | None:
+    if state == TrialState.RUNNING:
+        return trial.datetime_start
+    return trial.datetime_complete if state.is_finished() else None
 
 
 # Methods of RDBStorage that only read, by their names' beginnings; any other may write.

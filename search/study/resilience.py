@@ -1,4 +1,6 @@
-"""Surviving a database that restarts: storage calls that wait and reconnect.
+"""Surviving a database that restarts: storage calls that wait and reconnect, and writes safe to
+retry when the answer to their commit was lost. A call on a SQLite file that fails with a database
+error has the file checked, so that damage is named as such (search.study.integrity).
 
 The heartbeat that keeps beating through an outage, so a live trial never looks dead, is the
 worker's (search.run.liveness); it calls the storage `without_retries`, on a deadline of its own.
@@ -11,8 +13,9 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -20,11 +23,15 @@ import psycopg
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
+from optuna.trial import TrialState
 
+from search.errors import StorageDamaged
+from search.study.integrity import damaged, is_database_error, quick_check, sqlite_file
 from search.study.optuna_compat import (
     READ_PREFIXES,
     storage_transactions,
     write_intermediate_value,
+    write_trial_state,
     write_trial_user_attrs,
 )
 
@@ -143,9 +150,25 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(_nesting, "depth", 0):
             return method(self, *args, **kwargs)
         with _inside_a_call(method.__name__):
-            return call_with_retries(method, self, *args, **kwargs)
+            try:
+                return call_with_retries(method, self, *args, **kwargs)
+            except Exception as error:
+                damage = _damage_behind(self, error)
+                if damage is not None:
+                    raise damage from error
+                raise
 
     return wrapper
+
+
+def _damage_behind(storage: RDBStorage, error: Exception) -> StorageDamaged | None:
+    """For a database error (not an outage) on a SQLite file: the damage its quick check finds,
+    if any, to be raised instead of the error it caused."""
+    path = sqlite_file(storage.engine.url)
+    if path is None or not is_database_error(error) or is_connection_error(error):
+        return None
+    found = quick_check(path)
+    return damaged(path, found) if found else None
 
 
 class ResilientRDBStorage(RDBStorage):
@@ -174,6 +197,21 @@ class ResilientRDBStorage(RDBStorage):
         point is missing from a curve), never anything else: the next ordinary commit writes
         them, and every other write still waits for the disk."""
         write_intermediate_value(self, trial_id, step, intermediate_value, wait_for_disk=False)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        """Optuna's, safe to retry when the answer to a commit was lost: each attempt stamps the
+        trial with the time of this call and recognises it (`write_trial_state`), so a retried
+        tell of a trial it already finished succeeds, and so does a retried claim (WAITING to
+        RUNNING) that already took the trial."""
+        return self._set_trial_state_stamped(trial_id, state, values, datetime.now())
+
+    @_retrying
+    def _set_trial_state_stamped(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None, stamp: datetime
+    ) -> bool:
+        return write_trial_state(self, trial_id, state, values, stamp)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Optuna rebuilds the engine of an unpickled storage (a spawned process, say) from its

@@ -2,7 +2,8 @@
 
 Which URL is decided by `search.locations.storage_url`; here it is parsed and checked without
 connecting (`check_storage_url`), refused when a command that only reads finds no storage
-(`require_existing_storage`), and opened (`open_storage`), SQLite set up for several local workers.
+(`require_existing_storage`), and opened (`open_storage`), SQLite set up for several local workers
+and its file checked for damage (search.study.integrity).
 Printed and stored URLs go through `masked`, which hides every secret they carry.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import time
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import optuna
@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search.errors import StorageError
+from search.study.integrity import check_intact, sqlite_file
 from search.study.optuna_compat import (
     check_version,
     database_behind,
@@ -124,13 +125,6 @@ def _check_sqlite_folder(parsed: sqlalchemy.URL, url: str) -> None:
         )
 
 
-def sqlite_file(parsed: sqlalchemy.URL) -> Path | None:
-    """The file a SQLite URL names; None for other databases and in-memory SQLite."""
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
 def require_existing_storage(url: str) -> sqlalchemy.URL:
     """`check_storage_url`, then refuse a SQLite storage whose file does not exist, so that a
     command that only reads (status, report, export, dashboard, worker) never creates one."""
@@ -149,6 +143,20 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
             "or --storage: only `hpsearch run` creates a storage"
         )
     return parsed
+
+
+def check_sqlite_intact(url: str) -> None:
+    """A SQLite storage's file, if it exists, passes its quick check (StorageDamaged otherwise);
+    nothing is checked for other storages."""
+    _check_sqlite_intact(check_storage_url(url))
+
+
+def _check_sqlite_intact(parsed: sqlalchemy.URL) -> None:
+    # On opening: damage is named before anything reads the file, not as the failure of whatever
+    # reaches it first
+    database = sqlite_file(parsed)
+    if database is not None and database.is_file():
+        check_intact(database)
 
 
 def check_reachable(url: str, *, wait_seconds: float = 0) -> None:
@@ -172,6 +180,7 @@ def open_storage(
     A database server that does not answer yet is waited for up to `wait_seconds`."""
     check_version()  # before any call into Optuna's internals
     parsed = check_storage_url(url) if create else require_existing_storage(url)
+    _check_sqlite_intact(parsed)
     if parsed.drivername == "grpc":
         return optuna.storages.GrpcStorageProxy(
             host=parsed.host or "localhost", port=parsed.port or GRPC_DEFAULT_PORT

@@ -289,8 +289,8 @@ def test_worker_processes_on_a_full_disk_keep_their_values_and_run_exits_with_th
     assert all(attrs.WEIGHTS_NOT_SAVED in trial.user_attrs for trial in trials)
     assert status == 2 and err.count("hpsearch: error: no space left on") == 2, err
     assert err.strip().splitlines()[-1] == (
-        "hpsearch: error: worker process(es) hpsearch-worker-0, hpsearch-worker-1 stopped: "
-        "see above why"
+        "hpsearch: error: worker process(es) hpsearch-worker-0, hpsearch-worker-1 exited with an "
+        "error; see the messages above"
     )
 
 

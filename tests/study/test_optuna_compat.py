@@ -9,10 +9,12 @@ import configparser
 import inspect
 import re
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
@@ -32,6 +34,7 @@ from search.study.optuna_compat import (
     storage_transactions,
     worker_storage,
     write_intermediate_value,
+    write_trial_state,
     write_trial_user_attrs,
 )
 from search.study.storage import open_storage
@@ -72,6 +75,14 @@ def test_the_private_names_exist_with_the_shapes_we_use(study):
     ]
     assert parameters(RDBStorage._set_trial_intermediate_value_without_commit) == [
         *("self", "session", "trial_id", "step", "intermediate_value")
+    ]
+    assert parameters(RDBStorage._set_trial_value_without_commit) == [
+        *("self", "session", "trial", "objective", "value")
+    ]
+    assert parameters(models.TrialModel.find_or_raise_by_id) == [
+        "trial_id",
+        "session",
+        "for_update",
     ]
     assert hasattr(models, "TrialUserAttributeModel")
 
@@ -123,6 +134,23 @@ def test_writes_in_one_transaction_read_back(study):
     write_intermediate_value(database, trial._trial_id, 3, 0.25, wait_for_disk=False)
     stored = database.get_trial(trial._trial_id)
     assert stored.user_attrs == {"a": 1, "b": [2]} and stored.intermediate_values == {3: 0.25}
+
+
+def test_a_state_change_made_again_with_its_stamp_is_recognised(study):
+    # What a retry does after the answer to its commit was lost (tests/study/test_lost_answers.py)
+    study.enqueue_trial({"x": 1.0})
+    database, trial_id = study._storage._backend, study.get_trials()[0]._trial_id
+    ours, later = datetime(2026, 1, 2, 3, 4, 5, 678901), datetime(2026, 1, 2, 3, 4, 6)
+    assert write_trial_state(database, trial_id, TrialState.RUNNING, None, ours)
+    assert write_trial_state(database, trial_id, TrialState.RUNNING, None, ours)
+    assert not write_trial_state(database, trial_id, TrialState.RUNNING, None, later)
+    assert write_trial_state(database, trial_id, TrialState.COMPLETE, [0.5], later)
+    assert write_trial_state(database, trial_id, TrialState.COMPLETE, [0.5], later)
+    with pytest.raises(UpdateFinishedTrialError):
+        write_trial_state(database, trial_id, TrialState.FAIL, None, later + timedelta(seconds=1))
+    stored = database.get_trial(trial_id)
+    assert (stored.state, stored.value) == (TrialState.COMPLETE, 0.5)
+    assert (stored.datetime_start, stored.datetime_complete) == (ours, later)
 
 
 def test_reads_lag_only_inside_lagging_reads(tmp_path):

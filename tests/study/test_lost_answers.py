@@ -1,0 +1,104 @@
+"""A write whose commit reached the server but whose answer was lost on the way back (the
+connection dropped after COMMIT) is retried (search.study.resilience): the retry must find the
+write done and count it so, never apply it twice nor fail on it. Caused for real on PostgreSQL,
+through a proxy that drops the connection once the server has answered the COMMIT."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.distributions import FloatDistribution
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from search.study.optuna_compat import (
+    claim,
+    database_behind,
+    end_claimed,
+    storage_of,
+    worker_storage,
+)
+from search.study.storage import open_storage, set_user_attrs
+from tests.helpers.lost_answers import LosingProxy, arm_on, losing_proxy
+
+X = {"x": FloatDistribution(0, 1)}
+
+
+@pytest.fixture
+def proxy(pg_url):
+    with losing_proxy(pg_url) as proxy:
+        yield proxy
+
+
+def _study(proxy: LosingProxy) -> optuna.Study:
+    storage = open_storage(proxy.url)
+    return optuna.create_study(
+        study_name="s", storage=worker_storage(storage), direction="maximize"
+    )
+
+
+def _engine(study: optuna.Study) -> sqlalchemy.Engine:
+    database = database_behind(storage_of(study))
+    assert isinstance(database, RDBStorage)
+    return database.engine
+
+
+def test_a_retried_tell_finds_its_trial_finished_and_succeeds(proxy):
+    # Before: the retry raised UpdateFinishedTrialError ("Trial#0 has already finished"), which
+    # stopped the worker with a traceback, its trial COMPLETE
+    study = _study(proxy)
+    trial = study.ask(X)
+    arm_on(_engine(study), proxy, "UPDATE trials")
+    frozen = study.tell(trial, 0.7)
+    assert proxy.answers_lost == 1
+    stored = study.get_trials()[0]
+    assert (frozen.state, stored.state, stored.value) == (TrialState.COMPLETE,) * 2 + (0.7,)
+
+
+def test_a_retried_report_writes_its_step_once(proxy):
+    # Optuna updates the value of a step already stored: idempotent before and after
+    study = _study(proxy)
+    trial = study.ask(X)
+    arm_on(_engine(study), proxy, "INSERT INTO trial_intermediate_values")
+    trial.report(0.5, 1)
+    trial.report(0.6, 2)
+    assert proxy.answers_lost == 1
+    assert study.get_trials()[0].intermediate_values == {1: 0.5, 2: 0.6}
+
+
+def test_retried_user_attributes_are_written_once(proxy):
+    # Upserts by key: idempotent before and after
+    study = _study(proxy)
+    trial = study.ask(X)
+    arm_on(_engine(study), proxy, "INSERT INTO trial_user_attributes")
+    set_user_attrs(trial, {"a": 1, "b": [1, 2]})
+    assert proxy.answers_lost == 1
+    assert study.get_trials()[0].user_attrs == {"a": 1, "b": [1, 2]}
+
+
+def test_a_retried_claim_knows_the_trial_it_took(proxy):
+    # Before: the retry found the trial RUNNING, took it for another worker's and returned None:
+    # nobody trained it until the liveness check failed it (no heartbeat) and queued a retry
+    study = _study(proxy)
+    study.enqueue_trial({"x": 0.5})
+    [queued] = study.get_trials()
+    arm_on(_engine(study), proxy, "UPDATE trials")
+    claimed = claim(study, queued)
+    assert proxy.answers_lost == 1
+    assert claimed is not None and claimed.number == queued.number
+    assert study.get_trials()[0].state == TrialState.RUNNING
+    assert claim(study, queued) is None  # a later claim is another caller's: refused
+    assert study.tell(claimed, 0.9).state == TrialState.COMPLETE
+
+
+def test_a_retried_end_of_a_dead_workers_trial_knows_it_ended_it(proxy):
+    # Before: the retry raised "has already finished", which end_claimed reads as another worker
+    # having ended the trial first: the trial of a dead worker was failed but no retry queued
+    study = _study(proxy)
+    study.ask(X)
+    [running] = study.get_trials()
+    arm_on(_engine(study), proxy, "UPDATE trials")
+    assert end_claimed(study, running, TrialState.FAIL, {"fail_reason": "its worker is gone"})
+    assert proxy.answers_lost == 1
+    assert study.get_trials()[0].state == TrialState.FAIL
