@@ -299,6 +299,8 @@ class _Worker:
 
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later."""
+        if attrs.FAIL_REASON not in trial.user_attrs:  # a bug's own reason is kept
+            trial.set_user_attr(attrs.FAIL_REASON, f"stopped: {reason}")
         frozen = self._tell(trial, TrialState.FAIL)
         if frozen is None:
             return

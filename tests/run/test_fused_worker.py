@@ -237,6 +237,10 @@ def test_sigterm_checkpoints_every_slot_and_each_trial_resumes_alone(
     assert worker.returncode == 0, err
     stopped = optuna.load_study(study_name=config.study.name, storage=storage).trials
     assert [trial.state for trial in stopped[:3]] == [TrialState.FAIL] * 3
+    assert all(
+        trial.user_attrs[attrs.FAIL_REASON].startswith("stopped: its worker was stopped")
+        for trial in stopped[:3]
+    ), "a user can read why each failed"
     assert [trial.user_attrs[attrs.RETRY_OF] for trial in stopped[3:]] == [0, 1, 2]
     assert len(checkpoints_of(options)) == 3, "every slot wrote its checkpoint at the stop"
 
