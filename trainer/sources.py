@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -93,6 +94,12 @@ def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
     target = root / archive.name[: -len(suffix)]
     if not target.exists():
         _extract(archive, target, progress)
+        # Said once, here: later runs, logs and reports name the extracted folder, not the archive
+        print(
+            f"extracted {archive} into {target}: later runs read it from there (delete it to "
+            "free the space; HPSEARCH_DATA_ROOT moves it)",
+            file=sys.stderr,
+        )
     holding = [
         path
         for path in [target, *sorted(target.iterdir())]

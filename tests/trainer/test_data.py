@@ -273,7 +273,7 @@ def test_a_missing_folder_is_named_with_the_layout_expected(tmp_path, cache_dir)
     assert str(tmp_path / "nowhere") in str(caught.value) and "train/<class>/*" in str(caught.value)
 
 
-def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monkeypatch):
+def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monkeypatch, capsys):
     folder = make_image_folder(
         tmp_path / "made" / "tiny", classes=2, train_per_class=5, val_per_class=2, odd_formats=False
     )
@@ -285,11 +285,13 @@ def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monke
     assert data.source == str(root / "tiny" / "tiny")
     assert (len(data.train), len(data.val), data.classes) == (10, 4, ("class_0", "class_1"))
     assert [path.name for path in root.iterdir()] == ["tiny"]  # no staging folder left behind
+    assert f"extracted {archive} into {root / 'tiny'}" in capsys.readouterr().err, "said once"
     forget_loaded(monkeypatch)
     monkeypatch.setattr(
         tarfile, "open", lambda *args, **kwargs: pytest.fail("extracted the archive twice")
     )
     assert len(load(archive, cache_dir, data_root=root).train) == 10
+    assert "extracted" not in capsys.readouterr().err
 
 
 def offline(*args, **kwargs):
