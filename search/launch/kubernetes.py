@@ -6,15 +6,18 @@ into one YAML stream. Nothing here talks to a cluster or a database.
 What runs, in order, though Kubernetes starts it all at once:
 - a Job of one pod, `hpsearch run STUDY --create-only`: it waits for the database, decodes the
   data for its fingerprint, creates the study (or checks the study file against it), sets
-  `--trials`, and exits. One creator, because N pods creating Optuna's tables at once race in
-  PostgreSQL's catalogue; a mistake of the user's (exit 2: another study of that name, a bad
+  `--trials`, and exits. It trains nothing, so it asks for one CPU and the decoded data's memory,
+  not the workers' resources. One creator, because N pods creating Optuna's tables at once race
+  in PostgreSQL's catalogue; a mistake of the user's (exit 2: another study of that name, a bad
   URL) fails the Job at once instead of retrying.
 - an Indexed Job of N workers, `hpsearch worker STUDY`. `worker` never creates a study, so each
   pod's init container polls `hpsearch status --study NAME` until the creator has made it; a
   pod that waits costs no GPU time that a failing, restarting one would not, and needs no order
-  that Kubernetes does not give. A preempted or evicted pod (DisruptionTarget) is replaced
-  without counting as a failure; SIGTERM gives its worker the grace period to write the last
-  finished epoch and queue its trial, which any worker then resumes from the shared claim.
+  that Kubernetes does not give. After an hour without the study (its creator failed) the init
+  container says where to look and fails the workers' Job, so no pod waits in Init for good. A
+  preempted or evicted pod (DisruptionTarget) is replaced without counting as a failure; SIGTERM
+  gives its worker the grace period to write the last finished epoch and queue its trial, which
+  any worker then resumes from the shared claim.
 
 The storage URL reaches every pod only through a Secret the user made (`secretKeyRef`): the
 YAML holds no password and no Secret. The dashboard, which has no login, is a ClusterIP Service
@@ -23,6 +26,7 @@ reached with `kubectl port-forward`, never a LoadBalancer, NodePort or Ingress.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import PurePosixPath
 from typing import Any
@@ -49,6 +53,7 @@ from search.launch.kubernetes_objects import (
     SHM_SIZE,
     STORAGE_KEY,
     STUDY_DIR,
+    STUDY_WAIT_EXIT,
     USER_ERROR_EXIT,
     KubernetesJob,
     claim,
@@ -59,13 +64,20 @@ from search.launch.kubernetes_objects import (
     object_name,
     pod_template,
     postgres,
+    quantity_value,
     service,
     storage_env,
-    wait_container,
+    study_wait_container,
 )
 from search.studyfile import StudyConfig
 from search.studyfile.document import to_document
+from trainer.data import cache_side
 from trainer.sources import IMAGENETTE
+
+# The creator's requests (creator_memory says why)
+CREATOR_CPU = "1"
+IMAGENETTE_IMAGES = 13_394  # 9,469 train and 3,925 val, at every resolution
+GIB = 2**30
 
 
 def render(config: StudyConfig, job: KubernetesJob) -> str:
@@ -157,21 +169,11 @@ def creator_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
         "--device", "cpu", "--no-progress", "--wait-for-storage", str(CREATOR_WAIT_SECONDS),
         *(["--trials", str(job.trials)] if job.trials is not None else []),
     ]  # fmt: skip
-    container = _hpsearch_container("create", args, job, gpus=0)
+    container = _hpsearch_container("create", args, job, _creator_resources(config, job))
     spec = {
         "backoffLimit": 3,
         "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {
-                        "containerName": "create",
-                        "operator": "In",
-                        "values": [USER_ERROR_EXIT],
-                    },
-                },
-                disruptions_ignored(),
-            ]
+            "rules": [_fails_job("create", USER_ERROR_EXIT), disruptions_ignored()]
         },
         "template": pod_template("create", job, config, [container], _volumes(job, config)),
     }
@@ -186,9 +188,9 @@ def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
         *(["--compile"] if job.compile else []),
         *(["--trials-per-worker", str(job.trials_per_worker)] if job.trials_per_worker else []),
     ]  # fmt: skip
-    worker = _hpsearch_container("worker", args, job, gpus=job.gpus_per_worker)
+    worker = _hpsearch_container("worker", args, job, _worker_resources(job))
     worker["volumeMounts"].append({"name": "checkpoints", "mountPath": CHECKPOINT_DIR})
-    wait = wait_container(job, config.study.name)
+    wait = study_wait_container(job, config.study.name, object_name(config, "create"))
     template = pod_template("workers", job, config, [worker], _volumes(job, config, True))
     template["spec"]["initContainers"] = [wait]
     template["spec"]["terminationGracePeriodSeconds"] = GRACE_SECONDS
@@ -203,10 +205,18 @@ def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
         # A worker exits 0 once the study's budget is met; a crash or an OOM kill is retried up
         # to this many times over all pods, while preemption, eviction and drains never count.
         "backoffLimit": FAILURES_PER_WORKER * job.workers,
-        "podFailurePolicy": {"rules": [disruptions_ignored()]},
+        "podFailurePolicy": {
+            "rules": [_fails_job(wait["name"], STUDY_WAIT_EXIT), disruptions_ignored()]
+        },
         "template": template,
     }
     return _job(object_name(config, "workers"), "workers", job, config, spec)
+
+
+def _fails_job(container: str, exit_status: int) -> dict[str, Any]:
+    """A pod failure rule: `container` exiting `exit_status` fails the Job at once, unretried."""
+    codes = {"containerName": container, "operator": "In", "values": [exit_status]}
+    return {"action": "FailJob", "onExitCodes": codes}
 
 
 def _data_args(config: StudyConfig, job: KubernetesJob) -> list[str]:
@@ -215,15 +225,16 @@ def _data_args(config: StudyConfig, job: KubernetesJob) -> list[str]:
 
 
 def _hpsearch_container(
-    name: str, args: list[str], job: KubernetesJob, *, gpus: int
+    name: str, args: list[str], job: KubernetesJob, resources: dict[str, Any]
 ) -> dict[str, Any]:
     """A container of the hpsearch image: the Dockerfile's entrypoint is `hpsearch`, so `args` is
     the command line after it."""
     env = [storage_env(job), field_env("POD_NAME", "metadata.name")]
     if not job.data_pvc:  # an Imagenette download goes to the pod's scratch volume
         env.append({"name": "HPSEARCH_DATA_ROOT", "value": f"{CACHE_DIR}/data"})
-    if job.cpu is not None and job.cpu.isdigit():  # torch's threads: the pod's CPUs, not the node's
-        env.append({"name": "OMP_NUM_THREADS", "value": job.cpu})
+    cpu = resources.get("requests", {}).get("cpu")
+    if cpu is not None and cpu.isdigit():  # torch's threads: the pod's CPUs, not the node's
+        env.append({"name": "OMP_NUM_THREADS", "value": cpu})
     mounts = [
         {"name": "study", "mountPath": STUDY_DIR, "readOnly": True},
         {"name": "cache", "mountPath": CACHE_DIR},
@@ -232,18 +243,45 @@ def _hpsearch_container(
     if job.data_pvc:
         mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
     container: dict[str, Any] = {"name": name, "image": job.image, "args": args, "env": env}
-    if resources := _resources(job, gpus):
+    if resources:
         container["resources"] = resources
     return {**container, "volumeMounts": mounts}
 
 
-def _resources(job: KubernetesJob, gpus: int) -> dict[str, Any]:
+def _worker_resources(job: KubernetesJob) -> dict[str, Any]:
     # CPU is requested, not limited (a limit throttles); memory is both, so the scheduler and
     # the OOM killer agree; a GPU is an extended resource, given as a limit.
     requests = {key: value for key, value in (("cpu", job.cpu), ("memory", job.memory)) if value}
     limits: dict[str, Any] = {"memory": job.memory} if job.memory else {}
-    if gpus:
-        limits["nvidia.com/gpu"] = gpus
+    if job.gpus_per_worker:
+        limits["nvidia.com/gpu"] = job.gpus_per_worker
+    return _nonempty(requests, limits)
+
+
+def _creator_resources(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
+    """`run --create-only` trains nothing but decodes every image once, for the data's
+    fingerprint: one CPU (a request, so its decoding workers may use a node's idle ones) and the
+    memory of the decoded images. The limit, where --memory gives one, is the workers': they hold
+    the same images, and more."""
+    memory = creator_memory(config)
+    if job.memory and quantity_value(job.memory) < quantity_value(memory):
+        memory = job.memory  # a request may not exceed its limit
+    limits = {"memory": job.memory} if job.memory else {}
+    return _nonempty({"cpu": CREATOR_CPU, "memory": memory}, limits)
+
+
+def creator_memory(config: StudyConfig) -> str:
+    """Measured: 0.95 GiB at the peak (PSS of the process and its 2 decoding workers) for 4,000
+    images at image_size 128, 0.25 GiB of them decoded. Asked: a GiB for Python, torch and up to
+    8 decoding workers, and twice the decoded images (those, and the training part that
+    per_class or validation_fraction copy). Counted for Imagenette; a claim of more images needs
+    more, which a request, unlike a limit, lets the pod use where the node has it."""
+    side = cache_side(config.data.image_size)
+    decoded = IMAGENETTE_IMAGES * 3 * side * side  # uint8 squares
+    return f"{math.ceil((GIB + 2 * decoded) / GIB)}Gi"
+
+
+def _nonempty(requests: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
 
 

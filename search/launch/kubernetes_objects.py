@@ -20,6 +20,7 @@ POSTGRES = "hpsearch-postgres"  # StatefulSet, Service and the Secret the user c
 POSTGRES_IMAGE = "postgres:16"  # as in docker-compose.yml
 POSTGRES_USER = POSTGRES_DB = "hpsearch"
 POSTGRES_CLAIM_SIZE = "10Gi"
+POSTGRES_REQUESTS = {"cpu": "500m", "memory": "1Gi"}
 CHECKPOINT_CLAIM = "hpsearch-checkpoints"  # shared by studies: each has its own folder in it
 CHECKPOINT_CLAIM_SIZE = "50Gi"  # a running trial's last.pt is 130-170 MB, plus each best weights
 DASHBOARD = "hpsearch-dashboard"
@@ -28,7 +29,13 @@ DASHBOARD_PORT = 8080
 # to a network file system, as SLURM's warning gives
 GRACE_SECONDS = 180
 CREATOR_WAIT_SECONDS = 600  # for a database whose claim is provisioned and image pulled first
-WAIT_POLL_SECONDS = 10
+# How long a worker pod waits in Init for the study before the workers' Job fails. The creator
+# waits up to CREATOR_WAIT_SECONDS for the database, then downloads and decodes the data (a few
+# minutes on one CPU, even for imagenette-full), and is retried after a crash: an hour is well
+# past all of that going right, and a creator that failed then leaves no worker in Init for good.
+STUDY_WAIT_SECONDS = 3600
+STUDY_WAIT_EXIT = 3  # the init container's exit status when the study never came: fails the Job
+SLEEP = "sleep 10"  # between two polls of a waiting init container
 FAILURES_PER_WORKER = 2  # crashes and OOM kills the workers' Job tolerates, per worker on average
 USER_ERROR_EXIT = 2  # hpsearch's exit status for a mistake of the user's
 UID = 1000  # the Dockerfile's non-root user
@@ -46,6 +53,12 @@ IMAGE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
 QUANTITY = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[mkMGTPE]|[KMGTPE]i)?")
+_SCALES = {
+    "": 1.0,
+    "m": 1e-3,
+    **{suffix: 1000.0 ** (power + 1) for power, suffix in enumerate("kMGTPE")},
+    **{f"{suffix}i": 1024.0 ** (power + 1) for power, suffix in enumerate("KMGTPE")},
+}
 
 
 def study_slug(config: StudyConfig) -> str:
@@ -114,6 +127,12 @@ class KubernetesJob:
                 )
 
 
+def quantity_value(quantity: str) -> float:
+    """A quantity QUANTITY matches, as a number: "32Gi" is 32 * 2**30, "500m" is 0.5."""
+    number = quantity.rstrip("mkMGTPEi")
+    return float(number) * _SCALES[quantity[len(number) :]]
+
+
 def is_label(text: str) -> bool:
     return len(text) <= 63 and DNS_LABEL.fullmatch(text) is not None
 
@@ -122,18 +141,44 @@ def disruptions_ignored() -> dict[str, Any]:
     return {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
 
 
-def wait_container(job: KubernetesJob, study: str | None) -> dict[str, Any]:
-    """Polls until the storage has Optuna's tables and, given `study`, that study; the name goes
-    through the environment, so no quoting can break the shell line."""
-    check = (
-        'hpsearch status --study "$STUDY" > /dev/null' if study else "hpsearch status > /dev/null"
-    )
-    env = [storage_env(job)] + ([{"name": "STUDY", "value": study}] if study else [])
+def wait_container(job: KubernetesJob) -> dict[str, Any]:
+    """Polls until the storage has Optuna's tables: the dashboard's, which holds no GPU while it
+    waits and serves every study, so it waits as long as it takes."""
     return {
-        "name": "wait-for-study" if study else "wait-for-storage",
+        "name": "wait-for-storage",
         "image": job.image,
-        "command": ["sh", "-c", f"until {check}; do sleep {WAIT_POLL_SECONDS}; done"],
-        "env": env,
+        "command": ["sh", "-c", f"until hpsearch status > /dev/null; do {SLEEP}; done"],
+        "env": [storage_env(job)],
+    }
+
+
+def study_wait_container(job: KubernetesJob, study: str, creator: str) -> dict[str, Any]:
+    """Polls until the creator Job has made `study`, for STUDY_WAIT_SECONDS at most; then says
+    where to look and exits STUDY_WAIT_EXIT, which fails the workers' Job. Names go through the
+    environment, so no quoting can break the shell line."""
+    script = "\n".join(
+        [
+            "deadline=$(( $(date +%s) + WAIT_SECONDS ))",
+            'until hpsearch status --study "$STUDY" > /dev/null; do',
+            '    if [ "$(date +%s)" -ge "$deadline" ]; then',
+            '        echo "study $STUDY was not created within $WAIT_SECONDS s: its creator'
+            " failed or still decodes the data; see $CREATOR_LOGS, and once it is fixed delete"
+            ' both Jobs and apply them again" >&2',
+            f"        exit {STUDY_WAIT_EXIT}",
+            "    fi",
+            f"    {SLEEP}",
+            "done",
+        ]
+    )
+    logs = f"kubectl logs job/{creator}" + (
+        f" --namespace {job.namespace}" if job.namespace else ""
+    )
+    env = {"STUDY": study, "CREATOR_LOGS": logs, "WAIT_SECONDS": str(STUDY_WAIT_SECONDS)}
+    return {
+        "name": "wait-for-study",
+        "image": job.image,
+        "command": ["sh", "-c", script],
+        "env": [storage_env(job)] + [{"name": key, "value": value} for key, value in env.items()],
     }
 
 
@@ -224,6 +269,10 @@ def postgres(job: KubernetesJob) -> dict[str, Any]:
             {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
         ],
         "ports": [{"name": "postgres", "containerPort": 5432}],
+        # Requests, so the scheduler keeps room for it beside the workers; no limit, since a
+        # database killed for a burst stops every worker at once. PostgreSQL's defaults bound its
+        # use: shared_buffers 128 MB, and at most 100 connections of a few MB each.
+        "resources": {"requests": POSTGRES_REQUESTS},
         "readinessProbe": {
             "exec": {"command": ["pg_isready", "-U", POSTGRES_USER, "-d", POSTGRES_DB]},
             "periodSeconds": 5,
@@ -260,7 +309,7 @@ def dashboard(job: KubernetesJob) -> dict[str, Any]:
         "ports": [{"name": "dashboard", "containerPort": DASHBOARD_PORT}],
     }
     template = pod_template("dashboard", job, None, [container], [], restart="Always")
-    template["spec"]["initContainers"] = [wait_container(job, None)]
+    template["spec"]["initContainers"] = [wait_container(job)]
     del template["spec"]["volumes"]
     return {
         "apiVersion": "apps/v1",

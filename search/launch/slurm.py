@@ -201,14 +201,12 @@ def submit(
     trials: int | None = None,
 ) -> Submitted:
     """Create or resume the study, then submit the array."""
-    if shutil.which("sbatch") is None:
-        raise LaunchError("sbatch is not on PATH: run `hpsearch slurm` on a SLURM login node")
     joined = join(
         request,
         options,
         create=True,
         trials=trials,
-        before_writing=lambda config: check_shared(config, options),
+        before_writing=lambda config: _check_submittable(config, options),
     )
     checkpoints = check_shared(joined.config, options)  # checked above; the folder it chose
     script = sbatch_script(joined.config, job, checkpoints, gpus_per_worker(job))
@@ -226,3 +224,13 @@ def submit(
         raise LaunchError(f"sbatch refused the job: {done.stderr.strip()}")
     job_id = done.stdout.strip().split(";")[0]
     return Submitted(job_id, checkpoints / LOG_FOLDER, joined.config.study.name)
+
+
+def _check_submittable(config: StudyConfig, options: WorkerOptions) -> None:
+    """The command's own input first, wherever it runs (as `--dry-run` checks it), then the
+    place: so the one refusal away from the cluster is "go to a login node", and the command
+    that gets it is one that will work there. Both before the data is decoded (minutes on a
+    first run) and before a storage or study is made."""
+    check_shared(config, options)
+    if shutil.which("sbatch") is None:
+        raise LaunchError("sbatch is not on PATH: run `hpsearch slurm` on a SLURM login node")

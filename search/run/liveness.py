@@ -59,14 +59,24 @@ def this_worker() -> dict[str, Any]:
 
 
 def describe(worker: dict[str, Any]) -> str:
-    """`pid 4242 on gpu-3 (slurm_job 812, slurm_task 1)`: a worker record, as people read it."""
-    scheduler = ", ".join(
-        f"{key} {worker[key]}"
-        for key in ("slurm_job", "slurm_task", "kubernetes_pod")
-        if key in worker
-    )
+    """`pid 4242 on gpu-3 (slurm_job 812_1)`: a worker record, as people read it."""
+    scheduler = ", ".join(_scheduler_ids(worker))
     where = f"pid {worker.get('pid', '?')} on {worker.get('host', '?')}"
     return f"{where} ({scheduler})" if scheduler else where
+
+
+def _scheduler_ids(worker: dict[str, Any]) -> list[str]:
+    """A job array's task as `squeue`, `scancel`, `sbatch`'s answer and the task's log name it:
+    the array's job id and the task's index (812_1). Each task has a job id of its own too
+    (SLURM_JOB_ID), which matches nothing the user was shown."""
+    array, task = worker.get("slurm_array_job"), worker.get("slurm_task")
+    if array is not None and task is not None:
+        ids = [f"slurm_job {array}_{task}"]
+    else:
+        ids = [f"{key} {worker[key]}" for key in ("slurm_job", "slurm_task") if key in worker]
+    if "kubernetes_pod" in worker:
+        ids.append(f"kubernetes_pod {worker['kubernetes_pod']}")
+    return ids
 
 
 def _pid_namespace() -> int | None:

@@ -6,7 +6,9 @@ nothing reachable from outside the cluster, and command lines that the `hpsearch
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 
 import kubernetes_validate
@@ -220,6 +222,8 @@ def test_the_rendered_postgresql_is_a_stateful_set_behind_a_cluster_ip_service(c
     assert service["metadata"]["name"] == "hpsearch-postgres"  # the host in the README's URL
     assert service["spec"]["ports"][0]["port"] == 5432
     assert by_kind(render(capsys, "--storage-secret", "team-db"), "StatefulSet") == []
+    # room kept for it beside the workers, and no limit that would kill it on a burst
+    assert postgres["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -314,6 +318,72 @@ def test_the_creator_command_creates_the_study_and_trains_nothing(
     assert "k8s-create" in out
     status, out, err = run_cli(capsys, "run", study, "--create-only", "--epochs", "9")
     assert status == 2 and "train.epochs" in err  # checked against the study, as run would
+
+
+@pytest.mark.parametrize(
+    ("image_size", "memory"),
+    [("32", "2Gi"), ("128", "3Gi"), ("224", "6Gi")],  # a GiB, and twice Imagenette decoded
+)
+def test_the_creator_asks_for_one_cpu_and_the_decoded_data_s_memory(capsys, image_size, memory):
+    documents = render(capsys, "--cpu", "8", "--memory", "32Gi", "--image-size", image_size)
+    (create,) = pod_spec(job(documents, "create"))["containers"]
+    assert create["resources"] == {
+        "requests": {"cpu": "1", "memory": memory},
+        "limits": {"memory": "32Gi"},  # the workers', who hold the same images
+    }
+    assert env(create)["OMP_NUM_THREADS"]["value"] == "1"
+    (worker,) = pod_spec(job(documents, "workers"))["containers"]
+    assert worker["resources"]["requests"] == {"cpu": "8", "memory": "32Gi"}
+
+
+def test_the_creator_s_request_stays_within_a_smaller_limit_or_none(capsys):
+    (create,) = pod_spec(job(render(capsys, "--memory", "2Gi"), "create"))["containers"]
+    assert create["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"memory": "2Gi"},
+    }
+    (create,) = pod_spec(job(render(capsys), "create"))["containers"]
+    assert create["resources"] == {"requests": {"cpu": "1", "memory": "3Gi"}}
+
+
+def test_a_worker_gives_up_on_a_study_never_created_and_fails_its_job(
+    tmp_path, image_folder, capsys, monkeypatch
+):
+    workers = job(render(capsys, "--namespace", "ml"), "workers")
+    (wait,) = pod_spec(workers)["initContainers"]
+    assert env(wait)["WAIT_SECONDS"]["value"] == "3600"
+    fails_job = {"containerName": wait["name"], "operator": "In", "values": [3]}
+    assert {"action": "FailJob", "onExitCodes": fails_job} in (
+        workers["spec"]["podFailurePolicy"]["rules"]
+    )
+    # The init container's shell line as the pod runs it, with this checkout's hpsearch and the
+    # wait cut to nothing
+    (tmp_path / "bin").mkdir()
+    hpsearch = tmp_path / "bin" / "hpsearch"
+    hpsearch.write_text(f'#!/bin/sh\nexec {sys.executable} -m search "$@"\n')
+    hpsearch.chmod(0o755)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    pod_env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "HPSEARCH_STORAGE": url,
+        "STUDY": "k8s-wait",
+        "CREATOR_LOGS": env(wait)["CREATOR_LOGS"]["value"],
+        "WAIT_SECONDS": "0",
+    }
+    waited = subprocess.run(wait["command"], env=pod_env, capture_output=True, text=True)
+    assert waited.returncode == 3
+    assert waited.stderr.strip().splitlines()[-1] == (
+        "study k8s-wait was not created within 0 s: its creator failed or still decodes the "
+        "data; see kubectl logs job/hpsearch-imagenette-create --namespace ml, and once it is "
+        "fixed delete both Jobs and apply them again"
+    )
+    monkeypatch.setenv("HPSEARCH_STORAGE", url)
+    study = write_study(tmp_path, image_folder, name="k8s-wait")
+    assert run_cli(capsys, "run", study, "--create-only")[0] == 0
+    waited = subprocess.run(wait["command"], env=pod_env, capture_output=True, text=True)
+    assert waited.returncode == 0, waited.stderr
 
 
 def test_output_file(tmp_path, capsys):

@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 
 import optuna
+import psycopg
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from search import attrs
 from search.cli import main
+from tests.helpers import postgres
 from tests.helpers.studies import write_study
 
 SECRET = "Sl0rmSecret-7"
@@ -128,7 +131,6 @@ def test_tasks_train_as_many_trials_at_once_as_asked(tmp_path, image_folder, cap
     ],
     ids=["sqlite", "unreachable"],
 )
-@pytest.mark.slurm  # `hpsearch slurm` finds sbatch before it checks the storage
 def test_a_storage_the_nodes_cannot_share_is_refused_before_submitting(
     tmp_path, image_folder, capsys, storage, expect
 ):
@@ -143,6 +145,28 @@ def test_a_storage_the_nodes_cannot_share_is_refused_before_submitting(
     if shutil.which("squeue"):
         queued = subprocess.run(["squeue", "-h", "-n", "hpsearch-refused"], capture_output=True)
         assert not queued.stdout.strip()
+
+
+def test_away_from_the_cluster_a_good_command_is_refused_before_anything_is_made(
+    tmp_path, image_folder, pg_url, capsys, monkeypatch
+):
+    """The command's input checked as on a login node, then the one refusal a laptop gets: before
+    the data is decoded and before the study, its tables or the logs' folder are made."""
+    study = write_study(tmp_path, image_folder, name="away")
+    (tmp_path / "ckpt").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))
+    flags = ["--workers", "2", "--storage", pg_url, "--checkpoint-dir", "ckpt"]
+    status, _, err = run_cli(capsys, "slurm", study, *flags)
+    assert status == 2 and "sbatch is not on PATH" in err and len(err.strip().splitlines()) == 1
+    database = postgres.server_url(database=make_url(pg_url).database)
+    with psycopg.connect(database) as connection:
+        tables = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    assert tables == (0,)
+    assert (
+        not (tmp_path / "user-cache").exists() and not (tmp_path / "ckpt" / "slurm-logs").exists()
+    )
 
 
 def test_a_checkpoint_folder_left_to_the_default_is_refused(tmp_path, image_folder, capsys):

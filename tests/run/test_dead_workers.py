@@ -114,6 +114,28 @@ def test_status_shows_who_runs_a_trial_and_when_it_last_beat(tmp_path, image_fol
     assert "(slurm_job 812)" in format_status([row])
 
 
+def test_a_job_array_s_task_is_named_as_squeue_names_it(monkeypatch):
+    """`Submitted batch job 1`: its first task is 1_0 in squeue and in its log's name, though
+    SLURM gives the task a job id of its own (2)."""
+    monkeypatch.setenv("SLURM_JOB_ID", "2")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.delenv("POD_NAME", raising=False)
+    me = liveness.this_worker()
+    assert (me["slurm_job"], me["slurm_array_job"], me["slurm_task"]) == ("2", "1", "0")
+    assert liveness.describe(me).endswith(" (slurm_job 1_0)")
+
+
+def test_a_job_outside_an_array_and_a_pod_are_named_by_their_own_ids(monkeypatch):
+    for variable in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "812")
+    assert liveness.describe(liveness.this_worker()).endswith(" (slurm_job 812)")
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.setenv("POD_NAME", "study-worker-3")
+    assert liveness.describe(liveness.this_worker()).endswith(" (kubernetes_pod study-worker-3)")
+
+
 def test_a_missed_heartbeat_names_the_trial_by_its_number(tmp_path, caplog):
     url = f"sqlite:///{tmp_path / 's.db'}"
     storage = open_storage(url)
