@@ -3,8 +3,9 @@
 Plotly fits an axis to the data: one trial spreads a momentum of 0.07 over -0.5..1 and a val
 top-1 over -50%..100%, and a fixed `.0%` tick format repeats `14%` when the curves lie within a
 point. Here a factor's axis and colour scale span the space it was sampled from, val top-1 never
-leaves 0..1, trial numbers are ticked as whole numbers, and tick labels are left to Plotly's own
-precision (which grows with the zoom) or written with enough significant digits to differ.
+leaves 0..1 and reads in percent in every figure, trial numbers are ticked as whole numbers, and
+tick labels are left to Plotly's own precision (which grows with the zoom) or written with enough
+significant digits to differ.
 """
 
 from __future__ import annotations
@@ -75,8 +76,13 @@ def trial_ticks(numbers: Iterable[int]) -> dict[str, Any]:
 
 # --- Optuna's views, drawn by Optuna and tidied here ---
 
-VAL_TOP1_TITLES = ("val top-1", "Intermediate Value")  # y axes that show val top-1 (0..1)
+VAL_TOP1 = "val top-1"  # Optuna's target name in our views
+VAL_TOP1_TITLES = (VAL_TOP1, "Intermediate Value")  # y axes that show val top-1 (0..1)
 TRIAL_TITLE = "Trial"
+# Optuna draws val top-1 as the fraction it is (0.28-0.35); the factor figures show percent. d3's
+# `~%` writes a fraction as percent with as many decimals as the tick needs and no trailing
+# zeros (28%, 28.5%), so ticks a point apart never repeat as a fixed `.0%` would; hover shows two.
+PERCENT_TICKS = {"tickformat": "~%", "hoverformat": ".2%"}
 
 
 def tidy_optuna_view(figure: go.Figure, study: optuna.Study, view: str) -> go.Figure:
@@ -93,7 +99,7 @@ def tidy_optuna_view(figure: go.Figure, study: optuna.Study, view: str) -> go.Fi
         title = axis.title.text
         if title in VAL_TOP1_TITLES or (name.startswith("yaxis") and title is None):
             # A slice's later panels share the first one's untitled val top-1 axis
-            axis.update(autorangeoptions={"clipmin": 0, "clipmax": 1})
+            axis.update(autorangeoptions={"clipmin": 0, "clipmax": 1}, **PERCENT_TICKS)
         elif title == TRIAL_TITLE and numbers:  # trials that exist, not -1 and 1 around trial 0
             pad = max(0.5, 0.02 * (max(numbers) - min(numbers)))
             axis.update(trial_ticks(numbers), range=[min(numbers) - pad, max(numbers) + pad])
@@ -108,6 +114,8 @@ def tidy_optuna_view(figure: go.Figure, study: optuna.Study, view: str) -> go.Fi
             axis.update(dtick=1)
     for trace in figure.data:
         _tidy_colour_bar(trace, numbers)
+    if view == "parallel":
+        _percent_parallel_column(figure)
     return figure
 
 
@@ -137,8 +145,37 @@ def _few_steps(study: optuna.Study) -> bool:
 
 
 def _tidy_colour_bar(trace: Any, numbers: list[int]) -> None:
-    marker = getattr(trace, "marker", None)
-    if marker is None or marker.colorbar is None or marker.colorbar.title.text is None:
+    # A contour's colour bar is the trace's own; a scatter's is its marker's
+    holder = trace if trace.type == "contour" else getattr(trace, "marker", None)
+    bar = getattr(holder, "colorbar", None)
+    if bar is None or bar.title.text is None:
         return
-    if marker.colorbar.title.text == TRIAL_TITLE:  # the slice's colour: which trial
-        marker.colorbar.update(trial_ticks(numbers))
+    if bar.title.text == TRIAL_TITLE:  # the slice's colour: which trial
+        bar.update(trial_ticks(numbers))
+    elif bar.title.text == VAL_TOP1:  # the contour's and parallel coordinates' colour
+        bar.update(tickformat=PERCENT_TICKS["tickformat"])
+
+
+def _percent_parallel_column(figure: go.Figure) -> None:
+    """Optuna draws parallel coordinates as lines over annotations: the val top-1 column's labels
+    and each line's hover are text (`0.306`), written here as percent (`30.6%`)."""
+    columns = list(figure.layout.xaxis.ticktext or ())
+    if VAL_TOP1 not in columns:
+        return
+    column = columns.index(VAL_TOP1)
+    for note in figure.layout.annotations:
+        if note.x == column:
+            note.text = _percent_text(note.text)
+    for trace in figure.data:
+        if trace.customdata is not None:  # (column name, value) per column, for the hover
+            trace.customdata = [
+                (name, _percent_text(text) if name == VAL_TOP1 else text)
+                for name, text in trace.customdata
+            ]
+
+
+def _percent_text(text: str) -> str:
+    try:
+        return f"{100 * float(text):.3g}%"
+    except ValueError:  # not a number: left as Optuna wrote it
+        return text

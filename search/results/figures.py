@@ -19,15 +19,15 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
 from search.attrs import settings_text
-from search.results.axes import log_ticks, padded, tidy_optuna_view
+from search.results.axes import VAL_TOP1, log_ticks, padded, tidy_optuna_view
 from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
+from search.results.view_basis import view_basis
 
 CATEGORY_COLOURS = qualitative.Plotly
 SCALE_COLOURS = "Viridis"
 # Where a trial stopped: a pruned trial ends in a downward triangle, a failed one in a cross.
 # A paused trial (asha) that was never promoted ends in an open circle: it could have gone on.
 STOP_SYMBOLS = {"pruned": "triangle-down", "paused": "circle-open", "fail": "x"}
-VAL_TOP1 = "val top-1"
 # The factor figures show val top-1 in percent, so Plotly's own tick labels carry as many decimals
 # as the zoom needs (a fixed ".0%" read 14% 14% 14% for curves within a point of each other).
 PERCENT = 100.0
@@ -50,11 +50,13 @@ class Figure(NamedTuple):
     title: str  # plain text; escaped where it is shown
     figure: go.Figure
     cautions: tuple[str, ...] = ()  # what Optuna warned while drawing it (too few trials, say)
+    basis: str = ""  # how many trials an Optuna view rests on, plain text
 
 
 class Note(NamedTuple):
     title: str
     reason: str  # why the view is missing, plain text
+    study: str = ""  # whose view it is; "" for a factor of all the studies
 
 
 def escaped(text: Any) -> str:
@@ -311,7 +313,7 @@ def optuna_view(study: optuna.Study, view: str) -> Figure | Note:
     title, draw = OPTUNA_DRAWERS[view]
     reason = view_obstacle(study, view)
     if reason is not None:
-        return Note(title, reason)
+        return Note(title, reason, study.study_name)
     # Optuna's warnings about a small study belong beside the figure, not on the terminal.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -320,7 +322,11 @@ def optuna_view(study: optuna.Study, view: str) -> Figure | Note:
         # A view that breaks on an unusual study costs one
         # figure, never the report: the note says why.
         except Exception as error:  # noqa: BLE001
-            return Note(title, f"Optuna could not draw it: {type(error).__name__}: {error}")
+            return Note(
+                title,
+                f"Optuna could not draw it: {type(error).__name__}: {error}",
+                study.study_name,
+            )
     cautions = tuple(
         dict.fromkeys(
             str(warning.message)
@@ -329,7 +335,9 @@ def optuna_view(study: optuna.Study, view: str) -> Figure | Note:
         )
     )
     figure = tidy_optuna_view(figure, study, view)
-    return Figure(f"{slug(study.study_name)}-{view}", title, figure, cautions)
+    return Figure(
+        f"{slug(study.study_name)}-{view}", title, figure, cautions, view_basis(study, view)
+    )
 
 
 def slug(text: str) -> str:

@@ -49,6 +49,14 @@ class Report(NamedTuple):
         """What the page holds, as the command prints it and the page's last line repeats it."""
         return drawn_text(len(self.figures), len(self.notes))
 
+    @property
+    def not_drawn(self) -> list[str]:
+        """Each view left out, whose it is and why: the lines the command prints under `drawn`."""
+        return [
+            f"{note.title}{f' of study {note.study}' if note.study else ''}: {note.reason}"
+            for note in self.notes
+        ]
+
 
 def drawn_text(figures: int, notes: int) -> str:
     views = "1 view" if notes == 1 else f"{notes} views"
@@ -126,6 +134,8 @@ class _Page:
         if isinstance(view, Figure):
             self.add_html(f"<h4>{escaped(view.title)}</h4>")
             self.add_figure(view)
+            if view.basis:
+                self.add_html(f'<p class="basis">{escaped(view.basis)}</p>')
             self.parts.extend(
                 f'<p class="caution">Optuna warns: {escaped(caution)}</p>'
                 for caution in view.cautions
@@ -170,11 +180,16 @@ def _header(studies: list[optuna.Study], storage_label: str) -> str:
     names = ", ".join(f"<code>{escaped(study.study_name)}</code>" for study in studies)
     where = f" in <code>{escaped(storage_label)}</code>" if storage_label else ""
     return (
-        f"<header><h1>{escaped(_title(studies))}</h1><p>Studies {names}{where}; made {when}. "
-        "Val top-1 is the fraction of validation images whose top class is right.</p>"
+        f"<header><h1>{escaped(_title(studies))}</h1><p>{_studies_word(studies)} {names}{where}; "
+        f"made {when}. Val top-1 is the share of validation images whose top class is right, in "
+        "percent in every figure and table.</p>"
         '<nav><a href="#summary">Summary</a> · <a href="#factors">Factor analysis</a> · '
         '<a href="#optuna-views">Optuna\'s views</a></nav></header>'
     )
+
+
+def _studies_word(studies: list[optuna.Study]) -> str:
+    return "Study" if len(studies) == 1 else "Studies"
 
 
 def _summary_html(summary: SummaryInfo) -> str:
@@ -259,7 +274,7 @@ table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
 th, td { border: 1px solid #ddd; padding: .2rem .6rem; text-align: right; white-space: nowrap; }
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 .figure { width: 100%; height: 520px; }
-.caution { color: #555; font-size: .9em; margin: 0 0 1rem; }
+.caution, .basis { color: #555; font-size: .9em; margin: 0 0 1rem; }
 .note { color: #8a5a00; background: #fff7e6; border-left: 4px solid #f0b429; padding: .4rem .8rem; }
 code { background: #f4f4f4; padding: 0 .2rem; overflow-wrap: anywhere; }
 .setting { white-space: nowrap; }

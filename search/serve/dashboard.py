@@ -1,14 +1,21 @@
 """`hpsearch dashboard`: optuna-dashboard on the study storage.
 
 optuna-dashboard has no authentication and anyone who reaches it can delete a study, so it
-binds 127.0.0.1 unless told otherwise, and says so loudly when told.
+binds 127.0.0.1 unless told otherwise, and says so loudly when told. It serves through wsgiref,
+as optuna_dashboard.run_server does, but keeps the terminal for what a person needs to read: the
+startup line and errors, not a line per request (the page polls the API every few seconds), unless
+asked for the access log.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from search import locations
 from search.serve.notes import artifact_store
@@ -24,22 +31,58 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     artifact_dir: Path | None = None,
+    access_log: bool = False,
 ) -> None:
-    """Serve the dashboard until interrupted."""
+    """Serve the dashboard until interrupted; `access_log` prints a line per request."""
     # A wrong URL fails here with our message, not in a request later; serving creates nothing
     storage = open_storage(url, create=False)
     artifact_dir = artifact_dir or locations.artifact_dir(url)
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
     print(
         f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
-        f"artifacts in {artifact_dir}",
+        f"artifacts in {artifact_dir}; Ctrl-C stops it",
         flush=True,
     )
     import optuna_dashboard  # imported on use: a GPU worker machine may run without it
 
-    optuna_dashboard.run_server(
-        storage, host=host, port=port, artifact_store=artifact_store(artifact_dir)
-    )
+    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(artifact_dir))
+    serve_app(app, host, port, access_log=access_log)
+
+
+def serve_app(app: Callable[..., Any], host: str, port: int, *, access_log: bool) -> None:
+    """Serve a WSGI app until Ctrl-C, which ends it without a traceback."""
+    handler = type("RequestHandler", (RequestHandler,), {"access_log": access_log})
+    server_class = IPv6Server if ":" in host else WSGIServer
+    with make_server(host, port, app, server_class=server_class, handler_class=handler) as server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("dashboard stopped", file=sys.stderr, flush=True)
+
+
+class RequestHandler(WSGIRequestHandler):
+    """A request logs a line only with the access log on, or when the server failed it (5xx);
+    wsgiref's own errors (a malformed request, an exception in the app) print either way."""
+
+    access_log = False
+
+    def address_string(self) -> str:
+        return str(self.client_address[0])  # no reverse DNS lookup per request
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if self.access_log or _server_error(code):
+            super().log_request(code, size)
+
+
+def _server_error(code: int | str) -> bool:
+    try:
+        return int(code) >= 500
+    except ValueError:  # "-": no status was sent
+        return False
+
+
+class IPv6Server(WSGIServer):
+    address_family = socket.AF_INET6
 
 
 def is_loopback(host: str) -> bool:

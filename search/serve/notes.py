@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import upload_artifact
 
 from search import attrs
+from search.serve.artifacts import ArtifactFolder
 from search.study.optuna_compat import storage_of, study_id_of
 
 REPORT_HEADING = "Report"
@@ -21,9 +22,9 @@ BEST_PARAMS_HEADING = "Best parameters"
 NOTE_HEADINGS = (REPORT_HEADING, BEST_PARAMS_HEADING)
 
 
-def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
+def artifact_store(artifact_dir: str | Path, suffix: str = "") -> ArtifactFolder:
     Path(artifact_dir).mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(Path(artifact_dir))
+    return ArtifactFolder(Path(artifact_dir), suffix)
 
 
 def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str | Path) -> str:
@@ -31,7 +32,8 @@ def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str 
     name) and summarise the best trial in the study note with a link to it;
     returns the artifact id."""
     html_path = Path(html_path)
-    artifact_id = _replace_artifact(study, html_path, artifact_store(artifact_dir))
+    store = artifact_store(artifact_dir, html_path.suffix)  # the copy is ID.html, as the report
+    artifact_id = _replace_artifact(study, html_path, store)
     link = f"[{html_path.name}](/artifacts/{study_id_of(study)}/{artifact_id})"
     body = (
         f"{_best_trial_line(study)}\n\nPlots: {link} (also among the study's artifacts), "
@@ -50,7 +52,7 @@ def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
     _save_note_section(study, BEST_PARAMS_HEADING, f"Exported {_now()}:\n\n{_fenced(text, fmt)}")
 
 
-def _replace_artifact(study: optuna.Study, path: Path, store: FileSystemArtifactStore) -> str:
+def _replace_artifact(study: optuna.Study, path: Path, store: ArtifactFolder) -> str:
     existing = _study_artifact_ids(study).get(path.name)
     if existing is None:
         return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)

@@ -145,6 +145,7 @@ ROWS = {
     "GPU that does not exist": Row("run {study} --device cuda:7", "cuda:7"),
     "export --top 0": Row("export --study s --top 0", "--top must be at least 1"),
     "export to an unknown format": Row("export --study s -o best.txt", "best.txt"),
+    "trials to a file that is not CSV": Row("trials --study s -o trials.xlsx", "name a .csv file"),
     # Data folders: the layout, classes and files, before anything is decoded or cached
     "symlink loop in a class folder": Row(f"{TRAIN} --data {{loop}}", "symlink loop"),
     "symlink loop in a class folder (subprocess)": Row(

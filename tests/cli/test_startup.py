@@ -1,4 +1,4 @@
-"""The commands that read a study never load torch: --help, status, report, export and the
+"""The commands that read a study never load torch: --help, status, report, export, trials and the
 dashboard answer in a second or two (benchmarks/cli_startup.py measures how fast)."""
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def test_commands_that_read_a_study_load_no_torch(tmp_path, small_search):
         "report": ["report", *storage, *study, "-o", tmp_path / "report.html"],
         "export": ["export", *storage, *study, "-o", exported]
         + ["--checkpoint-dir", small_search.images.parent / "checkpoints"],
+        "trials": ["trials", *storage, *study, "-o", tmp_path / "trials.csv"],
     }
     found = {name: probe(*argv) for name, argv in commands.items()}
     assert found == {name: {"status": 0, "loaded": []} for name in commands}

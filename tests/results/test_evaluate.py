@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -108,13 +109,21 @@ def test_evaluate_reproduces_the_val_top1_that_train_reported(trained, capsys):
     }
     # With 3 classes the top 3 always hold the right one
     assert result["top_k"] == 3 and result["top5"] == 1.0
-    assert "evaluating" in err  # the progress bar
+    # Standard error is no terminal here, as in a log file: no bar redrawn with \r
+    assert "\r" not in err and "evaluating" not in err
+
+
+def test_the_progress_bar_shows_on_a_terminal(trained, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    status, _, err = run_cli(capsys, *evaluate_args(trained, "--json"))
+    assert status == 0 and "evaluating" in err and "\r" in err
 
 
 def test_the_human_summary_and_the_confusion_page(trained, tmp_path, capsys):
     page = tmp_path / "confusion.html"
     status, out, err = run_cli(capsys, *evaluate_args(trained, "-o", page))
     assert status == 0, err
+    assert err.strip() == f"wrote {page}: the confusion matrix"  # where it went, and only that
     assert re.search(r"top-1 \d+\.\d\d%\s+top-3 100\.00%", out) and all(
         name in out for name in CLASSES
     )

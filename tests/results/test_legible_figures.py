@@ -189,6 +189,16 @@ def test_val_top1_is_never_ticked_below_zero(drawn, size):
             assert all(tick.endswith("%") and not tick.startswith("−") for tick in ticks), ticks
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_optunas_views_tick_val_top1_in_percent_as_the_factor_figures_do(drawn, made, size):
+    key = figures.slug(made.studies[size].study_name)
+    labels = drawn[size].labels
+    for view in ("history", "intermediate"):
+        ticks = labels[(f"{key}-{view}", "ytick")]
+        assert ticks and all(tick.endswith("%") for tick in ticks), (view, ticks)
+        assert len(set(ticks)) == len(ticks)
+
+
 def test_one_trials_colour_bar_and_axes_span_the_space(drawn):
     labels = drawn[1].labels
     colour_bars = [
@@ -206,9 +216,8 @@ def test_the_page_footer_says_what_the_command_said(made, tmp_path, capsys):
     page = tmp_path / "report.html"
     name = made.studies[3].study_name
     assert main(["report", "--storage", made.url, "--study", name, "-o", str(page)]) == 0
-    said = re.search(
-        r": (\d+ figures drawn, \d+ views? not drawn)$", capsys.readouterr().out.strip()
-    )
+    first_line = capsys.readouterr().out.splitlines()[0]
+    said = re.search(r": (\d+ figures drawn, \d+ views? not drawn):?$", first_line)
     assert said and f'"{said.group(1)}."' in Path(page).read_text()
 
 

@@ -3,8 +3,11 @@ carries for the dashboard."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
@@ -38,13 +41,15 @@ def get(app, path: str) -> tuple[str, bytes]:
 
 @pytest.fixture
 def served(monkeypatch, tmp_path):
-    """Run `hpsearch dashboard` up to the point of serving; returns what run_server was given."""
+    """Run `hpsearch dashboard` up to the point of serving; returns what serve_app was given."""
     calls = []
     sqlite = open_storage(f"sqlite:///{tmp_path / 'served.db'}")
     # No PostgreSQL needed to print its URL
     monkeypatch.setattr(dashboard, "open_storage", lambda url, **options: sqlite)
     monkeypatch.setattr(
-        optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs)
+        dashboard,
+        "serve_app",
+        lambda app, host, port, **options: calls.append({"host": host, "port": port, **options}),
     )
     return calls
 
@@ -78,9 +83,7 @@ def test_a_non_local_host_warns_and_the_password_never_prints(served, capsys, tm
     assert "warning" in err and "0.0.0.0" in err and "delete studies" in err
     assert "http://0.0.0.0:8099/dashboard/" in out and "team:***@db.example:5432/hpsearch" in out
     assert "hunter2" not in out + err
-    assert served == [
-        {"host": "0.0.0.0", "port": 8099, "artifact_store": served[0]["artifact_store"]}
-    ]
+    assert served == [{"host": "0.0.0.0", "port": 8099, "access_log": False}]
 
 
 def test_the_default_binding_prints_no_warning(served, capsys, tmp_path, monkeypatch):
@@ -122,7 +125,65 @@ def test_a_report_is_served_by_the_dashboard_and_a_refresh_replaces_it(study, tm
     )
     status, body = get(app, link)
     assert status.startswith("200") and body == b"<h1>second</h1>"
-    assert len(list((tmp_path / "artifacts").iterdir())) == 1
+    # One copy, named as a file a browser opens
+    assert [path.name for path in (tmp_path / "artifacts").iterdir()] == [f"{second}.html"]
+
+
+def test_a_report_copied_before_copies_had_a_suffix_is_still_served_then_renamed(study, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    report = tmp_path / "report.html"
+    report.write_text("<h1>old</h1>")
+    artifact_id = attach_report(study, report, artifacts)
+    (artifacts / f"{artifact_id}.html").rename(artifacts / artifact_id)  # as Optuna's store left it
+    app = optuna_dashboard.wsgi(study._storage, artifact_store=dashboard.artifact_store(artifacts))
+    link = f"/artifacts/{study._study_id}/{artifact_id}"
+    assert get(app, link)[1] == b"<h1>old</h1>"
+    report.write_text("<h1>new</h1>")
+    assert attach_report(study, report, artifacts) == artifact_id
+    assert [path.name for path in artifacts.iterdir()] == [f"{artifact_id}.html"]
+    assert get(app, link)[1] == b"<h1>new</h1>"
+    assert get(app, f"/artifacts/{study._study_id}/..%2Fstudies.db")[0].startswith("404")
+
+
+def test_the_dashboard_keeps_requests_off_the_terminal_unless_asked(tmp_path):
+    url = f"sqlite:///{tmp_path / 'quiet.db'}"
+    make_study(url)
+    logs = {}
+    for flags in ((), ("--access-log",)):
+        port = free_port()
+        command = [sys.executable, "-m", "search", "dashboard", "--storage", url]
+        server = subprocess.Popen(
+            [*command, "--port", str(port), "--artifacts", str(tmp_path / "art"), *flags],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A shell's background job starts with Ctrl-C ignored, and so would the server
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            assert "dashboard on http://127.0.0.1" in server.stdout.readline()
+            wait_for(f"http://127.0.0.1:{port}/dashboard/")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10):
+                pass
+        finally:
+            server.send_signal(signal.SIGINT)  # Ctrl-C
+            out, err = server.communicate(timeout=30)
+        assert server.returncode == 0, err
+        logs[flags] = err
+    quiet, loud = logs.values()
+    assert "GET /" not in quiet and "dashboard stopped" in quiet and "Traceback" not in quiet
+    assert '"GET /dashboard/ HTTP/1.1" 200' in loud and '"GET /api/studies HTTP/1.1" 200' in loud
+
+
+def wait_for(url: str) -> None:
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answered at {url}")
 
 
 def test_best_params_and_report_share_the_note_and_a_persons_words_stay(study, tmp_path):

@@ -1,6 +1,7 @@
-"""`hpsearch report`, `export` and `evaluate`: what a study found, as a page, a settings file that
-retrains its winner, and a score of saved weights. Report and export also attach what they wrote
-to the study, so the dashboard shows it. Their handlers: report.py, export.py and evaluate.py."""
+"""`hpsearch report`, `export`, `trials` and `evaluate`: what a study found, as a page, a settings
+file that retrains its winner, a table of every trial, and a score of saved weights. Report and
+export also attach what they wrote to the study, so the dashboard shows it. Their handlers:
+report.py, export.py, trials.py and evaluate.py."""
 
 from __future__ import annotations
 
@@ -60,6 +61,17 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_dir(parser)
 
 
+def _trials_arguments(parser: argparse.ArgumentParser) -> None:
+    add_study(parser, "required")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE.csv",
+        help="write here (default: standard output)",
+    )
+
+
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "weights",
@@ -99,6 +111,18 @@ COMMANDS = {
         "table. JSON on standard output unless -o is given. With --top K, the best trial's "
         "settings stay at the top level (train trains it) and the next K-1, in rank order, are "
         "listed under provenance.runners_up as {trial, value, settings}.",
+    ),
+    "trials": Command(
+        "every trial of a study as a CSV table",
+        _trials_arguments,
+        runs_from("search.cli.results.trials", "write_trials"),
+        shared=("storage",),
+        description="One CSV row per trial, by number: trial, state (complete, pruned, paused, "
+        "promoted, fail, stopped, running, waiting), val_top1 (a complete trial's value: its best "
+        "epoch's, 0..1), last_val_top1 (its last epoch's, for any trial that scored one), the "
+        "factors and any other sampled parameter, epochs_run, best_epoch, seconds, continues "
+        "(the trial a retry or promotion carries on) and fail_reason. A paused trial's queued "
+        "continuation has no row until it runs.",
     ),
     "evaluate": Command(
         "score saved weights on a data set's val split",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from search.results.confusion import write_confusion_page
 from search.results.evaluate import evaluate_weights, format_evaluation
@@ -17,9 +18,12 @@ def evaluate(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         cache_dir=args.cache_dir,
         device=args.device,
-        progress=True,
+        # A bar redrawn with \r belongs on a terminal; in a log file it is noise, as in `run`
+        progress=sys.stderr.isatty(),
     )
     if args.output is not None:
         write_confusion_page(evaluation, args.output)
     print(json.dumps(evaluation.to_json()) if args.json else format_evaluation(evaluation))
+    if args.output is not None:  # standard error: --json keeps standard output one JSON line
+        print(f"wrote {args.output}: the confusion matrix", file=sys.stderr)
     return 0

@@ -21,7 +21,9 @@ def write_report(args: argparse.Namespace) -> int:
     report = build_report(studies, storage_label=masked(url))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report.html, encoding="utf-8")
-    print(f"wrote {args.output}: {report.drawn}")
+    print(f"wrote {args.output}: {report.drawn}" + (":" if report.notes else ""))
+    for line in report.not_drawn:  # which views are missing, and why, not just how many
+        print(f"  {line}")
     artifacts = locations.artifact_dir(url, args.artifacts)
     for study in studies:  # the team finds the latest report in the dashboard, on the study's note
         attach_report(study, args.output, artifacts)

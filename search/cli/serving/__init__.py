@@ -26,6 +26,12 @@ def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}"
     )
     add_artifacts(parser)
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="print a line per HTTP request (default: only the startup line and errors; the page "
+        "asks the server every few seconds)",
+    )
 
 
 def _grpc_proxy_arguments(parser: argparse.ArgumentParser) -> None:

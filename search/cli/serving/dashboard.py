@@ -17,5 +17,6 @@ def serve_dashboard(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         artifact_dir=locations.artifact_dir(url, args.artifacts),
+        access_log=args.access_log,
     )
     return 0

@@ -1,0 +1,91 @@
+"""`hpsearch trials`: every trial of a study as a CSV row, for a spreadsheet or a notebook.
+
+Optuna's `trials_dataframe()` needs pandas, which hpsearch does not install; the csv module
+writes the same table. States are named as `status` and the report count them: a trial asha
+paused is `paused` (or `promoted` once its continuation ran), a FAIL queued to resume is
+`stopped`. A paused trial's queued or closed continuation never trained and has no row, so the
+numbers skip there; `continues` names the trial a retry or a promotion carries on.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any, TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search import attrs
+from search.results.report_data import FACTORS, trial_factors
+from search.study.promotion import never_ran, promoted
+
+# val_top1: a complete trial's value, its best epoch's (0..1); last_val_top1: its last epoch's,
+# for any trial that scored one (Optuna's value for a pruned trial, which is not its best)
+LEADING = ("trial", "state", "val_top1", "last_val_top1")
+TRAILING = ("epochs_run", "best_epoch", "seconds", "continues", "fail_reason")
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial that trained or trains, by trial number; None where a cell is empty."""
+    trials = study.get_trials(deepcopy=False)
+    names = _state_names(trials)
+    return [_row(trial, names[trial.number]) for trial in trials if not never_ran(trial)]
+
+
+def columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The factors, then any other parameter a trial sampled, in a stable order."""
+    extra = sorted({name for row in rows for name in row} - {*LEADING, *FACTORS, *TRAILING})
+    return [*LEADING, *FACTORS, *extra, *TRAILING]
+
+
+def write_trials_csv(study: optuna.Study, out: TextIO) -> int:
+    """Write the table to `out`; returns the number of rows."""
+    rows = trial_rows(study)
+    writer = csv.DictWriter(out, fieldnames=columns(rows), restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({name: "" if value is None else value for name, value in row.items()})
+    return len(rows)
+
+
+def _row(trial: FrozenTrial, state: str) -> dict[str, Any]:
+    user = trial.user_attrs
+    continues = user.get(attrs.RETRIED_FROM)
+    return {
+        "trial": trial.number,
+        "state": state,
+        "val_top1": trial.value if trial.state == TrialState.COMPLETE else None,
+        "last_val_top1": _last_score(trial),
+        **trial_factors(trial),
+        # A parameter no factor names (a study file's own): its sampled value
+        **{name: value for name, value in trial.params.items() if name not in FACTORS},
+        "epochs_run": user.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)),
+        "best_epoch": user.get(attrs.BEST_EPOCH),
+        "seconds": user.get(attrs.SECONDS),
+        "continues": continues,
+        "fail_reason": attrs.fail_reason(trial),
+    }
+
+
+def _last_score(trial: FrozenTrial) -> float | None:
+    scores = trial.intermediate_values
+    return scores[max(scores)] if scores else None
+
+
+def _state_names(trials: list[FrozenTrial]) -> dict[int, str]:
+    continued = promoted(trials)
+    # A FAIL that a retry carries on was stopped (a signal, a dead worker), not failed for good
+    resumed = {
+        trial.user_attrs[attrs.RETRIED_FROM]
+        for trial in trials
+        if attrs.RETRIED_FROM in trial.user_attrs and attrs.PROMOTION_OF not in trial.user_attrs
+    }
+    names = {}
+    for trial in trials:
+        name = trial.state.name.lower()
+        if attrs.PAUSED_AT in trial.user_attrs:
+            name = "promoted" if trial.number in continued else "paused"
+        elif trial.state == TrialState.FAIL and trial.number in resumed:
+            name = "stopped"
+        names[trial.number] = name
+    return names

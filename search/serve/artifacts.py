@@ -1,0 +1,66 @@
+"""The artifact folder the dashboard serves reports from, with each file named `ID.html`.
+
+Optuna's FileSystemArtifactStore names a file by its artifact id alone, so a report copied there
+had no extension and opened in no browser. This store keeps Optuna's ids and interface (the
+dashboard and `upload_artifact` use it unchanged) and adds the file's suffix to the name: a
+writer that knows the suffix (`ArtifactFolder(dir, suffix=".html")`) writes `ID.html`; a reader
+finds `ID.html` or, from before, a bare `ID`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+# Optuna's ids are UUIDs; anything else (a path from a request, say) names no artifact here
+ARTIFACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
+
+
+class ArtifactFolder:
+    """Optuna's ArtifactStore over one folder; files are named by artifact id plus `suffix`."""
+
+    def __init__(self, folder: str | Path, suffix: str = "") -> None:
+        self.folder = Path(folder)
+        # Only a name's ending: an odd one (`.ht ml`) is left off, not refused, since the file it
+        # copies is already written
+        self.suffix = suffix if SUFFIX.fullmatch(suffix) else ""
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        stored = self._stored(artifact_id)
+        if not stored:
+            raise ArtifactNotFound(f"no artifact {artifact_id!r} in {self.folder}")
+        return stored[0].open("rb")
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        path = self.folder / f"{_checked(artifact_id)}{self.suffix}"
+        with path.open("wb") as file:
+            shutil.copyfileobj(content_body, file)
+        for other in self._stored(artifact_id):  # an earlier copy under another name goes
+            if other != path:
+                other.unlink(missing_ok=True)
+
+    def remove(self, artifact_id: str) -> None:
+        stored = self._stored(artifact_id)
+        if not stored:
+            raise ArtifactNotFound(f"no artifact {artifact_id!r} in {self.folder}")
+        for path in stored:
+            path.unlink(missing_ok=True)
+
+    def _stored(self, artifact_id: str) -> list[Path]:
+        """The files holding the artifact: `ID.suffix` first, then a bare `ID`."""
+        if not ARTIFACT_ID.fullmatch(artifact_id):
+            return []
+        suffixed = sorted(self.folder.glob(f"{artifact_id}.*"))
+        bare = self.folder / artifact_id
+        return [path for path in (*suffixed, bare) if path.is_file()]
+
+
+def _checked(artifact_id: str) -> str:
+    if not ARTIFACT_ID.fullmatch(artifact_id):
+        raise ValueError(f"artifact id must be letters, digits, - and _, but got {artifact_id!r}")
+    return artifact_id
