@@ -116,6 +116,35 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
+def is_paused(trial: FrozenTrial) -> bool:
+    """asha: a trial that paused at a rung, PRUNED with PAUSED_AT. A worker records PAUSED_AT just
+    before it tells the study, so a RUNNING trial may carry it a moment (seconds, on a busy SQLite
+    file): it still runs; counted as paused then, it made the progress line read `pruned -1`."""
+    return trial.state == TrialState.PRUNED and PAUSED_AT in trial.user_attrs
+
+
+def stopped_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The trials that were *stopped*, not failed: FAIL trials that a retry continues.
+
+    Optuna has no state for a trial cut short to resume later, so it ends FAIL and a retry (a new
+    trial) resumes it from its checkpoint. Whether it resumes is the one rule that tells the two
+    apart, since the retry policy (search.study.retries) is what judges a cut short no fault of
+    the trial's: a signal (Ctrl-C, SIGTERM), a full disk, a bug in its worker, a worker that died
+    or fell silent (liveness: "is gone", "no heartbeat"; killed, or its machine lost) are all
+    retried, while a trial whose own training failed (a diverging loss, out of memory) never is.
+    A FAIL trial without a retry failed for good, its retries spent ones included: nothing
+    resumes it. The words of a fail reason are no rule: they differ by cause and by version."""
+    trials = list(trials)
+    resumed = {
+        trial.user_attrs[RETRIED_FROM] for trial in trials if RETRIED_FROM in trial.user_attrs
+    }
+    return {
+        trial.number
+        for trial in trials
+        if trial.state == TrialState.FAIL and trial.number in resumed
+    }
+
+
 def first_attempt(trial: Trial | FrozenTrial) -> int:
     """The number of the trial a retry continues; a trial that is no retry is its own first."""
     return trial.user_attrs.get(RETRY_OF, trial.number)

@@ -25,7 +25,8 @@ from search.run.joining import StoredStudy, join
 from search.run.log import log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
-from search.run.worker import WorkerOptions, run_worker, stop_on_signals, work
+from search.run.stopping import stop_on_signals
+from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
 from search.study.storage import masked
 from search.studyfile import StudyConfig

@@ -21,13 +21,20 @@ from plotly.colors import qualitative, sample_colorscale
 from search.attrs import settings_text
 from search.results.axes import VAL_TOP1, log_ticks, padded, tidy_optuna_view
 from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
+from search.results.timeline import timeline_with_stopped_trials
 from search.results.view_basis import view_basis
 
 CATEGORY_COLOURS = qualitative.Plotly
 SCALE_COLOURS = "Viridis"
 # Where a trial stopped: a pruned trial ends in a downward triangle, a failed one in a cross.
 # A paused trial (asha) that was never promoted ends in an open circle: it could have gone on.
-STOP_SYMBOLS = {"pruned": "triangle-down", "paused": "circle-open", "fail": "x"}
+# A stopped one (a signal, a dead worker), whose retry has not finished, in an open square.
+STOP_SYMBOLS = {
+    "pruned": "triangle-down",
+    "paused": "circle-open",
+    "stopped": "square-open",
+    "fail": "x",
+}
 # The factor figures show val top-1 in percent, so Plotly's own tick labels carry as many decimals
 # as the zoom needs (a fixed ".0%" read 14% 14% 14% for curves within a point of each other).
 PERCENT = 100.0
@@ -91,8 +98,9 @@ def factor_curves_figure(info: FactorInfo) -> go.Figure:
     name = FACTOR_TITLES[info.factor]
     figure.update_layout(
         title=f"{name.capitalize()}: {VAL_TOP1} per epoch, one line per trial"
-        "<br><sup>▼ pruned, ○ paused and never promoted, ✕ failed where the trial stopped (✕ at 0: "
-        "failed before its first val score); a promoted trial is one line</sup>",
+        "<br><sup>▼ pruned, ○ paused and never promoted, □ stopped to resume, ✕ failed where the "
+        "trial stopped (✕ at 0: failed before its first val score); a promoted or resumed trial "
+        "is one line</sup>",
         xaxis_title="epoch",
         legend_title_text=name,
         hovermode="closest",
@@ -304,7 +312,7 @@ OPTUNA_DRAWERS: dict[str, tuple[str, Callable[[optuna.Study], go.Figure]]] = {
         "Intermediate values (val top-1 per epoch)",
         optuna.visualization.plot_intermediate_values,
     ),
-    "timeline": ("Timeline", optuna.visualization.plot_timeline),
+    "timeline": ("Timeline", timeline_with_stopped_trials),
 }
 
 

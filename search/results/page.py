@@ -208,7 +208,8 @@ def _summary_html(summary: SummaryInfo) -> str:
         f"<dd><code>{_settings_html(summary.best_settings)}</code></dd>"
         f'<dt>Trials</dt><dd class="counts">{counts["complete"]} complete, '
         f"{counts['pruned']} pruned, {_paused_text(counts)}"
-        f"{counts['fail']} failed, {counts['running']} running, {counts['waiting']} waiting</dd>"
+        f"{counts['fail']} failed, {_stopped_text(counts)}{counts['running']} running, "
+        f"{counts['waiting']} waiting</dd>"
         f'<dt>Epochs</dt><dd class="epochs">{summary.epochs_trained} trained, against '
         f"{summary.epochs_without_pruning} with every trial run to its last epoch "
         f"({saved} saved by pruning{_share(saved, summary.epochs_without_pruning)})</dd>"
@@ -222,6 +223,14 @@ def _paused_text(counts: dict[str, int]) -> str:
     if not counts["paused"] and not counts["promoted"]:
         return ""
     return f"{counts['paused']} paused and not promoted, {counts['promoted']} promoted, "
+
+
+def _stopped_text(counts: dict[str, int]) -> str:
+    """Trials cut short (a signal, a dead worker) and queued to resume, only where there were any:
+    Optuna's views draw them as FAIL, which they are not."""
+    if not counts["stopped"]:
+        return ""
+    return f"{counts['stopped']} stopped (each resumes from its checkpoint as a retry), "
 
 
 def _share(saved: int, planned: int) -> str:

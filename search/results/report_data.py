@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import attrs
 from search.attrs import FINISHED
 from search.study.epochs_budget import epochs_trained
-from search.study.promotion import never_ran, pause_counts, promoted
+from search.study.promotion import never_ran, promoted, shown_counts
 from search.studyfile import SEARCHED
 
 FACTORS = SEARCHED  # the four factors of the original experiment, and the model
@@ -66,7 +66,9 @@ class TrialCurve(NamedTuple):
 
     study: str
     number: int
-    state: str  # "complete", "pruned", "paused" (asha, never promoted) or "fail"
+    # "complete", "pruned", "paused" (asha, never promoted), "stopped" (cut short, its retry not
+    # finished yet: attrs.stopped_numbers) or "fail"
+    state: str
     epochs: tuple[int, ...]  # counted from 1, as the trial reported them
     val_top1: tuple[float, ...]  # 0..1, one per epoch
     factors: dict[str, Any]  # optimizer, lr, eps, momentum, model; None where one is left unset
@@ -100,7 +102,8 @@ class TrialRow(NamedTuple):
 
 class SummaryInfo(NamedTuple):
     study: str
-    # per state: complete, pruned, fail, running, waiting; paused (asha: not promoted) and promoted
+    # per state: complete, pruned, fail, running, waiting; paused (asha: not promoted), promoted
+    # and stopped (queued to resume), as `promotion.shown_counts` counts them
     counts: dict[str, int]
     best: TrialRow | None
     best_settings: dict[str, Any]  # the best trial's full training config
@@ -111,15 +114,15 @@ class SummaryInfo(NamedTuple):
     top: tuple[TrialRow, ...]  # complete trials, best first
 
 
-def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=FINISHED)
-
-
 def curve_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """One trial per curve: a promoted trial's continuation reports its earlier epochs again, so
-    the continuation alone draws the whole curve; a continuation that never ran draws none."""
-    continued = promoted(trials)
-    return [trial for trial in trials if not never_ran(trial) and trial.number not in continued]
+    """One finished trial per curve: a promoted trial's continuation, or a stopped trial's retry,
+    reports its earlier epochs again (restored, or trained again), so once finished it alone draws
+    the whole curve; a continuation that never ran draws none. `trials`: all the study's trials,
+    so that a stopped trial whose retry waits or runs is known as stopped."""
+    finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
+    resumed_by_finished = {trial.user_attrs.get(attrs.RETRIED_FROM) for trial in finished}
+    drawn_again = promoted(trials) | (attrs.stopped_numbers(trials) & resumed_by_finished)
+    return [trial for trial in finished if trial.number not in drawn_again]
 
 
 def trial_factors(trial: FrozenTrial) -> dict[str, Any]:
@@ -128,12 +131,13 @@ def trial_factors(trial: FrozenTrial) -> dict[str, Any]:
     return {factor: config.get(factor) for factor in FACTORS}
 
 
-def trial_curve(study_name: str, trial: FrozenTrial) -> TrialCurve:
+def trial_curve(study_name: str, trial: FrozenTrial, stopped: bool = False) -> TrialCurve:
+    """`stopped`: the trial is among `attrs.stopped_numbers` of its study."""
     steps = sorted(trial.intermediate_values)
     return TrialCurve(
         study=study_name,
         number=trial.number,
-        state="paused" if attrs.PAUSED_AT in trial.user_attrs else trial.state.name.lower(),
+        state=curve_state(trial, stopped),
         epochs=tuple(steps),
         val_top1=tuple(trial.intermediate_values[step] for step in steps),
         factors=trial_factors(trial),
@@ -141,6 +145,12 @@ def trial_curve(study_name: str, trial: FrozenTrial) -> TrialCurve:
         fail_reason=attrs.fail_reason(trial),
         ranges=_sampled_ranges(trial),
     )
+
+
+def curve_state(trial: FrozenTrial, stopped: bool) -> str:
+    if stopped:
+        return "stopped"
+    return "paused" if attrs.is_paused(trial) else trial.state.name.lower()
 
 
 def _sampled_ranges(trial: FrozenTrial) -> dict[str, tuple[float, float]]:
@@ -152,11 +162,15 @@ def _sampled_ranges(trial: FrozenTrial) -> dict[str, tuple[float, float]]:
 
 
 def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
-    return [
-        trial_curve(study.study_name, trial)
-        for study in studies
-        for trial in curve_trials(finished_trials(study))
-    ]
+    curves = []
+    for study in studies:
+        trials = study.get_trials(deepcopy=False)
+        stopped = attrs.stopped_numbers(trials)
+        curves += [
+            trial_curve(study.study_name, trial, trial.number in stopped)
+            for trial in curve_trials(trials)
+        ]
+    return curves
 
 
 def get_factor_info(curves: list[TrialCurve], factor: str) -> FactorInfo:
@@ -192,7 +206,7 @@ def get_summary_info(study: optuna.Study, top: int = TOP_TRIALS) -> SummaryInfo:
     best = complete[0] if complete else None
     return SummaryInfo(
         study=study.study_name,
-        counts=pause_counts(trials),
+        counts=shown_counts(trials),
         best=_row(best) if best else None,
         best_settings=attrs.trial_config(best) if best else {},
         epochs_trained=epochs_trained(finished),

@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
 from search.run.liveness import describe, last_beat
-from search.study.promotion import never_ran, pause_counts
+from search.study.promotion import never_ran, shown_counts
 from search.study.recorded import budget, find_study
 
 
@@ -29,8 +29,9 @@ def _one_study(study: optuna.Study) -> dict[str, Any]:
         "trials": sum(1 for trial in trials if not never_ran(trial)),
         "budget": budget(study, default=0) or None,  # None: a study of an older hpsearch
         "budget_spent": attrs.budget_spent(trials),
-        # asha: a paused trial apart from a pruned one; its queued continuation is no trial
-        **pause_counts(trials),
+        # asha: a paused trial apart from a pruned one, its queued continuation no trial; a
+        # stopped trial (queued to resume) apart from a failed one
+        **shown_counts(trials),
         # Attempts that continue a stopped trial, in any state; a waiting one runs before new trials
         "retries": sum(
             1
@@ -65,8 +66,8 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no studies in this storage"
     lines = [
-        f"{'study':<28} {'budget':>9} {'done':>5} {'pruned':>6} {'paused':>6} {'failed':>6} "
-        f"{'running':>7} {'waiting':>7} {'retries':>7}  best"
+        f"{'study':<28} {'budget':>9} {'done':>5} {'pruned':>6} {'paused':>6} {'stopped':>7} "
+        f"{'failed':>6} {'running':>7} {'waiting':>7} {'retries':>7}  best"
     ]
     for row in rows:
         best = (
@@ -77,8 +78,8 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         spent = f"{row['budget_spent']}/{row['budget'] or '?'}"
         lines.append(
             f"{row['study']:<28} {spent:>9} {row['complete']:>5} {row['pruned']:>6} "
-            f"{row['paused']:>6} {row['fail']:>6} {row['running']:>7} {row['waiting']:>7} "
-            f"{row['retries']:>7}  {best}"
+            f"{row['paused']:>6} {row['stopped']:>7} {row['fail']:>6} {row['running']:>7} "
+            f"{row['waiting']:>7} {row['retries']:>7}  {best}"
         )
     for row in rows:
         lines.extend(_running_line(row["study"], running) for running in row["running_trials"])

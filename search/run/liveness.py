@@ -135,7 +135,7 @@ def fail_dead_trials(
     for trial in (trial for trial in trials if trial.state == TrialState.RUNNING):
         reason = _death(trial, now, grace_seconds)
         if reason is not None and _fail(study, trial, reason):
-            retried = queue_retry(study, trial, max_retries, reason)
+            retried = queue_retry(study, trial, max_retries, reason) is not None
             failed.append(trial.number)
             if on_dead is not None:
                 on_dead(trial.number, reason, retried)

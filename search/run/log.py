@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
 
 from search import attrs
 from search.run import liveness
@@ -80,24 +81,33 @@ class WorkerLog:
         )
 
     def dead_trial(self, number: int, reason: str, retried: bool) -> None:
-        self._cut_short("dead_trial", f"trial {number} failed: {reason}", number, reason, retried)
-
-    def trial_stopped(self, number: int, reason: str, retried: bool) -> None:
         self._cut_short(
-            "trial_stopped", f"trial {number} stopped ({reason})", number, reason, retried
-        )
-
-    def _cut_short(self, event: str, what: str, number: int, reason: str, retried: bool) -> None:
-        """A trial that ended through no fault of its own, and whether it runs again."""
-        self._emit(
-            event,
-            f"{what}; "
-            + ("queued to resume from its last checkpoint" if retried else "out of retries"),
-            attention=True,
+            "dead_trial",
+            f"trial {number} failed: {reason}",
+            "queued to resume from its last checkpoint" if retried else None,
             trial=number,
             reason=reason,
             retried=retried,
         )
+
+    def trial_stopped(self, number: int, reason: str, retry: int | None) -> None:
+        """`reason` follows "stopped": `in epoch 2 (SIGINT)`; `retry`: the number of the trial
+        that resumes it, named since queued trials take numbers (the log's would skip)."""
+        self._cut_short(
+            "trial_stopped",
+            f"trial {number} stopped {reason}",
+            None
+            if retry is None
+            else f"queued to resume from its last checkpoint as trial {retry}",
+            trial=number,
+            reason=reason,
+            retried=retry is not None,
+            retry=retry,
+        )
+
+    def _cut_short(self, event: str, what: str, resumed: str | None, **fields: Any) -> None:
+        """A trial that ended through no fault of its own, and whether it runs again."""
+        self._emit(event, f"{what}; {resumed or 'out of retries'}", attention=True, **fields)
 
     def waiting(self, number: int, message: str) -> None:
         self._emit("waiting", message, attention=True, trial=number)
@@ -127,11 +137,21 @@ class WorkerLog:
             line = json.dumps(record, default=str)
         elif self.log_format == "text":
             line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {words}"
-        elif attention:
-            line = words
         else:
+            if attention:
+                _write_beside_bars(words)
             return
         print(line, file=sys.stderr, flush=True)
+
+
+def _write_beside_bars(line: str) -> None:
+    """A line on a terminal, where a progress bar holds the current line without ending it: this
+    process's bars are cleared and drawn again below the line (tqdm.write); the launcher's bar,
+    which its worker processes cannot clear, is erased from the line first ("\\r", then erase to the
+    end of the line) and drawn again at its next refresh. Else the line was glued to the bar."""
+    erase = "\r\x1b[K" if sys.stderr.isatty() else ""
+    tqdm.write(erase + line, file=sys.stderr)
+    sys.stderr.flush()
 
 
 class _LogHandler(logging.Handler):

@@ -14,14 +14,10 @@ file cannot be written, it starts no trial, lets those in flight end, and exits 
 from __future__ import annotations
 
 import gc
-import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import NamedTuple
 
 import optuna
@@ -42,6 +38,7 @@ from search.run.objective import (
 from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
 from search.run.slots import Slots
+from search.run.stopping import stop_words
 from search.study import promotion, retries
 from search.study.epochs_budget import epochs_budget_met
 from search.study.opening import settle_sampler_seed
@@ -242,12 +239,12 @@ class _Worker:
         except TRIAL_FAILURES:
             self._finish(trial, run, TrialState.FAIL)
         except TrainingStopped as error:
-            self._stopped(trial, f"its worker was stopped ({error})")
+            self._stopped(trial, stop_words(error, self.stop))
         except NoSpaceLeft as error:
             # No fault of the trial's, and the next trial would meet the same disk: stopped as by
             # a signal, so it resumes from its last checkpoint once there is space again
             self.out_of_space = self.out_of_space or str(error)
-            self._stopped(trial, str(error))
+            self._stopped(trial, f"({error})")
         except NoPointLeft as error:
             trial.set_user_attr(attrs.FAIL_REASON, str(error))
             frozen = self._tell(trial, TrialState.FAIL)
@@ -259,7 +256,7 @@ class _Worker:
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
-            self._stopped(trial, f"{type(error).__name__} in its worker")
+            self._stopped(trial, f"by {type(error).__name__} in its worker")
             raise
         else:
             self._finish(trial, run, TrialState.COMPLETE, value)
@@ -288,28 +285,31 @@ class _Worker:
         trial_files.release(self.study, frozen, run.folder)
 
     def _pause(self, trial: optuna.Trial, pause: PauseAfterEpoch) -> None:
-        """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued."""
+        """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued. The log
+        names the continuation: it takes a trial number, which the log would skip unexplained."""
         trial.set_user_attr(attrs.PAUSED_AT, pause.epoch)
         frozen = self._tell(trial, TrialState.PRUNED)
         if frozen is None:
             return
         self.finished += 1
-        self.log.trial_finished(frozen, str(pause))
-        promotion.queue_continuation(self.study, frozen)
+        continuation = promotion.queue_continuation(self.study, frozen)
+        self.log.trial_finished(frozen, f"{pause}; continues as trial {continuation} if promoted")
 
     def _stopped(self, trial: optuna.Trial, reason: str) -> None:
-        """The trial did not finish through any fault of its own: FAIL now, run again later."""
-        if attrs.FAIL_REASON not in trial.user_attrs:  # a bug's own reason is kept
-            trial.set_user_attr(attrs.FAIL_REASON, f"stopped: {reason}")
+        """The trial did not finish through any fault of its own: FAIL now, run again later (a
+        stopped trial, attrs.stopped_numbers). `reason` follows "stopped": `in epoch 2 (SIGINT)`."""
+        stopped = f"stopped {reason}"
+        if attrs.FAIL_REASON not in trial.user_attrs:  # a bug's or a full disk's own is kept
+            trial.set_user_attr(attrs.FAIL_REASON, stopped)
         frozen = self._tell(trial, TrialState.FAIL)
         if frozen is None:
             return
-        retried = retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, reason)
-        if retried:
+        retry = retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, stopped)
+        if retry is not None:
             self.left_to_resume += 1
         else:
             self.finished += 1  # out of retries: FAIL for good
-        self.log.trial_stopped(trial.number, reason, retried)
+        self.log.trial_stopped(trial.number, reason, retry)
 
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | None = None
@@ -367,32 +367,3 @@ def _silence_line(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> str:
         f"{time.time() - silent_since:.0f} s; if it is still silent at {until}, the trial counts "
         "as dead and is resumed here"
     )
-
-
-@contextmanager
-def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
-    """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a second
-    SIGINT exits at once. What it says is a line of the workers' `log_format`."""
-    log = WorkerLog(log_format, None)
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-        log.note(
-            f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "
-            "(Ctrl-C again to exit now)"
-        )
-
-    previous = {
-        signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

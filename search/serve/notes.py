@@ -14,6 +14,7 @@ from optuna.artifacts import upload_artifact
 from search import attrs
 from search.serve.artifacts import ArtifactFolder
 from search.study.optuna_compat import storage_of, study_id_of
+from search.study.promotion import shown_counts
 
 REPORT_HEADING = "Report"
 BEST_PARAMS_HEADING = "Best parameters"
@@ -36,7 +37,7 @@ def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str 
     artifact_id = _replace_artifact(study, html_path, store)
     link = f"[{html_path.name}](/artifacts/{study_id_of(study)}/{artifact_id})"
     body = (
-        f"{_best_trial_line(study)}\n\nPlots: {link} (also among the study's artifacts), "
+        f"{best_trial_line(study)}\n\nPlots: {link} (also among the study's artifacts), "
         f"updated {_now()}."
     )
     _save_note_section(study, REPORT_HEADING, body)
@@ -74,10 +75,9 @@ def _study_artifact_ids(study: optuna.Study) -> dict[str, str]:
     return {meta["filename"]: meta["artifact_id"] for meta in metas if meta}
 
 
-def _best_trial_line(study: optuna.Study) -> str:
+def best_trial_line(study: optuna.Study) -> str:
     trials = study.get_trials(deepcopy=False)
-    counts = attrs.state_counts(trials)
-    summary = f"{len(trials)} trials, {counts['complete']} complete"
+    summary = _counts_text(shown_counts(trials))
     best = attrs.best_trial(trials)
     if best is None:
         return f"No complete trial yet ({summary})."
@@ -85,6 +85,27 @@ def _best_trial_line(study: optuna.Study) -> str:
         f"Best: trial {best.number}, val top-1 {best.value:.2%} "
         f"({attrs.settings_text(attrs.trial_config(best))}); {summary}."
     )
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    """`12 trials, 5 complete, 3 pruned, 1 stopped to resume (...)`: asha's queued continuations
+    left out, as no trials; paused, stopped and failed only where there are any."""
+    words = [
+        f"{sum(counts.values())} trials",
+        f"{counts['complete']} complete",
+        f"{counts['pruned']} pruned",
+    ]
+    if counts["paused"] + counts["promoted"]:
+        words.append(f"{counts['paused']} paused, {counts['promoted']} promoted")
+    if counts["stopped"]:
+        # The dashboard draws them as Optuna does: FAIL, red bars in its timeline
+        words.append(
+            f"{counts['stopped']} stopped to resume (shown as FAIL: each resumes from its "
+            "checkpoint as a retry, a new trial)"
+        )
+    if counts["fail"]:
+        words.append(f"{counts['fail']} failed")
+    return ", ".join(words)
 
 
 def _save_note_section(study: optuna.Study, heading: str, body: str) -> None:

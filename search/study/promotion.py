@@ -37,8 +37,10 @@ from search.attrs import (
     RETRIED_FROM,
     RETRY_OF,
     first_attempt,
+    is_paused,
+    stopped_numbers,
 )
-from search.study.optuna_compat import claim, end_claimed, new_trial
+from search.study.optuna_compat import claim, end_claimed, enqueue, new_trial
 
 
 def rungs(min_epochs: int, reduction_factor: int, epochs: int) -> tuple[int, ...]:
@@ -113,26 +115,30 @@ def promoted(trials: Iterable[FrozenTrial]) -> set[int]:
     }
 
 
-def pause_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Trials per state as status and reports show them: a paused trial apart from a pruned one
-    (`paused`: not promoted, or not yet; `promoted`: paused, then continued), and the queued or
-    closed continuations left out, since they never trained."""
+def shown_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials per state as status, reports and the progress line show them: Optuna's states, with
+    a paused trial apart from a pruned one (`paused`: not promoted, or not yet; `promoted`:
+    paused, then continued), a stopped trial apart from a failed one (`stopped`: cut short and
+    queued to resume, `attrs.stopped_numbers`), and the queued or closed continuations left out,
+    since they never trained."""
     ran = [trial for trial in trials if not never_ran(trial)]
     counts = {state.name.lower(): 0 for state in TrialState}
     for trial in ran:
         counts[trial.state.name.lower()] += 1
     continued = promoted(trials)
-    paused = [trial for trial in ran if PAUSED_AT in trial.user_attrs]
+    paused = [trial for trial in ran if is_paused(trial)]
     counts["promoted"] = sum(1 for trial in paused if trial.number in continued)
     counts["paused"] = len(paused) - counts["promoted"]
     counts["pruned"] -= len(paused)
+    counts["stopped"] = len(stopped_numbers(trials))
+    counts["fail"] -= counts["stopped"]
     return counts
 
 
-def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> None:
+def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> int:
     """Queue what continues `paused` once promoted: its parameters, its first attempt's number
     (whose folder holds the checkpoint) and its retry count, as a retry carries them, and the
-    epoch it paused at, which its checkpoint must restore."""
+    epoch it paused at, which its checkpoint must restore. Returns the continuation's number."""
     user_attrs = {
         RETRY_OF: first_attempt(paused),
         RETRIED_FROM: paused.number,
@@ -142,7 +148,7 @@ def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> None:
     for key in (ATTEMPT, QUEUED_AS):
         if key in paused.user_attrs:
             user_attrs[key] = paused.user_attrs[key]
-    study.enqueue_trial(paused.params, user_attrs=user_attrs)
+    return enqueue(study, paused.params, user_attrs)
 
 
 def claim_promotion(study: optuna.Study, pruner: AshaPruner) -> optuna.Trial | None:

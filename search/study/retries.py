@@ -21,16 +21,18 @@ from search.attrs import (
     RETRY_REASON,
     first_attempt,
 )
-from search.study.optuna_compat import claim
+from search.study.optuna_compat import claim, enqueue
 
 __all__ = ["claim_retry", "first_attempt", "queue_retry"]
 
 
-def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str) -> bool:
-    """Queue `trial` to run again unless it has used its retries; True when queued."""
+def queue_retry(
+    study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str
+) -> int | None:
+    """Queue `trial` to run again unless it has used its retries; the retry's number, or None."""
     attempt = trial.user_attrs.get(ATTEMPT, 0) + 1
     if attempt > max_retries:
-        return False
+        return None
     user_attrs = {
         RETRY_OF: first_attempt(trial),
         RETRIED_FROM: trial.number,
@@ -39,8 +41,7 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reaso
     }
     if QUEUED_AS in trial.user_attrs:
         user_attrs[QUEUED_AS] = trial.user_attrs[QUEUED_AS]
-    study.enqueue_trial(trial.params, user_attrs=user_attrs)
-    return True
+    return enqueue(study, trial.params, user_attrs)
 
 
 def claim_retry(

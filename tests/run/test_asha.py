@@ -10,6 +10,7 @@ the test finishes itself, as other workers would, with scores below or above it.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 
 import optuna
@@ -79,10 +80,17 @@ def checkpoint_of_trial_0(options, study):
 
 
 def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epochs_intact(
-    tmp_path, image_folder, options, one_torch_thread
+    tmp_path, image_folder, options, one_torch_thread, capfd
 ):
-    config, study = paused_study(tmp_path, image_folder, options)
+    logged = dataclasses.replace(options, log_format="text")
+    config, study = paused_study(tmp_path, image_folder, logged)
     paused = trials_of(options)[0]
+    (queued,) = [trial for trial in trials_of(options) if attrs.PROMOTION_OF in trial.user_attrs]
+    assert re.search(
+        r"trial 0 PRUNED: .*\(paused at epoch 1 at val top-1 [\d.]+%; continues as trial "
+        rf"{queued.number} if promoted\)",
+        capfd.readouterr().err,
+    ), "the log names the continuation, whose number the log would skip unexplained"
     assert paused.state == TrialState.PRUNED and paused.user_attrs[attrs.PAUSED_AT] == 1
     assert paused.user_attrs[attrs.EPOCHS_RUN] == 1 and list(paused.intermediate_values) == [1]
     assert checkpoint_of_trial_0(options, study).exists(), "a paused trial keeps its checkpoint"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -238,9 +239,16 @@ def test_sigterm_checkpoints_every_slot_and_each_trial_resumes_alone(
     stopped = optuna.load_study(study_name=config.study.name, storage=storage).trials
     assert [trial.state for trial in stopped[:3]] == [TrialState.FAIL] * 3
     assert all(
-        trial.user_attrs[attrs.FAIL_REASON].startswith("stopped: its worker was stopped")
+        re.fullmatch(r"stopped in epoch \d \(SIGTERM\)", trial.user_attrs[attrs.FAIL_REASON])
         for trial in stopped[:3]
     ), "a user can read why each failed"
+    for trial in stopped[:3]:  # each line names the trial that resumes it
+        retry = 3 + trial.number
+        assert re.search(
+            rf"trial {trial.number} stopped in epoch \d \(SIGTERM\); queued to resume from its "
+            rf"last checkpoint as trial {retry}\n",
+            err,
+        ), err
     assert [trial.user_attrs[attrs.RETRY_OF] for trial in stopped[3:]] == [0, 1, 2]
     assert len(checkpoints_of(options)) == 3, "every slot wrote its checkpoint at the stop"
 
@@ -353,6 +361,10 @@ def test_a_bug_in_one_slot_stops_the_worker_and_queues_every_trial_to_resume(
     first, second, *later = study.get_trials(deepcopy=False)
     assert (first.state, second.state) == (TrialState.FAIL, TrialState.FAIL)
     assert second.user_attrs[attrs.FAIL_REASON] == "RuntimeError: a bug"
+    assert re.fullmatch(
+        r"stopped in epoch \d \(its worker stopped on an error\)",
+        first.user_attrs[attrs.FAIL_REASON],
+    )
     retries = [trial for trial in later if attrs.RETRY_OF in trial.user_attrs]
     assert sorted(retry.user_attrs[attrs.RETRY_OF] for retry in retries) == [0, 1]
 

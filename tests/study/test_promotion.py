@@ -17,7 +17,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search import attrs
-from search.study import promotion
+from search.study import promotion, retries
 from search.study.promotion import AshaPruner, rungs
 from search.study.storage import open_storage
 
@@ -165,11 +165,39 @@ def test_a_new_trial_takes_a_queued_point_but_never_a_paused_trials_continuation
 def test_status_counts_a_paused_trial_apart_from_a_pruned_one(tmp_path):
     study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
     add(study, 0.9)
-    pause(study, 0.5)
-    counts = promotion.pause_counts(study.get_trials(deepcopy=False))
+    paused = add(study, 0.5, **{attrs.PAUSED_AT: 1})
+    continuation = promotion.queue_continuation(study, paused)
+    counts = promotion.shown_counts(study.get_trials(deepcopy=False))
     assert (counts["pruned"], counts["paused"], counts["promoted"], counts["waiting"]) == (
         1,
         1,
         0,
         0,
     )
+    (waiting,) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert waiting.user_attrs[attrs.PROMOTION_OF] == paused.number
+    assert waiting.number == continuation, "the number a pause's log line names"
+
+
+def test_a_trial_about_to_pause_still_runs_and_no_count_goes_below_zero(tmp_path):
+    """A worker records where a trial pauses just before it tells the study (on a busy SQLite
+    file, seconds before): `hpsearch run --workers 2` read that moment as `pruned -1`."""
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    pausing = study.ask()
+    pausing.set_user_attr(attrs.PAUSED_AT, 1)
+    counts = promotion.shown_counts(study.get_trials(deepcopy=False))
+    assert (counts["running"], counts["pruned"], counts["paused"]) == (1, 0, 0)
+
+
+def test_a_stopped_trial_queued_to_resume_counts_apart_from_a_failed_one(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    stopped, failed = study.ask(), study.ask()
+    study.tell(stopped, state=TrialState.FAIL)
+    study.tell(failed, state=TrialState.FAIL)
+    stopped_frozen = study.get_trials(deepcopy=False)[stopped.number]
+    retry = retries.queue_retry(study, stopped_frozen, max_retries=2, reason="stopped in epoch 2")
+    assert retry == 2, "the number a stopped trial's log line names"
+    trials = study.get_trials(deepcopy=False)
+    assert attrs.stopped_numbers(trials) == {stopped.number}
+    counts = promotion.shown_counts(trials)
+    assert (counts["stopped"], counts["fail"], counts["waiting"]) == (1, 1, 1)

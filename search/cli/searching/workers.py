@@ -12,7 +12,8 @@ from search.launch import launch
 from search.results.status import format_status, study_status
 from search.run.joining import StoredStudy, join
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
-from search.run.worker import WorkerOptions, run_worker, stop_on_signals
+from search.run.stopping import stop_on_signals
+from search.run.worker import WorkerOptions, run_worker
 from search.study.optuna_compat import storage_of
 from search.studyfile import StudyConfig, load_study_config
 from trainer.device import resolve_device

@@ -1,0 +1,63 @@
+"""How a worker is asked to stop: SIGINT or SIGTERM sets its stop event, which says what set it, so
+a stopped trial's log line and fail reason name the signal (`stopped in epoch 2 (SIGINT)`)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from search.run.log import WorkerLog
+from trainer import TrainingStopped
+
+
+class StopRequest(threading.Event):
+    """A worker's stop event that says what set it (a signal's name), for the stopped trials'
+    log lines and fail reasons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cause: str | None = None
+
+    def request(self, cause: str) -> None:
+        self.cause = self.cause or cause
+        self.set()
+
+
+@contextmanager
+def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
+    """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a second
+    SIGINT exits at once. What it says is a line of the workers' `log_format`."""
+    log = WorkerLog(log_format, None)
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.request(signal.Signals(signum).name)
+        log.note(
+            f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "
+            "(Ctrl-C again to exit now)"
+        )
+
+    previous = {
+        signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stop_words(stopped: TrainingStopped, stop: threading.Event) -> str:
+    """`in epoch 2 (SIGINT)`: when a trial was stopped, and by what."""
+    if not stop.is_set():  # search.run.slots stops a worker's other trials when one raised
+        return f"in epoch {stopped.epoch} (its worker stopped on an error)"
+    cause = stop.cause if isinstance(stop, StopRequest) else None
+    return f"in epoch {stopped.epoch} ({cause or 'on request'})"
