@@ -10,10 +10,13 @@ asked for the access log.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -54,10 +57,27 @@ def serve_app(app: Callable[..., Any], host: str, port: int, *, access_log: bool
     handler = type("RequestHandler", (RequestHandler,), {"access_log": access_log})
     server_class = IPv6Server if ":" in host else WSGIServer
     with make_server(host, port, app, server_class=server_class, handler_class=handler) as server:
+        previous = signal.signal(signal.SIGINT, _interrupt)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             print("dashboard stopped", file=sys.stderr, flush=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            INTERRUPTED.clear()
+
+
+# Ctrl-C during a request would raise KeyboardInterrupt inside wsgiref's handler, whose bare
+# `except` prints and swallows it, and the server served on (seen with a large page being sent).
+# So the first Ctrl-C lets the request in hand finish and then stops; a second one stops at once.
+INTERRUPTED = threading.Event()
+IN_REQUEST = threading.Event()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if INTERRUPTED.is_set() or not IN_REQUEST.is_set():
+        raise KeyboardInterrupt
+    INTERRUPTED.set()
 
 
 class RequestHandler(WSGIRequestHandler):
@@ -65,6 +85,15 @@ class RequestHandler(WSGIRequestHandler):
     wsgiref's own errors (a malformed request, an exception in the app) print either way."""
 
     access_log = False
+
+    def handle(self) -> None:
+        IN_REQUEST.set()
+        try:
+            super().handle()
+        finally:
+            IN_REQUEST.clear()
+        if INTERRUPTED.is_set():
+            raise KeyboardInterrupt
 
     def address_string(self) -> str:
         return str(self.client_address[0])  # no reverse DNS lookup per request
