@@ -9,6 +9,8 @@ once the budget is met: it finishes work the study has paid for.
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -23,7 +25,7 @@ from search.attrs import (
 )
 from search.study.optuna_compat import claim
 
-__all__ = ["claim_retry", "first_attempt", "queue_retry"]
+__all__ = ["claim_retry", "first_attempt", "lineage_params", "queue_retry"]
 
 
 def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str) -> bool:
@@ -39,8 +41,20 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int, reaso
     }
     if QUEUED_AS in trial.user_attrs:
         user_attrs[QUEUED_AS] = trial.user_attrs[QUEUED_AS]
-    study.enqueue_trial(trial.params, user_attrs=user_attrs)
+    study.enqueue_trial(lineage_params(study, trial), user_attrs=user_attrs)
     return True
+
+
+def lineage_params(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters `trial`'s lineage trains with: its own, or, for an attempt stopped before its
+    objective suggested them (a worker killed right after it claimed a retry), its first attempt's.
+    A retry queued with none would sample new ones, train them under the lineage's number and
+    find the lineage's checkpoint foreign."""
+    if trial.params or first_attempt(trial) == trial.number:
+        return dict(trial.params)
+    first = first_attempt(trial)
+    found = next((t for t in study.get_trials(deepcopy=False) if t.number == first), None)
+    return dict(found.params) if found is not None else {}
 
 
 def claim_retry(
