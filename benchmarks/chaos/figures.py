@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from optuna.trial import FrozenTrial
@@ -15,7 +16,7 @@ from benchmarks.chaos.lineages import Retraining, by_lineage, resumed_from, trai
 from search import attrs
 
 
-def trial_rows(trials: list[FrozenTrial]) -> list[dict]:
+def trial_rows(trials: list[FrozenTrial], origin: float) -> list[dict]:
     """Each trial in a line of the JSON: what a person needs to follow a lineage through faults."""
     keys = (
         attrs.RETRY_OF, attrs.RETRIED_FROM, attrs.PROMOTION_OF, attrs.PAUSED_AT,
@@ -27,10 +28,17 @@ def trial_rows(trials: list[FrozenTrial]) -> list[dict]:
             "state": trial.state.name,
             "epochs": sorted(trial.intermediate_values),
             "value": trial.value,
+            # seconds since the chaos run began, as the faults' times are
+            "started": _since(trial.datetime_start, origin),
+            "ended": _since(trial.datetime_complete, origin),
             **{key: trial.user_attrs[key] for key in keys if key in trial.user_attrs},
         }
         for trial in trials
     ]
+
+
+def _since(moment: datetime | None, origin: float) -> float | None:
+    return None if moment is None else round(moment.timestamp() - origin, 1)
 
 
 def struck(faults: list[Fault]) -> list[Fault]:

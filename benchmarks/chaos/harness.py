@@ -251,7 +251,9 @@ class Chaos:
             "faults": [{**fault.as_dict(self.origin), **seconds} for fault, seconds in timed],
             "log_errors": {r.study: figures.log_errors(r.run.log) for r in self.rounds},
             "logs": [str(r.run.log) for r in self.rounds],
-            "trials": {name: figures.trial_rows(found) for name, found in trials.items()},
+            "trials": {
+                name: figures.trial_rows(found, self.origin) for name, found in trials.items()
+            },
         }
 
     def _exists(self, study: str) -> bool:

@@ -125,6 +125,7 @@ def _lineages_counted_once(
             t.number
             for t in attempts
             if t.params != attempts[0].params
+            and t.params  # an attempt stopped before it suggested them has none
             and not (t.state == TrialState.WAITING or promotion.never_ran(t))
         ]
         if changed:
