@@ -23,11 +23,12 @@ import torch
 
 from tests.helpers import postgres
 from tests.helpers.images import make_image_folder
+from tests.helpers.private_postgres import ClusterUnavailable, private_cluster
 
 # A test that uses one of these fixtures, directly or through another fixture, gets the marker.
 MARKER_OF_FIXTURE = {
     "pg_url": "postgres",
-    "private_cluster": "postgres",  # tests/study/test_shared_study.py: a server of its own (initdb)
+    "private_postgres": "postgres",  # a server of the test's own (initdb), to stop and start
     "drawn": "browser",  # tests/results/test_legible_figures.py: reports drawn in Chromium
 }
 
@@ -126,3 +127,14 @@ def pg_url(request: pytest.FixtureRequest):
     yield postgres.storage_url(name)
     with postgres.connect(autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL cluster of the test's own (tests/helpers/private_postgres.py), which it may
+    stop and start; skipped where PostgreSQL's server tools are not installed."""
+    try:
+        with private_cluster() as cluster:
+            yield cluster
+    except ClusterUnavailable as error:
+        pytest.skip(f"no private PostgreSQL cluster: {error}")

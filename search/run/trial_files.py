@@ -61,7 +61,7 @@ def release(study: optuna.Study, trial: FrozenTrial, folder: Path) -> None:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = attrs.best_trial(complete)
         if best is not None and best.number == trial.number:
-            _drop_weights_worse_than(complete, attrs.complete_value(trial), folder.parent)
+            _drop_weights_ranked_below(complete, trial, folder.parent)
             return
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -71,10 +71,15 @@ def remove_trial_files(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _drop_weights_worse_than(complete: list[FrozenTrial], value: float, study_folder: Path) -> None:
-    # Strictly worse only: a worker that read the study a moment too early never deletes a winner.
+def _drop_weights_ranked_below(
+    complete: list[FrozenTrial], best: FrozenTrial, study_folder: Path
+) -> None:
+    """Drop the weights of every other complete trial of this read of the study: each ranks
+    below `best` as every command ranks them, by a lower value or, on an equal one, a later
+    number (a trial that completed before the earlier one it ties with kept its weights then).
+    A winner that this read missed, as a worker may read a moment too early, is not in it."""
     for trial in complete:
-        if attrs.complete_value(trial) < value:
+        if attrs.first_attempt(trial) != attrs.first_attempt(best):
             shutil.rmtree(
                 trial_folder(study_folder, attrs.first_attempt(trial)), ignore_errors=True
             )

@@ -9,6 +9,8 @@ once the budget is met: it finishes work the study has paid for.
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -23,7 +25,7 @@ from search.attrs import (
 )
 from search.study.optuna_compat import claim, enqueue
 
-__all__ = ["claim_retry", "first_attempt", "queue_retry"]
+__all__ = ["claim_retry", "first_attempt", "lineage_params", "queue_retry"]
 
 
 def queue_retry(
@@ -41,7 +43,19 @@ def queue_retry(
     }
     if QUEUED_AS in trial.user_attrs:
         user_attrs[QUEUED_AS] = trial.user_attrs[QUEUED_AS]
-    return enqueue(study, trial.params, user_attrs)
+    return enqueue(study, lineage_params(study, trial), user_attrs)
+
+
+def lineage_params(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters `trial`'s lineage trains with: its own, or, for an attempt stopped before its
+    objective suggested them (a worker killed right after it claimed a retry), its first attempt's.
+    A retry queued with none would sample new ones, train them under the lineage's number and
+    find the lineage's checkpoint foreign."""
+    if trial.params or first_attempt(trial) == trial.number:
+        return dict(trial.params)
+    first = first_attempt(trial)
+    found = next((t for t in study.get_trials(deepcopy=False) if t.number == first), None)
+    return dict(found.params) if found is not None else {}
 
 
 def claim_retry(

@@ -5,19 +5,15 @@ Each test gets its own database (dropped after); the restart test gets a private
 
 from __future__ import annotations
 
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
-import psycopg
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
@@ -230,78 +226,10 @@ def test_sigterm_stops_the_worker_cleanly_and_the_trial_retrains_one_epoch_at_mo
     assert len(retry.intermediate_values) == 6
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def private_cluster(tmp_path_factory):
-    """A PostgreSQL of our own that the test may stop and start; run as `postgres`, as it refuses
-    root."""
-    if shutil.which("initdb") is None or shutil.which("runuser") is None:
-        pytest.skip("initdb or runuser not installed")
-    folder = Path(f"/tmp/hpsearch-pg-{uuid.uuid4().hex[:8]}")
-    folder.mkdir(mode=0o777)
-    shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", _free_port()
-
-    def pg_ctl(*args):
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                "pg_ctl",
-                "-D",
-                str(data),
-                "-l",
-                str(folder / "log"),
-                "-w",
-                *args,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-
-    subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            "initdb",
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    pg_ctl("-o", options, "start")
-    with psycopg.connect(
-        host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True
-    ) as connection:
-        connection.execute("CREATE DATABASE studies")
-    yield (
-        f"postgresql+psycopg://postgres@127.0.0.1:{port}/studies",
-        lambda: pg_ctl("-m", "fast", "stop"),
-        lambda: pg_ctl("-o", options, "start"),
-    )
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", "pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
-        capture_output=True,
-        timeout=60,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
+def private_cluster(private_postgres):
+    """A PostgreSQL of our own (tests/conftest.py) that the test may stop and start."""
+    return private_postgres.url, private_postgres.stop, private_postgres.start
 
 
 def test_workers_survive_a_database_restart(tmp_path, image_folder, cache_dir, private_cluster):

@@ -1,0 +1,120 @@
+"""`python -m search run STUDY --workers N ...` as a user runs it: a process group of its own (so
+the whole run can be killed at once), its output appended to one log, started again at will."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Exit:
+    started: float  # time.time() of the start that ended here
+    ended: float
+    code: int
+
+
+@dataclass
+class SearchRun:
+    study_file: Path
+    storage: str
+    workers: int
+    checkpoints: Path
+    cache: Path
+    log: Path
+    trials_per_worker: int = 1
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    exits: list[Exit] = field(default_factory=list)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "search", "run", str(self.study_file),
+            "--workers", str(self.workers), "--storage", self.storage,
+            "--checkpoint-dir", str(self.checkpoints), "--cache-dir", str(self.cache),
+            "--device", "cpu", "--no-progress",
+            "--trials-per-worker", str(self.trials_per_worker),
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), _path()]))}
+        with self.log.open("ab") as log:
+            log.write(f"\n=== chaos: run started at {time.strftime('%H:%M:%S')} ===\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.log.parent,
+                env=env,
+                start_new_session=True,  # a group of its own: the run and its workers
+            )
+        self.started = time.time()
+
+    def poll(self) -> int | None:
+        """None while the run runs; its exit status once (recorded in `exits`) it has ended."""
+        if self.process is None:
+            return None
+        code = self.process.poll()
+        if code is not None:
+            self.exits.append(Exit(self.started, time.time(), code))
+            self.process = None
+        return code
+
+    def worker_processes(self) -> list[psutil.Process]:
+        """The processes that train: the spawned workers, or the run itself with one worker."""
+        if self.process is None:
+            return []
+        try:
+            run = psutil.Process(self.process.pid)
+            children = run.children()
+            spawned = [child for child in children if _is_spawned_worker(child)]
+        except psutil.Error:
+            return []
+        return spawned if self.workers > 1 else [run]
+
+    def kill(self) -> None:
+        """SIGKILL the whole run, its workers with it, and wait until none of them is left."""
+        if self.process is None:
+            return
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        self.process.wait()
+        self.poll()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _group_alive(group):
+            time.sleep(0.1)
+
+
+def _is_spawned_worker(process: psutil.Process) -> bool:
+    try:
+        return "spawn_main" in " ".join(process.cmdline()) and process.status() != "zombie"
+    except psutil.Error:
+        return False
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of the group lives on (a zombie does not: it trains nothing)."""
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == group and process.status() != "zombie":
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
+
+
+def _path() -> str:
+    return os.environ.get("PYTHONPATH", "")
