@@ -166,6 +166,10 @@ class _Worker:
             trials = self.study.get_trials(deepcopy=False)  # with the retries just queued
         if epochs_budget_met(self.study, self.config.study.epochs_budget, trials):
             self._close_hopeless(continuing=False)
+            # A retry left WAITING would keep every later run of the study waiting for it
+            why = "the epoch budget was met before this retry ran"
+            for first in retries.close_queued_retries(self.study, trials, why):
+                trial_files.remove_trial_files(trial_files.trial_folder(self.study_folder, first))
             return None
         retry = retries.claim_retry(self.study, trials)
         if retry is not None:
@@ -287,7 +291,8 @@ class _Worker:
     def _pause(self, trial: optuna.Trial, pause: PauseAfterEpoch) -> None:
         """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued. The log
         names the continuation: it takes a trial number, which the log would skip unexplained."""
-        trial.set_user_attr(attrs.PAUSED_AT, pause.epoch)
+        if not self._set_user_attr(trial, attrs.PAUSED_AT, pause.epoch):
+            return
         frozen = self._tell(trial, TrialState.PRUNED)
         if frozen is None:
             return
@@ -299,8 +304,9 @@ class _Worker:
         """The trial did not finish through any fault of its own: FAIL now, run again later (a
         stopped trial, attrs.stopped_numbers). `reason` follows "stopped": `in epoch 2 (SIGINT)`."""
         stopped = f"stopped {reason}"
-        if attrs.FAIL_REASON not in trial.user_attrs:  # a bug's or a full disk's own is kept
-            trial.set_user_attr(attrs.FAIL_REASON, stopped)
+        own = trial.user_attrs.get(attrs.FAIL_REASON)  # a bug's or a full disk's own is kept
+        if own is None and not self._set_user_attr(trial, attrs.FAIL_REASON, stopped):
+            return
         frozen = self._tell(trial, TrialState.FAIL)
         if frozen is None:
             return
@@ -318,11 +324,23 @@ class _Worker:
         this worker for dead: its retry owns the trial's folder now, so nothing is released."""
         try:
             return self.study.tell(trial, value, state=state)
-        except ValueError:  # Optuna's answer to telling a finished trial
+        # Optuna's answers to telling a finished trial: ValueError when its cache knows, else the
+        # storage's UpdateFinishedTrialError (the chaos run's stopped-then-continued worker)
+        except (ValueError, UpdateFinishedTrialError):
             if not self.storage.get_trial(trial_id_of(trial)).state.is_finished():
                 raise
             self.log.note(_taken_away(trial))
             return None
+
+    def _set_user_attr(self, trial: optuna.Trial, key: str, value: object) -> bool:
+        """Record on a trial it is ending; False (and nothing more to do) if another worker failed
+        it meanwhile, as `_tell` says."""
+        try:
+            trial.set_user_attr(key, value)
+        except UpdateFinishedTrialError:
+            self.log.note(_taken_away(trial))
+            return False
+        return True
 
 
 def _queued_point(trial: FrozenTrial) -> bool:

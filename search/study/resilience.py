@@ -40,7 +40,15 @@ logger = logging.getLogger("hpsearch.storage")
 BACKOFF_SECONDS = (0.5, 1, 2, 4, 8, 15, 30)  # then 30 s until MAX_OUTAGE_SECONDS have passed
 MAX_OUTAGE_SECONDS = 600.0
 # PostgreSQL's words for a server that refuses logins for now, not for good
-TRANSIENT_FATAL = ("starting up", "shutting down", "recovery mode", "too many", "terminating")
+# PostgreSQL's FATAL messages of a server that will accept connections again soon
+TRANSIENT_FATAL = (
+    "starting up",
+    "not yet accepting connections",  # crash recovery after an immediate stop
+    "shutting down",
+    "recovery mode",
+    "too many",
+    "terminating",
+)
 
 
 def is_connection_error(error: BaseException) -> bool:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import (
     ATTEMPT,
+    FAIL_REASON,
     PROMOTION_OF,
     QUEUED_AS,
     RETRIED_FROM,
@@ -23,7 +24,7 @@ from search.attrs import (
     RETRY_REASON,
     first_attempt,
 )
-from search.study.optuna_compat import claim, enqueue
+from search.study.optuna_compat import claim, end_claimed, enqueue
 
 __all__ = ["claim_retry", "first_attempt", "lineage_params", "queue_retry"]
 
@@ -80,3 +81,24 @@ def claim_retry(
         if claimed is not None:
             return claimed
     return None
+
+
+def close_queued_retries(study: optuna.Study, trials: list[FrozenTrial], why: str) -> list[int]:
+    """End every queued retry as FAIL with `why` as its reason (the epoch budget is met: nothing
+    may train, so a retry left WAITING would keep every later run waiting for it); returns the
+    first attempts closed, whose checkpoints the caller removes. Each is claimed first, so a
+    worker that takes it at the same moment keeps it."""
+    closed = []
+    for trial in trials:
+        if (
+            trial.state != TrialState.WAITING
+            or RETRY_OF not in trial.user_attrs
+            or PROMOTION_OF in trial.user_attrs
+        ):
+            continue
+        claimed = claim(study, trial)
+        if claimed is not None and end_claimed(
+            study, trial, TrialState.FAIL, {FAIL_REASON: f"{why}; it was not retried"}
+        ):
+            closed.append(first_attempt(trial))
+    return closed

@@ -27,13 +27,19 @@ from search.study.optuna_compat import (
     remember_user_attrs,
     trial_id_of,
 )
-from search.study.resilience import ResilientRDBStorage, first_line, wait_until_reachable
+from search.study.resilience import (
+    ResilientRDBStorage,
+    first_line,
+    is_connection_error,
+    wait_until_reachable,
+)
 
 # A few local workers wait for each other's writes instead of failing
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
 # Concurrent first runs on one new SQLite file race to create Optuna's tables (see _open_rdb)
 SCHEMA_RACE_RETRIES = 5
 SCHEMA_RACE_PAUSE_SECONDS = 0.2
+REOPEN_PAUSE_SECONDS = 1.0  # between tries to open a storage whose server went down meanwhile
 HIDDEN = "***"
 EXAMPLES = "e.g. sqlite:///hpsearch.db or postgresql+psycopg://user@host:5432/dbname"
 
@@ -63,6 +69,7 @@ ALIASES = {
 }
 # A query parameter whose name says it holds a secret: password, sslpassword, passfile, token...
 _SECRET_PARAMETER = re.compile(r"(?i)([?&;][^=&;#]*(?:pass|secret|token)[^=&;#]*=)[^&;#]*")
+
 
 
 def masked(url: str) -> str:
@@ -191,13 +198,27 @@ def open_storage(
         if sqlite
         else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
     )
+    deadline = time.monotonic() + wait_seconds
     try:
-        if wait_seconds and not sqlite:
-            wait_until_reachable(parsed, wait_seconds)
-        if not create:
-            _require_tables(parsed, engine_kwargs, url)
-        storage = _open_rdb(parsed, url, engine_kwargs=engine_kwargs)
+        while True:
+            try:
+                if wait_seconds and not sqlite:
+                    wait_until_reachable(parsed, max(0.0, deadline - time.monotonic()))
+                if not create:
+                    _require_tables(parsed, engine_kwargs, url)
+                storage = _open_rdb(parsed, url, engine_kwargs=engine_kwargs)
+                break
+            except Exception as error:
+                # A server that answered and then went down (a restart, a crash recovery) while
+                # the tables were read or created: wait for it again, within the same deadline
+                if sqlite or not is_connection_error(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(REOPEN_PAUSE_SECONDS)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
+        raise _unreachable(url, error) from None
+    except optuna.exceptions.StorageInternalError as error:  # Optuna's wrapping of the above
+        if not is_connection_error(error):
+            raise
         raise _unreachable(url, error) from None
     except ImportError as error:  # found, but it would not load (a missing libpq, say)
         raise StorageError(f"{_missing_driver(parsed.drivername, url)} ({error})") from None

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
+import search.run.objective
 from search import attrs
 from search.cli import main
 from search.results.status import format_status, study_status
@@ -29,6 +30,7 @@ from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
+from trainer import PauseAfterEpoch
 from trainer.checkpoint import CHECKPOINT_NAME, CheckpointPolicy
 from trainer.errors import NoSpaceLeft
 from trainer.loop import train
@@ -381,3 +383,65 @@ def test_a_worker_whose_trial_another_failed_drops_it_and_goes_on(
     first, retry = trials_of(url)
     assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "taken for dead"
     assert retry.state == TrialState.COMPLETE and summary.finished == 1
+
+
+def test_a_trial_another_worker_failed_as_it_paused_is_dropped_not_a_crash(
+    tmp_path, image_folder, cache_dir, capsys, monkeypatch, one_torch_thread
+):
+    """The chaos run's SIGSTOPped worker: continued past the grace, its trial already failed and
+    requeued by another worker, it reached a rung (its reads a little behind) and paused it. The
+    pause's writes meet a finished trial: the worker drops the trial and goes on to its retry."""
+    path = write_study(
+        tmp_path, image_folder, trials=1, epochs=2,
+        pruner='kind = "asha"\nmin_epochs = 1\nreduction_factor = 2',
+    )  # fmt: skip
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = load_study_config(path)
+    report = search.run.objective.report_epoch
+    taken = []
+
+    def failed_by_another_as_it_pauses(trial, epoch, val_top1):
+        report(trial, epoch, val_top1)
+        if not taken:
+            taken.append(trial.number)
+            frozen = trial.study._storage.get_trial(trial._trial_id)
+            liveness._fail(trial.study, frozen, "taken for dead")
+            queue_retry(trial.study, frozen, 2, "taken for dead")
+            raise PauseAfterEpoch(epoch, "paused at the rung")
+
+    monkeypatch.setattr(search.run.objective, "report_epoch", failed_by_another_as_it_pauses)
+    run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), create=True)
+    assert "was failed meanwhile by another worker" in capsys.readouterr().err
+    first, retry = trials_of(url)
+    assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "taken for dead"
+    assert attrs.PAUSED_AT not in first.user_attrs
+    assert retry.state == TrialState.COMPLETE
+
+
+def test_a_retry_still_queued_when_the_epoch_budget_is_met_is_closed_not_left_waiting(
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+):
+    """The chaos run's study that never finished: a killed trial's retry was queued as the epoch
+    budget was met, so no worker would run it and every later run waited on it, training nothing.
+    Now it is closed, FAIL with its reason, and the study is done."""
+    extra = "\n[checkpoint]\nevery_epochs = 1\n"
+    path = write_study(
+        tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"', extra=extra
+    )
+    path.write_text(path.read_text().replace("seed = 7", "seed = 7\nepochs_budget = 2"))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = load_study_config(path)
+    options = WorkerOptions(url, "cpu", cache_dir, progress=False)
+    run_worker(config, options, create=True)  # trial 0 trains both epochs: the budget is met
+    study = optuna.load_study(study_name=NAME, storage=url)
+    killed = study.ask()  # a trial whose worker was killed, failed and queued to resume
+    suggest(killed, config)
+    frozen = study.tell(killed, state=TrialState.FAIL)
+    queue_retry(study, frozen, 2, "its worker is gone")
+
+    run_worker(config, options)
+    *_, retry = trials_of(url)
+    assert retry.user_attrs[attrs.RETRY_OF] == killed.number
+    assert retry.state == TrialState.FAIL
+    assert "epoch budget was met" in retry.user_attrs["fail_reason"]
+    assert not [t for t in trials_of(url) if t.state in (TrialState.WAITING, TrialState.RUNNING)]

@@ -46,6 +46,25 @@ def test_a_refused_connection_is_an_outage_and_a_refused_login_is_not():
     assert not is_connection_error(_psycopg_error(postgres.server_url(database="no_such_database")))
 
 
+@pytest.mark.parametrize(
+    "message, outage",
+    [
+        # What the chaos run met, each from a real server stopped and started (benchmarks/chaos)
+        ("the database system is not yet accepting connections", True),  # crash recovery
+        ("the database system is shutting down", True),
+        ("the database system is starting up", True),
+        ('password authentication failed for user "nobody"', False),
+    ],
+)
+def test_a_server_coming_back_is_an_outage_and_a_refusal_is_not(message, outage):
+    refused = psycopg.OperationalError(
+        f'connection to server at "127.0.0.1", port 5433 failed: FATAL:  {message}'
+    )
+    wrapped = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+    wrapped.__cause__ = sqlalchemy.exc.OperationalError("SELECT 1", {}, refused)
+    assert is_connection_error(wrapped) is outage
+
+
 def test_a_missing_table_fails_at_once_without_waiting(tmp_path, caplog):
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     study = optuna.create_study(study_name="s", storage=storage)
