@@ -71,7 +71,6 @@ ALIASES = {
 _SECRET_PARAMETER = re.compile(r"(?i)([?&;][^=&;#]*(?:pass|secret|token)[^=&;#]*=)[^&;#]*")
 
 
-
 def masked(url: str) -> str:
     """`url` as it may be printed or stored: the user-info password and every query parameter
     named like a secret (password, *pass*, *secret*, *token*) replaced by ***."""

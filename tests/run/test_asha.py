@@ -240,3 +240,20 @@ def test_the_epoch_budget_stops_two_asha_workers_and_leaves_nothing_queued(
     assert len({attrs.first_attempt(trial) for trial in trials}) < 50
     leftover = [path.name for path in (tmp_path / "user-checkpoints").rglob("last.pt")]
     assert not leftover, "no paused trial can be promoted once the budget is met"
+
+
+def test_a_closed_promotions_checkpoint_left_by_a_killed_worker_is_removed_later(
+    tmp_path, image_folder, options, one_torch_thread
+):
+    """The chaos run's leak: a run killed between closing a promotion in the study and removing
+    its checkpoint left the file for good. The next worker that looks for promotions removes it."""
+    config, study = paused_study(tmp_path, image_folder, options)
+    finish_by_hand(study, at_rung_1=0.99)  # 4th of 4: never in the top half
+    launch(config, options, trials=4)
+    checkpoint = checkpoint_of_trial_0(options, study)
+    assert not checkpoint.exists()
+    checkpoint.parent.mkdir(parents=True)  # what the killed worker left
+    checkpoint.write_bytes(b"left behind")
+
+    launch(config, options, trials=4)
+    assert not checkpoint.parent.exists()
