@@ -69,14 +69,7 @@ def claim_retry(
     """
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    for trial in trials:
-        # A paused trial's continuation waits for its promotion (search.study.promotion)
-        if (
-            trial.state != TrialState.WAITING
-            or RETRY_OF not in trial.user_attrs
-            or PROMOTION_OF in trial.user_attrs
-        ):
-            continue
+    for trial in filter(_queued_retry, trials):
         claimed = claim(study, trial)
         if claimed is not None:
             return claimed
@@ -89,16 +82,19 @@ def close_queued_retries(study: optuna.Study, trials: list[FrozenTrial], why: st
     first attempts closed, whose checkpoints the caller removes. Each is claimed first, so a
     worker that takes it at the same moment keeps it."""
     closed = []
-    for trial in trials:
-        if (
-            trial.state != TrialState.WAITING
-            or RETRY_OF not in trial.user_attrs
-            or PROMOTION_OF in trial.user_attrs
-        ):
-            continue
+    for trial in filter(_queued_retry, trials):
         claimed = claim(study, trial)
         if claimed is not None and end_claimed(
             study, trial, TrialState.FAIL, {FAIL_REASON: f"{why}; it was not retried"}
         ):
             closed.append(first_attempt(trial))
     return closed
+
+
+def _queued_retry(trial: FrozenTrial) -> bool:
+    # A paused trial's continuation waits for its promotion (search.study.promotion)
+    return (
+        trial.state == TrialState.WAITING
+        and RETRY_OF in trial.user_attrs
+        and PROMOTION_OF not in trial.user_attrs
+    )
