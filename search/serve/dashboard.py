@@ -57,13 +57,17 @@ def serve_app(app: Callable[..., Any], host: str, port: int, *, access_log: bool
     handler = type("RequestHandler", (RequestHandler,), {"access_log": access_log})
     server_class = IPv6Server if ":" in host else WSGIServer
     with make_server(host, port, app, server_class=server_class, handler_class=handler) as server:
-        previous = signal.signal(signal.SIGINT, _interrupt)
+        # Only the main thread receives signals (a test, or an embedding program, may serve
+        # from another thread: Ctrl-C is not its to handle then)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, _interrupt) if main else None
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             print("dashboard stopped", file=sys.stderr, flush=True)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if main:
+                signal.signal(signal.SIGINT, previous)
             INTERRUPTED.clear()
 
 
