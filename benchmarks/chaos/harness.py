@@ -173,7 +173,7 @@ class Chaos:
 
     def _note_early_exit(self, current: Round, code: int, standing: Standing) -> None:
         """A run that ended before its study was done: explained when faults killed or stopped
-        every worker of it; else a defect to report."""
+        every worker of it, or filled the disk (a designed stop); else a defect to report."""
         exit_ = current.run.exits[-1]
         taken = {
             fault.pid
@@ -181,7 +181,13 @@ class Chaos:
             if fault.kind in ("kill_worker", "term_worker")
             and exit_.started <= fault.started <= exit_.ended
         }
-        if len(taken) < self.settings.workers:
+        # A full checkpoint disk stops every worker on purpose, exit 2 with one line (free the
+        # space, run again): the run that ends so after a fill of ours is explained too
+        filled = any(
+            fault.kind == "fill_disk" and exit_.started <= fault.started <= exit_.ended
+            for fault in self.faults
+        )
+        if len(taken) < self.settings.workers and not (filled and code == 2):
             current.early_exits.append(
                 f"run started at {exit_.started - self.origin:.0f} s exited {code} at "
                 f"{exit_.ended - self.origin:.0f} s with {standing} ({len(taken)} of its "

@@ -166,17 +166,6 @@ def write_trial_user_attrs(storage: RDBStorage, trial_id: int, values: dict[str,
             )
 
 
-def write_intermediate_value(
-    storage: RDBStorage, trial_id: int, step: int, value: float, *, wait_for_disk: bool
-) -> None:
-    """`set_trial_intermediate_value` in a transaction of ours, so that PostgreSQL may acknowledge
-    it before its disk write (`wait_for_disk=False`)."""
-    with _create_scoped_session(storage.scoped_session, True) as session:
-        if not wait_for_disk and storage.engine.dialect.name == "postgresql":
-            session.execute(sqlalchemy.text("SET LOCAL synchronous_commit TO OFF"))
-        storage._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
-
-
 def write_trial_state(
     storage: RDBStorage,
     trial_id: int,

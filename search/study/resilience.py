@@ -30,7 +30,6 @@ from search.study.integrity import damaged, is_database_error, quick_check, sqli
 from search.study.optuna_compat import (
     READ_PREFIXES,
     storage_transactions,
-    write_intermediate_value,
     write_trial_state,
     write_trial_user_attrs,
 )
@@ -194,17 +193,6 @@ class ResilientRDBStorage(RDBStorage):
         """Several user attributes in one transaction: one commit, where `set_trial_user_attr`
         makes one a key."""
         write_trial_user_attrs(self, trial_id, values)
-
-    @_retrying
-    def set_trial_intermediate_value(
-        self, trial_id: int, step: int, intermediate_value: float
-    ) -> None:
-        """Optuna's, except that PostgreSQL acknowledges it before its disk write (an
-        asynchronous commit): a trial reports every epoch, and each report would wait for the
-        disk. A crash of the server may lose the reports of its last fraction of a second (the
-        point is missing from a curve), never anything else: the next ordinary commit writes
-        them, and every other write still waits for the disk."""
-        write_intermediate_value(self, trial_id, step, intermediate_value, wait_for_disk=False)
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None

@@ -33,7 +33,6 @@ from search.study.optuna_compat import (
     new_trial,
     storage_transactions,
     worker_storage,
-    write_intermediate_value,
     write_trial_state,
     write_trial_user_attrs,
 )
@@ -131,9 +130,8 @@ def test_writes_in_one_transaction_read_back(study):
     trial = study.ask()
     database = study._storage._backend
     write_trial_user_attrs(database, trial._trial_id, {"a": 1, "b": [2]})
-    write_intermediate_value(database, trial._trial_id, 3, 0.25, wait_for_disk=False)
     stored = database.get_trial(trial._trial_id)
-    assert stored.user_attrs == {"a": 1, "b": [2]} and stored.intermediate_values == {3: 0.25}
+    assert stored.user_attrs == {"a": 1, "b": [2]}
 
 
 def test_a_state_change_made_again_with_its_stamp_is_recognised(study):
