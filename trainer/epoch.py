@@ -5,14 +5,14 @@ yields them, trainer.rounds trains a round of them, fusing what it can)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from trainer.augment import eval_batches, steps_per_epoch, train_batches
+from trainer.augment import Batch, eval_batches, steps_per_epoch, train_batches
 from trainer.config import TrainConfig
 from trainer.data import ImageData
 from trainer.errors import NonFiniteLossError, TrainingStopped
@@ -61,6 +61,17 @@ class EpochWork:
     data: ImageData  # on the run's device
     epoch: int  # counted from 1
 
+    def train_batches(self) -> Iterator[Batch]:
+        """The epoch's training batches, shuffled and cropped by the run's own generator."""
+        config = self.config
+        return train_batches(
+            self.data.train,
+            batch_size=config.batch_size,
+            image_size=config.image_size,
+            min_scale=config.min_scale,
+            generator=self.run.generator,
+        )
+
 
 def run_epoch(
     work: EpochWork, stop: threading.Event | None = None, *, progress: bool = False
@@ -68,17 +79,7 @@ def run_epoch(
     """Train and evaluate one run's epoch on its own network."""
     run, config, data, epoch = work.run, work.config, work.data, work.epoch
     started = Mark(run.device)
-    batches = until_stopped(
-        train_batches(
-            data.train,
-            batch_size=config.batch_size,
-            image_size=config.image_size,
-            min_scale=config.min_scale,
-            generator=run.generator,
-        ),
-        stop,
-        epoch,
-    )
+    batches = until_stopped(work.train_batches(), stop, epoch)
     steps = steps_per_epoch(len(data.train), config.batch_size)
     bar = tqdm(
         batches,

@@ -129,7 +129,7 @@ def training(
     yields an EpochWork and is sent the epoch's metrics, or thrown the epoch's error
     (TrainingStopped, NonFiniteLossError). Everything else (resuming, reporting, pausing,
     checkpoints, the weights file) happens here, so a run driven alone (`run_alone`) and one
-    driven in a fused group (trainer.fused) write the same files."""
+    driven in a fused group (trainer.rounds) write the same files."""
     device = resolve_device(device)
     data = data.to(device)
     run = start_training(config, len(data.classes), len(data.train), device, compile)

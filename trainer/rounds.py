@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torchvision
 
-from trainer.augment import eval_batches, train_batches
+from trainer.augment import eval_batches
 from trainer.epoch import (
     EVAL_BATCH_SIZE,
     EpochMetrics,
@@ -96,19 +96,9 @@ def _fused_epoch(
 ) -> list[EpochMetrics | BaseException]:
     first = works[0]  # the group shares data, sizes and device (fuse_key)
     started = Mark(network.device)
-    streams = [
-        train_batches(
-            work.data.train,
-            batch_size=work.config.batch_size,
-            image_size=work.config.image_size,
-            min_scale=work.config.min_scale,
-            generator=work.run.generator,
-        )
-        for work in works
-    ]
     losses = train_fused_epoch(
         network,
-        until_stopped(zip(*streams), stop, first.epoch),
+        until_stopped(zip(*(work.train_batches() for work in works)), stop, first.epoch),
         [work.run.optimizer for work in works],
         [work.run.scheduler for work in works],
         epochs=[work.epoch for work in works],
