@@ -5,8 +5,9 @@ yields them, trainer.rounds trains a round of them, fusing what it can)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,12 @@ class EpochWork:
             min_scale=config.min_scale,
             generator=self.run.generator,
         )
+
+
+Result = TypeVar("Result")
+# A run as a coroutine: it yields each epoch's work, is sent the epoch's metrics (or thrown its
+# error) and returns its Result; a search's trial, which wraps one, is one too
+Steps = Generator[EpochWork, EpochMetrics, Result]
 
 
 def run_epoch(

@@ -4,9 +4,9 @@ trainer.epoch), that ties them to resuming, reporting and checkpoints."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import torch
 
@@ -16,7 +16,7 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.config import TrainConfig
 from trainer.data import ImageData
 from trainer.device import resolve_device
-from trainer.epoch import EpochMetrics, EpochWork, Training, run_epoch
+from trainer.epoch import EpochMetrics, EpochWork, Result, Steps, Training, run_epoch
 from trainer.errors import (
     ConfigError,
     ForeignCheckpoint,
@@ -27,8 +27,6 @@ from trainer.errors import (
 from trainer.model import DEFAULT_MODEL, build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.weights import WEIGHTS_NAME, weights_payload
-
-Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -66,10 +64,6 @@ class TrainResult:
             "config": self.config.to_dict(),
             "history": [asdict(metrics) for metrics in self.history],
         }
-
-
-# A run as a coroutine: it yields each epoch's work, is sent the epoch's metrics, returns its result
-Steps = Generator[EpochWork, EpochMetrics, TrainResult]
 
 
 def train(
@@ -124,7 +118,7 @@ def training(
     on_resume: Callable[[list[EpochMetrics]], None] | None = None,
     stop: threading.Event | None = None,
     compile: bool = False,
-) -> Steps:
+) -> Steps[TrainResult]:
     """`train` as a coroutine that leaves each epoch's training and evaluation to its driver: it
     yields an EpochWork and is sent the epoch's metrics, or thrown the epoch's error
     (TrainingStopped, NonFiniteLossError). Everything else (resuming, reporting, pausing,
@@ -175,7 +169,7 @@ def training(
 
 
 def run_alone(
-    steps: Generator[EpochWork, EpochMetrics, Result],
+    steps: Steps[Result],
     *,
     stop: threading.Event | None = None,
     progress: bool = False,

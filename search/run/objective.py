@@ -11,10 +11,9 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import optuna
 import torch
@@ -31,7 +30,7 @@ from search.studyfile import StudyConfig
 from trainer import NonFiniteLossError, PauseAfterEpoch
 from trainer.checkpoint import CheckpointPolicy
 from trainer.data import ImageData
-from trainer.epoch import EpochMetrics, EpochWork
+from trainer.epoch import EpochMetrics, Steps
 from trainer.errors import ForeignCheckpoint, NoSpaceLeft
 from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME
 from trainer.loop import run_alone, training
@@ -45,10 +44,6 @@ PRUNER_READ_LAG_SECONDS = 5.0
 # (search.run.worker).
 TRIAL_FAILURES = (NonFiniteLossError, torch.cuda.OutOfMemoryError, ForeignCheckpoint)
 logger = logging.getLogger("hpsearch.worker")  # a line of the worker's log (search.run.log)
-
-Value = TypeVar("Value")
-# A trial's run as a coroutine: yields each epoch's work, is sent its metrics, returns Value
-TrialSteps = Generator[EpochWork, EpochMetrics, Value]
 
 
 @dataclass(frozen=True)
@@ -83,7 +78,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial, run: TrialRun | None = None) -> float:
         return run_alone(self.steps(trial, run), stop=self.stop)
 
-    def steps(self, trial: optuna.Trial, run: TrialRun | None = None) -> TrialSteps[float]:
+    def steps(self, trial: optuna.Trial, run: TrialRun | None = None) -> Steps[float]:
         """The trial as a coroutine of its epochs (trainer.loop.training): a worker with several
         slots trains its epochs beside other trials' (search.run.slots)."""
         # Seeded by the first attempt, so a retry continues the very run its checkpoint came from.

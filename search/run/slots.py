@@ -13,15 +13,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from search.run.objective import TrialSteps
 from trainer import TrainingStopped
-from trainer.epoch import EpochWork
+from trainer.epoch import EpochWork, Steps
 from trainer.rounds import EpochRunner
 
 
 @dataclass
 class _Slot:
-    steps: TrialSteps[bool]
+    steps: Steps[bool]
     work: EpochWork  # the epoch it waits for
 
 
@@ -43,7 +42,7 @@ class Slots:
     def busy(self) -> bool:
         return bool(self._slots)
 
-    def start(self, steps: TrialSteps[bool]) -> None:
+    def start(self, steps: Steps[bool]) -> None:
         """Take a trial: run it up to its first epoch (a trial may end before, as a failed one)."""
         try:
             self._slots.append(_Slot(steps, next(steps)))

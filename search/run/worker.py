@@ -32,7 +32,6 @@ from search.run.objective import (
     TRIAL_FAILURES,
     Objective,
     TrialRun,
-    TrialSteps,
     free_device_memory,
 )
 from search.run.options import WorkerOptions
@@ -50,6 +49,7 @@ from search.studyfile import StudyConfig
 from trainer import PauseAfterEpoch, TrainingStopped
 from trainer.data import ImageData
 from trainer.device import resolve_device
+from trainer.epoch import Steps
 from trainer.errors import NoSpaceLeft
 
 
@@ -223,7 +223,7 @@ class _Worker:
                 )
         return bool(silent) and not self.stop.wait(self.config.heartbeat.interval_seconds)
 
-    def run_steps(self, trial: optuna.Trial) -> TrialSteps[bool]:
+    def run_steps(self, trial: optuna.Trial) -> Steps[bool]:
         """Train with a heartbeat, tell; False when there is nothing left to run. A coroutine of
         the trial's epochs, driven by the worker's slots (search.run.slots)."""
         run = TrialRun(
@@ -238,7 +238,7 @@ class _Worker:
         free_device_memory(self.objective.device)
         return more
 
-    def _run_and_tell(self, trial: optuna.Trial, run: TrialRun) -> TrialSteps[bool]:
+    def _run_and_tell(self, trial: optuna.Trial, run: TrialRun) -> Steps[bool]:
         try:
             value = yield from self.objective.steps(trial, run)
         except optuna.TrialPruned as pruned:
