@@ -11,8 +11,12 @@ from __future__ import annotations
 from trainer.errors import ConfigError, DataError, TrainerError
 
 HpsearchError = TrainerError
+# The exit status of a process that printed a user's error in one line: `hpsearch` itself, a local
+# worker process (search.launch.local), a Kubernetes pod whose Job then fails at once
+USER_ERROR_EXIT = 2
 
 __all__ = [
+    "USER_ERROR_EXIT",
     "ConfigError",
     "DataError",
     "HpsearchError",

@@ -17,7 +17,7 @@ import optuna
 
 from search.cli import cluster, results, searching, serving, training
 from search.cli.common import Command, parent_parsers
-from search.errors import HpsearchError
+from search.errors import USER_ERROR_EXIT, HpsearchError
 
 # In help order.
 COMMANDS: dict[str, Command] = {
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except HpsearchError as error:
         print(f"hpsearch: error: {error}", file=sys.stderr)
-        return 2
+        return USER_ERROR_EXIT
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130

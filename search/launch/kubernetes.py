@@ -34,7 +34,7 @@ from typing import Any
 import tomli_w
 import yaml
 
-from search.errors import LaunchError
+from search.errors import USER_ERROR_EXIT, LaunchError
 from search.launch.kubernetes_objects import (
     CACHE_DIR,
     CHECKPOINT_CLAIM,
@@ -54,7 +54,6 @@ from search.launch.kubernetes_objects import (
     STORAGE_KEY,
     STUDY_DIR,
     STUDY_WAIT_EXIT,
-    USER_ERROR_EXIT,
     KubernetesJob,
     claim,
     dashboard,

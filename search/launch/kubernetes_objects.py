@@ -37,7 +37,6 @@ STUDY_WAIT_SECONDS = 3600
 STUDY_WAIT_EXIT = 3  # the init container's exit status when the study never came: fails the Job
 SLEEP = "sleep 10"  # between two polls of a waiting init container
 FAILURES_PER_WORKER = 2  # crashes and OOM kills the workers' Job tolerates, per worker on average
-USER_ERROR_EXIT = 2  # hpsearch's exit status for a mistake of the user's
 UID = 1000  # the Dockerfile's non-root user
 SHM_SIZE = "2Gi"  # the decoding DataLoader's workers pass batches through /dev/shm
 STUDY_DIR, CACHE_DIR, CHECKPOINT_DIR, DATA_DIR = "/etc/hpsearch", "/cache", "/checkpoints", "/data"

@@ -20,7 +20,7 @@ from types import FrameType
 import optuna
 import torch
 
-from search.errors import HpsearchError, LaunchError, WorkerFailed
+from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
 from search.run.joining import StoredStudy, join
 from search.run.log import log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
@@ -30,8 +30,6 @@ from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
 from search.study.storage import masked
 from search.studyfile import StudyConfig
-
-USER_ERROR = 2  # a worker process's exit status for an error it printed in one line, as hpsearch's
 
 
 @dataclass(frozen=True)
@@ -150,7 +148,7 @@ def _run_processes(
     if failed:
         names = ", ".join(process.name for process in failed)
         # Each said why in one line when the error was the user's to fix (exit 2)
-        error = WorkerFailed if all(p.exitcode == USER_ERROR for p in failed) else RuntimeError
+        error = WorkerFailed if all(p.exitcode == USER_ERROR_EXIT for p in failed) else RuntimeError
         raise error(f"worker process(es) {names} exited with an error; see the messages above")
 
 
@@ -203,4 +201,4 @@ def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlo
             run_worker(config, options, stop=stop)
     except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
         print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
-        sys.exit(USER_ERROR)
+        sys.exit(USER_ERROR_EXIT)
