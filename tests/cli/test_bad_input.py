@@ -84,7 +84,28 @@ def _inputs(root: Path) -> dict[str, Path]:
         "latin1": root / "latin1.toml",
         "broken_yaml": root / "broken.yaml",
         "existing": existing,
+        **_storage_inputs(root),
+        **_number_inputs(root),
+        **_file_inputs(root),
     }
+
+
+# Round two (issue 30): each area makes its own inputs and keeps its own rows below.
+
+
+def _storage_inputs(root: Path) -> dict[str, Path]:
+    """Storage URLs, flags that reach a storage, and storages that cannot be read or written."""
+    return {}
+
+
+def _number_inputs(root: Path) -> dict[str, Path]:
+    """Numbers out of range in study files, flags and data sets."""
+    return {}
+
+
+def _file_inputs(root: Path) -> dict[str, Path]:
+    """Weights files, output paths and images that are not what they claim."""
+    return {}
 
 
 PG = "postgresql+psycopg://root@127.0.0.1"
@@ -190,6 +211,18 @@ ROWS = {
         "run --study other --epochs 2 --storage sqlite:///{existing}", "--epochs with --study"
     ),
 }
+STORAGE_ROWS: dict[str, Row] = {
+    # Round two: storage URLs, flags that reach a storage, storages that cannot be read or written
+}
+NUMBER_ROWS: dict[str, Row] = {
+    # Round two: numbers out of range in study files, flags and data sets
+}
+FILE_ROWS: dict[str, Row] = {
+    # Round two: weights files, output paths and images that are not what they claim
+}
+ROWS.update(STORAGE_ROWS)
+ROWS.update(NUMBER_ROWS)
+ROWS.update(FILE_ROWS)
 CASES = [
     pytest.param(row, id=name, marks=[pytest.mark.postgres] if row.postgres else [])
     for name, row in ROWS.items()
