@@ -21,8 +21,8 @@ import optuna
 import torch
 
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
-from search.run.joining import StoredStudy, join
-from search.run.log import log_warnings
+from search.run.joining import Joined, StoredStudy, join
+from search.run.log import WorkerLog, log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
 from search.run.stopping import stop_on_signals
@@ -112,13 +112,17 @@ def launch(
         with stop_on_signals(options.log_format) as stop:
             work(joined, options, stop=stop)
     else:
-        _run_processes(config, options, slots, study)
+        killed = _run_processes(config, options, slots, study)
+        if killed:
+            _finish_after_killed(joined, options, killed)
     return study
 
 
 def _run_processes(
     config: StudyConfig, options: WorkerOptions, slots: list[WorkerSlot], study: optuna.Study
-) -> None:
+) -> list[str]:
+    """Run the worker processes to their end; the workers killed by a signal nobody here sent
+    (the kernel's out-of-memory killer, a `kill -9`), each as a line that says so."""
     context = multiprocessing.get_context("spawn")  # fork would copy CUDA and database state
     # The launcher has just reached the storage: a worker that cannot, starting seconds later
     # (minutes on a loaded machine), meets an outage, and waits it out as a cluster worker does.
@@ -138,18 +142,39 @@ def _run_processes(
             )
             process.start()
         processes.append(process)
+    stop_asked = threading.Event()
     with (
         StudyProgress(study, budget(study, config.study.trials), enabled=options.progress),
-        _forward_stop(processes),
+        _forward_stop(processes, stop_asked),
     ):
         for process in processes:
             process.join()
-    failed = [process for process in processes if process.exitcode != 0]
+    exits = {process.name: process.exitcode or 0 for process in processes}  # all joined: not None
+    failed = [process for process in processes if exits[process.name] > 0]
     if failed:
         names = ", ".join(process.name for process in failed)
         # Each said why in one line when the error was the user's to fix (exit 2)
         error = WorkerFailed if all(p.exitcode == USER_ERROR_EXIT for p in failed) else RuntimeError
         raise error(f"worker process(es) {names} exited with an error; see the messages above")
+    if stop_asked.is_set():  # a second Ctrl-C ends a worker by its signal: as asked
+        return []
+    return [
+        f"{process.name} (pid {process.pid}) was killed by "
+        f"{signal.Signals(-exits[process.name]).name}"
+        for process in processes
+        if exits[process.name] < 0
+    ]
+
+
+def _finish_after_killed(joined: Joined, options: WorkerOptions, killed: list[str]) -> None:
+    """Run here what killed workers left: their trials (RUNNING, with no process behind them) are
+    failed and queued to resume by the worker's own sweep, and run with anything else the budget
+    still holds; the others finished theirs. Without it, a worker killed while the others had run
+    out of new trials would leave its trial RUNNING until some later run of the study."""
+    log = WorkerLog(options.log_format, joined.config.study.name)
+    log.note(f"worker {', '.join(killed)}; this process runs what it left")
+    with stop_on_signals(options.log_format) as stop:
+        work(joined, replace(options, progress=False), stop=stop)
 
 
 @contextmanager
@@ -169,21 +194,22 @@ def _visible_gpu(gpu: int | None) -> Iterator[None]:
 
 
 @contextmanager
-def _forward_stop(processes: list) -> Iterator[None]:
+def _forward_stop(processes: list, stop_asked: threading.Event) -> Iterator[None]:
     """Ctrl-C reaches the workers through the terminal;
-    SIGTERM (docker stop) is passed on to them."""
+    SIGTERM (docker stop) is passed on to them. Either sets `stop_asked`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        stop_asked.set()
         for process in processes:
             if process.is_alive():
                 os.kill(process.pid, signum)
 
     previous = {
         signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
-        signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None),
+        signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: stop_asked.set()),
     }
     try:
         yield
