@@ -35,10 +35,12 @@ def field_comments(cls: type) -> dict[str, str]:
     source = textwrap.dedent(inspect.getsource(cls))
     comments, comment_lines = _comments(source)
     found = {}
-    for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
+    [class_node] = ast.parse(source).body
+    assert isinstance(class_node, ast.ClassDef)
+    for node in class_node.body:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
-        above = []
+        above: list[str] = []
         line = node.lineno - 1
         while line in comment_lines:
             above.insert(0, comments[line])
@@ -160,7 +162,8 @@ def _text(node: ast.expr, module: Any) -> str:
     """A message as a reader sees it: placeholders of constants filled in, of fields named."""
     if isinstance(node, ast.JoinedStr):
         return "".join(
-            str(part.value) if isinstance(part, ast.Constant) else str(_value(part.value, module))  # type: ignore[attr-defined]
+            str(part.value) if isinstance(part, ast.Constant) else str(_value(part.value, module))
             for part in node.values
+            if isinstance(part, (ast.Constant, ast.FormattedValue))
         )
     return str(_value(node, module))
