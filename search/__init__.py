@@ -2,5 +2,5 @@
 
 One folder per concern, every import pointing down this list (tests/test_layout.py checks it):
 cli -> launch, results, serve -> run -> study -> studyfile -> errors, attrs, locations -> trainer.
-README.md's "Development" section says what each holds.
+docs/development.md says what each holds.
 """

@@ -1,5 +1,6 @@
-"""The layout README's map describes: every import points down the layers, argparse lives only in
-the command line, trainer/ knows nothing above it, no import circle, no module too long to read.
+"""The layout docs/development.md's map describes: every import points down the layers, argparse
+lives only in the command line, trainer/ knows nothing above it, no import circle, no module too
+long to read.
 
 Imports are read from the source (inside functions too), not by importing, so an import that a
 function makes lazily cannot hide an arrow pointing up."""

@@ -56,8 +56,8 @@ COMMANDS = {
         _grpc_proxy_arguments,
         runs_from("search.cli.serving.grpc_proxy", "serve_grpc_proxy"),
         shared=("storage",),
-        description="Optuna's gRPC storage proxy in front of the study storage. It carries no "
-        "heartbeat: a killed worker's trial stays RUNNING behind it, so workers that must be "
-        "retried connect to PostgreSQL directly.",
+        description="Optuna's gRPC storage proxy in front of the study storage, so that many "
+        "workers share its connection pool and cache. Heartbeats are trial attributes, which it "
+        "carries: a killed worker's trial behind it is retried as on a direct connection.",
     ),
 }

@@ -1,0 +1,283 @@
+"""The generated references say what the code does: every command and flag of `hpsearch` and every
+key the study-file loader accepts has its entry, the JSON Schema accepts the shipped study files,
+refuses what the loader refuses and states only the loader's bounds, and the committed schema is
+the one the code generates. Fast: no MkDocs here (.ci/run builds the site with --strict).
+
+What the code accepts is asked of the code itself (the parser's --help, the loader's error for an
+unknown key), not of the generator, so a generator that skips something fails here."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+import search.cli
+from docs.gen.cli import cli_markdown
+from docs.gen.pages import UnknownMarker, markers, render
+from docs.gen.schema import SCHEMA_FILE, schema_text, study_file_schema
+from docs.gen.study_file import section_markdown, sections
+from search.errors import StudyFileError
+from search.studyfile.load import study_config_from_document
+from search.studyfile.sections import SECTIONS
+from tests.helpers import ROOT
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+DOCS = ROOT / "docs"
+STUDY_FILE_PAGE = DOCS / "reference" / "study-file.md"
+SEARCH = {"study": {"name": "s", "trials": 2}, "space": {"optimizer": ["sgd"], "lr": 0.1}}
+POINTS = {"study": {"name": "s"}, "points": [{"optimizer": "sgd", "lr": 0.1}]}
+VALIDATOR = jsonschema.Draft4Validator(study_file_schema())
+
+
+def loads(document: dict[str, Any]) -> bool:
+    try:
+        study_config_from_document(Path("s.toml"), document)
+    except StudyFileError:
+        return False
+    return True
+
+
+def refusal(document: dict[str, Any]) -> str:
+    with pytest.raises(StudyFileError) as refused:
+        study_config_from_document(Path("s.toml"), document)
+    return str(refused.value)
+
+
+def schema_accepts(document: dict[str, Any]) -> bool:
+    return VALIDATOR.is_valid(document)
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def command_sections() -> dict[str, str]:
+    """The CLI reference, cut into each command's part."""
+    parts = re.split(r"^### hpsearch ([\w-]+) \{#[\w-]+\}$", cli_markdown(), flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def help_flags(name: str, capsys: pytest.CaptureFixture[str]) -> set[str]:
+    """The flags `hpsearch NAME --help` lists (its lines that start with a flag, not the flags
+    its help text mentions)."""
+    with pytest.raises(SystemExit):
+        search.cli.build_parser().parse_args([name, "--help"])
+    lines = re.findall(r"^  (-.*?)(?: {2,}|$)", capsys.readouterr().out, flags=re.MULTILINE)
+    flags = {flag for line in lines for flag in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", line)}
+    return flags - {"-h", "--help"}
+
+
+def test_every_command_has_its_part_of_the_cli_reference():
+    assert list(command_sections()) == list(search.cli.COMMANDS)
+
+
+@pytest.mark.parametrize("name", list(search.cli.COMMANDS))
+def test_every_flag_of_a_command_is_in_its_part(name, capsys):
+    flags = help_flags(name, capsys)
+    documented = set(re.findall(r"`(--?[a-zA-Z][\w-]*)", command_sections()[name]))
+    assert flags <= documented, f"{name}: missing {sorted(flags - documented)}"
+    # A flag the reference names that --help does not would be a hidden or removed one.
+    named_in_table = {
+        flag
+        for line in command_sections()[name].splitlines()
+        if line.startswith("| `-")
+        for flag in re.findall(r"`(--?[a-zA-Z][\w-]*)", line.split(" | ")[0])
+    }
+    assert named_in_table == flags
+
+
+def test_a_hidden_flag_stays_hidden():
+    assert "--worker-index" not in command_sections()["worker"]
+
+
+# --- the study file: every key the loader knows ----------------------------------------------
+
+
+def known_keys(document: dict[str, Any]) -> list[str]:
+    """The loader's own list of keys, from its refusal of an unknown one."""
+    listed = re.search(r"known (?:keys|sections): (.*)$", refusal(document))
+    assert listed, refusal(document)
+    return listed.group(1).split(", ")
+
+
+def with_unknown_key(section: str) -> dict[str, Any]:
+    if section in ("points", "warm_start"):
+        document = copy.deepcopy(POINTS if section == "points" else SEARCH)
+        document[section] = [{"optimizer": "sgd", "lr": 0.1, "zzz": 1}]
+        return document
+    document = copy.deepcopy(SEARCH)
+    document.setdefault(section, {})["zzz"] = 1
+    return document
+
+
+def test_the_sections_are_the_loaders():
+    assert known_keys({**SEARCH, "zzz": {}}) == list(SECTIONS)
+    assert [section.name for section in sections()] == list(SECTIONS)
+    assert list(study_file_schema()["properties"]) == list(SECTIONS)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_every_key_the_loader_knows_is_in_the_reference_and_the_schema(section):
+    known = sorted(known_keys(with_unknown_key(section)))
+    [model] = [found for found in sections() if found.name == section]
+    table = section_markdown(model)
+    assert sorted(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)) == known
+    schema = study_file_schema()["properties"][section]
+    table_schema = schema.get("items", schema)
+    assert sorted(table_schema["properties"]) == known
+    assert all(key.doc for key in model.keys), "a key without a comment in the code, or a note"
+
+
+def test_a_range_has_the_keys_the_loader_knows():
+    document = copy.deepcopy(SEARCH)
+    document["space"]["lr"] = {"low": 0.1, "high": 1.0, "zzz": 1}
+    lr = study_file_schema()["properties"]["space"]["properties"]["lr"]
+    [range_schema] = [option for option in lr["anyOf"] if option["type"] == "object"]
+    assert sorted(range_schema["properties"]) == sorted(known_keys(document))
+
+
+def test_every_section_has_its_place_on_the_study_file_page():
+    found = markers(STUDY_FILE_PAGE.read_text())
+    assert sorted(found) == sorted(("study-file", section) for section in SECTIONS)
+    assert markers((DOCS / "reference" / "cli.md").read_text()) == [("cli", None)]
+
+
+def test_a_misspelt_marker_is_an_error():
+    with pytest.raises(UnknownMarker, match="study-file SECTION"):
+        render("<!-- generated: study-file sapce -->")
+
+
+# --- the schema agrees with the loader -------------------------------------------------------
+
+
+def test_the_committed_schema_is_the_generated_one():
+    assert SCHEMA_FILE.read_text() == schema_text(), "run `python -m docs.gen.schema`"
+    jsonschema.Draft4Validator.check_schema(study_file_schema())
+
+
+def shipped_study_files() -> list[Path]:
+    return sorted((ROOT / "studies").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", shipped_study_files(), ids=lambda path: path.name)
+def test_the_schema_accepts_the_shipped_study_files(path):
+    assert path.read_text().startswith("#:schema ../docs/study-file.schema.json\n")
+    assert (path.parent / "../docs/study-file.schema.json").resolve() == SCHEMA_FILE
+    document = tomllib.loads(path.read_text())
+    assert list(VALIDATOR.iter_errors(document)) == []
+
+
+def test_the_schema_accepts_the_example_on_the_study_file_page():
+    [example] = re.findall(r"```toml\n(\[study\].*?)```", STUDY_FILE_PAGE.read_text(), re.DOTALL)
+    assert schema_accepts(tomllib.loads(example))
+
+
+def changed(base: dict[str, Any], **tables: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
+    document = copy.deepcopy(base)
+    for name, table in tables.items():
+        if table is None:
+            document.pop(name)
+        elif isinstance(table, dict):
+            document[name] = {**document.get(name, {}), **table}
+        else:
+            document[name] = table
+    return document
+
+
+REFUSED = {
+    "an unknown key": changed(SEARCH, data={"size": 32}),
+    "an unknown section": changed(SEARCH, searchspace={}),
+    "a string for a number": changed(SEARCH, study={"trials": "8"}),
+    "true for a number": changed(SEARCH, heartbeat={"max_retries": True}),
+    "an unknown optimizer": changed(SEARCH, space={"optimizer": ["lion"]}),
+    "an unknown schedule": changed(SEARCH, train={"schedule": "step"}),
+    "a sampler key its kind does not read": changed(
+        SEARCH, sampler={"kind": "random", "startup_trials": 3}
+    ),
+    "a pruner key the default kind does not read": changed(SEARCH, pruner={"percentile": 10.0}),
+    "a space without a budget": {**SEARCH, "study": {"name": "s"}},
+    "a space and points": changed(SEARCH, points=POINTS["points"]),
+    "neither a space nor points": changed(SEARCH, space=None),
+    "a warm start without a space": changed(POINTS, warm_start=[{"optimizer": "sgd", "lr": 0.1}]),
+    "a point without lr": changed(POINTS, points=[{"optimizer": "sgd"}]),
+    "no study": changed(SEARCH, study=None),
+    "a range without high": changed(SEARCH, space={"lr": {"low": 0.1}}),
+}
+
+
+@pytest.mark.parametrize("document", REFUSED.values(), ids=REFUSED.keys())
+def test_what_the_loader_refuses_the_schema_refuses(document):
+    assert not loads(document)
+    assert not schema_accepts(document)
+
+
+def test_what_the_loader_accepts_the_schema_accepts():
+    accepted = [
+        SEARCH,
+        POINTS,
+        changed(SEARCH, sampler={"startup_trials": 3}),  # the default kind, tpe, reads it
+        changed(SEARCH, pruner={"kind": "asha", "min_epochs": 2}),
+        changed(SEARCH, space={"lr": {"low": 1e-3, "high": 1.0, "log": False}}),
+        changed(SEARCH, warm_start=[{"optimizer": "sgd", "lr": 0.1}]),
+    ]
+    for document in accepted:
+        assert loads(document) and schema_accepts(document), document
+
+
+# --- every bound the schema states is the loader's -------------------------------------------
+
+
+def bounded_keys() -> list[tuple[str, str, dict[str, Any], tuple[str, ...]]]:
+    """(section, key, the number's schema, the kinds that read it) for every bounded number."""
+    found = []
+    for section in sections():
+        for key in section.keys:
+            options = key.schema.get("anyOf", [key.schema])
+            for option in options:
+                if "minimum" in option or "maximum" in option:
+                    found.append((section.name, key.name, option, key.applies_to))
+    return found
+
+
+def with_value(section: str, key: str, value: float, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """A study that is fine but for section.key = value (in a kind that reads it, with an
+    optimizer that uses it)."""
+    optimizer = {"eps": "adam", "momentum": "sgd"}.get(key, "sgd")
+    if section == "points":
+        return changed(POINTS, points=[{"optimizer": optimizer, "lr": 0.1, key: value}])
+    if section == "warm_start":  # inside a space wider than any bound
+        space = {"optimizer": [optimizer], "lr": {"low": 1e-12, "high": 1e3}}
+        space |= {key: {"low": 0.0 if key == "momentum" else 1e-12, "high": 1.0}}
+        point = {"optimizer": optimizer, "lr": 0.1, key: value}
+        return changed(SEARCH, space=space, warm_start=[point])
+    if section == "space":
+        return changed(SEARCH, space={"optimizer": [optimizer], key: value})
+    return changed(SEARCH, **{section: {key: value, **({"kind": kinds[0]} if kinds else {})}})
+
+
+@pytest.mark.parametrize(
+    "section, key, schema, kinds",
+    bounded_keys(),
+    ids=[f"{section}.{key}" for section, key, _, _ in bounded_keys()],
+)
+def test_a_bound_in_the_schema_is_the_loaders(section, key, schema, kinds):
+    integer = schema["type"] == "integer"
+    for bound, exclusive, sign in (
+        (schema.get("minimum"), schema.get("exclusiveMinimum", False), 1),
+        (schema.get("maximum"), schema.get("exclusiveMaximum", False), -1),
+    ):
+        if bound is None:
+            continue
+        past = bound - sign * (1 if integer else 1e-6)
+        inside = bound + sign * (1 if integer else 1e-6) if exclusive else bound
+        assert not loads(with_value(section, key, past, kinds)), (key, past)
+        assert loads(with_value(section, key, inside, kinds)), (key, inside)
+        assert loads(with_value(section, key, bound, kinds)) != exclusive, (key, bound)
