@@ -118,6 +118,7 @@ class Exported(NamedTuple):
     text: str  # the settings file, in `fmt`
     fmt: str  # toml, json or yaml
     trial: int  # the number of the trial it trains
+    settings: dict[str, Any]  # what `text` holds, as data: the settings and their provenance
 
 
 def export(
@@ -148,7 +149,7 @@ def export(
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-    return Exported(text, fmt, values[PROVENANCE]["trial"])
+    return Exported(text, fmt, values[PROVENANCE]["trial"], values)
 
 
 def output_format(output: Path | None, chosen: str | None) -> str:

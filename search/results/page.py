@@ -49,6 +49,10 @@ class Report(NamedTuple):
         """What the page holds, as the command prints it and the page's last line repeats it."""
         return drawn_text(len(self.figures), len(self.notes))
 
+    def __repr__(self) -> str:
+        # `html` is megabytes (plotly.js inlined): a notebook showing a report shows what it holds
+        return f"Report({self.drawn})"
+
     @property
     def not_drawn(self) -> list[str]:
         """Each view left out, whose it is and why: the lines the command prints under `drawn`."""

@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 import yaml
 
+from search import locations
 from trainer.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -24,6 +25,18 @@ else:  # Python 3.10: the same parser, published before it joined the standard l
 
 FORMATS = ("toml", "json", "yaml")
 PROVENANCE = "provenance"
+# Settings of a run that are not hyperparameters: where data, device and files are. A settings file
+# may hold them beside the TrainConfig's fields.
+RUN_SETTINGS = (
+    "data",
+    "device",
+    "compile",
+    "cache_dir",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "checkpoint_every_seconds",
+)
+RUN_DEFAULTS = {"data": locations.DEFAULT_DATA, "device": "auto"}
 
 
 def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -204,15 +204,15 @@ def test_the_console_script_runs_as_a_subprocess(image_folder, cache_dir):
 
 
 def test_a_time_interval_alone_replaces_the_per_epoch_checkpoint(tmp_path):
-    from search.cli.training.train import _checkpoint_policy
+    from search.api.training import checkpoint_policy
 
-    by_time = _checkpoint_policy({"checkpoint_dir": tmp_path, "checkpoint_every_seconds": 60.0})
+    by_time = checkpoint_policy({"checkpoint_dir": tmp_path, "checkpoint_every_seconds": 60.0})
     assert (by_time.every_epochs, by_time.every_seconds) == (None, 60.0)
-    both = _checkpoint_policy(
+    both = checkpoint_policy(
         {"checkpoint_dir": tmp_path, "checkpoint_every_seconds": 60.0, "checkpoint_every": 2}
     )
     assert (both.every_epochs, both.every_seconds) == (2, 60.0)
-    assert _checkpoint_policy({"checkpoint_dir": tmp_path}).every_epochs == 1
+    assert checkpoint_policy({"checkpoint_dir": tmp_path}).every_epochs == 1
 
 
 @pytest.mark.parametrize("flags, compiled", [(["--compile"], True), ([], None)])

@@ -7,12 +7,13 @@ import argparse
 import json
 import sys
 
+from search.api import training
 from search.results.confusion import write_confusion_page
-from search.results.evaluate import evaluate_weights, format_evaluation
+from search.results.evaluate import format_evaluation
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    evaluation = evaluate_weights(
+    evaluation = training.evaluate(
         args.weights,
         args.data,
         image_size=args.image_size,

@@ -1,37 +1,34 @@
 """What `hpsearch export` does once parsed: the best trial's settings written, and shown on the
-study's note."""
+study's note (search.api.studies.export_best)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from search import locations
+from search.api import studies
 from search.errors import ConfigError
-from search.results.export import export, output_format
-from search.serve.notes import attach_best_params
-from search.study.recorded import checkpoint_dir, find_study
-from search.study.storage import open_storage
+from search.results.export import output_format
+from search.studyfile.train_file import PROVENANCE, dump_settings
 
 
 def write_export(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = output_format(args.output, args.format)  # refused before the storage is opened
-    url = locations.storage_url(args.storage)
-    # A mistyped storage is refused, not created
-    study = find_study(open_storage(url, create=False), args.study)
-    root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir(study))
-    exported = export(
-        study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root
+    settings = studies.export_best(
+        args.study,
+        storage=args.storage,
+        path=args.output,
+        format=fmt,
+        top=args.top,
+        checkpoint_dir=args.checkpoint_dir,
     )
-    # The dashboard shows the latest export on the study's note
-    attach_best_params(study, exported.text, exported.fmt)
     if args.output is None:
-        sys.stdout.write(exported.text)
+        sys.stdout.write(dump_settings(settings, fmt))
     else:
         print(
-            f"wrote trial {exported.trial} of study {study.study_name!r} to {args.output}",
+            f"wrote trial {settings[PROVENANCE]['trial']} of study {args.study!r} to {args.output}",
             file=sys.stderr,
         )
     return 0

@@ -1,32 +1,23 @@
-"""What `hpsearch report` does once parsed: draw a study's figures with Plotly, imported only when
-it runs (search.cli.common.runs_from), since `--help` and `status` need none of it."""
+"""What `hpsearch report` does once parsed: the page written (search.api.report.write_report, which
+draws the figures with Plotly, imported only when this runs: search.cli.common.runs_from, since
+`--help` and `status` need none of it), then what it holds said, and the PNGs if asked for."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from search import locations
+from search.api import report as reporting
 from search.results import png
-from search.results.page import build_report
-from search.serve.notes import attach_report
-from search.study.recorded import find_study
-from search.study.storage import masked, open_storage
 
 
 def write_report(args: argparse.Namespace) -> int:
-    url = locations.storage_url(args.storage)
-    storage = open_storage(url, create=False)  # a mistyped storage is refused, not created
-    studies = [find_study(storage, name) for name in dict.fromkeys(args.study)]
-    report = build_report(studies, storage_label=masked(url))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report.html, encoding="utf-8")
+    report = reporting.write_report(
+        args.study, args.output, storage=args.storage, artifacts=args.artifacts
+    )
     print(f"wrote {args.output}: {report.drawn}" + (":" if report.notes else ""))
     for line in report.not_drawn:  # which views are missing, and why, not just how many
         print(f"  {line}")
-    artifacts = locations.artifact_dir(url, args.artifacts)
-    for study in studies:  # the team finds the latest report in the dashboard, on the study's note
-        attach_report(study, args.output, artifacts)
     if args.png_dir is None:
         return 0
     try:

@@ -1,39 +1,38 @@
 """What `hpsearch run` and `worker` do once parsed, and the study setup they share with `slurm`:
-training, so torch, loaded only when one of them runs (search.cli.common.runs_from)."""
+training, so torch, loaded only when one of them runs (search.cli.common.runs_from). Both go
+through search.api.searching, as a notebook does."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from search import locations
-from search.errors import ConfigError
-from search.launch import launch
+from search.api import searching
 from search.results.status import format_status, study_status
-from search.run.joining import StoredStudy, join
+from search.run.joining import StoredStudy
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.stopping import stop_on_signals
 from search.run.worker import WorkerOptions, run_worker
 from search.study.optuna_compat import storage_of
-from search.studyfile import StudyConfig, load_study_config
-from trainer.device import resolve_device
+from search.studyfile import StudyConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    request, options = study_setup(
-        args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
+    study = searching.run_study(
+        args.study_file,
+        study=args.study,
+        storage=args.storage,
+        data=args.data,
+        trials=args.trials,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        workers=args.workers,
+        gpus=args.gpus,
+        workers_per_gpu=args.workers_per_gpu,
+        create_only=args.create_only,
+        **_worker_settings(args, 0),
     )
-    if args.create_only:
-        study = join(request, options, create=True, trials=args.trials).study
-    else:
-        study = launch(
-            request,
-            options,
-            workers=args.workers,
-            gpus=args.gpus,
-            workers_per_gpu=args.workers_per_gpu,
-            trials=args.trials,
-        )
     print(format_status(study_status(storage_of(study), study.study_name)))
     return 0
 
@@ -61,51 +60,35 @@ def study_setup(
 ) -> tuple[StudyConfig | StoredStudy, WorkerOptions]:
     """The study to run: its file's configuration with the flags applied, or, with --study, the
     stored study it names (read when joined); and how its workers run."""
+    return searching.worker_setup(
+        args.study_file,
+        study=args.study,
+        storage=args.storage,
+        data=args.data,
+        trials=overrides.get("trials"),
+        epochs=overrides.get("epochs"),
+        image_size=overrides.get("image_size"),
+        **_worker_settings(args, wait_for_storage),
+    )
+
+
+def _worker_settings(args: argparse.Namespace, wait_for_storage: float) -> dict[str, Any]:
+    """How a worker runs, from the flags that `run`, `worker` and `slurm` share."""
     if args.wait_for_storage is not None:
         wait_for_storage = args.wait_for_storage
     # A bar rewrites itself, which only a terminal shows as it should; a log gets lines.
     bars = args.log_format == "text" and not args.no_progress and sys.stderr.isatty()
-    resolve_device(args.device)  # a missing GPU is an error before anything is written
-    if (args.study_file is None) == (args.study is None):
-        raise ConfigError(
-            "give a study file (to create a study, or check it against one that exists) or "
-            "--study NAME (to join or resume one as it was created), not "
-            + ("both" if args.study else "neither")
-        )
-    request: StudyConfig | StoredStudy
-    if args.study_file is not None:
-        request = load_study_config(args.study_file).with_overrides(
-            data=args.data,
-            trials=overrides.get("trials"),
-            epochs=overrides.get("epochs"),
-            image_size=overrides.get("image_size"),
-        )
-        url = locations.storage_url(args.storage, request.study.storage)
-    else:
-        _refuse_changes_to_a_stored_study(overrides)
-        url = locations.storage_url(args.storage)
-        request = StoredStudy(args.study, data=args.data)
-    return request, WorkerOptions(
-        url,
-        args.device,
-        args.cache_dir,
-        progress=bars,
-        log_format=None if bars else args.log_format,
-        checkpoint_dir=args.checkpoint_dir,
-        compile=args.compile,
-        wait_for_storage=wait_for_storage,
-        trials_per_worker=args.trials_per_worker,
-    )
+    return {
+        "device": args.device,
+        "compile": args.compile,
+        "cache_dir": args.cache_dir,
+        "checkpoint_dir": args.checkpoint_dir,
+        "trials_per_worker": args.trials_per_worker,
+        "progress": bars,
+        "log_format": None if bars else args.log_format,
+        "wait_for_storage": wait_for_storage,
+    }
 
 
 def _name(request: StudyConfig | StoredStudy) -> str:
     return request.study.name if isinstance(request, StudyConfig) else request.name
-
-
-def _refuse_changes_to_a_stored_study(overrides: dict) -> None:
-    for flag in ("epochs", "image_size"):
-        if overrides.get(flag) is not None:
-            raise ConfigError(
-                f"--{flag.replace('_', '-')} with --study: a study trains as it was created; "
-                "to train otherwise, start a new study from a study file"
-            )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search import locations
 from search.cli.common import (
     Command,
     add_data,
@@ -15,18 +14,6 @@ from search.cli.common import (
     add_run_settings,
     runs_from,
 )
-
-# Settings of the run that are not hyperparameters: where data, device and files are.
-RUN_SETTINGS = (
-    "data",
-    "device",
-    "compile",
-    "cache_dir",
-    "checkpoint_dir",
-    "checkpoint_every",
-    "checkpoint_every_seconds",
-)
-RUN_DEFAULTS = {"data": locations.DEFAULT_DATA, "device": "auto"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

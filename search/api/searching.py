@@ -1,0 +1,170 @@
+"""Running a search from Python, as `hpsearch run` does: the same options, by keyword. The commands
+`run` and `worker` (and `slurm`, which checks what its workers will see) read their flags into
+`worker_setup`, so a notebook and the command line refuse and decide alike."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+
+from search import locations
+from search.errors import ConfigError
+from search.launch import launch
+from search.run.joining import StoredStudy, join
+from search.run.log import LOG_FORMATS
+from search.run.options import WorkerOptions
+from search.studyfile import StudyConfig, load_study_config
+from trainer.device import resolve_device
+
+Request = StudyConfig | StoredStudy
+
+
+def run_study(
+    study_file: str | Path | StudyConfig | None = None,
+    *,
+    study: str | None = None,
+    storage: str | None = None,
+    data: str | Path | None = None,
+    trials: int | None = None,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    workers: int | None = None,
+    gpus: list[int] | None = None,
+    workers_per_gpu: int = 1,
+    device: str = "auto",
+    compile: bool = False,
+    cache_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    trials_per_worker: int | None = None,
+    progress: bool = True,
+    log_format: str | None = None,
+    wait_for_storage: float = 0,
+    create_only: bool = False,
+) -> optuna.Study:
+    """Create or resume a study and run local workers on it until its budget is met, as
+    `hpsearch run`; returns the Optuna study (`search.status(study.study_name)` says where it
+    stands).
+
+    The study comes from a study file (a path, or a `StudyConfig` already loaded), or, with
+    `study=NAME` instead, from the storage, run as it was created. Every other keyword is the flag
+    of the same name: `trials` sets the study's budget (over all workers), `epochs` and
+    `image_size` change the study file's; `storage` (default: $HPSEARCH_STORAGE, the study file's,
+    else `sqlite:///hpsearch.db`); `workers`, `gpus` and `workers_per_gpu` say how many local
+    worker processes run, and where (default: one per GPU, else one on the CPU, in this process);
+    `progress` shows progress bars, `log_format` ("text" or "json") a line per event instead;
+    `create_only` creates (or checks) the study and sets its budget without training.
+    """
+    request, options = worker_setup(
+        study_file,
+        study=study,
+        storage=storage,
+        data=data,
+        trials=trials,
+        epochs=epochs,
+        image_size=image_size,
+        device=device,
+        compile=compile,
+        cache_dir=cache_dir,
+        checkpoint_dir=checkpoint_dir,
+        trials_per_worker=trials_per_worker,
+        progress=progress,
+        log_format=log_format,
+        wait_for_storage=wait_for_storage,
+    )
+    # hpsearch's own use of Optuna's experimental API (metric names) is no news to a notebook
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        if create_only:
+            return join(request, options, create=True, trials=trials).study
+        return launch(
+            request,
+            options,
+            workers=workers,
+            gpus=gpus,
+            workers_per_gpu=workers_per_gpu,
+            trials=trials,
+        )
+
+
+def worker_setup(
+    study_file: str | Path | StudyConfig | None = None,
+    *,
+    study: str | None = None,
+    storage: str | None = None,
+    data: str | Path | None = None,
+    trials: int | None = None,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    device: str = "auto",
+    compile: bool = False,
+    cache_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    trials_per_worker: int | None = None,
+    progress: bool = True,
+    log_format: str | None = None,
+    wait_for_storage: float = 0,
+) -> tuple[Request, WorkerOptions]:
+    """The study to run (its file's configuration with the overrides applied, or the stored study
+    `study` names, read when joined) and how its workers run, checked before anything is written:
+    what `run_study`, `hpsearch run`, `worker` and `slurm` start from."""
+    resolve_device(device)  # a missing GPU is an error before anything is written
+    if log_format not in (*LOG_FORMATS, None):
+        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    if trials_per_worker is not None and trials_per_worker < 1:
+        raise ConfigError(f"trials_per_worker must be at least 1, but got {trials_per_worker}")
+    request, url = _request(
+        study_file, study, storage, data, trials=trials, epochs=epochs, image_size=image_size
+    )
+    return request, WorkerOptions(
+        url,
+        device,
+        Path(cache_dir) if cache_dir is not None else None,
+        progress=progress,
+        log_format=log_format,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
+        compile=compile,
+        wait_for_storage=wait_for_storage,
+        trials_per_worker=trials_per_worker,
+    )
+
+
+def _request(
+    study_file: str | Path | StudyConfig | None,
+    study: str | None,
+    storage: str | None,
+    data: str | Path | None,
+    *,
+    trials: int | None,
+    epochs: int | None,
+    image_size: int | None,
+) -> tuple[Request, str]:
+    """The study a run asks for, and the storage URL it is in."""
+    if (study_file is None) == (study is None):
+        raise ConfigError(
+            "give a study file (to create a study, or check it against one that exists) or "
+            "--study NAME (to join or resume one as it was created), not "
+            + ("both" if study else "neither")
+        )
+    source = str(data) if data is not None else None
+    if study_file is not None:
+        config = (
+            study_file if isinstance(study_file, StudyConfig) else load_study_config(study_file)
+        )
+        config = config.with_overrides(
+            data=source, trials=trials, epochs=epochs, image_size=image_size
+        )
+        return config, locations.storage_url(storage, config.study.storage)
+    assert study is not None  # one of the two, checked above
+    _refuse_changes_to_a_stored_study({"epochs": epochs, "image_size": image_size})
+    return StoredStudy(study, data=source), locations.storage_url(storage)
+
+
+def _refuse_changes_to_a_stored_study(overrides: dict[str, int | None]) -> None:
+    for flag in ("epochs", "image_size"):
+        if overrides.get(flag) is not None:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} with --study: a study trains as it was created; "
+                "to train otherwise, start a new study from a study file"
+            )

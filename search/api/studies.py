@@ -1,0 +1,89 @@
+"""Reading a study from Python: open it, see where it stands, export its best trial. Nothing here
+loads torch or Plotly, so `hpsearch status` and `export`, which call these, answer at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from search import locations
+from search.errors import ConfigError
+from search.results.export import export, output_format
+from search.results.status import format_status, study_status
+from search.serve.notes import attach_best_params
+from search.study import recorded
+from search.study.storage import open_storage
+
+
+def open_study(name: str, *, storage: str | None = None) -> optuna.Study:
+    """The study called `name`, loaded from `storage` (a URL; default: $HPSEARCH_STORAGE, else
+    `sqlite:///hpsearch.db`), for reading: Optuna's own API works on it (`study.best_trial`,
+    `study.trials_dataframe()`, `optuna.visualization`). A storage that does not exist is refused,
+    never created; a missing study is a `StudyNotFound` that lists the studies there."""
+    return open_studies([name], storage=storage)[0]
+
+
+def open_studies(names: Iterable[str], *, storage: str | None = None) -> list[optuna.Study]:
+    """Several studies of one storage, each once, in the order given."""
+    url = locations.storage_url(storage)
+    opened = open_storage(url, create=False)  # a mistyped storage is refused, not created
+    return [recorded.find_study(opened, name) for name in dict.fromkeys(names)]
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """Where the studies of a storage stand, a row per study, as `hpsearch status` shows them:
+    `str()` (or `print`) gives its table, `rows` the plain data `status --json` prints (trial
+    counts by state, the budget and how much of it is spent, the best value, trial, parameters and
+    whole training configuration, and each running trial's worker and heartbeat)."""
+
+    rows: list[dict[str, Any]]
+
+    def __str__(self) -> str:
+        return format_status(self.rows)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython and Jupyter show the table, not the rows, when a cell ends with the status."""
+        printer.text(str(self))
+
+
+def status(name: str | None = None, *, storage: str | None = None) -> StudyStatus:
+    """The status of the study `name`, or of every study in the storage (default:
+    $HPSEARCH_STORAGE, else `sqlite:///hpsearch.db`)."""
+    opened = open_storage(locations.storage_url(storage), create=False)
+    return StudyStatus(study_status(opened, name))
+
+
+def export_best(
+    name: str,
+    *,
+    storage: str | None = None,
+    path: str | Path | None = None,
+    format: str | None = None,
+    top: int = 1,
+    checkpoint_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """The best complete trial's whole training configuration, with a `provenance` table (study,
+    trial, value, data, code version and, with `top` above 1, the runners-up), as `hpsearch export`
+    writes it: `train` retrains the dict or the file as it is.
+
+    With `path` (.toml, .json, .yaml or .yml; `format`, if given, must agree), it is written there
+    and the trial's kept weights, found under `checkpoint_dir` (default: $HPSEARCH_CHECKPOINTS,
+    the study file's [checkpoint] dir, else the user cache), are copied beside it as
+    NAME.weights.pt. The export is also put on the study's note, where the dashboard shows it.
+    A study with no complete trial is a `NoFinishedTrial`."""
+    if top < 1:
+        raise ConfigError(f"top must be at least 1, but got top={top}")
+    output = Path(path) if path is not None else None
+    fmt = output_format(output, format)  # refused before the storage is opened
+    url = locations.storage_url(storage)
+    study = recorded.find_study(open_storage(url, create=False), name)
+    root = locations.checkpoint_root(checkpoint_dir, recorded.checkpoint_dir(study))
+    exported = export(study, output=output, fmt=fmt, top=top, storage_url=url, checkpoint_root=root)
+    # The dashboard shows the latest export on the study's note
+    attach_best_params(study, exported.text, exported.fmt)
+    return exported.settings

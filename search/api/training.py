@@ -1,0 +1,225 @@
+"""Training and scoring one configuration from Python, as `hpsearch train` and `evaluate` do: the
+command reads its flags and calls these."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from search.locations import RUNS_FOLDER
+from search.results.evaluate import Evaluation, evaluate_weights
+from search.studyfile.train_file import PROVENANCE, RUN_DEFAULTS, RUN_SETTINGS, read_settings
+from trainer import TrainConfig
+from trainer.checkpoint import CheckpointPolicy
+from trainer.data import ImageData, load_image_data
+from trainer.device import resolve_device
+from trainer.epoch import EpochMetrics
+from trainer.errors import ConfigError, NoSpaceLeft
+from trainer.files import WEIGHTS_NAME
+from trainer.loop import TrainResult
+from trainer.loop import train as train_config
+
+Settings = TrainConfig | Mapping[str, Any] | str | Path | None
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """One configuration trained: its result (`result.history`, a metrics row per epoch, and
+    `result.config`), the weights file it wrote (which `evaluate` scores), the data it trained on,
+    and the provenance of its settings."""
+
+    result: TrainResult
+    weights: Path
+    data: str
+    provenance: dict[str, Any]  # where the settings came from: an export's study and trial, or {}
+
+    @property
+    def best(self) -> EpochMetrics:
+        """The epoch with the best val top-1: `best.val_top1` (0..1), `best.epoch`."""
+        return self.result.best
+
+    def summary(self) -> dict[str, Any]:
+        """The run as plain data, as `hpsearch train --json` prints it."""
+        return {
+            **self.result.summary(),
+            "data": self.data,
+            "weights": str(self.weights),
+            "provenance": self.provenance,
+        }
+
+
+def train(
+    config: Settings = None,
+    *,
+    data: str | Path | None = None,
+    device: str | None = None,
+    compile: bool | None = None,
+    cache_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_every_seconds: float | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    out: TextIO | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    **settings: Any,
+) -> TrainedRun:
+    """Train one configuration, as `hpsearch train`: from a `TrainConfig`, a dict of settings (what
+    `export_best` returns), a settings file (.toml, .json, .yaml, what `hpsearch export` writes),
+    or nothing (the defaults), with any TrainConfig field given as a keyword on top (`epochs=3`,
+    `lr=1e-3`). A keyword given as None leaves the setting to the file, then to the default.
+
+    `data` is an image folder with train/ and val/, a .tar.gz of one, or imagenette-160 |
+    imagenette-320 | imagenette-full (default: the file's, else imagenette-160); `device` auto,
+    cpu, cuda, cuda:N or mps. Checkpoints and the final weights go to `checkpoint_dir` (default: a
+    new runs/train-DATE-TIME here), every `checkpoint_every` epochs (default 1) and/or every
+    `checkpoint_every_seconds`; `resume` continues from the checkpoint there. `progress` shows
+    progress bars and a line per epoch on `out` (default: standard output); `on_epoch` is called
+    with each epoch's metrics. A run that diverges raises `NonFiniteLossError`.
+    """
+    chosen, run, provenance = train_settings(
+        config,
+        {
+            "data": data,
+            "device": device,
+            "compile": compile,
+            "cache_dir": cache_dir,
+            "checkpoint_dir": checkpoint_dir,
+            "checkpoint_every": checkpoint_every,
+            "checkpoint_every_seconds": checkpoint_every_seconds,
+            **settings,
+        },
+    )
+    if resume and not run.get("checkpoint_dir"):
+        raise ConfigError("resume needs checkpoint_dir, the folder that holds the checkpoint")
+    where = resolve_device(run["device"])
+    policy = checkpoint_policy(run)  # a bad interval is refused before the data is decoded
+    lines = (out or sys.stdout) if progress else None
+    images = load_image_data(
+        run["data"], chosen.image_size, cache_dir=_path(run.get("cache_dir")), progress=progress
+    )
+    _say(lines, _header(chosen, images, str(where)))
+
+    def report(epoch: int, metrics: EpochMetrics) -> None:
+        _say(lines, _epoch_line(chosen, metrics))
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    result = train_config(
+        chosen,
+        images,
+        report,
+        device=where,
+        checkpoints=policy,
+        resume=resume,
+        progress=progress,
+        compile=bool(run.get("compile")),
+    )
+    if result.weights_not_saved is not None:
+        # A run trained to have weights: without them it failed, its epochs' scores reported
+        raise NoSpaceLeft(
+            f"{result.weights_not_saved}: the scores of its epochs stand, but no weights were "
+            "saved; free space there and train again"
+        )
+    return TrainedRun(result, policy.folder / WEIGHTS_NAME, images.source, provenance)
+
+
+def train_settings(
+    config: Settings, given: Mapping[str, Any]
+) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """The training configuration, the run's settings (RUN_SETTINGS: data, device, files) and the
+    provenance `config` carries (an export's): the defaults, then `config`'s values, then those
+    `given` that are not None."""
+    values, provenance = _values(config)
+    merged = {
+        **RUN_DEFAULTS,
+        **values,
+        **{key: value for key, value in given.items() if value is not None},
+    }
+    run = {key: merged.pop(key) for key in RUN_SETTINGS if key in merged}
+    where = str(config) if isinstance(config, (str, Path)) else "the settings given"
+    return TrainConfig.from_dict(merged, where=where), run, provenance
+
+
+def _values(config: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    if config is None:
+        return {}, {}
+    if isinstance(config, TrainConfig):
+        return config.to_dict(), {}
+    if isinstance(config, Mapping):
+        values = dict(config)
+        return values, dict(values.pop(PROVENANCE, None) or {})
+    return read_settings(config)
+
+
+def checkpoint_policy(run: Mapping[str, Any]) -> CheckpointPolicy:
+    """Checkpoints and final weights always have a folder: the run's checkpoint_dir, else a new run
+    folder under ./runs, so a finished run never drops its weights."""
+    every_seconds = run.get("checkpoint_every_seconds")
+    # Every epoch unless only a time interval was asked for.
+    every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
+    folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
+    return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
+
+
+def _new_run_folder() -> Path:
+    """runs/train-DATE-TIME, not made yet: the first checkpoint makes it, so a run refused before
+    training leaves nothing behind."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = RUNS_FOLDER / f"train-{stamp}"
+    attempt = 1
+    while folder.exists():  # two runs started in one second
+        folder, attempt = RUNS_FOLDER / f"train-{stamp}-{attempt}", attempt + 1
+    return folder
+
+
+def _header(config: TrainConfig, data: ImageData, device: str) -> str:
+    return (
+        f"training {config.model} on {data.source}: {len(data.train)} train / {len(data.val)} val "
+        f"images, {len(data.classes)} classes, {device}"
+    )
+
+
+def _epoch_line(config: TrainConfig, metrics: EpochMetrics) -> str:
+    return (
+        f"epoch {metrics.epoch}/{config.epochs}  val top-1 {metrics.val_top1:.2%}  "
+        f"val loss {metrics.val_loss:.3f}  train loss {metrics.train_loss:.3f}  "
+        f"{metrics.images_per_second:.0f} img/s  {metrics.seconds:.1f} s"
+    )
+
+
+def _say(lines: TextIO | None, text: str) -> None:
+    if lines is not None:
+        print(text, file=lines, flush=True)
+
+
+def _path(value: Any) -> Path | None:
+    return Path(value) if value else None
+
+
+def evaluate(
+    weights: str | Path,
+    data: str | Path | ImageData,
+    *,
+    image_size: int | None = None,
+    cache_dir: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Evaluation:
+    """Score a weights file (`TrainedRun.weights`, train's weights.pt, or export's
+    NAME.weights.pt) on the val split of `data` (a folder, an archive, an Imagenette name), as
+    `hpsearch evaluate`: top-1, top-5, the val loss, top-1 per class and the confusion matrix
+    (`format_evaluation` of search.results.evaluate prints them as the command does). The images
+    are resized to `image_size` (default: the weights' own)."""
+    return evaluate_weights(
+        weights,
+        data,
+        image_size=image_size,
+        cache_dir=_path(cache_dir),
+        device=device,
+        progress=progress,
+    )
