@@ -1,0 +1,159 @@
+"""The Python API as a notebook uses it: a search run, read back, drawn, exported, and its best
+trial trained again and scored, all in this process through `search`'s own names; and `import
+search`, which must stay cheap (no torch, no Plotly) for the commands that only read a study.
+
+The notebook flow below is the example on docs/reference/python-api.md."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+from optuna.trial import TrialState
+
+import search
+from search.errors import ConfigError, StudyNotFound
+from search.studyfile.train_file import read_settings
+from tests.helpers import ROOT
+from tests.helpers.studies import write_study
+
+STUDY = "notebook"
+
+
+def test_a_notebook_runs_a_search_then_reads_draws_exports_retrains_and_scores_it(
+    tmp_path: Path, image_folder: Path, cache_dir: Path, one_torch_thread, monkeypatch
+):
+    storage = f"sqlite:///{tmp_path / 'notebook.db'}"
+    checkpoints = tmp_path / "checkpoints"
+    # No pruner: both trials run to the end
+    study_file = write_study(
+        tmp_path, image_folder, name=STUDY, trials=2, epochs=1, pruner='kind = "none"'
+    )
+    options = {"device": "cpu", "cache_dir": cache_dir}
+
+    study = search.run_study(
+        study_file,
+        storage=storage,
+        image_size=16,  # the study file's 32 px, changed as --image-size would
+        checkpoint_dir=checkpoints,
+        progress=False,
+        **options,
+    )
+    values = sorted(trial.value for trial in study.trials if trial.state == TrialState.COMPLETE)
+    assert len(values) == 2
+    assert study.trials[0].user_attrs["config"]["image_size"] == 16
+
+    opened = search.open_study(STUDY, storage=storage)
+    assert [trial.number for trial in opened.trials] == [0, 1]
+    assert opened.best_trial.value == values[-1]
+
+    monkeypatch.setenv("HPSEARCH_STORAGE", storage)  # found without naming it, as by the CLI
+    status = search.status()
+    assert [row["study"] for row in status.rows] == [STUDY]
+    assert status.rows[0]["complete"] == 2
+    assert status.rows[0]["best_trial"] == opened.best_trial.number
+    assert str(status).splitlines()[1].startswith(STUDY)
+    json.dumps(status.rows)  # what `status --json` prints
+
+    figures = search.report_figures(STUDY, storage=storage)
+    assert all(isinstance(figure, go.Figure) for figure in figures.values())
+    assert {"factor-lr-curves", "factor-optimizer-effect", f"{STUDY}-history"} <= figures.keys()
+    history = figures[f"{STUDY}-history"].data[0]
+    assert sorted(history.y) == values  # each trial's val top-1, from this study
+
+    report = search.write_report(STUDY, tmp_path / "report.html", storage=storage)
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == report.html
+    assert [figure.key for figure in report.figures] == list(figures)
+
+    best = search.export_best(STUDY, path=tmp_path / "best.json", checkpoint_dir=checkpoints)
+    assert best["provenance"]["trial"] == opened.best_trial.number
+    assert best["lr"] == opened.best_trial.user_attrs["config"]["lr"]
+    written, provenance = read_settings(tmp_path / "best.json")
+    assert {**written, "provenance": provenance} == best  # the file holds what was returned
+    assert (tmp_path / "best.weights.pt").is_file()  # the trial's weights, copied beside it
+
+    epochs_seen = []
+    trained = search.train(
+        best,
+        epochs=1,
+        checkpoint_dir=tmp_path / "retrain",
+        progress=False,
+        on_epoch=epochs_seen.append,
+        **options,
+    )
+    assert epochs_seen == list(trained.result.history)
+    assert trained.result.config.lr == best["lr"]  # the export's settings, trained again
+    assert trained.data == str(image_folder)  # ... on the data the study recorded
+    assert trained.provenance["trial"] == best["provenance"]["trial"]
+    assert trained.weights == tmp_path / "retrain" / "weights.pt" and trained.weights.is_file()
+
+    evaluation = search.evaluate(trained.weights, trained.data, progress=False, **options)
+    assert evaluation.images == 3 * 12  # the fixture's val/ images
+    last = trained.result.history[-1]  # the same weights on the same images: the same scores
+    assert evaluation.top1 == pytest.approx(last.val_top1)
+    assert evaluation.val_loss == pytest.approx(last.val_loss, rel=1e-4)
+
+
+def test_the_api_refuses_as_the_commands_do_with_the_projects_errors(tmp_path, image_folder):
+    storage = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(ConfigError, match="not neither"):
+        search.run_study(storage=storage)
+    study_file = write_study(tmp_path, image_folder)
+    with pytest.raises(ConfigError, match="not both"):
+        search.run_study(study_file, study="test-study", storage=storage)
+    search.run_study(study_file, storage=storage, create_only=True, progress=False, device="cpu")
+    with pytest.raises(StudyNotFound, match="it holds: 'test-study'"):
+        search.open_study("missing", storage=storage)
+    with pytest.raises(ConfigError, match="unknown training setting 'learning_rate'"):
+        search.train(learning_rate=0.1, data=image_folder, progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
+
+
+def test_every_name_search_exports_is_there():
+    assert sorted(search.__all__) == sorted(set(search.__all__))
+    missing = [name for name in search.__all__ if not hasattr(search, name)]
+    assert missing == []
+    assert set(search.__all__) <= set(dir(search))
+    with pytest.raises(AttributeError, match="no attribute 'run_'"):
+        search.run_  # noqa: B018  # a misspelt name is an AttributeError that names it
+
+
+# In a fresh interpreter: `import search`, and the names a status or export reads a study with.
+PROBE = """
+import json, sys
+import search
+imported = [name for name in ("torch", "plotly") if name in sys.modules]
+search.open_study, search.status, search.export_best, search.StudyStatus
+reading = [name for name in ("torch", "plotly") if name in sys.modules]
+search.report_figures
+drawing = [name for name in ("torch", "plotly") if name in sys.modules]
+print(json.dumps([imported, reading, drawing]))
+"""
+
+
+def test_import_search_loads_no_torch_and_reading_a_study_no_plotly():
+    ran = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(ran.stdout) == [[], [], ["plotly"]]
+
+
+def test_the_api_page_documents_every_name_and_shows_the_tested_flow():
+    page = (ROOT / "docs" / "reference" / "python-api.md").read_text(encoding="utf-8")
+    assert [name for name in search.__all__ if f"::: search.{name}\n" not in page] == []
+    example = page[page.index("```python") : page.index("```\n", page.index("```python") + 1)]
+    tested = inspect.getsource(
+        test_a_notebook_runs_a_search_then_reads_draws_exports_retrains_and_scores_it
+    )
+    assert _calls(example) == _calls(tested)
+
+
+def _calls(source: str) -> list[str]:
+    """The API's functions that `source` calls, in order."""
+    return re.findall(r"\bsearch\.(\w+)\(", source)
