@@ -22,6 +22,7 @@ import torch
 
 from trainer.errors import ConfigError, NoSpaceLeft
 from trainer.files import CHECKPOINT_NAME
+from trainer.outputs import check_output_folder
 from trainer.sources import one_line
 
 logger = logging.getLogger("trainer.checkpoint")
@@ -63,6 +64,8 @@ class CheckpointPolicy:
             raise ConfigError(
                 f"checkpoint interval must be positive, but got every_seconds={self.every_seconds}"
             )
+        # Refused now, not at the first checkpoint, after the data is decoded and an epoch trained
+        check_output_folder(self.folder, "checkpoint folder")
 
     @property
     def path(self) -> Path:

@@ -25,6 +25,7 @@ from trainer.checkpoint import write_atomically
 from trainer.decode import decode_all
 from trainer.errors import DataError
 from trainer.listing import Listing, scan_folder
+from trainer.outputs import check_output_folder
 from trainer.sources import env_path, one_line, resolve_data_dir
 
 CACHE_FORMAT = 1  # part of the manifest, so changing what a cache holds rebuilds old caches
@@ -211,11 +212,18 @@ def load_image_data(
     cache_dir: Path | None = None,
     data_root: Path | None = None,
     progress: bool = True,
+    check_classes: Callable[[tuple[str, ...], str], None] | None = None,
 ) -> ImageData:
-    """The data set at `data` for `image_size`: from memory, from the cache, or decoded now."""
+    """The data set at `data` for `image_size`: from memory, from the cache, or decoded now.
+
+    `check_classes(classes, folder)` sees the folder's classes as listed, before anything is
+    decoded or cached, so a caller that would refuse them (weights of other classes) costs no
+    decoding."""
     side = cache_side(image_size)
     folder = resolve_data_dir(data, data_root=data_root, progress=progress)
     listing = scan_folder(folder)
+    if check_classes is not None:
+        check_classes(listing.classes, str(folder))
     manifest = _manifest(folder, side, listing)
     digest = _digest(manifest)
     cache_dir = (
@@ -232,6 +240,8 @@ def load_image_data(
     cache_path = cache_dir / f"{folder.name}-{side}px-{digest}.pt"
     tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
     if tensors is None:
+        # Before decoding what it could not keep
+        check_output_folder(cache_dir, "cache folder (--cache-dir, $HPSEARCH_CACHE_DIR)")
         tensors = _build_cache(cache_path, folder, listing, manifest, progress)
     image_data = ImageData(
         listing.classes,

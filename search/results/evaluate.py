@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -120,13 +121,22 @@ def evaluate_weights(
     progress: bool = True,
 ) -> Evaluation:
     """Score a weights file on the val split of a folder, archive, Imagenette name or ImageData."""
+    # Whatever the weights alone can refuse, and their classes against the folder's listing, is
+    # refused before a single image is decoded or cached
     loaded = load_weights(weights)
     image_size = image_size or loaded.image_size
     device = resolve_device(device)
-    if not isinstance(data, ImageData):
-        data = load_image_data(data, image_size, cache_dir=cache_dir, progress=progress)
-    check_fits(loaded, data.classes, data.source)
     model = build_network(loaded, device)
+    if isinstance(data, ImageData):
+        check_fits(loaded, data.classes, data.source)
+    else:
+        data = load_image_data(
+            data,
+            image_size,
+            cache_dir=cache_dir,
+            progress=progress,
+            check_classes=partial(check_fits, loaded),
+        )
     top1, loss, tally = score(
         model, data.to(device), image_size, progress=progress, name=loaded.path.name
     )

@@ -105,7 +105,58 @@ def _number_inputs(root: Path) -> dict[str, Path]:
 
 def _file_inputs(root: Path) -> dict[str, Path]:
     """Weights files, output paths and images that are not what they claim."""
-    return {}
+    # Imported here, not at the top: each area of round two keeps to its own lines of this file
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    files = root / "files"
+    files.mkdir()
+    fields = {"architecture": "resnet18", "classes": ["class_0", "class_1"], "image_size": 16}
+    weights = {
+        "five_classes": {**fields, "classes": [f"class_{n}" for n in range(5)], "model": _state(5)},
+        "size_big": {**fields, "image_size": "big", "model": {}},
+        "model_none": {**fields, "model": None},
+        "model_tensor": {**fields, "model": torch.zeros(3)},
+        "classes_str": {**fields, "classes": "class_0", "model": {}},
+        "empty_model": {**fields, "model": {}},
+        "plain_tensor": torch.zeros(3),
+        "plain_list": [1, 2, 3],
+    }
+    for name, payload in weights.items():
+        torch.save(payload, files / f"{name}.pt")
+    whole = (files / "five_classes.pt").read_bytes()
+    (files / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (files / "text.pt").write_text("not torch at all\n")
+    for folder in ("out.html", "out.csv", "best.toml", "best2.weights.pt"):
+        (files / folder).mkdir()
+    (files / "a-file").write_text("a file where a folder should be\n")
+    float_image = _tiny_images(root / "float-image")
+    Image.fromarray(np.zeros((16, 16), np.float32)).save(float_image / "val/class_1/f.png", "TIFF")
+    return {
+        **{f"w_{name}": files / f"{name}.pt" for name in (*weights, "truncated", "text")},
+        "files": files,
+        "a_file": files / "a-file",
+        "float_image": float_image,
+    }
+
+
+def _state(classes: int) -> dict[str, object]:
+    """A ResNet-18's state of the right shapes in a few kB: every tensor a view of one zero."""
+    import torch
+    import torchvision
+
+    with torch.device("meta"):
+        network = torchvision.models.resnet18(num_classes=classes)
+    return {
+        key: torch.zeros((), dtype=value.dtype).expand(value.shape)
+        for key, value in network.state_dict().items()
+    }
+
+
+def _evaluate(weights: str) -> str:
+    """`evaluate` of one of _file_inputs' weights files on the tiny data set."""
+    return f"evaluate {{w_{weights}}} --data {{data}} --device cpu"
 
 
 PG = "postgresql+psycopg://root@127.0.0.1"
@@ -219,6 +270,58 @@ NUMBER_ROWS: dict[str, Row] = {
 }
 FILE_ROWS: dict[str, Row] = {
     # Round two: weights files, output paths and images that are not what they claim
+    # Weights files: every field checked, and the classes against the folder's listing, before an
+    # image is decoded or cached
+    "weights of 5 classes, data of 2": Row(_evaluate("five_classes"), "trained on 5 classes"),
+    "weights of 5 classes (subprocess)": Row(
+        _evaluate("five_classes"), "five_classes.pt was trained on 5", True
+    ),
+    "weights with image_size 'big'": Row(_evaluate("size_big"), "its image_size is 'big'"),
+    "weights with model None": Row(_evaluate("model_none"), "model_none.pt is damaged"),
+    "weights whose model is a tensor": Row(
+        _evaluate("model_tensor"), "its model is a tensor of shape (3,)"
+    ),
+    "weights whose classes are a string": Row(_evaluate("classes_str"), "its classes is"),
+    "weights with no parameters": Row(_evaluate("empty_model"), "missing (conv1.weight"),
+    "weights that are a plain tensor": Row(_evaluate("plain_tensor"), "holds a tensor"),
+    "weights that are a list": Row(_evaluate("plain_list"), "holds [1, 2, 3] (a list)"),
+    "weights cut in half": Row(_evaluate("truncated"), "truncated.pt is not a weights"),
+    "weights that are text": Row(_evaluate("text"), "text.pt is not a weights file"),
+    "weights that are a folder": Row("evaluate {files} --data {data}", "is a folder"),
+    # Output paths: a folder where a file goes, a file where a folder goes, refused before work
+    "evaluate -o a folder": Row(
+        _evaluate("five_classes") + " -o {files}/out.html", "out.html is a folder"
+    ),
+    "report -o a folder": Row(
+        "report --study s -o {files}/out.html --storage sqlite:///{existing}", "out.html is a fold"
+    ),
+    "report -o under a file": Row(
+        "report --study s -o {a_file}/r.html --storage sqlite:///{existing}", "a-file is a file"
+    ),
+    "report --png-dir a file": Row(
+        "report --study s -o r.html --png-dir {a_file} --storage sqlite:///{existing}",
+        "--png-dir",
+    ),
+    "report -o into a new folder, study not there": Row(
+        "report --study nope -o nowhere/r.html --storage sqlite:///{existing}", "nope"
+    ),
+    "trials -o a folder": Row(
+        "trials --study s -o {files}/out.csv --storage sqlite:///{existing}", "out.csv is a folder"
+    ),
+    "export -o a folder": Row(
+        "export --study s -o {files}/best.toml --storage sqlite:///{existing}", "best.toml is a"
+    ),
+    "export's weights file a folder": Row(
+        "export --study s -o {files}/best2.toml --storage sqlite:///{existing}", "best2.weights.pt"
+    ),
+    "train --checkpoint-dir a file": Row(
+        f"{TRAIN} --data {{data}} --checkpoint-dir {{a_file}}", "checkpoint folder"
+    ),
+    "train --cache-dir under a file": Row(
+        f"{TRAIN} --data {{data}} --cache-dir {{a_file}}/cache", "a-file is a file"
+    ),
+    # Images: 32-bit pixels of unknown range, found only by decoding
+    "float TIFF named .png": Row(f"{TRAIN} --data {{float_image}}", "f.png"),
 }
 ROWS.update(STORAGE_ROWS)
 ROWS.update(NUMBER_ROWS)

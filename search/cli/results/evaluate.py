@@ -9,9 +9,12 @@ import sys
 
 from search.results.confusion import write_confusion_page
 from search.results.evaluate import evaluate_weights, format_evaluation
+from trainer.outputs import check_output_file
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    if args.output is not None:  # before the weights are read or an image decoded
+        check_output_file(args.output, "-o", "confusion.html")
     evaluation = evaluate_weights(
         args.weights,
         args.data,

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from search import locations
 from search.errors import ConfigError
-from search.results.export import export, output_format
+from search.results.export import export, output_format, weights_beside
 from search.serve.notes import attach_best_params
 from search.study.recorded import checkpoint_dir, find_study
 from search.study.storage import open_storage
+from trainer.outputs import check_output_file
 
 
 def write_export(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = output_format(args.output, args.format)  # refused before the storage is opened
+    if args.output is not None:  # and so are the paths it writes
+        check_output_file(args.output, "-o", f"best.{fmt}")
+        _check_weights_beside(args.output)
     url = locations.storage_url(args.storage)
     # A mistyped storage is refused, not created
     study = find_study(open_storage(url, create=False), args.study)
@@ -35,3 +40,12 @@ def write_export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _check_weights_beside(output: Path) -> None:
+    weights = weights_beside(output)
+    if weights.is_dir():
+        raise ConfigError(
+            f"{weights} is a folder, but export copies the best trial's weights there, beside -o "
+            f"{output}; move the folder or name another -o"
+        )

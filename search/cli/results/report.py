@@ -12,9 +12,13 @@ from search.results.page import build_report
 from search.serve.notes import attach_report
 from search.study.recorded import find_study
 from search.study.storage import masked, open_storage
+from trainer.outputs import check_output_file, check_output_folder
 
 
 def write_report(args: argparse.Namespace) -> int:
+    check_output_file(args.output, "-o", "report.html")  # before the storage is opened
+    if args.png_dir is not None:
+        check_output_folder(args.png_dir, "--png-dir")
     url = locations.storage_url(args.storage)
     storage = open_storage(url, create=False)  # a mistyped storage is refused, not created
     studies = [find_study(storage, name) for name in dict.fromkeys(args.study)]
