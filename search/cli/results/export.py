@@ -12,7 +12,8 @@ from search.errors import ConfigError
 from search.results.export import export, output_format, weights_beside
 from search.serve.notes import attach_best_params
 from search.study.recorded import checkpoint_dir, find_study
-from search.study.storage import open_storage
+from search.study.storage import masked, open_storage
+from search.study.writable import NOTE_TABLES, refused_write
 from trainer.outputs import check_output_file
 
 
@@ -25,13 +26,24 @@ def write_export(args: argparse.Namespace) -> int:
         _check_weights_beside(args.output)
     url = locations.storage_url(args.storage)
     # A mistyped storage is refused, not created
-    study = find_study(open_storage(url, create=False), args.study)
+    storage = open_storage(url, create=False)
+    study = find_study(storage, args.study)
+    # A reader who may not write the storage still gets the settings; only the study's note goes
+    # without them, and says so
+    refusal = refused_write(storage, NOTE_TABLES)
     root = locations.checkpoint_root(args.checkpoint_dir, checkpoint_dir(study))
     exported = export(
         study, output=args.output, fmt=fmt, top=args.top, storage_url=url, checkpoint_root=root
     )
-    # The dashboard shows the latest export on the study's note
-    attach_best_params(study, exported.text, exported.fmt)
+    if refusal is None:  # the dashboard shows the latest export on the study's note
+        attach_best_params(study, exported.text, exported.fmt)
+    else:
+        print(
+            f"hpsearch: warning: the exported settings are not shown on the note of study "
+            f"{study.study_name!r} in the dashboard: storage {masked(url)} refuses writes: "
+            f"{refusal}",
+            file=sys.stderr,
+        )
     if args.output is None:
         sys.stdout.write(exported.text)
     else:
