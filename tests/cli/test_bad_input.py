@@ -316,6 +316,9 @@ NUMBER_ROWS: dict[str, Row] = {
     "--checkpoint-dir under a file": Row(
         f"{TRAIN} --data {{data}} --checkpoint-dir {{a_file}}/run", "a-file is a file"
     ),
+    "run --checkpoint-dir that is a file": Row(
+        "run {study} --device cpu --checkpoint-dir {a_file}", "a-file is a file, not a folder"
+    ),
     "--resume from another model's checkpoint": Row(
         f"{TRAIN} --data {{data}} --checkpoint-dir {{other_model_run}} --resume",
         "model='resnet34', not 'resnet18'",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from search.cli.training import RUN_DEFAULTS, RUN_SETTINGS
-from search.locations import RUNS_FOLDER
+from search.locations import RUNS_FOLDER, refuse_a_file_in_the_way
 from search.studyfile.train_file import read_settings
 from trainer import TrainConfig
 from trainer.checkpoint import CheckpointPolicy
@@ -124,21 +124,8 @@ def _checkpoint_policy(run: dict[str, Any]) -> CheckpointPolicy:
     # Every epoch unless only a time interval was asked for.
     every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
     folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
-    _refuse_a_file_in_the_way(folder)
+    refuse_a_file_in_the_way(folder)
     return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
-
-
-def _refuse_a_file_in_the_way(folder: Path) -> None:
-    """The checkpoint folder, or the nearest of its parents that exists, must be a folder: else the
-    first checkpoint fails to be written after an epoch's training."""
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise ConfigError(
-                    f"checkpoint folder {folder}: {path} is a file, not a folder; name a folder "
-                    "with --checkpoint-dir (a missing one is made)"
-                )
-            return
 
 
 def _same_classes(classes: tuple[str, ...], policy: CheckpointPolicy) -> Callable[[Listing], None]:
