@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import re
 import tempfile
@@ -60,9 +61,11 @@ class CheckpointPolicy:
                 "checkpoint interval must be at least 1 epoch, but got "
                 f"every_epochs={self.every_epochs}"
             )
-        if self.every_seconds is not None and self.every_seconds <= 0:
+        # NaN or inf would never be due: a run that asked for checkpoints would write none
+        if self.every_seconds is not None and not 0 < self.every_seconds < math.inf:
             raise ConfigError(
-                f"checkpoint interval must be positive, but got every_seconds={self.every_seconds}"
+                "checkpoint interval must be a positive number of seconds, but got "
+                f"every_seconds={self.every_seconds}"
             )
         # Refused now, not at the first checkpoint, after the data is decoded and an epoch trained
         check_output_folder(self.folder, "checkpoint folder")

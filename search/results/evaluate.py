@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -130,12 +129,13 @@ def evaluate_weights(
     if isinstance(data, ImageData):
         check_fits(loaded, data.classes, data.source)
     else:
+        source = str(data)  # as the user named it: a folder, an archive, an Imagenette name
         data = load_image_data(
             data,
             image_size,
             cache_dir=cache_dir,
             progress=progress,
-            check_classes=partial(check_fits, loaded),
+            check=lambda listing: check_fits(loaded, listing.classes, source),
         )
     top1, loss, tally = score(
         model, data.to(device), image_size, progress=progress, name=loaded.path.name

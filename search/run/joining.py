@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import optuna
 
+from search import locations
 from search.errors import StorageError
 from search.run.options import WorkerOptions
 from search.run.study_data import fingerprint, load_study_data
@@ -79,6 +80,9 @@ def join(
         assert storage is not None  # opened, or _open raised
         raise _missing(request, storage)
     config = _configuration(request, study, trials)
+    locations.refuse_a_file_in_the_way(
+        locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
+    )
     if before_writing is not None:
         before_writing(config)
     # A storage that takes no writes from us is named before the data is decoded, not at the

@@ -9,12 +9,15 @@ import sys
 
 from search.results.confusion import write_confusion_page
 from search.results.evaluate import evaluate_weights, format_evaluation
+from trainer.config import check_image_size_range
 from trainer.outputs import check_output_file
 
 
 def evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:  # before the weights are read or an image decoded
         check_output_file(args.output, "-o", "confusion.html")
+    if args.image_size is not None:  # else the weights' own, checked when they were trained
+        check_image_size_range(args.image_size, "--image-size")
     evaluation = evaluate_weights(
         args.weights,
         args.data,

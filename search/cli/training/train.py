@@ -7,11 +7,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from search.cli.training import RUN_DEFAULTS, RUN_SETTINGS
-from search.locations import RUNS_FOLDER
+from search.locations import RUNS_FOLDER, refuse_a_file_in_the_way
 from search.studyfile.train_file import read_settings
 from trainer import TrainConfig
 from trainer.checkpoint import CheckpointPolicy
@@ -20,7 +21,8 @@ from trainer.device import resolve_device
 from trainer.epoch import EpochMetrics
 from trainer.errors import ConfigError, NonFiniteLossError, NoSpaceLeft
 from trainer.files import WEIGHTS_NAME
-from trainer.loop import train
+from trainer.listing import Listing
+from trainer.loop import refuse_other_classes, resumable_classes, train
 
 
 def resolve_settings(
@@ -36,7 +38,20 @@ def resolve_settings(
     }
     run = {key: merged.pop(key) for key in RUN_SETTINGS if key in merged}
     where = str(args.config) if args.config else "the flags"
-    return TrainConfig.from_dict(merged, where=where), run, provenance
+    try:
+        config = TrainConfig.from_dict(merged, where=where)
+    except ConfigError as error:
+        raise ConfigError(f"{_source(error.setting, flags, args.config)}{error}") from None
+    return config, run, provenance
+
+
+def _source(setting: str | None, flags: dict[str, Any], config_file: Path | None) -> str:
+    """Where a bad setting came from, as the start of its error: its flag or the settings file."""
+    if setting is None:
+        return ""
+    if setting in flags:
+        return f"--{setting.replace('_', '-')}: "
+    return f"{config_file}: " if config_file is not None else ""
 
 
 def _known_keys() -> set[str]:
@@ -49,8 +64,16 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --checkpoint-dir, the folder that holds the checkpoint")
     device = resolve_device(run["device"])
     policy = _checkpoint_policy(run)  # a bad interval is refused before the data is decoded
+    # A checkpoint of other settings is refused now, and one of other classes once the data's
+    # folder is listed: both before anything is decoded
+    classes = resumable_classes(config, policy) if args.resume else None
     human = sys.stderr if args.json else sys.stdout
-    data = load_image_data(run["data"], config.image_size, cache_dir=_path(run.get("cache_dir")))
+    data = load_image_data(
+        run["data"],
+        config.image_size,
+        cache_dir=_path(run.get("cache_dir")),
+        check=None if classes is None else _same_classes(classes, policy),
+    )
     print(
         f"training {config.model} on {data.source}: {len(data.train)} train / {len(data.val)} val "
         f"images, {len(data.classes)} classes, {device}",
@@ -101,7 +124,15 @@ def _checkpoint_policy(run: dict[str, Any]) -> CheckpointPolicy:
     # Every epoch unless only a time interval was asked for.
     every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
     folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
+    refuse_a_file_in_the_way(folder)
     return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
+
+
+def _same_classes(classes: tuple[str, ...], policy: CheckpointPolicy) -> Callable[[Listing], None]:
+    def check(listing: Listing) -> None:
+        refuse_other_classes(classes, listing.classes, policy.path)
+
+    return check
 
 
 def _new_run_folder() -> Path:
