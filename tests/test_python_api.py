@@ -115,6 +115,38 @@ def test_the_api_refuses_as_the_commands_do_with_the_projects_errors(tmp_path, i
     assert not (tmp_path / "runs").exists()  # refused before a run folder was made
 
 
+def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_keywords(
+    tmp_path, image_folder
+):
+    """The commands' checks, made by the functions a notebook calls, so a refusal comes before a
+    storage is opened or an image decoded, and names the keyword, not a flag."""
+    storage = f"sqlite:///{tmp_path / 'not-made.db'}"  # refused if opened: it does not exist
+    folder = tmp_path / "out.toml"
+    folder.mkdir()
+    (tmp_path / "best.weights.pt").mkdir()  # where an export to best.toml copies its weights
+    settings = tmp_path / "inf-lr.yaml"
+    settings.write_text("lr: .inf\n", encoding="utf-8")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("", encoding="utf-8")
+    before = _listing(tmp_path)
+
+    with pytest.raises(ConfigError, match=r"^path .*out.toml is a folder; name a file"):
+        search.write_report("s", folder, storage=storage)
+    with pytest.raises(ConfigError, match=r"^path .*out.toml is a folder; name a file"):
+        search.export_best("s", path=folder, storage=storage)
+    with pytest.raises(ConfigError, match="the best trial's weights there, beside path"):
+        search.export_best("s", path=tmp_path / "best.toml", storage=storage)
+    with pytest.raises(ConfigError, match="^image_size must be at least 16 px"):
+        search.evaluate(tmp_path / "none.pt", image_folder, image_size=8)
+    with pytest.raises(ConfigError, match=r"^\S*inf-lr.yaml: lr must be a finite number"):
+        search.train(settings, data=image_folder, progress=False)
+    with pytest.raises(ConfigError, match="^lr must be a finite number"):  # the keyword, named
+        search.train(lr=float("inf"), data=image_folder, progress=False)
+    with pytest.raises(ConfigError, match="checkpoint folder .*a-file is a file"):
+        search.train(data=image_folder, checkpoint_dir=a_file, progress=False)
+    assert _listing(tmp_path) == before  # no storage, run folder, cache or page made
+
+
 def test_every_name_search_exports_is_there():
     assert sorted(search.__all__) == sorted(set(search.__all__))
     missing = [name for name in search.__all__ if not hasattr(search, name)]
@@ -152,6 +184,10 @@ def test_the_api_page_documents_every_name_and_shows_the_tested_flow():
         test_a_notebook_runs_a_search_then_reads_draws_exports_retrains_and_scores_it
     )
     assert _calls(example) == _calls(tested)
+
+
+def _listing(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
 
 
 def _calls(source: str) -> list[str]:

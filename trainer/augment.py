@@ -24,10 +24,17 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # float32 (B, 3, image_size, image_si
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    """Full batches only, so each step sees batch_size images; one smaller if that is all."""
+    """Full batches only, so each step sees batch_size images; one smaller if that is all. Never a
+    batch of one image, on which BatchNorm cannot train: TrainConfig asks batch_size >= 2, a data
+    folder holds 2 classes or more, and a training split of one image is refused here."""
     _check_positive(batch_size=batch_size)
     if num_images < 0:
         raise DataError(f"num_images must be >= 0, but got num_images={num_images}")
+    if num_images == 1:
+        raise DataError(
+            "a training split of 1 image cannot train: BatchNorm needs batches of 2 or more; "
+            "add images"
+        )
     return max(1, num_images // batch_size) if num_images else 0
 
 

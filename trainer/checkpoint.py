@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import re
 import tempfile
@@ -22,6 +23,7 @@ import torch
 
 from trainer.errors import ConfigError, NoSpaceLeft
 from trainer.files import CHECKPOINT_NAME
+from trainer.outputs import check_output_folder
 from trainer.sources import one_line
 
 logger = logging.getLogger("trainer.checkpoint")
@@ -59,10 +61,14 @@ class CheckpointPolicy:
                 "checkpoint interval must be at least 1 epoch, but got "
                 f"every_epochs={self.every_epochs}"
             )
-        if self.every_seconds is not None and self.every_seconds <= 0:
+        # NaN or inf would never be due: a run that asked for checkpoints would write none
+        if self.every_seconds is not None and not 0 < self.every_seconds < math.inf:
             raise ConfigError(
-                f"checkpoint interval must be positive, but got every_seconds={self.every_seconds}"
+                "checkpoint interval must be a positive number of seconds, but got "
+                f"every_seconds={self.every_seconds}"
             )
+        # Refused now, not at the first checkpoint, after the data is decoded and an epoch trained
+        check_output_folder(self.folder, "checkpoint folder")
 
     @property
     def path(self) -> Path:

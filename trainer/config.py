@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from trainer.errors import ConfigError
 from trainer.model_names import DEFAULT_MODEL, check_image_size, check_model_name
@@ -21,6 +22,36 @@ OPTIMIZER_SETTINGS: dict[str, frozenset[str]] = {
     "ranger": frozenset({"eps"}),
 }
 SCHEDULES = ("constant", "cosine", "onecycle", "flat_cosine")
+WHOLE_NUMBERS = ("image_size", "batch_size", "epochs", "seed")
+NUMBERS = ("lr", "eps", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "min_scale")
+
+# The bounds of the numbers, each with its reason. A value outside them is a typo or a unit
+# mistake, refused when the settings are read rather than met deep in torch after the data is
+# decoded: as a crash, as NaN weights, or as more memory than any machine has.
+MIN_IMAGE_SIZE = 16  # px: ResNet-18 halves the side five times; at 16 its last blocks see 1 x 1
+# px: Imagenette's full-size photos are mostly under 500 px on the shorter side (ImageNet's), so
+# a larger side only upsamples; and the decoded cache grows with its square (1024 px: 4.1 MB an
+# image, 55 GB for Imagenette's 13,400), which trainer.data also checks against the memory there is.
+MAX_IMAGE_SIZE = 1024
+# BatchNorm needs more than one value per channel when training, and ResNet's last block is 1 x 1
+# at small sizes: a batch of one image fails there (trainer.augment never makes one from >= 2)
+MIN_BATCH_SIZE = 2
+# A learning rate far above 1 diverges: the loss turns NaN, the run stops with "lower the learning
+# rate", and a search records the trial as FAIL, which teaches its sampler (the tests make trials
+# diverge with lr = 1e12). Refused is only an lr that cannot take a step at all: the optimizers step
+# in float32 (largest 3.4e38) and scale lr by up to 10 (Adam's bias correction at step 1), so Adam
+# and AdamW overflow from lr = 1e38 with a traceback (measured); 1e30 leaves a margin below that.
+MAX_LR = 1e30
+# eps stays in (0, 1): it guards a division by the root of the second moment (1e-8 by default);
+# at 1 or more it outweighs the gradients' scale and the adaptive optimizer stops adapting.
+# momentum stays in [0, 1]: 1, velocity that never decays, is a point of the original experiment
+# (studies/factor_momentum.toml); more than 1 grows the velocity without bound.
+# Weight decay is 1e-5 to 0.1 in the usual recipes (AdamW's default 0.01); above 1, a step at an
+# lr of 1 takes away more than the weight itself.
+MAX_WEIGHT_DECAY = 1
+# torch's generators take 64 bits, and a settings file written by `export` is TOML, whose
+# integers are signed 64-bit: 2**63 - 1 fits both (a study's seed is smaller: NumPy's 32 bits)
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -42,46 +73,49 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "image_size", "batch_size", "epochs", "lr")
-        if self.image_size < 16:
-            raise ConfigError(
-                f"image_size must be at least 16 px, but got image_size={self.image_size}"
-            )
+        for name in WHOLE_NUMBERS:
+            _check_whole(name, getattr(self, name))
+        for name in NUMBERS:
+            _check_finite(name, getattr(self, name))
+        for name in ("epochs", "lr"):
+            if not getattr(self, name) > 0:
+                _refuse(name, getattr(self, name), "positive")
+        _check_range("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " px")
+        _check_range("batch_size", self.batch_size, MIN_BATCH_SIZE, None, " images")
+        _check_range("lr", self.lr, 0, MAX_LR)
+        _check_range("seed", self.seed, 0, MAX_SEED)
         if not isinstance(self.model, str):
-            raise ConfigError(f"model must be a model's name, but got model={self.model!r}")
+            raise ConfigError(
+                f"model must be a model's name, but got model={self.model!r}", setting="model"
+            )
         check_model_name(self.model)
         check_image_size(self.model, self.image_size)
         if self.optimizer not in OPTIMIZER_SETTINGS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; choose one of: "
-                + ", ".join(OPTIMIZER_SETTINGS)
+                + ", ".join(OPTIMIZER_SETTINGS),
+                setting="optimizer",
             )
         for setting in ("eps", "momentum", "nesterov"):
             self._check_applies(setting)
-        if self.eps is not None and not self.eps > 0:
-            raise ConfigError(f"eps must be positive, but got eps={self.eps}")
+        if self.eps is not None and not 0 < self.eps < 1:
+            _refuse("eps", self.eps, "in (0, 1)")
         if self.momentum is not None and not 0 <= self.momentum <= 1:
-            raise ConfigError(f"momentum must be in [0, 1], but got momentum={self.momentum}")
+            _refuse("momentum", self.momentum, "in [0, 1]")
         if self.nesterov and not self.momentum:
             raise ConfigError(f"nesterov needs momentum > 0, but got momentum={self.momentum}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(
-                f"unknown schedule {self.schedule!r}; choose one of: " + ", ".join(SCHEDULES)
+                f"unknown schedule {self.schedule!r}; choose one of: " + ", ".join(SCHEDULES),
+                setting="schedule",
             )
         if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ConfigError(
-                f"warmup_epochs must be in [0, epochs], but got warmup_epochs={self.warmup_epochs}"
-            )
+            _refuse("warmup_epochs", self.warmup_epochs, "in [0, epochs]")
         if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(
-                f"label_smoothing must be in [0, 1), but got label_smoothing={self.label_smoothing}"
-            )
+            _refuse("label_smoothing", self.label_smoothing, "in [0, 1)")
         if not 0 < self.min_scale <= 1:
-            raise ConfigError(f"min_scale must be in (0, 1], but got min_scale={self.min_scale}")
-        if self.weight_decay < 0:
-            raise ConfigError(
-                f"weight_decay must be >= 0, but got weight_decay={self.weight_decay}"
-            )
+            _refuse("min_scale", self.min_scale, "in (0, 1]")
+        _check_range("weight_decay", self.weight_decay, 0, MAX_WEIGHT_DECAY)
 
     def _check_applies(self, setting: str) -> None:
         value = getattr(self, setting)
@@ -113,10 +147,33 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _check_positive(config: TrainConfig, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, but got {name}={value!r}")
-        if not value > 0:
-            raise ConfigError(f"{name} must be positive, but got {name}={value}")
+def check_image_size_range(image_size: int, setting: str = "image_size") -> None:
+    """The side any run may train or evaluate at, whatever its model (`setting` names it)."""
+    _check_whole(setting, image_size)
+    _check_range(setting, image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " px")
+
+
+def _check_whole(name: str, value: Any) -> None:
+    # bool is an int to Python, not to a user; a YAML or JSON file may hold 1.5 or "64"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, but got {name}={value!r}", setting=name)
+
+
+def _check_finite(name: str, value: Any) -> None:
+    if value is None:  # eps and momentum unset
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, but got {name}={value!r}", setting=name)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, but got {name}={value}", setting=name)
+
+
+def _check_range(name: str, value: float, low: float, high: float | None, unit: str = "") -> None:
+    if value < low:
+        _refuse(name, value, f"at least {low}{unit}")
+    if high is not None and value > high:
+        _refuse(name, value, f"at most {high}{unit}")
+
+
+def _refuse(name: str, value: Any, allowed: str) -> NoReturn:
+    raise ConfigError(f"{name} must be {allowed}, but got {name}={value}", setting=name)

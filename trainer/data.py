@@ -13,18 +13,20 @@ import hashlib
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+import psutil
 import torch
 
 from trainer.checkpoint import write_atomically
 from trainer.decode import decode_all
 from trainer.errors import DataError
 from trainer.listing import Listing, scan_folder
+from trainer.outputs import check_output_folder
 from trainer.sources import env_path, one_line, resolve_data_dir
 
 CACHE_FORMAT = 1  # part of the manifest, so changing what a cache holds rebuilds old caches
@@ -80,9 +82,13 @@ class ImageData:
         device = _canonical_device(device)
         if self.train.images.device == device:
             return self
-        return self._memo(
-            ("to", str(device)), lambda: self._with(self.train.to(device), self.val.to(device))
-        )
+        return self._memo(("to", str(device)), lambda: self._copied_to(device))
+
+    def _copied_to(self, device: torch.device) -> ImageData:
+        if device.type == "cuda":
+            cache_bytes = self.train.images.nbytes + self.val.images.nbytes
+            check_fits(cache_bytes, torch.cuda.mem_get_info(device)[0], f"{device}")
+        return self._with(self.train.to(device), self.val.to(device))
 
     def fingerprint(self) -> dict[str, Any]:
         """What a result depends on in the data, for recording beside it."""
@@ -113,8 +119,11 @@ class ImageData:
         Tuning against the split that reports the final accuracy would overstate it, so a search
         can tune on a holdout and keep val for the end.
         """
-        if not 0 < fraction <= 0.5:
-            raise DataError(f"holdout fraction must be in (0, 0.5], but got fraction={fraction!r}")
+        labels = self.train.labels.cpu()
+        check_holdout(
+            {name: int((labels == label).sum()) for label, name in enumerate(self.classes)},
+            fraction,
+        )
         return self._memo(("holdout", fraction, seed), lambda: self._carve(fraction, seed))
 
     def _carve(self, fraction: float, seed: int) -> ImageData:
@@ -144,21 +153,41 @@ def _first_per_class(labels: torch.Tensor, cap: int) -> torch.Tensor:
 def _stratified_split(
     labels: torch.Tensor, classes: tuple[str, ...], fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(carved, kept) indices: round(fraction * n), at least 1, of each class's n images."""
+    """(carved, kept) indices: `carved_count` of each class's images (check_holdout first)."""
     generator = torch.Generator().manual_seed(seed)
     carved, kept = [], []
-    for label, name in enumerate(classes):
+    for label in range(len(classes)):
         members = torch.nonzero(labels == label).flatten()
-        if len(members) < 2:
-            raise DataError(
-                f"class {name!r} has {len(members)} training image(s), but a holdout "
-                "needs at least 2 per class; add images or use the official val split"
-            )
-        count = max(1, round(fraction * len(members)))
+        count = carved_count(len(members), fraction)
         shuffled = members[torch.randperm(len(members), generator=generator)]
         carved.append(shuffled[:count])
         kept.append(shuffled[count:])
     return torch.cat(carved).sort().values, torch.cat(kept).sort().values
+
+
+def carved_count(images: int, fraction: float) -> int:
+    """How many of a class's training images a holdout of `fraction` takes: at least one."""
+    return max(1, round(fraction * images))
+
+
+def check_holdout(counts: Mapping[str, int], fraction: float) -> None:
+    """A holdout of `fraction` must leave every class (its training image `counts`, by name) an
+    image to validate on and one to train on; checked on a folder's listing before decoding too."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise DataError(f"holdout fraction must be in (0, 1), but got fraction={fraction!r}")
+    for name, count in counts.items():
+        if count < 2:
+            raise DataError(
+                f"class {name!r} has {count} training image(s), but a holdout needs at least 2 "
+                "per class (one to validate on, one to train on); add images or use the "
+                "official val split"
+            )
+        if carved_count(count, fraction) >= count:
+            raise DataError(
+                f"a holdout of fraction={fraction:g} takes all {count} training images of class "
+                f"{name!r}, leaving none to train on; use a fraction of at most "
+                f"{(count - 1) / count:.2g} or add images"
+            )
 
 
 # --- where things live ---------------------------------------------------------------------------
@@ -170,6 +199,27 @@ def cache_side(image_size: int) -> int:
     if image_size < 1:
         raise DataError(f"image_size must be at least 1 px, but got image_size={image_size}")
     return -(-image_size * 8 // 7)
+
+
+def check_fits(cache_bytes: int, available_bytes: int, where: str) -> None:
+    """Refuse a decoded cache larger than the memory that could hold it (the host's, where it is
+    decoded or read; a GPU's, where it trains): allocating it fails after the folder is listed, or
+    swaps for minutes first. The model and batches need memory too; this catches the impossible."""
+    if cache_bytes > available_bytes:
+        raise DataError(
+            f"the decoded images need {_gigabytes(cache_bytes)} (uint8, 3 x side x side each, the "
+            f"side 8/7 of image_size), but {where} has {_gigabytes(available_bytes)} available; "
+            "lower image_size, or use fewer images"
+        )
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1e9:.3g} GB"
+
+
+def _host_memory_available() -> int:
+    # psutil's estimate of what can be had without swapping (free plus reclaimable page cache)
+    return psutil.virtual_memory().available
 
 
 def default_cache_dir() -> Path:
@@ -211,11 +261,18 @@ def load_image_data(
     cache_dir: Path | None = None,
     data_root: Path | None = None,
     progress: bool = True,
+    check: Callable[[Listing], None] | None = None,
 ) -> ImageData:
-    """The data set at `data` for `image_size`: from memory, from the cache, or decoded now."""
+    """The data set at `data` for `image_size`: from memory, from the cache, or decoded now.
+
+    `check` is the caller's look at what the folder holds (its classes and image files), before
+    any image is decoded or a cache is read or written: it raises to refuse them.
+    """
     side = cache_side(image_size)
     folder = resolve_data_dir(data, data_root=data_root, progress=progress)
     listing = scan_folder(folder)
+    if check is not None:
+        check(listing)
     manifest = _manifest(folder, side, listing)
     digest = _digest(manifest)
     cache_dir = (
@@ -229,9 +286,13 @@ def load_image_data(
     loaded = _LOADED.get((str(folder), side))
     if loaded is not None and loaded[0] == digest:
         return loaded[1]
+    image_count = len(listing.train) + len(listing.val)
+    check_fits(image_count * 3 * side * side, _host_memory_available(), "this machine's memory")
     cache_path = cache_dir / f"{folder.name}-{side}px-{digest}.pt"
     tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
     if tensors is None:
+        # Before decoding what it could not keep
+        check_output_folder(cache_dir, "cache folder (--cache-dir, $HPSEARCH_CACHE_DIR)")
         tensors = _build_cache(cache_path, folder, listing, manifest, progress)
     image_data = ImageData(
         listing.classes,

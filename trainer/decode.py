@@ -28,7 +28,7 @@ def decode_image(path: Path | str, side: int) -> torch.Tensor:
     with Image.open(path) as image:
         # JPEGs decode at 1/2, 1/4 or 1/8 scale almost for free; draft keeps at least `side` px.
         image.draft("RGB", (side, side))
-        rgb = image.convert("RGB")
+        rgb = _as_rgb(image)
     width, height = rgb.size
     scale = side / min(width, height)
     size = (max(side, round(width * scale)), max(side, round(height * scale)))
@@ -36,6 +36,25 @@ def decode_image(path: Path | str, side: int) -> torch.Tensor:
     left, top = (size[0] - side) // 2, (size[1] - side) // 2
     rgb = rgb.crop((left, top, left + side, top + side))
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode PIL opens. PIL's own convert clips 16-bit grey to 255 (a 16-bit
+    PNG's pixels all but black turn white) and warns on a palette's transparency, so those two are
+    done here; 32-bit pixels of unknown range are refused, naming the mode."""
+    # PIL reads a 16-bit grey PNG as I;16 (older versions: I); 16-bit RGB(A) it reads as 8-bit
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):
+        wide = np.asarray(image).astype(np.uint32)
+        return Image.fromarray(((wide + 128) // 257).astype(np.uint8)).convert("RGB")  # 65535: 255
+    if image.mode in ("I", "F"):
+        kind = "integers" if image.mode == "I" else "floating-point numbers"
+        raise ValueError(
+            f"its pixels are 32-bit {kind} (PIL mode {image.mode}), whose range cannot be known; "
+            "save it as an 8- or 16-bit image"
+        )
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # then the alpha goes, as for any RGBA or LA image
+    return image.convert("RGB")
 
 
 class _DecodeFiles(Dataset):

@@ -6,7 +6,12 @@ class TrainerError(Exception):
 
 
 class ConfigError(TrainerError, ValueError):
-    """A training setting is missing, unknown or out of range."""
+    """A training setting is missing, unknown or out of range; `setting` names the one setting
+    at fault where there is one, so a caller can say where it came from (a flag, a file)."""
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 class ForeignCheckpoint(ConfigError):

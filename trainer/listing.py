@@ -36,6 +36,13 @@ def scan_folder(folder: Path) -> Listing:
             f"only in val: {only_val}; every class needs a folder with images in both"
         )
     classes = tuple(sorted(files["train"]))
+    if len(classes) < 2:
+        # One class trains to 100% "accuracy" that means nothing. Two classes with an image each
+        # also make the smallest training set a batch can be made of (BatchNorm needs 2 images).
+        raise DataError(
+            f"{folder} holds one class ({classes[0]}), but classification needs at least 2: "
+            "add a folder of images for each other class to train/ and val/"
+        )
     labelled = {
         split: [
             (f"{split}/{name}/{file}", label)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -129,7 +130,7 @@ def training(
     run = start_training(config, len(data.classes), len(data.train), device, compile)
     history: list[EpochMetrics] = []
     if resume and checkpoints is not None:
-        history = _restore(run, config, checkpoints) if checkpoints.path.exists() else []
+        history = _restore(run, config, data, checkpoints) if checkpoints.path.exists() else []
         if on_resume is not None:  # none restored too: a caller may have counted on some
             on_resume(list(history))
     resumed_from = len(history) or None
@@ -147,15 +148,17 @@ def training(
                 on_epoch(epoch, metrics)
             except PauseAfterEpoch:
                 if checkpoints is not None:
-                    checkpoints.write(_payload(run, config, history, checkpoints), checkpoints.path)
+                    checkpoints.write(
+                        _payload(run, config, data, history, checkpoints), checkpoints.path
+                    )
                 raise
         if checkpoints is None:
             continue
         if checkpoints.is_due(epoch, last=epoch == config.epochs):
-            checkpoints.write(_payload(run, config, history, checkpoints), checkpoints.path)
+            checkpoints.write(_payload(run, config, data, history, checkpoints), checkpoints.path)
             unsaved = None
         elif stop is not None and epoch < config.epochs:
-            unsaved = _on_host(_payload(run, config, history, checkpoints))
+            unsaved = _on_host(_payload(run, config, data, history, checkpoints))
     weights_not_saved = None
     if checkpoints is not None:
         try:
@@ -210,11 +213,16 @@ def start_training(
 
 
 def _payload(
-    run: Training, config: TrainConfig, history: list[EpochMetrics], policy: CheckpointPolicy
+    run: Training,
+    config: TrainConfig,
+    data: ImageData,
+    history: list[EpochMetrics],
+    policy: CheckpointPolicy,
 ) -> dict[str, Any]:
     return {
         "epoch": len(history),
         "config": config.to_dict(),
+        "classes": list(data.classes),  # what the network's outputs mean; resuming checks them
         "owner": policy.owner,
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -237,7 +245,9 @@ def _on_host(value: Any) -> Any:
     return value
 
 
-def _restore(run: Training, config: TrainConfig, policy: CheckpointPolicy) -> list[EpochMetrics]:
+def _restore(
+    run: Training, config: TrainConfig, data: ImageData, policy: CheckpointPolicy
+) -> list[EpochMetrics]:
     state = checkpoint.load_or_set_aside(policy.path)
     if state is None:
         return []
@@ -246,20 +256,58 @@ def _restore(run: Training, config: TrainConfig, policy: CheckpointPolicy) -> li
             f"cannot resume from {policy.path}: it records {state.get('owner') or 'no owner'}, "
             f"not {policy.owner}"
         )
-    # A checkpoint written before a run could name its model trained a ResNet-18
-    saved_config = {"model": DEFAULT_MODEL, **state["config"]}
-    changed = [
-        f"{key}={saved_config.get(key)!r}"
-        for key, value in config.to_dict().items()
-        if saved_config.get(key) != value
-    ]
-    if changed:
-        raise ConfigError(
-            f"cannot resume from {policy.path}: it was trained with other settings "
-            f"({', '.join(changed)}); use the same settings or another checkpoint folder"
-        )
+    refuse_other_settings(state, config, policy.path)
+    refuse_other_classes(state.get("classes"), data.classes, policy.path)
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     checkpoint.restore_rng_states(state["rng"], run.generator)
     return [EpochMetrics(**metrics) for metrics in state["history"]]
+
+
+def resumable_classes(config: TrainConfig, policy: CheckpointPolicy) -> tuple[str, ...] | None:
+    """Refuse, before any data is decoded, to resume from a checkpoint of other settings; return
+    the classes it was trained on, for the caller to check against the data's listing (None: no
+    checkpoint, one written before checkpoints recorded their classes, or one that cannot be read,
+    which training sets aside)."""
+    if not policy.path.is_file():
+        return None
+    try:
+        state = checkpoint.load(policy.path)
+    except Exception:  # noqa: BLE001 - as load_or_set_aside: any failure is "cannot be read"
+        return None
+    refuse_other_settings(state, config, policy.path)
+    return tuple(state["classes"]) if "classes" in state else None
+
+
+def refuse_other_settings(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    # A checkpoint written before a run could name its model trained a ResNet-18
+    saved_config = {"model": DEFAULT_MODEL, **state["config"]}
+    changed = [
+        f"{key}={saved_config.get(key)!r}, not {value!r}"
+        for key, value in config.to_dict().items()
+        if saved_config.get(key) != value
+    ]
+    if changed:
+        raise ConfigError(
+            f"cannot resume from {path}: it was trained with other settings "
+            f"({'; '.join(changed)}); use the same settings or another checkpoint folder"
+        )
+
+
+def refuse_other_classes(
+    recorded: list[str] | tuple[str, ...] | None, classes: tuple[str, ...], path: Path
+) -> None:
+    """A network's outputs are its classes: resumed on a data set of others, it would fail to load
+    (another count) or silently mean other things (other names). Older checkpoints record none
+    (`recorded` None): loading their weights is then the only check."""
+    if recorded is not None and tuple(recorded) != classes:
+        raise ConfigError(
+            f"cannot resume from {path}: it was trained on {_some(tuple(recorded))}, but the "
+            f"data holds {_some(classes)}; use the same data or another checkpoint folder"
+        )
+
+
+def _some(classes: tuple[str, ...], shown: int = 4) -> str:
+    names = ", ".join(classes[:shown]) + (", ..." if len(classes) > shown else "")
+    return f"{len(classes)} classes ({names})"

@@ -6,6 +6,7 @@ export; this module is the one place that knows its keys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from trainer.config import TrainConfig
 from trainer.errors import ConfigError
 from trainer.files import WEIGHTS_NAME
 from trainer.model import DEFAULT_MODEL, build_model, check_model_name
+from trainer.sources import one_line
 
 # "config" is optional: older files lack it; "architecture" (the model's name) too, since files
 # written before a run could name its model hold a ResNet-18
@@ -58,35 +60,99 @@ def weights_payload(
 
 
 def load_weights(path: str | Path) -> Weights:
-    """Read a weights file; anything else (a checkpoint,
-    another file) is a ConfigError naming it."""
+    """Read a weights file; anything else (a checkpoint, another file, a damaged or hand-made
+    one) is a ConfigError naming it and, where it has the keys, the field that is wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"weights file {path} is a folder; name the {WEIGHTS_NAME} in it")
     if not path.is_file():
         raise ConfigError(f"weights file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    # torch.load fails on a foreign file with whatever its unpickler meets first (KeyError,
-    # EOFError, UnpicklingError, RuntimeError), so any failure means "not a weights file".
-    except Exception:  # noqa: BLE001
+    payload = _read_payload(path)
+    if not isinstance(payload, dict):
         raise ConfigError(
-            f"{path} is not a weights file: torch cannot read it; expected the {WEIGHTS_NAME} that "
-            "`hpsearch train --checkpoint-dir` writes, or the NAME.weights.pt of `hpsearch export`"
-        ) from None
-    missing = [key for key in REQUIRED_KEYS if not isinstance(payload, dict) or key not in payload]
+            f"{path} is not a weights file saved by `hpsearch train`: it holds "
+            f"{_described(payload)}, not a dict of {', '.join(REQUIRED_KEYS)}; {_USE}"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise ConfigError(
             f"{path} is not a weights file saved by `hpsearch train`: it has no "
             f"{', '.join(missing)}{_checkpoint_hint(payload)}"
         )
+    for key, (fits, expected) in FIELDS.items():
+        if key in payload and not fits(payload[key]):
+            raise ConfigError(
+                f"{path} is damaged or not from hpsearch: its {key} is "
+                f"{_described(payload[key])}, but should be {expected}; {_USE}"
+            )
     return Weights(
         path,
-        str(payload.get("architecture", DEFAULT_MODEL)),
+        payload.get("architecture", DEFAULT_MODEL),
         tuple(payload["classes"]),
-        int(payload["image_size"]),
+        payload["image_size"],
         dict(payload.get("config") or {}),
         payload["model"],
         payload.get("owner"),
     )
+
+
+def _read_payload(path: Path) -> Any:
+    # weights_only: a weights file unpickles to plain containers and tensors, never to code
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    # torch.load fails on a foreign file with whatever its unpickler meets first (KeyError,
+    # EOFError, UnpicklingError, RuntimeError), so any failure means "not a weights file".
+    except Exception as error:  # noqa: BLE001
+        with path.open("rb") as file:
+            zipped = file.read(4) == b"PK\x03\x04"  # what torch.save writes starts so
+        cut = f"it looks cut short or damaged (torch: {one_line(error)[:120]}); copy it again"
+        raise ConfigError(
+            f"{path} is not a weights file: {cut if zipped else 'torch cannot read it'}; {_USE}"
+        ) from None
+
+
+def _is_classes(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(isinstance(name, str) and name for name in value)
+        and len(set(value)) == len(value)
+    )
+
+
+def _is_state(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items()
+    )
+
+
+# What each field must be, checked before the data is read, so that a damaged or hand-made file
+# is refused naming its field rather than failing later inside torch or Python
+FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "classes": (_is_classes, "a list of distinct class folder names"),
+    "image_size": (
+        lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        "a whole number of pixels",
+    ),
+    "model": (_is_state, "the network's state dict (parameter names to tensors)"),
+    "architecture": (lambda value: isinstance(value, str), "a torchvision model name"),
+    "config": (lambda value: value is None or isinstance(value, dict), "a dict of settings"),
+    "owner": (lambda value: value is None or isinstance(value, dict), "a dict or nothing"),
+}
+_USE = (
+    f"use the {WEIGHTS_NAME} that `hpsearch train --checkpoint-dir` writes, or the "
+    "NAME.weights.pt of `hpsearch export`"
+)
+
+
+def _described(value: Any) -> str:
+    """A value as an error shows it: a tensor by its shape, anything else by a short repr."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if value is None:
+        return "None"
+    shown = repr(value)
+    return f"{shown if len(shown) <= 40 else shown[:37] + '...'} (a {type(value).__name__})"
 
 
 def _checkpoint_hint(payload: Any) -> str:
@@ -98,18 +164,23 @@ def _checkpoint_hint(payload: Any) -> str:
 def check_fits(weights: Weights, classes: tuple[str, ...], data_name: str) -> None:
     """The weights must be of a model this torchvision builds, trained on exactly these classes, in
     this order."""
+    _check_buildable(weights)
+    if tuple(weights.classes) != tuple(classes):
+        raise ConfigError(
+            f"{weights.path} was trained on {len(weights.classes)} classes "
+            f"({_names(weights.classes)}), but {data_name} has {len(classes)} classes "
+            f"({_names(classes)}); score them on data with their classes, or use weights "
+            "trained on this data"
+        )
+
+
+def _check_buildable(weights: Weights) -> None:
     try:
         check_model_name(weights.architecture)
     except ConfigError as error:
         raise ConfigError(
             f"{weights.path} holds a network this torchvision cannot build: {error}"
         ) from None
-    if tuple(weights.classes) != tuple(classes):
-        raise ConfigError(
-            f"{weights.path} was trained on {len(weights.classes)} classes "
-            f"({_names(weights.classes)}), but {data_name} has {len(classes)} classes "
-            f"({_names(classes)})"
-        )
 
 
 def _names(classes: tuple[str, ...]) -> str:
@@ -121,14 +192,26 @@ def _names(classes: tuple[str, ...]) -> str:
 
 def build_network(weights: Weights, device: torch.device) -> torch.nn.Module:
     """The network the weights belong to, on `device`, with the weights loaded."""
+    _check_buildable(weights)
     model = build_model(len(weights.classes), device, weights.architecture)
+    does_not_fit = (
+        f"{weights.path} does not fit a {weights.architecture} with {len(weights.classes)} "
+        "classes: "
+    )
     try:
-        model.load_state_dict(weights.state)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
+        loaded = model.load_state_dict(weights.state, strict=False)
+    except RuntimeError as error:  # a tensor of another shape: torch lists each, one a line
+        lines = str(error).strip().splitlines()
         raise ConfigError(
-            f"{weights.path} does not fit a {weights.architecture} with "
-            f"{len(weights.classes)} classes: "
-            f"{first[1].strip() if len(first) > 1 else first[0]}"
+            does_not_fit + (lines[1].strip() if len(lines) > 1 else lines[0]) + f"; {_USE}"
         ) from None
+    keys = {"missing": loaded.missing_keys, "unexpected": loaded.unexpected_keys}
+    wrong = [f"{len(names)} {what} ({_few(names)})" for what, names in keys.items() if names]
+    if wrong:
+        raise ConfigError(does_not_fit + f"parameters {', '.join(wrong)}; {_USE}")
     return model
+
+
+def _few(names: list[str]) -> str:
+    """The first few parameter names: a ResNet has 122, too many for one line."""
+    return ", ".join(names[:3]) + (f", ... {len(names) - 3} more" if len(names) > 3 else "")

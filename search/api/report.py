@@ -3,6 +3,7 @@ written to a file, as `hpsearch report` writes it."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from search import locations
 from search.api.studies import open_studies
 from search.results.page import Report, build_report
 from search.serve.notes import attach_report
-from search.study.storage import masked
+from search.study.recorded import find_study
+from search.study.storage import masked, open_storage
+from search.study.writable import NOTE_TABLES, refused_write
+from trainer.outputs import check_output_file
 
 
 def report_figures(
@@ -25,7 +29,9 @@ def report_figures(
     `NAME-timeline`, ...). Each is a `plotly.graph_objects.Figure`: `.show()` draws it in a
     notebook. A view the study cannot support yet (importances before 11 complete trials, say) is
     left out, as the report leaves it out; `write_report` says why."""
-    return {figure.key: figure.figure for figure in _report(studies, storage)[1].figures}
+    opened = open_studies(_names(studies), storage=storage)
+    report = build_report(opened, storage_label=masked(locations.storage_url(storage)))
+    return {figure.key: figure.figure for figure in report.figures}
 
 
 def write_report(
@@ -38,19 +44,37 @@ def write_report(
     """Write the report of one study or several to `path`: one self-contained HTML page that opens
     offline. The page is also attached to each study for the dashboard (under `artifacts`,
     default: $HPSEARCH_ARTIFACTS, else artifacts/ beside a SQLite file or in the current folder),
-    with the best trial on the study's note. Returns what it drew: `.drawn` (how many figures),
-    `.not_drawn` (each view left out, and why), `.figures`."""
+    with the best trial on the study's note; a storage that refuses writes still gets its page, and
+    a warning on standard error says the dashboard goes without it. Returns what it drew: `.drawn`
+    (how many figures), `.not_drawn` (each view left out, and why), `.figures`."""
     path = Path(path)
-    opened, report = _report(studies, storage)
+    check_output_file(path, "path", "report.html")  # before the storage is opened
+    url = locations.storage_url(storage)
+    opened = open_storage(url, create=False)  # a mistyped storage is refused, not created
+    chosen = [find_study(opened, name) for name in dict.fromkeys(_names(studies))]
+    # A reader who may not write the storage still gets the page; only the dashboard's copy and
+    # note are left out, and said so
+    refusal = refused_write(opened, NOTE_TABLES)
+    report = build_report(chosen, storage_label=masked(url))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.html, encoding="utf-8")
-    folder = locations.artifact_dir(locations.storage_url(storage), artifacts)
-    for study in opened:  # the team finds the latest report in the dashboard, on the study's note
+    if refusal is not None:
+        print(
+            f"hpsearch: warning: {path} is not attached to {_studies(chosen)} for the dashboard: "
+            f"storage {masked(url)} refuses writes: {refusal}",
+            file=sys.stderr,
+        )
+        return report
+    folder = locations.artifact_dir(url, artifacts)
+    for study in chosen:  # the team finds the latest report in the dashboard, on the study's note
         attach_report(study, path, folder)
     return report
 
 
-def _report(studies: str | Iterable[str], storage: str | None) -> tuple[list[optuna.Study], Report]:
-    names = [studies] if isinstance(studies, str) else list(studies)
-    opened = open_studies(names, storage=storage)
-    return opened, build_report(opened, storage_label=masked(locations.storage_url(storage)))
+def _names(studies: str | Iterable[str]) -> list[str]:
+    return [studies] if isinstance(studies, str) else list(studies)
+
+
+def _studies(studies: list[optuna.Study]) -> str:
+    names = ", ".join(repr(study.study_name) for study in studies)
+    return f"study {names}" if len(studies) == 1 else f"studies {names}"

@@ -3,8 +3,9 @@ loads torch or Plotly, so `hpsearch status` and `export`, which call these, answ
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ import optuna
 
 from search import locations
 from search.errors import ConfigError
-from search.results.export import export, output_format
-from search.results.status import format_status, study_status
+from search.results.export import check_export_paths, export, output_format
+from search.results.status import format_status, storage_status, study_status
 from search.serve.notes import attach_best_params
 from search.study import recorded
-from search.study.storage import open_storage
+from search.study.storage import masked, open_storage
+from search.study.writable import NOTE_TABLES, refused_write
 
 
 def open_study(name: str, *, storage: str | None = None) -> optuna.Study:
@@ -39,12 +41,15 @@ class StudyStatus:
     """Where the studies of a storage stand, a row per study, as `hpsearch status` shows them:
     `str()` (or `print`) gives its table, `rows` the plain data `status --json` prints (trial
     counts by state, the budget and how much of it is spent, the best value, trial, parameters and
-    whole training configuration, and each running trial's worker and heartbeat)."""
+    whole training configuration, and each running trial's worker and heartbeat). `skipped` holds
+    a line for each study of the storage hpsearch cannot read (another tool's, with several
+    objectives or one it minimizes), which has no row; `str()` ends with them."""
 
     rows: list[dict[str, Any]]
+    skipped: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return format_status(self.rows)
+        return "\n".join([format_status(self.rows), *self.skipped])
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """IPython and Jupyter show the table, not the rows, when a cell ends with the status."""
@@ -52,10 +57,14 @@ class StudyStatus:
 
 
 def status(name: str | None = None, *, storage: str | None = None) -> StudyStatus:
-    """The status of the study `name`, or of every study in the storage (default:
-    $HPSEARCH_STORAGE, else `sqlite:///hpsearch.db`)."""
+    """The status of the study `name` (a study hpsearch cannot read is an error, as a missing one
+    is), or of every study in the storage (default: $HPSEARCH_STORAGE, else
+    `sqlite:///hpsearch.db`) that it can read, the others named in `skipped`."""
     opened = open_storage(locations.storage_url(storage), create=False)
-    return StudyStatus(study_status(opened, name))
+    if name is not None:
+        return StudyStatus(study_status(opened, name))
+    found = storage_status(opened)
+    return StudyStatus(found.rows, found.skipped)
 
 
 def export_best(
@@ -74,16 +83,30 @@ def export_best(
     With `path` (.toml, .json, .yaml or .yml; `format`, if given, must agree), it is written there
     and the trial's kept weights, found under `checkpoint_dir` (default: $HPSEARCH_CHECKPOINTS,
     the study file's [checkpoint] dir, else the user cache), are copied beside it as
-    NAME.weights.pt. The export is also put on the study's note, where the dashboard shows it.
-    A study with no complete trial is a `NoFinishedTrial`."""
+    NAME.weights.pt. The export is also put on the study's note, where the dashboard shows it;
+    a storage that refuses writes still gives the settings, and a warning on standard error says
+    the note goes without them. A study with no complete trial is a `NoFinishedTrial`."""
     if top < 1:
         raise ConfigError(f"top must be at least 1, but got top={top}")
     output = Path(path) if path is not None else None
     fmt = output_format(output, format)  # refused before the storage is opened
+    if output is not None:  # and so are the paths it writes
+        check_export_paths(output, fmt, "path")
     url = locations.storage_url(storage)
-    study = recorded.find_study(open_storage(url, create=False), name)
+    opened = open_storage(url, create=False)  # a mistyped storage is refused, not created
+    study = recorded.find_study(opened, name)
+    # A reader who may not write the storage still gets the settings; only the study's note goes
+    # without them, and says so
+    refusal = refused_write(opened, NOTE_TABLES)
     root = locations.checkpoint_root(checkpoint_dir, recorded.checkpoint_dir(study))
     exported = export(study, output=output, fmt=fmt, top=top, storage_url=url, checkpoint_root=root)
-    # The dashboard shows the latest export on the study's note
-    attach_best_params(study, exported.text, exported.fmt)
+    if refusal is None:  # the dashboard shows the latest export on the study's note
+        attach_best_params(study, exported.text, exported.fmt)
+    else:
+        print(
+            f"hpsearch: warning: the exported settings are not shown on the note of study "
+            f"{study.study_name!r} in the dashboard: storage {masked(url)} refuses writes: "
+            f"{refusal}",
+            file=sys.stderr,
+        )
     return exported.settings

@@ -10,17 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from search.locations import RUNS_FOLDER
+from search.locations import RUNS_FOLDER, refuse_a_file_in_the_way
 from search.results.evaluate import Evaluation, evaluate_weights
 from search.studyfile.train_file import PROVENANCE, RUN_DEFAULTS, RUN_SETTINGS, read_settings
 from trainer import TrainConfig
 from trainer.checkpoint import CheckpointPolicy
+from trainer.config import check_image_size_range
 from trainer.data import ImageData, load_image_data
 from trainer.device import resolve_device
 from trainer.epoch import EpochMetrics
 from trainer.errors import ConfigError, NoSpaceLeft
 from trainer.files import WEIGHTS_NAME
-from trainer.loop import TrainResult
+from trainer.listing import Listing
+from trainer.loop import TrainResult, refuse_other_classes, resumable_classes
 from trainer.loop import train as train_config
 
 Settings = TrainConfig | Mapping[str, Any] | str | Path | None
@@ -98,9 +100,16 @@ def train(
         raise ConfigError("resume needs checkpoint_dir, the folder that holds the checkpoint")
     where = resolve_device(run["device"])
     policy = checkpoint_policy(run)  # a bad interval is refused before the data is decoded
+    # A checkpoint of other settings is refused now, and one of other classes once the data's
+    # folder is listed: both before anything is decoded
+    classes = resumable_classes(chosen, policy) if resume else None
     lines = (out or sys.stdout) if progress else None
     images = load_image_data(
-        run["data"], chosen.image_size, cache_dir=_path(run.get("cache_dir")), progress=progress
+        run["data"],
+        chosen.image_size,
+        cache_dir=_path(run.get("cache_dir")),
+        progress=progress,
+        check=None if classes is None else _same_classes(classes, policy),
     )
     _say(lines, _header(chosen, images, str(where)))
 
@@ -129,20 +138,32 @@ def train(
 
 
 def train_settings(
-    config: Settings, given: Mapping[str, Any]
+    config: Settings, given: Mapping[str, Any], *, as_flags: bool = False
 ) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
     """The training configuration, the run's settings (RUN_SETTINGS: data, device, files) and the
     provenance `config` carries (an export's): the defaults, then `config`'s values, then those
-    `given` that are not None."""
+    `given` that are not None. A bad value's error starts with the settings file it came from,
+    or, with `as_flags` (`hpsearch train`), with the flag that gave it (`--lr: `); a keyword's
+    error names the keyword already."""
     values, provenance = _values(config)
-    merged = {
-        **RUN_DEFAULTS,
-        **values,
-        **{key: value for key, value in given.items() if value is not None},
-    }
+    chosen = {key: value for key, value in given.items() if value is not None}
+    merged = {**RUN_DEFAULTS, **values, **chosen}
     run = {key: merged.pop(key) for key in RUN_SETTINGS if key in merged}
     where = str(config) if isinstance(config, (str, Path)) else "the settings given"
-    return TrainConfig.from_dict(merged, where=where), run, provenance
+    try:
+        return TrainConfig.from_dict(merged, where=where), run, provenance
+    except ConfigError as error:
+        source = _source(error.setting, chosen, config, as_flags)
+        raise ConfigError(f"{source}{error}", setting=error.setting) from None
+
+
+def _source(setting: str | None, given: Mapping[str, Any], config: Settings, as_flags: bool) -> str:
+    """Where a bad setting came from, as the start of its error: its flag or the settings file."""
+    if setting is None:
+        return ""
+    if setting in given:
+        return f"--{setting.replace('_', '-')}: " if as_flags else ""
+    return f"{config}: " if isinstance(config, (str, Path)) else ""
 
 
 def _values(config: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -163,7 +184,15 @@ def checkpoint_policy(run: Mapping[str, Any]) -> CheckpointPolicy:
     # Every epoch unless only a time interval was asked for.
     every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
     folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
+    refuse_a_file_in_the_way(folder)
     return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
+
+
+def _same_classes(classes: tuple[str, ...], policy: CheckpointPolicy) -> Callable[[Listing], None]:
+    def check(listing: Listing) -> None:
+        refuse_other_classes(classes, listing.classes, policy.path)
+
+    return check
 
 
 def _new_run_folder() -> Path:
@@ -214,7 +243,9 @@ def evaluate(
     NAME.weights.pt) on the val split of `data` (a folder, an archive, an Imagenette name), as
     `hpsearch evaluate`: top-1, top-5, the val loss, top-1 per class and the confusion matrix
     (`format_evaluation` of search.results.evaluate prints them as the command does). The images
-    are resized to `image_size` (default: the weights' own)."""
+    are resized to `image_size` (default: the weights' own, checked when they were trained)."""
+    if image_size is not None:  # before the weights are read or an image decoded
+        check_image_size_range(image_size, "image_size")
     return evaluate_weights(
         weights,
         data,

@@ -120,13 +120,23 @@ def evaluate_weights(
     progress: bool = True,
 ) -> Evaluation:
     """Score a weights file on the val split of a folder, archive, Imagenette name or ImageData."""
+    # Whatever the weights alone can refuse, and their classes against the folder's listing, is
+    # refused before a single image is decoded or cached
     loaded = load_weights(weights)
     image_size = image_size or loaded.image_size
     device = resolve_device(device)
-    if not isinstance(data, ImageData):
-        data = load_image_data(data, image_size, cache_dir=cache_dir, progress=progress)
-    check_fits(loaded, data.classes, data.source)
     model = build_network(loaded, device)
+    if isinstance(data, ImageData):
+        check_fits(loaded, data.classes, data.source)
+    else:
+        source = str(data)  # as the user named it: a folder, an archive, an Imagenette name
+        data = load_image_data(
+            data,
+            image_size,
+            cache_dir=cache_dir,
+            progress=progress,
+            check=lambda listing: check_fits(loaded, listing.classes, source),
+        )
     top1, loss, tally = score(
         model, data.to(device), image_size, progress=progress, name=loaded.path.name
     )

@@ -28,6 +28,7 @@ from search.study.recorded import data_fingerprint, data_source
 from search.study.storage import masked
 from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
 from trainer.errors import ConfigError
+from trainer.outputs import check_output_file
 
 WEIGHTS_SUFFIX = ".weights.pt"
 
@@ -112,6 +113,18 @@ def searched_on(study: optuna.Study) -> dict[str, Any]:
 def weights_beside(path: Path) -> Path:
     """best.toml -> best.weights.pt: the weights travel with the settings file they belong to."""
     return path.with_name(path.stem + WEIGHTS_SUFFIX)
+
+
+def check_export_paths(output: Path, fmt: str, what: str) -> None:
+    """Both files an export to `output` writes can be written, before the storage is opened: the
+    settings file and the weights beside it. `what` names `output` for the user (-o, path)."""
+    check_output_file(output, what, f"best.{fmt}")
+    weights = weights_beside(output)
+    if weights.is_dir():
+        raise ConfigError(
+            f"{weights} is a folder, but export copies the best trial's weights there, beside "
+            f"{what} {output}; move the folder or name another {what}"
+        )
 
 
 class Exported(NamedTuple):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -11,14 +11,36 @@ from optuna.trial import FrozenTrial, TrialState
 from search import attrs
 from search.run.liveness import describe, last_beat
 from search.study.promotion import never_ran, shown_counts
-from search.study.recorded import budget, find_study
+from search.study.recorded import budget, find_study, unreadable
+
+
+class StorageStatus(NamedTuple):
+    rows: list[dict[str, Any]]  # a row per study hpsearch reads
+    skipped: list[str]  # a line per study it cannot, and why (several objectives, minimizing)
 
 
 def study_status(
     storage: optuna.storages.BaseStorage, name: str | None = None
 ) -> list[dict[str, Any]]:
-    names = optuna.get_all_study_names(storage) if name is None else [name]
-    return [_one_study(find_study(storage, study_name)) for study_name in names]
+    """A row for the study `name` (an error if hpsearch cannot read it), or for every study it
+    can read."""
+    if name is not None:
+        return [_one_study(find_study(storage, name))]
+    return storage_status(storage).rows
+
+
+def storage_status(storage: optuna.storages.BaseStorage) -> StorageStatus:
+    """Every study in the storage: a row for each hpsearch reads, a line for each it skips; another
+    tool's study beside ours is no reason to show none."""
+    rows, skipped = [], []
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        reason = unreadable(study)
+        if reason is None:
+            rows.append(_one_study(study))
+        else:
+            skipped.append(f"{reason}: skipped")
+    return StorageStatus(rows, skipped)
 
 
 def _one_study(study: optuna.Study) -> dict[str, Any]:

@@ -4,9 +4,9 @@ Per process, whatever starts it (`hpsearch run`, `worker`, `slurm`, a notebook):
 opened once, the study file's settings are checked once, the study is loaded once (through the
 worker's cache of finished trials), and `hpsearch run` hands what it built to its local worker.
 The order writes nothing until everything that can be checked has been: the storage's URL and
-server first (a second), then the study file against a study that exists (before the data, which
-takes minutes to decode on a first run), then the data against the study's fingerprint; only then
-is a new storage or study created.
+server first (a second), then the study file against a study that exists, then whether the storage
+takes our writes (all before the data, which takes minutes to decode on a first run), then the
+data against the study's fingerprint; only then is a new storage or study created.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import optuna
 
+from search import locations
 from search.errors import StorageError
 from search.run.options import WorkerOptions
 from search.run.study_data import fingerprint, load_study_data
@@ -30,6 +31,7 @@ from search.study.opening import (
 )
 from search.study.recorded import created_with, find_study, missing_study
 from search.study.storage import check_reachable, open_storage
+from search.study.writable import check_may_create, check_writable
 from search.studyfile import StudyConfig
 from trainer.data import ImageData
 
@@ -78,8 +80,17 @@ def join(
         assert storage is not None  # opened, or _open raised
         raise _missing(request, storage)
     config = _configuration(request, study, trials)
+    locations.refuse_a_file_in_the_way(
+        locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
+    )
     if before_writing is not None:
         before_writing(config)
+    # A storage that takes no writes from us is named before the data is decoded, not at the
+    # first write (Optuna's "invalid data in the commit")
+    if storage is not None:
+        check_writable(storage, options.storage_url)
+    else:
+        check_may_create(options.storage_url)
     if data is None:
         data = load_study_data(config, options.cache_dir, progress=options.progress)
     data_fingerprint = fingerprint(config, data)

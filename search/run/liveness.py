@@ -123,11 +123,12 @@ def fail_dead_trials(
     grace_seconds: float,
     max_retries: int,
     trials: list[FrozenTrial] | None = None,
-    on_dead: Callable[[int, str, bool], None] | None = None,
+    on_dead: Callable[[FrozenTrial, str, bool], None] | None = None,
 ) -> list[int]:
     """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed.
     `trials`: the study's trials as the caller just read them, which saves a read;
-    `on_dead(number, reason, retried)` hears of each one (for the worker's log)."""
+    `on_dead(trial, reason, retried)` hears of each one (the worker logs it, and drops the files
+    of a lineage out of retries)."""
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     failed = []
@@ -138,7 +139,7 @@ def fail_dead_trials(
             retried = queue_retry(study, trial, max_retries, reason) is not None
             failed.append(trial.number)
             if on_dead is not None:
-                on_dead(trial.number, reason, retried)
+                on_dead(trial, reason, retried)
     return failed
 
 

@@ -71,6 +71,12 @@ def remove_trial_files(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def remove_lineage_files(study_folder: Path, trial: FrozenTrial) -> None:
+    """A trial FAIL for good (out of retries): no attempt will resume from its lineage's
+    checkpoint, which would otherwise stay on disk for the life of the study."""
+    remove_trial_files(trial_folder(study_folder, attrs.first_attempt(trial)))
+
+
 def _drop_weights_ranked_below(
     complete: list[FrozenTrial], best: FrozenTrial, study_folder: Path
 ) -> None:

@@ -161,7 +161,7 @@ class _Worker:
         trials = self.study.get_trials(deepcopy=False)
         heartbeat = self.config.heartbeat
         if liveness.fail_dead_trials(
-            self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials, self.log.dead_trial
+            self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials, self._dead_trial
         ):
             trials = self.study.get_trials(deepcopy=False)  # with the retries just queued
         if epochs_budget_met(self.study, self.config.study.epochs_budget, trials):
@@ -182,6 +182,11 @@ class _Worker:
         if self.config.space is None and not any(_queued_point(t) for t in trials):
             return None  # a study of fixed points ends when its queue is empty
         return promotion.ask_new(self.study)
+
+    def _dead_trial(self, trial: FrozenTrial, reason: str, retried: bool) -> None:
+        self.log.dead_trial(trial.number, reason, retried)
+        if not retried:
+            trial_files.remove_lineage_files(self.study_folder, trial)
 
     def _promote(self) -> optuna.Trial | None:
         """asha: close what can no longer be promoted, then claim the best promotable trial."""
@@ -320,6 +325,7 @@ class _Worker:
             self.left_to_resume += 1
         else:
             self.finished += 1  # out of retries: FAIL for good
+            trial_files.remove_lineage_files(self.study_folder, frozen)
         self.log.trial_stopped(trial.number, reason, retry)
 
     def _tell(

@@ -78,3 +78,18 @@ def is_database_error(error: BaseException) -> bool:
             return True
         link = getattr(link, "orig", None) or link.__cause__ or link.__context__
     return False
+
+
+SQLITE_READONLY = 8  # SQLite's primary result code; its extended codes keep it in the low byte
+
+
+def is_read_only(error: BaseException) -> bool:
+    """Whether SQLite refused a write to a file this process may only read (its permissions, an
+    immutable file, a read-only mount), as sqlite3 reports it or SQLAlchemy wraps it: not damage."""
+    driver_error = getattr(error, "orig", None) or error
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    return (
+        isinstance(driver_error, sqlite3.Error)
+        and code is not None
+        and code & 0xFF == SQLITE_READONLY
+    )

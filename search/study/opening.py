@@ -23,7 +23,7 @@ import optuna
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
 from search.study.optuna_compat import worker_storage
-from search.study.recorded import config_document, data_fingerprint
+from search.study.recorded import config_document, data_fingerprint, unreadable
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, to_document
@@ -193,10 +193,9 @@ def check_settings(study: optuna.Study, config: StudyConfig) -> None:
     """The study file (with its flags) must describe the study as it was created; checked before
     the data is decoded, which takes minutes on a first run."""
     name = study.study_name
-    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise StudyMismatchError(
-            f"study {name!r} exists and minimizes; ours maximize val top-1: use another study name"
-        )
+    reason = unreadable(study)
+    if reason is not None:
+        raise StudyMismatchError(f"{reason}: give the study file another [study] name")
     stored = config_document(study)
     if stored is not None:
         changed = differences(stored, to_document(config), str(config.path))

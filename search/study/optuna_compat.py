@@ -16,7 +16,8 @@ What we need that Optuna keeps private:
 - a few statements of `RDBStorage` run in one transaction of ours (several user attributes at
   once, an intermediate value committed asynchronously, a state change a retry recognises), and
   the list of its methods, each a transaction, that `search.study.resilience` wraps to wait out an
-  outage.
+  outage;
+- the names of its tables, whose write privileges a role must hold (search.study.writable).
 """
 
 from __future__ import annotations
@@ -148,6 +149,16 @@ def database_behind(storage: BaseStorage) -> BaseStorage:
     """The storage behind Optuna's cache of finished trials, or the storage itself (the gRPC
     proxy has none)."""
     return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+def optuna_tables() -> list[str]:
+    """The tables RDBStorage keeps studies and trials in, each of which a worker writes (its
+    schema's version table aside, written only when the schema is made): no public API lists
+    them, and search.study.writable asks a role's privileges on each."""
+    version = models.VersionInfoModel.__tablename__
+    return [
+        table.name for table in models.BaseModel.metadata.sorted_tables if table.name != version
+    ]
 
 
 def remember_user_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:

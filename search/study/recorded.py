@@ -21,10 +21,33 @@ STUDY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex; anything else is 
 
 
 def find_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
-    """The study called `name`; a missing one is an error that lists those present."""
+    """The study called `name`; a missing one is an error that lists those present, and so is one
+    hpsearch cannot read (`unreadable`)."""
     if name not in optuna.get_all_study_names(storage):
         raise missing_study(storage, name)
-    return optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    reason = unreadable(study)
+    if reason is not None:
+        raise StudyMismatchError(f"{reason}: `hpsearch dashboard` shows it as Optuna made it")
+    return study
+
+
+def unreadable(study: optuna.Study) -> str | None:
+    """Why hpsearch cannot read `study`, or None. Every study hpsearch makes maximizes one
+    objective, val top-1; a study another tool made in the same storage may have several, or
+    minimize, and its values are no accuracies to rank, plot or retrain from."""
+    directions = study.directions
+    if len(directions) > 1:
+        return (
+            f"study {study.study_name!r} has {len(directions)} objectives; hpsearch reads "
+            "single-objective studies"
+        )
+    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+        return (
+            f"study {study.study_name!r} minimizes its objective; hpsearch reads studies that "
+            "maximize val top-1"
+        )
+    return None
 
 
 def missing_study(storage: optuna.storages.BaseStorage, name: str) -> StudyNotFound:
@@ -59,6 +82,11 @@ def config_document(study: optuna.Study) -> dict[str, Any] | None:
 def created_with(study: optuna.Study, *, data: str | None = None) -> StudyConfig:
     """The configuration the study was created with, its live budget and this machine's data path
     (`data`, else the creator's) applied: what a worker joining with no study file runs."""
+    reason = unreadable(study)
+    if reason is not None:
+        raise StudyMismatchError(
+            f"{reason}; --study joins only studies hpsearch created, which recorded their settings"
+        )
     document = config_document(study)
     if document is None:
         raise StudyMismatchError(

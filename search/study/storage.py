@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search.errors import StorageError
-from search.study.integrity import check_intact, sqlite_file
+from search.study.integrity import check_intact, is_read_only, sqlite_file
 from search.study.optuna_compat import (
     check_version,
     database_behind,
@@ -272,7 +272,13 @@ def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     # WAL lets readers (the progress line, status, the dashboard) run while a worker writes;
     # it is a property of the database file, so setting it once is enough.
     with storage.engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        try:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        except OperationalError as error:
+            # A file this process may only read keeps its journal: reading needs no WAL, and a
+            # command that writes is refused before it does (search.study.writable)
+            if not is_read_only(error):
+                raise
 
 
 def set_user_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:

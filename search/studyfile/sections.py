@@ -17,6 +17,7 @@ from search.studyfile.checks import (
     check_at_least,
     check_kind,
     check_types,
+    check_within,
     trainer_check,
 )
 from trainer.config import OPTIMIZER_SETTINGS, TrainConfig
@@ -69,6 +70,12 @@ TRAIN_KEYS_ELSEWHERE = {
 }
 MAX_NAME_CHARS = 128
 MAX_SEED = 2**32 - 1  # NumPy's limit, which Optuna's samplers inherit
+# A beat an hour is already 120 times the default (30 s); past it a worker that died keeps its trial
+# RUNNING for hours, and past ~292 years threading's wait overflows.
+MAX_HEARTBEAT_SECONDS = 3600
+# A dead worker's trial waits out the grace before it is failed and queued again: a day is longer
+# than any outage worth sitting out (a longer one: the trial resumes from its checkpoint anyway)
+MAX_GRACE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -280,7 +287,8 @@ class HeartbeatSettings:
 
     def __post_init__(self) -> None:
         check_types(self)
-        check_at_least("interval_seconds", self.interval_seconds, 1)
+        check_within("interval_seconds", self.interval_seconds, 1, MAX_HEARTBEAT_SECONDS)
+        check_within("grace_seconds", self.grace_seconds, 1, MAX_GRACE_SECONDS)
         if not self.grace_seconds > self.interval_seconds:
             raise SettingError(
                 "grace_seconds",

@@ -100,12 +100,116 @@ def _storage_inputs(root: Path) -> dict[str, Path]:
 
 def _number_inputs(root: Path) -> dict[str, Path]:
     """Numbers out of range in study files, flags and data sets."""
-    return {}
+    data = root / "data"  # made by _inputs first
+    one_image = _tiny_images(root / "one-image", classes=1)
+    (one_image / "train/class_0/img_1.jpg").unlink()
+    (root / "inf-lr.yaml").write_text("lr: .inf\n")
+    (root / "half-epoch.json").write_text('{"epochs": 1.5}\n')
+    (root / "a-file").write_text("not a folder\n")
+    return {
+        "one_class": _tiny_images(root / "one-class", classes=1),
+        "one_image": one_image,
+        "inf_lr": root / "inf-lr.yaml",
+        "half_epoch": root / "half-epoch.json",
+        "a_file": root / "a-file",
+        # What `train` with TRAIN's flags would have checkpointed, but for one setting or the data
+        "other_model_run": _checkpoint(root / "other-model", model="resnet34"),
+        "other_classes_run": _checkpoint(root / "other-classes", classes=("a", "b", "c")),
+        **{
+            name: _study_with(root, data, name, before, after)
+            for name, (before, after) in NUMBER_STUDIES.items()
+        },
+    }
+
+
+# A study file with one line of write_study's changed: name -> (line, replacement)
+NUMBER_STUDIES = {
+    "huge_image": ("image_size = 32", "image_size = 100000"),
+    "huge_lr": ("lr = { low = 1e-3, high = 0.1 }", "lr = { low = 1e-4, high = 1e300 }"),
+    "huge_eps": ("eps = { low = 1e-8, high = 1e-6 }", "eps = { low = 1e-8, high = 2.0 }"),
+    "huge_seed": ("seed = 7", "seed = 1180591620717411303424"),
+    "huge_heartbeat": ("interval_seconds = 2", "interval_seconds = 1000000000000"),
+    "huge_grace": ("grace_seconds = 8", "grace_seconds = 100000000000000"),
+    "batch_of_one": ("batch_size = 32", "batch_size = 1"),
+    "large_holdout": ("image_size = 32", "image_size = 32\nvalidation_fraction = 0.99"),
+}
+
+
+def _study_with(root: Path, data: Path, name: str, line: str, replacement: str) -> Path:
+    text = write_study(root, data, name=name.replace("_", "-")).read_text()
+    assert line in text, line  # a change to write_study must not leave a row testing nothing
+    path = root / f"{name.replace('_', '-')}.toml"
+    path.write_text(text.replace(line, replacement))
+    return path
+
+
+def _checkpoint(folder: Path, *, classes=("class_0", "class_1"), **settings) -> Path:
+    """A checkpoint folder as `train` leaves it: its last.pt records the settings and classes
+    (the weights are not needed: resuming compares these first)."""
+    from trainer.checkpoint import save_atomically
+    from trainer.config import TrainConfig
+    from trainer.files import CHECKPOINT_NAME
+
+    config = TrainConfig(image_size=16, epochs=1, batch_size=2, **settings)
+    payload = {"epoch": 1, "config": config.to_dict(), "classes": list(classes), "history": []}
+    save_atomically(payload, folder / CHECKPOINT_NAME)
+    return folder
 
 
 def _file_inputs(root: Path) -> dict[str, Path]:
     """Weights files, output paths and images that are not what they claim."""
-    return {}
+    # Imported here, not at the top: each area of round two keeps to its own lines of this file
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    files = root / "files"
+    files.mkdir()
+    fields = {"architecture": "resnet18", "classes": ["class_0", "class_1"], "image_size": 16}
+    weights = {
+        "five_classes": {**fields, "classes": [f"class_{n}" for n in range(5)], "model": _state(5)},
+        "size_big": {**fields, "image_size": "big", "model": {}},
+        "model_none": {**fields, "model": None},
+        "model_tensor": {**fields, "model": torch.zeros(3)},
+        "classes_str": {**fields, "classes": "class_0", "model": {}},
+        "empty_model": {**fields, "model": {}},
+        "plain_tensor": torch.zeros(3),
+        "plain_list": [1, 2, 3],
+    }
+    for name, payload in weights.items():
+        torch.save(payload, files / f"{name}.pt")
+    whole = (files / "five_classes.pt").read_bytes()
+    (files / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (files / "text.pt").write_text("not torch at all\n")
+    for folder in ("out.html", "out.csv", "best.toml", "best2.weights.pt"):
+        (files / folder).mkdir()
+    (files / "a-file").write_text("a file where a folder should be\n")
+    float_image = _tiny_images(root / "float-image")
+    Image.fromarray(np.zeros((16, 16), np.float32)).save(float_image / "val/class_1/f.png", "TIFF")
+    return {
+        **{f"w_{name}": files / f"{name}.pt" for name in (*weights, "truncated", "text")},
+        "files": files,
+        "a_file": files / "a-file",
+        "float_image": float_image,
+    }
+
+
+def _state(classes: int) -> dict[str, object]:
+    """A ResNet-18's state of the right shapes in a few kB: every tensor a view of one zero."""
+    import torch
+    import torchvision
+
+    with torch.device("meta"):
+        network = torchvision.models.resnet18(num_classes=classes)
+    return {
+        key: torch.zeros((), dtype=value.dtype).expand(value.shape)
+        for key, value in network.state_dict().items()
+    }
+
+
+def _evaluate(weights: str) -> str:
+    """`evaluate` of one of _file_inputs' weights files on the tiny data set."""
+    return f"evaluate {{w_{weights}}} --data {{data}} --device cpu"
 
 
 PG = "postgresql+psycopg://root@127.0.0.1"
@@ -216,9 +320,147 @@ STORAGE_ROWS: dict[str, Row] = {
 }
 NUMBER_ROWS: dict[str, Row] = {
     # Round two: numbers out of range in study files, flags and data sets
+    # Image sizes: a cache of N x 3 x S x S bytes; 100000 px would ask for hundreds of GB
+    "train --image-size 100000": Row(f"{TRAIN} --data {{data}} --image-size 100000", "1024 px"),
+    "study image_size 100000": Row(
+        "run {huge_image} --device cpu", "huge-image.toml: data.image_size"
+    ),
+    "run --image-size 100000": Row("run {study} --device cpu --image-size 100000", "1024 px"),
+    "evaluate --image-size 100000": Row(
+        "evaluate nothing.pt --data {data} --device cpu --image-size 100000", "at most 1024 px"
+    ),
+    "evaluate --image-size 1": Row(
+        "evaluate nothing.pt --data {data} --device cpu --image-size 1",
+        "--image-size must be at least 16 px",
+    ),
+    # Learning rate, eps: finite and sane, named by the key or flag that set them
+    "space lr up to 1e300": Row("run {huge_lr} --device cpu", "huge-lr.toml: space.lr.high"),
+    "space lr up to 1e300 (subprocess)": Row(
+        "run {huge_lr} --device cpu", "lr must be at most 1e+30", True
+    ),
+    "space eps up to 2": Row(
+        "run {huge_eps} --device cpu", "space.eps.high: eps must be in (0, 1)"
+    ),
+    "train --lr 1e300": Row(
+        f"{TRAIN} --data {{data}} --lr 1e300", "--lr: lr must be at most 1e+30"
+    ),
+    "train --lr inf": Row(f"{TRAIN} --data {{data}} --lr inf", "--lr: lr must be a finite"),
+    "train --config with lr: .inf": Row(
+        f"{TRAIN} --data {{data}} --config {{inf_lr}}", "inf-lr.yaml: lr must be a finite number"
+    ),
+    "train --weight-decay nan": Row(
+        f"{TRAIN} --data {{data}} --weight-decay nan", "weight_decay must be a finite number"
+    ),
+    "train --config with epochs: 1.5": Row(
+        f"{TRAIN.replace(' --epochs 1', '')} --data {{data}} --config {{half_epoch}}",
+        "half-epoch.json: epochs must be a whole number",
+    ),
+    # Seeds: what torch's generators (train) and NumPy's (a study's sampler) take
+    "train --seed 2**70": Row(
+        f"{TRAIN} --data {{data}} --seed 1180591620717411303424", "--seed: seed must be at most"
+    ),
+    "study seed 2**70": Row("run {huge_seed} --device cpu", "huge-seed.toml: study.seed"),
+    # Checkpoints: a file in the way, another run's checkpoint, an interval that is never due
+    "--checkpoint-dir that is a file": Row(
+        f"{TRAIN} --data {{data}} --checkpoint-dir {{a_file}}", "is a file, not a folder"
+    ),
+    "--checkpoint-dir under a file": Row(
+        f"{TRAIN} --data {{data}} --checkpoint-dir {{a_file}}/run", "a-file is a file"
+    ),
+    "run --checkpoint-dir that is a file": Row(
+        "run {study} --device cpu --checkpoint-dir {a_file}", "a-file is a file, not a folder"
+    ),
+    "--resume from another model's checkpoint": Row(
+        f"{TRAIN} --data {{data}} --checkpoint-dir {{other_model_run}} --resume",
+        "model='resnet34', not 'resnet18'",
+    ),
+    "--resume from a checkpoint of other classes": Row(
+        f"{TRAIN} --data {{data}} --checkpoint-dir {{other_classes_run}} --resume",
+        "trained on 3 classes (a, b, c), but the data holds 2 classes",
+    ),
+    "--checkpoint-every-seconds nan": Row(
+        f"{TRAIN} --data {{data}} --checkpoint-every-seconds nan", "every_seconds=nan"
+    ),
+    # Heartbeats: an interval threading cannot wait, a grace no clock reaches
+    "heartbeat interval 10**12": Row(
+        "run {huge_heartbeat} --device cpu", "huge-heartbeat.toml: heartbeat.interval_seconds"
+    ),
+    "heartbeat interval 10**12 (subprocess)": Row(
+        "run {huge_heartbeat} --device cpu", "must be 1 to 3600", True
+    ),
+    "heartbeat grace 10**14": Row("run {huge_grace} --device cpu", "heartbeat.grace_seconds"),
+    # Batches and data sets too small for BatchNorm, or for classification
+    "train --batch-size 1": Row(
+        f"{TRAIN} --data {{data}} --batch-size 1", "--batch-size: batch_size must be at least 2"
+    ),
+    "study batch_size 1": Row("run {batch_of_one} --device cpu", "data.batch_size"),
+    "a data set of one class": Row(f"{TRAIN} --data {{one_class}}", "one class (class_0)"),
+    "a data set of one training image": Row(
+        f"{TRAIN} --data {{one_image}}", "classification needs at least 2"
+    ),
+    "run on a data set of one class": Row(
+        "run {study} --device cpu --data {one_class}", "one class (class_0)"
+    ),
+    # A holdout that leaves a class nothing to train on: known from the listing, before decoding
+    "validation_fraction 0.99": Row(
+        "run {large_holdout} --device cpu",
+        "large-holdout.toml: data.validation_fraction: a holdout of fraction=0.99 takes all 2",
+    ),
 }
 FILE_ROWS: dict[str, Row] = {
     # Round two: weights files, output paths and images that are not what they claim
+    # Weights files: every field checked, and the classes against the folder's listing, before an
+    # image is decoded or cached
+    "weights of 5 classes, data of 2": Row(_evaluate("five_classes"), "trained on 5 classes"),
+    "weights of 5 classes (subprocess)": Row(
+        _evaluate("five_classes"), "five_classes.pt was trained on 5", True
+    ),
+    "weights with image_size 'big'": Row(_evaluate("size_big"), "its image_size is 'big'"),
+    "weights with model None": Row(_evaluate("model_none"), "model_none.pt is damaged"),
+    "weights whose model is a tensor": Row(
+        _evaluate("model_tensor"), "its model is a tensor of shape (3,)"
+    ),
+    "weights whose classes are a string": Row(_evaluate("classes_str"), "its classes is"),
+    "weights with no parameters": Row(_evaluate("empty_model"), "missing (conv1.weight"),
+    "weights that are a plain tensor": Row(_evaluate("plain_tensor"), "holds a tensor"),
+    "weights that are a list": Row(_evaluate("plain_list"), "holds [1, 2, 3] (a list)"),
+    "weights cut in half": Row(_evaluate("truncated"), "truncated.pt is not a weights"),
+    "weights that are text": Row(_evaluate("text"), "text.pt is not a weights file"),
+    "weights that are a folder": Row("evaluate {files} --data {data}", "is a folder"),
+    # Output paths: a folder where a file goes, a file where a folder goes, refused before work
+    "evaluate -o a folder": Row(
+        _evaluate("five_classes") + " -o {files}/out.html", "out.html is a folder"
+    ),
+    "report -o a folder": Row(
+        "report --study s -o {files}/out.html --storage sqlite:///{existing}", "out.html is a fold"
+    ),
+    "report -o under a file": Row(
+        "report --study s -o {a_file}/r.html --storage sqlite:///{existing}", "a-file is a file"
+    ),
+    "report --png-dir a file": Row(
+        "report --study s -o r.html --png-dir {a_file} --storage sqlite:///{existing}",
+        "--png-dir",
+    ),
+    "report -o into a new folder, study not there": Row(
+        "report --study nope -o nowhere/r.html --storage sqlite:///{existing}", "nope"
+    ),
+    "trials -o a folder": Row(
+        "trials --study s -o {files}/out.csv --storage sqlite:///{existing}", "out.csv is a folder"
+    ),
+    "export -o a folder": Row(
+        "export --study s -o {files}/best.toml --storage sqlite:///{existing}", "best.toml is a"
+    ),
+    "export's weights file a folder": Row(
+        "export --study s -o {files}/best2.toml --storage sqlite:///{existing}", "best2.weights.pt"
+    ),
+    "train --checkpoint-dir a file": Row(
+        f"{TRAIN} --data {{data}} --checkpoint-dir {{a_file}}", "checkpoint folder"
+    ),
+    "train --cache-dir under a file": Row(
+        f"{TRAIN} --data {{data}} --cache-dir {{a_file}}/cache", "a-file is a file"
+    ),
+    # Images: 32-bit pixels of unknown range, found only by decoding
+    "float TIFF named .png": Row(f"{TRAIN} --data {{float_image}}", "f.png"),
 }
 ROWS.update(STORAGE_ROWS)
 ROWS.update(NUMBER_ROWS)

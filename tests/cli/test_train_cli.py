@@ -121,6 +121,31 @@ def test_resume_continues_a_checkpointed_run(capsys, image_folder, cache_dir, tm
     assert status == 0 and summary["resumed_from_epoch"] == 1 and summary["epochs"] == 1
 
 
+def test_resuming_from_another_run_is_refused_before_decoding(
+    capsys, image_folder, cache_dir, tmp_path
+):
+    """A real checkpoint, resumed with another model or on other classes: refused with what
+    differs, before the other data is decoded and before the checkpoint is touched."""
+    run = ["--checkpoint-dir", tmp_path / "run", "--image-size", "16", "--batch-size", "8"]
+    common = ["train", "--cache-dir", cache_dir, "--device", "cpu", "--epochs", "1", *run]
+    assert run_cli(capsys, *common, "--data", image_folder)[0] == 0
+    checkpoint = (tmp_path / "run" / "last.pt").read_bytes()
+
+    status, _, err = run_cli(
+        capsys, *common, "--data", image_folder, "--model", "resnet34", "--resume"
+    )
+    assert status == 2 and "model='resnet18', not 'resnet34'" in err
+
+    shutil.rmtree(image_folder / "train" / "class_2")
+    shutil.rmtree(image_folder / "val" / "class_2")
+    cached = sorted(cache_dir.iterdir())
+    status, _, err = run_cli(capsys, *common, "--data", image_folder, "--resume")
+    assert status == 2 and "trained on 3 classes (class_0, class_1, class_2)" in err
+    assert "the data holds 2 classes (class_0, class_1)" in err and len(err.splitlines()) == 1
+    assert sorted(cache_dir.iterdir()) == cached
+    assert (tmp_path / "run" / "last.pt").read_bytes() == checkpoint
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -133,7 +158,7 @@ def test_resume_continues_a_checkpointed_run(capsys, image_folder, cache_dir, tm
         (["--lr", "0"], "lr must be positive, but got lr=0"),
         (["--lr", "-0.1"], "lr must be positive"),
         (["--epochs", "0"], "epochs must be positive, but got epochs=0"),
-        (["--batch-size", "-4"], "batch_size must be positive, but got batch_size=-4"),
+        (["--batch-size", "-4"], "batch_size must be at least 2 images, but got batch_size=-4"),
         (["--schedule", "step"], "unknown schedule 'step'"),
         (["--resume"], "--resume needs --checkpoint-dir"),
     ],

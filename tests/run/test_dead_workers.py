@@ -17,10 +17,10 @@ import pytest
 from optuna.trial import TrialState
 
 import search.run.objective
-from search import attrs
+from search import attrs, locations
 from search.cli import main
 from search.results.status import format_status, study_status
-from search.run import liveness
+from search.run import liveness, trial_files
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
 from search.study.opening import open_study
@@ -176,6 +176,33 @@ def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(
     assert silent.state == TrialState.FAIL and "no heartbeat" in silent.user_attrs["fail_reason"]
     assert retry.user_attrs[attrs.RETRY_OF] == 1 and summary.finished == 1
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_a_dead_trial_out_of_retries_leaves_no_checkpoint_behind(
+    tmp_path, image_folder, cache_dir, one_torch_thread
+):
+    """Its lineage will never be resumed: its checkpoint is not kept for the life of the study
+    (the chaos run at a473102 found five such ResNet-18 checkpoints, 90-134 MB each, left)."""
+    config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    data = load_study_data(config, cache_dir, progress=False)
+    study = open_study(config, open_storage(url), fingerprint(config, data))
+    done = study.ask()
+    suggest(done, config)
+    study.tell(done, 0.5)  # the budget of 1 is spent: the worker has nothing new to start
+    last = study.ask()
+    suggest(last, config)
+    last.set_user_attr(attrs.WORKER, a_gone_process())
+    last.set_user_attr(attrs.ATTEMPT, config.heartbeat.max_retries)  # its last retry
+    root = locations.checkpoint_root(None, config.checkpoint.dir)
+    folder = trial_files.trial_folder(trial_files.study_folder(root, study), last.number)
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT_NAME).write_bytes(b"a checkpoint")
+
+    run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), data=data)
+    _, dead = trials_of(url)
+    assert dead.state == TrialState.FAIL and "is gone" in dead.user_attrs[attrs.FAIL_REASON]
+    assert not folder.exists()
 
 
 def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_over(

@@ -29,6 +29,8 @@ from trainer.data import (
     ImageData,
     ImageSplit,
     cache_side,
+    check_fits,
+    check_holdout,
     default_cache_dir,
     load_image_data,
 )
@@ -242,10 +244,17 @@ def add_unmatched_classes(folder: Path) -> None:
         shutil.copy(folder / "train" / "class_0" / "img_0000.JPEG", folder / split / name)
 
 
+def keep_one_class(folder: Path) -> None:
+    for split in ("train", "val"):
+        for name in ("class_1", "class_2"):
+            shutil.rmtree(folder / split / name)
+
+
 @pytest.mark.parametrize(
     "break_folder, expected",
     [
         (remove_val, ["has no val/ folder", "val/<class>/*"]),
+        (keep_one_class, ["holds one class (class_0)", "needs at least 2"]),
         (remove_class_folders, ["holds no class folders", "train"]),
         (add_empty_class, ["class folder", "val/class_9", "holds no images"]),
         (
@@ -351,9 +360,37 @@ def test_holdout_carves_a_stratified_seeded_split_from_train(data):
     assert torch.equal(again.val.images, carved.val.images)
     assert not torch.equal(data.holdout(0.25, seed=2).val.images, carved.val.images)
     assert torch.bincount(data.holdout(0.01, seed=1).val.labels).tolist() == [1, 1, 1]
-    for fraction in (0, 0.6):
+    assert torch.bincount(data.holdout(0.9, seed=1).train.labels).tolist() == [2, 2, 2]
+    for fraction in (0, 1):
         with pytest.raises(DataError, match=f"fraction={fraction}"):
             data.holdout(fraction, seed=1)
+
+
+def test_a_holdout_that_leaves_a_class_nothing_to_train_on_is_refused(data):
+    # 20 images of class_0: 0.99 of them rounds to all 20
+    with pytest.raises(
+        DataError, match="takes all 20 training images of class 'class_0'"
+    ) as caught:
+        data.holdout(0.99, seed=1)
+    assert "at most 0.95" in str(caught.value)
+    assert len(data.holdout(0.95, seed=1).train) == 3
+    with pytest.raises(DataError, match="class 'b' has 1 training image"):
+        check_holdout({"a": 5, "b": 1}, 0.2)
+
+
+def test_a_cache_larger_than_the_memory_is_refused_naming_both_sizes():
+    with pytest.raises(DataError, match="need 4 GB .* but this machine's memory has 3 GB"):
+        check_fits(4 * 10**9, 3 * 10**9, "this machine's memory")
+    check_fits(3 * 10**9, 3 * 10**9, "this machine's memory")
+
+
+def test_loading_checks_the_memory_before_decoding_or_writing(small_folder, cache_dir, monkeypatch):
+    # The real check, as on a machine with less memory than 52 images of 37 px take (214 kB)
+    monkeypatch.setattr(trainer.data, "_host_memory_available", lambda: 100_000)
+    monkeypatch.setattr(trainer.decode, "decode_image", refuse_to_decode)
+    with pytest.raises(DataError, match="need 0.000214 GB .* memory has 0.0001 GB available"):
+        load(small_folder, cache_dir)
+    assert not cache_dir.exists()
 
 
 def test_fingerprint_describes_the_data_as_json(data):
@@ -431,6 +468,8 @@ def test_every_copy_of_an_image_gets_its_own_crop_and_about_half_are_flipped():
 
 def test_a_split_smaller_than_a_batch_gives_one_smaller_batch(data):
     assert [steps_per_epoch(n, 16) for n in (0, 5, 16, 47, 48)] == [0, 1, 1, 2, 3]
+    with pytest.raises(DataError, match="training split of 1 image cannot train"):
+        steps_per_epoch(1, 16)  # BatchNorm cannot train on a batch of one
     few = data.train.subset(torch.arange(5))
     [(images, labels)] = epoch(few, 0)
     assert images.shape[0] == labels.shape[0] == 5

@@ -8,7 +8,7 @@ import sys
 
 from search.api import studies
 from search.errors import ConfigError
-from search.results.export import output_format
+from search.results.export import check_export_paths, output_format
 from search.studyfile.train_file import PROVENANCE, dump_settings
 
 
@@ -16,6 +16,8 @@ def write_export(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, but got {args.top}")
     fmt = output_format(args.output, args.format)  # refused before the storage is opened
+    if args.output is not None:  # and so are the paths it writes, named by their flag
+        check_export_paths(args.output, fmt, "-o")
     settings = studies.export_best(
         args.study,
         storage=args.storage,

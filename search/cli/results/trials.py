@@ -11,12 +11,15 @@ from search.errors import ConfigError
 from search.results.trials_table import write_trials_csv
 from search.study.recorded import find_study
 from search.study.storage import open_storage
+from trainer.outputs import check_output_file
 
 
 def write_trials(args: argparse.Namespace) -> int:
     output = args.output
-    if output is not None and output.suffix.lower() != ".csv":  # refused before anything opens
-        raise ConfigError(f"-o writes CSV: name a .csv file, not {output}")
+    if output is not None:  # refused before anything opens
+        if output.suffix.lower() != ".csv":
+            raise ConfigError(f"-o writes CSV: name a .csv file, not {output}")
+        check_output_file(output, "-o", "trials.csv")
     # A mistyped storage is refused, not created
     study = find_study(open_storage(locations.storage_url(args.storage), create=False), args.study)
     if output is None:

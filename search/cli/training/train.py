@@ -18,13 +18,14 @@ from trainer.errors import ConfigError, NonFiniteLossError
 def resolve_settings(
     args: argparse.Namespace,
 ) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
-    """Merge defaults, the settings file and flags; return (config, run settings, provenance)."""
+    """Merge defaults, the settings file and flags; return (config, run settings, provenance).
+    A bad setting's error starts with where it came from: its flag or the settings file."""
     flags = {
         key: value
         for key, value in vars(args).items()
         if value is not None and key in _known_keys()
     }
-    return training.train_settings(args.config, flags)
+    return training.train_settings(args.config, flags, as_flags=True)
 
 
 def _known_keys() -> set[str]:

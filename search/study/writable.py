@@ -1,0 +1,178 @@
+"""Whether a storage takes this process's writes, asked before anything is written.
+
+A PostgreSQL role that may read but not write, a server that takes no writes (a standby, a role
+with default_transaction_read_only), a SQLite file that is read-only here: each fails only at its
+first write, as Optuna's "invalid data in the commit, e.g. exceeding max length", after `run` has
+decoded the data or `report` has written its page. Asked first, with nothing written: PostgreSQL
+from its catalog (privileges and the session's read-only setting), SQLite by a write statement
+that touches no row, rolled back. A gRPC proxy writes as its own server's role and is not asked;
+nor is MySQL, whose refused writes still fail as they come.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from search.errors import StorageError
+from search.study.integrity import is_read_only, sqlite_file
+from search.study.optuna_compat import database_behind, optuna_tables
+from search.study.storage import check_storage_url, masked
+
+# Optuna writes new rows and sets attributes again: what a role needs on its tables (no DELETE)
+WRITE_PRIVILEGES = ("INSERT", "UPDATE")
+# Where report and export attach what they found: the study's note and its report's artifact entry
+NOTE_TABLES = ("study_system_attributes",)
+
+_SESSION = sqlalchemy.text(
+    "SELECT current_user, current_schema(), current_setting('transaction_read_only')"
+)
+# Each table of `tables` that exists, and a write privilege the role lacks on it, tables in order
+_MISSING_TABLE_PRIVILEGES = sqlalchemy.text("""
+SELECT t.name, p.privilege
+FROM unnest(CAST(:tables AS text[])) WITH ORDINALITY AS t(name, position)
+CROSS JOIN unnest(CAST(:privileges AS text[])) AS p(privilege)
+WHERE to_regclass(quote_ident(t.name)) IS NOT NULL
+  AND NOT has_table_privilege(to_regclass(quote_ident(t.name)), p.privilege)
+ORDER BY t.position
+""")
+# The sequences that number the rows of `tables` (serial or identity columns) the role may not use:
+# an INSERT that draws an id needs them as much as the table. CASE, because the planner may ask
+# has_sequence_privilege of a table's other dependents (its TOAST table) before the join drops them.
+_MISSING_SEQUENCE_PRIVILEGES = sqlalchemy.text("""
+SELECT dependent.relname
+FROM pg_depend AS link
+JOIN pg_class AS dependent ON dependent.oid = link.objid
+WHERE link.classid = 'pg_class'::regclass AND link.refclassid = 'pg_class'::regclass
+  AND link.refobjid = ANY(ARRAY(
+    SELECT to_regclass(quote_ident(name)) FROM unnest(CAST(:tables AS text[])) AS name))
+  AND CASE WHEN dependent.relkind = 'S'
+    THEN NOT has_sequence_privilege(dependent.oid, 'USAGE') ELSE false END
+ORDER BY dependent.relname
+""")
+_CREATE_IN_SCHEMA = sqlalchemy.text(
+    "SELECT current_schema() IS NULL OR has_schema_privilege(current_schema(), 'CREATE')"
+)
+
+
+def check_writable(storage: optuna.storages.BaseStorage, url: str) -> None:
+    """Refuse, in one line, a storage that would refuse a worker's writes (StorageError)."""
+    reason = refused_write(storage)
+    if reason is not None:
+        raise StorageError(
+            f"storage {masked(url)} refuses writes, and a worker records every trial there: "
+            f"{reason}"
+        )
+
+
+def refused_write(
+    storage: optuna.storages.BaseStorage, tables: Sequence[str] | None = None
+) -> str | None:
+    """Why `storage` would refuse writes to `tables` (every table of Optuna's when None): who may
+    not write what, and the fix. None when it takes them, or cannot be asked."""
+    database = database_behind(storage)
+    if not isinstance(database, optuna.storages.RDBStorage):
+        return None
+    engine = database.engine
+    if engine.dialect.name == "postgresql":
+        return _postgres_refusal(engine, list(tables or optuna_tables()))
+    path = sqlite_file(engine.url)
+    if path is not None:
+        return _sqlite_refusal(engine, path)
+    return None
+
+
+def check_may_create(url: str) -> None:
+    """Refuse, in one line, a new storage this process could not create Optuna's tables in: asked
+    before `run` decodes the data for a study in an empty database."""
+    parsed = check_storage_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        return  # a SQLite file is made where its folder is (checked with the URL)
+    engine = sqlalchemy.create_engine(parsed)
+    try:
+        with engine.connect() as connection:
+            role, schema, read_only = connection.execute(_SESSION).one()
+            may_create = connection.execute(_CREATE_IN_SCHEMA).scalar_one()
+    finally:
+        engine.dispose()
+    if read_only == "on":
+        reason = _read_only_session(role)
+    elif not may_create:
+        reason = (
+            f"role {role!r} may not create tables in schema {schema!r}, where a new storage "
+            f"holds Optuna's: grant it `GRANT CREATE ON SCHEMA {_sql_name(schema)} TO "
+            f"{_sql_name(role)}`, or use a role that can create tables there"
+        )
+    else:
+        return
+    raise StorageError(f"storage {masked(url)} refuses writes: {reason}")
+
+
+def _postgres_refusal(engine: sqlalchemy.Engine, tables: list[str]) -> str | None:
+    with engine.connect() as connection:
+        role, schema, read_only = connection.execute(_SESSION).one()
+        if read_only == "on":
+            return _read_only_session(role)
+        missing = connection.execute(
+            _MISSING_TABLE_PRIVILEGES, {"tables": tables, "privileges": list(WRITE_PRIVILEGES)}
+        ).first()
+        sequence = connection.execute(_MISSING_SEQUENCE_PRIVILEGES, {"tables": tables}).first()
+    if missing is not None:
+        what = f"{missing.privilege} into table {missing.name!r}"
+        if missing.privilege == "UPDATE":
+            what = f"UPDATE table {missing.name!r}"
+    elif sequence is not None:
+        what = f"use sequence {sequence.relname!r}, which numbers a table's new rows"
+    else:
+        return None
+    return (
+        f"role {role!r} may not {what}: grant it `GRANT {', '.join(WRITE_PRIVILEGES)} ON ALL "
+        f"TABLES IN SCHEMA {_sql_name(schema)} TO {_sql_name(role)}` and `GRANT USAGE ON ALL "
+        f"SEQUENCES IN SCHEMA {_sql_name(schema)} TO {_sql_name(role)}`, or use a role that can "
+        "write"
+    )
+
+
+def _read_only_session(role: str) -> str:
+    return (
+        f"the server takes no writes from role {role!r} (transaction_read_only is on: a standby, "
+        "or default_transaction_read_only set for the role or database); point --storage at the "
+        "primary, or use a role that can write"
+    )
+
+
+def _sqlite_refusal(engine: sqlalchemy.Engine, path: Path) -> str | None:
+    """A write that touches no row, rolled back: SQLite refuses it as it would a real one, on a
+    file (or folder) this process may not write, however it got so (permissions, an immutable
+    file, a read-only mount). Nothing else is told apart: a file that cannot be written at all
+    has no finer reason."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute("UPDATE studies SET study_name = study_name WHERE 0")
+        finally:
+            cursor.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        if not is_read_only(error):
+            raise
+        return (
+            f"SQLite file {path} is read-only for this process ({error}): make the file and its "
+            "folder writable for this user, or work on a copy"
+        )
+    finally:
+        connection.close()
+    return None
+
+
+def _sql_name(name: str) -> str:
+    """`name` as an SQL identifier: as it is when plain, else double-quoted."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,339 @@
+"""A storage that refuses this process's writes, refused for real: a PostgreSQL role that may read
+but not write, a server session that takes no writes, a SQLite file this process may only read.
+
+`run` and `worker` stop with one line naming who may not write what, and the fix, before the data
+is decoded or anything written; `report` and `export` still give a reader their page and settings,
+and say in one warning that the study's note in the dashboard goes without them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import optuna
+import optuna_dashboard
+import psycopg
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+import search
+from search.cli import main
+from search.study.optuna_compat import optuna_tables
+from search.study.storage import open_storage
+from search.study.writable import refused_write
+from tests.helpers import postgres
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# Files SQLite keeps beside a database it opened; they are no output of ours
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class Reader(NamedTuple):
+    role: str
+    url: str  # the storage URL as the role
+    database: str  # a libpq URL of the database as the test's own role, which owns it
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def listing(root: Path) -> set[str]:
+    paths = {str(path.relative_to(root)) for path in root.rglob("*")}
+    return {path for path in paths if not path.endswith(SQLITE_SIDE_FILES)}
+
+
+@contextmanager
+def reader_role(pg_url: str) -> Iterator[Reader]:
+    """A role of a unique name (tests run in parallel) that may log in to the database of `pg_url`
+    and read its tables as they are now, and nothing more; dropped after."""
+    role = f"hpsearch_reader_{uuid.uuid4().hex[:10]}"
+    name = make_url(pg_url).database
+    database = postgres.server_url(database=name)
+    with postgres.connect(autocommit=True) as connection:
+        connection.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        with psycopg.connect(database, autocommit=True) as connection:
+            connection.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
+            connection.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+            connection.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+        url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+        yield Reader(role, url, database)
+    finally:
+        with psycopg.connect(database, autocommit=True) as connection:
+            # The commands ran in this process, whose pooled connections may still be open
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+            connection.execute(f'DROP OWNED BY "{role}"')  # its grants, the database's included
+            connection.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.fixture
+def reader(pg_url, small_search) -> Iterator[Reader]:
+    """A fresh database holding the small search's study, as the project made it, and a role that
+    may only read it."""
+    optuna.copy_study(
+        from_study_name=small_search.study, from_storage=small_search.url, to_storage=pg_url
+    )
+    with reader_role(pg_url) as made:
+        yield made
+
+
+def as_owner(reader: Reader, *statements: str) -> None:
+    with psycopg.connect(reader.database, autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
+def stored(url: str, name: str) -> tuple[dict, dict, int]:
+    """What a refused command must leave as it was: the study's attributes and trial count."""
+    storage = optuna.storages.RDBStorage(url)
+    study_id = storage.get_study_id_from_name(name)
+    return (
+        storage.get_study_user_attrs(study_id),
+        storage.get_study_system_attrs(study_id),  # the dashboard's note, artifacts
+        len(storage.get_all_trials(study_id, deepcopy=False)),
+    )
+
+
+def study_file(small_search) -> Path:
+    return small_search.images.parent / f"{small_search.study}.toml"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["run {file} --trials 5", "run --study {study} --trials 5", "worker --study {study}"],
+    ids=["run a study file", "run --study", "worker --study"],
+)
+def test_a_role_that_may_only_read_is_refused_before_run_decodes_or_writes(
+    reader, small_search, pg_url, tmp_path, capsys, command
+):
+    before, files = stored(pg_url, small_search.study), listing(tmp_path)
+    argv = command.format(file=study_file(small_search), study=small_search.study).split()
+
+    status, out, err = run_cli(capsys, *argv, "--device", "cpu", "--storage", reader.url)
+
+    assert status == 2, err
+    assert "Traceback" not in out + err
+    [line] = err.strip().splitlines()
+    assert line.startswith("hpsearch: error: storage ") and "refuses writes" in line
+    assert f"role {reader.role!r} may not INSERT into table 'studies'" in line
+    assert f"GRANT INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {reader.role}" in line
+    assert stored(pg_url, small_search.study) == before  # no budget set, no trial made
+    assert listing(tmp_path) == files  # nothing decoded into the cache, no checkpoint folder
+
+
+def test_report_and_export_give_a_reader_their_files_and_warn_once_that_no_note_is_attached(
+    reader, small_search, pg_url, tmp_path, capsys
+):
+    before = stored(pg_url, small_search.study)
+
+    status, out, err = run_cli(
+        capsys, "report", "--study", small_search.study, "-o", "r.html", "--storage", reader.url
+    )
+
+    assert status == 0, err
+    assert "<html" in (tmp_path / "r.html").read_text()
+    assert not (tmp_path / "artifacts").exists()  # the dashboard's copy is not made
+    [warning] = err.strip().splitlines()
+    assert warning.startswith("hpsearch: warning: r.html is not attached to study 'factors' ")
+    assert f"role {reader.role!r} may not INSERT into table 'study_system_attributes'" in warning
+
+    status, out, err = run_cli(
+        capsys,
+        *("export", "--study", small_search.study, "-o", "best.json", "--storage", reader.url),
+        *("--checkpoint-dir", small_search.images.parent / "checkpoints"),
+    )
+
+    assert status == 0, err
+    assert (tmp_path / "best.json").is_file() and (tmp_path / "best.weights.pt").is_file()
+    [warning, wrote] = err.strip().splitlines()
+    assert warning.startswith("hpsearch: warning: the exported settings are not shown on the note")
+    assert "may not INSERT into table 'study_system_attributes'" in warning
+    assert wrote.startswith("wrote trial ")
+    assert stored(pg_url, small_search.study) == before
+
+
+def test_the_api_gives_a_reader_the_page_and_settings_with_the_commands_warnings(
+    reader, small_search, pg_url, tmp_path, capsys
+):
+    before = stored(pg_url, small_search.study)
+
+    report = search.write_report(small_search.study, tmp_path / "r.html", storage=reader.url)
+
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == report.html
+    assert not (tmp_path / "artifacts").exists()
+    out, err = capsys.readouterr()
+    [warning] = err.strip().splitlines()
+    assert out == "" and warning.startswith(f"hpsearch: warning: {tmp_path / 'r.html'} is not")
+    assert "may not INSERT into table 'study_system_attributes'" in warning
+
+    best = search.export_best(small_search.study, storage=reader.url)
+
+    assert best["provenance"]["study"] == small_search.study
+    out, err = capsys.readouterr()
+    [warning] = err.strip().splitlines()
+    assert out == "" and "the exported settings are not shown on the note" in warning
+    assert stored(pg_url, small_search.study) == before
+
+
+def test_the_grants_the_refusal_names_are_the_ones_the_role_needs(
+    reader, small_search, tmp_path, capsys
+):
+    # What the warning tells a user to run is what is run here
+    status, _, err = run_cli(
+        capsys, "report", "--study", small_search.study, "-o", "r.html", "--storage", reader.url
+    )
+    grants = re.findall(r"`(GRANT [^`]+)`", err)
+    assert status == 0 and len(grants) == 2, err
+
+    as_owner(reader, *grants)
+
+    assert refused_write(open_storage(reader.url, create=False)) is None  # every table, sequence
+    status, _, err = run_cli(
+        capsys, "report", "--study", small_search.study, "-o", "r.html", "--storage", reader.url
+    )
+    assert status == 0 and "warning" not in err, err
+    study = optuna.load_study(study_name=small_search.study, storage=reader.url)
+    assert "## Report" in optuna_dashboard.get_note(study)
+    assert (tmp_path / "artifacts").is_dir()
+
+
+def test_a_session_that_takes_no_writes_is_named_as_such(reader, small_search, capsys):
+    as_owner(
+        reader,
+        f'GRANT INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{reader.role}"',
+        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{reader.role}"',
+        f'ALTER ROLE "{reader.role}" SET default_transaction_read_only = on',
+    )
+
+    status, _, err = run_cli(
+        capsys, "worker", "--study", small_search.study, "--device", "cpu", "--storage", reader.url
+    )
+
+    assert status == 2, err
+    [line] = err.strip().splitlines()
+    assert "transaction_read_only is on" in line and "use a role that can write" in line
+
+
+def test_run_into_an_empty_database_the_role_may_not_create_tables_in(
+    pg_url, small_search, tmp_path, capsys
+):
+    files = listing(tmp_path)
+    with reader_role(pg_url) as reader:
+        # PostgreSQL 15 and later grant no one CREATE on public; an older server did
+        as_owner(reader, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+
+        status, out, err = run_cli(
+            capsys, "run", study_file(small_search), "--device", "cpu", "--storage", reader.url
+        )
+
+    assert status == 2, err
+    assert "Traceback" not in out + err
+    [line] = err.strip().splitlines()
+    assert f"role {reader.role!r} may not create tables in schema 'public'" in line
+    assert f"GRANT CREATE ON SCHEMA public TO {reader.role}" in line
+    with psycopg.connect(reader.database) as connection:
+        tables = connection.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone()
+    assert tables == (0,)  # no Optuna tables made
+    assert listing(tmp_path) == files  # nothing decoded
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """`path` read-only for this process: by its permissions, or, for root, whom permissions do
+    not stop, as an immutable file (ext4 and most Linux file systems)."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+        return
+    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"root cannot make a read-only file here: chattr +i: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.fixture
+def read_only_sqlite(small_search, tmp_path) -> Iterator[str]:
+    """A SQLite file holding the project's study, as Optuna writes one (a rollback journal, not
+    WAL), that this process may only read."""
+    path = tmp_path / "shared" / "studies.db"
+    path.parent.mkdir()
+    url = f"sqlite:///{path}"
+    optuna.copy_study(
+        from_study_name=small_search.study, from_storage=small_search.url, to_storage=url
+    )
+    with read_only(path):
+        yield url
+
+
+def test_a_read_only_sqlite_file_is_read_reported_and_refused_to_workers(
+    read_only_sqlite, small_search, tmp_path, capsys
+):
+    files = listing(tmp_path)
+
+    status, out, err = run_cli(capsys, "status", "--storage", read_only_sqlite)
+    assert status == 0 and small_search.study in out, err
+
+    status, _, err = run_cli(
+        capsys,
+        "worker",
+        "--study",
+        small_search.study,
+        "--device",
+        "cpu",
+        "--storage",
+        read_only_sqlite,
+    )
+    assert status == 2, err
+    [line] = err.strip().splitlines()
+    assert "studies.db is read-only for this process" in line and "refuses writes" in line
+    assert listing(tmp_path) == files
+
+    status, _, err = run_cli(
+        capsys,
+        "report",
+        "--study",
+        small_search.study,
+        "-o",
+        "r.html",
+        "--storage",
+        read_only_sqlite,
+    )
+    assert status == 0, err
+    [warning] = err.strip().splitlines()
+    assert warning.startswith("hpsearch: warning: r.html is not attached")
+    assert "read-only for this process" in warning
+    assert listing(tmp_path) == files | {"r.html"}  # no artifacts/ beside the file, nor here
+
+
+def test_the_tables_asked_about_are_the_tables_optuna_makes(tmp_path):
+    """optuna_tables reads Optuna's private models: a release that renamed or added a table would
+    leave a privilege unasked."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'new.db'}")
+    with storage.engine.connect() as connection:
+        made = set(sqlalchemy.inspect(connection).get_table_names())
+
+    assert made - set(optuna_tables()) == {"version_info", "alembic_version"}
+    assert {"studies", "trials", "study_system_attributes"} <= set(optuna_tables())
