@@ -302,8 +302,6 @@ def numeric_keys() -> list[tuple[str, str, dict[str, Any], tuple[str, ...]]]:
     return found
 
 
-
-
 @pytest.mark.parametrize(
     "section, key, schema, kinds",
     numeric_keys(),
