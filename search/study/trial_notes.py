@@ -64,22 +64,30 @@ def note_on_pause(
     value = paused.intermediate_values.get(epoch)
     score = f", {value:.2%}," if value is not None else ""
     top = f"the top 1/{reduction_factor}" if reduction_factor else "the top"
-    paused_text = (
-        f"**Paused at epoch {epoch}** (asha): its val top-1 there{score} ranked below {top} of "
-        f"the trials that had reached epoch {epoch}. The dashboard shows it as Pruned, but its "
-        f"checkpoint is kept: {trial_link(study, continuation)} waits to continue it from epoch "
-        f"{epoch + 1}, and runs if this trial climbs into {top} as more trials reach epoch "
-        f"{epoch} (promoted); once it no longer can, trial {continuation} ends Pruned without "
-        "training (closed)."
+    _save(
+        study,
+        paused,
+        [
+            *_began(study, paused.user_attrs),
+            _section(
+                f"**Paused at epoch {epoch}** (asha); the dashboard shows it as Pruned.",
+                f"Its val top-1 there{score} ranked below {top} of the trials at epoch {epoch}.",
+                f"Its checkpoint is kept: {trial_link(study, continuation)} waits to continue it "
+                f"from epoch {epoch + 1}.",
+                f"Promoted (trial {continuation} runs) once it ranks in {top} as more trials "
+                f"reach epoch {epoch};",
+                f"closed (trial {continuation} ends Pruned, never trained) once it no longer can.",
+            ),
+        ],
     )
-    _save(study, paused, [*_began(study, paused.user_attrs), paused_text])
 
 
 def note_on_stop(study: optuna.Study, stopped: FrozenTrial, retry: int, reason: str) -> None:
     """The note of a trial cut short through no fault of its own, `retry` queued to resume it."""
-    stopped_text = (
-        f"**Cut short, to resume**: {reason}. The dashboard shows it as Fail, though no fault of "
-        f"the trial's: {trial_link(study, retry)} resumes it from its last checkpoint."
+    stopped_text = _section(
+        f"**Cut short, to resume**: {reason}.",
+        "The dashboard shows it as Fail, though no fault of the trial's.",
+        f"{trial_link(study, retry)} resumes it from its last checkpoint.",
     )
     _save(study, stopped, [*_began(study, stopped.user_attrs), stopped_text])
 
@@ -92,9 +100,11 @@ def note_on_resume(study: optuna.Study, trial: optuna.Trial) -> None:
 def note_on_close(study: optuna.Study, closed: FrozenTrial, rung: int, why: str) -> None:
     """The note of a paused trial's continuation closed without running: never promoted."""
     paused = closed.user_attrs[PROMOTION_OF]
-    closed_text = (
-        f"**Not promoted**: {trial_link(study, paused)}, paused at epoch {rung}, {why}; its "
-        "checkpoint was removed. This trial, queued to continue it, never trained."
+    closed_text = _section(
+        f"**Not promoted**: this trial, queued to continue {trial_link(study, paused)}, never "
+        "trained.",
+        f"Trial {paused}, paused at epoch {rung}, {why}.",
+        "Its checkpoint was removed.",
     )
     _save(study, closed, [closed_text])
 
@@ -105,39 +115,44 @@ def trial_link(study: optuna.Study, number: int) -> str:
     return f"[trial {number}](/dashboard/studies/{study_id_of(study)}/trials?numbers={number})"
 
 
+def _section(heading: str, *lines: str) -> str:
+    """A heading line and short lines below it, each a line of its own on the page: the
+    dashboard widens a trial's page to its longest attribute (the whole `config`), and a
+    paragraph as wide would run past the screen's edge."""
+    return "  \n".join((heading, *lines))
+
+
 def _began(study: optuna.Study, user_attrs: Mapping[str, Any]) -> list[str]:
     """How a continuation or a retry began, from its attributes; nothing for a first attempt."""
     if RETRY_OF not in user_attrs:
         return []
     restored = user_attrs.get(RESUMED_FROM_EPOCH, 0)
     if PROMOTION_OF in user_attrs:
+        paused = user_attrs[PROMOTION_OF]
         paused_at = user_attrs.get(CONTINUES_FROM_EPOCH, restored)
-        opening = (
-            f"**Promotion of {trial_link(study, user_attrs[PROMOTION_OF])}**, which paused at "
-            f"epoch {paused_at} and now ranks in the top of that rung"
-        )
+        heading = f"**Promotion of {trial_link(study, paused)}**, paused at epoch {paused_at}."
+        why = f"Trial {paused} now ranks in the top of the trials at epoch {paused_at}."
     else:
         retried_from = user_attrs.get(RETRIED_FROM, user_attrs[RETRY_OF])
         reason = str(user_attrs.get(RETRY_REASON, "")).removeprefix(f"trial {retried_from}: ")
-        opening = (
-            f"**Retry of {trial_link(study, retried_from)}** (attempt "
-            f"{user_attrs.get(ATTEMPT, 1)}), which was cut short: {reason}"
-        )
-    return [f"{opening}. {_resumed_text(user_attrs, restored)}"]
+        attempt = user_attrs.get(ATTEMPT, 1)
+        heading = f"**Retry of {trial_link(study, retried_from)}** (attempt {attempt})."
+        why = f"Trial {retried_from} was cut short: {reason}."
+    return [_section(heading, why, _resumed_text(user_attrs, restored))]
 
 
 def _resumed_text(user_attrs: Mapping[str, Any], restored: int) -> str:
     if CHECKPOINT_LOST in user_attrs:
         return (
-            f"Its checkpoint was not found (`{CHECKPOINT_LOST}` says where it was looked for), "
-            f"so this trial trained again from epoch {restored + 1}."
+            f"Its checkpoint was not found (see `{CHECKPOINT_LOST}`): this trial trained again "
+            f"from epoch {restored + 1}."
         )
     if not restored:
         return "No checkpoint was left to resume from: this trial trained from epoch 1."
-    earlier = "epoch 1 here is" if restored == 1 else f"epochs 1–{restored} here are"
+    earlier = "Epoch 1 was" if restored == 1 else f"Epochs 1–{restored} were"
     return (
-        f"It resumed from the checkpoint: {earlier} the earlier trial's, reported again so that "
-        f"the curve is whole, and this trial trained from epoch {restored + 1}."
+        f"{earlier} restored from the checkpoint and reported again; this trial trained from "
+        f"epoch {restored + 1}."
     )
 
 

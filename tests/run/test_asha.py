@@ -115,7 +115,7 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
     assert trial_note(study, paused).startswith("**Paused at epoch 1** (asha)")
     assert f"[trial {continuation.number}](/dashboard/studies/" in trial_note(study, paused)
     assert trial_note(study, continuation).startswith("**Promotion of [trial 0](/dashboard/")
-    assert "epoch 1 here is the earlier trial's" in trial_note(study, continuation)
+    assert "Epoch 1 was restored from the checkpoint" in trial_note(study, continuation)
     assert not [
         trial for trial in trials if trial.state in (TrialState.WAITING, TrialState.RUNNING)
     ]
@@ -175,7 +175,9 @@ def test_a_paused_trial_that_can_no_longer_be_promoted_loses_its_checkpoint(
     closed = next(trial for trial in trials if attrs.PROMOTION_OF in trial.user_attrs)
     assert closed.state == TrialState.PRUNED and not closed.intermediate_values
     assert "trial 0, paused at epoch 1" in closed.user_attrs[attrs.PROMOTION_CLOSED]
-    assert trial_note(study, closed).startswith("**Not promoted**: [trial 0](/dashboard/")
+    assert trial_note(study, closed).startswith(
+        "**Not promoted**: this trial, queued to continue [trial 0](/dashboard/"
+    )
     assert not checkpoint_of_trial_0(options, study).parent.exists()
     assert not [trial for trial in trials if trial.state == TrialState.WAITING]
     summary = get_summary_info(study)

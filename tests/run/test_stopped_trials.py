@@ -84,7 +84,7 @@ def test_a_trial_stopped_by_ctrl_c_is_counted_and_drawn_as_stopped_not_failed(
         "**Cut short, to resume**: stopped in epoch 2 (SIGINT)."
     )
     assert trial_note(study, retry).startswith("**Retry of [trial 0](/dashboard/")
-    assert "It resumed from the checkpoint: epoch 1 here is" in trial_note(study, retry)
+    assert "Epoch 1 was restored from the checkpoint" in trial_note(study, retry)
     (row,) = study_status(open_storage(url), NAME)
     assert (row["stopped"], row["fail"], row["complete"]) == (1, 0, 1)
     curves = trial_curves([study])

@@ -59,20 +59,24 @@ def test_a_paused_trial_and_its_closed_continuation_name_each_other_and_say_what
     continuation = promotion.queue_continuation(study, paused)
 
     note = trial_note(study, paused)
-    assert note.startswith("**Paused at epoch 1** (asha): its val top-1 there, 40.00%, ranked")
-    assert "below the top 1/2 of the trials that had reached epoch 1" in note
-    assert "shows it as Pruned, but its checkpoint is kept" in note
     link = f"[trial {continuation}](/dashboard/studies/{study._study_id}/trials?numbers=2)"
-    assert f"{link} waits to continue it from epoch 2" in note
+    assert note.splitlines() == [
+        "**Paused at epoch 1** (asha); the dashboard shows it as Pruned.  ",
+        "Its val top-1 there, 40.00%, ranked below the top 1/2 of the trials at epoch 1.  ",
+        f"Its checkpoint is kept: {link} waits to continue it from epoch 2.  ",
+        "Promoted (trial 2 runs) once it ranks in the top 1/2 as more trials reach epoch 1;  ",
+        "closed (trial 2 ends Pruned, never trained) once it no longer can.",
+    ]
     assert trial_note(study, by_number(study, continuation)) == "", "no note while it waits"
 
     add(study, 0.8)  # 3rd of 3: the top half is one trial, and nothing else may reach the rung
     assert promotion.close_hopeless(study, study.pruner, new_trials_possible=0) == [1]
-    assert trial_note(study, by_number(study, continuation)) == (
-        f"**Not promoted**: {trial_link(study, 1)}, paused at epoch 1, can no longer rank in the "
-        "top of its rung; its checkpoint was removed. This trial, queued to continue it, never "
-        "trained."
-    )
+    assert trial_note(study, by_number(study, continuation)).splitlines() == [
+        f"**Not promoted**: this trial, queued to continue {trial_link(study, 1)}, never "
+        "trained.  ",
+        "Trial 1, paused at epoch 1, can no longer rank in the top of its rung.  ",
+        "Its checkpoint was removed.",
+    ]
 
 
 def test_a_promotion_that_pauses_again_keeps_how_it_began_above_its_pause(tmp_path):
@@ -84,9 +88,10 @@ def test_a_promotion_that_pauses_again_keeps_how_it_began_above_its_pause(tmp_pa
     claimed.set_user_attr(attrs.RESUMED_FROM_EPOCH, 1)
     note_on_resume(study, claimed)
     began = (
-        f"**Promotion of {trial_link(study, 0)}**, which paused at epoch 1 and now ranks in the "
-        "top of that rung. It resumed from the checkpoint: epoch 1 here is the earlier trial's, "
-        "reported again so that the curve is whole, and this trial trained from epoch 2."
+        f"**Promotion of {trial_link(study, 0)}**, paused at epoch 1.  \n"
+        "Trial 0 now ranks in the top of the trials at epoch 1.  \n"
+        "Epoch 1 was restored from the checkpoint and reported again; this trial trained from "
+        "epoch 2."
     )
     assert trial_note(study, claimed) == began
 
@@ -96,7 +101,8 @@ def test_a_promotion_that_pauses_again_keeps_how_it_began_above_its_pause(tmp_pa
     again = study.tell(claimed, state=TrialState.PRUNED)
     promotion.queue_continuation(study, again)
     note = trial_note(study, again)
-    assert note.startswith(f"{began}\n\n**Paused at epoch 2** (asha): its val top-1 there, 50.00%")
+    assert note.startswith(f"{began}\n\n**Paused at epoch 2** (asha)")
+    assert "Its val top-1 there, 50.00%, ranked below" in note
 
 
 def test_a_note_written_again_writes_the_same_values(tmp_path):
@@ -117,19 +123,19 @@ def test_a_trial_cut_short_names_its_retry_and_the_retry_what_it_resumed(tmp_pat
     first.suggest_float("x", 0, 1)
     stopped = study.tell(first, state=TrialState.FAIL)
     retry = retries.queue_retry(study, stopped, 2, "its worker (host a, pid 7) is gone")
-    assert trial_note(study, stopped) == (
-        "**Cut short, to resume**: its worker (host a, pid 7) is gone. The dashboard shows it as "
-        f"Fail, though no fault of the trial's: {trial_link(study, 1)} resumes it from its last "
-        "checkpoint."
-    )
+    assert trial_note(study, stopped).splitlines() == [
+        "**Cut short, to resume**: its worker (host a, pid 7) is gone.  ",
+        "The dashboard shows it as Fail, though no fault of the trial's.  ",
+        f"{trial_link(study, 1)} resumes it from its last checkpoint.",
+    ]
     claimed = retries.claim_retry(study)
     assert claimed is not None and claimed.number == retry
     note_on_resume(study, claimed)  # its checkpoint held no epoch
-    assert trial_note(study, claimed) == (
-        f"**Retry of {trial_link(study, 0)}** (attempt 1), which was cut short: its worker (host "
-        "a, pid 7) is gone. No checkpoint was left to resume from: this trial trained from "
-        "epoch 1."
-    )
+    assert trial_note(study, claimed).splitlines() == [
+        f"**Retry of {trial_link(study, 0)}** (attempt 1).  ",
+        "Trial 0 was cut short: its worker (host a, pid 7) is gone.  ",
+        "No checkpoint was left to resume from: this trial trained from epoch 1.",
+    ]
 
 
 def test_a_note_that_cannot_be_written_is_a_warning_not_a_failed_trial(tmp_path, caplog):
