@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import optuna
 import pytest
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import search.cli
 from docs.gen.cli import cli_markdown
 from docs.gen.pages import UnknownMarker, markers, render
+from docs.gen.rungs_figure import CONTINUATION, FIRST, rungs_figure, segments
 from docs.gen.schema import SCHEMA_FILE, schema_text, study_file_schema
 from docs.gen.study_file import section_markdown, sections
+from search import attrs
 from search.errors import StudyFileError
 from search.studyfile.load import study_config_from_document
 from search.studyfile.sections import SECTIONS
@@ -315,3 +319,63 @@ def test_a_bound_the_loader_holds_is_in_the_schema(section, key, schema, kinds):
     for far, bound in ((-(10**9), "minimum"), (10**9, "maximum")):
         if not loads(with_value(section, key, far, kinds)):
             assert bound in schema, (key, far)
+
+
+# --- the pictures ------------------------------------------------------------------------------
+
+
+def shown_pictures() -> list[tuple[Path, str]]:
+    """(page, picture path as written) for every picture a page shows in Markdown."""
+    return [
+        (page, target)
+        for page in sorted(DOCS.rglob("*.md"))
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text())
+        if "://" not in target
+    ]
+
+
+def test_every_picture_a_page_shows_is_committed_and_small():
+    assert any(target.endswith("rungs-real.png") for _, target in shown_pictures())
+    for page, target in shown_pictures():
+        picture = (page.parent / target).resolve()
+        assert picture.is_file(), f"{page.relative_to(ROOT)} shows {target}, which is missing"
+        # docs/gen/screenshots.py keeps each under 200 KB: a page's pictures stay light in git
+        assert picture.stat().st_size < 200_000, picture
+
+
+def test_the_rungs_figure_draws_each_trial_s_epochs_and_how_it_ended():
+    """docs/gen/rungs_figure.py on made trials: trial 0 pauses at epoch 1 and trial 1 continues
+    it to the end, trial 2 completes, trial 3 pauses and its continuation (4) is closed."""
+
+    def made(number: int, state: TrialState, epochs: int, **user_attrs: Any) -> FrozenTrial:
+        values = {epoch: 0.1 * epoch + 0.01 * number for epoch in range(1, epochs + 1)}
+        value = max(values.values()) if state == TrialState.COMPLETE else None
+        return create_trial(
+            state=state, value=value, intermediate_values=values, user_attrs=user_attrs
+        )
+
+    paused = {attrs.PAUSED_AT: 1}
+    study = optuna.create_study(direction="maximize")
+    for trial in (
+        made(0, TrialState.PRUNED, 1, **paused),
+        made(1, TrialState.COMPLETE, 4, **continuation_of(0), **{attrs.RESUMED_FROM_EPOCH: 1}),
+        made(2, TrialState.COMPLETE, 4),
+        made(3, TrialState.PRUNED, 1, **paused),
+        made(4, TrialState.PRUNED, 0, **continuation_of(3), **{attrs.PROMOTION_CLOSED: "no"}),
+    ):
+        study.add_trial(trial)
+    trials = study.get_trials()
+    assert [tuple(s[:6]) for s in segments(trials, rungs=(1, 2))] == [
+        (0, 0, 0, 1, FIRST, "promoted"),
+        (0, 1, 1, 4, CONTINUATION, "complete"),
+        (2, 2, 0, 4, FIRST, "complete"),
+        (3, 3, 0, 1, FIRST, "paused"),
+    ], "the closed continuation never trained: no bar"
+    by_number = {s.number: s for s in segments(trials, rungs=(1, 2))}
+    assert by_number[1].at_rungs == {2: pytest.approx(0.21)}, "rung 1 is trial 0's, not its own"
+    figure = rungs_figure(trials, rungs=(1, 2), epochs=4)
+    assert list(figure.layout.yaxis.ticktext) == ["trial 0 → 1", "trial 2", "trial 3"]
+
+
+def continuation_of(paused: int) -> dict[str, Any]:
+    return {attrs.PROMOTION_OF: paused, attrs.RETRY_OF: paused, attrs.RETRIED_FROM: paused}
