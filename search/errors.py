@@ -22,6 +22,7 @@ __all__ = [
     "HpsearchError",
     "LaunchError",
     "NoFinishedTrial",
+    "ServeError",
     "StorageDamaged",
     "StorageError",
     "StudyFileError",
@@ -57,6 +58,10 @@ class NoFinishedTrial(HpsearchError):
 
 class LaunchError(HpsearchError):
     """The --gpus, --workers or --workers-per-gpu flags do not fit this machine."""
+
+
+class ServeError(HpsearchError):
+    """The dashboard or the gRPC proxy cannot listen where it was told: a port in use, say."""
 
 
 class WorkerFailed(HpsearchError):

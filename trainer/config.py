@@ -77,9 +77,10 @@ class TrainConfig:
             _check_whole(name, getattr(self, name))
         for name in NUMBERS:
             _check_finite(name, getattr(self, name))
-        for name in ("epochs", "lr"):
-            if not getattr(self, name) > 0:
-                _refuse(name, getattr(self, name), "positive")
+        if not self.epochs > 0:
+            _refuse("epochs", self.epochs, "positive")
+        if not self.lr > 0:
+            _refuse("lr", self.lr, "positive")
         _check_range("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " px")
         _check_range("batch_size", self.batch_size, MIN_BATCH_SIZE, None, " images")
         _check_range("lr", self.lr, 0, MAX_LR)

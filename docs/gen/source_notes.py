@@ -119,6 +119,16 @@ def _read_check(function: str, call: ast.Call, module: Any, found: Checks) -> No
         _add_rule(found, _literal(args[0]), _text(args[1], module))
     elif function == "ConfigError" and args:
         _read_config_error(args[0], module, found)
+    elif function == "check_within" and _literal(args[0]) is not None:
+        for bound, limit in (("at least", args[2]), ("at most", args[3])):
+            found.rules[_literal(args[0])].append(f"must be {bound} {_value(limit, module)}")
+    elif function == "_refuse" and _literal(args[0]) is not None:  # TrainConfig's one refusal
+        _add_rule(found, _literal(args[0]), f"must be {_text(args[2], module)}")
+    elif function == "_check_range" and _literal(args[0]) is not None:  # TrainConfig's ranges
+        key, unit = _literal(args[0]), _literal(args[4]) if len(args) > 4 else ""
+        for bound, limit in (("at least", args[2]), ("at most", args[3])):
+            if _literal(limit) is not None or not isinstance(limit, ast.Constant):  # None: none
+                _add_rule(found, key, f"must be {bound} {_value(limit, module)}{unit}")
 
 
 def _read_config_error(message: ast.expr, module: Any, found: Checks) -> None:

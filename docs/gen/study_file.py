@@ -52,7 +52,7 @@ UNCOMMENTED = {
     "space.optimizer": "the optimizers a trial chooses among",
     "points.optimizer": "the point's optimizer",
 }
-NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 
 
 @dataclass(frozen=True)
@@ -232,6 +232,8 @@ def bounds_of(rules: list[str]) -> dict[str, Any]:
     for rule in rules:
         if match := re.fullmatch(rf"must be (?:at least|>=) ({NUMBER})( .*)?", rule):
             _tighten(found, "minimum", float(match.group(1)), exclusive=False)
+        elif match := re.fullmatch(rf"must be at most ({NUMBER})( .*)?", rule):
+            _tighten(found, "maximum", float(match.group(1)), exclusive=False)
         elif rule == "must be positive":
             _tighten(found, "minimum", 0.0, exclusive=True)
         elif match := re.fullmatch(r"must be in ([\[(])([^,]+), ([^\])]+)([\])])", rule):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from typing import NoReturn
 
 import optuna
 
@@ -29,8 +30,17 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals as hpsearch's other errors: one line, "hpsearch: error: ...", exit 2.
+    argparse printed the command's whole usage first (ten lines for `run`); its --help has it.
+    Subcommands' parsers are of this class too (add_subparsers makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USER_ERROR_EXIT, f"hpsearch: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="hpsearch",
         description="Hyperparameter search for ResNet-18 on Imagenette with Optuna.",
     )

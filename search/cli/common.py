@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,20 @@ def _storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         metavar="URL",
+        type=storage_url_flag,
         help=f"storage URL (default: ${locations.STORAGE_ENV}, then the study file's storage where "
         f"the command takes one, then {locations.DEFAULT_STORAGE}); a password is never printed",
     )
+
+
+def storage_url_flag(text: str) -> str:
+    """A --storage that says something: an empty one (`--storage "$UNSET_VARIABLE"`) would fall
+    back to the default storage without a word."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"is empty: give a storage URL, e.g. {locations.DEFAULT_STORAGE}, or leave the flag out"
+        )
+    return text
 
 
 def _study_workers(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +78,7 @@ def _study_workers(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--wait-for-storage",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="wait this long for a database server that is still starting (default: "
         f"{WORKER_WAIT_FOR_STORAGE_SECONDS:.0f} for worker, which a cluster starts beside its "
@@ -142,6 +154,19 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, but got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, but got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds, 0 or more; argparse names the flag in the error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds, a finite number of at least 0 such as 60, but got {text!r}"
+        )
     return value
 
 

@@ -26,6 +26,7 @@ from search.study.promotion import pauses
 from search.study.retries import first_attempt
 from search.study.space import suggest
 from search.study.storage import set_user_attrs
+from search.study.trial_notes import note_on_resume
 from search.studyfile import StudyConfig
 from trainer import NonFiniteLossError, PauseAfterEpoch
 from trainer.checkpoint import CheckpointPolicy
@@ -96,6 +97,7 @@ class Objective:
                 trial.report(metrics.val_top1, metrics.epoch)
             if run is not None and len(restored) < run.restores:
                 _checkpoint_lost(trial, run, len(restored))
+            note_on_resume(trial.study, trial)  # what it continues, on its dashboard page
 
         def report(epoch: int, metrics: EpochMetrics) -> None:
             history.append(metrics)

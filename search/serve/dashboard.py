@@ -9,6 +9,7 @@ asked for the access log.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import signal
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from search import locations
+from search.errors import ServeError
 from search.serve.notes import artifact_store
 from search.study.storage import masked, open_storage
 
@@ -39,6 +41,7 @@ def serve(
     """Serve the dashboard until interrupted; `access_log` prints a line per request."""
     # A wrong URL fails here with our message, not in a request later; serving creates nothing
     storage = open_storage(url, create=False)
+    check_port_free(host, port)  # before the artifact folder is made
     artifact_dir = artifact_dir or locations.artifact_dir(url)
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
     print(
@@ -133,6 +136,33 @@ def warn_if_exposed(host: str, danger: str) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ServeError, naming the port and the fix, unless a server may listen on host:port: tried
+    before anything is opened or made, so that a port in use leaves nothing behind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As wsgiref's server does: a port a stopped server left in TIME_WAIT is free to take
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServeError(_cannot_listen(host, port, error)) from None
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use by another program: pass --port N, a free port"
+    if error.errno == errno.EACCES:
+        return (
+            f"port {port} on {host} needs privileges (a port below 1024): pass --port 1024 or more"
+        )
+    reason = error.strerror or str(error)
+    return (
+        f"cannot listen on {host}:{port}: {reason}; pass --host 127.0.0.1 or an address of "
+        "this machine"
+    )
 
 
 def _url_host(host: str) -> str:

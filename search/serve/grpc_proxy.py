@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import optuna
 
-from search.serve.dashboard import warn_if_exposed
+from search.serve.dashboard import check_port_free, warn_if_exposed
 from search.study.storage import GRPC_DEFAULT_PORT, masked, open_storage
 
 DEFAULT_HOST = "127.0.0.1"
@@ -22,6 +22,7 @@ DEFAULT_PORT = GRPC_DEFAULT_PORT  # Optuna's default for GrpcStorageProxy
 
 def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the storage until interrupted."""
+    check_port_free(host, port)  # before the storage is opened (and perhaps made)
     # get_storage adds Optuna's cache of finished trials, which the proxy's docs ask for.
     storage = optuna.storages.get_storage(open_storage(url))
     warn_if_exposed(

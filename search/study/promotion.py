@@ -41,6 +41,7 @@ from search.attrs import (
     stopped_numbers,
 )
 from search.study.optuna_compat import claim, end_claimed, enqueue, new_trial
+from search.study.trial_notes import note_on_close, note_on_pause
 
 
 def rungs(min_epochs: int, reduction_factor: int, epochs: int) -> tuple[int, ...]:
@@ -138,7 +139,8 @@ def shown_counts(trials: list[FrozenTrial]) -> dict[str, int]:
 def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> int:
     """Queue what continues `paused` once promoted: its parameters, its first attempt's number
     (whose folder holds the checkpoint) and its retry count, as a retry carries them, and the
-    epoch it paused at, which its checkpoint must restore. Returns the continuation's number."""
+    epoch it paused at, which its checkpoint must restore; the paused trial's dashboard note says
+    so. Returns the continuation's number."""
     user_attrs = {
         RETRY_OF: first_attempt(paused),
         RETRIED_FROM: paused.number,
@@ -148,7 +150,10 @@ def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> int:
     for key in (ATTEMPT, QUEUED_AS):
         if key in paused.user_attrs:
             user_attrs[key] = paused.user_attrs[key]
-    return enqueue(study, paused.params, user_attrs)
+    continuation = enqueue(study, paused.params, user_attrs)
+    reduction_factor = study.pruner.reduction_factor if pauses(study.pruner) else None
+    note_on_pause(study, paused, continuation, reduction_factor)
+    return continuation
 
 
 def claim_promotion(study: optuna.Study, pruner: AshaPruner) -> optuna.Trial | None:
@@ -248,5 +253,6 @@ def _close(study: optuna.Study, queued: FrozenTrial, rung: int, continuing: bool
         f"trial {queued.user_attrs[PROMOTION_OF]}, paused at epoch {rung}, {why}; "
         "its checkpoint was removed"
     )
-    end_claimed(study, queued, TrialState.PRUNED, {PROMOTION_CLOSED: closed})
+    if end_claimed(study, queued, TrialState.PRUNED, {PROMOTION_CLOSED: closed}):
+        note_on_close(study, queued, rung, why)
     return True

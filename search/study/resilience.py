@@ -243,6 +243,37 @@ def wait_until_reachable(url: sqlalchemy.URL, seconds: float) -> None:
         engine.dispose()
 
 
+# The first try at a gRPC proxy, at most: a refused connection fails within milliseconds, an
+# address that drops packets only after this
+GRPC_CONNECT_SECONDS = 10.0
+
+
+def grpc_proxy_answers(address: str, seconds: float) -> bool:
+    """Whether a gRPC server answers at `address` (host:port) within `seconds` (a proxy that is
+    still starting beside its workers); with 0, whether the first try connects."""
+    import grpc  # an optional dependency (hpsearch[grpc]); check_storage_url made sure of it
+
+    ready, failed = threading.Event(), threading.Event()
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state == grpc.ChannelConnectivity.READY:
+            ready.set()
+        elif state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            failed.set()
+
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(address) as channel:
+        channel.subscribe(watch, try_to_connect=True)
+        try:
+            while not ready.wait(0.05):
+                now = time.monotonic()
+                if now >= deadline and (failed.is_set() or now >= deadline + GRPC_CONNECT_SECONDS):
+                    return False
+            return True
+        finally:
+            channel.unsubscribe(watch)
+
+
 def _begin_immediately(engine: sqlalchemy.Engine) -> None:
     """Make every SQLite transaction that may write take the write lock when it begins.
 

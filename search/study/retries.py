@@ -25,6 +25,7 @@ from search.attrs import (
     first_attempt,
 )
 from search.study.optuna_compat import claim, end_claimed, enqueue
+from search.study.trial_notes import note_on_stop
 
 __all__ = ["claim_retry", "first_attempt", "lineage_params", "queue_retry"]
 
@@ -32,7 +33,8 @@ __all__ = ["claim_retry", "first_attempt", "lineage_params", "queue_retry"]
 def queue_retry(
     study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str
 ) -> int | None:
-    """Queue `trial` to run again unless it has used its retries; the retry's number, or None."""
+    """Queue `trial` to run again unless it has used its retries (its dashboard note then names
+    the retry); the retry's number, or None."""
     attempt = trial.user_attrs.get(ATTEMPT, 0) + 1
     if attempt > max_retries:
         return None
@@ -44,7 +46,9 @@ def queue_retry(
     }
     if QUEUED_AS in trial.user_attrs:
         user_attrs[QUEUED_AS] = trial.user_attrs[QUEUED_AS]
-    return enqueue(study, lineage_params(study, trial), user_attrs)
+    retry = enqueue(study, lineage_params(study, trial), user_attrs)
+    note_on_stop(study, trial, retry, reason)
+    return retry
 
 
 def lineage_params(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:

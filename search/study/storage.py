@@ -19,6 +19,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
+from search import locations
 from search.errors import StorageError
 from search.study.integrity import check_intact, is_read_only, sqlite_file
 from search.study.optuna_compat import (
@@ -30,6 +31,7 @@ from search.study.optuna_compat import (
 from search.study.resilience import (
     ResilientRDBStorage,
     first_line,
+    grpc_proxy_answers,
     is_connection_error,
     wait_until_reachable,
 )
@@ -67,20 +69,37 @@ ALIASES = {
     "postgres": "postgresql+psycopg",
     "mysql": "mysql+mysqldb",
 }
-# A query parameter whose name says it holds a secret: password, sslpassword, passfile, token...
-_SECRET_PARAMETER = re.compile(r"(?i)([?&;][^=&;#]*(?:pass|secret|token)[^=&;#]*=)[^&;#]*")
+# The secrets a URL may carry, each in the group "secret". The password: from the user name's colon
+# to the @ before the host, past any @ the password holds unencoded (SQLAlchemy would stop at the
+# first and read the rest as the host); the user name may hold an @ (user@server, Azure's style).
+_PASSWORD = re.compile(r"://[^:/]*:(?P<secret>[^@]*(?:@[^/?#@]*(?=@))*)@")
+# A query parameter whose name says it holds a secret: password, sslpassword, passfile, api_key,
+# token, client_secret...
+_SECRET_PARAMETER = re.compile(
+    r"(?i)[?&;][^=&;#]*(?:pass|secret|token|key)[^=&;#]*=(?P<secret>[^&;#]*)"
+)
 
 
 def masked(url: str) -> str:
     """`url` as it may be printed or stored: the user-info password and every query parameter
-    named like a secret (password, *pass*, *secret*, *token*) replaced by ***."""
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    # Even a URL SQLAlchemy cannot parse is named in the error that says so.
-    except (ArgumentError, ValueError):
-        # Greedy up to the last @: a password holding @ is hidden whole, never half shown
-        shown = re.sub(r"(//[^:/@]*:).*@", rf"\1{HIDDEN}@", url)
-    return _SECRET_PARAMETER.sub(rf"\1{HIDDEN}", shown)
+    named like a secret (*pass*, *secret*, *token*, *key*) replaced by ***.
+
+    Read from the text as the user wrote it, not as SQLAlchemy parses it: where the two disagree
+    (an unencoded @ in a password or in a query value, which `check_storage_url` refuses) what
+    either reading takes for a secret is hidden, so not even part of one is ever shown."""
+    hidden: list[tuple[int, int]] = []  # the secrets' spans, overlapping ones merged
+    for pattern in (_PASSWORD, _SECRET_PARAMETER):
+        hidden += [match.span("secret") for match in pattern.finditer(url) if match["secret"]]
+    merged: list[list[int]] = []
+    for start, stop in sorted(hidden):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    shown, end = "", 0
+    for start, stop in merged:
+        shown, end = shown + url[end:start] + HIDDEN, stop
+    return shown + url[end:]
 
 
 def check_storage_url(url: str) -> sqlalchemy.URL:
@@ -97,6 +116,13 @@ def check_storage_url(url: str) -> sqlalchemy.URL:
         raise StorageError(
             f"the port in storage URL {masked(url)!r} is not a number; expected {EXAMPLES}"
         ) from None
+    # SQLAlchemy ends the password at its first @: one more @, in the password or in a query value,
+    # and the rest of the password becomes the host, or the query value joins the password
+    if "@" in (parsed.host or "") or "?" in (parsed.password or ""):
+        raise StorageError(
+            f"storage URL {masked(url)!r} is ambiguous: percent-encode an @ in its password or "
+            "in a query value as %40 (and a ? in its password as %3F)"
+        )
     parsed = parsed.set(drivername=ALIASES.get(parsed.drivername, parsed.drivername))
     driver = DRIVERS.get(parsed.drivername)
     if driver is None:
@@ -110,8 +136,26 @@ def check_storage_url(url: str) -> sqlalchemy.URL:
         raise StorageError(
             f"the port in storage URL {masked(url)!r} must be 1 to 65535, but got {parsed.port}"
         )
-    _check_sqlite_folder(parsed, url)
+    if parsed.drivername.startswith("sqlite"):
+        _check_sqlite_url(parsed, url)
     return parsed
+
+
+def _check_sqlite_url(parsed: sqlalchemy.URL, url: str) -> None:
+    """A file, in a folder that exists: SQLite reads sqlite://name as a host and opens an
+    in-memory database, which no other process sees and which is gone when the command ends."""
+    if parsed.host:
+        raise StorageError(
+            f"SQLite storage {masked(url)!r} names {parsed.host!r} as a host: a SQLite file takes "
+            f"three slashes for a relative path, four for an absolute one: sqlite:///{parsed.host}"
+        )
+    if _in_memory(parsed):
+        raise StorageError(
+            f"storage {masked(url)!r} is an in-memory SQLite database, which holds no study "
+            "once the command ends and which no worker process shares: name a file, e.g. "
+            f"{locations.DEFAULT_STORAGE}"
+        )
+    _check_sqlite_folder(parsed, url)
 
 
 def _missing_driver(drivername: str, url: str) -> str:
@@ -119,6 +163,16 @@ def _missing_driver(drivername: str, url: str) -> str:
     return (
         f"storage URL {masked(url)!r} needs the {drivername} driver, but its module "
         f"{driver.module!r} is not installed: {driver.install}"
+    )
+
+
+def _in_memory(parsed: sqlalchemy.URL) -> bool:
+    # :memory:, nothing (sqlite://), or SQLite's URI forms (?uri=true): file::memory:, mode=memory
+    database = parsed.database or ""
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or parsed.query.get("mode") == "memory"
     )
 
 
@@ -138,11 +192,7 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
     if not parsed.drivername.startswith("sqlite"):
         return parsed  # a server refuses a database that does not exist when we connect
     database = sqlite_file(parsed)
-    if database is None:
-        raise StorageError(
-            f"storage {masked(url)!r} is an empty in-memory SQLite database; name the file that "
-            "holds the studies, e.g. sqlite:///hpsearch.db"
-        )
+    assert database is not None  # check_storage_url refused an in-memory database
     if not database.is_file():
         raise StorageError(
             f"SQLite storage {database} does not exist (from {masked(url)!r}); check the path "
@@ -169,7 +219,10 @@ def check_reachable(url: str, *, wait_seconds: float = 0) -> None:
     """Connect once to a database server, writing nothing, so that a server that cannot be
     reached is known before the data is decoded; a SQLite file is opened (and made) later."""
     parsed = check_storage_url(url)
-    if parsed.drivername.startswith("sqlite") or parsed.drivername == "grpc":
+    if parsed.drivername.startswith("sqlite"):
+        return
+    if parsed.drivername == "grpc":
+        _reach_grpc_proxy(parsed, url, wait_seconds)
         return
     try:
         wait_until_reachable(parsed, wait_seconds)
@@ -188,9 +241,8 @@ def open_storage(
     parsed = check_storage_url(url) if create else require_existing_storage(url)
     _check_sqlite_intact(parsed)
     if parsed.drivername == "grpc":
-        return optuna.storages.GrpcStorageProxy(
-            host=parsed.host or "localhost", port=parsed.port or GRPC_DEFAULT_PORT
-        )
+        host, port = _reach_grpc_proxy(parsed, url, wait_seconds)
+        return optuna.storages.GrpcStorageProxy(host=host, port=port)
     sqlite = parsed.drivername.startswith("sqlite")
     engine_kwargs = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
@@ -225,6 +277,21 @@ def open_storage(
         _use_write_ahead_log(storage)
     storage.configure_engine()
     return storage
+
+
+def _reach_grpc_proxy(parsed: sqlalchemy.URL, url: str, wait_seconds: float) -> tuple[str, int]:
+    """The proxy's host and port as Optuna's client takes them, once the proxy answers there;
+    StorageError, as for a database server, when it does not."""
+    host = parsed.host or "localhost"
+    host = f"[{host}]" if ":" in host else host  # IPv6: Optuna's client writes host:port
+    port = parsed.port or GRPC_DEFAULT_PORT
+    if not grpc_proxy_answers(f"{host}:{port}", wait_seconds):
+        waited = f" within {wait_seconds:g} s" if wait_seconds else ""
+        raise StorageError(
+            f"cannot reach storage {masked(url)}: no gRPC proxy answered at {host}:{port}{waited}; "
+            "start one there with `hpsearch grpc-proxy`, or fix the address"
+        )
+    return host, port
 
 
 def _unreachable(url: str, error: BaseException) -> StorageError:

@@ -95,7 +95,10 @@ def _inputs(root: Path) -> dict[str, Path]:
 
 def _storage_inputs(root: Path) -> dict[str, Path]:
     """Storage URLs, flags that reach a storage, and storages that cannot be read or written."""
-    return {}
+    study = (root / "test-study.toml").read_text()  # _inputs wrote it first
+    in_memory = root / "in-memory.toml"
+    in_memory.write_text(study.replace("[study]\n", '[study]\nstorage = "sqlite:///:memory:"\n'))
+    return {"study_in_memory": in_memory}
 
 
 def _number_inputs(root: Path) -> dict[str, Path]:
@@ -315,8 +318,66 @@ ROWS = {
         "run --study other --epochs 2 --storage sqlite:///{existing}", "--epochs with --study"
     ),
 }
+# Rows that argparse refuses run as subprocesses: it ends an in-process `main` with SystemExit
 STORAGE_ROWS: dict[str, Row] = {
     # Round two: storage URLs, flags that reach a storage, storages that cannot be read or written
+    # An @ left in a password: SQLAlchemy would read "{SECRET}@127.0.0.1" as the host
+    "password holding an @": Row(
+        f"status --storage postgresql+psycopg://root:Sup3r@{SECRET}@127.0.0.1:1/db", "as %40"
+    ),
+    "password holding an @ (subprocess)": Row(
+        f"run {{study}} --device cpu --storage postgresql+psycopg://root:Sup3r@{SECRET}@127.0.0.1:1/db",
+        "root:***@127.0.0.1:1/db",
+        True,
+    ),
+    "password holding an @, from the environment": Row(
+        "worker --study s",
+        "ambiguous",
+        env={"HPSEARCH_STORAGE": f"postgresql+psycopg://root:Sup3r@{SECRET}@127.0.0.1:1/db"},
+    ),
+    # ... and in a query value: SQLAlchemy would take "1/db?password=Sup3r" for the password
+    "query password holding an @": Row(
+        f"export --study s --storage {PG}:1/db?password=Sup3r@{SECRET}", "ambiguous"
+    ),
+    # Two slashes: SQLAlchemy reads rel.db as a host, SQLite opens a database in memory
+    "sqlite://rel.db": Row(
+        "run {study} --device cpu --storage sqlite://rel.db", "sqlite:///rel.db"
+    ),
+    "sqlite://rel.db for status": Row("status --storage sqlite://rel.db", "three slashes"),
+    # In memory: gone when the command ends, and each worker process would have its own
+    "in memory with two workers (subprocess)": Row(
+        "run {study} --device cpu --workers 2 --storage sqlite:///:memory:", "in-memory", True
+    ),
+    "in memory from the study file": Row("run {study_in_memory} --device cpu", "in-memory"),
+    "in memory, plain sqlite://": Row("worker {study} --storage sqlite://", "in-memory"),
+    "in memory for status": Row("status --storage sqlite:///:memory:", "in-memory"),
+    "in memory for grpc-proxy": Row("grpc-proxy --storage sqlite://", "in-memory"),
+    # A gRPC proxy that does not answer, named as a database server that does not
+    "gRPC proxy not there (subprocess)": Row(
+        "status --storage grpc://127.0.0.1:1", "cannot reach storage grpc://127.0.0.1:1", True
+    ),
+    "run on a gRPC proxy not there decodes nothing": Row(
+        "run {study} --device cpu --storage grpc://127.0.0.1:1", "no gRPC proxy answered"
+    ),
+    # An empty --storage (an unset shell variable) would use ./hpsearch.db without a word
+    "--storage '' (subprocess)": Row("status --storage ", "--storage: is empty", True),
+    "run --storage '' (subprocess)": Row("run {study} --storage ", "--storage: is empty", True),
+    "--wait-for-storage -1 (subprocess)": Row(
+        "run {study} --wait-for-storage -1", "--wait-for-storage: expected seconds", True
+    ),
+    "--wait-for-storage nan (subprocess)": Row(
+        "worker --study s --wait-for-storage nan", "but got 'nan'", True
+    ),
+    "--wait-for-storage inf (subprocess)": Row(
+        "worker {study} --wait-for-storage inf", "a finite number", True
+    ),
+    "dashboard --port 70000 (subprocess)": Row(
+        "dashboard --storage sqlite:///{existing} --port 70000", "1 to 65535, but got '70000'", True
+    ),
+    "grpc-proxy --port 70000 (subprocess)": Row(
+        "grpc-proxy --port 70000", "1 to 65535, but got '70000'", True
+    ),
+    "grpc-proxy --port 0 (subprocess)": Row("grpc-proxy --port 0", "but got '0'", True),
 }
 NUMBER_ROWS: dict[str, Row] = {
     # Round two: numbers out of range in study files, flags and data sets

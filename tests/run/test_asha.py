@@ -29,6 +29,7 @@ from search.study.epochs_budget import epochs_trained
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.made_trials import finish_by_hand
+from tests.helpers.notes import trial_note
 from tests.helpers.studies import write_study
 
 ASHA = 'kind = "asha"\nmin_epochs = 1\nreduction_factor = 2'
@@ -110,6 +111,11 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
     assert continuation.intermediate_values[1] == paused.intermediate_values[1]
     assert continuation.user_attrs[attrs.HISTORY][0] == paused.user_attrs[attrs.HISTORY][0]
     assert epochs_trained([continuation]) == 1, "it trained epoch 2 only"
+    # The dashboard draws them as a Pruned trial and a new one: their notes say how they join
+    assert trial_note(study, paused).startswith("**Paused at epoch 1** (asha)")
+    assert f"[trial {continuation.number}](/dashboard/studies/" in trial_note(study, paused)
+    assert trial_note(study, continuation).startswith("**Promotion of [trial 0](/dashboard/")
+    assert "Epoch 1 was restored from the checkpoint" in trial_note(study, continuation)
     assert not [
         trial for trial in trials if trial.state in (TrialState.WAITING, TrialState.RUNNING)
     ]
@@ -169,6 +175,9 @@ def test_a_paused_trial_that_can_no_longer_be_promoted_loses_its_checkpoint(
     closed = next(trial for trial in trials if attrs.PROMOTION_OF in trial.user_attrs)
     assert closed.state == TrialState.PRUNED and not closed.intermediate_values
     assert "trial 0, paused at epoch 1" in closed.user_attrs[attrs.PROMOTION_CLOSED]
+    assert trial_note(study, closed).startswith(
+        "**Not promoted**: this trial, queued to continue [trial 0](/dashboard/"
+    )
     assert not checkpoint_of_trial_0(options, study).parent.exists()
     assert not [trial for trial in trials if trial.state == TrialState.WAITING]
     summary = get_summary_info(study)

@@ -18,6 +18,7 @@ from search.run.worker import WorkerOptions, run_worker
 from search.serve.notes import best_trial_line
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
+from tests.helpers.notes import trial_note
 from tests.helpers.studies import write_study
 
 NAME = "test-study"
@@ -79,6 +80,11 @@ def test_a_trial_stopped_by_ctrl_c_is_counted_and_drawn_as_stopped_not_failed(
     run_worker(config, options)  # the retry resumes it from its checkpoint and completes
     stopped, retry = optuna.load_study(study_name=NAME, storage=url).get_trials(deepcopy=False)
     assert retry.state == TrialState.COMPLETE and retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == 1
+    assert trial_note(study, stopped).startswith(
+        "**Cut short, to resume**: stopped in epoch 2 (SIGINT)."
+    )
+    assert trial_note(study, retry).startswith("**Retry of [trial 0](/dashboard/")
+    assert "Epoch 1 was restored from the checkpoint" in trial_note(study, retry)
     (row,) = study_status(open_storage(url), NAME)
     assert (row["stopped"], row["fail"], row["complete"]) == (1, 0, 1)
     curves = trial_curves([study])

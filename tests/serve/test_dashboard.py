@@ -46,6 +46,8 @@ def served(monkeypatch, tmp_path):
     sqlite = open_storage(f"sqlite:///{tmp_path / 'served.db'}")
     # No PostgreSQL needed to print its URL
     monkeypatch.setattr(dashboard, "open_storage", lambda url, **options: sqlite)
+    # Nor a free port 8080 on the machine that runs the tests: nothing listens here
+    monkeypatch.setattr(dashboard, "check_port_free", lambda host, port: None)
     monkeypatch.setattr(
         dashboard,
         "serve_app",

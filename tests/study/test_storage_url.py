@@ -3,6 +3,8 @@ new SQLite files that concurrent first runs both open."""
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 import sqlalchemy
@@ -10,6 +12,7 @@ from optuna.storages._rdb import models
 
 from search.errors import StorageError
 from search.study.storage import (
+    check_reachable,
     check_storage_url,
     masked,
     open_storage,
@@ -30,6 +33,12 @@ SECRET = "s3cr3t-Value"
         f"postgresql+psycopg://adv@db:five/studies?PassWord={SECRET}",  # unparseable: a bad port
         f"weird://team:{SECRET}@x",
         f"postgresql+psycopg://team:{SECRET}@with@db/studies",
+        f"postgresql+psycopg://team:Sup3r@{SECRET}@db/studies",  # SQLAlchemy's host: "{SECRET}@db"
+        # SQLAlchemy reads "5432/studies?password=Sup3r" as the password and SECRET as the host
+        f"postgresql+psycopg://db:5432/studies?password=Sup3r@{SECRET}",
+        f"postgresql+psycopg://adv@db:5432/studies?password=Sup3r@{SECRET}",
+        f"postgresql+psycopg://adv:Sup3r?token=x@{SECRET}/studies",
+        f"postgresql+psycopg://adv@db/studies?sslmode=require&api_key={SECRET}",
     ],
 )
 def test_masked_hides_every_secret_a_url_carries(url):
@@ -39,7 +48,13 @@ def test_masked_hides_every_secret_a_url_carries(url):
 
 def test_masked_keeps_what_is_not_secret():
     shown = masked(f"postgresql+psycopg://adv:{SECRET}@db:5432/studies?sslmode=require&password=x")
-    assert shown == "postgresql+psycopg://adv:***@db:5432/studies?password=***&sslmode=require"
+    assert shown == "postgresql+psycopg://adv:***@db:5432/studies?sslmode=require&password=***"
+    # Shown as written: an unencoded @ elsewhere, a slash in a password, SQLite's :memory:
+    assert masked("postgresql://u:p@h/db?application_name=me@work") == (
+        "postgresql://u:***@h/db?application_name=me@work"
+    )
+    assert masked("postgresql://adm@server:pa/ss@h/db") == "postgresql://adm@server:***@h/db"
+    assert masked("sqlite:///:memory:") == "sqlite:///:memory:"
 
 
 @pytest.mark.parametrize(
@@ -53,11 +68,44 @@ def test_masked_keeps_what_is_not_secret():
         ("postgresql+psycopg://root@127.0.0.1:70000/db", "1 to 65535, but got 70000"),
         ("no url at all", "malformed storage URL"),
         ("sqlite:///no/such/folder/x.db", "folder of SQLite storage .* does not exist"),
+        (f"postgresql://u:Sup3r@{SECRET}@h/db", "ambiguous: percent-encode an @ .* as %40"),
+        (f"postgresql://h:5432/db?password=a@{SECRET}", "ambiguous"),
+        ("sqlite://rel.db", "names 'rel.db' as a host.*three slashes.*sqlite:///rel.db$"),
+        ("sqlite://", "in-memory SQLite database.*name a file"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite:///file::memory:?uri=true", "in-memory"),
+        ("sqlite:///file:x?mode=memory&uri=true", "in-memory"),
     ],
 )
 def test_a_bad_url_is_refused_before_connecting(url, message):
     with pytest.raises(StorageError, match=message):
         check_storage_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p%40ss@Db.Example.com/x",
+        "postgresql://u:p@[::1]:5432/db",
+        "postgresql://user@server:pass@host/db",  # Azure's user@server names
+        "postgresql://u:pa/ss@h/db",  # SQLAlchemy ends a password at its @, past a slash
+        "postgresql://u:p@h/db?application_name=me@work",
+        "sqlite:////tmp/x@y.db",
+        "grpc://127.0.0.1:13000",
+    ],
+)
+def test_a_url_sqlalchemy_reads_as_written_passes(url):
+    check_storage_url(url)
+
+
+def test_an_unreachable_grpc_proxy_is_named_at_once():
+    pytest.importorskip("grpc")
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="cannot reach storage grpc://127.0.0.1:1: no gRPC"):
+        open_storage("grpc://127.0.0.1:1", create=False)
+    with pytest.raises(StorageError, match="within 0.5 s"):
+        check_reachable("grpc://127.0.0.1:1", wait_seconds=0.5)
+    assert time.monotonic() - started < 10
 
 
 def test_plain_postgresql_means_the_driver_we_ship():

@@ -15,6 +15,13 @@ from search.serve.grpc_proxy import DEFAULT_HOST as PROXY_HOST
 from search.serve.grpc_proxy import DEFAULT_PORT as PROXY_PORT
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535 (0, "any free port", would serve where nobody knows to look)."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number, 1 to 65535, but got {text!r}")
+    return int(text)
+
+
 def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
@@ -23,7 +30,7 @@ def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
         "so reach it from elsewhere through an SSH tunnel)",
     )
     parser.add_argument(
-        "--port", type=int, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}"
+        "--port", type=port_number, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}"
     )
     add_artifacts(parser)
     parser.add_argument(
@@ -38,7 +45,7 @@ def _grpc_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=PROXY_HOST, help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=PROXY_PORT,
         help=f"default {PROXY_PORT}",
     )
