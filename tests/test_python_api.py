@@ -107,6 +107,8 @@ def test_the_api_refuses_as_the_commands_do_with_the_projects_errors(tmp_path, i
     study_file = write_study(tmp_path, image_folder)
     with pytest.raises(ConfigError, match="not both"):
         search.run_study(study_file, study="test-study", storage=storage)
+    with pytest.raises(ConfigError, match="wait_for_storage must be a finite number"):
+        search.run_study(study_file, storage=storage, wait_for_storage=float("nan"))
     search.run_study(study_file, storage=storage, create_only=True, progress=False, device="cpu")
     with pytest.raises(StudyNotFound, match="it holds: 'test-study'"):
         search.open_study("missing", storage=storage)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -114,6 +115,11 @@ def worker_setup(
         raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     if trials_per_worker is not None and trials_per_worker < 1:
         raise ConfigError(f"trials_per_worker must be at least 1, but got {trials_per_worker}")
+    if not math.isfinite(wait_for_storage) or wait_for_storage < 0:  # as --wait-for-storage
+        raise ConfigError(
+            "wait_for_storage must be a finite number of seconds, at least 0, but got "
+            f"wait_for_storage={wait_for_storage}"
+        )
     request, url = _request(
         study_file, study, storage, data, trials=trials, epochs=epochs, image_size=image_size
     )

@@ -181,7 +181,11 @@ def test_the_api_gives_a_reader_the_page_and_settings_with_the_commands_warnings
     assert out == "" and warning.startswith(f"hpsearch: warning: {tmp_path / 'r.html'} is not")
     assert "may not INSERT into table 'study_system_attributes'" in warning
 
-    best = search.export_best(small_search.study, storage=reader.url)
+    best = search.export_best(
+        small_search.study,
+        storage=reader.url,
+        checkpoint_dir=small_search.images.parent / "checkpoints",
+    )
 
     assert best["provenance"]["study"] == small_search.study
     out, err = capsys.readouterr()
