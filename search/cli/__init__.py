@@ -10,6 +10,7 @@ user's to fix: one line, exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import NoReturn
@@ -58,7 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OpenMP's spin before a waiting thread sleeps, unless the user chose a policy. Its default spins so
+# long that, with another job on every core, training runs at a third of its fair share of the
+# CPU; 10,000 costs nothing on a quiet machine (benchmarks/busy_cpu.py, RESULTS.md "A busy CPU").
+OPENMP_SPIN = {"GOMP_SPINCOUNT": "10000"}
+
+
+def share_busy_cores() -> None:
+    """Set OPENMP_SPIN for this process and the workers it starts, before torch loads OpenMP (the
+    commands import torch when they run), unless the user set a waiting policy of their own."""
+    if not {"OMP_WAIT_POLICY", *OPENMP_SPIN} & set(os.environ):
+        os.environ.update(OPENMP_SPIN)
+
+
 def main(argv: list[str] | None = None) -> int:
+    share_busy_cores()
     # Our progress line says what Optuna's log would.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -91,3 +91,48 @@ def test_the_probe_sees_torch_where_a_command_trains(tmp_path):
     # evaluate loads torch before it finds the weights file missing: the probe must say so
     found = probe("evaluate", tmp_path / "missing.pt", "--data", tmp_path, "--device", "cpu")
     assert found == {"status": 2, "loaded": ["torch", "torchvision"]}
+
+
+# Which OpenMP settings the environment held when torch was first imported, in a command that
+# loads it (evaluate, refused at once for its missing weights file).
+SPIN_PROBE = """
+import json, os, sys
+from search.cli import main
+
+seen = {}
+
+
+class WatchTorch:
+    def find_spec(self, name, path, target=None):
+        if name == "torch" and not seen:
+            seen.update({key: os.environ.get(key) for key in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")})
+
+
+sys.meta_path.insert(0, WatchTorch())
+status = main(["evaluate", "nothing.pt", "--data", "nowhere", "--device", "cpu"])
+print(json.dumps({"status": status, "seen": seen}), file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "users, expected",
+    [
+        ({}, {"GOMP_SPINCOUNT": "10000", "OMP_WAIT_POLICY": None}),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "ACTIVE"}),
+        ({"GOMP_SPINCOUNT": "1"}, {"GOMP_SPINCOUNT": "1", "OMP_WAIT_POLICY": None}),
+    ],
+    ids=["by default", "the user's policy", "the user's spin"],
+)
+def test_openmp_spins_briefly_from_before_torch_loads_unless_the_user_chose(
+    tmp_path, monkeypatch, users, expected
+):
+    """A thread waiting at an OpenMP barrier spins briefly, then sleeps: with another job on
+    every core, the long default spin cost training two thirds of its share (busy_cpu.py)."""
+    for key in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in users.items():
+        monkeypatch.setenv(key, value)
+    probe = [sys.executable, "-c", SPIN_PROBE]
+    ran = subprocess.run(probe, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = json.loads(ran.stderr.splitlines()[-1])
+    assert result == {"status": 2, "seen": expected}, ran.stderr

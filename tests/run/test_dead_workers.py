@@ -153,19 +153,28 @@ def test_a_missed_heartbeat_names_the_trial_by_its_number(tmp_path, caplog):
     assert "trial 2" not in caplog.text
 
 
-def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(
-    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
-):
-    # A worker of another machine went silent: only its heartbeat can tell it is dead
+def a_spent_study_and_its_running_trial(tmp_path, image_folder, cache_dir):
+    """A study whose budget of 1 is spent by a COMPLETE trial, so a worker has nothing new to
+    start, and a trial RUNNING beside it: (config, url, data, study, the running trial)."""
     config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
     url = f"sqlite:///{tmp_path / 's.db'}"
     data = load_study_data(config, cache_dir, progress=False)
     study = open_study(config, open_storage(url), fingerprint(config, data))
     done = study.ask()
     suggest(done, config)
-    study.tell(done, 0.5)  # the budget of 1 is spent: the worker has nothing new to start
-    trial = study.ask()
-    suggest(trial, config)
+    study.tell(done, 0.5)
+    running = study.ask()
+    suggest(running, config)
+    return config, url, data, study, running
+
+
+def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+):
+    # A worker of another machine went silent: only its heartbeat can tell it is dead
+    config, url, data, study, trial = a_spent_study_and_its_running_trial(
+        tmp_path, image_folder, cache_dir
+    )
     trial.set_user_attr(attrs.WORKER, {**liveness.this_worker(), "host": "lost-machine"})
     study._storage.set_trial_system_attr(trial._trial_id, attrs.HEARTBEAT, time.time() - 5)
 
@@ -183,15 +192,9 @@ def test_a_dead_trial_out_of_retries_leaves_no_checkpoint_behind(
 ):
     """Its lineage will never be resumed: its checkpoint is not kept for the life of the study
     (the chaos run at a473102 found five such ResNet-18 checkpoints, 90-134 MB each, left)."""
-    config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    data = load_study_data(config, cache_dir, progress=False)
-    study = open_study(config, open_storage(url), fingerprint(config, data))
-    done = study.ask()
-    suggest(done, config)
-    study.tell(done, 0.5)  # the budget of 1 is spent: the worker has nothing new to start
-    last = study.ask()
-    suggest(last, config)
+    config, url, data, study, last = a_spent_study_and_its_running_trial(
+        tmp_path, image_folder, cache_dir
+    )
     last.set_user_attr(attrs.WORKER, a_gone_process())
     last.set_user_attr(attrs.ATTEMPT, config.heartbeat.max_retries)  # its last retry
     root = locations.checkpoint_root(None, config.checkpoint.dir)
