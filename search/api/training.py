@@ -66,6 +66,7 @@ def train(
     checkpoint_every_seconds: float | None = None,
     resume: bool = False,
     progress: bool = True,
+    bars: bool | None = None,
     out: TextIO | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     **settings: Any,
@@ -80,7 +81,8 @@ def train(
     cpu, cuda, cuda:N or mps. Checkpoints and the final weights go to `checkpoint_dir` (default: a
     new runs/train-DATE-TIME here), every `checkpoint_every` epochs (default 1) and/or every
     `checkpoint_every_seconds`; `resume` continues from the checkpoint there. `progress` shows
-    progress bars and a line per epoch on `out` (default: standard output); `on_epoch` is called
+    a line per epoch on `out` (default: standard output) and progress bars, unless `bars` says
+    otherwise (a log file wants the lines, not bars redrawn with \\r); `on_epoch` is called
     with each epoch's metrics. A run that diverges raises `NonFiniteLossError`.
     """
     chosen, run, provenance = train_settings(
@@ -104,11 +106,12 @@ def train(
     # folder is listed: both before anything is decoded
     classes = resumable_classes(chosen, policy) if resume else None
     lines = (out or sys.stdout) if progress else None
+    bars = progress if bars is None else bars
     images = load_image_data(
         run["data"],
         chosen.image_size,
         cache_dir=_path(run.get("cache_dir")),
-        progress=progress,
+        progress=bars,
         check=None if classes is None else _same_classes(classes, policy),
     )
     _say(lines, _header(chosen, images, str(where)))
@@ -125,7 +128,7 @@ def train(
         device=where,
         checkpoints=policy,
         resume=resume,
-        progress=progress,
+        progress=bars,
         compile=bool(run.get("compile")),
     )
     if result.weights_not_saved is not None:

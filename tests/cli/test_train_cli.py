@@ -246,3 +246,12 @@ def test_train_compile_reaches_the_run_settings(flags, compiled):
     args = build_parser().parse_args(["train", "--epochs", "1", *flags])
     _, run, _ = resolve_settings(args)
     assert run.get("compile") == compiled
+
+
+def test_a_log_gets_the_epoch_lines_without_progress_bars(capsys, image_folder, cache_dir):
+    """Standard error not a terminal (a log file, a SLURM job): a bar redrawn with \\r is noise."""
+    status, out, err = run_cli(
+        capsys, "train", "--data", image_folder, "--cache-dir", cache_dir, *QUICK
+    )
+    assert status == 0 and "epoch 1/1" in out, out + err
+    assert "\r" not in out + err

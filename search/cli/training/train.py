@@ -42,6 +42,7 @@ def run_train(args: argparse.Namespace) -> int:
             **run,
             resume=args.resume,
             progress=True,
+            bars=sys.stderr.isatty(),  # as `run` and `evaluate`: bars on a terminal, not in a log
             out=sys.stderr if args.json else sys.stdout,
         )
     except NonFiniteLossError as error:
