@@ -15,13 +15,20 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import optuna
 import pytest
+import torch
+import torchvision
+from PIL import Image
 
 from search.cli import main
 from tests.helpers import postgres
 from tests.helpers.images import make_image
 from tests.helpers.studies import write_study
+from trainer.checkpoint import save_atomically
+from trainer.config import TrainConfig
+from trainer.files import CHECKPOINT_NAME
 
 SECRET = "Sup3rSecret-42"
 # Files SQLite keeps beside an open database it did not create; they go when it closes
@@ -149,10 +156,6 @@ def _study_with(root: Path, data: Path, name: str, line: str, replacement: str) 
 def _checkpoint(folder: Path, *, classes=("class_0", "class_1"), **settings) -> Path:
     """A checkpoint folder as `train` leaves it: its last.pt records the settings and classes
     (the weights are not needed: resuming compares these first)."""
-    from trainer.checkpoint import save_atomically
-    from trainer.config import TrainConfig
-    from trainer.files import CHECKPOINT_NAME
-
     config = TrainConfig(image_size=16, epochs=1, batch_size=2, **settings)
     payload = {"epoch": 1, "config": config.to_dict(), "classes": list(classes), "history": []}
     save_atomically(payload, folder / CHECKPOINT_NAME)
@@ -161,11 +164,6 @@ def _checkpoint(folder: Path, *, classes=("class_0", "class_1"), **settings) -> 
 
 def _file_inputs(root: Path) -> dict[str, Path]:
     """Weights files, output paths and images that are not what they claim."""
-    # Imported here, not at the top: each area of round two keeps to its own lines of this file
-    import numpy as np
-    import torch
-    from PIL import Image
-
     files = root / "files"
     files.mkdir()
     fields = {"architecture": "resnet18", "classes": ["class_0", "class_1"], "image_size": 16}
@@ -199,9 +197,6 @@ def _file_inputs(root: Path) -> dict[str, Path]:
 
 def _state(classes: int) -> dict[str, object]:
     """A ResNet-18's state of the right shapes in a few kB: every tensor a view of one zero."""
-    import torch
-    import torchvision
-
     with torch.device("meta"):
         network = torchvision.models.resnet18(num_classes=classes)
     return {
