@@ -24,6 +24,7 @@ from PIL import Image
 
 from search.cli import main
 from tests.helpers import postgres
+from tests.helpers.cli import listing
 from tests.helpers.images import make_image
 from tests.helpers.studies import write_study
 from trainer.checkpoint import save_atomically
@@ -31,8 +32,6 @@ from trainer.config import TrainConfig
 from trainer.files import CHECKPOINT_NAME
 
 SECRET = "Sup3rSecret-42"
-# Files SQLite keeps beside an open database it did not create; they go when it closes
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 class Row(NamedTuple):
@@ -527,11 +526,6 @@ CASES = [
 ]
 
 
-def _listing(root: Path) -> set[str]:
-    paths = {str(path.relative_to(root)) for path in root.rglob("*")}
-    return {path for path in paths if not path.endswith(SQLITE_SIDE_FILES)}
-
-
 def _run(row: Row, argv: list[str], capsys) -> tuple[int, str, str]:
     if row.subprocess:
         done = subprocess.run(
@@ -555,7 +549,7 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(row, tmp_path, monkey
     monkeypatch.chdir(here)
     for name, value in (row.env or {}).items():
         monkeypatch.setenv(name, value)
-    before = _listing(tmp_path)
+    before = listing(tmp_path)
 
     status, out, err = _run(row, row.argv.format(**inputs).split(" "), capsys)
 
@@ -565,4 +559,4 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(row, tmp_path, monkey
     assert status == 2, err
     assert len(lines) <= 2 and lines[-1].startswith("hpsearch: error: "), err
     assert row.expect in err
-    assert _listing(tmp_path) == before
+    assert listing(tmp_path) == before

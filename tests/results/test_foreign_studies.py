@@ -6,32 +6,19 @@ them crashes."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import optuna
 import pytest
 
 import search
-from search.cli import main
 from search.errors import StudyMismatchError
+from tests.helpers.cli import listing, run_cli
 from tests.helpers.studies import write_study
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 TWO_OBJECTIVES = "study 'mo' has 2 objectives; hpsearch reads single-objective studies"
 MINIMIZES = "study 'mini' minimizes its objective; hpsearch reads studies that maximize val top-1"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    status = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def listing(root: Path) -> set[str]:
-    paths = {str(path.relative_to(root)) for path in root.rglob("*")}
-    return {path for path in paths if not path.endswith(SQLITE_SIDE_FILES)}
 
 
 @pytest.fixture(scope="module")

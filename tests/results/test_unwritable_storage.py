@@ -25,33 +25,21 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 import search
-from search.cli import main
 from search.study.optuna_compat import optuna_tables
 from search.study.storage import open_storage
 from search.study.writable import refused_write
 from tests.helpers import postgres
+from tests.helpers.cli import listing, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Files SQLite keeps beside a database it opened; they are no output of ours
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 class Reader(NamedTuple):
     role: str
     url: str  # the storage URL as the role
     database: str  # a libpq URL of the database as the test's own role, which owns it
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    status = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def listing(root: Path) -> set[str]:
-    paths = {str(path.relative_to(root)) for path in root.rglob("*")}
-    return {path for path in paths if not path.endswith(SQLITE_SIDE_FILES)}
 
 
 @contextmanager
