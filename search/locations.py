@@ -17,8 +17,6 @@ import platformdirs
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from trainer.errors import ConfigError
-
 STORAGE_ENV = "HPSEARCH_STORAGE"
 CHECKPOINTS_ENV = "HPSEARCH_CHECKPOINTS"
 ARTIFACTS_ENV = "HPSEARCH_ARTIFACTS"
@@ -51,19 +49,6 @@ def chosen_checkpoint_root(
     on purpose, or None where only the default (local to this machine) is left."""
     chosen = _first(flag, os.environ.get(CHECKPOINTS_ENV), study_file)
     return Path(chosen) if chosen else None
-
-
-def refuse_a_file_in_the_way(folder: Path, what: str = "checkpoint folder") -> None:
-    """`folder`, or the nearest of its parents that exists, must be a folder: else the first file
-    written there fails, after an epoch's training (a checkpoint) or a trial's."""
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise ConfigError(
-                    f"{what} {folder}: {path} is a file, not a folder; name a folder "
-                    "(a missing one is made)"
-                )
-            return
 
 
 def artifact_dir(url: str, flag: str | Path | None = None) -> Path:

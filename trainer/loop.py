@@ -27,7 +27,7 @@ from trainer.errors import (
 )
 from trainer.model import DEFAULT_MODEL, build_model
 from trainer.optim import build_optimizer, build_scheduler
-from trainer.weights import WEIGHTS_NAME, weights_payload
+from trainer.weights import WEIGHTS_NAME, class_names, weights_payload
 
 
 @dataclass(frozen=True)
@@ -303,11 +303,7 @@ def refuse_other_classes(
     (`recorded` None): loading their weights is then the only check."""
     if recorded is not None and tuple(recorded) != classes:
         raise ConfigError(
-            f"cannot resume from {path}: it was trained on {_some(tuple(recorded))}, but the "
-            f"data holds {_some(classes)}; use the same data or another checkpoint folder"
+            f"cannot resume from {path}: it was trained on {len(recorded)} classes "
+            f"({class_names(tuple(recorded))}), but the data holds {len(classes)} classes "
+            f"({class_names(classes)}); use the same data or another checkpoint folder"
         )
-
-
-def _some(classes: tuple[str, ...], shown: int = 4) -> str:
-    names = ", ".join(classes[:shown]) + (", ..." if len(classes) > shown else "")
-    return f"{len(classes)} classes ({names})"

@@ -168,8 +168,8 @@ def check_fits(weights: Weights, classes: tuple[str, ...], data_name: str) -> No
     if tuple(weights.classes) != tuple(classes):
         raise ConfigError(
             f"{weights.path} was trained on {len(weights.classes)} classes "
-            f"({_names(weights.classes)}), but {data_name} has {len(classes)} classes "
-            f"({_names(classes)}); score them on data with their classes, or use weights "
+            f"({class_names(weights.classes)}), but {data_name} has {len(classes)} classes "
+            f"({class_names(classes)}); score them on data with their classes, or use weights "
             "trained on this data"
         )
 
@@ -183,7 +183,8 @@ def _check_buildable(weights: Weights) -> None:
         ) from None
 
 
-def _names(classes: tuple[str, ...]) -> str:
+def class_names(classes: tuple[str, ...]) -> str:
+    """The classes for an error line: their names, the first MAX_NAMED_CLASSES of many."""
     shown = ", ".join(classes[:MAX_NAMED_CLASSES])
     return shown + (
         f", ... {len(classes) - MAX_NAMED_CLASSES} more" if len(classes) > MAX_NAMED_CLASSES else ""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from search.locations import RUNS_FOLDER, refuse_a_file_in_the_way
+from search.locations import RUNS_FOLDER
 from search.results.evaluate import Evaluation, evaluate_weights
 from search.studyfile.train_file import PROVENANCE, RUN_DEFAULTS, RUN_SETTINGS, read_settings
 from trainer import TrainConfig
@@ -187,7 +187,7 @@ def checkpoint_policy(run: Mapping[str, Any]) -> CheckpointPolicy:
     # Every epoch unless only a time interval was asked for.
     every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
     folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
-    refuse_a_file_in_the_way(folder)
+    # CheckpointPolicy refuses a folder that is a file, or lies under one, before any data is read
     return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
 
 

@@ -34,6 +34,7 @@ from search.study.storage import check_reachable, open_storage
 from search.study.writable import check_may_create, check_writable
 from search.studyfile import StudyConfig
 from trainer.data import ImageData
+from trainer.outputs import check_output_folder
 
 
 class StoredStudy(NamedTuple):
@@ -80,9 +81,8 @@ def join(
         assert storage is not None  # opened, or _open raised
         raise _missing(request, storage)
     config = _configuration(request, study, trials)
-    locations.refuse_a_file_in_the_way(
-        locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
-    )
+    checkpoints = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
+    check_output_folder(checkpoints, "checkpoint folder")  # not met after a trial's first epoch
     if before_writing is not None:
         before_writing(config)
     # A storage that takes no writes from us is named before the data is decoded, not at the
