@@ -14,8 +14,8 @@ from search import locations
 from search.api.studies import open_studies
 from search.results.page import Report, build_report
 from search.serve.notes import attach_report
-from search.study.recorded import find_study
-from search.study.storage import masked, open_storage
+from search.study.optuna_compat import storage_of
+from search.study.storage import masked
 from search.study.writable import NOTE_TABLES, refused_write
 from trainer.outputs import check_output_file
 
@@ -50,11 +50,10 @@ def write_report(
     path = Path(path)
     check_output_file(path, "path", "report.html")  # before the storage is opened
     url = locations.storage_url(storage)
-    opened = open_storage(url, create=False)  # a mistyped storage is refused, not created
-    chosen = [find_study(opened, name) for name in dict.fromkeys(_names(studies))]
+    chosen = open_studies(_names(studies), storage=storage)
     # A reader who may not write the storage still gets the page; only the dashboard's copy and
     # note are left out, and said so
-    refusal = refused_write(opened, NOTE_TABLES)
+    refusal = refused_write(storage_of(chosen[0]), NOTE_TABLES) if chosen else None
     report = build_report(chosen, storage_label=masked(url))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.html, encoding="utf-8")

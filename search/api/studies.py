@@ -17,6 +17,7 @@ from search.results.export import check_export_paths, export, output_format
 from search.results.status import format_status, storage_status, study_status
 from search.serve.notes import attach_best_params
 from search.study import recorded
+from search.study.optuna_compat import storage_of
 from search.study.storage import masked, open_storage
 from search.study.writable import NOTE_TABLES, refused_write
 
@@ -93,11 +94,10 @@ def export_best(
     if output is not None:  # and so are the paths it writes
         check_export_paths(output, fmt, "path")
     url = locations.storage_url(storage)
-    opened = open_storage(url, create=False)  # a mistyped storage is refused, not created
-    study = recorded.find_study(opened, name)
+    study = open_study(name, storage=storage)
     # A reader who may not write the storage still gets the settings; only the study's note goes
     # without them, and says so
-    refusal = refused_write(opened, NOTE_TABLES)
+    refusal = refused_write(storage_of(study), NOTE_TABLES)
     root = locations.checkpoint_root(checkpoint_dir, recorded.checkpoint_dir(study))
     exported = export(study, output=output, fmt=fmt, top=top, storage_url=url, checkpoint_root=root)
     if refusal is None:  # the dashboard shows the latest export on the study's note
