@@ -130,3 +130,22 @@ def finish_by_hand(study: optuna.Study, at_rung_1: float) -> None:
         study._storage.set_trial_state_values(queued._trial_id, TrialState.RUNNING)
         study._storage.set_trial_intermediate_value(queued._trial_id, 1, at_rung_1)
         study._storage.set_trial_state_values(queued._trial_id, TrialState.PRUNED)
+
+
+# The one parameter of the rung tests' studies (tests/study/test_promotion.py, test_trial_notes.py)
+X = {"x": FloatDistribution(0, 1)}
+
+
+def add_rung_1_trial(study: optuna.Study, at_rung_1: float, **user_attrs) -> FrozenTrial:
+    """A trial that reported `at_rung_1` at epoch 1 and stopped there (PRUNED), with `user_attrs`
+    (attrs.PAUSED_AT makes it a paused one): what asha ranks at its first rung."""
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"x": at_rung_1},
+            distributions=X,
+            intermediate_values={1: at_rung_1},
+            user_attrs=user_attrs,
+        )
+    )
+    return study.get_trials(deepcopy=False)[-1]

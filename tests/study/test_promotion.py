@@ -13,15 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from search import attrs
 from search.study import promotion, retries
 from search.study.promotion import AshaPruner, rungs
 from search.study.storage import open_storage
-
-X = {"x": FloatDistribution(0, 1)}
+from tests.helpers.made_trials import add_rung_1_trial
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -37,22 +35,8 @@ def new_study(url: str) -> optuna.Study:
     )
 
 
-def add(study: optuna.Study, at_rung_1: float, **user_attrs) -> optuna.trial.FrozenTrial:
-    """A trial that reported `at_rung_1` at epoch 1 and stopped there."""
-    study.add_trial(
-        create_trial(
-            state=TrialState.PRUNED,
-            params={"x": at_rung_1},
-            distributions=X,
-            intermediate_values={1: at_rung_1},
-            user_attrs=user_attrs,
-        )
-    )
-    return study.get_trials(deepcopy=False)[-1]
-
-
 def pause(study: optuna.Study, at_rung_1: float) -> optuna.trial.FrozenTrial:
-    paused = add(study, at_rung_1, **{attrs.PAUSED_AT: 1})
+    paused = add_rung_1_trial(study, at_rung_1, **{attrs.PAUSED_AT: 1})
     promotion.queue_continuation(study, paused)
     return paused
 
@@ -66,11 +50,12 @@ def test_rungs_grow_by_the_reduction_factor_below_the_last_epoch():
 def test_a_trial_pauses_unless_it_ranks_in_the_top_of_its_rung(tmp_path):
     study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
     pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
-    assert not pruner.prune(study, add(study, 0.5))  # the first at a rung goes on
-    assert pruner.prune(study, add(study, 0.4))  # 2nd of 2: the top half is one trial
-    assert not pruner.prune(study, add(study, 0.9))  # best of 3
-    assert not pruner.prune(study, add(study, 0.6))  # 2nd of 4: the top half is two
-    assert pruner.prune(study, add(study, 0.5))  # ties go to the earlier trial: 4th of 5
+    assert not pruner.prune(study, add_rung_1_trial(study, 0.5))  # the first at a rung goes on
+    assert pruner.prune(study, add_rung_1_trial(study, 0.4))  # 2nd of 2: the top half is one trial
+    assert not pruner.prune(study, add_rung_1_trial(study, 0.9))  # best of 3
+    assert not pruner.prune(study, add_rung_1_trial(study, 0.6))  # 2nd of 4: the top half is two
+    # Ties go to the earlier trial: 4th of 5
+    assert pruner.prune(study, add_rung_1_trial(study, 0.5))
     running = promotion.ask_new(study)
     running.report(0.1, 3)  # not a rung (1, 2): never paused there
     assert not pruner.prune(study, study._storage.get_trial(running._trial_id))
@@ -79,12 +64,12 @@ def test_a_trial_pauses_unless_it_ranks_in_the_top_of_its_rung(tmp_path):
 def test_a_paused_trial_is_promoted_once_it_ranks_in_the_top_and_resumes_its_lineage(tmp_path):
     study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
     pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
-    add(study, 0.9)
+    add_rung_1_trial(study, 0.9)
     paused = pause(study, 0.5)  # 2nd of 2
     assert promotion.claim_promotion(study, pruner) is None
-    add(study, 0.1)
+    add_rung_1_trial(study, 0.1)
     assert promotion.claim_promotion(study, pruner) is None  # 2nd of 3: the top half is one
-    add(study, 0.2)
+    add_rung_1_trial(study, 0.2)
     continuation = promotion.claim_promotion(study, pruner)  # 2nd of 4: now in the top half
     assert continuation is not None
     frozen = study._storage.get_trial(continuation._trial_id)
@@ -110,7 +95,7 @@ def test_parallel_workers_never_promote_the_same_trial(url):
     study = new_study(url)
     paused = [pause(study, 0.5 + index / 100).number for index in range(6)]
     for _ in range(6):
-        add(study, 0.1)  # 12 at the rung: the six paused ones are its top half
+        add_rung_1_trial(study, 0.1)  # 12 at the rung: the six paused ones are its top half
     start = threading.Barrier(4)  # all four ask at once, through the database alone
     with ThreadPoolExecutor(4) as pool:
         claims = [pool.submit(_claim_all, url, start) for _ in range(4)]
@@ -123,8 +108,8 @@ def test_parallel_workers_never_promote_the_same_trial(url):
 def test_a_paused_trial_that_can_no_longer_reach_the_top_is_closed_once(tmp_path):
     study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
     pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
-    add(study, 0.9)
-    add(study, 0.8)
+    add_rung_1_trial(study, 0.9)
+    add_rung_1_trial(study, 0.8)
     paused = pause(study, 0.5)  # 3rd of 3
     # Three trials still to come could put it in the top 3 of 6
     assert promotion.close_hopeless(study, pruner, new_trials_possible=3) == []
@@ -140,7 +125,7 @@ def test_a_paused_trial_that_can_no_longer_reach_the_top_is_closed_once(tmp_path
 def test_a_running_trial_below_the_rung_keeps_a_paused_one_open(tmp_path):
     study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
     pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
-    add(study, 0.9)
+    add_rung_1_trial(study, 0.9)
     pause(study, 0.5)
     for _ in range(2):  # running, no epoch yet: they may score below the paused trial
         promotion.ask_new(study)
@@ -151,7 +136,7 @@ def test_a_running_trial_below_the_rung_keeps_a_paused_one_open(tmp_path):
 
 def test_a_new_trial_takes_a_queued_point_but_never_a_paused_trials_continuation(tmp_path):
     study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
-    add(study, 0.9)
+    add_rung_1_trial(study, 0.9)
     pause(study, 0.5)
     study.enqueue_trial({"x": 0.25})
     point = promotion.ask_new(study)
@@ -164,8 +149,8 @@ def test_a_new_trial_takes_a_queued_point_but_never_a_paused_trials_continuation
 
 def test_status_counts_a_paused_trial_apart_from_a_pruned_one(tmp_path):
     study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
-    add(study, 0.9)
-    paused = add(study, 0.5, **{attrs.PAUSED_AT: 1})
+    add_rung_1_trial(study, 0.9)
+    paused = add_rung_1_trial(study, 0.5, **{attrs.PAUSED_AT: 1})
     continuation = promotion.queue_continuation(study, paused)
     counts = promotion.shown_counts(study.get_trials(deepcopy=False))
     assert (counts["pruned"], counts["paused"], counts["promoted"], counts["waiting"]) == (

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 
 import optuna
-from optuna.distributions import FloatDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from search import attrs
 from search.study import promotion, retries
@@ -19,9 +18,8 @@ from search.study.optuna_compat import storage_of
 from search.study.promotion import AshaPruner
 from search.study.storage import open_storage
 from search.study.trial_notes import note_on_pause, note_on_resume, trial_link
+from tests.helpers.made_trials import add_rung_1_trial
 from tests.helpers.notes import trial_note
-
-X = {"x": FloatDistribution(0, 1)}
 
 
 def asha_study(tmp_path) -> optuna.Study:
@@ -33,19 +31,6 @@ def asha_study(tmp_path) -> optuna.Study:
     )
 
 
-def add(study: optuna.Study, at_rung_1: float, **user_attrs) -> optuna.trial.FrozenTrial:
-    study.add_trial(
-        create_trial(
-            state=TrialState.PRUNED,
-            params={"x": at_rung_1},
-            distributions=X,
-            intermediate_values={1: at_rung_1},
-            user_attrs=user_attrs,
-        )
-    )
-    return study.get_trials(deepcopy=False)[-1]
-
-
 def by_number(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     return study.get_trials(deepcopy=False)[number]
 
@@ -54,8 +39,8 @@ def test_a_paused_trial_and_its_closed_continuation_name_each_other_and_say_what
     tmp_path,
 ):
     study = asha_study(tmp_path)
-    add(study, 0.9)
-    paused = add(study, 0.4, **{attrs.PAUSED_AT: 1})
+    add_rung_1_trial(study, 0.9)
+    paused = add_rung_1_trial(study, 0.4, **{attrs.PAUSED_AT: 1})
     continuation = promotion.queue_continuation(study, paused)
 
     note = trial_note(study, paused)
@@ -69,7 +54,8 @@ def test_a_paused_trial_and_its_closed_continuation_name_each_other_and_say_what
     ]
     assert trial_note(study, by_number(study, continuation)) == "", "no note while it waits"
 
-    add(study, 0.8)  # 3rd of 3: the top half is one trial, and nothing else may reach the rung
+    # 3rd of 3: the top half is one trial, and nothing else may reach the rung
+    add_rung_1_trial(study, 0.8)
     assert promotion.close_hopeless(study, study.pruner, new_trials_possible=0) == [1]
     assert trial_note(study, by_number(study, continuation)).splitlines() == [
         f"**Not promoted**: this trial, queued to continue {trial_link(study, 1)}, never "
@@ -81,7 +67,7 @@ def test_a_paused_trial_and_its_closed_continuation_name_each_other_and_say_what
 
 def test_a_promotion_that_pauses_again_keeps_how_it_began_above_its_pause(tmp_path):
     study = asha_study(tmp_path)
-    paused = add(study, 0.9, **{attrs.PAUSED_AT: 1})
+    paused = add_rung_1_trial(study, 0.9, **{attrs.PAUSED_AT: 1})
     promotion.queue_continuation(study, paused)
     claimed = promotion.claim_promotion(study, study.pruner)  # the best at its rung: promoted
     assert claimed is not None
@@ -109,7 +95,7 @@ def test_a_note_written_again_writes_the_same_values(tmp_path):
     """A write retried after its commit's answer was lost leaves the note as it was: the version
     is the note's number of sections, not one more than the last read."""
     study = asha_study(tmp_path)
-    paused = add(study, 0.4, **{attrs.PAUSED_AT: 1})
+    paused = add_rung_1_trial(study, 0.4, **{attrs.PAUSED_AT: 1})
     continuation = promotion.queue_continuation(study, paused)
     before = storage_of(study).get_study_system_attrs(study._study_id)
     note_on_pause(study, paused, continuation, 2)
@@ -140,7 +126,7 @@ def test_a_trial_cut_short_names_its_retry_and_the_retry_what_it_resumed(tmp_pat
 
 def test_a_note_that_cannot_be_written_is_a_warning_not_a_failed_trial(tmp_path, caplog):
     study = asha_study(tmp_path)
-    paused = add(study, 0.4, **{attrs.PAUSED_AT: 1})
+    paused = add_rung_1_trial(study, 0.4, **{attrs.PAUSED_AT: 1})
     optuna.delete_study(study_name="asha", storage=storage_of(study))  # gone under the worker
     with caplog.at_level(logging.WARNING, logger="hpsearch.notes"):
         note_on_pause(study, paused, 1, 2)
