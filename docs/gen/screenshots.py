@@ -33,6 +33,7 @@ from search import attrs
 from search.results.png import png_obstacle
 from search.study.optuna_compat import study_id_of
 from search.study.promotion import never_ran, rungs
+from tests.helpers.browser import CHROMIUM_FLAGS
 from tests.helpers.dashboard import free_port
 from tests.helpers.images import make_image_folder
 
@@ -41,16 +42,6 @@ IMG = ROOT / "docs" / "img"
 NAME = "shots"
 URL = "sqlite:///studies.db"  # relative: in the folder every command runs in
 EPOCHS, MIN_EPOCHS, REDUCTION_FACTOR, TRIALS = 4, 1, 2, 10
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-]
 # The dashboard is a JavaScript app that polls its API: virtual time lets it fetch and draw
 RENDER_MS = 15000
 MAX_BYTES = 200_000  # each picture, in git
@@ -133,7 +124,7 @@ def screenshot(url: str, path: Path, width: int, height: int) -> None:
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [
-                chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                chromium(), *CHROMIUM_FLAGS, "--hide-scrollbars", f"--user-data-dir={profile}",
                 f"--window-size={width},{height}", f"--virtual-time-budget={RENDER_MS}",
                 f"--screenshot={path}", url,
             ],

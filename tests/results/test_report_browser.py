@@ -4,7 +4,6 @@ runs that the page did not put there, and a screenshot is kept under tests/artif
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -12,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from search.cli import main
+from tests.helpers.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.helpers.small_search import HOSTILE_STUDY, build_small_search
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 BROWSER_SECONDS = 120
 
@@ -58,13 +57,7 @@ def chromium(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProc
     return subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+            *CHROMIUM_FLAGS,
             # No host resolves, so a figure that needed the network could not draw.
             "--host-resolver-rules=MAP * ~NOTFOUND",
             f"--user-data-dir={profile}",

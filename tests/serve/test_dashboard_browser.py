@@ -3,7 +3,6 @@ the test made renders with its name and trials."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,21 +13,12 @@ from pathlib import Path
 import pytest
 
 from search.serve.notes import attach_report
+from tests.helpers.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.helpers.dashboard import free_port, make_study
 
 ROOT = Path(__file__).resolve().parents[2]
 # Kept for a person to look at; git-ignored
 SCREENSHOT = ROOT / "tests" / "artifacts" / "dashboard.png"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
