@@ -54,6 +54,9 @@ CHECKPOINT_LOST = "checkpoint_lost"
 
 # --- a trial's system attributes (any storage carries them, the gRPC proxy included) -------------
 HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last beat
+# The call that created the trial (a random name): a retried creation whose first attempt's commit
+# was made finds that trial instead of making another (search.study.optuna_compat.TrialsCreatedOnce)
+CREATION = "hpsearch:creation"
 
 METRIC = "val_top1"  # the study's one objective: the best val top-1 (0..1) over a trial's epochs
 

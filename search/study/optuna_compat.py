@@ -22,9 +22,12 @@ What we need that Optuna keeps private:
 
 from __future__ import annotations
 
+import copy
 import inspect
+import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -32,6 +35,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
+import sqlalchemy.orm
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
@@ -41,6 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from search import attrs
 from search.errors import HpsearchError
 
 # The Optuna releases the suite passes on; setup.cfg's install_requires says the same (a test
@@ -212,6 +217,66 @@ def write_trial_state(
     except sqlalchemy.exc.IntegrityError:  # as Optuna's
         return False
     return True
+
+
+class TrialsCreatedOnce(RDBStorage):
+    """An RDBStorage whose trial creation is safe to retry when the answer to its commit was lost
+    (`create_trial_once`, which search.study.resilience retries through an outage).
+
+    Optuna's `_create_new_trial` tries five times on any database error, and a retry after a commit
+    that was made inserts a second trial: a RUNNING one that no worker trains (the dead-trial sweep
+    fails it later, one trial of the budget spent on nothing), or a point queued twice. Optuna's
+    cache calls that private method directly, so it is the one replaced.
+    """
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._create_new_trial(study_id, template_trial)._trial_id
+
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        return self.create_trial_once(study_id, template_trial, uuid.uuid4().hex)
+
+    def create_trial_once(
+        self, study_id: int, template: FrozenTrial | None, creation: str
+    ) -> FrozenTrial:
+        """Optuna's statements, in one attempt that tags its trial with `creation` (chosen once
+        for all attempts of one call) and returns the trial of the study so tagged if an earlier
+        attempt made it. The study's row is locked first, as in Optuna's, so creations in one study
+        run one at a time and the trial numbers count up without gaps."""
+        tagged = _template_of_new_trial(template)
+        tagged.system_attrs[attrs.CREATION] = creation
+        with _create_scoped_session(self.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+            made = _trial_created_by(session, study_id, creation)
+            if made is None:
+                made = self._get_prepared_new_trial(study_id, tagged, session)
+            tagged.number, tagged.datetime_start = made.number, made.datetime_start
+            tagged._trial_id = made.trial_id
+            return tagged
+
+
+def _template_of_new_trial(template: FrozenTrial | None) -> FrozenTrial:
+    """A copy of `template` to tag, or for none the trial Optuna makes then: RUNNING from now."""
+    if template is not None:
+        return copy.deepcopy(template)
+    return optuna.trial.create_trial(state=TrialState.RUNNING)
+
+
+def _trial_created_by(
+    session: sqlalchemy.orm.Session, study_id: int, creation: str
+) -> models.TrialModel | None:
+    attribute = models.TrialSystemAttributeModel
+    return (
+        session.query(models.TrialModel)
+        .join(attribute, attribute.trial_id == models.TrialModel.trial_id)
+        .filter(
+            models.TrialModel.study_id == study_id,
+            attribute.key == attrs.CREATION,
+            attribute.value_json == json.dumps(creation),
+        )
+        .one_or_none()
+    )
 
 
 def _stamp(trial: models.TrialModel, state: TrialState) -> datetime | None:

@@ -29,6 +29,7 @@ from search.errors import StorageDamaged
 from search.study.integrity import damaged, is_database_error, quick_check, sqlite_file
 from search.study.optuna_compat import (
     READ_PREFIXES,
+    TrialsCreatedOnce,
     storage_transactions,
     write_trial_state,
     write_trial_user_attrs,
@@ -81,15 +82,17 @@ def _is_outage(error: BaseException) -> bool:
 
 def _transient(driver_error: BaseException | None, generic: bool) -> bool:
     """The driver's own error: SQLite says "locked" or "busy"; PostgreSQL gives no SQLSTATE for a
-    lost connection, class 08 for a connection exception and 57 for a server shutting down or
-    starting up. Another driver's OperationalError counts as an outage, as SQLAlchemy files it."""
+    lost connection, class 08 for a connection exception, 57 for a server shutting down or
+    starting up, and 40 for a transaction it rolled back to break a deadlock or a serialization
+    conflict between workers, which runs through when tried again. Another driver's
+    OperationalError counts as an outage, as SQLAlchemy files it."""
     driver = type(driver_error).__module__.split(".")[0]
     if driver == "sqlite3":
         return any(word in str(driver_error) for word in ("locked", "busy"))
     if driver == "psycopg":
         sqlstate = getattr(driver_error, "sqlstate", None)
         if sqlstate is not None:
-            return sqlstate[:2] in ("08", "57")
+            return sqlstate[:2] in ("08", "57", "40")
         if not isinstance(driver_error, (psycopg.OperationalError, psycopg.InterfaceError)):
             return False
         # A refused connection has no SQLSTATE, and neither has the server's refusal of a login
@@ -178,7 +181,7 @@ def _damage_behind(storage: RDBStorage, error: Exception) -> StorageDamaged | No
     return damaged(path, found) if found else None
 
 
-class ResilientRDBStorage(RDBStorage):
+class ResilientRDBStorage(TrialsCreatedOnce):
     """An RDBStorage whose every call waits out a database outage with bounded, logged backoff."""
 
     def configure_engine(self) -> None:
@@ -209,6 +212,9 @@ class ResilientRDBStorage(RDBStorage):
     ) -> bool:
         return write_trial_state(self, trial_id, state, values, stamp)
 
+    # Each attempt finds the trial an earlier one made, so a lost commit makes one trial, not two
+    create_trial_once = _retrying(TrialsCreatedOnce.create_trial_once)
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Optuna rebuilds the engine of an unpickled storage (a spawned process, say) from its
         # URL alone, so the listeners are installed again.
@@ -217,7 +223,8 @@ class ResilientRDBStorage(RDBStorage):
 
 
 for _name in storage_transactions():
-    if _name not in vars(ResilientRDBStorage):  # its own methods wait out outages already
+    # its own methods wait out outages already, and TrialsCreatedOnce's call the retried one
+    if _name not in {*vars(ResilientRDBStorage), *vars(TrialsCreatedOnce)}:
         setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 

@@ -102,3 +102,26 @@ def test_a_retried_end_of_a_dead_workers_trial_knows_it_ended_it(proxy):
     assert end_claimed(study, running, TrialState.FAIL, {"fail_reason": "its worker is gone"})
     assert proxy.answers_lost == 1
     assert study.get_trials()[0].state == TrialState.FAIL
+
+
+def test_a_retried_ask_creates_one_trial(proxy):
+    # Before: the retry inserted a second trial; the first stayed RUNNING with no worker until the
+    # dead-trial sweep failed it, one trial of the budget spent on nothing
+    study = _study(proxy)
+    arm_on(_engine(study), proxy, "INSERT INTO trials")
+    trial = study.ask(X)
+    assert proxy.answers_lost == 1
+    [stored] = study.get_trials()
+    assert (stored.number, stored.state) == (trial.number, TrialState.RUNNING)
+    assert study.tell(trial, 0.4).state == TrialState.COMPLETE
+    assert study.ask(X).number == 1  # numbers go on from the one trial made
+
+
+def test_a_retried_enqueue_queues_one_trial(proxy):
+    study = _study(proxy)
+    arm_on(_engine(study), proxy, "INSERT INTO trials")
+    study.enqueue_trial({"x": 0.25})
+    assert proxy.answers_lost == 1
+    [queued] = study.get_trials()
+    assert (queued.state, queued.system_attrs["fixed_params"]) == (TrialState.WAITING, {"x": 0.25})
+    assert study.ask(X).params == {"x": 0.25}

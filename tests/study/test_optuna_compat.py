@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRIVATE_OPTUNA = re.compile(
     r"\._(storage|study_id|trial_id|thread_local|backend|cached_frozen_trial)\b"
     r"|optuna\.storages\._|_CachedStorage|_create_scoped_session|_without_commit"
-    r"|_read_trials_from_remote_storage"
+    r"|_read_trials_from_remote_storage|_create_new_trial|_get_prepared_new_trial"
 )
 
 
@@ -84,6 +84,23 @@ def test_the_private_names_exist_with_the_shapes_we_use(study):
         "for_update",
     ]
     assert hasattr(models, "TrialUserAttributeModel")
+    assert parameters(RDBStorage._get_prepared_new_trial) == [
+        *("self", "study_id", "template_trial", "session")
+    ]
+    assert parameters(RDBStorage._create_new_trial) == ["self", "study_id", "template_trial"]
+
+
+def test_trials_are_created_through_our_one_attempt_whichever_way_they_are_asked_for(study):
+    # Optuna's cache calls its backend's private _create_new_trial, which TrialsCreatedOnce
+    # replaces: a new Optuna calling another method would bypass the tag (and the lost-answer fix)
+    study.ask()
+    study.enqueue_trial({"x": 0.5})
+    optuna_compat.new_trial(study)
+    optuna_compat.enqueue(study, {"x": 0.25}, {})
+    trials = study.get_trials()
+    assert [trial.state for trial in trials] == [TrialState.RUNNING, TrialState.WAITING] * 2
+    assert [trial.number for trial in trials] == [0, 1, 2, 3]
+    assert len({trial.system_attrs["hpsearch:creation"] for trial in trials}) == 4
 
 
 def test_every_storage_call_is_a_transaction_we_wrap():

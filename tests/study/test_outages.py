@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import pickle
 import sqlite3
+import threading
+import time
 
 import optuna
 import psycopg
@@ -44,6 +46,40 @@ def test_a_refused_connection_is_an_outage_and_a_refused_login_is_not():
     assert is_connection_error(_psycopg_error("host=127.0.0.1 port=1 user=root dbname=postgres"))
     assert not is_connection_error(_psycopg_error(postgres.server_url(username="nobody")))
     assert not is_connection_error(_psycopg_error(postgres.server_url(database="no_such_database")))
+
+
+def _deadlock_error() -> psycopg.Error:
+    """The error of the transaction PostgreSQL rolls back to break a real deadlock: two
+    connections each hold a row the other wants."""
+    first, second = (postgres.connect() for _ in range(2))
+    with first, second:
+        first.execute("SET deadlock_timeout = '50ms'")
+        first.execute("SELECT pg_advisory_xact_lock(1)")
+        second.execute("SELECT pg_advisory_xact_lock(2)")
+        waiter = threading.Thread(target=_swallow, args=(second, 1))
+        waiter.start()
+        time.sleep(0.2)  # the second is waiting for lock 1 when the first asks for lock 2
+        with pytest.raises(psycopg.errors.DeadlockDetected) as caught:
+            first.execute("SELECT pg_advisory_xact_lock(2)")
+        first.rollback()  # lets the second through
+        waiter.join()
+    return caught.value
+
+
+def _swallow(connection: psycopg.Connection, lock: int) -> None:
+    try:
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+    except psycopg.errors.DeadlockDetected:
+        pass  # whichever of the two the server picks
+    connection.rollback()
+
+
+@pytest.mark.postgres
+def test_a_transaction_rolled_back_to_break_a_deadlock_is_tried_again():
+    # Optuna's trial creation tried five times on a deadlock; ours (create_trial_once) is retried
+    # through call_with_retries, which must count the rollback as something a retry fixes
+    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, _deadlock_error())
+    assert is_connection_error(wrapped)
 
 
 @pytest.mark.parametrize(
