@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -219,6 +220,15 @@ def write_trial_state(
     return True
 
 
+@dataclass
+class Creation:
+    """One call's creation of a trial, over its attempts: the name every attempt tags the trial
+    with, and how many attempts began."""
+
+    name: str = field(default_factory=lambda: uuid.uuid4().hex)
+    attempts: int = 0
+
+
 class TrialsCreatedOnce(RDBStorage):
     """An RDBStorage whose trial creation is safe to retry when the answer to its commit was lost
     (`create_trial_once`, which search.study.resilience retries through an outage).
@@ -235,20 +245,23 @@ class TrialsCreatedOnce(RDBStorage):
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
     ) -> FrozenTrial:
-        return self.create_trial_once(study_id, template_trial, uuid.uuid4().hex)
+        return self.create_trial_once(study_id, template_trial, Creation())
 
     def create_trial_once(
-        self, study_id: int, template: FrozenTrial | None, creation: str
+        self, study_id: int, template: FrozenTrial | None, creation: Creation
     ) -> FrozenTrial:
-        """Optuna's statements, in one attempt that tags its trial with `creation` (chosen once
-        for all attempts of one call) and returns the trial of the study so tagged if an earlier
-        attempt made it. The study's row is locked first, as in Optuna's, so creations in one study
-        run one at a time and the trial numbers count up without gaps."""
+        """Optuna's statements, in one attempt that tags its trial with the creation's name; an
+        attempt after the first returns the trial of the study so tagged, if an earlier attempt
+        made it. The study's row is locked first, as in Optuna's, so creations in one study run
+        one at a time and the trial numbers count up without gaps."""
         tagged = _template_of_new_trial(template)
-        tagged.system_attrs[attrs.CREATION] = creation
+        tagged.system_attrs[attrs.CREATION] = creation.name
+        creation.attempts += 1
         with _create_scoped_session(self.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            made = _trial_created_by(session, study_id, creation)
+            made = None
+            if creation.attempts > 1:  # the first has nothing to find: the name is new
+                made = _trial_created_by(session, study_id, creation.name)
             if made is None:
                 made = self._get_prepared_new_trial(study_id, tagged, session)
             tagged.number, tagged.datetime_start = made.number, made.datetime_start
