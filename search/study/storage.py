@@ -4,13 +4,13 @@ Which URL is decided by `search.locations.storage_url`; here it is parsed and ch
 connecting (`check_storage_url`), refused when a command that only reads finds no storage
 (`require_existing_storage`), and opened (`open_storage`), SQLite set up for several local workers
 and its file checked for damage (search.study.integrity).
-Printed and stored URLs go through `masked`, which hides every secret they carry.
+Printed and stored URLs go through `masked` (search.url_secrets), which hides every secret they
+carry.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
 import time
 from typing import Any, NamedTuple
 
@@ -35,6 +35,7 @@ from search.study.resilience import (
     is_connection_error,
     wait_until_reachable,
 )
+from search.url_secrets import masked
 
 # A few local workers wait for each other's writes instead of failing
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
@@ -42,7 +43,6 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 60
 SCHEMA_RACE_RETRIES = 5
 SCHEMA_RACE_PAUSE_SECONDS = 0.2
 REOPEN_PAUSE_SECONDS = 1.0  # between tries to open a storage whose server went down meanwhile
-HIDDEN = "***"
 EXAMPLES = "e.g. sqlite:///hpsearch.db or postgresql+psycopg://user@host:5432/dbname"
 
 
@@ -69,37 +69,6 @@ ALIASES = {
     "postgres": "postgresql+psycopg",
     "mysql": "mysql+mysqldb",
 }
-# The secrets a URL may carry, each in the group "secret". The password: from the user name's colon
-# to the @ before the host, past any @ the password holds unencoded (SQLAlchemy would stop at the
-# first and read the rest as the host); the user name may hold an @ (user@server, Azure's style).
-_PASSWORD = re.compile(r"://[^:/]*:(?P<secret>[^@]*(?:@[^/?#@]*(?=@))*)@")
-# A query parameter whose name says it holds a secret: password, sslpassword, passfile, api_key,
-# token, client_secret...
-_SECRET_PARAMETER = re.compile(
-    r"(?i)[?&;][^=&;#]*(?:pass|secret|token|key)[^=&;#]*=(?P<secret>[^&;#]*)"
-)
-
-
-def masked(url: str) -> str:
-    """`url` as it may be printed or stored: the user-info password and every query parameter
-    named like a secret (*pass*, *secret*, *token*, *key*) replaced by ***.
-
-    Read from the text as the user wrote it, not as SQLAlchemy parses it: where the two disagree
-    (an unencoded @ in a password or in a query value, which `check_storage_url` refuses) what
-    either reading takes for a secret is hidden, so not even part of one is ever shown."""
-    hidden: list[tuple[int, int]] = []  # the secrets' spans, overlapping ones merged
-    for pattern in (_PASSWORD, _SECRET_PARAMETER):
-        hidden += [match.span("secret") for match in pattern.finditer(url) if match["secret"]]
-    merged: list[list[int]] = []
-    for start, stop in sorted(hidden):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], stop)
-        else:
-            merged.append([start, stop])
-    shown, end = "", 0
-    for start, stop in merged:
-        shown, end = shown + url[end:start] + HIDDEN, stop
-    return shown + url[end:]
 
 
 def check_storage_url(url: str) -> sqlalchemy.URL:

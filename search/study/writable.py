@@ -22,7 +22,8 @@ import sqlalchemy
 from search.errors import StorageError
 from search.study.integrity import is_read_only, sqlite_file
 from search.study.optuna_compat import database_behind, optuna_tables
-from search.study.storage import check_storage_url, masked
+from search.study.storage import check_storage_url
+from search.url_secrets import masked
 
 # Optuna writes new rows and sets attributes again: what a role needs on its tables (no DELETE)
 WRITE_PRIVILEGES = ("INSERT", "UPDATE")
