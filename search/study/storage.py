@@ -20,11 +20,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search import locations
-from search.errors import StorageError
+from search.errors import StorageError, StorageMissing
+from search.study.grants import lacks_privilege, refused_read
 from search.study.integrity import check_intact, is_read_only, sqlite_file
 from search.study.optuna_compat import (
     check_version,
     database_behind,
+    optuna_tables,
     remember_user_attrs,
     trial_id_of,
 )
@@ -163,7 +165,7 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
     database = sqlite_file(parsed)
     assert database is not None  # check_storage_url refused an in-memory database
     if not database.is_file():
-        raise StorageError(
+        raise StorageMissing(
             f"SQLite storage {database} does not exist (from {masked(url)!r}); check the path "
             "or --storage: only `hpsearch run` creates a storage"
         )
@@ -235,11 +237,11 @@ def open_storage(
                     raise
                 time.sleep(REOPEN_PAUSE_SECONDS)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
-        raise _unreachable(url, error) from None
+        raise _failed(parsed, url, error) from None
     except optuna.exceptions.StorageInternalError as error:  # Optuna's wrapping of the above
-        if not is_connection_error(error):
+        if not (is_connection_error(error) or lacks_privilege(error)):
             raise
-        raise _unreachable(url, error) from None
+        raise _failed(parsed, url, error) from None
     except ImportError as error:  # found, but it would not load (a missing libpq, say)
         raise StorageError(f"{_missing_driver(parsed.drivername, url)} ({error})") from None
     if sqlite_file(parsed) is not None:
@@ -267,6 +269,15 @@ def _unreachable(url: str, error: BaseException) -> StorageError:
     return StorageError(f"cannot reach storage {masked(url)}: {first_line(error)}")
 
 
+def _failed(parsed: sqlalchemy.URL, url: str, error: BaseException) -> StorageError:
+    """Why a server did not open: it was reached, and refused this role a read (which table, and
+    the GRANT, where the catalog tells), or it could not be reached."""
+    if not lacks_privilege(error):
+        return _unreachable(url, error)
+    reason = refused_read(parsed, optuna_tables()) or first_line(error)
+    return StorageError(f"storage {masked(url)} refuses reads: {reason}")
+
+
 def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> None:
     engine = sqlalchemy.create_engine(parsed, **engine_kwargs)
     try:
@@ -275,7 +286,7 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
     finally:
         engine.dispose()
     if not present:
-        raise StorageError(
+        raise StorageMissing(
             f"storage {masked(url)} holds no studies (no Optuna tables); check --storage: "
             "only `hpsearch run` creates a storage"
         )
