@@ -78,8 +78,9 @@ from search.run.worker import WorkerOptions
 from search.study.opening import open_study
 from search.study.resilience import ResilientRDBStorage
 from search.study.space import suggest
-from search.study.storage import masked, open_storage
+from search.study.storage import open_storage
 from search.studyfile import StudyConfig, load_study_config
+from search.url_secrets import masked
 from tests.helpers.bulk_trials import add_trials_in_bulk
 from trainer.data import ImageData, ImageSplit
 from trainer.epoch import EpochMetrics

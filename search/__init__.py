@@ -15,8 +15,8 @@ Each name is imported from its module in search.api when first used (PEP 562), s
 `import search`, and `hpsearch` commands that read a study, load neither torch nor Plotly.
 
 One folder per concern, every import pointing down this list (tests/test_layout.py checks it):
-cli -> api -> launch, results, serve -> run -> study -> studyfile -> errors, attrs, locations ->
-trainer. docs/development.md says what each holds.
+cli -> api -> launch, results, serve -> run -> study -> studyfile -> errors, attrs, locations,
+url_secrets -> trainer. docs/development.md says what each holds.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ __all__ = [
     "ServeError",
     "StorageDamaged",
     "StorageError",
+    "StorageMissing",
     "StudyFileError",
     "StudyMismatchError",
     "StudyNotFound",
@@ -38,6 +39,11 @@ class StudyFileError(ConfigError):
 
 class StorageError(HpsearchError):
     """The storage URL is malformed or the database cannot be reached."""
+
+
+class StorageMissing(StorageError):
+    """No storage is there yet: no SQLite file, or a database without Optuna's tables; only
+    `hpsearch run` creates one."""
 
 
 class StorageDamaged(HpsearchError):

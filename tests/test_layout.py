@@ -23,7 +23,7 @@ LAYERS = (
     ("run",),
     ("study",),
     ("studyfile",),
-    ("errors", "attrs", "locations"),
+    ("errors", "attrs", "locations", "url_secrets"),
 )
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 MAX_LINES = 400

@@ -15,8 +15,8 @@ from search.api.studies import open_studies
 from search.results.page import Report, build_report
 from search.serve.notes import attach_report
 from search.study.optuna_compat import storage_of
-from search.study.storage import masked
 from search.study.writable import NOTE_TABLES, refused_write
+from search.url_secrets import masked
 from trainer.outputs import check_output_file
 
 

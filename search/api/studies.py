@@ -18,8 +18,9 @@ from search.results.status import format_status, storage_status, study_status
 from search.serve.notes import attach_best_params
 from search.study import recorded
 from search.study.optuna_compat import storage_of
-from search.study.storage import masked, open_storage
+from search.study.storage import open_storage
 from search.study.writable import NOTE_TABLES, refused_write
+from search.url_secrets import masked
 
 
 def open_study(name: str, *, storage: str | None = None) -> optuna.Study:

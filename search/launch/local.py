@@ -28,8 +28,8 @@ from search.run.progress import StudyProgress
 from search.run.stopping import stop_on_signals
 from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
-from search.study.storage import masked
 from search.studyfile import StudyConfig
+from search.url_secrets import masked
 
 
 @dataclass(frozen=True)

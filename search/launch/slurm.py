@@ -29,8 +29,9 @@ from search import locations
 from search.errors import LaunchError
 from search.run.joining import StoredStudy, join
 from search.run.options import WorkerOptions
-from search.study.storage import check_storage_url, masked
+from search.study.storage import check_storage_url
 from search.studyfile import StudyConfig
+from search.url_secrets import masked
 from trainer.sources import IMAGENETTE
 
 # Seconds before the time limit that SLURM warns a task: enough to finish a step and write a

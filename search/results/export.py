@@ -25,8 +25,8 @@ from search import attrs
 from search.errors import NoFinishedTrial
 from search.run import trial_files
 from search.study.recorded import data_fingerprint, data_source
-from search.study.storage import masked
 from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
+from search.url_secrets import masked
 from trainer.errors import ConfigError
 from trainer.outputs import check_output_file
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import optuna
 
 from search import locations
-from search.errors import StorageError
+from search.errors import StorageMissing
 from search.run.options import WorkerOptions
 from search.run.study_data import fingerprint, load_study_data
 from search.study.opening import (
@@ -117,7 +117,7 @@ def _open(options: WorkerOptions, *, may_be_new: bool) -> optuna.storages.BaseSt
         return open_storage(
             options.storage_url, create=False, wait_seconds=options.wait_for_storage
         )
-    except StorageError:  # no SQLite file yet, or no Optuna tables in the database
+    except StorageMissing:  # no SQLite file yet, or no Optuna tables in the database
         if not may_be_new:
             raise
         return None

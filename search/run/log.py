@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from search import attrs
 from search.run import liveness
-from search.study.storage import masked
+from search.url_secrets import masked
 
 if TYPE_CHECKING:  # the type alone: reading this module must not load torch
     from trainer.data import ImageData

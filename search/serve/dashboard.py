@@ -24,7 +24,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from search import locations
 from search.errors import ServeError
 from search.serve.notes import artifact_store
-from search.study.storage import masked, open_storage
+from search.study.storage import open_storage
+from search.url_secrets import masked
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

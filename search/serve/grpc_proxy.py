@@ -14,7 +14,8 @@ from __future__ import annotations
 import optuna
 
 from search.serve.dashboard import check_port_free, warn_if_exposed
-from search.study.storage import GRPC_DEFAULT_PORT, masked, open_storage
+from search.study.storage import GRPC_DEFAULT_PORT, open_storage
+from search.url_secrets import masked
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = GRPC_DEFAULT_PORT  # Optuna's default for GrpcStorageProxy

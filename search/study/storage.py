@@ -4,13 +4,13 @@ Which URL is decided by `search.locations.storage_url`; here it is parsed and ch
 connecting (`check_storage_url`), refused when a command that only reads finds no storage
 (`require_existing_storage`), and opened (`open_storage`), SQLite set up for several local workers
 and its file checked for damage (search.study.integrity).
-Printed and stored URLs go through `masked`, which hides every secret they carry.
+Printed and stored URLs go through `masked` (search.url_secrets), which hides every secret they
+carry.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
 import time
 from typing import Any, NamedTuple
 
@@ -20,11 +20,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search import locations
-from search.errors import StorageError
+from search.errors import StorageError, StorageMissing
+from search.study.grants import lacks_privilege, refused_read
 from search.study.integrity import check_intact, is_read_only, sqlite_file
 from search.study.optuna_compat import (
     check_version,
     database_behind,
+    optuna_tables,
     remember_user_attrs,
     trial_id_of,
 )
@@ -35,6 +37,7 @@ from search.study.resilience import (
     is_connection_error,
     wait_until_reachable,
 )
+from search.url_secrets import masked
 
 # A few local workers wait for each other's writes instead of failing
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
@@ -42,7 +45,6 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 60
 SCHEMA_RACE_RETRIES = 5
 SCHEMA_RACE_PAUSE_SECONDS = 0.2
 REOPEN_PAUSE_SECONDS = 1.0  # between tries to open a storage whose server went down meanwhile
-HIDDEN = "***"
 EXAMPLES = "e.g. sqlite:///hpsearch.db or postgresql+psycopg://user@host:5432/dbname"
 
 
@@ -69,37 +71,6 @@ ALIASES = {
     "postgres": "postgresql+psycopg",
     "mysql": "mysql+mysqldb",
 }
-# The secrets a URL may carry, each in the group "secret". The password: from the user name's colon
-# to the @ before the host, past any @ the password holds unencoded (SQLAlchemy would stop at the
-# first and read the rest as the host); the user name may hold an @ (user@server, Azure's style).
-_PASSWORD = re.compile(r"://[^:/]*:(?P<secret>[^@]*(?:@[^/?#@]*(?=@))*)@")
-# A query parameter whose name says it holds a secret: password, sslpassword, passfile, api_key,
-# token, client_secret...
-_SECRET_PARAMETER = re.compile(
-    r"(?i)[?&;][^=&;#]*(?:pass|secret|token|key)[^=&;#]*=(?P<secret>[^&;#]*)"
-)
-
-
-def masked(url: str) -> str:
-    """`url` as it may be printed or stored: the user-info password and every query parameter
-    named like a secret (*pass*, *secret*, *token*, *key*) replaced by ***.
-
-    Read from the text as the user wrote it, not as SQLAlchemy parses it: where the two disagree
-    (an unencoded @ in a password or in a query value, which `check_storage_url` refuses) what
-    either reading takes for a secret is hidden, so not even part of one is ever shown."""
-    hidden: list[tuple[int, int]] = []  # the secrets' spans, overlapping ones merged
-    for pattern in (_PASSWORD, _SECRET_PARAMETER):
-        hidden += [match.span("secret") for match in pattern.finditer(url) if match["secret"]]
-    merged: list[list[int]] = []
-    for start, stop in sorted(hidden):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], stop)
-        else:
-            merged.append([start, stop])
-    shown, end = "", 0
-    for start, stop in merged:
-        shown, end = shown + url[end:start] + HIDDEN, stop
-    return shown + url[end:]
 
 
 def check_storage_url(url: str) -> sqlalchemy.URL:
@@ -194,7 +165,7 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
     database = sqlite_file(parsed)
     assert database is not None  # check_storage_url refused an in-memory database
     if not database.is_file():
-        raise StorageError(
+        raise StorageMissing(
             f"SQLite storage {database} does not exist (from {masked(url)!r}); check the path "
             "or --storage: only `hpsearch run` creates a storage"
         )
@@ -266,11 +237,11 @@ def open_storage(
                     raise
                 time.sleep(REOPEN_PAUSE_SECONDS)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
-        raise _unreachable(url, error) from None
+        raise _failed(parsed, url, error) from None
     except optuna.exceptions.StorageInternalError as error:  # Optuna's wrapping of the above
-        if not is_connection_error(error):
+        if not (is_connection_error(error) or lacks_privilege(error)):
             raise
-        raise _unreachable(url, error) from None
+        raise _failed(parsed, url, error) from None
     except ImportError as error:  # found, but it would not load (a missing libpq, say)
         raise StorageError(f"{_missing_driver(parsed.drivername, url)} ({error})") from None
     if sqlite_file(parsed) is not None:
@@ -298,6 +269,15 @@ def _unreachable(url: str, error: BaseException) -> StorageError:
     return StorageError(f"cannot reach storage {masked(url)}: {first_line(error)}")
 
 
+def _failed(parsed: sqlalchemy.URL, url: str, error: BaseException) -> StorageError:
+    """Why a server did not open: it was reached, and refused this role a read (which table, and
+    the GRANT, where the catalog tells), or it could not be reached."""
+    if not lacks_privilege(error):
+        return _unreachable(url, error)
+    reason = refused_read(parsed, optuna_tables()) or first_line(error)
+    return StorageError(f"storage {masked(url)} refuses reads: {reason}")
+
+
 def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> None:
     engine = sqlalchemy.create_engine(parsed, **engine_kwargs)
     try:
@@ -306,7 +286,7 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
     finally:
         engine.dispose()
     if not present:
-        raise StorageError(
+        raise StorageMissing(
             f"storage {masked(url)} holds no studies (no Optuna tables); check --storage: "
             "only `hpsearch run` creates a storage"
         )

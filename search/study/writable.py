@@ -11,7 +11,6 @@ nor is MySQL, whose refused writes still fail as they come.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,27 +19,17 @@ import optuna
 import sqlalchemy
 
 from search.errors import StorageError
+from search.study.grants import MISSING_TABLE_PRIVILEGES, SESSION, sql_name
 from search.study.integrity import is_read_only, sqlite_file
 from search.study.optuna_compat import database_behind, optuna_tables
-from search.study.storage import check_storage_url, masked
+from search.study.storage import check_storage_url
+from search.url_secrets import masked
 
 # Optuna writes new rows and sets attributes again: what a role needs on its tables (no DELETE)
 WRITE_PRIVILEGES = ("INSERT", "UPDATE")
 # Where report and export attach what they found: the study's note and its report's artifact entry
 NOTE_TABLES = ("study_system_attributes",)
 
-_SESSION = sqlalchemy.text(
-    "SELECT current_user, current_schema(), current_setting('transaction_read_only')"
-)
-# Each table of `tables` that exists, and a write privilege the role lacks on it, tables in order
-_MISSING_TABLE_PRIVILEGES = sqlalchemy.text("""
-SELECT t.name, p.privilege
-FROM unnest(CAST(:tables AS text[])) WITH ORDINALITY AS t(name, position)
-CROSS JOIN unnest(CAST(:privileges AS text[])) AS p(privilege)
-WHERE to_regclass(quote_ident(t.name)) IS NOT NULL
-  AND NOT has_table_privilege(to_regclass(quote_ident(t.name)), p.privilege)
-ORDER BY t.position
-""")
 # The sequences that number the rows of `tables` (serial or identity columns) the role may not use:
 # an INSERT that draws an id needs them as much as the table. CASE, because the planner may ask
 # has_sequence_privilege of a table's other dependents (its TOAST table) before the join drops them.
@@ -96,7 +85,7 @@ def check_may_create(url: str) -> None:
     engine = sqlalchemy.create_engine(parsed)
     try:
         with engine.connect() as connection:
-            role, schema, read_only = connection.execute(_SESSION).one()
+            role, schema, read_only = connection.execute(SESSION).one()
             may_create = connection.execute(_CREATE_IN_SCHEMA).scalar_one()
     finally:
         engine.dispose()
@@ -105,8 +94,8 @@ def check_may_create(url: str) -> None:
     elif not may_create:
         reason = (
             f"role {role!r} may not create tables in schema {schema!r}, where a new storage "
-            f"holds Optuna's: grant it `GRANT CREATE ON SCHEMA {_sql_name(schema)} TO "
-            f"{_sql_name(role)}`, or use a role that can create tables there"
+            f"holds Optuna's: grant it `GRANT CREATE ON SCHEMA {sql_name(schema)} TO "
+            f"{sql_name(role)}`, or use a role that can create tables there"
         )
     else:
         return
@@ -115,11 +104,11 @@ def check_may_create(url: str) -> None:
 
 def _postgres_refusal(engine: sqlalchemy.Engine, tables: list[str]) -> str | None:
     with engine.connect() as connection:
-        role, schema, read_only = connection.execute(_SESSION).one()
+        role, schema, read_only = connection.execute(SESSION).one()
         if read_only == "on":
             return _read_only_session(role)
         missing = connection.execute(
-            _MISSING_TABLE_PRIVILEGES, {"tables": tables, "privileges": list(WRITE_PRIVILEGES)}
+            MISSING_TABLE_PRIVILEGES, {"tables": tables, "privileges": list(WRITE_PRIVILEGES)}
         ).first()
         sequence = connection.execute(_MISSING_SEQUENCE_PRIVILEGES, {"tables": tables}).first()
     if missing is not None:
@@ -132,8 +121,8 @@ def _postgres_refusal(engine: sqlalchemy.Engine, tables: list[str]) -> str | Non
         return None
     return (
         f"role {role!r} may not {what}: grant it `GRANT {', '.join(WRITE_PRIVILEGES)} ON ALL "
-        f"TABLES IN SCHEMA {_sql_name(schema)} TO {_sql_name(role)}` and `GRANT USAGE ON ALL "
-        f"SEQUENCES IN SCHEMA {_sql_name(schema)} TO {_sql_name(role)}`, or use a role that can "
+        f"TABLES IN SCHEMA {sql_name(schema)} TO {sql_name(role)}` and `GRANT USAGE ON ALL "
+        f"SEQUENCES IN SCHEMA {sql_name(schema)} TO {sql_name(role)}`, or use a role that can "
         "write"
     )
 
@@ -169,10 +158,3 @@ def _sqlite_refusal(engine: sqlalchemy.Engine, path: Path) -> str | None:
     finally:
         connection.close()
     return None
-
-
-def _sql_name(name: str) -> str:
-    """`name` as an SQL identifier: as it is when plain, else double-quoted."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'

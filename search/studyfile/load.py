@@ -12,9 +12,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from search.errors import StudyFileError
+from search.locations import STORAGE_ENV
 from search.studyfile.checks import SettingError, build, check_keys, field_names
 from search.studyfile.sections import (
     LOG_BY_DEFAULT,
@@ -33,6 +33,7 @@ from search.studyfile.sections import (
     TrainSettings,
 )
 from search.studyfile.study_config import StudyConfig, point_to_params, refuse_train_model_beside
+from search.url_secrets import secrets_named
 from trainer.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -165,19 +166,20 @@ def _study_settings(table: dict[str, Any], points: tuple[dict[str, Any], ...]) -
         values["trials"] = len(points)  # a factor study runs each of its points once
     study = build(StudySettings, "study", values)
     if study.storage is not None:
-        _refuse_password(study.storage)
+        _refuse_secret(study.storage)
     return study
 
 
-def _refuse_password(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.password or "password" in parse_qs(parts.query):
-        # The message leaves the URL out, so the password does not reach a terminal or a log.
+def _refuse_secret(url: str) -> None:
+    """Anything `masked` would hide: a study file is shared with everyone who reads it."""
+    secrets = secrets_named(url)
+    if secrets:
+        # The message names the secret's kind but leaves the URL out: no value reaches a terminal
         raise SettingError(
             "study.storage",
-            "must not hold a password, which a study file would share with "
-            "everyone who reads it; set the HPSEARCH_STORAGE environment "
-            "variable or pass --storage instead",
+            f"must not hold a secret ({', '.join(secrets)}), which a study file would share with "
+            f"everyone who reads it; set the {STORAGE_ENV} environment variable or pass --storage "
+            "instead",
         )
 
 

@@ -104,7 +104,20 @@ def _storage_inputs(root: Path) -> dict[str, Path]:
     study = (root / "test-study.toml").read_text()  # _inputs wrote it first
     in_memory = root / "in-memory.toml"
     in_memory.write_text(study.replace("[study]\n", '[study]\nstorage = "sqlite:///:memory:"\n'))
-    return {"study_in_memory": in_memory}
+    secrets = {}
+    for name, url in SECRET_STORAGES.items():
+        secrets[name] = root / f"{name.replace('_', '-')}.toml"
+        secrets[name].write_text(study.replace("[study]\n", f'[study]\nstorage = "{url}"\n'))
+    return {"study_in_memory": in_memory, **secrets}
+
+
+# Study files whose storage holds a secret everyone who reads the file would see: name -> URL
+SECRET_STORAGES = {
+    "study_sslpassword": f"postgresql://u@127.0.0.1/test?sslpassword={SECRET}",
+    "study_api_key": f"postgresql://u@127.0.0.1/test?sslmode=require&api_key={SECRET}",
+    "study_token": f"postgresql+psycopg://u@127.0.0.1:1/test?token={SECRET}",
+    "study_password_at": f"postgresql://u:Sup3r@{SECRET}@127.0.0.1/test",
+}
 
 
 def _number_inputs(root: Path) -> dict[str, Path]:
@@ -352,6 +365,19 @@ STORAGE_ROWS: dict[str, Row] = {
     ),
     "run on a gRPC proxy not there decodes nothing": Row(
         "run {study} --device cpu --storage grpc://127.0.0.1:1", "no gRPC proxy answered"
+    ),
+    # A study file's storage holds no secret of any kind, named by its kind, never its value
+    "study storage with sslpassword": Row(
+        "run {study_sslpassword} --device cpu", "must not hold a secret (query parameter 'sslpass"
+    ),
+    "study storage with api_key": Row(
+        "worker {study_api_key} --device cpu", "study.storage must not hold a secret (query param"
+    ),
+    "study storage with token (subprocess)": Row(
+        "run {study_token} --device cpu", "(query parameter 'token'), which a study file", True
+    ),
+    "study storage with a password holding an @": Row(
+        "run {study_password_at} --device cpu", "study.storage must not hold a secret (a password)"
     ),
     # An empty --storage (an unset shell variable) would use ./hpsearch.db without a word
     "--storage '' (subprocess)": Row("status --storage ", "--storage: is empty", True),

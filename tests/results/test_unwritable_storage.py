@@ -1,5 +1,6 @@
 """A storage that refuses this process's writes, refused for real: a PostgreSQL role that may read
-but not write, a server session that takes no writes, a SQLite file this process may only read.
+but not write, a server session that takes no writes, a SQLite file this process may only read;
+and a role that may not even read, named as such with its GRANT, not as a server not reached.
 
 `run` and `worker` stop with one line naming who may not write what, and the fix, before the data
 is decoded or anything written; `report` and `export` still give a reader their page and settings,
@@ -30,6 +31,8 @@ from search.study.storage import open_storage
 from search.study.writable import refused_write
 from tests.helpers import postgres
 from tests.helpers.cli import listing, run_cli
+from tests.helpers.images import make_image_folder
+from tests.helpers.studies import write_study
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -244,6 +247,32 @@ def test_run_into_an_empty_database_the_role_may_not_create_tables_in(
         ).fetchone()
     assert tables == (0,)  # no Optuna tables made
     assert listing(tmp_path) == files  # nothing decoded
+
+
+def test_a_role_that_may_not_even_read_is_told_the_grant_that_lets_it(pg_url, tmp_path, capsys):
+    optuna.create_study(study_name="s", storage=pg_url, direction="maximize")
+    data = make_image_folder(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1)
+    study = write_study(tmp_path, data)
+    with reader_role(pg_url) as reader:
+        as_owner(reader, f'REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM "{reader.role}"')
+        grants = set()
+        for command in (["status"], ["run", study, "--device", "cpu"]):
+            status, out, err = run_cli(capsys, *command, "--storage", reader.url)
+
+            assert status == 2, err
+            assert "Traceback" not in out + err
+            [line] = err.strip().splitlines()  # the server was reached: no "cannot reach"
+            assert line.startswith(f"hpsearch: error: storage {reader.url} refuses reads: ")
+            assert f"role {reader.role!r} may not read table " in line
+            grants.update(re.findall(r"`(GRANT [^`]+)`", line))
+        assert grants == {f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader.role}"}
+
+        as_owner(reader, *grants)
+
+        status, out, err = run_cli(capsys, "status", "--storage", reader.url)
+        assert status == 0 and out.splitlines()[1].split()[0] == "s", out + err  # its row
+        status, _, err = run_cli(capsys, "run", study, "--device", "cpu", "--storage", reader.url)
+        assert status == 2 and "refuses writes" in err, err  # reads pass; writes are named next
 
 
 @contextmanager

@@ -14,7 +14,8 @@ import sqlalchemy
 from optuna.distributions import FloatDistribution
 
 from search.errors import StorageError
-from search.study.storage import masked, open_storage, set_user_attrs
+from search.study.storage import open_storage, set_user_attrs
+from search.url_secrets import masked
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ from search.errors import StorageError
 from search.study.storage import (
     check_reachable,
     check_storage_url,
-    masked,
     open_storage,
     require_existing_storage,
 )
+from search.url_secrets import masked
 
 SECRET = "s3cr3t-Value"
 

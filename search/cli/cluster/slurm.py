@@ -16,7 +16,7 @@ from search.launch.slurm import (
     submit,
 )
 from search.run.joining import configuration
-from search.study.storage import masked
+from search.url_secrets import masked
 
 
 def slurm(args: argparse.Namespace) -> int:
