@@ -8,6 +8,8 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from trainer.errors import ConfigError, DataError, TrainerError
 
 HpsearchError = TrainerError
@@ -17,6 +19,7 @@ USER_ERROR_EXIT = 2
 
 __all__ = [
     "USER_ERROR_EXIT",
+    "error_chain",
     "ConfigError",
     "DataError",
     "HpsearchError",
@@ -73,3 +76,19 @@ class ServeError(HpsearchError):
 class WorkerFailed(HpsearchError):
     """A local worker process stopped on an error the user can act on (a full disk, a damaged
     storage), which it printed in one line."""
+
+
+def error_chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and every error behind it, each once, outermost first: the driver's own error that
+    a SQLAlchemy error wraps (its `.orig`) and each link's cause or context (Optuna wraps
+    SQLAlchemy's errors, SQLAlchemy reports a lost connection as the next statement's error)."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        driver_error = getattr(link, "orig", None)
+        if isinstance(driver_error, BaseException) and id(driver_error) not in seen:
+            seen.add(id(driver_error))
+            yield driver_error
+        link = link.__cause__ or link.__context__

@@ -9,6 +9,8 @@ import re
 
 import sqlalchemy
 
+from search.errors import error_chain
+
 # PostgreSQL's SQLSTATE for a statement the role lacks a privilege for
 INSUFFICIENT_PRIVILEGE = "42501"
 
@@ -30,17 +32,11 @@ ORDER BY t.position
 def lacks_privilege(error: BaseException) -> bool:
     """True where the server refused the role a statement (SQLSTATE 42501), however wrapped: as the
     DBAPIError's .orig by SQLAlchemy, as the __cause__ of Optuna's StorageInternalError."""
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        driver_error = getattr(link, "orig", None) or link
+    return any(
         # psycopg names it sqlstate, psycopg2 pgcode
-        code = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
-        if code == INSUFFICIENT_PRIVILEGE:
-            return True
-        link = link.__cause__ or link.__context__
-    return False
+        (getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)) == INSUFFICIENT_PRIVILEGE
+        for link in error_chain(error)
+    )
 
 
 def refused_read(parsed: sqlalchemy.URL, tables: list[str]) -> str | None:

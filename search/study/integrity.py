@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-from search.errors import StorageDamaged
+from search.errors import StorageDamaged, error_chain
 
 # Problems quick_check lists at most: the first names the damage, the count says how much more
 QUICK_CHECK_ROWS = 10
@@ -70,14 +70,10 @@ def damaged(path: Path, found: list[str]) -> StorageDamaged:
 def is_database_error(error: BaseException) -> bool:
     """Whether SQLite itself refused (somewhere down the chain Optuna and SQLAlchemy wrap it), as
     a damaged file makes it do; a broken constraint is a race between workers, not damage."""
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        if isinstance(link, sqlite3.DatabaseError) and not isinstance(link, sqlite3.IntegrityError):
-            return True
-        link = getattr(link, "orig", None) or link.__cause__ or link.__context__
-    return False
+    return any(
+        isinstance(link, sqlite3.DatabaseError) and not isinstance(link, sqlite3.IntegrityError)
+        for link in error_chain(error)
+    )
 
 
 SQLITE_READONLY = 8  # SQLite's primary result code; its extended codes keep it in the low byte

@@ -25,7 +25,7 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from search.errors import StorageDamaged
+from search.errors import StorageDamaged, error_chain
 from search.study.integrity import damaged, is_database_error, quick_check, sqlite_file
 from search.study.optuna_compat import (
     READ_PREFIXES,
@@ -59,14 +59,7 @@ def is_connection_error(error: BaseException) -> bool:
     The outage may sit down the chain: Optuna wraps it (StorageInternalError), and SQLAlchemy
     reports a connection lost mid-transaction as the PendingRollbackError of the next statement.
     """
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        if _is_outage(link):
-            return True
-        link = link.__cause__ or link.__context__
-    return False
+    return any(_is_outage(link) for link in error_chain(error))
 
 
 def _is_outage(error: BaseException) -> bool:

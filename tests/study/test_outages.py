@@ -56,7 +56,7 @@ def _deadlock_error() -> psycopg.Error:
         first.execute("SET deadlock_timeout = '50ms'")
         first.execute("SELECT pg_advisory_xact_lock(1)")
         second.execute("SELECT pg_advisory_xact_lock(2)")
-        waiter = threading.Thread(target=_swallow, args=(second, 1))
+        waiter = threading.Thread(target=_take, args=(second, 1))
         waiter.start()
         time.sleep(0.2)  # the second is waiting for lock 1 when the first asks for lock 2
         with pytest.raises(psycopg.errors.DeadlockDetected) as caught:
@@ -66,11 +66,10 @@ def _deadlock_error() -> psycopg.Error:
     return caught.value
 
 
-def _swallow(connection: psycopg.Connection, lock: int) -> None:
-    try:
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-    except psycopg.errors.DeadlockDetected:
-        pass  # whichever of the two the server picks
+def _take(connection: psycopg.Connection, lock: int) -> None:
+    # Waits for the first connection's lock; the server breaks the deadlock on the first's side,
+    # whose deadlock_timeout is shorter, and this one then takes the lock
+    connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
     connection.rollback()
 
 
