@@ -11,6 +11,8 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -18,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 import search
-from search.errors import ConfigError, StudyNotFound
+from search.errors import ConfigError, LaunchError, StudyNotFound
 from search.studyfile.train_file import read_settings
 from tests.helpers import ROOT
 from tests.helpers.studies import write_study
@@ -102,7 +104,7 @@ def test_a_notebook_runs_a_search_then_reads_draws_exports_retrains_and_scores_i
 
 def test_the_api_refuses_as_the_commands_do_with_the_projects_errors(tmp_path, image_folder):
     storage = f"sqlite:///{tmp_path / 'empty.db'}"
-    with pytest.raises(ConfigError, match="not neither"):
+    with pytest.raises(ConfigError, match=r"or study='NAME' \(to join .*\), not neither"):
         search.run_study(storage=storage)
     study_file = write_study(tmp_path, image_folder)
     with pytest.raises(ConfigError, match="not both"):
@@ -130,23 +132,42 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
     settings.write_text("lr: .inf\n", encoding="utf-8")
     a_file = tmp_path / "a-file"
     a_file.write_text("", encoding="utf-8")
+    study_file = write_study(tmp_path, image_folder)
     before = _listing(tmp_path)
 
-    with pytest.raises(ConfigError, match=r"^path .*out.toml is a folder; name a file"):
+    with _refused(r"^path .*out.toml is a folder; name a file"):
         search.write_report("s", folder, storage=storage)
-    with pytest.raises(ConfigError, match=r"^path .*out.toml is a folder; name a file"):
+    with _refused(r"^path .*out.toml is a folder; name a file"):
         search.export_best("s", path=folder, storage=storage)
-    with pytest.raises(ConfigError, match="the best trial's weights there, beside path"):
+    with _refused("the best trial's weights there, beside path"):
         search.export_best("s", path=tmp_path / "best.toml", storage=storage)
-    with pytest.raises(ConfigError, match="^image_size must be at least 16 px"):
+    with _refused("^top must be at least 1, but got 0"):
+        search.export_best("s", top=0, storage=storage)
+    with _refused(r"^format='json' does not match \S*best.toml, .*leave format out"):
+        search.export_best("s", path=tmp_path / "best.toml", format="json", storage=storage)
+    with _refused("^image_size must be at least 16 px"):
         search.evaluate(tmp_path / "none.pt", image_folder, image_size=8)
-    with pytest.raises(ConfigError, match=r"^\S*inf-lr.yaml: lr must be a finite number"):
+    with _refused(r"^\S*inf-lr.yaml: lr must be a finite number"):
         search.train(settings, data=image_folder, progress=False)
-    with pytest.raises(ConfigError, match="^lr must be a finite number"):  # the keyword, named
+    with _refused("^lr must be a finite number"):  # the keyword, named
         search.train(lr=float("inf"), data=image_folder, progress=False)
-    with pytest.raises(ConfigError, match="checkpoint folder .*a-file is a file"):
+    with _refused("checkpoint folder .*a-file is a file"):
         search.train(data=image_folder, checkpoint_dir=a_file, progress=False)
+    with _refused("^resume needs checkpoint_dir"):
+        search.train(data=image_folder, resume=True, progress=False)
+    with _refused("^epochs with study: a study trains as it was created"):
+        search.run_study(study="s", epochs=2, storage=storage)
+    with _refused("^workers must be at least 1, but got 0"):
+        search.run_study(study_file, workers=0, device="cpu", storage=storage)
     assert _listing(tmp_path) == before  # no storage, run folder, cache or page made
+
+
+@contextmanager
+def _refused(message: str) -> Iterator[None]:
+    """A refusal that matches `message` and names no flag: a notebook passed keywords."""
+    with pytest.raises((ConfigError, LaunchError), match=message) as refused:
+        yield
+    assert "--" not in str(refused.value), refused.value
 
 
 def test_every_name_search_exports_is_there():

@@ -18,6 +18,7 @@ from search.serve.notes import attach_report
 from search.study.optuna_compat import storage_of
 from search.study.storage import masked
 from search.study.writable import NOTE_TABLES, refused_write
+from trainer.naming import named
 from trainer.outputs import check_output_file
 
 
@@ -48,7 +49,7 @@ def write_report(
     a warning on standard error says the dashboard goes without it. Returns what it drew: `.drawn`
     (how many figures), `.not_drawn` (each view left out, and why), `.figures`."""
     path = Path(path)
-    check_output_file(path, "path", "report.html")  # before the storage is opened
+    check_output_file(path, named("path"), "report.html")  # before the storage is opened
     url = locations.storage_url(storage)
     chosen = open_studies(_names(studies), storage=storage)
     # A reader who may not write the storage still gets the page; only the dashboard's copy and

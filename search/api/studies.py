@@ -20,6 +20,7 @@ from search.study import recorded
 from search.study.optuna_compat import storage_of
 from search.study.storage import masked, open_storage
 from search.study.writable import NOTE_TABLES, refused_write
+from trainer.naming import named
 
 
 def open_study(name: str, *, storage: str | None = None) -> optuna.Study:
@@ -88,11 +89,11 @@ def export_best(
     a storage that refuses writes still gives the settings, and a warning on standard error says
     the note goes without them. A study with no complete trial is a `NoFinishedTrial`."""
     if top < 1:
-        raise ConfigError(f"top must be at least 1, but got top={top}")
+        raise ConfigError(f"{named('top')} must be at least 1, but got {top}")
     output = Path(path) if path is not None else None
     fmt = output_format(output, format)  # refused before the storage is opened
     if output is not None:  # and so are the paths it writes
-        check_export_paths(output, fmt, "path")
+        check_export_paths(output, fmt, named("path"))
     url = locations.storage_url(storage)
     study = open_study(name, storage=storage)
     # A reader who may not write the storage still gets the settings; only the study's note goes
