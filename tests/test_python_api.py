@@ -6,6 +6,7 @@ The notebook flow below is the example on docs/reference/python-api.md."""
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import re
@@ -62,6 +63,15 @@ def test_a_notebook_runs_a_search_then_reads_draws_exports_retrains_and_scores_i
     assert status.rows[0]["best_trial"] == opened.best_trial.number
     assert str(status).splitlines()[1].startswith(STUDY)
     json.dumps(status.rows)  # what `status --json` prints
+
+    rows = search.trials(STUDY, storage=storage, path=tmp_path / "trials.csv")
+    assert [(row["trial"], row["state"]) for row in rows] == [(0, "complete"), (1, "complete")]
+    assert sorted(row["val_top1"] for row in rows) == values
+    assert rows[0]["lr"] == study.trials[0].user_attrs["config"]["lr"]
+    assert rows[0]["continues"] is None  # an empty cell: None, not ""
+    with (tmp_path / "trials.csv").open(newline="", encoding="utf-8") as file:
+        table = list(csv.reader(file))  # `hpsearch trials`'s table: its columns, in this order
+    assert table[0] == list(rows[0]) and len(table) == 1 + len(rows)
 
     figures = search.report_figures(STUDY, storage=storage)
     assert all(isinstance(figure, go.Figure) for figure in figures.values())
@@ -127,6 +137,7 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
     storage = f"sqlite:///{tmp_path / 'not-made.db'}"  # refused if opened: it does not exist
     folder = tmp_path / "out.toml"
     folder.mkdir()
+    (tmp_path / "out.csv").mkdir()
     (tmp_path / "best.weights.pt").mkdir()  # where an export to best.toml copies its weights
     settings = tmp_path / "inf-lr.yaml"
     settings.write_text("lr: .inf\n", encoding="utf-8")
@@ -145,6 +156,10 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
         search.export_best("s", top=0, storage=storage)
     with _refused(r"^format='json' does not match \S*best.toml, .*leave format out"):
         search.export_best("s", path=tmp_path / "best.toml", format="json", storage=storage)
+    with _refused(r"^path writes CSV: name a .csv file, not \S*trials.xlsx"):
+        search.trials("s", path=tmp_path / "trials.xlsx", storage=storage)
+    with _refused(r"^path .*out.csv is a folder; name a file"):
+        search.trials("s", path=tmp_path / "out.csv", storage=storage)
     with _refused("^image_size must be at least 16 px"):
         search.evaluate(tmp_path / "none.pt", image_folder, image_size=8)
     with _refused(r"^\S*inf-lr.yaml: lr must be a finite number"):
@@ -159,7 +174,7 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
         search.run_study(study="s", epochs=2, storage=storage)
     with _refused("^workers must be at least 1, but got 0"):
         search.run_study(study_file, workers=0, device="cpu", storage=storage)
-    assert _listing(tmp_path) == before  # no storage, run folder, cache or page made
+    assert _listing(tmp_path) == before  # no storage, run folder, cache, page or table made
 
 
 @contextmanager
@@ -184,7 +199,7 @@ PROBE = """
 import json, sys
 import search
 imported = [name for name in ("torch", "plotly") if name in sys.modules]
-search.open_study, search.status, search.export_best, search.StudyStatus
+search.open_study, search.status, search.trials, search.export_best, search.StudyStatus
 reading = [name for name in ("torch", "plotly") if name in sys.modules]
 search.report_figures
 drawing = [name for name in ("torch", "plotly") if name in sys.modules]
