@@ -6,6 +6,7 @@ The Python API, for notebooks and scripts (the `hpsearch` commands call the same
 
     study = search.run_study("studies/quick.toml", epochs=2)  # as `hpsearch run`
     print(search.status(study.study_name))
+    rows = search.trials(study.study_name)  # every trial, a dict each, as `hpsearch trials`
     search.report_figures(study.study_name)["factor-lr-curves"].show()
     best = search.export_best(study.study_name)  # the best trial's settings, as a dict
     trained = search.train(best, epochs=5)  # retrain it
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what a type checker and an editor see; at run time, __getattr__ imports
     from search.api.report import report_figures, write_report
     from search.api.searching import run_study
-    from search.api.studies import StudyStatus, export_best, open_study, status
+    from search.api.studies import StudyStatus, export_best, open_study, status, trials
     from search.api.training import TrainedRun, evaluate, train
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "run_study",
     "status",
     "train",
+    "trials",
     "write_report",
 ]
 
@@ -46,7 +48,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # One module per kind of work: reading a study must not import what trains (torch) or draws
     # (Plotly).
-    if name in ("open_study", "status", "export_best", "StudyStatus"):
+    if name in ("open_study", "status", "trials", "export_best", "StudyStatus"):
         from search.api import studies
 
         return getattr(studies, name)

@@ -66,7 +66,7 @@ class NoFinishedTrial(HpsearchError):
 
 
 class LaunchError(HpsearchError):
-    """The --gpus, --workers or --workers-per-gpu flags do not fit this machine."""
+    """The workers, GPUs or workers per GPU asked for do not fit this machine."""
 
 
 class ServeError(HpsearchError):

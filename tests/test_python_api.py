@@ -6,11 +6,14 @@ The notebook flow below is the example on docs/reference/python-api.md."""
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -18,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 import search
-from search.errors import ConfigError, StudyNotFound
+from search.errors import ConfigError, LaunchError, StudyNotFound
 from search.studyfile.train_file import read_settings
 from tests.helpers import ROOT
 from tests.helpers.studies import write_study
@@ -61,6 +64,15 @@ def test_a_notebook_runs_a_search_then_reads_draws_exports_retrains_and_scores_i
     assert str(status).splitlines()[1].startswith(STUDY)
     json.dumps(status.rows)  # what `status --json` prints
 
+    rows = search.trials(STUDY, storage=storage, path=tmp_path / "trials.csv")
+    assert [(row["trial"], row["state"]) for row in rows] == [(0, "complete"), (1, "complete")]
+    assert sorted(row["val_top1"] for row in rows) == values
+    assert rows[0]["lr"] == study.trials[0].user_attrs["config"]["lr"]
+    assert rows[0]["continues"] is None  # an empty cell: None, not ""
+    with (tmp_path / "trials.csv").open(newline="", encoding="utf-8") as file:
+        table = list(csv.reader(file))  # `hpsearch trials`'s table: its columns, in this order
+    assert table[0] == list(rows[0]) and len(table) == 1 + len(rows)
+
     figures = search.report_figures(STUDY, storage=storage)
     assert all(isinstance(figure, go.Figure) for figure in figures.values())
     assert {"factor-lr-curves", "factor-optimizer-effect", f"{STUDY}-history"} <= figures.keys()
@@ -102,7 +114,7 @@ def test_a_notebook_runs_a_search_then_reads_draws_exports_retrains_and_scores_i
 
 def test_the_api_refuses_as_the_commands_do_with_the_projects_errors(tmp_path, image_folder):
     storage = f"sqlite:///{tmp_path / 'empty.db'}"
-    with pytest.raises(ConfigError, match="not neither"):
+    with pytest.raises(ConfigError, match=r"or study='NAME' \(to join .*\), not neither"):
         search.run_study(storage=storage)
     study_file = write_study(tmp_path, image_folder)
     with pytest.raises(ConfigError, match="not both"):
@@ -125,28 +137,52 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
     storage = f"sqlite:///{tmp_path / 'not-made.db'}"  # refused if opened: it does not exist
     folder = tmp_path / "out.toml"
     folder.mkdir()
+    (tmp_path / "out.csv").mkdir()
     (tmp_path / "best.weights.pt").mkdir()  # where an export to best.toml copies its weights
     settings = tmp_path / "inf-lr.yaml"
     settings.write_text("lr: .inf\n", encoding="utf-8")
     a_file = tmp_path / "a-file"
     a_file.write_text("", encoding="utf-8")
+    study_file = write_study(tmp_path, image_folder)
     before = _listing(tmp_path)
 
-    with pytest.raises(ConfigError, match=r"^path .*out.toml is a folder; name a file"):
+    with _refused(r"^path .*out.toml is a folder; name a file"):
         search.write_report("s", folder, storage=storage)
-    with pytest.raises(ConfigError, match=r"^path .*out.toml is a folder; name a file"):
+    with _refused(r"^path .*out.toml is a folder; name a file"):
         search.export_best("s", path=folder, storage=storage)
-    with pytest.raises(ConfigError, match="the best trial's weights there, beside path"):
+    with _refused("the best trial's weights there, beside path"):
         search.export_best("s", path=tmp_path / "best.toml", storage=storage)
-    with pytest.raises(ConfigError, match="^image_size must be at least 16 px"):
+    with _refused("^top must be at least 1, but got 0"):
+        search.export_best("s", top=0, storage=storage)
+    with _refused(r"^format='json' does not match \S*best.toml, .*leave format out"):
+        search.export_best("s", path=tmp_path / "best.toml", format="json", storage=storage)
+    with _refused(r"^path writes CSV: name a .csv file, not \S*trials.xlsx"):
+        search.trials("s", path=tmp_path / "trials.xlsx", storage=storage)
+    with _refused(r"^path .*out.csv is a folder; name a file"):
+        search.trials("s", path=tmp_path / "out.csv", storage=storage)
+    with _refused("^image_size must be at least 16 px"):
         search.evaluate(tmp_path / "none.pt", image_folder, image_size=8)
-    with pytest.raises(ConfigError, match=r"^\S*inf-lr.yaml: lr must be a finite number"):
+    with _refused(r"^\S*inf-lr.yaml: lr must be a finite number"):
         search.train(settings, data=image_folder, progress=False)
-    with pytest.raises(ConfigError, match="^lr must be a finite number"):  # the keyword, named
+    with _refused("^lr must be a finite number"):  # the keyword, named
         search.train(lr=float("inf"), data=image_folder, progress=False)
-    with pytest.raises(ConfigError, match="checkpoint folder .*a-file is a file"):
+    with _refused("checkpoint folder .*a-file is a file"):
         search.train(data=image_folder, checkpoint_dir=a_file, progress=False)
-    assert _listing(tmp_path) == before  # no storage, run folder, cache or page made
+    with _refused("^resume needs checkpoint_dir"):
+        search.train(data=image_folder, resume=True, progress=False)
+    with _refused("^epochs with study: a study trains as it was created"):
+        search.run_study(study="s", epochs=2, storage=storage)
+    with _refused("^workers must be at least 1, but got 0"):
+        search.run_study(study_file, workers=0, device="cpu", storage=storage)
+    assert _listing(tmp_path) == before  # no storage, run folder, cache, page or table made
+
+
+@contextmanager
+def _refused(message: str) -> Iterator[None]:
+    """A refusal that matches `message` and names no flag: a notebook passed keywords."""
+    with pytest.raises((ConfigError, LaunchError), match=message) as refused:
+        yield
+    assert "--" not in str(refused.value), refused.value
 
 
 def test_every_name_search_exports_is_there():
@@ -163,7 +199,7 @@ PROBE = """
 import json, sys
 import search
 imported = [name for name in ("torch", "plotly") if name in sys.modules]
-search.open_study, search.status, search.export_best, search.StudyStatus
+search.open_study, search.status, search.trials, search.export_best, search.StudyStatus
 reading = [name for name in ("torch", "plotly") if name in sys.modules]
 search.report_figures
 drawing = [name for name in ("torch", "plotly") if name in sys.modules]

@@ -26,6 +26,7 @@ from trainer.checkpoint import write_atomically
 from trainer.decode import decode_all
 from trainer.errors import DataError
 from trainer.listing import Listing, scan_folder
+from trainer.naming import named
 from trainer.outputs import check_output_folder
 from trainer.sources import env_path, one_line, resolve_data_dir
 
@@ -292,7 +293,7 @@ def load_image_data(
     tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
     if tensors is None:
         # Before decoding what it could not keep
-        check_output_folder(cache_dir, "cache folder (--cache-dir, $HPSEARCH_CACHE_DIR)")
+        check_output_folder(cache_dir, f"cache folder ({named('cache_dir')}, $HPSEARCH_CACHE_DIR)")
         tensors = _build_cache(cache_path, folder, listing, manifest, progress)
     image_data = ImageData(
         listing.classes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from trainer.errors import ConfigError
+from trainer.naming import given
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -24,7 +25,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"device {name!r} was asked for, but this machine has no usable CUDA GPU; "
-                "use --device cpu or --device auto"
+                f"use {given('device', 'cpu')} or {given('device', 'auto')}"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
@@ -33,7 +34,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(
-            f"device {name!r} was asked for, but MPS is not available; use --device cpu"
+            f"device {name!r} was asked for, but MPS is not available; use {given('device', 'cpu')}"
         )
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")

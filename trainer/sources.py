@@ -16,6 +16,7 @@ from torchvision.datasets import Imagenette
 from tqdm import tqdm
 
 from trainer.errors import DataError
+from trainer.naming import given
 
 # Names a user may pass instead of a folder, mapped to torchvision's Imagenette sizes.
 IMAGENETTE = {"imagenette-160": "160px", "imagenette-320": "320px", "imagenette-full": "full"}
@@ -83,8 +84,8 @@ def _download_imagenette(name: str, root: Path) -> Path:
     except (OSError, RuntimeError) as exc:
         raise DataError(
             f"could not download {name} from {url} ({one_line(exc)}); download and extract "
-            f"it yourself so that {folder}/train and {folder}/val exist, or pass --data PATH "
-            "pointing at a folder with train/ and val/"
+            f"it yourself so that {folder}/train and {folder}/val exist, or pass "
+            f"{given('data', 'PATH')} pointing at a folder with train/ and val/"
         ) from exc
     return folder
 

@@ -13,10 +13,12 @@ import plotly.graph_objects as go
 from search import locations
 from search.api.studies import open_studies
 from search.results.page import Report, build_report
+from search.results.report_views import draw_views
 from search.serve.notes import attach_report
 from search.study.optuna_compat import storage_of
 from search.study.writable import NOTE_TABLES, refused_write
 from search.url_secrets import masked
+from trainer.naming import named
 from trainer.outputs import check_output_file
 
 
@@ -29,9 +31,8 @@ def report_figures(
     `NAME-timeline`, ...). Each is a `plotly.graph_objects.Figure`: `.show()` draws it in a
     notebook. A view the study cannot support yet (importances before 11 complete trials, say) is
     left out, as the report leaves it out; `write_report` says why."""
-    opened = open_studies(_names(studies), storage=storage)
-    report = build_report(opened, storage_label=masked(locations.storage_url(storage)))
-    return {figure.key: figure.figure for figure in report.figures}
+    views = draw_views(open_studies(_names(studies), storage=storage))  # the figures, no page
+    return {figure.key: figure.figure for figure in views.figures}
 
 
 def write_report(
@@ -48,7 +49,7 @@ def write_report(
     a warning on standard error says the dashboard goes without it. Returns what it drew: `.drawn`
     (how many figures), `.not_drawn` (each view left out, and why), `.figures`."""
     path = Path(path)
-    check_output_file(path, "path", "report.html")  # before the storage is opened
+    check_output_file(path, named("path"), "report.html")  # before the storage is opened
     url = locations.storage_url(storage)
     chosen = open_studies(_names(studies), storage=storage)
     # A reader who may not write the storage still gets the page; only the dashboard's copy and

@@ -18,6 +18,7 @@ from search.run.log import LOG_FORMATS
 from search.run.options import WorkerOptions
 from search.studyfile import StudyConfig, load_study_config
 from trainer.device import resolve_device
+from trainer.naming import given, named
 
 Request = StudyConfig | StoredStudy
 
@@ -112,13 +113,17 @@ def worker_setup(
     what `run_study`, `hpsearch run`, `worker` and `slurm` start from."""
     resolve_device(device)  # a missing GPU is an error before anything is written
     if log_format not in (*LOG_FORMATS, None):
-        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
-    if trials_per_worker is not None and trials_per_worker < 1:
-        raise ConfigError(f"trials_per_worker must be at least 1, but got {trials_per_worker}")
-    if not math.isfinite(wait_for_storage) or wait_for_storage < 0:  # as --wait-for-storage
         raise ConfigError(
-            "wait_for_storage must be a finite number of seconds, at least 0, but got "
-            f"wait_for_storage={wait_for_storage}"
+            f"{named('log_format')} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}"
+        )
+    if trials_per_worker is not None and trials_per_worker < 1:
+        raise ConfigError(
+            f"{named('trials_per_worker')} must be at least 1, but got {trials_per_worker}"
+        )
+    if not math.isfinite(wait_for_storage) or wait_for_storage < 0:
+        raise ConfigError(
+            f"{named('wait_for_storage')} must be a finite number of seconds, at least 0, but "
+            f"got {given('wait_for_storage', wait_for_storage)}"
         )
     request, url = _request(
         study_file, study, storage, data, trials=trials, epochs=epochs, image_size=image_size
@@ -150,7 +155,7 @@ def _request(
     if (study_file is None) == (study is None):
         raise ConfigError(
             "give a study file (to create a study, or check it against one that exists) or "
-            "--study NAME (to join or resume one as it was created), not "
+            f"{given('study', 'NAME')} (to join or resume one as it was created), not "
             + ("both" if study else "neither")
         )
     source = str(data) if data is not None else None
@@ -168,9 +173,9 @@ def _request(
 
 
 def _refuse_changes_to_a_stored_study(overrides: dict[str, int | None]) -> None:
-    for flag in ("epochs", "image_size"):
-        if overrides.get(flag) is not None:
+    for keyword in ("epochs", "image_size"):
+        if overrides.get(keyword) is not None:
             raise ConfigError(
-                f"--{flag.replace('_', '-')} with --study: a study trains as it was created; "
+                f"{named(keyword)} with {named('study')}: a study trains as it was created; "
                 "to train otherwise, start a new study from a study file"
             )

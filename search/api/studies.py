@@ -1,5 +1,6 @@
-"""Reading a study from Python: open it, see where it stands, export its best trial. Nothing here
-loads torch or Plotly, so `hpsearch status` and `export`, which call these, answer at once."""
+"""Reading a study from Python: open it, see where it stands, list its trials, export its best
+trial. Nothing here loads torch or Plotly, so `hpsearch status`, `trials` and `export`, which call
+these, answer at once."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from search import locations
 from search.errors import ConfigError
 from search.results.export import check_export_paths, export, output_format
 from search.results.status import format_status, storage_status, study_status
+from search.results.trials_table import check_csv_path, trials_table, write_trials_file
 from search.serve.notes import attach_best_params
 from search.study import recorded
 from search.study.optuna_compat import storage_of
 from search.study.storage import open_storage
 from search.study.writable import NOTE_TABLES, refused_write
 from search.url_secrets import masked
+from trainer.naming import named
 
 
 def open_study(name: str, *, storage: str | None = None) -> optuna.Study:
@@ -69,6 +72,25 @@ def status(name: str | None = None, *, storage: str | None = None) -> StudyStatu
     return StudyStatus(found.rows, found.skipped)
 
 
+def trials(
+    name: str, *, storage: str | None = None, path: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """Every trial of the study `name` that trained or trains, by number, as `hpsearch trials`
+    lists them: a dict per trial with the table's columns in its order (`trial`, `state`,
+    `val_top1`, `last_val_top1`, the factors and any other sampled parameter, `epochs_run`,
+    `best_epoch`, `seconds`, `continues`, `fail_reason`), None where a cell is empty; states are
+    named as `status` counts them (`paused`, `promoted`, `stopped` apart from `pruned` and
+    `fail`). `pandas.DataFrame(rows)` makes a frame of them. With `path` (.csv), the table is
+    also written there, as `hpsearch trials -o` writes it."""
+    output = Path(path) if path is not None else None
+    if output is not None:  # refused before the storage is opened
+        check_csv_path(output, named("path"))
+    rows = trials_table(open_study(name, storage=storage))
+    if output is not None:
+        write_trials_file(rows, output)
+    return rows
+
+
 def export_best(
     name: str,
     *,
@@ -89,11 +111,11 @@ def export_best(
     a storage that refuses writes still gives the settings, and a warning on standard error says
     the note goes without them. A study with no complete trial is a `NoFinishedTrial`."""
     if top < 1:
-        raise ConfigError(f"top must be at least 1, but got top={top}")
+        raise ConfigError(f"{named('top')} must be at least 1, but got {top}")
     output = Path(path) if path is not None else None
     fmt = output_format(output, format)  # refused before the storage is opened
     if output is not None:  # and so are the paths it writes
-        check_export_paths(output, fmt, "path")
+        check_export_paths(output, fmt, named("path"))
     url = locations.storage_url(storage)
     study = open_study(name, storage=storage)
     # A reader who may not write the storage still gets the settings; only the study's note goes

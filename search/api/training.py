@@ -24,6 +24,7 @@ from trainer.files import WEIGHTS_NAME
 from trainer.listing import Listing
 from trainer.loop import TrainResult, refuse_other_classes, resumable_classes
 from trainer.loop import train as train_config
+from trainer.naming import named
 
 Settings = TrainConfig | Mapping[str, Any] | str | Path | None
 
@@ -99,7 +100,10 @@ def train(
         },
     )
     if resume and not run.get("checkpoint_dir"):
-        raise ConfigError("resume needs checkpoint_dir, the folder that holds the checkpoint")
+        raise ConfigError(
+            f"{named('resume')} needs {named('checkpoint_dir')}, the folder that holds the "
+            "checkpoint"
+        )
     where = resolve_device(run["device"])
     policy = checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     # A checkpoint of other settings is refused now, and one of other classes once the data's
@@ -141,13 +145,13 @@ def train(
 
 
 def train_settings(
-    config: Settings, given: Mapping[str, Any], *, as_flags: bool = False
+    config: Settings, given: Mapping[str, Any]
 ) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
     """The training configuration, the run's settings (RUN_SETTINGS: data, device, files) and the
     provenance `config` carries (an export's): the defaults, then `config`'s values, then those
     `given` that are not None. A bad value's error starts with the settings file it came from,
-    or, with `as_flags` (`hpsearch train`), with the flag that gave it (`--lr: `); a keyword's
-    error names the keyword already."""
+    or, on the command line, with the flag that gave it (`--lr: `); a keyword's error names the
+    keyword already."""
     values, provenance = _values(config)
     chosen = {key: value for key, value in given.items() if value is not None}
     merged = {**RUN_DEFAULTS, **values, **chosen}
@@ -156,16 +160,16 @@ def train_settings(
     try:
         return TrainConfig.from_dict(merged, where=where), run, provenance
     except ConfigError as error:
-        source = _source(error.setting, chosen, config, as_flags)
+        source = _source(error.setting, chosen, config)
         raise ConfigError(f"{source}{error}", setting=error.setting) from None
 
 
-def _source(setting: str | None, given: Mapping[str, Any], config: Settings, as_flags: bool) -> str:
+def _source(setting: str | None, given: Mapping[str, Any], config: Settings) -> str:
     """Where a bad setting came from, as the start of its error: its flag or the settings file."""
     if setting is None:
         return ""
-    if setting in given:
-        return f"--{setting.replace('_', '-')}: " if as_flags else ""
+    if setting in given:  # the error names the setting as a keyword, which may have been a flag
+        return "" if named(setting) == setting else f"{named(setting)}: "
     return f"{config}: " if isinstance(config, (str, Path)) else ""
 
 
@@ -248,7 +252,7 @@ def evaluate(
     (`format_evaluation` of search.results.evaluate prints them as the command does). The images
     are resized to `image_size` (default: the weights' own, checked when they were trained)."""
     if image_size is not None:  # before the weights are read or an image decoded
-        check_image_size_range(image_size, "image_size")
+        check_image_size_range(image_size, named("image_size"))
     return evaluate_weights(
         weights,
         data,

@@ -4,7 +4,8 @@ One parser; each group of commands (searching, cluster, training, results, servi
 whose `__init__` lists its commands and their flags in a `COMMANDS` dict and whose other modules
 hold the handlers, one module a command, imported when it runs (`search.cli.common.runs_from`).
 Flags several commands share are declared once, in search.cli.common. Any `HpsearchError` is the
-user's to fix: one line, exit 2.
+user's to fix: one line, exit 2, naming the flags the user typed where the Python API, which the
+commands call, names its keywords (`flag_of`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import optuna
 from search.cli import cluster, results, searching, serving, training
 from search.cli.common import Command, parent_parsers
 from search.errors import USER_ERROR_EXIT, HpsearchError
+from trainer.naming import flags_named
 
 # In help order.
 COMMANDS: dict[str, Command] = {
@@ -59,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The Python API's keywords whose flag is not --KEYWORD (with - for _): the file a command writes
+KEYWORD_FLAGS = {"path": "-o"}
+
+
+def flag_of(keyword: str) -> str:
+    """The flag that gives the Python API's `keyword` to the function a command calls."""
+    return KEYWORD_FLAGS.get(keyword, f"--{keyword.replace('_', '-')}")
+
+
 # OpenMP's spin before a waiting thread sleeps, unless the user chose a policy. Its default spins so
 # long that, with another job on every core, training runs at a third of its fair share of the
 # CPU; 10,000 costs nothing on a quiet machine (benchmarks/busy_cpu.py, RESULTS.md "A busy CPU").
@@ -79,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with flags_named(flag_of):  # the API's checks, named as this command's user typed them
+            return args.handler(args)
     except HpsearchError as error:
         print(f"hpsearch: error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT

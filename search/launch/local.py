@@ -30,6 +30,7 @@ from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
 from search.studyfile import StudyConfig
 from search.url_secrets import masked
+from trainer.naming import named
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,18 @@ def plan_workers(
 ) -> list[WorkerSlot]:
     """Spread the workers over the chosen GPUs (all by default), or over the CPU cores."""
     if workers is not None and workers < 1:
-        raise LaunchError(f"--workers must be at least 1, but got {workers}")
+        raise LaunchError(f"{named('workers')} must be at least 1, but got {workers}")
     if workers_per_gpu < 1:
-        raise LaunchError(f"--workers-per-gpu must be at least 1, but got {workers_per_gpu}")
+        raise LaunchError(
+            f"{named('workers_per_gpu')} must be at least 1, but got {workers_per_gpu}"
+        )
     if gpus is not None:
         missing = [gpu for gpu in gpus if not 0 <= gpu < gpu_count]
         if missing:
             raise LaunchError(
-                f"--gpus names GPU(s) {missing} but this machine has {gpu_count} "
-                f"(numbered from 0){'' if gpu_count else '; leave --gpus out to use the CPU'}"
+                f"{named('gpus')} names GPU(s) {missing} but this machine has {gpu_count} "
+                "(numbered from 0)"
+                + ("" if gpu_count else f"; leave {named('gpus')} out to use the CPU")
             )
     chosen = gpus if gpus is not None else list(range(gpu_count))
     if not chosen:

@@ -28,6 +28,7 @@ from search.study.recorded import data_fingerprint, data_source
 from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
 from search.url_secrets import masked
 from trainer.errors import ConfigError
+from trainer.naming import given, named
 from trainer.outputs import check_output_file
 
 WEIGHTS_SUFFIX = ".weights.pt"
@@ -151,8 +152,8 @@ def export(
     values = _settings(study, ranked, storage_url)
     if "data" not in values:
         print(
-            f"hpsearch: study {study.study_name!r} does not record its data source; pass --data to "
-            "`hpsearch train`, or it trains on its default data",
+            f"hpsearch: study {study.study_name!r} does not record its data source; pass "
+            f"{given('data', 'PATH')} to train, or it trains on its default data",
             file=sys.stderr,
         )
     _say_what_a_retrain_changes(values[PROVENANCE]["search_data"])
@@ -172,8 +173,8 @@ def output_format(output: Path | None, chosen: str | None) -> str:
     from_suffix = format_of(output)  # train reads a file by its suffix, so the two must agree
     if chosen is not None and chosen != from_suffix:
         raise ConfigError(
-            f"--format {chosen} does not match {output}, which `hpsearch train` would read as "
-            f"{from_suffix}; name the file .{chosen} or leave --format out"
+            f"{given('format', chosen)} does not match {output}, which train would read as "
+            f"{from_suffix}; name the file .{chosen} or leave {named('format')} out"
         )
     return from_suffix
 
@@ -215,8 +216,9 @@ def _name_weights(
         elif trial.user_attrs.get(attrs.WEIGHTS):
             print(
                 f"hpsearch: trial {trial.number}'s weights are not in "
-                f"{trial_files.study_folder(checkpoint_root, study)} (pass --checkpoint-dir if "
-                "the workers wrote them elsewhere); exporting its settings only",
+                f"{trial_files.study_folder(checkpoint_root, study)} (pass "
+                f"{named('checkpoint_dir')} if the workers wrote them elsewhere); exporting its "
+                "settings only",
                 file=sys.stderr,
             )
         return

@@ -15,26 +15,9 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from search.attrs import format_setting, settings_text
-from search.results.figures import (
-    FACTOR_TITLES,
-    VAL_TOP1,
-    Figure,
-    Note,
-    escaped,
-    factor_curves_figure,
-    factor_effect_figure,
-    optuna_view,
-)
-from search.results.report_data import (
-    FACTORS,
-    OPTUNA_VIEWS,
-    FactorInfo,
-    SummaryInfo,
-    format_seconds,
-    get_factor_info,
-    get_summary_info,
-    trial_curves,
-)
+from search.results.figures import FACTOR_TITLES, VAL_TOP1, Figure, Note, escaped
+from search.results.report_data import FACTORS, SummaryInfo, format_seconds, get_summary_info
+from search.results.report_views import FactorViews, ReportViews, draw_views
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -69,8 +52,14 @@ def drawn_text(figures: int, notes: int) -> str:
 
 def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Report:
     """The whole report: summaries, factors over all studies' trials, Optuna's views per study."""
+    return report_page(studies, draw_views(studies), storage_label=storage_label)
+
+
+def report_page(
+    studies: list[optuna.Study], views: ReportViews, *, storage_label: str = ""
+) -> Report:
+    """The page of `views`, drawn from `studies`, with each study's summary."""
     summaries = [get_summary_info(study) for study in studies]
-    curves = trial_curves(studies)
     page = _Page()
     page.add_html(_header(studies, storage_label))
     page.add_html(
@@ -79,40 +68,28 @@ def build_report(studies: list[optuna.Study], *, storage_label: str = "") -> Rep
         + "</section>"
     )
     page.add_html('<section id="factors"><h2>Factor analysis</h2>')
-    for factor in FACTORS:
-        _add_factor(page, get_factor_info(curves, factor))
+    for factor in views.factors:
+        _add_factor(page, factor)
     page.add_html('</section><section id="optuna-views"><h2>Optuna\'s views</h2>')
-    for study in studies:
-        page.add_html(f'<div class="study-views"><h3>Study {escaped(study.study_name)}</h3>')
-        for view in OPTUNA_VIEWS:
-            page.add_view(optuna_view(study, view))
+    for study in views.studies:
+        page.add_html(f'<div class="study-views"><h3>Study {escaped(study.study)}</h3>')
+        for view in study.views:
+            page.add_view(view)
         page.add_html("</div>")
     page.add_html("</section>")
     return page.finish(_title(studies))
 
 
-def _add_factor(page: _Page, info: FactorInfo) -> None:
-    name = FACTOR_TITLES[info.factor]
+def _add_factor(page: _Page, factor: FactorViews) -> None:
+    name = FACTOR_TITLES[factor.factor]
     page.add_html(
-        f'<div class="factor" id="factor-{info.factor}"><h3>{escaped(name.capitalize())}</h3>'
+        f'<div class="factor" id="factor-{factor.factor}"><h3>{escaped(name.capitalize())}</h3>'
     )
-    if info.curves:
-        page.add_figure(
-            Figure(
-                f"factor-{info.factor}-curves",
-                f"{name}: val top-1 per epoch",
-                factor_curves_figure(info),
-            )
-        )
-        page.add_figure(
-            Figure(
-                f"factor-{info.factor}-effect",
-                f"{name}: effect on val top-1",
-                factor_effect_figure(info),
-            )
-        )
-    else:
-        page.add_view(Note(f"{name.capitalize()}", f"no trial of these studies sets {name}"))
+    for view in factor.views:  # a factor's figures go untitled: their own titles say which
+        if isinstance(view, Figure):
+            page.add_figure(view)
+        else:
+            page.add_view(view)
     page.add_html("</div>")
 
 

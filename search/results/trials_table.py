@@ -1,4 +1,5 @@
-"""`hpsearch trials`: every trial of a study as a CSV row, for a spreadsheet or a notebook.
+"""`hpsearch trials` and `search.trials`: every trial of a study as a row, a CSV row for a
+spreadsheet or a dict for a notebook.
 
 Optuna's `trials_dataframe()` needs pandas, which hpsearch does not install; the csv module
 writes the same table. States are named as `status` and the report count them: a trial asha
@@ -10,6 +11,7 @@ numbers skip there; `continues` names the trial a retry or a promotion carries o
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
@@ -18,6 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 from search import attrs
 from search.results.report_data import FACTORS, trial_factors
 from search.study.promotion import never_ran, promoted
+from trainer.errors import ConfigError
+from trainer.outputs import check_output_file
 
 # val_top1: a complete trial's value, its best epoch's (0..1); last_val_top1: its last epoch's,
 # for any trial that scored one (Optuna's value for a pruned trial, which is not its best)
@@ -25,8 +29,17 @@ LEADING = ("trial", "state", "val_top1", "last_val_top1")
 TRAILING = ("epochs_run", "best_epoch", "seconds", "continues", "fail_reason")
 
 
+def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial that trained or trains, by trial number, each with every column of the
+    table in its order (`columns`); None where a cell is empty."""
+    rows = trial_rows(study)
+    names = columns(rows)
+    return [{name: row.get(name) for name in names} for row in rows]
+
+
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial that trained or trains, by trial number; None where a cell is empty."""
+    """One row per trial that trained or trains, by trial number, with the columns it fills:
+    a parameter only some trials sample is in their rows alone."""
     trials = study.get_trials(deepcopy=False)
     names = _state_names(trials)
     return [_row(trial, names[trial.number]) for trial in trials if not never_ran(trial)]
@@ -38,14 +51,25 @@ def columns(rows: list[dict[str, Any]]) -> list[str]:
     return [*LEADING, *FACTORS, *extra, *TRAILING]
 
 
-def write_trials_csv(study: optuna.Study, out: TextIO) -> int:
-    """Write the table to `out`; returns the number of rows."""
-    rows = trial_rows(study)
+def check_csv_path(path: Path, what: str) -> None:
+    """`path` can take the table, before the storage is opened; `what` names it (-o, path)."""
+    if path.suffix.lower() != ".csv":
+        raise ConfigError(f"{what} writes CSV: name a .csv file, not {path}")
+    check_output_file(path, what, "trials.csv")
+
+
+def write_trials_file(rows: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as file:  # csv writes its own line ends
+        write_trials_csv(rows, file)
+
+
+def write_trials_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
+    """Write `trials_table`'s rows to `out` as CSV, an empty cell for None."""
     writer = csv.DictWriter(out, fieldnames=columns(rows), restval="")
     writer.writeheader()
     for row in rows:
         writer.writerow({name: "" if value is None else value for name, value in row.items()})
-    return len(rows)
 
 
 def _row(trial: FrozenTrial, state: str) -> dict[str, Any]:

@@ -6,8 +6,10 @@ import re
 
 import pytest
 
+from search.cli import flag_of
 from search.errors import LaunchError
 from search.launch import plan_workers
+from trainer.naming import flags_named
 
 
 def gpus_of(slots):
@@ -35,14 +37,19 @@ def test_cpu_workers_share_the_cores():
 
 
 @pytest.mark.parametrize(
-    "workers, gpus, per_gpu, gpu_count, message",
+    "workers, gpus, per_gpu, gpu_count, by_keyword, by_flag",
     [
-        (0, None, 1, 0, "--workers must be at least 1, but got 0"),
-        (None, None, 0, 2, "--workers-per-gpu must be at least 1, but got 0"),
-        (None, [0, 5], 1, 2, "--gpus names GPU(s) [5] but this machine has 2"),
-        (None, [0], 1, 0, "leave --gpus out to use the CPU"),
+        (0, None, 1, 0, "workers must be at least 1, but got 0", "--workers must be"),
+        (None, None, 0, 2, "workers_per_gpu must be at least 1, but got 0", "--workers-per-gpu"),
+        (None, [0, 5], 1, 2, "gpus names GPU(s) [5] but this machine has 2", "--gpus names"),
+        (None, [0], 1, 0, "leave gpus out to use the CPU", "leave --gpus out"),
     ],
 )
-def test_flags_that_do_not_fit_the_machine_are_refused(workers, gpus, per_gpu, gpu_count, message):
-    with pytest.raises(LaunchError, match=re.escape(message)):
+def test_workers_that_do_not_fit_the_machine_are_refused_by_keyword_or_flag(
+    workers, gpus, per_gpu, gpu_count, by_keyword, by_flag
+):
+    """run_study names its keywords, `hpsearch run` (search.cli.main) its flags."""
+    with pytest.raises(LaunchError, match=re.escape(by_keyword)):
+        plan_workers(workers, gpus, per_gpu, gpu_count=gpu_count, cpu_count=2)
+    with flags_named(flag_of), pytest.raises(LaunchError, match=re.escape(by_flag)):
         plan_workers(workers, gpus, per_gpu, gpu_count=gpu_count, cpu_count=2)

@@ -36,6 +36,7 @@ from trainer.data import (
 )
 from trainer.decode import decode_image
 from trainer.errors import ConfigError, DataError
+from trainer.naming import flags_named
 from trainer.sources import default_data_root, resolve_data_dir
 
 SIDE = cache_side(32)  # 37 px
@@ -313,7 +314,11 @@ def test_a_failed_imagenette_download_says_where_to_put_the_data(tmp_path, monke
         resolve_data_dir("imagenette-160", data_root=tmp_path)
     message = str(caught.value)
     assert str(tmp_path / "imagenette2-160") in message and "imagenette2-160.tgz" in message
-    assert "--data PATH" in message and "no network" in message and "\n" not in message
+    assert "pass data='PATH' pointing at" in message  # a Python caller's keyword
+    assert "no network" in message and "\n" not in message
+    as_flags = flags_named(lambda keyword: f"--{keyword}")  # as `hpsearch` names it
+    with as_flags, pytest.raises(DataError, match="pass --data PATH pointing at"):
+        resolve_data_dir("imagenette-160", data_root=tmp_path)
 
 
 def test_an_extracted_imagenette_is_used_without_downloading(tmp_path, cache_dir, monkeypatch):

@@ -10,15 +10,12 @@ import sys
 from search.api import training
 from search.results.confusion import write_confusion_page
 from search.results.evaluate import format_evaluation
-from trainer.config import check_image_size_range
 from trainer.outputs import check_output_file
 
 
 def evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:  # before the weights are read or an image decoded
         check_output_file(args.output, "-o", "confusion.html")
-    if args.image_size is not None:  # named by its flag here; search.evaluate names its keyword
-        check_image_size_range(args.image_size, "--image-size")
     evaluation = training.evaluate(
         args.weights,
         args.data,

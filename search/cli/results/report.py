@@ -9,13 +9,11 @@ import sys
 
 from search.api import report as reporting
 from search.results import png
-from trainer.outputs import check_output_file, check_output_folder
+from trainer.outputs import check_output_folder
 
 
 def write_report(args: argparse.Namespace) -> int:
-    # Before the storage is opened, named by their flags (write_report checks the page again)
-    check_output_file(args.output, "-o", "report.html")
-    if args.png_dir is not None:
+    if args.png_dir is not None:  # before the storage is opened, as write_report checks -o
         check_output_folder(args.png_dir, "--png-dir")
     report = reporting.write_report(
         args.study, args.output, storage=args.storage, artifacts=args.artifacts

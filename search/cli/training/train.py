@@ -12,7 +12,7 @@ from typing import Any
 from search.api import training
 from search.studyfile.train_file import RUN_SETTINGS
 from trainer import TrainConfig
-from trainer.errors import ConfigError, NonFiniteLossError
+from trainer.errors import NonFiniteLossError
 
 
 def resolve_settings(
@@ -25,7 +25,7 @@ def resolve_settings(
         for key, value in vars(args).items()
         if value is not None and key in _known_keys()
     }
-    return training.train_settings(args.config, flags, as_flags=True)
+    return training.train_settings(args.config, flags)
 
 
 def _known_keys() -> set[str]:
@@ -34,8 +34,6 @@ def _known_keys() -> set[str]:
 
 def run_train(args: argparse.Namespace) -> int:
     config, run, provenance = resolve_settings(args)
-    if args.resume and not run.get("checkpoint_dir"):
-        raise ConfigError("--resume needs --checkpoint-dir, the folder that holds the checkpoint")
     try:
         trained = training.train(
             config,

@@ -1,0 +1,94 @@
+"""What the report draws, before any page: each factor's figures over the trials of all the
+studies, then Optuna's views of each study, a `Figure` or a `Note` saying why it was left out.
+
+`search.report_figures` returns these figures as they are; `search.results.page` lays the same
+views out as the page, so a notebook's figures are the report's, and drawing them costs no page
+(each figure as JSON, plotly.js inlined).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import optuna
+
+from search.results.figures import (
+    FACTOR_TITLES,
+    Figure,
+    Note,
+    factor_curves_figure,
+    factor_effect_figure,
+    optuna_view,
+)
+from search.results.report_data import (
+    FACTORS,
+    OPTUNA_VIEWS,
+    FactorInfo,
+    get_factor_info,
+    trial_curves,
+)
+
+
+class FactorViews(NamedTuple):
+    factor: str
+    # Its curves and its effect on val top-1, or a note: no trial of the studies sets it
+    views: tuple[Figure, Figure] | tuple[Note]
+
+
+class StudyViews(NamedTuple):
+    study: str
+    views: tuple[Figure | Note, ...]  # one per OPTUNA_VIEWS, in that order
+
+
+class ReportViews(NamedTuple):
+    factors: tuple[FactorViews, ...]  # in FACTORS' order
+    studies: tuple[StudyViews, ...]  # in the order given
+
+    @property
+    def figures(self) -> tuple[Figure, ...]:
+        """Every figure, in the page's order: the factors', then each study's views."""
+        return tuple(view for view in self._views() if isinstance(view, Figure))
+
+    @property
+    def notes(self) -> tuple[Note, ...]:
+        """Every view left out, in the page's order."""
+        return tuple(view for view in self._views() if isinstance(view, Note))
+
+    def _views(self) -> list[Figure | Note]:
+        parts: list[FactorViews | StudyViews] = [*self.factors, *self.studies]
+        return [view for part in parts for view in part.views]
+
+
+def draw_views(studies: list[optuna.Study]) -> ReportViews:
+    """The factors over all the studies' trials, then Optuna's views of each study."""
+    curves = trial_curves(studies)
+    return ReportViews(
+        tuple(_factor_views(get_factor_info(curves, factor)) for factor in FACTORS),
+        tuple(
+            StudyViews(study.study_name, tuple(optuna_view(study, view) for view in OPTUNA_VIEWS))
+            for study in studies
+        ),
+    )
+
+
+def _factor_views(info: FactorInfo) -> FactorViews:
+    name = FACTOR_TITLES[info.factor]
+    if not info.curves:
+        return FactorViews(
+            info.factor, (Note(name.capitalize(), f"no trial of these studies sets {name}"),)
+        )
+    return FactorViews(
+        info.factor,
+        (
+            Figure(
+                f"factor-{info.factor}-curves",
+                f"{name}: val top-1 per epoch",
+                factor_curves_figure(info),
+            ),
+            Figure(
+                f"factor-{info.factor}-effect",
+                f"{name}: effect on val top-1",
+                factor_effect_figure(info),
+            ),
+        ),
+    )
