@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 import search
-from search.errors import ConfigError, LaunchError, StudyNotFound
+from search.errors import ConfigError, HpsearchError, StudyNotFound
 from search.studyfile.train_file import read_settings
 from tests.helpers import ROOT
 from tests.helpers.studies import write_study
@@ -174,13 +174,22 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
         search.run_study(study="s", epochs=2, storage=storage)
     with _refused("^workers must be at least 1, but got 0"):
         search.run_study(study_file, workers=0, device="cpu", storage=storage)
-    assert _listing(tmp_path) == before  # no storage, run folder, cache, page or table made
+    with _refused(r"does not exist .*; check the path or storage: "):
+        search.status(storage=storage)
+    shared = tmp_path / "shared.toml"
+    shared.write_text(
+        study_file.read_text().replace("[study]", '[study]\nstorage = "postgresql://u:pw@h/db"')
+    )
+    with _refused("must not hold a secret .* or pass storage instead"):
+        search.run_study(shared)
+    # no storage, run folder, cache, page or table made
+    assert _listing(tmp_path) == before | {shared}
 
 
 @contextmanager
 def _refused(message: str) -> Iterator[None]:
     """A refusal that matches `message` and names no flag: a notebook passed keywords."""
-    with pytest.raises((ConfigError, LaunchError), match=message) as refused:
+    with pytest.raises(HpsearchError, match=message) as refused:
         yield
     assert "--" not in str(refused.value), refused.value
 

@@ -83,6 +83,10 @@ def share_busy_cores() -> None:
         os.environ.update(OPENMP_SPIN)
 
 
+# What a shell reports for a command a closed pipe stopped (128 + SIGPIPE), as for `yes | head`
+SIGPIPE_EXIT = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     share_busy_cores()
     # Our progress line says what Optuna's log would.
@@ -98,3 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output left (`hpsearch trials | head`), content with what it read:
+        # no traceback, and nothing more written at exit to a pipe that is gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT

@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlalchemy
 
 from search.errors import StorageDamaged, error_chain
+from trainer.naming import given
 
 # Problems quick_check lists at most: the first names the damage, the count says how much more
 QUICK_CHECK_ROWS = 10
@@ -62,8 +63,8 @@ def damaged(path: Path, found: list[str]) -> StorageDamaged:
         f"the SQLite file {path} is damaged (PRAGMA quick_check: {found[0]}{more}); stop every "
         "worker on it, then restore it from a backup, or salvage what it still holds: "
         f"`sqlite3 {shlex.quote(str(path))} .recover | sqlite3 salvaged.db` (with a sqlite3 "
-        "that has no .recover: .dump, its closing ROLLBACK made COMMIT), and use --storage "
-        "sqlite:///salvaged.db"
+        "that has no .recover: .dump, its closing ROLLBACK made COMMIT), and use "
+        f"{given('storage', 'sqlite:///salvaged.db')}"
     )
 
 

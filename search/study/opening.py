@@ -28,6 +28,7 @@ from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, to_document
 from trainer.model_names import DEFAULT_MODEL
+from trainer.naming import named
 
 # How long a worker that found a study being created waits for its creator to record its settings
 CREATION_WAIT_SECONDS = 30.0
@@ -184,8 +185,8 @@ def check_data(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
     if stored_data is not None and stored_data != fingerprint:
         raise StudyMismatchError(
             f"this worker's data differs from study {study.study_name!r}'s "
-            f"({_fingerprint_differences(stored_data, fingerprint)}): point --data at the same "
-            "images with the same image size"
+            f"({_fingerprint_differences(stored_data, fingerprint)}): point {named('data')} at "
+            "the same images with the same image size"
         )
 
 

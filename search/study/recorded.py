@@ -16,6 +16,7 @@ from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
 from search.studyfile import StudyConfig
 from search.studyfile.document import from_document
+from trainer.naming import named
 
 STUDY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex; anything else is not ours
 
@@ -85,7 +86,8 @@ def created_with(study: optuna.Study, *, data: str | None = None) -> StudyConfig
     reason = unreadable(study)
     if reason is not None:
         raise StudyMismatchError(
-            f"{reason}; --study joins only studies hpsearch created, which recorded their settings"
+            f"{reason}; {named('study')} joins only studies hpsearch created, which recorded their "
+            "settings"
         )
     document = config_document(study)
     if document is None:

@@ -38,6 +38,7 @@ from search.study.resilience import (
     wait_until_reachable,
 )
 from search.url_secrets import masked
+from trainer.naming import named
 
 # A few local workers wait for each other's writes instead of failing
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
@@ -167,7 +168,7 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
     if not database.is_file():
         raise StorageMissing(
             f"SQLite storage {database} does not exist (from {masked(url)!r}); check the path "
-            "or --storage: only `hpsearch run` creates a storage"
+            f"or {named('storage')}: only `hpsearch run` creates a storage"
         )
     return parsed
 
@@ -287,7 +288,7 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
         engine.dispose()
     if not present:
         raise StorageMissing(
-            f"storage {masked(url)} holds no studies (no Optuna tables); check --storage: "
+            f"storage {masked(url)} holds no studies (no Optuna tables); check {named('storage')}: "
             "only `hpsearch run` creates a storage"
         )
 

@@ -24,6 +24,7 @@ from search.study.integrity import is_read_only, sqlite_file
 from search.study.optuna_compat import database_behind, optuna_tables
 from search.study.storage import check_storage_url
 from search.url_secrets import masked
+from trainer.naming import named
 
 # Optuna writes new rows and sets attributes again: what a role needs on its tables (no DELETE)
 WRITE_PRIVILEGES = ("INSERT", "UPDATE")
@@ -130,8 +131,8 @@ def _postgres_refusal(engine: sqlalchemy.Engine, tables: list[str]) -> str | Non
 def _read_only_session(role: str) -> str:
     return (
         f"the server takes no writes from role {role!r} (transaction_read_only is on: a standby, "
-        "or default_transaction_read_only set for the role or database); point --storage at the "
-        "primary, or use a role that can write"
+        "or default_transaction_read_only set for the role or database); point "
+        f"{named('storage')} at the primary, or use a role that can write"
     )
 
 

@@ -35,6 +35,7 @@ from search.studyfile.sections import (
 from search.studyfile.study_config import StudyConfig, point_to_params, refuse_train_model_beside
 from search.url_secrets import secrets_named
 from trainer.errors import ConfigError
+from trainer.naming import named
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -178,8 +179,8 @@ def _refuse_secret(url: str) -> None:
         raise SettingError(
             "study.storage",
             f"must not hold a secret ({', '.join(secrets)}), which a study file would share with "
-            f"everyone who reads it; set the {STORAGE_ENV} environment variable or pass --storage "
-            "instead",
+            f"everyone who reads it; set the {STORAGE_ENV} environment variable or pass "
+            f"{named('storage')} instead",
         )
 
 

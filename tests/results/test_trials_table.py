@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -12,7 +14,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search import attrs
-from search.cli import main
+from search.cli import SIGPIPE_EXIT, main
 from search.results.report_data import FACTORS
 from search.results.trials_table import trial_rows
 
@@ -111,3 +113,18 @@ def test_states_are_named_as_status_names_them_and_placeholders_have_no_row(tmp_
     assert rows[1]["fail_reason"] == stopped and rows[1]["val_top1"] is None
     assert rows[8]["epochs_run"] == 1 and rows[8]["last_val_top1"] == 0.3
     assert rows[0]["lr"] == 0.01  # a trial hpsearch did not run: Optuna's params
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    # `hpsearch trials | head`: the pipe closes while rows are still being written
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    study = optuna.create_study(storage=url, study_name="long", direction="maximize")
+    long_reason = {attrs.FAIL_REASON: "x" * 2000}  # 100 rows of 2 kB: more than a pipe holds
+    study.add_trials([made(number, TrialState.FAIL, long_reason) for number in range(100)])
+    hpsearch = [sys.executable, "-m", "search", "trials", "--storage", url, "--study", "long"]
+    with subprocess.Popen(hpsearch, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"trial,")
+        process.stdout.close()
+        error = process.stderr.read().decode()
+    assert (process.returncode, error) == (SIGPIPE_EXIT, "")
