@@ -29,9 +29,15 @@ def given(keyword: str, value: object) -> str:
     return f"{keyword}={value!r}" if flag_of is None else f"{flag_of(keyword)} {value}"
 
 
+def flag_naming() -> Callable[[str], str] | None:
+    """How keywords are named here now, for a process this one starts to name them alike."""
+    return _FLAG_OF.get()
+
+
 @contextmanager
-def flags_named(flag_of: Callable[[str], str]) -> Iterator[None]:
-    """Within it, `named` and `given` name each keyword by its flag, `flag_of(keyword)`."""
+def flags_named(flag_of: Callable[[str], str] | None) -> Iterator[None]:
+    """Within it, `named` and `given` name each keyword by its flag, `flag_of(keyword)` (by the
+    keyword itself for None)."""
     token = _FLAG_OF.set(flag_of)
     try:
         yield

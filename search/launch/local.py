@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import FrameType
@@ -30,7 +30,7 @@ from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
 from search.studyfile import StudyConfig
 from search.url_secrets import masked
-from trainer.naming import named
+from trainer.naming import flag_naming, flags_named, named
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _run_processes(
         with _visible_gpu(slot.gpu):  # a spawned child takes the environment as it is at start()
             process = context.Process(
                 target=_worker_process,
-                args=(config, quiet, slot),
+                args=(config, quiet, slot, flag_naming()),  # its errors name flags as ours
                 name=f"hpsearch-worker-{slot.index}",
             )
             process.start()
@@ -222,12 +222,17 @@ def _forward_stop(processes: list, stop_asked: threading.Event) -> Iterator[None
             signal.signal(signum, handler)
 
 
-def _worker_process(config: StudyConfig, options: WorkerOptions, slot: WorkerSlot) -> None:
+def _worker_process(
+    config: StudyConfig,
+    options: WorkerOptions,
+    slot: WorkerSlot,
+    naming: Callable[[str], str] | None,
+) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
     try:
-        with stop_on_signals(options.log_format) as stop:
+        with flags_named(naming), stop_on_signals(options.log_format) as stop:
             run_worker(config, options, stop=stop)
     except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
         print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
