@@ -14,7 +14,9 @@ What we need that Optuna keeps private:
 - forgetting the study's per-thread list of trials after such a move, as `Study.ask` does;
 - a subclass of Optuna's cache of finished trials whose reads may lag (`LaggingCache`);
 - a few statements of `RDBStorage` run in one transaction of ours (several user attributes at
-  once, an intermediate value committed asynchronously, a state change a retry recognises), and
+  once, an intermediate value committed asynchronously, a state change and a trial's creation
+  that a retry recognises: Optuna's cache creates trials through the private `_create_new_trial`,
+  which `TrialsCreatedOnce` replaces), and
   the list of its methods, each a transaction, that `search.study.resilience` wraps to wait out an
   outage;
 - the names of its tables, whose write privileges a role must hold (search.study.writable).
