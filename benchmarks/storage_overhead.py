@@ -136,6 +136,12 @@ class InstantObjective:
     def __init__(self, config: StudyConfig, data: ImageData, device: torch.device, stop=None, **_):
         self.config, self.device = config, device
 
+    def steps(self, trial: optuna.Trial, run=None):
+        """The trial as the worker drives it, a coroutine of its epochs (search.run.slots): here
+        one of none, since its training is sleeps, not epochs for the worker to run."""
+        return self(trial, run)
+        yield  # a generator, as the worker's slots expect
+
     def __call__(self, trial: optuna.Trial, run=None) -> float:
         train_config = suggest(trial, self.config)
         trial.set_user_attr(attrs.CONFIG, train_config.to_dict())
