@@ -108,7 +108,7 @@ def fused_runner(
             itertools.islice(groups, count),
             [run.optimizer for run in runs],
             [run.scheduler for run in runs],
-            epoch=epoch,
+            epochs=[epoch] * trials,
             label_smoothing=[0.0] * trials,
         )
 
