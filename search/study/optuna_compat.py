@@ -19,7 +19,8 @@ What we need that Optuna keeps private:
   which `TrialsCreatedOnce` replaces), and
   the list of its methods, each a transaction, that `search.study.resilience` wraps to wait out an
   outage;
-- the names of its tables, whose write privileges a role must hold (search.study.writable).
+- the names of its tables, whose write privileges a role must hold (search.study.writable);
+- a new channel for the gRPC proxy's client (`new_channel`), after an outage.
 """
 
 from __future__ import annotations
@@ -230,6 +231,13 @@ class Creation:
     name: str = field(default_factory=lambda: uuid.uuid4().hex)
     attempts: int = 0
 
+    @classmethod
+    def of(cls, template: FrozenTrial | None) -> Creation:
+        """The creation of a trial from `template`: under the name it is tagged with already (a
+        client of the gRPC proxy names its creations, to find them again itself), else a new one."""
+        name = template.system_attrs.get(attrs.CREATION) if template is not None else None
+        return cls(name) if isinstance(name, str) else cls()
+
 
 class TrialsCreatedOnce(RDBStorage):
     """An RDBStorage whose trial creation is safe to retry when the answer to its commit was lost
@@ -247,7 +255,7 @@ class TrialsCreatedOnce(RDBStorage):
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
     ) -> FrozenTrial:
-        return self.create_trial_once(study_id, template_trial, Creation())
+        return self.create_trial_once(study_id, template_trial, Creation.of(template_trial))
 
     def create_trial_once(
         self, study_id: int, template: FrozenTrial | None, creation: Creation
@@ -256,7 +264,7 @@ class TrialsCreatedOnce(RDBStorage):
         attempt after the first returns the trial of the study so tagged, if an earlier attempt
         made it. The study's row is locked first, as in Optuna's, so creations in one study run
         one at a time and the trial numbers count up without gaps."""
-        tagged = _template_of_new_trial(template)
+        tagged = template_of_new_trial(template)
         tagged.system_attrs[attrs.CREATION] = creation.name
         creation.attempts += 1
         with _create_scoped_session(self.scoped_session) as session:
@@ -271,7 +279,7 @@ class TrialsCreatedOnce(RDBStorage):
             return tagged
 
 
-def _template_of_new_trial(template: FrozenTrial | None) -> FrozenTrial:
+def template_of_new_trial(template: FrozenTrial | None) -> FrozenTrial:
     """A copy of `template` to tag, or for none the trial Optuna makes then: RUNNING from now."""
     if template is not None:
         return copy.deepcopy(template)
@@ -371,3 +379,15 @@ def lagging_reads(study: optuna.Study, seconds: float) -> Iterator[None]:
         yield
     finally:
         storage._lag.seconds = 0.0
+
+
+# --- the gRPC proxy's client ----------------------------------------------------------------------
+
+
+def new_channel(proxy: optuna.storages.GrpcStorageProxy) -> None:
+    """Give the client a new channel (and an empty cache) to the proxy. gRPC's own channel, once
+    a connection failed, waits longer and longer between tries, up to two minutes, so a proxy back
+    after an outage could go unnoticed that long; a new channel connects at the next call. The old
+    one is left to close when the last call on it ends, since another thread (a heartbeat) may be
+    in one. `_setup` is what the client's unpickling calls to make its channel, stub and cache."""
+    proxy._setup()

@@ -63,6 +63,10 @@ def is_connection_error(error: BaseException) -> bool:
 
 
 def _is_outage(error: BaseException) -> bool:
+    if _is_grpc_error(error):
+        # The gRPC proxy down, restarting, or the network to it lost (Optuna's client passes
+        # other codes on as KeyError and the like, so only this one reaches here as an RpcError)
+        return error.code().name == "UNAVAILABLE"  # type: ignore[attr-defined]
     if isinstance(error, sqlalchemy.exc.DBAPIError):
         if error.connection_invalidated:
             return True
@@ -71,6 +75,12 @@ def _is_outage(error: BaseException) -> bool:
         )
         return _transient(error.orig, generic)
     return _transient(error, generic=False)
+
+
+def _is_grpc_error(error: BaseException) -> bool:
+    # By its module, since grpc is an optional dependency (hpsearch[grpc]) this module must not
+    # import; its errors are also grpc.Call objects, whose code() says what failed
+    return type(error).__module__.split(".")[0] == "grpc" and callable(getattr(error, "code", None))
 
 
 def _transient(driver_error: BaseException | None, generic: bool) -> bool:
@@ -96,11 +106,20 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
 
 
 def call_with_retries(
-    function: Callable[..., Any], *args: Any, max_outage: float = MAX_OUTAGE_SECONDS, **kwargs: Any
+    function: Callable[..., Any],
+    *args: Any,
+    max_outage: float = MAX_OUTAGE_SECONDS,
+    reconnect: Callable[[], None] | None = None,
+    **kwargs: Any,
 ) -> Any:
+    """`function(*args, **kwargs)`, tried again after each outage with logged backoff until
+    `max_outage` seconds have passed; `reconnect`, if given, runs before each try after the first
+    (a new channel to the gRPC proxy)."""
     started = time.monotonic()
     for attempt in itertools.count():
         try:
+            if attempt and reconnect is not None:
+                reconnect()
             return function(*args, **kwargs)
         except Exception as error:
             waited = time.monotonic() - started
@@ -120,6 +139,8 @@ def call_with_retries(
 def first_line(error: BaseException) -> str:
     """What went wrong, in one line: the driver's own message where SQLAlchemy or Optuna wrap it."""
     cause = error.__cause__ or error
+    if _is_grpc_error(cause):  # its str() is a many-line dump
+        return f"{cause.code().name}: {cause.details()}"  # type: ignore[attr-defined]
     text = str(getattr(cause, "orig", None) or cause).strip()
     return text.splitlines()[0] if text else type(cause).__name__
 
@@ -147,19 +168,29 @@ def _reads_only() -> bool:
     return getattr(_nesting, "depth", 0) > 0 and _nesting.reads_only
 
 
+def storage_call(
+    name: str, call: Callable[[], Any], *, reconnect: Callable[[], None] | None = None
+) -> Any:
+    """`call()`, the storage method `name`'s work, waiting out outages if it is the outermost
+    storage call of this thread; an inner call runs once, its caller's retry covers it."""
+    if getattr(_nesting, "depth", 0):
+        return call()
+    with _inside_a_call(name):
+        return call_with_retries(call, reconnect=reconnect)
+
+
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_nesting, "depth", 0):
+        if getattr(_nesting, "depth", 0):  # inside a call: its caller checks for damage
             return method(self, *args, **kwargs)
-        with _inside_a_call(method.__name__):
-            try:
-                return call_with_retries(method, self, *args, **kwargs)
-            except Exception as error:
-                damage = _damage_behind(self, error)
-                if damage is not None:
-                    raise damage from error
-                raise
+        try:
+            return storage_call(method.__name__, lambda: method(self, *args, **kwargs))
+        except Exception as error:
+            damage = _damage_behind(self, error)
+            if damage is not None:
+                raise damage from error
+            raise
 
     return wrapper
 

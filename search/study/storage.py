@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from search import locations
 from search.errors import StorageError, StorageMissing
 from search.study.grants import lacks_privilege, refused_read
+from search.study.grpc_client import ResilientGrpcStorage
 from search.study.integrity import check_intact, is_read_only, sqlite_file
 from search.study.optuna_compat import (
     check_version,
@@ -214,7 +215,7 @@ def open_storage(
     _check_sqlite_intact(parsed)
     if parsed.drivername == "grpc":
         host, port = _reach_grpc_proxy(parsed, url, wait_seconds)
-        return optuna.storages.GrpcStorageProxy(host=host, port=port)
+        return ResilientGrpcStorage(host=host, port=port)
     sqlite = parsed.drivername.startswith("sqlite")
     engine_kwargs = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}

@@ -1,5 +1,7 @@
 """A network between us and the test PostgreSQL that can lose the answer to a COMMIT: the commit
-reaches the server and is made, then the connection drops before its client hears of it.
+reaches the server and is made, then the connection drops before its client hears of it; and one
+between a client and the gRPC proxy that loses the answer to a request the proxy carried out
+(`RelayLosingAnswers`).
 
 `LosingProxy` forwards TCP both ways. Once armed (`lose_next_commit_answer`) it lets the next
 COMMIT reach the server, reads the server's whole answer, then closes both sides instead of passing
@@ -13,7 +15,8 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy
@@ -107,3 +110,65 @@ def arm_on(engine: sqlalchemy.Engine, proxy: LosingProxy, statement: str) -> Non
             proxy.lose_next_commit_answer()
 
     sqlalchemy.event.listen(engine, "before_cursor_execute", arm)
+
+
+class RelayLosingAnswers:
+    """A TCP relay on 127.0.0.1 to `port` there (the gRPC proxy) that can lose one answer.
+
+    Once armed (`lose_next_answer`), the first bytes the server sends after the client's next
+    request are held back until `made()` says the request's write is in the database, then both
+    sides close: the client sees its connection drop after the server did what it asked.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port_behind = port
+        self.answers_lost = 0
+        self._made: Callable[[], bool] | None = None
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def lose_next_answer(self, made: Callable[[], bool]) -> None:
+        self._made = made
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.port_behind))
+            except ConnectionRefusedError:  # the proxy is down: so is the relay
+                client.close()
+                continue
+            threading.Thread(target=self._forward, args=(client, server), daemon=True).start()
+
+    def _forward(self, client: socket.socket, server: socket.socket) -> None:
+        asked: Callable[[], bool] | None = None  # the write whose answer is to be lost, once sent
+        with client, server:
+            while True:
+                readable, _, _ = select.select([client, server], [], [])
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if source is client:
+                        asked, self._made = asked or self._made, None
+                        server.sendall(data)
+                    elif asked is not None:
+                        _wait_for(asked)
+                        self.answers_lost += 1
+                        return  # both closed: the client never hears the answer
+                    else:
+                        client.sendall(data)
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the request's write never reached the database"
+        time.sleep(0.05)

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRIVATE_OPTUNA = re.compile(
     r"\._(storage|study_id|trial_id|thread_local|backend|cached_frozen_trial)\b"
     r"|optuna\.storages\._|_CachedStorage|_create_scoped_session|_without_commit"
-    r"|_read_trials_from_remote_storage|_create_new_trial|_get_prepared_new_trial"
+    r"|_read_trials_from_remote_storage|_create_new_trial|_get_prepared_new_trial|\._setup\("
 )
 
 

@@ -1,0 +1,150 @@
+"""Workers behind `hpsearch grpc-proxy` survive the proxy going away, as they survive a database
+restart: the proxy killed for real (kill -9) and started again on its port, and answers lost for
+real by a relay that closes the connection after the proxy carried out the request."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from search import attrs
+from search.cli import main
+from search.study.resilience import grpc_proxy_answers
+from search.study.storage import open_storage
+from tests.helpers.dashboard import free_port
+from tests.helpers.lost_answers import RelayLosingAnswers
+from tests.helpers.studies import write_study
+
+pytest.importorskip("grpc")
+
+MAXIMIZE = [StudyDirection.MAXIMIZE]
+
+
+class Proxy:
+    """`hpsearch grpc-proxy` in front of a SQLite file, in a process of its own."""
+
+    def __init__(self, database: Path) -> None:
+        self.storage = f"sqlite:///{database}"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> None:
+        command = [sys.executable, "-m", "search", "grpc-proxy", "--storage", self.storage]
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert not wait or grpc_proxy_answers(f"127.0.0.1:{self.port}", 60), "no proxy"
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def study_names(self) -> list[str]:
+        """The studies as the database holds them, read past the proxy."""
+        return optuna.get_all_study_names(open_storage(self.storage, create=False))
+
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        """The trials of its one study as the database holds them."""
+        [name] = self.study_names()
+        study = optuna.load_study(study_name=name, storage=open_storage(self.storage))
+        return study.get_trials(deepcopy=False)
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Proxy]:
+    proxy = Proxy(tmp_path / "behind-proxy.db")
+    proxy.start()
+    yield proxy
+    proxy.kill()
+
+
+def client(port: int) -> optuna.storages.BaseStorage:
+    return open_storage(f"grpc://127.0.0.1:{port}", wait_seconds=60)
+
+
+def restart_later(proxy: Proxy, seconds: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), proxy.start(wait=False)))
+    thread.start()
+    return thread
+
+
+def test_calls_wait_for_a_proxy_killed_and_started_again(proxy, caplog):
+    storage = client(proxy.port)
+    study_id = storage.create_new_study(MAXIMIZE, "restarted")
+    proxy.kill()
+    restarting = restart_later(proxy, 2)
+    with caplog.at_level(logging.WARNING, logger="hpsearch.storage"):
+        trial_id = storage.create_new_trial(study_id)  # waits, then goes through
+    restarting.join()
+    storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
+    assert [trial.values for trial in proxy.trials()] == [[0.5]]
+    assert "storage unreachable" in caplog.text and "UNAVAILABLE" in caplog.text
+
+
+def test_a_study_and_a_trial_whose_creation_answers_are_lost_are_made_once(proxy):
+    relay = RelayLosingAnswers(proxy.port)
+    storage = client(relay.port)
+    relay.lose_next_answer(made=lambda: proxy.study_names() == ["lost-creation"])
+    study_id = storage.create_new_study(MAXIMIZE, "lost-creation")
+    relay.lose_next_answer(made=lambda: len(proxy.trials()) == 1)
+    trial_id = storage.create_new_trial(study_id)
+    [trial] = proxy.trials()
+    assert relay.answers_lost == 2 and storage.get_study_name_from_id(study_id) == "lost-creation"
+    assert trial.state == TrialState.RUNNING and storage.get_trial(trial_id).number == trial.number
+    assert isinstance(trial.system_attrs[attrs.CREATION], str)  # the client's name, kept
+
+
+def test_a_finish_whose_answer_is_lost_is_done_once(proxy):
+    relay = RelayLosingAnswers(proxy.port)
+    storage = client(relay.port)
+    trial_id = storage.create_new_trial(storage.create_new_study(MAXIMIZE, "lost-finish"))
+    relay.lose_next_answer(made=lambda: proxy.trials()[0].state == TrialState.COMPLETE)
+    assert storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.75]) is True
+    assert relay.answers_lost == 1
+    assert [(trial.state, trial.values) for trial in proxy.trials()] == [
+        (TrialState.COMPLETE, [0.75])
+    ]
+
+
+def test_a_search_goes_on_through_a_proxy_restart(
+    proxy, tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+):
+    path = write_study(tmp_path, image_folder, trials=2, epochs=3, pruner='kind = "none"')
+    flags = ["--storage", f"grpc://127.0.0.1:{proxy.port}", "--cache-dir", str(cache_dir)]
+    flags += ["--device", "cpu", "--no-progress", "--wait-for-storage", "60"]
+
+    def restart_once_training() -> None:
+        deadline = time.monotonic() + 120
+        while not any(trial.intermediate_values for trial in proxy_trials()):
+            assert time.monotonic() < deadline, "no epoch reported"
+            time.sleep(0.1)
+        proxy.kill()
+        time.sleep(2)
+        proxy.start(wait=False)
+
+    def proxy_trials() -> list[optuna.trial.FrozenTrial]:
+        try:
+            return proxy.trials()
+        except Exception:  # noqa: BLE001 (no study yet)
+            return []
+
+    restarting = threading.Thread(target=restart_once_training)
+    restarting.start()
+    assert main(["run", str(path), *flags]) == 0, capsys.readouterr().err
+    restarting.join()
+    trials = proxy.trials()
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2
+    assert "storage unreachable" in capsys.readouterr().err
