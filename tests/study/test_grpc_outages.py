@@ -4,7 +4,6 @@ real by a relay that closes the connection after the proxy carried out the reque
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import threading
@@ -73,25 +72,6 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
 
 def client(port: int) -> optuna.storages.BaseStorage:
     return open_storage(f"grpc://127.0.0.1:{port}", wait_seconds=60)
-
-
-def restart_later(proxy: Proxy, seconds: float) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), proxy.start(wait=False)))
-    thread.start()
-    return thread
-
-
-def test_calls_wait_for_a_proxy_killed_and_started_again(proxy, caplog):
-    storage = client(proxy.port)
-    study_id = storage.create_new_study(MAXIMIZE, "restarted")
-    proxy.kill()
-    restarting = restart_later(proxy, 2)
-    with caplog.at_level(logging.WARNING, logger="hpsearch.storage"):
-        trial_id = storage.create_new_trial(study_id)  # waits, then goes through
-    restarting.join()
-    storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
-    assert [trial.values for trial in proxy.trials()] == [[0.5]]
-    assert "storage unreachable" in caplog.text and "UNAVAILABLE" in caplog.text
 
 
 def test_a_study_and_a_trial_whose_creation_answers_are_lost_are_made_once(proxy):
