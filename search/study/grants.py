@@ -1,11 +1,15 @@
 """What a PostgreSQL role may not do to Optuna's tables, asked from the catalog, and the GRANT that
 lets it: for writes before any is made (search.study.writable), for reads once the server refused
 one (search.study.storage), which it does as Optuna opens the storage and reads its schema version.
+Two refusals look like something else and are told apart here: a database the role may not
+connect to (the server answers as if it were down, with no SQLSTATE), and a schema it may not use
+(PostgreSQL leaves it off the search_path, and its tables look missing).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import sqlalchemy
 
@@ -26,6 +30,22 @@ CROSS JOIN unnest(CAST(:privileges AS text[])) AS p(privilege)
 WHERE to_regclass(quote_ident(t.name)) IS NOT NULL
   AND NOT has_table_privilege(to_regclass(quote_ident(t.name)), p.privilege)
 ORDER BY t.position
+""")
+# The server's words for a login refused for want of CONNECT on the database (its DETAIL line): at
+# connect time libpq gives no SQLSTATE (42501) to tell it by
+NO_CONNECT_PRIVILEGE = "User does not have CONNECT privilege"
+# The schemas named by `path` that exist but that the role may not use, in the path's order, and
+# whether each holds a table named `table`: PostgreSQL skips them when it looks a name up
+UNUSABLE_SCHEMAS = sqlalchemy.text("""
+SELECT n.nspname AS name,
+  EXISTS (
+    SELECT FROM pg_class AS c
+    WHERE c.relnamespace = n.oid AND c.relname = :table AND c.relkind IN ('r', 'p')
+  ) AS holds
+FROM unnest(CAST(:path AS text[])) WITH ORDINALITY AS p(name, position)
+JOIN pg_namespace AS n ON n.nspname = p.name
+WHERE NOT has_schema_privilege(n.oid, 'USAGE')
+ORDER BY p.position
 """)
 
 
@@ -57,6 +77,83 @@ def refused_read(parsed: sqlalchemy.URL, tables: list[str]) -> str | None:
         f"role {role!r} may not read table {missing.name!r}: grant it `GRANT SELECT ON ALL TABLES "
         f"IN SCHEMA {sql_name(schema)} TO {sql_name(role)}`, or use a role that can read"
     )
+
+
+def refused_connection(error: BaseException, parsed: sqlalchemy.URL) -> str | None:
+    """The server's refusal of a login to a database the role may not connect to, and the GRANT
+    that lets it; None for any other failure to connect (a server down, a role that does not
+    exist). The role and database are the ones libpq used (psycopg's failed connection tells them,
+    defaults and PGUSER included), else those of `parsed`."""
+    refusals = [link for link in error_chain(error) if NO_CONNECT_PRIVILEGE in str(link)]
+    if not refusals:
+        return None
+    # psycopg's connection that failed; SQLAlchemy's wrapping of its error has none
+    tried: Any = next((link.pgconn for link in refusals if hasattr(link, "pgconn")), None)
+    role = _text(getattr(tried, "user", None)) or parsed.username
+    database = _text(getattr(tried, "db", None)) or parsed.database
+    if role is None or database is None:
+        return None
+    return (
+        f"role {role!r} may not connect to database {database!r}: grant it `GRANT CONNECT ON "
+        f"DATABASE {sql_name(database)} TO {sql_name(role)}`, or use a role that can connect"
+    )
+
+
+def refused_schema(connection: sqlalchemy.Connection, table: str) -> str | None:
+    """The schema on the role's search_path that holds `table` but that the role may not use, and
+    the GRANT that lets it: without USAGE the schema is off the path, and `table` looks missing.
+    None when no such schema holds it, or the database is not PostgreSQL."""
+    if connection.dialect.name != "postgresql":
+        return None
+    role, unusable = _unusable_schemas(connection, table)
+    holding = next((schema.name for schema in unusable if schema.holds), None)
+    if holding is None:
+        return None
+    return (
+        f"role {role!r} may not use schema {holding!r}, which holds Optuna's tables (they look "
+        f"missing to it): grant it `GRANT USAGE ON SCHEMA {sql_name(holding)} TO "
+        f"{sql_name(role)}`, or use a role that can"
+    )
+
+
+def refused_new_schema(connection: sqlalchemy.Connection) -> str | None:
+    """For a session with no schema to create in (current_schema() is NULL): the first schema on
+    the role's search_path that it may not use, where a new storage's tables would go, and the
+    GRANT that lets it create them there; None when the path names no such schema."""
+    role, unusable = _unusable_schemas(connection, "studies")
+    if not unusable:
+        return None
+    schema = unusable[0].name
+    return (
+        f"role {role!r} may not use schema {schema!r}, where its search_path puts a new "
+        f"storage's tables: grant it `GRANT USAGE, CREATE ON SCHEMA "
+        f"{sql_name(schema)} TO {sql_name(role)}`, or use a role that can create tables there"
+    )
+
+
+def _unusable_schemas(
+    connection: sqlalchemy.Connection, table: str
+) -> tuple[str, list[sqlalchemy.Row]]:
+    """The role, and the schemas of its search_path that it may not use (UNUSABLE_SCHEMAS)."""
+    role, path = connection.execute(
+        sqlalchemy.text("SELECT current_user, current_setting('search_path')")
+    ).one()
+    found = connection.execute(UNUSABLE_SCHEMAS, {"path": search_path(path, role), "table": table})
+    return role, list(found)
+
+
+def search_path(setting: str, role: str) -> list[str]:
+    """The schema names of a search_path setting, as PostgreSQL reads them: a quoted name as it is,
+    a plain one in lower case, $user the role."""
+    names = []
+    for quoted, plain in re.findall(r'"((?:[^"]|"")*)"|([^,\s]+)', setting):
+        name = quoted.replace('""', '"') if quoted else plain.lower()
+        names.append(role if name == "$user" else name)
+    return names
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def sql_name(name: str) -> str:

@@ -21,7 +21,12 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search import locations
 from search.errors import StorageError, StorageMissing
-from search.study.grants import lacks_privilege, refused_read
+from search.study.grants import (
+    lacks_privilege,
+    refused_connection,
+    refused_read,
+    refused_schema,
+)
 from search.study.grpc_client import ResilientGrpcStorage
 from search.study.integrity import check_intact, is_read_only, sqlite_file
 from search.study.optuna_compat import (
@@ -268,6 +273,10 @@ def _reach_grpc_proxy(parsed: sqlalchemy.URL, url: str, wait_seconds: float) -> 
 
 
 def _unreachable(url: str, error: BaseException) -> StorageError:
+    """A server not reached, or one that refused this role a connection (which looks the same)."""
+    refusal = refused_connection(error, make_url(url))
+    if refusal is not None:
+        return StorageError(f"storage {masked(url)} refuses connections: {refusal}")
     return StorageError(f"cannot reach storage {masked(url)}: {first_line(error)}")
 
 
@@ -285,8 +294,12 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
     try:
         with engine.connect() as connection:
             present = sqlalchemy.inspect(connection).has_table("studies")
+            # Tables in a schema this role may not use look missing: name the schema instead
+            hidden = None if present else refused_schema(connection, "studies")
     finally:
         engine.dispose()
+    if hidden is not None:
+        raise StorageError(f"storage {masked(url)} refuses reads: {hidden}")
     if not present:
         raise StorageMissing(
             f"storage {masked(url)} holds no studies (no Optuna tables); check {named('storage')}: "

@@ -19,7 +19,12 @@ import optuna
 import sqlalchemy
 
 from search.errors import StorageError
-from search.study.grants import MISSING_TABLE_PRIVILEGES, SESSION, sql_name
+from search.study.grants import (
+    MISSING_TABLE_PRIVILEGES,
+    SESSION,
+    refused_new_schema,
+    sql_name,
+)
 from search.study.integrity import is_read_only, sqlite_file
 from search.study.optuna_compat import database_behind, optuna_tables
 from search.study.storage import check_storage_url
@@ -88,10 +93,14 @@ def check_may_create(url: str) -> None:
         with engine.connect() as connection:
             role, schema, read_only = connection.execute(SESSION).one()
             may_create = connection.execute(_CREATE_IN_SCHEMA).scalar_one()
+            # No schema to create in: the path's schemas are missing, or this role may not use them
+            unusable = refused_new_schema(connection) if schema is None else None
     finally:
         engine.dispose()
     if read_only == "on":
         reason = _read_only_session(role)
+    elif unusable is not None:
+        reason = unusable
     elif not may_create:
         reason = (
             f"role {role!r} may not create tables in schema {schema!r}, where a new storage "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from sqlalchemy.engine import make_url
 import search
 from search.study.optuna_compat import optuna_tables
 from search.study.storage import open_storage
-from search.study.writable import refused_write
+from search.study.writable import check_may_create, refused_write
 from tests.helpers import postgres
 from tests.helpers.cli import listing, run_cli
 from tests.helpers.images import make_image_folder
@@ -273,6 +274,93 @@ def test_a_role_that_may_not_even_read_is_told_the_grant_that_lets_it(pg_url, tm
         assert status == 0 and out.splitlines()[1].split()[0] == "s", out + err  # its row
         status, _, err = run_cli(capsys, "run", study, "--device", "cpu", "--storage", reader.url)
         assert status == 2 and "refuses writes" in err, err  # reads pass; writes are named next
+
+
+def refused(capsys, url: str, *commands: list, refusal: str) -> set[str]:
+    """Run each of `commands` on the storage at `url`; each must stop with one line saying the
+    storage refuses `refusal` (not that it cannot be reached, nor that it holds nothing). Returns
+    the GRANTs the lines name."""
+    grants = set()
+    for command in commands:
+        status, out, err = run_cli(capsys, *command, "--storage", url)
+
+        assert status == 2, err
+        assert "Traceback" not in out + err
+        [line] = err.strip().splitlines()
+        assert line.startswith(f"hpsearch: error: storage {url} refuses {refusal}: "), line
+        grants.update(re.findall(r"`(GRANT [^`]+)`", line))
+    return grants
+
+
+def storages(reader: Reader) -> list[str]:
+    """The schemas of the reader's database that hold Optuna's tables."""
+    with psycopg.connect(reader.database) as connection:
+        found = connection.execute("SELECT schemaname FROM pg_tables WHERE tablename = 'studies'")
+        return sorted(schema for (schema,) in found)
+
+
+def test_a_role_that_may_not_connect_is_told_the_grant_and_not_waited_for(pg_url, tmp_path, capsys):
+    optuna.create_study(study_name="s", storage=pg_url, direction="maximize")
+    database = make_url(pg_url).database
+    with reader_role(pg_url) as reader:
+        as_owner(reader, f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC, "{reader.role}"')
+        worker = ["worker", "--study", "s", "--device", "cpu", "--wait-for-storage", "30"]
+        started = time.monotonic()
+
+        grants = refused(capsys, reader.url, ["status"], worker, refusal="connections")
+
+        # A permanent refusal, though the server gives it no SQLSTATE: no outage waited out
+        assert time.monotonic() - started < 10
+        assert grants == {f"GRANT CONNECT ON DATABASE {database} TO {reader.role}"}
+        as_owner(reader, *grants)
+        status, out, err = run_cli(capsys, "status", "--storage", reader.url)
+        assert status == 0 and out.splitlines()[1].split()[0] == "s", out + err
+
+
+@pytest.mark.parametrize("schema", ["s", "public"])
+def test_a_role_that_may_not_use_the_tables_schema_is_told_the_grant_not_that_none_exist(
+    pg_url, tmp_path, capsys, schema
+):
+    """Tables in a schema of their own (search_path=s,public in the URL), or in public once USAGE
+    on it is revoked: PostgreSQL hides them from the role as if there were none."""
+    data = make_image_folder(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1)
+    study = write_study(tmp_path, data)
+    owners = pg_url + ("?options=-csearch_path%3Ds" if schema == "s" else "")
+    with reader_role(pg_url) as reader:
+        as_owner(reader, "CREATE SCHEMA IF NOT EXISTS s")
+        optuna.create_study(study_name="s", storage=owners, direction="maximize")
+        if schema == "s":
+            url = reader.url + "?options=-csearch_path%3Ds,public"
+            # where `run` made a second storage, empty, once it found none in s
+            as_owner(reader, f'GRANT CREATE ON SCHEMA public TO "{reader.role}"')
+        else:
+            url = reader.url
+            as_owner(reader, f'REVOKE USAGE ON SCHEMA public FROM PUBLIC, "{reader.role}"')
+        as_owner(reader, f'GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO "{reader.role}"')
+        commands = (["status"], ["worker", "--study", "s", "--device", "cpu"], ["run", study])
+
+        grants = refused(capsys, url, *commands, refusal="reads")
+
+        assert grants == {f"GRANT USAGE ON SCHEMA {schema} TO {reader.role}"}
+        assert storages(reader) == [schema]  # and `run` made no second one, in public
+        as_owner(reader, *grants)
+        status, out, err = run_cli(capsys, "status", "--storage", url)
+        assert status == 0 and out.splitlines()[1].split()[0] == "s", out + err
+
+
+def test_run_into_an_empty_database_whose_schema_the_role_may_not_use(pg_url, tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1)
+    study = write_study(tmp_path, data)
+    with reader_role(pg_url) as reader:
+        as_owner(reader, f'REVOKE USAGE, CREATE ON SCHEMA public FROM PUBLIC, "{reader.role}"')
+
+        grants = refused(capsys, reader.url, ["run", study, "--device", "cpu"], refusal="writes")
+
+        assert grants == {f"GRANT USAGE, CREATE ON SCHEMA public TO {reader.role}"}
+        as_owner(reader, *grants)
+        check_may_create(reader.url)  # what `run` asks before it decodes the data
+        open_storage(reader.url)  # creates Optuna's tables
+        assert storages(reader) == ["public"]
 
 
 @contextmanager
