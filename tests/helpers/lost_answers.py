@@ -115,9 +115,10 @@ def arm_on(engine: sqlalchemy.Engine, proxy: LosingProxy, statement: str) -> Non
 class RelayLosingAnswers:
     """A TCP relay on 127.0.0.1 to `port` there (the gRPC proxy) that can lose one answer.
 
-    Once armed (`lose_next_answer`), the first bytes the server sends after the client's next
-    request are held back until `made()` says the request's write is in the database, then both
-    sides close: the client sees its connection drop after the server did what it asked.
+    Once armed (`lose_next_answer`), what the server sends is held back until `made()` says the
+    next request's write is in the database, then both sides close: the client sees its connection
+    drop after the server did what it asked. Arm it on a connection the client has made already
+    (a call went through), or the held bytes are the server's greeting and no request follows.
     """
 
     def __init__(self, port: int) -> None:
@@ -148,7 +149,6 @@ class RelayLosingAnswers:
             threading.Thread(target=self._forward, args=(client, server), daemon=True).start()
 
     def _forward(self, client: socket.socket, server: socket.socket) -> None:
-        asked: Callable[[], bool] | None = None  # the write whose answer is to be lost, once sent
         with client, server:
             while True:
                 readable, _, _ = select.select([client, server], [], [])
@@ -157,14 +157,14 @@ class RelayLosingAnswers:
                     if not data:
                         return
                     if source is client:
-                        asked, self._made = asked or self._made, None
                         server.sendall(data)
-                    elif asked is not None:
-                        _wait_for(asked)
+                        continue
+                    made, self._made = self._made, None
+                    if made is not None:  # whatever the server says until the write is made
+                        _wait_for(made)
                         self.answers_lost += 1
                         return  # both closed: the client never hears the answer
-                    else:
-                        client.sendall(data)
+                    client.sendall(data)
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:

@@ -71,7 +71,9 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
 
 
 def client(port: int) -> optuna.storages.BaseStorage:
-    return open_storage(f"grpc://127.0.0.1:{port}", wait_seconds=60)
+    storage = open_storage(f"grpc://127.0.0.1:{port}", wait_seconds=60)
+    storage.get_all_studies()  # its connection made, before an answer may be lost on it
+    return storage
 
 
 def test_a_study_and_a_trial_whose_creation_answers_are_lost_are_made_once(proxy):
