@@ -73,19 +73,12 @@ class ResilientGrpcStorage(GrpcStorageProxy):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        tries = 0
-
-        def attempt() -> bool:
-            nonlocal tries
-            tries += 1
-            try:
-                return GrpcStorageProxy.set_trial_state_values(self, trial_id, state, values)
-            except UpdateFinishedTrialError:
-                if tries == 1 or not self._in_state(trial_id, state, values):
-                    raise
-                return True
-
-        return self._call("set_trial_state_values", attempt)
+        return self._write_once(
+            "set_trial_state_values",
+            lambda: GrpcStorageProxy.set_trial_state_values(self, trial_id, state, values),
+            UpdateFinishedTrialError,  # "already finished"
+            lambda: True if self._in_state(trial_id, state, values) else None,
+        )
 
     def _in_state(self, trial_id: int, state: TrialState, values: Sequence[float] | None) -> bool:
         trial = self.get_trial(trial_id)
@@ -94,19 +87,36 @@ class ResilientGrpcStorage(GrpcStorageProxy):
     def create_new_study(
         self, directions: Sequence[StudyDirection], study_name: str | None = None
     ) -> int:
+        return self._write_once(
+            "create_new_study",
+            lambda: GrpcStorageProxy.create_new_study(self, directions, study_name),
+            DuplicatedStudyError,  # "the name is taken"
+            lambda: self.get_study_id_from_name(study_name) if study_name else None,
+        )
+
+    def _write_once(
+        self,
+        name: str,
+        write: Callable[[], Any],
+        refusal: type[Exception],
+        earlier: Callable[[], Any],
+    ) -> Any:
+        """`write()`, waiting out outages; when a retry is refused as done already, `earlier()`
+        tells whether the done write is an earlier attempt's (its answer, else None)."""
         tries = 0
 
-        def attempt() -> int:
+        def attempt() -> Any:
             nonlocal tries
             tries += 1
             try:
-                return GrpcStorageProxy.create_new_study(self, directions, study_name)
-            except DuplicatedStudyError:
-                if tries == 1 or study_name is None:
+                return write()
+            except refusal:
+                found = earlier() if tries > 1 else None
+                if found is None:
                     raise
-                return self.get_study_id_from_name(study_name)
+                return found
 
-        return self._call("create_new_study", attempt)
+        return self._call(name, attempt)
 
 
 def _retried(method: Callable[..., Any]) -> Callable[..., Any]:

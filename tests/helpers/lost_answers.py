@@ -28,25 +28,16 @@ COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"
 
 
-class LosingProxy:
-    """A TCP proxy on 127.0.0.1 in front of the PostgreSQL server of `url`."""
+class Relay:
+    """TCP from a port of its own on 127.0.0.1 to `server`, one thread per connection running
+    `_forward`, which each kind of relay writes; a client whose server is down is closed at once."""
 
-    def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        self.server = (parsed.host or "127.0.0.1", parsed.port or 5432)
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
         self.answers_lost = 0
-        self._armed = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
-        # The storage URL through the proxy; the protocol must be readable: no TLS, no GSS
-        self.url = (
-            parsed.set(host="127.0.0.1", port=self._listener.getsockname()[1])
-            .update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
-            .render_as_string(hide_password=False)
-        )
+        self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
-
-    def lose_next_commit_answer(self) -> None:
-        self._armed.set()
 
     def close(self) -> None:
         self._listener.close()
@@ -57,8 +48,33 @@ class LosingProxy:
                 client, _ = self._listener.accept()
             except OSError:  # closed
                 return
-            server = socket.create_connection(self.server)
+            try:
+                server = socket.create_connection(self.server)
+            except ConnectionRefusedError:
+                client.close()
+                continue
             threading.Thread(target=self._forward, args=(client, server), daemon=True).start()
+
+    def _forward(self, client: socket.socket, server: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class LosingProxy(Relay):
+    """A TCP proxy on 127.0.0.1 in front of the PostgreSQL server of `url`."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        super().__init__((parsed.host or "127.0.0.1", parsed.port or 5432))
+        self._armed = threading.Event()
+        # The storage URL through the proxy; the protocol must be readable: no TLS, no GSS
+        self.url = (
+            parsed.set(host="127.0.0.1", port=self.port)
+            .update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
+            .render_as_string(hide_password=False)
+        )
+
+    def lose_next_commit_answer(self) -> None:
+        self._armed.set()
 
     def _forward(self, client: socket.socket, server: socket.socket) -> None:
         with client, server:
@@ -112,7 +128,7 @@ def arm_on(engine: sqlalchemy.Engine, proxy: LosingProxy, statement: str) -> Non
     sqlalchemy.event.listen(engine, "before_cursor_execute", arm)
 
 
-class RelayLosingAnswers:
+class RelayLosingAnswers(Relay):
     """A TCP relay on 127.0.0.1 to `port` there (the gRPC proxy) that can lose one answer.
 
     Once armed (`lose_next_answer`), what the server sends is held back until `made()` says the
@@ -122,31 +138,11 @@ class RelayLosingAnswers:
     """
 
     def __init__(self, port: int) -> None:
-        self.port_behind = port
-        self.answers_lost = 0
+        super().__init__(("127.0.0.1", port))
         self._made: Callable[[], bool] | None = None
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
 
     def lose_next_answer(self, made: Callable[[], bool]) -> None:
         self._made = made
-
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.port_behind))
-            except ConnectionRefusedError:  # the proxy is down: so is the relay
-                client.close()
-                continue
-            threading.Thread(target=self._forward, args=(client, server), daemon=True).start()
 
     def _forward(self, client: socket.socket, server: socket.socket) -> None:
         with client, server:
