@@ -78,21 +78,16 @@ class LosingProxy(Relay):
 
     def _forward(self, client: socket.socket, server: socket.socket) -> None:
         with client, server:
-            while True:
-                readable, _, _ = select.select([client, server], [], [])
-                for source in readable:
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    if source is client:
-                        server.sendall(data)
-                        if COMMIT in data and self._armed.is_set():
-                            self._armed.clear()
-                            self._swallow_answer(server)
-                            self.answers_lost += 1
-                            return  # both closed: the client never hears the answer
-                    else:
-                        client.sendall(data)
+            for source, data in _chunks(client, server):
+                if source is server:
+                    client.sendall(data)
+                    continue
+                server.sendall(data)
+                if COMMIT in data and self._armed.is_set():
+                    self._armed.clear()
+                    self._swallow_answer(server)
+                    self.answers_lost += 1
+                    return  # both closed: the client never hears the answer
 
     @staticmethod
     def _swallow_answer(server: socket.socket) -> None:
@@ -146,21 +141,27 @@ class RelayLosingAnswers(Relay):
 
     def _forward(self, client: socket.socket, server: socket.socket) -> None:
         with client, server:
-            while True:
-                readable, _, _ = select.select([client, server], [], [])
-                for source in readable:
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    if source is client:
-                        server.sendall(data)
-                        continue
-                    made, self._made = self._made, None
-                    if made is not None:  # whatever the server says until the write is made
-                        _wait_for(made)
-                        self.answers_lost += 1
-                        return  # both closed: the client never hears the answer
-                    client.sendall(data)
+            for source, data in _chunks(client, server):
+                if source is client:
+                    server.sendall(data)
+                    continue
+                made, self._made = self._made, None
+                if made is not None:  # whatever the server says until the write is made
+                    _wait_for(made)
+                    self.answers_lost += 1
+                    return  # both closed: the client never hears the answer
+                client.sendall(data)
+
+
+def _chunks(client: socket.socket, server: socket.socket) -> Iterator[tuple[socket.socket, bytes]]:
+    """What either side sends, as it comes, until one of them closes."""
+    while True:
+        readable, _, _ = select.select([client, server], [], [])
+        for source in readable:
+            data = source.recv(65536)
+            if not data:
+                return
+            yield source, data
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
