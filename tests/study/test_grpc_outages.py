@@ -125,8 +125,10 @@ def test_a_search_goes_on_through_a_proxy_restart(
 
     restarting = threading.Thread(target=restart_once_training)
     restarting.start()
-    assert main(["run", str(path), *flags]) == 0, capsys.readouterr().err
-    restarting.join()
+    try:
+        assert main(["run", str(path), *flags]) == 0, capsys.readouterr().err
+    finally:
+        restarting.join()  # before the fixture stops the proxy it may start
     trials = proxy.trials()
     assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2
     assert "storage unreachable" in capsys.readouterr().err
