@@ -174,6 +174,15 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
         search.run_study(study="s", epochs=2, storage=storage)
     with _refused("^workers must be at least 1, but got 0"):
         search.run_study(study_file, workers=0, device="cpu", storage=storage)
+    # a typo's extra zeros, refused by the checks `hpsearch run` makes, named as keywords
+    with _refused(r"with overrides \(trials\): study.trials must be at most 1000000, but got 1"):
+        search.run_study(study_file, trials=10**30, device="cpu", storage=storage)
+    with _refused(r"with overrides \(epochs\): train: epochs must be at most 100000"):
+        search.run_study(study_file, epochs=10**19, device="cpu", storage=storage)
+    with _refused(f"^trials_per_worker must be at most 256, but got {10**12}"):
+        search.run_study(study_file, trials_per_worker=10**12, device="cpu", storage=storage)
+    with _refused(f"^workers must be at most 256, but got {10**12}"):
+        search.run_study(study_file, workers=10**12, device="cpu", storage=storage)
     with _refused(r"does not exist .*; check the path or storage: "):
         search.status(storage=storage)
     shared = tmp_path / "shared.toml"

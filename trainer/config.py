@@ -49,6 +49,11 @@ MAX_LR = 1e30
 # Weight decay is 1e-5 to 0.1 in the usual recipes (AdamW's default 0.01); above 1, a step at an
 # lr of 1 takes away more than the weight itself.
 MAX_WEIGHT_DECAY = 1
+# ImageNet recipes train 90 to 600 epochs. Nothing breaks beyond this bound, but a run of 10**19
+# epochs (a typo's extra zeros) trains for good, and its schedule, spread over all those epochs,
+# never leaves the peak learning rate; 100,000 epochs of even 32 px Imagenette (about a second each
+# on a GPU) are more than a day for one run.
+MAX_EPOCHS = 100_000
 # torch's generators take 64 bits, and a settings file written by `export` is TOML, whose
 # integers are signed 64-bit: 2**63 - 1 fits both (a study's seed is smaller: NumPy's 32 bits)
 MAX_SEED = 2**63 - 1
@@ -83,6 +88,7 @@ class TrainConfig:
             _refuse("lr", self.lr, "positive")
         _check_range("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " px")
         _check_range("batch_size", self.batch_size, MIN_BATCH_SIZE, None, " images")
+        _check_range("epochs", self.epochs, 1, MAX_EPOCHS)
         _check_range("lr", self.lr, 0, MAX_LR)
         _check_range("seed", self.seed, 0, MAX_SEED)
         if not isinstance(self.model, str):

@@ -108,6 +108,8 @@ def _read_check(function: str, call: ast.Call, module: Any, found: Checks) -> No
     args = call.args
     if function == "check_at_least" and _literal(args[0]) is not None:
         found.rules[_literal(args[0])].append(f"must be at least {_value(args[2], module)}")
+    elif function == "check_at_most" and _literal(args[0]) is not None:
+        found.rules[_literal(args[0])].append(f"must be at most {_value(args[2], module)}")
     elif function in ("_check_positive",):
         for arg in args[1:]:
             found.rules[_literal(arg)].append("must be positive")

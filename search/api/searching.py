@@ -16,7 +16,7 @@ from search.launch import launch
 from search.run.joining import StoredStudy, join
 from search.run.log import LOG_FORMATS
 from search.run.options import WorkerOptions
-from search.studyfile import StudyConfig, load_study_config
+from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig, load_study_config
 from trainer.device import resolve_device
 from trainer.naming import given, named
 
@@ -119,6 +119,11 @@ def worker_setup(
     if trials_per_worker is not None and trials_per_worker < 1:
         raise ConfigError(
             f"{named('trials_per_worker')} must be at least 1, but got {trials_per_worker}"
+        )
+    if trials_per_worker is not None and trials_per_worker > MAX_TRIALS_PER_WORKER:
+        raise ConfigError(
+            f"{named('trials_per_worker')} must be at most {MAX_TRIALS_PER_WORKER}, but got "
+            f"{trials_per_worker}"
         )
     if not math.isfinite(wait_for_storage) or wait_for_storage < 0:
         raise ConfigError(

@@ -32,6 +32,11 @@ from search.studyfile import StudyConfig
 from search.url_secrets import masked
 from trainer.naming import flag_naming, flags_named, named
 
+# Each local worker is a process with torch, the study's data and a network (1 GB at its peak,
+# measured training at 32 px), so 256 of them need a quarter of a TB; a typo's extra zeros
+# (--workers 10**12) would otherwise plan a slot for each, growing this process's memory for good.
+MAX_LOCAL_WORKERS = 256
+
 
 @dataclass(frozen=True)
 class WorkerSlot:
@@ -55,6 +60,11 @@ def plan_workers(
         raise LaunchError(
             f"{named('workers_per_gpu')} must be at least 1, but got {workers_per_gpu}"
         )
+    for keyword, count in (("workers", workers), ("workers_per_gpu", workers_per_gpu)):
+        if count is not None and count > MAX_LOCAL_WORKERS:
+            raise LaunchError(
+                f"{named(keyword)} must be at most {MAX_LOCAL_WORKERS}, but got {count}"
+            )
     if gpus is not None:
         missing = [gpu for gpu in gpus if not 0 <= gpu < gpu_count]
         if missing:

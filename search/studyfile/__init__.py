@@ -5,6 +5,7 @@ flat settings files that `train --config` reads and `export` writes (train_file.
 from search.errors import StudyFileError
 from search.studyfile.load import load_study_config
 from search.studyfile.sections import (
+    MAX_TRIALS_PER_WORKER,
     PRUNER_KEYS,
     SAMPLER_KEYS,
     SEARCHED,
@@ -21,6 +22,7 @@ from search.studyfile.sections import (
 from search.studyfile.study_config import StudyConfig, point_to_params
 
 __all__ = [
+    "MAX_TRIALS_PER_WORKER",
     "PRUNER_KEYS",
     "SAMPLER_KEYS",
     "SEARCHED",

@@ -82,6 +82,11 @@ def check_at_least(key: str, value: int, minimum: int) -> None:
         raise SettingError(key, f"must be at least {minimum}, but got {value}")
 
 
+def check_at_most(key: str, value: float, maximum: float) -> None:
+    if value > maximum:
+        raise SettingError(key, f"must be at most {maximum}, but got {value}")
+
+
 def check_within(key: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise SettingError(key, f"must be {low} to {high}, but got {value}")

@@ -15,6 +15,7 @@ from search.locations import DEFAULT_DATA
 from search.studyfile.checks import (
     SettingError,
     check_at_least,
+    check_at_most,
     check_kind,
     check_types,
     check_within,
@@ -76,6 +77,17 @@ MAX_HEARTBEAT_SECONDS = 3600
 # A dead worker's trial waits out the grace before it is failed and queued again: a day is longer
 # than any outage worth sitting out (a longer one: the trial resumes from its checkpoint anyway)
 MAX_GRACE_SECONDS = 24 * 3600
+# Bounds on a study's size that no real search reaches, so a typo's extra zeros is refused rather
+# than run for good. Nothing breaks beyond them (a budget of 10**30 trials is stored and run as
+# readily as 30): the study just never ends. Optuna's samplers and the median pruner read every
+# finished trial for each new one, so a trial costs more as the study grows (benchmarks/RESULTS.md
+# measures up to 5,000); a million trials of even a minute each is two years of one GPU.
+MAX_TRIALS = 1_000_000
+# Each trial in flight holds its own network and optimizer state on the worker's one device: 256
+# ResNet-18s with Ranger's state are about 60 GB before a single activation, a large GPU's memory.
+MAX_TRIALS_PER_WORKER = 256
+# A year of minutes: a longer wall-clock limit is no limit at all (leave timeout_minutes out).
+MAX_TIMEOUT_MINUTES = 365 * 24 * 60
 
 
 @dataclass(frozen=True)
@@ -100,13 +112,17 @@ class StudySettings:
                 "name", f"must be 1 to {MAX_NAME_CHARS} printable characters, but got {self.name!r}"
             )
         check_at_least("trials", self.trials, 1)
+        check_at_most("trials", self.trials, MAX_TRIALS)
         check_at_least("trials_per_worker", self.trials_per_worker, 1)
+        check_at_most("trials_per_worker", self.trials_per_worker, MAX_TRIALS_PER_WORKER)
         if self.epochs_budget is not None:
             check_at_least("epochs_budget", self.epochs_budget, 1)
         if self.timeout_minutes is not None and not self.timeout_minutes > 0:
             raise SettingError(
                 "timeout_minutes", f"must be positive, but got {self.timeout_minutes}"
             )
+        if self.timeout_minutes is not None:
+            check_at_most("timeout_minutes", self.timeout_minutes, MAX_TIMEOUT_MINUTES)
         if not 0 <= self.seed <= MAX_SEED:
             raise SettingError("seed", f"must be in [0, {MAX_SEED}], but got {self.seed}")
         if self.storage is not None and not self.storage.strip():

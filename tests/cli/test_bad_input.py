@@ -154,6 +154,10 @@ NUMBER_STUDIES = {
     "huge_grace": ("grace_seconds = 8", "grace_seconds = 100000000000000"),
     "batch_of_one": ("batch_size = 32", "batch_size = 1"),
     "large_holdout": ("image_size = 32", "image_size = 32\nvalidation_fraction = 0.99"),
+    "huge_trials": ("trials = 4", f"trials = {10**30}"),
+    "huge_epochs": ("epochs = 2", f"epochs = {10**19}"),
+    "huge_timeout": ("seed = 7", "seed = 7\ntimeout_minutes = 1e300"),
+    "huge_fusion": ("seed = 7", f"seed = 7\ntrials_per_worker = {10**12}"),
 }
 
 
@@ -470,6 +474,43 @@ NUMBER_ROWS: dict[str, Row] = {
         "run {huge_heartbeat} --device cpu", "must be 1 to 3600", True
     ),
     "heartbeat grace 10**14": Row("run {huge_grace} --device cpu", "heartbeat.grace_seconds"),
+    # Sizes with a typo's extra zeros: refused, named with their bound, before a storage is made
+    "run --trials 10**30": Row(
+        f"run {{study}} --device cpu --trials {10**30}",
+        "(trials): study.trials must be at most 1000000, but got 1" + "0" * 30,
+    ),
+    "run --epochs 10**19": Row(
+        f"run {{study}} --device cpu --epochs {10**19}",
+        f"(epochs): train: epochs must be at most 100000, but got epochs={10**19}",
+    ),
+    "train --epochs 10**19": Row(
+        f"{TRAIN} --data {{data}} --epochs {10**19}", "--epochs: epochs must be at most 100000"
+    ),
+    "run --trials-per-worker 10**12": Row(
+        f"run {{study}} --device cpu --trials-per-worker {10**12}",
+        f"--trials-per-worker must be at most 256, but got {10**12}",
+    ),
+    "run --workers 10**12": Row(
+        f"run {{study}} --device cpu --workers {10**12}",
+        f"--workers must be at most 256, but got {10**12}",
+    ),
+    "run --workers-per-gpu 1000": Row(
+        "run {study} --device cpu --workers-per-gpu 1000",
+        "--workers-per-gpu must be at most 256, but got 1000",
+    ),
+    "study trials 10**30": Row(
+        "run {huge_trials} --device cpu", "huge-trials.toml: study.trials must be at most 1000000"
+    ),
+    "study epochs 10**19": Row(
+        "run {huge_epochs} --device cpu", "huge-epochs.toml: train: epochs must be at most 100000"
+    ),
+    "study timeout_minutes 1e300": Row(
+        "run {huge_timeout} --device cpu",
+        "huge-timeout.toml: study.timeout_minutes must be at most 525600, but got 1e+300",
+    ),
+    "study trials_per_worker 10**12": Row(
+        "run {huge_fusion} --device cpu", "huge-fusion.toml: study.trials_per_worker must be at"
+    ),
     # Batches and data sets too small for BatchNorm, or for classification
     "train --batch-size 1": Row(
         f"{TRAIN} --data {{data}} --batch-size 1", "--batch-size: batch_size must be at least 2"

@@ -41,6 +41,9 @@ def test_cpu_workers_share_the_cores():
     [
         (0, None, 1, 0, "workers must be at least 1, but got 0", "--workers must be"),
         (None, None, 0, 2, "workers_per_gpu must be at least 1, but got 0", "--workers-per-gpu"),
+        # past any machine: a slot each would be planned, then a process each started
+        (257, None, 1, 0, "workers must be at most 256, but got 257", "--workers must be at most"),
+        (None, None, 1000, 2, "workers_per_gpu must be at most 256", "--workers-per-gpu must"),
         (None, [0, 5], 1, 2, "gpus names GPU(s) [5] but this machine has 2", "--gpus names"),
         (None, [0], 1, 0, "leave gpus out to use the CPU", "leave --gpus out"),
     ],

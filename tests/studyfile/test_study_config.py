@@ -300,6 +300,23 @@ def test_wrong_types_name_the_key(tmp_path: Path, sections: dict[str, Any], expe
             "space.optimizer must name each optimizer once",
         ),
         ({"space": {"optimizer": ["adam"]}}, "space.lr is required"),
+        # a typo's extra zeros: a study that would never end
+        (
+            {"study": {"name": "test", "trials": 10**30}},
+            f"study.trials must be at most 1000000, but got {10**30}",
+        ),
+        (
+            {"study": {"name": "test", "trials": 3, "trials_per_worker": 10**12}},
+            f"study.trials_per_worker must be at most 256, but got {10**12}",
+        ),
+        (
+            {"study": {"name": "test", "trials": 3, "timeout_minutes": 1e300}},
+            "study.timeout_minutes must be at most 525600, but got 1e+300",
+        ),
+        (
+            {"train": {"epochs": 10**19}},
+            f"train: epochs must be at most 100000, but got epochs={10**19}",
+        ),
     ],
 )
 def test_out_of_range_settings_name_the_key_and_value(
@@ -518,6 +535,8 @@ def test_overrides_apply_and_are_checked_again(tmp_path: Path) -> None:
     [
         ({"epochs": 0}, "train: epochs must be positive, but got epochs=0"),
         ({"trials": 0}, "study.trials must be at least 1, but got 0"),
+        ({"trials": 10**30}, f"study.trials must be at most 1000000, but got {10**30}"),
+        ({"epochs": 10**19}, "train: epochs must be at most 100000"),
         ({"image_size": 8}, "data.image_size: image_size must be at least 16 px"),
         ({"data": " "}, "data.source must name an Imagenette size or a folder"),
     ],
