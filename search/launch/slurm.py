@@ -207,7 +207,7 @@ def submit(
         options,
         create=True,
         trials=trials,
-        before_writing=lambda config: _check_submittable(config, options),
+        before_writing=lambda config: _check_submittable(config, options, job),
     )
     checkpoints = check_shared(joined.config, options)  # checked above; the folder it chose
     script = sbatch_script(joined.config, job, checkpoints, gpus_per_worker(job))
@@ -227,11 +227,33 @@ def submit(
     return Submitted(job_id, checkpoints / LOG_FOLDER, joined.config.study.name)
 
 
-def _check_submittable(config: StudyConfig, options: WorkerOptions) -> None:
+def _check_submittable(config: StudyConfig, options: WorkerOptions, job: SlurmJob) -> None:
     """The command's own input first, wherever it runs (as `--dry-run` checks it), then the
     place: so the one refusal away from the cluster is "go to a login node", and the command
-    that gets it is one that will work there. Both before the data is decoded (minutes on a
-    first run) and before a storage or study is made."""
+    that gets it is one that will work there; then what this cluster holds. All before the data
+    is decoded (minutes on a first run) and before a storage or study is made."""
     check_shared(config, options)
     if shutil.which("sbatch") is None:
         raise LaunchError("sbatch is not on PATH: run `hpsearch slurm` on a SLURM login node")
+    limit = max_array_size()
+    if limit is not None and job.workers > limit:
+        raise LaunchError(
+            f"--workers {job.workers} is more tasks than this cluster's job arrays hold "
+            f"(MaxArraySize = {limit}): ask for at most {limit}, and run `hpsearch slurm` "
+            f"again for more (the arrays share the study)"
+        )
+
+
+def max_array_size() -> int | None:
+    """The cluster's MaxArraySize (its array indices stop one short of it), as `scontrol show
+    config` reports it; None where that cannot be asked, and sbatch will judge."""
+    if shutil.which("scontrol") is None:
+        return None
+    shown = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, timeout=60
+    )
+    for line in shown.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize" and value.strip().isdigit():
+            return int(value.strip())
+    return None

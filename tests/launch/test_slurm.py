@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from search import attrs
 from search.cli import main
+from search.launch.slurm import max_array_size
 from tests.helpers import postgres
 from tests.helpers.studies import write_study
 
@@ -158,15 +159,33 @@ def test_away_from_the_cluster_a_good_command_is_refused_before_anything_is_made
     flags = ["--workers", "2", "--storage", pg_url, "--checkpoint-dir", "ckpt"]
     status, _, err = run_cli(capsys, "slurm", study, *flags)
     assert status == 2 and "sbatch is not on PATH" in err and len(err.strip().splitlines()) == 1
-    database = postgres.server_url(database=make_url(pg_url).database)
-    with psycopg.connect(database) as connection:
-        tables = connection.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchone()
-    assert tables == (0,)
+    assert _tables_in(pg_url) == 0
     assert (
         not (tmp_path / "user-cache").exists() and not (tmp_path / "ckpt" / "slurm-logs").exists()
     )
+
+
+def _tables_in(url: str) -> int:
+    with psycopg.connect(postgres.server_url(database=make_url(url).database)) as connection:
+        [count] = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    return count
+
+
+@needs_slurm
+def test_more_workers_than_the_cluster_s_arrays_hold_are_refused_before_anything_is_made(
+    tmp_path, image_folder, pg_url, capsys
+):
+    limit = max_array_size()
+    assert limit is not None, "scontrol reports no MaxArraySize"
+    study = write_study(tmp_path, image_folder, name="too-many")
+    (tmp_path / "ckpt").mkdir()
+    flags = ["--workers", limit + 1, "--storage", pg_url, "--checkpoint-dir", "ckpt"]
+    status, _, err = run_cli(capsys, "slurm", study, *flags)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--workers {limit + 1} is more tasks than" in err and f"MaxArraySize = {limit}" in err
+    assert _tables_in(pg_url) == 0 and not (tmp_path / "ckpt" / "slurm-logs").exists()
 
 
 def test_a_checkpoint_folder_left_to_the_default_is_refused(tmp_path, image_folder, capsys):
