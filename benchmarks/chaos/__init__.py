@@ -10,9 +10,11 @@ is done, it is started again, as a user would. When the study is done before the
 another study starts in the same storage. After --minutes no fault is injected and the last
 study is let finish. Then every invariant (`invariants.py`) is checked and printed, with the
 figures (`figures.py`): faults by kind, epochs retrained per fault, seconds from each fault to
-resumed training.
+resumed training. With --through-proxy the workers reach the database through `hpsearch
+grpc-proxy` (a process of the harness's own, on a fixed port), which the fault `restart_proxy`
+kills and starts again; the harness's own reads stay on the database.
 
 The modules: `scene` (images, study file, tmpfs), `search_run` (the `hpsearch run` process and its
-workers), `watch` (what the database shows while faults strike), `faults`, `harness` (the loop),
-`invariants`, `figures`.
+workers), `proxy` (the gRPC proxy), `watch` (what the database shows while faults strike),
+`faults`, `harness` (the loop), `invariants`, `figures`.
 """

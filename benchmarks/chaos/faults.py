@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.chaos.proxy import Proxy
 from benchmarks.chaos.search_run import SearchRun
 from benchmarks.chaos.watch import Watch
 from tests.helpers.private_postgres import PrivateCluster
@@ -26,6 +27,7 @@ KINDS = (
     "db_outage",  # stop the database for a few seconds, then start it
     "fill_disk",  # fill the checkpoint tmpfs with one big file, then free it
     "truncate_checkpoint",  # cut a trial's last.pt short
+    "restart_proxy",  # SIGKILL the gRPC proxy, start it again on its port (--through-proxy only)
 )
 WORKER_FAULTS = ("kill_worker", "term_worker", "stop_worker")
 FILLER = "chaos-filler"  # the big file of fill_disk, in the checkpoint folder's root
@@ -36,7 +38,7 @@ class Fault:
     kind: str
     study: str
     started: float  # time.time() when it struck
-    ended: float = 0.0  # when it was over (the database back, the worker continued, the disk freed)
+    ended: float = 0.0  # when it was over (the database or proxy back, the worker going on...)
     detail: str = ""
     trials: list[int] = field(default_factory=list)  # the trials it hit
     lineages: list[int] = field(default_factory=list)  # their first attempts
@@ -63,15 +65,20 @@ class Injector:
     grace_seconds: float
     kinds: tuple[str, ...]
     disk: bool  # the checkpoint folder is a tmpfs of our own, which may be filled
+    proxy: Proxy | None = None  # the workers' gRPC proxy, which may be restarted
 
     def applicable(self, run: SearchRun, study: str) -> list[str]:
         """The kinds that can strike now: a worker fault needs a worker that trains a trial, a
-        truncation a checkpoint; the whole run can be killed once it trains."""
+        truncation a checkpoint; the whole run can be killed once it trains, and the proxy it
+        goes through (if any) restarted under its workers' calls. (A proxy that is down while
+        `run` starts is refused at once, as designed, unless --wait-for-storage says to wait.)"""
         training = {trial.pid for trial in self.watch.running(study)}
         workers = [p for p in run.worker_processes() if p.pid in training]
         possible = {"db_outage", "fill_disk"} if self.disk else {"db_outage"}
         if workers:
             possible |= {*WORKER_FAULTS, "kill_run"}
+            if self.proxy is not None:
+                possible.add("restart_proxy")
         if self._checkpoint_files():
             possible.add("truncate_checkpoint")
         return [kind for kind in self.kinds if kind in possible]
@@ -137,6 +144,19 @@ class Injector:
         time.sleep(down)
         self.cluster.start()
         fault.detail = f"database stopped ({mode}) for {down:.1f} s"
+
+    def _restart_proxy(self, fault: Fault, run: SearchRun, running: list) -> None:
+        """Over once the proxy answers again: the workers may reach the storage from then on."""
+        assert self.proxy is not None  # applicable() offers this fault only with a proxy
+        down = self.rng.uniform(2, 8)
+        self.proxy.kill()
+        time.sleep(down)
+        restarted = time.time()
+        fault.ended = self.proxy.start()
+        fault.detail = (
+            f"gRPC proxy SIGKILLed, down {down:.1f} s, answering "
+            f"{fault.ended - restarted:.1f} s after its start"
+        )
 
     def _fill_disk(self, fault: Fault, run: SearchRun, running: list) -> None:
         filler = self.checkpoints / FILLER

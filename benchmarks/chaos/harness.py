@@ -19,6 +19,7 @@ from benchmarks.chaos import figures
 from benchmarks.chaos.faults import KINDS, Fault, Injector
 from benchmarks.chaos.invariants import Check, Evidence, check_study
 from benchmarks.chaos.lineages import retraining
+from benchmarks.chaos.proxy import Proxy, running_proxy
 from benchmarks.chaos.scene import (
     Settings,
     TmpfsUnavailable,
@@ -73,6 +74,7 @@ class Chaos:
     checkpoints: Path
     disk: bool  # the checkpoint folder is our tmpfs: fill_disk may strike
     say: Callable[[str], None] = print
+    proxy: Proxy | None = None  # the workers' way to the database, when not direct
     faults: list[Fault] = field(default_factory=list)
     rounds: list[Round] = field(default_factory=list)
 
@@ -87,13 +89,18 @@ class Chaos:
         kinds = self.settings.faults or KINDS
         if not self.disk:
             kinds = tuple(kind for kind in kinds if kind != "fill_disk")
+        if self.proxy is None:
+            kinds = tuple(kind for kind in kinds if kind != "restart_proxy")
         self.kinds = kinds
+        # The workers' storage; the harness's own reads (watch, standing, invariants) go to the
+        # database directly, so that what they see is the database's, not the proxy's cache
+        self.run_storage = self.proxy.url if self.proxy is not None else self.cluster.url
 
     def run(self) -> dict:
         with Watch(lambda: self.cluster.connect(autocommit=True, connect_timeout=2)) as watch:
             injector = Injector(
                 self.rng, self.cluster, self.checkpoints, watch,
-                self.settings.grace_seconds, self.kinds, self.disk,
+                self.settings.grace_seconds, self.kinds, self.disk, self.proxy,
             )  # fmt: skip
             while not self.rounds or self._may_start_another():
                 self.rounds.append(self._round(len(self.rounds) + 1, injector))
@@ -116,7 +123,7 @@ class Chaos:
     def _round(self, number: int, injector: Injector) -> Round:
         run = SearchRun(
             write_study_file(self.workdir, self.settings, self.images, number),
-            self.cluster.url, self.settings.workers, self.checkpoints,
+            self.run_storage, self.settings.workers, self.checkpoints,
             self.workdir / "cache", self.workdir / f"{study_name(number)}.log",
             self.settings.trials_per_worker,
         )  # fmt: skip
@@ -255,12 +262,18 @@ class Chaos:
             "retrained_by_fault": figures.retrained_by_cause(records),
             "resume_seconds_by_kind": figures.resume_by_kind(timed),
             "faults": [{**fault.as_dict(self.origin), **seconds} for fault, seconds in timed],
-            "log_errors": {r.study: figures.log_errors(r.run.log) for r in self.rounds},
-            "logs": [str(r.run.log) for r in self.rounds],
+            "log_errors": {r.study: figures.log_errors(r.run.log) for r in self.rounds}
+            | self._proxy_log_errors(),
+            "logs": [str(r.run.log) for r in self.rounds]
+            + ([str(self.proxy.log)] if self.proxy is not None else []),
             "trials": {
                 name: figures.trial_rows(found, self.origin) for name, found in trials.items()
             },
         }
+
+    def _proxy_log_errors(self) -> dict[str, dict[str, int]]:
+        """The tracebacks in the proxy's log, under its name (a SIGKILL leaves none)."""
+        return {} if self.proxy is None else {"grpc-proxy": figures.log_errors(self.proxy.log)}
 
     def _exists(self, study: str) -> bool:
         return study in optuna.get_all_study_names(self.storage)
@@ -272,8 +285,9 @@ def run_chaos(
     say: Callable[[str], None] = print,
     cluster: PrivateCluster | None = None,
 ) -> dict:
-    """Images, a private PostgreSQL cluster (unless given one) and the checkpoint tmpfs, the chaos
-    loop on them; all removed afterwards but the work folder (logs, study files)."""
+    """Images, a private PostgreSQL cluster (unless given one), the checkpoint tmpfs and, with
+    `through_proxy`, the workers' gRPC proxy; the chaos loop on them; all removed afterwards but
+    the work folder (logs, study files)."""
     images = make_image_folder(workdir / "images", train_per_class=settings.images_per_class)
     with ExitStack() as stack:
         if cluster is None:
@@ -285,5 +299,9 @@ def run_chaos(
             except TmpfsUnavailable as error:
                 say(f"chaos: no tmpfs for the checkpoints ({error}); the disk fault is left out")
                 disk = False
-        chaos = Chaos(settings, cluster, workdir, images, checkpoints, disk, say=say)
+        proxy = None
+        if settings.through_proxy:
+            proxy = stack.enter_context(running_proxy(cluster.url, workdir / "grpc-proxy.log"))
+            say(f"chaos: the workers go through the gRPC proxy at {proxy.url}")
+        chaos = Chaos(settings, cluster, workdir, images, checkpoints, disk, say=say, proxy=proxy)
         return {**chaos.run(), "tmpfs": disk, "workdir": str(workdir)}

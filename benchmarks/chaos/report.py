@@ -11,7 +11,10 @@ def all_held(result: dict) -> bool:
 
 
 def text(result: dict) -> str:
-    lines = [f"\n=== chaos: {result['seconds']:.0f} s, {len(result['studies'])} study(ies) ==="]
+    way = ", through the gRPC proxy" if result["settings"].get("through_proxy") else ""
+    lines = [
+        f"\n=== chaos: {result['seconds']:.0f} s, {len(result['studies'])} study(ies){way} ==="
+    ]
     for study, checks in result["invariants"].items():
         lines.append(f"{study}:")
         lines += [

@@ -34,6 +34,7 @@ class Settings:
     grace_seconds: int = 5
     every_epochs: int = 1  # checkpoint interval
     rounds: int | None = None  # studies at most; None: as many as the minutes allow
+    through_proxy: bool = False  # the workers reach the database through `hpsearch grpc-proxy`
 
     @property
     def study_epochs_budget(self) -> int:
