@@ -1,8 +1,8 @@
 """The client of `hpsearch grpc-proxy` that workers use, as sure-footed as a direct connection to
 the database (search.study.resilience): every call waits out a proxy that is down (restarted,
-moved to another node, or the network to it lost) with the same backoff and limit, on a new
-channel at each try, and the writes that would do harm if done twice recognise an earlier
-attempt whose answer was lost.
+moved to another node, or the network to it lost) with the same backoff and limit, a failed call
+leaves a new channel for the next try (a heartbeat's included), and the writes that would do harm
+if done twice recognise an earlier attempt whose answer was lost.
 
 The proxy carries out a request and then loses the connection before its answer arrives: the
 client hears only UNAVAILABLE, as for a request that never arrived, and tries again.
@@ -36,7 +36,7 @@ from search.study.optuna_compat import (
     template_of_new_trial,
     trial_id_of,
 )
-from search.study.resilience import storage_call
+from search.study.resilience import is_connection_error, storage_call
 
 
 class ResilientGrpcStorage(GrpcStorageProxy):
@@ -48,7 +48,17 @@ class ResilientGrpcStorage(GrpcStorageProxy):
             super().__init__(host=host, port=port)
 
     def _call(self, name: str, work: Callable[[], Any]) -> Any:
-        return storage_call(name, work, reconnect=lambda: new_channel(self))
+        def attempt() -> Any:
+            try:
+                return work()
+            except Exception as error:
+                # The next try, this call's or a heartbeat's (which retries on its own), goes on a
+                # new channel: the failed one would wait up to 2 minutes to connect again
+                if is_connection_error(error):
+                    new_channel(self)
+                raise
+
+        return storage_call(name, attempt)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         creation = Creation()

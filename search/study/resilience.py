@@ -106,20 +106,13 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
 
 
 def call_with_retries(
-    function: Callable[..., Any],
-    *args: Any,
-    max_outage: float = MAX_OUTAGE_SECONDS,
-    reconnect: Callable[[], None] | None = None,
-    **kwargs: Any,
+    function: Callable[..., Any], *args: Any, max_outage: float = MAX_OUTAGE_SECONDS, **kwargs: Any
 ) -> Any:
     """`function(*args, **kwargs)`, tried again after each outage with logged backoff until
-    `max_outage` seconds have passed; `reconnect`, if given, runs before each try after the first
-    (a new channel to the gRPC proxy)."""
+    `max_outage` seconds have passed."""
     started = time.monotonic()
     for attempt in itertools.count():
         try:
-            if attempt and reconnect is not None:
-                reconnect()
             return function(*args, **kwargs)
         except Exception as error:
             waited = time.monotonic() - started
@@ -168,15 +161,13 @@ def _reads_only() -> bool:
     return getattr(_nesting, "depth", 0) > 0 and _nesting.reads_only
 
 
-def storage_call(
-    name: str, call: Callable[[], Any], *, reconnect: Callable[[], None] | None = None
-) -> Any:
+def storage_call(name: str, call: Callable[[], Any]) -> Any:
     """`call()`, the storage method `name`'s work, waiting out outages if it is the outermost
     storage call of this thread; an inner call runs once, its caller's retry covers it."""
     if getattr(_nesting, "depth", 0):
         return call()
     with _inside_a_call(name):
-        return call_with_retries(call, reconnect=reconnect)
+        return call_with_retries(call)
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:

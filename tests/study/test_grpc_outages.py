@@ -18,13 +18,13 @@ from optuna.trial import TrialState
 
 from search import attrs
 from search.cli import main
-from search.study.resilience import grpc_proxy_answers
+from search.study.resilience import grpc_proxy_answers, without_retries
 from search.study.storage import open_storage
 from tests.helpers.dashboard import free_port
 from tests.helpers.lost_answers import RelayLosingAnswers
 from tests.helpers.studies import write_study
 
-pytest.importorskip("grpc")
+grpc = pytest.importorskip("grpc")
 
 MAXIMIZE = [StudyDirection.MAXIMIZE]
 
@@ -99,6 +99,23 @@ def test_a_finish_whose_answer_is_lost_is_done_once(proxy):
     assert [(trial.state, trial.values) for trial in proxy.trials()] == [
         (TrialState.COMPLETE, [0.75])
     ]
+
+
+def test_a_heartbeat_gets_through_as_soon_as_the_proxy_is_back(proxy):
+    # A heartbeat tries once per interval and retries on its own: its failures, too, must leave a
+    # channel that connects at the next beat, not when gRPC's backoff next tries (a trial that
+    # beats too late is taken for dead)
+    storage = client(proxy.port)
+    trial_id = storage.create_new_trial(storage.create_new_study(MAXIMIZE, "beats"))
+    beat = without_retries(storage, "set_trial_system_attr")
+    proxy.kill()
+    for second in range(4):  # as beats each second while it is down
+        with pytest.raises(grpc.RpcError):
+            beat(trial_id, attrs.HEARTBEAT, second)
+        time.sleep(1)
+    proxy.start()  # until it answers, on a connection of its own
+    beat(trial_id, attrs.HEARTBEAT, 4.0)
+    assert proxy.trials()[0].system_attrs[attrs.HEARTBEAT] == 4.0
 
 
 def test_a_search_goes_on_through_a_proxy_restart(
