@@ -179,9 +179,10 @@ class _Worker:
             return promoted
         if attrs.budget_taken(trials) >= budget(self.study, self.config.study.trials):
             return None
-        if self.config.space is None and not any(_queued_point(t) for t in trials):
+        points_only = self.config.space is None
+        if points_only and not any(_queued_point(t) for t in trials):
             return None  # a study of fixed points ends when its queue is empty
-        return promotion.ask_new(self.study)
+        return promotion.ask_new(self.study, or_new=not points_only)
 
     def _dead_trial(self, trial: FrozenTrial, reason: str, retried: bool) -> None:
         self.log.dead_trial(trial.number, reason, retried)

@@ -298,7 +298,9 @@ def _trial_created_by(
             attribute.key == attrs.CREATION,
             attribute.value_json == json.dumps(creation),
         )
-        .one_or_none()
+        # The latest: a trial copied into the study (add_trial) may carry its source's name too
+        .order_by(models.TrialModel.trial_id.desc())
+        .first()
     )
 
 

@@ -209,14 +209,15 @@ def _may_be_promoted(
     return in_top(values, first_attempt(queued), most_seen, pruner.reduction_factor)
 
 
-def ask_new(study: optuna.Study) -> optuna.Trial:
+def ask_new(study: optuna.Study, *, or_new: bool = True) -> optuna.Trial | None:
     """`study.ask()` without taking a queued continuation: the oldest other queued trial (a point,
-    a warm start), else a new one."""
+    a warm start), else a new one, or None unless `or_new` (a study of fixed points, whose last
+    point another worker took since this one looked: a new trial would have none to run)."""
     for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         claimed = None if PROMOTION_OF in queued.user_attrs else claim(study, queued)
         if claimed is not None:
             return claimed
-    return new_trial(study)
+    return new_trial(study) if or_new else None
 
 
 def _queued_continuations(trials: list[FrozenTrial]) -> list[FrozenTrial]:

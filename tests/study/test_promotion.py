@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from search import attrs
 from search.study import promotion, retries
+from search.study.optuna_compat import claim
 from search.study.promotion import AshaPruner, rungs
 from search.study.storage import open_storage
 from tests.helpers.made_trials import add_rung_1_trial
@@ -145,6 +146,17 @@ def test_a_new_trial_takes_a_queued_point_but_never_a_paused_trials_continuation
     assert fresh.number == 4 and attrs.PROMOTION_OF not in fresh.user_attrs
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert [trial.number for trial in waiting] == [2]
+
+
+def test_a_points_study_whose_last_point_another_worker_took_makes_no_new_trial(tmp_path):
+    # The worker saw a queued point; by its ask another took it: a new trial would have no point
+    # to run (it used to be made, then FAIL "no queued point left")
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    study.enqueue_trial({"x": 0.25})
+    [point] = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert claim(study, point) is not None  # the other worker
+    assert promotion.ask_new(study, or_new=False) is None
+    assert [trial.state for trial in study.get_trials()] == [TrialState.RUNNING]
 
 
 def test_status_counts_a_paused_trial_apart_from_a_pruned_one(tmp_path):
