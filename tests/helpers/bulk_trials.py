@@ -16,6 +16,8 @@ def add_trials_in_bulk(study: optuna.Study, trials: list[FrozenTrial]) -> None:
     """What `study.add_trials` stores, inserted in bulk: Optuna's way (a transaction a trial, each
     counting the trials before it) takes minutes for thousands. Rows as Optuna's own models
     define them; each trial's number follows the study's last."""
+    if not trials:  # an insert of no rows is SQLAlchemy's INSERT DEFAULT VALUES: one empty row
+        return
     storage = study._storage._backend  # behind Optuna's cache: the RDBStorage
     start = len(study.get_trials(deepcopy=False))
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
