@@ -126,10 +126,11 @@ def arm_on(engine: sqlalchemy.Engine, proxy: LosingProxy, statement: str) -> Non
 class RelayLosingAnswers(Relay):
     """A TCP relay on 127.0.0.1 to `port` there (the gRPC proxy) that can lose one answer.
 
-    Once armed (`lose_next_answer`), what the server sends is held back until `made()` says the
-    next request's write is in the database, then both sides close: the client sees its connection
-    drop after the server did what it asked. Arm it on a connection the client has made already
-    (a call went through), or the held bytes are the server's greeting and no request follows.
+    Once armed (`lose_next_answer`), what the server sends is held back (what the client sends
+    still goes through) until `made()` says the next request's write is in the database, then both
+    sides close: the client sees its connection drop after the server did what it asked. Arm it on
+    a connection the client has made already (a call went through), or the held bytes are the
+    server's greeting and no request follows.
     """
 
     def __init__(self, port: int) -> None:
@@ -140,17 +141,24 @@ class RelayLosingAnswers(Relay):
         self._made = made
 
     def _forward(self, client: socket.socket, server: socket.socket) -> None:
+        made: Callable[[], bool] | None = None  # the write to wait for, once the server spoke
+        deadline = 0.0
         with client, server:
-            for source, data in _chunks(client, server):
-                if source is client:
-                    server.sendall(data)
-                    continue
-                made, self._made = self._made, None
-                if made is not None:  # whatever the server says until the write is made
-                    _wait_for(made)
-                    self.answers_lost += 1
-                    return  # both closed: the client never hears the answer
-                client.sendall(data)
+            while made is None or not made():
+                assert made is None or time.monotonic() < deadline, "the write was never made"
+                readable, _, _ = select.select([client, server], [], [], 0.05)
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if source is client:  # the request goes on even while answers are held
+                        server.sendall(data)
+                    elif made is None and self._made is not None:
+                        made, self._made = self._made, None
+                        deadline = time.monotonic() + 30
+                    elif made is None:
+                        client.sendall(data)
+            self.answers_lost += 1  # both sides close: the client never hears the answer
 
 
 def _chunks(client: socket.socket, server: socket.socket) -> Iterator[tuple[socket.socket, bytes]]:
@@ -162,10 +170,3 @@ def _chunks(client: socket.socket, server: socket.socket) -> Iterator[tuple[sock
             if not data:
                 return
             yield source, data
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the request's write never reached the database"
-        time.sleep(0.05)
