@@ -5,7 +5,6 @@ it and start it again where the workers expect it."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.chaos.search_run import ROOT
+from benchmarks.chaos.search_run import start_logged
 from search.study.resilience import grpc_proxy_answers
 
 HOST = "127.0.0.1"
@@ -46,22 +45,7 @@ class Proxy:
 
     def start(self) -> float:
         """Start it and wait until it answers; the time it did."""
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
-        with self.log.open("ab") as log:
-            log.write(f"\n=== chaos: proxy started at {time.strftime('%H:%M:%S')} ===\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.log.parent,
-                env=env,
-                start_new_session=True,  # a Ctrl-C meant for the harness is not the proxy's
-            )
+        self.process = start_logged(self.command(), self.log, "proxy")
         if not grpc_proxy_answers(f"{HOST}:{self.port}", START_SECONDS):
             code = self.process.poll()
             raise ProxyDown(

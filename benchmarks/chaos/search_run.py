@@ -47,19 +47,7 @@ class SearchRun:
         ]  # fmt: skip
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), _path()]))}
-        with self.log.open("ab") as log:
-            log.write(f"\n=== chaos: run started at {time.strftime('%H:%M:%S')} ===\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.log.parent,
-                env=env,
-                start_new_session=True,  # a group of its own: the run and its workers
-            )
+        self.process = start_logged(self.command(), self.log, "run")
         self.started = time.time()
 
     def poll(self) -> int | None:
@@ -114,6 +102,25 @@ def _group_alive(group: int) -> bool:
         except (OSError, psutil.Error):
             continue
     return False
+
+
+def start_logged(command: list[str], log: Path, what: str) -> subprocess.Popen:
+    """`command` in a session of its own (a group: the run and its workers; a Ctrl-C meant for
+    the harness is not theirs), with this checkout first on its path, its output appended to
+    `log` after a line saying when `what` started."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), _path()]))}
+    with log.open("ab") as out:
+        out.write(f"\n=== chaos: {what} started at {time.strftime('%H:%M:%S')} ===\n".encode())
+        out.flush()
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=log.parent,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _path() -> str:
