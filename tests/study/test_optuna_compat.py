@@ -88,6 +88,7 @@ def test_the_private_names_exist_with_the_shapes_we_use(study):
         *("self", "study_id", "template_trial", "session")
     ]
     assert parameters(RDBStorage._create_new_trial) == ["self", "study_id", "template_trial"]
+    assert parameters(optuna.storages.GrpcStorageProxy._setup) == ["self"]  # new_channel
 
 
 def test_trials_are_created_through_our_one_attempt_whichever_way_they_are_asked_for(study):
