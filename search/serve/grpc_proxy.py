@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import optuna
 
+from search.errors import StorageMissing
 from search.serve.dashboard import check_port_free, warn_if_exposed
 from search.study.storage import GRPC_DEFAULT_PORT, open_storage
+from search.study.writable import check_may_create, check_writable
 from search.url_secrets import masked
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,7 +27,7 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
     """Serve the storage until interrupted."""
     check_port_free(host, port)  # before the storage is opened (and perhaps made)
     # get_storage adds Optuna's cache of finished trials, which the proxy's docs ask for.
-    storage = optuna.storages.get_storage(open_storage(url))
+    storage = optuna.storages.get_storage(_open_for_workers(url))
     warn_if_exposed(
         host, "the gRPC proxy has no login: anyone who reaches it can write to every study"
     )
@@ -35,3 +37,17 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
         flush=True,
     )
     optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+
+
+def _open_for_workers(url: str) -> optuna.storages.BaseStorage:
+    """The storage the workers will write through, made if there is none yet, with the checks
+    `run` makes first: a role that may not write there, or may not use the schema that holds
+    Optuna's tables (which would make it look empty, and a second storage be made beside it), is
+    named now, with the GRANT that lets it, not at a worker's first write."""
+    try:
+        storage = open_storage(url, create=False)
+    except StorageMissing:  # no SQLite file yet, or no Optuna tables in the database
+        check_may_create(url)
+        return open_storage(url)
+    check_writable(storage, url)
+    return storage

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from search.study.storage import open_storage
 from search.study.writable import check_may_create, refused_write
 from tests.helpers import postgres
 from tests.helpers.cli import listing, run_cli
+from tests.helpers.dashboard import free_port
 from tests.helpers.images import make_image_folder
 from tests.helpers.studies import write_study
 
@@ -340,8 +342,24 @@ def test_a_role_that_may_not_use_the_tables_schema_is_told_the_grant_not_that_no
         commands = (["status"], ["worker", "--study", "s", "--device", "cpu"], ["run", study])
 
         grants = refused(capsys, url, *commands, refusal="reads")
+        proxy = subprocess.run(  # it would serve (and make a second storage) for good before
+            [
+                sys.executable,
+                "-m",
+                "search",
+                "grpc-proxy",
+                "--storage",
+                url,
+                "--port",
+                str(free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
         assert grants == {f"GRANT USAGE ON SCHEMA {schema} TO {reader.role}"}
+        assert proxy.returncode == 2 and f"`{[*grants][0]}`" in proxy.stderr, proxy.stderr
         assert storages(reader) == [schema]  # and `run` made no second one, in public
         as_owner(reader, *grants)
         status, out, err = run_cli(capsys, "status", "--storage", url)
