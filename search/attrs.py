@@ -8,9 +8,13 @@ how many trials are in each state and how many count against the budget.
 
 from __future__ import annotations
 
+import copy
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 # --- a trial's user attributes --------------------------------------------------------------------
@@ -57,6 +61,7 @@ HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last
 # The call that created the trial (a random name): a retried creation whose first attempt's commit
 # was made finds that trial instead of making another (search.study.optuna_compat.TrialsCreatedOnce)
 CREATION = "hpsearch:creation"
+
 
 METRIC = "val_top1"  # the study's one objective: the best val top-1 (0..1) over a trial's epochs
 
@@ -189,3 +194,29 @@ def format_setting(name: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+# --- a trial's creation, tagged with CREATION -----------------------------------------------------
+
+
+@dataclass
+class Creation:
+    """One call's creation of a trial, over its attempts: the name every attempt tags the trial
+    with, and how many attempts began."""
+
+    name: str = field(default_factory=lambda: uuid.uuid4().hex)
+    attempts: int = 0
+
+    @classmethod
+    def of(cls, template: FrozenTrial | None) -> Creation:
+        """The creation of a trial from `template`: under the name it is tagged with already (a
+        client of the gRPC proxy names its creations, to find them again itself), else a new one."""
+        name = template.system_attrs.get(CREATION) if template is not None else None
+        return cls(name) if isinstance(name, str) else cls()
+
+
+def template_of_new_trial(template: FrozenTrial | None) -> FrozenTrial:
+    """A copy of `template` to tag, or for none the trial Optuna makes then: RUNNING from now."""
+    if template is not None:
+        return copy.deepcopy(template)
+    return optuna.trial.create_trial(state=TrialState.RUNNING)

@@ -15,6 +15,7 @@ import optuna
 
 from search.errors import StorageMissing
 from search.serve.dashboard import check_port_free, warn_if_exposed
+from search.study.optuna_compat import cached_storage
 from search.study.storage import GRPC_DEFAULT_PORT, open_storage
 from search.study.writable import check_may_create, check_writable
 from search.url_secrets import masked
@@ -26,8 +27,8 @@ DEFAULT_PORT = GRPC_DEFAULT_PORT  # Optuna's default for GrpcStorageProxy
 def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the storage until interrupted."""
     check_port_free(host, port)  # before the storage is opened (and perhaps made)
-    # get_storage adds Optuna's cache of finished trials, which the proxy's docs ask for.
-    storage = optuna.storages.get_storage(_open_for_workers(url))
+    # Optuna's cache of finished trials, which the proxy's docs ask for (as get_storage adds it)
+    storage = cached_storage(_open_for_workers(url))
     warn_if_exposed(
         host, "the gRPC proxy has no login: anyone who reaches it can write to every study"
     )

@@ -30,12 +30,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
-from search.study.optuna_compat import (
-    Creation,
-    new_channel,
-    template_of_new_trial,
-    trial_id_of,
-)
+from search.attrs import Creation, template_of_new_trial
+from search.study.optuna_compat import new_channel, trial_id_of
 from search.study.resilience import is_connection_error, storage_call
 
 

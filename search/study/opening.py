@@ -22,7 +22,7 @@ import optuna
 
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
-from search.study.optuna_compat import worker_storage
+from search.study.optuna_compat import cached_storage
 from search.study.recorded import config_document, data_fingerprint, unreadable
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
@@ -90,7 +90,7 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
     read once, and kept for the worker's life), once its creator has recorded its settings."""
     if name not in optuna.get_all_study_names(storage):
         return None
-    study = optuna.load_study(study_name=name, storage=worker_storage(storage))
+    study = optuna.load_study(study_name=name, storage=cached_storage(storage))
     _wait_until_created(study)
     return study
 
@@ -111,7 +111,7 @@ def create_study(
     """The new study with everything it records; None if another process created it first."""
     try:
         study = optuna.create_study(
-            study_name=config.study.name, storage=worker_storage(storage), direction="maximize"
+            study_name=config.study.name, storage=cached_storage(storage), direction="maximize"
         )
     except optuna.exceptions.DuplicatedStudyError:
         return None

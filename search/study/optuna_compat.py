@@ -12,7 +12,8 @@ What we need that Optuna keeps private:
   (claiming a queued retry, failing a dead worker's trial), which `Study.tell` cannot do for a
   trial this process did not ask for;
 - forgetting the study's per-thread list of trials after such a move, as `Study.ask` does;
-- a subclass of Optuna's cache of finished trials whose reads may lag (`LaggingCache`);
+- a subclass of Optuna's cache of finished trials whose reads may lag (`LaggingCache`), and
+  which writes a parameter of a trial it has not read;
 - a few statements of `RDBStorage` run in one transaction of ours (several user attributes at
   once, an intermediate value committed asynchronously, a state change and a trial's creation
   that a retry recognises: Optuna's cache creates trials through the private `_create_new_trial`,
@@ -25,15 +26,12 @@ What we need that Optuna keeps private:
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -223,22 +221,6 @@ def write_trial_state(
     return True
 
 
-@dataclass
-class Creation:
-    """One call's creation of a trial, over its attempts: the name every attempt tags the trial
-    with, and how many attempts began."""
-
-    name: str = field(default_factory=lambda: uuid.uuid4().hex)
-    attempts: int = 0
-
-    @classmethod
-    def of(cls, template: FrozenTrial | None) -> Creation:
-        """The creation of a trial from `template`: under the name it is tagged with already (a
-        client of the gRPC proxy names its creations, to find them again itself), else a new one."""
-        name = template.system_attrs.get(attrs.CREATION) if template is not None else None
-        return cls(name) if isinstance(name, str) else cls()
-
-
 class TrialsCreatedOnce(RDBStorage):
     """An RDBStorage whose trial creation is safe to retry when the answer to its commit was lost
     (`create_trial_once`, which search.study.resilience retries through an outage).
@@ -255,16 +237,16 @@ class TrialsCreatedOnce(RDBStorage):
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
     ) -> FrozenTrial:
-        return self.create_trial_once(study_id, template_trial, Creation.of(template_trial))
+        return self.create_trial_once(study_id, template_trial, attrs.Creation.of(template_trial))
 
     def create_trial_once(
-        self, study_id: int, template: FrozenTrial | None, creation: Creation
+        self, study_id: int, template: FrozenTrial | None, creation: attrs.Creation
     ) -> FrozenTrial:
         """Optuna's statements, in one attempt that tags its trial with the creation's name; an
         attempt after the first returns the trial of the study so tagged, if an earlier attempt
         made it. The study's row is locked first, as in Optuna's, so creations in one study run
         one at a time and the trial numbers count up without gaps."""
-        tagged = template_of_new_trial(template)
+        tagged = attrs.template_of_new_trial(template)
         tagged.system_attrs[attrs.CREATION] = creation.name
         creation.attempts += 1
         with _create_scoped_session(self.scoped_session) as session:
@@ -277,13 +259,6 @@ class TrialsCreatedOnce(RDBStorage):
             tagged.number, tagged.datetime_start = made.number, made.datetime_start
             tagged._trial_id = made.trial_id
             return tagged
-
-
-def template_of_new_trial(template: FrozenTrial | None) -> FrozenTrial:
-    """A copy of `template` to tag, or for none the trial Optuna makes then: RUNNING from now."""
-    if template is not None:
-        return copy.deepcopy(template)
-    return optuna.trial.create_trial(state=TrialState.RUNNING)
 
 
 def _trial_created_by(
@@ -345,6 +320,21 @@ class LaggingCache(_CachedStorage):
         self._read_at: dict[int, float] = {}  # per study: when the database was last asked
         self._lag = threading.local()  # seconds a read in this thread may lag, 0 outside
 
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: optuna.distributions.BaseDistribution,
+    ) -> None:
+        # Optuna's refuses (KeyError) a trial it has neither made nor read: the gRPC proxy, once
+        # started again, for a worker's running trial (the worker died of it). To the database,
+        # which knows the trial or raises the same KeyError; the cache reads it at its next read.
+        with self._lock:
+            known = trial_id in self._trial_id_to_study_id_and_number
+        write = super().set_trial_param if known else self._backend.set_trial_param
+        write(trial_id, param_name, param_value_internal, distribution)
+
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         lag = getattr(self._lag, "seconds", 0.0)
         if lag and time.monotonic() - self._read_at.get(study_id, float("-inf")) < lag:
@@ -362,10 +352,10 @@ class LaggingCache(_CachedStorage):
         self._lag = threading.local()
 
 
-def worker_storage(storage: BaseStorage) -> BaseStorage:
-    """What a worker opens its study on: a database behind a LaggingCache; any other storage (the
-    gRPC proxy, which caches on its side) as it is. Every read stays fresh outside
-    `lagging_reads`, so a worker alone prunes exactly as with Optuna's own cache."""
+def cached_storage(storage: BaseStorage) -> BaseStorage:
+    """What a worker opens its study on, and the gRPC proxy serves: a database behind a
+    LaggingCache; any other storage (the proxy's client: the proxy caches) as it is. Every read
+    stays fresh outside `lagging_reads`, as with Optuna's own cache."""
     return LaggingCache(storage) if isinstance(storage, RDBStorage) else storage
 
 
@@ -387,9 +377,7 @@ def lagging_reads(study: optuna.Study, seconds: float) -> Iterator[None]:
 
 
 def new_channel(proxy: optuna.storages.GrpcStorageProxy) -> None:
-    """Give the client a new channel (and an empty cache) to the proxy. gRPC's own channel, once
-    a connection failed, waits longer and longer between tries, up to two minutes, so a proxy back
-    after an outage could go unnoticed that long; a new channel connects at the next call. The old
-    one is left to close when the last call on it ends, since another thread (a heartbeat) may be
-    in one. `_setup` is what the client's unpickling calls to make its channel, stub and cache."""
+    """A new channel (and empty cache) for the client, as its unpickling makes them: gRPC's own,
+    once a connection failed, waits up to two minutes between tries. The old one closes when the
+    last call on it (another thread's) ends."""
     proxy._setup()

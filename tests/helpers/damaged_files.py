@@ -10,7 +10,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.study.optuna_compat import worker_storage
+from search.study.optuna_compat import cached_storage
 from search.study.storage import open_storage
 from tests.helpers.bulk_trials import add_trials_in_bulk
 
@@ -21,7 +21,7 @@ EPOCHS = 20
 def add_finished_trials(url: str, study_name: str, count: int) -> None:
     """`count` COMPLETE trials, each with a curve and an epoch history as a worker records them:
     the file's pages are then mostly trial attributes, as a real study's are."""
-    study = optuna.load_study(study_name=study_name, storage=worker_storage(open_storage(url)))
+    study = optuna.load_study(study_name=study_name, storage=cached_storage(open_storage(url)))
     history = [
         {"epoch": epoch, "train_loss": 1.2345678, "val_loss": 1.3456789, "val_top1": 0.5678912}
         for epoch in range(1, EPOCHS + 1)

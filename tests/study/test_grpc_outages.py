@@ -118,6 +118,20 @@ def test_a_heartbeat_gets_through_as_soon_as_the_proxy_is_back(proxy):
     assert proxy.trials()[0].system_attrs[attrs.HEARTBEAT] == 4.0
 
 
+def test_a_trial_made_before_a_proxy_restart_takes_its_parameters_after_it(proxy):
+    # The proxy started again has read no trial yet; Optuna's cache refused a parameter of one it
+    # had not read (KeyError: NOT_FOUND at the client, and the worker died), found by a chaos run
+    storage = client(proxy.port)
+    trial_id = storage.create_new_trial(storage.create_new_study(MAXIMIZE, "restarted"))
+    proxy.kill()
+    proxy.start()
+    lr = optuna.distributions.FloatDistribution(1e-3, 1.0)
+    storage.set_trial_param(trial_id, "lr", 0.5, lr)
+    assert proxy.trials()[0].params == {"lr": 0.5}
+    with pytest.raises(KeyError):  # a trial the database does not know is still refused
+        storage.set_trial_param(trial_id + 1, "lr", 0.5, lr)
+
+
 def test_a_search_goes_on_through_a_proxy_restart(
     proxy, tmp_path, image_folder, cache_dir, capsys, one_torch_thread
 ):

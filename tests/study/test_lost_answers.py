@@ -13,11 +13,11 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from search.study.optuna_compat import (
+    cached_storage,
     claim,
     database_behind,
     end_claimed,
     storage_of,
-    worker_storage,
 )
 from search.study.storage import open_storage, set_user_attrs
 from tests.helpers.lost_answers import LosingProxy, arm_on, losing_proxy
@@ -34,7 +34,7 @@ def proxy(pg_url):
 def _study(proxy: LosingProxy) -> optuna.Study:
     storage = open_storage(proxy.url)
     return optuna.create_study(
-        study_name="s", storage=worker_storage(storage), direction="maximize"
+        study_name="s", storage=cached_storage(storage), direction="maximize"
     )
 
 

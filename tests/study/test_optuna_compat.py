@@ -27,12 +27,12 @@ from search.study.optuna_compat import (
     SUPPORTED_OPTUNA,
     LaggingCache,
     UnsupportedOptuna,
+    cached_storage,
     claim,
     end_claimed,
     lagging_reads,
     new_trial,
     storage_transactions,
-    worker_storage,
     write_trial_state,
     write_trial_user_attrs,
 )
@@ -54,7 +54,7 @@ def parameters(function) -> list[str]:
 @pytest.fixture
 def study(tmp_path: Path) -> optuna.Study:
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
-    return optuna.create_study(study_name="s", storage=worker_storage(storage))
+    return optuna.create_study(study_name="s", storage=cached_storage(storage))
 
 
 def test_the_private_names_exist_with_the_shapes_we_use(study):
@@ -89,6 +89,8 @@ def test_the_private_names_exist_with_the_shapes_we_use(study):
     ]
     assert parameters(RDBStorage._create_new_trial) == ["self", "study_id", "template_trial"]
     assert parameters(optuna.storages.GrpcStorageProxy._setup) == ["self"]  # new_channel
+    assert isinstance(study._storage._trial_id_to_study_id_and_number, dict)  # LaggingCache
+    assert hasattr(study._storage._lock, "acquire")
 
 
 def test_trials_are_created_through_our_one_attempt_whichever_way_they_are_asked_for(study):
@@ -171,7 +173,7 @@ def test_a_state_change_made_again_with_its_stamp_is_recognised(study):
 
 def test_reads_lag_only_inside_lagging_reads(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    ours = optuna.create_study(study_name="s", storage=worker_storage(open_storage(url)))
+    ours = optuna.create_study(study_name="s", storage=cached_storage(open_storage(url)))
     theirs = optuna.load_study(study_name="s", storage=open_storage(url))  # another worker
     ours.get_trials()  # a fresh read, as a worker makes before each trial
     theirs.tell(theirs.ask(), 1.0)
@@ -184,7 +186,7 @@ def test_a_lagging_cache_survives_pickling(tmp_path):
     # A spawned worker process receives its storage pickled
     import pickle
 
-    storage = worker_storage(open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    storage = cached_storage(open_storage(f"sqlite:///{tmp_path / 's.db'}"))
     copy = pickle.loads(pickle.dumps(storage))
     assert isinstance(copy, LaggingCache) and isinstance(copy._lag, type(threading.local()))
 
