@@ -62,7 +62,6 @@ HEARTBEAT = "hpsearch:heartbeat"  # seconds since the epoch of the worker's last
 # was made finds that trial instead of making another (search.study.optuna_compat.TrialsCreatedOnce)
 CREATION = "hpsearch:creation"
 
-
 METRIC = "val_top1"  # the study's one objective: the best val top-1 (0..1) over a trial's epochs
 
 # --- a study's user attributes --------------------------------------------------------------------
