@@ -4,8 +4,6 @@ real by a relay that closes the connection after the proxy carried out the reque
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +14,11 @@ import pytest
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from benchmarks.chaos.proxy import Proxy as ProxyProcess
 from search import attrs
 from search.cli import main
-from search.study.resilience import grpc_proxy_answers, without_retries
+from search.study.resilience import without_retries
 from search.study.storage import open_storage
-from tests.helpers.dashboard import free_port
 from tests.helpers.lost_answers import RelayLosingAnswers
 from tests.helpers.studies import write_study
 
@@ -29,27 +27,12 @@ grpc = pytest.importorskip("grpc")
 MAXIMIZE = [StudyDirection.MAXIMIZE]
 
 
-class Proxy:
-    """`hpsearch grpc-proxy` in front of a SQLite file, in a process of its own."""
+class Proxy(ProxyProcess):
+    """`hpsearch grpc-proxy` in front of a SQLite file, in a process of its own (the chaos run's:
+    `start` waits until it answers, `kill` is a SIGKILL), and what the database behind it holds."""
 
     def __init__(self, database: Path) -> None:
-        self.storage = f"sqlite:///{database}"
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, wait: bool = True) -> None:
-        command = [sys.executable, "-m", "search", "grpc-proxy", "--storage", self.storage]
-        self.process = subprocess.Popen(
-            [*command, "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert not wait or grpc_proxy_answers(f"127.0.0.1:{self.port}", 60), "no proxy"
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(10)
+        super().__init__(f"sqlite:///{database}", database.with_name("grpc-proxy.log"))
 
     def study_names(self) -> list[str]:
         """The studies as the database holds them, read past the proxy."""
@@ -146,7 +129,7 @@ def test_a_search_goes_on_through_a_proxy_restart(
             time.sleep(0.1)
         proxy.kill()
         time.sleep(2)
-        proxy.start(wait=False)
+        proxy.start()
 
     def proxy_trials() -> list[optuna.trial.FrozenTrial]:
         try:
