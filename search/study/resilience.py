@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -100,7 +101,9 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
             return False
         # A refused connection has no SQLSTATE, and neither has the server's refusal of a login
         # ("FATAL: role ... does not exist"): only a server that is going or coming is waited for.
-        text = str(driver_error)
+        # The server quotes the names it refuses, which are the user's words, not its own: a
+        # database named "terminating" that does not exist is a refusal, not a restart.
+        text = re.sub(r'"[^"]*"', '""', str(driver_error))
         return "FATAL:" not in text or any(word in text for word in TRANSIENT_FATAL)
     return generic
 

@@ -48,6 +48,12 @@ def test_a_refused_connection_is_an_outage_and_a_refused_login_is_not():
     assert not is_connection_error(_psycopg_error(postgres.server_url(database="no_such_database")))
 
 
+@pytest.mark.postgres
+def test_a_missing_database_named_like_a_restart_is_still_a_refusal():
+    # A restart is told by the server's own words, not by a name it quotes back
+    assert not is_connection_error(_psycopg_error(postgres.server_url(database="terminating")))
+
+
 def _deadlock_error() -> psycopg.Error:
     """The error of the transaction PostgreSQL rolls back to break a real deadlock: two
     connections each hold a row the other wants."""
