@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.errors import LaunchError
-from search.studyfile import StudyConfig
+from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig
 
 APP = "hpsearch"
 STORAGE_KEY = "url"  # the key of the storage URL in the storage Secret
@@ -38,6 +38,9 @@ STUDY_WAIT_EXIT = 3  # the init container's exit status when the study never cam
 SLEEP = "sleep 10"  # between two polls of a waiting init container
 FAILURES_PER_WORKER = 2  # crashes and OOM kills the workers' Job tolerates, per worker on average
 UID = 1000  # the Dockerfile's non-root user
+# Kubernetes refuses an Indexed Job of more completions (at `kubectl apply`, after the creator's
+# Job in the same file was made): refused here, before anything is printed
+MAX_INDEXED_COMPLETIONS = 100_000
 SHM_SIZE = "2Gi"  # the decoding DataLoader's workers pass batches through /dev/shm
 STUDY_DIR, CACHE_DIR, CHECKPOINT_DIR, DATA_DIR = "/etc/hpsearch", "/cache", "/checkpoints", "/data"
 
@@ -90,12 +93,9 @@ class KubernetesJob:
     log_format: str = "text"  # the workers' --log-format; a pod's log is never a terminal
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise LaunchError(f"--workers must be at least 1, but got {self.workers}")
-        if self.trials_per_worker is not None and self.trials_per_worker < 1:
-            raise LaunchError(
-                f"--trials-per-worker must be at least 1, but got {self.trials_per_worker}"
-            )
+        _check_between("--workers", self.workers, 1, MAX_INDEXED_COMPLETIONS)
+        if self.trials_per_worker is not None:
+            _check_between("--trials-per-worker", self.trials_per_worker, 1, MAX_TRIALS_PER_WORKER)
         if self.gpus_per_worker not in (0, 1):
             raise LaunchError(
                 f"--gpus-per-worker must be 1 (or 0 to train on the CPU), but got "
@@ -124,6 +124,13 @@ class KubernetesJob:
                 raise LaunchError(
                     f"--{flag} {value!r} is not a Kubernetes quantity such as 8, 500m or 32Gi"
                 )
+
+
+def _check_between(flag: str, value: int, low: int, high: int) -> None:
+    if value < low:
+        raise LaunchError(f"{flag} must be at least {low}, but got {value}")
+    if value > high:
+        raise LaunchError(f"{flag} must be at most {high}, but got {value}")
 
 
 def quantity_value(quantity: str) -> float:

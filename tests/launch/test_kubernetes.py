@@ -397,6 +397,8 @@ def test_output_file(tmp_path, capsys):
     "extra, expect",
     [
         (["--workers", "0"], "--workers must be at least 1"),
+        (["--workers", "1000000"], "--workers must be at most 100000"),
+        (["--trials-per-worker", "10000"], "--trials-per-worker must be at most 256"),
         (["--image", "hpsearch latest"], "--image"),
         (["--image", "Hpsearch:latest"], "--image"),
         (["--namespace", "ML_team"], "--namespace"),
