@@ -36,7 +36,8 @@ def test_the_fused_speed_benchmark_trains_alone_and_fused(tmp_path):
 def test_the_storage_benchmark_runs_the_real_worker_loop(tmp_path):
     rows = tmp_path / "rows.json"
     run_benchmark(
-        "storage_overhead", "--workers", "1", "--prefill", "5", "--trials-per-worker", "2",
+        # at its default --prefill 0, which had broken (an insert of no rows)
+        "storage_overhead", "--workers", "1", "--trials-per-worker", "2",
         "--train-seconds", "0.05", "--json", str(rows),
     )  # fmt: skip
     [row] = json.loads(rows.read_text())["rows"]
