@@ -192,15 +192,19 @@ def trial_fields(trial: FrozenTrial, reason: str | None = None) -> dict[str, Any
         "seconds": round(duration, 1) if duration is not None else None,
         "reason": attrs.fail_reason(trial) if trial.state == TrialState.FAIL else reason,
     }
-    if attrs.is_retry(trial):
+    if attrs.is_retry(trial):  # a continuation of a paused trial too: it is of the same lineage
         fields["retry_of"] = attrs.first_attempt(trial)
+    if attrs.PROMOTION_OF in trial.user_attrs:
+        fields["promotion_of"] = trial.user_attrs[attrs.PROMOTION_OF]
     return fields
 
 
 def _trial_words(fields: dict[str, Any]) -> str:
     best = fields[attrs.METRIC]
     words = f"trial {fields['trial']} {fields['state']}"
-    if "retry_of" in fields:
+    if "promotion_of" in fields:
+        words += f" (promoted from trial {fields['promotion_of']})"
+    elif "retry_of" in fields:
         words += f" (a retry of trial {fields['retry_of']})"
     words += f": best val top-1 {best:.2%}" if best is not None else ": no epoch scored"
     if fields["epochs"] is not None:

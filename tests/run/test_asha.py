@@ -100,10 +100,12 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
     assert " paused " in format_status([status])
 
     finish_by_hand(study, at_rung_1=0.0)  # now 2nd of 4 at the rung: in the top half
-    launch(config, options, trials=4)
+    launch(config, logged, trials=4)
 
     trials = trials_of(options)
     continuation = next(trial for trial in trials if attrs.PROMOTION_OF in trial.user_attrs)
+    promoted = f"trial {continuation.number} COMPLETE (promoted from trial 0): "
+    assert promoted in capfd.readouterr().err
     assert continuation.state == TrialState.COMPLETE
     assert continuation.user_attrs[attrs.PROMOTION_OF] == 0 == attrs.first_attempt(continuation)
     assert continuation.user_attrs[attrs.RESUMED_FROM_EPOCH] == 1
