@@ -1,10 +1,12 @@
 """Fixtures every test may use: small image folders, user folders kept out of the user's own, a
-PostgreSQL database of the test's own; and the markers that name what a test needs beyond Python.
+PostgreSQL or MariaDB database of the test's own; and the markers that name what a test needs
+beyond Python.
 
-A test that needs PostgreSQL, SLURM or a browser carries the marker `postgres`, `slurm` or
-`browser` (registered in setup.cfg), so `pytest -m "not postgres and not slurm and not browser"`
-runs the rest on any machine. The markers come from the fixtures and helpers that reach the
-service, never from memory: see MARKER_OF_FIXTURE, and tests/launch/test_slurm.py's needs_slurm.
+A test that needs PostgreSQL, MariaDB, SLURM or a browser carries the marker `postgres`, `mysql`,
+`slurm` or `browser` (registered in setup.cfg), so `pytest -m "not postgres and not mysql and not
+slurm and not browser"` runs the rest on any machine. The markers come from the fixtures and
+helpers that reach the service, never from memory: see MARKER_OF_FIXTURE, and
+tests/launch/test_slurm.py's needs_slurm.
 
 Under `-n N --dist loadgroup` (the README's test command) tests sharing a module-scoped fixture of
 their module run on one worker, and xdist_group keeps apart what must not overlap: the SLURM
@@ -18,16 +20,18 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pymysql
 import pytest
 import torch
 
-from tests.helpers import postgres
+from tests.helpers import mysql, postgres
 from tests.helpers.images import make_image_folder
 from tests.helpers.private_postgres import ClusterUnavailable, private_cluster
 
 # A test that uses one of these fixtures, directly or through another fixture, gets the marker.
 MARKER_OF_FIXTURE = {
     "pg_url": "postgres",
+    "mysql_url": "mysql",
     "private_postgres": "postgres",  # a server of the test's own (initdb), to stop and start
     "drawn": "browser",  # tests/results/test_legible_figures.py: reports drawn in Chromium
 }
@@ -127,6 +131,22 @@ def pg_url(request: pytest.FixtureRequest):
     yield postgres.storage_url(name)
     with postgres.connect(autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def mysql_url():
+    """A database of its own on the test MariaDB (tests/helpers/mysql.py), dropped after."""
+    try:
+        mysql.connect(connect_timeout=3).close()
+    except pymysql.err.OperationalError as error:
+        pytest.fail(
+            f"cannot reach the test MariaDB {mysql.SERVER_URL} ({error}); .ci/run starts it, "
+            'HPSEARCH_TEST_MYSQL names another, -m "not mysql" leaves these tests out'
+        )
+    name = f"hpsearch_test_{uuid.uuid4().hex[:10]}"
+    mysql.execute(f"CREATE DATABASE {name}")
+    yield mysql.storage_url(name)
+    mysql.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from search.errors import StorageDamaged, error_chain
+from search.study import mysql
 from search.study.integrity import damaged, is_database_error, quick_check, sqlite_file
 from search.study.optuna_compat import (
     READ_PREFIXES,
@@ -40,7 +41,6 @@ logger = logging.getLogger("hpsearch.storage")
 
 BACKOFF_SECONDS = (0.5, 1, 2, 4, 8, 15, 30)  # then 30 s until MAX_OUTAGE_SECONDS have passed
 MAX_OUTAGE_SECONDS = 600.0
-# PostgreSQL's words for a server that refuses logins for now, not for good
 # PostgreSQL's FATAL messages of a server that will accept connections again soon
 TRANSIENT_FATAL = (
     "starting up",
@@ -88,9 +88,12 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
     """The driver's own error: SQLite says "locked" or "busy"; PostgreSQL gives no SQLSTATE for a
     lost connection, class 08 for a connection exception, 57 for a server shutting down or
     starting up, and 40 for a transaction it rolled back to break a deadlock or a serialization
-    conflict between workers, which runs through when tried again. Another driver's
-    OperationalError counts as an outage, as SQLAlchemy files it."""
+    conflict between workers, which runs through when tried again; MySQL and MariaDB give an error
+    number (search.study.mysql). Another driver's OperationalError counts as an outage, as
+    SQLAlchemy files it."""
     driver = type(driver_error).__module__.split(".")[0]
+    if driver in mysql.DRIVERS:
+        return mysql.is_outage(driver_error)
     if driver == "sqlite3":
         return any(word in str(driver_error) for word in ("locked", "busy"))
     if driver == "psycopg":

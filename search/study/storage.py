@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search import locations
 from search.errors import StorageError, StorageMissing
+from search.study import mysql
 from search.study.grants import (
     lacks_privilege,
     refused_connection,
@@ -205,7 +206,7 @@ def check_reachable(url: str, *, wait_seconds: float = 0) -> None:
     try:
         wait_until_reachable(parsed, wait_seconds)
     except sqlalchemy.exc.DBAPIError as error:
-        raise _unreachable(url, error) from None
+        raise _failed(parsed, url, error) from None
 
 
 def open_storage(
@@ -246,7 +247,8 @@ def open_storage(
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
         raise _failed(parsed, url, error) from None
     except optuna.exceptions.StorageInternalError as error:  # Optuna's wrapping of the above
-        if not (is_connection_error(error) or lacks_privilege(error)):
+        refused = lacks_privilege(error) or mysql.refusal(error) is not None
+        if not (is_connection_error(error) or refused):
             raise
         raise _failed(parsed, url, error) from None
     except ImportError as error:  # found, but it would not load (a missing libpq, say)
@@ -283,6 +285,11 @@ def _unreachable(url: str, error: BaseException) -> StorageError:
 def _failed(parsed: sqlalchemy.URL, url: str, error: BaseException) -> StorageError:
     """Why a server did not open: it was reached, and refused this role a read (which table, and
     the GRANT, where the catalog tells), or it could not be reached."""
+    denied = mysql.refusal(error)
+    if denied is not None:
+        return StorageError(
+            f"storage {masked(url)} refuses this account: {mysql.refused(denied, parsed)}"
+        )
     if not lacks_privilege(error):
         return _unreachable(url, error)
     reason = refused_read(parsed, optuna_tables()) or first_line(error)

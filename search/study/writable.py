@@ -19,6 +19,7 @@ import optuna
 import sqlalchemy
 
 from search.errors import StorageError
+from search.study import mysql
 from search.study.grants import (
     MISSING_TABLE_PRIVILEGES,
     SESSION,
@@ -76,6 +77,8 @@ def refused_write(
     engine = database.engine
     if engine.dialect.name == "postgresql":
         return _postgres_refusal(engine, list(tables or optuna_tables()))
+    if engine.dialect.name in ("mysql", "mariadb"):
+        return _mysql_refusal(engine, list(tables or optuna_tables()))
     path = sqlite_file(engine.url)
     if path is not None:
         return _sqlite_refusal(engine, path)
@@ -86,8 +89,12 @@ def check_may_create(url: str) -> None:
     """Refuse, in one line, a new storage this process could not create Optuna's tables in: asked
     before `run` decodes the data for a study in an empty database."""
     parsed = check_storage_url(url)
+    # A SQLite file is made where its folder is (checked with the URL). MySQL's privilege to create
+    # is not asked: its grants may name the database by a pattern, or come through a role, and a
+    # wrong guess would refuse a user that may; its refusal comes as the tables are made, before
+    # anything else is written.
     if not parsed.drivername.startswith("postgresql"):
-        return  # a SQLite file is made where its folder is (checked with the URL)
+        return
     engine = sqlalchemy.create_engine(parsed)
     try:
         with engine.connect() as connection:
@@ -143,6 +150,32 @@ def _read_only_session(role: str) -> str:
         "or default_transaction_read_only set for the role or database); point "
         f"{named('storage')} at the primary, or use a role that can write"
     )
+
+
+def _mysql_refusal(engine: sqlalchemy.Engine, tables: list[str]) -> str | None:
+    """An INSERT and an UPDATE of each table that touch no row, rolled back: MySQL refuses them
+    as it would real ones, for a privilege the account lacks or a server that takes no writes."""
+    with engine.connect() as connection:
+        inspector = sqlalchemy.inspect(connection)
+        quote = connection.dialect.identifier_preparer.quote
+        present = set(inspector.get_table_names())
+        try:
+            for name in (name for name in tables if name in present):
+                table, column = quote(name), quote(inspector.get_columns(name)[0]["name"])
+                connection.execute(
+                    sqlalchemy.text(f"INSERT INTO {table} SELECT * FROM {table} WHERE 1 = 0")
+                )
+                connection.execute(
+                    sqlalchemy.text(f"UPDATE {table} SET {column} = {column} WHERE 1 = 0")
+                )
+        except sqlalchemy.exc.DBAPIError as error:
+            denied = mysql.refusal(error)
+            if denied is None:
+                raise
+            return mysql.refused(denied, engine.url)
+        finally:
+            connection.rollback()
+    return None
 
 
 def _sqlite_refusal(engine: sqlalchemy.Engine, path: Path) -> str | None:

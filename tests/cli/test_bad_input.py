@@ -233,8 +233,10 @@ ROWS = {
     "mysql driver missing": Row(
         "run {study} --device cpu --storage mysql://root@127.0.0.1/db", "pip install mysqlclient"
     ),
-    "mysql driver missing (subprocess)": Row(
-        "status --storage mysql+pymysql://root@127.0.0.1/db", "pip install PyMySQL", True
+    "psycopg2 driver missing (subprocess)": Row(
+        "status --storage postgresql+psycopg2://root@127.0.0.1/db",
+        "pip install psycopg2-binary",
+        True,
     ),
     "port not a number": Row(f"status --storage {PG}:five/db", "port"),
     "port out of range": Row(f"run {{study}} --storage {PG}:70000/db", "1 to 65535"),

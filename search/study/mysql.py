@@ -1,0 +1,111 @@
+"""MySQL and MariaDB storages: which of their errors an outage is, which a refusal, and the GRANT
+that lifts a refusal.
+
+Their drivers (PyMySQL, mysqlclient) give no SQLSTATE class to tell these apart by, as psycopg
+does, but the server's or the client's error number, first in the error's args. A server that is
+down, restarting or gone mid-query is waited for; a login, a database or a statement it refuses is
+one line at once, as on PostgreSQL (search.study.grants).
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy
+
+from search.errors import error_chain
+from trainer.naming import named
+
+DRIVERS = ("pymysql", "MySQLdb")  # the modules their errors come from
+
+# The client's 2002/2003 (no server at the socket or port), 2005 (a host name not resolved yet, as
+# while a cluster's database service starts), 2006/2013/2055 (the server gone mid-query); the
+# server's 1040 (too many connections), 1053 (shutting down), 1205/1213 (a lock wait timed out, a
+# deadlock rolled back: tried again, it runs through), 1927/4031 (a connection it killed)
+OUTAGES = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031})
+# The server's 1044 (a login to a database the account has no privilege on), 1142 (a statement on a
+# table denied)
+DATABASE_REFUSED = 1044
+PRIVILEGE_REFUSALS = frozenset({DATABASE_REFUSED, 1142})
+# A server or a transaction that takes no writes: --read-only (1290), a read-only transaction
+# (1792), a replica's super_read_only (1836)
+READ_ONLY = frozenset({1290, 1792, 1836})
+WRITE_GRANT = "SELECT, INSERT, UPDATE"  # Optuna adds rows and sets them again, deleting none
+CREATE_GRANT = "CREATE, ALTER, INDEX, REFERENCES"  # Optuna's tables, indexes, foreign keys
+
+
+def is_mysql(error: BaseException) -> bool:
+    return type(error).__module__.split(".")[0] in DRIVERS
+
+
+def error_number(error: BaseException | None) -> int | None:
+    """The MySQL error number of a PyMySQL or mysqlclient error; None for any other error."""
+    if error is None or not is_mysql(error) or not error.args:
+        return None
+    number = error.args[0]
+    return number if isinstance(number, int) else None
+
+
+def is_outage(driver_error: BaseException | None) -> bool:
+    return error_number(driver_error) in OUTAGES
+
+
+def refusal(error: BaseException) -> BaseException | None:
+    """The driver's error in `error`'s chain that is the server's refusal of a privilege, or of a
+    write to a read-only server; None where it holds no such refusal."""
+    for link in error_chain(error):
+        number = error_number(link)
+        if number in PRIVILEGE_REFUSALS or number in READ_ONLY:
+            return link
+    return None
+
+
+def refused(denied: BaseException, parsed: sqlalchemy.URL) -> str:
+    """`denied` (a `refusal`) in words, with the GRANT that lifts it, or, for a read-only server,
+    where to point instead."""
+    number, message = denied.args[0], str(denied.args[1]) if len(denied.args) > 1 else ""
+    if number in READ_ONLY:
+        return (
+            f"{message} (a replica, read_only set, or sessions made read-only); point "
+            f"{named('storage')} at the primary, or use a user that can write"
+        )
+    if number == DATABASE_REFUSED:  # no session to ask: the server's message names the account
+        named_account = re.search(r"user ('[^']*'@'[^']*')", message)
+        if named_account is None or parsed.database is None:
+            return message
+        who, database = named_account.group(1), parsed.database
+    else:
+        who, database = _asked_account(parsed)
+    command = re.match(r"(\w+) command denied", message)
+    creating = command is not None and command.group(1).upper() in CREATE_GRANT
+    privileges = CREATE_GRANT if creating else WRITE_GRANT
+    return f"{message}: grant it `{grant(privileges, database, who)}`, or use a user that can"
+
+
+def _asked_account(parsed: sqlalchemy.URL) -> tuple[str, str]:
+    """The account and database of a session of its own at `parsed`, whose login the server took
+    (a statement was refused, not the login)."""
+    engine = sqlalchemy.create_engine(parsed)
+    try:
+        with engine.connect() as connection:
+            return account(connection)
+    finally:
+        engine.dispose()
+
+
+def account(connection: sqlalchemy.Connection) -> tuple[str, str]:
+    """The account the server knows this session as, quoted as GRANT takes it ('user'@'host'), and
+    the database in use."""
+    user, database = connection.execute(sqlalchemy.text("SELECT CURRENT_USER(), DATABASE()")).one()
+    name, _, host = str(user).rpartition("@")
+    return f"'{name}'@'{host}'", str(database)
+
+
+def grant(privileges: str, database: str, who: str) -> str:
+    # A plain name bare: the GRANT is shown between backticks, as code
+    name = database if re.fullmatch(r"[A-Za-z0-9_$]+", database) else quoted(database)
+    return f"GRANT {privileges} ON {name}.* TO {who}"
+
+
+def quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
