@@ -6,18 +6,22 @@ it, not ten minutes of "storage unreachable"; each GRANT shown is run and the co
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 
 import optuna
 import pymysql
 import pytest
 import sqlalchemy
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from search.study.resilience import is_connection_error
 from tests.helpers import mysql
 from tests.helpers.cli import run_cli
 from tests.helpers.studies import write_study
+from tests.study.test_shared_study import hpsearch, outage_study, trials_of, wait_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,6 +52,47 @@ def test_two_workers_share_a_study_on_mariadb(tmp_path, image_folder, mysql_url,
     assert len({trial.params["lr"] for trial in trials}) == 3, "each trial ran once"
     status, out, _ = run_cli(capsys, "status", "--storage", mysql_url)
     assert status == 0 and re.search(rf"{NAME} +3/3 ", out)
+
+
+def _kill_connections(database: str) -> int:
+    """Kill every session using `database`, as a server restart does to the workers'; how many."""
+    with mysql.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE db = %s AND id <> CONNECTION_ID()",
+            (database,),
+        )
+        sessions = [row[0] for row in cursor.fetchall()]
+        for session in sessions:
+            # one that ended meanwhile is an unknown thread (1094)
+            with contextlib.suppress(pymysql.err.OperationalError):
+                cursor.execute(f"KILL CONNECTION {session}")
+    return len(sessions)
+
+
+def test_workers_outlive_their_connections_killed_mid_trial(
+    tmp_path, image_folder, cache_dir, mysql_url
+):
+    path = outage_study(tmp_path, image_folder, trials=4, epochs=3)
+    workers = hpsearch(
+        "run", path, "--storage", mysql_url, "--workers", "2", "--cache-dir", cache_dir,
+        "--device", "cpu", "--checkpoint-dir", tmp_path / "ckpt", "--no-progress",
+    )  # fmt: skip
+    wait_for(
+        lambda: any(trial.intermediate_values for trial in trials_of(mysql_url)),
+        180,
+        "a trial with a reported epoch",
+    )
+    killed = 0
+    for _ in range(3):  # at three moments of the trials: a report, a heartbeat, a claim
+        killed += _kill_connections(_database(mysql_url))
+        time.sleep(1)
+    _, err = workers.communicate(timeout=300)
+    assert workers.returncode == 0, err
+    assert killed >= 2 and "Traceback" not in err
+    trials = trials_of(mysql_url)
+    assert len(trials) == 4 and all(trial.state == TrialState.COMPLETE for trial in trials), (
+        "a trial failed or was trained twice"
+    )
 
 
 def _driver_error(**connect) -> pymysql.err.MySQLError:
