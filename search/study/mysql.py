@@ -77,7 +77,7 @@ def refused(denied: BaseException, parsed: sqlalchemy.URL) -> str:
     else:
         who, database = _asked_account(parsed)
     command = re.match(r"(\w+) command denied", message)
-    creating = command is not None and command.group(1).upper() in CREATE_GRANT
+    creating = command is not None and command.group(1).upper() in CREATE_GRANT.split(", ")
     privileges = CREATE_GRANT if creating else WRITE_GRANT
     return f"{message}: grant it `{grant(privileges, database, who)}`, or use a user that can"
 
