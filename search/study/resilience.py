@@ -140,7 +140,10 @@ def first_line(error: BaseException) -> str:
     cause = error.__cause__ or error
     if _is_grpc_error(cause):  # its str() is a many-line dump
         return f"{cause.code().name}: {cause.details()}"  # type: ignore[attr-defined]
-    text = str(getattr(cause, "orig", None) or cause).strip()
+    driver_error = getattr(cause, "orig", None) or cause
+    if mysql.error_number(driver_error) is not None and len(driver_error.args) > 1:
+        return f"{driver_error.args[1]} (MySQL error {driver_error.args[0]})"  # not a tuple's repr
+    text = str(driver_error).strip()
     return text.splitlines()[0] if text else type(cause).__name__
 
 
