@@ -48,8 +48,9 @@ def test_two_workers_share_a_study_on_mariadb(tmp_path, image_folder, mysql_url,
     )
     assert status == 0, err
     trials = optuna.load_study(study_name=NAME, storage=mysql_url).trials
-    assert len(trials) == 3 and {trial.state.name for trial in trials} <= {"COMPLETE", "PRUNED"}
-    assert len({trial.params["lr"] for trial in trials}) == 3, "each trial ran once"
+    # Past the budget only by a trial both workers started at the same instant (docs: Budgets)
+    assert 3 <= len(trials) <= 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert len({trial.params["lr"] for trial in trials}) == len(trials), "each trial ran once"
     status, out, _ = run_cli(capsys, "status", "--storage", mysql_url)
     assert status == 0 and re.search(rf"{NAME} +3/3 ", out)
 
