@@ -39,8 +39,6 @@ from tests.helpers.studies import write_study
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# Files SQLite keeps beside a database it opened; they are no output of ours
-
 
 class Reader(NamedTuple):
     role: str
