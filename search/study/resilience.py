@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 import optuna
-import psycopg
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
@@ -96,11 +95,14 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
         return mysql.is_outage(driver_error)
     if driver == "sqlite3":
         return any(word in str(driver_error) for word in ("locked", "busy"))
-    if driver == "psycopg":
-        sqlstate = getattr(driver_error, "sqlstate", None)
+    if driver in ("psycopg", "psycopg2"):
+        # psycopg names the SQLSTATE sqlstate, psycopg2 pgcode
+        sqlstate = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
         if sqlstate is not None:
             return sqlstate[:2] in ("08", "57", "40")
-        if not isinstance(driver_error, (psycopg.OperationalError, psycopg.InterfaceError)):
+        # Each driver's own classes (psycopg2 is optional: by name), subclasses included
+        kinds = {kind.__name__ for kind in type(driver_error).__mro__}
+        if not kinds & {"OperationalError", "InterfaceError"}:
             return False
         # A refused connection has no SQLSTATE, and neither has the server's refusal of a login
         # ("FATAL: role ... does not exist"): only a server that is going or coming is waited for.

@@ -233,10 +233,8 @@ ROWS = {
     "mysql driver missing": Row(
         "run {study} --device cpu --storage mysql://root@127.0.0.1/db", "pip install mysqlclient"
     ),
-    "psycopg2 driver missing (subprocess)": Row(
-        "status --storage postgresql+psycopg2://root@127.0.0.1/db",
-        "pip install psycopg2-binary",
-        True,
+    "mysqlclient driver missing (subprocess)": Row(
+        "status --storage mysql+mysqldb://root@127.0.0.1/db", "pip install mysqlclient", True
     ),
     "port not a number": Row(f"status --storage {PG}:five/db", "port"),
     "port out of range": Row(f"run {{study}} --storage {PG}:70000/db", "1 to 65535"),

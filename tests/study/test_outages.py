@@ -11,6 +11,7 @@ import time
 
 import optuna
 import psycopg
+import psycopg2
 import pytest
 import sqlalchemy
 from optuna.distributions import FloatDistribution
@@ -18,6 +19,7 @@ from optuna.distributions import FloatDistribution
 from search.study.resilience import ResilientRDBStorage, is_connection_error
 from search.study.storage import open_storage
 from tests.helpers import postgres
+from tests.helpers.cli import run_cli
 
 
 def _psycopg_error(dsn: str) -> psycopg.Error:
@@ -46,6 +48,23 @@ def test_a_refused_connection_is_an_outage_and_a_refused_login_is_not():
     assert is_connection_error(_psycopg_error("host=127.0.0.1 port=1 user=root dbname=postgres"))
     assert not is_connection_error(_psycopg_error(postgres.server_url(username="nobody")))
     assert not is_connection_error(_psycopg_error(postgres.server_url(database="no_such_database")))
+
+
+@pytest.mark.postgres
+def test_psycopg2s_refused_connection_is_an_outage_and_its_refused_login_is_not(capsys):
+    # It names the SQLSTATE pgcode, and its errors are classes of its own
+    def error(dsn: str) -> psycopg2.Error:
+        with pytest.raises(psycopg2.Error) as caught:
+            psycopg2.connect(dsn, connect_timeout=3)
+        return caught.value
+
+    assert is_connection_error(error("host=127.0.0.1 port=1 user=root dbname=postgres"))
+    assert not is_connection_error(error(postgres.server_url(username="nobody")))
+    assert not is_connection_error(error(postgres.server_url(database="no_such_database")))
+    # as the worker meets it: at once, not after waiting 5 minutes for the server to come
+    as_nobody = postgres.server_url(drivername="postgresql+psycopg2", username="nobody")
+    status, _, err = run_cli(capsys, "worker", "--study", "s", "--storage", as_nobody)
+    assert status == 2 and 'role "nobody" does not exist' in err and "unreachable" not in err
 
 
 @pytest.mark.postgres
