@@ -152,19 +152,9 @@ def test_the_dashboard_keeps_requests_off_the_terminal_unless_asked(tmp_path):
     make_study(url)
     logs = {}
     for flags in ((), ("--access-log",)):
-        port = free_port()
         command = [sys.executable, "-m", "search", "dashboard", "--storage", url]
-        server = subprocess.Popen(
-            [*command, "--port", str(port), "--artifacts", str(tmp_path / "art"), *flags],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # A shell's background job starts with Ctrl-C ignored, and so would the server
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        server, port = _serving([*command, "--artifacts", str(tmp_path / "art"), *flags])
         try:
-            assert "dashboard on http://127.0.0.1" in server.stdout.readline()
             wait_for(f"http://127.0.0.1:{port}/dashboard/")
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10):
                 pass
@@ -176,6 +166,28 @@ def test_the_dashboard_keeps_requests_off_the_terminal_unless_asked(tmp_path):
     quiet, loud = logs.values()
     assert "GET /" not in quiet and "dashboard stopped" in quiet and "Traceback" not in quiet
     assert '"GET /dashboard/ HTTP/1.1" 200' in loud and '"GET /api/studies HTTP/1.1" 200' in loud
+
+
+def _serving(command: list[str]) -> tuple[subprocess.Popen, int]:
+    """`command --port N` started on a free port, once it says it serves; the process and N. A
+    port that another test's connection took between the probe and the bind is tried again."""
+    for _ in range(3):
+        port = free_port()
+        server = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A shell's background job starts with Ctrl-C ignored, and so would the server
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        if "dashboard on http://127.0.0.1" in server.stdout.readline():
+            return server, port
+        _, err = server.communicate(timeout=30)  # it ended: say why
+        if "is in use by another program" not in err:
+            raise AssertionError(f"the dashboard did not start: {err}")
+    raise AssertionError("three free ports were taken before the dashboard bound them")
 
 
 def wait_for(url: str) -> None:

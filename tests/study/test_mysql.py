@@ -52,7 +52,7 @@ def test_two_workers_share_a_study_on_mariadb(tmp_path, image_folder, mysql_url,
     assert 3 <= len(trials) <= 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert len({trial.params["lr"] for trial in trials}) == len(trials), "each trial ran once"
     status, out, _ = run_cli(capsys, "status", "--storage", mysql_url)
-    assert status == 0 and re.search(rf"{NAME} +3/3 ", out)
+    assert status == 0 and re.search(rf"{NAME} +{len(trials)}/3 ", out)
 
 
 def _kill_connections(database: str) -> int:
