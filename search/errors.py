@@ -44,6 +44,10 @@ class StorageError(HpsearchError):
     """The storage URL is malformed or the database cannot be reached."""
 
 
+class WaitStopped(StorageError):
+    """A stop was asked (a signal) while the storage was waited for, before anything was done."""
+
+
 class StorageMissing(StorageError):
     """No storage is there yet: no SQLite file, or a database without Optuna's tables; only
     `hpsearch run` creates one."""

@@ -11,6 +11,7 @@ data against the study's fingerprint; only then is a new storage or study create
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -63,19 +64,21 @@ def join(
     trials: int | None = None,
     data: ImageData | None = None,
     before_writing: Callable[[StudyConfig], object] | None = None,
+    stop: threading.Event | None = None,
 ) -> Joined:
     """Open the storage, find or (with `create`) create the study, check it, load the data.
 
     `trials` (the `--trials` flag) sets the budget of a study that exists; a new one takes its
     budget from the study file. `data`, already loaded, is used as it is (after its check).
     `before_writing` sees the configuration, once known, before anything is written: the checks
-    of a caller that must refuse before a storage or study is made (`hpsearch slurm`'s).
+    of a caller that must refuse before a storage or study is made (`hpsearch slurm`'s). Setting
+    `stop` ends a wait for the storage (WaitStopped).
     """
-    check_reachable(options.storage_url, wait_seconds=options.wait_for_storage)
+    check_reachable(options.storage_url, wait_seconds=options.wait_for_storage, stop=stop)
     # A named study must exist; a study file may make a new one, and a new storage too
     may_be_new = create and isinstance(request, StudyConfig)
-    storage = _open(options, may_be_new=may_be_new)
-    name = request.study.name if isinstance(request, StudyConfig) else request.name
+    storage = _open(options, may_be_new=may_be_new, stop=stop)
+    name = requested_name(request)
     study = load_existing(storage, name) if storage is not None else None
     if study is None and not may_be_new:
         assert storage is not None  # opened, or _open raised
@@ -101,6 +104,10 @@ def join(
     return Joined(config, storage, with_sampler(study, config), data)
 
 
+def requested_name(request: StudyConfig | StoredStudy) -> str:
+    return request.study.name if isinstance(request, StudyConfig) else request.name
+
+
 def configuration(request: StudyConfig | StoredStudy, options: WorkerOptions) -> StudyConfig:
     """The configuration a request names, without joining the study (a dry run): a study file's
     as it is, a stored study's as it was created."""
@@ -110,12 +117,14 @@ def configuration(request: StudyConfig | StoredStudy, options: WorkerOptions) ->
     return created_with(find_study(storage, request.name), data=request.data)
 
 
-def _open(options: WorkerOptions, *, may_be_new: bool) -> optuna.storages.BaseStorage | None:
+def _open(
+    options: WorkerOptions, *, may_be_new: bool, stop: threading.Event | None = None
+) -> optuna.storages.BaseStorage | None:
     """The storage; None when it does not exist yet and this command may create it, once the data
     is known to be good."""
     try:
         return open_storage(
-            options.storage_url, create=False, wait_seconds=options.wait_for_storage
+            options.storage_url, create=False, wait_seconds=options.wait_for_storage, stop=stop
         )
     except StorageMissing:  # no SQLite file yet, or no Optuna tables in the database
         if not may_be_new:

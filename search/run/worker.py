@@ -25,15 +25,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs, locations
+from search.errors import WaitStopped
 from search.run import liveness, trial_files
-from search.run.joining import Joined, StoredStudy, join
+from search.run.joining import Joined, StoredStudy, join, requested_name
 from search.run.log import WorkerLog, log_warnings
-from search.run.objective import (
-    TRIAL_FAILURES,
-    Objective,
-    TrialRun,
-    free_device_memory,
-)
+from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
 from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
 from search.run.slots import Slots
@@ -67,9 +63,14 @@ def run_worker(
     stop: threading.Event | None = None,
 ) -> WorkerSummary:
     """Join the study (search.run.joining) and run trials until the budget is met, the timeout
-    passes or `stop` is set."""
+    passes or `stop` is set, which also ends a wait for the storage to answer."""
     log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
-    joined = join(request, options, create=create, data=data)
+    try:
+        joined = join(request, options, create=create, data=data, stop=stop)
+    except WaitStopped as stopped:  # before anything was done: a clean end
+        log = WorkerLog(options.log_format, requested_name(request))
+        log.ended(finished=0, left_to_resume=0, why=str(stopped))
+        return WorkerSummary(finished=0, left_to_resume=0)
     return work(joined, options, stop=stop)
 
 

@@ -25,7 +25,7 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from search.errors import StorageDamaged, error_chain
+from search.errors import StorageDamaged, WaitStopped, error_chain
 from search.study import mysql
 from search.study.integrity import damaged, is_database_error, quick_check, sqlite_file
 from search.study.optuna_compat import (
@@ -114,10 +114,14 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
 
 
 def call_with_retries(
-    function: Callable[..., Any], *args: Any, max_outage: float = MAX_OUTAGE_SECONDS, **kwargs: Any
+    function: Callable[..., Any],
+    *args: Any,
+    max_outage: float = MAX_OUTAGE_SECONDS,
+    stop: threading.Event | None = None,
+    **kwargs: Any,
 ) -> Any:
     """`function(*args, **kwargs)`, tried again after each outage with logged backoff until
-    `max_outage` seconds have passed."""
+    `max_outage` seconds have passed; WaitStopped as soon as `stop` is set in a backoff."""
     started = time.monotonic()
     for attempt in itertools.count():
         try:
@@ -134,7 +138,16 @@ def call_with_retries(
                 delay,
                 waited,
             )
-            time.sleep(delay)
+            pause(delay, stop)
+
+
+def pause(seconds: float, stop: threading.Event | None) -> None:
+    """Sleep, or end the wait with WaitStopped once `stop` is set (a worker's SIGTERM while it
+    waits for its storage: there is nothing to finish yet, so it need not wait on)."""
+    if stop is None:
+        time.sleep(seconds)
+    elif stop.wait(seconds):
+        raise WaitStopped("stopped while waiting for the storage")
 
 
 def first_line(error: BaseException) -> str:
@@ -266,12 +279,14 @@ def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable
     return call
 
 
-def wait_until_reachable(url: sqlalchemy.URL, seconds: float) -> None:
+def wait_until_reachable(
+    url: sqlalchemy.URL, seconds: float, stop: threading.Event | None = None
+) -> None:
     """Connect once, waiting up to `seconds` for a database that is still starting (on a cluster
     the database and the workers start together); a database that never answers raises."""
     engine = sqlalchemy.create_engine(url)
     try:
-        call_with_retries(lambda: engine.connect().close(), max_outage=seconds)
+        call_with_retries(lambda: engine.connect().close(), max_outage=seconds, stop=stop)
     finally:
         engine.dispose()
 
@@ -281,7 +296,7 @@ def wait_until_reachable(url: sqlalchemy.URL, seconds: float) -> None:
 GRPC_CONNECT_SECONDS = 10.0
 
 
-def grpc_proxy_answers(address: str, seconds: float) -> bool:
+def grpc_proxy_answers(address: str, seconds: float, stop: threading.Event | None = None) -> bool:
     """Whether a gRPC server answers at `address` (host:port) within `seconds` (a proxy that is
     still starting beside its workers); with 0, whether the first try connects."""
     import grpc  # an optional dependency (hpsearch[grpc]); check_storage_url made sure of it
@@ -299,6 +314,8 @@ def grpc_proxy_answers(address: str, seconds: float) -> bool:
         channel.subscribe(watch, try_to_connect=True)
         try:
             while not ready.wait(0.05):
+                if stop is not None and stop.is_set():
+                    raise WaitStopped("stopped while waiting for the gRPC proxy")
                 now = time.monotonic()
                 if now >= deadline and (failed.is_set() or now >= deadline + GRPC_CONNECT_SECONDS):
                     return False

@@ -11,6 +11,7 @@ carry.
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 from typing import Any, NamedTuple
 
@@ -42,6 +43,7 @@ from search.study.resilience import (
     first_line,
     grpc_proxy_answers,
     is_connection_error,
+    pause,
     wait_until_reachable,
 )
 from search.url_secrets import masked
@@ -194,33 +196,37 @@ def _check_sqlite_intact(parsed: sqlalchemy.URL) -> None:
         check_intact(database)
 
 
-def check_reachable(url: str, *, wait_seconds: float = 0) -> None:
+def check_reachable(
+    url: str, *, wait_seconds: float = 0, stop: threading.Event | None = None
+) -> None:
     """Connect once to a database server, writing nothing, so that a server that cannot be
-    reached is known before the data is decoded; a SQLite file is opened (and made) later."""
+    reached is known before the data is decoded; a SQLite file is opened (and made) later.
+    Setting `stop` ends a wait with WaitStopped."""
     parsed = check_storage_url(url)
     if parsed.drivername.startswith("sqlite"):
         return
     if parsed.drivername == "grpc":
-        _reach_grpc_proxy(parsed, url, wait_seconds)
+        _reach_grpc_proxy(parsed, url, wait_seconds, stop)
         return
     try:
-        wait_until_reachable(parsed, wait_seconds)
+        wait_until_reachable(parsed, wait_seconds, stop)
     except sqlalchemy.exc.DBAPIError as error:
         raise _failed(parsed, url, error) from None
 
 
 def open_storage(
-    url: str, *, create: bool = True, wait_seconds: float = 0
+    url: str, *, create: bool = True, wait_seconds: float = 0, stop: threading.Event | None = None
 ) -> optuna.storages.BaseStorage:
     """Open the storage at `url`, creating it (a SQLite file, Optuna's tables) unless `create` is
     False: then a storage that does not exist is refused (`require_existing_storage`), and so is a
     database without Optuna's tables, which a command that only reads must not write into.
-    A database server that does not answer yet is waited for up to `wait_seconds`."""
+    A database server that does not answer yet is waited for up to `wait_seconds`, or until `stop`
+    is set (WaitStopped)."""
     check_version()  # before any call into Optuna's internals
     parsed = check_storage_url(url) if create else require_existing_storage(url)
     _check_sqlite_intact(parsed)
     if parsed.drivername == "grpc":
-        host, port = _reach_grpc_proxy(parsed, url, wait_seconds)
+        host, port = _reach_grpc_proxy(parsed, url, wait_seconds, stop)
         return ResilientGrpcStorage(host=host, port=port)
     sqlite = parsed.drivername.startswith("sqlite")
     engine_kwargs = (
@@ -233,7 +239,7 @@ def open_storage(
         while True:
             try:
                 if wait_seconds and not sqlite:
-                    wait_until_reachable(parsed, max(0.0, deadline - time.monotonic()))
+                    wait_until_reachable(parsed, max(0.0, deadline - time.monotonic()), stop)
                 if not create:
                     _require_tables(parsed, engine_kwargs, url)
                 storage = _open_rdb(parsed, url, engine_kwargs=engine_kwargs)
@@ -243,7 +249,7 @@ def open_storage(
                 # the tables were read or created: wait for it again, within the same deadline
                 if sqlite or not is_connection_error(error) or time.monotonic() >= deadline:
                     raise
-                time.sleep(REOPEN_PAUSE_SECONDS)
+                pause(REOPEN_PAUSE_SECONDS, stop)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
         raise _failed(parsed, url, error) from None
     except optuna.exceptions.StorageInternalError as error:  # Optuna's wrapping of the above
@@ -259,13 +265,15 @@ def open_storage(
     return storage
 
 
-def _reach_grpc_proxy(parsed: sqlalchemy.URL, url: str, wait_seconds: float) -> tuple[str, int]:
+def _reach_grpc_proxy(
+    parsed: sqlalchemy.URL, url: str, wait_seconds: float, stop: threading.Event | None = None
+) -> tuple[str, int]:
     """The proxy's host and port as Optuna's client takes them, once the proxy answers there;
     StorageError, as for a database server, when it does not."""
     host = parsed.host or "localhost"
     host = f"[{host}]" if ":" in host else host  # IPv6: Optuna's client writes host:port
     port = parsed.port or GRPC_DEFAULT_PORT
-    if not grpc_proxy_answers(f"{host}:{port}", wait_seconds):
+    if not grpc_proxy_answers(f"{host}:{port}", wait_seconds, stop):
         waited = f" within {wait_seconds:g} s" if wait_seconds else ""
         raise StorageError(
             f"cannot reach storage {masked(url)}: no gRPC proxy answered at {host}:{port}{waited}; "
@@ -318,9 +326,9 @@ def _open_rdb(parsed: sqlalchemy.URL, url: str, **kwargs: Any) -> ResilientRDBSt
     """Optuna's storage, surviving another process that creates the same new schema right now.
 
     Optuna creates its tables one by one, each after checking that it is missing, then stamps the
-    schema version, so two first runs on one new SQLite file can both create `studies` ("table
-    studies already exists") or both stamp ("UNIQUE constraint failed: alembic_version"). Trying
-    again skips what now exists; the other process needs milliseconds to create the rest.
+    schema version, so two first runs on one new database can both create `studies` or
+    PostgreSQL's enum type `studydirection`, or both stamp (`schema_raced`). Trying again skips
+    what now exists; the other process needs milliseconds to create the rest.
     The caller's URL goes to Optuna as given (rendering it again would percent-encode Optuna's
     `{SCHEMA_VERSION}` template), unless plain postgresql:// had to name its driver.
     """
@@ -329,12 +337,18 @@ def _open_rdb(parsed: sqlalchemy.URL, url: str, **kwargs: Any) -> ResilientRDBSt
     for attempt in range(SCHEMA_RACE_RETRIES):
         try:
             return ResilientRDBStorage(text, **kwargs)
-        except (OperationalError, IntegrityError) as error:
-            raced = isinstance(error, IntegrityError) or "already exists" in str(error.orig)
-            if not raced or attempt + 1 == SCHEMA_RACE_RETRIES:
+        except sqlalchemy.exc.DBAPIError as error:
+            if not schema_raced(error) or attempt + 1 == SCHEMA_RACE_RETRIES:
                 raise
             time.sleep(SCHEMA_RACE_PAUSE_SECONDS)
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def schema_raced(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether another process made this part of a new schema first: a table ("table studies
+    already exists": SQLite's OperationalError, PostgreSQL's and MySQL's ProgrammingError), an enum
+    type on PostgreSQL, or the version stamp's row (a unique violation: IntegrityError)."""
+    return isinstance(error, IntegrityError) or "already exists" in str(error.orig)
 
 
 def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:

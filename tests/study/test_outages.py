@@ -3,11 +3,16 @@ SQLite's lock are outages; a missing table or a refused login fail at once with 
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import psycopg
@@ -180,3 +185,34 @@ def test_a_connection_lost_inside_optunas_cache_path_is_retried(pg_url):
     sqlalchemy.event.listen(storage.engine, "before_cursor_execute", end_the_connection_once)
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
     assert ended and [trial.value for trial in trials] == [0.5]
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://root@127.0.0.1:1/db", "grpc://127.0.0.1:1"], ids=["db", "grpc"]
+)
+def test_a_worker_waiting_for_its_storage_stops_at_once_on_sigterm(url):
+    # As a SLURM or Kubernetes worker is stopped while its database or proxy is still starting:
+    # it had waited on for the rest of its --wait-for-storage, then failed
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "search", "worker", "--study", "s", "--storage", url]
+        + ["--wait-for-storage", "300", "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not _catches_sigterm(worker.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)  # waiting: a database's backoff has begun, the proxy's channel is trying
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    ended = json.loads(err.splitlines()[-1])
+    assert (ended["event"], ended["finished"]) == ("worker_ended", 0)
+    assert ended["why"].startswith("stopped while waiting for the")
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has its SIGTERM handler in place (Linux's mask of caught signals)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))

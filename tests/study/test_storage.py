@@ -14,7 +14,7 @@ import sqlalchemy
 from optuna.distributions import FloatDistribution
 
 from search.errors import StorageError
-from search.study.storage import open_storage, set_user_attrs
+from search.study.storage import open_storage, schema_raced, set_user_attrs
 from search.url_secrets import masked
 
 
@@ -83,3 +83,43 @@ def test_a_trials_record_is_written_in_one_commit(pg_url):
     assert len(commits) == 1
     stored = storage.get_trial(trial._trial_id).user_attrs
     assert stored == trial.user_attrs == {"a": 1, "b": [1, 2], "c": "three"}
+
+
+def _second_creation(url: str, statement: str) -> sqlalchemy.exc.DBAPIError:
+    """The error of `statement` made a second time on the server at `url`, as a process that
+    creates a schema another has just made meets it."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(statement))
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as caught, engine.begin() as connection:
+            connection.execute(sqlalchemy.text(statement))
+    finally:
+        engine.dispose()
+    return caught.value
+
+
+TABLE = "CREATE TABLE studies (study_id INTEGER)"
+
+
+@pytest.mark.parametrize(
+    "url_fixture, statement",
+    [
+        # CI met this one: two first runs of one study, its enum type made by the other
+        pytest.param(
+            "pg_url",
+            "CREATE TYPE studydirection AS ENUM ('MINIMIZE', 'MAXIMIZE')",
+            marks=pytest.mark.postgres,
+            id="postgres-enum",
+        ),
+        pytest.param("pg_url", TABLE, marks=pytest.mark.postgres, id="postgres-table"),
+        pytest.param("mysql_url", TABLE, marks=pytest.mark.mysql, id="mysql-table"),
+        pytest.param("sqlite_url", TABLE, id="sqlite-table"),
+    ],
+)
+def test_a_schema_another_process_made_first_is_a_race_to_try_again(
+    url_fixture, statement, request, tmp_path
+):
+    urls = {"sqlite_url": f"sqlite:///{tmp_path / 's.db'}"}
+    url = urls.get(url_fixture) or request.getfixturevalue(url_fixture)
+    assert schema_raced(_second_creation(url, statement))

@@ -10,7 +10,7 @@ from typing import Any
 
 from search.api import searching
 from search.results.status import format_status, study_status
-from search.run.joining import StoredStudy
+from search.run.joining import StoredStudy, requested_name
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.stopping import stop_on_signals
 from search.run.worker import WorkerOptions, run_worker
@@ -44,7 +44,7 @@ def worker(args: argparse.Namespace) -> int:
     if options.log_format is not None:
         return 0  # its log's last line said so
     print(
-        f"worker finished {summary.finished} trial(s) of study {_name(request)!r}"
+        f"worker finished {summary.finished} trial(s) of study {requested_name(request)!r}"
         + (
             f"; {summary.left_to_resume} stopped, queued to resume from their checkpoints"
             if summary.left_to_resume
@@ -88,7 +88,3 @@ def _worker_settings(args: argparse.Namespace, wait_for_storage: float) -> dict[
         "log_format": None if bars else args.log_format,
         "wait_for_storage": wait_for_storage,
     }
-
-
-def _name(request: StudyConfig | StoredStudy) -> str:
-    return request.study.name if isinstance(request, StudyConfig) else request.name
