@@ -75,7 +75,10 @@ def refused(denied: BaseException, parsed: sqlalchemy.URL) -> str:
             return message
         who, database = named_account.group(1), parsed.database
     else:
-        who, database = _asked_account(parsed)
+        try:
+            who, database = _asked_account(parsed)
+        except sqlalchemy.exc.DBAPIError:  # gone since it refused: its own words, then
+            return message
     command = re.match(r"(\w+) command denied", message)
     creating = command is not None and command.group(1).upper() in CREATE_GRANT.split(", ")
     privileges = CREATE_GRANT if creating else WRITE_GRANT

@@ -292,7 +292,8 @@ def _unreachable(url: str, error: BaseException) -> StorageError:
 
 def _failed(parsed: sqlalchemy.URL, url: str, error: BaseException) -> StorageError:
     """Why a server did not open: it was reached, and refused this role a read (which table, and
-    the GRANT, where the catalog tells), or it could not be reached."""
+    the GRANT, where the catalog tells) or, on MySQL, this account a database, a statement or a
+    write (the GRANT for the account it names), or it could not be reached."""
     denied = mysql.refusal(error)
     if denied is not None:
         return StorageError(
