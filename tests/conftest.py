@@ -110,14 +110,21 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def _require_marker(request: pytest.FixtureRequest, fixture: str) -> None:
+    """A test that reaches `fixture` through request.getfixturevalue gets no marker from it (see
+    MARKER_OF_FIXTURE), and `-m "not <marker>"` would keep it: it must carry the marker itself."""
+    marker = MARKER_OF_FIXTURE[fixture]
+    if request.node.get_closest_marker(marker) is None:
+        pytest.fail(
+            f"{request.node.nodeid} reaches {fixture} through request.getfixturevalue: mark it "
+            f"{marker} (a parameter: pytest.param(..., marks=pytest.mark.{marker}))"
+        )
+
+
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest):
     """A database of its own on the test PostgreSQL (tests/helpers/postgres.py), dropped after."""
-    if request.node.get_closest_marker("postgres") is None:
-        pytest.fail(
-            f"{request.node.nodeid} reaches pg_url through request.getfixturevalue: mark it "
-            "postgres (a parameter: pytest.param(..., marks=pytest.mark.postgres))"
-        )
+    _require_marker(request, "pg_url")
     try:
         postgres.connect(connect_timeout=3).close()
     except psycopg.OperationalError as error:
@@ -134,8 +141,9 @@ def pg_url(request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def mysql_url():
+def mysql_url(request: pytest.FixtureRequest):
     """A database of its own on the test MariaDB (tests/helpers/mysql.py), dropped after."""
+    _require_marker(request, "mysql_url")
     try:
         mysql.connect(connect_timeout=3).close()
     except pymysql.err.OperationalError as error:
