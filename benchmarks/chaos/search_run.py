@@ -61,16 +61,16 @@ class SearchRun:
         return code
 
     def worker_processes(self) -> list[psutil.Process]:
-        """The processes that train: the spawned workers, or the run itself with one worker."""
+        """The processes that train: the workers forked from the run's worker server, or the run
+        itself with one worker."""
         if self.process is None:
             return []
         try:
             run = psutil.Process(self.process.pid)
-            children = run.children()
-            spawned = [child for child in children if _is_spawned_worker(child)]
+            forked = [worker for server in run.children() for worker in _forked_workers(server)]
         except psutil.Error:
             return []
-        return spawned if self.workers > 1 else [run]
+        return forked if self.workers > 1 else [run]
 
     def kill(self) -> None:
         """SIGKILL the whole run, its workers with it, and wait until none of them is left."""
@@ -86,11 +86,15 @@ class SearchRun:
             time.sleep(0.1)
 
 
-def _is_spawned_worker(process: psutil.Process) -> bool:
+def _forked_workers(server: psutil.Process) -> list[psutil.Process]:
+    """The live workers of a run's worker server (multiprocessing's forkserver, the run's child
+    beside its resource tracker), none if `server` is not it."""
     try:
-        return "spawn_main" in " ".join(process.cmdline()) and process.status() != "zombie"
+        if "forkserver" not in " ".join(server.cmdline()):
+            return []
+        return [worker for worker in server.children() if worker.status() != "zombie"]
     except psutil.Error:
-        return False
+        return []
 
 
 def _group_alive(group: int) -> bool:

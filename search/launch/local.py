@@ -7,6 +7,7 @@ On a machine with GPUs, one worker process per GPU by default, each seeing only 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -107,6 +108,10 @@ def launch(
         cpu_count=os.cpu_count() or 1,
     )
     log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
+    in_processes = len(slots) > 1 or slots[0].gpu is not None
+    if in_processes:
+        _worker_context()
+        multiprocessing.forkserver.ensure_running()  # imports torch while this process joins
     joined = join(request, options, create=True, trials=trials)
     config, study, data = joined.config, joined.study, joined.data
     if options.progress:
@@ -121,7 +126,7 @@ def launch(
             ),
             file=sys.stderr,
         )
-    if len(slots) == 1 and slots[0].gpu is None:
+    if not in_processes:
         # one CPU worker runs here, on the study and data joined above
         with stop_on_signals(options.log_format) as stop:
             work(joined, options, stop=stop)
@@ -137,7 +142,7 @@ def _run_processes(
 ) -> list[str]:
     """Run the worker processes to their end; the workers killed by a signal nobody here sent
     (the kernel's out-of-memory killer, a `kill -9`), each as a line that says so."""
-    context = multiprocessing.get_context("spawn")  # fork would copy CUDA and database state
+    context = _worker_context()
     # The launcher has just reached the storage: a worker that cannot, starting seconds later
     # (minutes on a loaded machine), meets an outage, and waits it out as a cluster worker does.
     quiet = replace(
@@ -148,13 +153,12 @@ def _run_processes(
     )
     processes = []
     for slot in slots:
-        with _visible_gpu(slot.gpu):  # a spawned child takes the environment as it is at start()
-            process = context.Process(
-                target=_worker_process,
-                args=(config, quiet, slot, flag_naming()),  # its errors name flags as ours
-                name=f"hpsearch-worker-{slot.index}",
-            )
-            process.start()
+        process = context.Process(
+            target=_worker_process,
+            args=(config, quiet, slot, flag_naming(), _environment(slot)),  # flags named as ours
+            name=f"hpsearch-worker-{slot.index}",
+        )
+        process.start()
         processes.append(process)
     stop_asked = threading.Event()
     with (
@@ -191,20 +195,23 @@ def _finish_after_killed(joined: Joined, options: WorkerOptions, killed: list[st
         work(joined, replace(options, progress=False), stop=stop)
 
 
-@contextmanager
-def _visible_gpu(gpu: int | None) -> Iterator[None]:
-    if gpu is None:
-        yield
-        return
-    before = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = before
+def _worker_context() -> multiprocessing.context.ForkServerContext:
+    """Worker processes are forked from one server process (search.launch.worker_server) that
+    imported torch once, rather than spawned to import it each: fork from this process would copy
+    its CUDA and database state, which the server never has."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["search.launch.worker_server"])
+    return context
+
+
+def _environment(slot: WorkerSlot) -> dict[str, str]:
+    """This process's environment as it is now, for a worker to take as its own: a forked worker
+    would otherwise have the server's, as it was when the server started. A GPU worker sees
+    only its own GPU."""
+    environment = dict(os.environ)
+    if slot.gpu is not None:
+        environment["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+    return environment
 
 
 @contextmanager
@@ -237,7 +244,13 @@ def _worker_process(
     options: WorkerOptions,
     slot: WorkerSlot,
     naming: Callable[[str], str] | None,
+    environment: dict[str, str],
 ) -> None:
+    # First, before anything reads either: the launcher's environment, CUDA_VISIBLE_DEVICES with
+    # it, and SIGTERM's default action, which the server process ignores
+    os.environ.clear()
+    os.environ.update(environment)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend

@@ -495,10 +495,12 @@ def test_workers_killed_by_a_signal_leave_their_trials_to_the_run_which_finishes
             if time.monotonic() > deadline:
                 return
             time.sleep(0.05)
+        # The workers are forked from multiprocessing's forkserver, a child of this process
         for child in psutil.Process().children():
-            if "spawn_main" in " ".join(child.cmdline()):  # not multiprocessing's resource tracker
-                child.kill()
-                killed.append(child.pid)
+            if "forkserver" in " ".join(child.cmdline()):
+                for worker in child.children():
+                    worker.kill()
+                    killed.append(worker.pid)
 
     killer = threading.Thread(target=kill_the_workers_at_their_first_checkpoint)
     killer.start()

@@ -1,0 +1,18 @@
+"""What multiprocessing's forkserver imports once: the process `hpsearch run` forks its local
+workers from (search.launch.local).
+
+Importing the worker's code here, torch with it, is what lets each worker start in milliseconds
+instead of importing torch anew (seconds of CPU a worker). Nothing here touches CUDA or a
+database: a fork copies such state, and each worker makes its own.
+
+The server ignores SIGTERM. A signal sent to the whole process group (SLURM's scancel, a `kill` of
+the group) reaches the workers, which checkpoint and stop; had the server died of it, the pipes
+that tell `hpsearch run` how its workers ended would have closed, and every worker would have
+seemed to fail at once while still saving its trial. The server ends when `hpsearch run` does.
+"""
+
+import signal
+
+import search.launch.local  # noqa: F401  (what every worker runs)
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)

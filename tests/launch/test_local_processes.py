@@ -1,0 +1,85 @@
+"""`hpsearch run`'s local worker processes: forked from one server process that imported torch once
+(search.launch.worker_server), yet each with the launcher's environment as it is at its start,
+and each stopped cleanly by a SIGTERM sent to the run alone (docker stop, Kubernetes) or to its
+whole process group (SLURM's scancel)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import attrs
+from search.launch import launch
+from search.run.worker import WorkerOptions
+from search.studyfile import load_study_config
+from tests.helpers.studies import write_study
+
+
+def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="test-study", storage=url).get_trials(deepcopy=False)
+
+
+def test_each_launch_s_workers_take_its_environment_not_the_server_s(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    """The server that forks the workers outlives a launch (a notebook's next search, the next
+    test): it keeps the environment it started with, which a worker must not."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    options = WorkerOptions(url, "cpu", cache_dir, progress=False)
+    config = load_study_config(write_study(tmp_path, image_folder, trials=2, epochs=1))
+    for launched, pod in enumerate(("pod-first", "pod-second"), start=1):
+        monkeypatch.setenv("POD_NAME", pod)  # what a worker records of its Kubernetes pod
+        launch(config, options, workers=2, trials=2 * launched)
+    pods = [trial.user_attrs[attrs.WORKER]["kubernetes_pod"] for trial in trials_of(url)]
+    assert pods == ["pod-first"] * 2 + ["pod-second"] * 2
+
+
+@pytest.mark.parametrize("to_the_group", [False, True], ids=["to the run", "to its group"])
+def test_sigterm_stops_every_worker_cleanly_and_queues_its_trial(
+    tmp_path, image_folder, cache_dir, to_the_group
+):
+    path = write_study(
+        tmp_path, image_folder, trials=2, epochs=50, pruner='kind = "none"',
+        extra="\n[checkpoint]\nevery_epochs = 1\n",
+    )  # fmt: skip
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", str(path), "--storage", url, "--workers", "2"]
+        + ["--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own: the run, its worker server and workers
+    )
+    deadline = time.monotonic() + 120
+    while not _both_trained_an_epoch(url):
+        assert time.monotonic() < deadline and run.poll() is None, run.communicate()[1]
+        time.sleep(0.2)
+    if to_the_group:
+        os.killpg(run.pid, signal.SIGTERM)
+    else:
+        run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+
+    assert run.returncode == 0 and "exited with an error" not in err, err
+    stopped = [t for t in trials_of(url) if t.state == TrialState.FAIL]
+    assert len(stopped) == 2, err
+    assert all(
+        attrs.fail_reason(trial).startswith("stopped in epoch") for trial in stopped
+    ) and all(attrs.fail_reason(trial).endswith("(SIGTERM)") for trial in stopped)
+    queued = [t for t in trials_of(url) if t.state == TrialState.WAITING]
+    assert sorted(trial.user_attrs[attrs.RETRY_OF] for trial in queued) == [0, 1]
+
+
+def _both_trained_an_epoch(url: str) -> bool:
+    try:
+        trials = trials_of(url)
+    except KeyError:  # the study is not created yet
+        return False
+    return len(trials) == 2 and all(trial.intermediate_values for trial in trials)
