@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainer import NonFiniteLossError, TrainConfig
-from trainer.augment import eval_batches, train_batches
+from trainer.augment import train_batches
 from trainer.checkpoint import CheckpointPolicy
 from trainer.config import OPTIMIZER_SETTINGS
 from trainer.data import load_image_data
@@ -150,28 +150,27 @@ def test_schedules_warm_up_then_follow_their_shape():
 
 @pytest.mark.xdist_group("torch-compile")  # under -n: one worker, one Inductor compile at a time
 def test_compiled_runs_compile_once_per_process_and_match_eager_runs(data, tmp_path):
-    """A worker's later trials reuse its first trial's compiled graphs and repeat it exactly; the
-    compiled network computes what the eager one does and saves plain weights that
-    load without it."""
+    """A worker's later trials reuse its first trial's compiled graphs and repeat it exactly; a
+    compiled run trains as the eager one does and saves plain weights that load without it."""
     from torch._dynamo.utils import counters
 
-    config = TrainConfig(**{**SMALL, "epochs": 1})
+    # The shapes of tests/run/test_search.py's `run --compile` (the same images, batch 32): on the
+    # same xdist worker, whichever of the two runs second compiles nothing
+    config = TrainConfig(**{**SMALL, "batch_size": 32, "epochs": 1})
     first = train(config, data, compile=True)
     graphs = counters["stats"]["unique_graphs"]
     second = train(config, data, compile=True, checkpoints=CheckpointPolicy(tmp_path))
     assert counters["stats"]["unique_graphs"] == graphs  # nothing was compiled again
-    assert (second.history[0].train_loss, second.history[0].val_loss) == (
-        first.history[0].train_loss,
-        first.history[0].val_loss,
-    )
+    losses = [(metrics.train_loss, metrics.val_loss) for metrics in first.history]
+    assert [(metrics.train_loss, metrics.val_loss) for metrics in second.history] == losses
+    eager = train(config, data)
+    # Inductor fuses and reorders float sums, and training carries the rounding on: equal within
+    # 2% (seen: 0.7% after 4 steps), where an untrained network's loss is twice a trained one's
+    for compiled, eager_metrics in zip(losses, eager.history, strict=True):
+        assert compiled == pytest.approx((eager_metrics.train_loss, eager_metrics.val_loss), 0.02)
     weights = torch.load(tmp_path / "weights.pt", weights_only=True)["model"]
-    eager = build_model(len(data.classes), torch.device("cpu"))
-    eager.load_state_dict(weights)  # no "_orig_mod." prefixes: evaluate and export read these files
-
-    network = torch.compile(eager).eval()
-    images = next(eval_batches(data.val, batch_size=8, image_size=32))[0]
-    with torch.inference_mode():
-        torch.testing.assert_close(network(images), eager.eval()(images), rtol=1e-4, atol=1e-4)
+    plain = build_model(len(data.classes), torch.device("cpu"))
+    plain.load_state_dict(weights)  # no "_orig_mod." prefixes: evaluate and export read these files
 
 
 def test_a_policy_without_the_final_checkpoint_still_saves_the_final_weights(data, tmp_path):
