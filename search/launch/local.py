@@ -22,6 +22,7 @@ import optuna
 import torch
 
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
+from search.launch.inherited import Inherited
 from search.run.joining import Joined, StoredStudy, join
 from search.run.log import WorkerLog, log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
@@ -155,7 +156,7 @@ def _run_processes(
     for slot in slots:
         process = context.Process(
             target=_worker_process,
-            args=(config, quiet, slot, flag_naming(), _environment(slot)),  # flags named as ours
+            args=(config, quiet, slot, flag_naming(), _inherited(slot)),  # flags named as ours
             name=f"hpsearch-worker-{slot.index}",
         )
         process.start()
@@ -204,14 +205,12 @@ def _worker_context() -> multiprocessing.context.ForkServerContext:
     return context
 
 
-def _environment(slot: WorkerSlot) -> dict[str, str]:
-    """This process's environment as it is now, for a worker to take as its own: a forked worker
-    would otherwise have the server's, as it was when the server started. A GPU worker sees
-    only its own GPU."""
+def _inherited(slot: WorkerSlot) -> Inherited:
+    """What the worker takes from this process as it starts; a GPU worker sees only its GPU."""
     environment = dict(os.environ)
     if slot.gpu is not None:
         environment["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
-    return environment
+    return Inherited(environment)
 
 
 @contextmanager
@@ -244,13 +243,9 @@ def _worker_process(
     options: WorkerOptions,
     slot: WorkerSlot,
     naming: Callable[[str], str] | None,
-    environment: dict[str, str],
+    inherited: Inherited,
 ) -> None:
-    # First, before anything reads either: the launcher's environment, CUDA_VISIBLE_DEVICES with
-    # it, and SIGTERM's default action, which the server process ignores
-    os.environ.clear()
-    os.environ.update(environment)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    inherited.adopt()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend

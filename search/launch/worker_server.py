@@ -3,7 +3,9 @@ workers from (search.launch.local).
 
 Importing the worker's code here, torch with it, is what lets each worker start in milliseconds
 instead of importing torch anew (seconds of CPU a worker). Nothing here touches CUDA or a
-database: a fork copies such state, and each worker makes its own.
+database: a fork copies such state, and each worker makes its own. What a worker takes from the
+run rather than from this server (the environment, standard output and error) is
+search.launch.inherited's.
 
 The server ignores SIGTERM. A signal sent to the whole process group (SLURM's scancel, a `kill` of
 the group) reaches the workers, which checkpoint and stop; had the server died of it, the pipes

@@ -26,19 +26,23 @@ def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="test-study", storage=url).get_trials(deepcopy=False)
 
 
-def test_each_launch_s_workers_take_its_environment_not_the_server_s(
-    tmp_path, image_folder, cache_dir, monkeypatch
+def test_each_launch_s_workers_take_its_environment_and_output_not_the_server_s(
+    tmp_path, image_folder, cache_dir, monkeypatch, capfd
 ):
     """The server that forks the workers outlives a launch (a notebook's next search, the next
-    test): it keeps the environment it started with, which a worker must not."""
+    test): it keeps the environment and output it started with, which a worker must not."""
     url = f"sqlite:///{tmp_path / 's.db'}"
-    options = WorkerOptions(url, "cpu", cache_dir, progress=False)
+    options = WorkerOptions(url, "cpu", cache_dir, progress=False, log_format="text")
     config = load_study_config(write_study(tmp_path, image_folder, trials=2, epochs=1))
-    for launched, pod in enumerate(("pod-first", "pod-second"), start=1):
-        monkeypatch.setenv("POD_NAME", pod)  # what a worker records of its Kubernetes pod
-        launch(config, options, workers=2, trials=2 * launched)
+    monkeypatch.setenv("POD_NAME", "pod-first")  # what a worker records of its Kubernetes pod
+    with capfd.disabled():  # this launch's output goes elsewhere, to the server too if it starts
+        launch(config, options, workers=2)
+    monkeypatch.setenv("POD_NAME", "pod-second")
+    launch(config, options, workers=2, trials=4)
+
     pods = [trial.user_attrs[attrs.WORKER]["kubernetes_pod"] for trial in trials_of(url)]
     assert pods == ["pod-first"] * 2 + ["pod-second"] * 2
+    assert capfd.readouterr().err.count("worker started") == 2
 
 
 @pytest.mark.parametrize("to_the_group", [False, True], ids=["to the run", "to its group"])
