@@ -35,6 +35,7 @@ from search.run.progress import StudyProgress
 from search.run.slots import Slots
 from search.run.stopping import stop_words
 from search.study import promotion, retries
+from search.study.budget_lock import BudgetLock, new_trial_within_budget
 from search.study.epochs_budget import epochs_budget_met
 from search.study.opening import settle_sampler_seed
 from search.study.optuna_compat import trial_id_of
@@ -86,9 +87,9 @@ def work(
     )
     root = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
     log = WorkerLog(options.log_format, config.study.name)
-    worker = _Worker(
-        config, study, joined.storage, objective, trial_files.study_folder(root, study), stop, log
-    )
+    folder = trial_files.study_folder(root, study)
+    lock = BudgetLock(options.storage_url, study.study_name)
+    worker = _Worker(config, study, joined.storage, objective, folder, stop, log, lock)
     slots = Slots(options.trials_per_worker or config.study.trials_per_worker, stop)
     log.started(
         options.storage_url,
@@ -136,6 +137,7 @@ class _Worker:
     study_folder: Path  # this study's own folder of trial checkpoints and weights
     stop: threading.Event
     log: WorkerLog
+    budget_lock: BudgetLock  # held while a new trial is counted against the budget and started
     finished: int = 0
     left_to_resume: int = 0
     me: dict = field(default_factory=liveness.this_worker)  # recorded on every trial it runs
@@ -179,11 +181,13 @@ class _Worker:
         if promoted is not None:
             return promoted
         if attrs.budget_taken(trials) >= budget(self.study, self.config.study.trials):
-            return None
-        points_only = self.config.space is None
-        if points_only and not any(_queued_point(t) for t in trials):
-            return None  # a study of fixed points ends when its queue is empty
-        return promotion.ask_new(self.study, or_new=not points_only)
+            return None  # seen without the lock: the budget only grows by `run --trials`
+        return new_trial_within_budget(
+            self.study,
+            self.budget_lock,
+            self.config.study.trials,
+            points_only=self.config.space is None,
+        )
 
     def _dead_trial(self, trial: FrozenTrial, reason: str, retried: bool) -> None:
         self.log.dead_trial(trial.number, reason, retried)
@@ -354,10 +358,6 @@ class _Worker:
             self.log.note(_taken_away(trial))
             return False
         return True
-
-
-def _queued_point(trial: FrozenTrial) -> bool:
-    return trial.state == TrialState.WAITING and not promotion.is_continuation_queued(trial)
 
 
 def _why_ended(out_of_space: bool, stopped: bool, timed_out: bool) -> str:
