@@ -5,11 +5,14 @@ whole process group (SLURM's scancel)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import pytest
@@ -35,14 +38,29 @@ def test_each_launch_s_workers_take_its_environment_and_output_not_the_server_s(
     options = WorkerOptions(url, "cpu", cache_dir, progress=False, log_format="text")
     config = load_study_config(write_study(tmp_path, image_folder, trials=2, epochs=1))
     monkeypatch.setenv("POD_NAME", "pod-first")  # what a worker records of its Kubernetes pod
-    with capfd.disabled():  # this launch's output goes elsewhere, to the server too if it starts
+    elsewhere = tmp_path / "first-launch.log"
+    with _standard_error_to(elsewhere):  # and to the server too, if this launch starts it
         launch(config, options, workers=2)
     monkeypatch.setenv("POD_NAME", "pod-second")
     launch(config, options, workers=2, trials=4)
 
     pods = [trial.user_attrs[attrs.WORKER]["kubernetes_pod"] for trial in trials_of(url)]
     assert pods == ["pod-first"] * 2 + ["pod-second"] * 2
+    assert elsewhere.read_text().count("worker started") == 2
     assert capfd.readouterr().err.count("worker started") == 2
+
+
+@contextlib.contextmanager
+def _standard_error_to(path: Path) -> Iterator[None]:
+    """This process's descriptor 2 (pytest's capture) pointed at a file for a while."""
+    kept = os.dup(2)
+    with open(path, "w") as file:
+        os.dup2(file.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(kept, 2)
+            os.close(kept)
 
 
 @pytest.mark.parametrize("to_the_group", [False, True], ids=["to the run", "to its group"])
