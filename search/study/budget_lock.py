@@ -87,12 +87,12 @@ def new_trial_within_budget(
         trials = study.get_trials(deepcopy=False)
         if attrs.budget_taken(trials) >= budget(study, default_budget):
             return None
-        if points_only and not any(queued_point(trial) for trial in trials):
+        if points_only and not any(_queued_point(trial) for trial in trials):
             return None  # a study of fixed points ends when its queue is empty
         return promotion.ask_new(study, or_new=not points_only)
 
 
-def queued_point(trial: FrozenTrial) -> bool:
+def _queued_point(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.WAITING and not promotion.is_continuation_queued(trial)
 
 
