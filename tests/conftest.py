@@ -47,20 +47,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(module.nodeid))
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Under `--dist loadgroup`, the tests marked xdist_group fail unless pytest-xdist marked their
-    ids with their group (`@group`), which is how a group reaches one worker: with pytest 9.2 it
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under `--dist loadgroup`, a test marked xdist_group fails unless pytest-xdist marked its id
+    with its group (`@group`), which is how a group reaches one worker: with pytest 9.2 it
     silently did not (pytest-dev/pytest-xdist#1386), and the SLURM tests ran at once and every
     module's shared search was built on each worker."""
-    if not getattr(session.config.option, "loadgroup", False):  # set in pytest-xdist's workers
-        return
-    for item in session.items:
-        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
-            item.add_marker(pytest.mark.ungrouped)
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("ungrouped"):
+    loadgroup = getattr(item.config.option, "loadgroup", False)  # set in pytest-xdist's workers
+    if loadgroup and item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
         pytest.fail(
             f"pytest-xdist did not keep this test in its xdist_group under pytest "
             f"{pytest.__version__}: install the versions setup.cfg's test extra names "

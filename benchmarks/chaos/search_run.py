@@ -67,7 +67,7 @@ class SearchRun:
             return []
         try:
             run = psutil.Process(self.process.pid)
-            forked = [worker for server in run.children() for worker in _forked_workers(server)]
+            forked = forked_workers(run)
         except psutil.Error:
             return []
         return forked if self.workers > 1 else [run]
@@ -86,9 +86,13 @@ class SearchRun:
             time.sleep(0.1)
 
 
-def _forked_workers(server: psutil.Process) -> list[psutil.Process]:
-    """The live workers of a run's worker server (multiprocessing's forkserver, the run's child
-    beside its resource tracker), none if `server` is not it."""
+def forked_workers(run: psutil.Process) -> list[psutil.Process]:
+    """The live workers `run` (`hpsearch run`, or a process that launched workers) forked from its
+    worker server: multiprocessing's forkserver, its child beside its resource tracker."""
+    return [worker for server in run.children() for worker in _forked_by(server)]
+
+
+def _forked_by(server: psutil.Process) -> list[psutil.Process]:
     try:
         if "forkserver" not in " ".join(server.cmdline()):
             return []

@@ -17,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 import search.run.objective
+from benchmarks.chaos.search_run import forked_workers
 from search import attrs, locations
 from search.cli import main
 from search.results.status import format_status, study_status
@@ -495,12 +496,9 @@ def test_workers_killed_by_a_signal_leave_their_trials_to_the_run_which_finishes
             if time.monotonic() > deadline:
                 return
             time.sleep(0.05)
-        # The workers are forked from multiprocessing's forkserver, a child of this process
-        for child in psutil.Process().children():
-            if "forkserver" in " ".join(child.cmdline()):
-                for worker in child.children():
-                    worker.kill()
-                    killed.append(worker.pid)
+        for worker in forked_workers(psutil.Process()):
+            worker.kill()
+            killed.append(worker.pid)
 
     killer = threading.Thread(target=kill_the_workers_at_their_first_checkpoint)
     killer.start()
