@@ -39,9 +39,13 @@ LAZY_IMPORTS = {
 # commands that only read a study must load no torch (the default model is known without it).
 # ... and search.api in the package's __init__, whose __getattr__ (PEP 562) imports the module of
 # a name of the Python API when it is first used: `import search` runs before any `search.x`.
+# ... and what trains (torch, seconds to import) in the functions that start training, once the
+# study file and flags passed their checks: `hpsearch run typo.toml` is refused in a second.
 LAZY_IMPORTS_IN = {
     "trainer/model_names.py": {"torchvision"},
     "search/__init__.py": {"search.api"},
+    "search/api/searching.py": {"search.launch", "search.run.joining", "trainer.device"},
+    "search/cli/searching/workers.py": {"search.run.worker"},
 }
 SOURCES = sorted([*(ROOT / "search").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")])
 

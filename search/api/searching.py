@@ -12,15 +12,11 @@ import optuna
 
 from search import locations
 from search.errors import ConfigError
-from search.launch import launch
-from search.run.joining import StoredStudy, join
 from search.run.log import LOG_FORMATS
 from search.run.options import WorkerOptions
+from search.run.request import Request, StoredStudy
 from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig, load_study_config
-from trainer.device import resolve_device
 from trainer.naming import given, named
-
-Request = StudyConfig | StoredStudy
 
 
 def run_study(
@@ -75,6 +71,11 @@ def run_study(
         log_format=log_format,
         wait_for_storage=wait_for_storage,
     )
+    # Imported once the request is checked: what trains loads torch (seconds), and a typo in a
+    # study file is refused before that
+    from search.launch import launch
+    from search.run.joining import join
+
     # hpsearch's own use of Optuna's experimental API (metric names) is no news to a notebook
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -111,7 +112,6 @@ def worker_setup(
     """The study to run (its file's configuration with the overrides applied, or the stored study
     `study` names, read when joined) and how its workers run, checked before anything is written:
     what `run_study`, `hpsearch run`, `worker` and `slurm` start from."""
-    resolve_device(device)  # a missing GPU is an error before anything is written
     if log_format not in (*LOG_FORMATS, None):
         raise ConfigError(
             f"{named('log_format')} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}"
@@ -133,6 +133,10 @@ def worker_setup(
     request, url = _request(
         study_file, study, storage, data, trials=trials, epochs=epochs, image_size=image_size
     )
+    # A missing GPU is an error before anything is written; last, as it loads torch (seconds)
+    from trainer.device import resolve_device
+
+    resolve_device(device)
     return request, WorkerOptions(
         url,
         device,

@@ -23,10 +23,11 @@ import torch
 
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
 from search.launch.inherited import Inherited
-from search.run.joining import Joined, StoredStudy, join
+from search.run.joining import Joined, join
 from search.run.log import WorkerLog, log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
+from search.run.request import Request
 from search.run.stopping import stop_on_signals
 from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
@@ -85,7 +86,7 @@ def plan_workers(
 
 
 def launch(
-    request: StudyConfig | StoredStudy,
+    request: Request,
     options: WorkerOptions,
     *,
     workers: int | None = None,

@@ -27,8 +27,9 @@ from typing import NamedTuple
 
 from search import locations
 from search.errors import LaunchError
-from search.run.joining import StoredStudy, join
+from search.run.joining import join
 from search.run.options import WorkerOptions
+from search.run.request import Request
 from search.study.storage import check_storage_url
 from search.studyfile import StudyConfig
 from search.url_secrets import masked
@@ -195,7 +196,7 @@ class Submitted(NamedTuple):
 
 
 def submit(
-    request: StudyConfig | StoredStudy,
+    request: Request,
     options: WorkerOptions,
     job: SlurmJob,
     *,

@@ -14,13 +14,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import optuna
 
 from search import locations
 from search.errors import StorageMissing
 from search.run.options import WorkerOptions
+from search.run.request import Request, StoredStudy, requested_name
 from search.run.study_data import fingerprint, load_study_data
 from search.study.opening import (
     check_settings,
@@ -38,14 +38,6 @@ from trainer.data import ImageData
 from trainer.outputs import check_output_folder
 
 
-class StoredStudy(NamedTuple):
-    """A study named instead of a study file (`--study NAME`): joined as it was created, with this
-    machine's data path (`data`, else the creator's)."""
-
-    name: str
-    data: str | None = None
-
-
 @dataclass(frozen=True)
 class Joined:
     """A study a worker can run trials of: its configuration, storage, study and data."""
@@ -57,7 +49,7 @@ class Joined:
 
 
 def join(
-    request: StudyConfig | StoredStudy,
+    request: Request,
     options: WorkerOptions,
     *,
     create: bool = False,
@@ -104,11 +96,7 @@ def join(
     return Joined(config, storage, with_sampler(study, config), data)
 
 
-def requested_name(request: StudyConfig | StoredStudy) -> str:
-    return request.study.name if isinstance(request, StudyConfig) else request.name
-
-
-def configuration(request: StudyConfig | StoredStudy, options: WorkerOptions) -> StudyConfig:
+def configuration(request: Request, options: WorkerOptions) -> StudyConfig:
     """The configuration a request names, without joining the study (a dry run): a study file's
     as it is, a stored study's as it was created."""
     if isinstance(request, StudyConfig):
@@ -132,15 +120,13 @@ def _open(
         return None
 
 
-def _missing(request: StudyConfig | StoredStudy, storage: optuna.storages.BaseStorage) -> Exception:
+def _missing(request: Request, storage: optuna.storages.BaseStorage) -> Exception:
     if isinstance(request, StoredStudy):
         return missing_study(storage, request.name)
     return not_started(request)
 
 
-def _configuration(
-    request: StudyConfig | StoredStudy, study: optuna.Study | None, trials: int | None
-) -> StudyConfig:
+def _configuration(request: Request, study: optuna.Study | None, trials: int | None) -> StudyConfig:
     """The study file's configuration, checked against the study if it exists; or the one the
     named study was created with."""
     if isinstance(request, StoredStudy):

@@ -109,8 +109,27 @@ class WorkerLog:
         """A trial that ended through no fault of its own, and whether it runs again."""
         self._emit(event, f"{what}; {resumed or 'out of retries'}", attention=True, **fields)
 
-    def waiting(self, number: int, message: str) -> None:
-        self._emit("waiting", message, attention=True, trial=number)
+    def waiting(self, trial: FrozenTrial, grace_seconds: float) -> None:
+        """For a RUNNING trial whose worker went silent, which this worker resumes if it stays so
+        past the grace."""
+        worker = trial.user_attrs.get(attrs.WORKER)
+        where = f" ({liveness.describe(worker)})" if isinstance(worker, dict) else ""
+        silent_since = liveness.last_beat(trial)
+        until = time.strftime("%H:%M:%S", time.localtime(silent_since + grace_seconds))
+        message = (
+            f"waiting for trial {trial.number}: its worker{where} has sent no heartbeat for "
+            f"{time.time() - silent_since:.0f} s; if it is still silent at {until}, the trial "
+            "counts as dead and is resumed here"
+        )
+        self._emit("waiting", message, attention=True, trial=trial.number)
+
+    def taken_away(self, number: int) -> None:
+        """A trial this worker ran that another worker failed meanwhile, for want of heartbeats."""
+        self.note(
+            f"trial {number} was failed meanwhile by another worker, which found no recent "
+            "heartbeat of ours (a clock far off, or the database out of reach past the grace); "
+            "its retry goes on from the checkpoint, and this worker drops the trial"
+        )
 
     def note(self, message: str) -> None:
         self._emit("note", message, attention=True)

@@ -27,11 +27,12 @@ from optuna.trial import FrozenTrial, TrialState
 from search import attrs, locations
 from search.errors import WaitStopped
 from search.run import liveness, trial_files
-from search.run.joining import Joined, StoredStudy, join, requested_name
+from search.run.joining import Joined, join
 from search.run.log import WorkerLog, log_warnings
 from search.run.objective import TRIAL_FAILURES, Objective, TrialRun, free_device_memory
 from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
+from search.run.request import Request, requested_name
 from search.run.slots import Slots
 from search.run.stopping import stop_words
 from search.study import promotion, retries
@@ -56,7 +57,7 @@ class WorkerSummary(NamedTuple):
 
 
 def run_worker(
-    request: StudyConfig | StoredStudy,
+    request: Request,
     options: WorkerOptions,
     *,
     data: ImageData | None = None,
@@ -229,9 +230,7 @@ class _Worker:
         for trial in silent:
             if trial.number not in self.waited_for:
                 self.waited_for.add(trial.number)
-                self.log.waiting(
-                    trial.number, _silence_line(trial, self.config.heartbeat.grace_seconds)
-                )
+                self.log.waiting(trial, self.config.heartbeat.grace_seconds)
         return bool(silent) and not self.stop.wait(self.config.heartbeat.interval_seconds)
 
     def run_steps(self, trial: optuna.Trial) -> Steps[bool]:
@@ -272,7 +271,7 @@ class _Worker:
                 self.log.trial_finished(frozen)
             return False
         except UpdateFinishedTrialError:
-            self.log.note(_taken_away(trial))
+            self.log.taken_away(trial.number)
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
@@ -346,7 +345,7 @@ class _Worker:
         except (ValueError, UpdateFinishedTrialError):
             if not self.storage.get_trial(trial_id_of(trial)).state.is_finished():
                 raise
-            self.log.note(_taken_away(trial))
+            self.log.taken_away(trial.number)
             return None
 
     def _set_user_attr(self, trial: optuna.Trial, key: str, value: object) -> bool:
@@ -355,7 +354,7 @@ class _Worker:
         try:
             trial.set_user_attr(key, value)
         except UpdateFinishedTrialError:
-            self.log.note(_taken_away(trial))
+            self.log.taken_away(trial.number)
             return False
         return True
 
@@ -377,24 +376,4 @@ def _out_of_space_line(first: str, root: Path, left_to_resume: int) -> str:
     return (
         f"{first}: this worker started no more trials{stopped}. Free space in {root} (or move "
         "that folder to a larger disk) and run again"
-    )
-
-
-def _taken_away(trial: optuna.Trial) -> str:
-    return (
-        f"trial {trial.number} was failed meanwhile by another worker, which found no recent "
-        "heartbeat of ours (a clock far off, or the database out of reach past the grace); its "
-        "retry goes on from the checkpoint, and this worker drops the trial"
-    )
-
-
-def _silence_line(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> str:
-    worker = trial.user_attrs.get(attrs.WORKER)
-    where = f" ({liveness.describe(worker)})" if isinstance(worker, dict) else ""
-    silent_since = liveness.last_beat(trial)
-    until = time.strftime("%H:%M:%S", time.localtime(silent_since + grace_seconds))
-    return (
-        f"waiting for trial {trial.number}: its worker{where} has sent no heartbeat for "
-        f"{time.time() - silent_since:.0f} s; if it is still silent at {until}, the trial counts "
-        "as dead and is resumed here"
     )

@@ -87,6 +87,20 @@ def test_the_dashboard_serves_without_torch(small_search):
     assert found == {"status": 0, "loaded": []}
 
 
+def test_a_bad_study_file_or_flag_is_refused_before_torch_loads(tmp_path):
+    """`run` and `worker` load torch (seconds) only for a request that passed its checks."""
+    study_file = tmp_path / "study.toml"
+    study_file.write_text('[study]\nname = "typo"\ntrails = 8\n', encoding="utf-8")
+    commands = {
+        "run, a study file's typo": ["run", study_file],
+        "worker, a study file's typo": ["worker", study_file],
+        "run --study with --epochs": ["run", "--study", "s", "--epochs", "2"],
+        "run, neither file nor --study": ["run", "--workers", "2"],
+    }
+    found = {name: probe(*argv) for name, argv in commands.items()}
+    assert found == {name: {"status": 2, "loaded": []} for name in commands}
+
+
 def test_the_probe_sees_torch_where_a_command_trains(tmp_path):
     # evaluate loads torch before it finds the weights file missing: the probe must say so
     found = probe("evaluate", tmp_path / "missing.pt", "--data", tmp_path, "--device", "cpu")

@@ -1,6 +1,7 @@
 """What `hpsearch run` and `worker` do once parsed, and the study setup they share with `slurm`:
-training, so torch, loaded only when one of them runs (search.cli.common.runs_from). Both go
-through search.api.searching, as a notebook does."""
+training, so torch, loaded only when one of them runs (search.cli.common.runs_from), and only once
+the study file and flags have passed their checks. Both go through search.api.searching, as a
+notebook does."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from typing import Any
 
 from search.api import searching
 from search.results.status import format_status, study_status
-from search.run.joining import StoredStudy, requested_name
-from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
+from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS, WorkerOptions
+from search.run.request import Request, requested_name
 from search.run.stopping import stop_on_signals
-from search.run.worker import WorkerOptions, run_worker
 from search.study.optuna_compat import storage_of
-from search.studyfile import StudyConfig
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
 def worker(args: argparse.Namespace) -> int:
     request, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
+    from search.run.worker import run_worker  # torch: only once the request is checked
+
     with stop_on_signals(options.log_format) as stop:
         summary = run_worker(request, options, stop=stop)
     if options.log_format is not None:
@@ -57,7 +58,7 @@ def worker(args: argparse.Namespace) -> int:
 
 def study_setup(
     args: argparse.Namespace, wait_for_storage: float, **overrides: int | None
-) -> tuple[StudyConfig | StoredStudy, WorkerOptions]:
+) -> tuple[Request, WorkerOptions]:
     """The study to run: its file's configuration with the flags applied, or, with --study, the
     stored study it names (read when joined); and how its workers run."""
     return searching.worker_setup(
