@@ -34,6 +34,9 @@ ORDER BY t.position
 # The server's words for a login refused for want of CONNECT on the database (its DETAIL line): at
 # connect time libpq gives no SQLSTATE (42501) to tell it by
 NO_CONNECT_PRIVILEGE = "User does not have CONNECT privilege"
+# The server's words for a login to a database, or as a role, that it does not have (no SQLSTATE
+# at connect time either). It quotes the name as it is, quotes included.
+NOT_ON_SERVER = re.compile(r'FATAL:\s+(database|role) "(.*)" does not exist')
 # The schemas named by `path` that exist but that the role may not use, in the path's order, and
 # whether each holds a table named `table`: PostgreSQL skips them when it looks a name up
 UNUSABLE_SCHEMAS = sqlalchemy.text("""
@@ -96,6 +99,28 @@ def refused_connection(error: BaseException, parsed: sqlalchemy.URL) -> str | No
     return (
         f"role {role!r} may not connect to database {database!r}: grant it `GRANT CONNECT ON "
         f"DATABASE {sql_name(database)} TO {sql_name(role)}`, or use a role that can connect"
+    )
+
+
+def not_on_server(error: BaseException) -> str | None:
+    """The database or role a login named that the PostgreSQL server does not have, and the
+    statement that makes it; None for any other failure to connect. On a server that answers in
+    another language, None too: its own words are shown as they are."""
+    found = next(
+        (match for link in error_chain(error) if (match := NOT_ON_SERVER.search(str(link)))),
+        None,
+    )
+    if found is None:
+        return None
+    kind, name = found.groups()
+    if kind == "database":
+        return (
+            f"the server has no database {name!r}: create it (`CREATE DATABASE {sql_name(name)}`), "
+            "or fix the database name in the URL"
+        )
+    return (
+        f"the server has no role {name!r}: create it (`CREATE ROLE {sql_name(name)} LOGIN`), or "
+        "fix the user name in the URL"
     )
 
 

@@ -27,6 +27,7 @@ OUTAGES = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2005, 2006, 2013,
 # table denied)
 DATABASE_REFUSED = 1044
 PRIVILEGE_REFUSALS = frozenset({DATABASE_REFUSED, 1142})
+UNKNOWN_DATABASE = 1049  # a login to a database the server does not have
 # A server or a transaction that takes no writes: --read-only (1290), a read-only transaction
 # (1792), a replica's super_read_only (1836)
 READ_ONLY = frozenset({1290, 1792, 1836})
@@ -57,6 +58,23 @@ def refusal(error: BaseException) -> BaseException | None:
         number = error_number(link)
         if number in PRIVILEGE_REFUSALS or number in READ_ONLY:
             return link
+    return None
+
+
+def missing_database(error: BaseException) -> str | None:
+    """The database a login named that the server does not have, and the statement that makes it;
+    None for any other error."""
+    for link in error_chain(error):
+        if error_number(link) == UNKNOWN_DATABASE:
+            message = str(link.args[1]) if len(link.args) > 1 else ""
+            named_database = re.search(r"Unknown database '(.*)'", message)
+            if named_database is None:
+                return None
+            database = named_database.group(1)
+            return (
+                f"the server has no database {database!r}: create it (`CREATE DATABASE "
+                f"{plain_or_quoted(database)}`), or fix the database name in the URL"
+            )
     return None
 
 
@@ -105,9 +123,12 @@ def account(connection: sqlalchemy.Connection) -> tuple[str, str]:
 
 
 def grant(privileges: str, database: str, who: str) -> str:
-    # A plain name bare: the GRANT is shown between backticks, as code
-    name = database if re.fullmatch(r"[A-Za-z0-9_$]+", database) else quoted(database)
-    return f"GRANT {privileges} ON {name}.* TO {who}"
+    return f"GRANT {privileges} ON {plain_or_quoted(database)}.* TO {who}"
+
+
+def plain_or_quoted(name: str) -> str:
+    # A plain name bare: statements are shown between backticks, as code
+    return name if re.fullmatch(r"[A-Za-z0-9_$]+", name) else quoted(name)
 
 
 def quoted(name: str) -> str:

@@ -25,6 +25,7 @@ from search.errors import StorageError, StorageMissing
 from search.study import mysql
 from search.study.grants import (
     lacks_privilege,
+    not_on_server,
     refused_connection,
     refused_read,
     refused_schema,
@@ -283,10 +284,14 @@ def _reach_grpc_proxy(
 
 
 def _unreachable(url: str, error: BaseException) -> StorageError:
-    """A server not reached, or one that refused this role a connection (which looks the same)."""
+    """A server not reached, or one that refused this role a connection or has no such database
+    or role (which look the same)."""
     refusal = refused_connection(error, make_url(url))
     if refusal is not None:
         return StorageError(f"storage {masked(url)} refuses connections: {refusal}")
+    missing = not_on_server(error) or mysql.missing_database(error)
+    if missing is not None:
+        return StorageError(f"storage {masked(url)}: {missing}")
     return StorageError(f"cannot reach storage {masked(url)}: {first_line(error)}")
 
 

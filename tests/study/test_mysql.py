@@ -121,7 +121,10 @@ def test_a_worker_on_a_database_that_does_not_exist_stops_at_once(mysql_url, cap
     status, _, err = run_cli(capsys, "worker", "--study", NAME, "--storage", missing)
     [line] = err.strip().splitlines()
     # at once (a worker waits 5 minutes for a server that is down), and in words, not a tuple
-    assert status == 2 and line.endswith("Unknown database 'no_such_database' (MySQL error 1049)")
+    assert status == 2 and line.endswith(
+        "the server has no database 'no_such_database': create it (`CREATE DATABASE "
+        "no_such_database`), or fix the database name in the URL"
+    )
 
 
 def test_an_account_refused_the_database_then_its_writes_is_told_each_grant(

@@ -69,7 +69,38 @@ def test_psycopg2s_refused_connection_is_an_outage_and_its_refused_login_is_not(
     # as the worker meets it: at once, not after waiting 5 minutes for the server to come
     as_nobody = postgres.server_url(drivername="postgresql+psycopg2", username="nobody")
     status, _, err = run_cli(capsys, "worker", "--study", "s", "--storage", as_nobody)
-    assert status == 2 and 'role "nobody" does not exist' in err and "unreachable" not in err
+    assert status == 2 and "the server has no role 'nobody'" in err and "unreachable" not in err
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        (
+            postgres.server_url(database="no_such_database"),
+            "the server has no database 'no_such_database': create it (`CREATE DATABASE "
+            "no_such_database`), or fix the database name in the URL",
+        ),
+        (
+            postgres.server_url(database="Mixed Case"),
+            "the server has no database 'Mixed Case': create it "
+            """(`CREATE DATABASE "Mixed Case"`)""",
+        ),
+        (
+            postgres.server_url(username="nobody"),
+            "the server has no role 'nobody': create it (`CREATE ROLE nobody LOGIN`), or fix the "
+            "user name in the URL",
+        ),
+    ],
+    ids=["database", "database to quote", "role"],
+)
+def test_a_database_or_role_the_server_lacks_is_named_with_the_statement_that_makes_it(
+    capsys, url, words
+):
+    for command in (["status"], ["worker", "--study", "s"]):  # a worker too, at once
+        status, _, err = run_cli(capsys, *command, "--storage", url)
+        [line] = err.strip().splitlines()
+        assert status == 2 and words in line and "cannot reach" not in line, line
 
 
 @pytest.mark.postgres
