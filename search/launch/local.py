@@ -23,6 +23,7 @@ import torch
 
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
 from search.launch.inherited import Inherited
+from search.launch.watched import Watched
 from search.run.joining import Joined, join
 from search.run.log import WorkerLog, log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
@@ -143,7 +144,8 @@ def _run_processes(
     config: StudyConfig, options: WorkerOptions, slots: list[WorkerSlot], study: optuna.Study
 ) -> list[str]:
     """Run the worker processes to their end; the workers killed by a signal nobody here sent
-    (the kernel's out-of-memory killer, a `kill -9`), each as a line that says so."""
+    (the kernel's out-of-memory killer, a `kill -9`), and those whose end the server they were
+    forked from did not live to tell (search.launch.watched), each as a line that says so."""
     context = _worker_context()
     # The launcher has just reached the storage: a worker that cannot, starting seconds later
     # (minutes on a loaded machine), meets an outage, and waits it out as a cluster worker does.
@@ -153,7 +155,7 @@ def _run_processes(
         device="cuda" if slots[0].gpu is not None else options.device,
         wait_for_storage=max(options.wait_for_storage, WORKER_WAIT_FOR_STORAGE_SECONDS),
     )
-    processes = []
+    workers = []
     for slot in slots:
         process = context.Process(
             target=_worker_process,
@@ -161,14 +163,16 @@ def _run_processes(
             name=f"hpsearch-worker-{slot.index}",
         )
         process.start()
-        processes.append(process)
+        workers.append(Watched(process))
     stop_asked = threading.Event()
     with (
         StudyProgress(study, budget(study, config.study.trials), enabled=options.progress),
-        _forward_stop(processes, stop_asked),
+        _forward_stop(workers, stop_asked),
     ):
-        for process in processes:
-            process.join()
+        for worker in workers:
+            worker.wait()
+    unseen = [worker.process for worker in workers if worker.end_unseen]
+    processes = [worker.process for worker in workers if not worker.end_unseen]
     exits = {process.name: process.exitcode or 0 for process in processes}  # all joined: not None
     failed = [process for process in processes if exits[process.name] > 0]
     if failed:
@@ -183,6 +187,9 @@ def _run_processes(
         f"{signal.Signals(-exits[process.name]).name}"
         for process in processes
         if exits[process.name] < 0
+    ] + [
+        f"{process.name} (pid {process.pid}) ended unseen (its worker server died first)"
+        for process in unseen
     ]
 
 
@@ -215,7 +222,7 @@ def _inherited(slot: WorkerSlot) -> Inherited:
 
 
 @contextmanager
-def _forward_stop(processes: list, stop_asked: threading.Event) -> Iterator[None]:
+def _forward_stop(workers: list[Watched], stop_asked: threading.Event) -> Iterator[None]:
     """Ctrl-C reaches the workers through the terminal;
     SIGTERM (docker stop) is passed on to them. Either sets `stop_asked`."""
     if threading.current_thread() is not threading.main_thread():
@@ -224,9 +231,8 @@ def _forward_stop(processes: list, stop_asked: threading.Event) -> Iterator[None
 
     def forward(signum: int, frame: FrameType | None) -> None:
         stop_asked.set()
-        for process in processes:
-            if process.is_alive():
-                os.kill(process.pid, signum)
+        for worker in workers:
+            worker.send_signal(signum)
 
     previous = {
         signal.SIGTERM: signal.signal(signal.SIGTERM, forward),

@@ -1,7 +1,7 @@
 """`hpsearch run`'s local worker processes: forked from one server process that imported torch once
 (search.launch.worker_server), yet each with the launcher's environment as it is at its start,
-and each stopped cleanly by a SIGTERM sent to the run alone (docker stop, Kubernetes) or to its
-whole process group (SLURM's scancel)."""
+each stopped cleanly by a SIGTERM sent to the run alone (docker stop, Kubernetes) or to its
+whole process group (SLURM's scancel), and each waited for by the run even if the server dies."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from optuna.trial import TrialState
 
+from benchmarks.chaos.search_run import forked_workers
 from search import attrs
 from search.launch import launch
 from search.run.worker import WorkerOptions
@@ -105,3 +107,45 @@ def _both_trained_an_epoch(url: str) -> bool:
     except KeyError:  # the study is not created yet
         return False
     return len(trials) == 2 and all(trial.intermediate_values for trial in trials)
+
+
+def test_the_run_outlives_its_worker_server_killed_and_waits_for_its_workers(
+    tmp_path, image_folder, cache_dir
+):
+    """The server is killed (the out-of-memory killer's choice, a stray kill -9) while both
+    workers train: they train on, and the run waits for them, then ends what they left, rather
+    than reporting them failed and leaving them running behind it."""
+    path = write_study(tmp_path, image_folder, trials=4, epochs=3, pruner='kind = "none"')
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", str(path), "--storage", url, "--workers", "2"]
+        + ["--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _both_trained_an_epoch(url):
+            assert time.monotonic() < deadline and run.poll() is None, run.communicate()[1]
+            time.sleep(0.2)
+        workers = forked_workers(psutil.Process(run.pid))
+        [server] = {worker.parent() for worker in workers}
+        server.kill()
+        _, err = run.communicate(timeout=120)
+        assert not any(map(_training, workers)), "the run ended before its workers"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+
+    assert run.returncode == 0 and "exited with an error" not in err, err
+    assert err.count("ended unseen (its worker server died first)") == 2, err
+    assert [t.state for t in trials_of(url)] == [TrialState.COMPLETE] * 4, err
+
+
+def _training(worker: psutil.Process) -> bool:
+    """Alive and not a zombie (an orphan's, where PID 1 does not reap, as in some containers)."""
+    try:
+        return worker.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
