@@ -2,11 +2,12 @@
 status` on a small study, against Optuna's own CLI (`optuna --help`, `optuna studies`) on the
 same storage, with the interpreter alone (`python -c pass`) and what loading torch and
 torchvision costs (`python -c "import torch, torchvision"`: what every hpsearch command paid
-before they stopped importing it).
+before they stopped importing it); and how long `hpsearch run` takes to refuse a study file with a
+typo (exit 2), which a newcomer meets first.
 
 With `--before DIR` (a copy of the project from before a change: `git archive COMMIT | tar -x -C
-DIR`), the same two hpsearch commands run from that copy too (`python -m search`, with DIR as the
-working folder, so its `search` and `trainer` are the ones imported), in the same rounds.
+DIR`), the same three hpsearch commands run from that copy too (`python -m search`, with DIR as
+the working folder, so its `search` and `trainer` are the ones imported), in the same rounds.
 
 Every command is a fresh process, timed from start to exit by the wall clock. The commands are
 interleaved, round after round (one warm-up round first, not counted, so that every one finds its
@@ -53,7 +54,12 @@ def small_study(url: str, trials: int = 20) -> None:
         )
 
 
-def commands(url: str, before: Path | None) -> dict[str, list[str]]:
+# A study file whose [study] holds a misspelt key: refused, exit 2, before anything is written
+TYPO_STUDY = '[study]\nname = "typo"\ntrails = 8\n'
+REFUSED = "hpsearch run typo.toml"
+
+
+def commands(url: str, typo: Path, before: Path | None) -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
     hpsearch = [str(bin_dir / "hpsearch")] if (bin_dir / "hpsearch").exists() else []
     optuna_cli = shutil.which("optuna", path=str(bin_dir)) or shutil.which("optuna")
@@ -66,11 +72,13 @@ def commands(url: str, before: Path | None) -> dict[str, list[str]]:
         "optuna studies": [optuna_cli, "studies", "--storage", url],
         "hpsearch --help": [*hpsearch, "--help"],
         "hpsearch status": [*hpsearch, "status", "--storage", url],
+        REFUSED: [*hpsearch, "run", str(typo)],
         **(
             {
                 "before: hpsearch --help": [sys.executable, "-m", "search", "--help"],
                 "before: hpsearch status": [sys.executable, "-m", "search", "status"]
                 + ["--storage", url],
+                f"before: {REFUSED}": [sys.executable, "-m", "search", "run", str(typo)],
             }
             if before is not None
             else {}
@@ -78,12 +86,14 @@ def commands(url: str, before: Path | None) -> dict[str, list[str]]:
     }
 
 
-def seconds_to_run(command: list[str], folder: Path | None) -> float:
+def seconds_to_run(name: str, command: list[str], folder: Path | None) -> float:
     start = time.perf_counter()
-    subprocess.run(
-        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder
-    )
-    return time.perf_counter() - start
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=folder)
+    seconds = time.perf_counter() - start
+    expected = 2 if name.endswith(REFUSED) else 0  # the typo refused; everything else runs
+    if done.returncode != expected:
+        raise SystemExit(f"{name}: exit {done.returncode}, not {expected}: {done.stderr.strip()}")
+    return seconds
 
 
 def measure(
@@ -93,11 +103,11 @@ def measure(
         return before if name.startswith("before:") else None
 
     for name, command in runs.items():  # warm-up: page cache and bytecode
-        seconds_to_run(command, folder(name))
+        seconds_to_run(name, command, folder(name))
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, command in runs.items():
-            times[name].append(seconds_to_run(command, folder(name)))
+            times[name].append(seconds_to_run(name, command, folder(name)))
     return times
 
 
@@ -121,8 +131,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'small.db'}"
         small_study(url)
+        typo = Path(folder) / "typo.toml"
+        typo.write_text(TYPO_STUDY, encoding="utf-8")
         load_before = os.getloadavg()[0]
-        times = measure(commands(url, args.before), args.repeats, args.before)
+        times = measure(commands(url, typo, args.before), args.repeats, args.before)
         load_after = os.getloadavg()[0]
     summary = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),

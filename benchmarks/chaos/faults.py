@@ -22,6 +22,7 @@ from tests.helpers.private_postgres import PrivateCluster
 KINDS = (
     "kill_worker",  # SIGKILL one worker process
     "kill_run",  # SIGKILL the whole run (its process group), then start it again at once
+    "kill_server",  # SIGKILL the server the run forks its workers from: they train on
     "term_worker",  # SIGTERM one worker: it stops at a clean point
     "stop_worker",  # SIGSTOP one worker past the heartbeat grace, then SIGCONT
     "db_outage",  # stop the database for a few seconds, then start it
@@ -77,6 +78,8 @@ class Injector:
         possible = {"db_outage", "fill_disk"} if self.disk else {"db_outage"}
         if workers:
             possible |= {*WORKER_FAULTS, "kill_run"}
+            if run.worker_server() is not None:
+                possible.add("kill_server")
             if self.proxy is not None:
                 possible.add("restart_proxy")
         if self._checkpoint_files():
@@ -136,6 +139,14 @@ class Injector:
         fault.ended = time.time()
         run.start()
         fault.detail = f"SIGKILL process group {pid}, started again"
+
+    def _kill_server(self, fault: Fault, run: SearchRun, running: list) -> None:
+        server = run.worker_server()
+        if server is None:
+            fault.detail = "no worker server now: nothing done"
+            return
+        _send(server, signal.SIGKILL)
+        fault.detail = f"SIGKILL worker server pid {server.pid}"
 
     def _db_outage(self, fault: Fault, run: SearchRun, running: list) -> None:
         mode = self.rng.choice(("fast", "immediate"))

@@ -61,16 +61,26 @@ class SearchRun:
         return code
 
     def worker_processes(self) -> list[psutil.Process]:
-        """The processes that train: the workers forked from the run's worker server, or the run
-        itself with one worker."""
+        """The processes that train: the workers forked from the run's worker server (those it
+        left behind when killed among them), or the run itself with one worker."""
         if self.process is None:
             return []
         try:
             run = psutil.Process(self.process.pid)
-            forked = forked_workers(run)
+            forked = forked_workers(run) + _orphaned_workers(run)
         except psutil.Error:
             return []
         return forked if self.workers > 1 else [run]
+
+    def worker_server(self) -> psutil.Process | None:
+        """The run's live worker server (multiprocessing's forkserver), if it has one."""
+        if self.process is None or self.workers == 1:
+            return None
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children():
+                if _is_forkserver(child) and child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+        return None
 
     def kill(self) -> None:
         """SIGKILL the whole run, its workers with it, and wait until none of them is left."""
@@ -94,11 +104,33 @@ def forked_workers(run: psutil.Process) -> list[psutil.Process]:
 
 def _forked_by(server: psutil.Process) -> list[psutil.Process]:
     try:
-        if "forkserver" not in " ".join(server.cmdline()):
+        if not _is_forkserver(server):
             return []
         return [worker for worker in server.children() if worker.status() != "zombie"]
     except psutil.Error:
         return []
+
+
+def _orphaned_workers(run: psutil.Process) -> list[psutil.Process]:
+    """The live workers of `run`'s process group whose worker server died: forked from it (its
+    command line), with a parent that is neither the run nor a server."""
+    orphans = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) != run.pid or not _is_forkserver(process):
+                continue
+            parent = process.parent()
+            adopted = parent is None or (parent.pid != run.pid and not _is_forkserver(parent))
+            if adopted and process.status() != psutil.STATUS_ZOMBIE:
+                orphans.append(process)
+        except (OSError, psutil.Error):
+            continue
+    return orphans
+
+
+def _is_forkserver(process: psutil.Process) -> bool:
+    """A process of multiprocessing's forkserver: the server, or a worker forked from it."""
+    return "multiprocessing.forkserver" in " ".join(process.cmdline())
 
 
 def _group_alive(group: int) -> bool:
