@@ -15,6 +15,7 @@ from search.errors import ConfigError
 from search.run.log import LOG_FORMATS
 from search.run.options import WorkerOptions
 from search.run.request import Request, StoredStudy
+from search.study.storage import check_storage_url
 from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig, load_study_config
 from trainer.naming import given, named
 
@@ -133,6 +134,7 @@ def worker_setup(
     request, url = _request(
         study_file, study, storage, data, trials=trials, epochs=epochs, image_size=image_size
     )
+    check_storage_url(url)  # its syntax, driver and SQLite folder: read, not connected to
     # A missing GPU is an error before anything is written; last, as it loads torch (seconds)
     from trainer.device import resolve_device
 

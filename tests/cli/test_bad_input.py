@@ -274,7 +274,7 @@ ROWS = {
     ),
     "database not there, password in a query parameter": Row(
         f"status --storage {postgres.storage_url('hpsearch_no_such_db')}?password={SECRET}",
-        "does not exist",
+        "the server has no database 'hpsearch_no_such_db'",
         postgres=True,
     ),
     # Study files and flags: checked before the data or a database is touched

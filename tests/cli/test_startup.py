@@ -96,6 +96,7 @@ def test_a_bad_study_file_or_flag_is_refused_before_torch_loads(tmp_path):
         "worker, a study file's typo": ["worker", study_file],
         "run --study with --epochs": ["run", "--study", "s", "--epochs", "2"],
         "run, neither file nor --study": ["run", "--workers", "2"],
+        "run on an in-memory database": ["run", "--study", "s", "--storage", "sqlite://"],
     }
     found = {name: probe(*argv) for name, argv in commands.items()}
     assert found == {name: {"status": 2, "loaded": []} for name in commands}
