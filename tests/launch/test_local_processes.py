@@ -115,7 +115,7 @@ def test_the_run_outlives_its_worker_server_killed_and_waits_for_its_workers(
     """The server is killed (the out-of-memory killer's choice, a stray kill -9) while both
     workers train: they train on, and the run waits for them, then ends what they left, rather
     than reporting them failed and leaving them running behind it."""
-    path = write_study(tmp_path, image_folder, trials=4, epochs=3, pruner='kind = "none"')
+    path = write_study(tmp_path, image_folder, trials=2, epochs=4, pruner='kind = "none"')
     url = f"sqlite:///{tmp_path / 's.db'}"
     run = subprocess.Popen(
         [sys.executable, "-m", "search", "run", str(path), "--storage", url, "--workers", "2"]
@@ -140,7 +140,7 @@ def test_the_run_outlives_its_worker_server_killed_and_waits_for_its_workers(
 
     assert run.returncode == 0 and "exited with an error" not in err, err
     assert err.count("ended unseen (its worker server died first)") == 2, err
-    assert [t.state for t in trials_of(url)] == [TrialState.COMPLETE] * 4, err
+    assert [t.state for t in trials_of(url)] == [TrialState.COMPLETE] * 2, err
 
 
 def _training(worker: psutil.Process) -> bool:
