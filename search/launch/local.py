@@ -187,10 +187,15 @@ def _run_processes(
         f"{signal.Signals(-exits[process.name]).name}"
         for process in processes
         if exits[process.name] < 0
-    ] + [
-        f"{process.name} (pid {process.pid}) ended unseen (its worker server died first)"
-        for process in unseen
-    ]
+    ] + _ended_unseen(unseen)
+
+
+def _ended_unseen(processes: list) -> list[str]:
+    if not processes:
+        return []
+    names = ", ".join(f"{process.name} (pid {process.pid})" for process in processes)
+    whose = "its" if len(processes) == 1 else "their"
+    return [f"{names} ended unseen ({whose} worker server died first)"]
 
 
 def _finish_after_killed(joined: Joined, options: WorkerOptions, killed: list[str]) -> None:
