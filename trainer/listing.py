@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from trainer.errors import DataError
-from trainer.sources import EXPECTED_LAYOUT
+from trainer.source_names import EXPECTED_LAYOUT
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

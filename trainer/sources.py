@@ -17,10 +17,7 @@ from tqdm import tqdm
 
 from trainer.errors import DataError
 from trainer.naming import given
-
-# Names a user may pass instead of a folder, mapped to torchvision's Imagenette sizes.
-IMAGENETTE = {"imagenette-160": "160px", "imagenette-320": "320px", "imagenette-full": "full"}
-EXPECTED_LAYOUT = "train/<class>/* and val/<class>/*"
+from trainer.source_names import EXPECTED_LAYOUT, IMAGENETTE, check_data_source, is_archive
 
 
 def class_names(folders: tuple[str, ...]) -> tuple[str, ...]:
@@ -53,21 +50,12 @@ def resolve_data_dir(
     root = (
         (Path(data_root) if data_root is not None else default_data_root()).expanduser().resolve()
     )
+    check_data_source(data)
     if isinstance(data, str) and data in IMAGENETTE:
         return _download_imagenette(data, root)
     path = Path(data).expanduser()
-    if path.is_file() and path.name.lower().endswith((".tar.gz", ".tgz")):
+    if is_archive(path):
         return _extract_once(path, root, progress)
-    if not path.exists():
-        raise DataError(
-            f"data folder {path} does not exist; expected a folder with {EXPECTED_LAYOUT}, "
-            f"a .tar.gz of one, or one of: {', '.join(IMAGENETTE)}"
-        )
-    if not path.is_dir():
-        raise DataError(
-            f"data {path} is neither a folder nor a .tar.gz/.tgz archive; "
-            f"expected a folder with {EXPECTED_LAYOUT}"
-        )
     return path.resolve()
 
 

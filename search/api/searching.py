@@ -18,6 +18,7 @@ from search.run.request import Request, StoredStudy
 from search.study.storage import check_storage_url
 from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig, load_study_config
 from trainer.naming import given, named
+from trainer.source_names import check_data_source
 
 
 def run_study(
@@ -135,6 +136,9 @@ def worker_setup(
         study_file, study, storage, data, trials=trials, epochs=epochs, image_size=image_size
     )
     check_storage_url(url)  # its syntax, driver and SQLite folder: read, not connected to
+    source = request.data.source if isinstance(request, StudyConfig) else request.data
+    if source is not None:  # else the creator's, known once the stored study is read
+        check_data_source(source)  # a mistyped path; what the folder holds is read when joined
     # A missing GPU is an error before anything is written; last, as it loads torch (seconds)
     from trainer.device import resolve_device
 

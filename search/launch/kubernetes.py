@@ -71,7 +71,7 @@ from search.launch.kubernetes_objects import (
 from search.studyfile import StudyConfig
 from search.studyfile.document import to_document
 from trainer.data import cache_side
-from trainer.sources import IMAGENETTE
+from trainer.source_names import IMAGENETTE
 
 # The creator's requests (creator_memory says why)
 CREATOR_CPU = "1"

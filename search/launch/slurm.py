@@ -33,7 +33,7 @@ from search.run.request import Request
 from search.study.storage import check_storage_url
 from search.studyfile import StudyConfig
 from search.url_secrets import masked
-from trainer.sources import IMAGENETTE
+from trainer.source_names import IMAGENETTE
 
 # Seconds before the time limit that SLURM warns a task: enough to finish a step and write a
 # 130-170 MB checkpoint to a shared file system

@@ -97,6 +97,7 @@ def test_a_bad_study_file_or_flag_is_refused_before_torch_loads(tmp_path):
         "run --study with --epochs": ["run", "--study", "s", "--epochs", "2"],
         "run, neither file nor --study": ["run", "--workers", "2"],
         "run on an in-memory database": ["run", "--study", "s", "--storage", "sqlite://"],
+        "run on a data folder not there": ["run", "--study", "s", "--data", tmp_path / "typo"],
     }
     found = {name: probe(*argv) for name, argv in commands.items()}
     assert found == {name: {"status": 2, "loaded": []} for name in commands}
