@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import optuna
@@ -190,7 +191,8 @@ def _run_processes(
     ] + _ended_unseen(unseen)
 
 
-def _ended_unseen(processes: list) -> list[str]:
+def _ended_unseen(processes: list[BaseProcess]) -> list[str]:
+    """One line for the workers whose server died before it could say how they ended."""
     if not processes:
         return []
     names = ", ".join(f"{process.name} (pid {process.pid})" for process in processes)
