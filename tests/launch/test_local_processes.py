@@ -74,17 +74,7 @@ def test_sigterm_stops_every_worker_cleanly_and_queues_its_trial(
         extra="\n[checkpoint]\nevery_epochs = 1\n",
     )  # fmt: skip
     url = f"sqlite:///{tmp_path / 's.db'}"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "search", "run", str(path), "--storage", url, "--workers", "2"]
-        + ["--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"],
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a group of its own: the run, its worker server and workers
-    )
-    deadline = time.monotonic() + 120
-    while not _both_trained_an_epoch(url):
-        assert time.monotonic() < deadline and run.poll() is None, run.communicate()[1]
-        time.sleep(0.2)
+    run = _two_workers_training(path, url, cache_dir)
     if to_the_group:
         os.killpg(run.pid, signal.SIGTERM)
     else:
@@ -99,6 +89,23 @@ def test_sigterm_stops_every_worker_cleanly_and_queues_its_trial(
     ) and all(attrs.fail_reason(trial).endswith("(SIGTERM)") for trial in stopped)
     queued = [t for t in trials_of(url) if t.state == TrialState.WAITING]
     assert sorted(trial.user_attrs[attrs.RETRY_OF] for trial in queued) == [0, 1]
+
+
+def _two_workers_training(path: Path, url: str, cache_dir: Path) -> subprocess.Popen:
+    """`run --workers 2` in a process group of its own (the run, its worker server and workers),
+    once both workers have trained an epoch."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", str(path), "--storage", url, "--workers", "2"]
+        + ["--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not _both_trained_an_epoch(url):
+        assert time.monotonic() < deadline and run.poll() is None, run.communicate()[1]
+        time.sleep(0.2)
+    return run
 
 
 def _both_trained_an_epoch(url: str) -> bool:
@@ -117,18 +124,8 @@ def test_the_run_outlives_its_worker_server_killed_and_waits_for_its_workers(
     than reporting them failed and leaving them running behind it."""
     path = write_study(tmp_path, image_folder, trials=2, epochs=4, pruner='kind = "none"')
     url = f"sqlite:///{tmp_path / 's.db'}"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "search", "run", str(path), "--storage", url, "--workers", "2"]
-        + ["--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"],
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    run = _two_workers_training(path, url, cache_dir)
     try:
-        deadline = time.monotonic() + 120
-        while not _both_trained_an_epoch(url):
-            assert time.monotonic() < deadline and run.poll() is None, run.communicate()[1]
-            time.sleep(0.2)
         workers = forked_workers(psutil.Process(run.pid))
         [server] = {worker.parent() for worker in workers}
         server.kill()
