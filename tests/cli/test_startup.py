@@ -87,8 +87,9 @@ def test_the_dashboard_serves_without_torch(small_search):
     assert found == {"status": 0, "loaded": []}
 
 
-def test_a_bad_study_file_or_flag_is_refused_before_torch_loads(tmp_path):
-    """`run` and `worker` load torch (seconds) only for a request that passed its checks."""
+def test_a_bad_request_is_refused_before_torch_loads(tmp_path):
+    """`run` and `worker` load torch (seconds) only once the study file, the flags, the storage
+    URL and the data path passed their checks."""
     study_file = tmp_path / "study.toml"
     study_file.write_text('[study]\nname = "typo"\ntrails = 8\n', encoding="utf-8")
     commands = {
