@@ -120,11 +120,13 @@ def _lineages_counted_once(
         complete = [t.number for t in attempts if t.state == TrialState.COMPLETE]
         if len(complete) > 1:
             problems.append(f"lineage {number} completed {len(complete)} times: trials {complete}")
-        # A queued attempt, or a continuation closed without running, suggested no parameters
+        # A queued attempt, or a continuation closed without running, suggested no parameters;
+        # a first attempt killed while it drew them has only some, and its retry draws the rest
+        # (nothing trained with them yet): what counts is a drawn value that changed
         changed = [
             t.number
             for t in attempts
-            if t.params != attempts[0].params
+            if any(t.params.get(name, value) != value for name, value in attempts[0].params.items())
             and t.params  # an attempt stopped before it suggested them has none
             and not (t.state == TrialState.WAITING or promotion.never_ran(t))
         ]
