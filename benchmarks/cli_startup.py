@@ -2,11 +2,13 @@
 status` on a small study, against Optuna's own CLI (`optuna --help`, `optuna studies`) on the
 same storage, with the interpreter alone (`python -c pass`) and what loading torch and
 torchvision costs (`python -c "import torch, torchvision"`: what every hpsearch command paid
-before they stopped importing it); and how long `hpsearch run` takes to refuse a study file with a
-typo (exit 2), which a newcomer meets first.
+before they stopped importing it); how long `hpsearch run` takes to refuse a study file with a
+typo (exit 2), which a newcomer meets first; and a whole `hpsearch run --workers 2` of two
+one-epoch trials on 124 small images (tests/helpers/images.py) into a new SQLite file each time:
+mostly the start of a run with worker processes.
 
 With `--before DIR` (a copy of the project from before a change: `git archive COMMIT | tar -x -C
-DIR`), the same three hpsearch commands run from that copy too (`python -m search`, with DIR as
+DIR`), the same four hpsearch commands run from that copy too (`python -m search`, with DIR as
 the working folder, so its `search` and `trainer` are the ones imported), in the same rounds.
 
 Every command is a fresh process, timed from start to exit by the wall clock. The commands are
@@ -37,6 +39,9 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
+from tests.helpers.images import make_image_folder
+from tests.helpers.studies import write_study
+
 
 def small_study(url: str, trials: int = 20) -> None:
     """A finished study of `trials` trials, as status reads it."""
@@ -57,14 +62,29 @@ def small_study(url: str, trials: int = 20) -> None:
 # A study file whose [study] holds a misspelt key: refused, exit 2, before anything is written
 TYPO_STUDY = '[study]\nname = "typo"\ntrails = 8\n'
 REFUSED = "hpsearch run typo.toml"
+TWO_WORKERS = "hpsearch run --workers 2"
 
 
-def commands(url: str, typo: Path, before: Path | None) -> dict[str, list[str]]:
+def tiny_study(folder: Path) -> Path:
+    """Two one-epoch trials at 32 px on 124 train images: a run that is mostly its start."""
+    images = make_image_folder(folder / "images")
+    return write_study(folder, images, name="tiny", trials=2, epochs=1)
+
+
+def run_afresh(command: list[str], database: Path) -> list[str]:
+    """`command` on a new study each time: its SQLite file removed first (milliseconds)."""
+    return ["bash", "-c", f'rm -f "{database}" && exec "$@"', "run_afresh", *command]
+
+
+def commands(url: str, typo: Path, tiny: Path, before: Path | None) -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
     hpsearch = [str(bin_dir / "hpsearch")] if (bin_dir / "hpsearch").exists() else []
     optuna_cli = shutil.which("optuna", path=str(bin_dir)) or shutil.which("optuna")
     if not hpsearch or optuna_cli is None:
         raise SystemExit("run with the project's virtual environment: no hpsearch or optuna here")
+    database = tiny.parent / "tiny.db"
+    two_workers = ["run", str(tiny), "--workers", "2", "--device", "cpu", "--no-progress"]
+    two_workers += ["--storage", f"sqlite:///{database}"]
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
         "import torch, torchvision": [sys.executable, "-c", "import torch, torchvision"],
@@ -73,12 +93,16 @@ def commands(url: str, typo: Path, before: Path | None) -> dict[str, list[str]]:
         "hpsearch --help": [*hpsearch, "--help"],
         "hpsearch status": [*hpsearch, "status", "--storage", url],
         REFUSED: [*hpsearch, "run", str(typo)],
+        TWO_WORKERS: run_afresh([*hpsearch, *two_workers], database),
         **(
             {
                 "before: hpsearch --help": [sys.executable, "-m", "search", "--help"],
                 "before: hpsearch status": [sys.executable, "-m", "search", "status"]
                 + ["--storage", url],
                 f"before: {REFUSED}": [sys.executable, "-m", "search", "run", str(typo)],
+                f"before: {TWO_WORKERS}": run_afresh(
+                    [sys.executable, "-m", "search", *two_workers], database
+                ),
             }
             if before is not None
             else {}
@@ -133,8 +157,9 @@ def main() -> None:
         small_study(url)
         typo = Path(folder) / "typo.toml"
         typo.write_text(TYPO_STUDY, encoding="utf-8")
+        tiny = tiny_study(Path(folder))
         load_before = os.getloadavg()[0]
-        times = measure(commands(url, typo, args.before), args.repeats, args.before)
+        times = measure(commands(url, typo, tiny, args.before), args.repeats, args.before)
         load_after = os.getloadavg()[0]
     summary = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),

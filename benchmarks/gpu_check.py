@@ -96,7 +96,7 @@ def run_search(args: argparse.Namespace) -> None:
 
     import optuna
 
-    from search.launch import launch
+    from search.launch.local import launch
     from search.results.status import format_status, study_status
     from search.run.worker import WorkerOptions
     from search.study.optuna_compat import storage_of

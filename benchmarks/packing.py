@@ -3,7 +3,7 @@
 
 studies/imagenette.toml shortened to --epochs per trial at --image-size and --batch-size, with no
 pruner (every trial does the same work) and [study] timeout_minutes = --minutes, runs once per arm
-through `search.launch.launch`, each on a fresh SQLite study:
+through `search.launch.local.launch`, each on a fresh SQLite study:
 - K = 1: one worker, one trial at a time (fused K = 1 and one process per device are the same);
 - fused K: one worker with WorkerOptions(trials_per_worker=K), launched with workers=1;
 - processes K: `--workers-per-gpu K` on GPU 0, one trial each; on a CPU `--workers K`, which
@@ -100,7 +100,7 @@ def study_file(args: argparse.Namespace, name: str, folder: Path) -> Path:
 
 def launch_arm(config: StudyConfig, storage: str, device: str, kind: str, k: int) -> None:
     """Run the arm's study to its timeout: one worker (of K slots when fused), or K processes."""
-    from search.launch import launch
+    from search.launch.local import launch
     from search.run.worker import WorkerOptions
 
     options = WorkerOptions(

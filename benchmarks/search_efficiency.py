@@ -2,7 +2,7 @@
 
 One study file, run once per arm and study seed, every arm with the same `[study] epochs_budget`
 (epochs actually trained, over the whole search), data, space and seeds, each in its own SQLite
-file in a temporary folder (checkpoints too), through `search.launch.launch` as `hpsearch run`
+file in a temporary folder (checkpoints too), through `search.launch.local.launch` as `hpsearch run`
 does, one worker. The data is decoded before any arm starts. Arms:
 
     no pruning      the study file's sampler, every trial to the end
@@ -48,7 +48,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
-from search.launch import launch
+from search.launch.local import launch
 from search.run.study_data import load_study_data
 from search.run.worker import WorkerOptions
 from search.study.epochs_budget import epochs_trained

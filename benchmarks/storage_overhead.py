@@ -71,7 +71,7 @@ from optuna.trial import TrialState
 import search.run.worker
 import search.study.opening
 from search import attrs
-from search.launch import WorkerSlot, plan_workers
+from search.launch.local import WorkerSlot, plan_workers
 from search.run.objective import _record
 from search.run.study_data import fingerprint
 from search.run.worker import WorkerOptions

@@ -12,6 +12,7 @@ import optuna
 
 from search import locations
 from search.errors import ConfigError
+from search.launch.forking import start_worker_server, will_fork_workers
 from search.run.log import LOG_FORMATS
 from search.run.options import WorkerOptions
 from search.run.request import Request, StoredStudy
@@ -73,9 +74,12 @@ def run_study(
         log_format=log_format,
         wait_for_storage=wait_for_storage,
     )
+    if not create_only and will_fork_workers(workers, gpus, device):
+        # its import of torch then runs beside this process's own, not after it (seconds sooner)
+        start_worker_server()
     # Imported once the request is checked: what trains loads torch (seconds), and a typo in a
     # study file is refused before that
-    from search.launch import launch
+    from search.launch.local import launch
     from search.run.joining import join
 
     # hpsearch's own use of Optuna's experimental API (metric names) is no news to a notebook

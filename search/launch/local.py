@@ -6,8 +6,6 @@ On a machine with GPUs, one worker process per GPU by default, each seeing only 
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -16,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -23,6 +22,7 @@ import optuna
 import torch
 
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
+from search.launch.forking import start_worker_server
 from search.launch.inherited import Inherited
 from search.launch.watched import Watched
 from search.run.joining import Joined, join
@@ -113,9 +113,8 @@ def launch(
     )
     log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
     in_processes = len(slots) > 1 or slots[0].gpu is not None
-    if in_processes:
-        _worker_context()
-        multiprocessing.forkserver.ensure_running()  # imports torch while this process joins
+    # the server imports torch while this process joins (run_study may have started it sooner)
+    context = start_worker_server() if in_processes else None
     joined = join(request, options, create=True, trials=trials)
     config, study, data = joined.config, joined.study, joined.data
     if options.progress:
@@ -130,24 +129,27 @@ def launch(
             ),
             file=sys.stderr,
         )
-    if not in_processes:
+    if context is None:
         # one CPU worker runs here, on the study and data joined above
         with stop_on_signals(options.log_format) as stop:
             work(joined, options, stop=stop)
     else:
-        killed = _run_processes(config, options, slots, study)
+        killed = _run_processes(context, config, options, slots, study)
         if killed:
             _finish_after_killed(joined, options, killed)
     return study
 
 
 def _run_processes(
-    config: StudyConfig, options: WorkerOptions, slots: list[WorkerSlot], study: optuna.Study
+    context: ForkServerContext,
+    config: StudyConfig,
+    options: WorkerOptions,
+    slots: list[WorkerSlot],
+    study: optuna.Study,
 ) -> list[str]:
     """Run the worker processes to their end; the workers killed by a signal nobody here sent
     (the kernel's out-of-memory killer, a `kill -9`), and those whose end the server they were
     forked from did not live to tell (search.launch.watched), each as a line that says so."""
-    context = _worker_context()
     # The launcher has just reached the storage: a worker that cannot, starting seconds later
     # (minutes on a loaded machine), meets an outage, and waits it out as a cluster worker does.
     quiet = replace(
@@ -209,15 +211,6 @@ def _finish_after_killed(joined: Joined, options: WorkerOptions, killed: list[st
     log.note(f"worker {', '.join(killed)}; this process runs what it left")
     with stop_on_signals(options.log_format) as stop:
         work(joined, replace(options, progress=False), stop=stop)
-
-
-def _worker_context() -> multiprocessing.context.ForkServerContext:
-    """Worker processes are forked from one server process (search.launch.worker_server) that
-    imported torch once, rather than spawned to import it each: fork from this process would copy
-    its CUDA and database state, which the server never has."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["search.launch.worker_server"])
-    return context
 
 
 def _inherited(slot: WorkerSlot) -> Inherited:

@@ -10,7 +10,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.launch import launch
+from search.launch.local import launch
 from search.run.worker import WorkerOptions
 from search.studyfile import load_study_config
 from tests.helpers.images import make_image_folder

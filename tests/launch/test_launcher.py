@@ -1,14 +1,17 @@
-"""How `hpsearch run` spreads workers over GPUs or CPU cores (planning only: no GPU needed)."""
+"""How `hpsearch run` spreads workers over GPUs or CPU cores, and whether it starts the server it
+forks them from before it imports torch (planning only: no GPU needed)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
 
 from search.cli import flag_of
 from search.errors import LaunchError
-from search.launch import plan_workers
+from search.launch import forking
+from search.launch.local import plan_workers
 from trainer.naming import flags_named
 
 
@@ -56,3 +59,29 @@ def test_workers_that_do_not_fit_the_machine_are_refused_by_keyword_or_flag(
         plan_workers(workers, gpus, per_gpu, gpu_count=gpu_count, cpu_count=2)
     with flags_named(flag_of), pytest.raises(LaunchError, match=re.escape(by_flag)):
         plan_workers(workers, gpus, per_gpu, gpu_count=gpu_count, cpu_count=2)
+
+
+@pytest.mark.parametrize(
+    "workers, gpus, device, gpu_present",
+    list(itertools.product((None, 1, 2), (None, [0]), ("auto", "cuda", "cpu"), (False, True))),
+)
+def test_the_guess_that_starts_the_worker_server_before_torch_agrees_with_the_plan(
+    workers, gpus, device, gpu_present, tmp_path, monkeypatch
+):
+    """The guess made before torch is imported (a GPU seen through NVIDIA's driver) agrees with
+    the plan made with it, wherever that plan is not refused."""
+    driver = tmp_path / "nvidia-gpus"
+    driver.mkdir()
+    if gpu_present:
+        (driver / "0000:01:00.0").mkdir()
+    monkeypatch.setattr(forking, "NVIDIA_GPUS", str(driver))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu_count = 1 if gpu_present and device != "cpu" else 0  # as launch: torch.cuda's count
+    try:
+        slots = plan_workers(workers, gpus, 1, gpu_count=gpu_count, cpu_count=2)
+    except LaunchError:
+        return  # refused before a worker would start (--gpus on a machine without one)
+    forks = len(slots) > 1 or slots[0].gpu is not None
+    assert forking.will_fork_workers(workers, gpus, device) == forks
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # every GPU hidden: one CPU worker, unforked
+    assert forking.will_fork_workers(workers, None, device) == (workers == 2)

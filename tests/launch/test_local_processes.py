@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from benchmarks.chaos.search_run import forked_workers
 from search import attrs
-from search.launch import launch
+from search.launch.local import launch
 from search.run.worker import WorkerOptions
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study

@@ -19,7 +19,7 @@ from optuna.trial import TrialState, create_trial
 
 from search import attrs
 from search.cli import main
-from search.launch import launch
+from search.launch.local import launch
 from search.results.report_data import get_summary_info, trial_curves
 from search.results.status import format_status, study_status
 from search.run import trial_files

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 import search.run.objective
 from search import attrs
 from search.cli import main
-from search.launch import launch
+from search.launch.local import launch
 from search.results.status import study_status
 from search.run.joining import join
 from search.run.worker import WorkerOptions

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search.cli import main
-from search.launch import launch
+from search.launch.local import launch
 from search.results.status import study_status
 from search.run import trial_files
 from search.run.study_data import fingerprint, load_study_data

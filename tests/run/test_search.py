@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.cli import main
-from search.launch import launch
+from search.launch.local import launch
 from search.run.worker import WorkerOptions
 from search.study.space import suggest
 from search.studyfile import load_study_config

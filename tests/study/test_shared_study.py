@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from search.attrs import RETRY_OF
 from search.cli import main
-from search.launch import launch
+from search.launch.local import launch
 from search.run.study_data import fingerprint, load_study_data
 from search.run.worker import WorkerOptions, run_worker
 from search.study.opening import open_study
