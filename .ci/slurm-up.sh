@@ -54,8 +54,9 @@ SlurmctldHost=$node
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-# A requeued job waits cred_expire seconds (default 120) before it can start again.
-AuthInfo=cred_expire=10
+# A requeued job waits cred_expire seconds (default 120) before it can start again; a job step's
+# credential lives as long, and on one node a step starts within a second of it being made.
+AuthInfo=cred_expire=5
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

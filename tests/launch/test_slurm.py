@@ -203,7 +203,7 @@ def _wait_for_job_end(job_id: str, timeout: float) -> None:
         queued = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True)
         if not queued.stdout.strip():
             return
-        time.sleep(1)
+        time.sleep(0.3)
     subprocess.run(["scancel", job_id])
     raise AssertionError(f"job {job_id} still queued or running after {timeout} s")
 
@@ -250,8 +250,9 @@ def test_a_job_array_shares_the_budget_and_never_shows_the_password(
 def test_a_requeued_task_s_trial_resumes_from_its_checkpoint(
     tmp_path, image_folder, cache_dir, pg_url, capsys
 ):
+    # Three epochs to spare once the first is on disk and the job is requeued
     study = write_study(
-        tmp_path, image_folder, trials=1, epochs=6, pruner='kind = "none"',
+        tmp_path, image_folder, trials=1, epochs=4, pruner='kind = "none"',
         extra="\n[checkpoint]\nevery_epochs = 1\n",
     )  # fmt: skip
     checkpoints = tmp_path / "ckpt"

@@ -150,7 +150,7 @@ def test_a_killed_run_resumes_its_trial_at_once_when_run_again(
     # The study file's heartbeat defaults (a 120 s grace): only knowing that the killed process
     # is gone lets the second run resume the trial at once.
     path = write_study(
-        tmp_path, image_folder, trials=2, epochs=5, pruner='kind = "none"',
+        tmp_path, image_folder, trials=1, epochs=3, pruner='kind = "none"',
         extra="\n[checkpoint]\nevery_epochs = 1\n",
     )  # fmt: skip
     path.write_text(path.read_text().replace("interval_seconds = 2\ngrace_seconds = 8\n", ""))
@@ -171,8 +171,8 @@ def test_a_killed_run_resumes_its_trial_at_once_when_run_again(
     retry = next(trial for trial in trials if trial.user_attrs.get(RETRY_OF) == 0)
     assert retry.state == TrialState.COMPLETE and retry.params == trials[0].params
     resumed = retry.user_attrs["resumed_from_epoch"]
-    assert resumed >= 1 and sorted(retry.intermediate_values) == [1, 2, 3, 4, 5]
-    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2 and len(trials) == 3
+    assert resumed >= 1 and sorted(retry.intermediate_values) == [1, 2, 3]
+    assert len(trials) == 2
     assert not checkpoint.exists()  # a finished trial gives its checkpoint back
     print(
         f"\nkill test: retry started {retry.datetime_start.timestamp() - killed_at:.1f} s after "
@@ -185,7 +185,8 @@ def test_sigterm_stops_the_worker_cleanly_and_the_trial_retrains_one_epoch_at_mo
     tmp_path, image_folder, cache_dir, pg_url
 ):
     # No checkpoint falls due by epochs or seconds: the one the retry resumes from is the stop's
-    path = study_file(tmp_path, image_folder, trials=1, epochs=6, pruner='kind = "none"')
+    # Two epochs to spare after the second, in which the signal is sent
+    path = study_file(tmp_path, image_folder, trials=1, epochs=4, pruner='kind = "none"')
     path.write_text(path.read_text().replace("every_epochs = 1", "every_seconds = 3600"))
     checkpoints = tmp_path / "ckpt"
     worker = hpsearch(
@@ -223,7 +224,7 @@ def test_sigterm_stops_the_worker_cleanly_and_the_trial_retrains_one_epoch_at_mo
     assert retry.user_attrs[RETRY_OF] == 0 and retry.state == TrialState.COMPLETE
     # Every epoch the stopped attempt finished is resumed, none trained twice
     assert retry.user_attrs["resumed_from_epoch"] == len(first.intermediate_values)
-    assert len(retry.intermediate_values) == 6
+    assert len(retry.intermediate_values) == 4
 
 
 @pytest.fixture
@@ -234,7 +235,8 @@ def private_cluster(private_postgres):
 
 def test_workers_survive_a_database_restart(tmp_path, image_folder, cache_dir, private_cluster):
     url, stop_server, start_server = private_cluster
-    path = outage_study(tmp_path, image_folder, trials=4, epochs=3)
+    # A trial each, the server stopped in their second epoch
+    path = outage_study(tmp_path, image_folder, trials=2, epochs=2)
     workers = hpsearch(
         "run",
         path,
@@ -262,7 +264,7 @@ def test_workers_survive_a_database_restart(tmp_path, image_folder, cache_dir, p
     assert workers.returncode == 0, err
     assert "storage unreachable" in err
     trials = trials_of(url)
-    assert [trial.state for trial in trials].count(TrialState.COMPLETE) >= 4
+    assert [trial.state for trial in trials].count(TrialState.COMPLETE) >= 2
     assert all(trial.state == TrialState.COMPLETE for trial in trials), (
         "a trial failed or was trained twice"
     )
@@ -314,10 +316,11 @@ def test_two_workers_survive_outages_at_trial_boundaries(
             "a trial",
         )
         stop_server()
-        time.sleep(3)
+        time.sleep(1)  # met: a worker asks, reports or beats its heart at least once a second
         start_server()
     _, err = workers.communicate(timeout=300)
     assert workers.returncode == 0, err
+    assert "storage unreachable" in err, "no worker met an outage"  # each a line, then waited
     trials = trials_of(url)
     assert all(trial.state == TrialState.COMPLETE for trial in trials), "a trial failed"
     assert len(trials) >= 6 and not [t for t in trials if RETRY_OF in t.user_attrs]
