@@ -122,7 +122,8 @@ def test_the_run_outlives_its_worker_server_killed_and_waits_for_its_workers(
     """The server is killed (the out-of-memory killer's choice, a stray kill -9) while both
     workers train: they train on, and the run waits for them, then ends what they left, rather
     than reporting them failed and leaving them running behind it."""
-    path = write_study(tmp_path, image_folder, trials=2, epochs=4, pruner='kind = "none"')
+    # Two epochs to spare once the first is done and the server killed
+    path = write_study(tmp_path, image_folder, trials=2, epochs=3, pruner='kind = "none"')
     url = f"sqlite:///{tmp_path / 's.db'}"
     run = _two_workers_training(path, url, cache_dir)
     try:

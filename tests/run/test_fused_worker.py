@@ -208,10 +208,16 @@ def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 1
         time.sleep(0.1)
 
 
+# Epochs of each trial of signal_study: two to spare once the first is done and the signal sent
+SIGNAL_EPOCHS = 3
+
+
 def signal_study(tmp_path, image_folder, checkpoint: str):
-    """Three trials in one worker of three slots, 4 epochs each, no pruning."""
+    """Three trials in one worker of three slots, SIGNAL_EPOCHS each, no pruning."""
     extra = THREE_KINDS + f"\n[checkpoint]\n{checkpoint}\n"
-    config = points_study(tmp_path, image_folder, extra, trials=3, epochs=4, pruner=NO_PRUNING)
+    config = points_study(
+        tmp_path, image_folder, extra, trials=3, epochs=SIGNAL_EPOCHS, pruner=NO_PRUNING
+    )
     path = config.path
     path.write_text(path.read_text().replace("[study]\n", "[study]\ntrials_per_worker = 3\n"))
     return load_study_config(path)
@@ -259,7 +265,7 @@ def test_sigterm_checkpoints_every_slot_and_each_trial_resumes_alone(
     for first, retry in zip(stopped, retries):
         resumed = len(first.intermediate_values)
         assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == resumed >= 1, "no epoch lost"
-        assert fused_sizes(retry) == [3] * resumed + [1] * (4 - resumed)
+        assert fused_sizes(retry) == [3] * resumed + [1] * (SIGNAL_EPOCHS - resumed)
         assert {epoch: retry.intermediate_values[epoch] for epoch in first.intermediate_values} == (
             first.intermediate_values
         )
@@ -285,7 +291,7 @@ def test_a_killed_worker_of_three_slots_has_all_its_trials_resumed(
     assert [trial.state for trial in retries] == [TrialState.COMPLETE] * 3
     for retry in retries:
         assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
-        assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
+        assert sorted(retry.intermediate_values) == list(range(1, SIGNAL_EPOCHS + 1))
     if resumed_by == 3:
         assert all(fused_sizes(retry)[-1] == 3 for retry in retries), "resumed side by side"
 
