@@ -9,7 +9,6 @@ notebook's earlier redirection, another test's captured output.
 from __future__ import annotations
 
 import os
-import signal
 from multiprocessing import reduction
 from typing import Any
 
@@ -29,12 +28,10 @@ class Inherited:
         return (Inherited, (self.environment, tuple(map(reduction.DupFd, STDIO))))
 
     def adopt(self) -> None:
-        """In the worker, before anything reads them: the launcher's environment and output, and
-        SIGTERM's default action, which the server ignores (search.launch.worker_server)."""
+        """In the worker, before anything reads them: the launcher's environment and output."""
         os.environ.clear()
         os.environ.update(self.environment)
         for descriptor, received in zip(STDIO, self.stdio, strict=True):
             launchers = received.detach()
             os.dup2(launchers, descriptor)
             os.close(launchers)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -158,15 +158,21 @@ def _run_processes(
         device="cuda" if slots[0].gpu is not None else options.device,
         wait_for_storage=max(options.wait_for_storage, WORKER_WAIT_FOR_STORAGE_SECONDS),
     )
-    workers = []
-    for slot in slots:
-        process = context.Process(
-            target=_worker_process,
-            args=(config, quiet, slot, flag_naming(), _inherited(slot)),  # flags named as ours
-            name=f"hpsearch-worker-{slot.index}",
-        )
-        process.start()
-        workers.append(Watched(process))
+    workers: list[Watched] = []
+    try:
+        for slot in slots:
+            process = context.Process(
+                target=_worker_process,
+                args=(config, quiet, slot, flag_naming(), _inherited(slot)),  # flags named as ours
+                name=f"hpsearch-worker-{slot.index}",
+            )
+            process.start()
+            workers.append(Watched(process))
+    except BaseException:  # a fork refused (no memory, a process limit), its server gone, a Ctrl-C
+        # Those started would train on unwatched, behind the error: each checkpoints and queues
+        # its trial, as on a SIGTERM, before the error is told
+        _stop_all(workers)
+        raise
     stop_asked = threading.Event()
     with (
         StudyProgress(study, budget(study, config.study.trials), enabled=options.progress),
@@ -191,6 +197,13 @@ def _run_processes(
         for process in processes
         if exits[process.name] < 0
     ] + _ended_unseen(unseen)
+
+
+def _stop_all(workers: list[Watched]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        worker.wait()
 
 
 def _ended_unseen(processes: list[BaseProcess]) -> list[str]:
@@ -258,6 +271,8 @@ def _worker_process(
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
     try:
         with flags_named(naming), stop_on_signals(options.log_format) as stop:
+            # A SIGTERM sent since the fork waited, blocked as in the server: it stops us now
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             run_worker(config, options, stop=stop)
     except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
         print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
