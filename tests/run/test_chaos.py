@@ -1,8 +1,8 @@
 """Short seeded chaos runs (benchmarks/chaos): a real `hpsearch run` of two workers on an asha
 study in a PostgreSQL cluster of its own, while a worker is killed, the database stops for a few
-seconds and a checkpoint is cut short, or, with the workers behind `hpsearch grpc-proxy`, while
-the proxy is killed and started again and the database behind it stops; then every invariant
-the long run checks must hold."""
+seconds and (where one is on disk in time) a checkpoint is cut short, or, with the workers behind
+`hpsearch grpc-proxy`, while the proxy is killed and started again and the database behind it
+stops; then every invariant the long run checks must hold."""
 
 from __future__ import annotations
 
@@ -37,13 +37,14 @@ SHORT = Settings(
 )
 
 
-def test_a_search_keeps_every_invariant_through_a_kill_an_outage_and_a_cut_checkpoint(
-    tmp_path, private_postgres
-):
+def test_a_search_keeps_every_invariant_through_a_kill_and_an_outage(tmp_path, private_postgres):
+    """And through a checkpoint cut short, where one is on disk when its turn comes (one run in
+    three here, 2026-12-06: the search may be done first; tests/run/test_dead_workers.py cuts one
+    every time)."""
     lines: list[str] = []
     result = run_chaos(SHORT, tmp_path, say=lines.append, cluster=private_postgres)
     report = "\n".join([*lines, text(result)])
-    assert "kill_worker" in result["faults_by_kind"], report
+    assert {"kill_worker", "db_outage"} <= result["faults_by_kind"].keys(), report
     assert all_held(result), report
 
 
