@@ -1,12 +1,13 @@
 """Running a search from Python, as `hpsearch run` does: the same options, by keyword. The commands
-`run` and `worker` (and `slurm`, which checks what its workers will see) read their flags into
-`worker_setup`, so a notebook and the command line refuse and decide alike."""
+`run`, `worker` and `slurm` (which checks what its workers will see) read their flags into the same
+checks (`checked_setup`), so a notebook and the command line refuse and decide alike."""
 
 from __future__ import annotations
 
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -16,7 +17,7 @@ from search.launch.forking import start_worker_server, will_fork_workers
 from search.run.log import LOG_FORMATS
 from search.run.options import WorkerOptions
 from search.run.request import Request, StoredStudy
-from search.study.storage import check_storage_url
+from search.study.storage import check_reachable, check_storage_url
 from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig, load_study_config
 from trainer.naming import given, named
 from trainer.source_names import check_data_source
@@ -57,7 +58,7 @@ def run_study(
     `progress` shows progress bars, `log_format` ("text" or "json") a line per event instead;
     `create_only` creates (or checks) the study and sets its budget without training.
     """
-    request, options = worker_setup(
+    request, options = checked_setup(
         study_file,
         study=study,
         storage=storage,
@@ -74,9 +75,12 @@ def run_study(
         log_format=log_format,
         wait_for_storage=wait_for_storage,
     )
+    if not wait_for_storage:  # else join waits for the server; here a wrong port or password
+        check_reachable(options.storage_url)  # is told before torch loads (seconds)
     if not create_only and will_fork_workers(workers, gpus, device):
         # its import of torch then runs beside this process's own, not after it (seconds sooner)
         start_worker_server()
+    check_device(device)
     # Imported once the request is checked: what trains loads torch (seconds), and a typo in a
     # study file is refused before that
     from search.launch.local import launch
@@ -98,6 +102,18 @@ def run_study(
 
 
 def worker_setup(
+    study_file: str | Path | StudyConfig | None = None, **settings: Any
+) -> tuple[Request, WorkerOptions]:
+    """The study to run (its file's configuration with the overrides applied, or the stored study
+    `study` names, read when joined) and how its workers run, checked before anything is written,
+    the device last: what `hpsearch worker` and `slurm` start from, with checked_setup's
+    keywords."""
+    request, options = checked_setup(study_file, **settings)
+    check_device(options.device)
+    return request, options
+
+
+def checked_setup(
     study_file: str | Path | StudyConfig | None = None,
     *,
     study: str | None = None,
@@ -115,9 +131,8 @@ def worker_setup(
     log_format: str | None = None,
     wait_for_storage: float = 0,
 ) -> tuple[Request, WorkerOptions]:
-    """The study to run (its file's configuration with the overrides applied, or the stored study
-    `study` names, read when joined) and how its workers run, checked before anything is written:
-    what `run_study`, `hpsearch run`, `worker` and `slurm` start from."""
+    """worker_setup's checks but the device's, which loads torch (seconds): what needs no more
+    than the standard library, Optuna and the study file is refused first."""
     if log_format not in (*LOG_FORMATS, None):
         raise ConfigError(
             f"{named('log_format')} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}"
@@ -143,10 +158,6 @@ def worker_setup(
     source = request.data.source if isinstance(request, StudyConfig) else request.data
     if source is not None:  # else the creator's, known once the stored study is read
         check_data_source(source)  # a mistyped path; what the folder holds is read when joined
-    # A missing GPU is an error before anything is written; last, as it loads torch (seconds)
-    from trainer.device import resolve_device
-
-    resolve_device(device)
     return request, WorkerOptions(
         url,
         device,
@@ -158,6 +169,13 @@ def worker_setup(
         wait_for_storage=wait_for_storage,
         trials_per_worker=trials_per_worker,
     )
+
+
+def check_device(device: str) -> None:
+    """A missing GPU is an error before anything is written; it loads torch (seconds)."""
+    from trainer.device import resolve_device
+
+    resolve_device(device)
 
 
 def _request(

@@ -87,9 +87,13 @@ def test_the_dashboard_serves_without_torch(small_search):
     assert found == {"status": 0, "loaded": []}
 
 
+NO_SERVER = "postgresql+psycopg://root@127.0.0.1:1/studies"  # port 1: refused at once
+
+
 def test_a_bad_request_is_refused_before_torch_loads(tmp_path):
     """`run` and `worker` load torch (seconds) only once the study file, the flags, the storage
-    URL and the data path passed their checks."""
+    URL and the data path passed their checks, and `run` (which waits for no storage unless told
+    to) once the database server answered."""
     study_file = tmp_path / "study.toml"
     study_file.write_text('[study]\nname = "typo"\ntrails = 8\n', encoding="utf-8")
     commands = {
@@ -99,6 +103,7 @@ def test_a_bad_request_is_refused_before_torch_loads(tmp_path):
         "run, neither file nor --study": ["run", "--workers", "2"],
         "run on an in-memory database": ["run", "--study", "s", "--storage", "sqlite://"],
         "run on a data folder not there": ["run", "--study", "s", "--data", tmp_path / "typo"],
+        "run on a server not there": ["run", "--study", "s", "--storage", NO_SERVER],
     }
     found = {name: probe(*argv) for name, argv in commands.items()}
     assert found == {name: {"status": 2, "loaded": []} for name in commands}
