@@ -77,7 +77,7 @@ def run_study(
     )
     if not wait_for_storage:  # else join waits for the server; here a wrong port or password
         check_reachable(options.storage_url)  # is told before torch loads (seconds)
-    if not create_only and will_fork_workers(workers, gpus, device):
+    if not create_only and will_fork_workers(workers, device):
         # its import of torch then runs beside this process's own, not after it (seconds sooner)
         start_worker_server()
     check_device(device)

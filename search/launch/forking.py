@@ -26,13 +26,13 @@ def start_worker_server() -> ForkServerContext:
     return context
 
 
-def will_fork_workers(workers: int | None, gpus: list[int] | None, device: str) -> bool:
+def will_fork_workers(workers: int | None, device: str) -> bool:
     """Whether a run will start worker processes, as far as can be told before torch is imported
-    (search.launch.local.launch decides with torch): more than one worker, or a GPU to train on.
-    A wrong guess costs an idle server process, no more."""
+    (search.launch.local.launch decides with torch): more than one worker, or a GPU to train on
+    (--gpus without one is refused). A wrong guess costs an idle server process, no more."""
     if workers is not None and workers > 1:
         return True
-    return device in ("auto", "cuda") and (bool(gpus) or _nvidia_gpu_visible())
+    return device in ("auto", "cuda") and _nvidia_gpu_visible()
 
 
 def _nvidia_gpu_visible() -> bool:

@@ -82,6 +82,6 @@ def test_the_guess_that_starts_the_worker_server_before_torch_agrees_with_the_pl
     except LaunchError:
         return  # refused before a worker would start (--gpus on a machine without one)
     forks = len(slots) > 1 or slots[0].gpu is not None
-    assert forking.will_fork_workers(workers, gpus, device) == forks
+    assert forking.will_fork_workers(workers, device) == forks
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # every GPU hidden: one CPU worker, unforked
-    assert forking.will_fork_workers(workers, None, device) == (workers == 2)
+    assert forking.will_fork_workers(workers, device) == (workers == 2)
