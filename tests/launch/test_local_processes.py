@@ -1,7 +1,8 @@
 """`hpsearch run`'s local worker processes: forked from one server process that imported torch once
 (search.launch.worker_server), yet each with the launcher's environment as it is at its start,
 each stopped cleanly by a SIGTERM sent to the run alone (docker stop, Kubernetes) or to its
-whole process group (SLURM's scancel), and each waited for by the run even if the server dies."""
+whole process group (SLURM's scancel) or by the run when another cannot start, and each waited
+for by the run even if the server dies."""
 
 from __future__ import annotations
 
