@@ -28,6 +28,7 @@ from sqlalchemy.pool import NullPool
 from search import attrs
 from search.study import promotion
 from search.study.recorded import budget
+from search.study.resilience import log_lost_connections_in_one_line
 from search.study.storage import check_storage_url
 
 LOCK_WAIT_SECONDS = 30  # a holder counts and starts one trial: milliseconds, seconds in an outage
@@ -48,6 +49,8 @@ class BudgetLock:
             if self.backend in ("postgresql", "mysql")
             else None
         )
+        if self._engine is not None:
+            log_lost_connections_in_one_line(self._engine)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

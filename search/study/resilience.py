@@ -220,12 +220,43 @@ def _damage_behind(storage: RDBStorage, error: Exception) -> StorageDamaged | No
     return damaged(path, found) if found else None
 
 
+class _LostConnectionInOneLine(logging.Filter):
+    """SQLAlchemy's pool logs a connection it finds dead as it takes it back (a server restart or
+    a KILL ended it while a worker held it) as an error with a whole traceback, though it drops
+    the connection and the next call opens another. It is an outage like any other, which the
+    retries already wait out: one warning line of hpsearch's says it, in the log's own format (a
+    traceback would break a JSON log's one object a line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or not is_connection_error(error):
+            return True  # anything else keeps its traceback: that one is news
+        logger.warning(
+            "a database connection was lost (%s); it is dropped, the next call opens another",
+            first_line(error),
+        )
+        return False
+
+
+_LOST_CONNECTION_IN_ONE_LINE = _LostConnectionInOneLine()
+
+
+def log_lost_connections_in_one_line(engine: sqlalchemy.Engine) -> None:
+    # On the pool's own logger (wrapped when echo_pool is set): a filter sees only the records of
+    # the logger it is on
+    pool_logger = engine.pool.logger
+    if not isinstance(pool_logger, logging.Logger):
+        pool_logger = pool_logger.logger
+    pool_logger.addFilter(_LOST_CONNECTION_IN_ONE_LINE)
+
+
 class ResilientRDBStorage(TrialsCreatedOnce):
     """An RDBStorage whose every call waits out a database outage with bounded, logged backoff."""
 
     def configure_engine(self) -> None:
-        """What the engine needs beyond Optuna's settings: SQLite transactions on a file that
-        take the write lock at once."""
+        """What the engine needs beyond Optuna's settings: a lost connection told in one line,
+        SQLite transactions on a file that take the write lock at once."""
+        log_lost_connections_in_one_line(self.engine)
         on_file = self.engine.url.database not in (None, "", ":memory:")
         if self.engine.dialect.name == "sqlite" and on_file:
             _begin_immediately(self.engine)

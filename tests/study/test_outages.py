@@ -23,7 +23,7 @@ from optuna.distributions import FloatDistribution
 
 from search.study.resilience import ResilientRDBStorage, is_connection_error
 from search.study.storage import open_storage
-from tests.helpers import postgres
+from tests.helpers import mysql, postgres
 from tests.helpers.cli import run_cli
 
 
@@ -247,3 +247,39 @@ def _catches_sigterm(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
     return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _end_session(dbapi_connection) -> None:
+    """End a connection from the server's side, as a restart or a KILL does."""
+    if isinstance(dbapi_connection, psycopg.Connection):
+        with postgres.connect(autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (dbapi_connection.info.backend_pid,))
+    else:
+        mysql.execute(f"KILL CONNECTION {dbapi_connection.thread_id()}")
+
+
+@pytest.mark.parametrize(
+    "url_fixture",
+    [
+        pytest.param("pg_url", marks=pytest.mark.postgres),
+        pytest.param("mysql_url", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_connection_ended_before_it_returns_to_the_pool_is_one_line_and_no_traceback(
+    url_fixture, request, caplog
+):
+    # SQLAlchemy's pool rolls a connection back as it takes it back; a dead one it logged as an
+    # error with the driver's whole traceback (seen under a worker whose MariaDB connections were
+    # killed), which also broke a JSON log's one object a line
+    storage = open_storage(request.getfixturevalue(url_fixture))
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    held = storage.engine.pool.connect()
+    held.cursor().execute("SELECT 1")  # a transaction open on it
+    _end_session(held.dbapi_connection)
+    with caplog.at_level(logging.WARNING):
+        held.close()
+    [record] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert record.name == "hpsearch.storage" and record.exc_info is None
+    assert record.getMessage().startswith("a database connection was lost (")
+    study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)  # the next call opens another
+    assert [trial.value for trial in study.trials] == [0.5]
