@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import optuna
 
@@ -101,18 +100,6 @@ def run_study(
         )
 
 
-def worker_setup(
-    study_file: str | Path | StudyConfig | None = None, **settings: Any
-) -> tuple[Request, WorkerOptions]:
-    """The study to run (its file's configuration with the overrides applied, or the stored study
-    `study` names, read when joined) and how its workers run, checked before anything is written,
-    the device last: what `hpsearch worker` and `slurm` start from, with checked_setup's
-    keywords."""
-    request, options = checked_setup(study_file, **settings)
-    check_device(options.device)
-    return request, options
-
-
 def checked_setup(
     study_file: str | Path | StudyConfig | None = None,
     *,
@@ -131,7 +118,9 @@ def checked_setup(
     log_format: str | None = None,
     wait_for_storage: float = 0,
 ) -> tuple[Request, WorkerOptions]:
-    """worker_setup's checks but the device's, which loads torch (seconds): what needs no more
+    """The study to run (its file's configuration with the overrides applied, or the stored
+    study `study` names, read when joined) and how its workers run, checked before anything is
+    written; all but the device, which loads torch (seconds, `check_device`): what needs no more
     than the standard library, Optuna and the study file is refused first."""
     if log_format not in (*LOG_FORMATS, None):
         raise ConfigError(

@@ -61,7 +61,7 @@ def study_setup(
 ) -> tuple[Request, WorkerOptions]:
     """The study to run: its file's configuration with the flags applied, or, with --study, the
     stored study it names (read when joined); and how its workers run."""
-    return searching.worker_setup(
+    request, options = searching.checked_setup(
         args.study_file,
         study=args.study,
         storage=args.storage,
@@ -71,6 +71,8 @@ def study_setup(
         image_size=overrides.get("image_size"),
         **_worker_settings(args, wait_for_storage),
     )
+    searching.check_device(options.device)
+    return request, options
 
 
 def _worker_settings(args: argparse.Namespace, wait_for_storage: float) -> dict[str, Any]:
