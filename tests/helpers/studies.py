@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
+
 
 def write_study(
     folder: Path,
@@ -54,3 +56,8 @@ grace_seconds = 8
 {extra}
 """)
     return path
+
+
+def trials_of(url: str, name: str = "test-study") -> list[optuna.trial.FrozenTrial]:
+    """The trials of the study `name` as stored at `url`, read afresh."""
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)

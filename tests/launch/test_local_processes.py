@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import optuna
 import psutil
 import pytest
 from optuna.trial import TrialState
@@ -28,11 +27,7 @@ from search.launch import local
 from search.launch.local import launch
 from search.run.worker import WorkerOptions
 from search.studyfile import load_study_config
-from tests.helpers.studies import write_study
-
-
-def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name="test-study", storage=url).get_trials(deepcopy=False)
+from tests.helpers.studies import trials_of, write_study
 
 
 def test_each_launch_s_workers_take_its_environment_and_output_not_the_server_s(

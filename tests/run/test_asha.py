@@ -30,7 +30,7 @@ from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.made_trials import finish_by_hand
 from tests.helpers.notes import trial_note
-from tests.helpers.studies import write_study
+from tests.helpers.studies import trials_of, write_study
 
 ASHA = 'kind = "asha"\nmin_epochs = 1\nreduction_factor = 2'
 SPACE = (
@@ -50,11 +50,6 @@ def options(tmp_path, cache_dir):
         progress=False,
         checkpoint_dir=tmp_path / "checkpoints",
     )
-
-
-def trials_of(options):
-    study = optuna.load_study(study_name="test-study", storage=options.storage_url)
-    return study.get_trials(deepcopy=False)
 
 
 def paused_study(tmp_path, image_folder, options):
@@ -85,8 +80,10 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
 ):
     logged = dataclasses.replace(options, log_format="text")
     config, study = paused_study(tmp_path, image_folder, logged)
-    paused = trials_of(options)[0]
-    (queued,) = [trial for trial in trials_of(options) if attrs.PROMOTION_OF in trial.user_attrs]
+    paused = trials_of(options.storage_url)[0]
+    (queued,) = [
+        trial for trial in trials_of(options.storage_url) if attrs.PROMOTION_OF in trial.user_attrs
+    ]
     assert re.search(
         r"trial 0 PRUNED: .*\(paused at epoch 1 at val top-1 [\d.]+%; continues as trial "
         rf"{queued.number} if promoted\)",
@@ -102,7 +99,7 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
     finish_by_hand(study, at_rung_1=0.0)  # now 2nd of 4 at the rung: in the top half
     launch(config, logged, trials=4)
 
-    trials = trials_of(options)
+    trials = trials_of(options.storage_url)
     continuation = next(trial for trial in trials if attrs.PROMOTION_OF in trial.user_attrs)
     promoted = f"trial {continuation.number} COMPLETE (promoted from trial 0): "
     assert promoted in capfd.readouterr().err
@@ -143,7 +140,9 @@ def test_a_promoted_trial_whose_checkpoint_is_gone_retrains_in_the_open_each_epo
     capsys.readouterr()
     launch(config, dataclasses.replace(options, log_format="text"), trials=4)
 
-    continuation = next(t for t in trials_of(options) if attrs.PROMOTION_OF in t.user_attrs)
+    continuation = next(
+        t for t in trials_of(options.storage_url) if attrs.PROMOTION_OF in t.user_attrs
+    )
     assert continuation.state == TrialState.COMPLETE
     lost = continuation.user_attrs[attrs.CHECKPOINT_LOST]
     assert (
@@ -173,7 +172,7 @@ def test_a_paused_trial_that_can_no_longer_be_promoted_loses_its_checkpoint(
     finish_by_hand(study, at_rung_1=0.99)  # 4th of 4: never in the top half
     launch(config, options, trials=4)
 
-    trials = trials_of(options)
+    trials = trials_of(options.storage_url)
     closed = next(trial for trial in trials if attrs.PROMOTION_OF in trial.user_attrs)
     assert closed.state == TrialState.PRUNED and not closed.intermediate_values
     assert "trial 0, paused at epoch 1" in closed.user_attrs[attrs.PROMOTION_CLOSED]

@@ -30,17 +30,13 @@ from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
-from tests.helpers.studies import write_study
+from tests.helpers.studies import trials_of, write_study
 from trainer import PauseAfterEpoch
 from trainer.checkpoint import CHECKPOINT_NAME, CheckpointPolicy
 from trainer.errors import NoSpaceLeft
 from trainer.loop import train
 
 NAME = "test-study"
-
-
-def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=NAME, storage=url).trials
 
 
 def a_gone_process() -> dict:

@@ -16,16 +16,12 @@ from search.launch.local import launch
 from search.run.worker import WorkerOptions
 from search.study.space import suggest
 from search.studyfile import load_study_config
-from tests.helpers.studies import write_study
+from tests.helpers.studies import trials_of, write_study
 
 
 @pytest.fixture
 def storage_url(tmp_path):
     return f"sqlite:///{tmp_path / 'studies.db'}"
-
-
-def trials_of(url, name):
-    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 from search.study.resilience import is_connection_error
 from tests.helpers import mysql
 from tests.helpers.cli import run_cli
-from tests.helpers.studies import write_study
-from tests.study.test_shared_study import hpsearch, outage_study, trials_of, wait_for
+from tests.helpers.studies import trials_of, write_study
+from tests.study.test_shared_study import hpsearch, outage_study, wait_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -26,7 +26,7 @@ from search.run.worker import WorkerOptions, run_worker
 from search.study.opening import open_study
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
-from tests.helpers.studies import write_study
+from tests.helpers.studies import trials_of, write_study
 
 FAST_HEARTBEAT = "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 4\n"
 
@@ -61,10 +61,6 @@ def hpsearch(*args, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
-
-
-def trials_of(url, name="test-study"):
-    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
 
 def wait_for(condition, timeout: float, what: str):
