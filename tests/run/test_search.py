@@ -24,6 +24,14 @@ def storage_url(tmp_path):
     return f"sqlite:///{tmp_path / 'studies.db'}"
 
 
+def on_cpu(command: str, path, storage_url: str, cache_dir, *flags: str) -> int:
+    """`hpsearch <command>` of the study file at `path`, on the CPU, without bars: its status."""
+    return main(
+        [command, str(path), "--storage", storage_url, "--cache-dir", str(cache_dir)]
+        + ["--device", "cpu", "--no-progress", *flags]
+    )
+
+
 @pytest.mark.parametrize(
     "params, expected",
     [
@@ -46,7 +54,7 @@ def test_a_search_stores_every_trial_with_its_epochs(
 ):
     config = load_study_config(write_study(tmp_path, image_folder, trials=4))
     launch(config, WorkerOptions(storage_url, "cpu", cache_dir, progress=False))
-    trials = trials_of(storage_url, "test-study")
+    trials = trials_of(storage_url)
     assert len(trials) == 4
     for trial in trials:
         assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED), trial
@@ -84,7 +92,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_worker_goes_on(
         )
     )
     launch(config, WorkerOptions(storage_url, "cpu", cache_dir, progress=False))
-    trials = trials_of(storage_url, "test-study")
+    trials = trials_of(storage_url)
     assert [trial.state for trial in trials][0] == TrialState.FAIL
     assert "non-finite" in trials[0].user_attrs["fail_reason"]
     assert trials[0].params["lr"] == 1e12
@@ -96,11 +104,11 @@ def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_di
     options = WorkerOptions(storage_url, "cpu", cache_dir, progress=False)
     launch(config, options)
     launch(config, options)
-    assert len(trials_of(storage_url, "test-study")) == 2
+    assert len(trials_of(storage_url)) == 2
     launch(config.with_overrides(trials=3), options)  # a study file's budget is not the study's
-    assert len(trials_of(storage_url, "test-study")) == 2
+    assert len(trials_of(storage_url)) == 2
     launch(config, options, trials=3)  # --trials is
-    assert len(trials_of(storage_url, "test-study")) == 3
+    assert len(trials_of(storage_url)) == 3
 
 
 @pytest.mark.xdist_group("torch-compile")  # under -n: one worker, one Inductor compile at a time
@@ -108,24 +116,8 @@ def test_run_compile_trains_every_trial_through_torch_compile(
     tmp_path, image_folder, cache_dir, storage_url
 ):
     path = write_study(tmp_path, image_folder, trials=2, epochs=1)
-    assert (
-        main(
-            [
-                "run",
-                str(path),
-                "--storage",
-                storage_url,
-                "--cache-dir",
-                str(cache_dir),
-                "--device",
-                "cpu",
-                "--no-progress",
-                "--compile",
-            ]
-        )
-        == 0
-    )
-    trials = trials_of(storage_url, "test-study")
+    assert on_cpu("run", path, storage_url, cache_dir, "--compile") == 0
+    trials = trials_of(storage_url)
     assert len(trials) == 2 and all(trial.user_attrs["compiled"] is True for trial in trials)
     assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in trials)
 
@@ -135,7 +127,7 @@ def test_three_local_workers_on_sqlite_meet_the_budget(
 ):
     config = load_study_config(write_study(tmp_path, image_folder, trials=5, epochs=1))
     launch(config, WorkerOptions(storage_url, "cpu", cache_dir, progress=False), workers=3)
-    trials = trials_of(storage_url, "test-study")
+    trials = trials_of(storage_url)
     finished = [trial for trial in trials if trial.state.is_finished()]
     assert len(finished) == 5 and len(finished) == len(trials)
     assert not [trial for trial in trials if trial.state == TrialState.FAIL], [
@@ -148,79 +140,22 @@ def test_an_existing_study_with_another_space_is_refused(
     tmp_path, image_folder, cache_dir, storage_url, capsys
 ):
     path = write_study(tmp_path, image_folder, trials=1, epochs=1)
-    assert (
-        main(
-            [
-                "run",
-                str(path),
-                "--storage",
-                storage_url,
-                "--cache-dir",
-                str(cache_dir),
-                "--device",
-                "cpu",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert on_cpu("run", path, storage_url, cache_dir) == 0
     path.write_text(path.read_text().replace("high = 0.1", "high = 0.5"))
-    assert (
-        main(
-            [
-                "run",
-                str(path),
-                "--storage",
-                storage_url,
-                "--cache-dir",
-                str(cache_dir),
-                "--device",
-                "cpu",
-                "--no-progress",
-            ]
-        )
-        == 2
-    )
+    assert on_cpu("run", path, storage_url, cache_dir) == 2
     err = capsys.readouterr().err
     assert "was created with other settings" in err and "another [study] name" in err
     assert "\n  space.lr: {'low': 0.001, 'high': 0.1, 'log': True} in the study, " in err
-    assert len(trials_of(storage_url, "test-study")) == 1
+    assert len(trials_of(storage_url)) == 1
 
 
 def test_a_worker_with_other_data_is_refused(
     tmp_path, image_folder, cache_dir, storage_url, capsys
 ):
     path = write_study(tmp_path, image_folder, trials=1, epochs=1)
-    assert (
-        main(
-            [
-                "run",
-                str(path),
-                "--storage",
-                storage_url,
-                "--cache-dir",
-                str(cache_dir),
-                "--device",
-                "cpu",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert on_cpu("run", path, storage_url, cache_dir) == 0
     (image_folder / "train" / "class_1" / "img_0000.JPEG").unlink()
-    status = main(
-        [
-            "worker",
-            str(path),
-            "--storage",
-            storage_url,
-            "--cache-dir",
-            str(cache_dir),
-            "--device",
-            "cpu",
-            "--no-progress",
-        ]
-    )
+    status = on_cpu("worker", path, storage_url, cache_dir)
     err = capsys.readouterr().err
     assert status == 2 and "data differs" in err and "train_images" in err
 
@@ -296,5 +231,5 @@ def test_storage_comes_from_the_environment_when_no_flag_is_given(
         main(["run", str(path), "--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"])
         == 0
     )
-    assert len(trials_of(storage_url, "test-study")) == 1
+    assert len(trials_of(storage_url)) == 1
     assert main(["status"]) == 0 and "test-study" in capsys.readouterr().out
