@@ -40,6 +40,9 @@ logger = logging.getLogger("hpsearch.storage")
 
 BACKOFF_SECONDS = (0.5, 1, 2, 4, 8, 15, 30)  # then 30 s until MAX_OUTAGE_SECONDS have passed
 MAX_OUTAGE_SECONDS = 600.0
+# PostgreSQL's operator interventions that a later connection outlives: admin_shutdown (a server
+# stopping, or pg_terminate_backend), crash_shutdown, cannot_connect_now, idle_session_timeout
+TRANSIENT_SQLSTATES = ("57P01", "57P02", "57P03", "57P05")
 # PostgreSQL's FATAL messages of a server that will accept connections again soon
 TRANSIENT_FATAL = (
     "starting up",
@@ -85,8 +88,10 @@ def _is_grpc_error(error: BaseException) -> bool:
 
 def _transient(driver_error: BaseException | None, generic: bool) -> bool:
     """The driver's own error: SQLite says "locked" or "busy"; PostgreSQL gives no SQLSTATE for a
-    lost connection, class 08 for a connection exception, 57 for a server shutting down or
-    starting up, and 40 for a transaction it rolled back to break a deadlock or a serialization
+    lost connection, class 08 for a connection exception, 57P01 to 57P03 and 57P05 for a server
+    shutting down or starting up or a connection it ended (not the rest of class 57: a statement
+    cancelled by statement_timeout would time out again on every retry, and a dropped database
+    stays dropped), and 40 for a transaction it rolled back to break a deadlock or a serialization
     conflict between workers, which runs through when tried again; MySQL and MariaDB give an error
     number (search.study.mysql). Another driver's OperationalError counts as an outage, as
     SQLAlchemy files it."""
@@ -99,7 +104,7 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
         # psycopg names the SQLSTATE sqlstate, psycopg2 pgcode
         sqlstate = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
         if sqlstate is not None:
-            return sqlstate[:2] in ("08", "57", "40")
+            return sqlstate[:2] in ("08", "40") or sqlstate in TRANSIENT_SQLSTATES
         # Each driver's own classes (psycopg2 is optional: by name), subclasses included
         kinds = {kind.__name__ for kind in type(driver_error).__mro__}
         if not kinds & {"OperationalError", "InterfaceError"}:

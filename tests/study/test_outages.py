@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy
 from optuna.distributions import FloatDistribution
 
-from search.study.resilience import ResilientRDBStorage, is_connection_error
+from search.study.resilience import ResilientRDBStorage, is_connection_error, storage_call
 from search.study.storage import open_storage
 from tests.helpers import mysql, postgres
 from tests.helpers.cli import run_cli
@@ -140,6 +140,28 @@ def test_a_transaction_rolled_back_to_break_a_deadlock_is_tried_again():
     # through call_with_retries, which must count the rollback as something a retry fixes
     wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, _deadlock_error())
     assert is_connection_error(wrapped)
+
+
+@pytest.mark.postgres
+def test_a_statement_timeout_fails_at_once_and_is_not_waited_on_as_an_outage(pg_url):
+    # A managed PostgreSQL may give a role a statement_timeout; a query past it timed out again
+    # on every retry, called "storage unreachable" for the ten minutes of an outage
+    storage = open_storage(pg_url)
+    optuna.create_study(study_name="s", storage=storage)
+    slow = "SET LOCAL statement_timeout = '50ms'; SELECT pg_sleep(1)"
+    started = time.monotonic()
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="statement timeout"):
+        storage_call("get_all_studies", lambda: _execute(storage, slow))
+    assert time.monotonic() - started < 5
+    # A connection the server ended still is an outage
+    with postgres.connect() as connection, pytest.raises(psycopg.OperationalError) as caught:
+        connection.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert is_connection_error(caught.value)
+
+
+def _execute(storage: ResilientRDBStorage, statements: str) -> None:
+    with storage.engine.begin() as connection:
+        connection.exec_driver_sql(statements)
 
 
 @pytest.mark.parametrize(
