@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeGuard
 
 import optuna
@@ -43,14 +44,18 @@ MISSED_BEATS = 2
 
 
 def this_worker() -> dict[str, Any]:
-    """This process, as its trials record it. The start time tells a reused pid from the
-    process that had it; the pid namespace tells this machine's processes from a container's
-    that shares the host name."""
+    """This process, as its trials record it. Its start, in seconds since the machine booted,
+    tells a reused pid from the process that had it (`started`, the wall-clock time, is for
+    people: a clock step moves it); the boot's id and the pid namespace tell this machine's
+    processes from another's that shares the host name (a cloned VM, a container)."""
+    process = psutil.Process()
     worker = {
         "host": socket.gethostname(),
         "pid_namespace": _pid_namespace(),
+        "boot_id": _boot_id(),
         "pid": os.getpid(),
-        "started": round(psutil.Process().create_time(), 2),
+        "started": round(process.create_time(), 2),
+        "since_boot": _since_boot(process),
     }
     for key, variable in SCHEDULER_IDS.items():
         if os.environ.get(variable):
@@ -86,27 +91,46 @@ def _pid_namespace() -> int | None:
         return None
 
 
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux
+        return None
+
+
+def _since_boot(process: psutil.Process) -> float:
+    """Seconds from the machine's boot to the process's start: the kernel counts them in clock
+    ticks (hundredths), fixed for the process's life. psutil's create_time adds the boot time,
+    which moves with every step of the wall clock (NTP, a VM's migration): taken away again."""
+    return round(process.create_time() - psutil.boot_time(), 2)
+
+
 def is_gone(worker: Any) -> TypeGuard[dict[str, Any]]:
     """True when `worker` was a process that this machine can see, and it no longer exists.
-    A worker of another machine, or a record this version cannot read, is judged by its
-    heartbeat instead."""
+    A worker of another machine (or of this one before it rebooted), or a record this version
+    cannot read, is judged by its heartbeat instead."""
     if not isinstance(worker, dict) or not _here(worker):
         return False
-    pid, started = worker.get("pid"), worker.get("started")
+    # An hpsearch older than since_boot recorded the wall-clock start alone
+    key = "since_boot" if "since_boot" in worker else "started"
+    pid, started = worker.get("pid"), worker.get(key)
     if not isinstance(pid, int) or not isinstance(started, (int, float)):
         return False
     try:
-        return round(psutil.Process(pid).create_time(), 2) != started
+        process = psutil.Process(pid)
+        now = _since_boot(process) if key == "since_boot" else round(process.create_time(), 2)
     except psutil.NoSuchProcess:
         return True
     except psutil.Error:  # a process we may not inspect exists
         return False
+    return now != started
 
 
 def _here(worker: dict[str, Any]) -> bool:
     return (
         worker.get("host") == socket.gethostname()
         and worker.get("pid_namespace") == _pid_namespace()
+        and worker.get("boot_id", _boot_id()) == _boot_id()  # an older record has none
     )
 
 

@@ -42,8 +42,10 @@ NAME = "test-study"
 def a_gone_process() -> dict:
     """The record a worker of this machine left before it was killed."""
     child = subprocess.Popen(["sleep", "30"])
+    process = psutil.Process(child.pid)
     record = {**liveness.this_worker(), "pid": child.pid}
-    record["started"] = round(psutil.Process(child.pid).create_time(), 2)
+    record["started"] = round(process.create_time(), 2)
+    record["since_boot"] = round(process.create_time() - psutil.boot_time(), 2)
     child.kill()
     child.wait()
     return record
@@ -52,10 +54,27 @@ def a_gone_process() -> dict:
 def test_a_process_is_gone_when_its_pid_is_free_or_taken_by_another_program():
     me = liveness.this_worker()
     assert not liveness.is_gone(me)
-    assert liveness.is_gone({**me, "started": me["started"] - 100})  # the pid was reused
+    assert liveness.is_gone({**me, "since_boot": me["since_boot"] - 100})  # the pid was reused
     assert liveness.is_gone(a_gone_process())
     assert not liveness.is_gone({**a_gone_process(), "host": "another-machine"})
+    # A machine with the same name (a cloned VM), or this one before it rebooted: the heartbeat
+    assert not liveness.is_gone({**a_gone_process(), "boot_id": "another-boot"})
     assert not liveness.is_gone(None)  # an older hpsearch: judged by its heartbeat
+    # An older hpsearch's record of a worker of this machine: its wall-clock start alone
+    older = {key: value for key, value in me.items() if key not in ("since_boot", "boot_id")}
+    assert not liveness.is_gone(older)
+    assert liveness.is_gone({**older, "started": me["started"] - 100})
+
+
+def test_a_step_of_the_wall_clock_leaves_a_live_worker_alive(monkeypatch):
+    # An NTP step or a VM's migration moves the kernel's boot time as the wall clock sees it,
+    # which psutil adds to a process's start: every worker of the machine was "gone" after one,
+    # and its siblings failed its trials while it trained them
+    me = liveness.this_worker()
+    booted = psutil._pslinux.boot_time  # what psutil reads /proc/stat's btime with
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted() + 1.0)
+    assert round(psutil.Process().create_time(), 2) != me["started"]  # the step, as psutil sees it
+    assert not liveness.is_gone(me)
 
 
 @pytest.mark.parametrize(
