@@ -11,6 +11,8 @@ One slot is a trial at a time, as a worker always ran them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from trainer import TrainingStopped
@@ -77,6 +79,18 @@ class Slots:
         if raised is not None:
             self.abandon()
             raise raised
+
+    @contextmanager
+    def stopped_on_error(self) -> Iterator[None]:
+        """An error between rounds (finding the next trial: a storage gone past its outage, a
+        bug) stops the trials in flight as one in a round does: else they stayed RUNNING, their
+        heartbeats beating while the error was held (a notebook keeps it), without a checkpoint
+        of their last epoch, and were failed by their garbage collection as a GeneratorExit."""
+        try:
+            yield
+        except BaseException:
+            self.abandon()
+            raise
 
     def abandon(self) -> None:
         """Stop every trial in flight as a signal would: each writes its checkpoint and is queued

@@ -108,15 +108,20 @@ def work(
         if config.study.timeout_minutes
         else None
     )
-    with StudyProgress(study, budget(study, config.study.trials), enabled=options.progress):
+
+    def may_start() -> bool:  # asked before each new trial: a SIGTERM may come while one starts
+        if slots.exhausted or stop.is_set() or worker.out_of_space is not None:
+            return False
+        return deadline is None or time.monotonic() < deadline
+
+    progress = StudyProgress(study, budget(study, config.study.trials), enabled=options.progress)
+    with progress, slots.stopped_on_error():
         while True:
-            may_start = not slots.exhausted and not stop.is_set() and worker.out_of_space is None
-            may_start = may_start and (deadline is None or time.monotonic() < deadline)
-            while may_start and slots.free and (trial := worker.next_trial()) is not None:
+            while slots.free and may_start() and (trial := worker.next_trial()) is not None:
                 slots.start(worker.run_steps(trial))
             if slots.busy:
                 slots.run_round()  # one epoch of each trial in flight; the ended free their slots
-            elif not (may_start and worker.wait_for_silent_trials()):
+            elif not (may_start() and worker.wait_for_silent_trials()):
                 break
     ended_by_timeout = deadline is not None and time.monotonic() >= deadline
     why = _why_ended(worker.out_of_space is not None, stop.is_set(), ended_by_timeout)

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import search.run.objective
+import search.run.worker
 from search import attrs
 from search.cli import main
 from search.launch.local import launch
@@ -384,3 +386,53 @@ def test_a_bug_in_one_slot_stops_the_worker_and_queues_every_trial_to_resume(
     assert [trial.state for trial in retries] == [TrialState.COMPLETE] * 2
     # Trial 0's epoch 1 was checkpointed before trial 1 raised in its report, trial 1's was not
     assert [trial.user_attrs.get(attrs.RESUMED_FROM_EPOCH) for trial in retries] == [1, None]
+
+
+def test_an_error_finding_the_next_trial_stops_the_trials_in_flight_and_queues_them(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    """Trial 0 has taken one slot when looking for the second slot's trial raises (a storage past
+    its outage, a bug): trial 0 is stopped and queued, as by an error inside a round; it stayed
+    RUNNING with its heartbeat beating, and was failed as a GeneratorExit once collected."""
+    config = points_study(tmp_path, image_folder, THREE_KINDS, trials=2, pruner=NO_PRUNING)
+    options = options_for(tmp_path, cache_dir, trials_per_worker=2)
+    take_trial = search.run.worker._Worker._take_trial
+    taken = []
+
+    def failing_second(worker):
+        taken.append(len(taken))
+        if len(taken) == 2:
+            raise RuntimeError("the storage is gone")
+        return take_trial(worker)
+
+    monkeypatch.setattr(search.run.worker._Worker, "_take_trial", failing_second)
+    with pytest.raises(RuntimeError, match="the storage is gone"):
+        launch(config, options)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("heartbeat")]
+    study = optuna.load_study(study_name=config.study.name, storage=options.storage_url)
+    first, *queued, retry = study.get_trials(deepcopy=False)  # the other points wait their turn
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs[attrs.FAIL_REASON].endswith("(its worker stopped on an error)")
+    assert (retry.state, retry.user_attrs[attrs.RETRY_OF]) == (TrialState.WAITING, 0)
+
+
+def test_a_stop_that_comes_while_a_trial_starts_starts_no_other(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    # A SIGTERM while trial 0 restores its checkpoint or loads its data (seconds): the worker went
+    # on filling its free slots from what it knew before, and each trial it took was stopped in
+    # its first round, a retry spent on nothing
+    config = points_study(tmp_path, image_folder, THREE_KINDS, trials=3, pruner=NO_PRUNING)
+    options = options_for(tmp_path, cache_dir, trials_per_worker=3)
+    take_trial = search.run.worker._Worker._take_trial
+
+    def stopped_after_the_first(worker):
+        trial = take_trial(worker)
+        worker.stop.set()
+        return trial
+
+    monkeypatch.setattr(search.run.worker._Worker, "_take_trial", stopped_after_the_first)
+    launch(config, options)
+    study = optuna.load_study(study_name=config.study.name, storage=options.storage_url)
+    taken = [trial for trial in study.get_trials() if trial.state != TrialState.WAITING]
+    assert [trial.number for trial in taken] == [0]
