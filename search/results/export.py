@@ -28,6 +28,7 @@ from search.study.recorded import data_fingerprint, data_source
 from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
 from search.url_secrets import masked
 from trainer.errors import ConfigError
+from trainer.files import read_owner
 from trainer.naming import given, named
 from trainer.outputs import check_output_file
 
@@ -157,8 +158,7 @@ def export(
             file=sys.stderr,
         )
     _say_what_a_retrain_changes(values[PROVENANCE]["search_data"])
-    if checkpoint_root is not None:
-        _name_weights(values, study, ranked[0], output, checkpoint_root)
+    _name_weights(values, study, ranked[0], output, checkpoint_root)
     text = dump_settings(values, fmt)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -200,33 +200,75 @@ def _name_weights(
     study: optuna.Study,
     trial: FrozenTrial,
     output: Path | None,
-    checkpoint_root: Path,
+    checkpoint_root: Path | None,
 ) -> None:
-    """Name the trial's kept weights in provenance, copying them beside the output file."""
-    weights = trial_files.kept_weights(checkpoint_root, study, trial)
+    """Name the trial's kept weights in provenance, copying them beside the output file; without
+    them, no other trial's weights stay beside it (`evaluate` would score the wrong model)."""
+    weights = None
+    if checkpoint_root is not None:
+        weights = trial_files.kept_weights(checkpoint_root, study, trial)
     if weights is None:
-        not_saved = trial.user_attrs.get(attrs.WEIGHTS_NOT_SAVED)
-        if not_saved:
-            print(
-                f"hpsearch: trial {trial.number}'s weights are missing: they were never written "
-                f"({not_saved}); exporting its settings only, which `hpsearch train --config` "
-                "trains again",
-                file=sys.stderr,
-            )
-        elif trial.user_attrs.get(attrs.WEIGHTS):
-            print(
-                f"hpsearch: trial {trial.number}'s weights are not in "
-                f"{trial_files.study_folder(checkpoint_root, study)} (pass "
-                f"{named('checkpoint_dir')} if the workers wrote them elsewhere); exporting its "
-                "settings only",
-                file=sys.stderr,
-            )
-        return
-    if output is None:
+        _without_kept_weights(values, study, trial, output, checkpoint_root)
+    elif output is None:
         values[PROVENANCE]["weights"] = str(weights)
-        return
-    copy = weights_beside(output)
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, copy)
-    # Beside the settings file, wherever the pair is moved
-    values[PROVENANCE]["weights"] = copy.name
+    else:
+        copy = weights_beside(output)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(weights, copy)
+        # Beside the settings file, wherever the pair is moved
+        values[PROVENANCE]["weights"] = copy.name
+
+
+def _without_kept_weights(
+    values: dict[str, Any],
+    study: optuna.Study,
+    trial: FrozenTrial,
+    output: Path | None,
+    checkpoint_root: Path | None,
+) -> None:
+    """Say why the weights are missing, and settle a weights file an earlier export left beside
+    the output, in the same warning line: kept if it records this very trial (its checkpoints
+    may be gone since), else removed, since `evaluate` would score it as this trial's model."""
+    said = [] if checkpoint_root is None else _why_missing(study, trial, checkpoint_root)
+    beside = None if output is None else weights_beside(output)
+    if beside is not None and beside.is_file():
+        recorded = _owner_of(beside)
+        expected = trial_files.owner(study, trial)
+        if expected is not None and recorded == expected:
+            values[PROVENANCE]["weights"] = beside.name
+            said.append(f"kept {beside}, which records that very trial (an earlier export)")
+            print(f"hpsearch: {'; '.join(said)}", file=sys.stderr)
+            return
+        beside.unlink()
+        said.append(f"removed {beside}, {_whose(recorded)}")
+    if said:
+        said.append("exporting its settings only, which `hpsearch train --config` trains again")
+        print(f"hpsearch: {'; '.join(said)}", file=sys.stderr)
+
+
+def _why_missing(study: optuna.Study, trial: FrozenTrial, checkpoint_root: Path) -> list[str]:
+    not_saved = trial.user_attrs.get(attrs.WEIGHTS_NOT_SAVED)
+    if not_saved:
+        return [
+            f"trial {trial.number}'s weights are missing: they were never written ({not_saved})"
+        ]
+    if trial.user_attrs.get(attrs.WEIGHTS):
+        return [
+            f"trial {trial.number}'s weights are not in "
+            f"{trial_files.study_folder(checkpoint_root, study)} (pass "
+            f"{named('checkpoint_dir')} if the workers wrote them elsewhere)"
+        ]
+    return []
+
+
+def _owner_of(weights: Path) -> dict[str, Any] | None:
+    try:
+        return read_owner(weights)
+    except ConfigError:  # no weights file at all: it records no trial to keep it for
+        return None
+
+
+def _whose(recorded: dict[str, Any] | None) -> str:
+    if not isinstance(recorded, dict) or "trial" not in recorded:
+        return "which records no trial"
+    return f"which holds trial {recorded['trial']} of study {recorded.get('study')!r}, not this one"

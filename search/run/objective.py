@@ -88,8 +88,11 @@ class Objective:
         )
         trial.set_user_attr(attrs.CONFIG, train_config.to_dict())
         history: list[EpochMetrics] = []
+        restored_epochs = 0  # the first epochs of `history`, trained by the attempt before
 
         def resumed(restored: list[EpochMetrics]) -> None:
+            nonlocal restored_epochs
+            restored_epochs = len(restored)
             history.extend(restored)
             if restored:
                 trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, len(restored))
@@ -127,6 +130,7 @@ class Objective:
             _record(
                 trial,
                 history,
+                restored_epochs,
                 self.device,
                 compiled=self.compile,
                 checkpoint_seconds=policy.writing_seconds if policy else None,
@@ -194,12 +198,14 @@ def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float) -> None:
 def _record(
     trial: optuna.Trial,
     history: list[EpochMetrics],
+    restored_epochs: int,
     device: torch.device,
     *,
     compiled: bool = False,
     checkpoint_seconds: float | None = None,
 ) -> None:
-    """What the trial did, in one write."""
+    """What the trial did, in one write: its time and speed those of the epochs it trained, not
+    of those it restored (the attempt before recorded them, and a report sums every trial's)."""
     record: dict[str, Any] = {
         attrs.EPOCHS_RUN: len(history),
         attrs.DEVICE: _device_name(device),
@@ -212,11 +218,13 @@ def _record(
     if history:
         best = max(history, key=lambda metrics: metrics.val_top1)
         record[attrs.BEST_EPOCH] = best.epoch
-        record[attrs.SECONDS] = round(sum(metrics.seconds for metrics in history), 3)
-        record[attrs.IMAGES_PER_SECOND] = round(
-            sum(metrics.images_per_second for metrics in history) / len(history), 1
-        )
         record[attrs.HISTORY] = [asdict(metrics) for metrics in history]
+        trained = history[restored_epochs:]
+        record[attrs.SECONDS] = round(sum(metrics.seconds for metrics in trained), 3)
+        if trained:
+            record[attrs.IMAGES_PER_SECOND] = round(
+                sum(metrics.images_per_second for metrics in trained) / len(trained), 1
+            )
     set_user_attrs(trial, record)
 
 

@@ -110,6 +110,12 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
     assert continuation.intermediate_values[1] == paused.intermediate_values[1]
     assert continuation.user_attrs[attrs.HISTORY][0] == paused.user_attrs[attrs.HISTORY][0]
     assert epochs_trained([continuation]) == 1, "it trained epoch 2 only"
+    # and its time is epoch 2's: epoch 1's is the paused trial's, which a report sums already
+    trained = continuation.user_attrs[attrs.HISTORY][1:]
+    assert continuation.user_attrs[attrs.SECONDS] == round(trained[0]["seconds"], 3)
+    assert continuation.user_attrs[attrs.IMAGES_PER_SECOND] == round(
+        trained[0]["images_per_second"], 1
+    )
     # The dashboard draws them as a Pruned trial and a new one: their notes say how they join
     assert trial_note(study, paused).startswith("**Paused at epoch 1** (asha)")
     assert f"[trial {continuation.number}](/dashboard/studies/" in trial_note(study, paused)
