@@ -19,9 +19,11 @@ def code_version() -> str:
 
 
 def _git_commit(folder: Path) -> str | None:
+    """The commit checked out at `folder`, if `folder` is a checkout's top: an installed copy in
+    a virtual environment inside another project's checkout would name that project's commit."""
     try:
         result = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
@@ -29,4 +31,5 @@ def _git_commit(folder: Path) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None
+    top, _, commit = result.stdout.strip().partition("\n")
+    return commit if commit and Path(top).resolve() == folder.resolve() else None
