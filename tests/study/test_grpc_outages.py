@@ -4,6 +4,7 @@ real by a relay that closes the connection after the proxy carried out the reque
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from optuna.trial import TrialState
 from benchmarks.chaos.proxy import Proxy as ProxyProcess
 from search import attrs
 from search.cli import main
-from search.study.resilience import without_retries
+from search.study.resilience import grpc_proxy_answers, without_retries
 from search.study.storage import open_storage
 from tests.helpers.lost_answers import RelayLosingAnswers
 from tests.helpers.studies import write_study
@@ -146,3 +147,29 @@ def test_a_search_goes_on_through_a_proxy_restart(
     trials = proxy.trials()
     assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2
     assert "storage unreachable" in capsys.readouterr().err
+
+
+def test_a_proxy_that_comes_up_late_in_the_wait_is_found_before_it_ends():
+    # gRPC's own backoff between tries at a refused address grows (to 2 minutes): a proxy up 6 s
+    # into an 8 s wait was tried next 10 s in, and the worker gave up on it
+    from concurrent import futures
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    servers = []
+
+    def start() -> None:  # bound only now: until then a connection is refused
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        servers.append(server)
+
+    late = threading.Timer(6.0, start)
+    late.start()
+    try:
+        assert grpc_proxy_answers(f"127.0.0.1:{port}", 8.0)
+    finally:
+        late.join()
+        for server in servers:
+            server.stop(0)
