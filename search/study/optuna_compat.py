@@ -2,10 +2,11 @@
 why no public API serves.
 
 An Optuna release may rename or reshape any of them. `tests/study/test_optuna_compat.py` checks
-that each still exists with the shape used here, and `check_version` stops hpsearch with one line
-on an Optuna outside the range that test (and the suite) pass on, instead of letting a worker die
-mid-search on an AttributeError. Upgrading Optuna means: widen SUPPORTED_OPTUNA and setup.cfg
-together, run the suite, and mend what the compat test names.
+that each still exists with the shape used here, and `check_version`
+(search.study.optuna_version) stops hpsearch with one line on an Optuna outside the range that
+test (and the suite) pass on, instead of letting a worker die mid-search on an AttributeError.
+Upgrading Optuna means: widen SUPPORTED_OPTUNA and setup.cfg together, run the suite, and mend
+what the compat test names.
 
 What we need that Optuna keeps private:
 - the storage and ids behind a study and a trial: we move trials between states ourselves
@@ -30,6 +31,7 @@ import inspect
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -38,38 +40,16 @@ from typing import Any
 import optuna
 import sqlalchemy
 import sqlalchemy.orm
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
 
 from search import attrs
-from search.errors import HpsearchError
-
-# The Optuna releases the suite passes on; setup.cfg's install_requires says the same (a test
-# holds them equal). 4.5 is the floor: the oldest release the storage and worker tests were run on.
-SUPPORTED_OPTUNA = ">=4.5,<6"
-
-
-class UnsupportedOptuna(HpsearchError):
-    """The installed Optuna is outside the range hpsearch is tested with."""
-
-
-def check_version(version: str | None = None) -> None:
-    """Refuse an Optuna whose private names we have not checked (the installed one, unless
-    `version` is given): one line naming the range."""
-    version = version or optuna.__version__
-    if not SpecifierSet(SUPPORTED_OPTUNA).contains(Version(version), prereleases=True):
-        raise UnsupportedOptuna(
-            f"Optuna {version} is installed, but hpsearch works with optuna{SUPPORTED_OPTUNA} "
-            f"only (its storage internals are checked against those releases): "
-            f"pip install 'optuna{SUPPORTED_OPTUNA}'"
-        )
-
+from search.attrs import CREATION
 
 # --- a study and its trials, as its storage knows them --------------------------------------------
 
@@ -222,14 +202,47 @@ def write_trial_state(
 
 
 class TrialsCreatedOnce(RDBStorage):
-    """An RDBStorage whose trial creation is safe to retry when the answer to its commit was lost
-    (`create_trial_once`, which search.study.resilience retries through an outage).
+    """An RDBStorage whose trial and study creations are safe to retry when the answer to their
+    commit was lost (`create_trial_once`, `create_study_once`, which search.study.resilience
+    retries through an outage).
 
     Optuna's `_create_new_trial` tries five times on any database error, and a retry after a commit
     that was made inserts a second trial: a RUNNING one that no worker trains (the dead-trial sweep
     fails it later, one trial of the budget spent on nothing), or a point queued twice. Optuna's
-    cache calls that private method directly, so it is the one replaced.
+    cache calls that private method directly, so it is the one replaced. A retried study creation
+    found its own study's name taken, and took it for another run's: a study without settings.
     """
+
+    def create_new_study(
+        self, directions: Sequence[StudyDirection], study_name: str | None = None
+    ) -> int:
+        name = study_name or f"no-name-{uuid.uuid4()}"  # as Optuna names a study given none
+        return self.create_study_once(directions, name, attrs.Creation())
+
+    def create_study_once(
+        self, directions: Sequence[StudyDirection], study_name: str, creation: attrs.Creation
+    ) -> int:
+        """Optuna's statements, the study tagged with the creation's name in the same transaction;
+        an attempt after the first that finds the name taken by a study so tagged made it."""
+        creation.attempts += 1
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                objectives = [
+                    models.StudyDirectionModel(objective=objective, direction=direction)
+                    for objective, direction in enumerate(directions)
+                ]
+                study = models.StudyModel(study_name=study_name, directions=objectives)
+                tag = json.dumps(creation.name)
+                session.add(
+                    models.StudySystemAttributeModel(study=study, key=CREATION, value_json=tag)
+                )
+        except sqlalchemy.exc.IntegrityError:
+            if creation.attempts == 1 or self._creation_of(study_name) != creation.name:
+                raise DuplicatedStudyError(f"another study is named {study_name!r}") from None
+        return self.get_study_id_from_name(study_name)
+
+    def _creation_of(self, study_name: str) -> Any:
+        return self.get_study_system_attrs(self.get_study_id_from_name(study_name)).get(CREATION)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         return self._create_new_trial(study_id, template_trial)._trial_id

@@ -287,8 +287,9 @@ class ResilientRDBStorage(TrialsCreatedOnce):
     ) -> bool:
         return write_trial_state(self, trial_id, state, values, stamp)
 
-    # Each attempt finds the trial an earlier one made, so a lost commit makes one trial, not two
+    # Each attempt finds the trial (or study) an earlier one made: a lost commit makes one, not two
     create_trial_once = _retrying(TrialsCreatedOnce.create_trial_once)
+    create_study_once = _retrying(TrialsCreatedOnce.create_study_once)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Optuna rebuilds the engine of an unpickled storage (a spawned process, say) from its

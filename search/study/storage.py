@@ -33,12 +33,12 @@ from search.study.grants import (
 from search.study.grpc_client import ResilientGrpcStorage
 from search.study.integrity import check_intact, is_read_only, sqlite_file
 from search.study.optuna_compat import (
-    check_version,
     database_behind,
     optuna_tables,
     remember_user_attrs,
     trial_id_of,
 )
+from search.study.optuna_version import check_version
 from search.study.resilience import (
     ResilientRDBStorage,
     first_line,

@@ -12,6 +12,9 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from search import attrs
+from search.study import recorded
+from search.study.opening import open_study
 from search.study.optuna_compat import (
     cached_storage,
     claim,
@@ -20,7 +23,9 @@ from search.study.optuna_compat import (
     storage_of,
 )
 from search.study.storage import open_storage, set_user_attrs
+from search.studyfile import load_study_config
 from tests.helpers.lost_answers import LosingProxy, arm_on, losing_proxy
+from tests.helpers.studies import write_study
 
 X = {"x": FloatDistribution(0, 1)}
 
@@ -125,3 +130,18 @@ def test_a_retried_enqueue_queues_one_trial(proxy):
     [queued] = study.get_trials()
     assert (queued.state, queued.system_attrs["fixed_params"]) == (TrialState.WAITING, {"x": 0.25})
     assert study.ask(X).params == {"x": 0.25}
+
+
+def test_a_retried_study_creation_knows_the_study_it_made(proxy, tmp_path, image_folder):
+    # Before: the retry found the name taken and took the study for another run's, which it
+    # joined: a study without its settings, budget or points, which every later worker refused
+    config = load_study_config(write_study(tmp_path, image_folder, trials=3))
+    storage = open_storage(proxy.url)
+    arm_on(storage.engine, proxy, "INSERT INTO studies")
+    study = open_study(config, storage, {"classes": 2})
+    assert proxy.answers_lost == 1
+    assert optuna.get_all_study_names(storage) == ["test-study"]
+    assert (recorded.budget(study, 999), study.metric_names) == (3, [attrs.METRIC])
+    assert recorded.study_id(study) is not None
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):  # another creation is refused
+        optuna.create_study(study_name="test-study", storage=storage)

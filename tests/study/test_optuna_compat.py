@@ -22,11 +22,9 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from search.cli import main
-from search.study import optuna_compat
+from search.study import optuna_compat, optuna_version
 from search.study.optuna_compat import (
-    SUPPORTED_OPTUNA,
     LaggingCache,
-    UnsupportedOptuna,
     cached_storage,
     claim,
     end_claimed,
@@ -36,6 +34,7 @@ from search.study.optuna_compat import (
     write_trial_state,
     write_trial_user_attrs,
 )
+from search.study.optuna_version import SUPPORTED_OPTUNA, UnsupportedOptuna
 from search.study.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +200,7 @@ def test_setup_cfg_declares_the_tested_range():
 @pytest.mark.parametrize("version", ["3.6.2", "4.4.0", "6.0.0", "6.1.0rc1"])
 def test_an_optuna_outside_the_range_is_one_line(version, monkeypatch, capsys):
     with pytest.raises(UnsupportedOptuna, match=re.escape(f"optuna{SUPPORTED_OPTUNA}")):
-        optuna_compat.check_version(version)
+        optuna_version.check_version(version)
     monkeypatch.setattr(optuna, "__version__", version)
     assert main(["status"]) == 2
     error = capsys.readouterr().err
@@ -211,7 +210,7 @@ def test_an_optuna_outside_the_range_is_one_line(version, monkeypatch, capsys):
 
 @pytest.mark.parametrize("version", ["4.5.0", "4.9.0", "5.1.0", optuna.__version__])
 def test_an_optuna_within_the_range_is_taken(version):
-    optuna_compat.check_version(version)
+    optuna_version.check_version(version)
 
 
 def test_no_private_optuna_name_outside_the_compat_module():
