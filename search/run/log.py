@@ -123,12 +123,16 @@ class WorkerLog:
         )
         self._emit("waiting", message, attention=True, trial=trial.number)
 
-    def taken_away(self, number: int) -> None:
-        """A trial this worker ran that another worker failed meanwhile, for want of heartbeats."""
+    def taken_away(self, number: int, reason: object) -> None:
+        """A trial this worker ran that another worker failed meanwhile, taking it for dead;
+        `reason`, the failure's as stored, says why (no recent heartbeat: a clock far off, or the
+        database out of reach past the grace)."""
+        # Read back from the storage: shown as one line of bounded length, whatever it holds
+        text = reason.strip() if isinstance(reason, str) else ""
+        why = text.splitlines()[0][:200] if text else "no reason recorded"
         self.note(
-            f"trial {number} was failed meanwhile by another worker, which found no recent "
-            "heartbeat of ours (a clock far off, or the database out of reach past the grace); "
-            "its retry goes on from the checkpoint, and this worker drops the trial"
+            f"trial {number} was failed meanwhile by another worker ({why}); its retry goes on "
+            "from the checkpoint, and this worker drops the trial"
         )
 
     def note(self, message: str) -> None:

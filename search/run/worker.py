@@ -276,7 +276,7 @@ class _Worker:
                 self.log.trial_finished(frozen)
             return False
         except UpdateFinishedTrialError:
-            self.log.taken_away(trial.number)
+            self._taken_away(trial)
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
@@ -350,7 +350,7 @@ class _Worker:
         except (ValueError, UpdateFinishedTrialError):
             if not self.storage.get_trial(trial_id_of(trial)).state.is_finished():
                 raise
-            self.log.taken_away(trial.number)
+            self._taken_away(trial)
             return None
 
     def _set_user_attr(self, trial: optuna.Trial, key: str, value: object) -> bool:
@@ -359,9 +359,13 @@ class _Worker:
         try:
             trial.set_user_attr(key, value)
         except UpdateFinishedTrialError:
-            self.log.taken_away(trial.number)
+            self._taken_away(trial)
             return False
         return True
+
+    def _taken_away(self, trial: optuna.Trial) -> None:
+        failed = self.storage.get_trial(trial_id_of(trial))
+        self.log.taken_away(trial.number, failed.user_attrs.get(attrs.FAIL_REASON))
 
 
 def _why_ended(out_of_space: bool, stopped: bool, timed_out: bool) -> str:

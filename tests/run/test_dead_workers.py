@@ -425,7 +425,7 @@ def test_a_worker_whose_trial_another_failed_drops_it_and_goes_on(
     other.start()
     summary = run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), data=data)
     other.join()
-    assert "was failed meanwhile by another worker" in capsys.readouterr().err
+    assert "was failed meanwhile by another worker (taken for dead)" in capsys.readouterr().err
     first, retry = trials_of(url)
     assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "taken for dead"
     assert retry.state == TrialState.COMPLETE and summary.finished == 1
@@ -457,7 +457,7 @@ def test_a_trial_another_worker_failed_as_it_paused_is_dropped_not_a_crash(
 
     monkeypatch.setattr(search.run.objective, "report_epoch", failed_by_another_as_it_pauses)
     run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), create=True)
-    assert "was failed meanwhile by another worker" in capsys.readouterr().err
+    assert "was failed meanwhile by another worker (taken for dead)" in capsys.readouterr().err
     first, retry = trials_of(url)
     assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "taken for dead"
     assert attrs.PAUSED_AT not in first.user_attrs
