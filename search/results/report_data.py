@@ -174,15 +174,26 @@ def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
 
 
 def get_factor_info(curves: list[TrialCurve], factor: str) -> FactorInfo:
-    """The trials that set `factor` (momentum is set
-    by SGD trials only, eps by the adaptive ones)."""
+    """The trials that set `factor` (momentum is set by SGD trials only, eps by the adaptive
+    ones), on the factor's scale where its values fit one, else by level."""
     if factor not in FACTOR_SCALES:
         raise ValueError(f"factor must be one of {', '.join(FACTORS)}, but got {factor=}")
     setting = tuple(curve for curve in curves if curve.factors.get(factor) is not None)
     levels = tuple(sorted({curve.factors[factor] for curve in setting}, key=_sort_key))
+    if not all(_is_number(level) for level in levels):
+        # Another tool's study may sample `lr` from names: drawn by level, as a choice is
+        return FactorInfo(factor, "categorical", setting, levels)
     scale = FACTOR_SCALES[factor]
     bounds = None if scale == "categorical" else _bounds(setting, factor, levels)
+    if scale == "log" and bounds is not None and bounds[0] <= 0:
+        scale = "linear"  # a log scale has no place for 0, which another tool may sample lr from
     return FactorInfo(factor, scale, setting, levels, bounds)
+
+
+def _is_number(value: Any) -> bool:
+    """A value a number's axis can place: True is a choice, not 1."""
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return real and math.isfinite(value)
 
 
 def _bounds(

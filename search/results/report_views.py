@@ -24,6 +24,7 @@ from search.results.report_data import (
     FACTORS,
     OPTUNA_VIEWS,
     FactorInfo,
+    TrialCurve,
     get_factor_info,
     trial_curves,
 )
@@ -63,7 +64,7 @@ def draw_views(studies: list[optuna.Study]) -> ReportViews:
     """The factors over all the studies' trials, then Optuna's views of each study."""
     curves = trial_curves(studies)
     return ReportViews(
-        tuple(_factor_views(get_factor_info(curves, factor)) for factor in FACTORS),
+        tuple(_factor_views(curves, factor) for factor in FACTORS),
         tuple(
             StudyViews(study.study_name, tuple(optuna_view(study, view) for view in OPTUNA_VIEWS))
             for study in studies
@@ -71,24 +72,34 @@ def draw_views(studies: list[optuna.Study]) -> ReportViews:
     )
 
 
-def _factor_views(info: FactorInfo) -> FactorViews:
+def _factor_views(curves: list[TrialCurve], factor: str) -> FactorViews:
+    name = FACTOR_TITLES[factor]
+    # The factors are read back from each trial's stored configuration, which another tool's
+    # study may shape as it likes: one that breaks a figure costs that factor's figures, never
+    # the report, and the note says why
+    try:
+        info = get_factor_info(curves, factor)
+        if not info.curves:
+            return FactorViews(
+                factor, (Note(name.capitalize(), f"no trial of these studies sets {name}"),)
+            )
+        return FactorViews(factor, _factor_figures(info))
+    except Exception as error:  # noqa: BLE001
+        reason = f"its values could not be drawn: {type(error).__name__}: {error}"
+        return FactorViews(factor, (Note(name.capitalize(), reason),))
+
+
+def _factor_figures(info: FactorInfo) -> tuple[Figure, Figure]:
     name = FACTOR_TITLES[info.factor]
-    if not info.curves:
-        return FactorViews(
-            info.factor, (Note(name.capitalize(), f"no trial of these studies sets {name}"),)
-        )
-    return FactorViews(
-        info.factor,
-        (
-            Figure(
-                f"factor-{info.factor}-curves",
-                f"{name}: val top-1 per epoch",
-                factor_curves_figure(info),
-            ),
-            Figure(
-                f"factor-{info.factor}-effect",
-                f"{name}: effect on val top-1",
-                factor_effect_figure(info),
-            ),
+    return (
+        Figure(
+            f"factor-{info.factor}-curves",
+            f"{name}: val top-1 per epoch",
+            factor_curves_figure(info),
+        ),
+        Figure(
+            f"factor-{info.factor}-effect",
+            f"{name}: effect on val top-1",
+            factor_effect_figure(info),
         ),
     )

@@ -5,7 +5,8 @@ Optuna's `trials_dataframe()` needs pandas, which hpsearch does not install; the
 writes the same table. States are named as `status` and the report count them: a trial asha
 paused is `paused` (or `promoted` once its continuation ran), a FAIL queued to resume is
 `stopped`. A paused trial's queued or closed continuation never trained and has no row, so the
-numbers skip there; `continues` names the trial a retry or a promotion carries on.
+numbers skip there; `continues` names the trial a retry or a promotion carries on. A parameter
+is a column of its own name, or `param_NAME` where that name is taken (`param_column`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from trainer.outputs import check_output_file
 # for any trial that scored one (Optuna's value for a pruned trial, which is not its best)
 LEADING = ("trial", "state", "val_top1", "last_val_top1")
 TRAILING = ("epochs_run", "best_epoch", "seconds", "continues", "fail_reason")
+# Another tool's study may name a parameter `state` or `seconds`: its column is `param_state`,
+# as Optuna's trials_dataframe names every parameter's, so that no column overwrites another
+PARAM_PREFIX = "param_"
 
 
 def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
@@ -82,13 +86,22 @@ def _row(trial: FrozenTrial, state: str) -> dict[str, Any]:
         "last_val_top1": _last_score(trial),
         **trial_factors(trial),
         # A parameter no factor names (a study file's own): its sampled value
-        **{name: value for name, value in trial.params.items() if name not in FACTORS},
+        **{
+            param_column(name): value for name, value in trial.params.items() if name not in FACTORS
+        },
         "epochs_run": user.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)),
         "best_epoch": user.get(attrs.BEST_EPOCH),
         "seconds": user.get(attrs.SECONDS),
         "continues": continues,
         "fail_reason": attrs.fail_reason(trial),
     }
+
+
+def param_column(name: str) -> str:
+    """The column of a parameter no factor names: its own name, unless that is one of the fixed
+    columns (or could be taken for the column of another parameter so renamed)."""
+    fixed = name in LEADING or name in TRAILING or name.startswith(PARAM_PREFIX)
+    return PARAM_PREFIX + name if fixed else name
 
 
 def _last_score(trial: FrozenTrial) -> float | None:

@@ -166,3 +166,70 @@ def test_bad_requests_are_one_line_errors(
     )
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def export_to(capsys, url: str, study: str, path, checkpoints) -> str:
+    status, _, err = run_cli(
+        capsys,
+        "export",
+        "--storage",
+        url,
+        "--study",
+        study,
+        "-o",
+        path,
+        "--checkpoint-dir",
+        checkpoints,
+    )
+    assert status == 0, err
+    return err
+
+
+def test_weights_an_earlier_export_left_beside_the_file_are_not_taken_for_another_trials(
+    small_search, ranked, tmp_path, capsys
+):
+    path, weights = tmp_path / "out" / "best.toml", tmp_path / "out" / "best.weights.pt"
+    export_to(
+        capsys,
+        small_search.url,
+        small_search.study,
+        path,
+        small_search.images.parent / "checkpoints",
+    )
+    assert weights.is_file()
+    # Another study's best trial, whose weights are not where the export looks
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    other = optuna.create_study(study_name="other", storage=url, direction="maximize")
+    config = {**ranked[0].user_attrs["config"], "lr": 0.5}
+    other.add_trial(
+        create_trial(value=0.9, user_attrs={"config": config, "weights_path": "/gone/weights.pt"})
+    )
+    err = export_to(capsys, url, "other", path, tmp_path / "no-checkpoints")
+    assert not weights.exists(), "evaluate would score trial 0 of 'other' with another's model"
+    # One warning says both
+    [line] = [line for line in err.splitlines() if line.startswith("hpsearch: trial 0's")]
+    assert "trial 0's weights are not in" in line
+    assert f"removed {weights}, which holds trial {ranked[0].number} of study 'factors'" in line
+    assert "exporting its settings only" in line
+    settings, provenance = read_settings(path)
+    assert settings["lr"] == 0.5 and "weights" not in provenance
+
+
+def test_an_earlier_export_of_the_same_trials_weights_is_kept_and_named(
+    small_search, ranked, tmp_path, capsys
+):
+    path, weights = tmp_path / "best.toml", tmp_path / "best.weights.pt"
+    export_to(
+        capsys,
+        small_search.url,
+        small_search.study,
+        path,
+        small_search.images.parent / "checkpoints",
+    )
+    before = weights.read_bytes()
+    # The checkpoints are gone since (or elsewhere): the copy beside the file is still that trial's
+    err = export_to(capsys, small_search.url, small_search.study, path, tmp_path / "elsewhere")
+    assert f"kept {weights}, which records that very trial" in err
+    assert weights.read_bytes() == before
+    _, provenance = read_settings(path)
+    assert provenance["trial"] == ranked[0].number and provenance["weights"] == "best.weights.pt"

@@ -5,10 +5,14 @@ them crashes."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import create_trial
 
 import search
 from search.errors import StudyMismatchError
@@ -54,6 +58,23 @@ def test_status_shows_the_studies_it_reads_and_names_those_it_skips(mixed, small
     assert status == 0, err
     assert [row["study"] for row in json.loads(out)] == [small_search.study, "plain"]
     assert len(err.splitlines()) == 2
+
+
+def test_a_storage_of_studies_it_skips_only_says_none_it_can_read(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'mini.db'}"
+    minimized = optuna.create_study(study_name="mini", storage=url, direction="minimize")
+    minimized.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+
+    status, out, err = run_cli(capsys, "status", "--storage", url)
+
+    assert status == 0, err
+    # Not "no studies in this storage" under a line naming the one skipped
+    assert out == "no studies hpsearch can read in this storage\n"
+    assert err.splitlines() == [f"hpsearch: {MINIMIZES}: skipped"]
+    assert str(search.status(storage=url)).splitlines() == [
+        "no studies hpsearch can read in this storage",
+        f"{MINIMIZES}: skipped",
+    ]
 
 
 def test_the_api_status_says_which_studies_it_skipped(mixed, small_search, capsys):
@@ -113,3 +134,101 @@ def test_a_plain_optuna_study_that_maximizes_is_reported(mixed, tmp_path, capsys
     assert status == 0, err
     assert "Traceback" not in out + err
     assert "plain" in (tmp_path / "r.html").read_text()
+
+
+# Another tool's study: parameters named as the table's own columns, and an lr that is a choice of
+# names where the report's lr figures expect a number
+CLASHING = {
+    "state": FloatDistribution(0, 1),
+    "trial": IntDistribution(0, 100),
+    "seconds": FloatDistribution(0, 10),
+    "epochs_run": IntDistribution(1, 9),
+    "param_state": FloatDistribution(0, 1),
+    "lr": CategoricalDistribution(("fast", "slow")),
+}
+
+
+@pytest.fixture(scope="module")
+def clashing(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('clashing') / 'clashing.db'}"
+    study = optuna.create_study(study_name="clash", storage=url, direction="maximize")
+    for number in range(3):
+        params = {
+            "state": 0.25 * number,
+            "trial": 40 + number,
+            "seconds": 1.5 * number,
+            "epochs_run": 7,
+            "param_state": 0.5,
+            "lr": ("fast", "slow")[number % 2],
+        }
+        study.add_trial(
+            create_trial(
+                value=0.1 * (number + 1),
+                params=params,
+                distributions=CLASHING,
+                intermediate_values={1: 0.1 * number, 2: 0.1 * (number + 1)},
+            )
+        )
+    return url
+
+
+def test_parameters_named_as_the_tables_columns_overwrite_none_of_them(clashing, capsys):
+    status, out, err = run_cli(capsys, "trials", "--study", "clash", "--storage", clashing)
+
+    assert status == 0, err
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    header = list(rows[0])
+    assert len(header) == len(set(header))
+    assert [(row["trial"], row["state"]) for row in rows] == [
+        ("0", "complete"),
+        ("1", "complete"),
+        ("2", "complete"),
+    ]
+    assert [row["epochs_run"] for row in rows] == ["2", "2", "2"], "the epochs each reported"
+    assert [row["seconds"] for row in rows] == ["", "", ""], "no time recorded"
+    # Each parameter in a column of its own, as Optuna's trials_dataframe names them
+    assert [row["param_trial"] for row in rows] == ["40", "41", "42"]
+    assert [row["param_state"] for row in rows] == ["0.0", "0.25", "0.5"]
+    assert [row["param_seconds"] for row in rows] == ["0.0", "1.5", "3.0"]
+    assert [row["param_epochs_run"] for row in rows] == ["7", "7", "7"]
+    assert [row["param_param_state"] for row in rows] == ["0.5", "0.5", "0.5"]
+    assert [row["lr"] for row in rows] == ["fast", "slow", "fast"]
+    assert search.trials("clash", storage=clashing)[1]["param_trial"] == 41  # the API's rows too
+
+
+@pytest.mark.parametrize(
+    ("lr", "scale"),
+    [
+        # names, where lr is a number on a log scale
+        (CategoricalDistribution(("fast", "slow")), "categorical"),
+        # a number, but from 0, which a log scale has no place for
+        (FloatDistribution(0.0, 1.0), "linear"),
+    ],
+)
+def test_a_study_whose_lr_is_not_a_positive_number_is_reported(tmp_path, capsys, lr, scale):
+    url = f"sqlite:///{tmp_path / 'lr.db'}"
+    study = optuna.create_study(study_name="odd-lr", storage=url, direction="maximize")
+    values = ("fast", "slow", "fast") if scale == "categorical" else (0.0, 0.5, 1.0)
+    for number, value in enumerate(values):
+        study.add_trial(
+            create_trial(
+                value=0.1 * (number + 1),
+                params={"lr": value},
+                distributions={"lr": lr},
+                intermediate_values={1: 0.1 * (number + 1)},
+            )
+        )
+
+    status, out, err = run_cli(
+        capsys, "report", "--study", "odd-lr", "-o", tmp_path / "r.html", "--storage", url
+    )
+
+    assert status == 0, err
+    assert "Traceback" not in out + err and "learning rate" not in out.lower(), "lr drawn"
+    figures = search.report_figures("odd-lr", storage=url)
+    curves, effect = figures["factor-lr-curves"], figures["factor-lr-effect"]
+    if scale == "categorical":  # one line per trial, a legend entry and a box per name
+        assert [trace.name for trace in curves.data if trace.showlegend] == ["fast", "slow"]
+        assert [trace.name for trace in effect.data] == ["fast", "slow"]
+    else:
+        assert effect.layout.xaxis.type == "linear" and tuple(effect.layout.xaxis.range)[0] < 0

@@ -5,11 +5,13 @@ factor figures, each view saying how many trials it rests on, and the views that
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
+from search import attrs
 from search.cli import main
 from search.results import figures
 from search.results.page import build_report
@@ -19,8 +21,9 @@ from search.results.report_data import (
     MIN_COMPLETE_FOR_IMPORTANCE,
     OPTUNA_VIEWS,
     SETTLED_IMPORTANCE,
+    get_summary_info,
 )
-from tests.helpers.made_trials import made_study
+from tests.helpers.made_trials import START, made_study
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +138,50 @@ def test_the_command_names_each_view_not_drawn_and_why(made, url, tmp_path, caps
     copies = list((tmp_path / "art").iterdir())
     assert len(copies) == 1 and copies[0].suffix == ".html"
     assert copies[0].read_text() == page.read_text()
+
+
+def test_the_timeline_rests_on_the_trials_that_ran_with_paused_ones_apart(url):
+    """asha: a paused trial's continuation that was closed, or waits, never trained; the
+    timeline, its caption and the summary leave it out alike, and draw a paused trial apart
+    from one the pruner stopped."""
+
+    def bar(number: int, state: TrialState, **user_attrs) -> optuna.trial.FrozenTrial:
+        made = create_trial(
+            state=state,
+            value=0.5 if state == TrialState.COMPLETE else None,
+            intermediate_values={} if state == TrialState.WAITING else {1: 0.3},
+            user_attrs=user_attrs,
+        )
+        if state != TrialState.WAITING:
+            made.datetime_start = START + timedelta(minutes=number)
+            made.datetime_complete = made.datetime_start + timedelta(seconds=30)
+        return made
+
+    def continuing(paused: int) -> dict:
+        return {attrs.PROMOTION_OF: paused, attrs.RETRY_OF: paused, attrs.RETRIED_FROM: paused}
+
+    study = optuna.create_study(study_name="asha-timeline", storage=url, direction="maximize")
+    for made in (
+        bar(0, TrialState.COMPLETE),
+        bar(1, TrialState.PRUNED, **{attrs.PAUSED_AT: 1}),  # then promoted: trial 2 continues it
+        bar(2, TrialState.COMPLETE, **continuing(1)),
+        bar(3, TrialState.PRUNED, **{attrs.PAUSED_AT: 1}),  # its continuation closed: paused
+        bar(4, TrialState.PRUNED, **continuing(3), **{attrs.PROMOTION_CLOSED: "cannot rank"}),
+        bar(5, TrialState.PRUNED, **{attrs.PAUSED_AT: 1}),  # its continuation waits: paused
+        bar(6, TrialState.WAITING, **continuing(5)),
+        bar(7, TrialState.PRUNED),  # stopped by the pruner for good
+    ):
+        study.add_trial(made)
+
+    view = figures.optuna_view(study, "timeline")
+
+    bars = {trace.name: tuple(trace.y) for trace in view.figure.data}
+    assert bars == {
+        "COMPLETE": (0, 2),
+        "PRUNED": (7,),
+        "PAUSED (asha)": (3, 5),
+        "PROMOTED (asha)": (1,),
+    }, "no bar for continuations 4 and 6, which never ran"
+    assert view.basis == f"Rests on every trial of the study: {sum(map(len, bars.values()))}."
+    counts = get_summary_info(study).counts
+    assert (counts["pruned"], counts["paused"], counts["promoted"]) == (1, 2, 1)
