@@ -14,6 +14,7 @@ from search import locations
 from search.api.studies import open_studies
 from search.results.page import Report, build_report
 from search.results.report_views import draw_views
+from search.serve.artifacts import check_artifact_folder, make_artifact_folder
 from search.serve.notes import attach_report
 from search.study.optuna_compat import storage_of
 from search.study.writable import NOTE_TABLES, refused_write
@@ -55,6 +56,12 @@ def write_report(
     # A reader who may not write the storage still gets the page; only the dashboard's copy and
     # note are left out, and said so
     refusal = refused_write(storage_of(chosen[0]), NOTE_TABLES) if chosen else None
+    folder = locations.artifact_dir(url, artifacts)
+    if refusal is None:
+        # Checked only where the copy will be made (a reader's page needs no folder), and made
+        # before the page is drawn or written: a folder that cannot be one is met before either
+        check_artifact_folder(folder)
+        make_artifact_folder(folder)
     report = build_report(chosen, storage_label=masked(url))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.html, encoding="utf-8")
@@ -65,7 +72,6 @@ def write_report(
             file=sys.stderr,
         )
         return report
-    folder = locations.artifact_dir(url, artifacts)
     for study in chosen:  # the team finds the latest report in the dashboard, on the study's note
         attach_report(study, path, folder)
     return report

@@ -86,7 +86,9 @@ def _running(trial: FrozenTrial) -> dict[str, Any]:
 
 def format_status(rows: list[dict[str, Any]]) -> str:
     if not rows:
-        return "no studies in this storage"
+        # Not "no studies": the storage may hold studies another tool made, skipped and named
+        # beside this line
+        return "no studies hpsearch can read in this storage"
     lines = [
         f"{'study':<28} {'budget':>9} {'done':>5} {'pruned':>6} {'paused':>6} {'stopped':>7} "
         f"{'failed':>6} {'running':>7} {'waiting':>7} {'retries':>7}  best"

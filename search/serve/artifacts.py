@@ -2,9 +2,14 @@
 
 Optuna's FileSystemArtifactStore names a file by its artifact id alone, so a report copied there
 had no extension and opened in no browser. This store keeps Optuna's ids and interface (the
-dashboard and `upload_artifact` use it unchanged) and adds the file's suffix to the name: a
-writer that knows the suffix (`ArtifactFolder(dir, suffix=".html")`) writes `ID.html`; a reader
-finds `ID.html` or, from before, a bare `ID`.
+dashboard and `upload_artifact` use it unchanged) and adds a suffix to the name: a writer that
+knows it (`ArtifactFolder(dir, suffix=REPORT_SUFFIX)`) writes `ID.html`; a reader finds `ID.html`
+or, from before, a bare `ID`. A report is HTML whatever its `-o` is called (`r2`, `report.htm`),
+so its copy is always `ID.html`, served as REPORT_MIMETYPE.
+
+The folder is checked before anything is written, as every output path is: one that is a file,
+lies under a file or cannot be made is one line naming it, not an OSError after the page is
+written or the dashboard has said where it serves.
 """
 
 from __future__ import annotations
@@ -16,6 +21,14 @@ from typing import BinaryIO
 
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from search import locations
+from search.errors import ConfigError
+from trainer.naming import named
+from trainer.outputs import check_output_folder
+
+# How a report's copy is named and served, whatever its -o was called: the page is HTML either way
+REPORT_SUFFIX = ".html"
+REPORT_MIMETYPE = "text/html"
 # Optuna's ids are UUIDs; anything else (a path from a request, say) names no artifact here
 ARTIFACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
@@ -58,6 +71,38 @@ class ArtifactFolder:
         suffixed = sorted(self.folder.glob(f"{artifact_id}.*"))
         bare = self.folder / artifact_id
         return [path for path in (*suffixed, bare) if path.is_file()]
+
+
+def check_artifact_folder(folder: Path) -> None:
+    """ConfigError unless reports can be copied into `folder`, made if missing."""
+    try:
+        check_output_folder(folder, "artifact folder")
+    except ConfigError as error:
+        raise ConfigError(f"{error} ({_chosen_by()})") from None
+
+
+def check_served_folder(folder: Path) -> None:
+    """As check_artifact_folder, but a folder that exists passes even if read-only: the dashboard
+    only reads it unless someone uploads a file there."""
+    if not folder.is_dir():
+        check_artifact_folder(folder)
+
+
+def make_artifact_folder(folder: Path) -> None:
+    """`folder` made if missing. A folder the system will not make despite the checks (under
+    /proc, which looks writable to root) is one line, not an OSError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"artifact folder {folder} cannot be made: {error.strerror or error}; name a folder "
+            f"you may write ({_chosen_by()})"
+        ) from None
+
+
+def _chosen_by() -> str:
+    # The folder may come from the flag, the environment or a default: both ways to move it
+    return f"choose it with {named('artifacts')} or ${locations.ARTIFACTS_ENV}"
 
 
 def _checked(artifact_id: str) -> str:

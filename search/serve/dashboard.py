@@ -23,6 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from search import locations
 from search.errors import ServeError
+from search.serve.artifacts import check_served_folder
 from search.serve.notes import artifact_store
 from search.study.storage import open_storage
 from search.url_secrets import masked
@@ -40,10 +41,12 @@ def serve(
     access_log: bool = False,
 ) -> None:
     """Serve the dashboard until interrupted; `access_log` prints a line per request."""
+    artifact_dir = artifact_dir or locations.artifact_dir(url)
+    check_served_folder(artifact_dir)  # before the storage is opened, as every path is checked
     # A wrong URL fails here with our message, not in a request later; serving creates nothing
     storage = open_storage(url, create=False)
     check_port_free(host, port)  # before the artifact folder is made
-    artifact_dir = artifact_dir or locations.artifact_dir(url)
+    store = artifact_store(artifact_dir)  # made before the line that says where it serves
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
     print(
         f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
@@ -52,7 +55,7 @@ def serve(
     )
     import optuna_dashboard  # imported on use: a GPU worker machine may run without it
 
-    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(artifact_dir))
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
     serve_app(app, host, port, access_log=access_log)
 
 

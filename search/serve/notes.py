@@ -12,7 +12,12 @@ import optuna
 from optuna.artifacts import upload_artifact
 
 from search import attrs
-from search.serve.artifacts import ArtifactFolder
+from search.serve.artifacts import (
+    REPORT_MIMETYPE,
+    REPORT_SUFFIX,
+    ArtifactFolder,
+    make_artifact_folder,
+)
 from search.study.optuna_compat import storage_of, study_id_of
 from search.study.promotion import shown_counts
 
@@ -24,7 +29,7 @@ NOTE_HEADINGS = (REPORT_HEADING, BEST_PARAMS_HEADING)
 
 
 def artifact_store(artifact_dir: str | Path, suffix: str = "") -> ArtifactFolder:
-    Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    make_artifact_folder(Path(artifact_dir))
     return ArtifactFolder(Path(artifact_dir), suffix)
 
 
@@ -33,7 +38,8 @@ def attach_report(study: optuna.Study, html_path: str | Path, artifact_dir: str 
     name) and summarise the best trial in the study note with a link to it;
     returns the artifact id."""
     html_path = Path(html_path)
-    store = artifact_store(artifact_dir, html_path.suffix)  # the copy is ID.html, as the report
+    # The page is HTML whatever its name (`-o r2`): its copy is ID.html, served as HTML
+    store = artifact_store(artifact_dir, REPORT_SUFFIX)
     artifact_id = _replace_artifact(study, html_path, store)
     link = f"[{html_path.name}](/artifacts/{study_id_of(study)}/{artifact_id})"
     body = (
@@ -54,16 +60,29 @@ def attach_best_params(study: optuna.Study, text: str, fmt: str) -> None:
 
 
 def _replace_artifact(study: optuna.Study, path: Path, store: ArtifactFolder) -> str:
-    existing = _study_artifact_ids(study).get(path.name)
+    existing = _study_artifacts(study).get(path.name)
     if existing is None:
-        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+        return upload_artifact(
+            artifact_store=store,
+            file_path=str(path),
+            study_or_trial=study,
+            mimetype=REPORT_MIMETYPE,  # not guessed from the name, which may have no suffix
+        )
     # Same id, new bytes: the note's link and the dashboard stay valid
+    artifact_id = existing["artifact_id"]
     with path.open("rb") as file:
-        store.write(existing, file)
-    return existing
+        store.write(artifact_id, file)
+    if existing.get("mimetype") != REPORT_MIMETYPE:  # guessed from a name like `r2` before
+        storage_of(study).set_study_system_attr(
+            study_id_of(study),
+            attrs.ARTIFACTS_PREFIX + artifact_id,
+            json.dumps({**existing, "mimetype": REPORT_MIMETYPE}),
+        )
+    return artifact_id
 
 
-def _study_artifact_ids(study: optuna.Study) -> dict[str, str]:
+def _study_artifacts(study: optuna.Study) -> dict[str, dict]:
+    """Each artifact's record (artifact_id, filename, mimetype, ...) by its file name."""
     # Not optuna.artifacts.get_all_artifact_meta: it fails on the null entry the dashboard leaves
     # behind when someone deletes an artifact there.
     system_attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
@@ -72,7 +91,7 @@ def _study_artifact_ids(study: optuna.Study) -> dict[str, str]:
         for key, value in system_attrs.items()
         if key.startswith(attrs.ARTIFACTS_PREFIX)
     ]
-    return {meta["filename"]: meta["artifact_id"] for meta in metas if meta}
+    return {meta["filename"]: meta for meta in metas if meta}
 
 
 def best_trial_line(study: optuna.Study) -> str:

@@ -21,6 +21,7 @@ from search.errors import LaunchError
 from search.launch.kubernetes_objects import KubernetesJob
 from search.studyfile import load_study_config
 from tests.helpers import ROOT
+from tests.helpers.cli import listing
 from tests.helpers.studies import write_study
 
 if sys.version_info >= (3, 11):
@@ -391,6 +392,35 @@ def test_output_file(tmp_path, capsys):
     status, out, err = run_cli(capsys, *BASE, "-o", target)
     assert status == 0 and out == "" and str(target) in err
     assert [document["kind"] for document in yaml.safe_load_all(target.read_text())][-1] == "Job"
+
+
+def test_output_into_a_folder_not_made_yet(tmp_path, capsys):
+    target = tmp_path / "manifests" / "hpsearch.yaml"  # made, as every command's -o folders are
+    status, out, err = run_cli(capsys, *BASE, "-o", target)
+    assert status == 0 and out == "" and str(target) in err
+    assert target.is_file()
+
+
+@pytest.mark.parametrize(
+    ("output", "expect"),
+    [
+        ("folder", "-o {tmp}/folder is a folder; name a file to write, such as"),
+        ("a-file/hpsearch.yaml", "{tmp}/a-file is a file, not a folder"),
+    ],
+)
+def test_an_output_that_cannot_be_a_file_is_one_line_exit_2_and_nothing_written(
+    tmp_path, capsys, output, expect
+):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("not a folder\n")
+    before = listing(tmp_path)
+
+    status, out, err = run_cli(capsys, *BASE, "-o", tmp_path / output)
+
+    assert (status, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("hpsearch: error: ") and expect.format(tmp=tmp_path) in line, line
+    assert listing(tmp_path) == before
 
 
 @pytest.mark.parametrize(

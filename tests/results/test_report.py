@@ -4,6 +4,7 @@ page."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import optuna
 import optuna_dashboard
@@ -11,7 +12,9 @@ import pytest
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
+import search
 from search.cli import main
+from search.errors import ConfigError
 from search.results import figures, png
 from search.results.page import build_report
 from search.results.report_data import (
@@ -24,6 +27,8 @@ from search.results.report_data import (
 )
 from search.study.recorded import find_study
 from search.study.storage import open_storage
+from tests.helpers.cli import listing, run_cli
+from tests.helpers.dashboard import make_study
 from tests.helpers.small_search import EPOCHS, HOSTILE_STUDY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -239,3 +244,62 @@ def test_png_export_writes_png_files(report, tmp_path):
         "01-factor-optimizer-effect.png",
     ]
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in written)
+
+
+@pytest.fixture
+def plain(tmp_path) -> str:
+    """A storage holding a small study that plain Optuna made, 'plain': enough for a report and its
+    copy for the dashboard, made in a second."""
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    make_study(url, name="plain")
+    return url
+
+
+NO_PROC = pytest.mark.skipif(not Path("/proc").is_dir(), reason="no /proc here")
+
+
+@pytest.mark.parametrize(
+    ("flag", "environment", "expect"),
+    [
+        ("{a_file}", None, "artifact folder {a_file} is a file, not a folder"),
+        ("{a_file}/sub", None, "{a_file} is a file, not a folder"),
+        (None, "{a_file}", "artifact folder {a_file} is a file, not a folder"),
+        # Writable to root by its permissions, yet no folder can be made there
+        pytest.param(
+            "/proc/hpsearch-artifacts",
+            None,
+            "artifact folder /proc/hpsearch-artifacts",
+            marks=NO_PROC,
+        ),
+    ],
+)
+def test_an_artifact_folder_that_cannot_be_one_is_refused_before_the_page_is_written(
+    plain, tmp_path, monkeypatch, capsys, flag, environment, expect
+):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HPSEARCH_ARTIFACTS", raising=False)
+    if environment is not None:
+        monkeypatch.setenv("HPSEARCH_ARTIFACTS", environment.format(a_file=a_file))
+    artifacts = [] if flag is None else ["--artifacts", flag.format(a_file=a_file)]
+    before = listing(tmp_path)
+
+    status, out, err = run_cli(
+        capsys, "report", "--study", "plain", "--storage", plain, "-o", "r.html", *artifacts
+    )
+
+    assert status == 2, err
+    [line] = err.splitlines()
+    assert line.startswith("hpsearch: error: ") and expect.format(a_file=a_file) in line, line
+    assert "choose it with --artifacts or $HPSEARCH_ARTIFACTS" in line
+    assert listing(tmp_path) == before  # no page, no folder
+
+
+def test_the_api_names_its_artifacts_keyword(plain, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+
+    with pytest.raises(ConfigError, match=r"is a file.*choose it with artifacts or \$HPSEARCH_"):
+        search.write_report("plain", tmp_path / "r.html", storage=plain, artifacts=a_file)
+    assert not (tmp_path / "r.html").exists()

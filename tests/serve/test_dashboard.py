@@ -14,12 +14,14 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 import optuna_dashboard
 import pytest
+from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
 from search.cli import build_parser, main
 from search.serve import dashboard
 from search.serve.notes import attach_best_params, attach_report
 from search.study.storage import open_storage
+from tests.helpers.cli import listing
 from tests.helpers.dashboard import free_port, make_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +33,20 @@ def study(tmp_path) -> optuna.Study:
 
 
 def get(app, path: str) -> tuple[str, bytes]:
+    status, _, body = fetch(app, path)
+    return status, body
+
+
+def fetch(app, path: str) -> tuple[str, dict[str, str], bytes]:
+    """What the app answers a GET of `path`: its status line, headers and body."""
     environ: dict = {}
     setup_testing_defaults(environ)
     environ["PATH_INFO"] = path
-    status = []
-    body = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
-    return status[0], body
+    started = []
+    body = b"".join(
+        app(environ, lambda line, headers, exc_info=None: started.append((line, dict(headers))))
+    )
+    return started[0][0], started[0][1], body
 
 
 @pytest.fixture
@@ -145,6 +155,79 @@ def test_a_report_copied_before_copies_had_a_suffix_is_still_served_then_renamed
     assert [path.name for path in artifacts.iterdir()] == [f"{artifact_id}.html"]
     assert get(app, link)[1] == b"<h1>new</h1>"
     assert get(app, f"/artifacts/{study._study_id}/..%2Fstudies.db")[0].startswith("404")
+
+
+def test_a_report_named_without_html_is_served_as_a_page_a_browser_opens(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = make_study(url)
+    artifacts = tmp_path / "artifacts"
+    report = tmp_path / "r2"  # -o with no .html: the page is HTML all the same
+
+    status = main(
+        ["report", "--study", study.study_name, "--storage", url, "-o", str(report)]
+        + ["--artifacts", str(artifacts)]
+    )
+
+    assert status == 0, capsys.readouterr().err
+    [copy] = artifacts.iterdir()
+    assert copy.suffix == ".html" and copy.read_bytes() == report.read_bytes()
+    app = optuna_dashboard.wsgi(
+        open_storage(url), artifact_store=dashboard.artifact_store(artifacts)
+    )
+    status_line, headers, body = fetch(app, f"/artifacts/{study._study_id}/{copy.stem}")
+    assert status_line.startswith("200") and headers["Content-Type"] == "text/html"
+    assert body == report.read_bytes()
+
+
+def test_a_report_once_served_as_a_download_is_served_as_a_page_once_refreshed(study, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    report = tmp_path / "r2"
+    report.write_text("<h1>old</h1>")
+    # As a report named r2 was copied before: named by its id alone, its type guessed from `r2`
+    artifact_id = upload_artifact(
+        artifact_store=dashboard.artifact_store(artifacts),
+        file_path=str(report),
+        study_or_trial=study,
+    )
+    report.write_text("<h1>new</h1>")
+
+    assert attach_report(study, report, artifacts) == artifact_id  # the note's link stays valid
+
+    assert [path.name for path in artifacts.iterdir()] == [f"{artifact_id}.html"]
+    app = optuna_dashboard.wsgi(study._storage, artifact_store=dashboard.artifact_store(artifacts))
+    status_line, headers, body = fetch(app, f"/artifacts/{study._study_id}/{artifact_id}")
+    assert headers["Content-Type"] == "text/html" and body == b"<h1>new</h1>"
+
+
+@pytest.mark.parametrize(
+    "artifacts",
+    [
+        "{a_file}",
+        "{a_file}/sub",
+        # Writable to root by its permissions, yet no folder can be made there
+        pytest.param(
+            "/proc/hpsearch-artifacts",
+            marks=pytest.mark.skipif(not Path("/proc").is_dir(), reason="no /proc here"),
+        ),
+    ],
+)
+def test_an_artifact_folder_that_cannot_be_one_is_refused_before_the_dashboard_serves(
+    served, tmp_path, capsys, artifacts
+):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+    before = listing(tmp_path)
+
+    status = main(
+        ["dashboard", "--storage", f"sqlite:///{tmp_path / 'served.db'}"]
+        + ["--artifacts", artifacts.format(a_file=a_file)]
+    )
+
+    out, err = capsys.readouterr()
+    assert (status, out, served) == (2, "", [])  # no "dashboard on http://..." first
+    [line] = err.splitlines()
+    assert line.startswith("hpsearch: error: artifact folder ") and "--artifacts" in line, line
+    assert listing(tmp_path) == before
 
 
 def test_the_dashboard_keeps_requests_off_the_terminal_unless_asked(tmp_path):

@@ -7,9 +7,12 @@ import sys
 
 from search.launch.kubernetes import KubernetesJob, render
 from search.studyfile import load_study_config
+from trainer.outputs import check_output_file
 
 
 def kubernetes(args: argparse.Namespace) -> int:
+    if args.output is not None:  # as every command checks -o: before the study file is read
+        check_output_file(args.output, "-o", "hpsearch.yaml")
     config = load_study_config(args.study_file).with_overrides(
         trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
@@ -33,6 +36,7 @@ def kubernetes(args: argparse.Namespace) -> int:
     if args.output is None:
         print(text, end="")
     else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
         print(f"wrote {args.output}: kubectl apply -f {args.output}", file=sys.stderr)
     return 0
