@@ -77,7 +77,8 @@ def trials(
 ) -> list[dict[str, Any]]:
     """Every trial of the study `name` that trained or trains, by number, as `hpsearch trials`
     lists them: a dict per trial with the table's columns in its order (`trial`, `state`,
-    `val_top1`, `last_val_top1`, the factors and any other sampled parameter, `epochs_run`,
+    `val_top1`, `last_val_top1`, the factors and any other sampled parameter (`param_NAME` where
+    its name is one of these columns'), `epochs_run`,
     `best_epoch`, `seconds`, `continues`, `fail_reason`), None where a cell is empty; states are
     named as `status` counts them (`paused`, `promoted`, `stopped` apart from `pruned` and
     `fail`). `pandas.DataFrame(rows)` makes a frame of them. With `path` (.csv), the table is

@@ -120,7 +120,8 @@ COMMANDS = {
         description="One CSV row per trial, by number: trial, state (complete, pruned, paused, "
         "promoted, fail, stopped, running, waiting), val_top1 (a complete trial's value: its best "
         "epoch's, 0..1), last_val_top1 (its last epoch's, for any trial that scored one), the "
-        "factors and any other sampled parameter, epochs_run, best_epoch, seconds, continues "
+        "factors and any other sampled parameter (param_NAME where its name is one of these "
+        "columns'), epochs_run, best_epoch, seconds, continues "
         "(the trial a retry or promotion carries on) and fail_reason. A paused trial's queued "
         "continuation has no row until it runs.",
     ),
