@@ -10,6 +10,7 @@ One slot is a trial at a time, as a worker always ran them.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from trainer import TrainingStopped
 from trainer.epoch import EpochWork, Steps
 from trainer.rounds import EpochRunner
+
+logger = logging.getLogger("hpsearch.worker")
 
 
 @dataclass
@@ -100,8 +103,15 @@ class Slots:
                 slot.steps.throw(TrainingStopped(slot.work.epoch))
             except StopIteration:
                 pass
-            except Exception:  # noqa: BLE001, S110 - stopping after an error: that one is raised
-                pass
+            except Exception as error:  # noqa: BLE001 - stopping after an error: that one is raised
+                # Its checkpoint or its queueing failed too (the storage gone past its outage):
+                # it stays RUNNING until the dead-trial sweep resumes it from what it wrote
+                logger.warning(
+                    "a trial in flight could not be stopped cleanly (%s: %s); the dead-trial "
+                    "sweep resumes it once its heartbeat is missed",
+                    type(error).__name__,
+                    error,
+                )
         self._slots = []
 
     def _ended(self, more: bool) -> None:

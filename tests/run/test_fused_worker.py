@@ -436,3 +436,32 @@ def test_a_stop_that_comes_while_a_trial_starts_starts_no_other(
     study = optuna.load_study(study_name=config.study.name, storage=options.storage_url)
     taken = [trial for trial in study.get_trials() if trial.state != TrialState.WAITING]
     assert [trial.number for trial in taken] == [0]
+
+
+def test_a_trial_that_cannot_be_queued_as_its_worker_stops_on_an_error_is_said_so(
+    tmp_path, image_folder, cache_dir, monkeypatch, caplog
+):
+    # The storage gone past its outage: the stop of trial 0 fails as the search did, and trial 0
+    # is left RUNNING for the dead-trial sweep. That was silent; the error raised named trial 1.
+    config = points_study(tmp_path, image_folder, THREE_KINDS, trials=2, pruner=NO_PRUNING)
+    options = options_for(tmp_path, cache_dir, trials_per_worker=2)
+    take_trial = search.run.worker._Worker._take_trial
+    taken = []
+
+    def failing_second(worker):
+        taken.append(len(taken))
+        if len(taken) == 2:
+            raise RuntimeError("the storage is gone")
+        return take_trial(worker)
+
+    def queue_nothing(*args, **kwargs):
+        raise RuntimeError("the storage is still gone")
+
+    monkeypatch.setattr(search.run.worker._Worker, "_take_trial", failing_second)
+    monkeypatch.setattr(search.run.worker.retries, "queue_retry", queue_nothing)
+    with pytest.raises(RuntimeError, match="the storage is gone"):
+        launch(config, options)
+    [warning] = [record for record in caplog.records if record.name == "hpsearch.worker"]
+    assert "could not be stopped cleanly (RuntimeError: the storage is still gone)" in (
+        warning.getMessage()
+    )
