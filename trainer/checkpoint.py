@@ -177,14 +177,29 @@ def load_or_set_aside(path: Path) -> dict[str, Any] | None:
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "batches": generator.get_state(),
+        "batches_device": generator.device.type,  # each kind of device has its own state's shape
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
-def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> bool:
+    """Restore the random states a checkpoint saved; False when the batch generator's cannot be:
+    the run was on another kind of device (a retry taken by a CPU worker from a GPU's), whose
+    generator state this one does not take, so the batches follow the run's seed from here."""
     torch.set_rng_state(states["torch"])
-    generator.set_state(states["batches"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        # A machine with fewer GPUs than the writer's restores those it has
+        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
+    if states.get("batches_device", generator.device.type) != generator.device.type:
+        return False
+    try:
+        generator.set_state(states["batches"])
+    except RuntimeError:  # an older checkpoint, which did not say its device, of another kind
+        return False
+    return True

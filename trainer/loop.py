@@ -3,6 +3,7 @@ trainer.epoch), that ties them to resuming, reporting and checkpoints."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ from trainer.errors import (
 from trainer.model import DEFAULT_MODEL, build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.weights import WEIGHTS_NAME, class_names, weights_payload
+
+logger = logging.getLogger("trainer.loop")
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,7 @@ def _payload(
         "epoch": len(history),
         "config": config.to_dict(),
         "classes": list(data.classes),  # what the network's outputs mean; resuming checks them
+        "train_images": len(data.train),  # what the schedule's steps count; resuming checks it
         "owner": policy.owner,
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -258,11 +262,30 @@ def _restore(
         )
     refuse_other_settings(state, config, policy.path)
     refuse_other_classes(state.get("classes"), data.classes, policy.path)
+    _refuse_another_training_set_size(state.get("train_images"), len(data.train), policy.path)
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    checkpoint.restore_rng_states(state["rng"], run.generator)
+    if not checkpoint.restore_rng_states(state["rng"], run.generator):
+        logger.warning(
+            "%s was written on another kind of device than %s: its batches are shuffled from the "
+            "run's seed from here, not as the run would have gone on",
+            policy.path,
+            run.generator.device.type,
+        )
     return [EpochMetrics(**metrics) for metrics in state["history"]]
+
+
+def _refuse_another_training_set_size(recorded: Any, images: int, path: Path) -> None:
+    """The learning-rate schedule counts the steps of the whole run from the training images: on
+    fewer images, the resumed epochs trained at the schedule's end (lr 0), on more, they stopped
+    partway down it. Older checkpoints record no count (`recorded` None)."""
+    if isinstance(recorded, int) and recorded != images:
+        raise ConfigError(
+            f"cannot resume from {path}: it was trained on {recorded} training images, but the "
+            f"data holds {images} now, and its learning-rate schedule counts steps by them; "
+            "use the same data or another checkpoint folder"
+        )
 
 
 def resumable_classes(config: TrainConfig, policy: CheckpointPolicy) -> tuple[str, ...] | None:

@@ -11,6 +11,7 @@ from trainer.checkpoint import CheckpointPolicy
 from trainer.config import OPTIMIZER_SETTINGS
 from trainer.data import load_image_data
 from trainer.epoch import train_one_epoch
+from trainer.errors import ConfigError
 from trainer.loop import train
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler, lr_factor
@@ -101,6 +102,43 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
         train(
             TrainConfig(**{**SMALL, "epochs": 1, "lr": 0.1}), data, checkpoints=policy, resume=True
         )
+
+
+def test_resume_on_another_number_of_training_images_is_refused(data, tmp_path):
+    # The schedule counts the run's steps from the training images: resumed on half of them,
+    # the epochs left trained at lr 0, past the schedule's end
+    policy = CheckpointPolicy(tmp_path / "ckpt")
+    config = TrainConfig(**{**SMALL, "epochs": 1})
+    train(config, data, checkpoints=policy)
+    fewer = data.cap_per_class(2)
+    counts = f"{len(data.train)} training images, but the data holds {len(fewer.train)}"
+    with pytest.raises(ConfigError, match=counts):
+        train(config, fewer, checkpoints=policy, resume=True)
+
+
+@pytest.mark.parametrize("says_its_device", [True, False], ids=["this version", "older"])
+def test_a_checkpoint_of_another_kind_of_device_resumes_with_a_warning(
+    data, tmp_path, caplog, says_its_device
+):
+    # A retry a CPU worker takes from a GPU worker's checkpoint: the GPU's batch generator state
+    # (16 bytes of Philox) does not fit a CPU generator's (5056): a RuntimeError stopped it
+    config = TrainConfig(**{**SMALL, "epochs": 2})
+
+    def die_at_second(epoch, metrics):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    policy = CheckpointPolicy(tmp_path / "ckpt", every_epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, data, die_at_second, checkpoints=policy)
+    state = torch.load(policy.path, weights_only=True)
+    state["rng"]["batches"] = torch.zeros(16, dtype=torch.uint8)  # as a CUDA generator saves it
+    if says_its_device:
+        state["rng"]["batches_device"] = "cuda"
+    torch.save(state, policy.path)
+    resumed = train(config, data, checkpoints=CheckpointPolicy(tmp_path / "ckpt"), resume=True)
+    assert resumed.resumed_from_epoch == 1 and [m.epoch for m in resumed.history] == [1, 2]
+    assert "was written on another kind of device than cpu" in caplog.text
 
 
 def test_huge_learning_rate_raises_the_non_finite_loss_error(data):
