@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from multiprocessing.context import ForkServerContext
@@ -41,6 +41,8 @@ from trainer.naming import flag_naming, flags_named, named
 # measured training at 32 px), so 256 of them need a quarter of a TB; a typo's extra zeros
 # (--workers 10**12) would otherwise plan a slot for each, growing this process's memory for good.
 MAX_LOCAL_WORKERS = 256
+# A worker's exit on a second Ctrl-C, as a shell reports a command SIGINT ended (128 + 2)
+INTERRUPTED_EXIT = 130
 
 
 @dataclass(frozen=True)
@@ -183,13 +185,15 @@ def _run_processes(
     unseen = [worker.process for worker in workers if worker.end_unseen]
     processes = [worker.process for worker in workers if not worker.end_unseen]
     exits = {process.name: process.exitcode or 0 for process in processes}  # all joined: not None
+    if stop_asked.is_set() and INTERRUPTED_EXIT in exits.values():
+        raise KeyboardInterrupt  # a second Ctrl-C stopped them at once, as its line said it would
     failed = [process for process in processes if exits[process.name] > 0]
     if failed:
         names = ", ".join(process.name for process in failed)
         # Each said why in one line when the error was the user's to fix (exit 2)
         error = WorkerFailed if all(p.exitcode == USER_ERROR_EXIT for p in failed) else RuntimeError
         raise error(f"worker process(es) {names} exited with an error; see the messages above")
-    if stop_asked.is_set():  # a second Ctrl-C ends a worker by its signal: as asked
+    if stop_asked.is_set():  # a worker ended by a signal after a stop was asked: as asked
         return []
     return [
         f"{process.name} (pid {process.pid}) was killed by "
@@ -230,14 +234,25 @@ def _inherited(slot: WorkerSlot) -> Inherited:
     """What the worker takes from this process as it starts; a GPU worker sees only its GPU."""
     environment = dict(os.environ)
     if slot.gpu is not None:
-        environment["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+        environment["CUDA_VISIBLE_DEVICES"] = visible_device(slot.gpu, os.environ)
     return Inherited(environment)
+
+
+def visible_device(gpu: int, environment: Mapping[str, str]) -> str:
+    """The CUDA_VISIBLE_DEVICES of a worker on GPU `gpu` as this process numbers it: torch counts
+    the GPUs this process sees, so under CUDA_VISIBLE_DEVICES=2,3 (a scheduler's, another user's
+    share of the machine) GPU 0 is the entry "2", and a UUID or MIG id is passed on as given."""
+    entries = [entry.strip() for entry in environment.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    entries = [entry for entry in entries if entry]
+    return entries[gpu] if gpu < len(entries) else str(gpu)
 
 
 @contextmanager
 def _forward_stop(workers: list[Watched], stop_asked: threading.Event) -> Iterator[None]:
-    """Ctrl-C reaches the workers through the terminal;
-    SIGTERM (docker stop) is passed on to them. Either sets `stop_asked`."""
+    """SIGTERM (docker stop) is passed on to the workers. Ctrl-C reaches them through the
+    terminal; a SIGINT sent to this process alone (`kill -INT`) reaches them as a SIGTERM, which a
+    worker already stopping on the terminal's SIGINT ignores (a second SIGINT would stop it at
+    once). Either sets `stop_asked`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -245,12 +260,10 @@ def _forward_stop(workers: list[Watched], stop_asked: threading.Event) -> Iterat
     def forward(signum: int, frame: FrameType | None) -> None:
         stop_asked.set()
         for worker in workers:
-            worker.send_signal(signum)
+            worker.send_signal(signal.SIGTERM)
 
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
-        signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: stop_asked.set()),
-    }
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, forward) for signum in signals}
     try:
         yield
     finally:
@@ -277,3 +290,5 @@ def _worker_process(
     except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
         print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
         sys.exit(USER_ERROR_EXIT)
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once, as asked, without a traceback
+        sys.exit(INTERRUPTED_EXIT)

@@ -29,16 +29,22 @@ class StopRequest(threading.Event):
 @contextmanager
 def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
     """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a second
-    SIGINT exits at once. What it says is a line of the workers' `log_format`."""
+    SIGINT (a second Ctrl-C) exits at once. What it says is a line of the workers' `log_format`."""
     log = WorkerLog(log_format, None)
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
+    interrupts = 0
+
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
+        nonlocal interrupts
+        interrupts += signum == signal.SIGINT
+        if interrupts > 1:
             raise KeyboardInterrupt
+        if stop.is_set():  # stopping already: the SIGTERM `run` passes on beside the terminal's
+            return  # SIGINT, in either order, is one request
         stop.request(signal.Signals(signum).name)
         log.note(
             f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "

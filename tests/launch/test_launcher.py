@@ -11,7 +11,7 @@ import pytest
 from search.cli import flag_of
 from search.errors import LaunchError
 from search.launch import forking
-from search.launch.local import plan_workers
+from search.launch.local import _inherited, plan_workers
 from trainer.naming import flags_named
 
 
@@ -31,6 +31,26 @@ def test_chosen_gpus_with_several_workers_each():
 
 def test_a_total_is_spread_over_the_chosen_gpus():
     assert gpus_of(plan_workers(3, [1, 3], 1, gpu_count=4, cpu_count=16)) == [1, 3, 1]
+
+
+@pytest.mark.parametrize(
+    "visible, seen",
+    [
+        (None, ["0", "1"]),
+        ("", ["0", "1"]),
+        ("2,3", ["2", "3"]),  # a scheduler's share: torch's GPU 0 is the machine's GPU 2
+        ("GPU-5f1e, MIG-77a0", ["GPU-5f1e", "MIG-77a0"]),  # UUIDs and MIG ids as given
+    ],
+)
+def test_a_worker_sees_the_gpu_its_run_numbers_as_the_run_sees_it(visible, seen, monkeypatch):
+    # Under CUDA_VISIBLE_DEVICES=2,3 the workers were given "0" and "1": another user's GPUs
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    slots = plan_workers(None, None, 1, gpu_count=2, cpu_count=16)
+    given = [_inherited(slot).environment["CUDA_VISIBLE_DEVICES"] for slot in slots]
+    assert given == seen
 
 
 def test_cpu_workers_share_the_cores():

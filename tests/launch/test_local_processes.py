@@ -10,9 +10,11 @@ import contextlib
 import errno
 import multiprocessing
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,20 +66,26 @@ def _standard_error_to(path: Path) -> Iterator[None]:
             os.close(kept)
 
 
-@pytest.mark.parametrize("to_the_group", [False, True], ids=["to the run", "to its group"])
-def test_sigterm_stops_every_worker_cleanly_and_queues_its_trial(
-    tmp_path, image_folder, cache_dir, to_the_group
+@pytest.mark.parametrize(
+    "sent, to_the_group, cause",
+    [
+        (signal.SIGTERM, False, "SIGTERM"),  # docker stop: to the container's first process
+        (signal.SIGTERM, True, "SIGTERM"),
+        (signal.SIGINT, True, "SIGINT"),  # Ctrl-C: the terminal signals the whole group
+        # `kill -INT` of the run alone: it was swallowed, the workers trained on unstopped
+        (signal.SIGINT, False, "SIGTERM"),
+    ],
+    ids=["SIGTERM to the run", "SIGTERM to its group", "Ctrl-C", "SIGINT to the run"],
+)
+def test_a_stop_signal_stops_every_worker_cleanly_and_queues_its_trial(
+    tmp_path, image_folder, cache_dir, sent, to_the_group, cause
 ):
-    path = write_study(
-        tmp_path, image_folder, trials=2, epochs=50, pruner='kind = "none"',
-        extra="\n[checkpoint]\nevery_epochs = 1\n",
-    )  # fmt: skip
     url = f"sqlite:///{tmp_path / 's.db'}"
-    run = _two_workers_training(path, url, cache_dir)
+    run = _two_workers_training(_long_study(tmp_path, image_folder), url, cache_dir)
     if to_the_group:
-        os.killpg(run.pid, signal.SIGTERM)
+        os.killpg(run.pid, sent)
     else:
-        run.send_signal(signal.SIGTERM)
+        run.send_signal(sent)
     _, err = run.communicate(timeout=60)
 
     assert run.returncode == 0 and "exited with an error" not in err, err
@@ -85,9 +93,36 @@ def test_sigterm_stops_every_worker_cleanly_and_queues_its_trial(
     assert len(stopped) == 2, err
     assert all(
         attrs.fail_reason(trial).startswith("stopped in epoch") for trial in stopped
-    ) and all(attrs.fail_reason(trial).endswith("(SIGTERM)") for trial in stopped)
+    ) and all(attrs.fail_reason(trial).endswith(f"({cause})") for trial in stopped)
     queued = [t for t in trials_of(url) if t.state == TrialState.WAITING]
     assert sorted(trial.user_attrs[attrs.RETRY_OF] for trial in queued) == [0, 1]
+    assert err.count("stopping at a clean point") == 2, "one line a worker, not one a signal"
+
+
+def test_a_second_ctrl_c_ends_the_run_at_once_in_one_line(tmp_path, image_folder, cache_dir):
+    # The workers' KeyboardInterrupt was a traceback each, and the run called it a crash
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = _long_study(tmp_path, image_folder, checkpoint_every=50)  # stopping writes one
+    run = _two_workers_training(study, url, cache_dir)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in run.stderr], daemon=True).start()
+    os.killpg(run.pid, signal.SIGINT)
+    said = []
+    while len([line for line in said if "stopping at a clean point" in line]) < 2:
+        said.append(lines.get(timeout=60))
+    os.killpg(run.pid, signal.SIGINT)  # as both write their checkpoints
+    assert run.wait(timeout=60) == 130
+    while not lines.empty():
+        said.append(lines.get())
+    assert "Traceback" not in "".join(said) and said[-1] == "hpsearch: interrupted\n", said
+
+
+def _long_study(tmp_path: Path, image_folder: Path, checkpoint_every: int = 1) -> Path:
+    """Two trials of 50 epochs, checkpointed every `checkpoint_every`: they train until stopped."""
+    return write_study(
+        tmp_path, image_folder, trials=2, epochs=50, pruner='kind = "none"',
+        extra=f"\n[checkpoint]\nevery_epochs = {checkpoint_every}\n",
+    )  # fmt: skip
 
 
 def _two_workers_training(path: Path, url: str, cache_dir: Path) -> subprocess.Popen:
