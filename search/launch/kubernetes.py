@@ -15,9 +15,11 @@ What runs, in order, though Kubernetes starts it all at once:
   pod that waits costs no GPU time that a failing, restarting one would not, and needs no order
   that Kubernetes does not give. After an hour without the study (its creator failed) the init
   container says where to look and fails the workers' Job, so no pod waits in Init for good. A
-  preempted or evicted pod (DisruptionTarget) is replaced without counting as a failure; SIGTERM
-  gives its worker the grace period to write the last finished epoch and queue its trial, which
-  any worker then resumes from the shared claim.
+  preempted, evicted or drained pod is replaced without counting as a failure: SIGTERM gives its
+  worker the grace period to write the last finished epoch and queue its trial, which any worker
+  then resumes from the shared claim, and the worker exits STOPPED_EXIT, which the pod failure
+  policy ignores (as it does DisruptionTarget). Exiting 0 would end the pod Succeeded, which no
+  rule of the policy reads, and complete its index: each drain would remove a worker for good.
 
 The storage URL reaches every pod only through a Secret the user made (`secretKeyRef`): the
 YAML holds no password and no Secret. The dashboard, which has no login, is a ClusterIP Service
@@ -51,6 +53,7 @@ from search.launch.kubernetes_objects import (
     POSTGRES_DB,
     POSTGRES_USER,
     SHM_SIZE,
+    STOPPED_EXIT,
     STORAGE_KEY,
     STUDY_DIR,
     STUDY_WAIT_EXIT,
@@ -61,6 +64,7 @@ from search.launch.kubernetes_objects import (
     field_env,
     object_metadata,
     object_name,
+    on_exit_status,
     pod_template,
     postgres,
     quantity_value,
@@ -172,7 +176,7 @@ def creator_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
     spec = {
         "backoffLimit": 3,
         "podFailurePolicy": {
-            "rules": [_fails_job("create", USER_ERROR_EXIT), disruptions_ignored()]
+            "rules": [on_exit_status("FailJob", "create", USER_ERROR_EXIT), disruptions_ignored()]
         },
         "template": pod_template("create", job, config, [container], _volumes(job, config)),
     }
@@ -184,6 +188,7 @@ def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
         "worker", f"{STUDY_DIR}/{study_file_name(config)}", *_data_args(config, job),
         "--checkpoint-dir", CHECKPOINT_DIR, "--device", "cuda" if job.gpus_per_worker else "cpu",
         "--no-progress", "--log-format", job.log_format,
+        "--exit-status-if-stopped", str(STOPPED_EXIT),
         *(["--compile"] if job.compile else []),
         *(["--trials-per-worker", str(job.trials_per_worker)] if job.trials_per_worker else []),
     ]  # fmt: skip
@@ -201,21 +206,20 @@ def workers_job(config: StudyConfig, job: KubernetesJob) -> dict[str, Any]:
         "completionMode": "Indexed",
         "completions": job.workers,
         "parallelism": job.workers,
-        # A worker exits 0 once the study's budget is met; a crash or an OOM kill is retried up
-        # to this many times over all pods, while preemption, eviction and drains never count.
+        # A worker exits 0 once the study's budget is met, which completes its index; a crash or
+        # an OOM kill is retried up to this many times over all pods, while a worker stopped by a
+        # signal (preemption, eviction, a drain, `kubectl delete pod`) is replaced, never counted.
         "backoffLimit": FAILURES_PER_WORKER * job.workers,
         "podFailurePolicy": {
-            "rules": [_fails_job(wait["name"], STUDY_WAIT_EXIT), disruptions_ignored()]
+            "rules": [
+                on_exit_status("FailJob", wait["name"], STUDY_WAIT_EXIT),
+                on_exit_status("Ignore", worker["name"], STOPPED_EXIT),
+                disruptions_ignored(),
+            ]
         },
         "template": template,
     }
     return _job(object_name(config, "workers"), "workers", job, config, spec)
-
-
-def _fails_job(container: str, exit_status: int) -> dict[str, Any]:
-    """A pod failure rule: `container` exiting `exit_status` fails the Job at once, unretried."""
-    codes = {"containerName": container, "operator": "In", "values": [exit_status]}
-    return {"action": "FailJob", "onExitCodes": codes}
 
 
 def _data_args(config: StudyConfig, job: KubernetesJob) -> list[str]:

@@ -6,6 +6,7 @@ Pure functions returning plain dicts; `search.launch.kubernetes` puts them toget
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,11 @@ CREATOR_WAIT_SECONDS = 600  # for a database whose claim is provisioned and imag
 # past all of that going right, and a creator that failed then leaves no worker in Init for good.
 STUDY_WAIT_SECONDS = 3600
 STUDY_WAIT_EXIT = 3  # the init container's exit status when the study never came: fails the Job
+# A worker's exit status when a signal stopped it (`worker --exit-status-if-stopped`): its pod
+# then ends Failed, not Succeeded, and the Job replaces it without counting a failure, where an
+# exit 0 would mark its index complete and lose the worker for good. 75 is sysexits.h's
+# EX_TEMPFAIL, "try again later"; a worker whose study's budget is met still exits 0.
+STOPPED_EXIT = 75
 SLEEP = "sleep 10"  # between two polls of a waiting init container
 FAILURES_PER_WORKER = 2  # crashes and OOM kills the workers' Job tolerates, per worker on average
 UID = 1000  # the Dockerfile's non-root user
@@ -63,10 +69,24 @@ _SCALES = {
 }
 
 
+# The longest slug: `hpsearch-SLUG-workers` is then 57 characters, so that its pods' hostnames,
+# the Job's name, "-" and an index of up to 5 digits, stay DNS labels (63)
+SLUG_CHARS = 40
+DIGEST_CHARS = 8  # hex digits of the name's SHA-256 that keep two studies' slugs apart
+
+
 def study_slug(config: StudyConfig) -> str:
-    """The study's name as a DNS label short enough for its Jobs' pod names."""
-    slug = re.sub(r"[^a-z0-9]+", "-", config.study.name.lower()).strip("-")[:40].strip("-")
-    return slug or "study"
+    """The study's name as a DNS label short enough for its Jobs' pods, one per name: the name
+    itself where it is such a label, else the name lowercased, its punctuation made '-' and cut
+    short, then the start of its SHA-256, so that `Sweep A` and `sweep-a`, or two long names that
+    differ only at their ends, never name (and replace) each other's objects."""
+    name = config.study.name
+    if len(name) <= SLUG_CHARS and is_label(name):
+        return name
+    readable = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    readable = readable[: SLUG_CHARS - DIGEST_CHARS - 1].strip("-") or "study"
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
+    return f"{readable}-{digest}"
 
 
 def object_name(config: StudyConfig, suffix: str) -> str:
@@ -145,6 +165,13 @@ def is_label(text: str) -> bool:
 
 def disruptions_ignored() -> dict[str, Any]:
     return {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+
+
+def on_exit_status(action: str, container: str, exit_status: int) -> dict[str, Any]:
+    """A pod failure rule: `container` exiting `exit_status` (never 0: a pod whose containers all
+    exited 0 succeeded, and no rule is asked) takes `action`, FailJob or Ignore."""
+    codes = {"containerName": container, "operator": "In", "values": [exit_status]}
+    return {"action": action, "onExitCodes": codes}
 
 
 def wait_container(job: KubernetesJob) -> dict[str, Any]:

@@ -32,11 +32,32 @@ def _worker_arguments(parser: argparse.ArgumentParser) -> None:
     # settle_sampler_seed). Accepted, unlisted, so that manifests and scripts written for an
     # earlier hpsearch still start their workers.
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--exit-status-if-stopped",
+        type=_exit_status,
+        metavar="STATUS",
+        help="exit STATUS (3 to 125) instead of 0 when SIGTERM or SIGINT stopped the worker, its "
+        "stopped trials queued to resume, so that a scheduler tells it from a worker whose "
+        "study's budget is met (which exits 0) and starts another: `hpsearch kubernetes` "
+        "passes 75, which its workers' Job replaces without counting a failure",
+    )
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
     add_study(parser, "optional")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _exit_status(text: str) -> int:
+    """3 to 125: neither 0 (done), 1 (a bug) nor 2 (a user's error), nor what a shell reports for
+    a command it could not run (126, 127) or one a signal killed (128 + N)."""
+    try:
+        status = int(text)
+    except ValueError:
+        status = -1
+    if not 3 <= status <= 125:
+        raise argparse.ArgumentTypeError(f"expected an exit status from 3 to 125 but got {text!r}")
+    return status
 
 
 def _gpu_list(text: str) -> list[int]:

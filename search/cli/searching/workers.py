@@ -42,8 +42,11 @@ def worker(args: argparse.Namespace) -> int:
 
     with stop_on_signals(options.log_format) as stop:
         summary = run_worker(request, options, stop=stop)
+    # Stopped by a signal, not by the budget: left work (its trials queued, the study's budget) to
+    # a worker that a scheduler told by this status starts in its place
+    status = (args.exit_status_if_stopped or 0) if stop.is_set() else 0
     if options.log_format is not None:
-        return 0  # its log's last line said so
+        return status  # its log's last line said why it ended
     print(
         f"worker finished {summary.finished} trial(s) of study {requested_name(request)!r}"
         + (
@@ -53,7 +56,7 @@ def worker(args: argparse.Namespace) -> int:
         ),
         file=sys.stderr,
     )
-    return 0
+    return status
 
 
 def study_setup(
