@@ -11,7 +11,14 @@ Stopping, by what sent the signal. `signal_seconds` before its time limit a task
 the worker stops at a clean point, writes the last finished epoch, queues its trial to resume
 and exits, and the task asks SLURM to requeue it. A requeue, a preemption or `scancel` sends
 SIGTERM instead: the worker stops the same way and SLURM decides what follows (a second requeue
-from the task would hit the task's next run). A task whose node dies is found by its heartbeat.
+from the task would hit the task's next run). Either way the task exits with the worker's status,
+so a worker that failed while stopping (a full disk) leaves its task FAILED, never requeued. A task
+whose node dies is found by its heartbeat.
+
+sbatch reads an `#SBATCH` line much as a shell reads words, except that a backslash escapes the
+next character inside quotes too; its `--output` turns `%` patterns into ids, and a backslash there
+turns them off and is dropped. So the lines built from names a user chose are quoted for sbatch
+(`sbatch_quoted`), and a checkpoint folder whose path no `--output` can name is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from search import locations
 from search.errors import LaunchError
 from search.run.joining import join
 from search.run.options import WorkerOptions
+from search.run.paths import slug
 from search.run.request import Request
 from search.study.storage import check_storage_url
 from search.studyfile import StudyConfig
@@ -39,6 +47,11 @@ from trainer.source_names import IMAGENETTE
 # 130-170 MB checkpoint to a shared file system
 DEFAULT_SIGNAL_SECONDS = 180
 LOG_FOLDER = "slurm-logs"  # under the checkpoint folder, beside the studies' trial folders
+# What a task's worker may train on: a task sees the one GPU it asked SLURM for as cuda:0
+TASK_DEVICES = ("auto", "cpu", "cuda", "cuda:0")
+# What no `#SBATCH --output` can name: a directive ends at the line's end, and a backslash in the
+# path makes SLURM drop every backslash and leave %A and %a unexpanded
+UNNAMEABLE_IN_OUTPUT = {"\n": "a line break", "\\": "a backslash"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class SlurmJob:
     python: str = sys.executable  # the interpreter the tasks run: the submitter's by default
     setup: tuple[str, ...] = ()  # shell lines before the worker starts (`module load ...`)
     signal_seconds: int = DEFAULT_SIGNAL_SECONDS
+    device: str = "auto"  # the workers' --device; auto: cuda where a task has a GPU, else cpu
     extra_worker_args: tuple[str, ...] = field(default=())  # e.g. --compile, --cache-dir DIR
 
     def __post_init__(self) -> None:
@@ -77,6 +91,13 @@ class SlurmJob:
             )
         if self.signal_seconds < 1:
             raise LaunchError(f"--signal-seconds must be positive, but got {self.signal_seconds}")
+        if self.device not in TASK_DEVICES:
+            raise LaunchError(
+                f"--device must be one of {', '.join(TASK_DEVICES)} for SLURM's tasks, but got "
+                f"{self.device!r}: a task sees the one GPU it asks for as cuda:0"
+            )
+        if self.gpus_per_worker is not None:
+            task_device(self, self.gpus_per_worker)  # the flags' own combination, before sinfo
 
 
 def check_shared(config: StudyConfig, options: WorkerOptions) -> Path:
@@ -102,7 +123,33 @@ def check_shared(config: StudyConfig, options: WorkerOptions) -> Path:
         raise LaunchError(
             f"checkpoint folder {folder} does not exist; create it on the shared mount"
         )
+    for character, name in UNNAMEABLE_IN_OUTPUT.items():
+        if character in str(folder):
+            raise LaunchError(
+                f"checkpoint folder {str(folder)!r} has {name} in its path, which SLURM cannot "
+                f"write the tasks' logs under (sbatch's --output): choose a folder without one"
+            )
     return folder
+
+
+def sbatch_quoted(value: str) -> str:
+    """`value` as one word of an `#SBATCH` line: in double quotes, where spaces, `'` and `#` are
+    plain characters and sbatch's backslash escapes `"` and itself."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def log_file(checkpoints: Path, study: str) -> str:
+    """The `--output` pattern of the tasks' logs, a `%` of the folder's doubled, since SLURM would
+    read it as a pattern."""
+    folder = str(checkpoints / LOG_FOLDER).replace("%", "%%")
+    return f"{folder}/{_log_name(study, '%A_%a')}"
+
+
+def _log_name(study: str, task: str) -> str:
+    """`hpsearch-NAME-812_1.log`, the task named as squeue names it. The study's name goes in as a
+    slug, as in its trial folders: SLURM's %x, the job's name, would put a `/` of it in the path."""
+    return f"hpsearch-{slug(study)}-{task}.log"
 
 
 def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: int) -> str:
@@ -112,28 +159,33 @@ def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: i
     array = f"0-{job.workers - 1}" + (f"%{job.concurrent}" if job.concurrent else "")
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name={shlex.quote(name)}",
+        f"#SBATCH --job-name={sbatch_quoted(name)}",
         f"#SBATCH --array={array}",
         "#SBATCH --requeue",
         f"#SBATCH --signal=B:USR1@{job.signal_seconds}",
         "#SBATCH --open-mode=append",
-        f"#SBATCH --output={checkpoints / LOG_FOLDER}/%x-%A_%a.log",
+        f"#SBATCH --output={sbatch_quoted(log_file(checkpoints, config.study.name))}",
         *_resources(job, gpus),
         *(f"#SBATCH {argument}" for argument in job.sbatch),
         "",
         *job.setup,
         "# torch's threads: the task's CPUs, not the node's",
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
-        shlex.join(_worker_command(config, job, checkpoints, "cuda" if gpus else "cpu")) + " &",
+        shlex.join(_worker_command(config, job, checkpoints, task_device(job, gpus))) + " &",
         "worker=$!",
         "# On either signal the worker writes its last finished epoch, queues its trial to resume",
         "# and exits. USR1, the time limit is near: this task asks to be requeued. TERM, SLURM",
-        "# requeues, preempts or cancels it: SLURM decides what follows.",
+        "# requeues, preempts or cancels it: SLURM decides what follows. The task exits as its",
+        "# worker did: one that failed while stopping ends FAILED, and is not run again.",
         "stop() {",
         '    kill -TERM "$worker" 2>/dev/null',
         '    wait "$worker"',
-        '    [ "$1" = requeue ] && scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
-        "    exit 0",
+        "    local stopped=$?",
+        "    trap '' USR1 TERM  # the worker is gone: the requeue's own TERM runs no stop",
+        '    if [ "$stopped" = 0 ] && [ "$1" = requeue ]; then',
+        '        scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        "    fi",
+        '    exit "$stopped"',
         "}",
         "trap 'stop requeue' USR1",
         "trap 'stop' TERM",
@@ -179,19 +231,57 @@ def _worker_command(
 
 
 def gpus_per_worker(job: SlurmJob) -> int:
-    """As asked, else 1 where the partition's nodes have GPUs (`sinfo` reports gpu GRES), else 0."""
+    """As asked; else none for workers told to train on the CPU; else 1 where the nodes of the
+    partition the tasks run in (named, or the cluster's default) have GPUs, else 0."""
     if job.gpus_per_worker is not None:
         return job.gpus_per_worker
-    if shutil.which("sinfo") is None:  # a dry run away from the cluster
+    if job.device == "cpu" or shutil.which("sinfo") is None:  # or a dry run away from the cluster
         return 0
-    command = ["sinfo", "-h", "-o", "%G", *(["-p", job.partition] if job.partition else [])]
+    return 1 if _partition_has_gpus(job.partition) else 0
+
+
+def _partition_has_gpus(partition: str | None) -> bool:
+    """Whether sinfo reports gpu GRES on the nodes of `partition`, else of the default partition
+    (the one sinfo marks `*`, where sbatch puts a job that names none): a GPU partition beside it
+    does not make its tasks ask for a GPU."""
+    command = ["sinfo", "-h", "-o", "%P|%G", *(["-p", partition] if partition else [])]
     found = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    return 1 if "gpu" in found.stdout else 0
+    for line in found.stdout.splitlines():
+        name, _, gres = line.partition("|")
+        ours = name.removesuffix("*") == partition if partition else name.endswith("*")
+        # GRES as gpu:a100:4(S:0-1),mps:100: a gpu entry, not any word holding "gpu"
+        if ours and any(entry.split(":")[0] == "gpu" for entry in gres.split(",")):
+            return True
+    return False
+
+
+def task_device(job: SlurmJob, gpus: int) -> str:
+    """The --device of every task's worker, which has `gpus` GPUs: as asked, where that fits
+    them; auto is cuda with a GPU, else cpu."""
+    if job.device == "auto":
+        return "cuda" if gpus else "cpu"
+    if job.device.startswith("cuda") and not gpus:
+        where = f"partition {job.partition}" if job.partition else "the default partition"
+        reason = (
+            "--gpus-per-worker is 0"
+            if job.gpus_per_worker == 0
+            else f"sinfo reports no GPU in {where}"
+        )
+        raise LaunchError(
+            f"--device {job.device} needs a GPU, but {reason}: give --gpus-per-worker 1, or "
+            "--device cpu"
+        )
+    if job.device == "cpu" and gpus:
+        raise LaunchError(
+            "--device cpu would leave the GPU each task asks for (--gpus-per-worker 1) idle: give "
+            "--gpus-per-worker 0, or leave --device out"
+        )
+    return job.device
 
 
 class Submitted(NamedTuple):
     job_id: str
-    logs: Path  # the folder of the tasks' logs
+    logs: str  # the tasks' logs, as a glob
     study: str  # the study's name
 
 
@@ -225,7 +315,8 @@ def submit(
     if done.returncode != 0:
         raise LaunchError(f"sbatch refused the job: {done.stderr.strip()}")
     job_id = done.stdout.strip().split(";")[0]
-    return Submitted(job_id, checkpoints / LOG_FOLDER, joined.config.study.name)
+    name = joined.config.study.name
+    return Submitted(job_id, str(checkpoints / LOG_FOLDER / _log_name(name, f"{job_id}_*")), name)
 
 
 def _check_submittable(config: StudyConfig, options: WorkerOptions, job: SlurmJob) -> None:
@@ -243,6 +334,7 @@ def _check_submittable(config: StudyConfig, options: WorkerOptions, job: SlurmJo
             f"(MaxArraySize = {limit}): ask for at most {limit}, and run `hpsearch slurm` "
             f"again for more (the arrays share the study)"
         )
+    task_device(job, gpus_per_worker(job))  # --device cuda where the partition has no GPU
 
 
 def max_array_size() -> int | None:

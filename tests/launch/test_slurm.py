@@ -12,39 +12,15 @@ import time
 from pathlib import Path
 
 import optuna
-import psycopg
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
 
 from search import attrs
-from search.cli import main
 from search.launch.slurm import max_array_size
-from tests.helpers import postgres
+from tests.helpers.slurm import needs_slurm, run_cli, tables_in, wait_for_job_end
 from tests.helpers.studies import write_study
 
 SECRET = "Sl0rmSecret-7"
-
-
-def needs_slurm(test):
-    """A test on the real cluster: marked `slurm`, skipped where there is none. One at a time
-    (xdist_group): the single node's CPUs hold one job array, a second would wait in the queue."""
-    for mark in (
-        pytest.mark.slurm,
-        pytest.mark.xdist_group("slurm"),
-        pytest.mark.skipif(
-            shutil.which("sinfo") is None,
-            reason="no SLURM here: .ci/slurm-up.sh installs and starts one",
-        ),
-    ):
-        test = mark(test)
-    return test
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    status = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder, capsys):
@@ -65,12 +41,12 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
     )
     assert out.splitlines() == [
         "#!/bin/bash",
-        "#SBATCH --job-name=hpsearch-arr",
+        '#SBATCH --job-name="hpsearch-arr"',
         "#SBATCH --array=0-2%2",
         "#SBATCH --requeue",
         "#SBATCH --signal=B:USR1@300",
         "#SBATCH --open-mode=append",
-        f"#SBATCH --output={checkpoints}/slurm-logs/%x-%A_%a.log",
+        f'#SBATCH --output="{checkpoints}/slurm-logs/hpsearch-arr-%A_%a.log"',
         "#SBATCH --partition=gpu",
         "#SBATCH --account=lab",
         "#SBATCH --time=4:00:00",
@@ -86,12 +62,17 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
         "worker=$!",
         "# On either signal the worker writes its last finished epoch, queues its trial to resume",
         "# and exits. USR1, the time limit is near: this task asks to be requeued. TERM, SLURM",
-        "# requeues, preempts or cancels it: SLURM decides what follows.",
+        "# requeues, preempts or cancels it: SLURM decides what follows. The task exits as its",
+        "# worker did: one that failed while stopping ends FAILED, and is not run again.",
         "stop() {",
         '    kill -TERM "$worker" 2>/dev/null',
         '    wait "$worker"',
-        '    [ "$1" = requeue ] && scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
-        "    exit 0",
+        "    local stopped=$?",
+        "    trap '' USR1 TERM  # the worker is gone: the requeue's own TERM runs no stop",
+        '    if [ "$stopped" = 0 ] && [ "$1" = requeue ]; then',
+        '        scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        "    fi",
+        '    exit "$stopped"',
         "}",
         "trap 'stop requeue' USR1",
         "trap 'stop' TERM",
@@ -159,18 +140,10 @@ def test_away_from_the_cluster_a_good_command_is_refused_before_anything_is_made
     flags = ["--workers", "2", "--storage", pg_url, "--checkpoint-dir", "ckpt"]
     status, _, err = run_cli(capsys, "slurm", study, *flags)
     assert status == 2 and "sbatch is not on PATH" in err and len(err.strip().splitlines()) == 1
-    assert _tables_in(pg_url) == 0
+    assert tables_in(pg_url) == 0
     assert (
         not (tmp_path / "user-cache").exists() and not (tmp_path / "ckpt" / "slurm-logs").exists()
     )
-
-
-def _tables_in(url: str) -> int:
-    with psycopg.connect(postgres.server_url(database=make_url(url).database)) as connection:
-        [count] = connection.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchone()
-    return count
 
 
 @needs_slurm
@@ -185,7 +158,7 @@ def test_more_workers_than_the_cluster_s_arrays_hold_are_refused_before_anything
     status, _, err = run_cli(capsys, "slurm", study, *flags)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert f"--workers {limit + 1} is more tasks than" in err and f"MaxArraySize = {limit}" in err
-    assert _tables_in(pg_url) == 0 and not (tmp_path / "ckpt" / "slurm-logs").exists()
+    assert tables_in(pg_url) == 0 and not (tmp_path / "ckpt" / "slurm-logs").exists()
 
 
 def test_a_checkpoint_folder_left_to_the_default_is_refused(tmp_path, image_folder, capsys):
@@ -195,17 +168,6 @@ def test_a_checkpoint_folder_left_to_the_default_is_refused(tmp_path, image_fold
         patch.delenv("HPSEARCH_CHECKPOINTS")
         status, _, err = run_cli(capsys, "slurm", study, *flags)
     assert status == 2 and "local to each node" in err
-
-
-def _wait_for_job_end(job_id: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        queued = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True)
-        if not queued.stdout.strip():
-            return
-        time.sleep(0.3)
-    subprocess.run(["scancel", job_id])
-    raise AssertionError(f"job {job_id} still queued or running after {timeout} s")
 
 
 def _submit(capsys, study: Path, url: str, checkpoints: Path, workers: int) -> str:
@@ -228,7 +190,7 @@ def test_a_job_array_shares_the_budget_and_never_shows_the_password(
     checkpoints.mkdir()
     submitted = time.time()
     job_id = _submit(capsys, study, url, checkpoints, workers=2)
-    _wait_for_job_end(job_id, 600)
+    wait_for_job_end(job_id, 600)
     trials = optuna.load_study(study_name="test-study", storage=pg_url).trials
     finished = [
         trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
@@ -264,7 +226,7 @@ def test_a_requeued_task_s_trial_resumes_from_its_checkpoint(
         time.sleep(0.2)
     requeued = time.time()
     subprocess.run(["scontrol", "requeue", f"{job_id}_0"], check=True)
-    _wait_for_job_end(job_id, 600)
+    wait_for_job_end(job_id, 600)
     trials = optuna.load_study(study_name="test-study", storage=pg_url).trials
     retry = next(trial for trial in trials if attrs.RETRY_OF in trial.user_attrs)
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1

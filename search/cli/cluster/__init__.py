@@ -25,7 +25,8 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpus-per-worker",
         type=int,
-        help="default: 1 where the partition has GPUs; 0 runs workers on the CPU",
+        help="default: 1 where --partition (else the cluster's default partition) has GPUs and "
+        "--device is not cpu; 0 runs workers on the CPU",
     )
     parser.add_argument("--cpus-per-worker", type=int)
     parser.add_argument("--mem", help="per task, in SLURM's format (e.g. 32G)")

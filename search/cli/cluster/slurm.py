@@ -20,9 +20,6 @@ from search.url_secrets import masked
 
 
 def slurm(args: argparse.Namespace) -> int:
-    request, options = study_setup(
-        args, 0, trials=args.trials, epochs=args.epochs, image_size=args.image_size
-    )
     # None: not given, so SlurmJob's default holds (DEFAULT_SIGNAL_SECONDS, named in the help)
     given = {} if args.signal_seconds is None else {"signal_seconds": args.signal_seconds}
     job = SlurmJob(
@@ -37,8 +34,18 @@ def slurm(args: argparse.Namespace) -> int:
         sbatch=tuple(args.sbatch),
         python=args.python,
         setup=tuple(args.setup),
+        device=args.device,
         extra_worker_args=_passed_on(args),
         **given,
+    )
+    # The tasks' --device is checked against the GPUs they ask for (SlurmJob), not against this
+    # login node, which seldom has the nodes' GPUs: the study is set up here as for the CPU
+    request, options = study_setup(
+        argparse.Namespace(**{**vars(args), "device": "cpu"}),
+        0,
+        trials=args.trials,
+        epochs=args.epochs,
+        image_size=args.image_size,
     )
     if args.dry_run:
         config = configuration(request, options)
@@ -49,8 +56,8 @@ def slurm(args: argparse.Namespace) -> int:
     print(f"Submitted batch job {job_id}")
     print(
         f"follow it: hpsearch status --study {name} --storage "
-        f"{masked(options.storage_url)}; squeue -j {job_id}; logs in "
-        f"{logs}/hpsearch-{name}-{job_id}_*.log; stop it: scancel {job_id}",
+        f"{masked(options.storage_url)}; squeue -j {job_id}; logs in {logs}; stop it: "
+        f"scancel {job_id}",
         file=sys.stderr,
     )
     return 0
@@ -65,4 +72,11 @@ def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
         passed += ["--trials-per-worker", str(args.trials_per_worker)]
     if args.cache_dir is not None:
         passed += ["--cache-dir", str(Path(args.cache_dir).absolute())]
+    if args.wait_for_storage is not None:  # else the worker's own default, for a cluster
+        passed += ["--wait-for-storage", _seconds_text(args.wait_for_storage)]
     return tuple(passed)
+
+
+def _seconds_text(seconds: float) -> str:
+    """1200 for 1200.0, as the user typed it; 2.5 stays 2.5."""
+    return str(int(seconds)) if seconds.is_integer() else repr(seconds)

@@ -1,0 +1,125 @@
+"""The batch script `hpsearch slurm` writes, read line by line, and what it refuses before anything
+is made: paths sbatch must read as they are, the workers' device and storage wait, and the GPUs a
+task asks for. No cluster: where sinfo matters a stand-in answers for it (tests/helpers/slurm.py);
+test_slurm_tasks.py runs such scripts on the real one."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.run.paths import slug
+from tests.helpers.slurm import fake_slurm, run_cli, tables_in
+from tests.helpers.studies import write_study
+
+STORAGE = "postgresql+psycopg://u@db/x"  # never reached by a dry run
+ODD_FOLDER = "ck pt 'q\" #1 50%"  # a space, both quotes, a comment sign and a SLURM pattern sign
+CPU_DEFAULT_AND_GPU_PARTITION = [("debug", True, "(null)"), ("gpu", False, "gpu:a100:4(S:0-1)")]
+
+
+def dry_run(capsys, tmp_path, image_folder, *flags, name="arr", checkpoints="ckpt") -> list[str]:
+    (tmp_path / name).parent.mkdir(exist_ok=True)  # the study file's, for a name holding a `/`
+    study = write_study(tmp_path, image_folder, name=name)
+    (tmp_path / checkpoints).mkdir(exist_ok=True)
+    status, out, err = run_cli(
+        capsys, "slurm", study, "--workers", "2", "--dry-run", "--storage", STORAGE,
+        "--checkpoint-dir", checkpoints, *flags,
+    )  # fmt: skip
+    assert status == 0, err
+    return out.splitlines()
+
+
+def worker_line(script: list[str]) -> str:
+    (worker,) = [line for line in script if " -m search worker " in line]
+    return worker
+
+
+def test_a_checkpoint_folder_and_study_name_of_any_printable_characters_reach_sbatch_whole(
+    tmp_path, image_folder, capsys
+):
+    """sbatch reads `"..."` with `\\"` as one word, where an unquoted space ended --output; a `%` of
+    the folder's is doubled so that SLURM does not read it as a pattern; the study's name, with a
+    `/` that SLURM's %x would have made a folder of, goes into the log's name as a slug."""
+    name = "my study's #1 50%/b"
+    script = dry_run(capsys, tmp_path, image_folder, name=name, checkpoints=ODD_FOLDER)
+    logs = f"{tmp_path}/ck pt 'q\\\" #1 50%%/slurm-logs"
+    assert f'#SBATCH --output="{logs}/hpsearch-{slug(name)}-%A_%a.log"' in script
+    assert f'#SBATCH --job-name="hpsearch-{name}"' in script
+    assert slug(name).startswith("my_study_s__1_50__b-")
+
+
+@pytest.mark.parametrize(
+    "folder, named", [("ck\\pt", "a backslash"), ("ck\npt", "a line break")], ids=["\\", "newline"]
+)
+def test_a_checkpoint_folder_no_sbatch_output_can_name_is_refused_before_anything_is_made(
+    tmp_path, image_folder, pg_url, capsys, folder, named
+):
+    """A backslash in --output makes SLURM drop it and leave %A_%a unexpanded; a directive ends at
+    the line's end. Neither is written as a script sbatch would take and get wrong."""
+    study = write_study(tmp_path, image_folder, name="odd")
+    (tmp_path / folder).mkdir()
+    flags = ["--workers", "1", "--storage", pg_url, "--checkpoint-dir", folder]
+    status, _, err = run_cli(capsys, "slurm", study, *flags)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"has {named} in its path" in err and "choose a folder without one" in err
+    assert tables_in(pg_url) == 0 and not (tmp_path / folder / "slurm-logs").exists()
+
+
+def test_the_tasks_train_on_the_device_asked_and_wait_for_the_storage_as_long(
+    tmp_path, image_folder, capsys
+):
+    """--device cuda is the nodes' GPU, not this machine's, which has none in CI."""
+    script = dry_run(
+        capsys, tmp_path, image_folder, "--device", "cuda", "--gpus-per-worker", "1",
+        "--wait-for-storage", "1200",
+    )  # fmt: skip
+    assert "#SBATCH --gpus-per-task=1" in script
+    assert worker_line(script).endswith(" --device cuda --no-progress --wait-for-storage 1200 &")
+
+
+def test_device_cpu_asks_no_gpu_where_the_partition_has_them(
+    tmp_path, image_folder, capsys, monkeypatch
+):
+    fake_slurm(tmp_path / "bin", monkeypatch, [("debug", True, "gpu:4")])
+    script = dry_run(capsys, tmp_path, image_folder, "--device", "cpu", "--wait-for-storage", "2.5")
+    assert not [line for line in script if "--gpus-per-task" in line]
+    assert worker_line(script).endswith(" --device cpu --no-progress --wait-for-storage 2.5 &")
+
+
+@pytest.mark.parametrize(
+    "partition, gpus",
+    [(None, 0), ("gpu", 1), ("debug", 0)],
+    ids=["the-default-cpu-partition", "a-gpu-partition", "the-cpu-partition-named"],
+)
+def test_a_task_asks_for_a_gpu_where_its_own_partition_has_them(
+    tmp_path, image_folder, capsys, monkeypatch, partition, gpus
+):
+    """A job that names no partition runs in the default one: a GPU partition beside it is not
+    where its tasks run, and a GPU asked for there would keep them pending."""
+    fake_slurm(tmp_path / "bin", monkeypatch, CPU_DEFAULT_AND_GPU_PARTITION)
+    flags = ["--partition", partition] if partition else []
+    script = dry_run(capsys, tmp_path, image_folder, *flags)
+    assert ("#SBATCH --gpus-per-task=1" in script) == bool(gpus)
+    assert f" --device {'cuda' if gpus else 'cpu'} --no-progress &" in worker_line(script)
+
+
+@pytest.mark.parametrize(
+    "flags, expect",
+    [
+        (["--device", "cuda", "--gpus-per-worker", "0"], "needs a GPU, but --gpus-per-worker is 0"),
+        (["--device", "cuda"], "needs a GPU, but sinfo reports no GPU in the default partition"),
+        (["--device", "cpu", "--gpus-per-worker", "1"], "--device cpu would leave the GPU"),
+        (["--device", "cuda:1", "--gpus-per-worker", "1"], "a task sees the one GPU it asks for"),
+    ],
+    ids=["cuda-without-gpus", "cuda-on-a-cpu-partition", "cpu-with-a-gpu", "a-second-gpu"],
+)
+def test_a_device_the_tasks_gpus_do_not_fit_is_refused_before_anything_is_made(
+    tmp_path, image_folder, pg_url, capsys, monkeypatch, flags, expect
+):
+    fake_slurm(tmp_path / "bin", monkeypatch, CPU_DEFAULT_AND_GPU_PARTITION)
+    study = write_study(tmp_path, image_folder, name="devices")
+    (tmp_path / "ckpt").mkdir()
+    base = ["--workers", "1", "--storage", pg_url, "--checkpoint-dir", "ckpt"]
+    status, _, err = run_cli(capsys, "slurm", study, *base, *flags)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert expect in err and "--device" in err
+    assert tables_in(pg_url) == 0 and not (tmp_path / "ckpt" / "slurm-logs").exists()
