@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import platformdirs
 import psutil
 import torch
 
-from trainer.checkpoint import write_atomically
+from trainer.cache_files import remove_stale_caches, write_cache
 from trainer.decode import decode_all
 from trainer.errors import DataError
 from trainer.listing import Listing, scan_folder
@@ -345,32 +344,7 @@ def _build_cache(
         "val_images": images[count:],
         "val_labels": _labels(listing.val),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda file: torch.save(tensors, file))
-    write_atomically(
-        path.with_suffix(".json"), lambda file: file.write(json.dumps(manifest).encode())
-    )
-    _remove_stale_caches(path, folder, manifest["side"])
+    # First: the caches of the folder's earlier states are what most often fills the disk
+    remove_stale_caches(path, folder, manifest["side"])
+    write_cache(path, tensors, manifest)
     return tensors
-
-
-def _remove_stale_caches(current: Path, folder: Path, side: int) -> None:
-    """Delete caches of earlier states of this folder at this side; they can never match again.
-
-    A cache whose manifest names another folder of the same name is left alone.
-    """
-    pattern = re.compile(re.escape(f"{folder.name}-{side}px-") + r"[0-9a-f]{16}\.(pt|json)")
-    for path in current.parent.iterdir():
-        if (
-            pattern.fullmatch(path.name)
-            and path.stem != current.stem
-            and _cached_folder(path.with_suffix(".json")) in (str(folder), None)
-        ):
-            path.unlink(missing_ok=True)
-
-
-def _cached_folder(manifest_path: Path) -> str | None:
-    try:
-        return json.loads(manifest_path.read_text())["folder"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

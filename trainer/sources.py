@@ -1,20 +1,22 @@
-"""Where a data set's images come from: a folder, a .tar.gz of one (extracted once), or an
-Imagenette name that torchvision downloads into the user data folder ($HPSEARCH_DATA_ROOT)."""
+"""Where a data set's images come from: a folder, a .tar.gz of one (extracted once per version of
+the archive file), or an Imagenette name whose archive torchvision downloads into the user data
+folder ($HPSEARCH_DATA_ROOT), extracted the same way (trainer.archives)."""
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import glob
+import hashlib
+import http.client
 import os
-import shutil
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import platformdirs
+import torchvision.datasets.utils as torchvision_utils
 from torchvision.datasets import Imagenette
-from tqdm import tqdm
 
+from trainer.archives import EXTRACTION_ERRORS, extract, remove_abandoned_staging
 from trainer.errors import DataError
 from trainer.naming import given
 from trainer.source_names import EXPECTED_LAYOUT, IMAGENETTE, check_data_source, is_archive
@@ -52,41 +54,53 @@ def resolve_data_dir(
     )
     check_data_source(data)
     if isinstance(data, str) and data in IMAGENETTE:
-        return _download_imagenette(data, root)
+        return _download_imagenette(data, root, progress)
     path = Path(data).expanduser()
     if is_archive(path):
         return _extract_once(path, root, progress)
     return path.resolve()
 
 
-def _download_imagenette(name: str, root: Path) -> Path:
-    size = IMAGENETTE[name]
-    # torchvision's own table, so the message names the archive it really fetches.
-    url = Imagenette._ARCHIVES[size][0]
+def _download_imagenette(name: str, root: Path, progress: bool) -> Path:
+    # torchvision's own table: the message names the archive it really fetches, its md5 checks it
+    url, md5 = Imagenette._ARCHIVES[IMAGENETTE[name]]
     folder = root / Path(url).stem
+    remove_abandoned_staging(root)
     if folder.exists():
+        # Only a complete extraction is renamed into place; an older hpsearch let torchvision
+        # extract straight into the data root, and one that was interrupted left a part.
+        if not ((folder / "train").is_dir() and (folder / "val").is_dir()):
+            raise DataError(
+                f"{folder} holds no train/ and val/ (left by an interrupted download?); "
+                f"delete it and {name} is downloaded again"
+            )
         return folder
+    archive = root / Path(url).name
     root.mkdir(parents=True, exist_ok=True)
     try:
-        Imagenette(root, split="train", size=size, download=True)
-    except (OSError, RuntimeError) as exc:
+        torchvision_utils.download_url(url, root, md5=md5)
+    except (OSError, RuntimeError, http.client.HTTPException) as exc:
+        archive.unlink(missing_ok=True)  # cut short or not matching its md5: of no use, and large
         raise DataError(
             f"could not download {name} from {url} ({one_line(exc)}); download and extract "
             f"it yourself so that {folder}/train and {folder}/val exist, or pass "
             f"{given('data', 'PATH')} pointing at a folder with train/ and val/"
         ) from exc
+    # Kept when the extraction fails (a full disk, a kill): checked by its md5, not downloaded again
+    _extract(archive, folder, progress, inner=folder.name)
+    archive.unlink(missing_ok=True)  # another process that extracted it too may have been first
     return folder
 
 
 def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
-    suffix = ".tar.gz" if archive.name.lower().endswith(".tar.gz") else ".tgz"
-    target = root / archive.name[: -len(suffix)]
+    target = root / _extracted_name(archive)
+    remove_abandoned_staging(root)
     if not target.exists():
         _extract(archive, target, progress)
         # Said once, here: later runs, logs and reports name the extracted folder, not the archive
         print(
             f"extracted {archive} into {target}: later runs read it from there (delete it to "
-            "free the space; HPSEARCH_DATA_ROOT moves it)",
+            f"free the space; HPSEARCH_DATA_ROOT moves it){_earlier_versions(archive, target)}",
             file=sys.stderr,
         )
     holding = [
@@ -102,37 +116,45 @@ def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
     return holding[0]
 
 
-def _extract(archive: Path, target: Path, progress: bool) -> None:
-    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Extract beside the target, then rename: an interrupted run never leaves a half folder behind
-    # that a later run would take for a complete one.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+def _extracted_name(archive: Path) -> str:
+    """The archive's name without its suffix and a hash of its path, size and modification time:
+    an extracted folder belongs to one archive file, and a new version of it is extracted anew."""
+    stat = archive.stat()
+    identity = f"{archive.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    return f"{_stem(archive)}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+
+
+def _stem(archive: Path) -> str:
+    suffix = ".tar.gz" if archive.name.lower().endswith(".tar.gz") else ".tgz"
+    return archive.name[: -len(suffix)]
+
+
+def _earlier_versions(archive: Path, target: Path) -> str:
+    """Where an archive was replaced, its earlier extractions stay until deleted: said here."""
+    others = sorted(
+        path.name
+        for path in target.parent.glob(f"{glob.escape(_stem(archive))}-{'?' * 12}")
+        if path != target and path.is_dir()
+    )
+    if not others:
+        return ""
+    return (
+        f"; {target.parent} also holds {', '.join(others)}, extracted from archives of the same "
+        "name (an earlier version?): delete those no run reads"
+    )
+
+
+def _extract(archive: Path, target: Path, progress: bool, *, inner: str | None = None) -> None:
     try:
-        with tarfile.open(archive) as tar:
-            members = tqdm(
-                tar.getmembers(),
-                desc=f"extracting {archive.name}",
-                unit="file",
-                disable=not progress,
-            )
-            tar.extractall(staging, members=members, filter="data")
-        _rename_unless_done(staging, target)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        extract(archive, target, progress, inner=inner)
+    except EXTRACTION_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(
+                f"no space left on {target.parent} to extract {archive} ({one_line(exc)}); free "
+                "space there, or set HPSEARCH_DATA_ROOT to a folder on a larger disk"
+            ) from exc
         raise DataError(
-            f"could not extract {archive} into {target} ({one_line(exc)}); "
-            "check that it is a complete .tar.gz of a folder with train/ and val/"
+            f"could not extract {archive} into {target} ({one_line(exc)}); check that it is a "
+            "complete, undamaged .tar.gz of a folder with train/ and val/ (copy or download it "
+            "again)"
         ) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in made:  # a broken archive leaves no empty data root behind either
-            with contextlib.suppress(OSError):  # not empty: the extraction succeeded
-                folder.rmdir()
-
-
-def _rename_unless_done(staging: Path, target: Path) -> None:
-    try:
-        os.rename(staging, target)
-    except OSError:
-        if not target.is_dir():  # otherwise another process extracted the same archive first
-            raise

@@ -6,13 +6,10 @@ import json
 import os
 import random
 import shutil
-import tarfile
-import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
-import torchvision.datasets.imagenette
 from PIL import Image
 
 import trainer.data
@@ -36,8 +33,7 @@ from trainer.data import (
 )
 from trainer.decode import decode_image
 from trainer.errors import ConfigError, DataError
-from trainer.naming import flags_named
-from trainer.sources import default_data_root, resolve_data_dir
+from trainer.sources import default_data_root
 
 SIDE = cache_side(32)  # 37 px
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -192,6 +188,29 @@ def test_a_corrupt_cache_file_is_rebuilt_with_a_warning(small_folder, cache_dir,
     load(small_folder, cache_dir)  # the rebuilt file is good
 
 
+def test_a_cache_disk_too_full_for_the_cache_warns_and_the_load_goes_on(
+    small_folder, tmp_path, small_disks, monkeypatch
+):
+    decoded = load(small_folder, tmp_path / "roomy")
+    # The cache (52 images of 37 px: 214 kB) does not fit on a 128 kB disk
+    full = small_disks.mount(tmp_path / "full", "128k")
+    forget_loaded(monkeypatch)
+    with pytest.warns(UserWarning, match="image cache not written") as caught:
+        data = load(small_folder, full)
+    [warning] = [str(item.message) for item in caught]
+    assert f"no space in {full} for its 0.000214 GB" in warning and "\n" not in warning
+    assert "No space left on device" in warning and "cache_dir" in warning
+    assert torch.equal(data.train.images, decoded.train.images)
+    assert torch.equal(data.val.labels, decoded.val.labels)
+    assert os.listdir(full) == []  # no part of a cache that a later run would trust
+    small_disks.grow(full, "4m")
+    forget_loaded(monkeypatch)
+    load(small_folder, full)  # decoded again, and cached now that there is room
+    forget_loaded(monkeypatch)
+    monkeypatch.setattr(trainer.decode, "decode_image", refuse_to_decode)
+    assert torch.equal(load(small_folder, full).train.images, decoded.train.images)
+
+
 def test_unreadable_images_are_all_named_before_anything_is_cached(image_folder, cache_dir):
     not_an_image = image_folder / "train" / "class_1" / "notes.jpg"
     not_an_image.write_bytes(b"this is text")
@@ -281,53 +300,6 @@ def test_a_missing_folder_is_named_with_the_layout_expected(tmp_path, cache_dir)
     with pytest.raises(DataError, match="does not exist") as caught:
         load(tmp_path / "nowhere", cache_dir)
     assert str(tmp_path / "nowhere") in str(caught.value) and "train/<class>/*" in str(caught.value)
-
-
-def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monkeypatch, capsys):
-    folder = make_image_folder(
-        tmp_path / "made" / "tiny", classes=2, train_per_class=5, val_per_class=2, odd_formats=False
-    )
-    archive = tmp_path / "tiny.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname="tiny")
-    root = tmp_path / "root"
-    data = load(archive, cache_dir, data_root=root)
-    assert data.source == str(root / "tiny" / "tiny")
-    assert (len(data.train), len(data.val), data.classes) == (10, 4, ("class_0", "class_1"))
-    assert [path.name for path in root.iterdir()] == ["tiny"]  # no staging folder left behind
-    assert f"extracted {archive} into {root / 'tiny'}" in capsys.readouterr().err, "said once"
-    forget_loaded(monkeypatch)
-    monkeypatch.setattr(
-        tarfile, "open", lambda *args, **kwargs: pytest.fail("extracted the archive twice")
-    )
-    assert len(load(archive, cache_dir, data_root=root).train) == 10
-    assert "extracted" not in capsys.readouterr().err
-
-
-def offline(*args, **kwargs):
-    raise urllib.error.URLError("no network")
-
-
-def test_a_failed_imagenette_download_says_where_to_put_the_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(torchvision.datasets.imagenette, "download_and_extract_archive", offline)
-    with pytest.raises(DataError) as caught:
-        resolve_data_dir("imagenette-160", data_root=tmp_path)
-    message = str(caught.value)
-    assert str(tmp_path / "imagenette2-160") in message and "imagenette2-160.tgz" in message
-    assert "pass data='PATH' pointing at" in message  # a Python caller's keyword
-    assert "no network" in message and "\n" not in message
-    as_flags = flags_named(lambda keyword: f"--{keyword}")  # as `hpsearch` names it
-    with as_flags, pytest.raises(DataError, match="pass --data PATH pointing at"):
-        resolve_data_dir("imagenette-160", data_root=tmp_path)
-
-
-def test_an_extracted_imagenette_is_used_without_downloading(tmp_path, cache_dir, monkeypatch):
-    monkeypatch.setattr(torchvision.datasets.imagenette, "download_and_extract_archive", offline)
-    make_image_folder(
-        tmp_path / "imagenette2-160", train_per_class=2, val_per_class=1, odd_formats=False
-    )
-    data = load("imagenette-160", cache_dir, data_root=tmp_path)
-    assert data.source == str(tmp_path / "imagenette2-160") and len(data.train) == 6
 
 
 # --- what a search does with the loaded data ------------------------------------------------------
