@@ -43,6 +43,9 @@ QUEUED_AS = "queued_as"  # a trial queued from the study file: "points[2]", "war
 RETRY_OF = "retry_of"  # the first attempt's trial number; names the checkpoint folder
 RETRIED_FROM = "retried_from"  # the attempt a retry continues
 ATTEMPT = "attempt"  # 1 for the first retry
+# The attempts of a lineage cut short by a fault (its worker died, a bug), which [heartbeat]
+# max_retries bounds; a stop asked for (a signal, a scheduler's time limit, a full disk) is none
+FAULTS = "faults"
 RETRY_REASON = "retry_reason"  # why the attempt before this one did not finish
 WORKER = "worker"  # the process running the trial: host, pid, start time, scheduler ids
 # asha: a trial that paused at a rung ends PRUNED with PAUSED_AT (the rung, in epochs) and leaves

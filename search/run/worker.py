@@ -280,7 +280,7 @@ class _Worker:
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
-            self._stopped(trial, f"by {type(error).__name__} in its worker")
+            self._stopped(trial, f"by {type(error).__name__} in its worker", fault=True)
             raise
         else:
             self._finish(trial, run, TrialState.COMPLETE, value)
@@ -320,9 +320,11 @@ class _Worker:
         continuation = promotion.queue_continuation(self.study, frozen)
         self.log.trial_finished(frozen, f"{pause}; continues as trial {continuation} if promoted")
 
-    def _stopped(self, trial: optuna.Trial, reason: str) -> None:
+    def _stopped(self, trial: optuna.Trial, reason: str, *, fault: bool = False) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later (a
-        stopped trial, attrs.stopped_numbers). `reason` follows "stopped": `in epoch 2 (SIGINT)`."""
+        stopped trial, attrs.stopped_numbers). `reason` follows "stopped": `in epoch 2 (SIGINT)`.
+        A `fault` (a bug in its worker) counts against its lineage's retries; a stop asked for
+        does not."""
         stopped = f"stopped {reason}"
         own = trial.user_attrs.get(attrs.FAIL_REASON)  # a bug's or a full disk's own is kept
         if own is None and not self._set_user_attr(trial, attrs.FAIL_REASON, stopped):
@@ -330,7 +332,8 @@ class _Worker:
         frozen = self._tell(trial, TrialState.FAIL)
         if frozen is None:
             return
-        retry = retries.queue_retry(self.study, frozen, self.config.heartbeat.max_retries, stopped)
+        max_retries = self.config.heartbeat.max_retries
+        retry = retries.queue_retry(self.study, frozen, max_retries, stopped, fault=fault)
         if retry is not None:
             self.left_to_resume += 1
         else:

@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.attrs import (
     ATTEMPT,
     FAIL_REASON,
+    FAULTS,
     PROMOTION_OF,
     QUEUED_AS,
     RETRIED_FROM,
@@ -31,17 +32,21 @@ __all__ = ["claim_retry", "first_attempt", "lineage_params", "queue_retry"]
 
 
 def queue_retry(
-    study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str
+    study: optuna.Study, trial: FrozenTrial, max_retries: int, reason: str, *, fault: bool = True
 ) -> int | None:
-    """Queue `trial` to run again unless it has used its retries (its dashboard note then names
-    the retry); the retry's number, or None."""
-    attempt = trial.user_attrs.get(ATTEMPT, 0) + 1
-    if attempt > max_retries:
+    """Queue `trial` to run again (its dashboard note then names the retry) unless it was cut
+    short by a `fault` (its worker died, a bug) and its lineage has had `max_retries` of those; the
+    retry's number, or None. A stop asked for (a signal: a SLURM time limit, a preemption, a
+    Ctrl-C; a full disk) is no fault: a trial longer than three time limits was lost for good."""
+    # A lineage queued before faults were counted apart counted every attempt as one
+    faults = trial.user_attrs.get(FAULTS, trial.user_attrs.get(ATTEMPT, 0)) + fault
+    if faults > max_retries:
         return None
     user_attrs = {
         RETRY_OF: first_attempt(trial),
         RETRIED_FROM: trial.number,
-        ATTEMPT: attempt,
+        ATTEMPT: trial.user_attrs.get(ATTEMPT, 0) + 1,
+        FAULTS: faults,
         RETRY_REASON: f"trial {trial.number}: {reason}",
     }
     if QUEUED_AS in trial.user_attrs:

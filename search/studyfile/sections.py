@@ -299,7 +299,7 @@ class PrunerSettings:
 class HeartbeatSettings:
     interval_seconds: int = 30  # how often a running trial tells the storage it is alive
     grace_seconds: int = 120  # silence after which its worker counts as dead and the trial fails
-    max_retries: int = 2  # times a failed trial of a dead worker is queued again
+    max_retries: int = 2  # times a lineage is queued again after a fault (a dead worker, a bug)
 
     def __post_init__(self) -> None:
         check_types(self)

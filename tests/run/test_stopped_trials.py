@@ -91,3 +91,41 @@ def test_a_trial_stopped_by_ctrl_c_is_counted_and_drawn_as_stopped_not_failed(
     assert [(curve.number, curve.state, curve.epochs) for curve in curves] == [
         (1, "complete", (1, 2))
     ], "the retry draws the whole curve, as a promoted trial's continuation does"
+
+
+def test_stops_asked_for_resume_however_often_they_come_and_faults_are_bounded(
+    tmp_path, image_folder, cache_dir, monkeypatch, one_torch_thread
+):
+    # A SLURM task stopped at its time limit, requeued, stopped again: each stop spent one of
+    # max_retries (2), and the third lost the trial and deleted its checkpoints
+    config = load_study_config(
+        write_study(
+            tmp_path,
+            image_folder,
+            trials=1,
+            epochs=5,
+            pruner='kind = "none"',
+            extra="\n[checkpoint]\nevery_epochs = 1\n",
+        )  # fmt: skip
+    )
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    options = WorkerOptions(
+        url, "cpu", cache_dir, progress=False, checkpoint_dir=tmp_path / "checkpoints"
+    )
+    report = objective.report_epoch
+    for job in range(4):  # four time limits, each after one more epoch
+        stop = StopRequest()
+
+        def then_time_limit(trial, epoch, val_top1, stop=stop):
+            report(trial, epoch, val_top1)
+            stop.request("SIGTERM")
+
+        monkeypatch.setattr(objective, "report_epoch", then_time_limit)
+        assert run_worker(config, options, create=job == 0, stop=stop).left_to_resume == 1
+    monkeypatch.setattr(objective, "report_epoch", report)
+    run_worker(config, options, stop=StopRequest())
+    study = optuna.load_study(study_name=NAME, storage=url)
+    *stopped, last = study.get_trials(deepcopy=False)
+    assert [trial.state for trial in stopped] == [TrialState.FAIL] * 4
+    assert last.state == TrialState.COMPLETE and last.user_attrs[attrs.RESUMED_FROM_EPOCH] == 4
+    assert (last.user_attrs[attrs.ATTEMPT], last.user_attrs[attrs.FAULTS]) == (4, 0)
