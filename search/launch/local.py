@@ -161,27 +161,32 @@ def _run_processes(
         wait_for_storage=max(options.wait_for_storage, WORKER_WAIT_FOR_STORAGE_SECONDS),
     )
     workers: list[Watched] = []
-    try:
-        for slot in slots:
-            process = context.Process(
-                target=_worker_process,
-                args=(config, quiet, slot, flag_naming(), _inherited(slot)),  # flags named as ours
-                name=f"hpsearch-worker-{slot.index}",
-            )
-            process.start()
-            workers.append(Watched(process))
-    except BaseException:  # a fork refused (no memory, a process limit), its server gone, a Ctrl-C
-        # Those started would train on unwatched, behind the error: each checkpoints and queues
-        # its trial, as on a SIGTERM, before the error is told
-        _stop_all(workers)
-        raise
     stop_asked = threading.Event()
-    with (
-        StudyProgress(study, budget(study, config.study.trials), enabled=options.progress),
-        _forward_stop(workers, stop_asked),
-    ):
-        for worker in workers:
-            worker.wait()
+    # From the first start: a SIGTERM while they start (docker stop) had killed this process and
+    # left those started training unwatched
+    with _forward_stop(workers, stop_asked):
+        try:
+            for slot in slots:
+                if stop_asked.is_set():
+                    break  # asked to stop while they start: no more of them
+                process = context.Process(
+                    target=_worker_process,
+                    args=(config, quiet, slot, flag_naming(), _inherited(slot)),  # our flags' names
+                    name=f"hpsearch-worker-{slot.index}",
+                )
+                process.start()
+                workers.append(Watched(process))
+        except BaseException:  # a fork refused (no memory, a process limit), its server gone
+            # Those started would train on unwatched, behind the error: each checkpoints and
+            # queues its trial, as on a SIGTERM, before the error is told
+            _stop_all(workers)
+            raise
+        if stop_asked.is_set():  # again: one started as the signal came was not yet in the list
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+        with StudyProgress(study, budget(study, config.study.trials), enabled=options.progress):
+            for worker in workers:
+                worker.wait()
     unseen = [worker.process for worker in workers if worker.end_unseen]
     processes = [worker.process for worker in workers if not worker.end_unseen]
     exits = {process.name: process.exitcode or 0 for process in processes}  # all joined: not None

@@ -185,6 +185,35 @@ def _training(worker: psutil.Process) -> bool:
         return False
 
 
+def test_a_sigterm_while_the_workers_start_stops_those_started_and_starts_no_more(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    """docker stop as `run` starts its workers: the SIGTERM came before its handler, and killed the
+    run (here, the test's process) with the first worker left training unwatched."""
+    path = write_study(tmp_path, image_folder, trials=2, epochs=100, pruner='kind = "none"')
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    inherited = local._inherited
+
+    def sigterm_as_the_first_starts(slot: local.WorkerSlot) -> object:
+        if slot.index == 0:
+            os.kill(os.getpid(), signal.SIGTERM)  # to the run, as docker stop sends it
+        return inherited(slot)
+
+    monkeypatch.setattr(local, "_inherited", sigterm_as_the_first_starts)
+    started = time.monotonic()
+    try:
+        launch(load_study_config(path), WorkerOptions(url, "cpu", cache_dir), workers=2)
+        left = [p.name for p in multiprocessing.active_children() if p.name.startswith("hpsearch")]
+        assert left == [], "a worker trains on behind the stop"
+    finally:
+        for process in multiprocessing.active_children():
+            if process.name.startswith("hpsearch"):
+                process.kill()
+    assert time.monotonic() - started < 30, "a worker trained on"
+    assert [t for t in trials_of(url) if t.state == TrialState.RUNNING] == []
+    assert len(trials_of(url)) <= 2, "the second worker never started: one trial, and its retry"
+
+
 def test_a_worker_that_cannot_start_stops_those_started_before_the_error_is_told(
     tmp_path, image_folder, cache_dir, monkeypatch
 ):
