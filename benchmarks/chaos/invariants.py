@@ -81,6 +81,9 @@ def _runs_end_when_done(evidence: Evidence) -> Check:
 
 
 DIVERGED = "NonFiniteLoss"  # a trial whose loss became NaN fails for good, as it should
+# A retry closed unrun because the study's epoch budget was spent (search.run.worker): the study is
+# done, nothing may train, so the lineage ends there whatever its retries
+BUDGET_SPENT = "the epoch budget was met before this retry ran"
 
 # What `hpsearch run` says once any worker process exited non-zero: after a SIGKILL of ours, that is
 # the expected end; a worker that died of an error of its own leaves a traceback of its own.
@@ -309,14 +312,17 @@ def _no_result_lost(trials: list[FrozenTrial]) -> Check:
 
 def _no_lineage_lost(study: optuna.Study, trials: list[FrozenTrial]) -> Check:
     """Every fault injected passes: a lineage may end FAIL for good only once it has used its
-    retries (or on a loss that is no number), never on its first brush with a fault."""
+    retries on faults (or on a loss that is no number, or with the study's epoch budget spent),
+    never on its first brush with a fault."""
     retries = created_with(study).heartbeat.max_retries
     lost = []
     for lineage, attempts in by_lineage(trials).items():
         last = attempts[-1]
         reason = attrs.fail_reason(last) or ""
-        used = last.user_attrs.get(attrs.ATTEMPT, 0)
-        if last.state == TrialState.FAIL and used < retries and DIVERGED not in reason:
+        # Faults, which max_retries bounds; a lineage older than their count counted attempts
+        used = last.user_attrs.get(attrs.FAULTS, last.user_attrs.get(attrs.ATTEMPT, 0))
+        expected = DIVERGED in reason or BUDGET_SPENT in reason
+        if last.state == TrialState.FAIL and used < retries and not expected:
             lost.append(f"lineage {lineage} (trial {last.number}, attempt {used}: {reason})")
     return Check(
         "no lineage lost to a passing fault (FAIL for good only once out of retries)",
