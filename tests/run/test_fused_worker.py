@@ -396,16 +396,7 @@ def test_an_error_finding_the_next_trial_stops_the_trials_in_flight_and_queues_t
     RUNNING with its heartbeat beating, and was failed as a GeneratorExit once collected."""
     config = points_study(tmp_path, image_folder, THREE_KINDS, trials=2, pruner=NO_PRUNING)
     options = options_for(tmp_path, cache_dir, trials_per_worker=2)
-    take_trial = search.run.worker._Worker._take_trial
-    taken = []
-
-    def failing_second(worker):
-        taken.append(len(taken))
-        if len(taken) == 2:
-            raise RuntimeError("the storage is gone")
-        return take_trial(worker)
-
-    monkeypatch.setattr(search.run.worker._Worker, "_take_trial", failing_second)
+    fail_the_second_look_for_a_trial(monkeypatch)
     with pytest.raises(RuntimeError, match="the storage is gone"):
         launch(config, options)
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("heartbeat")]
@@ -445,19 +436,11 @@ def test_a_trial_that_cannot_be_queued_as_its_worker_stops_on_an_error_is_said_s
     # is left RUNNING for the dead-trial sweep. That was silent; the error raised named trial 1.
     config = points_study(tmp_path, image_folder, THREE_KINDS, trials=2, pruner=NO_PRUNING)
     options = options_for(tmp_path, cache_dir, trials_per_worker=2)
-    take_trial = search.run.worker._Worker._take_trial
-    taken = []
-
-    def failing_second(worker):
-        taken.append(len(taken))
-        if len(taken) == 2:
-            raise RuntimeError("the storage is gone")
-        return take_trial(worker)
 
     def queue_nothing(*args, **kwargs):
         raise RuntimeError("the storage is still gone")
 
-    monkeypatch.setattr(search.run.worker._Worker, "_take_trial", failing_second)
+    fail_the_second_look_for_a_trial(monkeypatch)
     monkeypatch.setattr(search.run.worker.retries, "queue_retry", queue_nothing)
     with pytest.raises(RuntimeError, match="the storage is gone"):
         launch(config, options)
@@ -465,3 +448,18 @@ def test_a_trial_that_cannot_be_queued_as_its_worker_stops_on_an_error_is_said_s
     assert "could not be stopped cleanly (RuntimeError: the storage is still gone)" in (
         warning.getMessage()
     )
+
+
+def fail_the_second_look_for_a_trial(monkeypatch) -> None:
+    """The worker's second look for a trial (its second slot's) raises, as a storage gone past its
+    outage does."""
+    take_trial = search.run.worker._Worker._take_trial
+    looks = []
+
+    def failing_second(worker):
+        looks.append(worker)
+        if len(looks) == 2:
+            raise RuntimeError("the storage is gone")
+        return take_trial(worker)
+
+    monkeypatch.setattr(search.run.worker._Worker, "_take_trial", failing_second)
