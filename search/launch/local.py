@@ -30,7 +30,7 @@ from search.run.log import WorkerLog, log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
 from search.run.request import Request
-from search.run.stopping import stop_on_signals
+from search.run.stopping import StopRequest, stop_on_signals
 from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
 from search.studyfile import StudyConfig
@@ -287,6 +287,7 @@ def _worker_process(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
+    stop: threading.Event | None = None
     try:
         with flags_named(naming), stop_on_signals(options.log_format) as stop:
             # A SIGTERM sent since the fork waited, blocked as in the server: it stops us now
@@ -295,5 +296,7 @@ def _worker_process(
     except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
         print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
         sys.exit(USER_ERROR_EXIT)
-    except KeyboardInterrupt:  # a second Ctrl-C: out at once, as asked, without a traceback
-        sys.exit(INTERRUPTED_EXIT)
+    except BaseException:
+        if isinstance(stop, StopRequest) and stop.forced:
+            sys.exit(INTERRUPTED_EXIT)  # a second Ctrl-C: out at once, as asked, no traceback
+        raise

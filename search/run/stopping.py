@@ -3,6 +3,7 @@ a stopped trial's log line and fail reason name the signal (`stopped in epoch 2 
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ class StopRequest(threading.Event):
     def __init__(self) -> None:
         super().__init__()
         self.cause: str | None = None
+        # A second Ctrl-C: out at once, through whatever was running (torch.save turns the
+        # KeyboardInterrupt raised in its writer into a RuntimeError)
+        self.forced = False
 
     def request(self, cause: str) -> None:
         self.cause = self.cause or cause
@@ -36,15 +40,17 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
         yield stop
         return
 
-    interrupts = 0
+    # Counted by next(), one call in C: a second signal can run this handler again inside the
+    # first (CPython runs handlers between any two bytecodes), so a check then a set could both
+    # pass, and a flag read twice says "first" twice
+    interrupts, requests = itertools.count(), itertools.count()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupts
-        interrupts += signum == signal.SIGINT
-        if interrupts > 1:
+        if signum == signal.SIGINT and next(interrupts) > 0:
+            stop.forced = True
             raise KeyboardInterrupt
-        if stop.is_set():  # stopping already: the SIGTERM `run` passes on beside the terminal's
-            return  # SIGINT, in either order, is one request
+        if next(requests) > 0:  # stopping already: the SIGTERM `run` passes on beside the
+            return  # terminal's SIGINT, in either order, is one request
         stop.request(signal.Signals(signum).name)
         log.note(
             f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "

@@ -99,7 +99,7 @@ def test_a_stop_signal_stops_every_worker_cleanly_and_queues_its_trial(
     ) and all(re.search(rf"\(({cause})\)$", attrs.fail_reason(trial)) for trial in stopped)
     queued = [t for t in trials_of(url) if t.state == TrialState.WAITING]
     assert sorted(trial.user_attrs[attrs.RETRY_OF] for trial in queued) == [0, 1]
-    assert err.count("stopping at a clean point") == 2, "one line a worker, not one a signal"
+    assert err.count("stopping at a clean point") == 2, err
 
 
 def test_a_second_ctrl_c_ends_the_run_at_once_in_one_line(tmp_path, image_folder, cache_dir):
