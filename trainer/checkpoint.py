@@ -187,19 +187,24 @@ def rng_states(generator: torch.Generator) -> dict[str, Any]:
     return states
 
 
-def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> bool:
-    """Restore the random states a checkpoint saved; False when the batch generator's cannot be:
-    the run was on another kind of device (a retry taken by a CPU worker from a GPU's), whose
-    generator state this one does not take, so the batches follow the run's seed from here."""
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator, path: Path) -> None:
+    """Restore the random states the checkpoint at `path` saved. The batch generator's is said
+    not to be when the run was on another kind of device (a retry taken by a CPU worker from a
+    GPU's), whose generator state this one does not take: the batches follow the run's seed."""
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         # A machine with fewer GPUs than the writer's restores those it has
         for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(state, index)
-    if states.get("batches_device", generator.device.type) != generator.device.type:
-        return False
-    try:
-        generator.set_state(states["batches"])
-    except RuntimeError:  # an older checkpoint, which did not say its device, of another kind
-        return False
-    return True
+    if states.get("batches_device", generator.device.type) == generator.device.type:
+        try:
+            generator.set_state(states["batches"])
+            return
+        except RuntimeError:  # an older checkpoint, which did not say its device, of another kind
+            pass
+    logger.warning(
+        "%s was written on another kind of device than %s: its batches are shuffled from the "
+        "run's seed from here, not as the run would have gone on",
+        path,
+        generator.device.type,
+    )

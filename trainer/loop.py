@@ -3,7 +3,6 @@ trainer.epoch), that ties them to resuming, reporting and checkpoints."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,8 +28,6 @@ from trainer.errors import (
 from trainer.model import DEFAULT_MODEL, build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.weights import WEIGHTS_NAME, class_names, weights_payload
-
-logger = logging.getLogger("trainer.loop")
 
 
 @dataclass(frozen=True)
@@ -266,13 +263,7 @@ def _restore(
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    if not checkpoint.restore_rng_states(state["rng"], run.generator):
-        logger.warning(
-            "%s was written on another kind of device than %s: its batches are shuffled from the "
-            "run's seed from here, not as the run would have gone on",
-            policy.path,
-            run.generator.device.type,
-        )
+    checkpoint.restore_rng_states(state["rng"], run.generator, policy.path)
     return [EpochMetrics(**metrics) for metrics in state["history"]]
 
 

@@ -30,7 +30,7 @@ from search.run.log import WorkerLog, log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
 from search.run.request import Request
-from search.run.stopping import StopRequest, stop_on_signals
+from search.run.stopping import interrupted_at_once, stop_on_signals
 from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
 from search.studyfile import StudyConfig
@@ -239,11 +239,11 @@ def _inherited(slot: WorkerSlot) -> Inherited:
     """What the worker takes from this process as it starts; a GPU worker sees only its GPU."""
     environment = dict(os.environ)
     if slot.gpu is not None:
-        environment["CUDA_VISIBLE_DEVICES"] = visible_device(slot.gpu, os.environ)
+        environment["CUDA_VISIBLE_DEVICES"] = _visible_device(slot.gpu, os.environ)
     return Inherited(environment)
 
 
-def visible_device(gpu: int, environment: Mapping[str, str]) -> str:
+def _visible_device(gpu: int, environment: Mapping[str, str]) -> str:
     """The CUDA_VISIBLE_DEVICES of a worker on GPU `gpu` as this process numbers it: torch counts
     the GPUs this process sees, so under CUDA_VISIBLE_DEVICES=2,3 (a scheduler's, another user's
     share of the machine) GPU 0 is the entry "2", and a UUID or MIG id is passed on as given."""
@@ -297,6 +297,6 @@ def _worker_process(
         print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
         sys.exit(USER_ERROR_EXIT)
     except BaseException:
-        if isinstance(stop, StopRequest) and stop.forced:
+        if interrupted_at_once(stop):
             sys.exit(INTERRUPTED_EXIT)  # a second Ctrl-C: out at once, as asked, no traceback
         raise

@@ -67,6 +67,11 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
+def interrupted_at_once(stop: threading.Event | None) -> bool:
+    """Whether a second Ctrl-C asked `stop`'s worker to exit at once, through whatever it ran."""
+    return isinstance(stop, StopRequest) and stop.forced
+
+
 def stop_words(stopped: TrainingStopped, stop: threading.Event) -> str:
     """`in epoch 2 (SIGINT)`: when a trial was stopped, and by what."""
     if not stop.is_set():  # search.run.slots stops a worker's other trials when one raised

@@ -34,7 +34,7 @@ from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
 from search.run.request import Request, requested_name
 from search.run.slots import Slots
-from search.run.stopping import StopRequest, stop_words
+from search.run.stopping import interrupted_at_once, stop_words
 from search.study import promotion, retries
 from search.study.budget_lock import BudgetLock, new_trial_within_budget
 from search.study.epochs_budget import epochs_budget_met
@@ -280,8 +280,8 @@ class _Worker:
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
             trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
-            forced = isinstance(self.stop, StopRequest) and self.stop.forced  # a second Ctrl-C
-            self._stopped(trial, f"by {type(error).__name__} in its worker", fault=not forced)
+            fault = not interrupted_at_once(self.stop)  # a second Ctrl-C is no fault of its trial
+            self._stopped(trial, f"by {type(error).__name__} in its worker", fault=fault)
             raise
         else:
             self._finish(trial, run, TrialState.COMPLETE, value)

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import psutil
@@ -188,6 +189,21 @@ def _training(worker: psutil.Process) -> bool:
         return False
 
 
+def _workers_left() -> list[BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name.startswith("hpsearch")]
+
+
+@contextlib.contextmanager
+def _killing_workers_left() -> Iterator[None]:
+    """Whatever the test finds, a worker it left is killed: else it trains on beside the tests
+    that follow."""
+    try:
+        yield
+    finally:
+        for process in _workers_left():
+            process.kill()
+
+
 def test_a_sigterm_while_the_workers_start_stops_those_started_and_starts_no_more(
     tmp_path, image_folder, cache_dir, monkeypatch
 ):
@@ -204,14 +220,9 @@ def test_a_sigterm_while_the_workers_start_stops_those_started_and_starts_no_mor
 
     monkeypatch.setattr(local, "_inherited", sigterm_as_the_first_starts)
     started = time.monotonic()
-    try:
+    with _killing_workers_left():
         launch(load_study_config(path), WorkerOptions(url, "cpu", cache_dir), workers=2)
-        left = [p.name for p in multiprocessing.active_children() if p.name.startswith("hpsearch")]
-        assert left == [], "a worker trains on behind the stop"
-    finally:
-        for process in multiprocessing.active_children():
-            if process.name.startswith("hpsearch"):
-                process.kill()
+        assert _workers_left() == [], "a worker trains on behind the stop"
     assert time.monotonic() - started < 30, "a worker trained on"
     assert [t for t in trials_of(url) if t.state == TrialState.RUNNING] == []
     assert len(trials_of(url)) <= 2, "the second worker never started: one trial, and its retry"
@@ -235,14 +246,9 @@ def test_a_worker_that_cannot_start_stops_those_started_before_the_error_is_told
 
     monkeypatch.setattr(local, "_inherited", refused_second)
     started = time.monotonic()
-    try:
+    with _killing_workers_left():
         with pytest.raises(OSError, match="Resource temporarily unavailable"):
             launch(load_study_config(path), WorkerOptions(url, "cpu", cache_dir), workers=2)
-        left = [p.name for p in multiprocessing.active_children() if p.name.startswith("hpsearch")]
-        assert left == [], "a worker trains on behind the error"
-    finally:
-        for process in multiprocessing.active_children():
-            if process.name.startswith("hpsearch"):
-                process.kill()
+        assert _workers_left() == [], "a worker trains on behind the error"
     assert time.monotonic() - started < 30, "the first worker lost its SIGTERM and trained on"
     assert [t for t in trials_of(url) if t.state == TrialState.RUNNING] == []
