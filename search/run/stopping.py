@@ -4,6 +4,7 @@ a stopped trial's log line and fail reason name the signal (`stopped in epoch 2 
 from __future__ import annotations
 
 import itertools
+import queue
 import signal
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,9 @@ from types import FrameType
 
 from search.run.log import WorkerLog
 from trainer import TrainingStopped
+
+# A stop's line waits on standard error at worst (a full pipe): the worker's end does not wait on it
+ANNOUNCER_EXIT_SECONDS = 5.0
 
 
 class StopRequest(threading.Event):
@@ -40,23 +44,31 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
         yield stop
         return
 
-    # Counted by next(), one call in C: a second signal can run this handler again inside the
-    # first (CPython runs handlers between any two bytecodes), so a check then a set could both
-    # pass, and a flag read twice says "first" twice
-    interrupts, requests = itertools.count(), itertools.count()
+    # The handler runs in the main thread between any two bytecodes, inside whatever it was doing:
+    # a write to standard error (a print there raises "reentrant call", and the stop's line was
+    # lost) or an Event's lock (set() there would wait on itself forever). So it only counts and
+    # queues, with calls that are one step in C; a thread of its own sets the event and says so.
+    interrupts = itertools.count()
+    signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and next(interrupts) > 0:
             stop.forced = True
             raise KeyboardInterrupt
-        if next(requests) > 0:  # stopping already: the SIGTERM `run` passes on beside the
-            return  # terminal's SIGINT, in either order, is one request
-        stop.request(signal.Signals(signum).name)
-        log.note(
-            f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be retried "
-            "(Ctrl-C again to exit now)"
-        )
+        signals.put(signum)
 
+    def announce() -> None:
+        while (signum := signals.get()) is not None:
+            if stop.is_set():  # the SIGTERM `run` passes on beside the terminal's SIGINT, in
+                continue  # either order, is one request
+            stop.request(signal.Signals(signum).name)
+            log.note(
+                f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be "
+                "retried (Ctrl-C again to exit now)"
+            )
+
+    announcer = threading.Thread(target=announce, name="hpsearch-stop-signals", daemon=True)
+    announcer.start()
     previous = {
         signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
     }
@@ -65,6 +77,8 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        signals.put(None)
+        announcer.join(timeout=ANNOUNCER_EXIT_SECONDS)
 
 
 def interrupted_at_once(stop: threading.Event | None) -> bool:

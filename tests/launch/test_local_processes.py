@@ -111,9 +111,12 @@ def test_a_second_ctrl_c_ends_the_run_at_once_in_one_line(tmp_path, image_folder
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in run.stderr], daemon=True).start()
     os.killpg(run.pid, signal.SIGINT)
-    said = []
+    said: list[str] = []
     while len([line for line in said if "stopping at a clean point" in line]) < 2:
-        said.append(lines.get(timeout=60))
+        try:
+            said.append(lines.get(timeout=60))
+        except queue.Empty:
+            raise AssertionError(f"not two stops said (run: {run.poll()}): {said}") from None
     os.killpg(run.pid, signal.SIGINT)  # as both write their checkpoints
     assert run.wait(timeout=60) == 130
     while not lines.empty():
