@@ -45,9 +45,10 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
         return
 
     # The handler runs in the main thread between any two bytecodes, inside whatever it was doing:
-    # a write to standard error (a print there raises "reentrant call", and the stop's line was
-    # lost) or an Event's lock (set() there would wait on itself forever). So it only counts and
-    # queues, with calls that are one step in C; a thread of its own sets the event and says so.
+    # a write to standard error (a print there is a reentrant call into that writer, which
+    # Python may refuse) or an Event's lock (set() there waited on itself forever). So it only
+    # counts and queues, with calls that are one step in C; a thread of its own sets the event
+    # and says so.
     interrupts = itertools.count()
     signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
