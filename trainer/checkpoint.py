@@ -176,30 +176,47 @@ def load_or_set_aside(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def rng_states(generator: torch.Generator) -> dict[str, Any]:
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
+def global_random_state(device: torch.device) -> dict[str, Any]:
+    """The global random state, which dropout and stochastic depth draw from (the batches have a
+    generator of their own): the CPU's, and for a run on CUDA the GPUs'."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_random_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        # A machine with fewer GPUs than the writer's restores those it has
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
+
+
+def rng_states(generator: torch.Generator, random_state: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds of a run's random states: its global one (`global_random_state`)
+    and its batch generator's."""
+    return {
+        **random_state,
         "batches": generator.get_state(),
         "batches_device": generator.device.type,  # each kind of device has its own state's shape
     }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
 
 
-def restore_rng_states(states: dict[str, Any], generator: torch.Generator, path: Path) -> None:
-    """Restore the random states the checkpoint at `path` saved. The batch generator's is said
-    not to be when the run was on another kind of device (a retry taken by a CPU worker from a
-    GPU's), whose generator state this one does not take: the batches follow the run's seed."""
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        # A machine with fewer GPUs than the writer's restores those it has
-        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(state, index)
+def restore_rng_states(
+    states: dict[str, Any], generator: torch.Generator, path: Path
+) -> dict[str, Any]:
+    """Restore the batch generator's state the checkpoint at `path` saved, and return the run's
+    global random state (`global_random_state`). The batch generator's is said not to be restored
+    when the run was on another kind of device (a retry taken by a CPU worker from a GPU's), whose
+    generator state this one does not take: the batches follow the run's seed."""
+    random_state = {"torch": states["torch"]}
+    if "cuda" in states and generator.device.type == "cuda":
+        random_state["cuda"] = states["cuda"]
     if states.get("batches_device", generator.device.type) == generator.device.type:
         try:
             generator.set_state(states["batches"])
-            return
+            return random_state
         except RuntimeError:  # an older checkpoint, which did not say its device, of another kind
             pass
     logger.warning(
@@ -208,3 +225,4 @@ def restore_rng_states(states: dict[str, Any], generator: torch.Generator, path:
         path,
         generator.device.type,
     )
+    return random_state

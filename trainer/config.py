@@ -97,11 +97,18 @@ class TrainConfig:
             )
         check_model_name(self.model)
         check_image_size(self.model, self.image_size)
-        if self.optimizer not in OPTIMIZER_SETTINGS:
+        # A list or table from a settings file is no name: `in` would fail on it with a TypeError
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZER_SETTINGS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; choose one of: "
                 + ", ".join(OPTIMIZER_SETTINGS),
                 setting="optimizer",
+            )
+        # "false" from a JSON or YAML file is a true value to Python: SGD would use Nesterov
+        if not isinstance(self.nesterov, bool):
+            raise ConfigError(
+                f"nesterov must be true or false, but got nesterov={self.nesterov!r}",
+                setting="nesterov",
             )
         for setting in ("eps", "momentum", "nesterov"):
             self._check_applies(setting)

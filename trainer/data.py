@@ -29,7 +29,9 @@ from trainer.naming import named
 from trainer.outputs import check_output_folder
 from trainer.sources import env_path, one_line, resolve_data_dir
 
-CACHE_FORMAT = 1  # part of the manifest, so changing what a cache holds rebuilds old caches
+# Part of the manifest, so changing what a cache holds rebuilds old caches (2: photos turned upright
+# as their EXIF orientation says)
+CACHE_FORMAT = 2
 
 # One loaded cache per (folder, cache side), so a worker's
 # trials share it: value (manifest digest, data).

@@ -6,12 +6,13 @@ Each image's shorter side is resized to the cache side S and centre-cropped to S
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -24,10 +25,12 @@ MAX_LISTED_FAILURES = 10
 
 
 def decode_image(path: Path | str, side: int) -> torch.Tensor:
-    """uint8 (3, side, side): any mode made RGB, shorter side resized to `side`, centre-cropped."""
+    """uint8 (3, side, side): any mode made RGB, turned upright as its EXIF orientation says (as
+    a photo viewer shows it), shorter side resized to `side`, centre-cropped."""
     with Image.open(path) as image:
         # JPEGs decode at 1/2, 1/4 or 1/8 scale almost for free; draft keeps at least `side` px.
         image.draft("RGB", (side, side))
+        _turn_upright(image)
         rgb = _as_rgb(image)
     width, height = rgb.size
     scale = side / min(width, height)
@@ -36,6 +39,22 @@ def decode_image(path: Path | str, side: int) -> torch.Tensor:
     left, top = (size[0] - side) // 2, (size[1] - side) // 2
     rgb = rgb.crop((left, top, left + side, top + side))
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+
+
+def _turn_upright(image: Image.Image) -> None:
+    """Turn `image` in place as its EXIF orientation says: a camera stores the pixels as its sensor
+    saw them and says there how a viewer must turn them. In place, so the mode and format that
+    _as_rgb reads stay the file's. An EXIF block PIL cannot read gives no orientation: the pixels
+    stay as stored, as they did before orientation was read."""
+    image.load()  # a damaged image fails here, and is named as unreadable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL warns of each damaged EXIF block it reads around
+        try:
+            ImageOps.exif_transpose(image, in_place=True)
+        # Whatever PIL's EXIF reader raises (SyntaxError for a block that is not TIFF) is about
+        # the metadata only: the pixels are fine
+        except Exception:  # noqa: BLE001
+            return
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:

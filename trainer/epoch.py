@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from trainer.augment import Batch, eval_batches, steps_per_epoch, train_batches
+from trainer.checkpoint import global_random_state, set_global_random_state
 from trainer.config import TrainConfig
 from trainer.data import ImageData
 from trainer.errors import NonFiniteLossError, TrainingStopped
@@ -49,6 +51,9 @@ class Training:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator  # draws every shuffle and crop, so resuming replays the same batches
     device: torch.device
+    # The global random state as the run left it (checkpoint.global_random_state): what its
+    # dropout draws from, put in place for each of its epochs (own_random_state)
+    random_state: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,26 @@ def run_epoch(
     work: EpochWork, stop: threading.Event | None = None, *, progress: bool = False
 ) -> EpochMetrics:
     """Train and evaluate one run's epoch on its own network."""
+    with own_random_state(work.run):
+        return _run_epoch(work, stop, progress)
+
+
+@contextmanager
+def own_random_state(run: Training) -> Iterator[None]:
+    """The global random state as `run` left it, for the length of the block. Runs that take turns
+    in one process (a worker's slots, trainer.rounds) would otherwise draw their dropout from one
+    stream, and each new run's seed would reset it for all: each trains as it would alone.
+    (A fused group needs none: only ResNets fuse, which draw nothing from it.)"""
+    others = global_random_state(run.device)
+    set_global_random_state(run.random_state)
+    try:
+        yield
+    finally:
+        run.random_state = global_random_state(run.device)
+        set_global_random_state(others)
+
+
+def _run_epoch(work: EpochWork, stop: threading.Event | None, progress: bool) -> EpochMetrics:
     run, config, data, epoch = work.run, work.config, work.data, work.epoch
     started = Mark(run.device)
     batches = until_stopped(work.train_batches(), stop, epoch)

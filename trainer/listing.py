@@ -75,7 +75,8 @@ def _class_files(split_dir: Path) -> dict[str, list[str]]:
         if not names:
             raise DataError(
                 f"class folder {class_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)}); "
-                "add images or remove the folder"
+                # Removing this folder alone leaves the class in the other split, refused next
+                f"add images, or remove class {class_dir.name!r} from both train/ and val/"
             )
         files[class_dir.name] = names
     return files

@@ -209,7 +209,10 @@ def start_training(
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config, optimizer, steps_per_epoch(num_train, config.batch_size))
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    return Training(model, network, optimizer, scheduler, generator, device)
+    # Where the global random state is now, this run's dropout draws from, whatever other runs
+    # in this process draw or seed later (trainer.epoch.own_random_state)
+    random_state = checkpoint.global_random_state(device)
+    return Training(model, network, optimizer, scheduler, generator, device, random_state)
 
 
 def _payload(
@@ -228,7 +231,7 @@ def _payload(
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
-        "rng": checkpoint.rng_states(run.generator),
+        "rng": checkpoint.rng_states(run.generator, run.random_state),
         "history": [asdict(metrics) for metrics in history],
     }
 
@@ -252,6 +255,7 @@ def _restore(
     state = checkpoint.load_or_set_aside(policy.path)
     if state is None:
         return []
+    refuse_a_foreign_file(state, policy.path)
     if policy.owner is not None and state.get("owner") != policy.owner:
         raise ForeignCheckpoint(
             f"cannot resume from {policy.path}: it records {state.get('owner') or 'no owner'}, "
@@ -263,7 +267,7 @@ def _restore(
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    checkpoint.restore_rng_states(state["rng"], run.generator, policy.path)
+    run.random_state = checkpoint.restore_rng_states(state["rng"], run.generator, policy.path)
     return [EpochMetrics(**metrics) for metrics in state["history"]]
 
 
@@ -290,8 +294,30 @@ def resumable_classes(config: TrainConfig, policy: CheckpointPolicy) -> tuple[st
         state = checkpoint.load(policy.path)
     except Exception:  # noqa: BLE001 - as load_or_set_aside: any failure is "cannot be read"
         return None
+    refuse_a_foreign_file(state, policy.path)
     refuse_other_settings(state, config, policy.path)
     return tuple(state["classes"]) if "classes" in state else None
+
+
+# What every checkpoint `training` wrote holds, and resuming reads
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "rng", "history")
+
+
+def refuse_a_foreign_file(state: Any, path: Path) -> None:
+    """A file that torch reads but that is no checkpoint of ours: last.pt is a common name (other
+    trainers write one), or a weights.pt copied in its place. Refused naming what it lacks, rather
+    than a KeyError after the data is decoded and the weights loaded; left where it is, as
+    another tool's file."""
+    missing = (
+        [key for key in CHECKPOINT_KEYS if key not in state]
+        if isinstance(state, dict)
+        else list(CHECKPOINT_KEYS)
+    )
+    if missing:
+        raise ConfigError(
+            f"cannot resume from {path}: it is not a training checkpoint of hpsearch (it has no "
+            f"{', '.join(missing)}); use another checkpoint folder, or move the file away"
+        )
 
 
 def refuse_other_settings(state: dict[str, Any], config: TrainConfig, path: Path) -> None:

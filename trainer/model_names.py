@@ -53,9 +53,21 @@ def min_image_size(model: str) -> int:
     return min((max(entry.meta.get("min_size", (1, 1))) for entry in weights), default=1)
 
 
+# Families whose torchvision builder fixes the side the network takes, at its smallest (224 px): a
+# ViT's position embeddings count its patches, a MaxViT's windows tile its blocks exactly. Any other
+# side fails in the first forward pass (AssertionError, RuntimeError), after the data is decoded.
+FIXED_SIDE_FAMILIES = ("vit_", "maxvit_")
+
+
 def check_image_size(model: str, image_size: int) -> None:
-    """Smaller images fail deep inside the network's forward pass, after the data is decoded."""
+    """Smaller images fail deep inside the network's forward pass, after the data is decoded; so
+    does any side but its own for a network built for one side."""
     needed = min_image_size(model)
+    if model.startswith(FIXED_SIDE_FAMILIES) and image_size != needed:
+        raise ConfigError(
+            f"model {model!r} takes images of exactly {needed} px (torchvision builds it for that "
+            f"side), but got image_size={image_size}; use image_size={needed}"
+        )
     if image_size < needed:
         raise ConfigError(
             f"model {model!r} needs images of at least {needed} px, but got image_size={image_size}"

@@ -101,8 +101,14 @@ class Ranger(torch.optim.RAdam):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            # First: its gradients say which parameters step, so the slow weights start from the
+            # weights of their first step, as without a closure (torch-optimizer's ignores it)
+            with torch.enable_grad():
+                loss = closure()
         started = self._start_slow_weights()
-        loss = super().step(closure)
+        super().step()
         for group, slow_start in zip(self.param_groups, started):
             self._lookahead(group, slow_start)
         return loss

@@ -276,7 +276,16 @@ def keep_one_class(folder: Path) -> None:
         (remove_val, ["has no val/ folder", "val/<class>/*"]),
         (keep_one_class, ["holds one class (class_0)", "needs at least 2"]),
         (remove_class_folders, ["holds no class folders", "train"]),
-        (add_empty_class, ["class folder", "val/class_9", "holds no images"]),
+        (
+            add_empty_class,
+            # removing only val/class_9, as "remove the folder" said, was refused next
+            [
+                "class folder",
+                "val/class_9",
+                "holds no images",
+                "'class_9' from both train/ and val/",
+            ],
+        ),
         (
             add_unmatched_classes,
             ["only in train: ['only_in_train']", "only in val: ['only_in_val']"],

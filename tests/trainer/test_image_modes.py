@@ -145,3 +145,44 @@ def test_32_bit_pixels_are_refused_naming_the_file_and_mode(pixels, mode, tmp_pa
     message = str(refused.value)
     assert str(path) in message and f"PIL mode {mode}" in message
     assert "8- or 16-bit" in message
+
+
+# EXIF orientation (1-8) and the turn a camera stored the pixels with: the inverse of the turn a
+# viewer makes to show them (orientation 6, "rotate 90 clockwise to show", is stored turned 90
+# anticlockwise)
+STORED_TURNED = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+ORIENTATION_TAG = 0x0112
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+@pytest.mark.parametrize("orientation", [1, *STORED_TURNED])
+def test_a_photo_decodes_upright_as_its_exif_orientation_shows_it(orientation, suffix, tmp_path):
+    """A phone's photo held sideways is stored sideways with an EXIF orientation: the network
+    must see it upright, as every viewer shows it, not lying on its side."""
+    shown = Image.fromarray(RGB)
+    turn = STORED_TURNED.get(orientation)
+    stored = shown.transpose(turn) if turn is not None else shown
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = orientation
+    path = tmp_path / f"photo{suffix}"
+    stored.save(path, exif=exif, **({"quality": 100, "subsampling": 0} if suffix == ".jpg" else {}))
+    decoded = decode_image(path, SIDE).permute(1, 2, 0).numpy()
+    difference = np.abs(decoded.astype(int) - RGB.astype(int))
+    assert difference.max() <= (6 if suffix == ".jpg" else 0), f"pixels off by {difference.max()}"
+
+
+def test_a_damaged_exif_block_leaves_the_pixels_as_stored(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(RGB).save(path, exif=b"Exif\x00\x00not a TIFF header")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's warning would print once per image and worker
+        decoded = decode_image(path, SIDE).permute(1, 2, 0).numpy()
+    assert np.array_equal(decoded, RGB)

@@ -151,3 +151,31 @@ def test_trainer_builds_our_ranger_with_the_configs_settings():
 def test_bad_lookahead_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         Ranger(small_network().parameters(), **settings)
+
+
+def test_a_closure_steps_as_gradients_made_before_the_step_do():
+    """Through a closure, the first step's gradients did not exist yet when the slow weights were
+    started: they started a step late, from the weights after it, and every Lookahead sync pulled
+    towards the wrong point."""
+    inputs = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+
+    def train(use_closure: bool) -> list[torch.Tensor]:
+        model = small_network()
+        optimizer = Ranger(model.parameters(), lr=1e-2, k=3)
+
+        def closure() -> float:
+            optimizer.zero_grad()
+            loss = model(inputs).square().mean()
+            loss.backward()
+            return float(loss.detach())
+
+        for _ in range(7):  # two Lookahead syncs
+            if use_closure:
+                optimizer.step(closure)
+            else:
+                closure()
+                optimizer.step()
+        return [p.detach() for p in model.parameters()]
+
+    for want, got in zip(train(use_closure=False), train(use_closure=True)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

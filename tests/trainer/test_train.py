@@ -12,7 +12,7 @@ from trainer.config import OPTIMIZER_SETTINGS
 from trainer.data import load_image_data
 from trainer.epoch import train_one_epoch
 from trainer.errors import ConfigError
-from trainer.loop import train
+from trainer.loop import resumable_classes, train
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler, lr_factor
 
@@ -218,3 +218,25 @@ def test_a_policy_without_the_final_checkpoint_still_saves_the_final_weights(dat
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
     assert (tmp_path / "weights.pt").exists()
     assert policy.writing_seconds > 0
+
+
+@pytest.mark.parametrize("foreign", ["another trainer's", "a weights file"])
+def test_a_last_pt_that_is_no_checkpoint_is_refused_naming_what_it_lacks(data, tmp_path, foreign):
+    """last.pt is a common name: another trainer's file in the folder, or a weights.pt copied in
+    its place, was a KeyError traceback (after the data was decoded), not one line."""
+    config = TrainConfig(**{**SMALL, "epochs": 1})
+    policy = CheckpointPolicy(tmp_path / "ckpt")
+    policy.folder.mkdir()
+    if foreign == "a weights file":
+        train(config, data, checkpoints=CheckpointPolicy(tmp_path / "done"))
+        (tmp_path / "done" / "weights.pt").rename(policy.path)
+        lacks = "no optimizer, scheduler, rng, history"
+    else:
+        torch.save({"model": build_model(3, torch.device("cpu")).state_dict()}, policy.path)
+        lacks = "no config, optimizer"
+    before = policy.path.read_bytes()
+    with pytest.raises(ConfigError, match=f"not a training checkpoint of hpsearch.*{lacks}"):
+        resumable_classes(config, policy)  # what `hpsearch train --resume` asks before decoding
+    with pytest.raises(ConfigError, match=f"not a training checkpoint of hpsearch.*{lacks}"):
+        train(config, data, checkpoints=policy, resume=True)
+    assert policy.path.read_bytes() == before  # someone else's file: left as it was
