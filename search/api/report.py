@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from search import locations
 from search.api.studies import open_studies
+from search.results import output_file
 from search.results.page import Report, build_report
 from search.results.report_views import draw_views
 from search.serve.artifacts import check_artifact_folder, make_artifact_folder
@@ -29,7 +30,8 @@ def report_figures(
     """The report's figures of one study (a name) or several (the factor figures pool their
     trials), by key, in the report's order: `factor-lr-curves`, `factor-lr-effect`, ... for each
     factor a trial sets, then Optuna's views of each study (`NAME-history`, `NAME-slice`,
-    `NAME-timeline`, ...). Each is a `plotly.graph_objects.Figure`: `.show()` draws it in a
+    `NAME-timeline`, ...; NAME is the study's name as a slug, `NAME-2` for a second study whose
+    name makes the same one). Each is a `plotly.graph_objects.Figure`: `.show()` draws it in a
     notebook. A view the study cannot support yet (importances before 11 complete trials, say) is
     left out, as the report leaves it out; `write_report` says why."""
     views = draw_views(open_studies(_names(studies), storage=storage))  # the figures, no page
@@ -63,8 +65,7 @@ def write_report(
         check_artifact_folder(folder)
         make_artifact_folder(folder)
     report = build_report(chosen, storage_label=masked(url))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report.html, encoding="utf-8")
+    output_file.write_text(path, report.html, named("path"))  # whole, or the earlier page stays
     if refusal is not None:
         print(
             f"hpsearch: warning: {path} is not attached to {_studies(chosen)} for the dashboard: "

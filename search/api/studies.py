@@ -88,7 +88,7 @@ def trials(
         check_csv_path(output, named("path"))
     rows = trials_table(open_study(name, storage=storage))
     if output is not None:
-        write_trials_file(rows, output)
+        write_trials_file(rows, output, named("path"))
     return rows
 
 

@@ -134,6 +134,12 @@ def _space_axis(span: tuple[float, float], log: bool) -> dict[str, Any]:
     low, high = span
     if log and low > 0:
         return {"range": padded(low, high, log=True), **log_ticks(low, high)}
+    if log:
+        # Optuna draws a log axis where any trial sampled the parameter on a log scale, though
+        # another sampled it from 0: a log axis cannot span that space, and a linear range on it
+        # would be read as powers of ten (0 to 1 as 1 to 10) and lose every point. Plotly's own
+        # range over the points stays.
+        return {}
     return {"range": padded(low, high, log=False)}
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from search.results import output_file
 from search.results.evaluate import Evaluation
 from search.results.figures import escaped
 
@@ -44,13 +45,13 @@ def confusion_figure(evaluation: Evaluation) -> go.Figure:
     return figure
 
 
-def write_confusion_page(evaluation: Evaluation, path: Path) -> None:
-    """A self-contained page (plotly.js inline, no MathJax) that opens offline."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    confusion_figure(evaluation).write_html(
-        path,
+def write_confusion_page(evaluation: Evaluation, path: Path, what: str = "-o") -> None:
+    """A self-contained page (plotly.js inline, no MathJax) that opens offline, written whole or
+    not at all; `what` names `path` in an error."""
+    page = confusion_figure(evaluation).to_html(
         include_plotlyjs=True,
         include_mathjax=False,
         full_html=True,
         config={"displaylogo": False},
     )
+    output_file.write_text(path, page, what)

@@ -13,7 +13,6 @@ copied only if they record that trial as their owner (search.run.trial_files).
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,6 +22,7 @@ from optuna.trial import FrozenTrial
 
 from search import attrs
 from search.errors import NoFinishedTrial
+from search.results import output_file
 from search.run import trial_files
 from search.study.recorded import data_fingerprint, data_source
 from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
@@ -158,12 +158,27 @@ def export(
             file=sys.stderr,
         )
     _say_what_a_retrain_changes(values[PROVENANCE]["search_data"])
+    _dumped(values, fmt, ranked)  # refused before a weights file beside the output is touched
     _name_weights(values, study, ranked[0], output, checkpoint_root)
-    text = dump_settings(values, fmt)
+    text = _dumped(values, fmt, ranked)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        output_file.write_text(output, text, named("path"))
     return Exported(text, fmt, values[PROVENANCE]["trial"], values)
+
+
+def _dumped(values: dict[str, Any], fmt: str, ranked: list[FrozenTrial]) -> str:
+    """The settings as `fmt`'s text. A trial another tool ran may record a configuration TOML
+    cannot hold (None in a list): one line that says which formats can."""
+    try:
+        return dump_settings(values, fmt)
+    except (TypeError, ValueError) as error:
+        numbers = ", ".join(str(trial.number) for trial in ranked)
+        trials = f"trial {numbers}" if len(ranked) == 1 else f"trials {numbers}"
+        raise ConfigError(
+            f"the settings of {trials} cannot be written as {fmt}: {error}; export them as json "
+            f"or yaml instead: a {named('path')} ending .json or .yaml, or "
+            f"{given('format', 'json')}"
+        ) from None
 
 
 def output_format(output: Path | None, chosen: str | None) -> str:
@@ -213,8 +228,7 @@ def _name_weights(
         values[PROVENANCE]["weights"] = str(weights)
     else:
         copy = weights_beside(output)
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights, copy)
+        output_file.copy_file(weights, copy, "weights file")
         # Beside the settings file, wherever the pair is moved
         values[PROVENANCE]["weights"] = copy.name
 

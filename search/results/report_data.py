@@ -142,7 +142,7 @@ def trial_curve(study_name: str, trial: FrozenTrial, stopped: bool = False) -> T
         val_top1=tuple(trial.intermediate_values[step] for step in steps),
         factors=trial_factors(trial),
         value=trial.value if trial.state == TrialState.COMPLETE else None,
-        fail_reason=attrs.fail_reason(trial),
+        fail_reason=_text(attrs.fail_reason(trial)),
         ranges=_sampled_ranges(trial),
     )
 
@@ -222,9 +222,7 @@ def get_summary_info(study: optuna.Study, top: int = TOP_TRIALS) -> SummaryInfo:
         best_settings=attrs.trial_config(best) if best else {},
         epochs_trained=epochs_trained(finished),
         epochs_without_pruning=_epochs_without_pruning(finished),
-        compute_seconds=sum(
-            float(trial.user_attrs.get(attrs.SECONDS) or 0.0) for trial in finished
-        ),
+        compute_seconds=sum(_seconds(trial) for trial in finished),
         top=tuple(_row(trial) for trial in complete[:top]),
     )
 
@@ -237,12 +235,16 @@ def _row(trial: FrozenTrial) -> TrialRow:
         trial.value,
         factors,
         _epochs_run(trial),
-        float(trial.user_attrs.get(attrs.SECONDS) or 0.0),
+        _seconds(trial),
     )
 
 
+# The readers below take what hpsearch records on a trial; another tool's study may hold None,
+# text or a list under the same names, which is no count, and must not cost the report.
+
+
 def _epochs_run(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)))
+    return _whole(trial.user_attrs.get(attrs.EPOCHS_RUN), len(trial.intermediate_values))
 
 
 def _epochs_without_pruning(finished: list[FrozenTrial]) -> int:
@@ -255,7 +257,24 @@ def _epochs_without_pruning(finished: list[FrozenTrial]) -> int:
 def _epochs_planned(trial: FrozenTrial) -> int:
     # A failed trial counts the epochs it was configured for too: without pruning it would
     # have failed just the same, so only a pruned trial's planned epochs differ from its run.
-    return int(attrs.trial_config(trial).get("epochs", _epochs_run(trial)))
+    return _whole(attrs.trial_config(trial).get("epochs"), _epochs_run(trial))
+
+
+def _seconds(trial: FrozenTrial) -> float:
+    seconds: Any = trial.user_attrs.get(attrs.SECONDS)
+    return float(seconds) if _is_number(seconds) and seconds >= 0 else 0.0
+
+
+def _whole(value: Any, default: int) -> int:
+    """`value` if it is a count (0, 3, or 3.0 as JSON may give it back), else `default`."""
+    if _is_number(value) and value >= 0 and float(value).is_integer():
+        return int(value)
+    return default
+
+
+def _text(value: Any) -> str | None:
+    """A fail reason as text: ours are text, another tool's may be a number or a dict."""
+    return value if value is None or isinstance(value, str) else str(value)
 
 
 def view_obstacle(study: optuna.Study, view: str) -> str | None:

@@ -19,6 +19,7 @@ from search.results.figures import (
     factor_curves_figure,
     factor_effect_figure,
     optuna_view,
+    study_keys,
 )
 from search.results.report_data import (
     FACTORS,
@@ -63,11 +64,14 @@ class ReportViews(NamedTuple):
 def draw_views(studies: list[optuna.Study]) -> ReportViews:
     """The factors over all the studies' trials, then Optuna's views of each study."""
     curves = trial_curves(studies)
+    keys = study_keys([study.study_name for study in studies])
     return ReportViews(
         tuple(_factor_views(curves, factor) for factor in FACTORS),
         tuple(
-            StudyViews(study.study_name, tuple(optuna_view(study, view) for view in OPTUNA_VIEWS))
-            for study in studies
+            StudyViews(
+                study.study_name, tuple(optuna_view(study, view, key) for view in OPTUNA_VIEWS)
+            )
+            for study, key in zip(studies, keys)
         ),
     )
 

@@ -12,6 +12,7 @@ is a column of its own name, or `param_NAME` where that name is taken (`param_co
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
+from search.results import output_file
 from search.results.report_data import FACTORS, trial_factors
 from search.study.promotion import never_ran, promoted
 from trainer.errors import ConfigError
@@ -62,10 +64,12 @@ def check_csv_path(path: Path, what: str) -> None:
     check_output_file(path, what, "trials.csv")
 
 
-def write_trials_file(rows: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as file:  # csv writes its own line ends
-        write_trials_csv(rows, file)
+def write_trials_file(rows: list[dict[str, Any]], path: Path, what: str = "path") -> None:
+    """The table written to `path` whole, or the earlier file left as it was; `what` names
+    `path` in an error (-o, path)."""
+    table = io.StringIO(newline="")  # csv writes its own line ends
+    write_trials_csv(rows, table)
+    output_file.write_text(path, table.getvalue(), what)
 
 
 def write_trials_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
@@ -111,11 +115,14 @@ def _last_score(trial: FrozenTrial) -> float | None:
 
 def _state_names(trials: list[FrozenTrial]) -> dict[int, str]:
     continued = promoted(trials)
-    # A FAIL that a retry carries on was stopped (a signal, a dead worker), not failed for good
+    # A FAIL that a retry carries on was stopped (a signal, a dead worker), not failed for good.
+    # Only a trial number names the trial a retry continues: another tool's study may keep a
+    # list under the same name, which names none (and is no set member).
     resumed = {
         trial.user_attrs[attrs.RETRIED_FROM]
         for trial in trials
-        if attrs.RETRIED_FROM in trial.user_attrs and attrs.PROMOTION_OF not in trial.user_attrs
+        if isinstance(trial.user_attrs.get(attrs.RETRIED_FROM), int)
+        and attrs.PROMOTION_OF not in trial.user_attrs
     }
     names = {}
     for trial in trials:

@@ -14,7 +14,9 @@ written or the dashboard has said where it serves.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import BinaryIO
@@ -51,11 +53,23 @@ class ArtifactFolder:
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         path = self.folder / f"{_checked(artifact_id)}{self.suffix}"
-        with path.open("wb") as file:
-            shutil.copyfileobj(content_body, file)
+        # Written beside it and renamed over it: until the copy is whole the dashboard serves the
+        # earlier one, and a copy cut short (a full disk) leaves that one, not half a page. The
+        # name starts with a dot, so `_stored` never takes it for an artifact.
+        temporary = self.folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            with temporary.open("wb") as file:
+                shutil.copyfileobj(content_body, file)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         for other in self._stored(artifact_id):  # an earlier copy under another name goes
             if other != path:
                 other.unlink(missing_ok=True)
+
+    def holds(self, artifact_id: str) -> bool:
+        return bool(self._stored(artifact_id))
 
     def remove(self, artifact_id: str) -> None:
         stored = self._stored(artifact_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import signal
 import socket
 import sys
@@ -21,9 +22,11 @@ from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from search import locations
+from optuna.storages import BaseStorage
+
+from search import attrs, locations
 from search.errors import ServeError
-from search.serve.artifacts import check_served_folder
+from search.serve.artifacts import ArtifactFolder, check_served_folder
 from search.serve.notes import artifact_store
 from search.study.storage import open_storage
 from search.url_secrets import masked
@@ -48,6 +51,7 @@ def serve(
     check_port_free(host, port)  # before the artifact folder is made
     store = artifact_store(artifact_dir)  # made before the line that says where it serves
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
+    warn_of_unserved_artifacts(storage, store)
     print(
         f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
         f"artifacts in {artifact_dir}; Ctrl-C stops it",
@@ -57,6 +61,46 @@ def serve(
 
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     serve_app(app, host, port, access_log=access_log)
+
+
+def warn_of_unserved_artifacts(storage: BaseStorage, store: ArtifactFolder) -> None:
+    """Say so when files attached to studies (reports) are not in the folder served: a report
+    written with another artifact folder (another $HPSEARCH_ARTIFACTS, or `artifacts/` of another
+    current folder beside a PostgreSQL storage) has a link on its study's note that the dashboard
+    answers with an error, and a traceback here, at every click."""
+    unserved = {
+        study.study_name: sum(
+            1 for artifact in _artifact_ids(study.system_attrs) if not store.holds(artifact)
+        )
+        for study in storage.get_all_studies()
+    }
+    lacking = {name: count for name, count in unserved.items() if count}
+    if lacking:
+        studies = ", ".join(f"{count} of study {name!r}" for name, count in lacking.items())
+        print(
+            f"hpsearch: warning: artifact folder {store.folder} lacks files attached to studies "
+            f"({studies}): the dashboard answers their links with an error. Serve the folder "
+            f"`hpsearch report` copied them into: --artifacts DIR or ${locations.ARTIFACTS_ENV}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _artifact_ids(system_attrs: dict[str, Any]) -> list[str]:
+    """The ids of a study's artifacts, as upload_artifact records them in its system attributes
+    (JSON text); an entry the dashboard left null on a deletion, or another tool's of another
+    shape, names none."""
+    ids = []
+    for key, value in system_attrs.items():
+        if not key.startswith(attrs.ARTIFACTS_PREFIX) or not isinstance(value, str):
+            continue
+        try:
+            meta = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("artifact_id"), str):
+            ids.append(meta["artifact_id"])
+    return ids
 
 
 def serve_app(app: Callable[..., Any], host: str, port: int, *, access_log: bool) -> None:
