@@ -145,9 +145,7 @@ def stopped_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
     A FAIL trial without a retry failed for good, its retries spent ones included: nothing
     resumes it. The words of a fail reason are no rule: they differ by cause and by version."""
     trials = list(trials)
-    resumed = {
-        trial.user_attrs[RETRIED_FROM] for trial in trials if RETRIED_FROM in trial.user_attrs
-    }
+    resumed = {stored_number(trial, RETRIED_FROM) for trial in trials}
     return {
         trial.number
         for trial in trials
@@ -157,7 +155,15 @@ def stopped_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
 
 def first_attempt(trial: Trial | FrozenTrial) -> int:
     """The number of the trial a retry continues; a trial that is no retry is its own first."""
-    return trial.user_attrs.get(RETRY_OF, trial.number)
+    retry_of = stored_number(trial, RETRY_OF)
+    return trial.number if retry_of is None else retry_of
+
+
+def stored_number(trial: Trial | FrozenTrial, key: str) -> int | None:
+    """The trial number or epoch count that `key` holds, or None: what the storage holds is read
+    as written by hpsearch only when it is an integer (another tool may write any JSON there)."""
+    value = trial.user_attrs.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def is_retry(trial: FrozenTrial) -> bool:

@@ -120,7 +120,7 @@ def curve_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     the whole curve; a continuation that never ran draws none. `trials`: all the study's trials,
     so that a stopped trial whose retry waits or runs is known as stopped."""
     finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
-    resumed_by_finished = {trial.user_attrs.get(attrs.RETRIED_FROM) for trial in finished}
+    resumed_by_finished = {attrs.stored_number(trial, attrs.RETRIED_FROM) for trial in finished}
     drawn_again = promoted(trials) | (attrs.stopped_numbers(trials) & resumed_by_finished)
     return [trial for trial in finished if trial.number not in drawn_again]
 

@@ -116,13 +116,11 @@ def _last_score(trial: FrozenTrial) -> float | None:
 def _state_names(trials: list[FrozenTrial]) -> dict[int, str]:
     continued = promoted(trials)
     # A FAIL that a retry carries on was stopped (a signal, a dead worker), not failed for good.
-    # Only a trial number names the trial a retry continues: another tool's study may keep a
-    # list under the same name, which names none (and is no set member).
+    # Only a trial number names the trial a retry continues (attrs.stored_number).
     resumed = {
-        trial.user_attrs[attrs.RETRIED_FROM]
+        attrs.stored_number(trial, attrs.RETRIED_FROM)
         for trial in trials
-        if isinstance(trial.user_attrs.get(attrs.RETRIED_FROM), int)
-        and attrs.PROMOTION_OF not in trial.user_attrs
+        if attrs.PROMOTION_OF not in trial.user_attrs
     }
     names = {}
     for trial in trials:

@@ -12,14 +12,14 @@ from collections.abc import Iterable
 import optuna
 from optuna.trial import FrozenTrial
 
-from search.attrs import RESUMED_FROM_EPOCH
+from search.attrs import RESUMED_FROM_EPOCH, stored_number
 
 
 def epochs_trained(trials: Iterable[FrozenTrial]) -> int:
     """Epochs trained by `trials`, running ones included: what each reported, less what it
     restored."""
     return sum(
-        max(0, len(trial.intermediate_values) - trial.user_attrs.get(RESUMED_FROM_EPOCH, 0))
+        max(0, len(trial.intermediate_values) - (stored_number(trial, RESUMED_FROM_EPOCH) or 0))
         for trial in trials
     )
 

@@ -39,6 +39,7 @@ from search.attrs import (
     first_attempt,
     is_paused,
     stopped_numbers,
+    stored_number,
 )
 from search.study.optuna_compat import claim, end_claimed, enqueue, new_trial
 from search.study.trial_notes import note_on_close, note_on_pause
@@ -109,11 +110,8 @@ def never_ran(trial: FrozenTrial) -> bool:
 
 def promoted(trials: Iterable[FrozenTrial]) -> set[int]:
     """The numbers of the paused trials whose continuation ran (or runs): promoted."""
-    return {
-        trial.user_attrs[PROMOTION_OF]
-        for trial in trials
-        if PROMOTION_OF in trial.user_attrs and not never_ran(trial)
-    }
+    ran = (stored_number(trial, PROMOTION_OF) for trial in trials if not never_ran(trial))
+    return {number for number in ran if number is not None}
 
 
 def shown_counts(trials: list[FrozenTrial]) -> dict[str, int]:

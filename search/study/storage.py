@@ -178,7 +178,7 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
     if not database.is_file():
         raise StorageMissing(
             f"SQLite storage {database} does not exist (from {masked(url)!r}); check the path "
-            f"or {named('storage')}: only `hpsearch run` creates a storage"
+            f"or {named('storage')}: a storage is made by `hpsearch run` or `slurm`"
         )
     return parsed
 
@@ -324,7 +324,7 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
     if not present:
         raise StorageMissing(
             f"storage {masked(url)} holds no studies (no Optuna tables); check {named('storage')}: "
-            "only `hpsearch run` creates a storage"
+            "a storage is made by `hpsearch run` or `slurm`"
         )
 
 

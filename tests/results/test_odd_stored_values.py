@@ -93,6 +93,23 @@ def test_the_trials_table_reads_a_list_where_a_trial_number_belongs(odd, capsys)
     assert rows[4]["continues"] == "[3]"  # as stored
 
 
+@pytest.mark.parametrize("command", ["status", "report"])
+def test_status_and_report_read_a_list_or_text_where_a_number_of_hpsearch_s_belongs(
+    odd, capsys, command
+):
+    study = search.open_study("odd", storage=odd)
+    add_trial(study, 4, {"retried_from": [3], "retry_of": "3"}, state=TrialState.FAIL, value=None)
+    add_trial(study, 5, {"promotion_of": [1], "resumed_from_epoch": "1"}, state=TrialState.PRUNED)
+    study_flag = [] if command == "status" else ["--study", "odd", "-o", "r.html"]
+
+    status, out, err = run_cli(capsys, command, *study_flag, "--storage", odd)
+
+    assert (status, "Traceback" in out + err) == (0, False), err
+    if command == "status":  # no trial number continues 3: failed, not stopped; 6 trials count
+        [row] = [line.split() for line in out.splitlines() if line.startswith("odd ")]
+        assert row[1:8] == ["6/?", "3", "1", "0", "0", "2", "0"], out
+
+
 def test_a_log_axis_over_a_space_that_reaches_zero_still_shows_every_point():
     """Optuna draws lr on a log axis since one trial sampled it so; another sampled it from
     0..1. The axis's range was that space's, 0..1, read by Plotly as 10^0..10^1 on a log axis."""
