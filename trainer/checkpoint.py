@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import re
-import tempfile
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ logger = logging.getLogger("trainer.checkpoint")
 # and clocks a little apart on a shared mount). Age, not the writer's pid: checkpoint folders are
 # shared by workers on other machines and in containers, whose pids mean nothing here.
 ABANDONED_TEMPORARY_SECONDS = 15 * 60
-# What tempfile.mkstemp makes of write_atomically's prefix and suffix
+# The names write_atomically gives its temporary files (and mkstemp gave them before)
 _TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
@@ -109,7 +109,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temporaries(path.parent)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = _new_temporary(path)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -117,8 +117,20 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside `path`, named as `remove_abandoned_temporaries` knows them, with the mode
+    any file this process writes gets (0o666 less the umask): mkstemp's 0o600 made every
+    checkpoint, weights file and image cache unreadable to the rest of a team sharing a folder."""
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:  # another writer's, drawn by chance: draw again
+            continue
 
 
 def _caused_by_full_disk(error: BaseException | None) -> bool:

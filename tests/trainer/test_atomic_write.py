@@ -48,3 +48,13 @@ def test_a_write_that_fails_leaves_no_temporary_file(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         write_atomically(tmp_path / "last.pt", fails)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_written_file_has_the_mode_the_umask_gives_as_any_file_written_here(tmp_path):
+    # mkstemp's 0o600 kept a team sharing a checkpoint or cache folder out of each other's files
+    previous = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "weights.pt", lambda file: file.write(b"complete"))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "weights.pt").stat().st_mode & 0o777 == 0o644
