@@ -57,10 +57,28 @@ def storage_url_flag(text: str) -> str:
     return text
 
 
+def path_flag(text: str) -> Path:
+    """A path that says something: an empty one (`--checkpoint-dir "$UNSET_VARIABLE"`) would be
+    the current folder, written into or read from without a word."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a path")
+    return Path(text)
+
+
+def line_flag(text: str) -> str:
+    """A value written on a line of its own (an `#SBATCH` directive, an address to bind): an empty
+    one would write an empty setting (or bind every address), a line break a line of its own."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a value")
+    if "\n" in text or "\r" in text:
+        raise argparse.ArgumentTypeError(f"must be one line, but got {text!r}")
+    return text
+
+
 def _study_workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "study_file",
-        type=Path,
+        type=path_flag,
         nargs="?",
         metavar="STUDY.toml",
         help="the study file; leave it out and give --study to use the settings the study "
@@ -116,10 +134,21 @@ def add_data(parser: argparse.ArgumentParser, *, required: bool = False) -> None
     default = f" (default: as the study file or --config says, else {locations.DEFAULT_DATA})"
     parser.add_argument(
         "--data",
+        type=data_flag,
         required=required,
         help="image folder with train/ and val/, a .tar.gz of one, or imagenette-160 | "
         "imagenette-320 | imagenette-full (downloaded)" + ("" if required else default),
     )
+
+
+def data_flag(text: str) -> str:
+    """An empty --data would read the current folder as the data set."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"is empty: give an image folder, a .tar.gz of one, or a name such as "
+            f"{locations.DEFAULT_DATA}"
+        )
+    return text
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -171,13 +200,13 @@ def seconds(text: str) -> float:
 
 
 def add_cache_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached")
+    parser.add_argument("--cache-dir", type=path_flag, help="where decoded images are cached")
 
 
 def add_checkpoint_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint-dir",
-        type=Path,
+        type=path_flag,
         help="checkpoints and weights: a search's trial folders, in a folder every worker can "
         f"reach (default: ${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the "
         f"user cache); train's run (default: a new {locations.RUNS_FOLDER}/train-DATE-TIME here)",
@@ -225,7 +254,7 @@ def add_study_overrides(parser: argparse.ArgumentParser) -> None:
 def add_artifacts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--artifacts",
-        type=Path,
+        type=path_flag,
         metavar="DIR",
         help=f"the artifact folder the dashboard serves reports from (default: "
         f"${locations.ARTIFACTS_ENV}, else artifacts/ beside a SQLite file or in the current "

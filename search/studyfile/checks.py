@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -92,6 +93,37 @@ def check_within(key: str, value: int, low: int, high: int) -> None:
         raise SettingError(key, f"must be {low} to {high}, but got {value}")
 
 
+# The checks of text below are left out of the study-file reference (docs/gen/source_notes.py reads
+# a settings class's own SettingErrors): they refuse what no one writes on purpose.
+
+
+def check_path_text(key: str, path: str) -> None:
+    """A path no file system can hold fails in a traceback wherever it is first opened."""
+    if "\0" in path:
+        raise SettingError(key, "holds a NUL character ('\\x00'), which no path can hold")
+
+
+def check_folder_text(key: str, folder: str) -> None:
+    """A folder named: "" would quietly be the default folder, and "  " a folder of spaces here."""
+    if not folder.strip():
+        raise SettingError(
+            key, "must name a folder, but got an empty string; leave it out for the default"
+        )
+    check_path_text(key, folder)
+
+
+def check_url_text(key: str, url: str) -> None:
+    """A URL escapes what it cannot print (%00); raw, a database driver fails on it in a
+    traceback."""
+    if not url.isprintable():
+        character = next(character for character in url if not character.isprintable())
+        raise SettingError(
+            key,
+            "must be a database URL of printable characters (escape others as %XX), but it "
+            f"holds the unprintable character {ascii(character)}",
+        )
+
+
 def check_types(settings: Any, rename: Mapping[str, str] | None = None) -> None:
     """Check each field against its annotation."""
     settings_class: type = type(settings)
@@ -110,6 +142,16 @@ def check_type(key: str, value: Any, hint: Any) -> None:
         raise SettingError(key, f"must be {wanted}, but got {value!r} ({_got(value)})")
     if isinstance(value, float) and not math.isfinite(value):
         raise SettingError(key, f"must be a finite number, but got {value}")
+    if float in options and _beyond_floats(value):
+        # TOML's integers have no bound, and every later step (the trainer's checks, Optuna's
+        # records) takes the number as a float, which such an integer overflows
+        raise SettingError(
+            key, f"must be a finite number, but got an integer of {len(str(abs(value)))} digits"
+        )
+
+
+def _beyond_floats(value: Any) -> bool:
+    return isinstance(value, int) and abs(value) > sys.float_info.max
 
 
 def _fits(value: Any, hint: Any) -> bool:

@@ -33,6 +33,7 @@ from search.studyfile.sections import (
     TrainSettings,
 )
 from search.studyfile.study_config import StudyConfig, point_to_params, refuse_train_model_beside
+from search.studyfile.train_file import BYTE_ORDER_MARK
 from search.url_secrets import secrets_named
 from trainer.errors import ConfigError
 from trainer.naming import named
@@ -61,8 +62,9 @@ def study_config_from_document(path: Path, document: dict[str, Any]) -> StudyCon
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
+        text = path.read_bytes().decode("utf-8")
+        # The byte-order mark some editors (Windows Notepad) put first: invisible, and no TOML
+        return tomllib.loads(text.removeprefix(BYTE_ORDER_MARK))
     except OSError as error:
         raise StudyFileError(f"{path}: cannot read the study file: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:

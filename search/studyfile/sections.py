@@ -16,8 +16,11 @@ from search.studyfile.checks import (
     SettingError,
     check_at_least,
     check_at_most,
+    check_folder_text,
     check_kind,
+    check_path_text,
     check_types,
+    check_url_text,
     check_within,
     trainer_check,
 )
@@ -127,6 +130,8 @@ class StudySettings:
             raise SettingError("seed", f"must be in [0, {MAX_SEED}], but got {self.seed}")
         if self.storage is not None and not self.storage.strip():
             raise SettingError("storage", "must be a database URL, but got an empty string")
+        if self.storage is not None:
+            check_url_text("storage", self.storage)
         if self.direction != "maximize":
             raise SettingError(
                 "direction",
@@ -150,6 +155,7 @@ class DataSettings:
             raise SettingError(
                 "source", "must name an Imagenette size or a folder, but got an empty string"
             )
+        check_path_text("source", self.source)
         trainer_check("image_size", image_size=self.image_size)
         trainer_check("batch_size", batch_size=self.batch_size)
         if self.per_class is not None:
@@ -326,6 +332,8 @@ class CheckpointSettings:
 
     def __post_init__(self) -> None:
         check_types(self)
+        if self.dir is not None:
+            check_folder_text("dir", self.dir)
         if self.every_epochs is not None:
             check_at_least("every_epochs", self.every_epochs, 1)
         if self.every_seconds is not None and not self.every_seconds > 0:

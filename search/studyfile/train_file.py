@@ -16,6 +16,7 @@ import tomli_w
 import yaml
 
 from search import locations
+from search.studyfile.checks import SettingError, check_path_text, check_type
 from trainer.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -36,12 +37,27 @@ RUN_SETTINGS = (
     "checkpoint_every",
     "checkpoint_every_seconds",
 )
+# What each run setting must be in a settings file (TrainConfig judges the others): a file's value
+# reaches the trainer as it is, where a wrong type fails in a traceback
+RUN_SETTING_TYPES = {
+    "data": str,
+    "device": str,
+    "compile": bool,
+    "cache_dir": str,
+    "checkpoint_dir": str,
+    "checkpoint_every": int,
+    "checkpoint_every_seconds": float,
+}
+RUN_PATHS = ("data", "cache_dir", "checkpoint_dir")
+BYTE_ORDER_MARK = "\ufeff"
 RUN_DEFAULTS = {"data": locations.DEFAULT_DATA, "device": "auto"}
 
 
 def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (settings, provenance) from a .toml, .json, .yaml or .yml file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"settings file {path} is a folder; name the .toml, .json or .yaml in it")
     if not path.is_file():
         raise ConfigError(f"settings file {path} does not exist")
     try:
@@ -54,17 +70,37 @@ def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except OSError as error:
         raise ConfigError(f"cannot read settings file {path}: {error.strerror}") from None
     try:
-        values = _parse(text, format_of(path))
+        # The byte-order mark some editors (Windows Notepad) put first: invisible, and no TOML
+        values = _parse(text.removeprefix(BYTE_ORDER_MARK), format_of(path))
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
         # YAML's errors point at the spot over several lines; a user-facing error is one line
         reason = " ".join(str(error).split())
         raise ConfigError(f"{path} is not valid {format_of(path).upper()}: {reason}") from None
+    if values is None:  # YAML's reading of a file with nothing in it
+        raise ConfigError(f"{path} is empty; it must hold a table of settings")
     if not isinstance(values, dict):
         raise ConfigError(
             f"{path} must hold a table of settings, but holds {type(values).__name__}"
         )
     provenance = values.pop(PROVENANCE, {})
+    try:
+        _check_run_settings(values)
+    except SettingError as error:
+        raise ConfigError(f"{path}: {error}") from None
     return values, provenance
+
+
+def _check_run_settings(values: dict[str, Any]) -> None:
+    for key, kind in RUN_SETTING_TYPES.items():
+        value = values.get(key)
+        if value is None:  # unset, as JSON and YAML may write it
+            continue
+        check_type(key, value, kind)
+        if key in RUN_PATHS and not value.strip():
+            # "" would be the current folder, or (checkpoint_dir) a new run folder, without a word
+            raise SettingError(key, "is an empty string; name a folder, or leave it out")
+        if key in RUN_PATHS:
+            check_path_text(key, value)
 
 
 def format_of(path: Path) -> str:

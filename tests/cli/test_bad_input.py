@@ -171,9 +171,17 @@ def _study_with(root: Path, data: Path, name: str, line: str, replacement: str) 
 
 def _checkpoint(folder: Path, *, classes=("class_0", "class_1"), **settings) -> Path:
     """A checkpoint folder as `train` leaves it: its last.pt records the settings and classes
-    (the weights are not needed: resuming compares these first)."""
+    (the states are there, empty: resuming compares the settings and classes before it loads them,
+    once it has seen a checkpoint's every part, trainer.loop.CHECKPOINT_KEYS)."""
     config = TrainConfig(image_size=16, epochs=1, batch_size=2, **settings)
-    payload = {"epoch": 1, "config": config.to_dict(), "classes": list(classes), "history": []}
+    states = {part: {} for part in ("model", "optimizer", "scheduler", "rng")}
+    payload = {
+        "epoch": 1,
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "history": [],
+        **states,
+    }
     save_atomically(payload, folder / CHECKPOINT_NAME)
     return folder
 
@@ -495,7 +503,7 @@ NUMBER_ROWS: dict[str, Row] = {
         f"--workers must be at most 256, but got {10**12}",
     ),
     "run --workers-per-gpu 1000": Row(
-        "run {study} --device cpu --workers-per-gpu 1000",
+        "run {study} --workers-per-gpu 1000",
         "--workers-per-gpu must be at most 256, but got 1000",
     ),
     "study trials 10**30": Row(

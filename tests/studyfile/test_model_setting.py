@@ -109,7 +109,8 @@ def test_a_study_that_names_no_model_stores_what_older_studies_stored(tmp_path):
         ),
         (
             {"space": None, "points": [POINTS[0], {**POINTS[1], "model": "vit_b_16"}]},
-            "points[1]: model 'vit_b_16' needs images of at least 224 px, but got image_size=32",
+            "points[1]: model 'vit_b_16' takes images of exactly 224 px (torchvision builds it "
+            "for that side), but got image_size=32",
         ),
         (
             {"space": {"model": "resnet34"}},
@@ -181,6 +182,6 @@ def test_a_model_is_judged_at_the_studys_image_size(tmp_path):
     vit = {**POINTS[0], "model": "vit_b_16"}
     config = load(tmp_path, data={"image_size": 224}, space=None, points=[POINTS[0], vit])
     assert config.train_config(vit).model == "vit_b_16"
-    assert "needs images of at least 224 px" in str(
+    assert "takes images of exactly 224 px" in str(
         pytest.raises(StudyFileError, config.with_overrides, image_size=128).value
     )

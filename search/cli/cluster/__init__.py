@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from search.cli.common import (
     Command,
     add_compile,
     add_study_overrides,
     add_trials_per_worker,
+    line_flag,
+    path_flag,
     runs_from,
 )
 
@@ -19,9 +20,11 @@ from search.cli.common import (
 def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, required=True, help="tasks in the job array")
     parser.add_argument("--concurrent", type=int, metavar="K", help="tasks running at once")
-    parser.add_argument("--partition")
-    parser.add_argument("--account")
-    parser.add_argument("--time", help="each task's limit, in SLURM's format (e.g. 4:00:00)")
+    parser.add_argument("--partition", type=line_flag)
+    parser.add_argument("--account", type=line_flag)
+    parser.add_argument(
+        "--time", type=line_flag, help="each task's limit, in SLURM's format (e.g. 4:00:00)"
+    )
     parser.add_argument(
         "--gpus-per-worker",
         type=int,
@@ -29,12 +32,18 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
         "--device is not cpu; 0 runs workers on the CPU",
     )
     parser.add_argument("--cpus-per-worker", type=int)
-    parser.add_argument("--mem", help="per task, in SLURM's format (e.g. 32G)")
+    parser.add_argument("--mem", type=line_flag, help="per task, in SLURM's format (e.g. 32G)")
     parser.add_argument(
-        "--sbatch", action="append", default=[], metavar="ARG", help="any other sbatch option"
+        "--sbatch",
+        action="append",
+        type=line_flag,
+        default=[],
+        metavar="ARG",
+        help="any other sbatch option",
     )
     parser.add_argument(
         "--python",
+        type=line_flag,
         default=sys.executable,
         help="the interpreter the tasks run (default: this one, for clusters with shared homes)",
     )
@@ -58,7 +67,7 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _kubernetes_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_file", type=Path, metavar="STUDY.toml", help="the study file")
+    parser.add_argument("study_file", type=path_flag, metavar="STUDY.toml", help="the study file")
     parser.add_argument("--workers", type=int, required=True, help="worker pods")
     parser.add_argument(
         "--image", required=True, help="the image the Dockerfile builds, e.g. REGISTRY/hpsearch:TAG"
@@ -94,7 +103,7 @@ def _kubernetes_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_overrides(parser)
     add_compile(parser)
     add_trials_per_worker(parser)
-    parser.add_argument("-o", "--output", type=Path, help="write the YAML here, not to stdout")
+    parser.add_argument("-o", "--output", type=path_flag, help="write the YAML here, not to stdout")
 
 
 COMMANDS = {

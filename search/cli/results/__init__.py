@@ -6,7 +6,6 @@ report.py, export.py, trials.py and evaluate.py."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from search.cli.common import (
     Command,
@@ -17,6 +16,7 @@ from search.cli.common import (
     add_device,
     add_image_size,
     add_study,
+    path_flag,
     runs_from,
 )
 from search.results.export import WEIGHTS_SUFFIX
@@ -26,12 +26,17 @@ from search.studyfile.train_file import FORMATS
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
     add_study(parser, "repeatable")
     parser.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="FILE.html", help="where to write it"
+        "-o",
+        "--output",
+        type=path_flag,
+        required=True,
+        metavar="FILE.html",
+        help="where to write it",
     )
     add_artifacts(parser)
     parser.add_argument(
         "--png-dir",
-        type=Path,
+        type=path_flag,
         help="also write every figure as a PNG here (needs kaleido and a Chrome or Chromium)",
     )
 
@@ -46,7 +51,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_flag,
         metavar="FILE",
         help="write here (.toml, .json, .yaml or .yml); the best trial's kept weights, if any, "
         f"are copied beside it as NAME{WEIGHTS_SUFFIX}",
@@ -66,7 +71,7 @@ def _trials_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_flag,
         metavar="FILE.csv",
         help="write here (default: standard output)",
     )
@@ -75,7 +80,7 @@ def _trials_arguments(parser: argparse.ArgumentParser) -> None:
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "weights",
-        type=Path,
+        type=path_flag,
         metavar="WEIGHTS",
         help="weights.pt from train, or NAME.weights.pt from export",
     )
@@ -87,7 +92,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_flag,
         metavar="FILE.html",
         help="also write the confusion matrix as a self-contained Plotly page",
     )

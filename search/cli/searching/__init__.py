@@ -16,7 +16,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gpus", type=_gpu_list, help="GPUs to use, e.g. 0,2 (default: all)")
     parser.add_argument(
-        "--workers-per-gpu", type=int, default=1, help="workers on each GPU (default 1)"
+        # None: not given, so that a flag that cannot apply is refused (workers.py)
+        "--workers-per-gpu",
+        type=int,
+        help="workers on each GPU (default 1)",
     )
     add_study_overrides(parser)
     parser.add_argument(
@@ -61,12 +64,19 @@ def _exit_status(text: str) -> int:
 
 
 def _gpu_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+    """One or more GPU numbers, each once: an empty list (`--gpus "$UNSET"`) would mean no GPU at
+    all, and train on the CPU of a machine full of them."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdecimal() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected GPU numbers like 0,2 but got {text!r}")
+    gpus = [int(part) for part in parts]
+    repeated = sorted({gpu for gpu in gpus if gpus.count(gpu) > 1})
+    if repeated:
         raise argparse.ArgumentTypeError(
-            f"expected GPU numbers like 0,2 but got {text!r}"
-        ) from None
+            f"names GPU {repeated[0]} twice; for several workers on each GPU, give "
+            "--workers-per-gpu"
+        )
+    return gpus
 
 
 COMMANDS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.cli.common import Command, add_artifacts, runs_from
+from search.cli.common import Command, add_artifacts, line_flag, runs_from
 
 # By name, not as modules: this package's own dashboard and grpc_proxy (the handlers) would
 # replace search.serve's modules of the same names here once imported.
@@ -25,6 +25,7 @@ def port_number(text: str) -> int:
 def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
+        type=line_flag,
         default=DASHBOARD_HOST,
         help="address to bind (default 127.0.0.1; the dashboard has no login, "
         "so reach it from elsewhere through an SSH tunnel)",
@@ -42,7 +43,9 @@ def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _grpc_proxy_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=PROXY_HOST, help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", type=line_flag, default=PROXY_HOST, help="address to bind (default 127.0.0.1)"
+    )
     parser.add_argument(
         "--port",
         type=port_number,

@@ -4,7 +4,6 @@ out. Its handler: train.py."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from search.cli.common import (
     Command,
@@ -12,13 +11,14 @@ from search.cli.common import (
     add_epochs,
     add_image_size,
     add_run_settings,
+    path_flag,
     runs_from,
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=Path, help="settings file (TOML, JSON or YAML); flags override it"
+        "--config", type=path_flag, help="settings file (TOML, JSON or YAML); flags override it"
     )
     add_data(parser)
     add_image_size(parser)
