@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -178,8 +179,12 @@ def _check_finite(name: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number, but got {name}={value!r}", setting=name)
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, but got {name}={value}", setting=name)
+    # An integer past a float's range (10**400 in a JSON file) is no setting: math.isfinite
+    # would raise OverflowError on it
+    if isinstance(value, int) and abs(value) > sys.float_info.max or not math.isfinite(value):
+        digits = f"an integer of {len(str(abs(value)))} digits" if isinstance(value, int) else ""
+        shown = digits or f"{name}={value}"
+        raise ConfigError(f"{name} must be a finite number, but got {shown}", setting=name)
 
 
 def _check_range(name: str, value: float, low: float, high: float | None, unit: str = "") -> None:

@@ -12,7 +12,7 @@ import json
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import create_trial
+from optuna.trial import TrialState, create_trial
 
 import search
 from search.errors import StudyMismatchError
@@ -232,3 +232,17 @@ def test_a_study_whose_lr_is_not_a_positive_number_is_reported(tmp_path, capsys,
         assert [trace.name for trace in effect.data] == ["fast", "slow"]
     else:
         assert effect.layout.xaxis.type == "linear" and tuple(effect.layout.xaxis.range)[0] < 0
+
+
+def test_status_json_is_json_whatever_value_a_trial_holds(tmp_path, capsys):
+    # Optuna stores an infinite value; Python's json wrote it as `Infinity`, which JSON has not
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    optuna.create_study(study_name="inf", storage=url, direction="maximize").add_trial(
+        create_trial(state=TrialState.COMPLETE, value=float("inf"))
+    )
+
+    status, out, err = run_cli(capsys, "status", "--json", "--storage", url)
+
+    assert status == 0, err
+    [row] = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is no JSON"))
+    assert row["best_value"] is None

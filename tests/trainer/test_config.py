@@ -36,3 +36,9 @@ def test_a_model_built_for_one_side_refuses_any_other(model):
     with torch.device("meta"):  # the shapes only: no weights, no arithmetic
         network = build_model(3, torch.device("meta"), config.model).eval()
         assert network(torch.empty(2, 3, 224, 224)).shape == (2, 3)
+
+
+def test_an_integer_past_a_float_s_range_is_refused_as_no_finite_number():
+    # 10**400 in a JSON settings file: math.isfinite raised OverflowError, a traceback
+    with pytest.raises(ConfigError, match="lr must be a finite number, but got an integer of 401"):
+        TrainConfig(lr=10**400)
