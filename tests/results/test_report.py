@@ -213,9 +213,10 @@ def test_the_cli_writes_the_report_and_names_a_missing_study(small_search, tmp_p
     )
 
 
-def test_png_export_without_a_browser_says_so_and_keeps_the_html(
+def test_png_export_without_a_browser_is_refused_before_anything_is_written(
     small_search, tmp_path, capsys, monkeypatch
 ):
+    # The page, its dashboard copy and the study's note were written, then the run exited 1
     monkeypatch.setattr(png, "png_obstacle", lambda: "PNG export needs a Chrome or Chromium")
     out = tmp_path / "report.html"
     status = main(
@@ -231,8 +232,8 @@ def test_png_export_without_a_browser_says_so_and_keeps_the_html(
             str(tmp_path / "png"),
         ]
     )
-    assert status == 1 and "needs a Chrome" in capsys.readouterr().err
-    assert out.exists() and not (tmp_path / "png").exists()
+    assert status == 2 and "--png-dir: PNG export needs a Chrome" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "png").exists()
 
 
 @pytest.mark.browser

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from search.api import report as reporting
+from search.errors import ConfigError
 from search.results import png
 from trainer.outputs import check_output_folder
 
@@ -15,6 +16,9 @@ from trainer.outputs import check_output_folder
 def write_report(args: argparse.Namespace) -> int:
     if args.png_dir is not None:  # before the storage is opened, as write_report checks -o
         check_output_folder(args.png_dir, "--png-dir")
+        obstacle = png.png_obstacle()
+        if obstacle is not None:  # said before the page, its copy and the note are written
+            raise ConfigError(f"--png-dir: {obstacle}; or leave --png-dir out")
     report = reporting.write_report(
         args.study, args.output, storage=args.storage, artifacts=args.artifacts
     )
@@ -32,7 +36,7 @@ def write_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if written is None:
+    if written is None:  # kaleido or its browser went between the check and now
         print(f"hpsearch: no PNGs written: {png.png_obstacle()}", file=sys.stderr)
         return 1
     print(f"wrote {len(written)} PNG files into {args.png_dir}")
