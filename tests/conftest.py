@@ -16,7 +16,9 @@ cluster's tests ("slurm") and the tests that torch.compile ("torch-compile").
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -27,6 +29,7 @@ import torch
 from tests.helpers import mysql, postgres
 from tests.helpers.images import make_image_folder
 from tests.helpers.private_postgres import ClusterUnavailable, private_cluster
+from tests.helpers.small_disks import SmallDisks
 
 # A test that uses one of these fixtures, directly or through another fixture, gets the marker.
 MARKER_OF_FIXTURE = {
@@ -181,3 +184,12 @@ def private_postgres():
             yield cluster
     except ClusterUnavailable as error:
         pytest.skip(f"no private PostgreSQL cluster: {error}")
+
+
+@pytest.fixture
+def small_disks() -> Iterator[SmallDisks]:
+    """Folders on disks that fill up for real, unmounted after the test."""
+    disks = SmallDisks()
+    yield disks
+    for folder in disks.mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

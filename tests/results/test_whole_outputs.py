@@ -1,10 +1,11 @@
 """A file a results command writes over an earlier one is replaced whole or not at all: a write cut
-short (a disk that fills, here a limit on the size of the files this process writes) leaves the
+short (a disk that fills, or a limit on the size of the files this process writes) leaves the
 earlier report, table, settings file, confusion matrix or dashboard copy as it was, and says so
 in one line, where it left a truncated file and a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -66,19 +67,28 @@ def assert_kept(path: Path, earlier: bytes, err: str) -> None:
         ("export --study made -o {path}", "best.json"),
     ],
 )
-def test_a_write_cut_short_keeps_the_earlier_file(study_url, tmp_path, capsys, command, name):
-    path = tmp_path / "out" / name
+def test_a_write_on_a_full_disk_keeps_the_earlier_file(
+    study_url, tmp_path, capsys, small_disks, command, name
+):
+    # The output's folder on a disk that fills (the storage elsewhere: it writes a note, and its
+    # -shm file, which a size limit on every file of the process refused)
+    out = small_disks.mount(tmp_path / "out", "16m")
+    path = out / name
     argv = [*command.format(path=path).split(), "--storage", study_url]
     status, _, err = run_cli(capsys, *argv)
     assert status == 0, err
     path.chmod(0o640)  # shared with the group, say: the new file keeps that
     earlier = path.read_bytes()
+    filler = out / "filler"
+    with filler.open("wb", buffering=0) as file, contextlib.suppress(OSError):
+        while file.write(b"\0" * 4096):  # until no free block is left
+            pass
 
-    with files_limited_to(len(earlier) // 2):
-        status, out, err = run_cli(capsys, *argv)
+    status, out_text, err = run_cli(capsys, *argv)
 
-    assert status == 2, out + err
+    assert status == 2, out_text + err
     assert_kept(path, earlier, err)
+    filler.unlink()
     status, _, err = run_cli(capsys, *argv)  # with room again
     assert status == 0, err
     assert path.stat().st_mode & 0o777 == 0o640

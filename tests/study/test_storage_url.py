@@ -118,7 +118,9 @@ def test_an_unsupported_url_is_refused_by_open_storage_too():
 
 def test_a_missing_sqlite_file_is_refused_by_name_and_not_created(tmp_path):
     path = tmp_path / "typo.db"
-    with pytest.raises(StorageError, match=f"{path} does not exist.*only `hpsearch run`"):
+    with pytest.raises(
+        StorageError, match=f"{path} does not exist.*made by `hpsearch run` or `slurm`"
+    ):
         require_existing_storage(f"sqlite:///{path}")
     assert not path.exists()
 
@@ -164,7 +166,7 @@ def _tables(url: str) -> list[str]:
 
 
 def test_reading_a_database_without_studies_refuses_and_writes_no_table(pg_url):
-    with pytest.raises(StorageError, match="holds no studies.*only `hpsearch run`"):
+    with pytest.raises(StorageError, match="holds no studies.*made by `hpsearch run` or `slurm`"):
         open_storage(pg_url, create=False)
     assert _tables(pg_url) == []
     open_storage(pg_url)  # what run does: create it

@@ -1,9 +1,9 @@
-"""Fixtures of the trainer's tests: a small disk that really fills up."""
+"""A small disk that really fills up: tmpfs mounts of a few kB (the `small_disks` fixture of
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,11 +30,3 @@ class SmallDisks:
     def grow(self, folder: Path, size: str) -> None:
         """Room again, as when space is freed: the files written so far stay."""
         subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
-
-
-@pytest.fixture
-def small_disks() -> Iterator[SmallDisks]:
-    disks = SmallDisks()
-    yield disks
-    for folder in disks.mounted:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
