@@ -22,7 +22,7 @@ from search.serve import dashboard
 from search.serve.notes import attach_best_params, attach_report
 from search.study.storage import open_storage
 from tests.helpers.cli import listing
-from tests.helpers.dashboard import free_port, make_study
+from tests.helpers.dashboard import INTERRUPTIBLE_HPSEARCH, free_port, make_study
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -235,7 +235,7 @@ def test_the_dashboard_keeps_requests_off_the_terminal_unless_asked(tmp_path):
     make_study(url)
     logs = {}
     for flags in ((), ("--access-log",)):
-        command = [sys.executable, "-m", "search", "dashboard", "--storage", url]
+        command = [*INTERRUPTIBLE_HPSEARCH, "dashboard", "--storage", url]
         server, port = _serving([*command, "--artifacts", str(tmp_path / "art"), *flags])
         try:
             wait_for(f"http://127.0.0.1:{port}/dashboard/")
@@ -262,8 +262,6 @@ def _serving(command: list[str]) -> tuple[subprocess.Popen, int]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # A shell's background job starts with Ctrl-C ignored, and so would the server
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         if "dashboard on http://127.0.0.1" in server.stdout.readline():
             return server, port

@@ -6,23 +6,21 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 
 from search.serve.notes import attach_report
 from tests.helpers import ROOT
-from tests.helpers.dashboard import free_port, make_study
+from tests.helpers.dashboard import INTERRUPTIBLE_HPSEARCH, free_port, make_study
 
 
 def dashboard_output(url: str, artifacts) -> tuple[str, str]:
     """What `hpsearch dashboard` says on its two streams from its start to a Ctrl-C."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "search", "dashboard", "--storage", url]
+        [*INTERRUPTIBLE_HPSEARCH, "dashboard", "--storage", url]
         + ["--artifacts", str(artifacts), "--port", str(free_port())],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = server.stdout.readline() if server.stdout else ""
     if "dashboard on http://" in first:
