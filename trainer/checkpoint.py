@@ -11,8 +11,6 @@ import errno
 import logging
 import math
 import os
-import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from trainer.errors import ConfigError, NoSpaceLeft
 from trainer.files import CHECKPOINT_NAME
 from trainer.outputs import check_output_folder
 from trainer.sources import one_line
+from trainer.whole_files import TEMPORARY_NAME, replace_whole
 
 logger = logging.getLogger("trainer.checkpoint")
 # A temporary file no write has touched for this long belongs to a writer that died: a live writer's
@@ -32,8 +31,6 @@ logger = logging.getLogger("trainer.checkpoint")
 # and clocks a little apart on a shared mount). Age, not the writer's pid: checkpoint folders are
 # shared by workers on other machines and in containers, whose pids mean nothing here.
 ABANDONED_TEMPORARY_SECONDS = 15 * 60
-# The names write_atomically gives its temporary files (and mkstemp gave them before)
-_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 @dataclass
@@ -109,28 +106,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temporaries(path.parent)
-    handle, temporary = _new_temporary(path)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _new_temporary(path: Path) -> tuple[int, Path]:
-    """A new file beside `path`, named as `remove_abandoned_temporaries` knows them, with the mode
-    any file this process writes gets (0o666 less the umask): mkstemp's 0o600 made every
-    checkpoint, weights file and image cache unreadable to the rest of a team sharing a folder."""
-    while True:
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
-        except FileExistsError:  # another writer's, drawn by chance: draw again
-            continue
+    replace_whole(path, write)
 
 
 def _caused_by_full_disk(error: BaseException | None) -> bool:
@@ -150,7 +126,7 @@ def remove_abandoned_temporaries(
     removed = []
     now = time.time()
     for entry in os.scandir(folder):
-        if not _TEMPORARY_NAME.fullmatch(entry.name):
+        if not TEMPORARY_NAME.fullmatch(entry.name):
             continue
         try:
             if not entry.is_file(follow_symlinks=False):

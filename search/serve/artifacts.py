@@ -14,9 +14,7 @@ written or the dashboard has said where it serves.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +25,7 @@ from search import locations
 from search.errors import ConfigError
 from trainer.naming import named
 from trainer.outputs import check_output_folder
+from trainer.whole_files import replace_whole
 
 # How a report's copy is named and served, whatever its -o was called: the page is HTML either way
 REPORT_SUFFIX = ".html"
@@ -55,15 +54,8 @@ class ArtifactFolder:
         path = self.folder / f"{_checked(artifact_id)}{self.suffix}"
         # Written beside it and renamed over it: until the copy is whole the dashboard serves the
         # earlier one, and a copy cut short (a full disk) leaves that one, not half a page. The
-        # name starts with a dot, so `_stored` never takes it for an artifact.
-        temporary = self.folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            with temporary.open("wb") as file:
-                shutil.copyfileobj(content_body, file)
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        # temporary name starts with a dot, so `_stored` never takes it for an artifact.
+        replace_whole(path, lambda file: shutil.copyfileobj(content_body, file))
         for other in self._stored(artifact_id):  # an earlier copy under another name goes
             if other != path:
                 other.unlink(missing_ok=True)
