@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import json
 import signal
 import socket
 import sys
@@ -24,10 +23,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from optuna.storages import BaseStorage
 
-from search import attrs, locations
+from search import locations
 from search.errors import ServeError
 from search.serve.artifacts import ArtifactFolder, check_served_folder
-from search.serve.notes import artifact_store
+from search.serve.notes import artifact_records, artifact_store
 from search.study.storage import open_storage
 from search.url_secrets import masked
 
@@ -87,20 +86,8 @@ def warn_of_unserved_artifacts(storage: BaseStorage, store: ArtifactFolder) -> N
 
 
 def _artifact_ids(system_attrs: dict[str, Any]) -> list[str]:
-    """The ids of a study's artifacts, as upload_artifact records them in its system attributes
-    (JSON text); an entry the dashboard left null on a deletion, or another tool's of another
-    shape, names none."""
-    ids = []
-    for key, value in system_attrs.items():
-        if not key.startswith(attrs.ARTIFACTS_PREFIX) or not isinstance(value, str):
-            continue
-        try:
-            meta = json.loads(value)
-        except ValueError:
-            continue
-        if isinstance(meta, dict) and isinstance(meta.get("artifact_id"), str):
-            ids.append(meta["artifact_id"])
-    return ids
+    ids = [record.get("artifact_id") for record in artifact_records(system_attrs)]
+    return [artifact_id for artifact_id in ids if isinstance(artifact_id, str)]
 
 
 def serve_app(app: Callable[..., Any], host: str, port: int, *, access_log: bool) -> None:

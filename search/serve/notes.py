@@ -7,6 +7,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.artifacts import upload_artifact
@@ -86,12 +87,24 @@ def _study_artifacts(study: optuna.Study) -> dict[str, dict]:
     # Not optuna.artifacts.get_all_artifact_meta: it fails on the null entry the dashboard leaves
     # behind when someone deletes an artifact there.
     system_attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
-    metas = [
-        json.loads(value)
-        for key, value in system_attrs.items()
-        if key.startswith(attrs.ARTIFACTS_PREFIX)
-    ]
-    return {meta["filename"]: meta for meta in metas if meta}
+    return {meta["filename"]: meta for meta in artifact_records(system_attrs)}
+
+
+def artifact_records(system_attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The artifacts' records among a study's system attributes, as upload_artifact writes them
+    (JSON text); the null entry the dashboard leaves on a deletion, or another tool's entry of
+    another shape, is none."""
+    records = []
+    for key, value in system_attrs.items():
+        if not key.startswith(attrs.ARTIFACTS_PREFIX) or not isinstance(value, str):
+            continue
+        try:
+            record = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def best_trial_line(study: optuna.Study) -> str:
