@@ -183,6 +183,18 @@ def test_the_api_checks_what_it_writes_and_trains_before_any_work_naming_its_key
         search.run_study(study_file, trials_per_worker=10**12, device="cpu", storage=storage)
     with _refused(f"^workers must be at most 256, but got {10**12}"):
         search.run_study(study_file, workers=10**12, device="cpu", storage=storage)
+    # what `hpsearch run` refuses: two workers on one GPU by naming it twice, every GPU left idle
+    # by an empty list (which had trained on the CPU), settings that could not act
+    with _refused(r"^gpus names GPU 0 twice; for several workers on each GPU, give workers_per"):
+        search.run_study(study_file, gpus=[0, 0], storage=storage)
+    with _refused(r"^gpus is empty, which would leave every GPU idle"):
+        search.run_study(study_file, gpus=[], storage=storage)
+    with _refused(r"^gpus must be a list of GPU numbers like \[0, 2\], not '0,1'"):
+        search.run_study(study_file, gpus="0,1", storage=storage)  # type: ignore[arg-type]
+    with _refused("^create_only starts no worker, so workers would do nothing"):
+        search.run_study(study_file, workers=2, create_only=True, storage=storage)
+    with _refused("^workers_per_gpu places workers on GPUs, which device='cpu' does not use"):
+        search.run_study(study_file, workers_per_gpu=2, device="cpu", storage=storage)
     with _refused(r"does not exist .*; check the path or storage: "):
         search.status(storage=storage)
     shared = tmp_path / "shared.toml"

@@ -12,7 +12,7 @@ import optuna
 
 from search import locations
 from search.errors import ConfigError
-from search.launch.forking import start_worker_server, will_fork_workers
+from search.launch.forking import check_local_workers, start_worker_server, will_fork_workers
 from search.run.log import LOG_FORMATS
 from search.run.options import WorkerOptions
 from search.run.request import Request, StoredStudy
@@ -20,6 +20,10 @@ from search.study.storage import check_reachable, check_storage_url
 from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig, load_study_config
 from trainer.naming import given, named
 from trainer.source_names import check_data_source
+
+# The settings that place local workers on GPUs, which only these devices use (search.launch.local)
+GPU_SETTINGS = ("gpus", "workers_per_gpu")
+GPU_DEVICES = ("auto", "cuda")
 
 
 def run_study(
@@ -33,7 +37,7 @@ def run_study(
     image_size: int | None = None,
     workers: int | None = None,
     gpus: list[int] | None = None,
-    workers_per_gpu: int = 1,
+    workers_per_gpu: int | None = None,
     device: str = "auto",
     compile: bool = False,
     cache_dir: str | Path | None = None,
@@ -57,6 +61,17 @@ def run_study(
     `progress` shows progress bars, `log_format` ("text" or "json") a line per event instead;
     `create_only` creates (or checks) the study and sets its budget without training.
     """
+    _refuse_settings_that_do_nothing(
+        create_only,
+        device,
+        workers=workers,
+        gpus=gpus,
+        workers_per_gpu=workers_per_gpu,
+        compile=compile,
+        trials_per_worker=trials_per_worker,
+    )
+    per_gpu = 1 if workers_per_gpu is None else workers_per_gpu
+    check_local_workers(workers, gpus, per_gpu)
     request, options = checked_setup(
         study_file,
         study=study,
@@ -95,8 +110,26 @@ def run_study(
             options,
             workers=workers,
             gpus=gpus,
-            workers_per_gpu=workers_per_gpu,
+            workers_per_gpu=per_gpu,
             trials=trials,
+        )
+
+
+def _refuse_settings_that_do_nothing(create_only: bool, device: str, **settings: object) -> None:
+    """A setting of the workers that cannot apply is refused, not dropped: whoever gave it expects
+    it to act. `settings`: the workers' keywords, None or False where not given."""
+    chosen = [keyword for keyword, value in settings.items() if value not in (None, False)]
+    if create_only and chosen:
+        raise ConfigError(
+            f"{named('create_only')} starts no worker, so {named(chosen[0])} would do nothing; "
+            "leave one of them out"
+        )
+    on_gpus = [keyword for keyword in GPU_SETTINGS if settings.get(keyword) is not None]
+    if on_gpus and device not in GPU_DEVICES:
+        choices = " or ".join(given("device", choice) for choice in GPU_DEVICES)
+        raise ConfigError(
+            f"{named(on_gpus[0])} places workers on GPUs, which {given('device', device)} "
+            f"does not use: leave {named(on_gpus[0])} out, or give {choices}"
         )
 
 

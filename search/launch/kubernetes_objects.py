@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.errors import LaunchError
+from search.run.log import LOG_FORMATS
 from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig
+from search.studyfile.sections import MAX_TRIALS
 
 APP = "hpsearch"
 STORAGE_KEY = "url"  # the key of the storage URL in the storage Secret
@@ -114,6 +116,12 @@ class KubernetesJob:
 
     def __post_init__(self) -> None:
         _check_between("--workers", self.workers, 1, MAX_INDEXED_COMPLETIONS)
+        if self.trials is not None:  # else the creator's `run --trials` fails in its pod
+            _check_between("--trials", self.trials, 1, MAX_TRIALS)
+        if self.log_format not in LOG_FORMATS:  # else every worker's pod fails as it starts
+            raise LaunchError(
+                f"--log-format must be one of {', '.join(LOG_FORMATS)}, but got {self.log_format!r}"
+            )
         if self.trials_per_worker is not None:
             _check_between("--trials-per-worker", self.trials_per_worker, 1, MAX_TRIALS_PER_WORKER)
         if self.gpus_per_worker not in (0, 1):

@@ -22,7 +22,7 @@ import optuna
 import torch
 
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
-from search.launch.forking import start_worker_server
+from search.launch.forking import check_local_workers, start_worker_server
 from search.launch.inherited import Inherited
 from search.launch.watched import Watched
 from search.run.joining import Joined, join
@@ -37,10 +37,6 @@ from search.studyfile import StudyConfig
 from search.url_secrets import masked
 from trainer.naming import flag_naming, flags_named, named
 
-# Each local worker is a process with torch, the study's data and a network (1 GB at its peak,
-# measured training at 32 px), so 256 of them need a quarter of a TB; a typo's extra zeros
-# (--workers 10**12) would otherwise plan a slot for each, growing this process's memory for good.
-MAX_LOCAL_WORKERS = 256
 # A worker's exit on a second Ctrl-C, as a shell reports a command SIGINT ended (128 + 2)
 INTERRUPTED_EXIT = 130
 
@@ -61,17 +57,7 @@ def plan_workers(
     cpu_count: int,
 ) -> list[WorkerSlot]:
     """Spread the workers over the chosen GPUs (all by default), or over the CPU cores."""
-    if workers is not None and workers < 1:
-        raise LaunchError(f"{named('workers')} must be at least 1, but got {workers}")
-    if workers_per_gpu < 1:
-        raise LaunchError(
-            f"{named('workers_per_gpu')} must be at least 1, but got {workers_per_gpu}"
-        )
-    for keyword, count in (("workers", workers), ("workers_per_gpu", workers_per_gpu)):
-        if count is not None and count > MAX_LOCAL_WORKERS:
-            raise LaunchError(
-                f"{named(keyword)} must be at most {MAX_LOCAL_WORKERS}, but got {count}"
-            )
+    check_local_workers(workers, gpus, workers_per_gpu)
     if gpus is not None:
         missing = [gpu for gpu in gpus if not 0 <= gpu < gpu_count]
         if missing:

@@ -24,6 +24,7 @@ turns them off and is dropped. So the lines built from names a user chose are qu
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -52,6 +53,12 @@ TASK_DEVICES = ("auto", "cpu", "cuda", "cuda:0")
 # What no `#SBATCH --output` can name: a directive ends at the line's end, and a backslash in the
 # path makes SLURM drop every backslash and leave %A and %a unexpanded
 UNNAMEABLE_IN_OUTPUT = {"\n": "a line break", "\\": "a backslash"}
+# The most seconds `--signal=B:USR1@SECONDS` takes: sbatch refuses more, once the study is made
+MAX_SIGNAL_SECONDS = 65535
+# How much sooner than asked SLURM may send that signal ("up to 60 seconds earlier", sbatch(1))
+SIGNAL_EARLY_SECONDS = 60
+# SLURM's time formats: minutes[:seconds], hours:minutes:seconds, days-hours[:minutes[:seconds]]
+_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,12 @@ class SlurmJob:
             raise LaunchError(
                 f"--cpus-per-worker must be at least 1, but got {self.cpus_per_worker}"
             )
-        if self.signal_seconds < 1:
-            raise LaunchError(f"--signal-seconds must be positive, but got {self.signal_seconds}")
+        if not 1 <= self.signal_seconds <= MAX_SIGNAL_SECONDS:
+            raise LaunchError(
+                f"--signal-seconds must be 1 to {MAX_SIGNAL_SECONDS}, but got {self.signal_seconds}"
+            )
+        self._check_lines()
+        self._check_time_left()
         if self.device not in TASK_DEVICES:
             raise LaunchError(
                 f"--device must be one of {', '.join(TASK_DEVICES)} for SLURM's tasks, but got "
@@ -98,6 +109,42 @@ class SlurmJob:
             )
         if self.gpus_per_worker is not None:
             task_device(self, self.gpus_per_worker)  # the flags' own combination, before sinfo
+
+    def _check_lines(self) -> None:
+        """A setting written into a line of the script says something, on that line alone: an
+        empty --python wrote a script whose every task failed, a line break a line of its own."""
+        lines = {"--partition": self.partition, "--account": self.account, "--time": self.time}
+        lines |= {"--mem": self.mem, "--python": self.python}
+        for flag, value in [*lines.items(), *(("--sbatch", value) for value in self.sbatch)]:
+            if value is not None and not value.strip():
+                raise LaunchError(f"{flag} is empty: give a value")
+            if value is not None and ("\n" in value or "\r" in value):
+                raise LaunchError(f"{flag} must be one line, but got {value!r}")
+
+    def _check_time_left(self) -> None:
+        """A time limit the stop warning fills: each task would stop as it starts, requeued."""
+        seconds = time_limit_seconds(self.time) if self.time is not None else None
+        if seconds is not None and seconds <= self.signal_seconds + SIGNAL_EARLY_SECONDS:
+            raise LaunchError(
+                f"--time {self.time} ({seconds} s) leaves the tasks no time to train before SLURM "
+                f"warns them to stop, --signal-seconds {self.signal_seconds} before it (or up to "
+                f"{SIGNAL_EARLY_SECONDS} s sooner): each would stop and be requeued without end; "
+                "give a longer --time or a smaller --signal-seconds"
+            )
+
+
+def time_limit_seconds(time: str) -> int | None:
+    """A time limit in SLURM's format as seconds; None for no limit (0, UNLIMITED) or a format
+    this does not read, left to sbatch to judge."""
+    found = _TIME.fullmatch(time.strip())
+    if found is None:
+        return None
+    days, *clock = found.groups()
+    parts = [int(part) for part in clock if part is not None]
+    if days is None and len(parts) < 3:  # minutes[:seconds]
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts + [0] * (3 - len(parts))
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds or None  # 0: no limit
 
 
 def check_shared(config: StudyConfig, options: WorkerOptions) -> Path:
@@ -200,6 +247,7 @@ def _resources(job: SlurmJob, gpus: int) -> list[str]:
         "--partition": job.partition,
         "--account": job.account,
         "--time": job.time,
+        "--ntasks": 1,  # one worker a task; SLURM 23.11 refuses --gpus-per-task without a count
         "--cpus-per-task": job.cpus_per_worker,
         "--gpus-per-task": gpus or None,
         "--mem": job.mem,

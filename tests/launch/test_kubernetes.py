@@ -157,6 +157,21 @@ def test_workers_log_a_line_per_event_in_the_format_asked(capsys, log_format):
     assert worker["args"][worker["args"].index("--log-format") + 1] == log_format
 
 
+@pytest.mark.parametrize(
+    "setting, expect",
+    [
+        ({"log_format": "xml"}, "--log-format must be one of text, json, but got 'xml'"),
+        ({"trials": 0}, "--trials must be at least 1, but got 0"),
+        ({"trials": 10**7}, "--trials must be at most 1000000"),
+    ],
+)
+def test_the_python_api_is_refused_what_the_command_line_is(setting, expect):
+    """The command's parser and study file refuse these; a KubernetesJob made in Python rendered
+    them, and every worker's (or the creator's) pod failed as it started."""
+    with pytest.raises(LaunchError, match=re.escape(expect)):
+        KubernetesJob(workers=1, image="hpsearch:latest", **setting)
+
+
 def test_workers_train_as_many_trials_at_once_as_asked(capsys):
     documents = render(capsys, "--trials-per-worker", "3")
     (worker,) = pod_spec(job(documents, "workers"))["containers"]

@@ -69,6 +69,16 @@ def test_cpu_workers_share_the_cores():
         (None, None, 1000, 2, "workers_per_gpu must be at most 256", "--workers-per-gpu must"),
         (None, [0, 5], 1, 2, "gpus names GPU(s) [5] but this machine has 2", "--gpus names"),
         (None, [0], 1, 0, "leave gpus out to use the CPU", "leave --gpus out"),
+        # an empty list had trained one worker on the CPU of a machine with GPUs
+        (None, [], 1, 2, "gpus is empty, which would leave every GPU idle", "--gpus is empty"),
+        (
+            None,
+            [1, 0, 1],
+            1,
+            2,
+            "gpus names GPU 1 twice; for several workers on each GPU, give workers_per_gpu",
+            "give --workers-per-gpu",
+        ),
     ],
 )
 def test_workers_that_do_not_fit_the_machine_are_refused_by_keyword_or_flag(

@@ -50,6 +50,7 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
         "#SBATCH --partition=gpu",
         "#SBATCH --account=lab",
         "#SBATCH --time=4:00:00",
+        "#SBATCH --ntasks=1",
         "#SBATCH --cpus-per-task=8",
         "#SBATCH --gpus-per-task=1",
         "#SBATCH --mem=32G",

@@ -5,8 +5,12 @@ test_slurm_tasks.py runs such scripts on the real one."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from search.errors import LaunchError
+from search.launch.slurm import SlurmJob
 from search.run.paths import slug
 from tests.helpers.slurm import fake_slurm, run_cli, tables_in
 from tests.helpers.studies import write_study
@@ -72,7 +76,8 @@ def test_the_tasks_train_on_the_device_asked_and_wait_for_the_storage_as_long(
         capsys, tmp_path, image_folder, "--device", "cuda", "--gpus-per-worker", "1",
         "--wait-for-storage", "1200",
     )  # fmt: skip
-    assert "#SBATCH --gpus-per-task=1" in script
+    # SLURM 23.11 refuses --gpus-per-task without a task count
+    assert "#SBATCH --gpus-per-task=1" in script and "#SBATCH --ntasks=1" in script
     assert worker_line(script).endswith(" --device cuda --no-progress --wait-for-storage 1200 &")
 
 
@@ -123,3 +128,38 @@ def test_a_device_the_tasks_gpus_do_not_fit_is_refused_before_anything_is_made(
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert expect in err and "--device" in err
     assert tables_in(pg_url) == 0 and not (tmp_path / "ckpt" / "slurm-logs").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, expect",
+    [
+        ({"partition": ""}, "--partition is empty: give a value"),
+        ({"python": " "}, "--python is empty: give a value"),
+        ({"time": "4:00:00\necho another line"}, "--time must be one line"),
+        ({"sbatch": ("--qos=low", "--comment=a\rb")}, "--sbatch must be one line"),
+        ({"mem": "32G\n#SBATCH --exclusive"}, "--mem must be one line"),
+        ({"signal_seconds": 65536}, "--signal-seconds must be 1 to 65535"),
+    ],
+)
+def test_a_job_made_in_python_is_refused_what_the_command_line_is(setting, expect):
+    """The command's parser refuses these; a SlurmJob made in Python wrote them into the script
+    (an #SBATCH line of its own, an empty interpreter) or had sbatch refuse it once the study was
+    made."""
+    with pytest.raises(LaunchError, match=re.escape(expect)):
+        SlurmJob(workers=2, **setting)
+
+
+@pytest.mark.parametrize("time", ["2", "4", "1:30", "0:04:00"])
+def test_a_time_limit_the_stop_warning_fills_is_refused(tmp_path, image_folder, capsys, time):
+    """SLURM sends the warning at once where the limit is shorter than it (seen: 3 s into a task
+    of --time 2 and the default 180 s): each task stopped as it started and was requeued, without
+    end. A dry run, so that a regression submits nothing: the check is the job's, made first."""
+    study = write_study(tmp_path, image_folder, name="short")
+    (tmp_path / "ckpt").mkdir()
+    flags = ["--workers", "1", "--storage", STORAGE, "--checkpoint-dir", "ckpt", "--time", time]
+    status, out, err = run_cli(capsys, "slurm", study, *flags, "--dry-run")
+    assert (status, out) == (2, "") and len(err.strip().splitlines()) == 1, err
+    assert f"--time {time} (" in err and "give a longer --time or a smaller --signal-seconds" in err
+    # a limit that leaves time to train, or a smaller warning, is taken
+    assert SlurmJob(workers=1, time="5").time == "5"
+    assert SlurmJob(workers=1, time=time, signal_seconds=10).signal_seconds == 10

@@ -10,28 +10,16 @@ import sys
 from typing import Any
 
 from search.api import searching
-from search.errors import ConfigError
 from search.results.status import format_status, study_status
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS, WorkerOptions
 from search.run.request import Request, requested_name
 from search.run.stopping import stop_on_signals
 from search.study.optuna_compat import storage_of
 
-# run's flags that say how its local workers run, which --create-only starts none of
-WORKER_FLAGS = {
-    "workers": "--workers",
-    "gpus": "--gpus",
-    "workers_per_gpu": "--workers-per-gpu",
-    "compile": "--compile",
-    "trials_per_worker": "--trials-per-worker",
-}
-# run's flags that place workers on GPUs, which only these devices use (search.launch.local)
-GPU_FLAGS = {"gpus": "--gpus", "workers_per_gpu": "--workers-per-gpu"}
-GPU_DEVICES = ("auto", "cuda")
-
 
 def run(args: argparse.Namespace) -> int:
-    _refuse_flags_that_do_nothing(args)
+    # A flag that cannot apply (--create-only --workers 2, --device cpu --gpus 0) is refused by
+    # run_study, as a notebook's keyword is
     study = searching.run_study(
         args.study_file,
         study=args.study,
@@ -42,29 +30,12 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         workers=args.workers,
         gpus=args.gpus,
-        workers_per_gpu=1 if args.workers_per_gpu is None else args.workers_per_gpu,
+        workers_per_gpu=args.workers_per_gpu,
         create_only=args.create_only,
         **_worker_settings(args, 0),
     )
     print(format_status(study_status(storage_of(study), study.study_name)))
     return 0
-
-
-def _refuse_flags_that_do_nothing(args: argparse.Namespace) -> None:
-    """A flag that cannot apply is refused, not dropped: whoever typed it expects it to act."""
-    given = [
-        flag for name, flag in WORKER_FLAGS.items() if getattr(args, name) not in (None, False)
-    ]
-    if args.create_only and given:
-        raise ConfigError(
-            f"--create-only starts no worker, so {given[0]} would do nothing; leave one of them out"
-        )
-    on_gpus = [flag for name, flag in GPU_FLAGS.items() if getattr(args, name) is not None]
-    if on_gpus and args.device not in GPU_DEVICES:
-        raise ConfigError(
-            f"{on_gpus[0]} places workers on GPUs, which --device {args.device} does not use: "
-            f"leave {on_gpus[0]} out, or give --device {' or '.join(GPU_DEVICES)}"
-        )
 
 
 def worker(args: argparse.Namespace) -> int:
