@@ -11,6 +11,7 @@ data against the study's fingerprint; only then is a new storage or study create
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from search.study.writable import check_may_create, check_writable
 from search.studyfile import StudyConfig
 from trainer.data import ImageData
 from trainer.outputs import check_output_folder
+
+logger = logging.getLogger("hpsearch.worker")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ def join(
     study = created_or_checked(config, storage, study, data_fingerprint)
     if trials is not None:
         set_budget(study, trials)
+    if create and (idle := config.idle_pruner()):  # said once, by whoever starts the search
+        logger.warning(idle)
     return Joined(config, storage, with_sampler(study, config), data)
 
 

@@ -65,6 +65,30 @@ class StudyConfig:
         space or the points name models)."""
         return TrainConfig(**{**self.train.to_dict(), **unset_unless_given(factors)})
 
+    def idle_pruner(self) -> str | None:
+        """Why the pruner can stop no trial before its last epoch, or None. Such a pruner runs
+        every trial to its end, as kind "none" would, and nothing else would say so."""
+        pruner, epochs = self.pruner, self.train.epochs
+        if pruner.kind == "none":
+            return None
+        idle = f"pruner {pruner.kind!r} will stop no trial early: "
+        if pruner.kind in ("median", "percentile"):
+            if pruner.startup_trials >= self.study.trials:  # Optuna's n_startup_trials
+                return idle + (
+                    f"it waits for {pruner.startup_trials} finished trial(s) "
+                    f"(pruner.startup_trials), but the budget is {self.study.trials}; give "
+                    f"pruner.startup_trials below {self.study.trials}"
+                )
+            first, setting = max(pruner.warmup_epochs, 1), "warmup_epochs"
+        else:  # halving, hyperband, asha: the first rung
+            first, setting = pruner.min_epochs, "min_epochs"
+        if first < epochs:
+            return None
+        return idle + (
+            f"it first compares trials at epoch {first} (pruner.{setting}), but they train "
+            f"{epochs} epoch(s); give pruner.{setting} below {epochs}, or more epochs"
+        )
+
     def with_overrides(
         self,
         *,

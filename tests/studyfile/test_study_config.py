@@ -99,6 +99,48 @@ def test_each_shipped_study_loads(path: Path) -> None:
     )
     runs = [config.train_config(point) for point in config.points + config.warm_start]
     assert all(isinstance(run, TrainConfig) for run in runs)
+    assert config.idle_pruner() is None  # a shipped study's pruner, if any, can stop trials
+
+
+@pytest.mark.parametrize(
+    "pruner, epochs, trials, idle",
+    [
+        ({"kind": "median", "warmup_epochs": 2}, 3, 10, None),
+        ({"kind": "median", "warmup_epochs": 0}, 2, 10, None),
+        (
+            {"kind": "median", "warmup_epochs": 2},
+            2,
+            10,
+            "it first compares trials at epoch 2 (pruner.warmup_epochs), but they train 2 "
+            "epoch(s); give pruner.warmup_epochs below 2, or more epochs",
+        ),
+        ({"kind": "percentile", "warmup_epochs": 0}, 1, 10, "at epoch 1 (pruner.warmup_epochs)"),
+        (
+            {"kind": "median", "warmup_epochs": 0, "startup_trials": 5},
+            4,
+            5,
+            "it waits for 5 finished trial(s) (pruner.startup_trials), but the budget is 5; "
+            "give pruner.startup_trials below 5",
+        ),
+        ({"kind": "median", "warmup_epochs": 0, "startup_trials": 4}, 4, 5, None),
+        ({"kind": "asha", "min_epochs": 4}, 4, 10, "at epoch 4 (pruner.min_epochs)"),
+        ({"kind": "hyperband", "min_epochs": 5}, 3, 10, "at epoch 5 (pruner.min_epochs)"),
+        ({"kind": "halving", "min_epochs": 2}, 3, 10, None),
+        ({"kind": "none"}, 1, 1, None),
+    ],
+)
+def test_a_pruner_that_can_stop_no_trial_early_is_named(
+    tmp_path: Path, pruner: dict[str, Any], epochs: int, trials: int, idle: str | None
+) -> None:
+    """Optuna runs such a pruner without a word: every trial trains to its end, as with none."""
+    document = study(pruner=pruner, train={"epochs": epochs})
+    document["study"]["trials"] = trials
+    found = load_study_config(write(tmp_path, document)).idle_pruner()
+    if idle is None:
+        assert found is None
+    else:
+        assert found is not None and idle in found, found
+        assert found.startswith(f"pruner {pruner['kind']!r} will stop no trial early: ")
 
 
 def test_shipped_studies_have_distinct_names() -> None:
