@@ -121,7 +121,7 @@ class WorkerLog:
             f"{time.time() - silent_since:.0f} s; if it is still silent at {until}, the trial "
             "counts as dead and is resumed here"
         )
-        self._emit("waiting", message, attention=True, trial=trial.number)
+        self._emit("waiting", message, attention=True, trial=trial.number, message=message)
 
     def taken_away(self, number: int, reason: object) -> None:
         """A trial this worker ran that another worker failed meanwhile, taking it for dead;
@@ -136,7 +136,8 @@ class WorkerLog:
         )
 
     def note(self, message: str) -> None:
-        self._emit("note", message, attention=True)
+        # A note has no fields but its words: a JSON line without them would say nothing
+        self._emit("note", message, attention=True, message=message)
 
     def ended(self, *, finished: int, left_to_resume: int, why: str) -> None:
         self._emit(
@@ -191,13 +192,14 @@ def log_warnings(log_format: str | None) -> None:
     JSON log stays one object a line: one handler per logger, of the format asked for last (a
     second worker in the process replaces the first one's, so each warning is one line)."""
     log = WorkerLog(log_format, None)  # a format it does not know is refused before any work
-    if log_format is None:
-        return  # on a terminal, logging's own last-resort line is what a person reads
     for name in ("hpsearch", "trainer"):
         logger = logging.getLogger(name)
         for handler in [h for h in logger.handlers if isinstance(h, _LogHandler)]:
             logger.removeHandler(handler)
-        logger.addHandler(_LogHandler(log))
+        # Without a format (a terminal), logging's own last-resort line is what a person reads:
+        # a notebook's earlier JSON search must not leave its handler to this one
+        if log_format is not None:
+            logger.addHandler(_LogHandler(log))
 
 
 def trial_fields(trial: FrozenTrial, reason: str | None = None) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from search.errors import ConfigError
+
 UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -26,14 +28,20 @@ def slug(name: str) -> str:
 
 
 def safe_child(root: str | Path, name: str) -> Path:
-    """The folder `root/slug(name)`, refused if it would not be a direct child of `root`."""
+    """The folder `root/slug(name)`, refused if it would not be a direct child of `root`: a
+    ConfigError (a ValueError too), which a command prints as one line."""
     folder_name = slug(name)
     if folder_name in ("", ".", ".."):
-        raise ValueError(
+        raise ConfigError(
             f"name {name!r} makes no folder name; use letters, digits, '.', '_' or '-'"
         )
     resolved_root = Path(root).resolve()
     child = (resolved_root / folder_name).resolve()
     if child.parent != resolved_root:  # a symlink planted under root could still point elsewhere
-        raise ValueError(f"folder for name {name!r} resolves to {child}, outside {resolved_root}")
+        # Also a user's own link, made to move a study's files to a larger disk
+        raise ConfigError(
+            f"folder {resolved_root / folder_name} for name {name!r} is a link to {child}, outside "
+            f"{resolved_root}; move the folder itself back there, or move all of {resolved_root} "
+            "to the other disk and point the checkpoint folder at it"
+        )
     return child

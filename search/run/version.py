@@ -14,7 +14,8 @@ def code_version() -> str:
         version = metadata.version("hpsearch")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    commit = _git_commit(Path(__file__).resolve().parent.parent)
+    # The checkout's top holds search/, which holds run/, which holds this file
+    commit = _git_commit(Path(__file__).resolve().parents[2])
     return f"{version}+{commit}" if commit else version
 
 

@@ -6,11 +6,17 @@ import os
 import pickle
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
+from search.cli import main
 from search.run.paths import safe_child, slug
+from search.study.recorded import study_id
+from tests.helpers.studies import write_study
 from trainer import checkpoint
+
+NAME = "test-study"
 
 
 @pytest.mark.parametrize(
@@ -51,6 +57,27 @@ def test_a_symlink_planted_in_the_root_is_refused(tmp_path):
     (root / "study").symlink_to(outside, target_is_directory=True)
     with pytest.raises(ValueError, match="outside"):
         safe_child(root, "study")
+
+
+def test_a_study_folder_linked_to_another_disk_stops_the_worker_with_one_line(
+    tmp_path, image_folder, cache_dir, capsys
+):
+    # A user who moved a study's checkpoints to a larger disk and linked them back: refused, as
+    # one line, before any trial starts (it was a ValueError's traceback)
+    path = write_study(tmp_path, image_folder, trials=1, epochs=1)
+    flags = ["--storage", f"sqlite:///{tmp_path / 's.db'}", "--device", "cpu"]
+    assert main(["run", str(path), *flags, "--create-only"]) == 0
+    root, disk = tmp_path / "checkpoints", tmp_path / "larger-disk"
+    root.mkdir()
+    disk.mkdir()
+    study = optuna.load_study(study_name=NAME, storage=flags[1])
+    (root / f"{NAME}-{study_id(study)[:8]}").symlink_to(disk, target_is_directory=True)
+    capsys.readouterr()
+    flags += ["--cache-dir", str(cache_dir), "--checkpoint-dir", str(root), "--no-progress"]
+    assert main(["run", str(path), *flags]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"hpsearch: error: folder {root}/{NAME}-") and f"link to {disk}" in last
+    assert not study.trials, "no trial started"
 
 
 class RunsCode:

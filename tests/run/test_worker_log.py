@@ -15,7 +15,7 @@ import pytest
 
 from search import attrs
 from search.cli import main
-from search.run.log import log_warnings
+from search.run.log import WorkerLog, log_warnings
 from search.study.space import suggest
 from search.studyfile import load_study_config
 from tests.helpers.studies import write_study
@@ -115,3 +115,18 @@ def test_warnings_of_hpsearch_and_the_trainer_are_lines_of_the_log(capfd):
         ("warning", "hpsearch.storage", "storage unreachable; retrying in 5 s"),
         ("warning", "trainer.checkpoint", "checkpoint set aside"),
     ]
+
+    log_warnings(None)  # a later search in the process (a notebook's) logs to a terminal
+    logging.getLogger("trainer.checkpoint").warning("checkpoint set aside")
+    assert '"event": "warning"' not in capfd.readouterr().err
+
+
+def test_a_note_in_a_json_log_carries_its_words(capfd):
+    # A note (a stop asked for, a trial taken away, weights not saved) has nothing but its words
+    log = WorkerLog("json", NAME)
+    log.note("SIGTERM: stopping at a clean point")
+    log.taken_away(3, "its worker sent no heartbeat for 60 s")
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    assert [(record["event"], record["study"]) for record in records] == [("note", NAME)] * 2
+    assert records[0]["message"] == "SIGTERM: stopping at a clean point"
+    assert records[1]["message"].startswith("trial 3 was failed meanwhile by another worker (its")
