@@ -1,4 +1,4 @@
-"""A damaged SQLite file, named as such, with what to do.
+"""A damaged SQLite file, or one on a full disk, named as such, with what to do.
 
 A corrupted page of a study's SQLite file otherwise shows as Optuna's "invalid data in the commit,
 e.g. exceeding max length" traceback when a read or write reaches it, or not at all when none does.
@@ -6,35 +6,31 @@ SQLite's `PRAGMA quick_check` walks every page of the file: a few tens of millis
 of thousands of trials (27 ms for 3,000 trials of 20 epochs, a 21 MB file; 105 ms for 10,000,
 69 MB), so it runs whenever a command opens an existing file (search.study.storage), when a worker
 ends, and when a storage call on the file fails with a database error (search.study.resilience).
+A file whose disk is full is no damage: SQLite refuses to write it ("database or disk is full"),
+or to make the index it keeps beside a WAL file ("disk I/O error"), and says so in one line too.
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import sqlite3
 from pathlib import Path
 
-import sqlalchemy
-
-from search.errors import StorageDamaged, error_chain
-from trainer.naming import given
+from search.errors import StorageDamaged, StorageError, error_chain
+from search.locations import sqlite_file as sqlite_file  # where search.study.writable reads it
+from trainer.naming import given, named
 
 # Problems quick_check lists at most: the first names the damage, the count says how much more
 QUICK_CHECK_ROWS = 10
-
-
-def sqlite_file(parsed: sqlalchemy.URL) -> Path | None:
-    """The file a SQLite URL names; None for other databases and in-memory SQLite."""
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
 
 
 def quick_check(path: Path) -> list[str]:
     """What `PRAGMA quick_check` finds wrong with the SQLite file at `path`; empty when nothing.
 
     Read only (a file is never made), in a read transaction of its own: in WAL mode it waits for
-    no writer. A page too damaged to walk makes the check itself fail, with the reason."""
+    no writer. A page too damaged to walk makes the check itself fail, with the reason; a disk too
+    full for SQLite to open the file is StorageError (`full_disk`)."""
     try:
         connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
     except sqlite3.Error as error:  # it cannot even be opened: not ours to judge
@@ -42,6 +38,9 @@ def quick_check(path: Path) -> list[str]:
     try:
         rows = connection.execute(f"PRAGMA quick_check({QUICK_CHECK_ROWS})").fetchall()
     except sqlite3.DatabaseError as error:
+        full = full_disk(path, error)
+        if full is not None:
+            raise full from None
         return [str(error)]
     finally:
         connection.close()
@@ -56,8 +55,20 @@ def check_intact(path: Path) -> None:
         raise damaged(path, found)
 
 
+# The first bytes of every SQLite database file
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def damaged(path: Path, found: list[str]) -> StorageDamaged:
-    """The one line that names the damage and what to do about it."""
+    """The one line that names the damage and what to do about it; for a file that does not even
+    begin as SQLite's, most often a storage URL naming the wrong file (a study file, a CSV), that
+    first: a salvage recovers nothing from it."""
+    if not _begins_as_sqlite(path):
+        return StorageDamaged(
+            f"{path} is not a SQLite database (it does not begin with SQLite's header: "
+            f"{found[0]}): check that {named('storage')} names the study's storage; a storage "
+            "damaged at its start is restored from a backup"
+        )
     more = f", and {len(found) - 1} more problem(s)" if len(found) > 1 else ""
     return StorageDamaged(
         f"the SQLite file {path} is damaged (PRAGMA quick_check: {found[0]}{more}); stop every "
@@ -66,6 +77,47 @@ def damaged(path: Path, found: list[str]) -> StorageDamaged:
         "that has no .recover: .dump, its closing ROLLBACK made COMMIT), and use "
         f"{given('storage', 'sqlite:///salvaged.db')}"
     )
+
+
+def _begins_as_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:  # not ours to judge: the quick check's own finding stands
+        return True
+
+
+SQLITE_IOERR, SQLITE_FULL = 10, 13  # SQLite's primary result codes
+# Free space under which SQLite's disk I/O error is a full disk: the index it makes beside a WAL
+# file takes 32 KiB, and it fails to make it with SQLITE_IOERR_SHMSIZE, not SQLITE_FULL
+FULL_BELOW_BYTES = 1 << 20
+
+
+def full_disk(path: Path, error: BaseException) -> StorageError | None:
+    """For SQLite refusing a write (somewhere down the chain Optuna and SQLAlchemy wrap it) to the
+    file at `path` because its disk is full: the one line that says so and what to do. Without it,
+    a worker died with Optuna's "invalid data in the commit" traceback, and a full disk at start
+    made the file look damaged (its quick check fails with "disk I/O error"). None otherwise."""
+    driver_error = next((e for e in error_chain(error) if isinstance(e, sqlite3.Error)), None)
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    free = _free_bytes(path)
+    io_error_for_lack_of_space = code & 0xFF == SQLITE_IOERR and free < FULL_BELOW_BYTES
+    if code & 0xFF != SQLITE_FULL and not io_error_for_lack_of_space:
+        return None
+    return StorageError(
+        f"the disk of SQLite storage {path} is full ({driver_error}; {free // 1024} kB free "
+        f"in {path.parent}): free space on that disk, then run again; a trial that was "
+        "running is resumed from its last checkpoint"
+    )
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:  # the folder is gone: no evidence of a full disk
+        return FULL_BELOW_BYTES
 
 
 def is_database_error(error: BaseException) -> bool:

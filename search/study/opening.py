@@ -89,10 +89,29 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
     """The study called `name`, or None. Loaded through a worker's cache (every finished trial
     read once, and kept for the worker's life), once its creator has recorded its settings."""
     if name not in optuna.get_all_study_names(storage):
+        _refuse_a_name_taken_as_another(storage, name)
         return None
     study = optuna.load_study(study_name=name, storage=cached_storage(storage))
     _wait_until_created(study)
     return study
+
+
+def _refuse_a_name_taken_as_another(storage: optuna.storages.BaseStorage, name: str) -> None:
+    """MySQL and MariaDB compare names in their collation, which mostly ignores case, accents
+    and trailing spaces: a new study `resnet` beside `ResNet` is refused as taken, and an hpsearch
+    that looked for the name as written took it for free, decoded the data, then said the study it
+    could not create "disappeared". Asked of the database itself, before anything is written."""
+    try:
+        taken = storage.get_study_name_from_id(storage.get_study_id_from_name(name))
+    except KeyError:  # no study by that name, in the database's own comparison either
+        return
+    if taken == name:  # created by another process a moment ago: its creation race, not ours
+        return
+    raise StudyMismatchError(
+        f"study name {name!r} is taken in this storage by study {taken!r}, which its database "
+        "does not tell apart from it (MySQL's and MariaDB's collations ignore case, most accents "
+        f"and trailing spaces): give the study file another [study] name, or name it {taken!r}"
+    )
 
 
 def joined_late(storage: optuna.storages.BaseStorage, config: StudyConfig) -> optuna.Study:

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.attrs import (
     ATTEMPT,
     CONTINUES_FROM_EPOCH,
+    FAULTS,
     PAUSED_AT,
     PROMOTION_CLOSED,
     PROMOTION_OF,
@@ -138,14 +139,16 @@ def queue_continuation(study: optuna.Study, paused: FrozenTrial) -> int:
     """Queue what continues `paused` once promoted: its parameters, its first attempt's number
     (whose folder holds the checkpoint) and its retry count, as a retry carries them, and the
     epoch it paused at, which its checkpoint must restore; the paused trial's dashboard note says
-    so. Returns the continuation's number."""
+    so. Returns the continuation's number. Its faults go along: without them a fault of the
+    continuation would count every earlier attempt, stops asked for included, against
+    max_retries (search.study.retries)."""
     user_attrs = {
         RETRY_OF: first_attempt(paused),
         RETRIED_FROM: paused.number,
         PROMOTION_OF: paused.number,
         CONTINUES_FROM_EPOCH: paused.user_attrs[PAUSED_AT],
     }
-    for key in (ATTEMPT, QUEUED_AS):
+    for key in (ATTEMPT, FAULTS, QUEUED_AS):
         if key in paused.user_attrs:
             user_attrs[key] = paused.user_attrs[key]
     continuation = enqueue(study, paused.params, user_attrs)
@@ -161,6 +164,8 @@ def claim_promotion(study: optuna.Study, pruner: AshaPruner) -> optuna.Trial | N
     candidates = []
     for queued in _queued_continuations(trials):
         rung = _paused_rung(trials, queued)
+        if rung is None:
+            continue
         values = rung_values(trials, rung)
         lineage = first_attempt(queued)
         if lineage in values and in_top(values, lineage, len(values), pruner.reduction_factor):
@@ -191,8 +196,9 @@ def close_hopeless(
         this_pass = [
             first_attempt(queued)
             for queued in _queued_continuations(trials)
-            if not (continuing and _may_be_promoted(trials, queued, pruner, new_trials_possible))
-            and _close(study, queued, _paused_rung(trials, queued), continuing)
+            if (rung := _paused_rung(trials, queued)) is not None
+            and not (continuing and _may_be_promoted(trials, queued, pruner, new_trials_possible))
+            and _close(study, queued, rung, continuing)
         ]
         closed += this_pass
         if not this_pass:
@@ -202,7 +208,9 @@ def close_hopeless(
 def _may_be_promoted(
     trials: list[FrozenTrial], queued: FrozenTrial, pruner: AshaPruner, new_trials_possible: int
 ) -> bool:
-    values = rung_values(trials, _paused_rung(trials, queued))
+    rung = _paused_rung(trials, queued)
+    assert rung is not None  # close_hopeless asks only of a continuation whose rung it read
+    values = rung_values(trials, rung)
     most_seen = len(values) + _may_reach(trials, values) + new_trials_possible
     return in_top(values, first_attempt(queued), most_seen, pruner.reduction_factor)
 
@@ -222,9 +230,15 @@ def _queued_continuations(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [trial for trial in trials if is_continuation_queued(trial)]
 
 
-def _paused_rung(trials: list[FrozenTrial], queued: FrozenTrial) -> int:
-    paused = next(trial for trial in trials if trial.number == queued.user_attrs[PROMOTION_OF])
-    return paused.user_attrs[PAUSED_AT]
+def _paused_rung(trials: list[FrozenTrial], queued: FrozenTrial) -> int | None:
+    """The rung the queued continuation's paused trial paused at; None when the storage holds no
+    such paused trial (another tool queued a trial with a `promotion_of` of its own, or copied one
+    into a study without its paused trial): such a trial is neither promoted nor closed, where
+    reading it as ours stopped every worker of the study with a traceback."""
+    number = stored_number(queued, PROMOTION_OF)
+    paused = next((trial for trial in trials if trial.number == number), None)
+    rung = None if paused is None or not is_paused(paused) else stored_number(paused, PAUSED_AT)
+    return rung if rung is not None and rung >= 1 else None
 
 
 def _may_reach(trials: list[FrozenTrial], values: dict[int, float]) -> int:

@@ -1,6 +1,7 @@
 """Surviving a database that restarts: storage calls that wait and reconnect, and writes safe to
 retry when the answer to their commit was lost. A call on a SQLite file that fails with a database
-error has the file checked, so that damage is named as such (search.study.integrity).
+error has the file checked, so that damage, or a full disk, is named as such
+(search.study.integrity).
 
 The heartbeat that keeps beating through an outage, so a live trial never looks dead, is the
 worker's (search.run.liveness); it calls the storage `without_retries`, on a deadline of its own.
@@ -25,9 +26,10 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from search.errors import StorageDamaged, WaitStopped, error_chain
+from search.errors import HpsearchError, WaitStopped, error_chain
+from search.locations import sqlite_file
 from search.study import mysql
-from search.study.integrity import damaged, is_database_error, quick_check, sqlite_file
+from search.study.integrity import damaged, full_disk, is_database_error, quick_check
 from search.study.optuna_compat import (
     READ_PREFIXES,
     TrialsCreatedOnce,
@@ -50,6 +52,9 @@ TRANSIENT_FATAL = (
     "shutting down",
     "recovery mode",
     "too many",
+    # every connection a role without SUPERUSER may open is open: as "too many", to a role that
+    # has it (PostgreSQL 15 and 16 word it apart)
+    "remaining connection slots",
     "terminating",
 )
 
@@ -207,20 +212,23 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return storage_call(method.__name__, lambda: method(self, *args, **kwargs))
         except Exception as error:
-            damage = _damage_behind(self, error)
-            if damage is not None:
-                raise damage from error
+            named = _sqlite_trouble_behind(self, error)
+            if named is not None:
+                raise named from error
             raise
 
     return wrapper
 
 
-def _damage_behind(storage: RDBStorage, error: Exception) -> StorageDamaged | None:
-    """For a database error (not an outage) on a SQLite file: the damage its quick check finds,
-    if any, to be raised instead of the error it caused."""
+def _sqlite_trouble_behind(storage: RDBStorage, error: Exception) -> HpsearchError | None:
+    """For a database error (not an outage) on a SQLite file: its full disk, else the damage its
+    quick check finds, if any, to be raised in one line instead of the error it caused."""
     path = sqlite_file(storage.engine.url)
     if path is None or not is_database_error(error) or is_connection_error(error):
         return None
+    full = full_disk(path, error)
+    if full is not None:
+        return full
     found = quick_check(path)
     return damaged(path, found) if found else None
 

@@ -24,6 +24,7 @@ from search.attrs import (
     RETRY_OF,
     RETRY_REASON,
     first_attempt,
+    stored_number,
 )
 from search.study.optuna_compat import claim, end_claimed, enqueue
 from search.study.trial_notes import note_on_stop
@@ -38,14 +39,18 @@ def queue_retry(
     short by a `fault` (its worker died, a bug) and its lineage has had `max_retries` of those; the
     retry's number, or None. A stop asked for (a signal: a SLURM time limit, a preemption, a
     Ctrl-C; a full disk) is no fault: a trial longer than three time limits was lost for good."""
-    # A lineage queued before faults were counted apart counted every attempt as one
-    faults = trial.user_attrs.get(FAULTS, trial.user_attrs.get(ATTEMPT, 0)) + fault
+    # A lineage queued before faults were counted apart counted every attempt as one. Counts
+    # another tool wrote in another shape are none (they stopped the dead-trial sweep, and with it
+    # every worker of the study, with a TypeError).
+    attempts = stored_number(trial, ATTEMPT) or 0
+    faults = stored_number(trial, FAULTS)
+    faults = (attempts if faults is None else faults) + fault
     if faults > max_retries:
         return None
     user_attrs = {
         RETRY_OF: first_attempt(trial),
         RETRIED_FROM: trial.number,
-        ATTEMPT: trial.user_attrs.get(ATTEMPT, 0) + 1,
+        ATTEMPT: attempts + 1,
         FAULTS: faults,
         RETRY_REASON: f"trial {trial.number}: {reason}",
     }

@@ -6,6 +6,7 @@ carries a parameter that did nothing; the sampler sees a conditional space.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import optuna
@@ -22,18 +23,29 @@ class NoPointLeft(Exception):
 def suggest(trial: optuna.Trial, config: StudyConfig) -> TrainConfig:
     """The trial's training configuration: the study's shared settings plus the sampled factors."""
     space = config.space or points_space(config.points)
-    if config.space is None and QUEUED_AS not in trial.user_attrs:
+    point = _point_of(trial, config) if config.space is None else None
+    if config.space is None and point is None:
         raise NoPointLeft(f"study {config.study.name!r} has no queued point left to run")
     optimizer = _suggest(trial, "optimizer", space.optimizers)
     uses = OPTIMIZER_SETTINGS[optimizer]
     values: dict[str, Any] = {"optimizer": optimizer, "lr": _suggest(trial, "lr", space.lr)}
-    if "eps" in uses and space.eps is not None:
-        values["eps"] = _suggest(trial, "eps", space.eps)
-    if "momentum" in uses and space.momentum is not None:
-        values["momentum"] = _suggest(trial, "momentum", space.momentum)
+    for name, choice in (("eps", space.eps), ("momentum", space.momentum)):
+        # A point that leaves it out trains with the optimizer's default: drawn from the span
+        # of the other points instead, it took their value, and the comparison compared nothing
+        if name in uses and choice is not None and (point is None or point.get(name) is not None):
+            values[name] = _suggest(trial, name, choice)
     if space.models is not None:  # else every trial trains [train] model
         values["model"] = _suggest(trial, "model", space.models)
     return config.train_config(values)
+
+
+def _point_of(trial: optuna.Trial, config: StudyConfig) -> dict[str, Any] | None:
+    """The point of a points study that `trial` was queued as (`points[2]`, carried by its retries
+    and continuations); None when it was queued as none of this study's points."""
+    queued = trial.user_attrs.get(QUEUED_AS)
+    found = re.fullmatch(r"points\[(\d+)\]", queued) if isinstance(queued, str) else None
+    index = int(found[1]) if found is not None else len(config.points)
+    return config.points[index] if index < len(config.points) else None
 
 
 def _suggest(trial: optuna.Trial, name: str, choice: Any) -> Any:

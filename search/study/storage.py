@@ -31,7 +31,8 @@ from search.study.grants import (
     refused_schema,
 )
 from search.study.grpc_client import ResilientGrpcStorage
-from search.study.integrity import check_intact, is_read_only, sqlite_file
+from search.locations import sqlite_file
+from search.study.integrity import check_intact, full_disk, is_read_only
 from search.study.optuna_compat import (
     database_behind,
     optuna_tables,
@@ -252,9 +253,12 @@ def open_storage(
                     raise
                 pause(REOPEN_PAUSE_SECONDS, stop)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
-        raise _failed(parsed, url, error) from None
+        raise _full_disk(parsed, error) or _failed(parsed, url, error) from None
     except optuna.exceptions.StorageInternalError as error:  # Optuna's wrapping of the above
         refused = lacks_privilege(error) or mysql.refusal(error) is not None
+        full = _full_disk(parsed, error)
+        if full is not None:
+            raise full from None
         if not (is_connection_error(error) or refused):
             raise
         raise _failed(parsed, url, error) from None
@@ -264,6 +268,13 @@ def open_storage(
         _use_write_ahead_log(storage)
     storage.configure_engine()
     return storage
+
+
+def _full_disk(parsed: sqlalchemy.URL, error: BaseException) -> StorageError | None:
+    """A new SQLite file on a full disk fails as its tables are made: said so, not "cannot
+    reach"."""
+    database = sqlite_file(parsed)
+    return None if database is None else full_disk(database, error)
 
 
 def _reach_grpc_proxy(

@@ -108,3 +108,13 @@ def test_a_search_during_which_the_file_is_damaged_ends_naming_it(
     assert status == [2]
     err = capsys.readouterr().err
     assert _one_line_naming(study_file, err.splitlines()[-1] + "\n")
+
+
+def test_a_storage_naming_a_file_of_another_kind_says_so_not_damage(tmp_path, capsys):
+    # `--storage sqlite:///quick.toml` for `studies/quick.toml`: no backup or .recover helps that
+    wrong = tmp_path / "quick.toml"
+    wrong.write_text('[study]\nname = "quick"\n')
+    assert main(["status", "--storage", f"sqlite:///{wrong}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{wrong} is not a SQLite database" in err and ".recover" not in err
+    assert wrong.read_text() == '[study]\nname = "quick"\n'

@@ -127,6 +127,18 @@ def test_a_worker_on_a_database_that_does_not_exist_stops_at_once(mysql_url, cap
     )
 
 
+def test_a_new_study_whose_name_mariadb_takes_for_another_is_refused_before_the_data(
+    tmp_path, image_folder, mysql_url, capsys
+):
+    # MariaDB's collation ignores case: "Test-Study" is taken by "test-study" (the run used to
+    # decode the data, then say the study it could not create "disappeared")
+    optuna.create_study(study_name="Test-Study", storage=mysql_url, direction="maximize")
+    study_file = write_study(tmp_path, image_folder, name="test-study")
+    status, _, err = run_cli(capsys, "run", study_file, "--storage", mysql_url, "--create-only")
+    assert status == 2 and "by study 'Test-Study', which its database does not tell apart" in err
+    assert optuna.get_all_study_names(mysql_url) == ["Test-Study"]
+
+
 def test_an_account_refused_the_database_then_its_writes_is_told_each_grant(
     tmp_path, image_folder, mysql_url, capsys
 ):

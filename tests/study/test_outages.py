@@ -171,6 +171,9 @@ def _execute(storage: ResilientRDBStorage, statements: str) -> None:
         ("the database system is not yet accepting connections", True),  # crash recovery
         ("the database system is shutting down", True),
         ("the database system is starting up", True),
+        # Every slot a role may take is in use (many workers): PostgreSQL 15's words, then 16's
+        ("remaining connection slots are reserved for non-replication superuser connections", True),
+        ("remaining connection slots are reserved for roles with the SUPERUSER attribute", True),
         ('password authentication failed for user "nobody"', False),
     ],
 )

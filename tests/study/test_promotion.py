@@ -198,3 +198,45 @@ def test_a_stopped_trial_queued_to_resume_counts_apart_from_a_failed_one(tmp_pat
     assert attrs.stopped_numbers(trials) == {stopped.number}
     counts = promotion.shown_counts(trials)
     assert (counts["stopped"], counts["fail"], counts["waiting"]) == (1, 1, 1)
+
+
+def test_a_promoted_lineage_stopped_before_keeps_its_retries_for_faults(tmp_path):
+    # Stopped by a time limit (no fault), paused, promoted, then its worker killed: one fault of
+    # max_retries=1, so it is retried; the continuation used to count the stop as a fault too
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    first = study.ask()
+    study.tell(first, state=TrialState.FAIL)
+    retries.queue_retry(study, study.get_trials()[0], 1, "stopped (SIGTERM)", fault=False)
+    retry = retries.claim_retry(study)
+    retry.report(0.5, 1)
+    retry.set_user_attr(attrs.PAUSED_AT, 1)
+    study.tell(retry, state=TrialState.PRUNED)
+    promotion.queue_continuation(study, study.get_trials()[retry.number])
+    continuation = claim(study, study.get_trials(states=(TrialState.WAITING,))[0])
+    study.tell(continuation, state=TrialState.FAIL)
+    killed = study.get_trials()[continuation.number]
+    assert retries.queue_retry(study, killed, 1, "its worker is gone") is not None
+
+
+def test_a_queued_trial_naming_no_paused_trial_is_neither_promoted_nor_closed(tmp_path):
+    # Another tool's queued trials: a promotion_of as text, and one naming a trial that never paused
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    pruner = AshaPruner(min_epochs=1, reduction_factor=2, epochs=4)
+    add_rung_1_trial(study, 0.9)
+    study.enqueue_trial({}, user_attrs={attrs.PROMOTION_OF: "0"})
+    study.enqueue_trial({}, user_attrs={attrs.PROMOTION_OF: 0})
+    assert promotion.claim_promotion(study, pruner) is None
+    assert promotion.close_hopeless(study, pruner, new_trials_possible=0) == []
+    assert promotion.close_hopeless(study, pruner, 0, continuing=False) == []
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert [trial.number for trial in waiting] == [1, 2]
+
+
+def test_a_trial_whose_retry_counts_another_tool_wrote_as_text_is_retried(tmp_path):
+    study = new_study(f"sqlite:///{tmp_path / 'asha.db'}")
+    trial = study.ask()
+    trial.set_user_attr(attrs.FAULTS, "1")
+    trial.set_user_attr(attrs.ATTEMPT, "1")
+    study.tell(trial, state=TrialState.FAIL)
+    retry = retries.queue_retry(study, study.get_trials()[0], 2, "its worker is gone")
+    assert study.get_trials()[retry].user_attrs[attrs.ATTEMPT] == 1

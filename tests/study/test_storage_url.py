@@ -131,6 +131,14 @@ def test_an_existing_sqlite_file_passes(tmp_path):
     assert require_existing_storage(url).database == str(tmp_path / "here.db")
 
 
+def test_an_existing_sqlite_file_named_by_sqlites_uri_form_passes(tmp_path):
+    open_storage(f"sqlite:///{tmp_path / 'here.db'}")
+    for url in (f"sqlite:///file:{tmp_path / 'here.db'}?uri=true", "sqlite:///file:here.db?uri=1"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path)
+            open_storage(url, create=False)  # it used to look for a file called "file:..."
+
+
 def test_in_memory_sqlite_holds_no_study_to_read():
     with pytest.raises(StorageError, match="in-memory"):
         require_existing_storage("sqlite://")
