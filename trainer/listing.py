@@ -13,7 +13,9 @@ from typing import NamedTuple
 from trainer.errors import DataError
 from trainer.source_names import EXPECTED_LAYOUT
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# What torchvision's ImageFolder takes (torchvision.datasets.folder.IMG_EXTENSIONS), all of which
+# PIL decodes; written out, since listing a folder must not wait for torchvision to import
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class Listing(NamedTuple):

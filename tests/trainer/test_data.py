@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 import trainer.data
 import trainer.decode
@@ -33,6 +34,7 @@ from trainer.data import (
 )
 from trainer.decode import decode_image
 from trainer.errors import ConfigError, DataError
+from trainer.listing import IMAGE_EXTENSIONS
 from trainer.sources import default_data_root
 
 SIDE = cache_side(32)  # 37 px
@@ -76,19 +78,27 @@ def pixels(normalised: torch.Tensor) -> torch.Tensor:
 def test_images_load_as_rgb_squares_labelled_by_their_class_folder(image_folder, cache_dir):
     (image_folder / "train" / "class_2" / "notes.txt").write_text("not an image, ignored")
     (image_folder / "train" / "class_2" / "._img_0000.JPEG").write_bytes(b"macOS metadata, ignored")
+    # Every kind torchvision's ImageFolder takes: a TIFF and a PPM had been skipped without a word
+    for suffix in (".TIF", ".ppm"):
+        image = make_image(2, random.Random(suffix), (SIDE, SIDE))
+        image.save(image_folder / "train" / "class_2" / f"scan{suffix}")
     data = load(image_folder, cache_dir)
     assert data.classes == ("class_0", "class_1", "class_2")
     # class_0 also holds the grayscale JPEG, RGB PNG, palette PNG and CMYK JPEG
-    assert torch.bincount(data.train.labels).tolist() == [44, 40, 40]
+    assert torch.bincount(data.train.labels).tolist() == [44, 40, 42]
     assert torch.bincount(data.val.labels).tolist() == [12, 12, 12]
     assert (
-        data.train.images.shape == (124, 3, SIDE, SIDE) and data.train.images.dtype == torch.uint8
+        data.train.images.shape == (126, 3, SIDE, SIDE) and data.train.images.dtype == torch.uint8
     )
     assert data.train.images.is_contiguous() and data.train.labels.dtype == torch.int64
     assert (count_grey_checking_colours(data.train), count_grey_checking_colours(data.val)) == (
         1,
         0,
     )
+
+
+def test_a_data_folder_takes_the_image_kinds_torchvision_takes():
+    assert set(IMAGE_EXTENSIONS) == set(IMG_EXTENSIONS)
 
 
 def count_grey_checking_colours(split: ImageSplit) -> int:
