@@ -87,8 +87,9 @@ class CheckpointPolicy:
         try:
             save_atomically(payload, path)
         except (OSError, RuntimeError) as error:  # torch's zip writer wraps the OSError
-            if _caused_by_full_disk(error):
-                raise NoSpaceLeft(f"no space left on {path.parent} to write {path.name}") from None
+            cause = _unwritable_disk(error)
+            if cause is not None:
+                raise NoSpaceLeft(cause.format(folder=path.parent, name=path.name)) from None
             raise
         self._last_saved = time.monotonic()
         self.writing_seconds += self._last_saved - started
@@ -109,12 +110,22 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     replace_whole(path, write)
 
 
-def _caused_by_full_disk(error: BaseException | None) -> bool:
+# The disk's fault, not the run's: a full disk, a user's quota spent, a file system mounted (or
+# remounted on an error) read-only. Each stops a search's worker as a full disk does.
+UNWRITABLE_DISK = {
+    errno.ENOSPC: "no space left on {folder} to write {name}",
+    errno.EDQUOT: "disk quota exceeded on {folder} to write {name}",
+    errno.EROFS: "read-only file system at {folder}: cannot write {name}",
+}
+
+
+def _unwritable_disk(error: BaseException | None) -> str | None:
+    """What UNWRITABLE_DISK says of the cause of `error`, or None if the disk is not at fault."""
     while error is not None:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            return True
+        if isinstance(error, OSError) and error.errno in UNWRITABLE_DISK:
+            return UNWRITABLE_DISK[error.errno]
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 def remove_abandoned_temporaries(

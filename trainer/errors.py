@@ -19,7 +19,8 @@ class ForeignCheckpoint(ConfigError):
 
 
 class NoSpaceLeft(TrainerError):
-    """A checkpoint or weights file could not be written for lack of disk space."""
+    """A checkpoint or weights file could not be written for lack of disk space, of quota, or on a
+    read-only file system: the disk's fault, not the run's."""
 
 
 class DataError(TrainerError):

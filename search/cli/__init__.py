@@ -21,6 +21,7 @@ import optuna
 from search.cli import cluster, results, searching, serving, training
 from search.cli.common import Command, parent_parsers
 from search.errors import USER_ERROR_EXIT, HpsearchError
+from search.run.log import last_line
 from trainer.naming import flags_named
 
 # In help order.
@@ -96,11 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with flags_named(flag_of):  # the API's checks, named as this command's user typed them
             return args.handler(args)
+    # A command of workers (run, worker, slurm) ends its log in the log's format
     except HpsearchError as error:
-        print(f"hpsearch: error: {error}", file=sys.stderr)
+        last_line(getattr(args, "log_format", None), "error", str(error))
         return USER_ERROR_EXIT
     except KeyboardInterrupt:
-        print("hpsearch: interrupted", file=sys.stderr)
+        last_line(getattr(args, "log_format", None), "interrupted")
         return 130
     except BrokenPipeError:
         # The reader of our output left (`hpsearch trials | head`), content with what it read:

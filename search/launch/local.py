@@ -26,7 +26,7 @@ from search.launch.forking import check_local_workers, start_worker_server
 from search.launch.inherited import Inherited
 from search.launch.watched import Watched
 from search.run.joining import Joined, join
-from search.run.log import WorkerLog, log_warnings
+from search.run.log import WorkerLog, last_line, log_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
 from search.run.request import Request
@@ -280,7 +280,7 @@ def _worker_process(
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             run_worker(config, options, stop=stop)
     except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
-        print(f"hpsearch: error: {error}", file=sys.stderr, flush=True)
+        last_line(options.log_format, "error", str(error))
         sys.exit(USER_ERROR_EXIT)
     except BaseException:
         if interrupted_at_once(stop):

@@ -168,6 +168,17 @@ class WorkerLog:
         print(line, file=sys.stderr, flush=True)
 
 
+def last_line(log_format: str | None, event: str, message: str | None = None) -> None:
+    """A command's last line on standard error: `hpsearch: error: MESSAGE` (event "error") or
+    `hpsearch: interrupted`; in a JSON log, an object as its other lines are (`time`, `event`,
+    `message`), or a log collector drops or misparses the line that says why the log ended."""
+    if log_format == "json":
+        WorkerLog(log_format, None)._emit(event, "", message=message or event)
+    else:
+        words = f"hpsearch: {event}" + (f": {message}" if message else "")
+        print(words, file=sys.stderr, flush=True)
+
+
 def _write_beside_bars(line: str) -> None:
     """A line on a terminal, where a progress bar holds the current line without ending it: this
     process's bars are cleared and drawn again below the line (tqdm.write); the launcher's bar,

@@ -77,7 +77,10 @@ class Objective:
         self.stop = stop
 
     def __call__(self, trial: optuna.Trial, run: TrialRun | None = None) -> float:
-        return run_alone(self.steps(trial, run), stop=self.stop)
+        try:
+            return run_alone(self.steps(trial, run), stop=self.stop)
+        finally:  # the run is over: nothing of it is held but by an error's traceback
+            free_device_memory(self.device)
 
     def steps(self, trial: optuna.Trial, run: TrialRun | None = None) -> Steps[float]:
         """The trial as a coroutine of its epochs (trainer.loop.training): a worker with several
@@ -108,7 +111,7 @@ class Objective:
                 # A lost checkpoint's epoch, trained again: the promotion already ranked it
                 trial.report(metrics.val_top1, epoch)
             else:
-                report_epoch(trial, epoch, metrics.val_top1)
+                report_epoch(trial, epoch, metrics.val_top1, last=train_config.epochs)
 
         policy = self._policy(run, trial)
         try:
@@ -132,10 +135,9 @@ class Objective:
                 history,
                 restored_epochs,
                 self.device,
-                compiled=self.compile,
+                compiled=self.compile and not _all_fused(history[restored_epochs:]),
                 checkpoint_seconds=policy.writing_seconds if policy else None,
             )
-            free_device_memory(self.device)
         if result.weights_not_saved is not None:
             # The value is the result: the trial completes, its weights missing (said by export)
             trial.set_user_attr(attrs.WEIGHTS_NOT_SAVED, result.weights_not_saved)
@@ -182,10 +184,14 @@ def _checkpoint_lost(trial: optuna.Trial, run: TrialRun, restored: int) -> None:
     logger.warning(lost)
 
 
-def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float) -> None:
-    """Report the epoch's val top-1; raise TrialPruned when the pruner says stop, or
-    PauseAfterEpoch when it is asha's and says wait at this rung."""
+def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float, *, last: int) -> None:
+    """Report the epoch's val top-1; before the `last` epoch, raise TrialPruned when the pruner
+    says stop, or PauseAfterEpoch when it is asha's and says wait at this rung. After the last,
+    stopping saves nothing: a trial trained to its end is COMPLETE, and a PRUNED label would drop
+    it from the report's figures of what its factors did and from the sampler's finished trials."""
     trial.report(val_top1, epoch)
+    if epoch >= last:
+        return
     with lagging_reads(trial.study, PRUNER_READ_LAG_SECONDS):
         prune = trial.should_prune()
     if not prune:
@@ -226,6 +232,12 @@ def _record(
                 sum(metrics.images_per_second for metrics in trained) / len(trained), 1
             )
     set_user_attrs(trial, record)
+
+
+def _all_fused(trained: list[EpochMetrics]) -> bool:
+    """Whether every epoch the trial trained ran in a fused group (search.run.slots), whose grouped
+    network is never compiled: a trial asked to compile then trained through no compiled graph."""
+    return bool(trained) and all(metrics.fused_trials > 1 for metrics in trained)
 
 
 def _device_name(device: torch.device) -> str:

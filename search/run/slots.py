@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,14 +30,19 @@ class _Slot:
 
 
 class Slots:
-    """Up to `count` trials in flight; `exhausted` once a trial said nothing is left to run."""
+    """Up to `count` trials in flight; `exhausted` once a trial said nothing is left to run.
+    `free_memory` is called once trials have ended, when nothing here holds their models."""
 
-    def __init__(self, count: int, stop: threading.Event):
+    def __init__(
+        self, count: int, stop: threading.Event, free_memory: Callable[[], None] = lambda: None
+    ):
         self.count = count
         self.stop = stop
         self.exhausted = False
         self._slots: list[_Slot] = []
         self._runner = EpochRunner()
+        self._free_memory = free_memory
+        self._trials_ended = False
 
     @property
     def free(self) -> int:
@@ -56,10 +61,17 @@ class Slots:
         except BaseException:  # a bug, recorded on its trial: the others stop and resume later
             self.abandon()
             raise
+        self._free_if_ended()
 
     def run_round(self) -> None:
         """One epoch of every trial in flight. A trial that raises (a bug, re-raised once its trial
         is recorded) stops the others, each queued to resume from its checkpoint, and is raised."""
+        self._round()
+        # Here, not as the trial ends: till `_round` returns, its slot, its epoch's error (an out
+        # of memory's traceback) and its group's network hold its model, optimizer and activations
+        self._free_if_ended()
+
+    def _round(self) -> None:
         in_flight, self._slots = self._slots, []
         try:
             outcomes = self._runner.run([slot.work for slot in in_flight], self.stop)
@@ -116,3 +128,12 @@ class Slots:
 
     def _ended(self, more: bool) -> None:
         self.exhausted = self.exhausted or not more
+        self._trials_ended = True
+        # The runner keeps each group's network, which holds its members' models, for the next
+        # round: a group that lost a member gets a new one anyway
+        self._runner = EpochRunner()
+
+    def _free_if_ended(self) -> None:
+        if self._trials_ended:
+            self._trials_ended = False
+            self._free_memory()

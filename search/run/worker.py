@@ -7,8 +7,9 @@ and a lost database. Before each trial a worker fails and queues every trial who
 dead; before it exits, it waits out the grace period of trials whose workers went silent, so a
 study is never left with a dead trial RUNNING.
 
-A full disk stops a worker rather than failing its trials one by one: once a checkpoint or weights
-file cannot be written, it starts no trial, lets those in flight end, and exits with one line.
+A full disk (its quota spent, or read-only too) stops a worker rather than failing its trials one
+by one: once a checkpoint or weights file cannot be written, it starts no trial, lets those in
+flight end, and exits with one line.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def work(
     folder = trial_files.study_folder(root, study)
     lock = BudgetLock(options.storage_url, study.study_name)
     worker = _Worker(config, study, joined.storage, objective, folder, stop, log, lock)
-    slots = Slots(options.trials_per_worker or config.study.trials_per_worker, stop)
+    count = options.trials_per_worker or config.study.trials_per_worker
+    slots = Slots(count, stop, free_memory=lambda: free_device_memory(objective.device))
     log.started(
         options.storage_url,
         objective.device,
@@ -102,6 +104,7 @@ def work(
     )
     # The study's cache (every finished trial) and the data live as long as the worker: the
     # garbage collection after each trial need not walk them (at 5,000 trials, 0.5 s a trial).
+    gc.collect()  # what is garbage already, freed now: frozen, it would be kept for good
     gc.freeze()
     deadline = (
         time.monotonic() + 60 * config.study.timeout_minutes
@@ -149,7 +152,8 @@ class _Worker:
     me: dict = field(default_factory=liveness.this_worker)  # recorded on every trial it runs
     waited_for: set[int] = field(default_factory=set)  # silent trials already announced
     seed_settled: bool = False  # whether this process took its first trial yet
-    out_of_space: str | None = None  # the first file it could not write for lack of space
+    # The first file it could not write for lack of space or quota, or on a read-only disk
+    out_of_space: str | None = None
 
     def next_trial(self) -> optuna.Trial | None:
         """The trial to start next (`_take_trial`), the sampler's seed settled on the first one
@@ -249,9 +253,7 @@ class _Worker:
         trial.set_user_attr(attrs.WORKER, self.me)
         interval = self.config.heartbeat.interval_seconds
         with liveness.Heartbeat(self.storage, trial, interval):
-            more = yield from self._run_and_tell(trial, run)
-        free_device_memory(self.objective.device)
-        return more
+            return (yield from self._run_and_tell(trial, run))  # its memory: freed by its slot
 
     def _run_and_tell(self, trial: optuna.Trial, run: TrialRun) -> Steps[bool]:
         try:
@@ -374,7 +376,7 @@ class _Worker:
 
 def _why_ended(out_of_space: bool, stopped: bool, timed_out: bool) -> str:
     if out_of_space:
-        return "out of disk space"
+        return "checkpoint folder full or read-only"
     if stopped:
         return "stopped"
     return "timeout" if timed_out else "nothing left to run"
@@ -387,6 +389,6 @@ def _out_of_space_line(first: str, root: Path, left_to_resume: int) -> str:
         else ""
     )
     return (
-        f"{first}: this worker started no more trials{stopped}. Free space in {root} (or move "
-        "that folder to a larger disk) and run again"
+        f"{first}: this worker started no more trials{stopped}. Free space in {root}, or make it "
+        "writable (or move that folder to a larger disk), and run again"
     )

@@ -3,6 +3,7 @@ RUNNING, never runs twice."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -287,7 +288,8 @@ def test_a_full_disk_stops_the_worker_with_one_line_and_its_trials_resume_once_f
     line = str(stopped.value)
     assert line.startswith(f"no space left on {small_tmpfs}/") and "\n" not in line
     assert line.endswith(
-        f"Free space in {small_tmpfs} (or move that folder to a larger disk) and run again"
+        f"Free space in {small_tmpfs}, or make it writable (or move that folder to a larger "
+        "disk), and run again"
     )
     assert f"{trials_per_worker} trial(s) it stopped are queued to resume" in line
     # Each trial it started was stopped at its first checkpoint, with the epoch reported and the
@@ -352,15 +354,20 @@ def test_worker_processes_on_a_full_disk_keep_their_values_and_run_exits_with_th
     path = write_study(tmp_path, image_folder, trials=2, epochs=1, pruner='kind = "none"')
     url = f"sqlite:///{tmp_path / 's.db'}"
     flags = ["--storage", url, "--cache-dir", str(cache_dir), "--checkpoint-dir", str(small_tmpfs)]
-    status = main(["run", str(path), *flags, "--device", "cpu", "--no-progress", "--workers", "2"])
+    flags += ["--device", "cpu", "--no-progress", "--workers", "2", "--log-format", "json"]
+    status = main(["run", str(path), *flags])
     err = capfd.readouterr().err
     trials = trials_of(url)
     assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2, "values kept"
     assert all(attrs.WEIGHTS_NOT_SAVED in trial.user_attrs for trial in trials)
-    assert status == 2 and err.count("hpsearch: error: no space left on") == 2, err
-    assert err.strip().splitlines()[-1] == (
-        "hpsearch: error: worker process(es) hpsearch-worker-0, hpsearch-worker-1 exited with an "
-        "error; see the messages above"
+    # A JSON log to its end: the workers' errors and the run's are objects as its other lines are
+    records = [json.loads(line) for line in err.splitlines()]
+    errors = [record["message"] for record in records if record["event"] == "error"]
+    assert status == 2 and len(errors) == 3, err
+    assert all(message.startswith("no space left on") for message in errors[:2]), err
+    assert records[-1]["message"] == (
+        "worker process(es) hpsearch-worker-0, hpsearch-worker-1 exited with an error; see the "
+        "messages above"
     )
 
 
@@ -446,8 +453,8 @@ def test_a_trial_another_worker_failed_as_it_paused_is_dropped_not_a_crash(
     report = search.run.objective.report_epoch
     taken = []
 
-    def failed_by_another_as_it_pauses(trial, epoch, val_top1):
-        report(trial, epoch, val_top1)
+    def failed_by_another_as_it_pauses(trial, epoch, val_top1, **last):
+        report(trial, epoch, val_top1, **last)
         if not taken:
             taken.append(trial.number)
             frozen = trial.study._storage.get_trial(trial._trial_id)

@@ -4,6 +4,7 @@ their own Optuna trial, with their own reports, checkpoints, failures, pauses an
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import re
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import optuna
@@ -20,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import search.run.objective
 import search.run.worker
+import trainer.loop
 from search import attrs
 from search.cli import main
 from search.launch.local import launch
@@ -73,9 +76,13 @@ def options_for(tmp_path, cache_dir, trials_per_worker: int | None) -> WorkerOpt
     )
 
 
-def run_study(tmp_path, config, cache_dir, trials_per_worker: int, **launch_options):
+def run_study(
+    tmp_path, config, cache_dir, trials_per_worker: int, compile: bool = False, **launch_options
+):
     """The study run to its end by one worker with `trials_per_worker` slots, in its own folder."""
-    options = options_for(tmp_path, cache_dir, trials_per_worker)
+    options = dataclasses.replace(
+        options_for(tmp_path, cache_dir, trials_per_worker), compile=compile
+    )
     launch(config, options, **launch_options)
     study = optuna.load_study(study_name=config.study.name, storage=options.storage_url)
     return study.get_trials(deepcopy=False)
@@ -107,9 +114,11 @@ def test_three_fused_trials_train_as_they_do_alone(tmp_path, image_folder, cache
         tmp_path, image_folder, THREE_KINDS, trials=3, pruner=NO_PRUNING, batch_size=120
     )
     alone = run_study(tmp_path, config, cache_dir, trials_per_worker=1)
-    fused = run_study(tmp_path, config, cache_dir, trials_per_worker=3)
+    # --compile: the grouped network is not compiled (and nothing is: a compile costs a minute)
+    fused = run_study(tmp_path, config, cache_dir, trials_per_worker=3, compile=True)
     assert [fused_sizes(trial) for trial in alone] == [[1, 1]] * 3
     assert [fused_sizes(trial) for trial in fused] == [[3, 3]] * 3
+    assert [trial.user_attrs[attrs.COMPILED] for trial in fused] == [False] * 3, "as trained"
     for solo, grouped in zip(alone, fused):
         assert grouped.state == solo.state == TrialState.COMPLETE
         assert grouped.params == solo.params
@@ -358,8 +367,8 @@ def test_a_bug_in_one_slot_stops_the_worker_and_queues_every_trial_to_resume(
     options = options_for(tmp_path, cache_dir, trials_per_worker=2)
     report = search.run.objective.report_epoch
 
-    def buggy(trial, epoch, val_top1):
-        report(trial, epoch, val_top1)
+    def buggy(trial, epoch, val_top1, **last):
+        report(trial, epoch, val_top1, **last)
         if trial.number == 1:
             raise RuntimeError("a bug")
 
@@ -463,3 +472,45 @@ def fail_the_second_look_for_a_trial(monkeypatch) -> None:
         return take_trial(worker)
 
     monkeypatch.setattr(search.run.worker._Worker, "_take_trial", failing_second)
+
+
+class _Garbage:
+    """A reference cycle no one holds: freed by a garbage collection only."""
+
+    def __init__(self) -> None:
+        self.cycle = self
+
+
+def test_a_finished_trial_is_unreferenced_when_its_memory_is_freed(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    """A GPU's cache returns a finished trial's memory only once nothing holds its model and
+    optimizer: memory was freed while its slot, its fused group's network and the trial's own
+    frames held them. Two slots, three trials: two end fused, then one alone. And garbage made
+    before the worker started was frozen with what it keeps for its life, never to be freed."""
+    models: list[weakref.ref] = []
+    build = trainer.loop.build_model
+
+    def recorded(*args, **kwargs):
+        model = build(*args, **kwargs)
+        models.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(trainer.loop, "build_model", recorded)
+    free = search.run.worker.free_device_memory
+    held_when_freed: list[int] = []
+
+    def checked(device):
+        free(device)
+        held_when_freed.append(sum(model() is not None for model in models))
+
+    monkeypatch.setattr(search.run.worker, "free_device_memory", checked)
+    config = points_study(tmp_path, image_folder, THREE_KINDS, trials=3, epochs=1)
+    garbage = weakref.ref(_Garbage())
+    gc.disable()  # only the worker's own collections run
+    try:
+        run_study(tmp_path, config, cache_dir, trials_per_worker=2)
+    finally:
+        gc.enable()
+    assert len(models) == 3 and held_when_freed == [0, 0]
+    assert garbage() is None

@@ -37,8 +37,8 @@ def test_a_trial_stopped_by_ctrl_c_is_counted_and_drawn_as_stopped_not_failed(
     stop = StopRequest()
     report = objective.report_epoch
 
-    def then_ctrl_c(trial, epoch, val_top1):
-        report(trial, epoch, val_top1)
+    def then_ctrl_c(trial, epoch, val_top1, **last):
+        report(trial, epoch, val_top1, **last)
         stop.request("SIGINT")  # as stop_on_signals' handler does: the worker stops in epoch 2
 
     monkeypatch.setattr(objective, "report_epoch", then_ctrl_c)
@@ -116,8 +116,8 @@ def test_stops_asked_for_resume_however_often_they_come_and_faults_are_bounded(
     for job in range(4):  # four time limits, each after one more epoch
         stop = StopRequest()
 
-        def then_time_limit(trial, epoch, val_top1, stop=stop):
-            report(trial, epoch, val_top1)
+        def then_time_limit(trial, epoch, val_top1, stop=stop, **last):
+            report(trial, epoch, val_top1, **last)
             stop.request("SIGTERM")
 
         monkeypatch.setattr(objective, "report_epoch", then_time_limit)

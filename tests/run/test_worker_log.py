@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 
 import optuna
 import pytest
 
+import search.run.worker
 from search import attrs
 from search.cli import main
 from search.run.log import WorkerLog, log_warnings
@@ -130,3 +132,27 @@ def test_a_note_in_a_json_log_carries_its_words(capfd):
     assert [(record["event"], record["study"]) for record in records] == [("note", NAME)] * 2
     assert records[0]["message"] == "SIGTERM: stopping at a clean point"
     assert records[1]["message"].startswith("trial 3 was failed meanwhile by another worker (its")
+
+
+def test_a_json_log_ends_in_json_on_an_error_or_a_second_ctrl_c(tmp_path, monkeypatch, capfd):
+    """The command's last line (`hpsearch: error: ...`, `hpsearch: interrupted`) was plain text
+    at the end of a JSON log, which a log collector drops or misparses."""
+
+    def interrupted_twice(request, options, *, stop):  # in place of the worker's training
+        signal.raise_signal(signal.SIGINT)  # a first Ctrl-C: stop at a clean point
+        signal.raise_signal(signal.SIGINT)  # a second: out at once
+        raise AssertionError("a second SIGINT did not interrupt the worker")
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    worker = ["worker", "--study", NAME, "--storage", url, "--device", "cpu", "--log-format"]
+    missing = tmp_path / "missing.toml"
+    assert main(["worker", str(missing), *worker[3:], "json"]) == 2
+    monkeypatch.setattr(search.run.worker, "run_worker", interrupted_twice)
+    assert main([*worker, "json"]) == 130
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    assert [record["event"] for record in records] == ["error", "note", "interrupted"]
+    assert str(missing) in records[0]["message"] and re.match(r"\d{4}-", records[0]["time"])
+    assert records[1]["message"].startswith("SIGINT: stopping at a clean point")
+
+    assert main([*worker, "text"]) == 130  # a log for people ends as ever
+    assert capfd.readouterr().err.splitlines()[-1] == "hpsearch: interrupted"
