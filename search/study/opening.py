@@ -22,8 +22,8 @@ import optuna
 
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
-from search.study.optuna_compat import cached_storage
-from search.study.recorded import config_document, data_fingerprint, unreadable
+from search.study.optuna_compat import cached_storage, study_id_of
+from search.study.recorded import config_document, data_fingerprint, study_id, unreadable
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, to_document
@@ -35,6 +35,8 @@ CREATION_WAIT_SECONDS = 30.0
 # A creator names the study's metric first of all; a study without it this long after we found it
 # was made by another tool, and is not waited for
 CREATION_GRACE_SECONDS = 2.0
+# The namespace of the identities of studies whose creation another process finished
+FINISHED_LATE = uuid.UUID("6f3c1f0e-4d7b-4a8e-9f51-2b7d8c0e6a13")
 
 
 def set_budget(study: optuna.Study, trials: int) -> None:
@@ -73,8 +75,27 @@ def created_or_checked(
         if created is not None:
             return created
         study = joined_late(storage, config)
+    elif study_id(study) is None and config_document(study) is not None:
+        finish_creation(study, config, fingerprint)
     check_data(study, fingerprint)
     return study
+
+
+def finish_creation(study: optuna.Study, config: StudyConfig, fingerprint: dict[str, Any]) -> None:
+    """Record what a study whose creator died while recording it lacks (load_existing waited for
+    it first): its budget, data, the points not queued yet, and last its identity. The identity
+    is made from the study's number in the storage, so every process that finishes the study at
+    once records the same one, and none keys trial folders by another's."""
+    for key, value in (
+        (attrs.BUDGET, config.study.trials),
+        (attrs.DATA_FINGERPRINT, fingerprint),
+        (attrs.DATA_SOURCE, config.data.source),
+    ):
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    _enqueue(study, config)  # each point once: those queued before are skipped
+    identity = uuid.uuid5(FINISHED_LATE, f"{study.study_name}/{study_id_of(study)}")
+    study.set_user_attr(attrs.STUDY_ID, identity.hex)
 
 
 def not_started(config: StudyConfig) -> StudyNotFound:
