@@ -139,7 +139,7 @@ def train(
         # A run trained to have weights: without them it failed, its epochs' scores reported
         raise NoSpaceLeft(
             f"{result.weights_not_saved}: the scores of its epochs stand, but no weights were "
-            "saved; free space there and train again"
+            "saved; free space there (or make it writable) and train again"
         )
     return TrainedRun(result, policy.folder / WEIGHTS_NAME, images.source, provenance)
 
