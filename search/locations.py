@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote
 
 import platformdirs
+import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -56,15 +58,39 @@ def artifact_dir(url: str, flag: str | Path | None = None) -> Path:
     chosen = _first(flag, os.environ.get(ARTIFACTS_ENV))
     if chosen:
         return Path(chosen)
-    database = _sqlite_file(url)
-    return Path(database).parent / "artifacts" if database else Path("artifacts")
-
-
-def _sqlite_file(url: str) -> str | None:
     try:
-        parsed = make_url(url)
+        database = sqlite_file(make_url(url))
     except ArgumentError:
+        database = None
+    return database.parent / "artifacts" if database else Path("artifacts")
+
+
+def sqlite_file(parsed: sqlalchemy.URL) -> Path | None:
+    """The file a SQLite URL names; None for other databases and in-memory SQLite. The one
+    reading of it: the artifacts beside the file, the file checked for damage and `status`'s
+    "does not exist" must name the same file."""
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        return parsed.database
-    return None
+    database = parsed.database
+    if _uri_filename(parsed) and database.startswith("file:"):
+        return _file_of_uri(database)
+    return Path(database)
+
+
+def _uri_filename(parsed: sqlalchemy.URL) -> bool:
+    # ?uri=true, as the driver reads it (SQLAlchemy's asbool): the database is then SQLite's URI
+    value = parsed.query.get("uri")
+    text = value[-1] if isinstance(value, tuple) else value
+    return str(text).strip().lower() in ("true", "yes", "on", "y", "t", "1")
+
+
+def _file_of_uri(uri: str) -> Path:
+    """The file of SQLite's URI filename `file:PATH` or `file://AUTHORITY/PATH` (its query is
+    SQLAlchemy's by now): without this, `sqlite:///file:hpsearch.db?uri=true` was the file
+    "file:hpsearch.db", missing to `status`, never checked for damage, and its artifacts went to
+    a folder named `file:...`."""
+    rest = uri.removeprefix("file:")
+    if rest.startswith("//"):  # an authority (empty or localhost), then the absolute path
+        rest = rest[2:]
+        rest = rest[rest.index("/") :] if "/" in rest else "/"
+    return Path(unquote(rest.split("#", 1)[0]))

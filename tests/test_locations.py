@@ -29,6 +29,20 @@ def test_artifacts_default_beside_the_sqlite_file_unless_told(tmp_path, monkeypa
     assert locations.artifact_dir("sqlite:///s.db", tmp_path / "flag") == tmp_path / "flag"
 
 
+def test_artifacts_go_beside_the_file_that_sqlites_uri_form_names(tmp_path, monkeypatch):
+    # They went to a folder named `file:...` under the current one, apart from the study's file
+    monkeypatch.delenv("HPSEARCH_ARTIFACTS", raising=False)
+    for url in (
+        f"sqlite:///file:{tmp_path}/s.db?uri=true",
+        f"sqlite:///file://localhost{tmp_path}/s.db?uri=true&mode=rw",
+        f"sqlite:///file:{str(tmp_path).replace('/', '%2F')}%2Fs.db?uri=1",
+    ):
+        assert locations.artifact_dir(url) == tmp_path / "artifacts", url
+    assert locations.artifact_dir("sqlite:///file:sub/s.db?uri=true") == Path("sub/artifacts")
+    # Without ?uri=true SQLite takes `file:` for part of the file's name, and so do we
+    assert locations.artifact_dir("sqlite:///file:sub/s.db") == Path("file:sub/artifacts")
+
+
 def test_checkpoints_take_the_flag_then_the_environment_then_the_study_file_then_the_user_cache(
     tmp_path, monkeypatch
 ):

@@ -17,8 +17,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from search.errors import StorageDamaged, StorageError, error_chain
-from search.locations import sqlite_file as sqlite_file  # where search.study.writable reads it
+import sqlalchemy
+
+from search.errors import HpsearchError, StorageDamaged, StorageError, error_chain
+from search.locations import sqlite_file
 from trainer.naming import given, named
 
 # Problems quick_check lists at most: the first names the damage, the count says how much more
@@ -38,7 +40,7 @@ def quick_check(path: Path) -> list[str]:
     try:
         rows = connection.execute(f"PRAGMA quick_check({QUICK_CHECK_ROWS})").fetchall()
     except sqlite3.DatabaseError as error:
-        full = full_disk(path, error)
+        full = _full_disk_at(path, error)
         if full is not None:
             raise full from None
         return [str(error)]
@@ -46,6 +48,19 @@ def quick_check(path: Path) -> list[str]:
         connection.close()
     # Older SQLite heads its list with "*** in database main ***"
     return [row[0] for row in rows if row[0] != "ok" and not row[0].startswith("***")]
+
+
+def sqlite_trouble(url: sqlalchemy.URL, error: BaseException) -> HpsearchError | None:
+    """For a database error (not an outage) on the SQLite file of `url`: its full disk, else the
+    damage its quick check finds, if any, to be raised instead of the error it caused."""
+    path = sqlite_file(url)
+    if path is None or not is_database_error(error):
+        return None
+    full = _full_disk_at(path, error)
+    if full is not None:
+        return full
+    found = quick_check(path)
+    return damaged(path, found) if found else None
 
 
 def check_intact(path: Path) -> None:
@@ -93,11 +108,16 @@ SQLITE_IOERR, SQLITE_FULL = 10, 13  # SQLite's primary result codes
 FULL_BELOW_BYTES = 1 << 20
 
 
-def full_disk(path: Path, error: BaseException) -> StorageError | None:
+def full_disk(url: sqlalchemy.URL, error: BaseException) -> StorageError | None:
     """For SQLite refusing a write (somewhere down the chain Optuna and SQLAlchemy wrap it) to the
-    file at `path` because its disk is full: the one line that says so and what to do. Without it,
+    file of `url` because its disk is full: the one line that says so and what to do. Without it,
     a worker died with Optuna's "invalid data in the commit" traceback, and a full disk at start
     made the file look damaged (its quick check fails with "disk I/O error"). None otherwise."""
+    path = sqlite_file(url)
+    return None if path is None else _full_disk_at(path, error)
+
+
+def _full_disk_at(path: Path, error: BaseException) -> StorageError | None:
     driver_error = next((e for e in error_chain(error) if isinstance(e, sqlite3.Error)), None)
     code = getattr(driver_error, "sqlite_errorcode", None)
     if code is None:

@@ -26,10 +26,9 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from search.errors import HpsearchError, WaitStopped, error_chain
-from search.locations import sqlite_file
+from search.errors import HpsearchError, StorageError, WaitStopped, error_chain
 from search.study import mysql
-from search.study.integrity import damaged, full_disk, is_database_error, quick_check
+from search.study.integrity import sqlite_trouble
 from search.study.optuna_compat import (
     READ_PREFIXES,
     TrialsCreatedOnce,
@@ -37,6 +36,7 @@ from search.study.optuna_compat import (
     write_trial_state,
     write_trial_user_attrs,
 )
+from search.url_secrets import masked
 
 logger = logging.getLogger("hpsearch.storage")
 
@@ -126,12 +126,14 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
 def call_with_retries(
     function: Callable[..., Any],
     *args: Any,
-    max_outage: float = MAX_OUTAGE_SECONDS,
+    max_outage: float | None = None,
     stop: threading.Event | None = None,
     **kwargs: Any,
 ) -> Any:
     """`function(*args, **kwargs)`, tried again after each outage with logged backoff until
-    `max_outage` seconds have passed; WaitStopped as soon as `stop` is set in a backoff."""
+    `max_outage` seconds (MAX_OUTAGE_SECONDS) have passed; WaitStopped as soon as `stop` is set in
+    a backoff."""
+    max_outage = MAX_OUTAGE_SECONDS if max_outage is None else max_outage
     started = time.monotonic()
     for attempt in itertools.count():
         try:
@@ -209,10 +211,11 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
         if getattr(_nesting, "depth", 0):  # inside a call: its caller checks for damage
             return method(self, *args, **kwargs)
+        started = time.monotonic()
         try:
             return storage_call(method.__name__, lambda: method(self, *args, **kwargs))
         except Exception as error:
-            named = _sqlite_trouble_behind(self, error)
+            named = _in_one_line(self, error, time.monotonic() - started)
             if named is not None:
                 raise named from error
             raise
@@ -220,17 +223,22 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _sqlite_trouble_behind(storage: RDBStorage, error: Exception) -> HpsearchError | None:
-    """For a database error (not an outage) on a SQLite file: its full disk, else the damage its
-    quick check finds, if any, to be raised in one line instead of the error it caused."""
-    path = sqlite_file(storage.engine.url)
-    if path is None or not is_database_error(error) or is_connection_error(error):
-        return None
-    full = full_disk(path, error)
-    if full is not None:
-        return full
-    found = quick_check(path)
-    return damaged(path, found) if found else None
+def _in_one_line(storage: RDBStorage, error: Exception, waited: float) -> HpsearchError | None:
+    """What the user acts on, in one line, for the error that ended a storage call: an outage that
+    outlasted the wait (it ended the worker with SQLAlchemy's traceback), or a SQLite file's full
+    disk or damage (search.study.integrity). None for anything else."""
+    url = storage.engine.url
+    if not is_connection_error(error):
+        return sqlite_trouble(url, error)
+    shown = masked(url.render_as_string(hide_password=False))
+    if url.get_backend_name() == "sqlite":  # its write lock, held by another process that long
+        what = "stop the process that holds its write lock"
+    else:
+        what = "check that its server is up and reachable from here"
+    return StorageError(
+        f"storage {shown} did not answer for {waited:.0f} s ({first_line(error)}): {what}, then "
+        "run again; a trial that was running is resumed from its last checkpoint"
+    )
 
 
 class _LostConnectionInOneLine(logging.Filter):
@@ -322,18 +330,6 @@ def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable
             return method(*args, **kwargs)
 
     return call
-
-
-def wait_until_reachable(
-    url: sqlalchemy.URL, seconds: float, stop: threading.Event | None = None
-) -> None:
-    """Connect once, waiting up to `seconds` for a database that is still starting (on a cluster
-    the database and the workers start together); a database that never answers raises."""
-    engine = sqlalchemy.create_engine(url)
-    try:
-        call_with_retries(lambda: engine.connect().close(), max_outage=seconds, stop=stop)
-    finally:
-        engine.dispose()
 
 
 # The first try at a gRPC proxy, at most: a refused connection fails within milliseconds, an

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from search import locations
 from search.errors import StorageError, StorageMissing
+from search.locations import sqlite_file
 from search.study import mysql
 from search.study.grants import (
     lacks_privilege,
@@ -31,7 +32,6 @@ from search.study.grants import (
     refused_schema,
 )
 from search.study.grpc_client import ResilientGrpcStorage
-from search.locations import sqlite_file
 from search.study.integrity import check_intact, full_disk, is_read_only
 from search.study.optuna_compat import (
     database_behind,
@@ -42,11 +42,11 @@ from search.study.optuna_compat import (
 from search.study.optuna_version import check_version
 from search.study.resilience import (
     ResilientRDBStorage,
+    call_with_retries,
     first_line,
     grpc_proxy_answers,
     is_connection_error,
     pause,
-    wait_until_reachable,
 )
 from search.url_secrets import masked
 from trainer.naming import named
@@ -216,6 +216,18 @@ def check_reachable(
         raise _failed(parsed, url, error) from None
 
 
+def wait_until_reachable(
+    url: sqlalchemy.URL, seconds: float, stop: threading.Event | None = None
+) -> None:
+    """Connect once, waiting up to `seconds` for a database that is still starting (on a cluster
+    the database and the workers start together); a database that never answers raises."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        call_with_retries(lambda: engine.connect().close(), max_outage=seconds, stop=stop)
+    finally:
+        engine.dispose()
+
+
 def open_storage(
     url: str, *, create: bool = True, wait_seconds: float = 0, stop: threading.Event | None = None
 ) -> optuna.storages.BaseStorage:
@@ -253,10 +265,10 @@ def open_storage(
                     raise
                 pause(REOPEN_PAUSE_SECONDS, stop)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
-        raise _full_disk(parsed, error) or _failed(parsed, url, error) from None
+        raise full_disk(parsed, error) or _failed(parsed, url, error) from None
     except optuna.exceptions.StorageInternalError as error:  # Optuna's wrapping of the above
         refused = lacks_privilege(error) or mysql.refusal(error) is not None
-        full = _full_disk(parsed, error)
+        full = full_disk(parsed, error)
         if full is not None:
             raise full from None
         if not (is_connection_error(error) or refused):
@@ -268,13 +280,6 @@ def open_storage(
         _use_write_ahead_log(storage)
     storage.configure_engine()
     return storage
-
-
-def _full_disk(parsed: sqlalchemy.URL, error: BaseException) -> StorageError | None:
-    """A new SQLite file on a full disk fails as its tables are made: said so, not "cannot
-    reach"."""
-    database = sqlite_file(parsed)
-    return None if database is None else full_disk(database, error)
 
 
 def _reach_grpc_proxy(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,10 +22,15 @@ import pytest
 import sqlalchemy
 from optuna.distributions import FloatDistribution
 
+from search.cli import main
+from search.study import resilience
 from search.study.resilience import ResilientRDBStorage, is_connection_error, storage_call
 from search.study.storage import open_storage
+from search.url_secrets import masked
 from tests.helpers import mysql, postgres
 from tests.helpers.cli import run_cli
+from tests.helpers.images import make_image_folder
+from tests.helpers.studies import write_study
 
 
 def _psycopg_error(dsn: str) -> psycopg.Error:
@@ -308,3 +314,40 @@ def test_a_connection_ended_before_it_returns_to_the_pool_is_one_line_and_no_tra
     assert record.getMessage().startswith("a database connection was lost (")
     study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)  # the next call opens another
     assert [trial.value for trial in study.trials] == [0.5]
+
+
+def test_an_outage_longer_than_the_wait_ends_a_worker_in_one_line_naming_the_storage(
+    private_postgres, tmp_path, monkeypatch, capsys, one_torch_thread
+):
+    # It ended the worker with SQLAlchemy's traceback, the URL's password in it
+    monkeypatch.setattr(resilience, "MAX_OUTAGE_SECONDS", 0.2)  # 600 s by default
+    url = private_postgres.url.replace("postgres@", "postgres:s3cret@")  # trust takes any
+    images = make_image_folder(tmp_path / "images", train_per_class=8, val_per_class=4)
+    study = write_study(tmp_path, images, trials=1, epochs=50, pruner='kind = "none"')
+    argv = ["run", str(study), "--storage", url, "--device", "cpu", "--no-progress"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--checkpoint-dir", str(tmp_path / "c")]
+    status: list[int] = []
+    worker = threading.Thread(target=lambda: status.append(main(argv)))  # its one worker
+    worker.start()
+    with private_postgres.connect(autocommit=True) as connection:  # until its first epoch
+        while not _reported(connection):
+            assert worker.is_alive()
+            time.sleep(0.05)
+    private_postgres.stop()
+    worker.join()
+
+    assert status == [2]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "s3cret" not in err
+    assert re.fullmatch(
+        f"hpsearch: error: storage {re.escape(masked(url))} did not answer for [0-9]+ s "
+        r"\(.+\): check that its server is up and reachable from here, then run again; .+",
+        err.splitlines()[-1],
+    ), err
+
+
+def _reported(connection: psycopg.Connection) -> bool:
+    """Whether a trial reported an epoch (Optuna's tables may not be made yet)."""
+    if connection.execute("SELECT to_regclass('trial_intermediate_values')").fetchone()[0] is None:
+        return False
+    return connection.execute("SELECT 1 FROM trial_intermediate_values").fetchone() is not None
