@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.chaos.search_run import start_logged
-from search.study.resilience import grpc_proxy_answers
+from search.study.grpc_client import grpc_proxy_answers
 
 HOST = "127.0.0.1"
 START_SECONDS = 120.0  # a loaded machine imports Optuna and gRPC slowly

@@ -20,6 +20,8 @@ for a worker killed at that moment, and its point queued again.
 from __future__ import annotations
 
 import functools
+import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,8 +33,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
 from search.attrs import Creation, template_of_new_trial
+from search.errors import WaitStopped
 from search.study.optuna_compat import new_channel, trial_id_of
-from search.study.resilience import is_connection_error, storage_call
+from search.study.resilience import Unanswered, is_connection_error, storage_call
 
 
 class ResilientGrpcStorage(GrpcStorageProxy):
@@ -42,6 +45,11 @@ class ResilientGrpcStorage(GrpcStorageProxy):
         with warnings.catch_warnings():  # the class is Optuna's choice here, not the user's
             warnings.simplefilter("ignore", ExperimentalWarning)
             super().__init__(host=host, port=port)
+        # An outage that outlasts the wait, in one line, where gRPC's many-line error ended a worker
+        self._unanswered = Unanswered(
+            f"gRPC proxy {host}:{port}",
+            "check that its `hpsearch grpc-proxy` is up and reachable from here",
+        )
 
     def _call(self, name: str, work: Callable[[], Any]) -> Any:
         def attempt() -> Any:
@@ -54,7 +62,7 @@ class ResilientGrpcStorage(GrpcStorageProxy):
                     new_channel(self)
                 raise
 
-        return storage_call(name, attempt)
+        return storage_call(name, attempt, self._unanswered)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         creation = Creation()
@@ -138,3 +146,41 @@ def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
 for _name, _method in vars(BaseStorage).items():
     if callable(_method) and not _name.startswith("_") and _name not in vars(ResilientGrpcStorage):
         setattr(ResilientGrpcStorage, _name, _retried(getattr(GrpcStorageProxy, _name)))
+
+
+# The first try at a gRPC proxy, at most: a refused connection fails within milliseconds, an
+# address that drops packets only after this
+GRPC_CONNECT_SECONDS = 10.0
+GRPC_RETRY_MS = 500  # the longest pause between two tries at a proxy still starting
+
+
+def grpc_proxy_answers(address: str, seconds: float, stop: threading.Event | None = None) -> bool:
+    """Whether a gRPC server answers at `address` (host:port) within `seconds` (a proxy that is
+    still starting beside its workers); with 0, whether the first try connects."""
+    import grpc  # an optional dependency (hpsearch[grpc]); check_storage_url made sure of it
+
+    ready, failed = threading.Event(), threading.Event()
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state == grpc.ChannelConnectivity.READY:
+            ready.set()
+        elif state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            failed.set()
+
+    deadline = time.monotonic() + seconds
+    # gRPC tries a refused address again after a backoff that grows to 2 minutes: a proxy that
+    # came up 17 s into the wait was seen only 26 s in, past a 22 s wait. Trying twice a second
+    # costs nothing on a refused connection.
+    retry_often = [("grpc.max_reconnect_backoff_ms", GRPC_RETRY_MS)]
+    with grpc.insecure_channel(address, options=retry_often) as channel:
+        channel.subscribe(watch, try_to_connect=True)
+        try:
+            while not ready.wait(0.05):
+                if stop is not None and stop.is_set():
+                    raise WaitStopped("stopped while waiting for the gRPC proxy")
+                now = time.monotonic()
+                if now >= deadline and (failed.is_set() or now >= deadline + GRPC_CONNECT_SECONDS):
+                    return False
+            return True
+        finally:
+            channel.unsubscribe(watch)

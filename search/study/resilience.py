@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 import sqlalchemy
@@ -197,13 +197,30 @@ def _reads_only() -> bool:
     return getattr(_nesting, "depth", 0) > 0 and _nesting.reads_only
 
 
-def storage_call(name: str, call: Callable[[], Any]) -> Any:
+def storage_call(name: str, call: Callable[[], Any], unanswered: Unanswered | None = None) -> Any:
     """`call()`, the storage method `name`'s work, waiting out outages if it is the outermost
-    storage call of this thread; an inner call runs once, its caller's retry covers it."""
+    storage call of this thread; an inner call runs once, its caller's retry covers it. An outage
+    that outlasts the wait is one line, `unanswered`'s, where the driver's traceback ended a
+    worker (a password in it)."""
     if getattr(_nesting, "depth", 0):
         return call()
+    started = time.monotonic()
     with _inside_a_call(name):
-        return call_with_retries(call)
+        try:
+            return call_with_retries(call)
+        except Exception as error:
+            if unanswered is None or not is_connection_error(error):
+                raise
+            raise StorageError(
+                f"{unanswered.storage} did not answer for {time.monotonic() - started:.0f} s "
+                f"({first_line(error)}): {unanswered.remedy}, then run again; a trial that was "
+                "running is resumed from its last checkpoint"
+            ) from error
+
+
+class Unanswered(NamedTuple):
+    storage: str  # the storage, as a line names it: its URL, password masked, or the proxy's
+    remedy: str  # what to do about an outage that outlasts the wait
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -211,34 +228,27 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
         if getattr(_nesting, "depth", 0):  # inside a call: its caller checks for damage
             return method(self, *args, **kwargs)
-        started = time.monotonic()
+        url = self.engine.url
         try:
-            return storage_call(method.__name__, lambda: method(self, *args, **kwargs))
-        except Exception as error:
-            named = _in_one_line(self, error, time.monotonic() - started)
-            if named is not None:
-                raise named from error
+            return storage_call(
+                method.__name__, lambda: method(self, *args, **kwargs), _unanswered(url)
+            )
+        except HpsearchError:
+            raise
+        except Exception as error:  # a SQLite file's full disk or damage, in one line
+            trouble = sqlite_trouble(url, error)
+            if trouble is not None:
+                raise trouble from error
             raise
 
     return wrapper
 
 
-def _in_one_line(storage: RDBStorage, error: Exception, waited: float) -> HpsearchError | None:
-    """What the user acts on, in one line, for the error that ended a storage call: an outage that
-    outlasted the wait (it ended the worker with SQLAlchemy's traceback), or a SQLite file's full
-    disk or damage (search.study.integrity). None for anything else."""
-    url = storage.engine.url
-    if not is_connection_error(error):
-        return sqlite_trouble(url, error)
-    shown = masked(url.render_as_string(hide_password=False))
+def _unanswered(url: sqlalchemy.URL) -> Unanswered:
+    shown = f"storage {masked(url.render_as_string(hide_password=False))}"
     if url.get_backend_name() == "sqlite":  # its write lock, held by another process that long
-        what = "stop the process that holds its write lock"
-    else:
-        what = "check that its server is up and reachable from here"
-    return StorageError(
-        f"storage {shown} did not answer for {waited:.0f} s ({first_line(error)}): {what}, then "
-        "run again; a trial that was running is resumed from its last checkpoint"
-    )
+        return Unanswered(shown, "stop the process that holds its write lock")
+    return Unanswered(shown, "check that its server is up and reachable from here")
 
 
 class _LostConnectionInOneLine(logging.Filter):
@@ -330,44 +340,6 @@ def without_retries(storage: optuna.storages.BaseStorage, name: str) -> Callable
             return method(*args, **kwargs)
 
     return call
-
-
-# The first try at a gRPC proxy, at most: a refused connection fails within milliseconds, an
-# address that drops packets only after this
-GRPC_CONNECT_SECONDS = 10.0
-GRPC_RETRY_MS = 500  # the longest pause between two tries at a proxy still starting
-
-
-def grpc_proxy_answers(address: str, seconds: float, stop: threading.Event | None = None) -> bool:
-    """Whether a gRPC server answers at `address` (host:port) within `seconds` (a proxy that is
-    still starting beside its workers); with 0, whether the first try connects."""
-    import grpc  # an optional dependency (hpsearch[grpc]); check_storage_url made sure of it
-
-    ready, failed = threading.Event(), threading.Event()
-
-    def watch(state: grpc.ChannelConnectivity) -> None:
-        if state == grpc.ChannelConnectivity.READY:
-            ready.set()
-        elif state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-            failed.set()
-
-    deadline = time.monotonic() + seconds
-    # gRPC tries a refused address again after a backoff that grows to 2 minutes: a proxy that
-    # came up 17 s into the wait was seen only 26 s in, past a 22 s wait. Trying twice a second
-    # costs nothing on a refused connection.
-    retry_often = [("grpc.max_reconnect_backoff_ms", GRPC_RETRY_MS)]
-    with grpc.insecure_channel(address, options=retry_often) as channel:
-        channel.subscribe(watch, try_to_connect=True)
-        try:
-            while not ready.wait(0.05):
-                if stop is not None and stop.is_set():
-                    raise WaitStopped("stopped while waiting for the gRPC proxy")
-                now = time.monotonic()
-                if now >= deadline and (failed.is_set() or now >= deadline + GRPC_CONNECT_SECONDS):
-                    return False
-            return True
-        finally:
-            channel.unsubscribe(watch)
 
 
 def _begin_immediately(engine: sqlalchemy.Engine) -> None:

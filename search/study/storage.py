@@ -31,7 +31,7 @@ from search.study.grants import (
     refused_read,
     refused_schema,
 )
-from search.study.grpc_client import ResilientGrpcStorage
+from search.study.grpc_client import ResilientGrpcStorage, grpc_proxy_answers
 from search.study.integrity import check_intact, full_disk, is_read_only
 from search.study.optuna_compat import (
     database_behind,
@@ -44,7 +44,6 @@ from search.study.resilience import (
     ResilientRDBStorage,
     call_with_retries,
     first_line,
-    grpc_proxy_answers,
     is_connection_error,
     pause,
 )

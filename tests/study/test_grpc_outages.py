@@ -18,8 +18,12 @@ from optuna.trial import TrialState
 from benchmarks.chaos.proxy import Proxy as ProxyProcess
 from search import attrs
 from search.cli import main
-from search.study.resilience import grpc_proxy_answers, without_retries
+from search.errors import StorageError
+from search.study import resilience
+from search.study.grpc_client import ResilientGrpcStorage, grpc_proxy_answers
+from search.study.resilience import without_retries
 from search.study.storage import open_storage
+from tests.helpers.dashboard import free_port
 from tests.helpers.lost_answers import RelayLosingAnswers
 from tests.helpers.studies import write_study
 
@@ -173,3 +177,16 @@ def test_a_proxy_that_comes_up_late_in_the_wait_is_found_before_it_ends():
         late.join()
         for server in servers:
             server.stop(0)
+
+
+def test_a_proxy_down_longer_than_the_wait_is_one_line_naming_it(monkeypatch):
+    """gRPC's many-line UNAVAILABLE error had ended the worker, as a traceback, once the wait for
+    the proxy ran out; it is one line now, as a database's outage is. A port nothing listens on."""
+    monkeypatch.setattr(resilience, "MAX_OUTAGE_SECONDS", 0.3)  # 600 s by default
+    port = free_port()
+    storage = ResilientGrpcStorage(host="127.0.0.1", port=port)
+    with pytest.raises(StorageError) as unanswered:
+        storage.get_all_studies()
+    message = str(unanswered.value)
+    assert "\n" not in message and message.startswith(f"gRPC proxy 127.0.0.1:{port} did not answer")
+    assert "(UNAVAILABLE: " in message and "`hpsearch grpc-proxy` is up and reachable" in message
