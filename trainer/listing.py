@@ -1,5 +1,7 @@
 """Checking a data folder before anything is decoded or written: the layout, the classes, and an
 image list in which every name is a readable file (symlink loops and broken links refused by path).
+A class folder's images are taken at any depth (train/cat/2019/img.jpg), as torchvision's
+ImageFolder takes them.
 """
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,7 +66,8 @@ def _split_files(folder: Path, split: str) -> dict[str, list[str]]:
 
 
 def _class_files(split_dir: Path) -> dict[str, list[str]]:
-    """Image file names per class folder, sorted; hidden entries (.DS_Store, ._ copies) skipped."""
+    """Image paths per class folder, relative to it and sorted; hidden entries (.DS_Store, ._
+    copies) skipped at any depth."""
     class_dirs = sorted(
         path for path in split_dir.iterdir() if not path.name.startswith(".") and _is_dir(path)
     )
@@ -85,23 +89,64 @@ def _class_files(split_dir: Path) -> dict[str, list[str]]:
 
 
 def _image_names(class_dir: Path) -> list[str]:
-    """The image files of a class folder. A broken link or an empty file is refused, not skipped:
-    the data set must never be silently smaller than the folder looks."""
+    """The image files under a class folder at any depth, as torchvision's ImageFolder takes them,
+    as paths relative to it ("2019/img.jpg"). A broken link or an empty file is refused, not
+    skipped: the data set must never be silently smaller than the folder looks."""
+    seen = _ancestors(class_dir)  # (st_dev, st_ino) -> the path it was met at
     names = []
-    for entry in os.scandir(class_dir):
-        if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
-            continue
-        found = _stat(Path(entry.path))
-        if found is None and entry.is_symlink():
-            raise DataError(
-                f"{entry.path} is a link to {os.readlink(entry.path)}, which does not exist; "
-                "fix or remove the link"
-            )
-        if found is not None and stat.S_ISREG(found.st_mode):
-            if found.st_size == 0:
-                raise DataError(f"image {entry.path} is empty (0 bytes); replace or remove it")
-            names.append(entry.name)
+    pending = deque([(class_dir, "")])
+    while pending:
+        folder, prefix = pending.popleft()
+        with os.scandir(folder) as entries:
+            found_entries = list(entries)  # closed before any folder below is opened
+        for entry in found_entries:
+            if entry.name.startswith("."):  # a hidden folder's images too: ._ copies, .git
+                continue
+            path, relative = Path(entry.path), prefix + entry.name
+            found = _stat(path)
+            if found is not None and stat.S_ISDIR(found.st_mode):
+                _refuse_repeat(path, found, seen)
+                pending.append((path, relative + "/"))
+            elif not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            elif found is None and entry.is_symlink():
+                raise DataError(
+                    f"{entry.path} is a link to {os.readlink(entry.path)}, which does not exist; "
+                    "fix or remove the link"
+                )
+            elif found is not None and stat.S_ISREG(found.st_mode):
+                if found.st_size == 0:
+                    raise DataError(f"image {entry.path} is empty (0 bytes); replace or remove it")
+                names.append(relative)
     return names
+
+
+def _ancestors(class_dir: Path) -> dict[tuple[int, int], Path]:
+    """The folders holding a class folder, both as named and where links lead: a link back to one
+    (even to /) would be walked forever, or through the whole disk before meeting itself again."""
+    chain = [class_dir, *class_dir.absolute().parents]
+    real = class_dir.resolve()
+    seen: dict[tuple[int, int], Path] = {}
+    for path in [*chain, real, *real.parents]:
+        found = _stat(path)
+        if found is not None:
+            seen.setdefault((found.st_dev, found.st_ino), path)
+    return seen
+
+
+def _refuse_repeat(path: Path, found: os.stat_result, seen: dict[tuple[int, int], Path]) -> None:
+    """Each folder is listed once: one met again is a link back to a folder that holds it (a
+    loop) or a second link to a folder already listed, whose images would count twice."""
+    identity = (found.st_dev, found.st_ino)
+    if identity in seen:
+        link, other = path, seen[identity]
+        if other.is_symlink() and not link.is_symlink():  # the link was met first
+            link, other = other, link
+        raise DataError(
+            f"{link} leads to {other}, a folder already listed (a symlink loop, or a second link "
+            "to one folder); remove the link, then run again"
+        )
+    seen[identity] = path
 
 
 def _is_dir(path: Path) -> bool:

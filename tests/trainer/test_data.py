@@ -82,13 +82,22 @@ def test_images_load_as_rgb_squares_labelled_by_their_class_folder(image_folder,
     for suffix in (".TIF", ".ppm"):
         image = make_image(2, random.Random(suffix), (SIDE, SIDE))
         image.save(image_folder / "train" / "class_2" / f"scan{suffix}")
+    # Images in subfolders of a class folder are the class's too, as in torchvision's ImageFolder
+    # (they had been skipped without a word); a hidden folder's are not, at any depth: were they
+    # listed, the empty one would be refused
+    nested = image_folder / "train" / "class_2" / "2019" / "spring"
+    (nested / ".thumbnails").mkdir(parents=True)
+    make_image(2, random.Random(1), (SIDE, SIDE)).save(nested / "deep.png")
+    (nested / ".thumbnails" / "deep.png").write_bytes(b"")
+    (image_folder / "train" / "class_1" / ".git").mkdir()
+    shutil.copy(nested / "deep.png", image_folder / "train" / "class_1" / ".git" / "x.png")
     data = load(image_folder, cache_dir)
     assert data.classes == ("class_0", "class_1", "class_2")
     # class_0 also holds the grayscale JPEG, RGB PNG, palette PNG and CMYK JPEG
-    assert torch.bincount(data.train.labels).tolist() == [44, 40, 42]
+    assert torch.bincount(data.train.labels).tolist() == [44, 40, 43]
     assert torch.bincount(data.val.labels).tolist() == [12, 12, 12]
     assert (
-        data.train.images.shape == (126, 3, SIDE, SIDE) and data.train.images.dtype == torch.uint8
+        data.train.images.shape == (127, 3, SIDE, SIDE) and data.train.images.dtype == torch.uint8
     )
     assert data.train.images.is_contiguous() and data.train.labels.dtype == torch.int64
     assert (count_grey_checking_colours(data.train), count_grey_checking_colours(data.val)) == (
@@ -274,6 +283,13 @@ def add_unmatched_classes(folder: Path) -> None:
         shutil.copy(folder / "train" / "class_0" / "img_0000.JPEG", folder / split / name)
 
 
+def add_loop_link(folder: Path) -> None:
+    # A link back to a folder holding it: os.walk(followlinks=True) would go round it until the
+    # path grows too long
+    (folder / "train" / "class_1" / "2019").mkdir()
+    os.symlink("../..", folder / "train" / "class_1" / "2019" / "back")
+
+
 def keep_one_class(folder: Path) -> None:
     for split in ("train", "val"):
         for name in ("class_1", "class_2"):
@@ -296,6 +312,7 @@ def keep_one_class(folder: Path) -> None:
                 "'class_9' from both train/ and val/",
             ],
         ),
+        (add_loop_link, ["class_1/2019/back leads to", "a symlink loop", "remove the link"]),
         (
             add_unmatched_classes,
             ["only in train: ['only_in_train']", "only in val: ['only_in_val']"],
