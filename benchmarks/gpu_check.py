@@ -194,6 +194,8 @@ def summarize(args: argparse.Namespace) -> None:
     from optuna.trial import TrialState
 
     from search import attrs
+    from search.study.epochs_budget import epochs_trained
+    from search.study.promotion import shown_counts
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=args.study, storage=args.storage)
@@ -203,7 +205,17 @@ def summarize(args: argparse.Namespace) -> None:
     epochs = max(
         (trial.user_attrs.get("config", {}).get("epochs", 0) for trial in trials), default=0
     )
-    finished = [trial for trial in complete if trial.user_attrs.get("epochs_run") == epochs]
+    # Trials that trained every epoch themselves: an asha continuation (or a retry) restored its
+    # first epochs from a checkpoint, and its times cover only the epochs after them
+    finished = [
+        trial
+        for trial in complete
+        if trial.user_attrs.get(attrs.EPOCHS_RUN) == epochs
+        and not attrs.stored_number(trial, attrs.RESUMED_FROM_EPOCH)
+    ]
+    # As status shows them: asha's paused trials apart from the pruned ones, its continuations
+    # that never ran left out
+    counts = shown_counts(trials)
     # Start to finish as the storage saw it: model
     # set-up and checkpoints included, unlike "seconds".
     full = [(trial.datetime_complete - trial.datetime_start).total_seconds() for trial in finished]
@@ -248,9 +260,10 @@ def summarize(args: argparse.Namespace) -> None:
         "checkpoint_share_of_trial": statistics.median(checkpoint_share)
         if checkpoint_share
         else None,
-        "trials_complete": len(complete),
-        "trials_pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "trials_failed": sum(t.state == TrialState.FAIL for t in trials),
+        "trials_complete": counts["complete"],
+        "trials_paused": counts["paused"],  # not promoted (yet)
+        "trials_pruned": counts["pruned"],
+        "trials_failed": counts["fail"],
         "epochs_per_trial": epochs,
         "best_val_top1": best.value if best else None,
         "best_config": attrs.trial_config(best) if best else None,
@@ -259,7 +272,7 @@ def summarize(args: argparse.Namespace) -> None:
         f"seconds_of_epochs_per_{epochs}_epoch_trial": statistics.median(epoch_seconds)
         if epoch_seconds
         else None,
-        "epochs_trained": sum(trial.user_attrs.get("epochs_run", 0) for trial in trials),
+        "epochs_trained": epochs_trained(trials),  # restored epochs not counted again
         "goals_at_128px_on_h100_h200": GOALS,
     }
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -297,9 +310,9 @@ def summarize(args: argparse.Namespace) -> None:
         ),
         ("checkpoint writing / trial", summary["checkpoint_share_of_trial"], "< 5%"),
         (
-            "trials complete / pruned / failed",
-            f"{summary['trials_complete']} / {summary['trials_pruned']} / "
-            f"{summary['trials_failed']}",
+            "trials done/paused/pruned/failed",
+            f"{summary['trials_complete']} / {summary['trials_paused']} / "
+            f"{summary['trials_pruned']} / {summary['trials_failed']}",
             "",
         ),
         (

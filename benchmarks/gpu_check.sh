@@ -12,7 +12,7 @@
 # 3. torch-optimizer's Ranger against ours per step (benchmarks/optimizer_step.py), and the host-device
 #    synchronisations inside our training steps (gpu_check.py syncs);
 # 4. a search of about four minutes on real Imagenette ($IMAGENETTE_DIR): studies/imagenette.toml with
-#    20-epoch trials, its median pruner and [study] timeout_minutes = 4 (`python3 -m search run`);
+#    20-epoch trials, its asha pruner and [study] timeout_minutes = 4 (`python3 -m search run`);
 # 5. a short table last. $OUT (default ./gpu_check_out) gets gpu_check.log, throughput.json,
 #    models.json, optimizer_step.txt, syncs.json, the study file, its SQLite database gpu_check.db and summary.json.
 #

@@ -133,6 +133,9 @@ class InstantObjective:
     rises with epochs and peaks at lr 1e-2."""
 
     train_seconds = 1.0  # set per process by worker_process
+    # Slept over this process's trials: a trial pruned or paused (asha) sleeps only its epochs'
+    # share of train_seconds, and the rest of its wall time is the worker's own
+    slept_seconds = 0.0
 
     def __init__(self, config: StudyConfig, data: ImageData, device: torch.device, stop=None, **_):
         self.config, self.device = config, device
@@ -150,8 +153,9 @@ class InstantObjective:
         try:
             for epoch in range(1, train_config.epochs + 1):
                 time.sleep(self.train_seconds / train_config.epochs)
+                InstantObjective.slept_seconds += self.train_seconds / train_config.epochs
                 history.append(made_up_epoch(train_config.lr, epoch))
-                report_epoch(trial, epoch, history[-1].val_top1)
+                report_instant_epoch(trial, epoch, history[-1].val_top1, last=train_config.epochs)
         finally:
             _record_outcome(trial, history, self.device)
         return max(metrics.val_top1 for metrics in history)
@@ -174,6 +178,15 @@ except ImportError:  # an older checkout, given as --baseline: its objective's t
         trial.report(val_top1, epoch)
         if trial.should_prune():
             raise optuna.TrialPruned()
+
+
+def report_instant_epoch(trial: optuna.Trial, epoch: int, val_top1: float, *, last: int) -> None:
+    """The objective's report of an epoch; where it takes the trial's `last` epoch (which it
+    never judges), that too: an older checkout's takes none."""
+    if "last" in inspect.signature(report_epoch).parameters:
+        report_epoch(trial, epoch, val_top1, last=last)
+    else:
+        report_epoch(trial, epoch, val_top1)
 
 
 def made_up_epoch(lr: float, epoch: int) -> EpochMetrics:
@@ -278,6 +291,7 @@ def worker_process(
             "trials": summary.finished,
             "startup_seconds": loaded - started,
             "wall_seconds": ended - first,
+            "slept_seconds": InstantObjective.slept_seconds,
             "sampler_seconds": sampler_seconds[0],
             "storage_seconds": clock.seconds,
             "storage_calls": clock.calls,
@@ -558,7 +572,7 @@ def measure(
         "workers": workers,
         "prefill": prefill_count,
         "trials": trials,
-        **per_trial_figures(per_worker, trials, train_seconds),
+        **per_trial_figures(per_worker, trials),
         **{f"{key}_per_trial": value / trials for key, value in database.items()},
         "study_trials": len(states),
         "budget": config.study.trials,
@@ -570,7 +584,7 @@ def measure(
     }
 
 
-def per_trial_figures(per_worker: list[dict], trials: int, train_seconds: float) -> dict:
+def per_trial_figures(per_worker: list[dict], trials: int) -> dict:
     by_method: dict[str, list[float]] = {}  # calls and ms per trial
     for result in per_worker:
         for name, (calls, seconds) in result["storage_seconds_by_method"].items():
@@ -579,8 +593,11 @@ def per_trial_figures(per_worker: list[dict], trials: int, train_seconds: float)
             figures[1] += 1000 * seconds / trials
     working = [r for r in per_worker if r["trials"]]
     return {
+        # Less what its trials slept, not train_seconds each: a pruned or paused one slept less
         "wall_ms_per_trial": 1000
-        * statistics.median(r["wall_seconds"] / r["trials"] - train_seconds for r in working),
+        * statistics.median(
+            (r["wall_seconds"] - r["slept_seconds"]) / r["trials"] for r in working
+        ),
         "sampler_ms_per_trial": 1000 * sum(r["sampler_seconds"] for r in per_worker) / trials,
         "storage_ms_per_trial": 1000
         * sum(r["storage_seconds"]["worker"] for r in per_worker)
