@@ -69,12 +69,9 @@ def build_small_search(root: Path) -> SmallSearch:
         name=search.study,
         trials=5,
         epochs=EPOCHS,
-        extra=POINTS,
+        points=POINTS,
         pruner='kind = "median"\nwarmup_epochs = 0\nstartup_trials = 2',
     )
-    text = path.read_text()
-    # A study of points only
-    path.write_text(text[: text.index("[space]")] + text[text.index("[sampler]") :])
     launch(
         load_study_config(path),
         WorkerOptions(

@@ -18,8 +18,10 @@ def write_study(
     space: str | None = None,
     pruner: str = 'kind = "median"\nwarmup_epochs = 0\nstartup_trials = 1',
     sampler: str = 'kind = "random"',
+    points: str = "",
 ) -> Path:
-    """A study file training at 32 px for a couple of epochs; `extra` appends TOML tables."""
+    """A study file training at 32 px for a couple of epochs; `extra` appends TOML tables;
+    `points` ([[points]] tables) makes it a study of those points, with no [space]."""
     if space is None:
         space = (
             'optimizer = ["sgd", "adam"]\nlr = { low = 1e-3, high = 0.1 }\n'
@@ -41,8 +43,7 @@ batch_size = 32
 epochs = {epochs}
 schedule = "cosine"
 
-[space]
-{space}
+{"" if points else f"[space]{chr(10)}{space}"}
 
 [sampler]
 {sampler}
@@ -54,6 +55,7 @@ schedule = "cosine"
 interval_seconds = 2
 grace_seconds = 8
 {extra}
+{points}
 """)
     return path
 

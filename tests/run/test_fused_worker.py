@@ -57,9 +57,8 @@ NO_PRUNING = 'kind = "none"'
 
 def points_study(folder, images, points: str, *, epochs: int = 2, batch_size=32, **settings):
     """A study of `points` only (no [space])."""
-    path = write_study(folder, images, epochs=epochs, extra=points, **settings)
-    text = path.read_text().replace("batch_size = 32", f"batch_size = {batch_size}")
-    path.write_text(text[: text.index("[space]")] + text[text.index("[sampler]") :])
+    path = write_study(folder, images, epochs=epochs, points=points, **settings)
+    path.write_text(path.read_text().replace("batch_size = 32", f"batch_size = {batch_size}"))
     return load_study_config(path)
 
 

@@ -35,9 +35,7 @@ def test_a_study_whose_creator_died_mid_creation_is_finished_and_runs_each_point
     """Killed after its settings and first point were recorded, before its budget, data and
     identity: the next run waited for it, then ran it as a study of another hpsearch, with no
     identity and two points never queued."""
-    path = write_study(tmp_path, image_folder, trials=3, epochs=1, extra=POINTS)
-    text = path.read_text()
-    path.write_text(text[: text.index("[space]")] + text[text.index("[sampler]") :])
+    path = write_study(tmp_path, image_folder, trials=3, epochs=1, points=POINTS)
     config = load_study_config(path)
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     # What create_study had recorded when its process died: the first steps, in its order
