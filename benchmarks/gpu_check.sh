@@ -51,6 +51,10 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export HPSEARCH_CACHE_DIR=${HPSEARCH_CACHE_DIR:-/tmp/hpsearch-cache}
 export HPSEARCH_CHECKPOINTS=${HPSEARCH_CHECKPOINTS:-/tmp/hpsearch-checkpoints}
 exec > >(tee "$OUT/gpu_check.log") 2>&1
+log_writer=$!
+# $OUT travels back once this script exits: close our end and give tee up to 5 s to write the last
+# lines (on a failure, the error itself); bounded, in case a stray child still holds the pipe
+trap 'exec >&- 2>&-; for _ in {1..50}; do kill -0 "$log_writer" 2>/dev/null || break; sleep 0.1; done' EXIT
 
 if [ -z "${IMAGENETTE_DIR:-}" ] && [ -f .carry/setup.sh ]; then
     source .carry/setup.sh
