@@ -62,11 +62,13 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
         while (signum := signals.get()) is not None:
             if stop.is_set():  # the SIGTERM `run` passes on beside the terminal's SIGINT, in
                 continue  # either order, is one request
-            stop.request(signal.Signals(signum).name)
+            # Said before the event is set: once set, the worker may end and write its last line
+            # (`worker_ended`), which a line of this thread's must not follow
             log.note(
                 f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be "
                 "retried (Ctrl-C again to exit now)"
             )
+            stop.request(signal.Signals(signum).name)
 
     announcer = threading.Thread(target=announce, name="hpsearch-stop-signals", daemon=True)
     announcer.start()
