@@ -15,6 +15,9 @@ client hears only UNAVAILABLE, as for a request that never arrived, and tries ag
 Left as Optuna's: a retried claim of a queued trial (WAITING to RUNNING) that the lost attempt
 made answers that another worker took it; that trial is then failed by the dead-trial sweep, as
 for a worker killed at that moment, and its point queued again.
+
+An outage that outlasts the wait is one line naming the proxy. `grpc_proxy_answers` tells whether
+a proxy answers at all, for a worker that waits for one still starting beside it.
 """
 
 from __future__ import annotations
