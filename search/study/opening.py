@@ -86,16 +86,26 @@ def finish_creation(study: optuna.Study, config: StudyConfig, fingerprint: dict[
     it first): its budget, data, the points not queued yet, and last its identity. The identity
     is made from the study's number in the storage, so every process that finishes the study at
     once records the same one, and none keys trial folders by another's."""
+    identity = uuid.uuid5(FINISHED_LATE, f"{study.study_name}/{study_id_of(study)}")
+    _record_after_settings(study, config, fingerprint, identity.hex)
+
+
+def _record_after_settings(
+    study: optuna.Study, config: StudyConfig, fingerprint: dict[str, Any], identity: str
+) -> None:
+    """What a study records after its settings, by its creator or by whoever finishes its creation:
+    its budget and data (those not recorded yet), its points queued (each once: those queued
+    before are skipped), and last its identity: a study with one has all its settings recorded."""
+    recorded = study.user_attrs
     for key, value in (
         (attrs.BUDGET, config.study.trials),
         (attrs.DATA_FINGERPRINT, fingerprint),
         (attrs.DATA_SOURCE, config.data.source),
     ):
-        if key not in study.user_attrs:
+        if key not in recorded:
             study.set_user_attr(key, value)
-    _enqueue(study, config)  # each point once: those queued before are skipped
-    identity = uuid.uuid5(FINISHED_LATE, f"{study.study_name}/{study_id_of(study)}")
-    study.set_user_attr(attrs.STUDY_ID, identity.hex)
+    _enqueue(study, config)
+    study.set_user_attr(attrs.STUDY_ID, identity)
 
 
 def not_started(config: StudyConfig) -> StudyNotFound:
@@ -157,12 +167,7 @@ def create_study(
         return None
     study.set_metric_names([attrs.METRIC])  # the dashboard and Optuna's plots say what they show
     study.set_user_attr(attrs.STUDY_CONFIG, to_document(config))
-    study.set_user_attr(attrs.BUDGET, config.study.trials)
-    study.set_user_attr(attrs.DATA_FINGERPRINT, fingerprint)
-    study.set_user_attr(attrs.DATA_SOURCE, config.data.source)
-    _enqueue(study, config)
-    # Last: a study with an identity is a study whose settings are all recorded.
-    study.set_user_attr(attrs.STUDY_ID, uuid.uuid4().hex)
+    _record_after_settings(study, config, fingerprint, uuid.uuid4().hex)
     return study
 
 
