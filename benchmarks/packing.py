@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data", required=True, help="folder with train/ and val/, or a .tar.gz of one"
     )
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument(
+        "--device", default="cuda", type=device_name, help="cpu, cuda or cuda:N (GPU N alone)"
+    )
     parser.add_argument("--minutes", type=float, default=0.2, help="timeout of each arm's study")
     parser.add_argument("--epochs", type=int, default=2, help="per trial")
     parser.add_argument("--image-size", type=int, default=128, help="px")
@@ -98,15 +100,30 @@ def study_file(args: argparse.Namespace, name: str, folder: Path) -> Path:
     return path
 
 
+def device_name(text: str) -> str:
+    """`cpu`, `cuda` (GPU 0) or `cuda:N`, as GPU_CHECK_DEVICE may name it; else argparse's error."""
+    kind, _, index = text.partition(":")
+    if text in ("cpu", "cuda") or kind == "cuda" and index.isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
+
+
+def placement(device: str) -> tuple[str, list[int] | None]:
+    """The workers' device and GPU list for `--device`: one device, whatever the machine has; a
+    GPU's workers see it alone (CUDA_VISIBLE_DEVICES), so `cuda:1` is their `cuda`."""
+    kind, _, index = device.partition(":")
+    return kind, [int(index or 0)] if kind == "cuda" else None
+
+
 def launch_arm(config: StudyConfig, storage: str, device: str, kind: str, k: int) -> None:
     """Run the arm's study to its timeout: one worker (of K slots when fused), or K processes."""
     from search.launch.local import launch
     from search.run.worker import WorkerOptions
 
+    kind_of_device, gpus = placement(device)
     options = WorkerOptions(
-        storage, device=device, progress=False, trials_per_worker=k if kind == FUSED else 1
+        storage, device=kind_of_device, progress=False, trials_per_worker=k if kind == FUSED else 1
     )
-    gpus = [0] if device == "cuda" else None  # one device, whatever the machine has
     if kind == PROCESSES:
         launch(config, options, workers=None if gpus else k, gpus=gpus, workers_per_gpu=k)
     else:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -134,3 +135,19 @@ def test_the_gpu_check_summary_counts_asha_trials_as_status_does(tmp_path):
     assert [summary[count] for count in counts] == [2, 1, 1, 0]
     assert summary["epochs_trained"] == 3 + 1 + 2 + 1 + 2
     assert summary["seconds_per_3_epoch_trial"] == 30.0
+
+
+def test_the_packing_benchmark_takes_a_gpu_by_its_number_as_the_gpu_check_names_it():
+    """GPU_CHECK_DEVICE=cuda:1 reaches packing.py's --device: its workers get GPU 1 alone."""
+    from benchmarks import packing
+
+    for device, placed in {
+        "cpu": ("cpu", None),
+        "cuda": ("cuda", [0]),
+        "cuda:1": ("cuda", [1]),
+    }.items():
+        args = packing.parse_args(["--data", "data", "--device", device])
+        assert packing.placement(args.device) == placed
+    for wrong in ("gpu", "cuda:x", "cpu:0", "cuda:"):
+        with pytest.raises(SystemExit):
+            packing.parse_args(["--data", "data", "--device", wrong])
