@@ -28,16 +28,39 @@ class StopRequest(threading.Event):
         # A second Ctrl-C: out at once, through whatever was running (torch.save turns the
         # KeyboardInterrupt raised in its writer into a RuntimeError)
         self.forced = False
+        self._recording = 0  # depth of `recording_trials` blocks the main thread is in
+        self._interrupt_held = False  # a second Ctrl-C that came in one, raised as it ends
 
     def request(self, cause: str) -> None:
         self.cause = self.cause or cause
         self.set()
 
+    def hold_interrupt(self) -> bool:
+        """Called by the second Ctrl-C's handler: whether it waits for the end of the block of
+        `recording_trials` the main thread is in (once: a third Ctrl-C is out at once, even there,
+        should the storage hang)."""
+        if self._recording == 0 or self._interrupt_held:
+            return False
+        self._interrupt_held = True
+        return True
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        self._recording += 1
+        try:
+            yield
+        finally:
+            self._recording -= 1  # before the check: a Ctrl-C that comes between raises itself
+            if self._recording == 0 and self._interrupt_held:
+                self._interrupt_held = False
+                raise KeyboardInterrupt
+
 
 @contextmanager
 def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
     """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a second
-    SIGINT (a second Ctrl-C) exits at once. What it says is a line of the workers' `log_format`."""
+    SIGINT (a second Ctrl-C) exits at once, or as the trials' records it came amid are whole
+    (`recording_trials`). What it says is a line of the workers' `log_format`."""
     log = WorkerLog(log_format, None)
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
@@ -55,7 +78,9 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
     def request_stop(signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and next(interrupts) > 0:
             stop.forced = True
-            raise KeyboardInterrupt
+            if not stop.hold_interrupt():
+                raise KeyboardInterrupt
+            return
         signals.put(signum)
 
     def announce() -> None:
@@ -65,8 +90,8 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
             # Said before the event is set: once set, the worker may end and write its last line
             # (`worker_ended`), which a line of this thread's must not follow
             log.note(
-                f"{signal.Signals(signum).name}: stopping at a clean point; the trial will be "
-                "retried (Ctrl-C again to exit now)"
+                f"{signal.Signals(signum).name}: stopping at a clean point; each trial in "
+                "flight is queued to resume (Ctrl-C again to exit now)"
             )
             stop.request(signal.Signals(signum).name)
 
@@ -82,6 +107,18 @@ def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
             signal.signal(signum, handler)
         signals.put(None)
         announcer.join(timeout=ANNOUNCER_EXIT_SECONDS)
+
+
+@contextmanager
+def recording_trials(stop: threading.Event | None) -> Iterator[None]:
+    """A block that records how trials ended in steps that belong together (told FAIL, then its
+    retry queued): a second Ctrl-C that comes inside waits for its end, else a stopped trial was
+    left FAIL with no retry, its lineage lost for good (a failure, not a stop, to every count)."""
+    if not isinstance(stop, StopRequest):
+        yield
+        return
+    with stop.recording():
+        yield
 
 
 def interrupted_at_once(stop: threading.Event | None) -> bool:

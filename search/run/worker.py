@@ -35,7 +35,7 @@ from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
 from search.run.request import Request, requested_name
 from search.run.slots import Slots
-from search.run.stopping import interrupted_at_once, stop_words
+from search.run.stopping import interrupted_at_once, recording_trials, stop_words
 from search.study import promotion, retries
 from search.study.budget_lock import BudgetLock, new_trial_within_budget
 from search.study.epochs_budget import epochs_budget_met
@@ -297,52 +297,56 @@ class _Worker:
         value: float | None = None,
         reason: str | None = None,  # why the pruner stopped it
     ) -> None:
-        frozen = self._tell(trial, state, value if state == TrialState.COMPLETE else None)
-        if frozen is None:
-            return
-        self.finished += 1
-        self.log.trial_finished(frozen, reason)
-        not_saved = frozen.user_attrs.get(attrs.WEIGHTS_NOT_SAVED)
-        if not_saved is not None:
-            self.out_of_space = self.out_of_space or not_saved
-            self.log.note(
-                f"trial {frozen.number} is COMPLETE without its weights ({not_saved}); its value "
-                "stands, and `hpsearch export` says the weights are missing"
-            )
-        trial_files.release(self.study, frozen, run.folder)
+        with recording_trials(self.stop):
+            frozen = self._tell(trial, state, value if state == TrialState.COMPLETE else None)
+            if frozen is None:
+                return
+            self.finished += 1
+            self.log.trial_finished(frozen, reason)
+            not_saved = frozen.user_attrs.get(attrs.WEIGHTS_NOT_SAVED)
+            if not_saved is not None:
+                self.out_of_space = self.out_of_space or not_saved
+                self.log.note(
+                    f"trial {frozen.number} is COMPLETE without its weights ({not_saved}); its "
+                    "value stands, and `hpsearch export` says the weights are missing"
+                )
+            trial_files.release(self.study, frozen, run.folder)
 
     def _pause(self, trial: optuna.Trial, pause: PauseAfterEpoch) -> None:
         """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued. The log
         names the continuation: it takes a trial number, which the log would skip unexplained."""
-        if not self._set_user_attr(trial, attrs.PAUSED_AT, pause.epoch):
-            return
-        frozen = self._tell(trial, TrialState.PRUNED)
-        if frozen is None:
-            return
-        self.finished += 1
-        continuation = promotion.queue_continuation(self.study, frozen)
-        self.log.trial_finished(frozen, f"{pause}; continues as trial {continuation} if promoted")
+        with recording_trials(self.stop):
+            if not self._set_user_attr(trial, attrs.PAUSED_AT, pause.epoch):
+                return
+            frozen = self._tell(trial, TrialState.PRUNED)
+            if frozen is None:
+                return
+            self.finished += 1
+            continuation = promotion.queue_continuation(self.study, frozen)
+            continues = f"continues as trial {continuation} if promoted"
+            self.log.trial_finished(frozen, f"{pause}; {continues}")
 
     def _stopped(self, trial: optuna.Trial, reason: str, *, fault: bool = False) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later (a
         stopped trial, attrs.stopped_numbers). `reason` follows "stopped": `in epoch 2 (SIGINT)`.
         A `fault` (a bug in its worker) counts against its lineage's retries; a stop asked for
         does not."""
-        stopped = f"stopped {reason}"
-        own = trial.user_attrs.get(attrs.FAIL_REASON)  # a bug's or a full disk's own is kept
-        if own is None and not self._set_user_attr(trial, attrs.FAIL_REASON, stopped):
-            return
-        frozen = self._tell(trial, TrialState.FAIL)
-        if frozen is None:
-            return
-        max_retries = self.config.heartbeat.max_retries
-        retry = retries.queue_retry(self.study, frozen, max_retries, stopped, fault=fault)
-        if retry is not None:
-            self.left_to_resume += 1
-        else:
-            self.finished += 1  # out of retries: FAIL for good
-            trial_files.remove_lineage_files(self.study_folder, frozen)
-        self.log.trial_stopped(trial.number, reason, retry)
+        with recording_trials(self.stop):
+            stopped = f"stopped {reason}"
+            own = trial.user_attrs.get(attrs.FAIL_REASON)  # a bug's or a full disk's own is kept
+            if own is None and not self._set_user_attr(trial, attrs.FAIL_REASON, stopped):
+                return
+            frozen = self._tell(trial, TrialState.FAIL)
+            if frozen is None:
+                return
+            max_retries = self.config.heartbeat.max_retries
+            retry = retries.queue_retry(self.study, frozen, max_retries, stopped, fault=fault)
+            if retry is not None:
+                self.left_to_resume += 1
+            else:
+                self.finished += 1  # out of retries: FAIL for good
+                trial_files.remove_lineage_files(self.study_folder, frozen)
+            self.log.trial_stopped(trial.number, reason, retry)
 
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | None = None
