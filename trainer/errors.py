@@ -47,6 +47,17 @@ class TrainingStopped(Exception):
         super().__init__(f"training stopped on request during epoch {epoch}")
 
 
+class GroupOutOfMemory(TrainingStopped):
+    """The trials fused in one network (trainer.fused) ran out of device memory together: no fault
+    of any one of them, as each may fit alone, so each stops as on a signal (its last finished epoch
+    stands) to resume in a smaller group. `trials`: how many were fused."""
+
+    def __init__(self, epoch: int, trials: int):
+        super().__init__(epoch)
+        self.trials = trials
+        self.args = (f"out of device memory with {trials} trials fused in one network",)
+
+
 class PauseAfterEpoch(Exception):
     """Raised from `on_epoch` to end the run after that epoch with its checkpoint written, so a
     later run resumes exactly there (a search pauses a trial at a rung this way)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import torch
 import torchvision
 
 from trainer.augment import eval_batches
@@ -18,7 +19,7 @@ from trainer.epoch import (
     run_epoch,
     until_stopped,
 )
-from trainer.errors import NonFiniteLossError, TrainingStopped
+from trainer.errors import GroupOutOfMemory, NonFiniteLossError, TrainingStopped
 from trainer.fused import FusedNetwork, evaluate_fused, train_fused_epoch
 from trainer.timing import Mark
 
@@ -28,7 +29,8 @@ class EpochRunner:
     that fuse (`fuse_key`) in one network per key, the others alone.
 
     A round answers each run with its metrics or its error: a NaN fails its own run only; a stop
-    or an error of the fused network reaches every run of the group. The network of a group is
+    or an error of the fused network reaches every run of the group, out of device memory as
+    GroupOutOfMemory (each stops, to resume in a smaller group). The network of a group is
     kept for the next round while its members stay the same.
     """
 
@@ -87,7 +89,11 @@ def _fused(
         return _fused_epoch(network, works, stop)
     except TrainingStopped:
         return [TrainingStopped(work.epoch) for work in works]
-    except Exception as error:  # noqa: BLE001 - out of memory, or a bug: every member's
+    except torch.cuda.OutOfMemoryError:
+        # The group's fault, not a member's: failed, each would be a FAIL its hyperparameters never
+        # caused, which the sampler learns from. Each resumes in a smaller group (search.run.slots)
+        return [GroupOutOfMemory(work.epoch, len(works)) for work in works]
+    except Exception as error:  # noqa: BLE001 - a bug: every member's
         return [error for _ in works]
 
 

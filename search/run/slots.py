@@ -5,7 +5,8 @@ trains one epoch of every trial in flight, those that fuse in one network (train
 sends each trial its metrics or throws it its error, where the trial's own handlers (pruning,
 pausing, failing, telling the study) run as they do for a trial trained alone. A trial that ends
 frees its slot at the round's end, an epoch boundary, and the worker fills it with its next trial.
-One slot is a trial at a time, as a worker always ran them.
+One slot is a trial at a time, as a worker always ran them. A fused group that runs out of device
+memory halves the slots (`_fit_device_memory`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from trainer import TrainingStopped
-from trainer.epoch import EpochWork, Steps
+from trainer.epoch import EpochMetrics, EpochWork, Steps
+from trainer.errors import GroupOutOfMemory
 from trainer.rounds import EpochRunner
 
 logger = logging.getLogger("hpsearch.worker")
@@ -79,6 +81,7 @@ class Slots:
             self._slots = in_flight
             self.abandon()
             raise
+        self._fit_device_memory(outcomes)
         raised: BaseException | None = None
         for slot, outcome in zip(in_flight, outcomes):
             try:
@@ -94,6 +97,22 @@ class Slots:
         if raised is not None:
             self.abandon()
             raise raised
+
+    def _fit_device_memory(self, outcomes: list[EpochMetrics | BaseException]) -> None:
+        """A fused group out of device memory: half as many trials at once from now on, down to
+        one. Its members stop (their last epochs stand) and are queued to resume, in the smaller
+        groups; with the slots left as they were, they would run out of memory again at once."""
+        too_many = [outcome.trials for outcome in outcomes if isinstance(outcome, GroupOutOfMemory)]
+        if not too_many or self.count == 1:
+            return
+        self.count = max(1, min(self.count, max(too_many)) // 2)
+        logger.warning(
+            "out of device memory with %d trials fused in one network: this worker trains at "
+            "most %d at once from now on, and they resume from their last finished epochs "
+            "(a smaller --trials-per-worker spares that)",
+            max(too_many),
+            self.count,
+        )
 
     @contextmanager
     def stopped_on_error(self) -> Iterator[None]:

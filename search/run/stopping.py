@@ -13,6 +13,7 @@ from types import FrameType
 
 from search.run.log import WorkerLog
 from trainer import TrainingStopped
+from trainer.errors import GroupOutOfMemory
 
 # A stop's line waits on standard error at worst (a full pipe): the worker's end does not wait on it
 ANNOUNCER_EXIT_SECONDS = 5.0
@@ -128,6 +129,8 @@ def interrupted_at_once(stop: threading.Event | None) -> bool:
 
 def stop_words(stopped: TrainingStopped, stop: threading.Event) -> str:
     """`in epoch 2 (SIGINT)`: when a trial was stopped, and by what."""
+    if isinstance(stopped, GroupOutOfMemory):  # its worker goes on, in smaller groups
+        return f"in epoch {stopped.epoch} ({stopped})"
     if not stop.is_set():  # search.run.slots stops a worker's other trials when one raised
         return f"in epoch {stopped.epoch} (its worker stopped on an error)"
     cause = stop.cause if isinstance(stop, StopRequest) else None

@@ -49,7 +49,7 @@ from trainer import PauseAfterEpoch, TrainingStopped
 from trainer.data import ImageData
 from trainer.device import resolve_device
 from trainer.epoch import Steps
-from trainer.errors import NoSpaceLeft
+from trainer.errors import GroupOutOfMemory, NoSpaceLeft
 
 
 class WorkerSummary(NamedTuple):
@@ -106,11 +106,8 @@ def work(
     # garbage collection after each trial need not walk them (at 5,000 trials, 0.5 s a trial).
     gc.collect()  # what is garbage already, freed now: frozen, it would be kept for good
     gc.freeze()
-    deadline = (
-        time.monotonic() + 60 * config.study.timeout_minutes
-        if config.study.timeout_minutes
-        else None
-    )
+    minutes = config.study.timeout_minutes
+    deadline = time.monotonic() + 60 * minutes if minutes else None
 
     def may_start() -> bool:  # asked before each new trial: a SIGTERM may come while one starts
         if slots.exhausted or stop.is_set() or worker.out_of_space is not None:
@@ -264,8 +261,9 @@ class _Worker:
             self._pause(trial, pause)
         except TRIAL_FAILURES:
             self._finish(trial, run, TrialState.FAIL)
-        except TrainingStopped as error:
-            self._stopped(trial, stop_words(error, self.stop))
+        except TrainingStopped as error:  # a fused group out of memory goes on in a smaller one
+            ending = not isinstance(error, GroupOutOfMemory)
+            self._stopped(trial, stop_words(error, self.stop), ending=ending)
         except NoSpaceLeft as error:
             # No fault of the trial's, and the next trial would meet the same disk: stopped as by
             # a signal, so it resumes from its last checkpoint once there is space again
@@ -326,11 +324,13 @@ class _Worker:
             continues = f"continues as trial {continuation} if promoted"
             self.log.trial_finished(frozen, f"{pause}; {continues}")
 
-    def _stopped(self, trial: optuna.Trial, reason: str, *, fault: bool = False) -> None:
+    def _stopped(
+        self, trial: optuna.Trial, reason: str, *, fault: bool = False, ending: bool = True
+    ) -> None:
         """The trial did not finish through any fault of its own: FAIL now, run again later (a
         stopped trial, attrs.stopped_numbers). `reason` follows "stopped": `in epoch 2 (SIGINT)`.
         A `fault` (a bug in its worker) counts against its lineage's retries; a stop asked for
-        does not."""
+        does not. Unless `ending` this worker, it is not among those the worker leaves to resume."""
         with recording_trials(self.stop):
             stopped = f"stopped {reason}"
             own = trial.user_attrs.get(attrs.FAIL_REASON)  # a bug's or a full disk's own is kept
@@ -342,7 +342,7 @@ class _Worker:
             max_retries = self.config.heartbeat.max_retries
             retry = retries.queue_retry(self.study, frozen, max_retries, stopped, fault=fault)
             if retry is not None:
-                self.left_to_resume += 1
+                self.left_to_resume += ending
             else:
                 self.finished += 1  # out of retries: FAIL for good
                 trial_files.remove_lineage_files(self.study_folder, frozen)
