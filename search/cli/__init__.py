@@ -11,6 +11,7 @@ commands call, names its keywords (`flag_of`).
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import warnings
@@ -58,8 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[parents[group] for group in command.shared],
         )
         command.add_arguments(sub)
-        sub.set_defaults(handler=command.run)
+        sub.set_defaults(handler=command.run, command_parser=sub)
     return parser
+
+
+def parse_command_line(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line. A flag the command does not take is refused by the command's own
+    parser, which names the command's --help and the flag it has by a similar name (`--trails`:
+    did you mean --trials?); hpsearch's --help, which argparse would name, lists no flag at all."""
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        command: argparse.ArgumentParser = args.command_parser
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{_near(command, unknown)}")
+    return args
+
+
+def _near(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """'; did you mean --trials?' for the first unknown flag that `parser` has a flag spelt
+    like."""
+    flags = [flag for action in parser._actions for flag in action.option_strings]
+    for text in unknown:
+        if text.startswith("--"):
+            close = difflib.get_close_matches(text.split("=", 1)[0], flags, n=1)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
 
 
 # The Python API's keywords whose flag is not --KEYWORD (with - for _): the file a command writes
@@ -93,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     # Our progress line says what Optuna's log would.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(argv)
     try:
         with flags_named(flag_of):  # the API's checks, named as this command's user typed them
             return args.handler(args)

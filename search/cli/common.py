@@ -127,11 +127,19 @@ def add_study(parser: argparse.ArgumentParser, cardinality: str) -> None:
 # The flags below mean one thing wherever they appear. Where a study file or `train --config` may
 # also give the value, the flag defaults to None, "not given", for a later step to decide
 # (StudyConfig.with_overrides, search.locations, the train handler's resolve_settings, for which
-# `train` also sets --device's and --compile's defaults to None).
+# `train` also sets --device's and --compile's defaults to None). Their help names the one place
+# the command takes the value from otherwise (`source`): a command's --help that named the others'
+# (`run` offering "--config", which it has not) would send its reader looking for a flag.
+# run, worker, slurm, kubernetes: the study file (or, with --study, the study's record of it)
+STUDY_FILE = "the study file"
+TRAIN_CONFIG = "--config"  # train
+WEIGHTS = "the weights"  # evaluate
 
 
-def add_data(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    default = f" (default: as the study file or --config says, else {locations.DEFAULT_DATA})"
+def add_data(
+    parser: argparse.ArgumentParser, *, required: bool = False, source: str = STUDY_FILE
+) -> None:
+    default = f" (default: from {source}, else {locations.DEFAULT_DATA})"
     parser.add_argument(
         "--data",
         type=data_flag,
@@ -203,45 +211,51 @@ def add_cache_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=path_flag, help="where decoded images are cached")
 
 
-def add_checkpoint_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=path_flag,
-        help="checkpoints and weights: a search's trial folders, in a folder every worker can "
-        f"reach (default: ${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the "
-        f"user cache); train's run (default: a new {locations.RUNS_FOLDER}/train-DATE-TIME here)",
-    )
+# Where the trials' checkpoints and weights are when --checkpoint-dir is not given
+TRIAL_FOLDERS_DEFAULT = (
+    f"${locations.CHECKPOINTS_ENV}, the study file's [checkpoint] dir, or the user cache"
+)
+# What --checkpoint-dir names: where a search's workers write, a train run writes, export reads
+CHECKPOINT_DIR_HELP = {
+    STUDY_FILE: "the trials' checkpoints and weights, in a folder every worker can reach "
+    f"(default: {TRIAL_FOLDERS_DEFAULT})",
+    TRAIN_CONFIG: "the run's checkpoints and weights (default: a new "
+    f"{locations.RUNS_FOLDER}/train-DATE-TIME here)",
+    "export": "where the workers wrote the trials' checkpoints and weights, to copy the best "
+    f"trial's from (default: {TRIAL_FOLDERS_DEFAULT})",
+}
 
 
-def add_image_size(parser: argparse.ArgumentParser) -> None:
+def add_checkpoint_dir(parser: argparse.ArgumentParser, use: str = STUDY_FILE) -> None:
+    """--checkpoint-dir, its help for `use`: a key of CHECKPOINT_DIR_HELP."""
+    parser.add_argument("--checkpoint-dir", type=path_flag, help=CHECKPOINT_DIR_HELP[use])
+
+
+def add_image_size(parser: argparse.ArgumentParser, source: str = STUDY_FILE) -> None:
+    otherwise = "" if source == WEIGHTS else ", else 128"  # weights always record theirs
     parser.add_argument(
         "--image-size",
         type=int,
-        help="px, the side of the square the network sees (default: as the study file, --config "
-        "or the weights say, else 128)",
+        help=f"px, the side of the square the network sees (default: from {source}{otherwise})",
     )
 
 
-def add_epochs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        help="epochs per trial, or of a train run (default: as the study file or --config says, "
-        "else 20)",
-    )
+def add_epochs(parser: argparse.ArgumentParser, source: str = STUDY_FILE) -> None:
+    what = "epochs per trial" if source == STUDY_FILE else "epochs to train"
+    parser.add_argument("--epochs", type=int, help=f"{what} (default: from {source}, else 20)")
 
 
 def add_trials(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, help="the study's trial budget, over all workers")
 
 
-def add_run_settings(parser: argparse.ArgumentParser) -> None:
+def add_run_settings(parser: argparse.ArgumentParser, source: str = STUDY_FILE) -> None:
     """Where and how a process trains, not what: --device, --compile, --cache-dir and
     --checkpoint-dir."""
     add_device(parser)
     add_compile(parser)
     add_cache_dir(parser)
-    add_checkpoint_dir(parser)
+    add_checkpoint_dir(parser, source)
 
 
 def add_study_overrides(parser: argparse.ArgumentParser) -> None:

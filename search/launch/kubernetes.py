@@ -83,8 +83,9 @@ IMAGENETTE_IMAGES = 13_394  # 9,469 train and 3,925 val, at every resolution
 GIB = 2**30
 
 
-def render(config: StudyConfig, job: KubernetesJob) -> str:
-    """The manifests as one YAML stream, after a comment that says what to create first."""
+def secret_command(job: KubernetesJob) -> str:
+    """The kubectl command that makes the Secret the manifests read the storage URL from, which
+    no manifest holds: without it every pod waits on a missing Secret."""
     secret = job.storage_secret or POSTGRES
     if job.storage_secret:
         create = f"kubectl create secret generic {secret} --from-literal={STORAGE_KEY}=URL"
@@ -95,9 +96,14 @@ def render(config: StudyConfig, job: KubernetesJob) -> str:
             f"{POSTGRES}:5432/{POSTGRES_DB}"
         )
     namespace = f" --namespace {job.namespace}" if job.namespace else ""
+    return create + namespace
+
+
+def render(config: StudyConfig, job: KubernetesJob) -> str:
+    """The manifests as one YAML stream, after a comment that says what to create first."""
     header = (
         f"# hpsearch kubernetes: study {config.study.name!r}, {job.workers} worker(s).\n"
-        f"# First, once: {create}{namespace}\n"
+        f"# First, once: {secret_command(job)}\n"
     )
     documents = manifests(config, job)
     return header + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False)

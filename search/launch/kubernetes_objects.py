@@ -172,7 +172,10 @@ def is_label(text: str) -> bool:
 
 
 def disruptions_ignored() -> dict[str, Any]:
-    return {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    # `status` is the API's default, written out: the schemas of Kubernetes 1.34 and before
+    # require it, and a validator or an older cluster's client refuses the Job without it
+    condition = {"type": "DisruptionTarget", "status": "True"}
+    return {"action": "Ignore", "onPodConditions": [condition]}
 
 
 def on_exit_status(action: str, container: str, exit_status: int) -> dict[str, Any]:

@@ -115,9 +115,8 @@ def test_workers_are_an_indexed_job_of_gpu_pods_that_survive_preemption(capsys):
     spec = workers["spec"]
     assert spec["completionMode"] == "Indexed"
     assert spec["completions"] == spec["parallelism"] == 4
-    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in spec[
-        "podFailurePolicy"
-    ]["rules"]
+    disrupted = {"type": "DisruptionTarget", "status": "True"}
+    assert {"action": "Ignore", "onPodConditions": [disrupted]} in spec["podFailurePolicy"]["rules"]
     assert spec["backoffLimit"] >= 4
     pod = pod_spec(workers)
     assert pod["restartPolicy"] == "Never"  # what a pod failure policy requires

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.launch.kubernetes import KubernetesJob, render
+from search.launch.kubernetes import KubernetesJob, render, secret_command
 from search.studyfile import load_study_config
 from trainer.outputs import check_output_file
 
@@ -38,5 +38,11 @@ def kubernetes(args: argparse.Namespace) -> int:
     else:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}: kubectl apply -f {args.output}", file=sys.stderr)
+        # The Secret first, as the file's header says: a reader of this line alone would apply
+        # manifests whose pods wait on a Secret that is not there
+        print(
+            f"wrote {args.output}: first, once: {secret_command(job)}; then: "
+            f"kubectl apply -f {args.output}",
+            file=sys.stderr,
+        )
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from search.cli.common import (
+    WEIGHTS,
     Command,
     add_artifacts,
     add_cache_dir,
@@ -63,7 +64,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="also list the runners-up, K trials in all, under provenance.runners_up (default 1)",
     )
-    add_checkpoint_dir(parser)
+    add_checkpoint_dir(parser, "export")
 
 
 def _trials_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +86,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="weights.pt from train, or NAME.weights.pt from export",
     )
     add_data(parser, required=True)
-    add_image_size(parser)
+    add_image_size(parser, WEIGHTS)
     add_cache_dir(parser)
     add_device(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON line")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from search.cli.common import (
+    TRAIN_CONFIG,
     Command,
     add_data,
     add_epochs,
@@ -20,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=path_flag, help="settings file (TOML, JSON or YAML); flags override it"
     )
-    add_data(parser)
-    add_image_size(parser)
-    add_epochs(parser)
+    add_data(parser, source=TRAIN_CONFIG)
+    add_image_size(parser, TRAIN_CONFIG)
+    add_epochs(parser, TRAIN_CONFIG)
     parser.add_argument("--batch-size", type=int, help="default 64")
     parser.add_argument(
         "--model",
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-scale", type=float, help="smallest crop area fraction (default 0.35)"
     )
     parser.add_argument("--seed", type=int)
-    add_run_settings(parser)
+    add_run_settings(parser, TRAIN_CONFIG)
     parser.add_argument(
         "--checkpoint-every",
         type=int,
