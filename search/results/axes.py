@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import optuna
+import plotly.colors
 import plotly.graph_objects as go
 from optuna.distributions import FloatDistribution, IntDistribution
 
@@ -116,6 +117,9 @@ def tidy_optuna_view(figure: go.Figure, study: optuna.Study, view: str) -> go.Fi
         _tidy_colour_bar(trace, numbers)
     if view == "parallel":
         _percent_parallel_column(figure)
+        _visible_parallel_lines(figure)
+    if view == "intermediate":  # Optuna's names for what our objective reports each epoch
+        figure.update_layout(xaxis_title="epoch", yaxis_title=VAL_TOP1)
     return figure
 
 
@@ -178,6 +182,33 @@ def _percent_parallel_column(figure: go.Figure) -> None:
                 (name, _percent_text(text) if name == VAL_TOP1 else text)
                 for name, text in trace.customdata
             ]
+
+
+# Optuna colours parallel coordinates on Blues, whose low end is white: on the white plot, at half
+# opacity, the worst trials' lines vanish (3 of 4 in a study with one good trial). The same blues
+# from a mid tone up, drawn more opaque, keep every line in sight and the best the darkest.
+PARALLEL_SCALE = plotly.colors.sequential.Blues[3:]
+PARALLEL_OPACITY = 0.8
+
+
+def _visible_parallel_lines(figure: go.Figure) -> None:
+    """Each trial's line coloured by val top-1 on PARALLEL_SCALE, and the colour bar to match.
+
+    A line's height on the val top-1 column is that value scaled to 0..1 over the trials, as its
+    colour was: the colour is taken again from there."""
+    columns = list(figure.layout.xaxis.ticktext or ())
+    bars = [trace for trace in figure.data if trace.mode == "markers" and trace.marker.colorscale]
+    if VAL_TOP1 not in columns or len(bars) != 1:  # not the figure this was written for
+        return
+    column, bar = columns.index(VAL_TOP1), bars[0]
+    for trace in figure.data:
+        if trace.mode == "lines" and trace.customdata is not None:
+            position = trace.y[column]
+            if bar.marker.reversescale:
+                position = 1 - position
+            trace.line.color = plotly.colors.sample_colorscale(PARALLEL_SCALE, position)[0]
+            trace.opacity = PARALLEL_OPACITY
+    bar.marker.colorscale = plotly.colors.make_colorscale(PARALLEL_SCALE)
 
 
 def _percent_text(text: str) -> str:

@@ -255,8 +255,11 @@ def _epochs_without_pruning(finished: list[FrozenTrial]) -> int:
 
 
 def _epochs_planned(trial: FrozenTrial) -> int:
-    # A failed trial counts the epochs it was configured for too: without pruning it would
-    # have failed just the same, so only a pruned trial's planned epochs differ from its run.
+    # Without pruning a failed trial would have failed just the same, after the epochs it ran:
+    # only a pruned trial's planned epochs differ from its run, and the epochs a diverged trial
+    # never reached are no saving of the pruner's.
+    if trial.state == TrialState.FAIL:
+        return _epochs_run(trial)
     return _whole(attrs.trial_config(trial).get("epochs"), _epochs_run(trial))
 
 
