@@ -222,7 +222,7 @@ def get_summary_info(study: optuna.Study, top: int = TOP_TRIALS) -> SummaryInfo:
         best_settings=attrs.trial_config(best) if best else {},
         epochs_trained=epochs_trained(finished),
         epochs_without_pruning=_epochs_without_pruning(finished),
-        compute_seconds=sum(_seconds(trial) for trial in finished),
+        compute_seconds=sum(_compute_seconds(trial) for trial in finished),
         top=tuple(_row(trial) for trial in complete[:top]),
     )
 
@@ -266,6 +266,31 @@ def _epochs_planned(trial: FrozenTrial) -> int:
 def _seconds(trial: FrozenTrial) -> float:
     seconds: Any = trial.user_attrs.get(attrs.SECONDS)
     return float(seconds) if _is_number(seconds) and seconds >= 0 else 0.0
+
+
+def _compute_seconds(trial: FrozenTrial) -> float:
+    """The trial's share of the device's time: its `seconds`, the wall time of the epochs it
+    trained, with each epoch trained fused with K-1 other trials counted 1/K, as the K trials ran
+    in it at once (summed whole, a fused group's time counted K times over). A history in another
+    shape than ours counts whole."""
+    history = trial.user_attrs.get(attrs.HISTORY)
+    if not isinstance(history, list):
+        return _seconds(trial)
+    restored = max(0, attrs.stored_number(trial, attrs.RESUMED_FROM_EPOCH) or 0)
+    shares = [_epoch_share(epoch) for epoch in history[restored:]]
+    if not all(isinstance(share, float) for share in shares):
+        return _seconds(trial)
+    return sum(share for share in shares if share is not None)
+
+
+def _epoch_share(epoch: Any) -> float | None:
+    if not isinstance(epoch, dict):
+        return None
+    seconds: Any = epoch.get("seconds")
+    fused: Any = epoch.get("fused_trials", 1)
+    if _is_number(seconds) and seconds >= 0 and _is_number(fused) and fused >= 1:
+        return float(seconds) / float(fused)
+    return None
 
 
 def _whole(value: Any, default: int) -> int:

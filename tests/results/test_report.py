@@ -66,8 +66,9 @@ def test_the_summary_counts_trials_epochs_and_compute(studies):
     ]
     assert summary.epochs_without_pruning == sum(unpruned)
     assert summary.epochs_without_pruning > summary.epochs_trained  # pruning saved epochs
+    # Trained alone, each trial's epochs (their seconds as recorded to the ms)
     assert summary.compute_seconds == pytest.approx(
-        sum(trial.user_attrs.get("seconds", 0) for trial in trials)
+        sum(trial.user_attrs.get("seconds", 0) for trial in trials), abs=1e-3 * len(trials)
     )
     values = [row.value for row in summary.top]
     assert values == sorted(values, reverse=True) and len(values) == summary.counts["complete"]
