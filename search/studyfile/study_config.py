@@ -84,9 +84,11 @@ class StudyConfig:
             first, setting = pruner.min_epochs, "min_epochs"
         if first < epochs:
             return None
+        # A trial's last epoch is never judged, and no pruner judges before epoch 1
+        lower = f"give pruner.{setting} below {epochs}, or" if epochs > 1 else "train"
         return idle + (
             f"it first compares trials at epoch {first} (pruner.{setting}), but they train "
-            f"{epochs} epoch(s); give pruner.{setting} below {epochs}, or more epochs"
+            f"{epochs} epoch(s); {lower} more epochs"
         )
 
     def with_overrides(

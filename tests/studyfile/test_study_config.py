@@ -114,7 +114,18 @@ def test_each_shipped_study_loads(path: Path) -> None:
             "it first compares trials at epoch 2 (pruner.warmup_epochs), but they train 2 "
             "epoch(s); give pruner.warmup_epochs below 2, or more epochs",
         ),
-        ({"kind": "percentile", "warmup_epochs": 0}, 1, 10, "at epoch 1 (pruner.warmup_epochs)"),
+        (
+            {"kind": "percentile", "warmup_epochs": 0},
+            1,
+            10,
+            "at epoch 1 (pruner.warmup_epochs), but they train 1 epoch(s); train more epochs",
+        ),
+        (
+            {"kind": "asha", "min_epochs": 1},
+            1,
+            10,
+            "at epoch 1 (pruner.min_epochs), but they train 1 epoch(s); train more epochs",
+        ),
         (
             {"kind": "median", "warmup_epochs": 0, "startup_trials": 5},
             4,
