@@ -82,12 +82,29 @@ def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(
             f"{path} must hold a table of settings, but holds {type(values).__name__}"
         )
+    _check_not_a_study_file(path, values)
     provenance = values.pop(PROVENANCE, {})
     try:
         _check_run_settings(values)
     except SettingError as error:
         raise ConfigError(f"{path}: {error}") from None
     return values, provenance
+
+
+# A study file's own tables: a settings file is flat, its values those of one run
+STUDY_TABLES = ("study", "space", "pruner", "sampler", "points")
+
+
+def _check_not_a_study_file(path: Path, values: dict[str, Any]) -> None:
+    """A study file given as settings: said as such, where its first table was read as a setting
+    of the wrong type ("data must be a string, but got a table")."""
+    tables = [key for key in STUDY_TABLES if isinstance(values.get(key), (dict, list))]
+    if tables:
+        raise ConfigError(
+            f"{path} is a study file (it has a [{tables[0]}] table), not a settings file: to "
+            f"retrain a study's best trial, `hpsearch export` one from the study; to search, "
+            f"`hpsearch run {path}`"
+        )
 
 
 def _check_run_settings(values: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from search.cli import build_parser, main
 from search.cli.training.train import resolve_settings
+from tests.helpers.studies import write_study
 
 QUICK = ["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
 
@@ -255,3 +256,16 @@ def test_a_log_gets_the_epoch_lines_without_progress_bars(capsys, image_folder, 
     )
     assert status == 0 and "epoch 1/1" in out, out + err
     assert "\r" not in out + err
+
+
+def test_a_study_file_given_to_train_is_named_as_one(capsys, image_folder, tmp_path):
+    """The study file beside `train --config`'s settings file in every folder of the project: it
+    read as settings, its [data] table a setting of the wrong type."""
+    study = write_study(tmp_path, image_folder)
+    status, out, err = run_cli(capsys, "train", "--config", study)
+    assert status == 2 and not out
+    assert err.strip() == (
+        f"hpsearch: error: {study} is a study file (it has a [study] table), not a settings "
+        "file: to retrain a study's best trial, `hpsearch export` one from the study; to "
+        f"search, `hpsearch run {study}`"
+    )
