@@ -20,7 +20,7 @@ from trainer.data import ImageData, load_image_data
 from trainer.device import resolve_device
 from trainer.epoch import EpochMetrics
 from trainer.errors import ConfigError, NoSpaceLeft
-from trainer.files import WEIGHTS_NAME
+from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME
 from trainer.listing import Listing
 from trainer.loop import TrainResult, refuse_other_classes, resumable_classes
 from trainer.loop import train as train_config
@@ -106,6 +106,8 @@ def train(
         )
     where = resolve_device(run["device"])
     policy = checkpoint_policy(run)  # a bad interval is refused before the data is decoded
+    if not resume:
+        _refuse_earlier_run(policy.folder)
     # A checkpoint of other settings is refused now, and one of other classes once the data's
     # folder is listed: both before anything is decoded
     classes = resumable_classes(chosen, policy) if resume else None
@@ -193,6 +195,18 @@ def checkpoint_policy(run: Mapping[str, Any]) -> CheckpointPolicy:
     folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
     # CheckpointPolicy refuses a folder that is a file, or lies under one, before any data is read
     return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
+
+
+def _refuse_earlier_run(folder: Path) -> None:
+    """A run that does not resume writes over the checkpoint and weights in its folder: an earlier
+    run's there (the same --checkpoint-dir given twice) would be lost without a word."""
+    found = [name for name in (CHECKPOINT_NAME, WEIGHTS_NAME) if (folder / name).exists()]
+    if found:
+        raise ConfigError(
+            f"{named('checkpoint_dir')} {folder} holds an earlier run's {' and '.join(found)}: "
+            f"add {named('resume')} to continue that run, or name another folder (left out, "
+            f"each run gets a new {RUNS_FOLDER}/train-DATE-TIME)"
+        )
 
 
 def _same_classes(classes: tuple[str, ...], policy: CheckpointPolicy) -> Callable[[Listing], None]:

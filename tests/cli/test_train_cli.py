@@ -121,6 +121,17 @@ def test_resume_continues_a_checkpointed_run(capsys, image_folder, cache_dir, tm
     summary = json.loads(out.strip().splitlines()[-1])
     assert status == 0 and summary["resumed_from_epoch"] == 1 and summary["epochs"] == 1
 
+    # Without --resume, the same folder would have the run's checkpoint and weights written over
+    saved = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()}
+    status, out, err = run_cli(capsys, *common, "--epochs", "2")
+    assert status == 2 and not out
+    assert err.strip() == (
+        f"hpsearch: error: --checkpoint-dir {tmp_path / 'run'} holds an earlier run's last.pt and "
+        "weights.pt: add --resume to continue that run, or name another folder (left out, each "
+        "run gets a new runs/train-DATE-TIME)"
+    )
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == saved
+
 
 def test_resuming_from_another_run_is_refused_before_decoding(
     capsys, image_folder, cache_dir, tmp_path
