@@ -3,7 +3,9 @@ lets it: for writes before any is made (search.study.writable), for reads once t
 one (search.study.storage), which it does as Optuna opens the storage and reads its schema version.
 Two refusals look like something else and are told apart here: a database the role may not
 connect to (the server answers as if it were down, with no SQLSTATE), and a schema it may not use
-(PostgreSQL leaves it off the search_path, and its tables look missing).
+(PostgreSQL leaves it off the search_path, and its tables look missing). A login refused for its
+password or for what the URL asks (sslmode, channel_binding) is named too (`refused_login`), not
+taken for a server out of reach.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ NO_CONNECT_PRIVILEGE = "User does not have CONNECT privilege"
 # The server's words for a login to a database, or as a role, that it does not have (no SQLSTATE
 # at connect time either). It quotes the name as it is, quotes included.
 NOT_ON_SERVER = re.compile(r'FATAL:\s+(database|role) "(.*)" does not exist')
+# The server's words for a login whose password it rejected: a wrong password, or a role that does
+# not exist, which password authentication does not tell apart (no SQLSTATE at connect time)
+WRONG_PASSWORD = re.compile(r'FATAL:\s+password authentication failed for user "(.*)"')
+# libpq's own words, with no FATAL and no SQLSTATE, for a login it gave up on because of what the
+# URL asks: the same on every try, so a worker must not wait them out as an outage
+NO_PASSWORD = "fe_sendauth: no password supplied"
+NO_SSL = "server does not support SSL, but SSL was required"
+NO_CHANNEL_BINDING = "channel binding required"
+CLIENT_REFUSALS = (NO_PASSWORD, NO_SSL, NO_CHANNEL_BINDING)
 # The schemas named by `path` that exist but that the role may not use, in the path's order, and
 # whether each holds a table named `table`: PostgreSQL skips them when it looks a name up
 UNUSABLE_SCHEMAS = sqlalchemy.text("""
@@ -100,6 +111,50 @@ def refused_connection(error: BaseException, parsed: sqlalchemy.URL) -> str | No
         f"role {role!r} may not connect to database {database!r}: grant it `GRANT CONNECT ON "
         f"DATABASE {sql_name(database)} TO {sql_name(role)}`, or use a role that can connect"
     )
+
+
+def client_refused(error: BaseException | None) -> bool:
+    """True where libpq gave up on the login for what the URL asks (CLIENT_REFUSALS)."""
+    if error is None:
+        return False
+    return any(words in str(link) for link in error_chain(error) for words in CLIENT_REFUSALS)
+
+
+def refused_login(error: BaseException, parsed: sqlalchemy.URL) -> str | None:
+    """A login the server or libpq refused for its password or its connection settings, in words
+    with what to change; None for any other failure to connect."""
+    text = " ".join(str(link) for link in error_chain(error))
+    wrong = WRONG_PASSWORD.search(text)
+    if wrong is not None:
+        return (
+            f"the server refused the password given for role {wrong.group(1)!r} (a wrong "
+            "password, or no such role): fix the user name or password in the URL, "
+            "percent-encoding any % @ / in it as %25 %40 %2F"
+        )
+    if NO_PASSWORD in text:
+        role = _login_role(error) or parsed.username
+        return (
+            f"the server asks role {role!r} for a password and none was given: put it in the "
+            "URL (user:password@host), or set PGPASSWORD or a ~/.pgpass line"
+        )
+    if NO_SSL in text:
+        return (
+            "the server does not offer SSL, but the URL's sslmode asks for it: drop sslmode "
+            "from the URL (or set sslmode=prefer), or turn SSL on at the server"
+        )
+    if NO_CHANNEL_BINDING in text:
+        return (
+            "the URL's channel_binding=require needs an SSL connection with a SCRAM password, "
+            "which this one is not: drop channel_binding from the URL, or use SSL and SCRAM"
+        )
+    return None
+
+
+def _login_role(error: BaseException) -> str | None:
+    # The role libpq logged in as (defaults and PGUSER included), where psycopg's error tells it
+    connections = (getattr(link, "pgconn", None) for link in error_chain(error))
+    tried = next((connection for connection in connections if connection is not None), None)
+    return _text(getattr(tried, "user", None))
 
 
 def not_on_server(error: BaseException) -> str | None:

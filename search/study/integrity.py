@@ -162,3 +162,16 @@ def is_read_only(error: BaseException) -> bool:
         and code is not None
         and code & 0xFF == SQLITE_READONLY
     )
+
+
+def use_write_ahead_log(engine: sqlalchemy.Engine) -> None:
+    """Put the SQLite file of `engine` in WAL mode, which lets readers (the progress line, status,
+    the dashboard) run while a worker writes; a property of the file, so once is enough."""
+    with engine.connect() as connection:
+        try:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        except sqlalchemy.exc.OperationalError as error:
+            # A file this process may only read keeps its journal: reading needs no WAL, and a
+            # command that writes is refused before it does (search.study.writable)
+            if not is_read_only(error):
+                raise

@@ -28,6 +28,10 @@ OUTAGES = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2005, 2006, 2013,
 DATABASE_REFUSED = 1044
 PRIVILEGE_REFUSALS = frozenset({DATABASE_REFUSED, 1142})
 UNKNOWN_DATABASE = 1049  # a login to a database the server does not have
+# A login refused: 1045 for a wrong password or an account the server does not have for this host
+# (it does not say which), 1698 MariaDB's for an account that may not log in so (no password, or
+# unix_socket authentication over TCP)
+LOGIN_REFUSALS = frozenset({1045, 1698})
 # A server or a transaction that takes no writes: --read-only (1290), a read-only transaction
 # (1792), a replica's super_read_only (1836)
 READ_ONLY = frozenset({1290, 1792, 1836})
@@ -74,6 +78,22 @@ def missing_database(error: BaseException) -> str | None:
             return (
                 f"the server has no database {database!r}: create it (`CREATE DATABASE "
                 f"{plain_or_quoted(database)}`), or fix the database name in the URL"
+            )
+    return None
+
+
+def refused_login(error: BaseException) -> str | None:
+    """A login the server refused (LOGIN_REFUSALS), in words with what to change; None for any
+    other error."""
+    for link in error_chain(error):
+        if error_number(link) in LOGIN_REFUSALS:
+            message = str(link.args[1]) if len(link.args) > 1 else ""
+            named_account = re.search(r"user ('[^']*'@'[^']*')", message)
+            who = named_account.group(1) if named_account else "this account"
+            return (
+                f"the server refused the login of {who} (a wrong password, or no such account "
+                "for this host): fix the user name or password in the URL, percent-encoding "
+                "any % @ / in it as %25 %40 %2F, or create the account for this host"
             )
     return None
 

@@ -111,8 +111,8 @@ def _record_after_settings(
 def not_started(config: StudyConfig) -> StudyNotFound:
     """The error for a study file's study that a command which only joins does not find."""
     return StudyNotFound(
-        f"study {config.study.name!r} does not exist in this storage; "
-        f"start it with `hpsearch run {config.path}` first"
+        f"study {config.study.name!r} does not exist in this storage; start it there first: "
+        f"`hpsearch run {config.path}` with the same {named('storage')}"
     )
 
 
@@ -230,8 +230,8 @@ def check_data(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
     if stored_data is not None and stored_data != fingerprint:
         raise StudyMismatchError(
             f"this worker's data differs from study {study.study_name!r}'s "
-            f"({_fingerprint_differences(stored_data, fingerprint)}): point {named('data')} at "
-            "the same images with the same image size"
+            f"({_fingerprint_differences(stored_data, fingerprint)}): point {named('data')} (or "
+            "the study file's data.source) at the same images with the same image size"
         )
 
 

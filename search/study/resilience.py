@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from search.errors import HpsearchError, StorageError, WaitStopped, error_chain
 from search.study import mysql
+from search.study.grants import client_refused
 from search.study.integrity import sqlite_trouble
 from search.study.optuna_compat import (
     READ_PREFIXES,
@@ -118,8 +119,11 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
         # ("FATAL: role ... does not exist"): only a server that is going or coming is waited for.
         # The server quotes the names it refuses, which are the user's words, not its own: a
         # database named "terminating" that does not exist is a refusal, not a restart.
+        # libpq's own refusals of what the URL asks (no password, SSL) fail alike on every try.
         text = re.sub(r'"[^"]*"', '""', str(driver_error))
-        return "FATAL:" not in text or any(word in text for word in TRANSIENT_FATAL)
+        if "FATAL:" in text:
+            return any(word in text for word in TRANSIENT_FATAL)
+        return not client_refused(driver_error)
     return generic
 
 

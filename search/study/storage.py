@@ -3,14 +3,14 @@
 Which URL is decided by `search.locations.storage_url`; here it is parsed and checked without
 connecting (`check_storage_url`), refused when a command that only reads finds no storage
 (`require_existing_storage`), and opened (`open_storage`), SQLite set up for several local workers
-and its file checked for damage (search.study.integrity).
-Printed and stored URLs go through `masked` (search.url_secrets), which hides every secret they
-carry.
+and its file checked for damage (search.study.integrity). Printed and stored URLs go through
+`masked` (search.url_secrets), which hides every secret they carry.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 import time
 from typing import Any, NamedTuple
@@ -28,11 +28,12 @@ from search.study.grants import (
     lacks_privilege,
     not_on_server,
     refused_connection,
+    refused_login,
     refused_read,
     refused_schema,
 )
 from search.study.grpc_client import ResilientGrpcStorage, grpc_proxy_answers
-from search.study.integrity import check_intact, full_disk, is_read_only
+from search.study.integrity import check_intact, full_disk, use_write_ahead_log
 from search.study.optuna_compat import (
     database_behind,
     optuna_tables,
@@ -57,6 +58,12 @@ SCHEMA_RACE_RETRIES = 5
 SCHEMA_RACE_PAUSE_SECONDS = 0.2
 REOPEN_PAUSE_SECONDS = 1.0  # between tries to open a storage whose server went down meanwhile
 EXAMPLES = "e.g. sqlite:///hpsearch.db or postgresql+psycopg://user@host:5432/dbname"
+AMBIGUOUS = (
+    "ambiguous: percent-encode an @ in its password or in a query value as %40 (and a ? in its "
+    "password as %3F)"
+)
+# The password as SQLAlchemy cuts it from the URL's text, undecoded: a %3F there is not its ?
+WRITTEN_PASSWORD = re.compile(r"[\w+]+://[^:/]*:(?P<password>[^@]*)@")
 
 
 class Driver(NamedTuple):
@@ -85,26 +92,24 @@ ALIASES = {
 
 
 def check_storage_url(url: str) -> sqlalchemy.URL:
-    """Parse and check `url` without connecting: syntax, port, a supported and installed driver.
-
-    Returns the URL to open (plain postgresql:// becomes postgresql+psycopg://); raises
-    StorageError naming the bad part and the fix.
-    """
+    """Parse and check `url` without connecting (syntax, port, a supported and installed driver):
+    the URL to open (plain postgresql:// becomes postgresql+psycopg://), or StorageError naming
+    the bad part and the fix."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StorageError(f"malformed storage URL {masked(url)!r}; expected {EXAMPLES}") from None
     except ValueError:  # SQLAlchemy's int() of the port is the only ValueError it raises
+        if url.count("@") > 1:  # a password cut at its first @: not shown, `masked` cuts it alike
+            raise StorageError(f"the storage URL is {AMBIGUOUS}") from None
         raise StorageError(
             f"the port in storage URL {masked(url)!r} is not a number; expected {EXAMPLES}"
         ) from None
     # SQLAlchemy ends the password at its first @: one more @, in the password or in a query value,
     # and the rest of the password becomes the host, or the query value joins the password
-    if "@" in (parsed.host or "") or "?" in (parsed.password or ""):
-        raise StorageError(
-            f"storage URL {masked(url)!r} is ambiguous: percent-encode an @ in its password or "
-            "in a query value as %40 (and a ? in its password as %3F)"
-        )
+    written = WRITTEN_PASSWORD.match(url)
+    if "@" in (parsed.host or "") or (written is not None and "?" in written["password"]):
+        raise StorageError(f"storage URL {masked(url)!r} is {AMBIGUOUS}")
     parsed = parsed.set(drivername=ALIASES.get(parsed.drivername, parsed.drivername))
     driver = DRIVERS.get(parsed.drivername)
     if driver is None:
@@ -276,7 +281,7 @@ def open_storage(
     except ImportError as error:  # found, but it would not load (a missing libpq, say)
         raise StorageError(f"{_missing_driver(parsed.drivername, url)} ({error})") from None
     if sqlite_file(parsed) is not None:
-        _use_write_ahead_log(storage)
+        use_write_ahead_log(storage.engine)
     storage.configure_engine()
     return storage
 
@@ -299,14 +304,15 @@ def _reach_grpc_proxy(
 
 
 def _unreachable(url: str, error: BaseException) -> StorageError:
-    """A server not reached, or one that refused this role a connection or has no such database
-    or role (which look the same)."""
+    """A server not reached, or one that refused a login or has no such database or role."""
     refusal = refused_connection(error, make_url(url))
     if refusal is not None:
         return StorageError(f"storage {masked(url)} refuses connections: {refusal}")
-    missing = not_on_server(error) or mysql.missing_database(error)
-    if missing is not None:
-        return StorageError(f"storage {masked(url)}: {missing}")
+    # The server (or libpq, for the URL's settings) answered: a login refused, or no such name
+    answered = refused_login(error, make_url(url)) or mysql.refused_login(error)
+    answered = answered or not_on_server(error) or mysql.missing_database(error)
+    if answered is not None:
+        return StorageError(f"storage {masked(url)}: {answered}")
     return StorageError(f"cannot reach storage {masked(url)}: {first_line(error)}")
 
 
@@ -370,19 +376,6 @@ def schema_raced(error: sqlalchemy.exc.DBAPIError) -> bool:
     already exists": SQLite's OperationalError, PostgreSQL's and MySQL's ProgrammingError), an enum
     type on PostgreSQL, or the version stamp's row (a unique violation: IntegrityError)."""
     return isinstance(error, IntegrityError) or "already exists" in str(error.orig)
-
-
-def _use_write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
-    # WAL lets readers (the progress line, status, the dashboard) run while a worker writes;
-    # it is a property of the database file, so setting it once is enough.
-    with storage.engine.connect() as connection:
-        try:
-            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-        except OperationalError as error:
-            # A file this process may only read keeps its journal: reading needs no WAL, and a
-            # command that writes is refused before it does (search.study.writable)
-            if not is_read_only(error):
-                raise
 
 
 def set_user_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:

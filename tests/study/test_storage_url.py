@@ -89,12 +89,22 @@ def test_a_bad_url_is_refused_before_connecting(url, message):
         "postgresql://user@server:pass@host/db",  # Azure's user@server names
         "postgresql://u:pa/ss@h/db",  # SQLAlchemy ends a password at its @, past a slash
         "postgresql://u:p@h/db?application_name=me@work",
+        "postgresql://u:a%3Fb@h/db",  # a ? percent-encoded, as the ambiguous URL's message asks
+        "postgresql://u:p%40ss%3Aw%2Frd%25x%23%3F@h/db",  # p@ss:w/rd%x#? encoded throughout
         "sqlite:////tmp/x@y.db",
         "grpc://127.0.0.1:13000",
     ],
 )
 def test_a_url_sqlalchemy_reads_as_written_passes(url):
     check_storage_url(url)
+
+
+def test_a_password_cut_short_at_an_unencoded_at_is_not_shown_in_part():
+    # SQLAlchemy reads "p" as the password, SECRET as the host and "w" as its port
+    with pytest.raises(StorageError) as caught:
+        check_storage_url(f"postgresql+psycopg://alice:p@{SECRET}:w/rd@127.0.0.1:5432/db")
+    assert "ambiguous: percent-encode an @" in str(caught.value)
+    assert SECRET not in str(caught.value)
 
 
 def test_an_unreachable_grpc_proxy_is_named_at_once():
