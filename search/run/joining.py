@@ -31,7 +31,7 @@ from search.study.opening import (
     set_budget,
     with_sampler,
 )
-from search.study.recorded import created_with, find_study, missing_study
+from search.study.recorded import budget, created_with, find_study, missing_study
 from search.study.storage import check_reachable, open_storage
 from search.study.writable import check_may_create, check_writable
 from search.studyfile import StudyConfig
@@ -96,9 +96,24 @@ def join(
     study = created_or_checked(config, storage, study, data_fingerprint)
     if trials is not None:
         set_budget(study, trials)
+    elif create and isinstance(request, StudyConfig):
+        _say_if_budget_differs(request, study)
     if create and (idle := config.idle_pruner()):  # said once, by whoever starts the search
         logger.warning(idle)
     return Joined(config, storage, with_sampler(study, config), data)
+
+
+def _say_if_budget_differs(config: StudyConfig, study: optuna.Study) -> None:
+    """A study file's `trials` edited after its study was created: the stored budget holds (every
+    worker reads it, whatever its copy of the file says), which a run that then finds nothing
+    left to do would not explain."""
+    stored = budget(study, config.study.trials)
+    if stored != config.study.trials:
+        logger.warning(
+            f"study {config.study.name!r} keeps its trial budget of {stored}, not the study "
+            f"file's trials = {config.study.trials}: `hpsearch run {config.path} --trials "
+            f"{config.study.trials}` sets it"
+        )
 
 
 def configuration(request: Request, options: WorkerOptions) -> StudyConfig:

@@ -107,6 +107,28 @@ def test_run_trials_raises_the_budget_every_worker_reads(
     assert run_cli(capsys, "run", "--study", NAME, "--epochs", "2", *flags)[0] == 2
 
 
+def test_a_study_file_whose_trials_were_raised_says_the_stored_budget_holds(
+    tmp_path, image_folder, cache_dir, capsys, caplog
+):
+    """The budget lives in the study: a file edited from trials = 1 to 3 ran nothing more, and its
+    'nothing left to run' did not say why."""
+    path = write_study(tmp_path, image_folder, trials=1, epochs=1)
+    flags = ["--storage", f"sqlite:///{tmp_path / 's.db'}", "--cache-dir", cache_dir]
+    flags += ["--device", "cpu", "--no-progress", "--create-only"]
+    assert run_cli(capsys, "run", path, *flags)[0] == 0
+    assert "trial budget" not in caplog.text
+    path.write_text(path.read_text().replace("\ntrials = 1\n", "\ntrials = 3\n"))
+    assert run_cli(capsys, "run", path, *flags)[0] == 0
+    # A warning line (under pytest, its log capture takes hpsearch's warnings from stderr)
+    assert (
+        f"study {NAME!r} keeps its trial budget of 1, not the study file's trials = 3: "
+        f"`hpsearch run {path} --trials 3` sets it" in caplog.text
+    )
+    caplog.clear()
+    assert run_cli(capsys, "run", path, *flags, "--trials", "3")[0] == 0
+    assert "trial budget" not in caplog.text
+
+
 def _stopped_trial_with_a_queued_retry(config, url, cache_dir):
     """Trial 0 stopped by a signal and queued to resume, as a worker leaves it."""
     data = load_study_data(config, cache_dir, progress=False)
