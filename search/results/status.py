@@ -9,9 +9,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
-from search.run.liveness import describe, last_beat
+from search.run.liveness import death, describe, last_beat
 from search.study.promotion import never_ran, shown_counts
-from search.study.recorded import budget, find_study, unreadable
+from search.study.recorded import budget, config_document, find_study, unreadable
+from search.studyfile import HeartbeatSettings
 
 
 class StorageStatus(NamedTuple):
@@ -46,6 +47,8 @@ def storage_status(storage: optuna.storages.BaseStorage) -> StorageStatus:
 def _one_study(study: optuna.Study) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     best = attrs.best_trial(trials)
+    running = [trial for trial in trials if trial.state == TrialState.RUNNING]
+    grace = _grace_seconds(study) if running else 0.0
     return {
         "study": study.study_name,
         "trials": sum(1 for trial in trials if not never_ran(trial)),
@@ -66,22 +69,32 @@ def _one_study(study: optuna.Study) -> dict[str, Any]:
         if best
         else None,  # what Optuna sampled; best_config is what trained
         "best_config": attrs.trial_config(best) if best else None,
-        "running_trials": [
-            _running(trial) for trial in trials if trial.state == TrialState.RUNNING
-        ],
+        "running_trials": [_running(trial, grace) for trial in running],
     }
 
 
-def _running(trial: FrozenTrial) -> dict[str, Any]:
-    """Who runs a RUNNING trial, how far it got, and how long ago its worker last beat."""
+def _running(trial: FrozenTrial, grace_seconds: float) -> dict[str, Any]:
+    """Who runs a RUNNING trial, how far it got, how long ago its worker last beat, and why that
+    worker counts as dead, if it does (`dead`: the next worker to look resumes the trial)."""
     config = trial.user_attrs.get(attrs.CONFIG)
+    now = time.time()
     return {
         "trial": trial.number,
         "worker": trial.user_attrs.get(attrs.WORKER),
         "epochs_done": len(trial.intermediate_values),
         "epochs": config.get("epochs") if isinstance(config, dict) else None,
-        "heartbeat_age_seconds": round(time.time() - last_beat(trial), 1),
+        "heartbeat_age_seconds": round(now - last_beat(trial), 1),
+        "dead": death(trial, now, grace_seconds),
     }
+
+
+def _grace_seconds(study: optuna.Study) -> float:
+    """The silence after which the study's workers count a worker as dead: as it was created."""
+    document = config_document(study) or {}
+    heartbeat = document.get("heartbeat")
+    grace: Any = heartbeat.get("grace_seconds") if isinstance(heartbeat, dict) else None
+    valid = isinstance(grace, (int, float)) and not isinstance(grace, bool) and grace > 0
+    return float(grace) if valid else float(HeartbeatSettings().grace_seconds)
 
 
 def format_status(rows: list[dict[str, Any]]) -> str:
@@ -122,4 +135,5 @@ def _running_line(study: str, running: dict[str, Any]) -> str:
         f"running in {study}: trial {running['trial']}, epoch {running['epochs_done']}"
         f"/{running['epochs'] or '?'}, {describe(worker)}, "
         f"last heartbeat {running['heartbeat_age_seconds']:.0f} s ago"
+        + (f"; {running['dead']}: the next worker resumes it" if running["dead"] else "")
     )

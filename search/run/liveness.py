@@ -158,7 +158,7 @@ def fail_dead_trials(
     failed = []
     now = time.time()
     for trial in (trial for trial in trials if trial.state == TrialState.RUNNING):
-        reason = _death(trial, now, grace_seconds)
+        reason = death(trial, now, grace_seconds)
         if reason is not None and _fail(study, trial, reason):
             retried = queue_retry(study, trial, max_retries, reason) is not None
             failed.append(trial.number)
@@ -167,7 +167,9 @@ def fail_dead_trials(
     return failed
 
 
-def _death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
+def death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
+    """Why a RUNNING trial's worker counts as dead (`its worker (pid 7 on gpu-3) is gone`), or
+    None while it may live."""
     worker = trial.user_attrs.get(attrs.WORKER)
     if is_gone(worker):
         return f"its worker ({describe(worker)}) is gone"

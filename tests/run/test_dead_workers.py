@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -131,6 +132,40 @@ def test_status_shows_who_runs_a_trial_and_when_it_last_beat(tmp_path, image_fol
     assert running["epochs_done"] == 1 and running["heartbeat_age_seconds"] < 5
     assert f"trial 0, epoch 1/3, pid {os.getpid()} on " in format_status([row])
     assert "(slurm_job 812)" in format_status([row])
+    assert running["dead"] is None and "resumes it" not in format_status([row])
+
+
+def test_status_says_when_a_running_trial_s_worker_counts_as_dead(
+    tmp_path, image_folder, cache_dir
+):
+    """Killed: RUNNING, its heartbeat aging, until the next worker looks; status says that worker
+    resumes it, by the study's own grace (grace_seconds = 8 in these study files, not 120)."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = load_study_config(write_study(tmp_path, image_folder, trials=3, epochs=3))
+    data = load_study_data(config, cache_dir, progress=False)
+    study = open_study(config, open_storage(url), fingerprint(config, data))
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    gone, silent, beating = study.ask(), study.ask(), study.ask()
+    gone.set_user_attr(attrs.WORKER, {**liveness.this_worker(), "pid": killed.pid})
+    silent.set_user_attr(attrs.WORKER, {"host": "gpu-3", "pid": 7})
+    beating.set_user_attr(attrs.WORKER, {"host": "gpu-4", "pid": 7})
+    storage = open_storage(url)
+    for trial, age in ((gone, 1), (silent, 9), (beating, 2)):
+        storage.set_trial_system_attr(trial_id_of(trial), attrs.HEARTBEAT, time.time() - age)
+    [row] = study_status(open_storage(url), NAME)
+    gone_line, silent_line, beating_line = format_status([row]).splitlines()[2:5]
+    here = socket.gethostname()
+    assert gone_line.endswith(
+        f"its worker (pid {killed.pid} on {here}) is gone: the next worker resumes it"
+    )
+    # Seconds as status reads them: 9 or more, on a busy machine
+    assert re.search(
+        r"its worker sent no heartbeat for \d+ s \(killed, or its machine lost\): the next "
+        r"worker resumes it$",
+        silent_line,
+    )
+    assert re.search(r"last heartbeat \d+ s ago$", beating_line), "alive: within its grace"
 
 
 def test_a_job_array_s_task_is_named_as_squeue_names_it(monkeypatch):
