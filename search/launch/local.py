@@ -20,6 +20,7 @@ from types import FrameType
 
 import optuna
 import torch
+from tqdm import tqdm
 
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
 from search.launch.forking import check_local_workers, start_worker_server
@@ -270,6 +271,7 @@ def _worker_process(
     inherited: Inherited,
 ) -> None:
     inherited.adopt()
+    own_bar_lock()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend
@@ -286,3 +288,11 @@ def _worker_process(
         if interrupted_at_once(stop):
             sys.exit(INTERRUPTED_EXIT)  # a second Ctrl-C: out at once, as asked, no traceback
         raise
+
+
+def own_bar_lock() -> None:
+    """tqdm's default lock is a multiprocessing one: a named semaphore, which a worker killed by
+    SIGKILL (the out-of-memory killer) never unlinks, so `run` ended with multiprocessing's
+    "resource_tracker: ... leaked semaphore objects" warning. A worker draws no bars beside
+    another process's: a lock of its own threads serves."""
+    tqdm.set_lock(threading.RLock())
