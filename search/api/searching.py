@@ -13,7 +13,7 @@ import optuna
 from search import locations
 from search.errors import ConfigError
 from search.launch.forking import check_local_workers, start_worker_server, will_fork_workers
-from search.run.log import LOG_FORMATS
+from search.run.log import LOG_FORMATS, log_handlers_restored
 from search.run.options import WorkerOptions
 from search.run.request import Request, StoredStudy
 from search.study.storage import check_reachable, check_storage_url
@@ -100,8 +100,9 @@ def run_study(
     from search.launch.local import launch
     from search.run.joining import join
 
-    # hpsearch's own use of Optuna's experimental API (metric names) is no news to a notebook
-    with warnings.catch_warnings():
+    # hpsearch's own use of Optuna's experimental API (metric names) is no news to a notebook,
+    # and the log lines of this search's `log_format` end with it
+    with warnings.catch_warnings(), log_handlers_restored():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         if create_only:
             return join(request, options, create=True, trials=trials).study

@@ -19,6 +19,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # the type alone: reading this module must not load torch
     from trainer.data import ImageData
 
 LOG_FORMATS = ("text", "json")
+WARNING_LOGGERS = ("hpsearch", "trainer")  # whose warnings `log_warnings` writes as log lines
 
 
 class WorkerLog:
@@ -203,14 +206,36 @@ def log_warnings(log_format: str | None) -> None:
     JSON log stays one object a line: one handler per logger, of the format asked for last (a
     second worker in the process replaces the first one's, so each warning is one line)."""
     log = WorkerLog(log_format, None)  # a format it does not know is refused before any work
-    for name in ("hpsearch", "trainer"):
+    for name in WARNING_LOGGERS:
         logger = logging.getLogger(name)
-        for handler in [h for h in logger.handlers if isinstance(h, _LogHandler)]:
-            logger.removeHandler(handler)
+        _remove_log_handlers(logger)
         # Without a format (a terminal), logging's own last-resort line is what a person reads:
         # a notebook's earlier JSON search must not leave its handler to this one
         if log_format is not None:
             logger.addHandler(_LogHandler(log))
+
+
+@contextmanager
+def log_handlers_restored() -> Iterator[None]:
+    """The handlers `log_warnings` sets inside the block, put back as they were at its start: a
+    notebook's search with a `log_format` keeps its lines to itself, where its JSON handler had
+    stayed and written the warnings of the notebook's later calls (a `train`'s) as JSON lines."""
+    loggers = [logging.getLogger(name) for name in WARNING_LOGGERS]
+    before = {
+        logger: [h for h in logger.handlers if isinstance(h, _LogHandler)] for logger in loggers
+    }
+    try:
+        yield
+    finally:
+        for logger, handlers in before.items():
+            _remove_log_handlers(logger)
+            for handler in handlers:
+                logger.addHandler(handler)
+
+
+def _remove_log_handlers(logger: logging.Logger) -> None:
+    for handler in [h for h in logger.handlers if isinstance(h, _LogHandler)]:
+        logger.removeHandler(handler)
 
 
 def trial_fields(trial: FrozenTrial, reason: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -252,3 +254,23 @@ def free_device_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+@contextmanager
+def long_lived_frozen() -> Iterator[None]:
+    """What exists as a worker starts its trials (the study's cache of finished trials, the data)
+    lives as long as the worker: frozen (gc.freeze), the garbage collection after each trial need
+    not walk it (at 5,000 trials, 0.5 s a trial). Thawed as the worker ends, however it ends: a
+    notebook runs search after search in one process, and what stayed frozen (each search's
+    study, its storage's connections, its data) was never freed, memory and open files growing
+    call after call. Where the caller froze objects of its own, nothing is frozen: the one
+    unfreeze there is would thaw those too."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()  # what is garbage already, freed now: frozen, it would be kept until thawed
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
