@@ -11,7 +11,6 @@ import html
 import math
 import re
 import warnings
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import optuna
@@ -20,18 +19,23 @@ from plotly.colors import qualitative, sample_colorscale
 
 from search.attrs import settings_text
 from search.results.axes import VAL_TOP1, log_ticks, padded, tidy_optuna_view
+from search.results.optuna_drawers import OPTUNA_DRAWERS
 from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
-from search.results.timeline import timeline_with_stopped_trials
 from search.results.view_basis import view_basis
 
 CATEGORY_COLOURS = qualitative.Plotly
 SCALE_COLOURS = "Viridis"
+# Another tool's trial may set lr with no optimizer, or one that is no name: its points are grey
+UNSET_OPTIMIZER = "no optimizer named"
+UNSET_COLOUR = "#7f7f7f"
 # Where a trial stopped: a pruned trial ends in a downward triangle, a failed one in a cross.
 # A paused trial (asha) that was never promoted ends in an open circle: it could have gone on.
+# A promoted one, whose continuation has not finished, in a right triangle: it goes on.
 # A stopped one (a signal, a dead worker), whose retry has not finished, in an open square.
 STOP_SYMBOLS = {
     "pruned": "triangle-down",
     "paused": "circle-open",
+    "promoted": "triangle-right",
     "stopped": "square-open",
     "fail": "x",
 }
@@ -76,17 +80,14 @@ def escaped(text: Any) -> str:
 def factor_curves_figure(info: FactorInfo) -> go.Figure:
     """Val top-1 per epoch, one line per trial, coloured by the factor's value."""
     traces = []
-    shown_levels: set[Any] = set()
+    carriers = _legend_carriers(info) if info.scale == "categorical" else set()
     for index, (curve, colour) in enumerate(zip(info.curves, _curve_colours(info))):
         value = curve.factors[info.factor]
         trace = _curve_trace(curve, colour)
         if info.scale == "categorical":
             trace.update(
-                name=escaped(value),
-                legendgroup=escaped(value),
-                showlegend=value not in shown_levels,
+                name=escaped(value), legendgroup=escaped(value), showlegend=index in carriers
             )
-            shown_levels.add(value)
         else:  # markers carry the scale, so a colour bar explains the colours of all the lines
             trace["marker"].update(
                 color=[_scaled(info, value)] * len(trace["x"]),
@@ -100,17 +101,36 @@ def factor_curves_figure(info: FactorInfo) -> go.Figure:
     name = FACTOR_TITLES[info.factor]
     figure.update_layout(
         title=f"{name.capitalize()}: {VAL_TOP1} per epoch, one line per trial"
-        "<br><sup>▼ pruned, ○ paused and never promoted, □ stopped to resume, ✕ failed where the "
-        "trial stopped (✕ at 0: failed before its first val score); a promoted or resumed trial "
-        "is one line</sup>",
+        # Two lines: one is wider than a page's figure, and Plotly cuts a title, never wraps it
+        "<br><sup>▼ pruned, ○ paused and never promoted, ▶ promoted and training on, □ stopped to "
+        "resume, ✕ failed where the trial stopped</sup><br><sup>(✕ at 0: failed before its first "
+        "val score); a promoted or resumed trial is one line</sup>",
         xaxis_title="epoch",
         legend_title_text=name,
+        legend_itemsizing="constant",  # not a trial's end mark, 12 px, for its level
         hovermode="closest",
-        margin={"t": 90},
+        margin={"t": 105},
     )
     figure.update_xaxes(dtick=1 if _max_epoch(info.curves) <= 20 else None)
     figure.update_yaxes(VAL_TOP1_AXIS)
     return figure
+
+
+def _legend_carriers(info: FactorInfo) -> set[int]:
+    """The curve that names each level in the legend. Plotly draws the entry with its trace's
+    first marker, so a trial whose one mark is where it stopped (a ✕ at 0) would show its level
+    as failed: the first curve that begins with a plain point carries it, else the level's first."""
+    carriers: dict[Any, int] = {}
+    for index, curve in enumerate(info.curves):
+        level = curve.factors[info.factor]
+        first = carriers.get(level)
+        if first is None or (_plain_start(curve) and not _plain_start(info.curves[first])):
+            carriers[level] = index
+    return set(carriers.values())
+
+
+def _plain_start(curve: TrialCurve) -> bool:
+    return len(curve.epochs) > 1 or curve.state not in STOP_SYMBOLS
 
 
 def _curve_trace(curve: TrialCurve, colour: str) -> dict[str, Any]:
@@ -127,6 +147,9 @@ def _curve_trace(curve: TrialCurve, colour: str) -> dict[str, Any]:
         "x": epochs,
         "y": [PERCENT * value for value in top1],
         "mode": "lines+markers",
+        # A ✕ at 0% (failed before its first score) or a point at 100% lies on the axis's edge:
+        # clipped, half of it showed
+        "cliponaxis": False,
         "line": {"color": colour, "width": 1.5},
         "marker": {"symbol": symbols, "size": sizes, "color": colour},
         "text": [label] * len(epochs),
@@ -157,16 +180,21 @@ def _curve_colours(info: FactorInfo) -> list[str]:
     call parses the scale again, a few milliseconds)."""
     values = [curve.factors[info.factor] for curve in info.curves]
     if info.scale == "categorical":
-        colours = {
-            level: CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]
-            for index, level in enumerate(info.levels)
-        }
+        colours = level_colours(info.levels)
         return [colours[value] for value in values]
     low, high = _colour_range(info)
     positions = [
         0.5 if high == low else (_scaled(info, value) - low) / (high - low) for value in values
     ]
     return sample_colorscale(SCALE_COLOURS, positions) if positions else []
+
+
+def level_colours(levels: tuple[Any, ...]) -> dict[Any, str]:
+    """Each level's colour, by its place among the sorted levels: the optimizer's levels over all
+    the curves give an optimizer one colour in every figure of a report."""
+    return {
+        level: CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)] for index, level in enumerate(levels)
+    }
 
 
 def _scaled(info: FactorInfo, value: float) -> float:
@@ -207,6 +235,7 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
     figure = go.Figure()
     name = FACTOR_TITLES[info.factor]
     if info.scale == "categorical":
+        colours = level_colours(info.levels)
         for level in info.levels:
             at_level = [curve for curve in complete if curve.factors[info.factor] == level]
             labels = [_trial_label(curve) for curve in at_level]
@@ -214,6 +243,7 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
                 go.Box(
                     y=[_percent(curve) for curve in at_level],
                     name=escaped(level),
+                    marker_color=colours[level],  # as its curves, not by Plotly's trace order
                     boxpoints="all",
                     jitter=0.4,
                     pointpos=0,
@@ -222,13 +252,16 @@ def factor_effect_figure(info: FactorInfo) -> go.Figure:
                 )
             )
     else:
-        _add_effect_scatter(figure, complete, info.factor)
+        _add_effect_scatter(figure, complete, info)
         figure.update_xaxes(_factor_axis(info), title_text=name)
+        figure.update_layout(legend_title_text=FACTOR_TITLES["optimizer"])
     figure.update_layout(
         title=f"{name.capitalize()}: effect on {VAL_TOP1} (complete trials, best epoch)",
     )
     figure.update_yaxes(VAL_TOP1_AXIS)
     if not complete:
+        # With no point to fit, Plotly's own range would read -1% to 4%
+        figure.update_yaxes(range=[0, PERCENT])
         figure.add_annotation(
             text=f"no complete trial sets {escaped(name)}",
             showarrow=False,
@@ -256,17 +289,26 @@ def _factor_axis(info: FactorInfo) -> dict[str, Any]:
     return {**axis, **log_ticks(*_bounds(info))} if log else axis
 
 
-def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: str) -> None:
-    optimizers = sorted({curve.factors["optimizer"] for curve in complete}, key=str)
-    for index, optimizer in enumerate(optimizers):
-        group = [curve for curve in complete if curve.factors["optimizer"] == optimizer]
+def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], info: FactorInfo) -> None:
+    """A trace per optimizer, in its colour on the whole page, named in the legend even when it
+    is the only one (momentum: SGD's alone)."""
+    colours = level_colours(info.optimizers)
+    groups: dict[Any, list[TrialCurve]] = {optimizer: [] for optimizer in [*info.optimizers, None]}
+    for curve in complete:
+        optimizer = curve.factors.get("optimizer")
+        groups[optimizer if optimizer in info.optimizers else None].append(curve)
+    for optimizer, group in groups.items():
+        if not group:
+            continue
         figure.add_trace(
             go.Scatter(
-                x=[curve.factors[factor] for curve in group],
+                x=[curve.factors[info.factor] for curve in group],
                 y=[_percent(curve) for curve in group],
                 mode="markers",
-                name=escaped(optimizer),
-                marker={"size": 9, "color": CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]},
+                name=escaped(UNSET_OPTIMIZER if optimizer is None else optimizer),
+                showlegend=True,
+                cliponaxis=False,  # a point at 100% drawn whole
+                marker={"size": 9, "color": colours.get(optimizer, UNSET_COLOUR)},
                 text=[_trial_label(curve) for curve in group],
                 hovertemplate="%{text}<br>%{y:.2f}%<extra></extra>",
             )
@@ -274,50 +316,6 @@ def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], factor: s
 
 
 # --- Optuna's views ---
-
-
-def _importances(
-    evaluator: optuna.importance.BaseImportanceEvaluator | None,
-) -> Callable[[optuna.Study], go.Figure]:
-    return lambda study: optuna.visualization.plot_param_importances(
-        study, evaluator=evaluator, target_name=VAL_TOP1
-    )
-
-
-def _fanova(study: optuna.Study) -> go.Figure:
-    return _importances(optuna.importance.FanovaImportanceEvaluator(seed=0))(study)
-
-
-OPTUNA_DRAWERS: dict[str, tuple[str, Callable[[optuna.Study], go.Figure]]] = {
-    "history": (
-        "Optimization history",
-        lambda study: optuna.visualization.plot_optimization_history(study, target_name=VAL_TOP1),
-    ),
-    "importance": ("Parameter importances (PED-ANOVA, Optuna's default)", _importances(None)),
-    "fanova": ("Parameter importances (fANOVA)", _fanova),
-    "slice": ("Slice", lambda study: optuna.visualization.plot_slice(study, target_name=VAL_TOP1)),
-    "contour_lr_eps": (
-        "Contour: lr against eps",
-        lambda study: optuna.visualization.plot_contour(
-            study, params=["lr", "eps"], target_name=VAL_TOP1
-        ),
-    ),
-    "contour_lr_momentum": (
-        "Contour: lr against momentum",
-        lambda study: optuna.visualization.plot_contour(
-            study, params=["lr", "momentum"], target_name=VAL_TOP1
-        ),
-    ),
-    "parallel": (
-        "Parallel coordinates",
-        lambda study: optuna.visualization.plot_parallel_coordinate(study, target_name=VAL_TOP1),
-    ),
-    "intermediate": (
-        "Intermediate values (val top-1 per epoch)",
-        optuna.visualization.plot_intermediate_values,
-    ),
-    "timeline": ("Timeline", timeline_with_stopped_trials),
-}
 
 
 def optuna_view(study: optuna.Study, view: str, key: str = "") -> Figure | Note:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import optuna
@@ -66,8 +67,9 @@ class TrialCurve(NamedTuple):
 
     study: str
     number: int
-    # "complete", "pruned", "paused" (asha, never promoted), "stopped" (cut short, its retry not
-    # finished yet: attrs.stopped_numbers) or "fail"
+    # "complete", "pruned", "paused" (asha, never promoted), "promoted" (paused, its continuation
+    # not finished yet: promoting_numbers), "stopped" (cut short, its retry not finished yet:
+    # attrs.stopped_numbers) or "fail"
     state: str
     epochs: tuple[int, ...]  # counted from 1, as the trial reported them
     val_top1: tuple[float, ...]  # 0..1, one per epoch
@@ -89,6 +91,9 @@ class FactorInfo(NamedTuple):
     # A number's span: the union of the spaces it was sampled from, else (fixed by points, say)
     # its lowest and highest value; None for a categorical factor
     bounds: tuple[float, float] | None = None
+    # Every optimizer of the curves given, not only of those that set this factor: each effect
+    # figure colours a trial by its optimizer, and an optimizer keeps one colour on the page
+    optimizers: tuple[Any, ...] = ()
 
 
 class TrialRow(NamedTuple):
@@ -117,12 +122,19 @@ class SummaryInfo(NamedTuple):
 def curve_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """One finished trial per curve: a promoted trial's continuation, or a stopped trial's retry,
     reports its earlier epochs again (restored, or trained again), so once finished it alone draws
-    the whole curve; a continuation that never ran draws none. `trials`: all the study's trials,
-    so that a stopped trial whose retry waits or runs is known as stopped."""
+    the whole curve (until then the paused or stopped trial draws it); a continuation that never
+    ran draws none. `trials`: all the study's trials, so that one resumed is known as such."""
     finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
     resumed_by_finished = {attrs.stored_number(trial, attrs.RETRIED_FROM) for trial in finished}
-    drawn_again = promoted(trials) | (attrs.stopped_numbers(trials) & resumed_by_finished)
+    drawn_again = promoted(finished) | (attrs.stopped_numbers(trials) & resumed_by_finished)
     return [trial for trial in finished if trial.number not in drawn_again]
+
+
+def promoting_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """The paused trials promoted whose continuation trains (or waits to resume): not finished,
+    so the paused trial draws the curve so far."""
+    finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
+    return promoted(trials) - promoted(finished)
 
 
 def trial_factors(trial: FrozenTrial) -> dict[str, Any]:
@@ -131,13 +143,15 @@ def trial_factors(trial: FrozenTrial) -> dict[str, Any]:
     return {factor: config.get(factor) for factor in FACTORS}
 
 
-def trial_curve(study_name: str, trial: FrozenTrial, stopped: bool = False) -> TrialCurve:
-    """`stopped`: the trial is among `attrs.stopped_numbers` of its study."""
+def trial_curve(
+    study_name: str, trial: FrozenTrial, stopped: bool = False, promoting: bool = False
+) -> TrialCurve:
+    """`stopped`, `promoting`: among its study's `attrs.stopped_numbers`, `promoting_numbers`."""
     steps = sorted(trial.intermediate_values)
     return TrialCurve(
         study=study_name,
         number=trial.number,
-        state=curve_state(trial, stopped),
+        state=curve_state(trial, stopped, promoting),
         epochs=tuple(steps),
         val_top1=tuple(trial.intermediate_values[step] for step in steps),
         factors=trial_factors(trial),
@@ -147,9 +161,11 @@ def trial_curve(study_name: str, trial: FrozenTrial, stopped: bool = False) -> T
     )
 
 
-def curve_state(trial: FrozenTrial, stopped: bool) -> str:
+def curve_state(trial: FrozenTrial, stopped: bool, promoting: bool = False) -> str:
     if stopped:
         return "stopped"
+    if promoting:
+        return "promoted"
     return "paused" if attrs.is_paused(trial) else trial.state.name.lower()
 
 
@@ -165,9 +181,9 @@ def trial_curves(studies: list[optuna.Study]) -> list[TrialCurve]:
     curves = []
     for study in studies:
         trials = study.get_trials(deepcopy=False)
-        stopped = attrs.stopped_numbers(trials)
+        stopped, promoting = attrs.stopped_numbers(trials), promoting_numbers(trials)
         curves += [
-            trial_curve(study.study_name, trial, trial.number in stopped)
+            trial_curve(study.study_name, trial, trial.number in stopped, trial.number in promoting)
             for trial in curve_trials(trials)
         ]
     return curves
@@ -179,15 +195,31 @@ def get_factor_info(curves: list[TrialCurve], factor: str) -> FactorInfo:
     if factor not in FACTOR_SCALES:
         raise ValueError(f"factor must be one of {', '.join(FACTORS)}, but got {factor=}")
     setting = tuple(curve for curve in curves if curve.factors.get(factor) is not None)
-    levels = tuple(sorted({curve.factors[factor] for curve in setting}, key=_sort_key))
+    levels = _levels(setting, factor)
+    optimizers = _optimizers(curves)
     if not all(_is_number(level) for level in levels):
         # Another tool's study may sample `lr` from names: drawn by level, as a choice is
-        return FactorInfo(factor, "categorical", setting, levels)
+        return FactorInfo(factor, "categorical", setting, levels, optimizers=optimizers)
     scale = FACTOR_SCALES[factor]
     bounds = None if scale == "categorical" else _bounds(setting, factor, levels)
     if scale == "log" and bounds is not None and bounds[0] <= 0:
         scale = "linear"  # a log scale has no place for 0, which another tool may sample lr from
-    return FactorInfo(factor, scale, setting, levels, bounds)
+    return FactorInfo(factor, scale, setting, levels, bounds, optimizers)
+
+
+def _levels(curves: Iterable[TrialCurve], factor: str) -> tuple[Any, ...]:
+    """The distinct values the curves set `factor` to, sorted."""
+    values = {curve.factors.get(factor) for curve in curves} - {None}
+    return tuple(sorted(values, key=_sort_key))
+
+
+def _optimizers(curves: Iterable[TrialCurve]) -> tuple[Any, ...]:
+    """The optimizers' levels; none where another tool's study stores one no set holds (a list):
+    that costs no factor's figures but the optimizer's."""
+    try:
+        return _levels(curves, "optimizer")
+    except TypeError:
+        return ()
 
 
 def _is_number(value: Any) -> bool:
