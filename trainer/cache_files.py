@@ -3,8 +3,10 @@ the caches of its folder's earlier states removed, and a disk too full for it on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -12,9 +14,22 @@ from typing import Any
 
 import torch
 
-from trainer.checkpoint import write_atomically
+from trainer.checkpoint import remove_abandoned_temporaries, write_atomically
 from trainer.naming import named
 from trainer.sources import one_line
+
+# The bytes of a data folder's name its cache's file names keep: with the side, the digest and a
+# temporary file's suffix they stay far under the 255 bytes a file name may have, which a long
+# folder name (or one of many non-ASCII letters) once broke after every image was decoded
+NAME_BYTES = 100
+
+
+def cache_prefix(folder: Path, side: int) -> str:
+    """The start of the file names of `folder`'s caches at `side` px, before their digest."""
+    name = folder.name
+    while len(os.fsencode(name)) > NAME_BYTES:  # whole letters: no half of a UTF-8 sequence
+        name = name[:-1]
+    return f"{name}-{side}px-"
 
 
 def write_cache(path: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
@@ -50,12 +65,20 @@ def _full_disk(error: BaseException | None) -> OSError | None:
     return None
 
 
+def remove_abandoned_writes(folder: Path) -> None:
+    """Delete what writers killed mid-write (SIGKILL, the OOM killer: writing is when a decode
+    holds the most memory) left in the cache folder: a hidden temporary file as large as the
+    cache. Done on every load, as a cache read and never written again would keep it forever."""
+    with contextlib.suppress(OSError):  # no folder yet, or one this process may only read
+        remove_abandoned_temporaries(folder)
+
+
 def remove_stale_caches(current: Path, folder: Path, side: int) -> None:
     """Delete caches of earlier states of this folder at this side; they can never match again.
 
     A cache whose manifest names another folder of the same name is left alone.
     """
-    pattern = re.compile(re.escape(f"{folder.name}-{side}px-") + r"[0-9a-f]{16}\.(pt|json)")
+    pattern = re.compile(re.escape(cache_prefix(folder, side)) + r"[0-9a-f]{16}\.(pt|json)")
     if not current.parent.is_dir():  # no cache written there yet
         return
     for path in current.parent.iterdir():

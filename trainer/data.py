@@ -21,7 +21,12 @@ import platformdirs
 import psutil
 import torch
 
-from trainer.cache_files import remove_stale_caches, write_cache
+from trainer.cache_files import (
+    cache_prefix,
+    remove_abandoned_writes,
+    remove_stale_caches,
+    write_cache,
+)
 from trainer.decode import decode_all
 from trainer.errors import DataError
 from trainer.listing import Listing, scan_folder
@@ -234,11 +239,15 @@ def default_cache_dir() -> Path:
 
 
 def _manifest(folder: Path, side: int, listing: Listing) -> dict[str, Any]:
-    """What a cache is built from; any added, removed or rewritten file changes its digest."""
+    """What a cache is built from; any added, removed or rewritten file changes its digest.
+
+    The change time too, as git's index keeps it: `cp -p`, `rsync -a` and tar put back the
+    modification time of a file they replace, and an image of fixed size (BMP, PPM, TIFF) then
+    looked unchanged; no call sets the change time, so every write or replacement moves it."""
     files = []
     for relative, _ in listing.train + listing.val:
         stat = (folder / relative).stat()
-        files.append([relative, stat.st_size, stat.st_mtime_ns])
+        files.append([relative, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns])
     return {
         "format": CACHE_FORMAT,
         "folder": str(folder),
@@ -290,7 +299,8 @@ def load_image_data(
         return loaded[1]
     image_count = len(listing.train) + len(listing.val)
     check_fits(image_count * 3 * side * side, _host_memory_available(), "this machine's memory")
-    cache_path = cache_dir / f"{folder.name}-{side}px-{digest}.pt"
+    cache_path = cache_dir / f"{cache_prefix(folder, side)}{digest}.pt"
+    remove_abandoned_writes(cache_dir)
     tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
     if tensors is None:
         # Before decoding what it could not keep

@@ -22,12 +22,14 @@ from trainer.sources import one_line
 DECODE_BATCH = 64  # images per decoding task; large enough that worker start-up is amortised
 MAX_DECODE_WORKERS = 8
 MAX_LISTED_FAILURES = 10
+# Formats whose PIL mode I holds 16-bit pixels (0..65535), not 32-bit ones of unknown range
+_SIXTEEN_BIT_I = ("PNG", "PPM")
 
 
 def decode_image(path: Path | str, side: int) -> torch.Tensor:
     """uint8 (3, side, side): any mode made RGB, turned upright as its EXIF orientation says (as
     a photo viewer shows it), shorter side resized to `side`, centre-cropped."""
-    with Image.open(path) as image:
+    with _open_naming_warnings(path) as image:
         # JPEGs decode at 1/2, 1/4 or 1/8 scale almost for free; draft keeps at least `side` px.
         image.draft("RGB", (side, side))
         _turn_upright(image)
@@ -39,6 +41,20 @@ def decode_image(path: Path | str, side: int) -> torch.Tensor:
     left, top = (size[0] - side) // 2, (size[1] - side) // 2
     rgb = rgb.crop((left, top, left + side, top + side))
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+
+
+def _open_naming_warnings(path: Path | str) -> Image.Image:
+    """PIL's Image.open, its warnings (a decompression bomb's: an image of over 89 million pixels)
+    said again naming the file, which PIL's own leave out."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = Image.open(path)
+    for warning in caught:
+        said = " ".join(str(warning.message).split())
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            said = f"{said.rstrip('.')}; decoded anyway, shrunk to the cache side"
+        warnings.warn(f"image {path}: {said}", warning.category, stacklevel=3)
+    return image
 
 
 def _turn_upright(image: Image.Image) -> None:
@@ -61,8 +77,9 @@ def _as_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB from any mode PIL opens. PIL's own convert clips 16-bit grey to 255 (a 16-bit
     PNG's pixels all but black turn white) and warns on a palette's transparency, so those two are
     done here; 32-bit pixels of unknown range are refused, naming the mode."""
-    # PIL reads a 16-bit grey PNG as I;16 (older versions: I); 16-bit RGB(A) it reads as 8-bit
-    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):
+    # PIL reads a 16-bit grey PNG as I;16 (older versions: I), and a PGM of more than 8 bits as I
+    # scaled to 0..65535; 16-bit RGB(A) it reads as 8-bit
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.format in _SIXTEEN_BIT_I):
         wide = np.asarray(image).astype(np.uint32)
         return Image.fromarray(((wide + 128) // 257).astype(np.uint8)).convert("RGB")  # 65535: 255
     if image.mode in ("I", "F"):

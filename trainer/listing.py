@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import unicodedata
 from collections import deque
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +40,7 @@ def scan_folder(folder: Path) -> Listing:
         raise DataError(
             f"train/ and val/ in {folder} hold different classes: only in train: {only_train}, "
             f"only in val: {only_val}; every class needs a folder with images in both"
+            f"{_lookalikes(only_train, only_val)}"
         )
     classes = tuple(sorted(files["train"]))
     if len(classes) < 2:
@@ -57,6 +59,24 @@ def scan_folder(folder: Path) -> Listing:
         for split in files
     }
     return Listing(classes, labelled["train"], labelled["val"])
+
+
+def _lookalikes(only_train: list[str], only_val: list[str]) -> str:
+    """Names of one class that print alike but differ: in case, or in how an accented letter is
+    encoded (a copy from macOS writes é as e and a combining accent, NFD), shown escaped."""
+
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
+
+    in_val = {key(name): name for name in only_val}
+    pairs = [(name, in_val[key(name)]) for name in only_train if key(name) in in_val]
+    if not pairs:
+        return ""
+    named = ", ".join(f"{ascii(train)} in train/ and {ascii(val)} in val/" for train, val in pairs)
+    return (
+        f"; {named} differ only in letter case or in how accents are encoded (Unicode NFC and "
+        "NFD): rename one folder of each pair to match the other"
+    )
 
 
 def _split_files(folder: Path, split: str) -> dict[str, list[str]]:

@@ -21,6 +21,9 @@ from trainer.errors import DataError
 from trainer.naming import given
 from trainer.source_names import EXPECTED_LAYOUT, IMAGENETTE, check_data_source, is_archive
 
+# How many folders deep in an extracted archive its train/ and val/ are looked for
+ARCHIVE_DEPTH = 3
+
 
 def class_names(folders: tuple[str, ...]) -> tuple[str, ...]:
     """What a person calls each class: an Imagenette WordNet id by its first name (n01440764 ->
@@ -103,17 +106,32 @@ def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
             f"free the space; HPSEARCH_DATA_ROOT moves it){_earlier_versions(archive, target)}",
             file=sys.stderr,
         )
-    holding = [
-        path
-        for path in [target, *sorted(target.iterdir())]
-        if (path / "train").is_dir() and (path / "val").is_dir()
-    ]
+    holding = _data_folders(target)
     if len(holding) != 1:
+        found = f" ({', '.join(str(path) for path in holding)})" if holding else ""
         raise DataError(
             f"archive {archive} (extracted into {target}) should hold one folder with train/ "
-            f"and val/, but holds {len(holding)}; expected {EXPECTED_LAYOUT} inside one folder"
+            f"and val/, but holds {len(holding)}{found}; expected {EXPECTED_LAYOUT} inside one "
+            "folder"
         )
     return holding[0]
+
+
+def _data_folders(target: Path) -> list[Path]:
+    """The shallowest folders in `target` holding train/ and val/, down to ARCHIVE_DEPTH levels:
+    an archive is often made of the folder above the data (`tar czf data.tgz work/imagenette`)."""
+    level = [target]
+    for _ in range(ARCHIVE_DEPTH + 1):
+        holding = [path for path in level if (path / "train").is_dir() and (path / "val").is_dir()]
+        if holding:
+            return holding
+        level = [
+            child
+            for path in level
+            for child in sorted(path.iterdir())
+            if child.is_dir() and not child.name.startswith((".", "__MACOSX"))
+        ]
+    return []
 
 
 def _extracted_name(archive: Path) -> str:
