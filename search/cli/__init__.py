@@ -22,7 +22,7 @@ import optuna
 from search.cli import cluster, results, searching, serving, training
 from search.cli.common import Command, parent_parsers
 from search.errors import USER_ERROR_EXIT, HpsearchError
-from search.run.log import last_line
+from search.run.log import last_line, one_line_warnings
 from trainer.naming import flags_named
 
 # In help order.
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     # Our progress line says what Optuna's log would.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    one_line_warnings()
     args = parse_command_line(argv)
     try:
         with flags_named(flag_of):  # the API's checks, named as this command's user typed them

@@ -27,7 +27,7 @@ from search.launch.forking import check_local_workers, start_worker_server
 from search.launch.inherited import Inherited
 from search.launch.watched import Watched
 from search.run.joining import Joined, join
-from search.run.log import WorkerLog, last_line, log_warnings
+from search.run.log import WorkerLog, last_line, log_warnings, one_line_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
 from search.run.progress import StudyProgress
 from search.run.request import Request
@@ -272,6 +272,7 @@ def _worker_process(
 ) -> None:
     inherited.adopt()
     own_bar_lock()
+    one_line_warnings()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     torch.set_num_threads(slot.threads)  # local workers share the cores; more threads only contend

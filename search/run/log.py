@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,17 @@ def last_line(log_format: str | None, event: str, message: str | None = None) ->
     else:
         words = f"hpsearch: {event}" + (f": {message}" if message else "")
         print(words, file=sys.stderr, flush=True)
+
+
+def one_line_warnings() -> None:
+    """A warning on a command's standard error as one line, `hpsearch: warning: MESSAGE`, as its
+    errors are: Python's own format adds the file and line that warned and that line of code
+    (`search/api/training.py:116: UserWarning: ...` and a second line), nothing a user acts on."""
+    warnings.formatwarning = _one_line
+
+
+def _one_line(message: Warning | str, *_: object, **__: object) -> str:
+    return f"hpsearch: warning: {message}\n"
 
 
 def _write_beside_bars(line: str) -> None:

@@ -240,6 +240,27 @@ def test_the_console_script_runs_as_a_subprocess(image_folder, cache_dir):
     assert result.stderr.count("\n") == 1
 
 
+def test_a_warning_is_one_line_as_an_error_is(image_folder, cache_dir, tmp_path):
+    """A cache found damaged is rebuilt with a warning: Python's own format wrote it as the file
+    and line that warned (`search/api/training.py:116: UserWarning: ...`) and that line of code."""
+    from trainer.data import load_image_data
+
+    load_image_data(image_folder, 32, cache_dir=cache_dir, progress=False)
+    [cache_file] = cache_dir.glob("*.pt")
+    cache_file.write_bytes(b"not a torch file")
+    result = subprocess.run(
+        [sys.executable, "-m", "search", "train", "--data", str(image_folder)]
+        + ["--cache-dir", str(cache_dir), "--checkpoint-dir", str(tmp_path / "run"), *QUICK],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if "warning" in line.lower()]
+    assert warning.startswith("hpsearch: warning: ") and "rebuilding" in warning
+    assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr
+
+
 def test_a_time_interval_alone_replaces_the_per_epoch_checkpoint(tmp_path):
     from search.api.training import checkpoint_policy
 
