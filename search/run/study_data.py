@@ -45,7 +45,9 @@ def _check_holdout(config: StudyConfig, listing: Listing) -> None:
     try:
         check_holdout(counts, fraction)
     except DataError as error:
-        raise StudyFileError(f"{config.path}: data.validation_fraction: {error}") from None
+        # Counted after data.per_class's cap: the folder may hold many more than the error says
+        capped = f" (data.per_class = {cap} caps each class)" if cap is not None else ""
+        raise StudyFileError(f"{config.path}: data.validation_fraction: {error}{capped}") from None
 
 
 def fingerprint(config: StudyConfig, data: ImageData) -> dict:

@@ -154,6 +154,10 @@ NUMBER_STUDIES = {
     "huge_grace": ("grace_seconds = 8", "grace_seconds = 100000000000000"),
     "batch_of_one": ("batch_size = 32", "batch_size = 1"),
     "large_holdout": ("image_size = 32", "image_size = 32\nvalidation_fraction = 0.99"),
+    "capped_holdout": (
+        "image_size = 32",
+        "image_size = 32\nvalidation_fraction = 0.5\nper_class = 1",
+    ),
     "huge_trials": ("trials = 4", f"trials = {10**30}"),
     "huge_epochs": ("epochs = 2", f"epochs = {10**19}"),
     "huge_timeout": ("seed = 7", "seed = 7\ntimeout_minutes = 1e300"),
@@ -536,6 +540,13 @@ NUMBER_ROWS: dict[str, Row] = {
     "validation_fraction 0.99": Row(
         "run {large_holdout} --device cpu",
         "large-holdout.toml: data.validation_fraction: a holdout of fraction=0.99 takes all 2",
+    ),
+    # Counted after the cap, which the line names: the folder holds more than it says
+    "validation_fraction beside a per_class cap": Row(
+        "run {capped_holdout} --device cpu",
+        "has 1 training image(s), but a holdout needs at least 2 per class (one to validate on, "
+        "one to train on); add images or use the official val split (data.per_class = 1 caps "
+        "each class)",
     ),
 }
 FILE_ROWS: dict[str, Row] = {
