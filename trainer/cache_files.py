@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from trainer.checkpoint import remove_abandoned_temporaries, write_atomically
+from trainer.errors import os_error_in_chain
 from trainer.naming import named
 from trainer.sources import one_line
 
@@ -58,11 +59,7 @@ def write_cache(path: Path, tensors: dict[str, torch.Tensor], manifest: dict[str
 
 def _full_disk(error: BaseException | None) -> OSError | None:
     """The OSError saying the disk (or the user's quota) is full, wherever it is in the chain."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
+    return os_error_in_chain(error, (errno.ENOSPC, errno.EDQUOT))
 
 
 def remove_abandoned_writes(folder: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from trainer.errors import ConfigError, NoSpaceLeft
+from trainer.errors import ConfigError, NoSpaceLeft, os_error_in_chain
 from trainer.files import CHECKPOINT_NAME
 from trainer.outputs import check_output_folder
 from trainer.sources import one_line
@@ -121,11 +121,8 @@ UNWRITABLE_DISK = {
 
 def _unwritable_disk(error: BaseException | None) -> str | None:
     """What UNWRITABLE_DISK says of the cause of `error`, or None if the disk is not at fault."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in UNWRITABLE_DISK:
-            return UNWRITABLE_DISK[error.errno]
-        error = error.__cause__ or error.__context__
-    return None
+    cause = os_error_in_chain(error, UNWRITABLE_DISK)
+    return None if cause is None or cause.errno is None else UNWRITABLE_DISK[cause.errno]
 
 
 def remove_abandoned_temporaries(

@@ -1,5 +1,9 @@
 """Errors a user can act on. The CLI prints them as one line and exits 2."""
 
+from __future__ import annotations
+
+from collections.abc import Collection
+
 
 class TrainerError(Exception):
     """Base of the errors that describe bad input, not a bug."""
@@ -16,6 +20,16 @@ class ConfigError(TrainerError, ValueError):
 
 class ForeignCheckpoint(ConfigError):
     """A checkpoint or weights file records another owner (study, trial) than the run reading it."""
+
+
+def os_error_in_chain(error: BaseException | None, errnos: Collection[int]) -> OSError | None:
+    """The first OSError of one of `errnos` among `error`, its cause and its context, wherever a
+    wrapper (torch's zip writer, a RuntimeError) put it; None when there is none."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in errnos:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class NoSpaceLeft(TrainerError):
