@@ -197,7 +197,9 @@ def close_hopeless(
             first_attempt(queued)
             for queued in _queued_continuations(trials)
             if (rung := _paused_rung(trials, queued)) is not None
-            and not (continuing and _may_be_promoted(trials, queued, pruner, new_trials_possible))
+            and not (
+                continuing and _may_be_promoted(trials, queued, rung, pruner, new_trials_possible)
+            )
             and _close(study, queued, rung, continuing)
         ]
         closed += this_pass
@@ -206,10 +208,12 @@ def close_hopeless(
 
 
 def _may_be_promoted(
-    trials: list[FrozenTrial], queued: FrozenTrial, pruner: AshaPruner, new_trials_possible: int
+    trials: list[FrozenTrial],
+    queued: FrozenTrial,
+    rung: int,
+    pruner: AshaPruner,
+    new_trials_possible: int,
 ) -> bool:
-    rung = _paused_rung(trials, queued)
-    assert rung is not None  # close_hopeless asks only of a continuation whose rung it read
     values = rung_values(trials, rung)
     most_seen = len(values) + _may_reach(trials, values) + new_trials_possible
     return in_top(values, first_attempt(queued), most_seen, pruner.reduction_factor)
