@@ -18,9 +18,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
-from search.attrs import FINISHED
 from search.study.epochs_budget import epochs_trained
-from search.study.promotion import never_ran, promoted, shown_counts
+from search.study.promotion import promoted, ran_to_an_end, shown_counts
 from search.studyfile import SEARCHED
 
 FACTORS = SEARCHED  # the four factors of the original experiment, and the model
@@ -124,7 +123,7 @@ def curve_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     reports its earlier epochs again (restored, or trained again), so once finished it alone draws
     the whole curve (until then the paused or stopped trial draws it); a continuation that never
     ran draws none. `trials`: all the study's trials, so that one resumed is known as such."""
-    finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
+    finished = ran_to_an_end(trials)
     resumed_by_finished = {attrs.stored_number(trial, attrs.RETRIED_FROM) for trial in finished}
     drawn_again = promoted(finished) | (attrs.stopped_numbers(trials) & resumed_by_finished)
     return [trial for trial in finished if trial.number not in drawn_again]
@@ -133,7 +132,7 @@ def curve_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 def promoting_numbers(trials: list[FrozenTrial]) -> set[int]:
     """The paused trials promoted whose continuation trains (or waits to resume): not finished,
     so the paused trial draws the curve so far."""
-    finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
+    finished = ran_to_an_end(trials)
     return promoted(trials) - promoted(finished)
 
 
@@ -244,7 +243,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 def get_summary_info(study: optuna.Study, top: int = TOP_TRIALS) -> SummaryInfo:
     trials = study.get_trials(deepcopy=False)
-    finished = [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
+    finished = ran_to_an_end(trials)
     complete = attrs.ranked(trials)
     best = complete[0] if complete else None
     return SummaryInfo(

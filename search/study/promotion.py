@@ -31,6 +31,7 @@ from search.attrs import (
     ATTEMPT,
     CONTINUES_FROM_EPOCH,
     FAULTS,
+    FINISHED,
     PAUSED_AT,
     PROMOTION_CLOSED,
     PROMOTION_OF,
@@ -107,6 +108,12 @@ def never_ran(trial: FrozenTrial) -> bool:
     """A paused trial's continuation that waits, or was closed without running: no trial of its
     own, so status and reports count it with the paused trial."""
     return is_continuation_queued(trial) or PROMOTION_CLOSED in trial.user_attrs
+
+
+def ran_to_an_end(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that trained and ended (complete, pruned, paused, failed, stopped): not the
+    continuations that never ran."""
+    return [trial for trial in trials if trial.state in FINISHED and not never_ran(trial)]
 
 
 def promoted(trials: Iterable[FrozenTrial]) -> set[int]:
