@@ -25,7 +25,7 @@ from tqdm import tqdm
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
 from search.launch.forking import check_local_workers, start_worker_server
 from search.launch.inherited import Inherited
-from search.launch.watched import Watched
+from search.launch.watched import Watched, first_to_end
 from search.run.joining import Joined, join
 from search.run.log import WorkerLog, last_line, log_warnings, one_line_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
@@ -38,6 +38,9 @@ from search.studyfile import StudyConfig
 from search.url_secrets import masked
 from trainer.naming import flag_naming, flags_named, named
 
+# A slot's worker killed by a signal is started again this many times in a run: one killed more
+# often has a cause to fix (the machine's memory), and what it left runs once the others end
+MAX_RESTARTS = 3
 # A worker's exit on a second Ctrl-C, as a shell reports a command SIGINT ended (128 + 2)
 INTERRUPTED_EXIT = 130
 
@@ -149,6 +152,16 @@ def _run_processes(
     )
     workers: list[Watched] = []
     stop_asked = threading.Event()
+
+    def start(slot: WorkerSlot) -> Watched:
+        process = context.Process(
+            target=_worker_process,
+            args=(config, quiet, slot, flag_naming(), _inherited(slot)),  # our flags' names
+            name=f"hpsearch-worker-{slot.index}",
+        )
+        process.start()
+        return Watched(process)
+
     # From the first start: a SIGTERM while they start (docker stop) had killed this process and
     # left those started training unwatched
     with _forward_stop(workers, stop_asked):
@@ -156,13 +169,7 @@ def _run_processes(
             for slot in slots:
                 if stop_asked.is_set():
                     break  # asked to stop while they start: no more of them
-                process = context.Process(
-                    target=_worker_process,
-                    args=(config, quiet, slot, flag_naming(), _inherited(slot)),  # our flags' names
-                    name=f"hpsearch-worker-{slot.index}",
-                )
-                process.start()
-                workers.append(Watched(process))
+                workers.append(start(slot))
         except BaseException:  # a fork refused (no memory, a process limit), its server gone
             # Those started would train on unwatched, behind the error: each checkpoints and
             # queues its trial, as on a SIGTERM, before the error is told
@@ -171,9 +178,9 @@ def _run_processes(
         if stop_asked.is_set():  # again: one started as the signal came was not yet in the list
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
+        log = WorkerLog(options.log_format, config.study.name)
         with StudyProgress(study, budget(study, config.study.trials), enabled=options.progress):
-            for worker in workers:
-                worker.wait()
+            _supervise(workers, slots, start, stop_asked, log)
     unseen = [worker.process for worker in workers if worker.end_unseen]
     processes = [worker.process for worker in workers if not worker.end_unseen]
     exits = {process.name: process.exitcode or 0 for process in processes}  # all joined: not None
@@ -188,11 +195,61 @@ def _run_processes(
     if stop_asked.is_set():  # a worker ended by a signal after a stop was asked: as asked
         return []
     return [
-        f"{process.name} (pid {process.pid}) was killed by "
-        f"{signal.Signals(-exits[process.name]).name}"
-        for process in processes
-        if exits[process.name] < 0
+        f"{_named(worker)} was killed by {_killed_by(worker)}"
+        for worker in workers
+        if not worker.end_unseen and _killed_by(worker) is not None
     ] + _ended_unseen(unseen)
+
+
+def _supervise(
+    workers: list[Watched],
+    slots: list[WorkerSlot],
+    start: Callable[[WorkerSlot], Watched],
+    stop_asked: threading.Event,
+    log: WorkerLog,
+) -> None:
+    """Wait for every worker to end. One killed by a signal nobody here sent (the kernel's
+    out-of-memory killer, a `kill -9`) is started again in its slot, up to MAX_RESTARTS times a
+    slot: else its GPU stood idle for the rest of the study. The new worker finds its trial's
+    worker gone and resumes the trial from its last checkpoint (search.run.liveness)."""
+    running = list(range(len(workers)))
+    restarts = [0] * len(workers)
+    while running:
+        ended = first_to_end([workers[index] for index in running])
+        index = workers.index(ended)
+        running.remove(index)
+        killed_by = _killed_by(ended)
+        if killed_by is None or stop_asked.is_set():
+            continue
+        if restarts[index] == MAX_RESTARTS:
+            log.note(
+                f"{_named(ended)} was killed by {killed_by} after {MAX_RESTARTS} restarts: not "
+                "started again"
+            )
+            continue
+        try:
+            workers[index] = start(slots[index])
+        except OSError as error:  # a fork refused (no memory): what it left runs at the end
+            log.note(f"{_named(ended)} was killed by {killed_by}; no new one starts: {error}")
+            continue
+        restarts[index] += 1
+        running.append(index)
+        if stop_asked.is_set():  # the stop came as it started: it was not yet among those told
+            workers[index].send_signal(signal.SIGTERM)
+        log.note(
+            f"{_named(ended)} was killed by {killed_by}; started again as pid "
+            f"{workers[index].process.pid} (restart {restarts[index]} of {MAX_RESTARTS})"
+        )
+
+
+def _killed_by(worker: Watched) -> str | None:
+    """The signal that ended `worker` ("SIGKILL"), or None when it exited by itself."""
+    exitcode = worker.process.exitcode
+    return signal.Signals(-exitcode).name if exitcode is not None and exitcode < 0 else None
+
+
+def _named(worker: Watched) -> str:
+    return f"{worker.process.name} (pid {worker.process.pid})"
 
 
 def _stop_all(workers: list[Watched]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
 # What multiprocessing reports for a forked worker whose server closed the pipe without saying
@@ -37,6 +38,10 @@ class Watched:
             self._pidfd = None
         self.process.join()
 
+    def fileno(self) -> int:
+        """What becomes readable once the worker has ended: its pidfd, else the server's pipe."""
+        return self._pidfd if self._pidfd is not None else self.process.sentinel
+
     def send_signal(self, signum: int) -> None:
         try:
             if self._pidfd is not None:
@@ -50,6 +55,14 @@ class Watched:
     def end_unseen(self) -> bool:
         """Whether the worker's exit status went with its server (it ended; how is not known)."""
         return self.process.exitcode == END_UNSEEN
+
+
+def first_to_end(workers: list[Watched]) -> Watched:
+    """The first of `workers` to end (one that ended already, if any), waited for."""
+    by_handle = {worker.fileno(): worker for worker in workers}
+    ended = by_handle[wait(list(by_handle))[0]]  # type: ignore[index]  # given ints, gives ints
+    ended.wait()
+    return ended
 
 
 def _pidfd_of(process: BaseProcess) -> int | None:

@@ -19,7 +19,6 @@ import pytest
 from optuna.trial import TrialState
 
 import search.run.objective
-from benchmarks.chaos.search_run import forked_workers
 from search import attrs, locations
 from search.cli import main
 from search.results.status import format_status, study_status
@@ -533,43 +532,3 @@ def test_a_retry_still_queued_when_the_epoch_budget_is_met_is_closed_not_left_wa
     assert retry.state == TrialState.FAIL
     assert "epoch budget was met" in retry.user_attrs["fail_reason"]
     assert not [t for t in trials_of(url) if t.state in (TrialState.WAITING, TrialState.RUNNING)]
-
-
-def test_workers_killed_by_a_signal_leave_their_trials_to_the_run_which_finishes_them(
-    tmp_path, image_folder, cache_dir, capfd
-):
-    """The out-of-memory killer or a `kill -9` takes every worker process mid-trial: nothing is
-    left RUNNING, `run` resumes their trials itself and ends as if nothing had happened."""
-    path = write_study(tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"')
-    path.write_text(path.read_text() + "\n[checkpoint]\nevery_epochs = 1\n")
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    flags = ["--storage", url, "--cache-dir", str(cache_dir), "--device", "cpu"]
-    flags += ["--log-format", "text"]
-    killed: list[int] = []
-
-    def kill_the_workers_at_their_first_checkpoint() -> None:
-        deadline = time.monotonic() + 120
-        while not list((tmp_path / "user-checkpoints").glob("*/trial-*/last.pt")):
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
-        for worker in forked_workers(psutil.Process()):
-            worker.kill()
-            killed.append(worker.pid)
-
-    killer = threading.Thread(target=kill_the_workers_at_their_first_checkpoint)
-    killer.start()
-    status = main(["run", str(path), *flags, "--workers", "2"])
-    killer.join()
-    err = capfd.readouterr().err
-
-    assert status == 0 and len(killed) == 2, err
-    [line] = [line for line in err.splitlines() if "this process runs what it left" in line]
-    assert line.count("was killed by SIGKILL") == 2, err
-    trials = trials_of(url)
-    assert {trial.state for trial in trials} <= {TrialState.COMPLETE, TrialState.FAIL}
-    failed = [trial for trial in trials if trial.state == TrialState.FAIL]
-    assert failed and all("is gone" in attrs.fail_reason(trial) for trial in failed)
-    lineages = {attrs.first_attempt(trial) for trial in trials}
-    complete = {attrs.first_attempt(t) for t in trials if t.state == TrialState.COMPLETE}
-    assert lineages == complete == {0, 1}, "every trial the killed workers held was finished"
