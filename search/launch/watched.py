@@ -19,6 +19,7 @@ from multiprocessing.process import BaseProcess
 # What multiprocessing reports for a forked worker whose server closed the pipe without saying
 # how the worker ended: the server died first
 END_UNSEEN = 255
+SIGNAL_BEAT_SECONDS = 0.5
 
 
 class Watched:
@@ -60,7 +61,12 @@ class Watched:
 def first_to_end(workers: list[Watched]) -> Watched:
     """The first of `workers` to end (one that ended already, if any), waited for."""
     by_handle = {worker.fileno(): worker for worker in workers}
-    ended = by_handle[wait(list(by_handle))[0]]  # type: ignore[index]  # given ints, gives ints
+    ready: list = []
+    while not ready:
+        # In beats: a signal the kernel gave another thread of this process (the progress bar's)
+        # runs its Python handler only once the main thread runs again, not at the workers' end
+        ready = wait(list(by_handle), timeout=SIGNAL_BEAT_SECONDS)
+    ended = by_handle[ready[0]]
     ended.wait()
     return ended
 

@@ -103,6 +103,38 @@ def test_a_stop_signal_stops_every_worker_cleanly_and_queues_its_trial(
     assert err.count("stopping at a clean point") == 2, err
 
 
+def test_a_stop_signal_the_kernel_gives_another_thread_of_the_run_stops_its_workers(
+    tmp_path, image_folder, cache_dir
+):
+    """The kernel gives a process's signal to any thread that does not block it (the progress
+    bar's): its handler waited for the main thread, asleep until every worker ended, so the run
+    trained on, its workers unstopped."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = load_study_config(_long_study(tmp_path, image_folder))
+    options = WorkerOptions(url, "cpu", cache_dir, progress=False, log_format="text")
+    ended = threading.Event()
+
+    def stop_from_another_thread() -> None:
+        while not _both_trained_an_epoch(url) and not ended.wait(0.2):
+            pass
+        signal.raise_signal(signal.SIGTERM)  # to this thread, as the kernel may choose
+        if not ended.wait(30):
+            for worker in forked_workers(psutil.Process()):
+                worker.kill()  # unheard: end the test, which fails below
+
+    thread = threading.Thread(target=stop_from_another_thread)
+    thread.start()
+    try:
+        launch(config, options, workers=2)
+    finally:
+        ended.set()
+        thread.join()
+
+    stopped = [t for t in trials_of(url) if t.state == TrialState.FAIL]
+    assert len(stopped) == 2
+    assert all(attrs.fail_reason(trial).endswith("(SIGTERM)") for trial in stopped)
+
+
 def test_a_second_ctrl_c_ends_the_run_at_once_in_one_line(tmp_path, image_folder, cache_dir):
     # The workers' KeyboardInterrupt was a traceback each, and the run called it a crash
     url = f"sqlite:///{tmp_path / 's.db'}"
