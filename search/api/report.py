@@ -30,11 +30,12 @@ def report_figures(
 ) -> dict[str, go.Figure]:
     """The report's figures of one study (a name) or several (the factor figures pool their
     trials), by key, in the report's order: `factor-lr-curves`, `factor-lr-effect`, ... for each
-    factor a trial sets, then Optuna's views of each study (`NAME-history`, `NAME-slice`,
-    `NAME-timeline`, ...; NAME is the study's name as a slug, `NAME-2` for a second study whose
-    name makes the same one). Each is a `plotly.graph_objects.Figure`: `.show()` draws it in a
-    notebook. A view the study cannot support yet (importances before 11 complete trials, say) is
-    left out, as the report leaves it out; `write_report` says why."""
+    factor the trials set to more than one value, then Optuna's views of each study
+    (`NAME-history`, `NAME-slice`, `NAME-timeline`, ...; NAME is the study's name as a slug,
+    `NAME-2` for a second study whose name makes the same one). Each is a
+    `plotly.graph_objects.Figure`: `.show()` draws it in a notebook. A view the study cannot
+    support yet (importances before 11 complete trials, say) is left out, as the report leaves it
+    out; `write_report` says why."""
     views = draw_views(open_studies(_names(studies), storage=storage))  # the figures, no page
     return {figure.key: figure.figure for figure in views.figures}
 

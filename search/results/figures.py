@@ -11,15 +11,18 @@ import html
 import math
 import re
 import warnings
+from functools import partial
 from typing import Any, NamedTuple
 
 import optuna
 import plotly.graph_objects as go
+from optuna.trial import TrialState
 from plotly.colors import qualitative, sample_colorscale
 
 from search.attrs import settings_text
 from search.results.axes import VAL_TOP1, log_ticks, padded, tidy_optuna_view
-from search.results.optuna_drawers import OPTUNA_DRAWERS
+from search.results.one_value import single_values, varied_params
+from search.results.optuna_drawers import OPTUNA_DRAWERS, PER_PARAM_VIEWS
 from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
 from search.results.view_basis import view_basis
 
@@ -291,12 +294,14 @@ def _factor_axis(info: FactorInfo) -> dict[str, Any]:
 
 def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], info: FactorInfo) -> None:
     """A trace per optimizer, in its colour on the whole page, named in the legend even when it
-    is the only one (momentum: SGD's alone)."""
+    is the only one here (momentum: SGD's alone), but not where every trial drawn had it: a legend
+    of one optimizer reads as a comparison, and the page says once what the optimizer was."""
     colours = level_colours(info.optimizers)
     groups: dict[Any, list[TrialCurve]] = {optimizer: [] for optimizer in [*info.optimizers, None]}
     for curve in complete:
         optimizer = curve.factors.get("optimizer")
         groups[optimizer if optimizer in info.optimizers else None].append(curve)
+    one_optimizer = len(info.optimizers) == 1 and not groups[None]
     for optimizer, group in groups.items():
         if not group:
             continue
@@ -306,7 +311,7 @@ def _add_effect_scatter(figure: go.Figure, complete: list[TrialCurve], info: Fac
                 y=[_percent(curve) for curve in group],
                 mode="markers",
                 name=escaped(UNSET_OPTIMIZER if optimizer is None else optimizer),
-                showlegend=True,
+                showlegend=not one_optimizer,
                 cliponaxis=False,  # a point at 100% drawn whole
                 marker={"size": 9, "color": colours.get(optimizer, UNSET_COLOUR)},
                 text=[_trial_label(curve) for curve in group],
@@ -325,6 +330,9 @@ def optuna_view(study: optuna.Study, view: str, key: str = "") -> Figure | Note:
     reason = view_obstacle(study, view)
     if reason is not None:
         return Note(title, reason, study.study_name)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if view in PER_PARAM_VIEWS and single_values(complete):  # one value is no finding
+        draw = partial(draw, params=varied_params(complete))
     # Optuna's warnings about a small study belong beside the figure, not on the terminal.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -68,11 +68,14 @@ def report_page(
         + "</section>"
     )
     page.add_html('<section id="factors"><h2>Factor analysis</h2>')
+    page.add_html(_one_value_html(views))
     for factor in views.factors:
         _add_factor(page, factor)
     page.add_html('</section><section id="optuna-views"><h2>Optuna\'s views</h2>')
     for study in views.studies:
         page.add_html(f'<div class="study-views"><h3>Study {escaped(study.study)}</h3>')
+        if study.left_out:
+            page.add_html(f'<p class="one-value">{escaped(study.left_out)}</p>')
         for view in study.views:
             page.add_view(view)
         page.add_html("</div>")
@@ -80,7 +83,23 @@ def report_page(
     return page.finish(_title(studies))
 
 
+def _one_value_html(views: ReportViews) -> str:
+    """The factors left out as they took one value, said once; where no factor varied, that
+    nothing did, in place of figures of one value each."""
+    lines = views.one_value
+    if not lines:
+        return ""
+    if any(isinstance(view, Figure) for factor in views.factors for view in factor.views):
+        return "".join(f'<p class="one-value">{escaped(line)}: not drawn.</p>' for line in lines)
+    return (
+        '<p class="one-value nothing-varied">Nothing varied among the trials: '
+        f"{escaped('; '.join(lines))}. No factor figure is drawn.</p>"
+    )
+
+
 def _add_factor(page: _Page, factor: FactorViews) -> None:
+    if not factor.views:  # took one value: said once, above
+        return
     name = FACTOR_TITLES[factor.factor]
     page.add_html(
         f'<div class="factor" id="factor-{factor.factor}"><h3>{escaped(name.capitalize())}</h3>'
@@ -264,7 +283,7 @@ table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
 th, td { border: 1px solid #ddd; padding: .2rem .6rem; text-align: right; white-space: nowrap; }
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 .figure { width: 100%; height: 520px; }
-.caution, .basis { color: #555; font-size: .9em; margin: 0 0 1rem; }
+.caution, .basis, .one-value { color: #555; font-size: .9em; margin: 0 0 1rem; }
 .note { color: #8a5a00; background: #fff7e6; border-left: 4px solid #f0b429; padding: .4rem .8rem; }
 code { background: #f4f4f4; padding: 0 .2rem; overflow-wrap: anywhere; }
 .setting { white-space: nowrap; }

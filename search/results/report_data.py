@@ -18,6 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
+from search.results.one_value import one_value_text, single_values, varied_params
 from search.study.epochs_budget import epochs_trained
 from search.study.promotion import promoted, ran_to_an_end, shown_counts
 from search.studyfile import SEARCHED
@@ -59,6 +60,7 @@ SETTLED_IMPORTANCE = 50
 # place a low, middle and high value of one against each of the other's (3 x 3); with fewer, most
 # of the colour is interpolated between two or three trials.
 MIN_COMPLETE_FOR_CONTOUR = 9
+ONE_VALUE = "no parameter takes more than one value among the complete trials"
 
 
 class TrialCurve(NamedTuple):
@@ -360,7 +362,7 @@ def view_obstacle(study: optuna.Study, view: str) -> str | None:
         return "its complete trials sample no parameter"
     if view == "parallel" and len(complete) < 2:  # one line, coloured on a scale of nothing
         return "parallel coordinates need at least 2 complete trials, but the study has 1"
-    return None
+    return None if view not in ("slice", "parallel") or varied_params(complete) else ONE_VALUE
 
 
 def _importance_obstacle(complete: list[FrozenTrial], view: str) -> str | None:
@@ -371,12 +373,7 @@ def _importance_obstacle(complete: list[FrozenTrial], view: str) -> str | None:
             f"importances need at least {MIN_COMPLETE_FOR_IMPORTANCE} complete trials to mean "
             f"anything, but the study has {len(complete)}"
         )
-    varied = [
-        name
-        for name in {name for trial in complete for name in trial.params}
-        if len({repr(trial.params.get(name)) for trial in complete}) > 1
-    ]
-    return None if varied else "no parameter takes more than one value among the complete trials"
+    return None if varied_params(complete) else ONE_VALUE
 
 
 def _contour_obstacle(complete: list[FrozenTrial], first: str, second: str) -> str | None:
@@ -386,7 +383,13 @@ def _contour_obstacle(complete: list[FrozenTrial], first: str, second: str) -> s
             f"a contour of {first} against {second} needs at least {MIN_COMPLETE_FOR_CONTOUR} "
             f"complete trials that sample both to mean anything, but the study has {len(both)}"
         )
-    return None
+    # A parameter of one value is a line, and the contour paints a plane from it
+    trials = f"complete trial that samples {first} and {second}"
+    single = single_values(both)
+    texts = [
+        one_value_text(name, single[name], trials) for name in (first, second) if name in single
+    ]
+    return "; ".join(texts) or None
 
 
 def format_seconds(seconds: float) -> str:

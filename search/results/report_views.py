@@ -21,6 +21,7 @@ from search.results.figures import (
     optuna_view,
     study_keys,
 )
+from search.results.one_value import left_out_params, one_value_text
 from search.results.report_data import (
     FACTORS,
     OPTUNA_VIEWS,
@@ -33,18 +34,27 @@ from search.results.report_data import (
 
 class FactorViews(NamedTuple):
     factor: str
-    # Its curves and its effect on val top-1, or a note: no trial of the studies sets it
-    views: tuple[Figure, Figure] | tuple[Note]
+    # Its curves and its effect on val top-1; a note: no trial of the studies sets it; or none
+    # where every trial that sets it set one value (`one_value` says which)
+    views: tuple[Figure, Figure] | tuple[Note] | tuple[()]
+    one_value: str = ""  # `momentum was 0.9 in every trial`, where it took one value
 
 
 class StudyViews(NamedTuple):
     study: str
     views: tuple[Figure | Note, ...]  # one per OPTUNA_VIEWS, in that order
+    left_out: str = ""  # the parameters of one value its views leave out, said under its heading
 
 
 class ReportViews(NamedTuple):
     factors: tuple[FactorViews, ...]  # in FACTORS' order
     studies: tuple[StudyViews, ...]  # in the order given
+
+    @property
+    def one_value(self) -> tuple[str, ...]:
+        """Each factor left out as it took one value among the trials: `model was resnet18 in
+        every trial`."""
+        return tuple(factor.one_value for factor in self.factors if factor.one_value)
 
     @property
     def figures(self) -> tuple[Figure, ...]:
@@ -69,7 +79,9 @@ def draw_views(studies: list[optuna.Study]) -> ReportViews:
         tuple(_factor_views(curves, factor) for factor in FACTORS),
         tuple(
             StudyViews(
-                study.study_name, tuple(optuna_view(study, view, key) for view in OPTUNA_VIEWS)
+                study.study_name,
+                tuple(optuna_view(study, view, key) for view in OPTUNA_VIEWS),
+                left_out_params(study),
             )
             for study, key in zip(studies, keys)
         ),
@@ -87,10 +99,19 @@ def _factor_views(curves: list[TrialCurve], factor: str) -> FactorViews:
             return FactorViews(
                 factor, (Note(name.capitalize(), f"no trial of these studies sets {name}"),)
             )
+        if len(info.levels) == 1:  # a line at one value, or a legend of one level: no finding
+            return FactorViews(factor, (), _one_value_text(info, curves))
         return FactorViews(factor, _factor_figures(info))
     except Exception as error:  # noqa: BLE001
         reason = f"its values could not be drawn: {type(error).__name__}: {error}"
         return FactorViews(factor, (Note(name.capitalize(), reason),))
+
+
+def _one_value_text(info: FactorInfo, curves: list[TrialCurve]) -> str:
+    """`momentum was 0.9 in every trial`, `... in every trial that sets it` where only some do
+    (momentum: SGD's trials)."""
+    trials = "trial" if len(info.curves) == len(curves) else "trial that sets it"
+    return one_value_text(FACTOR_TITLES[info.factor], info.levels[0], trials)
 
 
 def _factor_figures(info: FactorInfo) -> tuple[Figure, Figure]:

@@ -22,7 +22,7 @@ HOSTILE_REASON = "<img src=y onerror=\"document.body.setAttribute('data-pwned','
 EPOCHS = 2
 # A factor study in miniature: two good points first (the pruner's startup trials), one that
 # diverges (FAIL), two poor ones the median pruner stops. Both adam points share one eps, so eps
-# is no Optuna parameter, yet the factor analysis must still show it.
+# is no Optuna parameter, yet the report must still name it (one value: a line, not a figure).
 POINTS = """
 [[points]]
 optimizer = "adam"

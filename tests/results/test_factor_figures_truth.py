@@ -11,8 +11,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from search import attrs
+from search.results import figures
 from search.results.figures import STOP_SYMBOLS
-from search.results.report_data import trial_curves
+from search.results.report_data import get_factor_info, trial_curves
 from search.results.report_views import draw_views
 
 SPACE = {
@@ -68,7 +69,7 @@ def test_a_promoted_trial_stays_drawn_while_its_continuation_trains(study):
     running = start_continuation(study, paused=0)
     (curve,) = trial_curves([study])
     assert (curve.number, curve.state, curve.epochs) == (0, "promoted", (1,))
-    figure = draw_views([study]).factors[0].views[0].figure
+    figure = figures.factor_curves_figure(get_factor_info([curve], "optimizer"))
     assert figure.data[0].marker.symbol[-1] == STOP_SYMBOLS["promoted"]
     assert "promoted and training on" in figure.layout.title.text
 
@@ -132,7 +133,7 @@ def test_marks_on_the_edges_of_val_top1_are_drawn_whole(study):
 
 def test_an_effect_figure_without_a_complete_trial_reads_0_to_100_percent(study):
     study.add_trial(made(TrialState.FAIL, ADAM, {1: 0.2}))
-    effect = figures_by_key(study)["factor-lr-effect"]
+    effect = figures.factor_effect_figure(get_factor_info(trial_curves([study]), "lr"))
     assert list(effect.layout.yaxis.range) == [0, 100]
     assert "no complete trial" in effect.layout.annotations[0].text
 

@@ -147,9 +147,13 @@ def test_the_page_has_every_section_each_figure_and_a_note_for_each_missing_view
         == int(re.search(r'data-figures="(\d+)"', page).group(1))
     )
     factor_keys = [figure.key for figure in report.figures if figure.key.startswith("factor-")]
+    # eps (1e-8 in every adam point) and the model took one value: said once, not drawn
     assert factor_keys == [
-        f"factor-{factor}-{kind}" for factor in FACTORS for kind in ("curves", "effect")
+        f"factor-{factor}-{kind}"
+        for factor in ("optimizer", "lr", "momentum")
+        for kind in ("curves", "effect")
     ]
+    assert '<p class="one-value">eps was 1e-08 in every trial that sets it: not drawn.</p>' in page
     optuna_figures = len(report.figures) - len(factor_keys)
     assert optuna_figures + len(report.notes) == len(OPTUNA_VIEWS) * len(studies)
     assert page.count('<p class="note">') == len(report.notes) > 0

@@ -99,7 +99,7 @@ def test_every_figure_draws_in_chromium_and_no_user_text_runs(page, tmp_path):
     dom = DrawnFigures()
     dom.feed(run.stdout)
     expected = int(re.search(r'data-figures="(\d+)"', page.read_text()).group(1))
-    assert expected >= 8 + 2 * 5  # the factor figures, and most of Optuna's views for each study
+    assert expected >= 6 + 2 * 5  # the factor figures, and most of Optuna's views for each study
     assert len(dom.plots) == expected and all(dom.plots)
     assert "report-drawn" in dom.ids and "data-figure-error" not in dom.body
     assert "data-pwned" not in dom.body  # the hostile parameter name and fail reason stayed text
