@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 HIDDEN = "***"
 # The secrets a URL may carry, each in the group "secret". The password: from the user name's colon
-# to the @ before the host, past any @ the password holds unencoded (SQLAlchemy would stop at the
-# first and read the rest as the host); the user name may hold an @ (user@server, Azure's style).
-_PASSWORD = re.compile(r"://[^:/]*:(?P<secret>[^@]*(?:@[^/?#@]*(?=@))*)@")
+# to the last @ before the query, past any @ the password holds unencoded (SQLAlchemy would stop at
+# the first and read the rest as the host), and past a / after such an @ (p@ss/w0rd@host: a reader
+# takes all of "p@ss/w0rd" for the password); the user name may hold an @ (user@server, Azure's).
+_PASSWORD = re.compile(r"://[^:/]*:(?P<secret>[^@]*(?:@[^?#@]*(?=@))*)@")
 # A query parameter whose name says it holds a secret: password, sslpassword, passfile, api_key,
 # token, client_secret...
 _SECRET_PARAMETER = re.compile(

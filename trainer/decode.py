@@ -5,7 +5,6 @@ Each image's shorter side is resized to the cache side S and centre-cropped to S
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -16,6 +15,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from trainer.cpus import usable_cpus
 from trainer.errors import DataError
 from trainer.sources import one_line
 
@@ -157,7 +157,7 @@ def decode_all(paths: list[Path], side: int, progress: bool) -> torch.Tensor:
 
 def _decode_workers(count: int) -> int:
     tasks = -(-count // DECODE_BATCH)
-    workers = min(MAX_DECODE_WORKERS, os.cpu_count() or 1, tasks)
+    workers = min(MAX_DECODE_WORKERS, usable_cpus(), tasks)  # a cpuset's, not the machine's
     # A single worker only adds a process start to the main one
     return workers if workers > 1 else 0
 

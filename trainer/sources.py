@@ -17,7 +17,7 @@ import torchvision.datasets.utils as torchvision_utils
 from torchvision.datasets import Imagenette
 
 from trainer.archives import EXTRACTION_ERRORS, extract, remove_abandoned_staging
-from trainer.errors import DataError
+from trainer.errors import DataError, os_error_in_chain
 from trainer.naming import given
 from trainer.source_names import EXPECTED_LAYOUT, IMAGENETTE, check_data_source, is_archive
 
@@ -166,9 +166,11 @@ def _extract(archive: Path, target: Path, progress: bool, *, inner: str | None =
     try:
         extract(archive, target, progress, inner=inner)
     except EXTRACTION_ERRORS as exc:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # Wherever a wrapper put it (a TarError raised from it, one raised while handling it)
+        full = os_error_in_chain(exc, (errno.ENOSPC, errno.EDQUOT))
+        if full is not None:
             raise DataError(
-                f"no space left on {target.parent} to extract {archive} ({one_line(exc)}); free "
+                f"no space left on {target.parent} to extract {archive} ({one_line(full)}); free "
                 "space there, or set HPSEARCH_DATA_ROOT to a folder on a larger disk"
             ) from exc
         raise DataError(

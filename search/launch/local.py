@@ -36,6 +36,7 @@ from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
 from search.studyfile import StudyConfig
 from search.url_secrets import masked
+from trainer.cpus import usable_cpus
 from trainer.naming import flag_naming, flags_named, named
 
 # A slot's worker killed by a signal is started again this many times in a run: one killed more
@@ -101,7 +102,7 @@ def launch(
         gpus,
         workers_per_gpu,
         gpu_count=torch.cuda.device_count() if use_gpus else 0,
-        cpu_count=os.cpu_count() or 1,
+        cpu_count=usable_cpus(),  # under SLURM or taskset, those this process was given
     )
     log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
     in_processes = len(slots) > 1 or slots[0].gpu is not None

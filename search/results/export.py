@@ -31,6 +31,7 @@ from trainer.errors import ConfigError
 from trainer.files import read_owner
 from trainer.naming import given, named
 from trainer.outputs import check_output_file
+from trainer.source_names import IMAGENETTE, is_archive
 
 WEIGHTS_SUFFIX = ".weights.pt"
 
@@ -74,7 +75,7 @@ def _settings(
     values = trial_settings(best)
     source = data_source(study)
     if source is not None:
-        values["data"] = source
+        values["data"] = _data_from_anywhere(source)
     provenance = _provenance(study, best, storage_url)
     if runners_up:
         provenance["runners_up"] = [
@@ -82,6 +83,28 @@ def _settings(
             for trial in runners_up
         ]
     return {**values, PROVENANCE: provenance}
+
+
+def _data_from_anywhere(source: str) -> str:
+    """The data a study records, as `train --config` finds it from any folder: a path made
+    absolute, an Imagenette name or a URL as recorded. The study keeps the path as its creator
+    typed it, relative to a folder it does not record: resolved from here, where export is most
+    often run, and kept as typed (said aloud) where it names nothing here."""
+    if source in IMAGENETTE or "://" in source:
+        return source
+    path = Path(source).expanduser()
+    if not path.exists():
+        if not path.is_absolute():
+            print(
+                f"hpsearch: the study's data {source!r} is relative to the folder the search "
+                f"ran in, and names nothing here; the file keeps it as recorded: train it from "
+                f"that folder, or pass {given('data', 'PATH')} to train",
+                file=sys.stderr,
+            )
+        return source
+    # An archive keeps its own name (a link's target may lack the .tar.gz that marks it one); a
+    # folder is named by its real path, as the trainer reads it
+    return str(path.absolute() if is_archive(path) else path.resolve())
 
 
 def _provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -194,6 +194,39 @@ def _one_line(message: Warning | str, *_: object, **__: object) -> str:
     return f"hpsearch: warning: {message}\n"
 
 
+class _JsonWarnings:
+    """Python's warnings (warnings.warn: an image PIL warns of, a cache rebuilt) as records of a
+    JSON log, as its loggers' warnings are: a plain line there breaks a log collector. Installed
+    as warnings.showwarning, it keeps the one it replaced, put back for a log of another format."""
+
+    def __init__(self, before: Any) -> None:
+        self.before = before
+
+    def __call__(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if sys.stderr is None:  # no standard error to write to (pythonw), as Python's own does
+            return
+        with suppress(OSError):  # a closed standard error: a warning is not worth a traceback
+            category_name, text = category.__name__, str(message)
+            log = WorkerLog("json", None)
+            log._emit("warning", "", logger="py.warnings", category=category_name, message=text)
+
+
+def _python_warnings_in(log_format: str | None) -> None:
+    if log_format == "json":
+        if not isinstance(warnings.showwarning, _JsonWarnings):
+            warnings.showwarning = _JsonWarnings(warnings.showwarning)
+    elif isinstance(warnings.showwarning, _JsonWarnings):
+        warnings.showwarning = warnings.showwarning.before
+
+
 def _write_beside_bars(line: str) -> None:
     """A line on a terminal, where a progress bar holds the current line without ending it: this
     process's bars are cleared and drawn again below the line (tqdm.write); the launcher's bar,
@@ -214,10 +247,12 @@ class _LogHandler(logging.Handler):
 
 
 def log_warnings(log_format: str | None) -> None:
-    """Write the warnings of hpsearch's and trainer's loggers as lines of `log_format`, so that a
-    JSON log stays one object a line: one handler per logger, of the format asked for last (a
-    second worker in the process replaces the first one's, so each warning is one line)."""
+    """Write the warnings of hpsearch's and trainer's loggers as lines of `log_format`, and in a
+    JSON log Python's warnings too, so that it stays one object a line: one handler per logger, of
+    the format asked for last (a second worker in the process replaces the first one's, so each
+    warning is one line). Python's warnings in another format stay as they were shown."""
     log = WorkerLog(log_format, None)  # a format it does not know is refused before any work
+    _python_warnings_in(log_format)
     for name in WARNING_LOGGERS:
         logger = logging.getLogger(name)
         _remove_log_handlers(logger)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import optuna
 import sqlalchemy
@@ -133,25 +135,65 @@ def _key(name: str) -> int:
 @contextlib.contextmanager
 def _file_lock(database: str, name: str) -> Iterator[None]:
     """A lock file per database and study in the temporary folder (never beside the user's
-    database), held with flock: freed when its holder ends, however it ends."""
-    where = hashlib.sha256(f"{Path(database).resolve()} {name}".encode()).hexdigest()[:24]
-    path = Path(tempfile.gettempdir()) / f"hpsearch-budget-{where}.lock"
-    try:
-        lock_file = open(path, "a")  # noqa: SIM115 (held past this block)
-    except OSError:  # a temporary folder that cannot be written: done without
-        yield
+    database), held with flock: freed when its holder ends, however it ends. The holder removes the
+    file before it lets go, so that none piles up (a holder killed inside leaves one, which the
+    next holder removes); a waiter that then gets the removed file's lock finds that the path names
+    no file or another one, and locks that (_locked)."""
+    path = _lock_path(database, name)
+    lock_file = _locked(path, time.monotonic() + LOCK_WAIT_SECONDS)
+    if lock_file is None:  # a temporary folder that cannot be written, a lock held too long
+        yield  # done without: the holder's file is unlocked when it ends
         return
     with lock_file:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    break  # done without: the holder's file is unlocked when it ends
-                time.sleep(0.01)
         try:
             yield
         finally:
+            # Removed while held, so a process that locks it after us knows to look again;
+            # a file of another user's in a sticky /tmp stays
+            with contextlib.suppress(OSError):
+                path.unlink()
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _lock_path(database: str, name: str) -> Path:
+    where = hashlib.sha256(f"{Path(database).resolve()} {name}".encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"hpsearch-budget-{where}.lock"
+
+
+def _locked(path: Path, deadline: float) -> TextIO | None:
+    """The lock file that `path` names, opened and locked; None if it cannot be opened or is not
+    had by `deadline`."""
+    while True:
+        try:
+            lock_file = open(path, "a")  # noqa: SIM115 (held by the caller)
+        except OSError:
+            return None
+        if not _flock_by(lock_file, deadline):
+            lock_file.close()
+            return None
+        if _names(path, lock_file):
+            return lock_file
+        lock_file.close()  # its holder removed it while we waited: lock the file there now
+        if time.monotonic() > deadline:
+            return None
+
+
+def _flock_by(lock_file: TextIO, deadline: float) -> bool:
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+
+def _names(path: Path, lock_file: TextIO) -> bool:
+    """Whether `path` still names the file `lock_file` has open (not removed, nor replaced)."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(lock_file.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
