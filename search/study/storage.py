@@ -106,9 +106,13 @@ def check_storage_url(url: str) -> sqlalchemy.URL:
             f"the port in storage URL {masked(url)!r} is not a number; expected {EXAMPLES}"
         ) from None
     # SQLAlchemy ends the password at its first @: one more @, in the password or in a query value,
-    # and the rest of the password becomes the host, or the query value joins the password
+    # and the rest of the password becomes the host (or the database, past a /: u:p@ss/w0rd@h/db
+    # logs in to host "ss" with password "p"), or the query value joins the password
     written = WRITTEN_PASSWORD.match(url)
-    if "@" in (parsed.host or "") or (written is not None and "?" in written["password"]):
+    cut_at_an_at = "@" in (parsed.host or "") or (
+        parsed.password is not None and "@" in (parsed.database or "")
+    )
+    if cut_at_an_at or (written is not None and "?" in written["password"]):
         raise StorageError(f"storage URL {masked(url)!r} is {AMBIGUOUS}")
     parsed = parsed.set(drivername=ALIASES.get(parsed.drivername, parsed.drivername))
     driver = DRIVERS.get(parsed.drivername)
