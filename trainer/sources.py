@@ -84,6 +84,12 @@ def _download_imagenette(name: str, root: Path, progress: bool) -> Path:
         torchvision_utils.download_url(url, root, md5=md5)
     except (OSError, RuntimeError, http.client.HTTPException) as exc:
         archive.unlink(missing_ok=True)  # cut short or not matching its md5: of no use, and large
+        full = os_error_in_chain(exc, (errno.ENOSPC, errno.EDQUOT))
+        if full is not None:  # no fault of the network's: downloading it yourself fills it too
+            raise DataError(
+                f"no space left on {root} to download {name} from {url} ({one_line(full)}); "
+                "free space there, or set HPSEARCH_DATA_ROOT to a folder on a larger disk"
+            ) from exc
         raise DataError(
             f"could not download {name} from {url} ({one_line(exc)}); download and extract "
             f"it yourself so that {folder}/train and {folder}/val exist, or pass "

@@ -1,6 +1,7 @@
-"""A disk that fills up while an archive is extracted is said to be full even where the kernel's
-ENOSPC reaches us wrapped in another error (raised from it, or while handling it), as a tar reader
-or a wrapper around it may: not taken for a damaged archive, whose fix is to fetch it again."""
+"""A disk that fills up while an archive is downloaded or extracted is said to be full, even where
+the kernel's ENOSPC reaches us wrapped in another error (raised from it, or while handling it), as
+a tar reader or a wrapper around it may: not taken for a damaged archive or a failed download, whose
+fix is to fetch it again."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 import tarfile
 
 import pytest
+import torchvision.datasets.utils
 
-from tests.trainer.test_sources import make_archive, resolve
+from tests.trainer.test_sources import make_archive, resolve, serving
 from trainer.errors import DataError
 
 
@@ -42,3 +44,20 @@ def test_a_full_disk_behind_a_wrapped_error_is_said_to_be_full(
     assert message.startswith(f"no space left on {root} to extract {archive} ([Errno 28] ")
     assert "HPSEARCH_DATA_ROOT" in message and "\n" not in message
     assert os.listdir(root) == []
+
+
+def test_a_disk_too_full_to_download_imagenette_on_says_so_not_to_download_it_yourself(
+    tmp_path, small_disks, monkeypatch
+):
+    """The download fills the disk (torchvision writes the archive into the data root): the fix is
+    space, not a download by hand, which fills it as well."""
+    served = make_archive(tmp_path / "served" / "imagenette2-160.tgz", top="imagenette2-160")
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", serving(served))
+    root = small_disks.mount(tmp_path / "root", "16k")  # less than the 30 kB archive
+    with pytest.raises(DataError) as caught:
+        resolve("imagenette-160", root)
+    message = str(caught.value)
+    assert message.startswith(f"no space left on {root} to download imagenette-160 from ")
+    assert "[Errno 28]" in message and "HPSEARCH_DATA_ROOT" in message
+    assert "yourself" not in message and "\n" not in message
+    assert os.listdir(root) == []  # the part written is of no use
