@@ -47,6 +47,11 @@ ATTEMPT = "attempt"  # 1 for the first retry
 # max_retries bounds; a stop asked for (a signal, a scheduler's time limit, a full disk) is none
 FAULTS = "faults"
 RETRY_REASON = "retry_reason"  # why the attempt before this one did not finish
+# A trial cut short records, before it ends FAIL, that a retry is due ({"reason", "fault",
+# "max_retries", "by": the recording worker}): a recorder killed between that FAIL and queuing the
+# retry left the lineage to nothing, and this tells a later worker to queue it
+# (search.study.orphans). A paused trial's PAUSED_AT serves so for its continuation.
+RETRY_DUE = "retry_due"
 WORKER = "worker"  # the process running the trial: host, pid, start time, scheduler ids
 # asha: a trial that paused at a rung ends PRUNED with PAUSED_AT (the rung, in epochs) and leaves
 # a WAITING continuation (PROMOTION_OF: the paused trial's number) that a worker claims to promote

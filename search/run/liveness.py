@@ -26,9 +26,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
+from search.study.budget_lock import BudgetLock
 from search.study.optuna_compat import end_claimed, trial_id_of
+from search.study.orphans import Orphan, queue_retry_once, recover, retry_due
 from search.study.resilience import call_with_retries, first_line, without_retries
-from search.study.retries import queue_retry
+from search.studyfile.sections import HeartbeatSettings
 
 logger = logging.getLogger("hpsearch.worker")
 
@@ -142,25 +144,47 @@ def last_beat(trial: FrozenTrial) -> float:
     return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
 
 
+def sweep(
+    study: optuna.Study,
+    heartbeat: HeartbeatSettings,
+    trials: list[FrozenTrial],
+    lock: BudgetLock,
+    on_dead: Callable[[FrozenTrial, str, bool], None],
+    on_orphan: Callable[[Orphan], None],
+) -> bool:
+    """What a worker does before it takes a trial: fail the dead trials (`fail_dead_trials`) and
+    queue the follow-ups of orphans, whose workers died as they ended them (search.study.orphans),
+    both found in `trials`, the study as just read; True when a trial was queued, which a new read
+    then shows. `on_orphan` hears of each orphan, those out of retries included."""
+    grace, max_retries = heartbeat.grace_seconds, heartbeat.max_retries
+    failed = fail_dead_trials(study, grace, max_retries, trials, on_dead, lock)
+    found = recover(study, trials, grace, max_retries, lock, is_gone)
+    for orphan in found:
+        on_orphan(orphan)
+    return bool(failed) or any(orphan.follow_up is not None for orphan in found)
+
+
 def fail_dead_trials(
     study: optuna.Study,
     grace_seconds: float,
     max_retries: int,
     trials: list[FrozenTrial] | None = None,
     on_dead: Callable[[FrozenTrial, str, bool], None] | None = None,
+    lock: BudgetLock | None = None,
 ) -> list[int]:
     """Fail every RUNNING trial whose worker is dead and queue it to resume; the numbers failed.
     `trials`: the study's trials as the caller just read them, which saves a read;
     `on_dead(trial, reason, retried)` hears of each one (the worker logs it, and drops the files
-    of a lineage out of retries)."""
+    of a lineage out of retries); `lock`, the study's budget lock, under which a retry is queued
+    unless a sweep of orphans queued it first (search.study.orphans)."""
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     failed = []
     now = time.time()
     for trial in (trial for trial in trials if trial.state == TrialState.RUNNING):
         reason = death(trial, now, grace_seconds)
-        if reason is not None and _fail(study, trial, reason):
-            retried = queue_retry(study, trial, max_retries, reason) is not None
+        if reason is not None and _fail(study, trial, reason, max_retries):
+            retried = queue_retry_once(study, lock, trial, max_retries, reason) is not None
             failed.append(trial.number)
             if on_dead is not None:
                 on_dead(trial, reason, retried)
@@ -179,9 +203,13 @@ def death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
     return None
 
 
-def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
-    """Move the trial from RUNNING to FAIL; False when another worker did so first."""
-    return end_claimed(study, trial, TrialState.FAIL, {attrs.FAIL_REASON: reason})
+def _fail(study: optuna.Study, trial: FrozenTrial, reason: str, max_retries: int) -> bool:
+    """Move the trial from RUNNING to FAIL, marked due a retry (written before the state: killed
+    between the two, this worker leaves it to a sweep); False when another worker did so first."""
+    due = retry_due(reason, True, max_retries, this_worker())
+    return end_claimed(
+        study, trial, TrialState.FAIL, {attrs.FAIL_REASON: reason, attrs.RETRY_DUE: due}
+    )
 
 
 def silent_trials(study: optuna.Study, interval_seconds: float) -> list[FrozenTrial]:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from search import attrs
 from search.run import liveness
+from search.study.orphans import Orphan
 from search.url_secrets import masked
 
 if TYPE_CHECKING:  # the type alone: reading this module must not load torch
@@ -107,6 +108,25 @@ class WorkerLog:
             reason=reason,
             retried=retry is not None,
             retry=retry,
+        )
+
+    def orphan_recovered(self, orphan: Orphan) -> None:
+        """A trial whose worker died between ending it and queuing its follow-up, queued now
+        (search.study.orphans). One out of retries is found again at every sweep: no line."""
+        if orphan.follow_up is None:
+            return
+        number, kind, follow_up = orphan.trial.number, orphan.kind, orphan.follow_up
+        then = "resumes it from its last checkpoint"
+        if kind == "continuation":
+            then = "continues it from its checkpoint if promoted"
+        self._emit(
+            "orphan_recovered",
+            f"trial {number} was left without its {kind} (its worker died before queuing it); "
+            f"queued now as trial {follow_up}, which {then}",
+            attention=True,
+            trial=number,
+            kind=kind,
+            follow_up=follow_up,
         )
 
     def _cut_short(self, event: str, what: str, resumed: str | None, **fields: Any) -> None:

@@ -41,14 +41,14 @@ from search.run.progress import StudyProgress
 from search.run.request import Request, requested_name
 from search.run.slots import Slots
 from search.run.stopping import interrupted_at_once, recording_trials, stop_words
-from search.study import promotion, retries
+from search.study import orphans, promotion, retries
 from search.study.budget_lock import BudgetLock, new_trial_within_budget
 from search.study.epochs_budget import epochs_budget_met
 from search.study.opening import settle_sampler_seed
 from search.study.optuna_compat import trial_id_of
 from search.study.recorded import budget
 from search.study.space import NoPointLeft
-from search.study.storage import check_sqlite_intact
+from search.study.storage import check_sqlite_intact, set_user_attrs
 from search.studyfile import StudyConfig
 from trainer import PauseAfterEpoch, TrainingStopped
 from trainer.data import ImageData
@@ -144,7 +144,7 @@ class _Worker:
     study_folder: Path  # this study's own folder of trial checkpoints and weights
     stop: threading.Event
     log: WorkerLog
-    budget_lock: BudgetLock  # held while a new trial is counted against the budget and started
+    budget_lock: BudgetLock  # held while a new trial is counted and started, or a follow-up queued
     finished: int = 0
     left_to_resume: int = 0
     me: dict = field(default_factory=liveness.this_worker)  # recorded on every trial it runs
@@ -170,10 +170,8 @@ class _Worker:
         # One read serves the sweep, the claim and the budget: each read fetches every unfinished
         # trial again (Optuna's cache keeps only finished ones), so it costs more with each worker.
         trials = self.study.get_trials(deepcopy=False)
-        heartbeat = self.config.heartbeat
-        if liveness.fail_dead_trials(
-            self.study, heartbeat.grace_seconds, heartbeat.max_retries, trials, self._dead_trial
-        ):
+        heartbeat, lock = self.config.heartbeat, self.budget_lock
+        if liveness.sweep(self.study, heartbeat, trials, lock, self._dead_trial, self._orphan):
             trials = self.study.get_trials(deepcopy=False)  # with the retries just queued
         if epochs_budget_met(self.study, self.config.study.epochs_budget, trials):
             self._close_hopeless(continuing=False)
@@ -191,16 +189,18 @@ class _Worker:
         if attrs.budget_taken(trials) >= budget(self.study, self.config.study.trials):
             return None  # seen without the lock: the budget only grows by `run --trials`
         return new_trial_within_budget(
-            self.study,
-            self.budget_lock,
-            self.config.study.trials,
-            points_only=self.config.space is None,
+            self.study, lock, self.config.study.trials, points_only=self.config.space is None
         )
 
     def _dead_trial(self, trial: FrozenTrial, reason: str, retried: bool) -> None:
         self.log.dead_trial(trial.number, reason, retried)
         if not retried:
             trial_files.remove_lineage_files(self.study_folder, trial)
+
+    def _orphan(self, orphan: orphans.Orphan) -> None:
+        self.log.orphan_recovered(orphan)
+        if orphan.follow_up is None:  # out of retries: FAIL for good, as its recorder left it
+            trial_files.remove_lineage_files(self.study_folder, orphan.trial)
 
     def _promote(self) -> optuna.Trial | None:
         """asha: close what can no longer be promoted, then claim the best promotable trial."""
@@ -315,13 +315,13 @@ class _Worker:
         """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued. The log
         names the continuation: it takes a trial number, which the log would skip unexplained."""
         with recording_trials(self.stop):
-            if not self._set_user_attr(trial, attrs.PAUSED_AT, pause.epoch):
+            if not self._set_user_attrs(trial, {attrs.PAUSED_AT: pause.epoch}):  # orphans' mark
                 return
             frozen = self._tell(trial, TrialState.PRUNED)
             if frozen is None:
                 return
             self.finished += 1
-            continuation = promotion.queue_continuation(self.study, frozen)
+            continuation = orphans.queue_continuation_once(self.study, self.budget_lock, frozen)
             continues = f"continues as trial {continuation} if promoted"
             self.log.trial_finished(frozen, f"{pause}; {continues}")
 
@@ -333,15 +333,16 @@ class _Worker:
         A `fault` (a bug in its worker) counts against its lineage's retries; a stop asked for
         does not. Unless `ending` this worker, it is not among those the worker leaves to resume."""
         with recording_trials(self.stop):
-            stopped = f"stopped {reason}"
-            own = trial.user_attrs.get(attrs.FAIL_REASON)  # a bug's or a full disk's own is kept
-            if own is None and not self._set_user_attr(trial, attrs.FAIL_REASON, stopped):
+            stopped, max_retries = f"stopped {reason}", self.config.heartbeat.max_retries
+            marks = orphans.stop_marks(trial, stopped, fault, max_retries, self.me)
+            if not self._set_user_attrs(trial, marks):
                 return
             frozen = self._tell(trial, TrialState.FAIL)
             if frozen is None:
                 return
-            max_retries = self.config.heartbeat.max_retries
-            retry = retries.queue_retry(self.study, frozen, max_retries, stopped, fault=fault)
+            retry = orphans.queue_retry_once(
+                self.study, self.budget_lock, frozen, max_retries, stopped, fault=fault
+            )
             if retry is not None:
                 self.left_to_resume += ending
             else:
@@ -364,11 +365,11 @@ class _Worker:
             self._taken_away(trial)
             return None
 
-    def _set_user_attr(self, trial: optuna.Trial, key: str, value: object) -> bool:
+    def _set_user_attrs(self, trial: optuna.Trial, values: dict[str, object]) -> bool:
         """Record on a trial it is ending; False (and nothing more to do) if another worker failed
         it meanwhile, as `_tell` says."""
         try:
-            trial.set_user_attr(key, value)
+            set_user_attrs(trial, values)
         except UpdateFinishedTrialError:
             self._taken_away(trial)
             return False

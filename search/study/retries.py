@@ -29,7 +29,7 @@ from search.attrs import (
 from search.study.optuna_compat import claim, end_claimed, enqueue
 from search.study.trial_notes import note_on_stop
 
-__all__ = ["claim_retry", "first_attempt", "lineage_params", "queue_retry"]
+__all__ = ["claim_retry", "faults_after", "first_attempt", "lineage_params", "queue_retry"]
 
 
 def queue_retry(
@@ -43,8 +43,7 @@ def queue_retry(
     # another tool wrote in another shape are none (they stopped the dead-trial sweep, and with it
     # every worker of the study, with a TypeError).
     attempts = stored_number(trial, ATTEMPT) or 0
-    faults = stored_number(trial, FAULTS)
-    faults = (attempts if faults is None else faults) + fault
+    faults = faults_after(trial, fault)
     if faults > max_retries:
         return None
     user_attrs = {
@@ -59,6 +58,13 @@ def queue_retry(
     retry = enqueue(study, lineage_params(study, trial), user_attrs)
     note_on_stop(study, trial, retry, reason)
     return retry
+
+
+def faults_after(trial: FrozenTrial, fault: bool) -> int:
+    """The faults of `trial`'s lineage once it ends, cut short by a `fault` or not."""
+    attempts = stored_number(trial, ATTEMPT) or 0
+    faults = stored_number(trial, FAULTS)
+    return (attempts if faults is None else faults) + fault
 
 
 def lineage_params(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:

@@ -458,7 +458,7 @@ def test_a_worker_whose_trial_another_failed_drops_it_and_goes_on(
             time.sleep(0.05)
             running = study.get_trials(states=(TrialState.RUNNING,))
             if running and running[0].intermediate_values:
-                liveness._fail(study, running[0], "taken for dead")
+                liveness._fail(study, running[0], "taken for dead", 2)
                 queue_retry(study, running[0], 2, "taken for dead")
                 return
 
@@ -492,7 +492,7 @@ def test_a_trial_another_worker_failed_as_it_paused_is_dropped_not_a_crash(
         if not taken:
             taken.append(trial.number)
             frozen = trial.study._storage.get_trial(trial._trial_id)
-            liveness._fail(trial.study, frozen, "taken for dead")
+            liveness._fail(trial.study, frozen, "taken for dead", 2)
             queue_retry(trial.study, frozen, 2, "taken for dead")
             raise PauseAfterEpoch(epoch, "paused at the rung")
 
