@@ -46,6 +46,7 @@ LAZY_IMPORTS_IN = {
     "search/__init__.py": {"search.api"},
     "search/api/searching.py": {"search.launch", "search.run.joining", "trainer.device"},
     "search/cli/searching/workers.py": {"search.run.worker"},
+    "search/cli/cluster/slurm.py": {"search.launch.slurm", "search.run.joining"},
 }
 SOURCES = sorted([*(ROOT / "search").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")])
 

@@ -36,6 +36,7 @@ from search.study.storage import check_reachable, open_storage
 from search.study.writable import check_may_create, check_writable
 from search.studyfile import StudyConfig
 from trainer.data import ImageData
+from trainer.naming import flag_naming, given
 from trainer.outputs import check_output_folder
 
 logger = logging.getLogger("hpsearch.worker")
@@ -107,12 +108,13 @@ def _say_if_budget_differs(config: StudyConfig, study: optuna.Study) -> None:
     """A study file's `trials` edited after its study was created: the stored budget holds (every
     worker reads it, whatever its copy of the file says), which a run that then finds nothing
     left to do would not explain."""
-    stored = budget(study, config.study.trials)
-    if stored != config.study.trials:
+    stored, filed = budget(study, config.study.trials), config.study.trials
+    if stored != filed:
+        # Whichever command joined: `hpsearch run ...` advised from `slurm` ran it on the login node
+        commands = "" if flag_naming() is None else " (to hpsearch run, slurm or kubernetes)"
         logger.warning(
             f"study {config.study.name!r} keeps its trial budget of {stored}, not the study "
-            f"file's trials = {config.study.trials}: `hpsearch run {config.path} --trials "
-            f"{config.study.trials}` sets it"
+            f"file's trials = {filed}: give {given('trials', filed)}{commands} to set it"
         )
 
 

@@ -104,6 +104,8 @@ def test_a_bad_request_is_refused_before_torch_loads(tmp_path):
         "run on an in-memory database": ["run", "--study", "s", "--storage", "sqlite://"],
         "run on a data folder not there": ["run", "--study", "s", "--data", tmp_path / "typo"],
         "run on a server not there": ["run", "--study", "s", "--storage", NO_SERVER],
+        "slurm --workers 0": ["slurm", "--study", "s", "--workers", "0"],
+        "slurm --time of a format SLURM reads not": ["slurm", "--study", "s", "--time", "1h"],
     }
     found = {name: probe(*argv) for name, argv in commands.items()}
     assert found == {name: {"status": 2, "loaded": []} for name in commands}

@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import attrs
-from search.launch.slurm import max_array_size
+from search.launch.slurm_cluster import max_array_size
 from tests.helpers.slurm import needs_slurm, run_cli, tables_in, wait_for_job_end
 from tests.helpers.studies import write_study
 
@@ -66,15 +66,21 @@ def test_the_dry_run_prints_the_array_script_line_by_line(tmp_path, image_folder
         "# requeues, preempts or cancels it: SLURM decides what follows. The task exits as its",
         "# worker did: one that failed while stopping ends FAILED, and is not run again.",
         "stop() {",
+        '    [ "$1" = requeue ] && say "SIGUSR1: the time limit is near; stopping the worker"',
         '    kill -TERM "$worker" 2>/dev/null',
         '    wait "$worker"',
         "    local stopped=$?",
         "    trap '' USR1 TERM  # the worker is gone: the requeue's own TERM runs no stop",
         '    if [ "$stopped" = 0 ] && [ "$1" = requeue ]; then',
+        '        say "requeueing this task; its trial resumes on whichever task takes it next"',
         '        scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        '    elif [ "$1" = requeue ]; then',
+        '        say "not requeued: the worker failed while stopping (exit status $stopped)"',
         "    fi",
         '    exit "$stopped"',
         "}",
+        "# A line of the log, as the worker writes its own, saying what the worker cannot know",
+        "say() { echo \"$(date '+%Y-%m-%d %H:%M:%S') $1\" >&2; }",
         "trap 'stop requeue' USR1",
         "trap 'stop' TERM",
         'wait "$worker"',

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from search.errors import LaunchError
-from search.launch.slurm import SlurmJob
+from search.launch.slurm_job import SlurmJob
 from search.run.paths import slug
 from tests.helpers.slurm import fake_slurm, run_cli, tables_in
 from tests.helpers.studies import write_study

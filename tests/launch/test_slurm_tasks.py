@@ -85,6 +85,15 @@ def test_a_task_ends_as_its_worker_stopped_and_only_a_clean_stop_is_requeued(
         assert task_record(f"{job_id}_1") == failed
         assert task_record(f"{job_id}_0")["Restarts"] == "1"
         wait_for(lambda: (tmp_path / "started-0-1").exists(), 120)  # the requeued task ran again
+        # Each log says why its worker was stopped, and what became of the task
+        logs = tmp_path / "ckpt" / "slurm-logs"
+        requeued, failed_log = (
+            (logs / f"hpsearch-stops-{job_id}_{task}.log").read_text() for task in (0, 1)
+        )
+        for log in (requeued, failed_log):
+            assert "SIGUSR1: the time limit is near; stopping the worker" in log
+        assert "requeueing this task" in requeued and "requeueing" not in failed_log
+        assert "not requeued: the worker failed while stopping (exit status 2)" in failed_log
     finally:
         subprocess.run(["scancel", job_id])
         wait_for_job_end(job_id, 60)

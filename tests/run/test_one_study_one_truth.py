@@ -122,7 +122,7 @@ def test_a_study_file_whose_trials_were_raised_says_the_stored_budget_holds(
     # A warning line (under pytest, its log capture takes hpsearch's warnings from stderr)
     assert (
         f"study {NAME!r} keeps its trial budget of 1, not the study file's trials = 3: "
-        f"`hpsearch run {path} --trials 3` sets it" in caplog.text
+        "give --trials 3 (to hpsearch run, slurm or kubernetes) to set it" in caplog.text
     )
     caplog.clear()
     assert run_cli(capsys, "run", path, *flags, "--trials", "3")[0] == 0

@@ -23,7 +23,9 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition", type=line_flag)
     parser.add_argument("--account", type=line_flag)
     parser.add_argument(
-        "--time", type=line_flag, help="each task's limit, in SLURM's format (e.g. 4:00:00)"
+        "--time",
+        type=line_flag,
+        help="each task's limit, in SLURM's format: minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]",
     )
     parser.add_argument(
         "--gpus-per-worker",
@@ -57,8 +59,9 @@ def _slurm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--signal-seconds",
         type=int,
-        help="SIGTERM this long before the time limit, to checkpoint and requeue (default 180, "
-        "search.launch.slurm's DEFAULT_SIGNAL_SECONDS)",
+        help="warn each task (SIGUSR1) this long before its time limit, so that its worker stops "
+        "at a clean point and the task requeues itself (default 180, "
+        "search.launch.slurm_job's DEFAULT_SIGNAL_SECONDS)",
     )
     add_study_overrides(parser)
     parser.add_argument(

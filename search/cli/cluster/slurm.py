@@ -4,18 +4,16 @@ them, so torch is loaded, only when it runs."""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
+from search import locations
 from search.cli.searching.workers import study_setup
-from search.launch.slurm import (
-    SlurmJob,
-    check_shared,
-    gpus_per_worker,
-    sbatch_script,
-    submit,
-)
-from search.run.joining import configuration
+from search.launch.slurm_cluster import gpus_per_worker
+from search.launch.slurm_job import SlurmJob
+from search.run.options import WorkerOptions
 from search.url_secrets import masked
 
 
@@ -47,6 +45,10 @@ def slurm(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         image_size=args.image_size,
     )
+    # torch loads here (seconds), once the flags, the study file and the storage URL passed
+    from search.launch.slurm import check_shared, sbatch_script, submit
+    from search.run.joining import configuration
+
     if args.dry_run:
         config = configuration(request, options)
         checkpoints = check_shared(config, options)
@@ -55,12 +57,23 @@ def slurm(args: argparse.Namespace) -> int:
     job_id, logs, name = submit(request, options, job, trials=args.trials)
     print(f"Submitted batch job {job_id}")
     print(
-        f"follow it: hpsearch status --study {name} --storage "
-        f"{masked(options.storage_url)}; squeue -j {job_id}; logs in {logs}; stop it: "
-        f"scancel {job_id}",
+        f"follow it: hpsearch status --study {shlex.quote(name)}{_storage_flag(options)}; "
+        f"squeue -j {job_id}; logs in {logs}; stop it: scancel {job_id}",
         file=sys.stderr,
     )
     return 0
+
+
+def _storage_flag(options: WorkerOptions) -> str:
+    """The `--storage` that `hpsearch status` needs to find the study, as a line to copy: none
+    where $HPSEARCH_STORAGE names it (a password stays out of the line, and the line works); else
+    the URL quoted for the shell (a query's `&`), its password, if any, said to be hidden."""
+    url = options.storage_url
+    if os.environ.get(locations.STORAGE_ENV) == url:
+        return ""
+    shown = masked(url)
+    hidden = " (your URL, its password hidden)" if shown != url else ""
+    return f" --storage {shlex.quote(shown)}{hidden}"
 
 
 def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
