@@ -246,7 +246,12 @@ def _supervise(
 def _killed_by(worker: Watched) -> str | None:
     """The signal that ended `worker` ("SIGKILL"), or None when it exited by itself."""
     exitcode = worker.process.exitcode
-    return signal.Signals(-exitcode).name if exitcode is not None and exitcode < 0 else None
+    if exitcode is None or exitcode >= 0:
+        return None
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:  # a real-time signal Python has no name for (SIGRTMIN+3)
+        return f"signal {-exitcode}"
 
 
 def _named(worker: Watched) -> str:

@@ -5,6 +5,7 @@ they left. Either way nothing is left RUNNING and every trial is finished."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +23,13 @@ from tests.helpers.studies import trials_of, write_study
 
 
 def _run_killing(
-    tmp_path: Path, image_folder: Path, cache_dir: Path, kill: Callable[[list[int]], bool]
+    tmp_path: Path,
+    image_folder: Path,
+    cache_dir: Path,
+    kill: Callable[[list[int]], bool],
+    signum: int = signal.SIGKILL,
 ) -> tuple[int, str, list[int]]:
-    """`hpsearch run` of two trials on two worker processes while a thread kills, with SIGKILL,
+    """`hpsearch run` of two trials on two worker processes while a thread kills, with `signum`,
     the workers `kill(killed so far)` says to, once a trial has written its first checkpoint; the
     run's exit status, the pids killed."""
     path = write_study(tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"')
@@ -41,9 +46,9 @@ def _run_killing(
                 return
         while kill(killed) and not done.wait(0.02):
             for worker in forked_workers(psutil.Process()):
-                if worker.pid not in killed:
+                if worker.pid not in killed and kill(killed):
                     killed.append(worker.pid)
-                    worker.kill()
+                    worker.send_signal(signum)
 
     thread = threading.Thread(target=killer)
     thread.start()
@@ -78,6 +83,22 @@ def test_workers_killed_mid_trial_are_started_again_and_resume_their_trials(
         assert f"(pid {pid}) was killed by SIGKILL; started again as pid" in err, err
     assert "(restart 1 of 3)" in err and "runs what it left" not in err, err
     _all_finished(url)
+
+
+def test_a_worker_killed_by_a_signal_python_has_no_name_for_is_started_again(
+    tmp_path, image_folder, cache_dir, capfd
+):
+    """A real-time signal (SIGRTMIN+3, whose default is to end the process) has no name in
+    Python's signal.Signals: naming it raised ValueError, and `run` ended in a traceback."""
+    signum = signal.SIGRTMIN + 3
+    status, url, killed = _run_killing(
+        tmp_path, image_folder, cache_dir, lambda killed: not killed, signum
+    )
+    err = capfd.readouterr().err
+
+    assert status == 0 and len(killed) == 1, err
+    assert f"was killed by signal {signum}; started again as pid" in err, err
+    assert {attrs.first_attempt(trial) for trial in trials_of(url)} == {0, 1}
 
 
 def test_a_slot_killed_past_its_restarts_is_left_and_the_run_finishes_its_trials(
