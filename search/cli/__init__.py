@@ -70,19 +70,26 @@ def parse_command_line(argv: list[str] | None) -> argparse.Namespace:
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:
         command: argparse.ArgumentParser = args.command_parser
-        command.error(f"unrecognized arguments: {' '.join(unknown)}{_near(command, unknown)}")
+        near = _near(command, unknown, study_given=bool(getattr(args, "study", None)))
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{near}")
     return args
 
 
-def _near(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+def _near(parser: argparse.ArgumentParser, unknown: list[str], *, study_given: bool) -> str:
     """'; did you mean --trials?' for the first unknown flag that `parser` has a flag spelt
-    like."""
+    like; '; did you mean --study quick?' for a word alone where the command names its study by
+    a flag and none was given (`hpsearch status quick`)."""
     flags = [flag for action in parser._actions for flag in action.option_strings]
-    for text in unknown:
+    for before, text in zip(["", *unknown], unknown):
         if text.startswith("--"):
             close = difflib.get_close_matches(text.split("=", 1)[0], flags, n=1)
             if close:
                 return f"; did you mean {close[0]}?"
+        # A word after an unknown flag is that flag's value (`--trails 3`), no study's name
+        elif not (text.startswith("-") or before.startswith("-") or study_given) and (
+            "--study" in flags
+        ):
+            return f"; did you mean --study {text}?"
     return ""
 
 
@@ -134,3 +141,23 @@ def main(argv: list[str] | None = None) -> int:
         # no traceback, and nothing more written at exit to a pipe that is gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return SIGPIPE_EXIT
+    except Exception as error:
+        if not raised_by_an_interrupt(error):
+            raise
+        # A second Ctrl-C inside a library's write (torch.save's zip writer) comes out as the
+        # error that library's clean-up raised on the write it cut short: the user asked to exit
+        last_line(getattr(args, "log_format", None), "interrupted")
+        return 130
+
+
+def raised_by_an_interrupt(error: BaseException) -> bool:
+    """Whether `error` was raised while a KeyboardInterrupt was being handled (in its chain of
+    contexts), and so is the interrupt's doing, not a fault to show a traceback for."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__context__
+    return False

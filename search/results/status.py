@@ -102,8 +102,10 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         # Not "no studies": the storage may hold studies another tool made, skipped and named
         # beside this line
         return "no studies hpsearch can read in this storage"
+    # As wide as the longest name (up to 128 characters), so that a long one shifts no column
+    width = max(28, *(len(row["study"]) for row in rows))
     lines = [
-        f"{'study':<28} {'budget':>9} {'done':>5} {'pruned':>6} {'paused':>6} {'stopped':>7} "
+        f"{'study':<{width}} {'budget':>9} {'done':>5} {'pruned':>6} {'paused':>6} {'stopped':>7} "
         f"{'failed':>6} {'running':>7} {'waiting':>7} {'retries':>7}  best"
     ]
     for row in rows:
@@ -114,7 +116,7 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         )
         spent = f"{row['budget_spent']}/{row['budget'] or '?'}"
         lines.append(
-            f"{row['study']:<28} {spent:>9} {row['complete']:>5} {row['pruned']:>6} "
+            f"{row['study']:<{width}} {spent:>9} {row['complete']:>5} {row['pruned']:>6} "
             f"{row['paused']:>6} {row['stopped']:>7} {row['fail']:>6} {row['running']:>7} "
             f"{row['waiting']:>7} {row['retries']:>7}  {best}"
         )

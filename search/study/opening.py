@@ -13,22 +13,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 
-from search import attrs
+from search import attrs, locations
 from search.errors import StudyMismatchError, StudyNotFound
 from search.study.optuna_compat import cached_storage, study_id_of
 from search.study.recorded import config_document, data_fingerprint, study_id, unreadable
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, to_document
+from search.url_secrets import masked
 from trainer.model_names import DEFAULT_MODEL
-from trainer.naming import named
+from trainer.naming import given, named
+from trainer.source_names import IMAGENETTE
+
+logger = logging.getLogger("hpsearch.worker")
 
 # How long a worker that found a study being created waits for its creator to record its settings
 CREATION_WAIT_SECONDS = 30.0
@@ -41,8 +48,16 @@ FINISHED_LATE = uuid.UUID("6f3c1f0e-4d7b-4a8e-9f51-2b7d8c0e6a13")
 
 def set_budget(study: optuna.Study, trials: int) -> None:
     """`run --trials N` on an existing study: every worker sees the new budget before its next
-    trial."""
+    trial. A budget below the trials already spent starts nothing, which a user who read
+    `--trials 3` as "3 more" would otherwise learn only from a run that ends at once."""
     study.set_user_attr(attrs.BUDGET, trials)
+    spent = attrs.budget_spent(study.get_trials(deepcopy=False))
+    if trials < spent:
+        logger.warning(
+            f"{given('trials', trials)} sets the whole budget of study {study.study_name!r}, "
+            f"not trials to add: it has spent {spent} trials already, so no new trial starts; "
+            f"for {trials} more, give {given('trials', spent + trials)}"
+        )
 
 
 def open_study(
@@ -87,7 +102,7 @@ def finish_creation(study: optuna.Study, config: StudyConfig, fingerprint: dict[
     is made from the study's number in the storage, so every process that finishes the study at
     once records the same one, and none keys trial folders by another's."""
     identity = uuid.uuid5(FINISHED_LATE, f"{study.study_name}/{study_id_of(study)}")
-    _record_after_settings(study, config, fingerprint, identity.hex)
+    _record_after_settings(study, with_data_from_anywhere(config), fingerprint, identity.hex)
 
 
 def _record_after_settings(
@@ -165,10 +180,24 @@ def create_study(
         )
     except optuna.exceptions.DuplicatedStudyError:
         return None
+    recorded = with_data_from_anywhere(config)
     study.set_metric_names([attrs.METRIC])  # the dashboard and Optuna's plots say what they show
-    study.set_user_attr(attrs.STUDY_CONFIG, to_document(config))
-    _record_after_settings(study, config, fingerprint, uuid.uuid4().hex)
+    study.set_user_attr(attrs.STUDY_CONFIG, to_document(recorded))
+    _record_after_settings(study, recorded, fingerprint, uuid.uuid4().hex)
     return study
+
+
+def with_data_from_anywhere(config: StudyConfig) -> StudyConfig:
+    """The configuration a study records, its data path made absolute: a path relative to the
+    folder its creator ran in names nothing to a worker that joins by the study's name from
+    another folder (a SLURM job's, a second terminal's), which was told the folder does not exist.
+    An Imagenette name, a URL and a path that names nothing here are kept as typed."""
+    source = config.data.source
+    path = Path(source).expanduser()
+    if source in IMAGENETTE or "://" in source or path.is_absolute() or not path.exists():
+        return config
+    data = dataclasses.replace(config.data, source=str(path.absolute()))
+    return dataclasses.replace(config, data=data)
 
 
 def _wait_until_created(study: optuna.Study) -> None:
@@ -229,9 +258,10 @@ def check_data(study: optuna.Study, fingerprint: dict[str, Any]) -> None:
     stored_data = data_fingerprint(study)
     if stored_data is not None and stored_data != fingerprint:
         raise StudyMismatchError(
-            f"this worker's data differs from study {study.study_name!r}'s "
+            f"this worker's data differs from that of study {study.study_name!r} "
             f"({_fingerprint_differences(stored_data, fingerprint)}): point {named('data')} (or "
-            "the study file's data.source) at the same images with the same image size"
+            "the study file's data.source) at the same images with the same image size; to "
+            "search these images, give the study file another [study] name"
         )
 
 
@@ -244,7 +274,9 @@ def check_settings(study: optuna.Study, config: StudyConfig) -> None:
         raise StudyMismatchError(f"{reason}: give the study file another [study] name")
     stored = config_document(study)
     if stored is not None:
-        changed = differences(stored, to_document(config), str(config.path))
+        changed = differences(
+            stored, to_document(config), str(config.path), dict(config.overridden)
+        )
     else:  # a study of an older hpsearch recorded only its space and training settings
         stored_space = study.user_attrs.get(attrs.SPACE)
         changed = (
@@ -253,13 +285,29 @@ def check_settings(study: optuna.Study, config: StudyConfig) -> None:
             else [f"space or [train]: {_short(stored_space)} in the study"]
         )
     if changed:
+        storage = _storage_flag(config)
         raise StudyMismatchError(
             f"study {name!r} was created with other settings than {config.path}:\n  "
             + "\n  ".join(changed)
             + f"\nto join or resume it as it was created, leave the study file out: "
-            f"`hpsearch worker --study {name}` or `hpsearch run --study {name}`; to search "
-            "with your settings, give the file another [study] name"
+            f"`hpsearch worker --study {name}{storage}` or `hpsearch run --study {name}{storage}`"
+            + (
+                " (the study file's storage, which a command without the file does not read)"
+                if storage
+                else ""
+            )
+            + "; to search with your settings, give the file another [study] name"
         )
+
+
+def _storage_flag(config: StudyConfig) -> str:
+    """` --storage URL` where the study file's storage holds the study: a command that leaves the
+    file out would look in the default SQLite file instead, and not find it. $HPSEARCH_STORAGE,
+    which such a command reads too, needs no flag (a file's URL holds no secret to mask; masked
+    anyway, as every URL we print)."""
+    if config.study.storage is None or os.environ.get(locations.STORAGE_ENV):
+        return ""
+    return f" --storage {masked(config.study.storage)}"
 
 
 def space_description(config: StudyConfig) -> dict[str, Any]:

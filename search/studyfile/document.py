@@ -9,6 +9,7 @@ file's own loader, so a stored configuration is checked exactly as a file is.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from search.studyfile.sections import (
 )
 from search.studyfile.study_config import StudyConfig
 from trainer.model_names import DEFAULT_MODEL
+from trainer.naming import named
 
 # Where and how long this process runs, not what the study computes: a worker may bring its own.
 # The budget is here too because the study's live budget is its own attribute (attrs.BUDGET).
@@ -37,6 +39,8 @@ LOCAL_KEYS = (
     "checkpoint.every_epochs",
     "checkpoint.every_seconds",
 )
+# The sections whose keys depend on their kind (SAMPLER_KEYS, PRUNER_KEYS)
+KIND_SECTIONS = ("sampler", "pruner")
 
 
 def to_document(config: StudyConfig) -> dict[str, Any]:
@@ -78,17 +82,38 @@ def from_document(document: dict[str, Any], origin: str) -> StudyConfig:
     return study_config_from_document(Path(origin), _without_none(document))
 
 
-def differences(stored: dict[str, Any], ours: dict[str, Any], ours_name: str) -> list[str]:
+def differences(
+    stored: dict[str, Any],
+    ours: dict[str, Any],
+    ours_name: str,
+    flags: Mapping[str, str] | None = None,
+) -> list[str]:
     """One line per setting that differs, local keys aside: `train.epochs: 1 in the study, 6 in
-    studies/quick.toml`."""
+    studies/quick.toml`, or `6 from --epochs` for a key in `flags` (dotted key: the keyword that
+    set it, named as its caller gave it). A sampler or pruner of another kind is one line of its
+    whole table: the other kind's keys are no settings the file could give (its loader refuses a
+    key its kind does not read), so a line each saying "unset" there would ask for what cannot be
+    written."""
     stored_flat, ours_flat = _flat(stored), _flat(ours)
-    keys = sorted((set(stored_flat) | set(ours_flat)) - set(LOCAL_KEYS))
-    return [
-        f"{key}: {_shown(stored_flat.get(key))} in the study, {_shown(ours_flat.get(key))} in "
-        f"{ours_name}"
-        for key in keys
-        if stored_flat.get(key) != ours_flat.get(key)
-    ]
+    lines: dict[str, str] = {}
+    for key in (set(stored_flat) | set(ours_flat)) - set(LOCAL_KEYS):
+        if stored_flat.get(key) != ours_flat.get(key):
+            source = f"from {named(flags[key])}" if flags and key in flags else f"in {ours_name}"
+            lines[key] = _difference(key, stored_flat.get(key), ours_flat.get(key), source)
+    for section in KIND_SECTIONS:
+        theirs, mine = stored.get(section), ours.get(section)
+        if _kind(theirs) != _kind(mine):
+            lines = {key: line for key, line in lines.items() if not key.startswith(f"{section}.")}
+            lines[section] = _difference(section, theirs, mine, f"in {ours_name}")
+    return [lines[key] for key in sorted(lines)]
+
+
+def _kind(table: Any) -> Any:
+    return table.get("kind") if isinstance(table, dict) else None
+
+
+def _difference(key: str, stored: Any, ours: Any, source: str) -> str:
+    return f"{key}: {_shown(stored)} in the study, {_shown(ours)} {source}"
 
 
 def _kind_table(settings: Any, keys_by_kind: dict[str, frozenset[str]]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from search.studyfile.study_config import StudyConfig, point_to_params, refuse_t
 from search.studyfile.train_file import BYTE_ORDER_MARK
 from search.url_secrets import secrets_named
 from trainer.errors import ConfigError
-from trainer.naming import named
+from trainer.naming import given, named
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,13 +60,23 @@ def study_config_from_document(path: Path, document: dict[str, Any]) -> StudyCon
         raise StudyFileError(f"{path}: {error}") from None
 
 
+def _a_study_name(path: Path, error: OSError) -> str:
+    """A hint where the missing file's name reads as a study's (`hpsearch worker quick`): the
+    stored study is named by a flag, the study file by its path."""
+    if not isinstance(error, FileNotFoundError) or path.suffix or len(path.parts) != 1:
+        return ""
+    return f"; to name a study in the storage rather than a file, give {given('study', str(path))}"
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8")
         # The byte-order mark some editors (Windows Notepad) put first: invisible, and no TOML
         return tomllib.loads(text.removeprefix(BYTE_ORDER_MARK))
     except OSError as error:
-        raise StudyFileError(f"{path}: cannot read the study file: {error.strerror}") from None
+        raise StudyFileError(
+            f"{path}: cannot read the study file: {error.strerror}{_a_study_name(path, error)}"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise StudyFileError(f"{path}: not valid TOML: {error}") from None
     except UnicodeDecodeError:

@@ -31,6 +31,15 @@ from trainer.config import TrainConfig
 from trainer.errors import ConfigError
 from trainer.model_names import DEFAULT_MODEL, check_model_name
 
+# The setting each keyword of `StudyConfig.with_overrides` sets, as a dotted key of the file
+OVERRIDDEN_KEYS = {
+    "trials": "study.trials",
+    "epochs": "train.epochs",
+    "data": "data.source",
+    "image_size": "data.image_size",
+    "storage": "study.storage",
+}
+
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -46,6 +55,12 @@ class StudyConfig:
     checkpoint: CheckpointSettings = dataclasses.field(default_factory=CheckpointSettings)
     warm_start: tuple[dict[str, Any], ...] = ()  # known-good points queued before the search
     points: tuple[dict[str, Any], ...] = ()  # a factor study's points, each queued once as a trial
+    # The settings `with_overrides` set, each a dotted key and the keyword that set it: a study
+    # file compared with its study names a flag's value as the flag's, not as the file's (whose
+    # user would look for it there in vain). No setting of the study: not compared, not stored.
+    overridden: tuple[tuple[str, str], ...] = dataclasses.field(
+        default=(), compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         for name in ("warm_start", "points"):  # frozen: a list from a caller becomes a tuple
@@ -119,7 +134,14 @@ class StudyConfig:
             study = rebuilt("study", self.study, trials=trials, storage=storage)
             data_settings = rebuilt("data", self.data, source=data, image_size=image_size)
             train = rebuilt("train", self.train, image_size=data_settings.image_size, epochs=epochs)
-            return dataclasses.replace(self, study=study, data=data_settings, train=train)
+            overridden = dict(self.overridden) | {OVERRIDDEN_KEYS[name]: name for name in given}
+            return dataclasses.replace(
+                self,
+                study=study,
+                data=data_settings,
+                train=train,
+                overridden=tuple(overridden.items()),
+            )
         except ConfigError as error:
             raise StudyFileError(
                 f"{self.path} with overrides ({', '.join(given)}): {error}"
