@@ -87,9 +87,10 @@ def _settings(
 
 def _data_from_anywhere(source: str) -> str:
     """The data a study records, as `train --config` finds it from any folder: a path made
-    absolute, an Imagenette name or a URL as recorded. The study keeps the path as its creator
-    typed it, relative to a folder it does not record: resolved from here, where export is most
-    often run, and kept as typed (said aloud) where it names nothing here."""
+    absolute, an Imagenette name or a URL as recorded. A study records the path absolute (see
+    `opening.with_data_from_anywhere`); one made before that kept it as typed, relative to a folder
+    it does not record: resolved from here, where export is most often run, and kept as typed
+    (said aloud) where it names nothing here."""
     if source in IMAGENETTE or "://" in source:
         return source
     path = Path(source).expanduser()
