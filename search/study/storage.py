@@ -317,7 +317,10 @@ def _unreachable(url: str, error: BaseException) -> StorageError:
     answered = answered or not_on_server(error) or mysql.missing_database(error)
     if answered is not None:
         return StorageError(f"storage {masked(url)}: {answered}")
-    return StorageError(f"cannot reach storage {masked(url)}: {first_line(error)}")
+    return StorageError(
+        f"cannot reach storage {masked(url)}: {first_line(error)}; check that its server is up "
+        "and this machine reaches its host and port, or fix them in the URL"
+    )
 
 
 def _failed(parsed: sqlalchemy.URL, url: str, error: BaseException) -> StorageError:

@@ -167,9 +167,15 @@ def test_a_worker_with_other_data_is_refused(
 @pytest.mark.parametrize(
     "storage, message",
     [
-        ("postgresql+psycopg://nobody@127.0.0.1:1/nowhere", "cannot reach storage"),
+        (
+            "postgresql+psycopg://nobody@127.0.0.1:1/nowhere",
+            "cannot reach storage postgresql+psycopg://nobody@127.0.0.1:1/nowhere: connection "
+            'failed: connection to server at "127.0.0.1", port 1 failed: Connection refused; '
+            "check that its server is up and this machine reaches its host and port",
+        ),
         ("not a url", "malformed storage URL"),
     ],
+    ids=["no server there", "no URL"],
 )
 def test_bad_storage_is_one_line_and_writes_nothing(
     tmp_path, image_folder, cache_dir, capsys, storage, message
