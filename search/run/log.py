@@ -22,6 +22,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -342,3 +343,17 @@ def _trial_words(fields: dict[str, Any]) -> str:
     if fields["reason"]:
         words += f" ({fields['reason']})"
     return words + f"; {attrs.settings_text(fields['params'])}"
+
+
+def out_of_space_line(first: str, root: Path, left_to_resume: int) -> str:
+    """The line a worker stopped by a full or read-only checkpoint folder ends with (`first`: the
+    file it could not write), and how many trials it stopped, queued to resume."""
+    stopped = (
+        f"; {left_to_resume} trial(s) it stopped are queued to resume from their last checkpoint"
+        if left_to_resume
+        else ""
+    )
+    return (
+        f"{first}: this worker started no more trials{stopped}. Free space in {root}, or make it "
+        "writable (or move that folder to a larger disk), and run again"
+    )

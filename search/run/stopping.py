@@ -127,6 +127,16 @@ def interrupted_at_once(stop: threading.Event | None) -> bool:
     return isinstance(stop, StopRequest) and stop.forced
 
 
+def error_stop(error: BaseException, stop: threading.Event | None) -> tuple[str, str | None]:
+    """How a trial an error cut short is told stopped (`by RuntimeError in its worker`), and the
+    error as its fail reason: a fault of its trial's. For a second Ctrl-C, `at once by a second
+    Ctrl-C` and no reason of its own, no fault: torch.save turns the KeyboardInterrupt into a
+    RuntimeError of the write it cut short ("unexpected pos"), which only misleads as a reason."""
+    if interrupted_at_once(stop):
+        return "at once by a second Ctrl-C", None
+    return f"by {type(error).__name__} in its worker", f"{type(error).__name__}: {error}"
+
+
 def stop_words(stopped: TrainingStopped, stop: threading.Event) -> str:
     """`in epoch 2 (SIGINT)`: when a trial was stopped, and by what."""
     if isinstance(stopped, GroupOutOfMemory):  # its worker goes on, in smaller groups

@@ -28,7 +28,7 @@ from search import attrs, locations
 from search.errors import WaitStopped
 from search.run import liveness, trial_files
 from search.run.joining import Joined, join
-from search.run.log import WorkerLog, log_warnings
+from search.run.log import WorkerLog, log_warnings, out_of_space_line
 from search.run.objective import (
     TRIAL_FAILURES,
     Objective,
@@ -40,7 +40,7 @@ from search.run.options import WorkerOptions
 from search.run.progress import StudyProgress
 from search.run.request import Request, requested_name
 from search.run.slots import Slots
-from search.run.stopping import interrupted_at_once, recording_trials, stop_words
+from search.run.stopping import error_stop, recording_trials, stop_words
 from search.study import orphans, promotion, retries
 from search.study.budget_lock import BudgetLock, new_trial_within_budget
 from search.study.epochs_budget import epochs_budget_met
@@ -131,7 +131,7 @@ def work(
     # is reported now rather than found by the next command (tens of ms)
     check_sqlite_intact(options.storage_url)
     if worker.out_of_space is not None:
-        raise NoSpaceLeft(_out_of_space_line(worker.out_of_space, root, worker.left_to_resume))
+        raise NoSpaceLeft(out_of_space_line(worker.out_of_space, root, worker.left_to_resume))
     return WorkerSummary(worker.finished, worker.left_to_resume)
 
 
@@ -280,9 +280,10 @@ class _Worker:
             self._taken_away(trial)
         # A bug: record it on the trial, then stop this worker loudly
         except BaseException as error:
-            trial.set_user_attr(attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
-            fault = not interrupted_at_once(self.stop)  # a second Ctrl-C is no fault of its trial
-            self._stopped(trial, f"by {type(error).__name__} in its worker", fault=fault)
+            how, reason = error_stop(error, self.stop)
+            if reason is not None:  # none for a second Ctrl-C, which is no fault of its trial
+                trial.set_user_attr(attrs.FAIL_REASON, reason)
+            self._stopped(trial, how, fault=reason is not None)
             raise
         else:
             self._finish(trial, run, TrialState.COMPLETE, value)
@@ -386,15 +387,3 @@ def _why_ended(out_of_space: bool, stopped: bool, timed_out: bool) -> str:
     if stopped:
         return "stopped"
     return "timeout" if timed_out else "nothing left to run"
-
-
-def _out_of_space_line(first: str, root: Path, left_to_resume: int) -> str:
-    stopped = (
-        f"; {left_to_resume} trial(s) it stopped are queued to resume from their last checkpoint"
-        if left_to_resume
-        else ""
-    )
-    return (
-        f"{first}: this worker started no more trials{stopped}. Free space in {root}, or make it "
-        "writable (or move that folder to a larger disk), and run again"
-    )

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from types import CodeType, FrameType
 
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from search import attrs
@@ -76,3 +77,21 @@ def test_a_second_ctrl_c_amid_a_stopped_trials_records_still_queues_every_retry(
     # Said of every trial in flight, not of one
     said = "SIGINT: stopping at a clean point; each trial in flight is queued to resume"
     assert said in capfd.readouterr().err
+
+
+def test_a_second_ctrl_c_inside_the_stop_s_checkpoint_write_is_no_fault_of_the_trial(
+    tmp_path, image_folder, cache_dir
+):
+    """The second Ctrl-C lands in torch.save as the stop writes the trial's checkpoint: the
+    KeyboardInterrupt comes out as the zip writer's RuntimeError ("unexpected pos"), which was the
+    trial's fail reason and its log line (`stopped by RuntimeError in its worker`)."""
+    path = write_study(tmp_path, image_folder, trials=1, epochs=3, pruner='kind = "none"')
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    command = ["run", str(path), "--storage", url, "--device", "cpu", "--no-progress"]
+    command += ["--cache-dir", str(cache_dir)]
+    with sigint_on_first_call(report_epoch.__code__, torch.serialization._save.__code__):
+        assert main(command) == 130
+    stopped, retry = trials_of(url)
+    assert attrs.fail_reason(stopped) == "stopped at once by a second Ctrl-C"
+    assert attrs.stopped_numbers([stopped, retry]) == {0}, "stopped, no fault"
+    assert retry.user_attrs[attrs.RETRY_OF] == 0 and retry.user_attrs[attrs.FAULTS] == 0
