@@ -50,6 +50,7 @@ from search.run.joining import join
 from search.run.options import WorkerOptions
 from search.run.paths import slug
 from search.run.request import Request
+from search.study.epochs_budget import epochs_budget_met, epochs_trained
 from search.study.promotion import pauses
 from search.study.recorded import budget
 from search.study.storage import check_storage_url
@@ -249,9 +250,17 @@ def submit(
 
 def check_work_left(study: optuna.Study, config: StudyConfig) -> None:
     """Refuse a job array whose every task would find nothing to run and end at once, COMPLETED:
-    a study whose trial budget is spent, with no trial running (which may die and be retried) or
-    queued. asha's paused trials are promoted whatever the budget, so such a study is let be."""
+    a study that trained its epochs budget, or whose trial budget is spent with no trial running
+    (which may die and be retried) or queued. asha's paused trials are promoted whatever the trial
+    budget, so such a study is let be."""
     trials = study.get_trials(deepcopy=False)
+    epochs = config.study.epochs_budget
+    if epochs_budget_met(study, epochs, trials):  # nothing starts, retries or promotes then
+        raise LaunchError(
+            f"study {config.study.name!r} has nothing left to run: it trained its epochs_budget "
+            f"of {epochs} epochs ({epochs_trained(trials)} trained), so every task would end at "
+            "once; give a new [study] name for a new search"
+        )
     if pauses(study.pruner) or any(trial.state in _UNFINISHED for trial in trials):
         return
     total, spent = budget(study, config.study.trials), attrs.budget_spent(trials)

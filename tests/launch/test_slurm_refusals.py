@@ -59,12 +59,25 @@ def test_a_job_array_sbatch_would_refuse_is_refused_before_anything_is_made(
 
 
 @needs_slurm
+@pytest.mark.parametrize(
+    "budget, refusal",
+    [
+        (
+            "trials = 1",
+            "1 of its 1 trials are finished and none is running or queued, so every task would "
+            "end at once; give --trials N (above 1)",
+        ),
+        ("trials = 3\nepochs_budget = 1", "it trained its epochs_budget of 1 epochs (1 trained)"),
+    ],
+    ids=["trials spent", "epochs spent"],
+)
 def test_a_study_with_nothing_left_to_run_is_refused_and_no_job_is_queued(
-    tmp_path, image_folder, cache_dir, pg_url, capsys
+    tmp_path, image_folder, cache_dir, pg_url, capsys, budget, refusal
 ):
     """Its budget spent, every task of the array found nothing to run and ended at once: the job
     COMPLETED, having done nothing, and the command had said `Submitted batch job N`."""
     study = write_study(tmp_path, image_folder, name="all-done", trials=1, epochs=1)
+    study.write_text(study.read_text().replace("\ntrials = 1\n", f"\n{budget}\n"))
     (tmp_path / "ckpt").mkdir()
     shared = ["--storage", pg_url, "--checkpoint-dir", "ckpt", "--cache-dir", cache_dir]
     status, _, err = run_cli(capsys, "run", study, *shared)
@@ -72,8 +85,7 @@ def test_a_study_with_nothing_left_to_run_is_refused_and_no_job_is_queued(
     try:
         status, out, err = run_cli(capsys, "slurm", study, *shared, "--workers", "2")
         assert (status, out) == (2, "") and len(err.strip().splitlines()) == 1, err
-        assert "study 'all-done' has nothing left to run: 1 of its 1 trials" in err
-        assert "--trials N (above 1)" in err
+        assert f"study 'all-done' has nothing left to run: {refusal}" in err
         queued = subprocess.run(
             ["squeue", "-h", "--name", "hpsearch-all-done"], capture_output=True, text=True
         )
