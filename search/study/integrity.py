@@ -12,6 +12,7 @@ or to make the index it keeps beside a WAL file ("disk I/O error"), and says so 
 
 from __future__ import annotations
 
+import logging
 import shlex
 import shutil
 import sqlite3
@@ -23,6 +24,8 @@ from search.errors import HpsearchError, StorageDamaged, StorageError, error_cha
 from search.locations import sqlite_file
 from trainer.naming import given, named
 
+logger = logging.getLogger("hpsearch.storage")
+_SAID_EMPTY: set[Path] = set()  # the empty files this process said so of
 # Problems quick_check lists at most: the first names the damage, the count says how much more
 QUICK_CHECK_ROWS = 10
 
@@ -64,7 +67,18 @@ def sqlite_trouble(url: sqlalchemy.URL, error: BaseException) -> HpsearchError |
 
 
 def check_intact(path: Path) -> None:
-    """Raise StorageDamaged when the SQLite file at `path` fails its quick check."""
+    """Raise StorageDamaged when the SQLite file at `path` fails its quick check. An empty file
+    passes it (SQLite makes a new database in it), but one that held studies and was cut to
+    nothing (`> studies.db`, a copy that failed) would then silently start them again: said."""
+    if path.stat().st_size == 0:
+        if path.resolve() in _SAID_EMPTY:  # a command opens it more than once before it is made
+            return
+        _SAID_EMPTY.add(path.resolve())
+        logger.warning(
+            f"storage file {path} is empty (0 bytes): a new storage is made in it; if it held "
+            "studies, it was cut short: stop, and restore it from a backup"
+        )
+        return
     found = quick_check(path)
     if found:
         raise damaged(path, found)

@@ -118,3 +118,21 @@ def test_a_storage_naming_a_file_of_another_kind_says_so_not_damage(tmp_path, ca
     err = capsys.readouterr().err
     assert f"{wrong} is not a SQLite database" in err and ".recover" not in err
     assert wrong.read_text() == '[study]\nname = "quick"\n'
+
+
+def test_a_study_file_cut_to_nothing_is_said_to_be_empty_as_a_new_storage_is_made_in_it(
+    tmp_path, image_folder, cache_dir, capsys, caplog
+):
+    """`> studies.db`, or a copy that failed, leaves a file of 0 bytes, which SQLite takes for a
+    new database: `run` started the study again from trial 0 and said nothing."""
+    study = write_study(tmp_path, image_folder, trials=1, epochs=1)
+    path = tmp_path / "studies.db"
+    path.touch()
+    common = ["--storage", f"sqlite:///{path}", "--device", "cpu", "--cache-dir", str(cache_dir)]
+    assert main(["run", str(study), "--create-only", "--no-progress", *common]) == 0
+    said = f"storage file {path} is empty (0 bytes): a new storage is made in it; if it held"
+    assert caplog.text.count(said) == 1, caplog.text
+    caplog.clear()
+    capsys.readouterr()
+    assert main(["status", "--storage", f"sqlite:///{path}"]) == 0  # no longer empty
+    assert "is empty" not in caplog.text + capsys.readouterr().err
