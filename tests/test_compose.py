@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,8 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from search.cli import build_parser
+from search.launch.kubernetes_objects import GRACE_SECONDS
+from tests.helpers.dashboard import free_port, make_study
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -184,3 +190,43 @@ def test_env_example_documents_every_variable_the_compose_file_uses():
                 break
             block.pop()
         assert block and block[-1].startswith("#"), f"{name} has no comment in .env.example"
+
+
+def test_the_worker_has_the_time_to_checkpoint_when_compose_stops_it(config):
+    # `docker compose stop` gives 10 s by default; a worker needs what a Kubernetes pod gets
+    grace = config["services"]["worker"].get("stop_grace_period", "10s")
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", grace)
+    assert parts and grace, grace
+    hours, minutes, seconds = (int(part or 0) for part in parts.groups())
+    assert hours * 3600 + minutes * 60 + seconds >= GRACE_SECONDS
+
+
+@pytest.mark.postgres
+def test_the_dashboard_waits_for_a_study_rather_than_exiting_on_a_fresh_database(config, pg_url):
+    # `docker compose up -d db dashboard` comes before the worker's `run` makes a study: the
+    # container's command line, run here as Docker would (its image's entrypoint is hpsearch)
+    dashboard = config["services"]["dashboard"]
+    entrypoint = [part.replace("$$", "$") for part in dashboard.get("entrypoint", ["hpsearch"])]
+    port = free_port()
+    command = [*dashboard["command"]]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "HPSEARCH_STORAGE": pg_url, "PATH": path}
+    process = subprocess.Popen([*entrypoint, *command], env=env, start_new_session=True)
+    try:
+        time.sleep(3)
+        assert process.poll() is None, "the dashboard exited on a database without a study"
+        make_study(pg_url)  # as the worker's `hpsearch run` does
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard/", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.5)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)

@@ -56,9 +56,11 @@ from search.launch.kubernetes_objects import (
     STOPPED_EXIT,
     STORAGE_KEY,
     STUDY_DIR,
+    STUDY_LABEL,
     STUDY_WAIT_EXIT,
     KubernetesJob,
     claim,
+    component_labels,
     dashboard,
     disruptions_ignored,
     field_env,
@@ -95,18 +97,35 @@ def secret_command(job: KubernetesJob) -> str:
             f"--from-literal={STORAGE_KEY}=postgresql+psycopg://{POSTGRES_USER}:PASSWORD@"
             f"{POSTGRES}:5432/{POSTGRES_DB}"
         )
-    namespace = f" --namespace {job.namespace}" if job.namespace else ""
-    return create + namespace
+    return create + _namespace_flag(job)
+
+
+def delete_command(config: StudyConfig, job: KubernetesJob) -> str:
+    """The kubectl command that removes this study's run and nothing else. `kubectl delete -f`
+    of the file would also delete what every study in the namespace shares: the PostgreSQL the
+    other studies' workers are writing to, and the checkpoint claim, with their checkpoints and
+    kept weights (a provisioned volume is deleted with its claim)."""
+    label = component_labels("workers", config)[STUDY_LABEL]
+    return f"kubectl delete job,configmap -l {STUDY_LABEL}={label}" + _namespace_flag(job)
+
+
+def _namespace_flag(job: KubernetesJob) -> str:
+    return f" --namespace {job.namespace}" if job.namespace else ""
 
 
 def render(config: StudyConfig, job: KubernetesJob) -> str:
-    """The manifests as one YAML stream, after a comment that says what to create first."""
+    """The manifests as one YAML stream, after a comment that says what to create first and
+    how to delete this study's run alone."""
     header = (
         f"# hpsearch kubernetes: study {config.study.name!r}, {job.workers} worker(s).\n"
         f"# First, once: {secret_command(job)}\n"
+        f"# To delete this study's run, not the database and checkpoints that studies share "
+        f"(as `kubectl delete -f` would): {delete_command(config, job)}\n"
     )
     documents = manifests(config, job)
-    return header + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False)
+    # allow_unicode: a study name or comment such as "Über" stays readable in the ConfigMap's
+    # block, where PyYAML would otherwise quote the whole file on one line of escapes
+    return header + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 class _Dumper(yaml.SafeDumper):

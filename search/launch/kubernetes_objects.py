@@ -17,6 +17,7 @@ from search.studyfile import MAX_TRIALS_PER_WORKER, StudyConfig
 from search.studyfile.sections import MAX_TRIALS
 
 APP = "hpsearch"
+STUDY_LABEL = "hpsearch/study"  # on each object of one study's run, not on those studies share
 STORAGE_KEY = "url"  # the key of the storage URL in the storage Secret
 PASSWORD_KEY = "password"  # the key of the PostgreSQL password in the rendered database's Secret
 POSTGRES = "hpsearch-postgres"  # StatefulSet, Service and the Secret the user creates
@@ -24,6 +25,11 @@ POSTGRES_IMAGE = "postgres:16"  # as in docker-compose.yml
 POSTGRES_USER = POSTGRES_DB = "hpsearch"
 POSTGRES_CLAIM_SIZE = "10Gi"
 POSTGRES_REQUESTS = {"cpu": "500m", "memory": "1Gi"}
+# Requests of the containers that only poll or serve, so that a namespace whose ResourceQuota
+# counts requests admits their pods (it refuses a pod with any container that asks for none):
+# `hpsearch status` peaks at 80 MB. Requests, not limits: a floor for the scheduler, never a kill
+WAIT_REQUESTS = {"cpu": "50m", "memory": "128Mi"}
+DASHBOARD_REQUESTS = {"cpu": "100m", "memory": "256Mi"}
 CHECKPOINT_CLAIM = "hpsearch-checkpoints"  # shared by studies: each has its own folder in it
 CHECKPOINT_CLAIM_SIZE = "50Gi"  # a running trial's last.pt is 130-170 MB, plus each best weights
 DASHBOARD = "hpsearch-dashboard"
@@ -49,6 +55,9 @@ UID = 1000  # the Dockerfile's non-root user
 # Kubernetes refuses an Indexed Job of more completions (at `kubectl apply`, after the creator's
 # Job in the same file was made): refused here, before anything is printed
 MAX_INDEXED_COMPLETIONS = 100_000
+# The least --memory (it is also the limit): a creator's run peaked at 0.95 GiB on 4,000 small
+# images (search.launch.kubernetes.creator_memory); a worker holds as much, and a model
+MIN_MEMORY = "1Gi"
 SHM_SIZE = "2Gi"  # the decoding DataLoader's workers pass batches through /dev/shm
 STUDY_DIR, CACHE_DIR, CHECKPOINT_DIR, DATA_DIR = "/etc/hpsearch", "/cache", "/checkpoints", "/data"
 
@@ -152,6 +161,18 @@ class KubernetesJob:
                 raise LaunchError(
                     f"--{flag} {value!r} is not a Kubernetes quantity such as 8, 500m or 32Gi"
                 )
+            # 0 reserves nothing, and --cpu 0 would also set the pods' OMP_NUM_THREADS to 0
+            if value is not None and quantity_value(value) == 0:
+                raise LaunchError(
+                    f"--{flag} must be more than 0, but got {value!r}: leave --{flag} out to "
+                    "request none"
+                )
+        if self.memory is not None and quantity_value(self.memory) < quantity_value(MIN_MEMORY):
+            raise LaunchError(
+                f"--memory {self.memory} is below {MIN_MEMORY}, which Python, torch and the "
+                f"decoding workers take before the first batch: every pod would be OOM-killed; "
+                f"give at least {MIN_MEMORY}, or leave --memory out to set no limit"
+            )
 
 
 def _check_between(flag: str, value: int, low: int, high: int) -> None:
@@ -193,6 +214,7 @@ def wait_container(job: KubernetesJob) -> dict[str, Any]:
         "image": job.image,
         "command": ["sh", "-c", f"until hpsearch status > /dev/null; do {SLEEP}; done"],
         "env": [storage_env(job)],
+        "resources": {"requests": WAIT_REQUESTS},
     }
 
 
@@ -223,6 +245,7 @@ def study_wait_container(job: KubernetesJob, study: str, creator: str) -> dict[s
         "image": job.image,
         "command": ["sh", "-c", script],
         "env": [storage_env(job)] + [{"name": key, "value": value} for key, value in env.items()],
+        "resources": {"requests": WAIT_REQUESTS},
     }
 
 
@@ -263,7 +286,7 @@ def pod_template(
 def component_labels(component: str, config: StudyConfig | None) -> dict[str, str]:
     labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": component}
     if config is not None:
-        labels["hpsearch/study"] = study_slug(config)
+        labels[STUDY_LABEL] = study_slug(config)
     return labels
 
 
@@ -351,6 +374,7 @@ def dashboard(job: KubernetesJob) -> dict[str, Any]:
         "args": args,
         "env": [storage_env(job)],
         "ports": [{"name": "dashboard", "containerPort": DASHBOARD_PORT}],
+        "resources": {"requests": DASHBOARD_REQUESTS},
     }
     template = pod_template("dashboard", job, None, [container], [], restart="Always")
     template["spec"]["initContainers"] = [wait_container(job)]

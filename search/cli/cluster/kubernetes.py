@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.launch.kubernetes import KubernetesJob, render, secret_command
+from search.launch.kubernetes import KubernetesJob, delete_command, render, secret_command
 from search.studyfile import load_study_config
 from trainer.outputs import check_output_file
 
@@ -39,10 +39,12 @@ def kubernetes(args: argparse.Namespace) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
         # The Secret first, as the file's header says: a reader of this line alone would apply
-        # manifests whose pods wait on a Secret that is not there
+        # manifests whose pods wait on a Secret that is not there; and the delete that spares
+        # what other studies share, where `kubectl delete -f` is the obvious, wrong, one
         print(
             f"wrote {args.output}: first, once: {secret_command(job)}; then: "
-            f"kubectl apply -f {args.output}",
+            f"kubectl apply -f {args.output}; to delete this study's run alone: "
+            f"{delete_command(config, job)}",
             file=sys.stderr,
         )
     return 0
