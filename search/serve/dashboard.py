@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 import signal
 import socket
 import sys
@@ -51,22 +52,24 @@ def serve(
     store = artifact_store(artifact_dir)  # made before the line that says where it serves
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
     warn_of_unserved_artifacts(storage, store)
+    # The folder in full: beside a PostgreSQL storage it is `artifacts` of the current folder,
+    # and "artifacts in artifacts" would tell nobody which
     print(
         f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
-        f"artifacts in {artifact_dir}; Ctrl-C stops it",
+        f"artifacts in {artifact_dir.absolute()}; Ctrl-C stops it",
         flush=True,
     )
     import optuna_dashboard  # imported on use: a GPU worker machine may run without it
 
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
-    serve_app(app, host, port, access_log=access_log)
+    serve_app(_missing_artifacts_answered(app, storage, store), host, port, access_log=access_log)
 
 
 def warn_of_unserved_artifacts(storage: BaseStorage, store: ArtifactFolder) -> None:
     """Say so when files attached to studies (reports) are not in the folder served: a report
     written with another artifact folder (another $HPSEARCH_ARTIFACTS, or `artifacts/` of another
     current folder beside a PostgreSQL storage) has a link on its study's note that the dashboard
-    answers with an error, and a traceback here, at every click."""
+    answers with an error (_missing_artifacts_answered), at every click."""
     unserved = {
         study.study_name: sum(
             1 for artifact in _artifact_ids(study.system_attrs) if not store.holds(artifact)
@@ -85,6 +88,49 @@ def warn_of_unserved_artifacts(storage: BaseStorage, store: ArtifactFolder) -> N
         )
 
 
+# The dashboard's links to an artifact's file: a study's, or a trial's
+ARTIFACT_LINK = re.compile(
+    r"/artifacts/(?P<study>\d+)/(?:(?P<trial>\d+)/)?(?P<artifact>[0-9a-fA-F-]+)"
+)
+
+
+def _missing_artifacts_answered(
+    app: Callable[..., Any], storage: BaseStorage, store: ArtifactFolder
+) -> Callable[..., Any]:
+    """`app`, but a link to an artifact it cannot serve is answered 404 with the reason, where
+    optuna-dashboard answered 500 and printed a traceback here at every click: a file not in the
+    folder served (warn_of_unserved_artifacts), or a study or trial since deleted (a bookmark, a
+    page left open while someone deleted the study in the dashboard)."""
+
+    def answering(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        link = ARTIFACT_LINK.fullmatch(environ.get("PATH_INFO", ""))
+        reason = _unservable(link, storage, store) if link else None
+        if reason is None:
+            return app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{reason}\n".encode()]
+
+    return answering
+
+
+def _unservable(link: re.Match[str], storage: BaseStorage, store: ArtifactFolder) -> str | None:
+    artifact, study, trial = link["artifact"], int(link["study"]), link["trial"]
+    if not store.holds(artifact):
+        return (
+            f"artifact {artifact} is not in the artifact folder {store.folder.absolute()}: start "
+            f"the dashboard on the folder `hpsearch report` copied it into (--artifacts DIR or "
+            f"${locations.ARTIFACTS_ENV})"
+        )
+    try:
+        storage.get_study_name_from_id(study)
+        if trial is not None:
+            storage.get_trial(int(trial))
+    except KeyError:
+        what = f"study {study}" if trial is None else f"study {study} or trial {trial}"
+        return f"no {what} in the storage: the link is to one since deleted"
+    return None
+
+
 def _artifact_ids(system_attrs: dict[str, Any]) -> list[str]:
     ids = [record.get("artifact_id") for record in artifact_records(system_attrs)]
     return [artifact_id for artifact_id in ids if isinstance(artifact_id, str)]
@@ -94,32 +140,70 @@ def serve_app(app: Callable[..., Any], host: str, port: int, *, access_log: bool
     """Serve a WSGI app until Ctrl-C, which ends it without a traceback."""
     handler = type("RequestHandler", (RequestHandler,), {"access_log": access_log})
     server_class = IPv6Server if ":" in host else WSGIServer
+    app = _answered_when_stopped(app)
     with make_server(host, port, app, server_class=server_class, handler_class=handler) as server:
         # Only the main thread receives signals (a test, or an embedding program, may serve
         # from another thread: Ctrl-C is not its to handle then)
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, _interrupt) if main else None
+        previous = (
+            {number: signal.signal(number, _interrupt) for number in _STOP_SIGNALS} if main else {}
+        )
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             print("dashboard stopped", file=sys.stderr, flush=True)
         finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
+            if _ALARM is not None and main:
+                signal.alarm(0)  # a request that ended within the grace leaves no alarm behind
+            for number, handler_before in previous.items():
+                signal.signal(number, handler_before)
             INTERRUPTED.clear()
 
 
 # Ctrl-C during a request would raise KeyboardInterrupt inside wsgiref's handler, whose bare
 # `except` prints and swallows it, and the server served on (seen with a large page being sent).
 # So the first Ctrl-C lets the request in hand finish and then stops; a second one stops at once.
+# The request in hand may be waiting out a storage outage (retried for minutes: a database or gRPC
+# proxy gone), so the first one says so and stops it anyway after STOP_GRACE_SECONDS.
 INTERRUPTED = threading.Event()
 IN_REQUEST = threading.Event()
+STOP_GRACE_SECONDS = 5
+_ALARM = getattr(signal, "SIGALRM", None)  # none on Windows: the second Ctrl-C is the only bound
+_STOP_SIGNALS = (signal.SIGINT,) if _ALARM is None else (signal.SIGINT, _ALARM)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     if INTERRUPTED.is_set() or not IN_REQUEST.is_set():
         raise KeyboardInterrupt
     INTERRUPTED.set()
+    print(
+        f"dashboard stopping once the request in hand is answered (at most {STOP_GRACE_SECONDS} "
+        "s); Ctrl-C again stops it now",
+        file=sys.stderr,
+        flush=True,
+    )
+    if _ALARM is not None:
+        signal.alarm(STOP_GRACE_SECONDS)
+
+
+def _answered_when_stopped(app: Callable[..., Any]) -> Callable[..., Any]:
+    """`app`, but a request that Ctrl-C (or the grace's end) cuts short is answered 503 here,
+    rather than reaching wsgiref's handler, which prints a traceback for it; the server stops
+    once that answer is sent (RequestHandler.handle)."""
+
+    def answering(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            return app(environ, start_response)
+        except KeyboardInterrupt:
+            INTERRUPTED.set()
+            start_response(
+                "503 Service Unavailable",
+                [("Content-Type", "text/plain; charset=utf-8")],
+                sys.exc_info(),
+            )
+            return [b"the dashboard was stopped before it answered\n"]
+
+    return answering
 
 
 class RequestHandler(WSGIRequestHandler):

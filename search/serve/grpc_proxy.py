@@ -11,17 +11,23 @@ behind the proxy is failed and retried as it is on a direct connection.
 
 from __future__ import annotations
 
+import logging
+import socket
+import sys
+
 import optuna
 
 from search.errors import StorageMissing
 from search.serve.dashboard import check_port_free, warn_if_exposed
 from search.study.optuna_compat import cached_storage
+from search.study.resilience import first_line
 from search.study.storage import GRPC_DEFAULT_PORT, open_storage
 from search.study.writable import check_may_create, check_writable
 from search.url_secrets import masked
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = GRPC_DEFAULT_PORT  # Optuna's default for GrpcStorageProxy
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # every interface of this machine
 
 
 def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
@@ -33,11 +39,45 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
         host, "the gRPC proxy has no login: anyone who reaches it can write to every study"
     )
     print(
-        f"gRPC storage proxy on {host}:{port} for {masked(url)}; workers connect with "
-        f"--storage grpc://{host}:{port}",
+        f"gRPC storage proxy on {_address(host)}:{port} for {masked(url)}; workers connect with "
+        f"--storage grpc://{_address(_reachable_name(host))}:{port}",
         flush=True,
     )
-    optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+    failed_calls = logging.getLogger("grpc._server")  # where gRPC logs a call that raised
+    said = FailedCallLines()
+    failed_calls.addHandler(said)
+    try:
+        # gRPC reads the address as `host:port`: an IPv6 one unbracketed failed with a traceback
+        optuna.storages.run_grpc_proxy_server(storage, host=_address(host), port=port)
+    finally:
+        failed_calls.removeHandler(said)
+
+
+class FailedCallLines(logging.Handler):
+    """A worker's call that the storage failed inside the proxy (its database dropped, a role's
+    rights revoked), as one line on the proxy's terminal, in the storage's own words. gRPC logs it
+    with a traceback to a logger it gives a NullHandler, so the proxy said nothing while its
+    workers failed, and they were told only Optuna's guess ("invalid data in the commit")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        reason = first_line(error) if error is not None else record.getMessage()
+        print(
+            f"hpsearch: grpc-proxy: a worker's call failed: {reason}", file=sys.stderr, flush=True
+        )
+
+
+def _address(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _reachable_name(host: str) -> str:
+    """What a worker connects to: a wildcard address (every interface) is none a worker can
+    use, so the line names this machine instead of telling workers `grpc://0.0.0.0:PORT`."""
+    return socket.gethostname() if host in WILDCARD_HOSTS else host
 
 
 def _open_for_workers(url: str) -> optuna.storages.BaseStorage:

@@ -132,8 +132,8 @@ def _counts_text(counts: dict[str, int]) -> str:
     if counts["stopped"]:
         # The dashboard draws them as Optuna does: FAIL, red bars in its timeline
         words.append(
-            f"{counts['stopped']} stopped to resume (shown as FAIL: each resumes from its "
-            "checkpoint as a retry, a new trial)"
+            f"{counts['stopped']} stopped to resume (shown as FAIL: each resumes as a retry, a "
+            "new trial, from its last checkpoint, or from epoch 1 when it was stopped before one)"
         )
     if counts["fail"]:
         words.append(f"{counts['fail']} failed")
