@@ -46,7 +46,9 @@ def best_trials(study: optuna.Study, count: int = 1) -> list[FrozenTrial]:
             ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no trials"
         )
         raise NoFinishedTrial(
-            f"study {study.study_name!r} has no complete trial to export ({found})"
+            f"study {study.study_name!r} has no complete trial to export ({found}); "
+            f"`hpsearch trials --study {study.study_name}` lists each trial's state and fail "
+            "reason, and `hpsearch run` runs more"
         )
     return ranked[:count]
 
@@ -65,7 +67,15 @@ def trial_settings(trial: FrozenTrial) -> dict[str, Any]:
 def _top(study: optuna.Study, top: int) -> list[FrozenTrial]:
     if top < 1:
         raise ValueError(f"top must be at least 1, but got {top=}")
-    return best_trials(study, top)
+    ranked = best_trials(study, top)
+    if len(ranked) < top:  # a file with fewer runners-up than asked for says why
+        print(
+            f"hpsearch: {given('top', top)} asked for {top} trials, but study "
+            f"{study.study_name!r} has {len(ranked)} complete: listing "
+            f"{len(ranked) - 1} runner{'' if len(ranked) == 2 else 's'}-up",
+            file=sys.stderr,
+        )
+    return ranked
 
 
 def _settings(
@@ -145,6 +155,7 @@ def check_export_paths(output: Path, fmt: str, what: str) -> None:
     """Both files an export to `output` writes can be written, before the storage is opened: the
     settings file and the weights beside it. `what` names `output` for the user (-o, path)."""
     check_output_file(output, what, f"best.{fmt}")
+    output_file.check_not_data(output, what)
     weights = weights_beside(output)
     if weights.is_dir():
         raise ConfigError(
@@ -278,7 +289,7 @@ def _without_kept_weights(
             print(f"hpsearch: {'; '.join(said)}", file=sys.stderr)
             return
         beside.unlink()
-        said.append(f"removed {beside}, {_whose(recorded)}")
+        said.append(f"removed {beside}, {_whose(recorded, expected)}")
     if said:
         said.append("exporting its settings only, which `hpsearch train --config` trains again")
         print(f"hpsearch: {'; '.join(said)}", file=sys.stderr)
@@ -306,7 +317,19 @@ def _owner_of(weights: Path) -> dict[str, Any] | None:
         return None
 
 
-def _whose(recorded: dict[str, Any] | None) -> str:
+def _whose(recorded: dict[str, Any] | None, expected: dict[str, Any] | None) -> str:
     if not isinstance(recorded, dict) or "trial" not in recorded:
         return "which records no trial"
-    return f"which holds trial {recorded['trial']} of study {recorded.get('study')!r}, not this one"
+    study = recorded.get("study")
+    if (
+        expected is not None
+        and study == expected["study"]
+        and recorded.get("study_id") != expected["study_id"]
+    ):
+        # Two studies of one name (two storages, or one deleted and made again): the name alone
+        # would read as this study's own trial
+        return (
+            f"which holds trial {recorded['trial']} of another study also named {study!r} "
+            "(in another storage, or one deleted and made again), not this one"
+        )
+    return f"which holds trial {recorded['trial']} of study {study!r}, not this one"

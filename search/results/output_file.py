@@ -12,16 +12,54 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from search.errors import ConfigError
+from search.study.integrity import SQLITE_HEADER
 from trainer.whole_files import replace_whole
 
 
+def check_not_data(path: Path, what: str) -> None:
+    """Refuse to write a page, table or settings file over a study's SQLite storage or a weights
+    file: `-o studies.csv` naming the storage itself, or `evaluate W.pt -o W.pt`, would replace
+    what the search made with text, and nothing could bring it back."""
+    kind = _data_kind(Path(path))
+    if kind is not None:
+        raise ConfigError(
+            f"{what} {path} is {kind}; hpsearch does not write over it: name another file"
+        )
+
+
+def _data_kind(path: Path) -> str | None:
+    if not path.is_file():  # a named pipe or /dev/stdout is never read: opening one may block
+        return None
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except OSError:  # missing, a folder, unreadable: nothing of ours to lose by its contents
+        return None
+    if head == SQLITE_HEADER:
+        return "a SQLite database (a study storage)"
+    if head.startswith(b"PK") and _is_torch_file(path):
+        return "a weights or checkpoint file (torch.save)"
+    return None
+
+
+def _is_torch_file(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def write_text(path: Path, text: str, what: str) -> None:
-    """Write `text` (UTF-8) to `path`; `what` names it in an error (-o, path)."""
+    """Write `text` (UTF-8) to `path`, never over a storage or weights file (`check_not_data`);
+    `what` names it in an error (-o, path)."""
+    check_not_data(path, what)
     write_file(path, lambda file: file.write(text.encode("utf-8")), what)
 
 

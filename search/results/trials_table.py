@@ -62,6 +62,7 @@ def check_csv_path(path: Path, what: str) -> None:
     if path.suffix.lower() != ".csv":
         raise ConfigError(f"{what} writes CSV: name a .csv file, not {path}")
     check_output_file(path, what, "trials.csv")
+    output_file.check_not_data(path, what)
 
 
 def write_trials_file(rows: list[dict[str, Any]], path: Path, what: str = "path") -> None:

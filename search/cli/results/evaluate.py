@@ -8,6 +8,7 @@ import json
 import sys
 
 from search.api import training
+from search.results import output_file
 from search.results.confusion import write_confusion_page
 from search.results.evaluate import format_evaluation
 from trainer.outputs import check_output_file
@@ -16,6 +17,8 @@ from trainer.outputs import check_output_file
 def evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:  # before the weights are read or an image decoded
         check_output_file(args.output, "-o", "confusion.html")
+        # `evaluate W.pt -o W.pt` would replace the weights it scores with their page
+        output_file.check_not_data(args.output, "-o")
     evaluation = training.evaluate(
         args.weights,
         args.data,
