@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import re
 import signal
 import socket
@@ -176,11 +177,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     if INTERRUPTED.is_set() or not IN_REQUEST.is_set():
         raise KeyboardInterrupt
     INTERRUPTED.set()
-    print(
+    # Straight to the descriptor: a print here, from a handler that may have cut a write to
+    # standard error short (an access-log line), is a reentrant call Python refuses
+    os.write(
+        2,
         f"dashboard stopping once the request in hand is answered (at most {STOP_GRACE_SECONDS} "
-        "s); Ctrl-C again stops it now",
-        file=sys.stderr,
-        flush=True,
+        "s); Ctrl-C again stops it now\n".encode(),
     )
     if _ALARM is not None:
         signal.alarm(STOP_GRACE_SECONDS)
