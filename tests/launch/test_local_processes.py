@@ -190,7 +190,8 @@ def _both_trained_an_epoch(url: str) -> bool:
         return False
     try:
         trials = trials_of(url)
-    except (KeyError, sqlalchemy.exc.IntegrityError):  # no study yet; its tables being made
+    # No study yet; or its tables being made as this look opens the file, which makes them too
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError):
         return False
     return len(trials) == 2 and all(trial.intermediate_values for trial in trials)
 
