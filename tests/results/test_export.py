@@ -132,6 +132,7 @@ def test_a_study_without_a_complete_trial_is_a_one_line_error(tmp_path, capsys):
     status, out, err = run_cli(capsys, "export", "--storage", url, "--study", "all-failed")
     assert status == 2 and out == ""
     assert "study 'all-failed' has no complete trial to export (1 fail)" in err
+    assert "`hpsearch trials --study all-failed` lists each trial's state and fail reason" in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -85,15 +85,6 @@ def test_fewer_complete_trials_than_top_asks_for_is_said(small_search, capsys):
     )
 
 
-def test_no_complete_trial_says_where_to_see_why(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    study = optuna.create_study(study_name="all-failed", storage=url, direction="maximize")
-    study.add_trial(create_trial(state=TrialState.FAIL))
-    status, out, err = run_cli(capsys, "export", "--storage", url, "--study", "all-failed")
-    assert status == 2 and out == ""
-    assert "`hpsearch trials --study all-failed` lists each trial's state and fail reason" in err
-
-
 def test_weights_of_another_study_of_the_same_name_are_said_to_be_anothers(
     small_search, tmp_path, capsys
 ):
