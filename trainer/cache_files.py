@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from trainer.checkpoint import remove_abandoned_temporaries, write_atomically
+from trainer.checkpoint import write_atomically
 from trainer.errors import os_error_in_chain
 from trainer.naming import named
 from trainer.sources import one_line
+from trainer.whole_files import remove_abandoned_temporaries
 
 # The bytes of a data folder's name its cache's file names keep: with the side, the digest and a
 # temporary file's suffix they stay far under the 255 bytes a file name may have, which a long

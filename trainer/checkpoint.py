@@ -23,14 +23,9 @@ from trainer.errors import ConfigError, NoSpaceLeft, os_error_in_chain
 from trainer.files import CHECKPOINT_NAME
 from trainer.outputs import check_output_folder
 from trainer.sources import one_line
-from trainer.whole_files import TEMPORARY_NAME, replace_whole
+from trainer.whole_files import remove_abandoned_temporaries, replace_whole
 
 logger = logging.getLogger("trainer.checkpoint")
-# A temporary file no write has touched for this long belongs to a writer that died: a live writer's
-# file grows with every write, so its mtime stays fresh (15 minutes also covers a slow final fsync
-# and clocks a little apart on a shared mount). Age, not the writer's pid: checkpoint folders are
-# shared by workers on other machines and in containers, whose pids mean nothing here.
-ABANDONED_TEMPORARY_SECONDS = 15 * 60
 
 
 @dataclass
@@ -123,29 +118,6 @@ def _unwritable_disk(error: BaseException | None) -> str | None:
     """What UNWRITABLE_DISK says of the cause of `error`, or None if the disk is not at fault."""
     cause = os_error_in_chain(error, UNWRITABLE_DISK)
     return None if cause is None or cause.errno is None else UNWRITABLE_DISK[cause.errno]
-
-
-def remove_abandoned_temporaries(
-    folder: Path, *, older_than_seconds: float = ABANDONED_TEMPORARY_SECONDS
-) -> list[Path]:
-    """Delete the temporary files of interrupted atomic writes in `folder` (named
-    .<name>.<8 random characters>.tmp, as `write_atomically` makes them) that no write has
-    touched for `older_than_seconds`; returns what was removed."""
-    removed = []
-    now = time.time()
-    for entry in os.scandir(folder):
-        if not TEMPORARY_NAME.fullmatch(entry.name):
-            continue
-        try:
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            if now - entry.stat(follow_symlinks=False).st_mtime > older_than_seconds:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        # Best effort: another process may have removed it first, or own it; the write goes on.
-        except OSError:
-            continue
-    return removed
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from search.errors import HpsearchError
 from search.run.paths import safe_child
 from search.study.recorded import study_id
 from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME, read_owner
+from trainer.whole_files import remove_abandoned_temporaries
 
 
 class ForeignWeights(HpsearchError):
@@ -62,8 +63,18 @@ def release(study: optuna.Study, trial: FrozenTrial, folder: Path) -> None:
         best = attrs.best_trial(complete)
         if best is not None and best.number == trial.number:
             _drop_weights_ranked_below(complete, trial, folder.parent)
+            remove_unfinished_writes(folder)
             return
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_unfinished_writes(folder: Path) -> None:
+    """The lineage's attempt has ended and its folder stays (the best trial's weights, a paused
+    trial's checkpoint): what an earlier attempt, killed mid-write, left half-written goes now,
+    whatever its age. Its writer is dead: a lineage's attempts run one after another, and one
+    the study ended early (silent, not dead) loses its write as it lost its trial."""
+    if folder.is_dir():
+        remove_abandoned_temporaries(folder, older_than_seconds=0)
 
 
 def remove_trial_files(folder: Path) -> None:

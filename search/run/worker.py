@@ -259,7 +259,7 @@ class _Worker:
         except optuna.TrialPruned as pruned:
             self._finish(trial, run, TrialState.PRUNED, reason=str(pruned))
         except PauseAfterEpoch as pause:
-            self._pause(trial, pause)
+            self._pause(trial, run, pause)
         except TRIAL_FAILURES:
             self._finish(trial, run, TrialState.FAIL)
         except TrainingStopped as error:  # a fused group out of memory goes on in a smaller one
@@ -312,7 +312,7 @@ class _Worker:
                 )
             trial_files.release(self.study, frozen, run.folder)
 
-    def _pause(self, trial: optuna.Trial, pause: PauseAfterEpoch) -> None:
+    def _pause(self, trial: optuna.Trial, run: TrialRun, pause: PauseAfterEpoch) -> None:
         """asha: PRUNED at a rung with its checkpoint kept, and its continuation queued. The log
         names the continuation: it takes a trial number, which the log would skip unexplained."""
         with recording_trials(self.stop):
@@ -323,6 +323,7 @@ class _Worker:
                 return
             self.finished += 1
             continuation = orphans.queue_continuation_once(self.study, self.budget_lock, frozen)
+            trial_files.remove_unfinished_writes(run.folder)
             continues = f"continues as trial {continuation} if promoted"
             self.log.trial_finished(frozen, f"{pause}; {continues}")
 

@@ -52,7 +52,7 @@ def options(tmp_path, cache_dir):
     )
 
 
-def paused_study(tmp_path, image_folder, options):
+def paused_study(tmp_path, image_folder, options, *, before_launch=lambda study: None):
     """Trial 0 (the warm start) trains one epoch and pauses there, second of two at the rung;
     L1 and L2 wait behind it, so it may still be promoted."""
     config = load_study_config(
@@ -64,6 +64,7 @@ def paused_study(tmp_path, image_folder, options):
     study.add_trial(create_trial(value=1.0, intermediate_values={1: 1.0, 2: 1.0}))  # H
     for _ in range(2):  # L1, L2: queued points that the budget of 2 keeps from starting here
         study.enqueue_trial({"optimizer": "sgd", "lr": 1e-3, "momentum": 0.0})
+    before_launch(study)
     launch(config, options)
     return config, study
 
@@ -78,8 +79,13 @@ def checkpoint_of_trial_0(options, study):
 def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epochs_intact(
     tmp_path, image_folder, options, one_torch_thread, capfd
 ):
+    def killed_mid_write(study):  # as an earlier attempt of trial 0's lineage would leave it
+        lineage = checkpoint_of_trial_0(options, study).parent
+        lineage.mkdir(parents=True)
+        (lineage / ".last.pt.0a1b2c3d.tmp").write_bytes(b"half a checkpoint")
+
     logged = dataclasses.replace(options, log_format="text")
-    config, study = paused_study(tmp_path, image_folder, logged)
+    config, study = paused_study(tmp_path, image_folder, logged, before_launch=killed_mid_write)
     paused = trials_of(options.storage_url)[0]
     (queued,) = [
         trial for trial in trials_of(options.storage_url) if attrs.PROMOTION_OF in trial.user_attrs
@@ -91,7 +97,8 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint_with_its_epo
     ), "the log names the continuation, whose number the log would skip unexplained"
     assert paused.state == TrialState.PRUNED and paused.user_attrs[attrs.PAUSED_AT] == 1
     assert paused.user_attrs[attrs.EPOCHS_RUN] == 1 and list(paused.intermediate_values) == [1]
-    assert checkpoint_of_trial_0(options, study).exists(), "a paused trial keeps its checkpoint"
+    kept = [path.name for path in checkpoint_of_trial_0(options, study).parent.iterdir()]
+    assert kept == ["last.pt"], "a paused trial keeps its checkpoint, and no half-written one"
     status = study_status(open_storage(options.storage_url), "test-study")[0]
     assert (status["paused"], status["pruned"], status["waiting"]) == (1, 0, 2)
     assert " paused " in format_status([status])

@@ -35,6 +35,7 @@ from tests.helpers.studies import trials_of, write_study
 from trainer import PauseAfterEpoch
 from trainer.checkpoint import CHECKPOINT_NAME, CheckpointPolicy
 from trainer.errors import NoSpaceLeft
+from trainer.files import WEIGHTS_NAME
 from trainer.loop import train
 
 NAME = "test-study"
@@ -204,7 +205,7 @@ def test_a_missed_heartbeat_names_the_trial_by_its_number(tmp_path, caplog):
     assert "trial 2" not in caplog.text
 
 
-def a_spent_study_and_its_running_trial(tmp_path, image_folder, cache_dir):
+def a_spent_study_and_its_running_trial(tmp_path, image_folder, cache_dir, *, done_value=0.5):
     """A study whose budget of 1 is spent by a COMPLETE trial, so a worker has nothing new to
     start, and a trial RUNNING beside it: (config, url, data, study, the running trial)."""
     config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
@@ -213,7 +214,7 @@ def a_spent_study_and_its_running_trial(tmp_path, image_folder, cache_dir):
     study = open_study(config, open_storage(url), fingerprint(config, data))
     done = study.ask()
     suggest(done, config)
-    study.tell(done, 0.5)
+    study.tell(done, done_value)
     running = study.ask()
     suggest(running, config)
     return config, url, data, study, running
@@ -257,6 +258,27 @@ def test_a_dead_trial_out_of_retries_leaves_no_checkpoint_behind(
     _, dead = trials_of(url)
     assert dead.state == TrialState.FAIL and "is gone" in dead.user_attrs[attrs.FAIL_REASON]
     assert not folder.exists()
+
+
+def test_a_retry_that_ends_best_leaves_no_half_write_of_its_killed_attempt_behind(
+    tmp_path, image_folder, cache_dir, one_torch_thread
+):
+    """Its folder stays for its weights: what the attempt killed mid-write left there goes too,
+    young as it is (the chaos run found a `.last.pt.*.tmp` kept beside the best weights)."""
+    config, url, data, study, killed = a_spent_study_and_its_running_trial(
+        tmp_path, image_folder, cache_dir, done_value=0.0
+    )
+    killed.set_user_attr(attrs.WORKER, a_gone_process())
+    root = locations.checkpoint_root(None, config.checkpoint.dir)
+    folder = trial_files.trial_folder(trial_files.study_folder(root, study), killed.number)
+    folder.mkdir(parents=True)
+    (folder / f".{CHECKPOINT_NAME}.0a1b2c3d.tmp").write_bytes(b"half a checkpoint")
+
+    run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), data=data)
+    _, _, retry = trials_of(url)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs[attrs.RETRY_OF] == 1
+    assert attrs.best_trial(trials_of(url)).number == retry.number
+    assert [path.name for path in folder.iterdir()] == [WEIGHTS_NAME]
 
 
 def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_over(

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from trainer.checkpoint import ABANDONED_TEMPORARY_SECONDS, CheckpointPolicy, write_atomically
+from trainer.checkpoint import CheckpointPolicy, write_atomically
 from trainer.errors import NoSpaceLeft
+from trainer.whole_files import ABANDONED_TEMPORARY_SECONDS
 
 
 def _left_by_a_writer(folder, target: str, *, age_seconds: float):
