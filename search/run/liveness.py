@@ -29,7 +29,12 @@ from search import attrs
 from search.study.budget_lock import BudgetLock
 from search.study.optuna_compat import end_claimed, trial_id_of
 from search.study.orphans import Orphan, queue_retry_once, recover, retry_due
-from search.study.resilience import call_with_retries, first_line, without_retries
+from search.study.resilience import (
+    call_with_retries,
+    first_line,
+    last_outage_seen,
+    without_retries,
+)
 from search.studyfile.sections import HeartbeatSettings
 
 logger = logging.getLogger("hpsearch.worker")
@@ -43,6 +48,24 @@ SCHEDULER_IDS = {
 }
 # Beats missed before a worker that is waiting to finish counts a trial as possibly dead
 MISSED_BEATS = 2
+
+
+class _HeldBack:
+    """When this process last saw the storage hold heartbeats back: a beat of its own that failed
+    or landed late (the database down, the gRPC proxy restarting or waiting out the database
+    behind it), or any storage call that met an outage. Every other worker's beats were held back
+    as long: their silence counts from then, or a sweep just after an outage longer than the
+    grace would fail every live trial, their results thrown away as their tells come through."""
+
+    until = 0.0
+
+    @classmethod
+    def note(cls, at: float) -> None:
+        cls.until = max(cls.until, at)
+
+    @classmethod
+    def since(cls) -> float:
+        return max(cls.until, last_outage_seen())
 
 
 def this_worker() -> dict[str, Any]:
@@ -198,7 +221,7 @@ def death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
     if is_gone(worker):
         return f"its worker ({describe(worker)}) is gone"
     silent = now - last_beat(trial)
-    if silent > grace_seconds:
+    if now - max(last_beat(trial), _HeldBack.since()) > grace_seconds:
         return f"its worker sent no heartbeat for {silent:.0f} s (killed, or its machine lost)"
     return None
 
@@ -248,6 +271,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while True:
+            started = time.monotonic()
             try:
                 call_with_retries(
                     without_retries(self.storage, "set_trial_system_attr"),
@@ -256,10 +280,13 @@ class Heartbeat:
                     time.time(),
                     max_outage=self.interval,
                 )
+                if time.monotonic() - started > self.interval:  # it waited on a stalled storage
+                    _HeldBack.note(time.time())
             except UpdateFinishedTrialError:  # told meanwhile: nothing left to beat for
                 return
             # The thread must outlive any outage; the next tick tries again.
             except Exception as error:  # noqa: BLE001
+                _HeldBack.note(time.time())
                 logger.warning("heartbeat of trial %d missed: %s", self.number, first_line(error))
             if self._stop.wait(self.interval):
                 return

@@ -127,6 +127,17 @@ def _transient(driver_error: BaseException | None, generic: bool) -> bool:
     return generic
 
 
+class _Outages:
+    # When a storage call of this process last met an outage, or came through one (time.time())
+    last_seen = 0.0
+
+
+def last_outage_seen() -> float:
+    """When a storage call of this process last failed for an outage, or answered after one; 0
+    if none has (search.run.liveness counts others' silence from then: they could not beat)."""
+    return _Outages.last_seen
+
+
 def call_with_retries(
     function: Callable[..., Any],
     *args: Any,
@@ -141,10 +152,13 @@ def call_with_retries(
     started = time.monotonic()
     for attempt in itertools.count():
         try:
-            return function(*args, **kwargs)
+            answer = function(*args, **kwargs)
         except Exception as error:
             waited = time.monotonic() - started
-            if not is_connection_error(error) or waited >= max_outage:
+            if not is_connection_error(error):
+                raise
+            _Outages.last_seen = time.time()
+            if waited >= max_outage:
                 raise
             delay = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
             logger.warning(
@@ -155,6 +169,10 @@ def call_with_retries(
                 waited,
             )
             pause(delay, stop)
+            continue
+        if attempt:
+            _Outages.last_seen = time.time()
+        return answer
 
 
 def pause(seconds: float, stop: threading.Event | None) -> None:
