@@ -270,6 +270,7 @@ class Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
+        missed = False
         while True:
             started = time.monotonic()
             try:
@@ -280,13 +281,16 @@ class Heartbeat:
                     time.time(),
                     max_outage=self.interval,
                 )
-                if time.monotonic() - started > self.interval:  # it waited on a stalled storage
+                # Landed after a miss, or late (it waited on a stalled storage): beats land again
+                if missed or time.monotonic() - started > self.interval:
                     _HeldBack.note(time.time())
+                missed = False
             except UpdateFinishedTrialError:  # told meanwhile: nothing left to beat for
                 return
             # The thread must outlive any outage; the next tick tries again.
             except Exception as error:  # noqa: BLE001
                 _HeldBack.note(time.time())
+                missed = True
                 logger.warning("heartbeat of trial %d missed: %s", self.number, first_line(error))
             if self._stop.wait(self.interval):
                 return

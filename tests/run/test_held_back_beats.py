@@ -18,8 +18,9 @@ from search.run import liveness
 from search.study.optuna_compat import trial_id_of
 from search.study.storage import open_storage
 
-GRACE = 1.0
+GRACE = 2.0
 INTERVAL = 0.2
+OUTAGE = GRACE + 0.5  # their last beat is older than the grace once it ends
 
 
 def two_running_trials(
@@ -38,16 +39,25 @@ def sweep(study: optuna.Study) -> list[int]:
     return liveness.fail_dead_trials(study, GRACE, max_retries=1)
 
 
+def beats_again(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> None:
+    """Until a beat of `trial` made from now on has landed: the storage writes again."""
+    since = time.time()
+    deadline = since + 60
+    while storage.get_trial(trial_id_of(trial)).system_attrs.get(attrs.HEARTBEAT, 0) < since:
+        assert time.time() < deadline, "no beat landed a minute after the outage"
+        time.sleep(INTERVAL / 4)
+
+
 def test_beats_held_back_by_a_write_lock_count_as_no_silence(tmp_path):
     path = tmp_path / "studies.db"
     study, theirs, mine = two_running_trials(open_storage(f"sqlite:///{path}"))
     with liveness.Heartbeat(study._storage, mine, INTERVAL):
         holder = sqlite3.connect(path, isolation_level=None)  # another process's write, stalled
         holder.execute("BEGIN IMMEDIATE")
-        time.sleep(2 * GRACE)
+        time.sleep(OUTAGE)
         holder.execute("COMMIT")
         holder.close()
-        time.sleep(2 * INTERVAL)  # a beat of mine landed: the storage writes again
+        beats_again(study._storage, mine)
 
         assert sweep(study) == [], "their beats were held back as long as mine"
         time.sleep(GRACE + INTERVAL)
@@ -65,9 +75,9 @@ def test_beats_missed_while_the_grpc_proxy_was_down_count_as_no_silence(tmp_path
         study, theirs, mine = two_running_trials(storage)
         with liveness.Heartbeat(storage, mine, INTERVAL):
             proxy.kill()
-            time.sleep(2 * GRACE)  # my beats fail, as theirs do
+            time.sleep(OUTAGE)  # my beats fail, as theirs do
             proxy.start()
-            time.sleep(2 * INTERVAL)
+            beats_again(storage, mine)
 
             assert sweep(study) == []
             time.sleep(GRACE + INTERVAL)
