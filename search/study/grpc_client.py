@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
 from search.attrs import Creation, template_of_new_trial
-from search.errors import WaitStopped
+from search.errors import StorageError, WaitStopped
 from search.study.optuna_compat import new_channel, trial_id_of
 from search.study.resilience import Unanswered, is_connection_error, storage_call
 
@@ -63,6 +63,12 @@ class ResilientGrpcStorage(GrpcStorageProxy):
                 # new channel: the failed one would wait up to 2 minutes to connect again
                 if is_connection_error(error):
                     new_channel(self)
+                elif _failed_inside_the_proxy(error):
+                    raise StorageError(
+                        f"{self._unanswered.storage} failed the call inside its storage: its own "
+                        "output (`hpsearch grpc-proxy`'s terminal or log) names the cause, such as "
+                        "its database dropped or a right revoked"
+                    ) from error
                 raise
 
         return storage_call(name, attempt, self._unanswered)
@@ -134,6 +140,15 @@ class ResilientGrpcStorage(GrpcStorageProxy):
                 return found
 
         return self._call(name, attempt)
+
+
+def _failed_inside_the_proxy(error: BaseException) -> bool:
+    """gRPC's UNKNOWN: the storage behind the proxy raised what Optuna's server turns into no
+    code of its own; the client hears only Optuna's guess at the cause ("invalid data in the
+    commit"), the proxy's terminal the storage's own words (search.serve.grpc_proxy)."""
+    code = getattr(error, "code", None)
+    is_grpc = type(error).__module__.split(".")[0] == "grpc" and callable(code)
+    return is_grpc and code().name == "UNKNOWN"  # type: ignore[misc]
 
 
 def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
