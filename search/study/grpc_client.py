@@ -54,6 +54,11 @@ class ResilientGrpcStorage(GrpcStorageProxy):
             "check that its `hpsearch grpc-proxy` is up and reachable from here",
         )
 
+    @property
+    def shown(self) -> str:
+        """The storage as a line names it: the proxy's address."""
+        return self._unanswered.storage
+
     def _call(self, name: str, work: Callable[[], Any]) -> Any:
         def attempt() -> Any:
             try:

@@ -52,11 +52,12 @@ def unreadable(study: optuna.Study) -> str | None:
 
 
 def missing_study(storage: optuna.storages.BaseStorage, name: str) -> StudyNotFound:
-    """The error for a study that is not there, listing those that are."""
+    """The error for a study that is not there, naming the storage (an environment variable or
+    the default may have chosen it) and listing the studies it holds."""
     names = optuna.get_all_study_names(storage)
+    where = getattr(storage, "shown", "this storage")  # ours name themselves
     return StudyNotFound(
-        f"no study named {name!r} in this storage; it holds: "
-        f"{', '.join(map(repr, names)) or 'none'}"
+        f"no study named {name!r} in {where}; it holds: {', '.join(map(repr, names)) or 'none'}"
     )
 
 

@@ -314,6 +314,11 @@ class ResilientRDBStorage(TrialsCreatedOnce):
         if self.engine.dialect.name == "sqlite" and on_file:
             _begin_immediately(self.engine)
 
+    @property
+    def shown(self) -> str:
+        """The storage as a line names it: its URL, password masked."""
+        return _unanswered(self.engine.url).storage
+
     @_retrying
     def set_trial_user_attrs(self, trial_id: int, values: dict[str, Any]) -> None:
         """Several user attributes in one transaction: one commit, where `set_trial_user_attr`

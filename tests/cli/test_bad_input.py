@@ -333,7 +333,9 @@ ROWS = {
     "worker with no study": Row("worker --device cpu", "not neither"),
     "run with a file and --study": Row("run {study} --study test-study", "not both"),
     "worker --study not there": Row(
-        "worker --study nope --storage sqlite:///{existing}", "no study named 'nope'"
+        # the storage named: an environment variable or the default may have chosen it
+        "worker --study nope --storage sqlite:///{existing}",
+        "no study named 'nope' in storage sqlite:///{existing}; it holds: ",
     ),
     "worker --study of a study with no stored settings": Row(
         "worker --study other --storage sqlite:///{existing}", "recorded their settings"
@@ -645,5 +647,5 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(row, tmp_path, monkey
     lines = err.strip().split("\n")  # a progress bar redrawn with \r is one line
     assert status == 2, err
     assert len(lines) <= 2 and lines[-1].startswith("hpsearch: error: "), err
-    assert row.expect in err
+    assert row.expect.format(**inputs) in err
     assert listing(tmp_path) == before
