@@ -201,6 +201,13 @@ def test_the_worker_has_the_time_to_checkpoint_when_compose_stops_it(config):
     assert hours * 3600 + minutes * 60 + seconds >= GRACE_SECONDS
 
 
+def test_a_worker_that_keeps_failing_is_not_restarted_forever(config):
+    # A study file that `run` refuses exits 2 on every start: restarted without end, its one
+    # error line is lost among the restarts
+    policy = config["services"]["worker"]["restart"]
+    assert re.fullmatch(r"on-failure:[1-9]\d?", policy), policy
+
+
 @pytest.mark.postgres
 def test_the_dashboard_waits_for_a_study_rather_than_exiting_on_a_fresh_database(config, pg_url):
     # `docker compose up -d db dashboard` comes before the worker's `run` makes a study: the
