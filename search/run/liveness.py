@@ -235,13 +235,13 @@ def _fail(study: optuna.Study, trial: FrozenTrial, reason: str, max_retries: int
     )
 
 
-def silent_trials(study: optuna.Study, interval_seconds: float) -> list[FrozenTrial]:
+def silent_trials(trials: list[FrozenTrial], interval_seconds: float) -> list[FrozenTrial]:
     """RUNNING trials whose worker has missed beats: dead perhaps, known once the grace passes."""
     quiet_since = time.time() - MISSED_BEATS * interval_seconds
     return [
         trial
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if last_beat(trial) < quiet_since
+        for trial in trials
+        if trial.state == TrialState.RUNNING and last_beat(trial) < quiet_since
     ]
 
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from search import attrs
 from search.run import liveness
-from search.study.orphans import Orphan
+from search.study.orphans import Orphan, kind_due, marked_at
 from search.url_secrets import masked
 
 if TYPE_CHECKING:  # the type alone: reading this module must not load torch
@@ -136,7 +136,9 @@ class WorkerLog:
 
     def waiting(self, trial: FrozenTrial, grace_seconds: float) -> None:
         """For a RUNNING trial whose worker went silent, which this worker resumes if it stays so
-        past the grace."""
+        past the grace; or for a trial ended elsewhere whose follow-up is not queued yet."""
+        if trial.state != TrialState.RUNNING:
+            return self._waiting_for_follow_up(trial, grace_seconds)
         worker = trial.user_attrs.get(attrs.WORKER)
         where = f" ({liveness.describe(worker)})" if isinstance(worker, dict) else ""
         silent_since = liveness.last_beat(trial)
@@ -145,6 +147,15 @@ class WorkerLog:
             f"waiting for trial {trial.number}: its worker{where} has sent no heartbeat for "
             f"{time.time() - silent_since:.0f} s; if it is still silent at {until}, the trial "
             "counts as dead and is resumed here"
+        )
+        self._emit("waiting", message, attention=True, trial=trial.number, message=message)
+
+    def _waiting_for_follow_up(self, trial: FrozenTrial, grace_seconds: float) -> None:
+        kind = kind_due(trial)
+        until = time.strftime("%H:%M:%S", time.localtime(marked_at(trial) + grace_seconds))
+        message = (
+            f"waiting for trial {trial.number}'s {kind}: the worker that ended it may still queue "
+            f"it; if none is queued by {until}, it is queued and run here"
         )
         self._emit("waiting", message, attention=True, trial=trial.number, message=message)
 

@@ -232,13 +232,21 @@ class _Worker:
 
     def wait_for_silent_trials(self) -> bool:
         """With nothing left to start: wait one heartbeat interval if a RUNNING trial's worker
-        went silent, as it may be dead and then its trial is resumed here; False if none is."""
-        silent = liveness.silent_trials(self.study, self.config.heartbeat.interval_seconds)
-        for trial in silent:
+        went silent, as it may be dead and then its trial is resumed here, or if a trial ended
+        by a worker elsewhere still lacks its follow-up (`orphans.pending`), which is queued here
+        if that worker died; False if there is neither."""
+        heartbeat = self.config.heartbeat
+        trials = self.study.get_trials(deepcopy=False)
+        silent = liveness.silent_trials(trials, heartbeat.interval_seconds)
+        due = orphans.pending(
+            trials, heartbeat.grace_seconds, heartbeat.max_retries, liveness.is_gone
+        )
+        for trial in [*silent, *due]:
             if trial.number not in self.waited_for:
                 self.waited_for.add(trial.number)
-                self.log.waiting(trial, self.config.heartbeat.grace_seconds)
-        return bool(silent) and not self.stop.wait(self.config.heartbeat.interval_seconds)
+                self.log.waiting(trial, heartbeat.grace_seconds)
+        waits = bool(silent or due)
+        return waits and not self.stop.wait(heartbeat.interval_seconds)
 
     def run_steps(self, trial: optuna.Trial) -> Steps[bool]:
         """Train with a heartbeat, tell; False when there is nothing left to run. A coroutine of

@@ -142,6 +142,33 @@ def orphans(
     ]
 
 
+def pending(
+    trials: list[FrozenTrial],
+    grace_seconds: float,
+    max_retries: int,
+    recorder_gone: Callable[[Any], bool],
+) -> list[FrozenTrial]:
+    """The trials due a follow-up that none continues yet while their recorder may live: it
+    queues the follow-up in a moment, or, dead on another machine, leaves an orphan for a sweep
+    once the grace passes. A worker with nothing left to start waits for them, as it does for a
+    silent trial, so that `run` never ends with a lineage left behind."""
+    continued = _follow_ups(trials)
+    long_ago = time.time() - grace_seconds
+    return [
+        trial
+        for trial in trials
+        if _due(trial)
+        and trial.number not in continued
+        and not _out_of_retries(trial, max_retries)
+        and not _recorder_dead(trial, long_ago, recorder_gone)
+    ]
+
+
+def kind_due(trial: FrozenTrial) -> str:
+    """What continues a trial due a follow-up: a paused trial's continuation, else a retry."""
+    return "retry" if trial.state == TrialState.FAIL else "continuation"
+
+
 def _follow_ups(trials: Iterable[FrozenTrial]) -> dict[int, int]:
     """The trials that continue another, by the number of the trial each continues."""
     found: dict[int, int] = {}
@@ -161,7 +188,7 @@ def _due(trial: FrozenTrial) -> bool:
 def _recorder_dead(
     trial: FrozenTrial, long_ago: float, recorder_gone: Callable[[Any], bool]
 ) -> bool:
-    if _marked_at(trial) < long_ago:
+    if marked_at(trial) < long_ago:
         return True
     # A retry's mark names who wrote it (a sweeper, for a dead worker's trial); a pause is its own
     # worker's
@@ -170,7 +197,7 @@ def _recorder_dead(
     return recorder_gone(recorder)
 
 
-def _marked_at(trial: FrozenTrial) -> float:
+def marked_at(trial: FrozenTrial) -> float:
     """When the trial was marked due a follow-up, in seconds since the epoch: its mark's time, else
     (a pause, a mark of an hpsearch before `at`) its last heartbeat, which came at most an interval
     before, else its end as Optuna stamped it."""
@@ -209,7 +236,7 @@ def _out_of_retries(trial: FrozenTrial, max_retries: int) -> bool:
 
 
 def _queue(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> Orphan:
-    if trial.state != TrialState.FAIL:
+    if kind_due(trial) == "continuation":
         return Orphan(trial, "continuation", promotion.queue_continuation(study, trial))
     reason, fault, max_retries = _retry_terms(trial, max_retries)
     retry = retries.queue_retry(study, trial, max_retries, reason, fault=fault)

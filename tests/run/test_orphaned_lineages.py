@@ -177,16 +177,20 @@ def test_a_paused_trial_whose_worker_was_killed_before_queuing_its_continuation_
     assert continuation.user_attrs[attrs.RESUMED_FROM_EPOCH] == 1
 
 
-def a_stopped_trial(tmp_path, image_folder, cache_dir, url: str, *, by: dict, faults: int = 0):
-    """A trial ended FAIL as a worker ends one it stopped (`by` that worker), its retry not
-    queued: (config, study, the trial as stored)."""
+def a_stopped_trial(
+    tmp_path, image_folder, cache_dir, url: str, *, by: dict, faults: int = 0, ago: float = 0
+):
+    """A trial ended FAIL as a worker ends one it stopped (`by` that worker, `ago` seconds ago),
+    its retry not queued: (config, study, the trial as stored)."""
     config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
     data = load_study_data(config, cache_dir, progress=False)
     study = open_study(config, open_storage(url), fingerprint(config, data))
     trial = study.ask()
     suggest(trial, config)
     trial.set_user_attr(attrs.FAULTS, faults)
-    set_user_attrs(trial, orphans.stop_marks(trial, REASON, True, 2, by))
+    marks = orphans.stop_marks(trial, REASON, True, 2, by)
+    marks[attrs.RETRY_DUE]["at"] -= ago
+    set_user_attrs(trial, marks)
     study.tell(trial, state=TrialState.FAIL)
     return config, study, trials_of(url)[0]
 
@@ -238,6 +242,25 @@ def test_an_orphan_whose_recorder_may_live_is_left_to_it_for_the_grace(
     (recovered,) = sweep(study, url, grace_seconds=0)  # silent since for longer: dead
     assert (recovered.trial.number, recovered.kind, recovered.follow_up) == (0, "retry", 1)
     assert trials_of(url)[1].user_attrs[attrs.RETRY_REASON] == f"trial 0: {REASON}"
+
+
+def test_a_worker_with_nothing_to_start_waits_for_a_retry_another_machine_owes(
+    tmp_path, image_folder, cache_dir, capfd
+):
+    """It waited for silent RUNNING trials only, and ended with the lineage left behind when that
+    machine was lost: `run` called the study done with a trial that no one would resume."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    elsewhere = {**liveness.this_worker(), "host": "lost-machine"}
+    config, _, _ = a_stopped_trial(tmp_path, image_folder, cache_dir, url, by=elsewhere, ago=5)
+    assert config.heartbeat.grace_seconds == 8  # an orphan 3 s from now, if no one queues it
+
+    options = WorkerOptions(url, "cpu", cache_dir, progress=False, log_format="text")
+    summary = run_worker(config, options)
+    err = capfd.readouterr().err
+    assert "waiting for trial 0's retry: the worker that ended it may still queue it" in err
+    _, retry = trials_of(url)
+    assert retry.user_attrs[attrs.RETRIED_FROM] == 0 and summary.finished == 1
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def test_a_trial_due_a_follow_up_that_has_it_is_left_alone(tmp_path, image_folder, cache_dir):
