@@ -326,12 +326,13 @@ class _Worker:
         with recording_trials(self.stop):
             if not self._set_user_attrs(trial, {attrs.PAUSED_AT: pause.epoch}):  # orphans' mark
                 return
+            # Before its continuation is queued: no one else writes to the lineage until then
+            trial_files.remove_unfinished_writes(run.folder)
             frozen = self._tell(trial, TrialState.PRUNED)
             if frozen is None:
                 return
             self.finished += 1
             continuation = orphans.queue_continuation_once(self.study, self.budget_lock, frozen)
-            trial_files.remove_unfinished_writes(run.folder)
             continues = f"continues as trial {continuation} if promoted"
             self.log.trial_finished(frozen, f"{pause}; {continues}")
 
