@@ -208,7 +208,7 @@ def _summary_html(summary: SummaryInfo) -> str:
         f"<dd><code>{_settings_html(summary.best_settings)}</code></dd>"
         f'<dt>Trials</dt><dd class="counts">{counts["complete"]} complete, '
         f"{counts['pruned']} pruned, {_paused_text(counts)}"
-        f"{counts['fail']} failed, {_stopped_text(counts)}{counts['running']} running, "
+        f"{counts['fail']} failed, {_stopped_text(counts)}{_running_text(counts)}, "
         f"{counts['waiting']} waiting</dd>"
         f'<dt>Epochs</dt><dd class="epochs">{summary.epochs_trained} trained, against '
         f"{summary.epochs_without_pruning} with every trial run to its last epoch "
@@ -216,6 +216,12 @@ def _summary_html(summary: SummaryInfo) -> str:
         f'<dt>Compute</dt><dd class="compute">{format_seconds(summary.compute_seconds)} of '
         f"training and evaluation</dd></dl>{_top_table(summary)}</article>"
     )
+
+
+def _running_text(counts: dict[str, int]) -> str:
+    """A report made mid-search draws and counts the trials that ended: it says the rest wait."""
+    running = counts["running"]
+    return f"{running} running (drawn and counted once they end)" if running else "0 running"
 
 
 def _paused_text(counts: dict[str, int]) -> str:

@@ -97,7 +97,9 @@ def _factor_views(curves: list[TrialCurve], factor: str) -> FactorViews:
         info = get_factor_info(curves, factor)
         if not info.curves:
             return FactorViews(
-                factor, (Note(name.capitalize(), f"no trial of these studies sets {name}"),)
+                # a trial still running is drawn once it ends: it may set the factor then
+                factor,
+                (Note(name.capitalize(), f"no finished trial of these studies sets {name}"),),
             )
         if len(info.levels) == 1:  # a line at one value, or a legend of one level: no finding
             return FactorViews(factor, (), _one_value_text(info, curves))

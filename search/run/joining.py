@@ -145,7 +145,7 @@ def _open(
 def _missing(request: Request, storage: optuna.storages.BaseStorage) -> Exception:
     if isinstance(request, StoredStudy):
         return missing_study(storage, request.name)
-    return not_started(request)
+    return not_started(request, storage)
 
 
 def _configuration(request: Request, study: optuna.Study | None, trials: int | None) -> StudyConfig:

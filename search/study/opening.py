@@ -70,7 +70,7 @@ def open_study(
     """Create the study (queueing its points) or load it after checking it matches."""
     study = load_existing(storage, config.study.name)
     if study is None and not create:
-        raise not_started(config)
+        raise not_started(config, storage)
     if study is not None:
         check_settings(study, config)
     study = created_or_checked(config, storage, study, fingerprint)
@@ -123,10 +123,12 @@ def _record_after_settings(
     study.set_user_attr(attrs.STUDY_ID, identity)
 
 
-def not_started(config: StudyConfig) -> StudyNotFound:
-    """The error for a study file's study that a command which only joins does not find."""
+def not_started(config: StudyConfig, storage: optuna.storages.BaseStorage) -> StudyNotFound:
+    """The error for a study file's study that a command which only joins does not find: the
+    storage named (an environment variable or the default may have chosen it)."""
+    where = getattr(storage, "shown", "this storage")  # ours name themselves
     return StudyNotFound(
-        f"study {config.study.name!r} does not exist in this storage; start it there first: "
+        f"study {config.study.name!r} does not exist in {where}; start it there first: "
         f"`hpsearch run {config.path}` with the same {named('storage')}"
     )
 

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
@@ -48,7 +49,20 @@ def unreadable(study: optuna.Study) -> str | None:
             f"study {study.study_name!r} minimizes its objective; hpsearch reads studies that "
             "maximize val top-1"
         )
+    # Another tool's accuracy in percent, or a score of its own: drawn as hundreds of percent
+    # off every axis, and an infinite value ranked best
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    outside = next((trial for trial in complete if not _is_a_fraction(trial.value)), None)
+    if outside is not None:
+        return (
+            f"study {study.study_name!r} has a value outside 0 to 1 (trial {outside.number}: "
+            f"{outside.value!r}); hpsearch reads a study's values as val top-1, a fraction"
+        )
     return None
+
+
+def _is_a_fraction(value: object) -> bool:
+    return isinstance(value, (int, float)) and 0.0 <= value <= 1.0  # NaN is not
 
 
 def missing_study(storage: optuna.storages.BaseStorage, name: str) -> StudyNotFound:

@@ -325,7 +325,8 @@ ROWS = {
     # run and worker check the data and the study before they write
     "run with no val/ writes no hpsearch.db": Row("run {study_no_val} --device cpu", "val/"),
     "worker on a study not there decodes nothing": Row(
-        "worker {study} --device cpu --storage sqlite:///{existing}", "test-study"
+        "worker {study} --device cpu --storage sqlite:///{existing}",
+        "study 'test-study' does not exist in storage sqlite:///{existing}; start it there first",
     ),
     "worker typo.db": Row("worker {study} --storage sqlite:///typo.db", "typo.db does not exist"),
     "worker --study typo.db": Row("worker --study s --storage sqlite:///typo.db", "typo.db"),

@@ -234,15 +234,22 @@ def test_a_study_whose_lr_is_not_a_positive_number_is_reported(tmp_path, capsys,
         assert effect.layout.xaxis.type == "linear" and tuple(effect.layout.xaxis.range)[0] < 0
 
 
-def test_status_json_is_json_whatever_value_a_trial_holds(tmp_path, capsys):
-    # Optuna stores an infinite value; Python's json wrote it as `Infinity`, which JSON has not
-    url = f"sqlite:///{tmp_path / 'inf.db'}"
-    optuna.create_study(study_name="inf", storage=url, direction="maximize").add_trial(
-        create_trial(state=TrialState.COMPLETE, value=float("inf"))
-    )
+@pytest.mark.parametrize("value", [float("inf"), 70.0], ids=["infinite", "in percent"])
+def test_a_study_whose_values_are_no_fractions_is_skipped_and_refused(tmp_path, capsys, value):
+    # Optuna stores an infinite value, which was ranked best (and written `Infinity`, which JSON
+    # has not); another tool's accuracy in percent read 7000.00%, every figure empty
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    study = optuna.create_study(study_name="odd", storage=url, direction="maximize")
+    for fine in (0.4, 0.6):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=fine))
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=value))
+    reason = f"study 'odd' has a value outside 0 to 1 (trial 2: {value!r}); hpsearch reads a study"
 
     status, out, err = run_cli(capsys, "status", "--json", "--storage", url)
-
     assert status == 0, err
-    [row] = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is no JSON"))
-    assert row["best_value"] is None
+    assert json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is no JSON")) == []
+    assert err.startswith(f"hpsearch: {reason}") and err.endswith(": skipped\n"), err
+
+    status, out, err = run_cli(capsys, "report", "--study", "odd", "--storage", url, "-o", "r.html")
+    assert status == 2 and err.startswith(f"hpsearch: error: {reason}"), err
+    assert not (tmp_path / "r.html").exists()
