@@ -13,6 +13,7 @@ copied only if they record that trial as their owner (search.run.trial_files).
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +25,9 @@ from search import attrs
 from search.errors import NoFinishedTrial
 from search.results import output_file
 from search.run import trial_files
+from search.study.promotion import shown_counts
 from search.study.recorded import data_fingerprint, data_source
+from search.study.storage_flag import storage_flag
 from search.studyfile.train_file import PROVENANCE, dump_settings, format_of
 from search.url_secrets import masked
 from trainer.errors import ConfigError
@@ -36,18 +39,23 @@ from trainer.source_names import IMAGENETTE, is_archive
 WEIGHTS_SUFFIX = ".weights.pt"
 
 
-def best_trials(study: optuna.Study, count: int = 1) -> list[FrozenTrial]:
-    """The `count` best complete trials, best first (the earlier trial first among equals)."""
+def best_trials(
+    study: optuna.Study, count: int = 1, storage_url: str | None = None
+) -> list[FrozenTrial]:
+    """The `count` best complete trials, best first (the earlier trial first among equals); none
+    is an error that counts the trials as `status` does and says how to list them in
+    `storage_url`."""
     trials = study.get_trials(deepcopy=False)
     ranked = attrs.ranked(trials)
     if not ranked:
-        counts = attrs.state_counts(trials)
+        counts = shown_counts(trials)
         found = (
             ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no trials"
         )
+        listing = f"hpsearch trials --study {shlex.quote(study.study_name)}"
         raise NoFinishedTrial(
             f"study {study.study_name!r} has no complete trial to export ({found}); "
-            f"`hpsearch trials --study {study.study_name}` lists each trial's state and fail "
+            f"`{listing}{storage_flag(storage_url)}` lists each trial's state and fail "
             "reason, and `hpsearch run` runs more"
         )
     return ranked[:count]
@@ -64,10 +72,10 @@ def trial_settings(trial: FrozenTrial) -> dict[str, Any]:
     return dict(config)
 
 
-def _top(study: optuna.Study, top: int) -> list[FrozenTrial]:
+def _top(study: optuna.Study, top: int, storage_url: str | None) -> list[FrozenTrial]:
     if top < 1:
         raise ValueError(f"top must be at least 1, but got {top=}")
-    ranked = best_trials(study, top)
+    ranked = best_trials(study, top, storage_url)
     if len(ranked) < top:  # a file with fewer runners-up than asked for says why
         print(
             f"hpsearch: {given('top', top)} asked for {top} trials, but study "
@@ -184,7 +192,7 @@ def export(
     also written there, the trial's kept weights (looked for under `checkpoint_root`) copied
     beside it."""
     fmt = output_format(output, fmt)
-    ranked = _top(study, top)  # one read of the study, however many trials it holds
+    ranked = _top(study, top, storage_url)  # one read of the study, however many trials it holds
     values = _settings(study, ranked, storage_url)
     if "data" not in values:
         print(

@@ -10,6 +10,7 @@ import optuna_dashboard
 import pytest
 from optuna.trial import TrialState, create_trial
 
+from search import attrs
 from search.cli import main
 from search.results.evaluate import evaluate_weights
 from search.studyfile.train_file import read_settings
@@ -129,10 +130,15 @@ def test_a_study_without_a_complete_trial_is_a_one_line_error(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     study = optuna.create_study(study_name="all-failed", storage=url, direction="maximize")
     study.add_trial(create_trial(state=TrialState.FAIL))
+    # Stopped (a Ctrl-C) and queued to resume: counted as status counts it, not as failed
+    study.add_trial(create_trial(state=TrialState.FAIL))
+    study.enqueue_trial({}, user_attrs={attrs.RETRIED_FROM: 1})
     status, out, err = run_cli(capsys, "export", "--storage", url, "--study", "all-failed")
     assert status == 2 and out == ""
-    assert "study 'all-failed' has no complete trial to export (1 fail)" in err
-    assert "`hpsearch trials --study all-failed` lists each trial's state and fail reason" in err
+    assert "'all-failed' has no complete trial to export (1 fail, 1 waiting, 1 stopped)" in err
+    # with the storage it looked in: without it, the command looks in the default
+    listing = f"`hpsearch trials --study all-failed --storage {url}` lists each trial's state"
+    assert listing in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -4,17 +4,14 @@ them, so torch is loaded, only when it runs."""
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
 
-from search import locations
 from search.cli.searching.workers import study_setup
 from search.launch.slurm_cluster import gpus_per_worker
 from search.launch.slurm_job import SlurmJob
-from search.run.options import WorkerOptions
-from search.url_secrets import masked
+from search.study.storage_flag import storage_flag
 
 
 def slurm(args: argparse.Namespace) -> int:
@@ -56,24 +53,13 @@ def slurm(args: argparse.Namespace) -> int:
         return 0
     job_id, logs, name = submit(request, options, job, trials=args.trials)
     print(f"Submitted batch job {job_id}")
+    storage = storage_flag(options.storage_url)
     print(
-        f"follow it: hpsearch status --study {shlex.quote(name)}{_storage_flag(options)}; "
+        f"follow it: hpsearch status --study {shlex.quote(name)}{storage}; "
         f"squeue -j {job_id}; logs in {logs}; stop it: scancel {job_id}",
         file=sys.stderr,
     )
     return 0
-
-
-def _storage_flag(options: WorkerOptions) -> str:
-    """The `--storage` that `hpsearch status` needs to find the study, as a line to copy: none
-    where $HPSEARCH_STORAGE names it (a password stays out of the line, and the line works); else
-    the URL quoted for the shell (a query's `&`), its password, if any, said to be hidden."""
-    url = options.storage_url
-    if os.environ.get(locations.STORAGE_ENV) == url:
-        return ""
-    shown = masked(url)
-    hidden = " (your URL, its password hidden)" if shown != url else ""
-    return f" --storage {shlex.quote(shown)}{hidden}"
 
 
 def _passed_on(args: argparse.Namespace) -> tuple[str, ...]:
