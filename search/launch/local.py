@@ -34,6 +34,7 @@ from search.run.request import Request
 from search.run.stopping import interrupted_at_once, stop_on_signals
 from search.run.worker import WorkerOptions, run_worker, work
 from search.study.recorded import budget
+from search.study.work_left import has_unfinished, nothing_left
 from search.studyfile import StudyConfig
 from search.url_secrets import masked
 from trainer.cpus import usable_cpus
@@ -110,6 +111,14 @@ def launch(
     context = start_worker_server() if in_processes else None
     joined = join(request, options, create=True, trials=trials)
     config, study, data = joined.config, joined.study, joined.data
+    left = nothing_left(study, config)
+    # Said once, rather than by each worker started to find nothing; a trial running or queued
+    # still has a worker's tidying to do (a dead one failed, a retry closed past the budget)
+    if left is not None and not has_unfinished(study.get_trials(deepcopy=False)):
+        WorkerLog(options.log_format, config.study.name).note(
+            f"study {config.study.name!r} has nothing left to run: {left.why}; {left.remedy}"
+        )
+        return study
     if options.progress:
         print(
             f"study {config.study.name!r} in {masked(options.storage_url)}: budget "

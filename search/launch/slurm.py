@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import optuna
-from optuna.trial import TrialState
 
-from search import attrs, locations
+from search import locations
 from search.errors import LaunchError
 from search.launch.slurm_cluster import (
     ASK_SECONDS,
@@ -50,10 +49,8 @@ from search.run.joining import join
 from search.run.options import WorkerOptions
 from search.run.paths import slug
 from search.run.request import Request
-from search.study.epochs_budget import epochs_budget_met, epochs_trained
-from search.study.promotion import pauses
-from search.study.recorded import budget
 from search.study.storage import check_storage_url
+from search.study.work_left import nothing_left
 from search.studyfile import StudyConfig
 from search.url_secrets import masked
 from trainer.source_names import IMAGENETTE
@@ -201,9 +198,6 @@ def _worker_command(
     ]
 
 
-_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
-
-
 class Submitted(NamedTuple):
     job_id: str
     logs: str  # the tasks' logs, as a glob
@@ -249,27 +243,12 @@ def submit(
 
 
 def check_work_left(study: optuna.Study, config: StudyConfig) -> None:
-    """Refuse a job array whose every task would find nothing to run and end at once, COMPLETED:
-    a study that trained its epochs budget, or whose trial budget is spent with no trial running
-    (which may die and be retried) or queued. asha's paused trials are promoted whatever the trial
-    budget, so such a study is let be."""
-    trials = study.get_trials(deepcopy=False)
-    epochs = config.study.epochs_budget
-    if epochs_budget_met(study, epochs, trials):  # nothing starts, retries or promotes then
+    """Refuse a job array whose every task would find nothing to run and end at once, COMPLETED."""
+    left = nothing_left(study, config)
+    if left is not None:
         raise LaunchError(
-            f"study {config.study.name!r} has nothing left to run: it trained its epochs_budget "
-            f"of {epochs} epochs ({epochs_trained(trials)} trained), so every task would end at "
-            "once; give a new [study] name for a new search"
-        )
-    if pauses(study.pruner) or any(trial.state in _UNFINISHED for trial in trials):
-        return
-    total, spent = budget(study, config.study.trials), attrs.budget_spent(trials)
-    if spent >= total:
-        raise LaunchError(
-            f"study {config.study.name!r} has nothing left to run: {spent} of its {total} trials "
-            "are finished and none is running or queued, so every task would end at once; give "
-            f"--trials N (above {total}) to raise its budget, or a new [study] name for a new "
-            "search"
+            f"study {config.study.name!r} has nothing left to run: {left.why}, so every task "
+            f"would end at once; {left.remedy}"
         )
 
 

@@ -140,6 +140,23 @@ def test_three_local_workers_on_sqlite_meet_the_budget(
     assert (caplog.text + err).count(idle) == 1, (caplog.text, err)
 
 
+def test_a_study_run_to_its_end_says_so_once_when_run_again(
+    tmp_path, image_folder, cache_dir, storage_url, capfd
+):
+    # Each worker started said "finished 0 trial(s) (nothing left to run)", exit 0, no hint
+    path = write_study(tmp_path, image_folder, trials=1, epochs=1)
+    assert on_cpu("run", path, storage_url, cache_dir) == 0
+    capfd.readouterr()
+
+    assert on_cpu("run", path, storage_url, cache_dir, "--workers", "2") == 0
+    err = capfd.readouterr().err
+    assert (
+        "study 'test-study' has nothing left to run: 1 of its 1 trials are finished and none is "
+        "running or queued; give --trials N (above 1) to raise its budget, or a new [study] name"
+    ) in err
+    assert "worker started" not in err and len(trials_of(storage_url)) == 1
+
+
 def test_an_existing_study_with_another_space_is_refused(
     tmp_path, image_folder, cache_dir, storage_url, capsys
 ):
