@@ -3,12 +3,17 @@ command reads its flags and calls these."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+import torch
 
 from search.locations import RUNS_FOLDER
 from search.results.evaluate import Evaluation, evaluate_weights
@@ -108,6 +113,22 @@ def train(
     policy = checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     if not resume:
         _refuse_earlier_run(policy.folder)
+    with _removed_unless_written(None if run.get("checkpoint_dir") else policy.folder):
+        return _train(chosen, run, provenance, where, policy, resume, progress, bars, out, on_epoch)
+
+
+def _train(
+    chosen: TrainConfig,
+    run: dict[str, Any],
+    provenance: dict[str, Any],
+    where: torch.device,
+    policy: CheckpointPolicy,
+    resume: bool,
+    progress: bool,
+    bars: bool | None,
+    out: TextIO | None,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+) -> TrainedRun:
     # A checkpoint of other settings is refused now, and one of other classes once the data's
     # folder is listed: both before anything is decoded
     classes = resumable_classes(chosen, policy) if resume else None
@@ -192,9 +213,15 @@ def checkpoint_policy(run: Mapping[str, Any]) -> CheckpointPolicy:
     every_seconds = run.get("checkpoint_every_seconds")
     # Every epoch unless only a time interval was asked for.
     every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
-    folder = Path(run["checkpoint_dir"]) if run.get("checkpoint_dir") else _new_run_folder()
-    # CheckpointPolicy refuses a folder that is a file, or lies under one, before any data is read
-    return CheckpointPolicy(folder, every_epochs=every_epochs, every_seconds=every_seconds)
+    chosen = run.get("checkpoint_dir")
+    # CheckpointPolicy refuses a bad interval, and a folder that is a file or lies under one,
+    # before any data is read, and before a new run folder is made under RUNS_FOLDER
+    policy = CheckpointPolicy(
+        Path(chosen) if chosen else RUNS_FOLDER,
+        every_epochs=every_epochs,
+        every_seconds=every_seconds,
+    )
+    return policy if chosen else dataclasses.replace(policy, folder=_new_run_folder())
 
 
 def _refuse_earlier_run(folder: Path) -> None:
@@ -217,14 +244,31 @@ def _same_classes(classes: tuple[str, ...], policy: CheckpointPolicy) -> Callabl
 
 
 def _new_run_folder() -> Path:
-    """runs/train-DATE-TIME, not made yet: the first checkpoint makes it, so a run refused before
-    training leaves nothing behind."""
+    """runs/train-DATE-TIME, made now: two runs started in one second each take their own (made at
+    the first checkpoint, both had taken one name by then, and one's weights replaced the other's).
+    `train` removes it, empty, when the run is refused or ends before writing anything."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = RUNS_FOLDER / f"train-{stamp}"
-    attempt = 1
-    while folder.exists():  # two runs started in one second
-        folder, attempt = RUNS_FOLDER / f"train-{stamp}-{attempt}", attempt + 1
-    return folder
+    for attempt in itertools.count():
+        folder = RUNS_FOLDER / (f"train-{stamp}-{attempt}" if attempt else f"train-{stamp}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:  # another run's, started in the same second
+            continue
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _removed_unless_written(folder: Path | None) -> Iterator[None]:
+    """A run folder made for this run goes again if the run ends with nothing in it (refused once
+    the data is listed, stopped before its first checkpoint): runs/ holds runs, not attempts."""
+    try:
+        yield
+    finally:
+        if folder is not None:
+            with suppress(OSError):  # not empty: the run's files stay
+                folder.rmdir()
+                folder.parent.rmdir()  # runs/ too, when this run made it and no other is there
 
 
 def _header(config: TrainConfig, data: ImageData, device: str) -> str:

@@ -273,6 +273,19 @@ def test_a_time_interval_alone_replaces_the_per_epoch_checkpoint(tmp_path):
     assert checkpoint_policy({"checkpoint_dir": tmp_path}).every_epochs == 1
 
 
+def test_runs_started_in_one_second_each_get_a_folder_of_their_own(monkeypatch):
+    # The folder was made at the first checkpoint: both had taken one name by then, and one run's
+    # weights replaced the other's, each run's JSON naming the same file
+    import time
+
+    from search.api.training import checkpoint_policy
+
+    monkeypatch.setattr(time, "strftime", lambda _format: "20261207-080924")
+    first, second = (checkpoint_policy({}).folder for _ in range(2))
+    assert first != second and first.is_dir() and second.is_dir()
+    assert (first.name, second.name) == ("train-20261207-080924", "train-20261207-080924-1")
+
+
 @pytest.mark.parametrize("flags, compiled", [(["--compile"], True), ([], None)])
 def test_train_compile_reaches_the_run_settings(flags, compiled):
     # Compiling itself is tested in tests/trainer (once per process, as eager) and through `run`
