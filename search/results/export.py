@@ -267,13 +267,34 @@ def _name_weights(
         weights = trial_files.kept_weights(checkpoint_root, study, trial)
     if weights is None:
         _without_kept_weights(values, study, trial, output, checkpoint_root)
-    elif output is None:
+        return
+    _weights_epoch(values[PROVENANCE], trial)
+    if output is None:
         values[PROVENANCE]["weights"] = str(weights)
     else:
         copy = weights_beside(output)
         output_file.copy_file(weights, copy, "weights file")
         # Beside the settings file, wherever the pair is moved
         values[PROVENANCE]["weights"] = copy.name
+
+
+def _weights_epoch(provenance: dict[str, Any], trial: FrozenTrial) -> None:
+    """The weights a trial keeps are its last epoch's, its value its best epoch's: provenance says
+    which epoch the weights are and what they scored, and a line says so where the two differ
+    (`evaluate` scoring the weights below the value read as a fault)."""
+    if not trial.intermediate_values:
+        return
+    epoch = max(trial.intermediate_values)
+    score = trial.intermediate_values[epoch]
+    provenance["weights_epoch"], provenance["weights_val_top1"] = epoch, score
+    best = provenance.get("best_epoch")
+    if isinstance(best, int) and best != epoch and trial.value is not None:
+        print(
+            f"hpsearch: trial {trial.number}'s weights are its last epoch's (epoch {epoch}, val "
+            f"top-1 {score:.2%}); its value, {trial.value:.2%}, is its best epoch's (epoch "
+            f"{best}): `hpsearch evaluate` scores the weights",
+            file=sys.stderr,
+        )
 
 
 def _without_kept_weights(

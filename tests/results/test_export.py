@@ -98,21 +98,19 @@ def test_the_best_trials_kept_weights_travel_with_the_export(
 ):
     best = ranked[0]
     path = tmp_path / "best.toml"
-    assert (
-        run_cli(
-            capsys,
-            "export",
-            "--storage",
-            small_search.url,
-            "--study",
-            small_search.study,
-            "-o",
-            path,
-            "--checkpoint-dir",
-            small_search.images.parent / "checkpoints",
-        )[0]
-        == 0
+    status, _, err = run_cli(
+        capsys,
+        "export",
+        "--storage",
+        small_search.url,
+        "--study",
+        small_search.study,
+        "-o",
+        path,
+        "--checkpoint-dir",
+        small_search.images.parent / "checkpoints",
     )
+    assert status == 0, err
     _, provenance = read_settings(path)
     assert provenance["weights"] == "best.weights.pt"
     evaluation = evaluate_weights(
@@ -122,8 +120,13 @@ def test_the_best_trials_kept_weights_travel_with_the_export(
         device="cpu",
         progress=False,
     )
+    # The weights are the last epoch's, the trial's value its best epoch's: the file says which
     last_epoch = max(best.intermediate_values)
     assert evaluation.top1 == pytest.approx(best.intermediate_values[last_epoch], abs=1e-9)
+    assert provenance["weights_epoch"] == last_epoch
+    assert provenance["weights_val_top1"] == pytest.approx(evaluation.top1, abs=1e-9)
+    differ = f"trial {best.number}'s weights are its last epoch's (epoch {last_epoch}, val top-1 "
+    assert (differ in err) == (provenance["best_epoch"] != last_epoch), err
 
 
 def test_a_study_without_a_complete_trial_is_a_one_line_error(tmp_path, capsys):
@@ -240,3 +243,20 @@ def test_an_earlier_export_of_the_same_trials_weights_is_kept_and_named(
     assert weights.read_bytes() == before
     _, provenance = read_settings(path)
     assert provenance["trial"] == ranked[0].number and provenance["weights"] == "best.weights.pt"
+
+
+def test_weights_of_a_last_epoch_below_the_best_are_said_to_be_the_last_epochs(capsys):
+    # A trial's value is its best epoch's, its kept weights its last epoch's: evaluate scoring the
+    # exported weights below the exported value read as a fault, nothing said (a trial made by
+    # hand, outside a study, is numbered -1)
+    from search.results.export import _weights_epoch
+
+    trial = create_trial(value=0.6667, intermediate_values={1: 0.6667, 2: 0.3333})
+    provenance = {"best_epoch": 1}
+    _weights_epoch(provenance, trial)
+
+    assert (provenance["weights_epoch"], provenance["weights_val_top1"]) == (2, 0.3333)
+    assert capsys.readouterr().err == (
+        "hpsearch: trial -1's weights are its last epoch's (epoch 2, val top-1 33.33%); its value, "
+        "66.67%, is its best epoch's (epoch 1): `hpsearch evaluate` scores the weights\n"
+    )

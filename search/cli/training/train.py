@@ -49,10 +49,17 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**trained.summary(), "provenance": provenance}))
     else:
+        last = trained.result.history[-1]
+        # The weights are the last epoch's: said where the best epoch was another
+        which = (
+            ""
+            if last.epoch == trained.best.epoch
+            else (f", the last epoch's (epoch {last.epoch}, val top-1 {last.val_top1:.2%})")
+        )
         print(
             f"best val top-1 {trained.best.val_top1:.2%} at epoch {trained.best.epoch}; "
             f"{trained.result.seconds:.0f} s, {trained.result.images_per_second:.0f} images/s\n"
-            f"weights: {trained.weights} (score them with `hpsearch evaluate {trained.weights} "
-            "--data ...`)"
+            f"weights: {trained.weights}{which} (score them with `hpsearch evaluate "
+            f"{trained.weights} --data ...`)"
         )
     return 0
