@@ -15,7 +15,7 @@ import difflib
 import os
 import sys
 import warnings
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import optuna
 
@@ -44,10 +44,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USER_ERROR_EXIT, f"hpsearch: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _Version(argparse.Action):
+    """--version: the package's version and, in a git checkout, its commit (what every trial
+    records as code_version), looked up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        from search.run.version import code_version
+
+        print(f"hpsearch {code_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = _Parser(
         prog="hpsearch",
         description="Hyperparameter search for ResNet-18 on Imagenette with Optuna.",
+    )
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="print hpsearch's version and exit"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = parent_parsers()

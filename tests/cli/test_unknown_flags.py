@@ -34,3 +34,13 @@ def test_an_unknown_word_is_refused_without_a_made_up_suggestion(capsys):
     error = capsys.readouterr().err
     assert "unrecognized arguments: extra" in error and "did you mean" not in error
     assert "`hpsearch report --help`" in error
+
+
+def test_version_names_the_version_and_the_commit_a_trial_would_record(capsys):
+    # `hpsearch --version` answered "the following arguments are required: COMMAND"
+    from search.run.version import code_version
+
+    with pytest.raises(SystemExit) as ended:
+        main(["--version"])
+    assert ended.value.code == 0
+    assert capsys.readouterr().out == f"hpsearch {code_version()}\n"
