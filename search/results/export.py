@@ -200,7 +200,7 @@ def export(
             f"{given('data', 'PATH')} to train, or it trains on its default data",
             file=sys.stderr,
         )
-    _say_what_a_retrain_changes(values[PROVENANCE]["search_data"])
+    _say_what_a_retrain_changes(values[PROVENANCE]["search_data"], study)
     _dumped(values, fmt, ranked)  # refused before a weights file beside the output is touched
     _name_weights(values, study, ranked[0], output, checkpoint_root)
     text = _dumped(values, fmt, ranked)
@@ -237,10 +237,14 @@ def output_format(output: Path | None, chosen: str | None) -> str:
     return from_suffix
 
 
-def _say_what_a_retrain_changes(search_data: dict[str, Any]) -> None:
+def _say_what_a_retrain_changes(search_data: dict[str, Any], study: optuna.Study) -> None:
     changes = []
-    if search_data["per_class"] is not None:
-        changes.append(f"the search capped training images at {search_data['per_class']} a class")
+    cap = search_data["per_class"]
+    # A cap above every class's count left all images in: fewer training images in all than the
+    # cap of one class say so (the study records the total it trained on, not each class's)
+    trained_on = (data_fingerprint(study) or {}).get("train_images")
+    if cap is not None and not (isinstance(trained_on, int) and trained_on < cap):
+        changes.append(f"the search capped training images at {cap} a class")
     if search_data["validation_fraction"] is not None:
         changes.append(
             f"the search scored on {search_data['validation_fraction']:.0%} of train/, not val/"

@@ -260,3 +260,17 @@ def test_weights_of_a_last_epoch_below_the_best_are_said_to_be_the_last_epochs(c
         "hpsearch: trial -1's weights are its last epoch's (epoch 2, val top-1 33.33%); its value, "
         "66.67%, is its best epoch's (epoch 1): `hpsearch evaluate` scores the weights\n"
     )
+
+
+@pytest.mark.parametrize("train_images, said", [(2000, True), (120, False)])
+def test_a_cap_per_class_is_said_to_change_a_retrain_only_where_it_can_have_cut(
+    capsys, train_images, said
+):
+    # 120 images in all cannot have reached a cap of 200 a class: "capped at 200" misled
+    from search.results.export import _say_what_a_retrain_changes
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.DATA_FINGERPRINT, {"train_images": train_images})
+    _say_what_a_retrain_changes({"per_class": 200, "validation_fraction": None}, study)
+
+    assert ("the search capped training images at 200 a class" in capsys.readouterr().err) == said
