@@ -131,14 +131,11 @@ def orphans(
     trials: list[FrozenTrial], grace_seconds: float, recorder_gone: Callable[[Any], bool]
 ) -> list[FrozenTrial]:
     """The trials due a follow-up that none continues and whose recorder is dead."""
-    continued = _follow_ups(trials)
     long_ago = time.time() - grace_seconds
     return [
         trial
-        for trial in trials
-        if _due(trial)
-        and trial.number not in continued
-        and _recorder_dead(trial, long_ago, recorder_gone)
+        for trial in _lacking_follow_up(trials)
+        if _recorder_dead(trial, long_ago, recorder_gone)
     ]
 
 
@@ -152,16 +149,19 @@ def pending(
     queues the follow-up in a moment, or, dead on another machine, leaves an orphan for a sweep
     once the grace passes. A worker with nothing left to start waits for them, as it does for a
     silent trial, so that `run` never ends with a lineage left behind."""
-    continued = _follow_ups(trials)
     long_ago = time.time() - grace_seconds
     return [
         trial
-        for trial in trials
-        if _due(trial)
-        and trial.number not in continued
-        and not _out_of_retries(trial, max_retries)
+        for trial in _lacking_follow_up(trials)
+        if not _out_of_retries(trial, max_retries)
         and not _recorder_dead(trial, long_ago, recorder_gone)
     ]
+
+
+def _lacking_follow_up(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials due a follow-up that no trial continues."""
+    continued = _follow_ups(trials)
+    return [trial for trial in trials if _due(trial) and trial.number not in continued]
 
 
 def kind_due(trial: FrozenTrial) -> str:
