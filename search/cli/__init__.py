@@ -23,6 +23,7 @@ from search.cli import cluster, results, searching, serving, training
 from search.cli.common import Command, parent_parsers
 from search.errors import USER_ERROR_EXIT, HpsearchError
 from search.run.log import last_line, one_line_warnings
+from search.run.version import code_version
 from trainer.naming import flags_named
 
 # In help order.
@@ -49,8 +50,6 @@ class _Version(argparse.Action):
     records as code_version), looked up only when asked."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
-        from search.run.version import code_version
-
         print(f"hpsearch {code_version()}")
         parser.exit()
 
