@@ -86,14 +86,22 @@ class WorkerLog:
             **fields,
         )
 
-    def dead_trial(self, number: int, reason: str, retried: bool) -> None:
+    def dead_trial(self, number: int, reason: str, retried: bool, *, checkpoint: bool) -> None:
+        """`checkpoint`: whether the lineage's checkpoint is on this machine's disk; a trial that
+        died in its first epoch, or that wrote its checkpoints elsewhere, starts over."""
+        resumed = (
+            "queued to resume from its last checkpoint"
+            if checkpoint
+            else "queued to run again from epoch 1 (no checkpoint of it here)"
+        )
         self._cut_short(
             "dead_trial",
             f"trial {number} failed: {reason}",
-            "queued to resume from its last checkpoint" if retried else None,
+            resumed if retried else None,
             trial=number,
             reason=reason,
             retried=retried,
+            checkpoint=checkpoint,
         )
 
     def trial_stopped(self, number: int, reason: str, retry: int | None) -> None:

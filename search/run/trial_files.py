@@ -82,6 +82,11 @@ def remove_trial_files(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def lineage_checkpoint(study_folder: Path, trial: FrozenTrial) -> Path:
+    """The checkpoint the trial's next attempt resumes from, where it would be."""
+    return trial_folder(study_folder, attrs.first_attempt(trial)) / CHECKPOINT_NAME
+
+
 def remove_lineage_files(study_folder: Path, trial: FrozenTrial) -> None:
     """A trial FAIL for good (out of retries): no attempt will resume from its lineage's
     checkpoint, which would otherwise stay on disk for the life of the study."""

@@ -193,7 +193,8 @@ class _Worker:
         )
 
     def _dead_trial(self, trial: FrozenTrial, reason: str, retried: bool) -> None:
-        self.log.dead_trial(trial.number, reason, retried)
+        checkpoint = trial_files.lineage_checkpoint(self.study_folder, trial).is_file()
+        self.log.dead_trial(trial.number, reason, retried, checkpoint=checkpoint)
         if not retried:
             trial_files.remove_lineage_files(self.study_folder, trial)
 

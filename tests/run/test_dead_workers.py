@@ -232,7 +232,10 @@ def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(
 
     options = WorkerOptions(url, "cpu", cache_dir, progress=False)
     summary = run_worker(config, options, data=data)
-    assert "waiting for trial 1: its worker (pid " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "waiting for trial 1: its worker (pid " in err
+    # it left no checkpoint here: said to start over, not to resume from its last checkpoint
+    assert "queued to run again from epoch 1 (no checkpoint of it here)" in err
     _, silent, retry = trials_of(url)
     assert silent.state == TrialState.FAIL and "no heartbeat" in silent.user_attrs["fail_reason"]
     assert retry.user_attrs[attrs.RETRY_OF] == 1 and summary.finished == 1

@@ -99,6 +99,7 @@ def test_json_log_parses_line_by_line_and_tells_of_a_dead_trial_and_its_retry(
     assert started["storage"] == url.replace("s3cret-pw", "***") and started["device"] == "cpu"
     assert (started["train_images"], started["val_images"], started["image_size"]) == (124, 36, 32)
     assert died["trial"] == 0 and died["retried"] and "is gone" in died["reason"]
+    assert died["checkpoint"] is False  # killed before its first: its retry starts over
     assert (retry["trial"], retry["retry_of"], retry["params"]) == (1, 0, dead.params)
     assert new["trial"] == 2 and "retry_of" not in new
     for trial in (retry, new):
