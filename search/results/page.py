@@ -213,9 +213,16 @@ def _summary_html(summary: SummaryInfo) -> str:
         f'<dt>Epochs</dt><dd class="epochs">{summary.epochs_trained} trained, against '
         f"{summary.epochs_without_pruning} with every trial run to its last epoch "
         f"({saved} saved by pruning{_share(saved, summary.epochs_without_pruning)})</dd>"
-        f'<dt>Compute</dt><dd class="compute">{format_seconds(summary.compute_seconds)} of '
-        f"training and evaluation</dd></dl>{_top_table(summary)}</article>"
+        f'<dt>Compute</dt><dd class="compute">{_compute_text(summary)}</dd></dl>'
+        f"{_top_table(summary)}</article>"
     )
+
+
+def _compute_text(summary: SummaryInfo) -> str:
+    """Epochs trained with no time recorded (another tool's study): not known, rather than 0 s."""
+    if summary.compute_seconds == 0 and summary.epochs_trained > 0:
+        return "not recorded by these trials"
+    return f"{format_seconds(summary.compute_seconds)} of training and evaluation"
 
 
 def _running_text(counts: dict[str, int]) -> str:

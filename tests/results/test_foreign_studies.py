@@ -253,3 +253,14 @@ def test_a_study_whose_values_are_no_fractions_is_skipped_and_refused(tmp_path, 
     status, out, err = run_cli(capsys, "report", "--study", "odd", "--storage", url, "-o", "r.html")
     assert status == 2 and err.startswith(f"hpsearch: error: {reason}"), err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_epochs_another_tool_trained_without_recording_their_time_are_not_said_to_take_0_s(
+    clashing,
+):
+    from search.results.page import build_report
+
+    study = optuna.load_study(study_name="clash", storage=clashing)
+    page = build_report([study]).html
+
+    assert '<dd class="compute">not recorded by these trials</dd>' in page
