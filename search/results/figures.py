@@ -21,7 +21,7 @@ from plotly.colors import qualitative, sample_colorscale
 
 from search.attrs import settings_text
 from search.results.axes import VAL_TOP1, log_ticks, padded, tidy_optuna_view
-from search.results.one_value import single_values, varied_params
+from search.results.one_value import parallel_params, single_values, varied_params
 from search.results.optuna_drawers import OPTUNA_DRAWERS, PER_PARAM_VIEWS
 from search.results.report_data import FactorInfo, TrialCurve, view_obstacle
 from search.results.view_basis import view_basis
@@ -331,7 +331,11 @@ def optuna_view(study: optuna.Study, view: str, key: str = "") -> Figure | Note:
     if reason is not None:
         return Note(title, reason, study.study_name)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if view in PER_PARAM_VIEWS and single_values(complete):  # one value is no finding
+    left_out: list[str] = []
+    if view == "parallel":
+        shared, left_out = parallel_params(complete)
+        draw = partial(draw, params=shared)
+    elif view in PER_PARAM_VIEWS and single_values(complete):  # one value is no finding
         draw = partial(draw, params=varied_params(complete))
     # Optuna's warnings about a small study belong beside the figure, not on the terminal.
     with warnings.catch_warnings(record=True) as caught:
@@ -353,6 +357,12 @@ def optuna_view(study: optuna.Study, view: str, key: str = "") -> Figure | Note:
             if not issubclass(warning.category, optuna.exceptions.ExperimentalWarning)
         )
     )
+    if left_out:  # drawn, the trials that lack one would read as its lowest value
+        cautions += (
+            f"Left out: {', '.join(left_out)}, which only some trials sample: this view would "
+            "draw the others at a 'None' tick at the bottom of its axis, as its lowest value. "
+            "The factor figures draw it over the trials that sample it.",
+        )
     figure = tidy_optuna_view(figure, study, view)
     return Figure(
         f"{key or slug(study.study_name)}-{view}", title, figure, cautions, view_basis(study, view)

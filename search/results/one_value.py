@@ -35,6 +35,15 @@ def varied_params(trials: list[FrozenTrial]) -> list[str]:
     return [name for name, values in _values_by_param(trials).items() if len(values) > 1]
 
 
+def parallel_params(trials: list[FrozenTrial]) -> tuple[list[str], list[str]]:
+    """The varied parameters a parallel-coordinates view draws, and those it leaves out: one only
+    some trials sample (momentum: SGD's) would put the others at a "None" tick at the bottom of
+    its numeric axis, where they read as its lowest value."""
+    varied = varied_params(trials)
+    shared = [name for name in varied if all(name in trial.params for trial in trials)]
+    return shared, [name for name in varied if name not in shared]
+
+
 def _conditional(trials: list[FrozenTrial], name: str) -> str:
     return "" if all(name in trial.params for trial in trials) else " that samples it"
 

@@ -139,6 +139,31 @@ def test_a_factor_only_some_trials_set_is_drawn_over_those_trials() -> None:
     assert '<p class="one-value">eps was 1e-08 in every trial that sets it: not drawn.</p>' in page
 
 
+def test_a_parameter_only_some_trials_sample_is_left_out_of_the_parallel_view() -> None:
+    # Optuna put the Adam trials at a "None" tick at the bottom of SGD's momentum axis, where they
+    # read as the lowest momentum
+    optimizer = CategoricalDistribution(("sgd", "adam"))
+    momentum = FloatDistribution(0.0, 0.99)
+    sgd = {"optimizer": optimizer, "lr": LR, "momentum": momentum}
+    adam = {"optimizer": optimizer, "lr": LR}
+    study = study_of(
+        made({"optimizer": "sgd", "lr": 0.1, "momentum": 0.9},
+             {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9}, 0.6, sgd),
+        made({"optimizer": "sgd", "lr": 0.01, "momentum": 0.5},
+             {"optimizer": "sgd", "lr": 0.01, "momentum": 0.5}, 0.4, sgd),
+        made({"optimizer": "adam", "lr": 1e-3}, {"optimizer": "adam", "lr": 1e-3}, 0.5, adam),
+        made({"optimizer": "adam", "lr": 3e-3}, {"optimizer": "adam", "lr": 3e-3}, 0.55, adam),
+    )  # fmt: skip
+
+    view = figures.optuna_view(study, "parallel")
+    assert isinstance(view, figures.Figure)
+    assert "momentum" not in view.figure.layout.xaxis.ticktext
+    assert {"lr", "optimizer"} <= set(view.figure.layout.xaxis.ticktext)
+    assert any(
+        caution.startswith("Left out: momentum, which only some") for caution in view.cautions
+    )
+
+
 def test_a_study_where_nothing_varied_says_so_in_place_of_figures() -> None:
     one = sgd_at_fixed_momentum(1)
     same = study_of(*(one.trials[0] for _ in range(3)))  # three runs of one configuration
