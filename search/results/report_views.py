@@ -95,12 +95,9 @@ def _factor_views(curves: list[TrialCurve], factor: str) -> FactorViews:
     # the report, and the note says why
     try:
         info = get_factor_info(curves, factor)
-        if not info.curves:
-            return FactorViews(
-                # a trial still running is drawn once it ends: it may set the factor then
-                factor,
-                (Note(name.capitalize(), f"no finished trial of these studies sets {name}"),),
-            )
+        if not info.curves:  # a trial still running is drawn once it ends: it may set it then
+            note = Note(name.capitalize(), f"no finished trial of these studies sets {name}")
+            return FactorViews(factor, (note,))
         if len(info.levels) == 1:  # a line at one value, or a legend of one level: no finding
             return FactorViews(factor, (), _one_value_text(info, curves))
         return FactorViews(factor, _factor_figures(info))
