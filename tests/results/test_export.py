@@ -98,19 +98,8 @@ def test_the_best_trials_kept_weights_travel_with_the_export(
 ):
     best = ranked[0]
     path = tmp_path / "best.toml"
-    status, _, err = run_cli(
-        capsys,
-        "export",
-        "--storage",
-        small_search.url,
-        "--study",
-        small_search.study,
-        "-o",
-        path,
-        "--checkpoint-dir",
-        small_search.images.parent / "checkpoints",
-    )
-    assert status == 0, err
+    checkpoints = small_search.images.parent / "checkpoints"
+    err = export_to(capsys, small_search.url, small_search.study, path, checkpoints)
     _, provenance = read_settings(path)
     assert provenance["weights"] == "best.weights.pt"
     evaluation = evaluate_weights(
