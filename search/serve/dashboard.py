@@ -56,7 +56,7 @@ def serve(
     # The folder in full: beside a PostgreSQL storage it is `artifacts` of the current folder,
     # and "artifacts in artifacts" would tell nobody which
     print(
-        f"dashboard on http://{_url_host(host)}:{port}/dashboard/ for studies in {masked(url)}; "
+        f"dashboard on http://{bracketed(host)}:{port}/dashboard/ for studies in {masked(url)}; "
         f"artifacts in {artifact_dir.absolute()}; Ctrl-C stops it",
         flush=True,
     )
@@ -286,5 +286,6 @@ def _cannot_listen(host: str, port: int, error: OSError) -> str:
     )
 
 
-def _url_host(host: str) -> str:
+def bracketed(host: str) -> str:
+    """A host as a URL or gRPC's `host:port` takes it: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host

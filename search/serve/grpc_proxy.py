@@ -18,7 +18,7 @@ import sys
 import optuna
 
 from search.errors import StorageMissing
-from search.serve.dashboard import check_port_free, warn_if_exposed
+from search.serve.dashboard import bracketed, check_port_free, warn_if_exposed
 from search.study.optuna_compat import cached_storage
 from search.study.resilience import first_line
 from search.study.storage import GRPC_DEFAULT_PORT, open_storage
@@ -39,8 +39,8 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
         host, "the gRPC proxy has no login: anyone who reaches it can write to every study"
     )
     print(
-        f"gRPC storage proxy on {_address(host)}:{port} for {masked(url)}; workers connect with "
-        f"--storage grpc://{_address(_reachable_name(host))}:{port}",
+        f"gRPC storage proxy on {bracketed(host)}:{port} for {masked(url)}; workers connect with "
+        f"--storage grpc://{bracketed(_reachable_name(host))}:{port}",
         flush=True,
     )
     failed_calls = logging.getLogger("grpc._server")  # where gRPC logs a call that raised
@@ -48,7 +48,7 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
     failed_calls.addHandler(said)
     try:
         # gRPC reads the address as `host:port`: an IPv6 one unbracketed failed with a traceback
-        optuna.storages.run_grpc_proxy_server(storage, host=_address(host), port=port)
+        optuna.storages.run_grpc_proxy_server(storage, host=bracketed(host), port=port)
     finally:
         failed_calls.removeHandler(said)
 
@@ -68,10 +68,6 @@ class FailedCallLines(logging.Handler):
         print(
             f"hpsearch: grpc-proxy: a worker's call failed: {reason}", file=sys.stderr, flush=True
         )
-
-
-def _address(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _reachable_name(host: str) -> str:
