@@ -26,7 +26,13 @@ import optuna
 from search import attrs, locations
 from search.errors import StudyMismatchError, StudyNotFound
 from search.study.optuna_compat import cached_storage, study_id_of
-from search.study.recorded import config_document, data_fingerprint, study_id, unreadable
+from search.study.recorded import (
+    config_document,
+    data_fingerprint,
+    storage_shown,
+    study_id,
+    unreadable,
+)
 from search.study.samplers import build_pruner, build_sampler
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, to_document
@@ -126,10 +132,9 @@ def _record_after_settings(
 def not_started(config: StudyConfig, storage: optuna.storages.BaseStorage) -> StudyNotFound:
     """The error for a study file's study that a command which only joins does not find: the
     storage named (an environment variable or the default may have chosen it)."""
-    where = getattr(storage, "shown", "this storage")  # ours name themselves
     return StudyNotFound(
-        f"study {config.study.name!r} does not exist in {where}; start it there first: "
-        f"`hpsearch run {config.path}` with the same {named('storage')}"
+        f"study {config.study.name!r} does not exist in {storage_shown(storage)}; start it there "
+        f"first: `hpsearch run {config.path}` with the same {named('storage')}"
     )
 
 

@@ -69,10 +69,16 @@ def missing_study(storage: optuna.storages.BaseStorage, name: str) -> StudyNotFo
     """The error for a study that is not there, naming the storage (an environment variable or
     the default may have chosen it) and listing the studies it holds."""
     names = optuna.get_all_study_names(storage)
-    where = getattr(storage, "shown", "this storage")  # ours name themselves
     return StudyNotFound(
-        f"no study named {name!r} in {where}; it holds: {', '.join(map(repr, names)) or 'none'}"
+        f"no study named {name!r} in {storage_shown(storage)}; it holds: "
+        f"{', '.join(map(repr, names)) or 'none'}"
     )
+
+
+def storage_shown(storage: optuna.storages.BaseStorage) -> str:
+    """The storage as a line names it (`storage sqlite:///x.db`, password masked, or `gRPC proxy
+    HOST:PORT`): ours name themselves; another's is "this storage"."""
+    return getattr(storage, "shown", "this storage")
 
 
 def study_id(study: optuna.Study) -> str | None:
