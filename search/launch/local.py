@@ -111,10 +111,11 @@ def launch(
     context = start_worker_server() if in_processes else None
     joined = join(request, options, create=True, trials=trials)
     config, study, data = joined.config, joined.study, joined.data
-    left = nothing_left(study, config)
+    stored = study.get_trials(deepcopy=False)  # one read serves both questions
+    left = nothing_left(study, config, stored)
     # Said once, rather than by each worker started to find nothing; a trial running or queued
     # still has a worker's tidying to do (a dead one failed, a retry closed past the budget)
-    if left is not None and not has_unfinished(study.get_trials(deepcopy=False)):
+    if left is not None and not has_unfinished(stored):
         WorkerLog(options.log_format, config.study.name).note(
             f"study {config.study.name!r} has nothing left to run: {left.why}; {left.remedy}"
         )

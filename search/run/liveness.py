@@ -220,8 +220,9 @@ def death(trial: FrozenTrial, now: float, grace_seconds: float) -> str | None:
     worker = trial.user_attrs.get(attrs.WORKER)
     if is_gone(worker):
         return f"its worker ({describe(worker)}) is gone"
-    silent = now - last_beat(trial)
-    if now - max(last_beat(trial), _HeldBack.since()) > grace_seconds:
+    beat = last_beat(trial)
+    silent = now - beat
+    if now - max(beat, _HeldBack.since()) > grace_seconds:
         return f"its worker sent no heartbeat for {silent:.0f} s (killed, or its machine lost)"
     return None
 

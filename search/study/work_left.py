@@ -22,11 +22,14 @@ class NothingLeft(NamedTuple):
     remedy: str  # what makes it run more
 
 
-def nothing_left(study: optuna.Study, config: StudyConfig) -> NothingLeft | None:
+def nothing_left(
+    study: optuna.Study, config: StudyConfig, trials: list[FrozenTrial] | None = None
+) -> NothingLeft | None:
     """Why no worker would find anything to run, or None: the study trained its epochs_budget, or
     its trial budget is spent with no trial running (which may die and be retried) or queued.
-    asha's paused trials are promoted whatever the trial budget, so such a study is let be."""
-    trials = study.get_trials(deepcopy=False)
+    asha's paused trials are promoted whatever the trial budget, so such a study is let be.
+    `trials`: the study's, as the caller just read them, which saves a read."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     epochs = config.study.epochs_budget
     if epochs_budget_met(study, epochs, trials):  # nothing starts, retries or promotes then
         return NothingLeft(
