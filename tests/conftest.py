@@ -26,6 +26,8 @@ import pymysql
 import pytest
 import torch
 
+from search.run import liveness
+from search.study import resilience
 from tests.helpers import mysql, postgres
 from tests.helpers.images import make_image_folder
 from tests.helpers.private_postgres import ClusterUnavailable, private_cluster
@@ -116,6 +118,15 @@ def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "user-checkpoints"))
     monkeypatch.setenv("HPSEARCH_DATA_ROOT", str(tmp_path / "user-data"))
     monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_outage_seen_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a fresh process would, having seen no storage outage: a sweep counts
+    other trials' silence from the last outage its process saw (search.run.liveness), and one an
+    earlier test caused in this xdist worker kept a silent trial of the next test alive."""
+    monkeypatch.setattr(liveness._HeldBack, "until", 0.0)
+    monkeypatch.setattr(resilience._Outages, "last_seen", 0.0)
 
 
 @pytest.fixture(scope="module")
