@@ -192,8 +192,8 @@ def within_budget(trials: list[FrozenTrial], budget: int | None) -> dict:
 
 
 def _never_ran(trial: FrozenTrial) -> bool:
-    """A paused trial's continuation that was closed without running."""
-    return attrs.PROMOTION_CLOSED in trial.user_attrs
+    """A paused trial's continuation closed without running, or a follow-up queued twice."""
+    return attrs.PROMOTION_CLOSED in trial.user_attrs or attrs.DUPLICATE_OF in trial.user_attrs
 
 
 def main() -> None:

@@ -59,6 +59,9 @@ WORKER = "worker"  # the process running the trial: host, pid, start time, sched
 PAUSED_AT = "paused_at_epoch"
 PROMOTION_OF = "promotion_of"
 PROMOTION_CLOSED = "promotion_closed"
+# A follow-up (retry or continuation) queued a second time for one trial, which two workers did at
+# once: closed FAIL without running, it names the follow-up that runs instead (search.study.orphans)
+DUPLICATE_OF = "duplicate_of"
 # A continuation: the epoch its paused trial paused at, which the checkpoint it resumes from holds
 CONTINUES_FROM_EPOCH = "continues_from_epoch"
 # A promoted trial whose checkpoint was gone or unreadable, so it retrained those epochs: why

@@ -20,7 +20,8 @@ def trial_rows(trials: list[FrozenTrial], origin: float) -> list[dict]:
     """Each trial in a line of the JSON: what a person needs to follow a lineage through faults."""
     keys = (
         attrs.RETRY_OF, attrs.RETRIED_FROM, attrs.PROMOTION_OF, attrs.PAUSED_AT,
-        attrs.PROMOTION_CLOSED, attrs.RESUMED_FROM_EPOCH, attrs.FAIL_REASON, attrs.RETRY_REASON,
+        attrs.PROMOTION_CLOSED, attrs.DUPLICATE_OF, attrs.RESUMED_FROM_EPOCH, attrs.FAIL_REASON,
+        attrs.RETRY_REASON,
     )  # fmt: skip
     return [
         {

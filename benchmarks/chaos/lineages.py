@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial
 
 from benchmarks.chaos.faults import Fault
 from search import attrs
+from search.study import promotion
 
 # Faults that destroy a checkpoint or keep one from being written: retraining after them is the
 # price of the fault, not a defect, and is only counted
@@ -37,10 +38,13 @@ class Retraining(NamedTuple):
 
 
 def by_lineage(trials: list[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
-    """Each lineage's attempts, in the order they were created."""
+    """Each lineage's attempts, in the order they were created, but those that never ran (a
+    continuation closed unpromoted, a follow-up queued twice): none trained, and none ended the
+    lineage."""
     found: dict[int, list[FrozenTrial]] = defaultdict(list)
     for trial in sorted(trials, key=lambda trial: trial.number):
-        found[attrs.first_attempt(trial)].append(trial)
+        if not promotion.never_ran(trial):
+            found[attrs.first_attempt(trial)].append(trial)
     return dict(found)
 
 

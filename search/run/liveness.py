@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import attrs
 from search.study.budget_lock import BudgetLock
 from search.study.optuna_compat import end_claimed, trial_id_of
-from search.study.orphans import Orphan, queue_retry_once, recover, retry_due
+from search.study.orphans import Orphan, close_duplicates, queue_retry_once, recover, retry_due
 from search.study.resilience import (
     call_with_retries,
     first_line,
@@ -175,16 +175,27 @@ def sweep(
     on_dead: Callable[[FrozenTrial, str, bool], None],
     on_orphan: Callable[[Orphan], None],
 ) -> bool:
-    """What a worker does before it takes a trial: fail the dead trials (`fail_dead_trials`) and
-    queue the follow-ups of orphans, whose workers died as they ended them (search.study.orphans),
-    both found in `trials`, the study as just read; True when a trial was queued, which a new read
-    then shows. `on_orphan` hears of each orphan, those out of retries included."""
+    """What a worker does before it takes a trial: fail the dead trials (`fail_dead_trials`),
+    queue the follow-ups of orphans, whose workers died as they ended them, and close a follow-up
+    queued twice (search.study.orphans), all found in `trials`, the study as just read; True when a
+    trial was queued or closed, which a new read then shows. `on_orphan` hears of each orphan,
+    those out of retries included."""
     grace, max_retries = heartbeat.grace_seconds, heartbeat.max_retries
     failed = fail_dead_trials(study, grace, max_retries, trials, on_dead, lock)
     found = recover(study, trials, grace, max_retries, lock, is_gone)
     for orphan in found:
         on_orphan(orphan)
-    return bool(failed) or any(orphan.follow_up is not None for orphan in found)
+    closed = close_duplicates(study, trials)
+    for duplicate in closed:
+        logger.warning(
+            "trial %d closed without running: trial %d continues trial %d, which both were queued "
+            "to continue (two workers queued one at once)",
+            duplicate.trial.number,
+            duplicate.first,
+            duplicate.continued,
+        )
+    queued = bool(failed) or any(orphan.follow_up is not None for orphan in found)
+    return queued or bool(closed)
 
 
 def fail_dead_trials(

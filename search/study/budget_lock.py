@@ -7,7 +7,9 @@ both freed when the holder's connection ends, a killed worker's too), and a file
 SQLite file, whose workers share a machine. Behind the gRPC proxy no lock reaches the database,
 and the count is as exact as the moment allows: two workers starting at once may pass the budget
 by a trial, as without a lock. A lock that cannot be had within LOCK_WAIT_SECONDS (its server
-down, its holder stuck) is done without, for the same outcome, never a stalled worker.
+down, its holder stuck) is done without, for the same outcome, never a stalled worker; a follow-up
+of a trial is queued under it `through_outages` (search.study.orphans), and a duplicate that
+slips through is closed unrun (liveness.close_duplicates).
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from sqlalchemy.pool import NullPool
 from search import attrs
 from search.study import promotion
 from search.study.recorded import budget
-from search.study.resilience import log_lost_connections_in_one_line
+from search.study.resilience import (
+    call_with_retries,
+    is_connection_error,
+    log_lost_connections_in_one_line,
+)
 from search.study.storage import check_storage_url
 
 LOCK_WAIT_SECONDS = 30  # a holder counts and starts one trial: milliseconds, seconds in an outage
@@ -55,32 +61,47 @@ class BudgetLock:
             log_lost_connections_in_one_line(self._engine)
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self, *, through_outages: bool = False) -> Iterator[None]:
+        """`through_outages`: a database's lock is waited for while its server is down, as a
+        storage call waits (search.study.resilience), not done without: two workers that queue a
+        trial's follow-up in one outage would queue two, which train one checkpoint at once."""
         if self.backend == "sqlite" and self.url.database:
             with _file_lock(self.url.database, self.name):
                 yield
         elif self._engine is not None:
-            with self._database_lock():
+            with self._database_lock(through_outages):
                 yield
         else:
             yield
 
     @contextlib.contextmanager
-    def _database_lock(self) -> Iterator[None]:
-        assert self._engine is not None
+    def _database_lock(self, through_outages: bool) -> Iterator[None]:
         try:
-            connection = self._engine.connect()
+            if through_outages:
+                connection, locked = call_with_retries(self._connect_and_lock)
+            else:
+                connection, locked = self._connect_and_lock()
         except sqlalchemy.exc.DBAPIError:
             yield  # an outage: the trial's own start waits it out (search.study.resilience)
             return
         with connection:
-            locked = _lock(connection, self.backend, self.name)
             try:
                 yield
             finally:
                 if locked:
                     with contextlib.suppress(sqlalchemy.exc.DBAPIError):  # gone with the session
                         _unlock(connection, self.backend, self.name)
+
+    def _connect_and_lock(self) -> tuple[sqlalchemy.Connection, bool]:
+        """A connection of its own and whether it holds the lock (False: not had in time); an
+        outage, raised."""
+        assert self._engine is not None
+        connection = self._engine.connect()
+        try:
+            return connection, _lock(connection, self.backend, self.name)
+        except BaseException:
+            connection.close()
+            raise
 
 
 def new_trial_within_budget(
@@ -113,7 +134,9 @@ def _lock(connection: sqlalchemy.Connection, backend: str, name: str) -> bool:
             {"name": name, "seconds": LOCK_WAIT_SECONDS},
         ).scalar()
         return got == 1
-    except sqlalchemy.exc.DBAPIError:  # a lock timeout, a lost connection: done without
+    except sqlalchemy.exc.DBAPIError as error:  # a lock timeout: done without
+        if is_connection_error(error):
+            raise
         with contextlib.suppress(sqlalchemy.exc.DBAPIError):
             connection.rollback()
         return False

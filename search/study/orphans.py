@@ -10,9 +10,11 @@ the end for longer than the heartbeat's grace, which a live recorder never takes
 writes. It queues the follow-up the recorder would have, under the same max_retries.
 
 Two follow-ups of one trial would train one checkpoint at once, so each is queued under the
-study's budget lock once the study, read under it, shows none: by the sweep, and by the recorder
-itself (`queue_once`), which may have stalled past the grace between its writes (SIGSTOP, an
-outage waited out) while a sweeper took it for dead.
+study's budget lock, waited for through an outage, once the study, read under it, shows none: by
+the sweep, and by the recorder itself (`queue_once`), which may have stalled past the grace between
+its writes (SIGSTOP, an outage waited out) while a sweeper took it for dead. A second one that
+slips past the lock (behind the gRPC proxy, which has none; a lock lost with its server mid-hold)
+is closed unrun before a worker takes it (`close_duplicates`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import (
+    DUPLICATE_OF,
     FAIL_REASON,
     HEARTBEAT,
     PROMOTION_OF,
@@ -38,6 +41,14 @@ from search.attrs import (
 )
 from search.study import promotion, retries
 from search.study.budget_lock import BudgetLock
+from search.study.optuna_compat import claim, end_claimed
+from search.study.trial_notes import note_on_duplicate
+
+
+class Duplicate(NamedTuple):
+    trial: FrozenTrial  # a queued follow-up, closed without running
+    continued: int  # the trial it was queued to continue
+    first: int  # the follow-up of that trial queued first, which runs instead
 
 
 class Orphan(NamedTuple):
@@ -96,7 +107,7 @@ def queue_once(
 ) -> int | None:
     """The recorder's own follow-up: `queue()` unless a trial continues `ended` already (a
     sweeper's, while this worker stalled), whose number is returned then."""
-    with lock.held() if lock is not None else contextlib.nullcontext():
+    with lock.held(through_outages=True) if lock is not None else contextlib.nullcontext():
         queued = _follow_ups(study.get_trials(deepcopy=False)).get(ended.number)
         return queue() if queued is None else queued
 
@@ -117,7 +128,7 @@ def recover(
     lost = [Orphan(trial, "retry", None) for trial in found if _out_of_retries(trial, max_retries)]
     if len(lost) == len(found):
         return lost
-    with lock.held():
+    with lock.held(through_outages=True):
         trials = study.get_trials(deepcopy=False)
         due = [
             trial
@@ -164,20 +175,63 @@ def _lacking_follow_up(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [trial for trial in trials if _due(trial) and trial.number not in continued]
 
 
+def close_duplicates(study: optuna.Study, trials: list[FrozenTrial]) -> list[Duplicate]:
+    """Close every queued follow-up of a trial that another continues (`trials`: the study as just
+    read): the one a worker took, else the first queued, goes on. Each closed is claimed first, so
+    that one worker alone closes it, then ends FAIL marked DUPLICATE_OF, which status and reports
+    leave out as never run; the ones closed."""
+    follow_ups: dict[int, list[FrozenTrial]] = {}
+    for trial in sorted(trials, key=lambda trial: trial.number):
+        continued = _continued(trial)
+        if continued is not None and DUPLICATE_OF not in trial.user_attrs:
+            follow_ups.setdefault(continued, []).append(trial)
+    closed = []
+    for continued, queued in follow_ups.items():
+        taken = [trial for trial in queued if trial.state != TrialState.WAITING]
+        first = (taken or queued)[0].number
+        closed += [
+            Duplicate(trial, continued, first)
+            for trial in queued
+            if trial.state == TrialState.WAITING
+            and trial.number != first
+            and _close_duplicate(study, trial, continued, first)
+        ]
+    return closed
+
+
+def _close_duplicate(study: optuna.Study, trial: FrozenTrial, continued: int, first: int) -> bool:
+    if claim(study, trial) is None:
+        return False
+    reason = f"not run: trial {first} continues trial {continued}, queued for it too"
+    if not end_claimed(study, trial, TrialState.FAIL, {DUPLICATE_OF: first, FAIL_REASON: reason}):
+        return False
+    note_on_duplicate(study, trial, continued, first)
+    return True
+
+
 def kind_due(trial: FrozenTrial) -> str:
     """What continues a trial due a follow-up: a paused trial's continuation, else a retry."""
     return "retry" if trial.state == TrialState.FAIL else "continuation"
 
 
 def _follow_ups(trials: Iterable[FrozenTrial]) -> dict[int, int]:
-    """The trials that continue another, by the number of the trial each continues."""
+    """The trials that continue another, by the number of the trial each continues: the first
+    queued, where two were."""
     found: dict[int, int] = {}
-    for trial in trials:
-        for key in (RETRIED_FROM, PROMOTION_OF):
-            continued = stored_number(trial, key)
-            if continued is not None:
-                found.setdefault(continued, trial.number)
+    for trial in sorted(trials, key=lambda trial: trial.number):
+        continued = _continued(trial)
+        if continued is not None:
+            found.setdefault(continued, trial.number)
     return found
+
+
+def _continued(trial: FrozenTrial) -> int | None:
+    """The trial that `trial` continues, a retry or a paused trial's continuation; None if none."""
+    for key in (RETRIED_FROM, PROMOTION_OF):
+        continued = stored_number(trial, key)
+        if continued is not None:
+            return continued
+    return None
 
 
 def _due(trial: FrozenTrial) -> bool:

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.attrs import (
     ATTEMPT,
     CONTINUES_FROM_EPOCH,
+    DUPLICATE_OF,
     FAULTS,
     FINISHED,
     PAUSED_AT,
@@ -105,9 +106,11 @@ def is_continuation_queued(trial: FrozenTrial) -> bool:
 
 
 def never_ran(trial: FrozenTrial) -> bool:
-    """A paused trial's continuation that waits, or was closed without running: no trial of its
-    own, so status and reports count it with the paused trial."""
-    return is_continuation_queued(trial) or PROMOTION_CLOSED in trial.user_attrs
+    """A paused trial's continuation that waits, or was closed without running, or a follow-up
+    queued twice and closed so: no trial of its own, so status and reports count it with the
+    trial it continues."""
+    closed = PROMOTION_CLOSED in trial.user_attrs or DUPLICATE_OF in trial.user_attrs
+    return closed or is_continuation_queued(trial)
 
 
 def ran_to_an_end(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -10,7 +10,8 @@ page. Each note is written when its trial's story is known, by the process that 
 - a paused trial, when its continuation is queued (search.study.promotion);
 - a trial stopped to resume, when its retry is queued (search.study.retries);
 - a continuation or a retry, once it has restored its checkpoint (search.run.objective);
-- a continuation closed unpromoted, when it is closed (search.study.promotion).
+- a continuation closed unpromoted, when it is closed (search.study.promotion);
+- a follow-up queued twice, when the second is closed (search.study.orphans).
 
 A continuation that pauses again, or a retry stopped again, gets its second section below its
 first: a note is built from the trial's attributes, never read back from the storage.
@@ -105,6 +106,16 @@ def note_on_close(study: optuna.Study, closed: FrozenTrial, rung: int, why: str)
         "trained.",
         f"Trial {paused}, paused at epoch {rung}, {why}.",
         "Its checkpoint was removed.",
+    )
+    _save(study, closed, [closed_text])
+
+
+def note_on_duplicate(study: optuna.Study, closed: FrozenTrial, continued: int, first: int) -> None:
+    """The note of a follow-up closed without running: another was queued for its trial first."""
+    closed_text = _section(
+        f"**Not run**: this trial, queued to continue {trial_link(study, continued)}, never "
+        "trained: two workers queued a follow-up of it at once.",
+        f"{trial_link(study, first)}, queued first, continues it instead.",
     )
     _save(study, closed, [closed_text])
 

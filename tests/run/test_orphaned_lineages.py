@@ -25,6 +25,7 @@ from search.run.worker import WorkerOptions, run_worker
 from search.study import orphans, promotion
 from search.study.budget_lock import BudgetLock
 from search.study.opening import open_study
+from search.study.optuna_compat import claim
 from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage, set_user_attrs
@@ -293,3 +294,38 @@ def test_an_orphan_out_of_retries_stays_failed_and_its_checkpoint_is_removed(
     assert failed.state == TrialState.FAIL
     assert not folder.exists(), "no attempt will resume from it"
     assert "left without" not in capfd.readouterr().err
+
+
+def test_a_retry_queued_twice_runs_once(tmp_path, image_folder, cache_dir, capfd):
+    """Two workers that queued one trial's retry in an outage (the chaos run, 2026-12-07) ran both
+    at once on the lineage's one checkpoint: one crashed renaming a file the other removed."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config, study, stopped = a_stopped_trial(
+        tmp_path, image_folder, cache_dir, url, by=a_gone_process()
+    )
+    assert [queue_retry(study, stopped, 2, REASON) for _ in range(2)] == [1, 2]
+
+    run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False, log_format="text"))
+    assert (
+        "trial 2 closed without running: trial 1 continues trial 0, which both were queued to "
+        "continue (two workers queued one at once)"
+    ) in capfd.readouterr().err
+    _, retry, duplicate = trials_of(url)
+    assert retry.state == TrialState.COMPLETE
+    assert duplicate.state == TrialState.FAIL and not duplicate.intermediate_values
+    assert duplicate.user_attrs[attrs.DUPLICATE_OF] == 1
+    counts = promotion.shown_counts(trials_of(url))
+    assert (counts["complete"], counts["stopped"], sum(counts.values())) == (1, 1, 2)
+
+
+def test_of_a_follow_up_queued_twice_the_one_taken_goes_on(tmp_path, image_folder, cache_dir):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _, study, stopped = a_stopped_trial(tmp_path, image_folder, cache_dir, url, by=a_gone_process())
+    first, second = (queue_retry(study, stopped, 2, REASON) for _ in range(2))
+    claim(study, trials_of(url)[second])  # a worker that read the study before `first` was queued
+    (closed,) = orphans.close_duplicates(study, trials_of(url))
+    assert (closed.trial.number, closed.continued, closed.first) == (first, 0, second)
+    assert trials_of(url)[first].user_attrs[attrs.FAIL_REASON] == (
+        "not run: trial 2 continues trial 0, queued for it too"
+    )
+    assert orphans.close_duplicates(study, trials_of(url)) == [], "closed once"

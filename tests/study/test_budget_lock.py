@@ -78,3 +78,30 @@ def test_a_lock_held_past_the_wait_is_done_without(url, monkeypatch):
         released.set()
         holder.join()
     assert trial is not None and 1 <= waited < 10
+
+
+def test_a_follow_up_s_lock_is_waited_for_through_an_outage(private_postgres):
+    """Done without while the server was down, two workers queued one trial's retry twice (the
+    chaos run, 2026-12-07): both trained the lineage's one checkpoint at once, and one crashed."""
+    lock = BudgetLock(private_postgres.url, "s")
+    inside, released = threading.Event(), threading.Event()
+
+    def queue_a_follow_up() -> None:
+        with lock.held(through_outages=True):
+            inside.set()
+            released.wait(30)
+
+    private_postgres.stop()
+    holder = threading.Thread(target=queue_a_follow_up)
+    holder.start()
+    try:
+        assert not inside.wait(2), "went on without the lock while its server was down"
+        private_postgres.start()
+        assert inside.wait(30), "never had the lock once its server was back"
+        with private_postgres.connect() as connection:
+            key = (budget_lock._key(lock.name),)
+            free = connection.execute("SELECT pg_try_advisory_lock(%s)", key).fetchone()
+    finally:
+        released.set()
+        holder.join()
+    assert free == (False,), "the lock is held by the worker inside"
