@@ -59,6 +59,11 @@ class ResilientGrpcStorage(GrpcStorageProxy):
         """The storage as a line names it: the proxy's address."""
         return self._unanswered.storage
 
+    @property
+    def url(self) -> str:
+        """The URL that reaches it."""
+        return f"grpc://{self._host}:{self._port}"
+
     def _call(self, name: str, work: Callable[[], Any]) -> Any:
         def attempt() -> Any:
             try:

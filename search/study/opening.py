@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Any
 import numpy as np
 import optuna
 
-from search import attrs, locations
+from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
-from search.study.optuna_compat import cached_storage, study_id_of
+from search.study.optuna_compat import cached_storage, database_behind, storage_of, study_id_of
 from search.study.recorded import (
     config_document,
     data_fingerprint,
@@ -34,9 +33,9 @@ from search.study.recorded import (
     unreadable,
 )
 from search.study.samplers import build_pruner, build_sampler
+from search.study.storage_flag import storage_flag
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, to_document
-from search.url_secrets import masked
 from trainer.model_names import DEFAULT_MODEL
 from trainer.naming import given, named
 from trainer.source_names import IMAGENETTE
@@ -292,29 +291,16 @@ def check_settings(study: optuna.Study, config: StudyConfig) -> None:
             else [f"space or [train]: {_short(stored_space)} in the study"]
         )
     if changed:
-        storage = _storage_flag(config)
+        # Where the study is (--storage, or the study file's): a command without the file would
+        # look in $HPSEARCH_STORAGE or the default SQLite file
+        storage = storage_flag(getattr(database_behind(storage_of(study)), "url", None))
         raise StudyMismatchError(
             f"study {name!r} was created with other settings than {config.path}:\n  "
             + "\n  ".join(changed)
             + f"\nto join or resume it as it was created, leave the study file out: "
             f"`hpsearch worker --study {name}{storage}` or `hpsearch run --study {name}{storage}`"
-            + (
-                " (the study file's storage, which a command without the file does not read)"
-                if storage
-                else ""
-            )
             + "; to search with your settings, give the file another [study] name"
         )
-
-
-def _storage_flag(config: StudyConfig) -> str:
-    """` --storage URL` where the study file's storage holds the study: a command that leaves the
-    file out would look in the default SQLite file instead, and not find it. $HPSEARCH_STORAGE,
-    which such a command reads too, needs no flag (a file's URL holds no secret to mask; masked
-    anyway, as every URL we print)."""
-    if config.study.storage is None or os.environ.get(locations.STORAGE_ENV):
-        return ""
-    return f" --storage {masked(config.study.storage)}"
 
 
 def space_description(config: StudyConfig) -> dict[str, Any]:

@@ -136,9 +136,11 @@ def _check_sqlite_url(parsed: sqlalchemy.URL, url: str) -> None:
     """A file, in a folder that exists: SQLite reads sqlite://name as a host and opens an
     in-memory database, which no other process sees and which is gone when the command ends."""
     if parsed.host:
+        path = "/".join(part for part in (parsed.host, parsed.database) if part)
         raise StorageError(
             f"SQLite storage {masked(url)!r} names {parsed.host!r} as a host: a SQLite file takes "
-            f"three slashes for a relative path, four for an absolute one: sqlite:///{parsed.host}"
+            f"three slashes for a relative path, four for an absolute one: sqlite:///{path} or "
+            f"sqlite:////{path}"
         )
     if _in_memory(parsed):
         raise StorageError(

@@ -43,7 +43,8 @@ def nothing_left(
         return None
     return NothingLeft(
         f"{spent} of its {total} trials are finished and none is running or queued",
-        f"give --trials N (above {total}) to raise its budget, or a new [study] name for a new "
+        # Above what it spent: workers starting at once in an outage may pass the budget by one
+        f"give --trials N (above {spent}) to raise its budget, or a new [study] name for a new "
         "search",
     )
 

@@ -157,6 +157,18 @@ def test_a_study_run_to_its_end_says_so_once_when_run_again(
     assert "worker started" not in err and len(trials_of(storage_url)) == 1
 
 
+def test_a_budget_lowered_below_the_trials_spent_is_raised_above_those(
+    tmp_path, image_folder, cache_dir, storage_url, capfd
+):
+    path = write_study(tmp_path, image_folder, trials=2, epochs=1)
+    assert on_cpu("run", path, storage_url, cache_dir) == 0
+    capfd.readouterr()
+    assert on_cpu("run", path, storage_url, cache_dir, "--trials", "1") == 0
+    # "above 1" said it, and --trials 2 ran nothing again
+    err = capfd.readouterr().err
+    assert "2 of its 1 trials are finished" in err and "give --trials N (above 2)" in err
+
+
 def test_an_existing_study_with_another_space_is_refused(
     tmp_path, image_folder, cache_dir, storage_url, capsys
 ):
@@ -167,6 +179,8 @@ def test_an_existing_study_with_another_space_is_refused(
     err = capsys.readouterr().err
     assert "was created with other settings" in err and "another [study] name" in err
     assert "\n  space.lr: {'low': 0.001, 'high': 0.1, 'log': True} in the study, " in err
+    # The storage the study is in (--storage here), where it named the study file's, if any
+    assert f"`hpsearch run --study test-study --storage {storage_url}`" in err
     assert len(trials_of(storage_url)) == 1
 
 

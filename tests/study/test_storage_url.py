@@ -71,7 +71,9 @@ def test_masked_keeps_what_is_not_secret():
         (f"postgresql://h:5432/db?password=a@{SECRET}", "ambiguous"),
         # SQLAlchemy logs in to host "ss" with password "p"; the rest was the database's name
         (f"postgresql://u:p@ss/{SECRET}@h/db", "ambiguous: percent-encode an @"),
-        ("sqlite://rel.db", "names 'rel.db' as a host.*three slashes.*sqlite:///rel.db$"),
+        ("sqlite://rel.db", "names 'rel.db' as a host.*three slashes.*sqlite:///rel.db or "),
+        # The path after the host kept: it said sqlite:///tmp
+        ("sqlite://tmp/s/x.db", "sqlite:///tmp/s/x.db or sqlite:////tmp/s/x.db$"),
         ("sqlite://", "in-memory SQLite database.*name a file"),
         ("sqlite:///:memory:", "in-memory"),
         ("sqlite:///file::memory:?uri=true", "in-memory"),
