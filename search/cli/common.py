@@ -21,6 +21,7 @@ from typing import Any
 from search import locations
 from search.run.log import LOG_FORMATS
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
+from search.studyfile.checks import study_name
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -118,6 +119,7 @@ def add_study(parser: argparse.ArgumentParser, cardinality: str) -> None:
     parser.add_argument(
         "--study",
         metavar="NAME",
+        type=study_name,
         help="a study in the storage, by name"
         + ("; repeat for several" if cardinality == "repeatable" else ""),
         **STUDY_CARDINALITY[cardinality],

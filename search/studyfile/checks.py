@@ -14,6 +14,7 @@ import math
 import sys
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,6 +63,12 @@ def trainer_check(key: str, **settings: Any) -> TrainConfig:
         return TrainConfig(**settings)
     except ConfigError as error:
         raise SettingError(key, str(error), separator=": ") from None
+
+
+def study_name(name: str) -> str:
+    """A study's name in one Unicode spelling (NFC), as a study file and `--study` give it: an é
+    typed as one character or as e and an accent names one study."""
+    return unicodedata.normalize("NFC", name)
 
 
 def check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:

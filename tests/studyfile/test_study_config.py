@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import tomli_w
 
+from search.cli import build_parser
 from search.studyfile import (
     PrunerSettings,
     Range,
@@ -199,6 +200,16 @@ def test_a_valid_study_loads_with_its_settings(tmp_path: Path) -> None:
     assert config.sampler.kind == "tpe" and config.pruner.kind == "median"
 
 
+def test_a_study_name_has_one_spelling_in_the_file_and_on_the_command_line(tmp_path: Path) -> None:
+    """An é typed as e and an accent (macOS's file names, some editors) named another study."""
+    decomposed, composed = "e\u0301tudes", "\u00e9tudes"
+    config = load_study_config(write(tmp_path, study(study={"name": decomposed, "trials": 3})))
+    assert config.study.name == composed
+    for command in (["status"], ["worker"], ["report", "-o", "r.html"]):
+        given = build_parser().parse_args([*command, "--study", decomposed]).study
+        assert given in (composed, [composed])
+
+
 def test_the_config_is_frozen(tmp_path: Path) -> None:
     config = load_study_config(write(tmp_path, study()))
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -306,6 +317,8 @@ def test_wrong_types_name_the_key(tmp_path: Path, sections: dict[str, Any], expe
             {"study": {"name": "x" * 129, "trials": 3}},
             "study.name must be 1 to 128 printable characters",
         ),
+        # `--study x` would not find it
+        ({"study": {"name": "x ", "trials": 3}}, "study.name must not begin or end with a space"),
         (
             {"study": {"name": "test", "trials": 3, "direction": "minimize"}},
             "study.direction must be 'maximize'",
