@@ -22,6 +22,7 @@ import sqlalchemy
 
 from search.errors import HpsearchError, StorageDamaged, StorageError, error_chain
 from search.locations import sqlite_file
+from search.study.sqlite_paths import unwritable_folder
 from trainer.naming import given, named
 
 logger = logging.getLogger("hpsearch.storage")
@@ -46,6 +47,9 @@ def quick_check(path: Path) -> list[str]:
         full = _full_disk_at(path, error)
         if full is not None:
             raise full from None
+        unwritable = unwritable_folder(path) if _code(error) == SQLITE_CANTOPEN else None
+        if unwritable is not None:
+            raise unwritable from None
         return [str(error)]
     finally:
         connection.close()
@@ -116,7 +120,7 @@ def _begins_as_sqlite(path: Path) -> bool:
         return True
 
 
-SQLITE_IOERR, SQLITE_FULL = 10, 13  # SQLite's primary result codes
+SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 10, 13, 14  # SQLite's primary result codes
 # Free space under which SQLite's disk I/O error is a full disk: the index it makes beside a WAL
 # file takes 32 KiB, and it fails to make it with SQLITE_IOERR_SHMSIZE, not SQLITE_FULL
 FULL_BELOW_BYTES = 1 << 20
@@ -145,6 +149,12 @@ def _full_disk_at(path: Path, error: BaseException) -> StorageError | None:
         f"in {path.parent}): free space on that disk, then run again; a trial that was "
         "running is resumed from its last checkpoint"
     )
+
+
+def _code(error: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of the error, its extended code's low byte."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
 
 
 def _free_bytes(path: Path) -> int:

@@ -20,7 +20,6 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
-from search import locations
 from search.errors import StorageError, StorageMissing
 from search.locations import sqlite_file
 from search.study import mysql
@@ -48,6 +47,7 @@ from search.study.resilience import (
     is_connection_error,
     pause,
 )
+from search.study.sqlite_paths import check_sqlite_creatable, check_sqlite_url
 from search.url_secrets import masked
 from trainer.naming import named
 
@@ -128,27 +128,8 @@ def check_storage_url(url: str) -> sqlalchemy.URL:
             f"the port in storage URL {masked(url)!r} must be 1 to 65535, but got {parsed.port}"
         )
     if parsed.drivername.startswith("sqlite"):
-        _check_sqlite_url(parsed, url)
+        check_sqlite_url(parsed, url)
     return parsed
-
-
-def _check_sqlite_url(parsed: sqlalchemy.URL, url: str) -> None:
-    """A file, in a folder that exists: SQLite reads sqlite://name as a host and opens an
-    in-memory database, which no other process sees and which is gone when the command ends."""
-    if parsed.host:
-        path = "/".join(part for part in (parsed.host, parsed.database) if part)
-        raise StorageError(
-            f"SQLite storage {masked(url)!r} names {parsed.host!r} as a host: a SQLite file takes "
-            f"three slashes for a relative path, four for an absolute one: sqlite:///{path} or "
-            f"sqlite:////{path}"
-        )
-    if _in_memory(parsed):
-        raise StorageError(
-            f"storage {masked(url)!r} is an in-memory SQLite database, which holds no study "
-            "once the command ends and which no worker process shares: name a file, e.g. "
-            f"{locations.DEFAULT_STORAGE}"
-        )
-    _check_sqlite_folder(parsed, url)
 
 
 def _missing_driver(drivername: str, url: str) -> str:
@@ -157,25 +138,6 @@ def _missing_driver(drivername: str, url: str) -> str:
         f"storage URL {masked(url)!r} needs the {drivername} driver, but its module "
         f"{driver.module!r} is not installed: {driver.install}"
     )
-
-
-def _in_memory(parsed: sqlalchemy.URL) -> bool:
-    # :memory:, nothing (sqlite://), or SQLite's URI forms (?uri=true): file::memory:, mode=memory
-    database = parsed.database or ""
-    return (
-        database in ("", ":memory:")
-        or database.startswith("file::memory:")
-        or parsed.query.get("mode") == "memory"
-    )
-
-
-def _check_sqlite_folder(parsed: sqlalchemy.URL, url: str) -> None:
-    database = sqlite_file(parsed)
-    if database is not None and not database.parent.is_dir():
-        raise StorageError(
-            f"the folder of SQLite storage {masked(url)!r} does not exist: {database.parent}; "
-            "create it or fix the path"
-        )
 
 
 def require_existing_storage(url: str) -> sqlalchemy.URL:
@@ -249,6 +211,8 @@ def open_storage(
     check_version()  # before any call into Optuna's internals
     parsed = check_storage_url(url) if create else require_existing_storage(url)
     _check_sqlite_intact(parsed)
+    if create:
+        check_sqlite_creatable(parsed)
     if parsed.drivername == "grpc":
         host, port = _reach_grpc_proxy(parsed, url, wait_seconds, stop)
         return ResilientGrpcStorage(host=host, port=port)
