@@ -99,6 +99,18 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_worker_goes_on(
     assert len(trials) == 3 and all(trial.state != TrialState.RUNNING for trial in trials)
 
 
+def test_a_run_whose_every_trial_failed_exits_1_saying_so(
+    tmp_path, image_folder, cache_dir, storage_url, capsys
+):
+    """It exited 0, and a script or CI took a search of nothing but diverged trials for done."""
+    space = 'optimizer = ["sgd"]\nlr = { low = 1e11, high = 1e12 }\nmomentum = 0.9'
+    path = write_study(tmp_path, image_folder, trials=2, epochs=1, space=space)
+    assert on_cpu("run", path, storage_url, cache_dir) == 1
+    err = capsys.readouterr().err
+    assert "hpsearch: no trial of study 'test-study' succeeded: all 2 failed (trial 0: " in err
+    assert f"`hpsearch trials --study test-study --storage {storage_url}` lists each" in err
+
+
 def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_dir, storage_url):
     config = load_study_config(write_study(tmp_path, image_folder, trials=2, epochs=1))
     options = WorkerOptions(storage_url, "cpu", cache_dir, progress=False)

@@ -6,15 +6,22 @@ notebook does."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
+from search import attrs
 from search.api import searching
 from search.results.status import format_status, study_status
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS, WorkerOptions
 from search.run.request import Request, requested_name
 from search.run.stopping import stop_on_signals
-from search.study.optuna_compat import storage_of
+from search.study import promotion
+from search.study.optuna_compat import database_behind, storage_of
+from search.study.storage_flag import storage_flag
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +42,25 @@ def run(args: argparse.Namespace) -> int:
         **_worker_settings(args, 0),
     )
     print(format_status(study_status(storage_of(study), study.study_name)))
-    return 0
+    return _all_failed(study)
+
+
+def _all_failed(study: optuna.Study) -> int:
+    """1, said in a line, where every trial of the study failed for good (a loss that diverged in
+    each, a bug): a script or CI that reads the status must not take the search for done."""
+    trials = study.get_trials(deepcopy=False)
+    counts = promotion.shown_counts(trials)
+    if not counts["fail"] or sum(counts.values()) != counts["fail"]:
+        return 0
+    first = next(trial for trial in trials if trial.state == TrialState.FAIL)
+    storage = storage_flag(getattr(database_behind(storage_of(study)), "url", None))
+    print(
+        f"hpsearch: no trial of study {study.study_name!r} succeeded: all {counts['fail']} "
+        f"failed (trial {first.number}: {attrs.fail_reason(first)}); `hpsearch trials --study "
+        f"{shlex.quote(study.study_name)}{storage}` lists each one's fail_reason",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def worker(args: argparse.Namespace) -> int:
