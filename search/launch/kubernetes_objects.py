@@ -7,6 +7,7 @@ Pure functions returning plain dicts; `search.launch.kubernetes` puts them toget
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,11 @@ IMAGE = re.compile(
     rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH}(?:/{_PATH})*(?::\w[\w.-]{{0,127}})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
-QUANTITY = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[mkMGTPE]|[KMGTPE]i)?")
+# Kubernetes' quantity grammar, without a minus (no request is negative): a number, then a binary
+# suffix (Ki), a decimal exponent (1e3, 1E3) or a decimal suffix (500m, 2G, 1E: exa)
+QUANTITY = re.compile(
+    r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[eE][+-]?[0-9]+|[mkMGTPE])?"
+)
 _SCALES = {
     "": 1.0,
     "m": 1e-3,
@@ -161,6 +166,8 @@ class KubernetesJob:
                 raise LaunchError(
                     f"--{flag} {value!r} is not a Kubernetes quantity such as 8, 500m or 32Gi"
                 )
+            if value is not None and not math.isfinite(quantity_value(value)):
+                raise LaunchError(f"--{flag} {value!r} is beyond any machine: give it in Gi or m")
             # 0 reserves nothing, and --cpu 0 would also set the pods' OMP_NUM_THREADS to 0
             if value is not None and quantity_value(value) == 0:
                 raise LaunchError(
@@ -183,9 +190,13 @@ def _check_between(flag: str, value: int, low: int, high: int) -> None:
 
 
 def quantity_value(quantity: str) -> float:
-    """A quantity QUANTITY matches, as a number: "32Gi" is 32 * 2**30, "500m" is 0.5."""
-    number = quantity.rstrip("mkMGTPEi")
-    return float(number) * _SCALES[quantity[len(number) :]]
+    """A quantity QUANTITY matches, as a number: "32Gi" is 32 * 2**30, "500m" is 0.5, "1e3" 1000."""
+    parts = QUANTITY.fullmatch(quantity)
+    assert parts is not None, f"{quantity!r} was not checked against QUANTITY"
+    number, suffix = parts["number"], parts["suffix"] or ""
+    if suffix[1:2].isdigit() or suffix[1:2] in ("+", "-"):  # 1e3: not 1E, an exa
+        return float(f"{number}e{suffix[1:]}")  # inf past a float's range, not an error
+    return float(number) * _SCALES[suffix]
 
 
 def is_label(text: str) -> bool:

@@ -101,3 +101,28 @@ def test_a_memory_limit_no_worker_can_start_in_is_one_line_exit_2(capsys, memory
     assert len(err.splitlines()) == 1 and f"--memory {memory} is below 1Gi" in err
     status, _, err = run_cli(capsys, *BASE, "--memory", "1Gi")
     assert status == 0, err
+
+
+@pytest.mark.parametrize(
+    "flag, value, requested",
+    [
+        ("--memory", "2097152Ki", "2097152Ki"),  # a Ki quantity was a ValueError traceback
+        ("--cpu", "1e1", "1e1"),  # Kubernetes' exponent form was refused
+        ("--memory", "2.5e9", "2.5e9"),
+        ("--cpu", "+4", "+4"),
+    ],
+)
+def test_every_kubernetes_quantity_form_is_taken(capsys, flag, value, requested):
+    status, out, err = run_cli(capsys, *BASE, flag, value)
+    assert status == 0, err
+    workers = [
+        d for d in yaml.safe_load_all(out) if d and d["metadata"]["name"].endswith("workers")
+    ]
+    (container,) = workers[0]["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"][flag[2:]] == requested
+
+
+@pytest.mark.parametrize("value", ["1e999", "-4", "4e", "1Ei3"])
+def test_a_quantity_beyond_any_machine_or_malformed_is_one_line_exit_2(capsys, value):
+    status, out, err = run_cli(capsys, *BASE, "--cpu", value)
+    assert (status, out) == (2, "") and len(err.splitlines()) == 1, err
