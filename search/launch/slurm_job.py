@@ -24,6 +24,25 @@ _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 # ... and its words for no limit, in any case
 NO_TIME_LIMIT = ("unlimited", "infinite", "-1")
 TIME_FORMATS = "minutes (90), MM:SS, HH:MM:SS (4:00:00), D-HH (1-12), D-HH:MM[:SS], UNLIMITED"
+# The sbatch options the script sets itself, by long name and short letter, and what to give
+# instead: one in --sbatch, a later line, would win unchecked (a --time=3 the stop warning fills
+# requeued each task without end; an --array=0-3 ran four tasks for --workers 1)
+_WORKERS = "give --workers (and --concurrent)"
+_LOGS = "hpsearch writes each task's log under the checkpoint folder"
+_OWNED = {
+    **dict.fromkeys(("array", "a"), _WORKERS),
+    **dict.fromkeys(("ntasks", "n"), "each task runs one worker: " + _WORKERS),
+    **dict.fromkeys(("time", "t"), "give --time, which is checked against --signal-seconds"),
+    "signal": "give --signal-seconds",
+    **dict.fromkeys(("requeue", "no-requeue"), "hpsearch requeues a task itself near its limit"),
+    **dict.fromkeys(("output", "o", "error", "e", "open-mode"), _LOGS),
+    "export": "the storage reaches the tasks through sbatch's environment (--export=ALL)",
+    **dict.fromkeys(("partition", "p"), "give --partition, whose GPUs sinfo is asked about"),
+    **dict.fromkeys(("account", "A"), "give --account"),
+    "mem": "give --mem",
+    **dict.fromkeys(("cpus-per-task", "c"), "give --cpus-per-worker"),
+    "gpus-per-task": "give --gpus-per-worker",
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,7 @@ class SlurmJob:
                 f"--signal-seconds must be 1 to {MAX_SIGNAL_SECONDS}, but got {self.signal_seconds}"
             )
         self._check_lines()
+        self._check_sbatch_owned()
         self._check_time_format()
         self._check_time_left()
         if self.device not in TASK_DEVICES:
@@ -87,6 +107,15 @@ class SlurmJob:
             if value is not None and ("\n" in value or "\r" in value):
                 raise LaunchError(f"{flag} must be one line, but got {value!r}")
 
+    def _check_sbatch_owned(self) -> None:
+        for argument in self.sbatch:
+            option = sbatch_option(argument)
+            if option in _OWNED:
+                raise LaunchError(
+                    f"--sbatch {argument!r} sets sbatch's {'-' * (1 + (len(option) > 1))}{option}, "
+                    f"which the job's script sets itself: {_OWNED[option]}"
+                )
+
     def _check_time_format(self) -> None:
         """sbatch says only "Invalid --time specification", and only once the study is made."""
         if self.time is None or self.time.strip().lower() in NO_TIME_LIMIT:
@@ -106,6 +135,15 @@ class SlurmJob:
                 f"{SIGNAL_EARLY_SECONDS} s sooner): each would stop and be requeued without end; "
                 "give a longer --time or a smaller --signal-seconds"
             )
+
+
+def sbatch_option(argument: str) -> str:
+    """The option an `#SBATCH` argument sets: `time` for --time=3 or --time 3, `t` for -t 3 or
+    -t3; the argument itself, stripped, where it is no option."""
+    text = argument.strip()
+    if text.startswith("--"):
+        return re.split(r"[=\s]", text[2:], maxsplit=1)[0]
+    return text[1:2] if text.startswith("-") else text
 
 
 def time_limit_seconds(time: str) -> int | None:

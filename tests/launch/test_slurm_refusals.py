@@ -32,6 +32,32 @@ def test_a_time_limit_sbatch_cannot_read_is_refused_with_its_formats(
         assert SlurmJob(workers=1, time=readable).time == readable
 
 
+@pytest.mark.parametrize(
+    "argument, option, instead",
+    [
+        ("--time=3", "--time", "give --time, which is checked"),  # requeued without end
+        ("-t 3", "-t", "give --time"),
+        ("--array=0-3", "--array", "give --workers"),  # four tasks for --workers 1
+        ("-a0-3", "-a", "give --workers"),
+        ("--signal=B:USR1@10", "--signal", "give --signal-seconds"),
+        ("--output /tmp/x.log", "--output", "hpsearch writes each task's log under"),
+        ("--partition=gpu", "--partition", "give --partition"),
+    ],
+)
+def test_an_sbatch_option_the_script_sets_itself_is_refused_naming_the_flag(
+    tmp_path, image_folder, capsys, argument, option, instead
+):
+    study = write_study(tmp_path, image_folder, name="owned")
+    (tmp_path / "ckpt").mkdir()
+    flags = ["--workers", "1", "--storage", "postgresql+psycopg://u@db/x", "--checkpoint-dir"]
+    status, out, err = run_cli(
+        capsys, "slurm", study, *flags, "ckpt", f"--sbatch={argument}", "--dry-run"
+    )
+    assert (status, out) == (2, "") and len(err.strip().splitlines()) == 1, err
+    assert f"sets sbatch's {option}, which the job's script sets itself: {instead}" in err
+    assert SlurmJob(workers=1, sbatch=("--qos=low", "--gres=gpu:a100:1", "--exclusive")).sbatch
+
+
 @needs_slurm
 @pytest.mark.parametrize(
     "flags, expect",
