@@ -130,6 +130,9 @@ def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: i
         *(f"#SBATCH {argument}" for argument in job.sbatch),
         "",
         *job.setup,
+        "# A line of the log, as the worker writes its own, saying what the worker cannot know",
+        "say() { echo \"$(date '+%Y-%m-%d %H:%M:%S') $1\" >&2; }",
+        *_python_check(job.python),
         "# torch's threads: the task's CPUs, not the node's",
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
         shlex.join(_worker_command(config, job, checkpoints, task_device(job, gpus))) + " &",
@@ -152,8 +155,6 @@ def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: i
         "    fi",
         '    exit "$stopped"',
         "}",
-        "# A line of the log, as the worker writes its own, saying what the worker cannot know",
-        "say() { echo \"$(date '+%Y-%m-%d %H:%M:%S') $1\" >&2; }",
         "trap 'stop requeue' USR1",
         "trap 'stop' TERM",
         'wait "$worker"',
@@ -173,6 +174,23 @@ def _resources(job: SlurmJob, gpus: int) -> list[str]:
         "--mem": job.mem,
     }
     return [f"#SBATCH {flag}={value}" for flag, value in settings.items() if value is not None]
+
+
+def _python_check(python: str) -> list[str]:
+    """Lines that end the task, saying why, where --python cannot run hpsearch on its node: a
+    missing one failed every task with a shell's "not found", and a program that ignores its
+    arguments (/bin/true) completed every task having done nothing."""
+    runs = "print('hpsearch')"
+    return [
+        "# --python must run hpsearch on this node",
+        f"hpsearch_python={shlex.quote(python)}",
+        f'ran=$("$hpsearch_python" -c "import search.cli; {runs}" 2>/dev/null)',
+        'if [ "$ran" != hpsearch ]; then',
+        '    say "--python $hpsearch_python cannot run hpsearch on $(hostname): install it there, '
+        'or give a --python (and --setup) that can"',
+        "    exit 2",
+        "fi",
+    ]
 
 
 def _worker_command(

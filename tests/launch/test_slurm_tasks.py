@@ -19,6 +19,9 @@ from tests.helpers.slurm import (
 )
 from tests.helpers.studies import write_study
 
+# A stand-in's answer to the script's check that --python runs hpsearch (`python -c ...`)
+ANSWERS_THE_CHECK = '#!/bin/sh\n[ "$1" = -c ] && { echo hpsearch; exit 0; }\n'
+
 
 def submit(capsys, tmp_path, image_folder, pg_url, python: Path, *, name, workers, checkpoints):
     (tmp_path / name).parent.mkdir(exist_ok=True)  # the study file's, for a name holding a `/`
@@ -37,7 +40,7 @@ def test_a_task_logs_under_a_checkpoint_folder_of_spaces_quotes_and_percent_sign
 ):
     checkpoints = tmp_path / "ck pt 'q\" #1 50%"
     checkpoints.mkdir()
-    python = executable(tmp_path / "python", '#!/bin/sh\nprintf "%s\\n" "$@"\n')  # its arguments
+    python = executable(tmp_path / "python", ANSWERS_THE_CHECK + 'printf "%s\\n" "$@"\n')
     name = "my study's #1 50%/b"
     job_id = submit(
         capsys, tmp_path, image_folder, pg_url, python, name=name, workers=1,
@@ -51,10 +54,29 @@ def test_a_task_logs_under_a_checkpoint_folder_of_spaces_quotes_and_percent_sign
     assert arguments[arguments.index("--study") + 1] == name
 
 
+@needs_slurm
+def test_a_python_that_cannot_run_hpsearch_fails_its_task_saying_so(
+    tmp_path, image_folder, pg_url, capsys
+):
+    """/bin/true, which ignores its arguments, completed every task having done nothing; a path
+    missing on the nodes failed each with a shell's "not found", and nothing more."""
+    (tmp_path / "ckpt").mkdir()
+    job_id = submit(
+        capsys, tmp_path, image_folder, pg_url, Path("/bin/true"), name="no-python", workers=1,
+        checkpoints=tmp_path / "ckpt",
+    )  # fmt: skip
+    wait_for_job_end(job_id, 120)
+    record = task_record(f"{job_id}_0")
+    assert record["JobState"] == "FAILED" and record["ExitCode"].startswith("2:"), record
+    log = tmp_path / "ckpt" / "slurm-logs" / f"hpsearch-no-python-{job_id}_0.log"
+    assert "--python /bin/true cannot run hpsearch on " in log.read_text()
+
+
 # A worker's stand-in: it stops on SIGTERM as a worker does, taking a moment (its checkpoint), and
 # exits as its task's index says: task 0 stops cleanly (0), task 1 fails while stopping (2, as on a
 # full disk). Each run leaves a mark: started-TASK-RESTARTS.
 STOPPING_WORKER = """#!/bin/bash
+[ "$1" = -c ] && {{ echo hpsearch; exit 0; }}
 trap 'stopping=1' TERM
 touch "{marks}/started-$SLURM_ARRAY_TASK_ID-${{SLURM_RESTART_COUNT:-0}}"
 while [ -z "$stopping" ]; do sleep 0.1; done
