@@ -72,10 +72,10 @@ IMAGE = re.compile(
     rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH}(?:/{_PATH})*(?::\w[\w.-]{{0,127}})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
-# Kubernetes' quantity grammar, without a minus (no request is negative): a number, then a binary
-# suffix (Ki), a decimal exponent (1e3, 1E3) or a decimal suffix (500m, 2G, 1E: exa)
+# Kubernetes' quantities but a negative one: 8, 500m, 32Gi, 1e3 (and 1E, an exa), +4
 QUANTITY = re.compile(
-    r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[eE][+-]?[0-9]+|[mkMGTPE])?"
+    r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:[eE](?P<exponent>[+-]?[0-9]+)|(?P<suffix>[KMGTPE]i|[mkMGTPE]))?"
 )
 _SCALES = {
     "": 1.0,
@@ -193,10 +193,8 @@ def quantity_value(quantity: str) -> float:
     """A quantity QUANTITY matches, as a number: "32Gi" is 32 * 2**30, "500m" is 0.5, "1e3" 1000."""
     parts = QUANTITY.fullmatch(quantity)
     assert parts is not None, f"{quantity!r} was not checked against QUANTITY"
-    number, suffix = parts["number"], parts["suffix"] or ""
-    if suffix[1:2].isdigit() or suffix[1:2] in ("+", "-"):  # 1e3: not 1E, an exa
-        return float(f"{number}e{suffix[1:]}")  # inf past a float's range, not an error
-    return float(number) * _SCALES[suffix]
+    number = float(f"{parts['number']}e{parts['exponent'] or 0}")  # inf past a float's range
+    return number * _SCALES[parts["suffix"] or ""]
 
 
 def is_label(text: str) -> bool:
