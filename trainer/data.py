@@ -29,7 +29,7 @@ from trainer.cache_files import (
 )
 from trainer.decode import decode_all
 from trainer.errors import DataError
-from trainer.listing import Listing, scan_folder
+from trainer.listing import Listing, scan_folder, scan_val
 from trainer.naming import named
 from trainer.outputs import check_output_folder
 from trainer.sources import env_path, one_line, resolve_data_dir
@@ -41,6 +41,9 @@ CACHE_FORMAT = 2
 # One loaded cache per (folder, cache side), so a worker's
 # trials share it: value (manifest digest, data).
 _LOADED: dict[tuple[str, int], tuple[str, ImageData]] = {}
+
+# The caller's look at a folder's listing before any image is decoded: it raises to refuse it
+Check = Callable[[Listing], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -314,6 +317,40 @@ def load_image_data(
     )
     _LOADED[(str(folder), side)] = (digest, image_data)
     return image_data
+
+
+def load_val_data(
+    data: str | Path, image_size: int, *, cache_dir: Path | None, progress: bool, check: Check
+) -> ImageData:
+    """The val split of `data` for scoring (`check` as in load_image_data): the whole data set where
+    it is kept already, else val/ alone decoded now, its train split empty and nothing cached (it is
+    not the whole); train/ may then be missing or hold anything, as a user's own test set may."""
+    side = cache_side(image_size)
+    folder = resolve_data_dir(data, progress=progress)
+    if _whole_is_kept(folder, side, cache_dir):
+        return load_image_data(
+            folder, image_size, cache_dir=cache_dir, progress=progress, check=check
+        )
+    listing = scan_val(folder)
+    check(listing)
+    check_fits(len(listing.val) * 3 * side**2, _host_memory_available(), "this machine's memory")
+    images = decode_all([folder / relative for relative, _ in listing.val], side, progress)
+    val = ImageSplit(images, _labels(listing.val))
+    return ImageData(listing.classes, ImageSplit(images[:0], _labels([])), val, str(folder))
+
+
+def _whole_is_kept(folder: Path, side: int, cache_dir: Path | None) -> bool:
+    """Whether the whole data set is in memory, or cached (by a search or `train`) and fits it."""
+    try:
+        listing = scan_folder(folder)
+    except DataError:  # train/ missing, or not matching val/: no cache of the whole can exist
+        return False
+    digest = _digest(_manifest(folder, side, listing))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache.expanduser().resolve() / f"{cache_prefix(folder, side)}{digest}.pt"
+    in_memory = _LOADED.get((str(folder), side), ("", None))[0] == digest
+    whole_bytes = (len(listing.train) + len(listing.val)) * 3 * side**2  # val/ alone may fit
+    return in_memory or (path.exists() and whole_bytes <= _host_memory_available())
 
 
 def _labels(files: list[tuple[str, int]]) -> torch.Tensor:

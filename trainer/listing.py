@@ -43,22 +43,47 @@ def scan_folder(folder: Path) -> Listing:
             f"{_lookalikes(only_train, only_val)}"
         )
     classes = tuple(sorted(files["train"]))
+    _check_class_count(folder, classes, "train/ and val/")
+    return Listing(
+        classes,
+        _labelled("train", classes, files["train"]),
+        _labelled("val", classes, files["val"]),
+    )
+
+
+def scan_val(folder: Path) -> Listing:
+    """The classes and labelled image files of val/ alone, its train list empty: scoring needs no
+    more, and a user's own test set may have no train/ (or one holding anything)."""
+    if not _is_dir(folder / "val"):  # the layout to name is val/'s alone: train/ is not needed
+        raise DataError(f"{folder} has no val/ folder; expected val/<class>/<image files> in it")
+    try:
+        files = _class_files(folder / "val")
+    except OSError as error:
+        raise DataError(_unreadable(error.filename or folder, error)) from None
+    classes = tuple(sorted(files))
+    _check_class_count(folder, classes, "val/")
+    return Listing(classes, [], _labelled("val", classes, files))
+
+
+def _check_class_count(folder: Path, classes: tuple[str, ...], splits: str) -> None:
     if len(classes) < 2:
         # One class trains to 100% "accuracy" that means nothing. Two classes with an image each
         # also make the smallest training set a batch can be made of (BatchNorm needs 2 images).
         raise DataError(
             f"{folder} holds one class ({classes[0]}), but classification needs at least 2: "
-            "add a folder of images for each other class to train/ and val/"
+            f"add a folder of images for each other class to {splits}"
         )
-    labelled = {
-        split: [
-            (f"{split}/{name}/{file}", label)
-            for label, name in enumerate(classes)
-            for file in files[split][name]
-        ]
-        for split in files
-    }
-    return Listing(classes, labelled["train"], labelled["val"])
+
+
+def _labelled(
+    split: str, classes: tuple[str, ...], files: dict[str, list[str]]
+) -> list[tuple[str, int]]:
+    """(path relative to the folder, label) of each image, in label order."""
+    return [
+        (f"{split}/{name}/{file}", label)
+        for label, name in enumerate(classes)
+        for file in files[name]
+    ]
 
 
 def _lookalikes(only_train: list[str], only_val: list[str]) -> str:

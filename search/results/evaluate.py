@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer.augment import Batch, eval_batches
-from trainer.data import ImageData, load_image_data
+from trainer.data import ImageData, load_val_data
 from trainer.device import resolve_device
 from trainer.epoch import EVAL_BATCH_SIZE, evaluate
 from trainer.sources import class_names
@@ -130,7 +130,8 @@ def evaluate_weights(
         check_fits(loaded, data.classes, data.source)
     else:
         source = str(data)  # as the user named it: a folder, an archive, an Imagenette name
-        data = load_image_data(
+        # val/ alone unless the whole data set is kept already: train/ is never scored
+        data = load_val_data(
             data,
             image_size,
             cache_dir=cache_dir,

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,6 +15,7 @@ from typing import Any, NamedTuple
 import pytest
 import torch
 
+import trainer.data
 from search.cli import main
 from search.results.evaluate import evaluate_weights
 from tests.helpers.images import make_image_folder
@@ -231,3 +233,104 @@ def test_imagenette_classes_are_named_as_people_say_them(tmp_path, capsys):
     result = json.loads(out)
     assert result["classes"] == folders and set(result["per_class"]) == set(folders)
     assert result["class_names"] == ["tench", "English springer", "other_folder"]
+
+
+# --- val/ alone: what evaluate reads of a folder not kept whole ---------------------------------
+
+
+def evaluate_json(trained: Trained, capsys, data: Path, cache_dir: Path) -> dict[str, Any]:
+    args = ["evaluate", trained.weights, "--data", data, "--cache-dir", cache_dir]
+    status, out, err = run_cli(capsys, *args, "--device", "cpu", "--json")
+    assert status == 0, err
+    return json.loads(out)
+
+
+def same_scores(result: dict[str, Any], whole: dict[str, Any]) -> bool:
+    """The same scores as on the whole folder, kept in its cache: decoded alike, scored alike."""
+    return {**result, "data": whole["data"]} == whole
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> list[Path]:
+    """Every image file decoded while the test runs, in order."""
+    paths: list[Path] = []
+    original = trainer.data.decode_all
+
+    def recording(files: list[Path], side: int, progress: bool) -> torch.Tensor:
+        paths.extend(files)
+        return original(files, side, progress)
+
+    monkeypatch.setattr(trainer.data, "decode_all", recording)
+    return paths
+
+
+def test_a_folder_with_only_val_is_scored_as_the_whole_one(trained, tmp_path, capsys, decoded):
+    own = tmp_path / "own"
+    shutil.copytree(trained.root / "images" / "val", own / "val")
+    whole = evaluate_json(trained, capsys, trained.root / "images", trained.root / "cache")
+    assert decoded == []  # the whole folder was cached by `train`: nothing decoded again
+    result = evaluate_json(trained, capsys, own, tmp_path / "cache")
+    assert result["data"] == str(own) and result["images"] == VAL_PER_CLASS * len(CLASSES)
+    assert same_scores(result, whole)
+    assert len(decoded) == result["images"] and not (tmp_path / "cache").exists()
+
+
+def test_a_corrupt_image_in_train_does_not_stop_evaluate(trained, tmp_path, capsys):
+    images = shutil.copytree(trained.root / "images", tmp_path / "images")
+    (images / "train" / "class_0" / "broken.jpg").write_bytes(b"not an image")
+    result = evaluate_json(trained, capsys, images, tmp_path / "cache")
+    whole = evaluate_json(trained, capsys, trained.root / "images", trained.root / "cache")
+    assert same_scores(result, whole)
+
+
+def test_uncached_data_decodes_val_alone_and_leaves_the_cache_as_it_was(
+    trained, tmp_path, capsys, decoded, monkeypatch
+):
+    images = shutil.copytree(trained.root / "images", tmp_path / "images")
+    cache_dir = tmp_path / "cache"
+    trainer.data.load_image_data(images, 32, cache_dir=cache_dir, progress=False)
+    monkeypatch.setattr(trainer.data, "_LOADED", {})  # as in a new process: the cache file alone
+    kept = {path.name: path.stat().st_mtime_ns for path in cache_dir.iterdir()}
+    decoded.clear()
+    whole = evaluate_json(trained, capsys, images, cache_dir)
+    assert decoded == []  # read from the cache made above
+    # One more training image: the cache no longer matches the folder, and evaluate needs no new one
+    shutil.copy(
+        images / "train" / "class_1" / "img_0000.JPEG", images / "train" / "class_1" / "new.jpg"
+    )
+    result = evaluate_json(trained, capsys, images, cache_dir)
+    assert same_scores(result, whole)
+    assert len(decoded) == result["images"] and all(
+        path.parent.parent.name == "val" for path in decoded
+    )
+    assert {path.name: path.stat().st_mtime_ns for path in cache_dir.iterdir()} == kept
+
+
+def make_own_folder(root: Path, layout: str) -> None:
+    """A user's own test folder: val/ with one class or none, or train/ without val/."""
+    make_image_folder(root, classes=2, train_per_class=1, val_per_class=1, odd_formats=False)
+    if layout == "no val":
+        shutil.rmtree(root / "val")
+        return
+    shutil.rmtree(root / "train")
+    for name in {"one class": ["class_1"], "no class": ["class_0", "class_1"]}[layout]:
+        shutil.rmtree(root / "val" / name)
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("one class", "holds one class (class_0), but classification needs at least 2"),
+        ("no class", "/val holds no class folders; expected"),
+        ("no val", "has no val/ folder; expected val/<class>/<image files> in it"),
+    ],
+    ids=["one class", "no class", "no val"],
+)
+def test_a_val_folder_that_cannot_be_scored_is_a_clear_error(
+    trained, tmp_path, capsys, layout, message
+):
+    own = tmp_path / "own"
+    make_own_folder(own, layout)
+    status, _, err = run_cli(capsys, *evaluate_args(trained, data=own))
+    assert status == 2 and err.startswith(f"hpsearch: error: {own}") and message in err
+    assert "train/" not in err  # which a folder to score needs none of
