@@ -5,6 +5,7 @@ dry run away from the cluster checks them too)."""
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 
@@ -109,8 +110,7 @@ class SlurmJob:
 
     def _check_sbatch_owned(self) -> None:
         for argument in self.sbatch:
-            option = sbatch_option(argument)
-            if option in _OWNED:
+            for option in sbatch_options(argument):
                 raise LaunchError(
                     f"--sbatch {argument!r} sets sbatch's {'-' * (1 + (len(option) > 1))}{option}, "
                     f"which the job's script sets itself: {_OWNED[option]}"
@@ -137,13 +137,21 @@ class SlurmJob:
             )
 
 
-def sbatch_option(argument: str) -> str:
-    """The option an `#SBATCH` argument sets: `time` for --time=3 or --time 3, `t` for -t 3 or
-    -t3; the argument itself, stripped, where it is no option."""
-    text = argument.strip()
-    if text.startswith("--"):
-        return re.split(r"[=\s]", text[2:], maxsplit=1)[0]
-    return text[1:2] if text.startswith("-") else text
+def sbatch_options(argument: str) -> list[str]:
+    """The options of `_OWNED` an `#SBATCH` argument sets, each of its words read as sbatch reads a
+    line's (`--qos=low -t 3` sets two): `time` for --time=3, --tim=3 (getopt takes a long name's
+    unambiguous start) or --time 3, `t` for -t 3 or -t3."""
+    try:
+        words = shlex.split(argument)
+    except ValueError:  # an unclosed quote, which sbatch refuses in its own words
+        words = argument.split()
+    owned = []
+    for word in words:
+        if word.startswith("--") and len(name := re.split("=", word[2:])[0]) >= 3:
+            owned += [option for option in _OWNED if len(option) > 1 and option.startswith(name)]
+        elif word.startswith("-") and word[1:2] in _OWNED:
+            owned.append(word[1:2])
+    return owned
 
 
 def time_limit_seconds(time: str) -> int | None:
