@@ -61,7 +61,9 @@ def _one_study(study: optuna.Study) -> dict[str, Any]:
         "retries": sum(
             1
             for trial in trials
-            if attrs.is_retry(trial) and attrs.PROMOTION_OF not in trial.user_attrs
+            if attrs.is_retry(trial)
+            and attrs.PROMOTION_OF not in trial.user_attrs
+            and not never_ran(trial)  # a follow-up queued twice, closed unrun
         ),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,

@@ -185,7 +185,7 @@ def sweep(
     found = recover(study, trials, grace, max_retries, lock, is_gone)
     for orphan in found:
         on_orphan(orphan)
-    closed = close_duplicates(study, trials)
+    closed = close_duplicates(study, trials, lock)
     for duplicate in closed:
         logger.warning(
             "trial %d closed without running: trial %d continues trial %d, which both were queued "

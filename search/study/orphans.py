@@ -175,31 +175,45 @@ def _lacking_follow_up(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [trial for trial in trials if _due(trial) and trial.number not in continued]
 
 
-def close_duplicates(study: optuna.Study, trials: list[FrozenTrial]) -> list[Duplicate]:
+def close_duplicates(
+    study: optuna.Study, trials: list[FrozenTrial], lock: BudgetLock
+) -> list[Duplicate]:
     """Close every queued follow-up of a trial that another continues (`trials`: the study as just
-    read): the one a worker took, else the first queued, goes on. Each closed is claimed first, so
-    that one worker alone closes it, then ends FAIL marked DUPLICATE_OF, which status and reports
-    leave out as never run; the ones closed."""
+    read, which costs nothing more when none is queued twice): the one a worker took, else the first
+    queued, goes on. Found again in a read under the lock, so that two sweepers never close one
+    each; each closed is claimed, then ended FAIL marked DUPLICATE_OF, which status and reports
+    leave out as never run. The ones closed."""
+    if not _duplicates(trials):
+        return []
+    with lock.held(through_outages=True):
+        found = _duplicates(study.get_trials(deepcopy=False))
+        return [duplicate for duplicate in found if _close_duplicate(study, duplicate)]
+
+
+def _duplicates(trials: list[FrozenTrial]) -> list[Duplicate]:
     follow_ups: dict[int, list[FrozenTrial]] = {}
     for trial in sorted(trials, key=lambda trial: trial.number):
         continued = _continued(trial)
         if continued is not None and DUPLICATE_OF not in trial.user_attrs:
             follow_ups.setdefault(continued, []).append(trial)
-    closed = []
+    found = []
     for continued, queued in follow_ups.items():
-        taken = [trial for trial in queued if trial.state != TrialState.WAITING]
+        # Taken: finished, or running under a worker (a RUNNING trial without one is being closed
+        # by a sweeper behind the gRPC proxy, which has no lock)
+        taken = [
+            trial for trial in queued if trial.state.is_finished() or WORKER in trial.user_attrs
+        ]
         first = (taken or queued)[0].number
-        closed += [
+        found += [
             Duplicate(trial, continued, first)
             for trial in queued
-            if trial.state == TrialState.WAITING
-            and trial.number != first
-            and _close_duplicate(study, trial, continued, first)
+            if trial.state == TrialState.WAITING and trial.number != first
         ]
-    return closed
+    return found
 
 
-def _close_duplicate(study: optuna.Study, trial: FrozenTrial, continued: int, first: int) -> bool:
+def _close_duplicate(study: optuna.Study, duplicate: Duplicate) -> bool:
+    trial, continued, first = duplicate
     if claim(study, trial) is None:
         return False
     reason = f"not run: trial {first} continues trial {continued}, queued for it too"

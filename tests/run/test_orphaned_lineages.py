@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import attrs, locations
+from search.results.status import study_status
 from search.run import liveness, trial_files
 from search.run.joining import join
 from search.run.study_data import fingerprint, load_study_data
@@ -316,16 +317,23 @@ def test_a_retry_queued_twice_runs_once(tmp_path, image_folder, cache_dir, capfd
     assert duplicate.user_attrs[attrs.DUPLICATE_OF] == 1
     counts = promotion.shown_counts(trials_of(url))
     assert (counts["complete"], counts["stopped"], sum(counts.values())) == (1, 1, 2)
+    (shown,) = study_status(open_storage(url), NAME)
+    assert (shown["trials"], shown["retries"]) == (2, 1), "the duplicate never ran"
 
 
 def test_of_a_follow_up_queued_twice_the_one_taken_goes_on(tmp_path, image_folder, cache_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
     _, study, stopped = a_stopped_trial(tmp_path, image_folder, cache_dir, url, by=a_gone_process())
     first, second = (queue_retry(study, stopped, 2, REASON) for _ in range(2))
-    claim(study, trials_of(url)[second])  # a worker that read the study before `first` was queued
-    (closed,) = orphans.close_duplicates(study, trials_of(url))
+    lock = BudgetLock(url, NAME)
+    # A sweeper's claim, as it closes the second: no worker runs it. Another sweeper that read the
+    # study then took it for the one that goes on, and closed the first: nothing continued trial 0
+    taken = claim(study, trials_of(url)[second])
+    assert orphans.close_duplicates(study, trials_of(url), lock) == []
+    taken.set_user_attr(attrs.WORKER, liveness.this_worker())  # a worker's, which read too early
+    (closed,) = orphans.close_duplicates(study, trials_of(url), lock)
     assert (closed.trial.number, closed.continued, closed.first) == (first, 0, second)
     assert trials_of(url)[first].user_attrs[attrs.FAIL_REASON] == (
         "not run: trial 2 continues trial 0, queued for it too"
     )
-    assert orphans.close_duplicates(study, trials_of(url)) == [], "closed once"
+    assert orphans.close_duplicates(study, trials_of(url), lock) == [], "closed once"
