@@ -11,9 +11,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search import attrs
 from search.cli import main
+from search.cli.searching.workers import _all_failed
 from search.launch.local import launch
 from search.run.worker import WorkerOptions
+from search.study.optuna_compat import claim
+from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.studyfile import load_study_config
 from tests.helpers.studies import trials_of, write_study
@@ -109,6 +113,21 @@ def test_a_run_whose_every_trial_failed_exits_1_saying_so(
     err = capsys.readouterr().err
     assert "hpsearch: no trial of study 'test-study' succeeded: all 2 failed (trial 0: " in err
     assert f"`hpsearch trials --study test-study --storage {storage_url}` lists each" in err
+
+
+def test_a_study_whose_every_lineage_failed_after_its_retries_exits_1(capsys):
+    """Each trial's worker died (a retried fault) until its retries were spent: every attempt but
+    the last counts as stopped, and `run` exited 0."""
+    study = optuna.create_study(study_name="s", direction="maximize")
+    dead = study.ask()
+    dead.set_user_attr(attrs.FAIL_REASON, "its worker (pid 7 on vm) is gone")
+    frozen = study.tell(dead, state=TrialState.FAIL)
+    queued = queue_retry(study, frozen, 2, "its worker is gone")
+    retry = claim(study, study.trials[queued])
+    retry.set_user_attr(attrs.FAIL_REASON, "its worker (pid 8 on vm) is gone")
+    study.tell(retry, state=TrialState.FAIL)
+    assert _all_failed(study) == 1
+    assert "all 1 failed (trial 1: its worker (pid 8 on vm) is gone)" in capsys.readouterr().err
 
 
 def test_running_again_resumes_up_to_the_budget(tmp_path, image_folder, cache_dir, storage_url):

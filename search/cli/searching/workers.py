@@ -50,9 +50,17 @@ def _all_failed(study: optuna.Study) -> int:
     each, a bug): a script or CI that reads the status must not take the search for done."""
     trials = study.get_trials(deepcopy=False)
     counts = promotion.shown_counts(trials)
-    if not counts["fail"] or sum(counts.values()) != counts["fail"]:
+    # A stopped trial's retry failed too, for good: each lineage ended FAIL
+    if not counts["fail"] or sum(counts.values()) != counts["fail"] + counts["stopped"]:
         return 0
-    first = next(trial for trial in trials if trial.state == TrialState.FAIL)
+    stopped = attrs.stopped_numbers(trials)
+    first = next(
+        trial
+        for trial in trials
+        if trial.state == TrialState.FAIL
+        and trial.number not in stopped
+        and not promotion.never_ran(trial)
+    )
     storage = storage_flag(getattr(database_behind(storage_of(study)), "url", None))
     print(
         f"hpsearch: no trial of study {study.study_name!r} succeeded: all {counts['fail']} "
