@@ -21,7 +21,6 @@ from typing import Any
 from search import locations
 from search.run.log import LOG_FORMATS
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
-from search.studyfile.checks import study_name
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -119,7 +118,6 @@ def add_study(parser: argparse.ArgumentParser, cardinality: str) -> None:
     parser.add_argument(
         "--study",
         metavar="NAME",
-        type=study_name,
         help="a study in the storage, by name"
         + ("; repeat for several" if cardinality == "repeatable" else ""),
         **STUDY_CARDINALITY[cardinality],

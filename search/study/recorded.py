@@ -8,6 +8,7 @@ a value of another shape is treated as absent, never used to name a folder or tr
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import optuna
@@ -71,7 +72,21 @@ def missing_study(storage: optuna.storages.BaseStorage, name: str) -> StudyNotFo
     names = optuna.get_all_study_names(storage)
     return StudyNotFound(
         f"no study named {name!r} in {storage_shown(storage)}; it holds: "
-        f"{', '.join(map(repr, names)) or 'none'}"
+        f"{', '.join(map(repr, names)) or 'none'}{_spelled_otherwise(name, names)}"
+    )
+
+
+def _spelled_otherwise(name: str, names: list[str]) -> str:
+    """A stored name that prints as `name` but encodes its accents otherwise (é as one character,
+    or as e and a combining accent, as macOS writes file names): the two lines alone would read
+    "no study named 'café'; it holds: 'café'"."""
+    nfc = unicodedata.normalize("NFC", name)
+    same = next((other for other in names if unicodedata.normalize("NFC", other) == nfc), None)
+    if same is None:
+        return ""
+    return (
+        f"; {ascii(same)} prints the same, its accents encoded otherwise than {ascii(name)}'s: "
+        "give the name as the study stores it (copy it from `hpsearch status`)"
     )
 
 

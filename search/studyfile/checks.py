@@ -14,7 +14,6 @@ import math
 import sys
 import types
 import typing
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,12 +62,6 @@ def trainer_check(key: str, **settings: Any) -> TrainConfig:
         return TrainConfig(**settings)
     except ConfigError as error:
         raise SettingError(key, str(error), separator=": ") from None
-
-
-def study_name(name: str) -> str:
-    """A study's name in one Unicode spelling (NFC), as a study file and `--study` give it: an é
-    typed as one character or as e and an accent names one study."""
-    return unicodedata.normalize("NFC", name)
 
 
 def check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:

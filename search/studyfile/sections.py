@@ -22,7 +22,6 @@ from search.studyfile.checks import (
     check_types,
     check_url_text,
     check_within,
-    study_name,
     trainer_check,
 )
 from trainer.config import OPTIMIZER_SETTINGS, TrainConfig
@@ -117,8 +116,6 @@ class StudySettings:
             )
         if self.name != self.name.strip():  # `--study x` would not find "x "
             raise SettingError("name", f"must not begin or end with a space, but got {self.name!r}")
-        # One spelling of é, whatever the editor wrote: `--study` spells it so too
-        object.__setattr__(self, "name", study_name(self.name))
         check_at_least("trials", self.trials, 1)
         check_at_most("trials", self.trials, MAX_TRIALS)
         check_at_least("trials_per_worker", self.trials_per_worker, 1)

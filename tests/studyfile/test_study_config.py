@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import tomli_w
 
-from search.cli import build_parser
 from search.studyfile import (
     PrunerSettings,
     Range,
@@ -198,16 +197,6 @@ def test_a_valid_study_loads_with_its_settings(tmp_path: Path) -> None:
         "momentum is searched on a linear scale by default"
     )
     assert config.sampler.kind == "tpe" and config.pruner.kind == "median"
-
-
-def test_a_study_name_has_one_spelling_in_the_file_and_on_the_command_line(tmp_path: Path) -> None:
-    """An é typed as e and an accent (macOS's file names, some editors) named another study."""
-    decomposed, composed = "e\u0301tudes", "\u00e9tudes"
-    config = load_study_config(write(tmp_path, study(study={"name": decomposed, "trials": 3})))
-    assert config.study.name == composed
-    for command in (["status"], ["worker"], ["report", "-o", "r.html"]):
-        given = build_parser().parse_args([*command, "--study", decomposed]).study
-        assert given in (composed, [composed])
 
 
 def test_the_config_is_frozen(tmp_path: Path) -> None:
