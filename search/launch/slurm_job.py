@@ -44,6 +44,8 @@ _OWNED = {
     **dict.fromkeys(("cpus-per-task", "c"), "give --cpus-per-worker"),
     "gpus-per-task": "give --gpus-per-worker",
 }
+# sbatch's options whose whole name starts one of _OWNED's: getopt takes an exact name first
+_OTHERS_NAMED_AS_A_START = frozenset({"gpus"})
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,12 @@ def sbatch_options(argument: str) -> list[str]:
         words = argument.split()
     owned = []
     for word in words:
-        if word.startswith("--") and len(name := re.split("=", word[2:])[0]) >= 3:
-            owned += [option for option in _OWNED if len(option) > 1 and option.startswith(name)]
+        if word.startswith("--"):
+            name = word[2:].split("=", 1)[0]
+            if len(name) >= 2 and name not in _OTHERS_NAMED_AS_A_START:
+                owned += [
+                    option for option in _OWNED if len(option) > 1 and option.startswith(name)
+                ]
         elif word.startswith("-") and word[1:2] in _OWNED:
             owned.append(word[1:2])
     return owned

@@ -44,6 +44,7 @@ def test_a_time_limit_sbatch_cannot_read_is_refused_with_its_formats(
         ("--partition=gpu", "--partition", "give --partition"),
         ("--qos=low -t 3", "-t", "give --time"),  # sbatch reads every option of a line
         ("--tim=3", "--time", "give --time"),  # getopt takes a long name's unambiguous start
+        ("--ar=0-3", "--array", "give --workers"),
     ],
 )
 def test_an_sbatch_option_the_script_sets_itself_is_refused_naming_the_flag(
@@ -58,6 +59,7 @@ def test_an_sbatch_option_the_script_sets_itself_is_refused_naming_the_flag(
     assert (status, out) == (2, "") and len(err.strip().splitlines()) == 1, err
     assert f"sets sbatch's {option}, which the job's script sets itself: {instead}" in err
     others = ("--qos=low", "--gres=gpu:a100:1", "--exclusive", "--mem-per-cpu=4G", "-C a100")
+    others += ("--gpus=2",)  # sbatch's own option, though it starts --gpus-per-task's name
     assert SlurmJob(workers=1, sbatch=others).sbatch == others
 
 
