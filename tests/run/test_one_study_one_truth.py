@@ -86,7 +86,8 @@ def test_a_worker_joins_from_the_study_name_alone_and_stops_at_the_stored_budget
     status, _, err = run_cli(capsys, "worker", path, *flags)
     assert status == 2
     assert f"  train.epochs: 1 in the study, 3 in {path}\n" in err
-    assert f"`hpsearch worker --study {NAME}`" in err and not load(url).trials
+    # The storage it was found in: a command without the study file would look elsewhere
+    assert f"`hpsearch worker --study {NAME} --storage {url}`" in err and not load(url).trials
 
     status, _, err = run_cli(capsys, "worker", "--study", NAME, "--data", image_folder, *flags)
     assert status == 0, err
