@@ -112,10 +112,12 @@ class SlurmJob:
 
     def _check_sbatch_owned(self) -> None:
         for argument in self.sbatch:
-            for option in sbatch_options(argument):
+            owned = sbatch_options(argument)
+            if owned:
+                dashes = "--" if len(owned[0]) > 1 else "-"
                 raise LaunchError(
-                    f"--sbatch {argument!r} sets sbatch's {'-' * (1 + (len(option) > 1))}{option}, "
-                    f"which the job's script sets itself: {_OWNED[option]}"
+                    f"--sbatch {argument!r} sets sbatch's {dashes}{owned[0]}, which the job's "
+                    f"script sets itself: {_OWNED[owned[0]]}"
                 )
 
     def _check_time_format(self) -> None:

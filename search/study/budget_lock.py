@@ -9,7 +9,7 @@ and the count is as exact as the moment allows: two workers starting at once may
 by a trial, as without a lock. A lock that cannot be had within LOCK_WAIT_SECONDS (its server
 down, its holder stuck) is done without, for the same outcome, never a stalled worker; a follow-up
 of a trial is queued under it `through_outages` (search.study.orphans), and a duplicate that
-slips through is closed unrun (liveness.close_duplicates).
+slips through is closed unrun (orphans.close_duplicates).
 """
 
 from __future__ import annotations

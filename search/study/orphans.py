@@ -48,7 +48,7 @@ from search.study.trial_notes import note_on_duplicate
 class Duplicate(NamedTuple):
     trial: FrozenTrial  # a queued follow-up, closed without running
     continued: int  # the trial it was queued to continue
-    first: int  # the follow-up of that trial queued first, which runs instead
+    first: int  # the follow-up of that trial that goes on: the one a worker took, else the first
 
 
 class Orphan(NamedTuple):

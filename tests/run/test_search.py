@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from search import attrs
 from search.cli import main
-from search.cli.searching.workers import _all_failed
+from search.cli.searching.workers import _exit_status
 from search.launch.local import launch
 from search.run.worker import WorkerOptions
 from search.study.optuna_compat import claim
@@ -126,7 +126,7 @@ def test_a_study_whose_every_lineage_failed_after_its_retries_exits_1(capsys):
     retry = claim(study, study.trials[queued])
     retry.set_user_attr(attrs.FAIL_REASON, "its worker (pid 8 on vm) is gone")
     study.tell(retry, state=TrialState.FAIL)
-    assert _all_failed(study) == 1
+    assert _exit_status(study) == 1
     assert "all 1 failed (trial 1: its worker (pid 8 on vm) is gone)" in capsys.readouterr().err
 
 

@@ -42,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
         **_worker_settings(args, 0),
     )
     print(format_status(study_status(storage_of(study), study.study_name)))
-    return _all_failed(study)
+    return _exit_status(study)
 
 
-def _all_failed(study: optuna.Study) -> int:
+def _exit_status(study: optuna.Study) -> int:
     """1, said in a line, where every trial of the study failed for good (a loss that diverged in
-    each, a bug): a script or CI that reads the status must not take the search for done."""
+    each; workers killed each time until the retries were spent), else 0: a script or CI that reads
+    the status must not take such a search for done."""
     trials = study.get_trials(deepcopy=False)
     counts = promotion.shown_counts(trials)
     # A stopped trial's retry failed too, for good: each lineage ended FAIL
