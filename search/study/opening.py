@@ -24,7 +24,7 @@ import optuna
 
 from search import attrs
 from search.errors import StudyMismatchError, StudyNotFound
-from search.study.optuna_compat import cached_storage, database_behind, storage_of, study_id_of
+from search.study.optuna_compat import cached_storage, study_id_of
 from search.study.recorded import (
     config_document,
     data_fingerprint,
@@ -33,7 +33,7 @@ from search.study.recorded import (
     unreadable,
 )
 from search.study.samplers import build_pruner, build_sampler
-from search.study.storage_flag import storage_flag
+from search.study.storage_flag import study_storage_flag
 from search.studyfile import StudyConfig
 from search.studyfile.document import differences, to_document
 from trainer.model_names import DEFAULT_MODEL
@@ -293,7 +293,7 @@ def check_settings(study: optuna.Study, config: StudyConfig) -> None:
     if changed:
         # Where the study is (--storage, or the study file's): a command without the file would
         # look in $HPSEARCH_STORAGE or the default SQLite file
-        storage = storage_flag(getattr(database_behind(storage_of(study)), "url", None))
+        storage = study_storage_flag(study)
         raise StudyMismatchError(
             f"study {name!r} was created with other settings than {config.path}:\n  "
             + "\n  ".join(changed)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import shlex
 
+import optuna
+
 from search.locations import DEFAULT_STORAGE, STORAGE_ENV
+from search.study.optuna_compat import database_behind, storage_of
 from search.url_secrets import masked
 
 
@@ -20,3 +23,9 @@ def storage_flag(url: str | None) -> str:
     shown = masked(url)
     hidden = " (your URL, its password hidden)" if shown != url else ""
     return f" --storage {shlex.quote(shown)}{hidden}"
+
+
+def study_storage_flag(study: optuna.Study) -> str:
+    """`storage_flag` for the storage `study` was opened from (the URL ours keep; none for a
+    storage that keeps none)."""
+    return storage_flag(getattr(database_behind(storage_of(study)), "url", None))

@@ -20,8 +20,8 @@ from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS, WorkerOptions
 from search.run.request import Request, requested_name
 from search.run.stopping import stop_on_signals
 from search.study import promotion
-from search.study.optuna_compat import database_behind, storage_of
-from search.study.storage_flag import storage_flag
+from search.study.optuna_compat import storage_of
+from search.study.storage_flag import study_storage_flag
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def _exit_status(study: optuna.Study) -> int:
         and trial.number not in stopped
         and not promotion.never_ran(trial)
     )
-    storage = storage_flag(getattr(database_behind(storage_of(study)), "url", None))
+    storage = study_storage_flag(study)
     print(
         f"hpsearch: no trial of study {study.study_name!r} succeeded: all {counts['fail']} "
         f"failed (trial {first.number}: {attrs.fail_reason(first)}); `hpsearch trials --study "
