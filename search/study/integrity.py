@@ -137,12 +137,12 @@ def full_disk(url: sqlalchemy.URL, error: BaseException) -> StorageError | None:
 
 def _full_disk_at(path: Path, error: BaseException) -> StorageError | None:
     driver_error = next((e for e in error_chain(error) if isinstance(e, sqlite3.Error)), None)
-    code = getattr(driver_error, "sqlite_errorcode", None)
+    code = None if driver_error is None else _code(driver_error)
     if code is None:
         return None
     free = _free_bytes(path)
-    io_error_for_lack_of_space = code & 0xFF == SQLITE_IOERR and free < FULL_BELOW_BYTES
-    if code & 0xFF != SQLITE_FULL and not io_error_for_lack_of_space:
+    io_error_for_lack_of_space = code == SQLITE_IOERR and free < FULL_BELOW_BYTES
+    if code != SQLITE_FULL and not io_error_for_lack_of_space:
         return None
     return StorageError(
         f"the disk of SQLite storage {path} is full ({driver_error}; {free // 1024} kB free "
@@ -180,12 +180,7 @@ def is_read_only(error: BaseException) -> bool:
     """Whether SQLite refused a write to a file this process may only read (its permissions, an
     immutable file, a read-only mount), as sqlite3 reports it or SQLAlchemy wraps it: not damage."""
     driver_error = getattr(error, "orig", None) or error
-    code = getattr(driver_error, "sqlite_errorcode", None)
-    return (
-        isinstance(driver_error, sqlite3.Error)
-        and code is not None
-        and code & 0xFF == SQLITE_READONLY
-    )
+    return isinstance(driver_error, sqlite3.Error) and _code(driver_error) == SQLITE_READONLY
 
 
 def use_write_ahead_log(engine: sqlalchemy.Engine) -> None:
