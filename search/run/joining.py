@@ -99,8 +99,9 @@ def join(
         set_budget(study, trials)
     elif create and isinstance(request, StudyConfig):
         _say_if_budget_differs(request, study)
-    if create and (idle := config.idle_pruner()):  # said once, by whoever starts the search
-        logger.warning(idle)
+    if create:  # said once, by whoever starts the search
+        for idle in filter(None, (config.idle_sampler(), config.idle_pruner())):
+            logger.warning(idle)
     return Joined(config, storage, with_sampler(study, config), data)
 
 

@@ -13,6 +13,7 @@ from search.errors import StudyFileError
 from search.studyfile.checks import SettingError, check_keys, check_type, rebuilt, trainer_check
 from search.studyfile.sections import (
     LOG_BY_DEFAULT,
+    SAMPLER_KEYS,
     SEARCHED,
     CheckpointSettings,
     DataSettings,
@@ -104,6 +105,22 @@ class StudyConfig:
         return idle + (
             f"it first compares trials at epoch {first} (pruner.{setting}), but they train "
             f"{epochs} epoch(s); {lower} more epochs"
+        )
+
+    def idle_sampler(self) -> str | None:
+        """Why the sampler draws every trial at random, or None: a model-based sampler (TPE, GP,
+        CMA-ES) models nothing before its startup trials have finished, which a budget of no more
+        trials never reaches; Optuna says nothing of it."""
+        sampler, trials = self.sampler, self.study.trials
+        # A points study queues its trials; random and grid draw no startup trials
+        if self.space is None or "startup_trials" not in SAMPLER_KEYS[sampler.kind]:
+            return None
+        if sampler.startup_trials < trials:
+            return None
+        return (
+            f"sampler {sampler.kind!r} will draw every trial at random: it models only after "
+            f"{sampler.startup_trials} finished trial(s) (sampler.startup_trials), but the budget "
+            f'is {trials}; give sampler.startup_trials below {trials}, or kind = "random"'
         )
 
     def with_overrides(

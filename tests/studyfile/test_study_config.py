@@ -100,6 +100,7 @@ def test_each_shipped_study_loads(path: Path) -> None:
     runs = [config.train_config(point) for point in config.points + config.warm_start]
     assert all(isinstance(run, TrainConfig) for run in runs)
     assert config.idle_pruner() is None  # a shipped study's pruner, if any, can stop trials
+    assert config.idle_sampler() is None  # and its sampler, if it models, has trials to model
 
 
 @pytest.mark.parametrize(
@@ -152,6 +153,36 @@ def test_a_pruner_that_can_stop_no_trial_early_is_named(
     else:
         assert found is not None and idle in found, found
         assert found.startswith(f"pruner {pruner['kind']!r} will stop no trial early: ")
+
+
+@pytest.mark.parametrize(
+    "sampler, trials, idle",
+    [
+        ({"kind": "tpe"}, 10, "models only after 10 finished trial(s) (sampler.startup_trials)"),
+        ({"kind": "tpe"}, 11, None),
+        ({"kind": "gp", "startup_trials": 4}, 3, "but the budget is 3; give sampler.startup_"),
+        ({"kind": "cmaes", "startup_trials": 3}, 3, 'trials below 3, or kind = "random"'),
+        ({"kind": "cmaes", "startup_trials": 2}, 3, None),
+        ({"kind": "random"}, 1, None),
+    ],
+)
+def test_a_model_sampler_that_models_no_trial_is_named(
+    tmp_path: Path, sampler: dict[str, Any], trials: int, idle: str | None
+) -> None:
+    """Optuna draws every trial of such a search at random without a word, as kind random would."""
+    document = study(sampler=sampler)
+    document["study"]["trials"] = trials
+    found = load_study_config(write(tmp_path, document)).idle_sampler()
+    if idle is None:
+        assert found is None
+    else:
+        assert found is not None and idle in found, found
+        assert found.startswith(f"sampler {sampler['kind']!r} will draw every trial at random: ")
+
+
+def test_a_points_study_never_samples_so_its_sampler_is_never_idle(tmp_path: Path) -> None:
+    document = points_study(sampler={"kind": "tpe", "startup_trials": 50})
+    assert load_study_config(write(tmp_path, document)).idle_sampler() is None
 
 
 def test_shipped_studies_have_distinct_names() -> None:
