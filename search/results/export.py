@@ -265,12 +265,20 @@ def _name_weights(
     checkpoint_root: Path | None,
 ) -> None:
     """Name the trial's kept weights in provenance, copying them beside the output file; without
-    them, no other trial's weights stay beside it (`evaluate` would score the wrong model)."""
-    weights = None
-    if checkpoint_root is not None:
+    them, no other trial's weights stay beside it (`evaluate` would score the wrong model). Weights
+    that are unusable (damaged in a crash, or another trial's) are left behind, not the settings:
+    they are what the user came for, and what `hpsearch train --config` needs."""
+    if checkpoint_root is None:
+        _without_kept_weights(values, study, trial, output, said=[])
+        return
+    try:
         weights = trial_files.kept_weights(checkpoint_root, study, trial)
+    except (trial_files.ForeignWeights, ConfigError) as error:
+        _without_kept_weights(values, study, trial, output, said=[str(error)])
+        return
     if weights is None:
-        _without_kept_weights(values, study, trial, output, checkpoint_root)
+        said = _why_missing(study, trial, checkpoint_root)
+        _without_kept_weights(values, study, trial, output, said)
         return
     _weights_epoch(values[PROVENANCE], trial)
     if output is None:
@@ -306,12 +314,12 @@ def _without_kept_weights(
     study: optuna.Study,
     trial: FrozenTrial,
     output: Path | None,
-    checkpoint_root: Path | None,
+    said: list[str],
 ) -> None:
-    """Say why the weights are missing, and settle a weights file an earlier export left beside
-    the output, in the same warning line: kept if it records this very trial (its checkpoints
-    may be gone since), else removed, since `evaluate` would score it as this trial's model."""
-    said = [] if checkpoint_root is None else _why_missing(study, trial, checkpoint_root)
+    """Say why the weights are missing (`said`), and settle a weights file an earlier export left
+    beside the output, in the same warning line: kept if it records this very trial (its
+    checkpoints may be gone since), else removed, since `evaluate` would score it as this trial's
+    model."""
     beside = None if output is None else weights_beside(output)
     if beside is not None and beside.is_file():
         recorded = _owner_of(beside)

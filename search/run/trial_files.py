@@ -118,7 +118,7 @@ def kept_weights(root: Path, study: optuna.Study, trial: FrozenTrial) -> Path | 
     if expected is not None and recorded != expected:
         raise ForeignWeights(
             f"{path} records {_owner_text(recorded)}, not trial {trial.number} of study "
-            f"{study.study_name!r}; it is not exported"
+            f"{study.study_name!r}; not copied"
         )
     return path
 

@@ -24,6 +24,7 @@ from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
+from search.studyfile.train_file import read_settings
 from tests.helpers.studies import write_study
 from trainer.checkpoint import CheckpointPolicy
 from trainer.loop import train
@@ -181,20 +182,40 @@ def test_a_checkpoint_of_another_trial_is_refused_at_resume(
     assert "resumed_from_epoch" not in retry.user_attrs
 
 
-def test_export_refuses_weights_that_record_another_trial(
-    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+def _truncated(kept: Path) -> None:
+    kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])  # a crash mid copy
+
+
+def _owned_by_trial_5(kept: Path) -> None:
+    payload = torch.load(kept, weights_only=True)
+    torch.save({**payload, "owner": {**payload["owner"], "trial": 5}}, kept)
+
+
+@pytest.mark.parametrize(
+    "spoil, why",
+    [
+        (_owned_by_trial_5, "records trial 5 of study 'test-study' ("),
+        (_truncated, "is not a weights file: expected the weights.pt"),
+    ],
+)
+def test_export_leaves_unusable_weights_behind_not_the_settings(
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread, spoil, why
 ):
+    """Weights another trial wrote, or that a crash cut short, are never exported as the best
+    trial's; its settings, which `train --config` retrains, still are."""
     config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     launch(config, options(url, cache_dir))
     [kept] = (tmp_path / "user-checkpoints").rglob(WEIGHTS_NAME)
-    payload = torch.load(kept, weights_only=True)
-    torch.save({**payload, "owner": {**payload["owner"], "trial": 5}}, kept)
+    spoil(kept)
 
     output = tmp_path / "best.toml"
     status, _, err = run_cli(capsys, "export", "--storage", url, "--study", NAME, "-o", output)
-    assert status == 2 and "records trial 5" in err and "not exported" in err
-    assert not output.exists() and not output.with_name("best.weights.pt").exists()
+    assert status == 0, err
+    assert why in err and "; exporting its settings only" in err, err
+    settings, provenance = read_settings(output)
+    assert settings["optimizer"] == load(url).trials[0].user_attrs["config"]["optimizer"]
+    assert "weights" not in provenance and not output.with_name("best.weights.pt").exists()
 
 
 def _hand_made_trial(value: float, weights_path: Path) -> optuna.trial.FrozenTrial:
