@@ -9,10 +9,11 @@ how many trials are in each state and how many count against the budget.
 from __future__ import annotations
 
 import copy
+import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -102,6 +103,25 @@ def trial_config(trial: FrozenTrial) -> dict[str, Any]:
 def fail_reason(trial: FrozenTrial) -> str | None:
     """Ours, else the one Optuna records for an exception in `study.optimize`."""
     return trial.user_attrs.get(FAIL_REASON) or trial.system_attrs.get(FAIL_REASON)
+
+
+def lineage_seconds(trial: FrozenTrial) -> float | None:
+    """What the trial's `epochs_run` cost: every epoch of its history, those an earlier attempt
+    trained and it restored included (SECONDS is this attempt's alone, so that a sum over trials
+    counts each epoch once). None where neither holds seconds (another tool's study)."""
+    history = trial.user_attrs.get(HISTORY)
+    if isinstance(history, list) and history:
+        epochs = [epoch.get("seconds") if isinstance(epoch, dict) else None for epoch in history]
+        counted = [seconds for seconds in epochs if _is_seconds(seconds)]
+        if len(counted) == len(epochs):
+            return float(sum(counted))
+    own = trial.user_attrs.get(SECONDS)
+    return float(own) if _is_seconds(own) else None
+
+
+def _is_seconds(value: Any) -> TypeGuard[float]:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value >= 0
 
 
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -260,6 +260,10 @@ def _settings_html(settings: dict[str, Any]) -> str:
     )
 
 
+def _seconds_cell(seconds: float | None) -> str:
+    return "not recorded" if seconds is None else f"{seconds:.1f}"
+
+
 def _top_table(summary: SummaryInfo) -> str:
     if not summary.top:
         return '<p class="note">No complete trial to rank yet.</p>'
@@ -274,7 +278,7 @@ def _top_table(summary: SummaryInfo) -> str:
         )
         rows.append(
             f"<tr><td>{rank}</td><td>{row.number}</td><td>{row.value:.2%}</td>{factors}"
-            f"<td>{row.epochs_run}</td><td>{row.seconds:.1f}</td></tr>"
+            f"<td>{row.epochs_run}</td><td>{_seconds_cell(row.seconds)}</td></tr>"
         )
     # Cells never wrap, so a narrow window scrolls the table rather than the page
     return (

@@ -103,7 +103,7 @@ class TrialRow(NamedTuple):
     value: float | None  # best val top-1 of a complete trial, 0..1
     factors: dict[str, Any]  # only the factors the trial sets
     epochs_run: int
-    seconds: float  # training and evaluation, summed over its epochs
+    seconds: float | None  # training and evaluation over its epochs_run; None: not recorded
 
 
 class SummaryInfo(NamedTuple):
@@ -268,7 +268,7 @@ def _row(trial: FrozenTrial) -> TrialRow:
         trial.value,
         factors,
         _epochs_run(trial),
-        _seconds(trial),
+        attrs.lineage_seconds(trial),
     )
 
 

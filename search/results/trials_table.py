@@ -96,10 +96,16 @@ def _row(trial: FrozenTrial, state: str) -> dict[str, Any]:
         },
         "epochs_run": user.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)),
         "best_epoch": user.get(attrs.BEST_EPOCH),
-        "seconds": user.get(attrs.SECONDS),
+        "seconds": _seconds(trial),
         "continues": continues,
         "fail_reason": attrs.fail_reason(trial),
     }
+
+
+def _seconds(trial: FrozenTrial) -> Any:
+    """What its epochs_run took, restored epochs included; another tool's value, as stored."""
+    counted = attrs.lineage_seconds(trial)
+    return counted if counted is not None else trial.user_attrs.get(attrs.SECONDS)
 
 
 def param_column(name: str) -> str:

@@ -15,7 +15,7 @@ from optuna.trial import TrialState, create_trial
 
 from search import attrs
 from search.cli import SIGPIPE_EXIT, main
-from search.results.report_data import FACTORS
+from search.results.report_data import FACTORS, get_summary_info
 from search.results.trials_table import trial_rows
 
 
@@ -56,7 +56,8 @@ def test_the_table_reads_back_as_the_study(small_search, tmp_path, capsys):
             assert row[factor] == ("" if config.get(factor) is None else str(config[factor]))
         assert int(row["epochs_run"]) == trial.user_attrs["epochs_run"]
         assert row["best_epoch"] == str(trial.user_attrs.get("best_epoch", ""))
-        assert float(row["seconds"] or 0) == pytest.approx(trial.user_attrs.get("seconds", 0))
+        epochs = trial.user_attrs.get("history", [])
+        assert float(row["seconds"] or 0) == pytest.approx(sum(e["seconds"] for e in epochs))
         assert row["fail_reason"] == (trial.user_attrs.get("fail_reason") or "")
     assert {row["state"] for row in rows} >= {"complete", "pruned", "fail"}
     assert "non-finite" in next(row["fail_reason"] for row in rows if row["state"] == "fail")
@@ -113,6 +114,30 @@ def test_states_are_named_as_status_names_them_and_placeholders_have_no_row(tmp_
     assert rows[1]["fail_reason"] == stopped and rows[1]["val_top1"] is None
     assert rows[8]["epochs_run"] == 1 and rows[8]["last_val_top1"] == 0.3
     assert rows[0]["lr"] == 0.01  # a trial hpsearch did not run: Optuna's params
+
+
+def test_a_continued_trial_s_seconds_are_those_of_every_epoch_it_counts(tmp_path):
+    """A promotion records the seconds it trained (a sum over trials counts each epoch once), but
+    its epochs_run counts the epochs it restored too: its row says what those epochs took."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'continued.db'}", study_name="c")
+
+    def trained(*seconds: float, restored: int = 0) -> dict:
+        history = [{"epoch": n, "val_top1": 0.3, "seconds": s} for n, s in enumerate(seconds, 1)]
+        return {
+            attrs.HISTORY: history,
+            attrs.EPOCHS_RUN: len(history),
+            attrs.SECONDS: sum(seconds[restored:]),
+            attrs.RESUMED_FROM_EPOCH: restored,
+        }
+
+    study.add_trial(made(0, TrialState.PRUNED, {attrs.PAUSED_AT: 1, **trained(1.5)}))
+    promoted = {**continuing(0, promotion=True), **trained(1.5, 0.5, 1.0, restored=1)}
+    study.add_trial(made(1, TrialState.COMPLETE, promoted))
+    rows = {row["trial"]: row for row in trial_rows(study)}
+    assert (rows[0]["seconds"], rows[1]["seconds"]) == (1.5, 3.0)
+    summary = get_summary_info(study)
+    assert [(row.number, row.epochs_run, row.seconds) for row in summary.top] == [(1, 3, 3.0)]
+    assert summary.compute_seconds == pytest.approx(3.0)  # 1.5 + 0.5 + 1.0: each epoch once
 
 
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):

@@ -127,7 +127,8 @@ COMMANDS = {
         "promoted, fail, stopped, running, waiting), val_top1 (a complete trial's value: its best "
         "epoch's, 0..1), last_val_top1 (its last epoch's, for any trial that scored one), the "
         "factors and any other sampled parameter (param_NAME where its name is one of these "
-        "columns'), epochs_run, best_epoch, seconds, continues "
+        "columns'), epochs_run, best_epoch, seconds (what its epochs_run took, those a "
+        "continued trial restored included), continues "
         "(the trial a retry or promotion carries on) and fail_reason. A paused trial's queued "
         "continuation has no row until it runs.",
     ),
