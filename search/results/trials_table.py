@@ -48,7 +48,21 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     a parameter only some trials sample is in their rows alone."""
     trials = study.get_trials(deepcopy=False)
     names = _state_names(trials)
-    return [_row(trial, names[trial.number]) for trial in trials if not never_ran(trial)]
+    by_number = {trial.number: trial for trial in trials}
+    return [
+        _row(trial, names[trial.number], _trains_as(trial, by_number))
+        for trial in trials
+        if not never_ran(trial)
+    ]
+
+
+def _trains_as(trial: FrozenTrial, by_number: dict[int, FrozenTrial]) -> FrozenTrial:
+    """Whose settings the trial's row shows: a queued retry records none until it runs, and
+    trains those of the trial it continues."""
+    if trial.state != TrialState.WAITING or attrs.CONFIG in trial.user_attrs:
+        return trial
+    continues = attrs.stored_number(trial, attrs.RETRIED_FROM)
+    return trial if continues is None else by_number.get(continues, trial)
 
 
 def columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -81,7 +95,7 @@ def write_trials_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
         writer.writerow({name: "" if value is None else value for name, value in row.items()})
 
 
-def _row(trial: FrozenTrial, state: str) -> dict[str, Any]:
+def _row(trial: FrozenTrial, state: str, trains_as: FrozenTrial) -> dict[str, Any]:
     user = trial.user_attrs
     continues = user.get(attrs.RETRIED_FROM)
     return {
@@ -89,10 +103,12 @@ def _row(trial: FrozenTrial, state: str) -> dict[str, Any]:
         "state": state,
         "val_top1": trial.value if trial.state == TrialState.COMPLETE else None,
         "last_val_top1": _last_score(trial),
-        **trial_factors(trial),
+        **trial_factors(trains_as),
         # A parameter no factor names (a study file's own): its sampled value
         **{
-            param_column(name): value for name, value in trial.params.items() if name not in FACTORS
+            param_column(name): value
+            for name, value in trains_as.params.items()
+            if name not in FACTORS
         },
         "epochs_run": user.get(attrs.EPOCHS_RUN, len(trial.intermediate_values)),
         "best_epoch": user.get(attrs.BEST_EPOCH),

@@ -66,12 +66,16 @@ def test_the_table_reads_back_as_the_study(small_search, tmp_path, capsys):
     assert read_csv(capsys.readouterr().out) == rows
 
 
+LR = FloatDistribution(1e-4, 1.0, log=True)
+
+
 def made(number: int, state: TrialState, user_attrs: dict | None = None):
     return create_trial(
         state=state,
         value=0.5 if state == TrialState.COMPLETE else None,
-        params={"lr": 0.01 * (number + 1)},
-        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True)},
+        # A queued trial's params are Optuna's to fill in as it starts
+        params={} if state == TrialState.WAITING else {"lr": 0.01 * (number + 1)},
+        distributions={} if state == TrialState.WAITING else {"lr": LR},
         intermediate_values={} if state == TrialState.WAITING else {1: 0.3},
         user_attrs=user_attrs or {},
     )
@@ -97,6 +101,8 @@ def test_states_are_named_as_status_names_them_and_placeholders_have_no_row(tmp_
         made(6, TrialState.COMPLETE, continuing(3, promotion=True)),
         made(7, TrialState.WAITING, continuing(4, promotion=True)),  # never ran: no row
         made(8, TrialState.RUNNING),
+        made(9, TrialState.FAIL, {attrs.FAIL_REASON: stopped}),
+        made(10, TrialState.WAITING, continuing(9, promotion=False)),  # queued: no params yet
     ):
         study.add_trial(trial)
     rows = {row["trial"]: row for row in trial_rows(study)}
@@ -109,11 +115,15 @@ def test_states_are_named_as_status_names_them_and_placeholders_have_no_row(tmp_
         5: "complete",
         6: "complete",
         8: "running",
+        9: "stopped",
+        10: "waiting",
     }
     assert rows[5]["continues"] == 1 and rows[6]["continues"] == 3
     assert rows[1]["fail_reason"] == stopped and rows[1]["val_top1"] is None
     assert rows[8]["epochs_run"] == 1 and rows[8]["last_val_top1"] == 0.3
     assert rows[0]["lr"] == 0.01  # a trial hpsearch did not run: Optuna's params
+    assert rows[10]["continues"] == 9
+    assert rows[10]["lr"] == rows[9]["lr"] is not None  # queued, it trains what it continues
 
 
 def test_a_continued_trial_s_seconds_are_those_of_every_epoch_it_counts(tmp_path):
