@@ -22,10 +22,12 @@ import optuna
 import torch
 from tqdm import tqdm
 
+from search import locations
 from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
 from search.launch.forking import check_local_workers, start_worker_server
 from search.launch.inherited import Inherited
 from search.launch.watched import Watched, first_to_end
+from search.run import trial_files
 from search.run.joining import Joined, join
 from search.run.log import WorkerLog, last_line, log_warnings, one_line_warnings
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS
@@ -119,6 +121,9 @@ def launch(
         WorkerLog(options.log_format, config.study.name).note(
             f"study {config.study.name!r} has nothing left to run: {left.why}; {left.remedy}"
         )
+        # The tidying a worker would have done: files of closed lineages a killed run left
+        root = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
+        trial_files.remove_closed_lineages(trial_files.study_folder(root, study), stored)
         return study
     if options.progress:
         print(

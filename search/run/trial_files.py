@@ -10,6 +10,7 @@ weights file records its owner (`owner`), checked before it is resumed or export
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,17 @@ def remove_unfinished_writes(folder: Path) -> None:
 def remove_trial_files(folder: Path) -> None:
     """A paused trial that can no longer be promoted: its checkpoint goes (it has no weights)."""
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_closed_lineages(
+    study_folder: Path, trials: Iterable[FrozenTrial], closed: Iterable[int] = ()
+) -> None:
+    """Remove the files of the lineages `closed` (first attempts) and of every other whose paused
+    trial's promotion was closed: one closed by a process killed before it removed them (the chaos
+    run's leaked trial-11/last.pt) is never read again either."""
+    before = {attrs.first_attempt(t) for t in trials if attrs.PROMOTION_CLOSED in t.user_attrs}
+    for first in {*closed, *before}:
+        remove_trial_files(trial_folder(study_folder, first))
 
 
 def lineage_checkpoint(study_folder: Path, trial: FrozenTrial) -> Path:

@@ -223,13 +223,7 @@ class _Worker:
             max(0, new_trials) if continuing else 0,
             continuing=continuing,
         )
-        # With those closed before by a process killed before it removed their files (the chaos
-        # run's leaked trial-11/last.pt): a closed lineage's checkpoint is never read again
-        closed_before = [
-            retries.first_attempt(t) for t in trials if attrs.PROMOTION_CLOSED in t.user_attrs
-        ]
-        for first in {*closed, *closed_before}:
-            trial_files.remove_trial_files(trial_files.trial_folder(self.study_folder, first))
+        trial_files.remove_closed_lineages(self.study_folder, trials, closed)
 
     def wait_for_silent_trials(self) -> bool:
         """With nothing left to start: wait one heartbeat interval if a RUNNING trial's worker

@@ -169,6 +169,14 @@ def pending(
     ]
 
 
+def owed(trials: list[FrozenTrial], max_retries: int) -> list[FrozenTrial]:
+    """The trials due a follow-up that none continues yet, within their retries: whether their
+    recorder queues it in a moment or a sweep once it is gone, a worker will run it."""
+    return [
+        trial for trial in _lacking_follow_up(trials) if not _out_of_retries(trial, max_retries)
+    ]
+
+
 def _lacking_follow_up(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The trials due a follow-up that no trial continues."""
     continued = _follow_ups(trials)

@@ -9,8 +9,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import attrs
+from search.study import orphans
 from search.study.epochs_budget import epochs_budget_met, epochs_trained
-from search.study.promotion import pauses
 from search.study.recorded import budget
 from search.studyfile import StudyConfig
 
@@ -26,8 +26,9 @@ def nothing_left(
     study: optuna.Study, config: StudyConfig, trials: list[FrozenTrial] | None = None
 ) -> NothingLeft | None:
     """Why no worker would find anything to run, or None: the study trained its epochs_budget, or
-    its trial budget is spent with no trial running (which may die and be retried) or queued.
-    asha's paused trials are promoted whatever the trial budget, so such a study is let be.
+    its trial budget is spent with no trial running (which may die and be retried) or queued (a
+    retry, a paused trial's continuation, which the budget never holds back) and none owed its
+    follow-up (its worker killed between the trial's end and the queuing, `orphans.owed`).
     `trials`: the study's, as the caller just read them, which saves a read."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     epochs = config.study.epochs_budget
@@ -36,7 +37,7 @@ def nothing_left(
             f"it trained its epochs_budget of {epochs} epochs ({epochs_trained(trials)} trained)",
             "give a new [study] name for a new search",
         )
-    if pauses(study.pruner) or has_unfinished(trials):
+    if has_unfinished(trials) or orphans.owed(trials, config.heartbeat.max_retries):
         return None
     total, spent = budget(study, config.study.trials), attrs.budget_spent(trials)
     if spent < total:

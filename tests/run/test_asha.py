@@ -204,19 +204,8 @@ def test_an_asha_search_from_the_cli_leaves_no_queued_trial_and_only_the_best_we
 ):
     path = write_study(tmp_path, image_folder, trials=5, epochs=2, space=SPACE, pruner=ASHA)
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    main(
-        [
-            "run",
-            str(path),
-            "--storage",
-            url,
-            "--cache-dir",
-            str(cache_dir),
-            "--device",
-            "cpu",
-            "--no-progress",
-        ]
-    )
+    run = ["run", str(path), "--storage", url, "--cache-dir", str(cache_dir), "--device", "cpu"]
+    main([*run, "--no-progress"])
     trials = optuna.load_study(study_name="test-study", storage=url).get_trials(deepcopy=False)
     assert {trial.state for trial in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert any(attrs.PAUSED_AT in trial.user_attrs for trial in trials)
@@ -231,6 +220,13 @@ def test_an_asha_search_from_the_cli_leaves_no_queued_trial_and_only_the_best_we
     page = (tmp_path / "r.html").read_text()
     assert "paused and not promoted" in page and "saved by pruning" in page
     assert f"{paused - _promoted(trials)} paused and not promoted" in page
+
+    # Run again, it has nothing left: no paused trial has a continuation to promote
+    capsys.readouterr()
+    assert main([*run, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "study 'test-study' has nothing left to run: 5 of its 5 trials are finished" in err
+    assert "worker started" not in err
 
 
 def _promoted(trials) -> int:
@@ -269,7 +265,8 @@ def test_a_closed_promotions_checkpoint_left_by_a_killed_worker_is_removed_later
     tmp_path, image_folder, options, one_torch_thread
 ):
     """The chaos run's leak: a run killed between closing a promotion in the study and removing
-    its checkpoint left the file for good. The next worker that looks for promotions removes it."""
+    its checkpoint left the file for good. The next run removes it, though it has nothing left to
+    run (a worker that looks for promotions would too)."""
     config, study = paused_study(tmp_path, image_folder, options)
     finish_by_hand(study, at_rung_1=0.99)  # 4th of 4: never in the top half
     launch(config, options, trials=4)

@@ -19,6 +19,7 @@ from search.run.worker import WorkerOptions
 from search.study.optuna_compat import claim
 from search.study.retries import queue_retry
 from search.study.space import suggest
+from search.study.work_left import nothing_left
 from search.studyfile import load_study_config
 from tests.helpers.studies import trials_of, write_study
 
@@ -193,6 +194,22 @@ def test_a_study_run_to_its_end_says_so_once_when_run_again(
     assert on_cpu("run", path, storage_url, cache_dir, "--trials", "1") == 0
     err = capfd.readouterr().err
     assert "2 of its 1 trials are finished" in err and "give --trials N (above 2)" in err
+
+
+@pytest.mark.parametrize("retries_left", [True, False])
+def test_a_trial_owed_its_retry_is_work_left_past_the_budget(tmp_path, image_folder, retries_left):
+    """Its worker killed between recording the trial's stop and queuing its retry: a worker would
+    queue and run the retry (budget spent or not), so `run` must start one, not say it has
+    nothing left; past its retries the lineage has ended."""
+    config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=1))
+    url = f"sqlite:///{tmp_path / 'owed.db'}"
+    study = optuna.create_study(study_name="test-study", storage=url, direction="maximize")
+    faults = 0 if retries_left else config.heartbeat.max_retries
+    due = {"reason": "its worker died", "fault": True, "at": 0.0}
+    stopped = {attrs.RETRY_DUE: due, attrs.FAULTS: faults, attrs.FAIL_REASON: "its worker died"}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=stopped))
+    left = nothing_left(study, config)
+    assert (left is None) == retries_left, left
 
 
 def test_an_existing_study_with_another_space_is_refused(
