@@ -104,16 +104,21 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_worker_goes_on(
     assert len(trials) == 3 and all(trial.state != TrialState.RUNNING for trial in trials)
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_run_whose_every_trial_failed_exits_1_saying_so(
-    tmp_path, image_folder, cache_dir, storage_url, capsys
+    tmp_path, image_folder, cache_dir, storage_url, capsys, log_format
 ):
     """It exited 0, and a script or CI took a search of nothing but diverged trials for done."""
     space = 'optimizer = ["sgd"]\nlr = { low = 1e11, high = 1e12 }\nmomentum = 0.9'
     path = write_study(tmp_path, image_folder, trials=2, epochs=1, space=space)
-    assert on_cpu("run", path, storage_url, cache_dir) == 1
-    err = capsys.readouterr().err
-    assert "hpsearch: no trial of study 'test-study' succeeded: all 2 failed (trial 0: " in err
-    assert f"`hpsearch trials --study test-study --storage {storage_url}` lists each" in err
+    assert on_cpu("run", path, storage_url, cache_dir, "--log-format", log_format) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    if log_format == "json":  # a log collector's line, as every other of the log
+        event = json.loads(last)
+        last = f"hpsearch: {event['event']}: {event['message']}"
+    assert last.startswith("hpsearch: error: no trial of study 'test-study' succeeded: all 2 ")
+    assert "failed (trial 0: " in last
+    assert f"`hpsearch trials --study test-study --storage {storage_url}` lists each" in last
 
 
 def test_a_study_whose_every_lineage_failed_after_its_retries_exits_1(capsys):
@@ -127,7 +132,7 @@ def test_a_study_whose_every_lineage_failed_after_its_retries_exits_1(capsys):
     retry = claim(study, study.trials[queued])
     retry.set_user_attr(attrs.FAIL_REASON, "its worker (pid 8 on vm) is gone")
     study.tell(retry, state=TrialState.FAIL)
-    assert _exit_status(study) == 1
+    assert _exit_status(study, "text") == 1
     assert "all 1 failed (trial 1: its worker (pid 8 on vm) is gone)" in capsys.readouterr().err
 
 

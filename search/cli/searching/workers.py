@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from search import attrs
 from search.api import searching
 from search.results.status import format_status, study_status
+from search.run.log import last_line
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS, WorkerOptions
 from search.run.request import Request, requested_name
 from search.run.stopping import stop_on_signals
@@ -42,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
         **_worker_settings(args, 0),
     )
     print(format_status(study_status(storage_of(study), study.study_name)))
-    return _exit_status(study)
+    return _exit_status(study, args.log_format)
 
 
-def _exit_status(study: optuna.Study) -> int:
+def _exit_status(study: optuna.Study, log_format: str) -> int:
     """1, said in a line, where every trial of the study failed for good (a loss that diverged in
     each; workers killed each time until the retries were spent), else 0: a script or CI that reads
     the status must not take such a search for done."""
@@ -63,11 +64,12 @@ def _exit_status(study: optuna.Study) -> int:
         and not promotion.never_ran(trial)
     )
     storage = study_storage_flag(study)
-    print(
-        f"hpsearch: no trial of study {study.study_name!r} succeeded: all {counts['fail']} "
-        f"failed (trial {first.number}: {attrs.fail_reason(first)}); `hpsearch trials --study "
+    last_line(  # in a JSON log, an object as its other lines are
+        log_format,
+        "error",
+        f"no trial of study {study.study_name!r} succeeded: all {counts['fail']} failed (trial "
+        f"{first.number}: {attrs.fail_reason(first)}); `hpsearch trials --study "
         f"{shlex.quote(study.study_name)}{storage}` lists each one's fail_reason",
-        file=sys.stderr,
     )
     return 1
 
