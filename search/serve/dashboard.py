@@ -138,7 +138,7 @@ def _artifact_ids(system_attrs: dict[str, Any]) -> list[str]:
 
 
 def serve_app(app: Callable[..., Any], host: str, port: int, *, access_log: bool) -> None:
-    """Serve a WSGI app until Ctrl-C, which ends it without a traceback."""
+    """Serve a WSGI app until Ctrl-C or SIGTERM, which end it without a traceback."""
     handler = type("RequestHandler", (RequestHandler,), {"access_log": access_log})
     server_class = IPv6Server if ":" in host else WSGIServer
     app = _answered_when_stopped(app)
@@ -170,7 +170,10 @@ INTERRUPTED = threading.Event()
 IN_REQUEST = threading.Event()
 STOP_GRACE_SECONDS = 5
 _ALARM = getattr(signal, "SIGALRM", None)  # none on Windows: the second Ctrl-C is the only bound
-_STOP_SIGNALS = (signal.SIGINT,) if _ALARM is None else (signal.SIGINT, _ALARM)
+# SIGTERM too: how `docker compose stop` and Kubernetes stop the dashboard, which it had killed
+# before its storage was closed (a SQLite file's -wal and -shm left behind)
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+_STOP_SIGNALS = _STOPS if _ALARM is None else (*_STOPS, _ALARM)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

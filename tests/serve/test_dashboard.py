@@ -234,7 +234,9 @@ def test_the_dashboard_keeps_requests_off_the_terminal_unless_asked(tmp_path):
     url = f"sqlite:///{tmp_path / 'quiet.db'}"
     make_study(url)
     logs = {}
-    for flags in ((), ("--access-log",)):
+    # Ctrl-C, and SIGTERM as `docker compose stop` and Kubernetes stop it: both stop it cleanly,
+    # where SIGTERM had killed it and left its SQLite storage's -wal and -shm files behind
+    for flags, stop in (((), signal.SIGINT), (("--access-log",), signal.SIGTERM)):
         command = [*INTERRUPTIBLE_HPSEARCH, "dashboard", "--storage", url]
         server, port = _serving([*command, "--artifacts", str(tmp_path / "art"), *flags])
         try:
@@ -242,9 +244,10 @@ def test_the_dashboard_keeps_requests_off_the_terminal_unless_asked(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10):
                 pass
         finally:
-            server.send_signal(signal.SIGINT)  # Ctrl-C
+            server.send_signal(stop)
             out, err = server.communicate(timeout=30)
-        assert server.returncode == 0, err
+        assert server.returncode == 0 and "dashboard stopped" in err, err
+        assert not (tmp_path / "quiet.db-wal").exists()
         logs[flags] = err
     quiet, loud = logs.values()
     assert "GET /" not in quiet and "dashboard stopped" in quiet and "Traceback" not in quiet
