@@ -69,6 +69,12 @@ def command_sections() -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2]))
 
 
+def test_the_cli_reference_names_no_handler_module():
+    """A command group's docstring names its handler modules for developers; users read the rest."""
+    page = cli_markdown()
+    assert not re.search(r"handlers?:|\w+\.py\b", page), re.findall(r".{60}\w+\.py.{20}", page)
+
+
 def help_flags(name: str, capsys: pytest.CaptureFixture[str]) -> set[str]:
     """The flags `hpsearch NAME --help` lists (its lines that start with a flag, not the flags
     its help text mentions)."""

@@ -18,7 +18,8 @@ import search.cli
 from docs.gen.study_file import escaped_cell, sentence
 
 # The sentence of a group's docstring that names its handler modules: for developers, not users.
-HANDLERS_SENTENCE = re.compile(r"\s*(Their handlers?|Its handler):.*", re.DOTALL)
+# A docstring may break its line inside it ("Their\nhandlers:").
+HANDLERS_SENTENCE = re.compile(r"\s*(Their\s+handlers?|Its\s+handler):.*", re.DOTALL)
 
 
 def subcommand_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
