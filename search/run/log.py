@@ -104,19 +104,22 @@ class WorkerLog:
             checkpoint=checkpoint,
         )
 
-    def trial_stopped(self, number: int, reason: str, retry: int | None) -> None:
+    def trial_stopped(
+        self, number: int, reason: str, retry: int | None, *, checkpoint: bool
+    ) -> None:
         """`reason` follows "stopped": `in epoch 2 (SIGINT)`; `retry`: the number of the trial
-        that resumes it, named since queued trials take numbers (the log's would skip)."""
+        that resumes it, named since queued trials take numbers (the log's would skip);
+        `checkpoint`: whether it wrote one to resume from (not in its first epoch)."""
+        resumes = "resume from its last checkpoint" if checkpoint else "run again from epoch 1"
         self._cut_short(
             "trial_stopped",
             f"trial {number} stopped {reason}",
-            None
-            if retry is None
-            else f"queued to resume from its last checkpoint as trial {retry}",
+            None if retry is None else f"queued to {resumes} as trial {retry}",
             trial=number,
             reason=reason,
             retried=retry is not None,
             retry=retry,
+            checkpoint=checkpoint,
         )
 
     def orphan_recovered(self, orphan: Orphan) -> None:

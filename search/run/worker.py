@@ -354,7 +354,8 @@ class _Worker:
             else:
                 self.finished += 1  # out of retries: FAIL for good
                 trial_files.remove_lineage_files(self.study_folder, frozen)
-            self.log.trial_stopped(trial.number, reason, retry)
+            checkpoint = trial_files.lineage_checkpoint(self.study_folder, frozen).is_file()
+            self.log.trial_stopped(trial.number, reason, retry, checkpoint=checkpoint)
 
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | None = None

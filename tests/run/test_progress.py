@@ -65,7 +65,7 @@ def test_a_workers_line_beside_the_bar_is_a_line_of_its_own(study, monkeypatch):
     running(study, 1)
     with StudyProgress(study, 12) as progress:
         progress.refresh()
-        WorkerLog(None, "quick").trial_stopped(6, "in epoch 2 (SIGINT)", retry=9)
+        WorkerLog(None, "quick").trial_stopped(6, "in epoch 2 (SIGINT)", retry=9, checkpoint=True)
     shown = [
         CURSOR_MOVES.sub("", line).rsplit("\r", 1)[-1] for line in output.getvalue().split("\n")
     ]

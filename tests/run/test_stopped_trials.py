@@ -20,8 +20,29 @@ from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from tests.helpers.notes import trial_note
 from tests.helpers.studies import write_study
+from trainer.epoch import EpochWork
 
 NAME = "test-study"
+
+
+def test_a_trial_stopped_in_its_first_epoch_is_said_to_start_over(
+    tmp_path, image_folder, cache_dir, monkeypatch, capfd, one_torch_thread
+):
+    """Its line had promised a resume "from its last checkpoint", of which there is none."""
+    config = load_study_config(write_study(tmp_path, image_folder, trials=1, epochs=2))
+    options = WorkerOptions(f"sqlite:///{tmp_path / 's.db'}", "cpu", cache_dir, progress=False)
+    stop, batches = StopRequest(), EpochWork.train_batches
+
+    def first_batch_then_ctrl_c(work):
+        for batch in batches(work):
+            stop.request("SIGINT")
+            yield batch
+
+    monkeypatch.setattr(EpochWork, "train_batches", first_batch_then_ctrl_c)
+    capfd.readouterr()
+    assert run_worker(config, options, create=True, stop=stop).left_to_resume == 1
+    line = "trial 0 stopped in epoch 1 (SIGINT); queued to run again from epoch 1 as trial 1"
+    assert line in capfd.readouterr().err.splitlines()
 
 
 def test_a_trial_stopped_by_ctrl_c_is_counted_and_drawn_as_stopped_not_failed(
