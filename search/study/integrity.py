@@ -70,12 +70,13 @@ def sqlite_trouble(url: sqlalchemy.URL, error: BaseException) -> HpsearchError |
     return damaged(path, found) if found else None
 
 
-def check_intact(path: Path) -> None:
+def check_intact(path: Path, *, creating: bool = True) -> None:
     """Raise StorageDamaged when the SQLite file at `path` fails its quick check. An empty file
     passes it (SQLite makes a new database in it), but one that held studies and was cut to
-    nothing (`> studies.db`, a copy that failed) would then silently start them again: said."""
+    nothing (`> studies.db`, a copy that failed) would then silently start them again: said, by
+    a command `creating` the storage (one that only reads says it holds no studies instead)."""
     if path.stat().st_size == 0:
-        if path.resolve() in _SAID_EMPTY:  # a command opens it more than once before it is made
+        if not creating or path.resolve() in _SAID_EMPTY:  # made once, opened more than once
             return
         _SAID_EMPTY.add(path.resolve())
         logger.warning(

@@ -162,12 +162,12 @@ def check_sqlite_intact(url: str) -> None:
     _check_sqlite_intact(check_storage_url(url))
 
 
-def _check_sqlite_intact(parsed: sqlalchemy.URL) -> None:
+def _check_sqlite_intact(parsed: sqlalchemy.URL, *, creating: bool = True) -> None:
     # On opening: damage is named before anything reads the file, not as the failure of whatever
     # reaches it first
     database = sqlite_file(parsed)
     if database is not None and database.is_file():
-        check_intact(database)
+        check_intact(database, creating=creating)
 
 
 def check_reachable(
@@ -210,7 +210,7 @@ def open_storage(
     is set (WaitStopped)."""
     check_version()  # before any call into Optuna's internals
     parsed = check_storage_url(url) if create else require_existing_storage(url)
-    _check_sqlite_intact(parsed)
+    _check_sqlite_intact(parsed, creating=create)
     if create:
         check_sqlite_creatable(parsed)
     if parsed.drivername == "grpc":
@@ -316,9 +316,17 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
     if hidden is not None:
         raise StorageError(f"storage {masked(url)} refuses reads: {hidden}")
     if not present:
+        file = sqlite_file(parsed)
+        cut = file is not None and file.is_file() and file.stat().st_size == 0
         raise StorageMissing(
-            f"storage {masked(url)} holds no studies (no Optuna tables); check {named('storage')}: "
-            "a storage is made by `hpsearch run` or `slurm`"
+            f"storage {masked(url)} holds no studies (no Optuna tables"
+            + (
+                "; its file is empty: if it held studies, it was cut short, and a backup restores "
+                "them"
+                if cut
+                else ""
+            )
+            + f"); check {named('storage')}: a storage is made by `hpsearch run` or `slurm`"
         )
 
 

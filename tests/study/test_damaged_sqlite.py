@@ -120,6 +120,20 @@ def test_a_storage_naming_a_file_of_another_kind_says_so_not_damage(tmp_path, ca
     assert wrong.read_text() == '[study]\nname = "quick"\n'
 
 
+@pytest.mark.parametrize("command", [["status"], ["trials", "--study", "x"]])
+def test_an_empty_file_read_by_a_command_that_makes_no_storage_is_one_line(
+    tmp_path, capsys, caplog, command
+):
+    """It said a new storage was made in it, which it is not, then that it held no studies."""
+    path = tmp_path / "studies.db"
+    path.touch()
+    assert main([*command, "--storage", f"sqlite:///{path}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "holds no studies" in err, err
+    assert "its file is empty: if it held studies, it was cut short, and a backup" in err
+    assert "new storage" not in caplog.text + err and path.stat().st_size == 0
+
+
 def test_a_study_file_cut_to_nothing_is_said_to_be_empty_as_a_new_storage_is_made_in_it(
     tmp_path, image_folder, cache_dir, capsys, caplog
 ):
