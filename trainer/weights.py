@@ -6,6 +6,7 @@ export; this module is the one place that knows its keys.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,8 @@ def _read_payload(path: Path) -> Any:
     except Exception as error:  # noqa: BLE001
         with path.open("rb") as file:
             zipped = file.read(4) == b"PK\x03\x04"  # what torch.save writes starts so
-        cut = f"it looks cut short or damaged (torch: {one_line(error)[:120]}); copy it again"
+        said = textwrap.shorten(one_line(error), 120, placeholder=" ...")  # at a word's end
+        cut = f"it looks cut short or damaged (torch: {said}); copy it again"
         raise ConfigError(
             f"{path} is not a weights file: {cut if zipped else 'torch cannot read it'}; {_USE}"
         ) from None

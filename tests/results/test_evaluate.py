@@ -196,6 +196,21 @@ def test_a_file_that_is_not_a_weights_file_is_a_clear_error(
     )
 
 
+def test_weights_cut_short_are_said_to_be_in_torch_s_words_cut_at_a_word(trained, tmp_path, capsys):
+    path = tmp_path / "weights.pt"
+    saved = trained.weights.read_bytes()
+    path.write_bytes(saved[: len(saved) // 2])  # a copy that failed half way
+    status, _, err = run_cli(capsys, *evaluate_args(trained, weights=path))
+    said = re.search(r"it looks cut short or damaged \(torch: (.*)\); copy it again", err)
+    assert status == 2 and said is not None, err
+    with pytest.raises(RuntimeError) as torch_said:
+        torch.load(path, weights_only=True)
+    whole, shown = " ".join(str(torch_said.value).split()), said.group(1)
+    # torch's 337 characters, cut at a word's end (it had "...miniz error. If yo")
+    cut_at_a_word = (whole + " ").startswith(shown.removesuffix(" ...") + " ")
+    assert shown == whole or (shown.endswith(" ...") and cut_at_a_word), shown
+
+
 def test_a_training_checkpoint_points_at_the_weights_beside_it(trained, capsys):
     status, _, err = run_cli(
         capsys, *evaluate_args(trained, weights=trained.root / "run" / "last.pt")
