@@ -12,6 +12,9 @@ The Python API, for notebooks and scripts (the `hpsearch` commands call the same
     trained = search.train(best, epochs=5)  # retrain it
     print(search.evaluate(trained.weights, trained.data).top1)
 
+A script whose search runs worker processes (workers=2, a GPU machine) keeps its own code under
+`if __name__ == "__main__":`: each worker process imports the script's main module again.
+
 Each name is imported from its module in search.api when first used (PEP 562), so that
 `import search`, and `hpsearch` commands that read a study, load neither torch nor Plotly.
 

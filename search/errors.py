@@ -9,6 +9,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from trainer.errors import ConfigError, DataError, TrainerError
 
@@ -25,6 +26,7 @@ __all__ = [
     "HpsearchError",
     "LaunchError",
     "NoFinishedTrial",
+    "SearchStopped",
     "ServeError",
     "StorageDamaged",
     "StorageError",
@@ -80,6 +82,21 @@ class ServeError(HpsearchError):
 class WorkerFailed(HpsearchError):
     """A local worker process stopped on an error the user can act on (a full disk, a damaged
     storage), which it printed in one line."""
+
+
+class SearchStopped(KeyboardInterrupt):
+    """A search stopped at a clean point by Ctrl-C or SIGTERM, each trial in flight checkpointed
+    and queued to resume. Raised by `search.run_study` once the stop is done, a KeyboardInterrupt,
+    so that a notebook cell or a script stops there too rather than go on with its next line (an
+    export, a retrain) on a search cut short; `study` is the study, which a run again resumes.
+    `hpsearch run` ends with status 0, the stop being what its user asked for."""
+
+    def __init__(self, study: Any) -> None:
+        super().__init__(
+            f"search of study {study.study_name!r} stopped: each trial in flight is queued to "
+            "resume, which running it again does"
+        )
+        self.study = study
 
 
 def error_chain(error: BaseException) -> Iterator[BaseException]:

@@ -10,6 +10,7 @@ import csv
 import inspect
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 import search
-from search.errors import ConfigError, HpsearchError, StudyNotFound
+from search.errors import ConfigError, HpsearchError, SearchStopped, StudyNotFound
+from search.run import objective
 from search.studyfile.train_file import read_settings
 from tests.helpers import ROOT
 from tests.helpers.studies import write_study
@@ -261,3 +263,31 @@ def _listing(root: Path) -> set[Path]:
 def _calls(source: str) -> list[str]:
     """The API's functions that `source` calls, in order."""
     return re.findall(r"\bsearch\.(\w+)\(", source)
+
+
+def test_a_search_stopped_by_ctrl_c_stops_the_notebook_cell_too(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    """It returned as if done, and the cell went on with its next line: an export of a search cut
+    short, a retrain of minutes. It stops at a clean point, then raises, as `train` does."""
+    path = write_study(tmp_path, image_folder, trials=1, epochs=2, pruner='kind = "none"')
+    keywords = {"storage": f"sqlite:///{tmp_path / 's.db'}", "device": "cpu", "progress": False}
+    report = objective.report_epoch
+
+    def then_ctrl_c(trial, epoch, val_top1, **last):
+        report(trial, epoch, val_top1, **last)
+        signal.raise_signal(signal.SIGINT)  # the notebook's Interrupt, after epoch 1
+
+    monkeypatch.setattr(objective, "report_epoch", then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        search.run_study(path, cache_dir=cache_dir, **keywords)
+    assert isinstance(stopped.value, SearchStopped), stopped.value
+    assert "study 'test-study' stopped: each trial in flight is queued to resume" in str(
+        stopped.value
+    )
+    [trial, retry] = stopped.value.study.get_trials()
+    assert (trial.state, retry.state) == (TrialState.FAIL, TrialState.WAITING)
+
+    monkeypatch.setattr(objective, "report_epoch", report)
+    study = search.run_study(path, cache_dir=cache_dir, **keywords)  # run again: resumed
+    assert [trial.state for trial in study.get_trials()][-1] == TrialState.COMPLETE

@@ -60,6 +60,10 @@ def run_study(
     worker processes run, and where (default: one per GPU, else one on the CPU, in this process);
     `progress` shows progress bars, `log_format` ("text" or "json") a line per event instead;
     `create_only` creates (or checks) the study and sets its budget without training.
+
+    Stopped by a signal (Ctrl-C, a notebook's Interrupt, SIGTERM), it stops at a clean point,
+    each trial in flight queued to resume, then raises `search.errors.SearchStopped` (a
+    KeyboardInterrupt, its `study` the study), so that its caller stops too.
     """
     _refuse_settings_that_do_nothing(
         create_only,

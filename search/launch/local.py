@@ -23,7 +23,13 @@ import torch
 from tqdm import tqdm
 
 from search import locations
-from search.errors import USER_ERROR_EXIT, HpsearchError, LaunchError, WorkerFailed
+from search.errors import (
+    USER_ERROR_EXIT,
+    HpsearchError,
+    LaunchError,
+    SearchStopped,
+    WorkerFailed,
+)
 from search.launch.forking import check_local_workers, start_worker_server
 from search.launch.inherited import Inherited
 from search.launch.watched import Watched, first_to_end
@@ -137,14 +143,17 @@ def launch(
             ),
             file=sys.stderr,
         )
+    stop = threading.Event()  # set by a signal, here or in _run_processes
     if context is None:
         # one CPU worker runs here, on the study and data joined above
         with stop_on_signals(options.log_format) as stop:
             work(joined, options, stop=stop)
     else:
-        killed = _run_processes(context, config, options, slots, study)
+        killed = _run_processes(context, config, options, slots, study, stop)
         if killed:
             _finish_after_killed(joined, options, killed)
+    if stop.is_set():  # by a signal, and done: the caller stops too (the CLI exits 0)
+        raise SearchStopped(study)
     return study
 
 
@@ -154,10 +163,12 @@ def _run_processes(
     options: WorkerOptions,
     slots: list[WorkerSlot],
     study: optuna.Study,
+    stop_asked: threading.Event,
 ) -> list[str]:
-    """Run the worker processes to their end; the workers killed by a signal nobody here sent
-    (the kernel's out-of-memory killer, a `kill -9`), and those whose end the server they were
-    forked from did not live to tell (search.launch.watched), each as a line that says so."""
+    """Run the worker processes to their end, stopping them on a signal (which sets
+    `stop_asked`); the workers killed by a signal nobody here sent (the kernel's out-of-memory
+    killer, a `kill -9`), and those whose end the server they were forked from did not live to
+    tell (search.launch.watched), each as a line that says so."""
     # The launcher has just reached the storage: a worker that cannot, starting seconds later
     # (minutes on a loaded machine), meets an outage, and waits it out as a cluster worker does.
     quiet = replace(
@@ -167,7 +178,6 @@ def _run_processes(
         wait_for_storage=max(options.wait_for_storage, WORKER_WAIT_FOR_STORAGE_SECONDS),
     )
     workers: list[Watched] = []
-    stop_asked = threading.Event()
 
     def start(slot: WorkerSlot) -> Watched:
         process = context.Process(

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from benchmarks.chaos.search_run import forked_workers
 from search import attrs
+from search.errors import SearchStopped
 from search.launch import local
 from search.launch.local import launch
 from search.run.worker import WorkerOptions
@@ -126,10 +127,13 @@ def test_a_stop_signal_the_kernel_gives_another_thread_of_the_run_stops_its_work
     thread = threading.Thread(target=stop_from_another_thread)
     thread.start()
     try:
-        launch(config, options, workers=2)
+        # Once stopped, it stops its caller too: a notebook's next line runs on no cut-short search
+        with pytest.raises(SearchStopped) as stopped_search:
+            launch(config, options, workers=2)
     finally:
         ended.set()
         thread.join()
+    assert stopped_search.value.study.study_name == config.study.name
 
     stopped = [t for t in trials_of(url) if t.state == TrialState.FAIL]
     assert len(stopped) == 2
@@ -263,7 +267,8 @@ def test_a_sigterm_while_the_workers_start_stops_those_started_and_starts_no_mor
     monkeypatch.setattr(local, "_inherited", sigterm_as_the_first_starts)
     started = time.monotonic()
     with _killing_workers_left():
-        launch(load_study_config(path), WorkerOptions(url, "cpu", cache_dir), workers=2)
+        with pytest.raises(SearchStopped):
+            launch(load_study_config(path), WorkerOptions(url, "cpu", cache_dir), workers=2)
         assert _workers_left() == [], "a worker trains on behind the stop"
     assert time.monotonic() - started < 30, "a worker trained on"
     assert [t for t in trials_of(url) if t.state == TrialState.RUNNING] == []

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from search import attrs
 from search.api import searching
+from search.errors import SearchStopped
 from search.results.status import format_status, study_status
 from search.run.log import last_line
 from search.run.options import WORKER_WAIT_FOR_STORAGE_SECONDS, WorkerOptions
@@ -28,7 +29,16 @@ from search.study.storage_flag import study_storage_flag
 def run(args: argparse.Namespace) -> int:
     # A flag that cannot apply (--create-only --workers 2, --device cpu --gpus 0) is refused by
     # run_study, as a notebook's keyword is
-    study = searching.run_study(
+    try:
+        study = _run_study(args)
+    except SearchStopped as stopped:  # as its user asked: a notebook stops there, a command ends
+        study = stopped.study
+    print(format_status(study_status(storage_of(study), study.study_name)))
+    return _exit_status(study, args.log_format)
+
+
+def _run_study(args: argparse.Namespace) -> optuna.Study:
+    return searching.run_study(
         args.study_file,
         study=args.study,
         storage=args.storage,
@@ -42,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
         create_only=args.create_only,
         **_worker_settings(args, 0),
     )
-    print(format_status(study_status(storage_of(study), study.study_name)))
-    return _exit_status(study, args.log_format)
 
 
 def _exit_status(study: optuna.Study, log_format: str) -> int:
