@@ -148,11 +148,7 @@ def test_a_pruner_that_can_stop_no_trial_early_is_named(
     document = study(pruner=pruner, train={"epochs": epochs})
     document["study"]["trials"] = trials
     found = load_study_config(write(tmp_path, document)).idle_pruner()
-    if idle is None:
-        assert found is None
-    else:
-        assert found is not None and idle in found, found
-        assert found.startswith(f"pruner {pruner['kind']!r} will stop no trial early: ")
+    said_if(idle, found, opening=f"pruner {pruner['kind']!r} will stop no trial early: ")
 
 
 @pytest.mark.parametrize(
@@ -173,11 +169,15 @@ def test_a_model_sampler_that_models_no_trial_is_named(
     document = study(sampler=sampler)
     document["study"]["trials"] = trials
     found = load_study_config(write(tmp_path, document)).idle_sampler()
+    said_if(idle, found, opening=f"sampler {sampler['kind']!r} will draw every trial at random: ")
+
+
+def said_if(idle: str | None, found: str | None, *, opening: str) -> None:
+    """None found where nothing is `idle`, else a line that opens with `opening` and says it."""
     if idle is None:
         assert found is None
     else:
-        assert found is not None and idle in found, found
-        assert found.startswith(f"sampler {sampler['kind']!r} will draw every trial at random: ")
+        assert found is not None and found.startswith(opening) and idle in found, found
 
 
 def test_a_points_study_never_samples_so_its_sampler_is_never_idle(tmp_path: Path) -> None:
