@@ -94,13 +94,17 @@ def join(
         data = load_study_data(config, options.cache_dir, progress=options.progress)
     data_fingerprint = fingerprint(config, data)
     storage = storage or open_storage(options.storage_url, create=True)  # a new one, only now
+    new = study is None
     study = created_or_checked(config, storage, study, data_fingerprint)
     if trials is not None:
         set_budget(study, trials)
     elif create and isinstance(request, StudyConfig):
         _say_if_budget_differs(request, study)
-    if create:  # said once, by whoever starts the search
-        for idle in filter(None, (config.idle_sampler(), config.idle_pruner())):
+    # Said once, by whoever starts the search or sets its budget, of the budget stored: not on
+    # every resume, nor by a run that then finds nothing left to run
+    if create and (new or trials is not None):
+        stored = budget(study, config.study.trials)
+        for idle in filter(None, (config.idle_sampler(stored), config.idle_pruner(stored))):
             logger.warning(idle)
     return Joined(config, storage, with_sampler(study, config), data)
 

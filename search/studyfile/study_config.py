@@ -81,19 +81,21 @@ class StudyConfig:
         space or the points name models)."""
         return TrainConfig(**{**self.train.to_dict(), **unset_unless_given(factors)})
 
-    def idle_pruner(self) -> str | None:
+    def idle_pruner(self, budget: int | None = None) -> str | None:
         """Why the pruner can stop no trial before its last epoch, or None. Such a pruner runs
-        every trial to its end, as kind "none" would, and nothing else would say so."""
+        every trial to its end, as kind "none" would, and nothing else would say so. `budget`:
+        the study's trials where not the file's (a stored one, `--trials`)."""
         pruner, epochs = self.pruner, self.train.epochs
+        trials = self.study.trials if budget is None else budget
         if pruner.kind == "none":
             return None
         idle = f"pruner {pruner.kind!r} will stop no trial early: "
         if pruner.kind in ("median", "percentile"):
-            if pruner.startup_trials >= self.study.trials:  # Optuna's n_startup_trials
+            if pruner.startup_trials >= trials:  # Optuna's n_startup_trials
                 return idle + (
                     f"it waits for {pruner.startup_trials} finished trial(s) "
-                    f"(pruner.startup_trials), but the budget is {self.study.trials}; give "
-                    f"pruner.startup_trials below {self.study.trials}"
+                    f"(pruner.startup_trials), but the budget is {trials}; give "
+                    f"pruner.startup_trials below {trials}"
                 )
             first, setting = max(pruner.warmup_epochs, 1), "warmup_epochs"
         else:  # halving, hyperband, asha: the first rung
@@ -107,11 +109,12 @@ class StudyConfig:
             f"{epochs} epoch(s); {lower} more epochs"
         )
 
-    def idle_sampler(self) -> str | None:
+    def idle_sampler(self, budget: int | None = None) -> str | None:
         """Why the sampler draws every trial at random, or None: a model-based sampler (TPE, GP,
         CMA-ES) models nothing before its startup trials have finished, which a budget of no more
-        trials never reaches; Optuna says nothing of it."""
-        sampler, trials = self.sampler, self.study.trials
+        trials never reaches; Optuna says nothing of it. `budget` as for `idle_pruner`."""
+        sampler = self.sampler
+        trials = self.study.trials if budget is None else budget
         # A points study queues its trials; random and grid draw no startup trials
         if self.space is None or "startup_trials" not in SAMPLER_KEYS[sampler.kind]:
             return None

@@ -180,15 +180,19 @@ def test_three_local_workers_on_sqlite_meet_the_budget(
 
 
 def test_a_study_run_to_its_end_says_so_once_when_run_again(
-    tmp_path, image_folder, cache_dir, storage_url, capfd
+    tmp_path, image_folder, cache_dir, storage_url, capfd, caplog
 ):
     # Each worker started said "finished 0 trial(s) (nothing left to run)", exit 0, no hint
     path = write_study(tmp_path, image_folder, trials=2, epochs=1)
     assert on_cpu("run", path, storage_url, cache_dir) == 0
     capfd.readouterr()
+    idle = "pruner 'median' will stop no trial early"  # one epoch: said as the search started
+    assert idle in caplog.text
+    caplog.clear()
 
     assert on_cpu("run", path, storage_url, cache_dir, "--workers", "2") == 0
     err = capfd.readouterr().err
+    assert idle not in caplog.text + err, "advice on a search that is over"
     assert (
         "study 'test-study' has nothing left to run: 2 of its 2 trials are finished and none is "
         "running or queued; give --trials N (above 2) to raise its budget, or a new [study] name"

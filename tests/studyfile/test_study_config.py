@@ -180,6 +180,15 @@ def said_if(idle: str | None, found: str | None, *, opening: str) -> None:
         assert found is not None and found.startswith(opening) and idle in found, found
 
 
+def test_idleness_is_judged_on_the_budget_the_study_keeps(tmp_path: Path) -> None:
+    """A study's stored budget (`--trials`) holds over its file's `trials`."""
+    document = study(sampler={"kind": "tpe", "startup_trials": 4})
+    document["study"]["trials"] = 12
+    config = load_study_config(write(tmp_path, document))
+    assert config.idle_sampler() is None and config.idle_sampler(12) is None
+    assert "but the budget is 4" in (config.idle_sampler(4) or "")
+
+
 def test_a_points_study_never_samples_so_its_sampler_is_never_idle(tmp_path: Path) -> None:
     document = points_study(sampler={"kind": "tpe", "startup_trials": 50})
     assert load_study_config(write(tmp_path, document)).idle_sampler() is None
