@@ -37,12 +37,24 @@ def _payload_without_tensors(path: Path) -> Any:
             with archive.open(name) as pickled:
                 return _NoTensors(pickled).load()
     # Any failure means "not a file torch.save wrote": a bad zip, no data.pkl or two, a class
-    # that has no place in a weights file.
+    # that has no place in a weights file; or one it began to write, cut short.
     except (OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError):
+        expected = f"the {WEIGHTS_NAME} that a search trial or `hpsearch train` writes"
+        why = "it looks cut short or damaged (a write or copy that did not end)"
         raise ConfigError(
-            f"{path} is not a weights file: expected the {WEIGHTS_NAME} that a search trial "
-            "or `hpsearch train` writes"
+            f"{path} is not a weights file: "
+            + (f"{why}, where {expected} was expected" if begins_as_saved(path) else expected)
         ) from None
+
+
+def begins_as_saved(path: Path) -> bool:
+    """Whether the file begins as every file `torch.save` writes (a zip archive): one that then
+    fails to read was cut short or damaged, not another kind of file."""
+    try:
+        with path.open("rb") as file:
+            return file.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _inert(*args: Any, **kwargs: Any) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
-from trainer.files import WEIGHTS_NAME
+from trainer.files import WEIGHTS_NAME, begins_as_saved
 from trainer.model import DEFAULT_MODEL, build_model, check_model_name
 from trainer.sources import one_line
 
@@ -104,12 +104,11 @@ def _read_payload(path: Path) -> Any:
     # torch.load fails on a foreign file with whatever its unpickler meets first (KeyError,
     # EOFError, UnpicklingError, RuntimeError), so any failure means "not a weights file".
     except Exception as error:  # noqa: BLE001
-        with path.open("rb") as file:
-            zipped = file.read(4) == b"PK\x03\x04"  # what torch.save writes starts so
         said = textwrap.shorten(one_line(error), 120, placeholder=" ...")  # at a word's end
         cut = f"it looks cut short or damaged (torch: {said}); copy it again"
         raise ConfigError(
-            f"{path} is not a weights file: {cut if zipped else 'torch cannot read it'}; {_USE}"
+            f"{path} is not a weights file: "
+            f"{cut if begins_as_saved(path) else 'torch cannot read it'}; {_USE}"
         ) from None
 
 

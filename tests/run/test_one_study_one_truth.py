@@ -195,7 +195,7 @@ def _owned_by_trial_5(kept: Path) -> None:
     "spoil, why",
     [
         (_owned_by_trial_5, "records trial 5 of study 'test-study' ("),
-        (_truncated, "is not a weights file: expected the weights.pt"),
+        (_truncated, "is not a weights file: it looks cut short or damaged"),
     ],
 )
 def test_export_leaves_unusable_weights_behind_not_the_settings(
