@@ -143,16 +143,18 @@ def launch(
             ),
             file=sys.stderr,
         )
-    stop = threading.Event()  # set by a signal, here or in _run_processes
     if context is None:
         # one CPU worker runs here, on the study and data joined above
         with stop_on_signals(options.log_format) as stop:
             work(joined, options, stop=stop)
+        signalled = stop.cause is not None
     else:
-        killed = _run_processes(context, config, options, slots, study, stop)
+        stop_asked = threading.Event()  # by a signal
+        killed = _run_processes(context, config, options, slots, study, stop_asked)
         if killed:
             _finish_after_killed(joined, options, killed)
-    if stop.is_set():  # by a signal, and done: the caller stops too (the CLI exits 0)
+        signalled = stop_asked.is_set()
+    if signalled:  # and stopped cleanly: its caller stops too (the CLI exits 0, as asked)
         raise SearchStopped(study)
     return study
 
@@ -367,8 +369,9 @@ def _worker_process(
     stop: threading.Event | None = None
     try:
         with flags_named(naming), stop_on_signals(options.log_format) as stop:
-            # A SIGTERM sent since the fork waited, blocked as in the server: it stops us now
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            # A SIGTERM or Ctrl-C sent since the fork waited, blocked as in the server: it
+            # stops us now, cleanly
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
             run_worker(config, options, stop=stop)
     except HpsearchError as error:  # the user's to act on (a full disk, a damaged storage)
         last_line(options.log_format, "error", str(error))

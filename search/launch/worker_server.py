@@ -7,17 +7,19 @@ database: a fork copies such state, and each worker makes its own. What a worker
 run rather than from this server (the environment, standard output and error) is
 search.launch.inherited's.
 
-The server blocks SIGTERM. A signal sent to the whole process group (SLURM's scancel, a `kill` of
-the group) reaches the workers, which checkpoint and stop; had the server died of it, the pipes
-that tell `hpsearch run` how its workers ended would have closed, and every worker would have
-seemed to fail at once while still saving its trial. Blocked, not ignored: a worker starts with
-the server's signal mask, so a SIGTERM sent in its first milliseconds waits until the worker's
-handler is in place (search.launch.local) rather than being lost. The server ends when `hpsearch
-run` does.
+The server blocks SIGTERM and SIGINT, from before it imports torch. A signal sent to the whole
+process group (SLURM's scancel, a `kill` of the group, a Ctrl-C at the terminal) reaches the
+workers, which checkpoint and stop; had the server died of it, the pipes that tell `hpsearch run`
+how its workers ended would have closed, and every worker would have seemed to fail at once while
+still saving its trial (a Ctrl-C as it imported torch killed it with a traceback). Blocked, not
+ignored: a worker starts with the server's signal mask, so a signal sent in its first moments
+waits until the worker's handler is in place (search.launch.local) rather than being lost, or, a
+Ctrl-C, killing it with a KeyboardInterrupt (`run` then said it "exited with an error"). The
+server ends when `hpsearch run` does.
 """
 
 import signal
 
-import search.launch.local  # noqa: F401  (what every worker runs)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+import search.launch.local  # noqa: E402, F401  (what every worker runs; after the mask, see above)

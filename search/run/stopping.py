@@ -58,7 +58,7 @@ class StopRequest(threading.Event):
 
 
 @contextmanager
-def stop_on_signals(log_format: str | None = None) -> Iterator[threading.Event]:
+def stop_on_signals(log_format: str | None = None) -> Iterator[StopRequest]:
     """SIGINT or SIGTERM sets the event, so the worker stops at a clean point and exits 0; a second
     SIGINT (a second Ctrl-C) exits at once, or as the trials' records it came amid are whole
     (`recording_trials`). What it says is a line of the workers' `log_format`."""

@@ -30,6 +30,7 @@ from benchmarks.chaos.search_run import forked_workers
 from search import attrs
 from search.errors import SearchStopped
 from search.launch import local
+from search.launch.forking import start_worker_server
 from search.launch.local import launch
 from search.run.worker import WorkerOptions
 from search.studyfile import load_study_config
@@ -299,3 +300,20 @@ def test_a_worker_that_cannot_start_stops_those_started_before_the_error_is_told
         assert _workers_left() == [], "a worker trains on behind the error"
     assert time.monotonic() - started < 30, "the first worker lost its SIGTERM and trained on"
     assert [t for t in trials_of(url) if t.state == TrialState.RUNNING] == []
+
+
+def test_the_worker_server_holds_ctrl_c_and_sigterm_for_the_workers_it_forks():
+    """A Ctrl-C to the terminal's process group as the server imported torch killed it with a
+    traceback; one in a worker's first moments, before its handler was in place, killed the
+    worker with a KeyboardInterrupt, and `run` said it "exited with an error". Both signals stay
+    blocked in the server, and so in each worker until its handler unblocks them."""
+    start_worker_server()
+    server = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while "libtorch" not in Path(f"/proc/{server}/maps").read_text():  # importing torch now
+        assert time.monotonic() < deadline, "the worker server never imported torch"
+        time.sleep(0.05)
+    status = Path(f"/proc/{server}/status").read_text()
+    blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        assert blocked & (1 << (number - 1)), f"{number.name} is not blocked in the server"
