@@ -112,14 +112,15 @@ def lineage_seconds(trial: FrozenTrial) -> float | None:
     history = trial.user_attrs.get(HISTORY)
     if isinstance(history, list) and history:
         epochs = [epoch.get("seconds") if isinstance(epoch, dict) else None for epoch in history]
-        counted = [seconds for seconds in epochs if _is_seconds(seconds)]
+        counted = [seconds for seconds in epochs if is_seconds(seconds)]
         if len(counted) == len(epochs):
             return float(sum(counted))
     own = trial.user_attrs.get(SECONDS)
-    return float(own) if _is_seconds(own) else None
+    return float(own) if is_seconds(own) else None
 
 
-def _is_seconds(value: Any) -> TypeGuard[float]:
+def is_seconds(value: Any) -> TypeGuard[float]:
+    """A duration as hpsearch records one: a finite number, not below 0 (True is no number)."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return number and math.isfinite(value) and value >= 0
 

@@ -298,7 +298,7 @@ def _epochs_planned(trial: FrozenTrial) -> int:
 
 def _seconds(trial: FrozenTrial) -> float:
     seconds: Any = trial.user_attrs.get(attrs.SECONDS)
-    return float(seconds) if _is_number(seconds) and seconds >= 0 else 0.0
+    return float(seconds) if attrs.is_seconds(seconds) else 0.0
 
 
 def _compute_seconds(trial: FrozenTrial) -> float:
@@ -321,7 +321,7 @@ def _epoch_share(epoch: Any) -> float | None:
         return None
     seconds: Any = epoch.get("seconds")
     fused: Any = epoch.get("fused_trials", 1)
-    if _is_number(seconds) and seconds >= 0 and _is_number(fused) and fused >= 1:
+    if attrs.is_seconds(seconds) and _is_number(fused) and fused >= 1:
         return float(seconds) / float(fused)
     return None
 

@@ -163,9 +163,8 @@ def pending(
     long_ago = time.time() - grace_seconds
     return [
         trial
-        for trial in _lacking_follow_up(trials)
-        if not _out_of_retries(trial, max_retries)
-        and not _recorder_dead(trial, long_ago, recorder_gone)
+        for trial in owed(trials, max_retries)
+        if not _recorder_dead(trial, long_ago, recorder_gone)
     ]
 
 

@@ -317,16 +317,13 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
         raise StorageError(f"storage {masked(url)} refuses reads: {hidden}")
     if not present:
         file = sqlite_file(parsed)
-        cut = file is not None and file.is_file() and file.stat().st_size == 0
+        empty = file is not None and file.is_file() and file.stat().st_size == 0
+        cut = (
+            "; its file is empty: if it held studies, it was cut short, and a backup restores them"
+        )
         raise StorageMissing(
-            f"storage {masked(url)} holds no studies (no Optuna tables"
-            + (
-                "; its file is empty: if it held studies, it was cut short, and a backup restores "
-                "them"
-                if cut
-                else ""
-            )
-            + f"); check {named('storage')}: a storage is made by `hpsearch run` or `slurm`"
+            f"storage {masked(url)} holds no studies (no Optuna tables{cut if empty else ''}); "
+            f"check {named('storage')}: a storage is made by `hpsearch run` or `slurm`"
         )
 
 
