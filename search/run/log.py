@@ -212,7 +212,7 @@ class WorkerLog:
             if attention:
                 _write_beside_bars(words)
             return
-        print(line, file=sys.stderr, flush=True)
+        _write_line(line)
 
 
 def last_line(log_format: str | None, event: str, message: str | None = None) -> None:
@@ -222,8 +222,16 @@ def last_line(log_format: str | None, event: str, message: str | None = None) ->
     if log_format == "json":
         WorkerLog(log_format, None)._emit(event, "", message=message or event)
     else:
-        words = f"hpsearch: {event}" + (f": {message}" if message else "")
-        print(words, file=sys.stderr, flush=True)
+        _write_line(f"hpsearch: {event}" + (f": {message}" if message else ""))
+
+
+def _write_line(line: str) -> None:
+    """`line` and its newline in one write: standard error writes straight through to a pipe or
+    file that every worker of a run shares, and print's two writes (the words, then the newline)
+    let another worker's line in between: two lines glued into one (two JSON objects, unparsable)
+    """
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def one_line_warnings() -> None:
@@ -276,7 +284,7 @@ def _write_beside_bars(line: str) -> None:
     which its worker processes cannot clear, is erased from the line first ("\\r", then erase to the
     end of the line) and drawn again at its next refresh. Else the line was glued to the bar."""
     erase = "\r\x1b[K" if sys.stderr.isatty() else ""
-    tqdm.write(erase + line, file=sys.stderr)
+    tqdm.write(erase + line + "\n", file=sys.stderr, end="")  # one write, as _write_line
     sys.stderr.flush()
 
 

@@ -157,3 +157,34 @@ def test_a_json_log_ends_in_json_on_an_error_or_a_second_ctrl_c(tmp_path, monkey
 
     assert main([*worker, "text"]) == 130  # a log for people ends as ever
     assert capfd.readouterr().err.splitlines()[-1] == "hpsearch: interrupted"
+
+
+WRITER = """
+import sys
+from search.run.log import WorkerLog, last_line
+log = WorkerLog(sys.argv[1], "s")
+for n in range(2000):
+    log.note(f"line {n} of worker {sys.argv[2]}")
+last_line(sys.argv[1], "interrupted")
+"""
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_workers_sharing_one_standard_error_never_glue_their_lines(log_format):
+    # Each line went out in two writes, its words and then its newline: two workers' lines met
+    # on one line (a JSON log's two objects, unparseable) whenever their writes interleaved
+    read, write = os.pipe()
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, log_format, str(n)], stderr=write)
+        for n in range(2)
+    ]
+    os.close(write)
+    with os.fdopen(read) as shared:
+        lines = shared.read().splitlines()
+    assert [worker.wait() for worker in workers] == [0, 0]
+    assert len(lines) == 2 * 2001
+    if log_format == "json":
+        assert all(isinstance(json.loads(line), dict) for line in lines)
+    else:
+        said = TIMESTAMP + r"line \d+ of worker \d|hpsearch: interrupted"
+        assert all(re.fullmatch(said, line) for line in lines)
