@@ -22,7 +22,6 @@ import optuna
 import torch
 from tqdm import tqdm
 
-from search import locations
 from search.errors import (
     USER_ERROR_EXIT,
     HpsearchError,
@@ -128,8 +127,8 @@ def launch(
             f"study {config.study.name!r} has nothing left to run: {left.why}; {left.remedy}"
         )
         # The tidying a worker would have done: files of closed lineages a killed run left
-        root = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
-        trial_files.remove_closed_lineages(trial_files.study_folder(root, study), stored)
+        folder = trial_files.study_folder(joined.checkpoint_root, study)
+        trial_files.remove_closed_lineages(folder, stored)
         return study
     if options.progress:
         print(

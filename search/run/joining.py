@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 
@@ -44,12 +45,15 @@ logger = logging.getLogger("hpsearch.worker")
 
 @dataclass(frozen=True)
 class Joined:
-    """A study a worker can run trials of: its configuration, storage, study and data."""
+    """A study a worker can run trials of: its configuration, storage, study and data, and the
+    checkpoint folder its trials' files go under (the flag's, else the study file's, else the
+    user cache: checked once, here)."""
 
     config: StudyConfig
     storage: optuna.storages.BaseStorage
     study: optuna.Study
     data: ImageData
+    checkpoint_root: Path
 
 
 def join(
@@ -106,7 +110,7 @@ def join(
         stored = budget(study, config.study.trials)
         for idle in filter(None, (config.idle_sampler(stored), config.idle_pruner(stored))):
             logger.warning(idle)
-    return Joined(config, storage, with_sampler(study, config), data)
+    return Joined(config, storage, with_sampler(study, config), data, checkpoints)
 
 
 def _say_if_budget_differs(config: StudyConfig, study: optuna.Study) -> None:

@@ -24,7 +24,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from search import attrs, locations
+from search import attrs
 from search.errors import WaitStopped
 from search.run import liveness, trial_files
 from search.run.joining import Joined, join
@@ -92,8 +92,8 @@ def work(
     objective = Objective(
         config, joined.data, resolve_device(options.device), stop, compile=options.compile
     )
-    root = locations.checkpoint_root(options.checkpoint_dir, config.checkpoint.dir)
     log = WorkerLog(options.log_format, config.study.name)
+    root = joined.checkpoint_root
     folder = trial_files.study_folder(root, study)
     lock = BudgetLock(options.storage_url, study.study_name)
     worker = _Worker(config, study, joined.storage, objective, folder, stop, log, lock)
