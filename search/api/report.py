@@ -12,7 +12,6 @@ import plotly.graph_objects as go
 
 from search import locations
 from search.api.studies import open_studies
-from search.errors import ConfigError
 from search.results import output_file
 from search.results.page import Report, build_report
 from search.results.report_views import draw_views
@@ -55,7 +54,9 @@ def write_report(
     (how many figures), `.not_drawn` (each view left out, and why), `.figures`."""
     path = Path(path)
     check_output_file(path, named("path"), "report.html")  # before the storage is opened
-    _check_not_another_format(path)
+    # Both before a folder is made or the storage opened
+    figures = " (PNG files of its figures: `hpsearch report --png-dir DIR`)"
+    output_file.check_page_name(path, named("path"), "the report", figures)
     url = locations.storage_url(storage)
     chosen = open_studies(_names(studies), storage=storage)
     # A reader who may not write the storage still gets the page; only the dashboard's copy and
@@ -79,18 +80,6 @@ def write_report(
     for study in chosen:  # the team finds the latest report in the dashboard, on the study's note
         attach_report(study, path, folder)
     return report
-
-
-# Suffixes of what the page is not: `-o report.png` would get HTML under an image's name
-OTHER_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".svg", ".pdf", ".csv", ".json", ".toml"})
-
-
-def _check_not_another_format(path: Path) -> None:
-    if path.suffix.lower() in OTHER_FORMATS:
-        raise ConfigError(
-            f"{named('path')} {path}: the report is one HTML page; name a .html file "
-            "(PNG files of its figures: `hpsearch report --png-dir DIR`)"
-        )
 
 
 def _names(studies: str | Iterable[str]) -> list[str]:

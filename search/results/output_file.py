@@ -19,13 +19,14 @@ from typing import BinaryIO
 
 from search.errors import ConfigError
 from search.study.integrity import SQLITE_HEADER
+from search.studyfile import holds_a_study
 from trainer.whole_files import replace_whole
 
 
 def check_not_data(path: Path, what: str) -> None:
-    """Refuse to write a page, table or settings file over a study's SQLite storage or a weights
-    file: `-o studies.csv` naming the storage itself, or `evaluate W.pt -o W.pt`, would replace
-    what the search made with text, and nothing could bring it back."""
+    """Refuse to write a page, table or settings file over a study's SQLite storage, a weights
+    file or a study file: `-o studies.csv` naming the storage itself, `evaluate W.pt -o W.pt` or
+    `export -o quick.toml` would replace what the search made, or what defines it, with text."""
     kind = _data_kind(Path(path))
     if kind is not None:
         raise ConfigError(
@@ -45,6 +46,8 @@ def _data_kind(path: Path) -> str | None:
         return "a SQLite database (a study storage)"
     if head.startswith(b"PK") and _is_torch_file(path):
         return "a weights or checkpoint file (torch.save)"
+    if holds_a_study(path):
+        return "a study file (it has a [study] table)"
     return None
 
 
@@ -54,6 +57,19 @@ def _is_torch_file(path: Path) -> bool:
             return any(name.endswith("/data.pkl") for name in archive.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
+
+
+PAGE_SUFFIXES = (".html", ".htm")
+
+
+def check_page_name(path: Path, what: str, page: str, hint: str = "") -> None:
+    """`page` is one HTML page: a name of another format's (`-o results.csv`, `-o notes.md`,
+    `-o quick.toml`) would hold HTML under it, over whatever was there; nor is a study's data ever
+    written over. A name with no suffix is taken as it is (`/dev/stdout`, `report`)."""
+    check_not_data(path, what)
+    suffix = Path(path).suffix.lower()
+    if suffix and suffix not in PAGE_SUFFIXES:
+        raise ConfigError(f"{what} {path}: {page} is one HTML page; name a .html file{hint}")
 
 
 def write_text(path: Path, text: str, what: str) -> None:

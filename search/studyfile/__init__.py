@@ -3,7 +3,7 @@ whole file, study_config.py), every setting checked before anything touches a da
 flat settings files that `train --config` reads and `export` writes (train_file.py)."""
 
 from search.errors import StudyFileError
-from search.studyfile.load import load_study_config
+from search.studyfile.load import holds_a_study, load_study_config
 from search.studyfile.sections import (
     MAX_TRIALS_PER_WORKER,
     PRUNER_KEYS,
@@ -37,6 +37,7 @@ __all__ = [
     "StudyFileError",
     "StudySettings",
     "TrainSettings",
+    "holds_a_study",
     "load_study_config",
     "point_to_params",
 ]

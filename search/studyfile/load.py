@@ -52,6 +52,21 @@ def load_study_config(path: str | Path) -> StudyConfig:
     return study_config_from_document(path, _read_toml(path))
 
 
+def holds_a_study(path: Path) -> bool:
+    """Whether `path` reads as a study file (TOML with a [study] table): what a command writing a
+    page or settings must not write over. Anything unreadable, or too large for one, is not."""
+    try:
+        if path.stat().st_size > STUDY_FILE_MOST_BYTES:
+            return False
+        text = path.read_bytes().decode("utf-8")
+        return isinstance(tomllib.loads(text.removeprefix(BYTE_ORDER_MARK)).get("study"), dict)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
+STUDY_FILE_MOST_BYTES = 1 << 20  # a study file is a page of TOML; a points table, a few hundred
+
+
 def study_config_from_document(path: Path, document: dict[str, Any]) -> StudyConfig:
     """Check a study file's tables, however they were read (a file, a study's stored copy)."""
     try:

@@ -103,3 +103,56 @@ def test_weights_of_another_study_of_the_same_name_are_said_to_be_anothers(
     status, _, err = run_cli(capsys, "export", "--storage", url, *flags)
     assert status == 0 and not weights.exists()
     assert f"of another study also named {small_search.study!r}" in err
+
+
+@pytest.mark.parametrize("command", ["export", "kubernetes", "evaluate"])
+def test_no_output_is_written_over_the_study_file_that_defines_the_search(
+    tmp_path, capsys, command
+):
+    # export wrote its settings there, kubernetes its manifests, evaluate its page: the search's
+    # definition gone, without a word
+    url = storage_named(tmp_path / "s.db")
+    study_file = tmp_path / "quick.toml"
+    study_file.write_text('[study]\nname = "x"\n\n[data]\nsource = "imagenette-160"\n')
+    before = study_file.read_bytes()
+    argv = {
+        "export": ["--storage", url, "--study", "x"],
+        "kubernetes": [study_file, "--workers", "2", "--image", "hpsearch:latest"],
+        "evaluate": [tmp_path / "w.pt", "--data", tmp_path],  # refused before either is read
+    }[command]
+    status, out, err = run_cli(capsys, command, *argv, "-o", study_file)
+    assert status == 2 and out == ""
+    assert f"-o {study_file} is a study file (it has a [study] table)" in err, err
+    assert study_file.read_bytes() == before
+
+
+def test_kubernetes_never_writes_its_manifests_over_a_study_s_storage(tmp_path, capsys):
+    storage = tmp_path / "hpsearch.db"
+    storage_named(storage)
+    before = storage.read_bytes()
+    study_file = tmp_path / "quick.toml"
+    study_file.write_text('[study]\nname = "x"\n')
+    argv = [study_file, "--workers", "2", "--image", "hpsearch:latest", "-o", storage]
+    status, out, err = run_cli(capsys, "kubernetes", *argv)
+    assert status == 2 and f"-o {storage} is a SQLite database (a study storage)" in err
+    assert storage.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "command, name, said",
+    [
+        ("report", "s.db", "is a SQLite database (a study storage)"),
+        ("evaluate", "results.csv", "the confusion matrix is one HTML page; name a .html file"),
+    ],
+)
+def test_a_page_is_refused_an_output_before_anything_is_made(tmp_path, capsys, command, name, said):
+    # report made its artifacts folder, then refused the storage; evaluate wrote HTML as a CSV
+    url = storage_named(tmp_path / "s.db")
+    made = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    argv = {
+        "report": ["--storage", url, "--study", "x"],
+        "evaluate": [tmp_path / "w.pt", "--data", tmp_path],
+    }[command]
+    status, out, err = run_cli(capsys, command, *argv, "-o", tmp_path / name)
+    assert status == 2 and said in err, err
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == made

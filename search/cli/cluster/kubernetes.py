@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from search.launch.kubernetes import KubernetesJob, delete_command, render, secret_command
+from search.results import output_file
 from search.studyfile import load_study_config
 from trainer.outputs import check_output_file
 
@@ -13,6 +14,7 @@ from trainer.outputs import check_output_file
 def kubernetes(args: argparse.Namespace) -> int:
     if args.output is not None:  # as every command checks -o: before the study file is read
         check_output_file(args.output, "-o", "hpsearch.yaml")
+        output_file.check_not_data(args.output, "-o")  # `-o quick.toml`, `-o hpsearch.db`
     config = load_study_config(args.study_file).with_overrides(
         trials=args.trials, epochs=args.epochs, image_size=args.image_size
     )
@@ -36,8 +38,7 @@ def kubernetes(args: argparse.Namespace) -> int:
     if args.output is None:
         print(text, end="")
     else:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
+        output_file.write_text(args.output, text, "-o")  # whole, or the earlier file stays
         # The Secret first, as the file's header says: a reader of this line alone would apply
         # manifests whose pods wait on a Secret that is not there; and the delete that spares
         # what other studies share, where `kubectl delete -f` is the obvious, wrong, one

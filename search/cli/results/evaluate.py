@@ -18,7 +18,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:  # before the weights are read or an image decoded
         check_output_file(args.output, "-o", "confusion.html")
         # `evaluate W.pt -o W.pt` would replace the weights it scores with their page
-        output_file.check_not_data(args.output, "-o")
+        output_file.check_page_name(args.output, "-o", "the confusion matrix")
     evaluation = training.evaluate(
         args.weights,
         args.data,
