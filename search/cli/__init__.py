@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = _Parser(
         prog="hpsearch",
         description="Hyperparameter search for ResNet-18 on Imagenette with Optuna.",
+        allow_abbrev=False,
     )
     parser.add_argument(
         "--version", action=_Version, nargs=0, help="print hpsearch's version and exit"
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
             help=command.help,
             description=command.description or command.help,
             parents=[parents[group] for group in command.shared],
+            # A flag's prefix is not that flag: `worker --trials 12` was --trials-per-worker 12
+            # (twelve trials fused at once), where --trials sets the budget of run and slurm
+            allow_abbrev=False,
         )
         command.add_arguments(sub)
         sub.set_defaults(handler=command.run, command_parser=sub)
@@ -80,12 +84,29 @@ def parse_command_line(argv: list[str] | None) -> argparse.Namespace:
     """The parsed command line. A flag the command does not take is refused by the command's own
     parser, which names the command's --help and the flag it has by a similar name (`--trails`:
     did you mean --trials?); hpsearch's --help, which argparse would name, lists no flag at all."""
-    args, unknown = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
     if unknown:
         command: argparse.ArgumentParser = args.command_parser
         near = _near(command, unknown, study_given=bool(getattr(args, "study", None)))
-        command.error(f"unrecognized arguments: {' '.join(unknown)}{near}")
+        command.error(
+            f"unrecognized arguments: {' '.join(unknown)}{near or _elsewhere(parser, unknown)}"
+        )
     return args
+
+
+def _elsewhere(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """'; --trials is a flag of run, slurm and kubernetes' for the first unknown flag that other
+    commands take: what the user meant is done there (a worker's budget is the study's)."""
+    commands: dict[str, argparse.ArgumentParser] = next(
+        action.choices for action in parser._actions if isinstance(action.choices, dict)
+    )
+    for flag in (text.split("=", 1)[0] for text in unknown if text.startswith("--")):
+        having = [name for name, sub in commands.items() if flag in sub._option_string_actions]
+        if having:
+            names = " and ".join([", ".join(having[:-1]), having[-1]] if having[1:] else having)
+            return f"; {flag} is a flag of {names}"
+    return ""
 
 
 def _near(parser: argparse.ArgumentParser, unknown: list[str], *, study_given: bool) -> str:

@@ -44,3 +44,18 @@ def test_version_names_the_version_and_the_commit_a_trial_would_record(capsys):
         main(["--version"])
     assert ended.value.code == 0
     assert capsys.readouterr().out == f"hpsearch {code_version()}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        # argparse took a flag's prefix for the flag: --trials-per-worker 12, twelve trials fused
+        (["worker", "--study", "s", "--trials", "12"], "--trials is a flag of run, slurm and "),
+        (["status", "--stu", "quick"], "did you mean --study?"),
+    ],
+)
+def test_a_flag_s_prefix_is_not_taken_for_the_flag(capsys, argv, meant):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and "unrecognized arguments" in error and meant in error, error
