@@ -1,5 +1,6 @@
 """The image cache's files: each written atomically beside its manifest (what it was built from),
-the caches of its folder's earlier states removed, and a disk too full for it only a warning."""
+the caches of its folder's earlier states removed, and a disk too full for it only a warning; read
+back only when whole and intact."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch
 
 from trainer.checkpoint import write_atomically
 from trainer.errors import os_error_in_chain
+from trainer.files import check_checksums
+from trainer.listing import Listing
 from trainer.naming import named
 from trainer.sources import one_line
 from trainer.whole_files import remove_abandoned_temporaries
@@ -93,3 +96,30 @@ def _cached_folder(manifest_path: Path) -> str | None:
         return json.loads(manifest_path.read_text())["folder"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def labels_of(files: list[tuple[str, int]]) -> torch.Tensor:
+    return torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+def read_cache(path: Path, listing: Listing, side: int) -> dict[str, torch.Tensor] | None:
+    """The cache at `path` if it holds `listing`'s images at `side` px, intact; else None, and a
+    warning that it is rebuilt."""
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        check_checksums(path)  # else images damaged on disk would train silently
+        for split, files in (("train", listing.train), ("val", listing.val)):
+            images, labels = tensors[f"{split}_images"], tensors[f"{split}_labels"]
+            if images.dtype != torch.uint8 or images.shape != (len(files), 3, side, side):
+                raise ValueError(
+                    f"{split} images have shape {tuple(images.shape)} and dtype {images.dtype}"
+                )
+            if not torch.equal(labels, labels_of(files)):
+                raise ValueError(f"{split} labels do not match the folder")
+    # Whatever is wrong with the file, decoding again is always safe.
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(
+            f"image cache {path} could not be read ({one_line(exc)}); rebuilding it", stacklevel=3
+        )
+        return None
+    return tensors

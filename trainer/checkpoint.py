@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import torch
 
 from trainer.errors import ConfigError, NoSpaceLeft, os_error_in_chain
-from trainer.files import CHECKPOINT_NAME
+from trainer.files import CHECKPOINT_NAME, check_checksums
 from trainer.outputs import check_output_folder
 from trainer.sources import one_line
 from trainer.whole_files import remove_abandoned_temporaries, replace_whole
@@ -122,7 +122,9 @@ def _unwritable_disk(error: BaseException | None) -> str | None:
 
 def load(path: Path) -> dict[str, Any]:
     # weights_only refuses pickled code: a checkpoint from a shared folder cannot run anything.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    check_checksums(path)  # torch.load reads bytes changed in place, and the run trains on them
+    return state
 
 
 def load_or_set_aside(path: Path) -> dict[str, Any] | None:

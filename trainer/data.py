@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 
 from trainer.cache_files import (
     cache_prefix,
+    labels_of,
+    read_cache,
     remove_abandoned_writes,
     remove_stale_caches,
     write_cache,
@@ -32,7 +33,7 @@ from trainer.errors import DataError
 from trainer.listing import Listing, scan_folder, scan_val
 from trainer.naming import named
 from trainer.outputs import check_output_folder
-from trainer.sources import env_path, one_line, resolve_data_dir
+from trainer.sources import env_path, resolve_data_dir
 
 # Part of the manifest, so changing what a cache holds rebuilds old caches (2: photos turned upright
 # as their EXIF orientation says)
@@ -304,7 +305,7 @@ def load_image_data(
     check_fits(image_count * 3 * side * side, _host_memory_available(), "this machine's memory")
     cache_path = cache_dir / f"{cache_prefix(folder, side)}{digest}.pt"
     remove_abandoned_writes(cache_dir)
-    tensors = _read_cache(cache_path, listing, side) if cache_path.exists() else None
+    tensors = read_cache(cache_path, listing, side) if cache_path.exists() else None
     if tensors is None:
         # Before decoding what it could not keep
         check_output_folder(cache_dir, f"cache folder ({named('cache_dir')}, $HPSEARCH_CACHE_DIR)")
@@ -335,8 +336,8 @@ def load_val_data(
     check(listing)
     check_fits(len(listing.val) * 3 * side**2, _host_memory_available(), "this machine's memory")
     images = decode_all([folder / relative for relative, _ in listing.val], side, progress)
-    val = ImageSplit(images, _labels(listing.val))
-    return ImageData(listing.classes, ImageSplit(images[:0], _labels([])), val, str(folder))
+    val = ImageSplit(images, labels_of(listing.val))
+    return ImageData(listing.classes, ImageSplit(images[:0], labels_of([])), val, str(folder))
 
 
 def _whole_is_kept(folder: Path, side: int, cache_dir: Path | None) -> bool:
@@ -353,30 +354,6 @@ def _whole_is_kept(folder: Path, side: int, cache_dir: Path | None) -> bool:
     return in_memory or (path.exists() and whole_bytes <= _host_memory_available())
 
 
-def _labels(files: list[tuple[str, int]]) -> torch.Tensor:
-    return torch.tensor([label for _, label in files], dtype=torch.int64)
-
-
-def _read_cache(path: Path, listing: Listing, side: int) -> dict[str, torch.Tensor] | None:
-    try:
-        tensors = torch.load(path, map_location="cpu", weights_only=True)
-        for split, files in (("train", listing.train), ("val", listing.val)):
-            images, labels = tensors[f"{split}_images"], tensors[f"{split}_labels"]
-            if images.dtype != torch.uint8 or images.shape != (len(files), 3, side, side):
-                raise ValueError(
-                    f"{split} images have shape {tuple(images.shape)} and dtype {images.dtype}"
-                )
-            if not torch.equal(labels, _labels(files)):
-                raise ValueError(f"{split} labels do not match the folder")
-    # Whatever is wrong with the file, decoding again is always safe.
-    except Exception as exc:  # noqa: BLE001
-        warnings.warn(
-            f"image cache {path} could not be read ({one_line(exc)}); rebuilding it", stacklevel=3
-        )
-        return None
-    return tensors
-
-
 def _build_cache(
     path: Path, folder: Path, listing: Listing, manifest: dict[str, Any], progress: bool
 ) -> dict[str, torch.Tensor]:
@@ -389,9 +366,9 @@ def _build_cache(
     # Views of one storage: torch.save writes it once, and no copy doubles the memory.
     tensors = {
         "train_images": images[:count],
-        "train_labels": _labels(listing.train),
+        "train_labels": labels_of(listing.train),
         "val_images": images[count:],
-        "val_labels": _labels(listing.val),
+        "val_labels": labels_of(listing.val),
     }
     # First: the caches of the folder's earlier states are what most often fills the disk
     remove_stale_caches(path, folder, manifest["side"])

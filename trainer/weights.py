@@ -16,7 +16,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
-from trainer.files import WEIGHTS_NAME, begins_as_saved
+from trainer.files import WEIGHTS_NAME, begins_as_saved, check_checksums
 from trainer.model import DEFAULT_MODEL, build_model, check_model_name
 from trainer.sources import one_line
 
@@ -100,7 +100,7 @@ def load_weights(path: str | Path) -> Weights:
 def _read_payload(path: Path) -> Any:
     # weights_only: a weights file unpickles to plain containers and tensors, never to code
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     # torch.load fails on a foreign file with whatever its unpickler meets first (KeyError,
     # EOFError, UnpicklingError, RuntimeError), so any failure means "not a weights file".
     except Exception as error:  # noqa: BLE001
@@ -110,6 +110,11 @@ def _read_payload(path: Path) -> Any:
             f"{path} is not a weights file: "
             f"{cut if begins_as_saved(path) else 'torch cannot read it'}; {_USE}"
         ) from None
+    try:
+        check_checksums(path)  # torch.load reads weights whose bytes were damaged, silently
+    except ValueError as error:
+        raise ConfigError(f"{path} cannot be used: {error}; copy it again") from None
+    return payload
 
 
 def _is_classes(value: Any) -> bool:

@@ -1,9 +1,11 @@
-"""Damage done to a SQLite study file for real: bytes of a page in its middle overwritten, as a
-failing disk or a copy taken mid-write leaves them, the file's header left whole."""
+"""Damage done to files for real, as a failing disk or a copy taken mid-write leaves them: bytes
+of a SQLite study file's middle page overwritten, its header left whole; bytes of the largest
+tensor in a file torch.save wrote overwritten, its size and zip structure left whole."""
 
 from __future__ import annotations
 
 import sqlite3
+import zipfile
 from pathlib import Path
 
 import optuna
@@ -57,3 +59,16 @@ def damage_a_middle_page(path: Path) -> int:
         file.seek((page - 1) * page_size)
         file.write(b"\xa5" * 64)
     return page
+
+
+def damage_a_tensor_in_place(path: Path) -> None:
+    """Overwrite bytes in the middle of the largest record of `path` (a torch.save archive):
+    torch.load reads it as it reads any, the zip's checksum of that record alone tells."""
+    with zipfile.ZipFile(path) as archive:
+        record = max(archive.infolist(), key=lambda info: info.file_size)
+    with path.open("r+b") as file:
+        file.seek(record.header_offset + 26)
+        name_length = int.from_bytes(file.read(2), "little")
+        extra_length = int.from_bytes(file.read(2), "little")
+        file.seek(name_length + extra_length + record.file_size // 2, 1)
+        file.write(b"\x7f" * 64)  # 64 bytes of float32 3.4e38: a loss gone to inf, if trained on

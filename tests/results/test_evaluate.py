@@ -18,6 +18,7 @@ import torch
 import trainer.data
 from search.cli import main
 from search.results.evaluate import evaluate_weights
+from tests.helpers.damaged_files import damage_a_tensor_in_place
 from tests.helpers.images import make_image_folder
 
 CLASSES = ["class_0", "class_1", "class_2"]
@@ -209,6 +210,16 @@ def test_weights_cut_short_are_said_to_be_in_torch_s_words_cut_at_a_word(trained
     # torch's 337 characters, cut at a word's end (it had "...miniz error. If yo")
     cut_at_a_word = (whole + " ").startswith(shown.removesuffix(" ...") + " ")
     assert shown == whole or (shown.endswith(" ...") and cut_at_a_word), shown
+
+
+def test_weights_damaged_in_place_are_refused_not_scored(trained, tmp_path, capsys):
+    # torch.load read them without a word, and evaluate scored the damaged model
+    path = tmp_path / "weights.pt"
+    path.write_bytes(trained.weights.read_bytes())
+    damage_a_tensor_in_place(path)
+    status, out, err = run_cli(capsys, *evaluate_args(trained, weights=path))
+    assert status == 2 and out == "", out
+    assert f"{path} cannot be used: its record " in err and "fails its checksum" in err, err
 
 
 def test_a_training_checkpoint_points_at_the_weights_beside_it(trained, capsys):

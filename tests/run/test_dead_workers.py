@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import psutil
@@ -31,6 +32,7 @@ from search.study.retries import queue_retry
 from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
+from tests.helpers.damaged_files import damage_a_tensor_in_place
 from tests.helpers.studies import trials_of, write_study
 from trainer import PauseAfterEpoch
 from trainer.checkpoint import CHECKPOINT_NAME, CheckpointPolicy
@@ -284,21 +286,32 @@ def test_a_retry_that_ends_best_leaves_no_half_write_of_its_killed_attempt_behin
     assert [path.name for path in folder.iterdir()] == [WEIGHTS_NAME]
 
 
-def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_over(
-    tmp_path, image_folder, cache_dir, caplog, one_torch_thread
+def _cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "spoil, said",
+    [
+        (_cut_short, "cannot be read"),
+        # torch.load read it without a word: the run trained on the damage and failed as diverged
+        (damage_a_tensor_in_place, "fails its checksum: damaged since it was written"),
+    ],
+)
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(
+    tmp_path, image_folder, cache_dir, caplog, one_torch_thread, spoil, said
 ):
     config = load_study_config(write_study(tmp_path, image_folder, epochs=2))
     data = load_study_data(config, cache_dir, progress=False)
     train_config = config.train_config({"optimizer": "adam", "lr": 0.01})
     policy = CheckpointPolicy(tmp_path / "run", every_epochs=1)
     train(train_config.replace(epochs=1), data, checkpoints=policy, device="cpu")
-    checkpoint = tmp_path / "run" / CHECKPOINT_NAME
-    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    spoil(tmp_path / "run" / CHECKPOINT_NAME)
 
     result = train(train_config, data, checkpoints=policy, resume=True, device="cpu")
     assert result.resumed_from_epoch is None and len(result.history) == 2
     [aside] = (tmp_path / "run").glob(f"{CHECKPOINT_NAME}.unreadable-*")
-    assert "cannot be read" in caplog.text and aside.name in caplog.text
+    assert "cannot be read" in caplog.text and aside.name in caplog.text and said in caplog.text
 
 
 @pytest.fixture

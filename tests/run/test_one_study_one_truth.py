@@ -25,6 +25,7 @@ from search.study.space import suggest
 from search.study.storage import open_storage
 from search.studyfile import load_study_config
 from search.studyfile.train_file import read_settings
+from tests.helpers.damaged_files import damage_a_tensor_in_place
 from tests.helpers.studies import write_study
 from trainer.checkpoint import CheckpointPolicy
 from trainer.loop import train
@@ -196,6 +197,8 @@ def _owned_by_trial_5(kept: Path) -> None:
     [
         (_owned_by_trial_5, "records trial 5 of study 'test-study' ("),
         (_truncated, "is not a weights file: it looks cut short or damaged"),
+        # copied byte for byte: torch reads such a file without a word
+        (damage_a_tensor_in_place, "is not a weights file: it looks cut short or damaged"),
     ],
 )
 def test_export_leaves_unusable_weights_behind_not_the_settings(

@@ -15,6 +15,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 import trainer.data
 import trainer.decode
+from tests.helpers.damaged_files import damage_a_tensor_in_place
 from tests.helpers.images import make_image, make_image_folder
 from trainer.augment import (
     IMAGENET_MEAN,
@@ -194,10 +195,18 @@ def test_a_folder_of_the_same_name_elsewhere_keeps_its_own_cache(tmp_path, cache
     assert len(list(cache_dir.glob("images-*.pt"))) == 2
 
 
-def test_a_corrupt_cache_file_is_rebuilt_with_a_warning(small_folder, cache_dir, monkeypatch):
+def _not_a_torch_file(path: Path) -> None:
+    path.write_bytes(b"not a torch file")
+
+
+# Damaged in place, the file read as a good one: its images trained on as they were
+@pytest.mark.parametrize("spoil", [_not_a_torch_file, damage_a_tensor_in_place])
+def test_a_corrupt_cache_file_is_rebuilt_with_a_warning(
+    small_folder, cache_dir, monkeypatch, spoil
+):
     first = load(small_folder, cache_dir)
     [cache_file] = cache_dir.glob("*.pt")
-    cache_file.write_bytes(b"not a torch file")
+    spoil(cache_file)
     forget_loaded(monkeypatch)
     with pytest.warns(UserWarning, match="rebuilding"):
         rebuilt = load(small_folder, cache_dir)
