@@ -10,6 +10,7 @@ and its file checked for damage (search.study.integrity). Printed and stored URL
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import threading
 import time
@@ -51,12 +52,16 @@ from search.study.sqlite_paths import check_sqlite_creatable, check_sqlite_url
 from search.url_secrets import masked
 from trainer.naming import named
 
+logger = logging.getLogger("hpsearch.storage")
+
 # A few local workers wait for each other's writes instead of failing
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
 # Concurrent first runs on one new SQLite file race to create Optuna's tables (see _open_rdb)
 SCHEMA_RACE_RETRIES = 5
 SCHEMA_RACE_PAUSE_SECONDS = 0.2
 REOPEN_PAUSE_SECONDS = 1.0  # between tries to open a storage whose server went down meanwhile
+# How long a storage is opened again while its server answers but connections to it are lost
+LOST_CONNECTION_SECONDS = 60.0
 EXAMPLES = "e.g. sqlite:///hpsearch.db or postgresql+psycopg://user@host:5432/dbname"
 AMBIGUOUS = (
     "ambiguous: percent-encode an @ in its password or in a query value as %40 (and a ? in its "
@@ -223,6 +228,7 @@ def open_storage(
         else {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
     )
     deadline = time.monotonic() + wait_seconds
+    lost_deadline = time.monotonic() + LOST_CONNECTION_SECONDS
     try:
         while True:
             try:
@@ -234,9 +240,16 @@ def open_storage(
                 break
             except Exception as error:
                 # A server that answered and then went down (a restart, a crash recovery) while
-                # the tables were read or created: wait for it again, within the same deadline
-                if sqlite or not is_connection_error(error) or time.monotonic() >= deadline:
+                # the tables were read or created: wait for it again, within the same deadline.
+                # One that answers again lost a connection (a killed backend, a failover): open
+                # again, whatever the deadline, as every later call would be tried again
+                if sqlite or not is_connection_error(error):
                     raise
+                if time.monotonic() >= deadline and not (
+                    time.monotonic() < lost_deadline and _answers(parsed)
+                ):
+                    raise
+                logger.warning("storage connection lost (%s); opening it again", first_line(error))
                 pause(REOPEN_PAUSE_SECONDS, stop)
     except (OperationalError, sqlalchemy.exc.DBAPIError) as error:
         raise full_disk(parsed, error) or _failed(parsed, url, error) from None
@@ -254,6 +267,15 @@ def open_storage(
         use_write_ahead_log(storage.engine)
     storage.configure_engine()
     return storage
+
+
+def _answers(url: sqlalchemy.URL) -> bool:
+    """Whether the server at `url` takes a connection now."""
+    try:
+        wait_until_reachable(url, 0)
+    except Exception:  # noqa: BLE001 - whatever the reason, it does not
+        return False
+    return True
 
 
 def _reach_grpc_proxy(

@@ -249,6 +249,31 @@ def test_a_connection_lost_inside_optunas_cache_path_is_retried(pg_url):
     assert ended and [trial.value for trial in trials] == [0.5]
 
 
+@pytest.mark.parametrize("create", [True, False], ids=["run", "status"])
+def test_a_connection_lost_while_the_storage_opens_is_retried_when_the_server_answers(
+    pg_url, create, caplog
+):
+    # A run (no --wait-for-storage) gave up at once: "cannot reach storage ...: terminating
+    # connection due to administrator command; check that its server is up", which it was
+    optuna.create_study(study_name="s", storage=open_storage(pg_url))
+    ended: list[int] = []
+
+    def end_the_connection_once(connection, cursor, statement, *args) -> None:
+        if ended or "FROM version_info" not in statement:
+            return
+        ended.append(connection.connection.dbapi_connection.info.backend_pid)
+        with postgres.connect(autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
+
+    sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", end_the_connection_once)
+    try:
+        storage = open_storage(pg_url, create=create)
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.Engine, "before_cursor_execute", end_the_connection_once)
+    assert ended and [study.study_name for study in storage.get_all_studies()] == ["s"]
+    assert "storage connection lost (terminating connection" in caplog.text
+
+
 @pytest.mark.parametrize(
     "url", ["postgresql+psycopg://root@127.0.0.1:1/db", "grpc://127.0.0.1:1"], ids=["db", "grpc"]
 )
