@@ -105,6 +105,8 @@ class Objective:
                 trial.report(metrics.val_top1, metrics.epoch)
             if run is not None and len(restored) < run.restores:
                 _checkpoint_lost(trial, run, len(restored))
+            elif run is not None and run.resume and not restored:
+                _retry_finds_no_checkpoint(trial, run)
             note_on_resume(trial.study, trial)  # what it continues, on its dashboard page
 
         def report(epoch: int, metrics: EpochMetrics) -> None:
@@ -184,6 +186,23 @@ def _checkpoint_lost(trial: optuna.Trial, run: TrialRun, restored: int) -> None:
     )
     trial.set_user_attr(attrs.CHECKPOINT_LOST, lost)
     logger.warning(lost)
+
+
+def _retry_finds_no_checkpoint(trial: optuna.Trial, run: TrialRun) -> None:
+    """A retry that trains from epoch 1 though the attempt it continues trained epochs: said, as a
+    checkpoint folder given otherwise than the first attempt's (`--checkpoint-dir`), or one not
+    shared by the machines, retrains silently what its stop line said would resume."""
+    retried = trial.user_attrs.get(attrs.RETRY_OF)
+    if not isinstance(retried, int) or retried < 0:  # read back from the storage: checked
+        return
+    trials = trial.study.get_trials(deepcopy=False)  # in order of number, from 0
+    reached = max(trials[retried].intermediate_values, default=0) if retried < len(trials) else 0
+    if reached:
+        logger.warning(
+            f"trial {trial.number}, continuing trial {retried} which reached epoch {reached}, "
+            f"finds no checkpoint in {run.folder / CHECKPOINT_NAME} (none written yet, removed, "
+            "unreadable, or on a disk this worker does not see): it trains from epoch 1"
+        )
 
 
 def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float, *, last: int) -> None:

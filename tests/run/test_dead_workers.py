@@ -244,6 +244,28 @@ def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def test_a_retry_that_finds_no_checkpoint_of_the_epochs_before_says_it_trains_them_again(
+    tmp_path, image_folder, cache_dir, caplog, one_torch_thread
+):
+    # As a retry queued "to resume from its last checkpoint" that its worker looks for under
+    # another --checkpoint-dir (a second submission's, a node's own disk): it trained from epoch 1
+    # without a word
+    config, url, data, study, trial = a_spent_study_and_its_running_trial(
+        tmp_path, image_folder, cache_dir
+    )
+    trial.report(0.25, 1)
+    queue_retry(study, study._storage.get_trial(trial._trial_id), 3, "stopped", fault=False)
+    study.tell(trial, state=TrialState.FAIL)
+
+    run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False), data=data)
+    _, _, retry = trials_of(url)
+    assert retry.user_attrs[attrs.RETRY_OF] == 1 and "resumed_from_epoch" not in retry.user_attrs
+    assert (
+        "trial 2, continuing trial 1 which reached epoch 1, finds no checkpoint in " in caplog.text
+    )
+    assert "it trains from epoch 1" in caplog.text
+
+
 def test_a_dead_trial_out_of_retries_leaves_no_checkpoint_behind(
     tmp_path, image_folder, cache_dir, one_torch_thread
 ):
