@@ -47,7 +47,8 @@ class StorageError(HpsearchError):
 
 
 class WaitStopped(StorageError):
-    """A stop was asked (a signal) while the storage was waited for, before anything was done."""
+    """A stop was asked (a signal) before anything was done: while the storage was waited for, or
+    as the worker started."""
 
 
 class StorageMissing(StorageError):

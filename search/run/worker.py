@@ -74,6 +74,8 @@ def run_worker(
     passes or `stop` is set, which also ends a wait for the storage to answer."""
     log_warnings(options.log_format)  # an outage waited out at once is a line of the log too
     try:
+        if stop is not None and stop.is_set():  # as it started: joining may decode for minutes
+            raise WaitStopped("stopped before it joined the study")
         joined = join(request, options, create=create, data=data, stop=stop)
     except WaitStopped as stopped:  # before anything was done: a clean end
         log = WorkerLog(options.log_format, requested_name(request))

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import psycopg
 import psycopg2
 import pytest
@@ -286,16 +287,45 @@ def test_a_worker_waiting_for_its_storage_stops_at_once_on_sigterm(url):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not _catches_sigterm(worker.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1)  # waiting: a database's backoff has begun, the proxy's channel is trying
+    _wait_until_idle(worker.pid)  # waiting: a database's backoff has begun, or the proxy's channel
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
     ended = json.loads(err.splitlines()[-1])
     assert (ended["event"], ended["finished"]) == ("worker_ended", 0)
     assert ended["why"].startswith("stopped while waiting for the")
+
+
+def test_a_worker_stopped_as_it_imports_torch_ends_cleanly_before_it_joins():
+    # Its handler came after torch's import (seconds): a SIGTERM then killed it, status 143,
+    # which a Kubernetes Job counts as a failure and a SLURM task does not requeue
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "search", "worker", "--study", "s"]
+        + ["--storage", "postgresql+psycopg://root@127.0.0.1:1/db", "--wait-for-storage", "300"]
+        + ["--log-format", "json", "--exit-status-if-stopped", "75"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not _catches_sigterm(worker.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 75, err
+    ended = json.loads(err.splitlines()[-1])
+    assert (ended["event"], ended["why"]) == ("worker_ended", "stopped before it joined the study")
+
+
+def _wait_until_idle(pid: int) -> None:
+    """Until the process, its imports done (torch's: seconds of CPU), uses none for half a second,
+    as one waiting does; at most a minute."""
+    process = psutil.Process(pid)
+    used = sum(process.cpu_times()[:2])
+    for _ in range(120):
+        time.sleep(0.5)
+        before, used = used, sum(process.cpu_times()[:2])
+        if used - before < 0.05:
+            return
 
 
 def _catches_sigterm(pid: int) -> bool:

@@ -84,9 +84,11 @@ def _exit_status(study: optuna.Study, log_format: str) -> int:
 
 def worker(args: argparse.Namespace) -> int:
     request, options = study_setup(args, WORKER_WAIT_FOR_STORAGE_SECONDS)
-    from search.run.worker import run_worker  # torch: only once the request is checked
-
+    # Stoppable from here: a SIGTERM in torch's import (seconds) killed the worker, status 143,
+    # which a Kubernetes Job counts as a failure and a SLURM task does not requeue
     with stop_on_signals(options.log_format) as stop:
+        from search.run.worker import run_worker  # torch: only once the request is checked
+
         summary = run_worker(request, options, stop=stop)
     # Stopped by a signal, not by the budget: left work (its trials queued, the study's budget) to
     # a worker that a scheduler told by this status starts in its place
