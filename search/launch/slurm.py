@@ -26,6 +26,7 @@ turns them off and is dropped. So the lines built from names a user chose are qu
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -131,7 +132,7 @@ def sbatch_script(config: StudyConfig, job: SlurmJob, checkpoints: Path, gpus: i
         "",
         *job.setup,
         "# A line of the log, as the worker writes its own, saying what the worker cannot know",
-        "say() { echo \"$(date '+%Y-%m-%d %H:%M:%S') $1\" >&2; }",
+        _say(config.study.name, _json_log(job)),
         *_python_check(job.python),
         "# torch's threads: the task's CPUs, not the node's",
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
@@ -191,6 +192,30 @@ def _python_check(python: str) -> list[str]:
         "    exit 2",
         "fi",
     ]
+
+
+# `say` in a JSON log: an object as the worker's own lines are, the message escaped for JSON's
+# string (its backslashes, then its quotes); the study's name, already JSON, passed to printf as an
+# argument, where nothing of it is read as a format
+JSON_SAY = r"""say() {
+    local message=${1//\\/\\\\}
+    message=${message//\"/\\\"}
+    printf '{"time": "%s", "event": "note", "study": %s, "message": "%s"}\n' \
+        "$(date -u '+%Y-%m-%dT%H:%M:%S+00:00')" STUDY "$message" >&2
+}"""
+
+
+def _say(study: str, json_log: bool) -> str:
+    """The script's `say MESSAGE`: a line as the worker writes its own, of its --log-format (a plain
+    line in a JSON log breaks a log collector)."""
+    if json_log:
+        return JSON_SAY.replace("STUDY", shlex.quote(json.dumps(study)))
+    return "say() { echo \"$(date '+%Y-%m-%d %H:%M:%S') $1\" >&2; }"
+
+
+def _json_log(job: SlurmJob) -> bool:
+    passed = job.extra_worker_args
+    return ("--log-format", "json") in zip(passed, passed[1:])
 
 
 def _worker_command(

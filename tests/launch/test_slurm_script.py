@@ -5,7 +5,10 @@ test_slurm_tasks.py runs such scripts on the real one."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
+import subprocess
 
 import pytest
 
@@ -163,3 +166,20 @@ def test_a_time_limit_the_stop_warning_fills_is_refused(tmp_path, image_folder, 
     # a limit that leaves time to train, or a smaller warning, is taken
     assert SlurmJob(workers=1, time="5").time == "5"
     assert SlurmJob(workers=1, time=time, signal_seconds=10).signal_seconds == 10
+
+
+def test_what_the_script_says_in_a_json_log_is_a_json_object_as_the_worker_s_lines_are(
+    tmp_path, image_folder, capsys
+):
+    # "SIGUSR1: the time limit is near", "requeueing this task" were plain lines in a JSON log
+    name = "a study's name"
+    script = dry_run(capsys, tmp_path, image_folder, "--log-format", "json", name=name)
+    start = script.index("say() {")
+    say = "\n".join(script[start : script.index("}", start) + 1])
+    message = 'not requeued: --python /opt/"py" \\ failed (exit status 1)'
+    said = subprocess.run(
+        ["bash", "-c", f'{say}\nsay "$1"', "script", message], capture_output=True, text=True
+    )
+    line = json.loads(said.stderr)
+    assert (line["event"], line["study"], line["message"]) == ("note", name, message)
+    assert datetime.datetime.fromisoformat(line["time"]).utcoffset() == datetime.timedelta(0)
