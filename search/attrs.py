@@ -195,6 +195,13 @@ def stored_number(trial: Trial | FrozenTrial, key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def epochs_done(trial: FrozenTrial) -> int:
+    """The epochs a running trial has trained: a retry's restored ones from its start, though it
+    reports them again one by one as it resumes (for seconds: "epoch 60/300" of one resumed at
+    241)."""
+    return max(len(trial.intermediate_values), stored_number(trial, RESUMED_FROM_EPOCH) or 0)
+
+
 def is_retry(trial: FrozenTrial) -> bool:
     return RETRY_OF in trial.user_attrs
 

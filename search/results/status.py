@@ -83,7 +83,7 @@ def _running(trial: FrozenTrial, grace_seconds: float) -> dict[str, Any]:
     return {
         "trial": trial.number,
         "worker": trial.user_attrs.get(attrs.WORKER),
-        "epochs_done": len(trial.intermediate_values),
+        "epochs_done": attrs.epochs_done(trial),
         "epochs": config.get("epochs") if isinstance(config, dict) else None,
         "heartbeat_age_seconds": round(now - last_beat(trial), 1),
         "dead": death(trial, now, grace_seconds),

@@ -129,7 +129,7 @@ def _where(trial: FrozenTrial) -> str:
     if not isinstance(epochs, int):  # claimed, its settings not drawn yet
         return "starting"
     # A retry or a promotion reports its restored epochs first: it continues from there
-    return f"in epoch {min(len(trial.intermediate_values) + 1, epochs)}/{epochs}"
+    return f"in epoch {min(attrs.epochs_done(trial) + 1, epochs)}/{epochs}"
 
 
 def _trials_text(numbers: list[int]) -> str:

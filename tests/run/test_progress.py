@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import create_trial
 
 from search import attrs
+from search.results.status import study_status
 from search.run.log import WorkerLog
 from search.run.progress import StudyProgress
 
@@ -73,3 +74,15 @@ def test_a_workers_line_beside_the_bar_is_a_line_of_its_own(study, monkeypatch):
         "trial 6 stopped in epoch 2 (SIGINT); queued to resume from its last checkpoint as trial 9"
         in shown
     )
+
+
+def test_a_retry_resuming_shows_the_epochs_it_restored_as_it_reports_them_again(study):
+    # Reporting its restored epochs takes seconds for a long run: the bar and `status` said
+    # "epoch 60/300" of a trial resumed at epoch 241
+    retry = running(study, 2, epochs=8)
+    retry.set_user_attr(attrs.RESUMED_FROM_EPOCH, 5)
+    with StudyProgress(study, 12, file=io.StringIO()) as progress:
+        progress.refresh()
+        assert progress.running.desc == "running: trial 0 in epoch 6/8"
+    [row] = study_status(study._storage, "quick")
+    assert row["running_trials"][0]["epochs_done"] == 5
