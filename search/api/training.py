@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,8 @@ from trainer.loop import train as train_config
 from trainer.naming import named
 
 Settings = TrainConfig | Mapping[str, Any] | str | Path | None
+
+logger = logging.getLogger("hpsearch.train")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,11 @@ def _train(
     # A checkpoint of other settings is refused now, and one of other classes once the data's
     # folder is listed: both before anything is decoded
     classes = resumable_classes(chosen, policy) if resume else None
+    if resume and not policy.path.is_file():  # a first run of a script that always resumes
+        logger.warning(
+            f"{named('resume')}: no checkpoint at {policy.path} (a first run, or a mistyped "
+            f"{named('checkpoint_dir')}?): training from epoch 1"
+        )
     lines = (out or sys.stdout) if progress else None
     bars = progress if bars is None else bars
     images = load_image_data(

@@ -95,27 +95,17 @@ def test_flags_override_the_settings_file_and_provenance_is_kept(
     assert summary["provenance"] == {"study": "demo", "trial": 4}
 
 
+def _train_into(folder, image_folder, cache_dir) -> list:
+    """`train` of a small run with its checkpoints in `folder`, a JSON summary last."""
+    return [
+        "train", "--data", image_folder, "--cache-dir", cache_dir, "--image-size", "32",
+        "--batch-size", "16", "--device", "cpu", "--optimizer", "adam", "--lr", "0.001",
+        "--checkpoint-dir", folder, "--json",
+    ]  # fmt: skip
+
+
 def test_resume_continues_a_checkpointed_run(capsys, image_folder, cache_dir, tmp_path):
-    common = [
-        "train",
-        "--data",
-        image_folder,
-        "--cache-dir",
-        cache_dir,
-        "--image-size",
-        "32",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.001",
-        "--checkpoint-dir",
-        tmp_path / "run",
-        "--json",
-    ]
+    common = _train_into(tmp_path / "run", image_folder, cache_dir)
     assert run_cli(capsys, *common, "--epochs", "1")[0] == 0
     status, out, err = run_cli(capsys, *common, "--epochs", "1", "--resume")
     summary = json.loads(out.strip().splitlines()[-1])
@@ -131,6 +121,18 @@ def test_resume_continues_a_checkpointed_run(capsys, image_folder, cache_dir, tm
         "run gets a new runs/train-DATE-TIME)"
     )
     assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == saved
+
+
+def test_resume_from_a_folder_without_a_checkpoint_says_it_trains_from_epoch_1(
+    capsys, caplog, image_folder, cache_dir, tmp_path
+):
+    # A mistyped --checkpoint-dir trained from scratch without a word: the user waited for a
+    # resumed run's end
+    typo = tmp_path / "rnu"
+    status, out, _ = run_cli(capsys, *_train_into(typo, image_folder, cache_dir), "--resume")
+    assert status == 0 and json.loads(out.strip().splitlines()[-1])["resumed_from_epoch"] is None
+    said = f"--resume: no checkpoint at {typo / 'last.pt'} (a first run, or a mistyped "
+    assert said + "--checkpoint-dir?): training from epoch 1" in caplog.text
 
 
 def test_resuming_from_another_run_is_refused_before_decoding(
