@@ -9,7 +9,9 @@ import glob
 import hashlib
 import http.client
 import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -104,40 +106,65 @@ def _download_imagenette(name: str, root: Path, progress: bool) -> Path:
 def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
     target = root / _extracted_name(archive)
     remove_abandoned_staging(root)
-    if not target.exists():
+    extracted = not target.exists()
+    if extracted:
         _extract(archive, target, progress)
+    holding = _data_folders(target)
+    if len(holding) != 1:
+        found = (
+            f"holds {len(holding)} ({', '.join(str(p.relative_to(target)) for p in holding)})"
+            if holding
+            else f"holds none{_half_of_one(target)}"
+        )
+        shutil.rmtree(target, ignore_errors=True)  # of no use to any run, where it stayed for good
+        raise DataError(
+            f"archive {archive} should hold one folder with train/ and val/, but {found}; "
+            f"expected {EXPECTED_LAYOUT} inside one folder"
+        )
+    if extracted:
         # Said once, here: later runs, logs and reports name the extracted folder, not the archive
         print(
             f"extracted {archive} into {target}: later runs read it from there (delete it to "
             f"free the space; HPSEARCH_DATA_ROOT moves it){_earlier_versions(archive, target)}",
             file=sys.stderr,
         )
-    holding = _data_folders(target)
-    if len(holding) != 1:
-        found = f" ({', '.join(str(path) for path in holding)})" if holding else ""
-        raise DataError(
-            f"archive {archive} (extracted into {target}) should hold one folder with train/ "
-            f"and val/, but holds {len(holding)}{found}; expected {EXPECTED_LAYOUT} inside one "
-            "folder"
-        )
     return holding[0]
+
+
+def _half_of_one(target: Path) -> str:
+    """`: it has train/ but no val/ in imagenette` for the shallowest folder of the extraction at
+    `target` that holds one of the two."""
+    for level in _levels(target):
+        for folder in level:
+            has = [name for name in ("train", "val") if (folder / name).is_dir()]
+            if len(has) == 1:
+                missing = "val" if has == ["train"] else "train"
+                inside = f" in {folder.relative_to(target)}" if folder != target else ""
+                return f": it has {has[0]}/ but no {missing}/{inside}"
+    return ""
 
 
 def _data_folders(target: Path) -> list[Path]:
     """The shallowest folders in `target` holding train/ and val/, down to ARCHIVE_DEPTH levels:
     an archive is often made of the folder above the data (`tar czf data.tgz work/imagenette`)."""
-    level = [target]
-    for _ in range(ARCHIVE_DEPTH + 1):
+    for level in _levels(target):
         holding = [path for path in level if (path / "train").is_dir() and (path / "val").is_dir()]
         if holding:
             return holding
+    return []
+
+
+def _levels(target: Path) -> Iterator[list[Path]]:
+    """The folders of `target`, level by level, down to ARCHIVE_DEPTH (hidden ones left out)."""
+    level = [target]
+    for _ in range(ARCHIVE_DEPTH + 1):
+        yield level
         level = [
             child
             for path in level
             for child in sorted(path.iterdir())
             if child.is_dir() and not child.name.startswith((".", "__MACOSX"))
         ]
-    return []
 
 
 def _extracted_name(archive: Path) -> str:

@@ -158,6 +158,23 @@ def test_a_damaged_archive_is_one_line_naming_it_and_leaves_nothing(tmp_path, da
     assert not root.exists()  # no folder a later run would read, no staging, no empty root
 
 
+def test_an_archive_without_val_says_so_and_leaves_no_extraction_behind(tmp_path):
+    # It stayed extracted in the data root for good, and the error said "holds 0"
+    made = make_image_folder(tmp_path / "made" / "tiny", train_per_class=1, val_per_class=1)
+    shutil.rmtree(made / "val")
+    archive = tmp_path / "noval.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(made, arcname="tiny")
+    root = tmp_path / "root"
+    with pytest.raises(DataError) as caught:
+        resolve(archive, root)
+    assert str(caught.value).startswith(
+        f"archive {archive} should hold one folder with train/ and val/, but holds none: it has "
+        "train/ but no val/ in tiny; expected "
+    )
+    assert list(root.iterdir()) == []
+
+
 # --- Imagenette -----------------------------------------------------------------------------------
 
 
