@@ -37,6 +37,10 @@ MAX_IMAGE_SIZE = 1024
 # BatchNorm needs more than one value per channel when training, and ResNet's last block is 1 x 1
 # at small sizes: a batch of one image fails there (trainer.augment never makes one from >= 2)
 MIN_BATCH_SIZE = 2
+# Large-batch ImageNet recipes go to 64k images a step, spread over hundreds of GPUs; one worker's
+# batch of more is a typo's extra zeros, met as an out-of-memory once the data is decoded (or, on a
+# small data set, as one batch of everything, which trains nothing like the settings say).
+MAX_BATCH_SIZE = 65_536
 # A learning rate far above 1 diverges: the loss turns NaN, the run stops with "lower the learning
 # rate", and a search records the trial as FAIL, which teaches its sampler (the tests make trials
 # diverge with lr = 1e12). Refused is only an lr that cannot take a step at all: the optimizers step
@@ -88,7 +92,7 @@ class TrainConfig:
         if not self.lr > 0:
             _refuse("lr", self.lr, "positive")
         _check_range("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " px")
-        _check_range("batch_size", self.batch_size, MIN_BATCH_SIZE, None, " images")
+        _check_range("batch_size", self.batch_size, MIN_BATCH_SIZE, MAX_BATCH_SIZE, " images")
         _check_range("epochs", self.epochs, 1, MAX_EPOCHS)
         _check_range("lr", self.lr, 0, MAX_LR)
         _check_range("seed", self.seed, 0, MAX_SEED)

@@ -499,6 +499,10 @@ NUMBER_ROWS: dict[str, Row] = {
         f"run {{study}} --device cpu --epochs {10**19}",
         f"(epochs): train: epochs must be at most 100000, but got epochs={10**19}",
     ),
+    "train --batch-size 10**10": Row(
+        f"{TRAIN} --data {{data}} --batch-size {10**10}",
+        f"--batch-size: batch_size must be at most 65536 images, but got batch_size={10**10}",
+    ),
     "train --epochs 10**19": Row(
         f"{TRAIN} --data {{data}} --epochs {10**19}", "--epochs: epochs must be at most 100000"
     ),
