@@ -96,7 +96,8 @@ class WorkerLog:
         )
         self._cut_short(
             "dead_trial",
-            f"trial {number} failed: {reason}",
+            # As `status` counts it: stopped, if its lineage goes on; else failed for good
+            f"trial {number} {'stopped' if retried else 'failed'}: {reason}",
             resumed if retried else None,
             trial=number,
             reason=reason,

@@ -238,6 +238,8 @@ def test_a_worker_that_finds_a_silent_trial_waits_out_its_grace_and_resumes_it(
     assert "waiting for trial 1: its worker (pid " in err
     # it left no checkpoint here: said to start over, not to resume from its last checkpoint
     assert "queued to run again from epoch 1 (no checkpoint of it here)" in err
+    # `status` counts it as stopped, its lineage going on, where the line had said "failed"
+    assert "trial 1 stopped: its worker sent no heartbeat for " in err
     _, silent, retry = trials_of(url)
     assert silent.state == TrialState.FAIL and "no heartbeat" in silent.user_attrs["fail_reason"]
     assert retry.user_attrs[attrs.RETRY_OF] == 1 and summary.finished == 1
