@@ -187,6 +187,9 @@ def pause(seconds: float, stop: threading.Event | None) -> None:
 def first_line(error: BaseException) -> str:
     """What went wrong, in one line: the driver's own message where SQLAlchemy or Optuna wrap it."""
     cause = error.__cause__ or error
+    if any(isinstance(link, sqlalchemy.exc.PendingRollbackError) for link in error_chain(error)):
+        # SQLAlchemy's "Can't reconnect until invalid transaction is rolled back. Please ..."
+        return "a database connection was lost mid-transaction"
     if _is_grpc_error(cause):  # its str() is a many-line dump
         return f"{cause.code().name}: {cause.details()}"  # type: ignore[attr-defined]
     driver_error = getattr(cause, "orig", None) or cause

@@ -250,6 +250,27 @@ def test_a_connection_lost_inside_optunas_cache_path_is_retried(pg_url):
     assert ended and [trial.value for trial in trials] == [0.5]
 
 
+def test_a_connection_lost_mid_transaction_is_said_so_not_in_sqlalchemy_s_words(pg_url, caplog):
+    # A worker's log read "storage unreachable (Can't reconnect until invalid transaction is
+    # rolled back. Please rollback() fully before proceeding ...)" when its backend was killed
+    engine = sqlalchemy.create_engine(pg_url)
+    with sqlalchemy.orm.Session(engine) as session:
+        pid = session.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()
+        with postgres.connect(autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        def next_statements() -> None:  # the one the dead connection fails, then the next
+            try:
+                session.execute(sqlalchemy.text("SELECT 1"))
+            except sqlalchemy.exc.OperationalError:
+                session.execute(sqlalchemy.text("SELECT 1"))
+
+        with pytest.raises(sqlalchemy.exc.PendingRollbackError), caplog.at_level(logging.WARNING):
+            resilience.call_with_retries(next_statements, max_outage=0.1)
+    engine.dispose()
+    assert "storage unreachable (a database connection was lost mid-transaction)" in caplog.text
+
+
 @pytest.mark.parametrize("create", [True, False], ids=["run", "status"])
 def test_a_connection_lost_while_the_storage_opens_is_retried_when_the_server_answers(
     pg_url, create, caplog
