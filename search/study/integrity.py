@@ -87,6 +87,41 @@ def check_intact(path: Path, *, creating: bool = True) -> None:
     found = quick_check(path)
     if found:
         raise damaged(path, found)
+    if creating:
+        _refuse_another_programs(path)
+
+
+# Optuna's tables, by name: any one of them makes a file Optuna's (its first run makes them one by
+# one, and another worker may look in between)
+OPTUNA_TABLES = frozenset(
+    {
+        "alembic_version", "studies", "study_directions", "study_system_attributes",
+        "study_user_attributes", "trial_heartbeats", "trial_intermediate_values", "trial_params",
+        "trial_system_attributes", "trial_user_attributes", "trial_values", "trials",
+        "version_info",
+    }
+)  # fmt: skip
+
+
+def _refuse_another_programs(path: Path) -> None:
+    """A SQLite file that holds tables, none of them Optuna's, is another program's: `run
+    --storage sqlite:///app.db` wrote Optuna's tables into it without a word."""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = sorted(name for (name,) in rows)
+        finally:
+            connection.close()
+    except sqlite3.Error:  # not for this check to judge: opening it says what is wrong
+        return
+    if tables and not OPTUNA_TABLES.intersection(tables):
+        shown = ", ".join(tables[:4]) + (", ..." if len(tables) > 4 else "")
+        raise StorageError(
+            f"SQLite file {path} holds another program's tables ({shown}) and no study: hpsearch "
+            f"makes its storage only in a new file or one of its own; give {named('storage')} "
+            "another file"
+        )
 
 
 # The first bytes of every SQLite database file

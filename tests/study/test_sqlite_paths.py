@@ -5,6 +5,8 @@ salvage to run."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import optuna
 import pytest
 
@@ -41,3 +43,21 @@ def test_a_study_in_a_folder_that_cannot_be_written_is_not_called_damaged(tmp_pa
     err = capsys.readouterr().err
     assert "cannot be read here: its folder" in err and "studies.db-shm" in err
     assert "damaged" not in err
+
+
+def test_another_program_s_sqlite_file_is_never_made_a_storage(tmp_path, capsys):
+    # `run --storage sqlite:///app.db` wrote Optuna's tables into an application's database
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER)")
+    before = app.read_bytes()
+    with pytest.raises(StorageError) as refused:
+        open_storage(f"sqlite:///{app}")
+    assert str(refused.value) == (
+        f"SQLite file {app} holds another program's tables (users) and no study: hpsearch makes "
+        "its storage only in a new file or one of its own; give storage another file"
+    )
+    assert app.read_bytes() == before
+    # A file of Optuna's, or an empty one, is a storage as before
+    optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    assert open_storage(f"sqlite:///{tmp_path / 's.db'}").get_all_studies()[0].study_name == "s"
