@@ -73,8 +73,8 @@ def check_page_name(path: Path, what: str, page: str, hint: str = "") -> None:
 
 
 def write_text(path: Path, text: str, what: str) -> None:
-    """Write `text` (UTF-8) to `path`, never over a storage or weights file (`check_not_data`);
-    `what` names it in an error (-o, path)."""
+    """Write `text` (UTF-8) to `path`, never over a storage, weights or study file
+    (`check_not_data`); `what` names it in an error (-o, path)."""
     check_not_data(path, what)
     write_file(path, lambda file: file.write(text.encode("utf-8")), what)
 
