@@ -10,10 +10,11 @@ one line at once, as on PostgreSQL (search.study.grants).
 from __future__ import annotations
 
 import re
+import socket
 
 import sqlalchemy
 
-from search.errors import error_chain
+from search.errors import StorageError, error_chain
 from trainer.naming import named
 
 DRIVERS = ("pymysql", "MySQLdb")  # the modules their errors come from
@@ -153,3 +154,36 @@ def plain_or_quoted(name: str) -> str:
 
 def quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+# How long a MySQL or MariaDB server may take to greet a new connection: it speaks first, and
+# at once. PyMySQL waits for the greeting without a limit, so a MySQL URL at a port of another
+# server (PostgreSQL's 5432, which waits for the client to speak) hung until that server gave up
+# on it (a minute), then said "Lost connection to MySQL server during query".
+GREETING_SECONDS = 10.0
+# The greeting's first byte, after its 4-byte header: protocol 10, or an error packet's 0xff (a
+# host the server blocks, too many connections)
+GREETINGS = (10, 0xFF)
+
+
+def check_greets(url: sqlalchemy.URL, shown: str) -> None:
+    """Refuse a MySQL URL whose server does not greet as MySQL and MariaDB do; a server not
+    reached at all is left to the connection that follows, which says so (or waits for it)."""
+    if not url.drivername.startswith(("mysql", "mariadb")) or url.query.get("unix_socket"):
+        return
+    address = (url.host or "localhost", url.port or 3306)
+    try:
+        with socket.create_connection(address, timeout=GREETING_SECONDS) as probe:
+            header = probe.recv(5)
+    except TimeoutError:
+        header = None
+    except OSError:  # refused, unresolved, reset: the driver's own error says it, or is waited out
+        return
+    if header == b"" or (header is not None and len(header) == 5 and header[4] in GREETINGS):
+        return  # greeted, or closed at once (shutting down): the driver goes on from there
+    heard = "nothing" if header is None else "no MySQL greeting"
+    raise StorageError(
+        f"storage {shown}: the server at {address[0]}:{address[1]} sent {heard} within "
+        f"{GREETING_SECONDS:g} s, where a MySQL or MariaDB server greets at once: is the port "
+        "another server's (PostgreSQL's is 5432, MySQL's 3306)? Fix the port or the URL's scheme"
+    )

@@ -187,6 +187,7 @@ def check_reachable(
     if parsed.drivername == "grpc":
         _reach_grpc_proxy(parsed, url, wait_seconds, stop)
         return
+    mysql.check_greets(parsed, masked(url))
     try:
         wait_until_reachable(parsed, wait_seconds, stop)
     except sqlalchemy.exc.DBAPIError as error:
@@ -221,6 +222,7 @@ def open_storage(
     if parsed.drivername == "grpc":
         host, port = _reach_grpc_proxy(parsed, url, wait_seconds, stop)
         return ResilientGrpcStorage(host=host, port=port)
+    mysql.check_greets(parsed, masked(url))
     sqlite = parsed.drivername.startswith("sqlite")
     engine_kwargs = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}

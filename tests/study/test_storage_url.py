@@ -3,6 +3,7 @@ new SQLite files that concurrent first runs both open."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import optuna
@@ -10,7 +11,9 @@ import pytest
 import sqlalchemy
 from optuna.storages._rdb import models
 
+from search.cli import main
 from search.errors import StorageError
+from search.study import mysql
 from search.study.storage import (
     check_reachable,
     check_storage_url,
@@ -203,3 +206,22 @@ def test_reading_an_empty_sqlite_file_refuses_and_writes_no_table(tmp_path):
     with pytest.raises(StorageError, match="holds no studies"):
         open_storage(f"sqlite:///{path}", create=False)
     assert path.stat().st_size == 0
+
+
+@pytest.mark.parametrize("command", ["status", "run"])
+def test_a_mysql_url_at_a_port_of_another_server_is_named_within_the_greeting_wait(
+    command, monkeypatch, capsys
+):
+    # PyMySQL waited for a greeting PostgreSQL never sends, until PostgreSQL gave up (a minute),
+    # then said "Lost connection to MySQL server during query"
+    monkeypatch.setattr(mysql, "GREETING_SECONDS", 0.5)
+    silent = socket.create_server(("127.0.0.1", 0))  # takes the connection and says nothing
+    port = silent.getsockname()[1]
+    url = f"mysql+pymysql://root@127.0.0.1:{port}/x"
+    argv = {"status": ["status"], "run": ["run", "--study", "x", "--device", "cpu"]}[command]
+    started = time.monotonic()
+    with silent:
+        status = main([*argv, "--storage", url])
+    err = capsys.readouterr().err
+    assert status == 2 and time.monotonic() - started < 10, err
+    assert f"the server at 127.0.0.1:{port} sent nothing within 0.5 s, where a MySQL" in err
