@@ -129,7 +129,8 @@ def test_resume_from_a_folder_without_a_checkpoint_says_it_trains_from_epoch_1(
     # A mistyped --checkpoint-dir trained from scratch without a word: the user waited for a
     # resumed run's end
     typo = tmp_path / "rnu"
-    status, out, _ = run_cli(capsys, *_train_into(typo, image_folder, cache_dir), "--resume")
+    argv = [*_train_into(typo, image_folder, cache_dir), "--epochs", "1", "--resume"]
+    status, out, _ = run_cli(capsys, *argv)
     assert status == 0 and json.loads(out.strip().splitlines()[-1])["resumed_from_epoch"] is None
     said = f"--resume: no checkpoint at {typo / 'last.pt'} (a first run, or a mistyped "
     assert said + "--checkpoint-dir?): training from epoch 1" in caplog.text
