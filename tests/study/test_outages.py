@@ -230,21 +230,28 @@ def test_an_unpickled_storage_still_begins_sqlite_transactions_with_the_write_lo
         other.close()
 
 
+def _ending_the_connection_once_at(statement_part: str):
+    """The backend pids ended, and a before_cursor_execute listener that has the server end the
+    connection of the first statement holding `statement_part`, as it starts: a real fault, once."""
+    ended: list[int] = []
+
+    def end_the_connection_once(connection, cursor, statement, *args) -> None:
+        if ended or statement_part not in statement:
+            return
+        ended.append(connection.connection.dbapi_connection.info.backend_pid)
+        with postgres.connect(autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
+
+    return ended, end_the_connection_once
+
+
 def test_a_connection_lost_inside_optunas_cache_path_is_retried(pg_url):
     # study.get_trials() goes through Optuna's cache to RDBStorage._get_trials, a private method:
     # the server ends the connection right as its query starts, a real fault, once
     storage = open_storage(pg_url)
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)
-    ended: list[int] = []
-
-    def end_the_connection_once(connection, cursor, statement, *args) -> None:
-        if ended or "FROM trials" not in statement:
-            return
-        ended.append(connection.connection.dbapi_connection.info.backend_pid)
-        with postgres.connect(autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
-
+    ended, end_the_connection_once = _ending_the_connection_once_at("FROM trials")
     sqlalchemy.event.listen(storage.engine, "before_cursor_execute", end_the_connection_once)
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
     assert ended and [trial.value for trial in trials] == [0.5]
@@ -278,15 +285,7 @@ def test_a_connection_lost_while_the_storage_opens_is_retried_when_the_server_an
     # A run (no --wait-for-storage) gave up at once: "cannot reach storage ...: terminating
     # connection due to administrator command; check that its server is up", which it was
     optuna.create_study(study_name="s", storage=open_storage(pg_url))
-    ended: list[int] = []
-
-    def end_the_connection_once(connection, cursor, statement, *args) -> None:
-        if ended or "FROM version_info" not in statement:
-            return
-        ended.append(connection.connection.dbapi_connection.info.backend_pid)
-        with postgres.connect(autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", (ended[0],))
-
+    ended, end_the_connection_once = _ending_the_connection_once_at("FROM version_info")
     sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", end_the_connection_once)
     try:
         storage = open_storage(pg_url, create=create)
