@@ -53,7 +53,8 @@ def check_checksums(path: Path) -> None:
     """A ValueError naming the first record of the archive at `path` whose bytes fail their
     checksum. torch.load reads a file whose bytes a disk or a copy changed in place without a word:
     a run resumed from it trained on the damage and failed as diverged, its lineage lost; weights
-    exported or scored from it were silently wrong. A few tenths of a second per 100 MB."""
+    exported or scored from it were silently wrong. It costs one more read of the file, from the
+    page cache torch.load just filled."""
     with zipfile.ZipFile(path) as archive:
         damaged = archive.testzip()
     if damaged is not None:
