@@ -230,14 +230,14 @@ class _Worker:
     def wait_for_silent_trials(self) -> bool:
         """With nothing left to start: wait one heartbeat interval if a RUNNING trial's worker
         went silent, as it may be dead and then its trial is resumed here, or if a trial ended
-        by a worker elsewhere still lacks its follow-up (`orphans.pending`), which is queued here
-        if that worker died; False if there is neither."""
+        by a worker elsewhere still lacks its follow-up (`orphans.owed`), which is queued here if
+        that worker died; False if there is neither. One whose grace ran out since the last sweep
+        is waited for too: the next sweep queues its follow-up (left out, it fell between the two
+        reads, and the worker ended with its lineage left behind)."""
         heartbeat = self.config.heartbeat
         trials = self.study.get_trials(deepcopy=False)
         silent = liveness.silent_trials(trials, heartbeat.interval_seconds)
-        due = orphans.pending(
-            trials, heartbeat.grace_seconds, heartbeat.max_retries, liveness.is_gone
-        )
+        due = orphans.owed(trials, heartbeat.max_retries)
         for trial in [*silent, *due]:
             if trial.number not in self.waited_for:
                 self.waited_for.add(trial.number)

@@ -150,24 +150,6 @@ def orphans(
     ]
 
 
-def pending(
-    trials: list[FrozenTrial],
-    grace_seconds: float,
-    max_retries: int,
-    recorder_gone: Callable[[Any], bool],
-) -> list[FrozenTrial]:
-    """The trials due a follow-up that none continues yet while their recorder may live: it
-    queues the follow-up in a moment, or, dead on another machine, leaves an orphan for a sweep
-    once the grace passes. A worker with nothing left to start waits for them, as it does for a
-    silent trial, so that `run` never ends with a lineage left behind."""
-    long_ago = time.time() - grace_seconds
-    return [
-        trial
-        for trial in owed(trials, max_retries)
-        if not _recorder_dead(trial, long_ago, recorder_gone)
-    ]
-
-
 def owed(trials: list[FrozenTrial], max_retries: int) -> list[FrozenTrial]:
     """The trials due a follow-up that none continues yet, within their retries: whether their
     recorder queues it in a moment or a sweep once it is gone, a worker will run it."""

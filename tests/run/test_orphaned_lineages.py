@@ -265,6 +265,27 @@ def test_a_worker_with_nothing_to_start_waits_for_a_retry_another_machine_owes(
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def test_a_retry_whose_grace_runs_out_between_the_sweep_and_the_wait_is_still_run(
+    tmp_path, image_folder, cache_dir, monkeypatch
+):
+    # The sweep saw the trial within its grace, the wait (a moment later) past it: neither took
+    # it, and the worker ended with the lineage left behind (CI, under load). The first sweep is
+    # made to come before the grace ran out: it finds nothing
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    elsewhere = {**liveness.this_worker(), "host": "lost-machine"}
+    config, _, _ = a_stopped_trial(tmp_path, image_folder, cache_dir, url, by=elsewhere, ago=9)
+    real_sweep, sweeps = liveness.sweep, []
+
+    def sweep_later(*args, **kwargs) -> bool:
+        sweeps.append(len(sweeps))
+        return len(sweeps) > 1 and real_sweep(*args, **kwargs)
+
+    monkeypatch.setattr(liveness, "sweep", sweep_later)
+    summary = run_worker(config, WorkerOptions(url, "cpu", cache_dir, progress=False))
+    _, retry = trials_of(url)
+    assert retry.user_attrs[attrs.RETRIED_FROM] == 0 and summary.finished == 1
+
+
 def test_a_trial_due_a_follow_up_that_has_it_is_left_alone(tmp_path, image_folder, cache_dir):
     url = f"sqlite:///{tmp_path / 's.db'}"
     _, study, stopped = a_stopped_trial(tmp_path, image_folder, cache_dir, url, by=a_gone_process())
