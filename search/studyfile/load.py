@@ -58,9 +58,8 @@ def holds_a_study(path: Path) -> bool:
     try:
         if path.stat().st_size > STUDY_FILE_MOST_BYTES:
             return False
-        text = path.read_bytes().decode("utf-8")
-        return isinstance(tomllib.loads(text.removeprefix(BYTE_ORDER_MARK)).get("study"), dict)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return isinstance(_read_toml(path).get("study"), dict)
+    except (OSError, StudyFileError):  # _read_toml's refusals: not readable as TOML
         return False
 
 
