@@ -12,31 +12,34 @@ import pytest
 from tests.helpers.dashboard import free_port
 from tests.helpers.small_search import build_small_search
 
-# Runs one command in a fresh interpreter, then says which of torch and torchvision it loaded.
-# A server never returns, so a command given a URL runs in a thread until the URL answers.
+# Runs commands in turn in one fresh interpreter (each interpreter costs a second), saying after
+# each which of torch and torchvision are loaded: once one command loads torch every later one
+# shows it too, so a test wanting none loaded fails, and names the first that loaded it. A server
+# never returns, so a command given a URL runs in a thread until the URL answers.
 PROBE = """
 import json, sys, threading, time, urllib.request
 from search.cli import main
 
-url, argv = sys.argv[1], sys.argv[2:]
-status = 0
-if url == "-":
-    try:
-        status = main(argv)
-    except SystemExit as exit:  # --help
-        status = exit.code
-else:
+def status_of(argv, url):
+    if url == "-":
+        try:
+            return main(argv)
+        except SystemExit as exit:  # --help
+            return exit.code
     threading.Thread(target=main, args=(argv,), daemon=True).start()
     for _ in range(600):
         try:
-            status = 0 if urllib.request.urlopen(url, timeout=1).status == 200 else 1
-            break
+            return 0 if urllib.request.urlopen(url, timeout=1).status == 200 else 1
         except OSError:
             time.sleep(0.1)
-    else:
-        status = 1
-loaded = [name for name in ("torch", "torchvision") if name in sys.modules]
-print(json.dumps({"status": status, "loaded": loaded}), file=sys.stderr, flush=True)
+    return 1
+
+url, found = sys.argv[1], []
+for argv in json.loads(sys.argv[2]):
+    status = status_of(argv, url)
+    loaded = [name for name in ("torch", "torchvision") if name in sys.modules]
+    found.append({"status": status, "loaded": loaded})
+print(json.dumps(found), file=sys.stderr, flush=True)
 """
 
 
@@ -45,14 +48,17 @@ def small_search(tmp_path_factory):
     return build_small_search(tmp_path_factory.getbasetemp() / "small-search")
 
 
-def probe(*argv, url: str = "-") -> dict:
+def probe(*commands: list, url: str = "-") -> list[dict]:
+    """What each command (an argv) returned and had loaded, run in turn in one interpreter."""
+    argvs = json.dumps([[str(arg) for arg in argv] for argv in commands])
     ran = subprocess.run(
-        [sys.executable, "-c", PROBE, url, *map(str, argv)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", PROBE, url, argvs], capture_output=True, text=True, timeout=120
     )
     return json.loads(ran.stderr.splitlines()[-1])
+
+
+def probe_each(commands: dict[str, list]) -> dict[str, dict]:
+    return dict(zip(commands, probe(*commands.values()), strict=True))
 
 
 def test_commands_that_read_a_study_load_no_torch(tmp_path, small_search):
@@ -68,7 +74,7 @@ def test_commands_that_read_a_study_load_no_torch(tmp_path, small_search):
         + ["--checkpoint-dir", small_search.images.parent / "checkpoints"],
         "trials": ["trials", *storage, *study, "-o", tmp_path / "trials.csv"],
     }
-    found = {name: probe(*argv) for name, argv in commands.items()}
+    found = probe_each(commands)
     assert found == {name: {"status": 0, "loaded": []} for name in commands}
     # Export checked the weights' owner (without torch) and copied them beside the settings
     assert exported.with_name("best.weights.pt").is_file()
@@ -76,15 +82,9 @@ def test_commands_that_read_a_study_load_no_torch(tmp_path, small_search):
 
 def test_the_dashboard_serves_without_torch(small_search):
     port = free_port()
-    found = probe(
-        "dashboard",
-        "--storage",
-        small_search.url,
-        "--port",
-        port,
-        url=f"http://127.0.0.1:{port}/dashboard/",
-    )
-    assert found == {"status": 0, "loaded": []}
+    dashboard = ["dashboard", "--storage", small_search.url, "--port", port]
+    found = probe(dashboard, url=f"http://127.0.0.1:{port}/dashboard/")
+    assert found == [{"status": 0, "loaded": []}]
 
 
 NO_SERVER = "postgresql+psycopg://root@127.0.0.1:1/studies"  # port 1: refused at once
@@ -107,34 +107,34 @@ def test_a_bad_request_is_refused_before_torch_loads(tmp_path):
         "slurm --workers 0": ["slurm", "--study", "s", "--workers", "0"],
         "slurm --time of a format SLURM reads not": ["slurm", "--study", "s", "--time", "1h"],
     }
-    found = {name: probe(*argv) for name, argv in commands.items()}
+    found = probe_each(commands)
     assert found == {name: {"status": 2, "loaded": []} for name in commands}
 
 
 def test_the_probe_sees_torch_where_a_command_trains(tmp_path):
     # evaluate loads torch before it finds the weights file missing: the probe must say so
-    found = probe("evaluate", tmp_path / "missing.pt", "--data", tmp_path, "--device", "cpu")
-    assert found == {"status": 2, "loaded": ["torch", "torchvision"]}
+    found = probe(["evaluate", tmp_path / "missing.pt", "--data", tmp_path, "--device", "cpu"])
+    assert found == [{"status": 2, "loaded": ["torch", "torchvision"]}]
 
 
-# Which OpenMP settings the environment held when torch was first imported, in a command that
-# loads it (evaluate, refused at once for its missing weights file).
+# Which OpenMP settings the environment held when torch was about to be imported, in a command
+# that loads it (evaluate): the process ends there, as the import would cost seconds to no purpose.
 SPIN_PROBE = """
 import json, os, sys
 from search.cli import main
 
-seen = {}
-
 
 class WatchTorch:
     def find_spec(self, name, path, target=None):
-        if name == "torch" and not seen:
-            seen.update({key: os.environ.get(key) for key in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")})
+        if name == "torch":
+            seen = {key: os.environ.get(key) for key in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+            print(json.dumps({"seen": seen}), file=sys.stderr, flush=True)
+            os._exit(0)
 
 
 sys.meta_path.insert(0, WatchTorch())
 status = main(["evaluate", "nothing.pt", "--data", "nowhere", "--device", "cpu"])
-print(json.dumps({"status": status, "seen": seen}), file=sys.stderr, flush=True)
+print(json.dumps({"status": status, "torch not imported": True}), file=sys.stderr, flush=True)
 """
 
 
@@ -159,4 +159,4 @@ def test_openmp_spins_briefly_from_before_torch_loads_unless_the_user_chose(
     probe = [sys.executable, "-c", SPIN_PROBE]
     ran = subprocess.run(probe, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     result = json.loads(ran.stderr.splitlines()[-1])
-    assert result == {"status": 2, "seen": expected}, ran.stderr
+    assert result == {"seen": expected}, ran.stderr

@@ -79,7 +79,7 @@ def wait_for(condition, timeout: float, what: str):
 def test_four_workers_finish_the_budget_and_leave_nothing_running(
     tmp_path, image_folder, cache_dir, pg_url
 ):
-    path = study_file(tmp_path, image_folder, trials=12, epochs=1)
+    path = study_file(tmp_path, image_folder, trials=8, epochs=1)
     launch(
         load_study_config(path),
         WorkerOptions(pg_url, "cpu", cache_dir, progress=False, checkpoint_dir=tmp_path / "ckpt"),
@@ -88,7 +88,7 @@ def test_four_workers_finish_the_budget_and_leave_nothing_running(
     trials = trials_of(pg_url)
     states = [trial.state for trial in trials]
     assert (
-        len(trials) == 12  # exactly: the budget's lock (search/study/budget_lock.py)
+        len(trials) == 8  # exactly: the budget's lock (search/study/budget_lock.py)
         and TrialState.RUNNING not in states
         and TrialState.WAITING not in states
     )

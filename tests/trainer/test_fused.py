@@ -145,15 +145,17 @@ def test_fused_trials_train_as_they_do_alone(data):
         torch.testing.assert_close(states[slot], alone_state, **TOLERANCE)
 
 
-def test_a_diverging_trial_fails_alone_and_leaves_the_others_untouched(data):
-    """The same group with its middle trial diverging, and healthy: the others' numbers match."""
+def test_a_diverging_trial_fails_alone_and_leaves_the_others_untouched():
+    """The same group with its middle trial diverging, and healthy: the others' numbers match.
+    One epoch of 3 steps: the cost is the network's 11 M parameters a step, not the images."""
+    data = random_data(train=24)
     first, second, third = (config.replace(epochs=1) for config in TRIALS)
     healthy_outcomes, healthy_scores, healthy_states = train_fused((first, second, third), data)
     diverging = DIVERGING.replace(epochs=1)
     [outcomes], scores, states = train_fused((first, diverging, third), data)
-    # Its own NaN check, at the end of the epoch's 6 steps
+    # Its own NaN check, at the end of the epoch's 3 steps
     assert isinstance(outcomes[1], NonFiniteLossError)
-    assert (outcomes[1].epoch, outcomes[1].step) == (1, 6)
+    assert (outcomes[1].epoch, outcomes[1].step) == (1, 3)
     for slot in (0, 2):
         assert outcomes[slot] == healthy_outcomes[0][slot]
         assert scores[0][slot] == healthy_scores[0][slot]
