@@ -98,7 +98,7 @@ def test_a_worker_stopped_mid_trial_by_sigterm_exits_the_status_its_job_ignores(
     status = stopped_status(workers, worker)
     assert status not in (0, 1, 2)  # done, a crash, a user's error
     # One trial, many epochs: the signal comes in its first few
-    study = write_study(tmp_path, image_folder, name="drained", trials=1, epochs=50)
+    study = write_study(tmp_path, image_folder, name="drained", trials=1, epochs=50, image_size=16)
     url = f"sqlite:///{tmp_path / 'drained.db'}"
     assert main(["run", str(study), "--create-only", "--storage", url]) == 0
     args = local_args(worker["args"], study, tmp_path, image_folder)

@@ -165,7 +165,7 @@ def test_a_second_ctrl_c_ends_the_run_at_once_in_one_line(tmp_path, image_folder
 def _long_study(tmp_path: Path, image_folder: Path, checkpoint_every: int = 1) -> Path:
     """Two trials of 50 epochs, checkpointed every `checkpoint_every`: they train until stopped."""
     return write_study(
-        tmp_path, image_folder, trials=2, epochs=50, pruner='kind = "none"',
+        tmp_path, image_folder, trials=2, epochs=50, pruner='kind = "none"', image_size=16,
         extra=f"\n[checkpoint]\nevery_epochs = {checkpoint_every}\n",
     )  # fmt: skip
 

@@ -32,8 +32,10 @@ def _run_killing(
     """`hpsearch run` of two trials on two worker processes while a thread kills, with `signum`,
     the workers `kill(killed so far)` says to, once a trial has written its first checkpoint; the
     run's exit status, the pids killed."""
-    path = write_study(tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"')
-    path.write_text(path.read_text() + "\n[checkpoint]\nevery_epochs = 1\n")
+    path = write_study(
+        tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"', image_size=16,
+        extra="\n[checkpoint]\nevery_epochs = 1\n",
+    )  # fmt: skip
     url = f"sqlite:///{tmp_path / 's.db'}"
     flags = ["--storage", url, "--cache-dir", str(cache_dir), "--device", "cpu"]
     killed: list[int] = []

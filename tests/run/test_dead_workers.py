@@ -368,6 +368,7 @@ def test_a_full_disk_stops_the_worker_with_one_line_and_its_trials_resume_once_f
         trials=3,
         epochs=2,
         pruner='kind = "none"',
+        image_size=16,
         extra="\n[checkpoint]\nevery_epochs = 1\n",
     )
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -413,7 +414,9 @@ def test_a_trial_whose_weights_cannot_be_written_completes_and_export_says_they_
     tmp_path, image_folder, cache_dir, small_tmpfs, capsys, one_torch_thread
 ):
     # Checkpoints every 120 s (the default): the weights file is the one file a trial writes
-    path = write_study(tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"')
+    path = write_study(
+        tmp_path, image_folder, trials=2, epochs=2, pruner='kind = "none"', image_size=16
+    )
     url = f"sqlite:///{tmp_path / 's.db'}"
     flags = ["--storage", url, "--cache-dir", str(cache_dir), "--checkpoint-dir", str(small_tmpfs)]
     status = main(["run", str(path), *flags, "--device", "cpu", "--no-progress"])
@@ -447,7 +450,9 @@ def test_a_trial_whose_weights_cannot_be_written_completes_and_export_says_they_
 def test_worker_processes_on_a_full_disk_keep_their_values_and_run_exits_with_their_lines(
     tmp_path, image_folder, cache_dir, small_tmpfs, capfd
 ):
-    path = write_study(tmp_path, image_folder, trials=2, epochs=1, pruner='kind = "none"')
+    path = write_study(
+        tmp_path, image_folder, trials=2, epochs=1, pruner='kind = "none"', image_size=16
+    )
     url = f"sqlite:///{tmp_path / 's.db'}"
     flags = ["--storage", url, "--cache-dir", str(cache_dir), "--checkpoint-dir", str(small_tmpfs)]
     flags += ["--device", "cpu", "--no-progress", "--workers", "2", "--log-format", "json"]
@@ -480,8 +485,10 @@ def test_a_killed_worker_behind_the_grpc_proxy_is_resumed(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    path = write_study(tmp_path, image_folder, trials=1, epochs=5, pruner='kind = "none"')
-    path.write_text(path.read_text() + "\n[checkpoint]\nevery_epochs = 1\n")
+    path = write_study(
+        tmp_path, image_folder, trials=1, epochs=5, pruner='kind = "none"', image_size=16,
+        extra="\n[checkpoint]\nevery_epochs = 1\n",
+    )  # fmt: skip
     flags = ["--storage", f"grpc://127.0.0.1:{port}", "--cache-dir", str(cache_dir)]
     flags += ["--device", "cpu", "--no-progress"]
     try:
@@ -508,7 +515,10 @@ def test_a_worker_whose_trial_another_failed_drops_it_and_goes_on(
     tmp_path, image_folder, cache_dir, capsys, one_torch_thread
 ):
     # Another worker took this one for dead (a clock far off): the trial is FAIL and requeued
-    path = write_study(tmp_path, image_folder, trials=1, epochs=8, pruner='kind = "none"')
+    # after its first epoch, which the worker finds as it reports its second
+    path = write_study(
+        tmp_path, image_folder, trials=1, epochs=3, pruner='kind = "none"', image_size=16
+    )
     url = f"sqlite:///{tmp_path / 's.db'}"
     config = load_study_config(path)
     data = load_study_data(config, cache_dir, progress=False)

@@ -58,11 +58,12 @@ NO_PRUNING = 'kind = "none"'
 def points_study(
     folder, images, points: str, *, epochs: int = 2, batch_size=32, image_size=16, **settings
 ):
-    """A study of `points` only (no [space]), at 16 px unless told: the smallest side ResNet-18
-    takes, whose epochs cost a third less than 32 px's, for tests of slots, stops and retries."""
-    path = write_study(folder, images, epochs=epochs, points=points, **settings)
-    text = path.read_text().replace("batch_size = 32", f"batch_size = {batch_size}")
-    path.write_text(text.replace("image_size = 32", f"image_size = {image_size}"))
+    """A study of `points` only (no [space]), at 16 px unless told: these test slots, stops and
+    retries (tests.helpers.studies.write_study)."""
+    path = write_study(
+        folder, images, epochs=epochs, points=points, image_size=image_size, **settings
+    )
+    path.write_text(path.read_text().replace("batch_size = 32", f"batch_size = {batch_size}"))
     return load_study_config(path)
 
 

@@ -100,7 +100,9 @@ def options(tmp_path, cache_dir):
 def test_a_stopped_trial_whose_worker_was_killed_before_queuing_its_retry_resumes(
     tmp_path, image_folder, options, capfd, one_torch_thread
 ):
-    path = write_study(tmp_path, image_folder, trials=1, epochs=2, pruner='kind = "none"')
+    path = write_study(
+        tmp_path, image_folder, trials=1, epochs=2, pruner='kind = "none"', image_size=16
+    )
     killed_at_follow_up(path, options, stop=True)
     (stopped,) = trials_of(options.storage_url)
     assert stopped.state == TrialState.FAIL, "the window: FAIL written, its retry not queued"

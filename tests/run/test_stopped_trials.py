@@ -49,7 +49,9 @@ def test_a_trial_stopped_by_ctrl_c_is_counted_and_drawn_as_stopped_not_failed(
     tmp_path, image_folder, cache_dir, monkeypatch, capfd, one_torch_thread
 ):
     config = load_study_config(
-        write_study(tmp_path, image_folder, trials=1, epochs=2, pruner='kind = "none"')
+        write_study(
+            tmp_path, image_folder, trials=1, epochs=2, pruner='kind = "none"', image_size=16
+        )
     )
     url = f"sqlite:///{tmp_path / 's.db'}"
     options = WorkerOptions(
@@ -126,6 +128,7 @@ def test_stops_asked_for_resume_however_often_they_come_and_faults_are_bounded(
             trials=1,
             epochs=5,
             pruner='kind = "none"',
+            image_size=16,
             extra="\n[checkpoint]\nevery_epochs = 1\n",
         )  # fmt: skip
     )

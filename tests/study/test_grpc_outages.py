@@ -123,7 +123,9 @@ def test_a_trial_made_before_a_proxy_restart_takes_its_parameters_after_it(proxy
 def test_a_search_goes_on_through_a_proxy_restart(
     proxy, tmp_path, image_folder, cache_dir, capsys, one_torch_thread
 ):
-    path = write_study(tmp_path, image_folder, trials=2, epochs=3, pruner='kind = "none"')
+    path = write_study(
+        tmp_path, image_folder, trials=2, epochs=3, pruner='kind = "none"', image_size=16
+    )
     flags = ["--storage", f"grpc://127.0.0.1:{proxy.port}", "--cache-dir", str(cache_dir)]
     flags += ["--device", "cpu", "--no-progress", "--wait-for-storage", "60"]
 

@@ -32,6 +32,8 @@ FAST_HEARTBEAT = "\n[heartbeat]\ninterval_seconds = 1\ngrace_seconds = 4\n"
 
 
 def study_file(tmp_path, image_folder, **kwargs):
+    """A shared study at 16 px: these tests are of workers and the database, not of scores."""
+    kwargs.setdefault("image_size", 16)
     kwargs.setdefault("extra", "")
     kwargs["extra"] += "\n[checkpoint]\nevery_epochs = 1\n"
     text = write_study(tmp_path, image_folder, **kwargs).read_text()
@@ -146,7 +148,7 @@ def test_a_killed_run_resumes_its_trial_at_once_when_run_again(
     # The study file's heartbeat defaults (a 120 s grace): only knowing that the killed process
     # is gone lets the second run resume the trial at once.
     path = write_study(
-        tmp_path, image_folder, trials=1, epochs=3, pruner='kind = "none"',
+        tmp_path, image_folder, trials=1, epochs=3, pruner='kind = "none"', image_size=16,
         extra="\n[checkpoint]\nevery_epochs = 1\n",
     )  # fmt: skip
     path.write_text(path.read_text().replace("interval_seconds = 2\ngrace_seconds = 8\n", ""))
