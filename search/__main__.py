@@ -1,5 +1,5 @@
 import sys
 
-from search.cli import command
+from search.cli import main
 
-sys.exit(command())
+sys.exit(main())

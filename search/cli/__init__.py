@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import gc
 import os
 import sys
 import warnings
@@ -183,16 +182,6 @@ def main(argv: list[str] | None = None) -> int:
         # error that library's clean-up raised on the write it cut short: the user asked to exit
         last_line(getattr(args, "log_format", None), "interrupted")
         return 130
-
-
-def command() -> int:
-    """`hpsearch` as a process of its own (the console script, `python -m search`): `main`, then
-    out without the garbage collector's last passes over every object torch and Optuna made as they
-    were imported, which held the shell's prompt back a second or two (2 s of CPU on a 2-core VM,
-    2026-12-07; 0.5 s frozen). Not in `main`: a notebook or a test calls it again and again."""
-    status = main()
-    gc.freeze()
-    return status
 
 
 def raised_by_an_interrupt(error: BaseException) -> bool:
