@@ -1,5 +1,5 @@
 import sys
 
-from search.cli import main
+from search.cli import command
 
-sys.exit(main())
+sys.exit(command())

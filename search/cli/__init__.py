@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import os
 import sys
 import warnings
@@ -153,13 +154,14 @@ def share_busy_cores() -> None:
 SIGPIPE_EXIT = 141
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     share_busy_cores()
     # Our progress line says what Optuna's log would.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     one_line_warnings()
     args = parse_command_line(argv)
+    args.own_process = own_process
     try:
         with flags_named(flag_of):  # the API's checks, named as this command's user typed them
             return args.handler(args)
@@ -182,6 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         # error that library's clean-up raised on the write it cut short: the user asked to exit
         last_line(getattr(args, "log_format", None), "interrupted")
         return 130
+
+
+def command() -> int:
+    """`hpsearch` as a process of its own (the console script, `python -m search`): `main`, with
+    what was imported frozen, this module's imports (Optuna, SQLAlchemy) now and the command's
+    once its handler is imported (search.cli.common.runs_from says why). Not so in `main` alone: a
+    notebook or a test calls it again and again, and what each call makes must stay collectable."""
+    gc.freeze()
+    return main(own_process=True)
 
 
 def raised_by_an_interrupt(error: BaseException) -> bool:
