@@ -40,11 +40,19 @@ LAZY_IMPORTS = {
 # ... and search.api in the package's __init__, whose __getattr__ (PEP 562) imports the module of
 # a name of the Python API when it is first used: `import search` runs before any `search.x`.
 # ... and what trains (torch, seconds to import) in the functions that start training, once the
-# study file and flags passed their checks: `hpsearch run typo.toml` is refused in a second.
+# study file and flags passed their checks: `hpsearch run typo.toml` is refused in a second; and
+# in those that train or score one configuration, once their settings and paths did.
 LAZY_IMPORTS_IN = {
     "trainer/model_names.py": {"torchvision"},
     "search/__init__.py": {"search.api"},
     "search/api/searching.py": {"search.launch", "search.run.joining", "trainer.device"},
+    "search/api/training.py": {
+        "search.results.evaluate",
+        "trainer.checkpoint",
+        "trainer.data",
+        "trainer.device",
+        "trainer.loop",
+    },
     "search/cli/searching/workers.py": {"search.run.worker"},
     "search/cli/cluster/slurm.py": {"search.launch.slurm", "search.run.joining"},
 }

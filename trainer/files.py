@@ -21,6 +21,17 @@ CHECKPOINT_NAME = "last.pt"
 WEIGHTS_NAME = "weights.pt"
 
 
+def check_weights_path(path: str | Path) -> Path:
+    """`path` as a Path, refused (ConfigError) when it is a folder or names no file: said before
+    torch is loaded to read it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"weights file {path} is a folder; name the {WEIGHTS_NAME} in it")
+    if not path.is_file():
+        raise ConfigError(f"weights file {path} does not exist")
+    return path
+
+
 def read_owner(path: str | Path) -> dict[str, Any] | None:
     """The `owner` a weights file records (None for one that records none); a file that is no
     weights file is a ConfigError naming it."""

@@ -16,7 +16,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
-from trainer.files import WEIGHTS_NAME, begins_as_saved, check_checksums
+from trainer.files import WEIGHTS_NAME, begins_as_saved, check_checksums, check_weights_path
 from trainer.model import DEFAULT_MODEL, build_model, check_model_name
 from trainer.sources import one_line
 
@@ -63,11 +63,7 @@ def weights_payload(
 def load_weights(path: str | Path) -> Weights:
     """Read a weights file; anything else (a checkpoint, another file, a damaged or hand-made
     one) is a ConfigError naming it and, where it has the keys, the field that is wrong."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"weights file {path} is a folder; name the {WEIGHTS_NAME} in it")
-    if not path.is_file():
-        raise ConfigError(f"weights file {path} does not exist")
+    path = check_weights_path(path)
     payload = _read_payload(path)
     if not isinstance(payload, dict):
         raise ConfigError(

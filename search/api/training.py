@@ -1,5 +1,9 @@
 """Training and scoring one configuration from Python, as `hpsearch train` and `evaluate` do: the
-command reads its flags and calls these."""
+command reads its flags and calls these.
+
+Importing this module loads no torch: `train` and `evaluate` check their settings, paths and data
+source first and import what trains and scores after, so a mistyped flag or path is refused in a
+fraction of a second, not after torch's import (3 s), as `hpsearch run` refuses."""
 
 from __future__ import annotations
 
@@ -12,25 +16,26 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-
-import torch
+from typing import TYPE_CHECKING, Any, TextIO
 
 from search.locations import RUNS_FOLDER
-from search.results.evaluate import Evaluation, evaluate_weights
+from search.results.evaluation import Evaluation
 from search.studyfile.train_file import PROVENANCE, RUN_DEFAULTS, RUN_SETTINGS, read_settings
 from trainer import TrainConfig
-from trainer.checkpoint import CheckpointPolicy
 from trainer.config import check_image_size_range
-from trainer.data import ImageData, load_image_data
-from trainer.device import resolve_device
-from trainer.epoch import EpochMetrics
 from trainer.errors import ConfigError, NoSpaceLeft
-from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME
+from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME, check_weights_path
 from trainer.listing import Listing
-from trainer.loop import TrainResult, refuse_other_classes, resumable_classes
-from trainer.loop import train as train_config
 from trainer.naming import named
+from trainer.source_names import check_data_source
+
+if TYPE_CHECKING:  # these load torch: imported where they run (see above)
+    import torch
+
+    from trainer.checkpoint import CheckpointPolicy
+    from trainer.data import ImageData
+    from trainer.epoch import EpochMetrics
+    from trainer.loop import TrainResult
 
 Settings = TrainConfig | Mapping[str, Any] | str | Path | None
 
@@ -112,6 +117,9 @@ def train(
             f"{named('resume')} needs {named('checkpoint_dir')}, the folder that holds the "
             "checkpoint"
         )
+    check_data_source(run["data"])
+    from trainer.device import resolve_device  # checks passed: what follows loads torch
+
     where = resolve_device(run["device"])
     policy = checkpoint_policy(run)  # a bad interval is refused before the data is decoded
     if not resume:
@@ -132,6 +140,10 @@ def _train(
     out: TextIO | None,
     on_epoch: Callable[[EpochMetrics], None] | None,
 ) -> TrainedRun:
+    from trainer.data import load_image_data
+    from trainer.loop import resumable_classes
+    from trainer.loop import train as train_config
+
     # A checkpoint of other settings is refused now, and one of other classes once the data's
     # folder is listed: both before anything is decoded
     classes = resumable_classes(chosen, policy) if resume else None
@@ -218,6 +230,8 @@ def _values(config: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
 def checkpoint_policy(run: Mapping[str, Any]) -> CheckpointPolicy:
     """Checkpoints and final weights always have a folder: the run's checkpoint_dir, else a new run
     folder under ./runs, so a finished run never drops its weights."""
+    from trainer.checkpoint import CheckpointPolicy
+
     every_seconds = run.get("checkpoint_every_seconds")
     # Every epoch unless only a time interval was asked for.
     every_epochs = run.get("checkpoint_every", None if every_seconds else 1)
@@ -245,6 +259,8 @@ def _refuse_earlier_run(folder: Path) -> None:
 
 
 def _same_classes(classes: tuple[str, ...], policy: CheckpointPolicy) -> Callable[[Listing], None]:
+    from trainer.loop import refuse_other_classes
+
     def check(listing: Listing) -> None:
         refuse_other_classes(classes, listing.classes, policy.path)
 
@@ -315,10 +331,15 @@ def evaluate(
     """Score a weights file (`TrainedRun.weights`, train's weights.pt, or export's
     NAME.weights.pt) on the val split of `data` (a folder, an archive, an Imagenette name), as
     `hpsearch evaluate`: top-1, top-5, the val loss, top-1 per class and the confusion matrix
-    (`format_evaluation` of search.results.evaluate prints them as the command does). The images
+    (`format_evaluation` of search.results.evaluation prints them as the command does). The images
     are resized to `image_size` (default: the weights' own, checked when they were trained)."""
     if image_size is not None:  # before the weights are read or an image decoded
         check_image_size_range(image_size, named("image_size"))
+    check_weights_path(weights)
+    if isinstance(data, (str, Path)):  # not ImageData, already loaded
+        check_data_source(data)
+    from search.results.evaluate import evaluate_weights
+
     return evaluate_weights(
         weights,
         data,

@@ -7,7 +7,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from search.results import output_file
-from search.results.evaluate import Evaluation
+from search.results.evaluation import Evaluation
 from search.results.figures import escaped
 
 

@@ -2,7 +2,8 @@
 
 Top-1 and the loss come from the trainer's own `evaluate`, so they match what training reported;
 a forward hook sees the same logits to count top-k hits and the confusion matrix, so the images
-pass through the network once. A notebook calls `evaluate_weights(path, data)`.
+pass through the network once. A notebook calls `evaluate_weights(path, data)`. What a score
+holds and how it is printed, without torch: search.results.evaluation.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from search.results.evaluation import Evaluation
 from trainer.augment import Batch, eval_batches
 from trainer.data import ImageData, load_val_data
 from trainer.device import resolve_device
@@ -23,32 +25,6 @@ from trainer.sources import class_names
 from trainer.weights import build_network, check_fits, load_weights
 
 TOP_K = 5
-
-
-class Evaluation(NamedTuple):
-    weights: str
-    model: str  # the network the weights file holds, rebuilt by name
-    data: str
-    classes: tuple[str, ...]  # the class folders, in label order
-    class_names: tuple[str, ...]  # what a person calls them: tench for n01440764
-    image_size: int
-    images: int
-    top1: float  # 0..1
-    top_k: int  # min(5, number of classes)
-    top5: float  # 0..1, correct class among the top_k
-    val_loss: float  # mean cross-entropy
-    # top-1 among each class's images; None for a class with none
-    per_class: dict[str, float | None]
-    # Row: true class, column: predicted class, in `classes` order
-    confusion: tuple[tuple[int, ...], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self._asdict(),
-            "classes": list(self.classes),
-            "class_names": list(self.class_names),
-            "confusion": [list(row) for row in self.confusion],
-        }
 
 
 class _Tally:
@@ -166,21 +142,3 @@ def evaluate_weights(
         per_class=per_class,
         confusion=tuple(tuple(row) for row in confusion.tolist()),
     )
-
-
-def format_evaluation(evaluation: Evaluation) -> str:
-    labels = [
-        name if name == folder else f"{name} ({folder})"
-        for name, folder in zip(evaluation.class_names, evaluation.classes)
-    ]
-    width = max(len(label) for label in labels)
-    lines = [
-        f"{evaluation.weights} ({evaluation.model}) on {evaluation.data} "
-        f"({evaluation.images} val images, {evaluation.image_size} px)",
-        f"top-1 {evaluation.top1:.2%}   top-{evaluation.top_k} {evaluation.top5:.2%}   "
-        f"val loss {evaluation.val_loss:.3f}",
-        "per class:",
-    ]
-    for label, accuracy in zip(labels, evaluation.per_class.values()):
-        lines.append(f"  {label:<{width}}  " + ("-" if accuracy is None else f"{accuracy:.2%}"))
-    return "\n".join(lines)

@@ -93,7 +93,8 @@ NO_SERVER = "postgresql+psycopg://root@127.0.0.1:1/studies"  # port 1: refused a
 def test_a_bad_request_is_refused_before_torch_loads(tmp_path):
     """`run` and `worker` load torch (seconds) only once the study file, the flags, the storage
     URL and the data path passed their checks, and `run` (which waits for no storage unless told
-    to) once the database server answered."""
+    to) once the database server answered; `train` once its settings and data path did, `evaluate`
+    once its weights and data paths did."""
     study_file = tmp_path / "study.toml"
     study_file.write_text('[study]\nname = "typo"\ntrails = 8\n', encoding="utf-8")
     commands = {
@@ -106,19 +107,28 @@ def test_a_bad_request_is_refused_before_torch_loads(tmp_path):
         "run on a server not there": ["run", "--study", "s", "--storage", NO_SERVER],
         "slurm --workers 0": ["slurm", "--study", "s", "--workers", "0"],
         "slurm --time of a format SLURM reads not": ["slurm", "--study", "s", "--time", "1h"],
+        "train, a setting out of range": ["train", "--lr", "-1"],
+        "train on a data folder not there": ["train", "--data", tmp_path / "typo"],
+        "evaluate, weights not there": ["evaluate", tmp_path / "typo.pt", "--data", tmp_path],
+        "evaluate, a folder for weights": ["evaluate", tmp_path, "--data", tmp_path],
+        "evaluate on a data folder not there": ["evaluate", study_file, "--data", tmp_path / "x"],
     }
     found = probe_each(commands)
     assert found == {name: {"status": 2, "loaded": []} for name in commands}
 
 
 def test_the_probe_sees_torch_where_a_command_trains(tmp_path):
-    # evaluate loads torch before it finds the weights file missing: the probe must say so
-    found = probe(["evaluate", tmp_path / "missing.pt", "--data", tmp_path, "--device", "cpu"])
+    # evaluate loads torch to read a weights file that is there, and then refuses what it holds:
+    # the probe must say so
+    weights = tmp_path / "weights.pt"
+    weights.write_text("not weights", encoding="utf-8")
+    found = probe(["evaluate", weights, "--data", tmp_path, "--device", "cpu"])
     assert found == [{"status": 2, "loaded": ["torch", "torchvision"]}]
 
 
 # Which OpenMP settings the environment held when torch was about to be imported, in a command
-# that loads it (evaluate): the process ends there, as the import would cost seconds to no purpose.
+# that loads it (evaluate, of a weights file that is there): the process ends there, as the
+# import would cost seconds to no purpose.
 SPIN_PROBE = """
 import json, os, sys
 from search.cli import main
@@ -133,7 +143,8 @@ class WatchTorch:
 
 
 sys.meta_path.insert(0, WatchTorch())
-status = main(["evaluate", "nothing.pt", "--data", "nowhere", "--device", "cpu"])
+open("weights.pt", "w").close()  # there, so that evaluate goes on to read it with torch
+status = main(["evaluate", "weights.pt", "--data", ".", "--device", "cpu"])
 print(json.dumps({"status": status, "torch not imported": True}), file=sys.stderr, flush=True)
 """
 

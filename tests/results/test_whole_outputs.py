@@ -21,7 +21,7 @@ import pytest
 from search.errors import ConfigError
 from search.results import output_file
 from search.results.confusion import write_confusion_page
-from search.results.evaluate import Evaluation
+from search.results.evaluation import Evaluation
 from search.serve.artifacts import REPORT_SUFFIX
 from search.serve.notes import attach_report
 from tests.helpers.cli import run_cli

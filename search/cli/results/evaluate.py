@@ -10,7 +10,7 @@ import sys
 from search.api import training
 from search.results import output_file
 from search.results.confusion import write_confusion_page
-from search.results.evaluate import format_evaluation
+from search.results.evaluation import format_evaluation
 from trainer.outputs import check_output_file
 
 
