@@ -117,6 +117,12 @@ def export_best(
     fmt = output_format(output, format)  # refused before the storage is opened
     if output is not None:  # and so are the paths it writes
         check_export_paths(output, fmt, named("path"))
+    if checkpoint_dir is not None and Path(checkpoint_dir).is_file():
+        # Read, not written: a file there would only be said to hold no trial's weights
+        raise ConfigError(
+            f"{named('checkpoint_dir')} {checkpoint_dir} is a file, not a folder; name the folder "
+            "the workers wrote their trials' checkpoints into"
+        )
     url = locations.storage_url(storage)
     study = open_study(name, storage=storage)
     # A reader who may not write the storage still gets the settings; only the study's note goes

@@ -602,6 +602,10 @@ FILE_ROWS: dict[str, Row] = {
     "export's weights file a folder": Row(
         "export --study s -o {files}/best2.toml --storage sqlite:///{existing}", "best2.weights.pt"
     ),
+    "export --checkpoint-dir a file": Row(
+        "export --study s -o best3.toml --checkpoint-dir {a_file} --storage sqlite:///{existing}",
+        "--checkpoint-dir",
+    ),
     "train --checkpoint-dir a file": Row(
         f"{TRAIN} --data {{data}} --checkpoint-dir {{a_file}}", "checkpoint folder"
     ),
