@@ -8,9 +8,9 @@ import errno
 import glob
 import hashlib
 import http.client
+import logging
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from trainer.archives import EXTRACTION_ERRORS, extract, remove_abandoned_stagin
 from trainer.errors import DataError, os_error_in_chain
 from trainer.naming import given
 from trainer.source_names import EXPECTED_LAYOUT, IMAGENETTE, check_data_source, is_archive
+
+logger = logging.getLogger("trainer.sources")
 
 # How many folders deep in an extracted archive its train/ and val/ are looked for
 ARCHIVE_DEPTH = 3
@@ -122,11 +124,12 @@ def _extract_once(archive: Path, root: Path, progress: bool) -> Path:
             f"expected {EXPECTED_LAYOUT} inside one folder"
         )
     if extracted:
-        # Said once, here: later runs, logs and reports name the extracted folder, not the archive
-        print(
+        # Said once, here: later runs, logs and reports name the extracted folder, not the archive.
+        # A warning of trainer's logger, for the disk it takes: one line on a terminal, and a
+        # record like the others in a worker's JSON or text log (a printed line broke a JSON one)
+        logger.warning(
             f"extracted {archive} into {target}: later runs read it from there (delete it to "
-            f"free the space; HPSEARCH_DATA_ROOT moves it){_earlier_versions(archive, target)}",
-            file=sys.stderr,
+            f"free the space; HPSEARCH_DATA_ROOT moves it){_earlier_versions(archive, target)}"
         )
     return holding[0]
 

@@ -1,5 +1,6 @@
-"""Python's own warnings (warnings.warn, as the trainer warns of an image or a cache it rebuilds)
-in a JSON log are records like its other lines, never a plain line that breaks a log collector;
+"""Python's own warnings (warnings.warn, as the trainer warns of an image or a cache it rebuilds),
+and what the trainer's logger says, in a JSON log are records like its other lines, never a plain
+line that breaks a log collector;
 in a text log, and once a later log of another format is asked for, they stay one plain line."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
 
 import pytest
@@ -81,3 +83,21 @@ def test_a_worker_warning_of_a_damaged_image_cache_keeps_its_json_log_parsing(
     [warning] = [record for record in records if record["event"] == "warning"]
     assert warning["message"].startswith(f"image cache {cache} could not be read")
     assert records[-1]["event"] == "worker_ended"
+
+
+def test_an_archive_extracted_for_a_json_log_s_search_is_said_in_a_record(
+    tmp_path, image_folder, cache_dir, capsys, one_torch_thread
+):
+    """The first run on a .tar.gz says where it extracted it, for the disk that takes: in a JSON
+    log as a record, where a printed line broke the log (every line must parse)."""
+    archive = tmp_path / "images.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(image_folder, arcname="images")
+    path = write_study(tmp_path, archive, trials=1, epochs=1, image_size=16)
+    run = ["run", str(path), "--storage", f"sqlite:///{tmp_path / 'studies.db'}"]
+    assert (
+        main([*run, "--device", "cpu", "--cache-dir", str(cache_dir), "--log-format", "json"]) == 0
+    )
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    [said] = [record for record in records if record.get("logger") == "trainer.sources"]
+    assert said["event"] == "warning" and said["message"].startswith(f"extracted {archive} into")

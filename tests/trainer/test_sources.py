@@ -95,30 +95,31 @@ def source(request, tmp_path, monkeypatch) -> Source:
 # --- an archive of the user's ---------------------------------------------------------------------
 
 
-def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monkeypatch, capsys):
+def test_a_tar_gz_archive_is_extracted_once_and_loads(tmp_path, cache_dir, monkeypatch, caplog):
     archive = make_archive(tmp_path / "tiny.tar.gz", top="tiny", classes=2)
     root = tmp_path / "root"
     data = load_image_data(archive, 32, cache_dir=cache_dir, data_root=root, progress=False)
     [extracted] = root.iterdir()  # no staging folder left behind
     assert extracted.name.startswith("tiny-") and data.source == str(extracted / "tiny")
     assert (len(data.train), len(data.val), data.classes) == (8, 4, ("class_0", "class_1"))
-    assert f"extracted {archive} into {extracted}" in capsys.readouterr().err, "said once"
+    assert f"extracted {archive} into {extracted}" in caplog.text, "said once"
+    caplog.clear()
     monkeypatch.setattr(trainer.data, "_LOADED", {})
     monkeypatch.setattr(
         tarfile, "open", lambda *args, **kwargs: pytest.fail("extracted the archive twice")
     )
     assert resolve(archive, root) == extracted / "tiny"
-    assert "extracted" not in capsys.readouterr().err
+    assert "extracted" not in caplog.text
 
 
-def test_archives_of_one_name_in_two_folders_are_each_read(tmp_path, capsys):
+def test_archives_of_one_name_in_two_folders_are_each_read(tmp_path, caplog):
     first = make_archive(tmp_path / "a" / "data.tar.gz", top="data", classes=2)
     second = make_archive(tmp_path / "b" / "data.tar.gz", top="data", classes=3)
     root = tmp_path / "root"
     assert contents(resolve(first, root))[0] == ("class_0", "class_1")
     assert contents(resolve(second, root))[0] == CLASSES
     assert contents(resolve(first, root))[0] == ("class_0", "class_1")
-    said = capsys.readouterr().err.strip().split("\n")
+    said = caplog.messages
     assert len(said) == 2 and "also holds data-" in said[1], "the other extraction is named"
 
 
