@@ -342,13 +342,28 @@ def _why_missing(study: optuna.Study, trial: FrozenTrial, checkpoint_root: Path)
         return [
             f"trial {trial.number}'s weights are missing: they were never written ({not_saved})"
         ]
-    if trial.user_attrs.get(attrs.WEIGHTS):
-        return [
-            f"trial {trial.number}'s weights are not in "
-            f"{trial_files.study_folder(checkpoint_root, study)} (pass "
-            f"{named('checkpoint_dir')} if the workers wrote them elsewhere)"
-        ]
+    written = trial.user_attrs.get(attrs.WEIGHTS)
+    if written:
+        folder = trial_files.study_folder(checkpoint_root, study)
+        return [f"trial {trial.number}'s weights are not in {folder}{_written_to(written, folder)}"]
     return []
+
+
+def _written_to(written: object, folder: Path) -> str:
+    """Where the trial's worker said it wrote the weights, and the --checkpoint-dir that finds
+    them there: read from the storage, so only ever shown (quoted), never opened."""
+    flag = named("checkpoint_dir")
+    if not isinstance(written, str):
+        return f" (pass {flag} if the workers wrote them elsewhere)"
+    path = Path(written)
+    # ROOT/STUDY-ID/trial-N/weights.pt: ROOT is the folder to pass, where the shape is ours
+    root = path.parents[2] if len(path.parents) > 2 else None
+    ours = root is not None and path.parent.parent.name == folder.name
+    return f"; its worker wrote them to {written!r}" + (
+        f": pass {flag} {shlex.quote(str(root))} if that folder is here"
+        if ours
+        else f": pass {flag} with the folder that holds {folder.name} there"
+    )
 
 
 def _owner_of(weights: Path) -> dict[str, Any] | None:

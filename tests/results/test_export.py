@@ -167,6 +167,21 @@ def test_bad_requests_are_one_line_errors(
     assert not list(tmp_path.iterdir())
 
 
+def test_weights_looked_for_elsewhere_are_said_where_their_worker_wrote_them(
+    small_search, tmp_path, capsys
+):
+    """An export that looks in another folder (the --checkpoint-dir of a SLURM search left out)
+    names where the trial's worker wrote the weights and the flag that finds them there."""
+    path = tmp_path / "best.toml"
+    err = export_to(capsys, small_search.url, small_search.study, path, tmp_path / "elsewhere")
+    root = small_search.images.parent / "checkpoints"
+    [line] = [line for line in err.splitlines() if "weights are not in" in line]
+    assert f"its worker wrote them to '{root}/" in line
+    assert f"pass --checkpoint-dir {root} if that folder is here" in line
+    export_to(capsys, small_search.url, small_search.study, path, root)
+    assert path.with_name("best.weights.pt").is_file()
+
+
 def export_to(capsys, url: str, study: str, path, checkpoints) -> str:
     status, _, err = run_cli(
         capsys,
