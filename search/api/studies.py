@@ -24,6 +24,7 @@ from search.study.storage import open_storage
 from search.study.writable import NOTE_TABLES, refused_write
 from search.url_secrets import masked
 from trainer.naming import named
+from trainer.outputs import check_output_file
 
 
 def open_study(name: str, *, storage: str | None = None) -> optuna.Study:
@@ -114,6 +115,8 @@ def export_best(
     if top < 1:
         raise ConfigError(f"{named('top')} must be at least 1, but got {top}")
     output = Path(path) if path is not None else None
+    if output is not None and output.is_dir():  # said as the folder it is: its name tells no format
+        check_output_file(output, named("path"), f"best.{format or 'toml'}")
     fmt = output_format(output, format)  # refused before the storage is opened
     if output is not None:  # and so are the paths it writes
         check_export_paths(output, fmt, named("path"))

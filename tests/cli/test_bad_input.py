@@ -599,6 +599,9 @@ FILE_ROWS: dict[str, Row] = {
     "export -o a folder": Row(
         "export --study s -o {files}/best.toml --storage sqlite:///{existing}", "best.toml is a"
     ),
+    "export -o a folder of no format's name": Row(
+        "export --study s -o {files} --format toml --storage sqlite:///{existing}", "is a folder"
+    ),
     "export's weights file a folder": Row(
         "export --study s -o {files}/best2.toml --storage sqlite:///{existing}", "best2.weights.pt"
     ),
