@@ -63,6 +63,8 @@ REOPEN_PAUSE_SECONDS = 1.0  # between tries to open a storage whose server went 
 # How long a storage is opened again while its server answers but connections to it are lost
 LOST_CONNECTION_SECONDS = 60.0
 EXAMPLES = "e.g. sqlite:///hpsearch.db or postgresql+psycopg://user@host:5432/dbname"
+# How a storage that is not there comes to be: `run --study NAME` alone never makes one
+MADE_BY = "a storage is made by `hpsearch run` or `slurm` of a study file"
 AMBIGUOUS = (
     "ambiguous: percent-encode an @ in its password or in a query value as %40 (and a ? in its "
     "password as %3F)"
@@ -156,7 +158,7 @@ def require_existing_storage(url: str) -> sqlalchemy.URL:
     if not database.is_file():
         raise StorageMissing(
             f"SQLite storage {database} does not exist (from {masked(url)!r}); check the path "
-            f"or {named('storage')}: a storage is made by `hpsearch run` or `slurm`"
+            f"or {named('storage')}: {MADE_BY}"
         )
     return parsed
 
@@ -347,7 +349,7 @@ def _require_tables(parsed: sqlalchemy.URL, engine_kwargs: dict, url: str) -> No
         )
         raise StorageMissing(
             f"storage {masked(url)} holds no studies (no Optuna tables{cut if empty else ''}); "
-            f"check {named('storage')}: a storage is made by `hpsearch run` or `slurm`"
+            f"check {named('storage')}: {MADE_BY}"
         )
 
 
