@@ -136,8 +136,8 @@ def format_status(rows: list[dict[str, Any]]) -> str:
 def _running_line(study: str, running: dict[str, Any]) -> str:
     worker = running["worker"] if isinstance(running["worker"], dict) else {}
     return (
-        f"running in {study}: trial {running['trial']}, epoch {running['epochs_done']}"
-        f"/{running['epochs'] or '?'}, {describe(worker)}, "
+        f"running in {study}: trial {running['trial']}, {running['epochs_done']}"
+        f"/{running['epochs'] or '?'} epochs done, {describe(worker)}, "
         f"last heartbeat {running['heartbeat_age_seconds']:.0f} s ago"
         + (f"; {running['dead']}: the next worker resumes it" if running["dead"] else "")
     )

@@ -132,7 +132,7 @@ def test_status_shows_who_runs_a_trial_and_when_it_last_beat(tmp_path, image_fol
     [row] = study_status(open_storage(url), NAME)
     [running] = row["running_trials"]
     assert running["epochs_done"] == 1 and running["heartbeat_age_seconds"] < 5
-    assert f"trial 0, epoch 1/3, pid {os.getpid()} on " in format_status([row])
+    assert f"trial 0, 1/3 epochs done, pid {os.getpid()} on " in format_status([row])
     assert "(slurm_job 812)" in format_status([row])
     assert running["dead"] is None and "resumes it" not in format_status([row])
 
