@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 
-from search import locations
+from search import attrs, locations
 from search.errors import StorageMissing
 from search.run.options import WorkerOptions
 from search.run.request import Request, StoredStudy, requested_name
@@ -105,11 +105,13 @@ def join(
     elif create and isinstance(request, StudyConfig):
         _say_if_budget_differs(request, study)
     # Said once, by whoever starts the search or sets its budget, of the budget stored: not on
-    # every resume, nor by a run that then finds nothing left to run
+    # every resume, nor by a run that then finds nothing left to run (a --trials below the
+    # trials spent draws none)
     if create and (new or trials is not None):
         stored = budget(study, config.study.trials)
-        for idle in filter(None, (config.idle_sampler(stored), config.idle_pruner(stored))):
-            logger.warning(idle)
+        if new or attrs.budget_spent(study.get_trials(deepcopy=False)) < stored:
+            for idle in filter(None, (config.idle_sampler(stored), config.idle_pruner(stored))):
+                logger.warning(idle)
     return Joined(config, storage, with_sampler(study, config), data, checkpoints)
 
 

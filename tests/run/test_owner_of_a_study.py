@@ -24,7 +24,7 @@ def created(tmp_path, image_folder, cache_dir, capsys, monkeypatch, one_torch_th
     --create-only`; returns the file, the storage URL and the flags every run here takes."""
     monkeypatch.delenv(STORAGE_ENV, raising=False)
     url = f"sqlite:///{tmp_path / 'own.db'}"
-    path = write_study(tmp_path, image_folder, trials=2, epochs=2)
+    path = write_study(tmp_path, image_folder, trials=2, epochs=2, sampler='kind = "tpe"')
     path.write_text(path.read_text().replace("seed = 7", f'seed = 7\nstorage = "{url}"', 1))
     flags = ["--cache-dir", cache_dir, "--device", "cpu", "--no-progress", "--create-only"]
     status, _, err = run_cli(capsys, "run", path, *flags)
@@ -77,9 +77,12 @@ def test_a_budget_below_the_trials_spent_says_trials_is_the_whole_budget(created
         f"--trials 2 sets the whole budget of study '{NAME}', not trials to add: it has spent 3 "
         "trials already, so no new trial starts; for 2 more, give --trials 5"
     ) in caplog.text
+    # A sampler that models nothing within a budget of 2 draws no trial either: nothing said of it
+    assert "will draw every trial at random" not in caplog.text
     caplog.clear()
     status, _, err = run_cli(capsys, "run", "--study", NAME, "--trials", "5", *storage, *flags)
     assert status == 0 and "whole budget" not in caplog.text
+    assert "will draw every trial at random" in caplog.text  # TPE's 10 startup trials: all 5
 
 
 def test_a_study_name_given_where_a_file_or_flag_goes_is_told_to_use_study(
