@@ -194,6 +194,11 @@ def _sqlite_refusal(engine: sqlalchemy.Engine, path: Path) -> str | None:
     except sqlite3.OperationalError as error:
         if not is_read_only(error):
             raise
+        if engine.url.query.get("mode") == "ro":  # the URL's own choice: no permission to change
+            return (
+                f"SQLite file {path} is opened read-only by its URL (mode=ro): leave mode=ro out "
+                "of the URL for a command that writes"
+            )
         return (
             f"SQLite file {path} is read-only for this process ({error}): make the file and its "
             "folder writable for this user, or work on a copy"

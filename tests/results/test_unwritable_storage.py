@@ -459,6 +459,25 @@ def test_a_read_only_sqlite_file_is_read_reported_and_refused_to_workers(
     assert listing(tmp_path) == files | {"r.html"}  # no artifacts/ beside the file, nor here
 
 
+def test_a_sqlite_file_its_url_opens_read_only_is_told_to_leave_mode_ro_out(
+    small_search, tmp_path, capsys
+):
+    """SQLite's URI parameter mode=ro refuses writes as a read-only file does; the file itself is
+    writable, so the fix is the URL's, not the file's permissions."""
+    path = tmp_path / "studies.db"
+    optuna.copy_study(
+        from_study_name=small_search.study,
+        from_storage=small_search.url,
+        to_storage=f"sqlite:///{path}",
+    )
+    url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    worker = ["worker", "--study", small_search.study, "--device", "cpu", "--storage", url]
+    status, _, err = run_cli(capsys, *worker)
+    assert status == 2, err
+    [line] = err.strip().splitlines()
+    assert "opened read-only by its URL (mode=ro): leave mode=ro out" in line
+
+
 def test_the_tables_asked_about_are_the_tables_optuna_makes(tmp_path):
     """optuna_tables reads Optuna's private models: a release that renamed or added a table would
     leave a privilege unasked."""
