@@ -38,8 +38,10 @@ from trainer.errors import ForeignCheckpoint, NoSpaceLeft
 from trainer.files import CHECKPOINT_NAME, WEIGHTS_NAME
 from trainer.loop import run_alone, training
 
-# The pruner compares a trial with those that finished; what it read this long ago serves it
+# The median pruner compares a trial with those that finished; what it read this long ago serves it
 # again, where a read at every epoch of every worker would ask the database for every running trial.
+# Not asha's: it ranks a trial with every trial at its rung, and a fused group's trials report
+# theirs one after another in the same instant (with a read from before them, each ranked alone).
 PRUNER_READ_LAG_SECONDS = 5.0
 # Failures that end a trial, not its worker: the trial is FAIL with the reason and is not retried,
 # the worker goes on. Its hyperparameters (divergence, out of memory) or a checkpoint in its folder
@@ -213,11 +215,12 @@ def report_epoch(trial: optuna.Trial, epoch: int, val_top1: float, *, last: int)
     trial.report(val_top1, epoch)
     if epoch >= last:
         return
-    with lagging_reads(trial.study, PRUNER_READ_LAG_SECONDS):
+    asha = pauses(trial.study.pruner)
+    with lagging_reads(trial.study, 0.0 if asha else PRUNER_READ_LAG_SECONDS):
         prune = trial.should_prune()
     if not prune:
         return
-    if pauses(trial.study.pruner):  # asha: stop at the rung, checkpoint kept
+    if asha:  # stop at the rung, checkpoint kept
         raise PauseAfterEpoch(epoch, f"paused at epoch {epoch} at val top-1 {val_top1:.2%}")
     raise optuna.TrialPruned(f"pruned after epoch {epoch} at val top-1 {val_top1:.2%}")
 

@@ -72,7 +72,7 @@ class AshaPruner(optuna.pruners.BasePruner):
         if rung not in self.rungs:
             return False
         values = rung_values(study.get_trials(deepcopy=False), rung)
-        # Its own value as just reported: the study's read may predate it (pruner reads may lag)
+        # Its own value as just reported, should the study's read predate it (a cache that lags)
         values.setdefault(first_attempt(trial), trial.intermediate_values[rung])
         return not in_top(values, first_attempt(trial), len(values), self.reduction_factor)
 
