@@ -12,14 +12,20 @@ behind the proxy is failed and retried as it is on a direct connection.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import optuna
+from optuna.storages import RDBStorage
 
 from search.errors import StorageMissing
 from search.serve.dashboard import bracketed, check_port_free, warn_if_exposed
-from search.study.optuna_compat import cached_storage
+from search.study.optuna_compat import cached_storage, database_behind, grpc_proxy_server
 from search.study.resilience import first_line
 from search.study.storage import GRPC_DEFAULT_PORT, open_storage
 from search.study.writable import check_may_create, check_writable
@@ -28,6 +34,7 @@ from search.url_secrets import masked
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = GRPC_DEFAULT_PORT  # Optuna's default for GrpcStorageProxy
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # every interface of this machine
+STOP_GRACE_SECONDS = 5  # for the workers' calls in hand when the proxy is stopped
 
 
 def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
@@ -46,11 +53,40 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
     failed_calls = logging.getLogger("grpc._server")  # where gRPC logs a call that raised
     said = FailedCallLines()
     failed_calls.addHandler(said)
+    # gRPC reads the address as `host:port`: an IPv6 one unbracketed failed with a traceback
+    server = grpc_proxy_server(storage, bracketed(host), port)
     try:
-        # gRPC reads the address as `host:port`: an IPv6 one unbracketed failed with a traceback
-        optuna.storages.run_grpc_proxy_server(storage, host=bracketed(host), port=port)
+        with _terminated_as_interrupted():
+            server.start()
+            server.wait_for_termination()
+    except KeyboardInterrupt:
+        print("grpc-proxy stopped", file=sys.stderr, flush=True)
     finally:
+        # Calls in hand end, none starts; then no connection is open to the storage, and SQLite
+        # removes its -wal and -shm files
+        server.stop(grace=STOP_GRACE_SECONDS).wait()
         failed_calls.removeHandler(said)
+        backend = database_behind(storage)
+        if isinstance(backend, RDBStorage):
+            backend.engine.dispose()
+
+
+@contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (`docker compose stop`, Kubernetes, `kill`) stops the proxy as Ctrl-C does: it had
+    killed it, its storage's connections left open. Only the main thread is given signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 class FailedCallLines(logging.Handler):

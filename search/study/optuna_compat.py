@@ -16,13 +16,13 @@ What we need that Optuna keeps private:
 - a subclass of Optuna's cache of finished trials whose reads may lag (`LaggingCache`), and
   which writes a parameter of a trial it has not read;
 - a few statements of `RDBStorage` run in one transaction of ours (several user attributes at
-  once, an intermediate value committed asynchronously, a state change and a trial's creation
-  that a retry recognises: Optuna's cache creates trials through the private `_create_new_trial`,
-  which `TrialsCreatedOnce` replaces), and
-  the list of its methods, each a transaction, that `search.study.resilience` wraps to wait out an
+  once, a state change and a trial's creation that a retry recognises: Optuna's cache creates
+  trials through the private `_create_new_trial`, which `TrialsCreatedOnce` replaces), and the
+  list of its methods, each a transaction, that `search.study.resilience` wraps to wait out an
   outage;
 - the names of its tables, whose write privileges a role must hold (search.study.writable);
-- a new channel for the gRPC proxy's client (`new_channel`), after an outage.
+- a new channel for the gRPC proxy's client (`new_channel`), after an outage, and the proxy's
+  server as an object stopped before its storage is closed (`grpc_proxy_server`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ import sqlalchemy.orm
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
+
+# The proxy's server, not started: run_grpc_proxy_server (public) gives no handle to stop it by
+from optuna.storages._grpc.server import make_server as grpc_proxy_server  # noqa: F401
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.study import StudyDirection

@@ -28,6 +28,7 @@ from search.study.optuna_compat import (
     cached_storage,
     claim,
     end_claimed,
+    grpc_proxy_server,
     lagging_reads,
     new_trial,
     storage_transactions,
@@ -71,9 +72,6 @@ def test_the_private_names_exist_with_the_shapes_we_use(study):
     assert parameters(RDBStorage._set_trial_attr_without_commit) == [
         *("self", "session", "model_cls", "trial_id", "key", "value")
     ]
-    assert parameters(RDBStorage._set_trial_intermediate_value_without_commit) == [
-        *("self", "session", "trial_id", "step", "intermediate_value")
-    ]
     assert parameters(RDBStorage._set_trial_value_without_commit) == [
         *("self", "session", "trial", "objective", "value")
     ]
@@ -88,6 +86,7 @@ def test_the_private_names_exist_with_the_shapes_we_use(study):
     ]
     assert parameters(RDBStorage._create_new_trial) == ["self", "study_id", "template_trial"]
     assert parameters(optuna.storages.GrpcStorageProxy._setup) == ["self"]  # new_channel
+    assert parameters(grpc_proxy_server)[:3] == ["storage", "host", "port"]
     assert isinstance(study._storage._trial_id_to_study_id_and_number, dict)  # LaggingCache
     assert hasattr(study._storage._lock, "acquire")
 
