@@ -47,9 +47,9 @@ def serve(
     """Serve the dashboard until interrupted; `access_log` prints a line per request."""
     artifact_dir = artifact_dir or locations.artifact_dir(url)
     check_served_folder(artifact_dir)  # before the storage is opened, as every path is checked
+    check_port_free(host, port)  # and the port: a busy one is told at once, not after a wait
     # A wrong URL fails here with our message, not in a request later; serving creates nothing
     storage = open_storage(url, create=False)
-    check_port_free(host, port)  # before the artifact folder is made
     store = artifact_store(artifact_dir)  # made before the line that says where it serves
     warn_if_exposed(host, "optuna-dashboard has no login: anyone who reaches it can delete studies")
     warn_of_unserved_artifacts(storage, store)
@@ -81,9 +81,10 @@ def warn_of_unserved_artifacts(storage: BaseStorage, store: ArtifactFolder) -> N
     if lacking:
         studies = ", ".join(f"{count} of study {name!r}" for name, count in lacking.items())
         print(
-            f"hpsearch: warning: artifact folder {store.folder} lacks files attached to studies "
-            f"({studies}): the dashboard answers their links with an error. Serve the folder "
-            f"`hpsearch report` copied them into: --artifacts DIR or ${locations.ARTIFACTS_ENV}",
+            f"hpsearch: warning: artifact folder {store.folder.absolute()} lacks files attached "
+            f"to studies ({studies}): the dashboard answers their links with an error. Serve the "
+            f"folder `hpsearch report` copied them into: --artifacts DIR or "
+            f"${locations.ARTIFACTS_ENV}",
             file=sys.stderr,
             flush=True,
         )

@@ -4,6 +4,7 @@ carries for the dashboard."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,12 +110,23 @@ def test_the_default_binding_prints_no_warning(served, capsys, tmp_path, monkeyp
 
 
 def test_an_unreachable_database_is_one_masked_error_line(capsys):
-    code = main(
-        ["dashboard", "--storage", "postgresql+psycopg://team:hunter2@127.0.0.1:1/hpsearch"]
-    )
+    url = "postgresql+psycopg://team:hunter2@127.0.0.1:1/hpsearch"
+    code = main(["dashboard", "--storage", url, "--port", str(free_port())])
     err = capsys.readouterr().err
     assert code == 2 and "cannot reach storage" in err and "team:***@127.0.0.1:1" in err
     assert "hunter2" not in err
+
+
+def test_a_busy_port_is_told_before_the_storage_is_reached(capsys):
+    """Told at once, not after the storage's error is mended (or after waiting on its server)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = "postgresql+psycopg://team@127.0.0.1:1/hpsearch"
+        code = main(["dashboard", "--storage", url, "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use by another program" in err and "storage" not in err
 
 
 def test_a_report_is_served_by_the_dashboard_and_a_refresh_replaces_it(study, tmp_path):

@@ -12,12 +12,12 @@ from tests.helpers import ROOT
 from tests.helpers.dashboard import INTERRUPTIBLE_HPSEARCH, free_port, make_study
 
 
-def dashboard_output(url: str, artifacts) -> tuple[str, str]:
+def dashboard_output(url: str, artifacts, cwd=ROOT) -> tuple[str, str]:
     """What `hpsearch dashboard` says on its two streams from its start to a Ctrl-C."""
     server = subprocess.Popen(
         [*INTERRUPTIBLE_HPSEARCH, "dashboard", "--storage", url]
         + ["--artifacts", str(artifacts), "--port", str(free_port())],
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -37,9 +37,10 @@ def test_a_dashboard_on_another_artifact_folder_says_the_reports_are_not_there(t
     report.write_text("<p>plots</p>")
     attach_report(study, report, tmp_path / "written-here")
 
-    _, err = dashboard_output(url, tmp_path / "served-here")
+    _, err = dashboard_output(url, "served-here", cwd=tmp_path)
 
     [warning] = [line for line in err.splitlines() if "warning" in line]
+    # In full, as the line it starts with says it: "served-here" alone names no folder
     assert warning.startswith(f"hpsearch: warning: artifact folder {tmp_path / 'served-here'} ")
     assert "1 of study 'lr-search'" in warning and "--artifacts" in warning
 

@@ -6,12 +6,10 @@ import argparse
 
 from search import locations
 from search.serve import dashboard
-from search.study.storage import require_existing_storage
 
 
 def serve_dashboard(args: argparse.Namespace) -> int:
     url = locations.storage_url(args.storage)
-    require_existing_storage(url)  # a mistyped SQLite path is refused, not served empty
     dashboard.serve(
         url,
         host=args.host,
