@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 
-from search import attrs, locations
+from search import locations
 from search.errors import StorageMissing
 from search.run.options import WorkerOptions
 from search.run.request import Request, StoredStudy, requested_name
@@ -100,8 +100,9 @@ def join(
     storage = storage or open_storage(options.storage_url, create=True)  # a new one, only now
     new = study is None
     study = created_or_checked(config, storage, study, data_fingerprint)
+    spent = 0  # by a study this process just made
     if trials is not None:
-        set_budget(study, trials)
+        spent = set_budget(study, trials)
     elif create and isinstance(request, StudyConfig):
         _say_if_budget_differs(request, study)
     # Said once, by whoever starts the search or sets its budget, of the budget stored: not on
@@ -109,7 +110,7 @@ def join(
     # trials spent draws none)
     if create and (new or trials is not None):
         stored = budget(study, config.study.trials)
-        if new or attrs.budget_spent(study.get_trials(deepcopy=False)) < stored:
+        if spent < stored:
             for idle in filter(None, (config.idle_sampler(stored), config.idle_pruner(stored))):
                 logger.warning(idle)
     return Joined(config, storage, with_sampler(study, config), data, checkpoints)

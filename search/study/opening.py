@@ -51,10 +51,11 @@ CREATION_GRACE_SECONDS = 2.0
 FINISHED_LATE = uuid.UUID("6f3c1f0e-4d7b-4a8e-9f51-2b7d8c0e6a13")
 
 
-def set_budget(study: optuna.Study, trials: int) -> None:
+def set_budget(study: optuna.Study, trials: int) -> int:
     """`run --trials N` on an existing study: every worker sees the new budget before its next
     trial. A budget below the trials already spent starts nothing, which a user who read
-    `--trials 3` as "3 more" would otherwise learn only from a run that ends at once."""
+    `--trials 3` as "3 more" would otherwise learn only from a run that ends at once. Returns the
+    trials spent."""
     study.set_user_attr(attrs.BUDGET, trials)
     spent = attrs.budget_spent(study.get_trials(deepcopy=False))
     if trials < spent:
@@ -63,6 +64,7 @@ def set_budget(study: optuna.Study, trials: int) -> None:
             f"not trials to add: it has spent {spent} trials already, so no new trial starts; "
             f"for {trials} more, give {given('trials', spent + trials)}"
         )
+    return spent
 
 
 def open_study(
